@@ -1,0 +1,1 @@
+//! The `mover` subcommands.

@@ -1,0 +1,1 @@
+//! The file system side: scanning what to send, confining where to write, committing verified files.

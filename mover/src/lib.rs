@@ -1,0 +1,21 @@
+//! mover: a bulk data mover over rate-paced UDP with NAK retransmission.
+//!
+//! The crate is split the way the data flows:
+//! - [`wire`]: packet and control-message formats (parse/emit, no I/O);
+//! - [`proto`]: the sans-IO sender and receiver state machines (datagrams, control messages and `now` in;
+//!   datagrams, control messages and the next deadline out);
+//! - [`sim`]: a deterministic network simulator that drives the state machines in virtual time;
+//! - [`files`]: the file system side (scanning sources, confined destination paths, verified commits);
+//! - [`net`]: sockets (batched UDP, the TCP control channel);
+//! - [`cmd`]: the `mover` subcommands that wire the pieces together.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod cmd;
+pub mod files;
+pub mod net;
+pub mod proto;
+pub mod rate;
+pub mod sim;
+pub mod time;
+pub mod wire;

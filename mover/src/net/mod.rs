@@ -1,0 +1,1 @@
+//! Sockets: batched UDP for data, TCP for the control channel.

@@ -1,0 +1,36 @@
+//! The sans-IO protocol core: sender and receiver state machines.
+//!
+//! Neither touches a socket, a file or a clock. Inputs are datagrams, control messages and `now`; outputs
+//! are datagrams, control messages and the next deadline. File bytes come in through [`BlockSource`] (sender)
+//! and go out through [`BlockStore`] (receiver), which the simulator implements in memory and the `mover`
+//! binary implements over real files. The wire formats are in [`crate::wire`] and `docs/PROTOCOL.md`.
+
+use std::io;
+
+/// Where the sender gets the bytes of a block.
+///
+/// The sender asks for each block when it is about to send it (first transmission or retransmission), so
+/// an implementation needs no buffering of its own; a pipelined reader may prefetch, since first
+/// transmissions are requested in (file, offset) order.
+pub trait BlockSource {
+    /// Fills `buf` with the bytes of file `file_id` at `offset`; `buf.len()` is the block length, and the
+    /// whole block lies inside the file as announced in the manifest. A file that shrank or vanished is an
+    /// error, reported to the user.
+    fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// Where the receiver puts the bytes of a block, and how a verified file becomes visible.
+///
+/// File ids index the session's regular files in manifest order. A store must never make a file visible
+/// under its final name before [`BlockStore::commit`].
+pub trait BlockStore {
+    /// Writes one block at `offset` of file `file_id` (into a temporary, not-yet-visible file).
+    fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Reads back bytes already written, to finish the whole-file hash.
+    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// The file is complete and its whole-file hash matched: move it into place under its final name with
+    /// its permissions and modification time.
+    fn commit(&mut self, file_id: u32) -> io::Result<()>;
+    /// The file failed verification and will be sent again from the start: discard what was written.
+    fn reset(&mut self, file_id: u32) -> io::Result<()>;
+}

@@ -1,0 +1,1 @@
+//! A deterministic network simulator for the sans-IO core.
