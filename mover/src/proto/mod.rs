@@ -33,4 +33,23 @@ pub trait BlockStore {
     fn commit(&mut self, file_id: u32) -> io::Result<()>;
     /// The file failed verification and will be sent again from the start: discard what was written.
     fn reset(&mut self, file_id: u32) -> io::Result<()>;
+    /// Every file is committed: apply what must come last (directory modes and modification times).
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
+
+pub mod config;
+pub mod losslist;
+pub mod pacer;
+pub mod plan;
+pub mod receiver;
+pub mod rtt;
+pub mod sender;
+pub mod seqbits;
+pub mod session;
+
+pub use config::Config;
+pub use receiver::{Delivery, FileReady, Receiver, ReceiverState, ReceiverStats};
+pub use sender::{Sender, SenderState, SenderStats};
+pub use session::ReceiverSession;

@@ -1,0 +1,93 @@
+//! Session parameters shared by sender and receiver, with the defaults and their reasons (PROTOCOL.md §5).
+
+use crate::wire::data::DATA_OVERHEAD;
+use std::time::Duration;
+
+/// Default receive window in bytes (PROTOCOL.md §5). It must cover rate x (RTT + NAK delay + a re-NAK or
+/// two) for the sender never to stall on it: 512 MiB holds 10 Gbit/s through a hole that takes 400 ms to
+/// fill. Its memory cost is one bit per block on each side, not the bytes themselves.
+pub const DEFAULT_WINDOW_BYTES: u64 = 512 << 20;
+/// Default pacer burst (PROTOCOL.md §5): the timer granularity measured on these machines is 50-100 us, so a
+/// driver that wakes that often must be allowed to release about that much at once.
+pub const DEFAULT_BURST: Duration = Duration::from_micros(200);
+/// Default feedback interval (PROTOCOL.md §5): often enough that the window advances smoothly, rare enough
+/// to cost under 0.1% of the reverse path at 1 Gbit/s.
+pub const DEFAULT_FEEDBACK_INTERVAL: Duration = Duration::from_millis(2);
+/// RTT assumed before the first sample (PROTOCOL.md §5); the control channel's handshake usually gives a
+/// better one.
+pub const DEFAULT_INITIAL_RTT: Duration = Duration::from_millis(100);
+/// Rounds before a file that keeps failing whole-file verification fails the session (PROTOCOL.md §4.6).
+pub const DEFAULT_MAX_ROUNDS: u8 = 4;
+/// Silence from the peer after which a session fails (PROTOCOL.md §5).
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest UDP payload that fits an Ethernet MTU of 1500 with IPv4 and UDP headers.
+pub const DATAGRAM_FOR_MTU_1500: usize = 1472;
+
+/// Everything both ends of a session must agree on, and each end's timing knobs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Session id, chosen by the receiver.
+    pub session_id: u64,
+    /// Payload bytes per data packet.
+    pub block_payload: u16,
+    /// Sending rate, bits per second of UDP payload.
+    pub rate_bps: u64,
+    /// Receive window in blocks.
+    pub window_blocks: u64,
+    /// Pacer burst.
+    pub burst: Duration,
+    /// Receiver's feedback interval.
+    pub feedback_interval: Duration,
+    /// RTT assumed before the first sample.
+    pub initial_rtt: Duration,
+    /// Verification rounds before giving up on a file.
+    pub max_rounds: u8,
+    /// Silence after which the session fails.
+    pub peer_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults for a path whose largest UDP payload is `max_datagram`.
+    pub fn new(session_id: u64, max_datagram: usize, rate_bps: u64) -> Config {
+        let block_payload = block_payload_for(max_datagram);
+        Config {
+            session_id,
+            block_payload,
+            rate_bps,
+            window_blocks: DEFAULT_WINDOW_BYTES / block_payload as u64,
+            burst: DEFAULT_BURST,
+            feedback_interval: DEFAULT_FEEDBACK_INTERVAL,
+            initial_rtt: DEFAULT_INITIAL_RTT,
+            max_rounds: DEFAULT_MAX_ROUNDS,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+        }
+    }
+
+    /// Largest datagram this session sends (a full data packet).
+    pub fn max_datagram(&self) -> usize {
+        self.block_payload as usize + DATA_OVERHEAD
+    }
+
+    /// Checks the relations the state machines rely on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.block_payload < 64 {
+            return Err(format!("block payload {} is too small (at least 64 bytes)", self.block_payload));
+        }
+        if self.window_blocks < 64 || self.window_blocks > 1 << 32 {
+            return Err(format!("window of {} blocks is outside 64..=2^32", self.window_blocks));
+        }
+        if self.rate_bps == 0 {
+            return Err("rate must be positive".into());
+        }
+        if self.max_rounds == 0 {
+            return Err("at least one round is needed".into());
+        }
+        Ok(())
+    }
+}
+
+/// The block payload for a path whose largest UDP payload is `max_datagram` (e.g. 1472 for MTU 1500).
+pub fn block_payload_for(max_datagram: usize) -> u16 {
+    assert!(max_datagram > DATA_OVERHEAD + 64, "datagram size {max_datagram} too small");
+    (max_datagram - DATA_OVERHEAD).min(u16::MAX as usize) as u16
+}

@@ -1,0 +1,465 @@
+//! The receiver's state machine (PROTOCOL.md §4).
+//!
+//! Call order, from one thread, with a non-decreasing `now`:
+//! 1. every received datagram goes to [`Receiver::handle_datagram`]; a returned [`Delivery`] names the bytes
+//!    of the datagram to write to the file before the next call; every control message goes to
+//!    [`Receiver::handle_control`];
+//! 2. every [`FileReady`] from [`Receiver::poll_ready`] is verified (whole-file hash) by the caller, who
+//!    reports the verdict with [`Receiver::handle_verified`];
+//! 3. then [`Receiver::poll_transmit`] until `None` (feedback datagrams) and [`Receiver::poll_control`]
+//!    until `None` (messages for the sender);
+//! 4. sleep until [`Receiver::poll_timeout`] or the next input and call [`Receiver::handle_timeout`].
+//!
+//! The receiver keeps one bit per block of the window, NAKs each gap once it has been missing for the
+//! reorder delay and again every re-NAK interval until filled, and acknowledges cumulatively.
+
+use super::config::Config;
+use super::losslist::LossList;
+use super::plan::RoundPlan;
+use super::seqbits::SeqBits;
+use crate::time::Time;
+use crate::wire::control::{ControlMsg, ReceiverSummary, MAX_IDS_PER_MESSAGE};
+use crate::wire::data::DataHeader;
+use crate::wire::feedback::{max_naks, FeedbackHeader, NakRange};
+use crate::wire::{CommonHeader, DropCounters, DropReason, PacketType, Sealer};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::Duration;
+
+/// A block to write: `datagram[payload]` belongs at `offset` of file `file_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// File id.
+    pub file_id: u32,
+    /// Offset in the file.
+    pub offset: u64,
+    /// Where the bytes are in the datagram that was handed in.
+    pub payload: Range<usize>,
+}
+
+/// A file whose every block has arrived and whose sender-side hash is known: verify it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileReady {
+    /// File id.
+    pub file_id: u32,
+    /// Its size.
+    pub size: u64,
+    /// The sender's xxh3-128 of the file.
+    pub expected_hash: u128,
+}
+
+/// Where the receiver is in its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiverState {
+    /// Receiving a round.
+    Receiving,
+    /// Every file is verified and committed.
+    Complete,
+    /// The session failed; the message is for the user.
+    Failed(String),
+}
+
+/// Counters for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct ReceiverStats {
+    /// Valid data packets received (duplicates included).
+    pub packets_received: u64,
+    /// New payload bytes delivered to files.
+    pub bytes_delivered: u64,
+    /// Datagrams dropped, by reason.
+    pub drops: DropCounters,
+    /// Feedback packets sent.
+    pub feedback_sent: u64,
+    /// NAK ranges sent.
+    pub nak_ranges_sent: u64,
+    /// Files that failed whole-file verification (each then re-sent).
+    pub files_failed_verification: u64,
+}
+
+/// The receiver's side of a session.
+pub struct Receiver {
+    cfg: Config,
+    sealer: Sealer,
+    sizes: Vec<u64>,
+    plan: RoundPlan,
+    round: u8,
+    state: ReceiverState,
+    received: SeqBits,
+    cum_ack: u64,
+    highest_seen: u64,
+    remaining_blocks: Vec<u64>,
+    expected_hash: Vec<Option<u128>>,
+    ready: VecDeque<usize>,
+    verdicts: usize,
+    failed_ids: Vec<u32>,
+    losses: LossList,
+    srtt_ns: u64,
+    last_data_at: Time,
+    last_idle_nak_at: Time,
+    echo_tx_time_us: u32,
+    echo_rx_at: Time,
+    next_feedback_at: Time,
+    last_feedback_at: Time,
+    data_since_feedback: bool,
+    feedback_burst: u32,
+    feedback_pn: u64,
+    rate_window_start: Time,
+    rate_window_bytes: u64,
+    recv_rate: u64,
+    naks: Vec<NakRange>,
+    control_out: VecDeque<ControlMsg>,
+    stats: ReceiverStats,
+    files_committed: u64,
+    bytes_committed: u64,
+}
+
+/// Feedback datagrams at most per feedback interval, so a burst of NAKs is bounded (PROTOCOL.md §4.4).
+const MAX_FEEDBACK_PER_INTERVAL: u32 = 4;
+/// Feedback is sent at least this often even when nothing changed, as a keepalive (PROTOCOL.md §4.4).
+const KEEPALIVE: Duration = Duration::from_millis(50);
+
+impl Receiver {
+    /// A receiver for files of `sizes` (file id = index), starting at `now`.
+    pub fn new(cfg: Config, sizes: Vec<u64>, now: Time) -> Receiver {
+        cfg.validate().expect("invalid session configuration");
+        let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
+        let mut r = Receiver {
+            sealer: Sealer::integrity(cfg.session_id),
+            received: SeqBits::new(cfg.window_blocks),
+            srtt_ns: cfg.initial_rtt.as_nanos() as u64,
+            naks: Vec::with_capacity(max_naks(cfg.max_datagram())),
+            cfg,
+            sizes,
+            plan,
+            round: 0,
+            state: ReceiverState::Receiving,
+            cum_ack: 0,
+            highest_seen: 0,
+            remaining_blocks: Vec::new(),
+            expected_hash: Vec::new(),
+            ready: VecDeque::new(),
+            verdicts: 0,
+            failed_ids: Vec::new(),
+            losses: LossList::new(),
+            last_data_at: now,
+            last_idle_nak_at: now,
+            echo_tx_time_us: 0,
+            echo_rx_at: now,
+            next_feedback_at: now,
+            last_feedback_at: now,
+            data_since_feedback: false,
+            feedback_burst: 0,
+            feedback_pn: 0,
+            rate_window_start: now,
+            rate_window_bytes: 0,
+            recv_rate: 0,
+            control_out: VecDeque::new(),
+            stats: ReceiverStats::default(),
+            files_committed: 0,
+            bytes_committed: 0,
+        };
+        r.reset_round_state();
+        r
+    }
+
+    fn reset_round_state(&mut self) {
+        self.received = SeqBits::new(self.cfg.window_blocks);
+        self.cum_ack = 0;
+        self.highest_seen = 0;
+        self.remaining_blocks = (0..self.plan.len()).map(|i| self.plan.blocks(i)).collect();
+        self.expected_hash = vec![None; self.plan.len()];
+        self.ready.clear();
+        self.verdicts = 0;
+        self.failed_ids.clear();
+        self.losses.clear();
+        self.echo_tx_time_us = 0;
+        if self.plan.is_empty() {
+            self.finish_round();
+        }
+    }
+
+    /// The session's state.
+    pub fn state(&self) -> &ReceiverState {
+        &self.state
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ReceiverStats {
+        &self.stats
+    }
+
+    /// The current round.
+    pub fn round(&self) -> u8 {
+        self.round
+    }
+
+    /// The summary sent to the sender at the end.
+    pub fn summary(&self) -> ReceiverSummary {
+        ReceiverSummary {
+            files: self.files_committed,
+            bytes: self.bytes_committed,
+            packets_received: self.stats.packets_received,
+            duplicates: self.stats.drops.get(DropReason::Duplicate),
+            dropped_invalid: self.stats.drops.invalid(),
+            repaired_files: self.stats.files_failed_verification,
+        }
+    }
+
+    /// Fails the session (a write error, a full disk): the sender is told why.
+    pub fn fail(&mut self, message: String) {
+        if matches!(self.state, ReceiverState::Receiving) {
+            self.control_out.push_back(ControlMsg::Error { message: message.clone() });
+            self.state = ReceiverState::Failed(message);
+        }
+    }
+
+    /// Size of `file_id`, if the session has such a file.
+    pub fn file_size(&self, file_id: u32) -> Option<u64> {
+        self.sizes.get(file_id as usize).copied()
+    }
+
+    /// Bytes at the start of `file_id` that have all arrived in this round (for incremental hashing).
+    pub fn contiguous_prefix(&self, file_id: u32) -> u64 {
+        let Some(idx) = self.plan.index_of(file_id) else { return 0 };
+        if self.remaining_blocks[idx] == 0 {
+            return self.plan.size(idx);
+        }
+        let first = self.plan.first_seq(idx);
+        (self.cum_ack.saturating_sub(first) * self.plan.block()).min(self.plan.size(idx))
+    }
+
+    /// Handles one datagram from the sender. `Ok` means: write the delivery's bytes now.
+    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) -> Result<Delivery, DropReason> {
+        let r = self.handle_datagram_inner(now, datagram);
+        if let Err(reason) = r {
+            self.stats.drops.count(reason);
+        }
+        r
+    }
+
+    fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<Delivery, DropReason> {
+        if datagram.len() > self.cfg.max_datagram() {
+            return Err(DropReason::Oversized);
+        }
+        let common = CommonHeader::parse(datagram)?;
+        if common.packet_type != PacketType::Data {
+            return Err(DropReason::BadType);
+        }
+        if common.session_id != self.cfg.session_id {
+            return Err(DropReason::WrongSession);
+        }
+        self.sealer.open(datagram)?;
+        let h = DataHeader::parse(datagram)?;
+        if h.round != self.round || self.state != ReceiverState::Receiving {
+            return Err(DropReason::StaleRound);
+        }
+        self.stats.packets_received += 1;
+        self.last_data_at = now;
+        self.data_since_feedback = true;
+        self.echo_tx_time_us = h.tx_time_us;
+        self.echo_rx_at = now;
+        if h.srtt_us != 0 {
+            self.srtt_ns = h.srtt_us as u64 * 1000;
+        }
+        let idx = self.plan.index_of(h.file_id).ok_or(DropReason::Malformed)?;
+        let seq = self.plan.seq_of(idx, h.offset, h.len as u64).ok_or(DropReason::Malformed)?;
+        if seq < self.cum_ack {
+            return Err(DropReason::Duplicate);
+        }
+        if seq - self.cum_ack >= self.cfg.window_blocks {
+            return Err(DropReason::OutOfWindow);
+        }
+        if self.received.set(seq) {
+            return Err(DropReason::Duplicate);
+        }
+        if seq > self.highest_seen {
+            self.losses.push(self.highest_seen, seq, now.add_ns(self.nak_delay_ns()));
+        }
+        self.highest_seen = self.highest_seen.max(seq + 1);
+        if seq == self.cum_ack {
+            let new_ack = self.received.find(false, seq, self.highest_seen).unwrap_or(self.highest_seen);
+            self.received.advance_to(new_ack);
+            self.cum_ack = new_ack;
+        }
+        self.stats.bytes_delivered += h.len as u64;
+        self.rate_window_bytes += h.len as u64;
+        self.remaining_blocks[idx] -= 1;
+        self.maybe_ready(idx);
+        Ok(Delivery { file_id: h.file_id, offset: h.offset, payload: h.payload_range() })
+    }
+
+    fn maybe_ready(&mut self, idx: usize) {
+        if self.remaining_blocks[idx] == 0 && self.expected_hash[idx].is_some() {
+            self.ready.push_back(idx);
+        }
+    }
+
+    /// Handles one control message from the sender.
+    pub fn handle_control(&mut self, _now: Time, msg: ControlMsg) {
+        match msg {
+            ControlMsg::FileHash { round, file_id, hash } if round == self.round => {
+                let Some(idx) = self.plan.index_of(file_id) else { return };
+                if self.expected_hash[idx].is_none() {
+                    self.expected_hash[idx] = Some(hash);
+                    self.maybe_ready(idx);
+                }
+            }
+            ControlMsg::Error { message } => {
+                if self.state == ReceiverState::Receiving {
+                    self.state = ReceiverState::Failed(format!("sender: {message}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The next file to verify, if any.
+    pub fn poll_ready(&mut self) -> Option<FileReady> {
+        let idx = self.ready.pop_front()?;
+        Some(FileReady {
+            file_id: self.plan.file_id(idx),
+            size: self.plan.size(idx),
+            expected_hash: self.expected_hash[idx].expect("ready files have a hash"),
+        })
+    }
+
+    /// The caller's verdict on a [`FileReady`]: `true` if its hash matched and it was committed.
+    pub fn handle_verified(&mut self, file_id: u32, ok: bool) {
+        if self.state != ReceiverState::Receiving || self.plan.index_of(file_id).is_none() {
+            return;
+        }
+        if ok {
+            self.files_committed += 1;
+            self.bytes_committed += self.sizes[file_id as usize];
+        } else {
+            self.failed_ids.push(file_id);
+            self.stats.files_failed_verification += 1;
+        }
+        self.verdicts += 1;
+        if self.verdicts == self.plan.len() {
+            self.finish_round();
+        }
+    }
+
+    fn finish_round(&mut self) {
+        let failed = std::mem::take(&mut self.failed_ids);
+        for chunk in failed.chunks(MAX_IDS_PER_MESSAGE) {
+            self.control_out.push_back(ControlMsg::RoundFailed { round: self.round, file_ids: chunk.to_vec() });
+        }
+        self.control_out.push_back(ControlMsg::RoundDone { round: self.round, failed: failed.len() as u32 });
+        if failed.is_empty() {
+            self.state = ReceiverState::Complete;
+            self.control_out.push_back(ControlMsg::Complete(self.summary()));
+            return;
+        }
+        if self.round + 1 >= self.cfg.max_rounds {
+            self.state = ReceiverState::Failed(format!(
+                "{} file(s) failed whole-file verification in {} rounds",
+                failed.len(),
+                self.cfg.max_rounds
+            ));
+            return;
+        }
+        self.round += 1;
+        let mut ids = failed;
+        ids.sort_unstable();
+        self.plan = RoundPlan::new(ids, &self.sizes, self.cfg.block_payload as u64);
+        self.reset_round_state();
+    }
+
+    /// The next control message for the sender, if any.
+    pub fn poll_control(&mut self) -> Option<ControlMsg> {
+        self.control_out.pop_front()
+    }
+
+    fn nak_delay_ns(&self) -> u64 {
+        // Reordering tolerance: a gap younger than this may still fill by itself.
+        (self.srtt_ns / 16).clamp(1_000_000, 20_000_000)
+    }
+
+    fn renak_ns(&self) -> u64 {
+        // A NAK and its retransmission take an RTT; leave room for the sender's queue and our own tick.
+        (self.srtt_ns + self.srtt_ns / 8 + 2 * self.cfg.feedback_interval.as_nanos() as u64).max(10_000_000)
+    }
+
+    fn idle_after_ns(&self) -> u64 {
+        (self.srtt_ns / 2).max(4 * self.cfg.feedback_interval.as_nanos() as u64)
+    }
+
+    /// Handles the passing of the deadline from [`Receiver::poll_timeout`]: the tail rule. When data stops
+    /// arriving and blocks are still missing, the sender is blocked by the window or finished, so every
+    /// unreceived block it may have sent is NAKed (PROTOCOL.md §4.4).
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.state != ReceiverState::Receiving {
+            return;
+        }
+        let idle = now.since_ns(self.last_data_at) >= self.idle_after_ns();
+        let total = self.plan.total_seqs();
+        if idle && self.cum_ack < total && now.since_ns(self.last_idle_nak_at) >= self.renak_ns() {
+            let end = total.min(self.cum_ack + self.cfg.window_blocks);
+            if self.highest_seen < end {
+                self.losses.push(self.highest_seen, end, now);
+                self.highest_seen = end;
+            }
+            self.last_idle_nak_at = now;
+        }
+    }
+
+    /// The next time the receiver needs attention without input.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match self.state {
+            ReceiverState::Receiving => Some(self.next_feedback_at),
+            _ => None,
+        }
+    }
+
+    /// Writes the next feedback datagram into `buf` and returns its length, or `None` if none is due.
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<usize> {
+        if self.state != ReceiverState::Receiving || now < self.next_feedback_at {
+            return None;
+        }
+        let max = max_naks(buf.len().min(self.cfg.max_datagram()));
+        self.naks.clear();
+        let renak = self.renak_ns();
+        self.losses.collect_due(now, self.cum_ack, &self.received, renak, &mut self.naks, max);
+        let keepalive_due = now.since(self.last_feedback_at) >= KEEPALIVE;
+        if self.naks.is_empty() && !self.data_since_feedback && !keepalive_due {
+            self.end_feedback_tick(now);
+            return None;
+        }
+        let window_ns = now.since_ns(self.rate_window_start);
+        if window_ns >= 10_000_000 {
+            self.recv_rate = (self.rate_window_bytes as u128 * 1_000_000_000 / window_ns as u128) as u64;
+            self.rate_window_start = now;
+            self.rate_window_bytes = 0;
+        }
+        let fb = FeedbackHeader {
+            session_id: self.cfg.session_id,
+            packet_number: self.feedback_pn,
+            round: self.round,
+            echo_tx_time_us: self.echo_tx_time_us,
+            echo_delay_us: (now.since_ns(self.echo_rx_at) / 1000).min(u32::MAX as u64) as u32,
+            cum_ack: self.cum_ack,
+            recv_rate: self.recv_rate,
+            received_packets: self.stats.packets_received,
+        };
+        let len = fb.emit(&self.naks, buf);
+        self.sealer.seal(&mut buf[..len]);
+        self.feedback_pn += 1;
+        self.stats.feedback_sent += 1;
+        self.stats.nak_ranges_sent += self.naks.len() as u64;
+        self.last_feedback_at = now;
+        self.data_since_feedback = false;
+        self.feedback_burst += 1;
+        // A full packet of NAKs may leave more due: allow a few more feedback packets in this tick.
+        if self.naks.len() < max || self.feedback_burst >= MAX_FEEDBACK_PER_INTERVAL {
+            self.end_feedback_tick(now);
+        }
+        Some(len)
+    }
+
+    fn end_feedback_tick(&mut self, now: Time) {
+        self.feedback_burst = 0;
+        self.next_feedback_at = now.add(self.cfg.feedback_interval);
+    }
+}

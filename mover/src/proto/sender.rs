@@ -1,0 +1,397 @@
+//! The sender's state machine (PROTOCOL.md §4).
+//!
+//! Call order, from one thread, with a non-decreasing `now`:
+//! 1. every received datagram goes to [`Sender::handle_datagram`], every control message to
+//!    [`Sender::handle_control`];
+//! 2. then [`Sender::poll_transmit`] until it returns `None` (the pacer or the window says wait), and
+//!    [`Sender::poll_control`] until it returns `None` (messages for the receiver, in order);
+//! 3. then sleep until [`Sender::poll_timeout`] or the next input, whichever comes first, and call
+//!    [`Sender::handle_timeout`] when the deadline passes.
+//!
+//! The sender sends each round's blocks in sequence order at the paced rate, never more than the window
+//! beyond the receiver's cumulative ACK, and resends exactly the blocks the receiver NAKs, ahead of new data.
+//! It never waits for an acknowledgement per RTT, so its rate does not depend on the RTT.
+
+use super::config::Config;
+use super::pacer::Pacer;
+use super::plan::RoundPlan;
+use super::rtt::RttEstimator;
+use super::seqbits::SeqBits;
+use super::BlockSource;
+use crate::time::Time;
+use crate::wire::control::{ControlMsg, ReceiverSummary};
+use crate::wire::data::{DataHeader, FLAG_RETRANSMIT};
+use crate::wire::feedback::{nak_ranges, FeedbackHeader};
+use crate::wire::{CommonHeader, DropCounters, DropReason, PacketType, Sealer};
+use std::collections::VecDeque;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Where the sender is in its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderState {
+    /// Sending the blocks of a round.
+    Sending,
+    /// Every block of the round is acknowledged; waiting for the receiver's verdict on the files.
+    AwaitingVerdict,
+    /// The receiver verified and committed everything.
+    Done(ReceiverSummary),
+    /// The session failed; the message is for the user.
+    Failed(String),
+}
+
+/// Counters for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct SenderStats {
+    /// Data packets sent, first transmissions and retransmissions.
+    pub packets_sent: u64,
+    /// Data packets that were retransmissions.
+    pub packets_retransmitted: u64,
+    /// Payload bytes sent, including retransmissions.
+    pub payload_bytes_sent: u64,
+    /// Datagram bytes sent.
+    pub datagram_bytes_sent: u64,
+    /// Valid feedback packets received.
+    pub feedback_received: u64,
+    /// Datagrams dropped, by reason.
+    pub drops: DropCounters,
+    /// Rounds started (1 when nothing needed repair).
+    pub rounds: u32,
+    /// Most recent receive rate the receiver reported, bytes per second.
+    pub peer_recv_rate: u64,
+}
+
+/// The sender's side of a session.
+pub struct Sender {
+    cfg: Config,
+    sealer: Sealer,
+    sizes: Vec<u64>,
+    plan: RoundPlan,
+    round: u8,
+    state: SenderState,
+    /// Next sequence number never sent in this round, and where its bytes are.
+    next_new: u64,
+    new_idx: usize,
+    new_offset: u64,
+    /// Hash of the file being read for the first time this round (files are first read in order).
+    hasher: Box<Xxh3>,
+    /// Everything below this is acknowledged.
+    cum_ack: u64,
+    /// Blocks NAKed and not yet resent, over the window starting at `cum_ack`.
+    pending: SeqBits,
+    pending_count: u64,
+    /// No pending retransmission lies below this sequence number.
+    pending_scan: u64,
+    /// A retransmission to send once more right away: at the tail of a round the link is otherwise idle,
+    /// and a second copy saves a whole re-NAK round trip when the first is lost too (PROTOCOL.md §4.5).
+    tail_duplicate: Option<u64>,
+    failed_ids: Vec<u32>,
+    packet_number: u64,
+    pacer: Pacer,
+    rtt: RttEstimator,
+    last_heard: Time,
+    control_out: VecDeque<ControlMsg>,
+    stats: SenderStats,
+}
+
+impl Sender {
+    /// A sender for files of `sizes` (file id = index), starting its first round at `now`.
+    pub fn new(cfg: Config, sizes: Vec<u64>, now: Time) -> Sender {
+        cfg.validate().expect("invalid session configuration");
+        let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
+        let mut s = Sender {
+            sealer: Sealer::integrity(cfg.session_id),
+            pending: SeqBits::new(cfg.window_blocks),
+            pacer: Pacer::new(cfg.rate_bps, cfg.burst.as_nanos() as u64),
+            rtt: RttEstimator::new(cfg.initial_rtt),
+            cfg,
+            sizes,
+            plan,
+            round: 0,
+            state: SenderState::Sending,
+            next_new: 0,
+            new_idx: 0,
+            new_offset: 0,
+            hasher: Box::new(Xxh3::new()),
+            cum_ack: 0,
+            pending_count: 0,
+            pending_scan: 0,
+            tail_duplicate: None,
+            failed_ids: Vec::new(),
+            packet_number: 0,
+            last_heard: now,
+            control_out: VecDeque::new(),
+            stats: SenderStats { rounds: 1, ..SenderStats::default() },
+        };
+        s.skip_finished_files();
+        s
+    }
+
+    /// The session's state.
+    pub fn state(&self) -> &SenderState {
+        &self.state
+    }
+
+    /// Whether the session ended, either way.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, SenderState::Done(_) | SenderState::Failed(_))
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    /// Smoothed RTT in nanoseconds.
+    pub fn srtt_ns(&self) -> u64 {
+        self.rtt.srtt_ns()
+    }
+
+    /// The current round.
+    pub fn round(&self) -> u8 {
+        self.round
+    }
+
+    /// Fails the session (an I/O error outside the state machine, or the user gave up).
+    pub fn fail(&mut self, message: String) {
+        if !self.is_finished() {
+            self.state = SenderState::Failed(message);
+        }
+    }
+
+    /// Handles one datagram from the receiver.
+    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
+        let r = self.handle_datagram_inner(now, datagram);
+        if let Err(reason) = r {
+            self.stats.drops.count(reason);
+        }
+        r
+    }
+
+    fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
+        let common = CommonHeader::parse(datagram)?;
+        if common.packet_type != PacketType::Feedback {
+            return Err(DropReason::BadType);
+        }
+        if common.session_id != self.cfg.session_id {
+            return Err(DropReason::WrongSession);
+        }
+        self.sealer.open(datagram)?;
+        let fb = FeedbackHeader::parse(datagram)?;
+        self.last_heard = now;
+        if fb.round != self.round {
+            return Err(DropReason::StaleRound);
+        }
+        self.stats.feedback_received += 1;
+        self.stats.peer_recv_rate = fb.recv_rate;
+        if fb.echo_tx_time_us != 0 {
+            let sample_us = now.wire_us().wrapping_sub(fb.echo_tx_time_us).wrapping_sub(fb.echo_delay_us);
+            // A wrapped (negative) or absurd sample comes from a stale or forged echo: ignore it.
+            if sample_us > 0 && sample_us < 60_000_000 {
+                self.rtt.update(sample_us as u64 * 1000);
+            }
+        }
+        let ack = fb.cum_ack.min(self.next_new);
+        if ack > self.cum_ack {
+            self.pending_count -= self.pending.advance_to(ack);
+            self.cum_ack = ack;
+            self.pending_scan = self.pending_scan.max(ack);
+        }
+        for nak in nak_ranges(datagram) {
+            let start = nak.start.max(self.cum_ack);
+            let end = (nak.start + nak.count as u64).min(self.next_new);
+            for seq in start..end {
+                if !self.pending.set(seq) {
+                    self.pending_count += 1;
+                }
+            }
+            if start < end {
+                self.pending_scan = self.pending_scan.min(start);
+            }
+        }
+        self.check_round_acknowledged();
+        Ok(())
+    }
+
+    /// Handles one control message from the receiver.
+    pub fn handle_control(&mut self, now: Time, msg: ControlMsg) {
+        self.last_heard = now;
+        match msg {
+            ControlMsg::RoundFailed { round, file_ids } if round == self.round => {
+                for id in file_ids {
+                    if (id as usize) < self.sizes.len() && self.failed_ids.len() < self.plan.len() {
+                        self.failed_ids.push(id);
+                    }
+                }
+            }
+            ControlMsg::RoundDone { round, failed } if round == self.round => {
+                if failed == 0 {
+                    return; // Complete follows once the receiver has set directory metadata.
+                }
+                let mut ids = std::mem::take(&mut self.failed_ids);
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.len() != failed as usize {
+                    self.fail(format!("receiver reported {failed} failed files but named {}", ids.len()));
+                } else if self.round + 1 >= self.cfg.max_rounds {
+                    self.fail(format!(
+                        "{failed} file(s) failed whole-file verification in {} rounds (first: file id {})",
+                        self.cfg.max_rounds, ids[0]
+                    ));
+                } else {
+                    self.start_round(ids);
+                }
+            }
+            ControlMsg::Complete(summary) => {
+                if !self.is_finished() {
+                    self.state = SenderState::Done(summary);
+                }
+            }
+            ControlMsg::Error { message } => self.fail(format!("receiver: {message}")),
+            _ => {}
+        }
+    }
+
+    fn start_round(&mut self, file_ids: Vec<u32>) {
+        self.round += 1;
+        self.stats.rounds += 1;
+        self.plan = RoundPlan::new(file_ids, &self.sizes, self.cfg.block_payload as u64);
+        self.next_new = 0;
+        self.new_idx = 0;
+        self.new_offset = 0;
+        self.cum_ack = 0;
+        self.pending = SeqBits::new(self.cfg.window_blocks);
+        self.pending_count = 0;
+        self.pending_scan = 0;
+        self.tail_duplicate = None;
+        self.hasher.reset();
+        self.state = SenderState::Sending;
+        self.skip_finished_files();
+    }
+
+    /// Handles the passing of the deadline from [`Sender::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Time) {
+        if !self.is_finished() && now.since(self.last_heard) >= self.cfg.peer_timeout {
+            self.fail(format!("no word from the receiver for {} s", self.cfg.peer_timeout.as_secs()));
+        }
+    }
+
+    /// The next time the sender needs attention without input, if any.
+    pub fn poll_timeout(&self, now: Time) -> Option<Time> {
+        if self.is_finished() {
+            return None;
+        }
+        let silence = self.last_heard.add(self.cfg.peer_timeout);
+        if self.state == SenderState::Sending && self.has_block_to_send() {
+            return Some(self.pacer.ready_at(now).min(silence));
+        }
+        Some(silence)
+    }
+
+    /// The next control message for the receiver, if any.
+    pub fn poll_control(&mut self) -> Option<ControlMsg> {
+        self.control_out.pop_front()
+    }
+
+    fn has_block_to_send(&self) -> bool {
+        self.pending_count > 0 || self.tail_duplicate.is_some() || self.can_send_new()
+    }
+
+    fn can_send_new(&self) -> bool {
+        self.next_new < self.plan.total_seqs() && self.next_new < self.cum_ack + self.cfg.window_blocks
+    }
+
+    /// Writes the next data datagram into `buf` (at least [`Config::max_datagram`] bytes) and returns its
+    /// length, or `None` when the pacer, the window or the round says wait. Block bytes come from `source`;
+    /// a read error fails the session and is returned.
+    pub fn poll_transmit(
+        &mut self,
+        now: Time,
+        source: &mut impl BlockSource,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, String> {
+        if self.state != SenderState::Sending || !self.pacer.can_send(now) {
+            return Ok(None);
+        }
+        let (seq, retransmit) = if let Some(seq) = self.tail_duplicate.take().filter(|&s| s >= self.cum_ack) {
+            (seq, true)
+        } else if self.pending_count > 0 {
+            let seq = self
+                .pending
+                .find(true, self.pending_scan, self.next_new)
+                .expect("pending_count > 0 implies a pending bit at or above pending_scan");
+            self.pending.clear(seq);
+            self.pending_count -= 1;
+            self.pending_scan = seq + 1;
+            if self.next_new == self.plan.total_seqs() {
+                self.tail_duplicate = Some(seq);
+            }
+            (seq, true)
+        } else if self.can_send_new() {
+            (self.next_new, false)
+        } else {
+            return Ok(None);
+        };
+        let (idx, offset, len) = self.plan.locate(seq);
+        debug_assert!(retransmit || (idx == self.new_idx && offset == self.new_offset));
+        let header = DataHeader {
+            session_id: self.cfg.session_id,
+            packet_number: self.packet_number,
+            file_id: self.plan.file_id(idx),
+            offset,
+            len: len as u16,
+            flags: if retransmit { FLAG_RETRANSMIT } else { 0 },
+            round: self.round,
+            tx_time_us: now.wire_us().max(1),
+            srtt_us: (self.rtt.srtt_ns() / 1000).min(u32::MAX as u64) as u32,
+        };
+        let total = header.datagram_len();
+        assert!(buf.len() >= total, "transmit buffer of {} bytes, need {total}", buf.len());
+        header.emit(buf);
+        let payload = &mut buf[header.payload_range()];
+        if let Err(e) = source.read_block(header.file_id, offset, payload) {
+            let msg = format!("reading file id {} at offset {offset}: {e}", header.file_id);
+            self.fail(msg.clone());
+            return Err(msg);
+        }
+        if !retransmit {
+            self.hasher.update(payload);
+            self.next_new += 1;
+            self.new_offset += len;
+            self.skip_finished_files();
+        }
+        self.sealer.seal(&mut buf[..total]);
+        self.packet_number += 1;
+        self.pacer.on_send(now, total);
+        self.stats.packets_sent += 1;
+        self.stats.packets_retransmitted += retransmit as u64;
+        self.stats.payload_bytes_sent += len;
+        self.stats.datagram_bytes_sent += total as u64;
+        Ok(Some(total))
+    }
+
+    /// Emits the whole-file hash of every file whose first pass is complete (empty files at once) and
+    /// moves the new-data cursor to the next file with bytes left.
+    fn skip_finished_files(&mut self) {
+        while self.new_idx < self.plan.len() && self.new_offset >= self.plan.size(self.new_idx) {
+            let hash = self.hasher.digest128();
+            self.control_out.push_back(ControlMsg::FileHash {
+                round: self.round,
+                file_id: self.plan.file_id(self.new_idx),
+                hash,
+            });
+            self.hasher.reset();
+            self.new_idx += 1;
+            self.new_offset = 0;
+        }
+        self.check_round_acknowledged();
+    }
+
+    fn check_round_acknowledged(&mut self) {
+        if self.state == SenderState::Sending
+            && self.cum_ack == self.plan.total_seqs()
+            && self.new_idx == self.plan.len()
+        {
+            self.state = SenderState::AwaitingVerdict;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Runs a whole transfer between a [`Sender`] and a [`ReceiverSession`] over simulated links, in virtual time.
+
+use super::link::{Link, LinkConfig, LinkStats};
+use crate::proto::{BlockSource, BlockStore, Config, Receiver, ReceiverSession, ReceiverStats, Sender, SenderState, SenderStats};
+use crate::time::Time;
+use crate::wire::control::{ControlMsg, ReceiverSummary};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+/// A simulated path: one link per direction; the control channel is reliable and in order, with each
+/// direction's propagation delay.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Sender to receiver.
+    pub forward: LinkConfig,
+    /// Receiver to sender.
+    pub reverse: LinkConfig,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Virtual time after which the run is declared failed.
+    pub time_limit: Duration,
+}
+
+impl SimConfig {
+    /// A path of `rate_bps` each way with round-trip time `rtt` and random `loss` on the forward direction.
+    pub fn path(rate_bps: u64, rtt: Duration, loss: f64) -> SimConfig {
+        let mut forward = LinkConfig::clean(rate_bps, rtt / 2);
+        forward.loss = loss;
+        SimConfig { forward, reverse: LinkConfig::clean(rate_bps, rtt / 2), seed: 1, time_limit: Duration::from_secs(600) }
+    }
+}
+
+/// What a simulated transfer achieved.
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    /// The receiver's summary, or why the session failed.
+    pub outcome: Result<ReceiverSummary, String>,
+    /// Virtual time from the first transmission to the receiver committing the last file.
+    pub transfer_time: Duration,
+    /// Virtual time from start to the sender learning that everything is committed (adds one one-way
+    /// delay for the final control message).
+    pub session_time: Duration,
+    /// Bytes in all files.
+    pub payload_bytes: u64,
+    /// Payload bits per second over `transfer_time`: what a meter at the receiver shows.
+    pub goodput_bps: f64,
+    /// The sender's counters.
+    pub sender: SenderStats,
+    /// The receiver's counters.
+    pub receiver: ReceiverStats,
+    /// The forward link's counters.
+    pub forward: LinkStats,
+    /// The reverse link's counters.
+    pub reverse: LinkStats,
+    /// Loop iterations (a cost measure).
+    pub steps: u64,
+}
+
+enum Event {
+    ToReceiver(Vec<u8>),
+    ToSender(Vec<u8>),
+    ControlToReceiver(ControlMsg),
+    ControlToSender(ControlMsg),
+}
+
+struct EventQueue {
+    heap: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    slots: Vec<Option<Event>>,
+    free: Vec<usize>,
+    seq: u64,
+}
+
+impl EventQueue {
+    fn push(&mut self, at: Time, ev: Event) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(ev);
+                i
+            }
+            None => {
+                self.slots.push(Some(ev));
+                self.slots.len() - 1
+            }
+        };
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, slot)));
+    }
+
+    fn next_time(&self) -> Option<Time> {
+        self.heap.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    fn pop_due(&mut self, now: Time) -> Option<Event> {
+        if self.next_time()? > now {
+            return None;
+        }
+        let Reverse((_, _, slot)) = self.heap.pop()?;
+        self.free.push(slot);
+        self.slots[slot].take()
+    }
+}
+
+/// Transfers files of `sizes` from `source` into `store` over the simulated path, and reports.
+pub fn run_transfer<Src: BlockSource, St: BlockStore>(
+    sim: &SimConfig,
+    cfg: Config,
+    sizes: Vec<u64>,
+    source: &mut Src,
+    store: St,
+) -> (SimReport, St) {
+    let mut now = Time::ZERO;
+    let payload_bytes: u64 = sizes.iter().sum();
+    let mut sender = Sender::new(cfg.clone(), sizes.clone(), now);
+    let mut rx = ReceiverSession::new(Receiver::new(cfg.clone(), sizes, now), store);
+    let mut fwd = Link::new(sim.forward.clone(), sim.seed.wrapping_mul(3) + 1);
+    let mut rev = Link::new(sim.reverse.clone(), sim.seed.wrapping_mul(5) + 2);
+    let mut q = EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), seq: 0 };
+    let mut ctrl_to_rx_at = Time::ZERO;
+    let mut ctrl_to_tx_at = Time::ZERO;
+    let mut tx_buf = vec![0u8; cfg.max_datagram()];
+    let mut fb_buf = vec![0u8; cfg.max_datagram()];
+    let limit = Time::ZERO.add(sim.time_limit);
+    let mut steps = 0u64;
+    let mut receiver_done_at = None;
+    let outcome = loop {
+        steps += 1;
+        while let Some(ev) = q.pop_due(now) {
+            match ev {
+                Event::ToReceiver(p) => {
+                    let _ = rx.handle_datagram(now, &p);
+                }
+                Event::ToSender(p) => {
+                    let _ = sender.handle_datagram(now, &p);
+                }
+                Event::ControlToReceiver(m) => rx.handle_control(now, m),
+                Event::ControlToSender(m) => sender.handle_control(now, m),
+            }
+        }
+        rx.process();
+        if receiver_done_at.is_none() && matches!(rx.outcome(), Some(Ok(()))) {
+            receiver_done_at = Some(now);
+        }
+        sender.handle_timeout(now);
+        rx.handle_timeout(now);
+        while let Ok(Some(len)) = sender.poll_transmit(now, source, &mut tx_buf) {
+            fwd.send(now, tx_buf[..len].to_vec(), |t, p| q.push(t, Event::ToReceiver(p)));
+        }
+        while let Some(m) = sender.poll_control() {
+            ctrl_to_rx_at = ctrl_to_rx_at.max(now.add(sim.forward.delay));
+            q.push(ctrl_to_rx_at, Event::ControlToReceiver(m));
+        }
+        while let Some(len) = rx.poll_transmit(now, &mut fb_buf) {
+            rev.send(now, fb_buf[..len].to_vec(), |t, p| q.push(t, Event::ToSender(p)));
+        }
+        while let Some(m) = rx.poll_control() {
+            ctrl_to_tx_at = ctrl_to_tx_at.max(now.add(sim.reverse.delay));
+            q.push(ctrl_to_tx_at, Event::ControlToSender(m));
+        }
+        match sender.state() {
+            SenderState::Done(summary) => break Ok(*summary),
+            SenderState::Failed(m) => break Err(m.clone()),
+            _ => {}
+        }
+        if now > limit {
+            break Err(format!("simulation passed its time limit of {:?}", sim.time_limit));
+        }
+        let next = [q.next_time(), sender.poll_timeout(now), rx.poll_timeout()].into_iter().flatten().min();
+        let Some(next) = next else { break Err("simulation deadlocked: nothing scheduled".into()) };
+        now = next.max(now.add_ns(1));
+    };
+    let transfer_time = Duration::from_nanos(receiver_done_at.unwrap_or(now).0);
+    let report = SimReport {
+        outcome,
+        transfer_time,
+        session_time: Duration::from_nanos(now.0),
+        payload_bytes,
+        goodput_bps: payload_bytes as f64 * 8.0 / transfer_time.as_secs_f64().max(1e-9),
+        sender: sender.stats().clone(),
+        receiver: rx.core.stats().clone(),
+        forward: fwd.stats.clone(),
+        reverse: rev.stats.clone(),
+        steps,
+    };
+    (report, rx.store)
+}

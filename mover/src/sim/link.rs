@@ -1,0 +1,183 @@
+//! One direction of a simulated path: a drop-tail bottleneck queue, then propagation with delay, jitter,
+//! loss (random and bursty), reordering, duplication and corruption.
+
+use super::rng::SimRng;
+use crate::time::Time;
+use std::time::Duration;
+
+/// Gilbert-Elliott burst loss: a two-state chain evaluated per packet.
+#[derive(Clone, Debug)]
+pub struct BurstLoss {
+    /// Probability of entering the bad state from the good one, per packet.
+    pub enter_bad: f64,
+    /// Probability of leaving the bad state, per packet (mean burst = 1 / leave_bad packets).
+    pub leave_bad: f64,
+    /// Loss probability while bad.
+    pub loss_in_bad: f64,
+}
+
+/// A link direction's parameters.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// Bottleneck rate in bits per second of datagram bytes (0: infinite).
+    pub rate_bps: u64,
+    /// One-way propagation delay.
+    pub delay: Duration,
+    /// Extra delay uniformly in `0..jitter`, order preserved.
+    pub jitter: Duration,
+    /// Independent random loss probability per packet.
+    pub loss: f64,
+    /// Optional burst loss on top of random loss.
+    pub burst: Option<BurstLoss>,
+    /// Probability a packet is held back by `reorder_delay` (and so overtaken).
+    pub reorder: f64,
+    /// How long a reordered packet is held back.
+    pub reorder_delay: Duration,
+    /// Probability a packet is delivered twice.
+    pub duplicate: f64,
+    /// Probability a packet has one bit flipped.
+    pub corrupt: f64,
+    /// Drop-tail queue capacity in bytes in front of the bottleneck.
+    pub queue_bytes: u64,
+}
+
+impl LinkConfig {
+    /// A clean link: `rate_bps`, `delay` one way, a queue of 2 ms at the rate (at least 256 KiB), no impairment.
+    pub fn clean(rate_bps: u64, delay: Duration) -> LinkConfig {
+        LinkConfig {
+            rate_bps,
+            delay,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            burst: None,
+            reorder: 0.0,
+            reorder_delay: Duration::ZERO,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            queue_bytes: (rate_bps / 8 / 500).max(256 << 10),
+        }
+    }
+}
+
+/// What a link did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Packets offered.
+    pub offered: u64,
+    /// Packets delivered (duplicates counted once per copy).
+    pub delivered: u64,
+    /// Dropped by random or burst loss.
+    pub lost: u64,
+    /// Dropped by a full queue.
+    pub queue_drops: u64,
+    /// Delivered with a flipped bit.
+    pub corrupted: u64,
+    /// Extra copies delivered.
+    pub duplicated: u64,
+    /// Held back and overtaken.
+    pub reordered: u64,
+}
+
+/// One direction of a path.
+#[derive(Clone, Debug)]
+pub struct Link {
+    cfg: LinkConfig,
+    rng: SimRng,
+    busy_until: Time,
+    last_arrival: Time,
+    in_bad_state: bool,
+    /// What happened so far.
+    pub stats: LinkStats,
+}
+
+impl Link {
+    /// A link with its own random stream.
+    pub fn new(cfg: LinkConfig, seed: u64) -> Link {
+        Link { cfg, rng: SimRng::new(seed), busy_until: Time::ZERO, last_arrival: Time::ZERO, in_bad_state: false, stats: LinkStats::default() }
+    }
+
+    /// Offers `packet` at `now`; calls `deliver(arrival_time, packet)` for each copy that arrives.
+    pub fn send(&mut self, now: Time, mut packet: Vec<u8>, mut deliver: impl FnMut(Time, Vec<u8>)) {
+        self.stats.offered += 1;
+        let len = packet.len() as u64;
+        let mut depart = now;
+        if self.cfg.rate_bps > 0 {
+            let start = self.busy_until.max(now);
+            let backlog_bytes = (start.since_ns(now) as u128 * self.cfg.rate_bps as u128 / 8_000_000_000) as u64;
+            if backlog_bytes + len > self.cfg.queue_bytes {
+                self.stats.queue_drops += 1;
+                return;
+            }
+            let tx_ns = (len as u128 * 8_000_000_000 / self.cfg.rate_bps as u128) as u64;
+            self.busy_until = start.add_ns(tx_ns);
+            depart = self.busy_until;
+        }
+        if let Some(b) = &self.cfg.burst {
+            self.in_bad_state = if self.in_bad_state { !self.rng.chance(b.leave_bad) } else { self.rng.chance(b.enter_bad) };
+            if self.in_bad_state && self.rng.chance(b.loss_in_bad) {
+                self.stats.lost += 1;
+                return;
+            }
+        }
+        if self.rng.chance(self.cfg.loss) {
+            self.stats.lost += 1;
+            return;
+        }
+        if self.rng.chance(self.cfg.corrupt) && !packet.is_empty() {
+            let bit = self.rng.below(len * 8);
+            packet[(bit / 8) as usize] ^= 1 << (bit % 8);
+            self.stats.corrupted += 1;
+        }
+        let jitter_ns = self.cfg.jitter.as_nanos() as u64;
+        let jitter = if jitter_ns > 0 { self.rng.below(jitter_ns) } else { 0 };
+        let mut arrival = depart.add(self.cfg.delay).add_ns(jitter).max(self.last_arrival);
+        if self.rng.chance(self.cfg.reorder) {
+            arrival = arrival.add(self.cfg.reorder_delay);
+            self.stats.reordered += 1;
+        } else {
+            self.last_arrival = arrival;
+        }
+        if self.rng.chance(self.cfg.duplicate) {
+            self.stats.duplicated += 1;
+            self.stats.delivered += 1;
+            deliver(arrival.add_ns(1_000), packet.clone());
+        }
+        self.stats.delivered += 1;
+        deliver(arrival, packet);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_delay_and_loss_are_what_was_asked() {
+        let mut cfg = LinkConfig::clean(1_000_000_000, Duration::from_millis(10));
+        cfg.loss = 0.05;
+        cfg.queue_bytes = u64::MAX;
+        let mut link = Link::new(cfg, 1);
+        let mut arrivals = Vec::new();
+        for _ in 0..100_000 {
+            link.send(Time::ZERO, vec![0; 1250], |t, _| arrivals.push(t));
+        }
+        let loss = link.stats.lost as f64 / 100_000.0;
+        assert!((loss - 0.05).abs() < 0.005, "loss {loss}");
+        // 100k x 1250 B at 1 Gbit/s = 1 s of serialisation, plus 10 ms.
+        let last = arrivals.iter().max().unwrap().0;
+        assert!((last as f64 / 1e9 - 1.01).abs() < 0.001, "last arrival {last}");
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]), "FIFO without reordering");
+    }
+
+    #[test]
+    fn queue_drops_when_full() {
+        let mut cfg = LinkConfig::clean(1_000_000, Duration::ZERO);
+        cfg.queue_bytes = 10_000;
+        let mut link = Link::new(cfg, 1);
+        for _ in 0..100 {
+            link.send(Time::ZERO, vec![0; 1000], |_, _| {});
+        }
+        assert_eq!(link.stats.delivered, 10);
+        assert_eq!(link.stats.queue_drops, 90);
+    }
+}

@@ -1,0 +1,413 @@
+//! Control messages, carried over TCP (later over an SSH pipe or TLS) as length-prefixed frames
+//! (PROTOCOL.md §3).
+//!
+//! A frame is `len: u32` (big-endian, bytes that follow, 1..=[`MAX_FRAME_LEN`]) then `type: u8` and the
+//! message body. Integers are big-endian; strings are `u16` length + UTF-8. A decoder never allocates more
+//! than the frame it was given, which the framing layer caps before reading it.
+
+use crate::files::{Entry, EntryKind};
+use std::fmt;
+
+/// The largest frame body a peer may send (PROTOCOL.md §3.1). Larger lengths end the connection.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Longest path or message string (PROTOCOL.md §3.1).
+pub const MAX_STRING_LEN: usize = 4096;
+/// Most file ids in one `RoundFailed` message.
+pub const MAX_IDS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 4;
+
+/// What the sender asks for when it opens a session (PROTOCOL.md §3.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Wire protocol version the sender speaks.
+    pub version: u16,
+    /// Payload bytes per data packet (every block but a file's last has exactly this many).
+    pub block_payload: u16,
+    /// Sending rate in bits per second (informational for the receiver).
+    pub rate_bps: u64,
+    /// Receive window in blocks: the sender never sends a block this far beyond the cumulative ACK.
+    pub window_blocks: u64,
+    /// Number of manifest entries that follow.
+    pub entry_count: u64,
+    /// Bytes in all regular files of the manifest.
+    pub total_bytes: u64,
+    /// Destination directory, relative to the receiver's root.
+    pub dest: String,
+}
+
+/// Receiver's statistics at the end of a session.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverSummary {
+    /// Files committed.
+    pub files: u64,
+    /// Payload bytes committed.
+    pub bytes: u64,
+    /// Valid data packets received.
+    pub packets_received: u64,
+    /// Duplicates received (spurious retransmissions, network duplication).
+    pub duplicates: u64,
+    /// Datagrams dropped as damaged or foreign (bad tag, truncated, ...).
+    pub dropped_invalid: u64,
+    /// Whole-file verification failures that were repaired by sending the file again.
+    pub repaired_files: u64,
+}
+
+/// A control message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlMsg {
+    /// Sender opens a session (type 1).
+    Hello(Hello),
+    /// One manifest entry (type 2).
+    Entry(Entry),
+    /// End of the manifest (type 3).
+    ManifestEnd,
+    /// Receiver accepts: session id and the UDP port to send data to (type 4).
+    Accept {
+        /// Session id for every datagram.
+        session_id: u64,
+        /// Receiver's UDP port.
+        udp_port: u16,
+    },
+    /// Either side gives up, with a reason for the user (type 5).
+    Error {
+        /// One line for the user.
+        message: String,
+    },
+    /// Sender's whole-file hash of one file, after reading it for this round (type 6).
+    FileHash {
+        /// Round.
+        round: u8,
+        /// File id.
+        file_id: u32,
+        /// xxh3-128 of the file's bytes.
+        hash: u128,
+    },
+    /// Files of a round that failed whole-file verification; more may follow (type 7).
+    RoundFailed {
+        /// Round.
+        round: u8,
+        /// Failed file ids.
+        file_ids: Vec<u32>,
+    },
+    /// The receiver has verified every file of the round; `failed` of them did not match and are sent
+    /// again in the next round (type 8).
+    RoundDone {
+        /// Round.
+        round: u8,
+        /// How many files failed (the ids came in `RoundFailed` messages before).
+        failed: u32,
+    },
+    /// Every file is committed (type 9).
+    Complete(ReceiverSummary),
+}
+
+/// Why a control frame was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// The frame ended before the message did.
+    Truncated,
+    /// The frame had bytes after the message.
+    TrailingBytes,
+    /// Unknown message type.
+    UnknownType(u8),
+    /// A string was not UTF-8 or was too long.
+    BadString,
+    /// A field had a value no valid message has.
+    BadValue(&'static str),
+    /// A frame length of 0 or over [`MAX_FRAME_LEN`].
+    BadFrameLength(u64),
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::Truncated => write!(f, "control message truncated"),
+            ControlError::TrailingBytes => write!(f, "control message has trailing bytes"),
+            ControlError::UnknownType(t) => write!(f, "unknown control message type {t}"),
+            ControlError::BadString => write!(f, "control message has an invalid string"),
+            ControlError::BadValue(what) => write!(f, "control message has an invalid {what}"),
+            ControlError::BadFrameLength(n) => {
+                write!(f, "control frame length {n} is outside 1..={MAX_FRAME_LEN}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+impl ControlMsg {
+    /// Appends the whole frame (length prefix included) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        match self {
+            ControlMsg::Hello(h) => {
+                out.push(1);
+                out.extend_from_slice(&h.version.to_be_bytes());
+                out.extend_from_slice(&h.block_payload.to_be_bytes());
+                out.extend_from_slice(&h.rate_bps.to_be_bytes());
+                out.extend_from_slice(&h.window_blocks.to_be_bytes());
+                out.extend_from_slice(&h.entry_count.to_be_bytes());
+                out.extend_from_slice(&h.total_bytes.to_be_bytes());
+                put_str(out, &h.dest);
+            }
+            ControlMsg::Entry(e) => {
+                out.push(2);
+                out.push(match e.kind {
+                    EntryKind::File => 1,
+                    EntryKind::Dir => 2,
+                });
+                out.extend_from_slice(&e.mode.to_be_bytes());
+                out.extend_from_slice(&e.mtime_s.to_be_bytes());
+                out.extend_from_slice(&e.mtime_ns.to_be_bytes());
+                out.extend_from_slice(&e.size.to_be_bytes());
+                put_str(out, &e.rel_path);
+            }
+            ControlMsg::ManifestEnd => out.push(3),
+            ControlMsg::Accept { session_id, udp_port } => {
+                out.push(4);
+                out.extend_from_slice(&session_id.to_be_bytes());
+                out.extend_from_slice(&udp_port.to_be_bytes());
+            }
+            ControlMsg::Error { message } => {
+                out.push(5);
+                put_str(out, message);
+            }
+            ControlMsg::FileHash { round, file_id, hash } => {
+                out.push(6);
+                out.push(*round);
+                out.extend_from_slice(&file_id.to_be_bytes());
+                out.extend_from_slice(&hash.to_be_bytes());
+            }
+            ControlMsg::RoundFailed { round, file_ids } => {
+                assert!(file_ids.len() <= MAX_IDS_PER_MESSAGE);
+                out.push(7);
+                out.push(*round);
+                out.extend_from_slice(&(file_ids.len() as u32).to_be_bytes());
+                for id in file_ids {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+            }
+            ControlMsg::RoundDone { round, failed } => {
+                out.push(8);
+                out.push(*round);
+                out.extend_from_slice(&failed.to_be_bytes());
+            }
+            ControlMsg::Complete(s) => {
+                out.push(9);
+                for v in [s.files, s.bytes, s.packets_received, s.duplicates, s.dropped_invalid, s.repaired_files] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Checks a frame's length prefix before its body is read.
+    pub fn check_frame_len(len: u32) -> Result<usize, ControlError> {
+        if len == 0 || len as usize > MAX_FRAME_LEN {
+            return Err(ControlError::BadFrameLength(len as u64));
+        }
+        Ok(len as usize)
+    }
+
+    /// Decodes a frame body (type byte and message, without the length prefix).
+    pub fn decode(body: &[u8]) -> Result<ControlMsg, ControlError> {
+        if body.len() > MAX_FRAME_LEN {
+            return Err(ControlError::BadFrameLength(body.len() as u64));
+        }
+        let mut r = Reader { buf: body };
+        let msg = match r.u8()? {
+            1 => ControlMsg::Hello(Hello {
+                version: r.u16()?,
+                block_payload: r.u16()?,
+                rate_bps: r.u64()?,
+                window_blocks: r.u64()?,
+                entry_count: r.u64()?,
+                total_bytes: r.u64()?,
+                dest: r.string()?,
+            }),
+            2 => {
+                let kind = match r.u8()? {
+                    1 => EntryKind::File,
+                    2 => EntryKind::Dir,
+                    _ => return Err(ControlError::BadValue("entry kind")),
+                };
+                let mode = r.u32()?;
+                let mtime_s = r.u64()? as i64;
+                let mtime_ns = r.u32()?;
+                let size = r.u64()?;
+                let rel_path = r.string()?;
+                if mode > 0o7777 {
+                    return Err(ControlError::BadValue("mode"));
+                }
+                if mtime_ns >= 1_000_000_000 {
+                    return Err(ControlError::BadValue("mtime nanoseconds"));
+                }
+                if kind == EntryKind::Dir && size != 0 {
+                    return Err(ControlError::BadValue("directory size"));
+                }
+                ControlMsg::Entry(Entry { rel_path, kind, size, mode, mtime_s, mtime_ns })
+            }
+            3 => ControlMsg::ManifestEnd,
+            4 => ControlMsg::Accept { session_id: r.u64()?, udp_port: r.u16()? },
+            5 => ControlMsg::Error { message: r.string()? },
+            6 => ControlMsg::FileHash { round: r.u8()?, file_id: r.u32()?, hash: r.u128()? },
+            7 => {
+                let round = r.u8()?;
+                let n = r.u32()? as usize;
+                // Check the count against the bytes present before allocating for it.
+                if n > MAX_IDS_PER_MESSAGE || r.buf.len() != n * 4 {
+                    return Err(ControlError::BadValue("file id count"));
+                }
+                let mut file_ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    file_ids.push(r.u32()?);
+                }
+                ControlMsg::RoundFailed { round, file_ids }
+            }
+            8 => ControlMsg::RoundDone { round: r.u8()?, failed: r.u32()? },
+            9 => ControlMsg::Complete(ReceiverSummary {
+                files: r.u64()?,
+                bytes: r.u64()?,
+                packets_received: r.u64()?,
+                duplicates: r.u64()?,
+                dropped_invalid: r.u64()?,
+                repaired_files: r.u64()?,
+            }),
+            t => return Err(ControlError::UnknownType(t)),
+        };
+        if !r.buf.is_empty() {
+            return Err(ControlError::TrailingBytes);
+        }
+        Ok(msg)
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Encoders truncate rather than emit a frame the peer must refuse; callers validate lengths for users.
+    let mut end = s.len().min(MAX_STRING_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ControlError> {
+        if self.buf.len() < n {
+            return Err(ControlError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, ControlError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ControlError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, ControlError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, ControlError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn u128(&mut self) -> Result<u128, ControlError> {
+        Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16 bytes")))
+    }
+    fn string(&mut self) -> Result<String, ControlError> {
+        let n = self.u16()? as usize;
+        if n > MAX_STRING_LEN {
+            return Err(ControlError::BadString);
+        }
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| ControlError::BadString)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn samples() -> Vec<ControlMsg> {
+        vec![
+            ControlMsg::Hello(Hello {
+                version: 1,
+                block_payload: 1412,
+                rate_bps: 2_000_000_000,
+                window_blocks: 1 << 18,
+                entry_count: 3,
+                total_bytes: 1 << 33,
+                dest: "projects/run42".into(),
+            }),
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/ä.txt".into(),
+                kind: EntryKind::File,
+                size: 5 << 30,
+                mode: 0o644,
+                mtime_s: -5,
+                mtime_ns: 999_999_999,
+            }),
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset".into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mode: 0o755,
+                mtime_s: 1_700_000_000,
+                mtime_ns: 0,
+            }),
+            ControlMsg::ManifestEnd,
+            ControlMsg::Accept { session_id: 0xdead_beef, udp_port: 40000 },
+            ControlMsg::Error { message: "disk full".into() },
+            ControlMsg::FileHash { round: 0, file_id: 9, hash: u128::MAX - 3 },
+            ControlMsg::RoundFailed { round: 2, file_ids: vec![1, 5, 9] },
+            ControlMsg::RoundDone { round: 2, failed: 3 },
+            ControlMsg::Complete(ReceiverSummary {
+                files: 1,
+                bytes: 2,
+                packets_received: 3,
+                duplicates: 4,
+                dropped_invalid: 5,
+                repaired_files: 6,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in samples() {
+            let mut frame = Vec::new();
+            m.encode(&mut frame);
+            let len = u32::from_be_bytes(frame[..4].try_into().unwrap());
+            assert_eq!(ControlMsg::check_frame_len(len), Ok(frame.len() - 4));
+            assert_eq!(ControlMsg::decode(&frame[4..]), Ok(m.clone()));
+            // Every proper prefix is refused, never a panic.
+            for cut in 0..frame.len() - 4 {
+                assert!(ControlMsg::decode(&frame[4..4 + cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            let mut longer = frame[4..].to_vec();
+            longer.push(0);
+            assert_eq!(ControlMsg::decode(&longer), Err(ControlError::TrailingBytes));
+        }
+    }
+
+    #[test]
+    fn absurd_lengths_are_refused_before_allocating() {
+        assert!(ControlMsg::check_frame_len(0).is_err());
+        assert!(ControlMsg::check_frame_len(u32::MAX).is_err());
+        assert!(ControlMsg::check_frame_len(MAX_FRAME_LEN as u32 + 1).is_err());
+        // A RoundFailed claiming four billion ids in a few bytes.
+        let body = [7u8, 0, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadValue("file id count")));
+        // A string claiming more bytes than the limit.
+        let body = [5u8, 0xff, 0xff];
+        assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadString));
+    }
+}
