@@ -1,7 +1,11 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
+mod confine;
 mod entry;
 mod sanitize;
+#[cfg(test)]
+mod testutil;
 
+pub use confine::{create_dir_under_root, resolve_under_root};
 pub use entry::{Entry, EntryKind};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath};
