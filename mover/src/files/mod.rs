@@ -3,9 +3,11 @@
 mod confine;
 mod entry;
 mod sanitize;
+mod scan;
 #[cfg(test)]
 mod testutil;
 
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use entry::{Entry, EntryKind};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath};
+pub use scan::{scan_sources, Scanned};
