@@ -2,8 +2,10 @@
 
 mod confine;
 mod entry;
+mod fdcache;
 mod sanitize;
 mod scan;
+mod source;
 #[cfg(test)]
 mod testutil;
 
@@ -11,3 +13,4 @@ pub use confine::{create_dir_under_root, resolve_under_root};
 pub use entry::{Entry, EntryKind};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath};
 pub use scan::{scan_sources, Scanned};
+pub use source::SourceFiles;
