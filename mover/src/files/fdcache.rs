@@ -55,6 +55,16 @@ impl FdCache {
         Ok(&slot.0)
     }
 
+    /// Closes `id` if it is open (returning the file so the caller can close it explicitly).
+    pub(crate) fn remove(&mut self, id: u32) -> Option<File> {
+        self.open.remove(&id).map(|(f, _)| f)
+    }
+
+    /// Closes every file.
+    pub(crate) fn clear(&mut self) {
+        self.open.clear();
+    }
+
     /// How many files are open.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
