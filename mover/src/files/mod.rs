@@ -1,5 +1,18 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
+mod confine;
+mod dest;
 mod entry;
+mod fdcache;
+mod sanitize;
+mod scan;
+mod source;
+#[cfg(test)]
+mod testutil;
 
+pub use confine::{create_dir_under_root, resolve_under_root};
+pub use dest::DestTree;
 pub use entry::{Entry, EntryKind};
+pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath};
+pub use scan::{scan_sources, Scanned};
+pub use source::SourceFiles;

@@ -1,0 +1,803 @@
+//! The receiver's [`BlockStore`] over a real directory tree.
+//!
+//! Every file is written under a temporary name in its final directory (`.<name>.mover-<tag>.part`: hidden,
+//! recognisable, and on the same file system so that the final `rename` is atomic). Only a file whose
+//! whole-file hash matched is renamed into place, so the final name never holds partial or unverified
+//! contents; an aborted session removes its temporary files and leaves everything else as it was.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::confine::create_dir_under_root;
+use super::entry::{Entry, EntryKind};
+use super::fdcache::FdCache;
+use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
+use crate::proto::BlockStore;
+
+/// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
+/// announced modes, so nobody else sees (or writes into) a half-received tree.
+const DIR_MODE_DURING: u32 = 0o700;
+/// Mode of temporary files: private, and writable by us whatever the final mode is.
+const TEMP_MODE: u32 = 0o600;
+/// Permission bits a received file may get. Set-user-ID and set-group-ID are dropped: the peer would
+/// otherwise choose which programs run with the receiving account's identity.
+const FILE_MODE_MASK: u32 = 0o1777;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// No temporary file yet.
+    NotCreated,
+    /// The temporary file exists (and is ours to remove).
+    Created,
+    /// Renamed into place; no longer ours to touch.
+    Committed,
+}
+
+struct FileSlot {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    size: u64,
+    mode: u32,
+    mtime_s: i64,
+    mtime_ns: u32,
+    state: State,
+}
+
+struct DirSlot {
+    path: PathBuf,
+    depth: usize,
+    mode: u32,
+    mtime_s: i64,
+    mtime_ns: u32,
+}
+
+/// A session's destination tree: creates the directories up front, receives each file into a temporary
+/// file and commits it under its final name once verified.
+///
+/// Dropping it without committing everything removes the uncommitted temporary files (see
+/// [`DestTree::abort`]).
+pub struct DestTree {
+    files: Vec<FileSlot>,
+    dirs: Vec<DirSlot>,
+    cache: FdCache,
+    total_bytes: u64,
+}
+
+impl DestTree {
+    /// How many temporary files are kept open at once.
+    pub const MAX_OPEN: usize = 256;
+
+    /// Validates the manifest and lays out the tree under `root/dest_dir`.
+    ///
+    /// `root` must be an existing directory. Every entry's path is sanitized again (it came from the
+    /// network); duplicate paths, a path below a file entry and invalid mtimes are refused. All of this is
+    /// checked before anything is created. Then the destination directory, every directory entry and any
+    /// missing parent of a file are created (confined to `root`, mode 0o700 until [`DestTree::finish`]).
+    /// Files are not created until their first block or their commit. A final name that exists as a
+    /// directory or a symlink is refused here already, so a doomed transfer fails before it starts.
+    ///
+    /// `session_tag` names the temporary files (`.<name>.mover-<tag as 16 hex digits>.part`).
+    pub fn prepare(
+        root: &Path,
+        dest_dir: &RelPath,
+        entries: &[Entry],
+        session_tag: u64,
+    ) -> Result<DestTree, String> {
+        match fs::metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "destination root '{}' is not a directory",
+                    root.display()
+                ))
+            }
+            Err(e) => return Err(format!("destination root '{}': {e}", root.display())),
+        }
+
+        // Pass 1: judge the whole manifest before touching the disk.
+        let mut rels = Vec::with_capacity(entries.len());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+        let mut file_paths: HashSet<&str> = HashSet::new();
+        let mut total_bytes: u64 = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let rel = sanitize_relative(&e.rel_path)
+                .map_err(|err| format!("manifest entry {i}: {err}"))?;
+            if !seen.insert(&e.rel_path) {
+                return Err(format!("manifest entry {i}: duplicate path '{}'", rel));
+            }
+            if e.mtime_ns >= 1_000_000_000 {
+                return Err(format!(
+                    "manifest entry {i} ('{rel}'): invalid mtime nanoseconds {}",
+                    e.mtime_ns
+                ));
+            }
+            if e.kind == EntryKind::File {
+                file_paths.insert(&e.rel_path);
+                total_bytes = total_bytes
+                    .checked_add(e.size)
+                    .ok_or_else(|| format!("manifest entry {i} ('{rel}'): total size overflows"))?;
+            }
+            rels.push(rel);
+        }
+        if file_paths.len() > u32::MAX as usize {
+            return Err(format!("too many files: {}", file_paths.len()));
+        }
+        // `a` as a file and `a/b` as anything cannot both exist.
+        for (i, e) in entries.iter().enumerate() {
+            for (pos, _) in e.rel_path.match_indices('/') {
+                let ancestor = &e.rel_path[..pos];
+                if file_paths.contains(ancestor) {
+                    return Err(format!(
+                        "manifest entry {i}: '{}' lies inside '{ancestor}', which is a file",
+                        rels[i]
+                    ));
+                }
+            }
+        }
+
+        // Pass 2: create the directories.
+        let dest =
+            create_dir_under_root(root, dest_dir, DIR_MODE_DURING).map_err(|e| e.to_string())?;
+        let mut ensured: HashSet<RelPath> = HashSet::new();
+        ensured.insert(RelPath::root());
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        let mut temp_names: HashSet<PathBuf> = HashSet::new();
+        for (e, rel) in entries.iter().zip(rels) {
+            match e.kind {
+                EntryKind::Dir => {
+                    let path = create_dir_under_root(&dest, &rel, DIR_MODE_DURING)
+                        .map_err(|e| e.to_string())?;
+                    dirs.push(DirSlot {
+                        path,
+                        depth: rel.components().len(),
+                        mode: e.mode & 0o7777,
+                        mtime_s: e.mtime_s,
+                        mtime_ns: e.mtime_ns,
+                    });
+                    ensured.insert(rel);
+                }
+                EntryKind::File => {
+                    let parent = rel.parent().unwrap_or_else(RelPath::root);
+                    let dir = if ensured.contains(&parent) {
+                        dest.join(parent.to_path_buf())
+                    } else {
+                        let dir = create_dir_under_root(&dest, &parent, DIR_MODE_DURING)
+                            .map_err(|e| e.to_string())?;
+                        ensured.insert(parent);
+                        dir
+                    };
+                    let name = rel.file_name().unwrap_or_default();
+                    let final_path = dir.join(name);
+                    check_replaceable(&final_path).map_err(|e| e.to_string())?;
+                    let file_id =
+                        u32::try_from(files.len()).map_err(|_| "too many files".to_string())?;
+                    let temp_path = dir.join(temp_name(name, session_tag, file_id));
+                    // Only a crafted manifest can make a temporary name collide with another file's name.
+                    if !temp_names.insert(temp_path.clone())
+                        || seen.contains(temp_rel(&rel, &temp_path).as_str())
+                    {
+                        return Err(format!("manifest entry '{rel}': its temporary name collides with another entry"));
+                    }
+                    files.push(FileSlot {
+                        final_path,
+                        temp_path,
+                        size: e.size,
+                        mode: e.mode & FILE_MODE_MASK,
+                        mtime_s: e.mtime_s,
+                        mtime_ns: e.mtime_ns,
+                        state: State::NotCreated,
+                    });
+                }
+            }
+        }
+        Ok(DestTree {
+            files,
+            dirs,
+            cache: FdCache::new(DestTree::MAX_OPEN),
+            total_bytes,
+        })
+    }
+
+    /// The number of regular files (file ids are `0..file_count()`).
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// The sum of the files' announced sizes.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Applies the directory entries' modes and mtimes, deepest first. Call it after every file is
+    /// committed: creating and renaming files changes their directories' mtimes, and a directory made
+    /// read-only early would stop the files below it from being written. Fails (changing nothing) if a file
+    /// is not committed; otherwise applies every directory and returns the first error.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let pending = self
+            .files
+            .iter()
+            .filter(|f| f.state != State::Committed)
+            .count();
+        if pending > 0 {
+            return Err(io::Error::other(format!(
+                "{pending} files are not committed"
+            )));
+        }
+        self.cache.clear();
+        let mut order: Vec<&DirSlot> = self.dirs.iter().collect();
+        // Deepest first, so a parent's mode (perhaps read-only) is set after its children are done.
+        order.sort_by_key(|d| std::cmp::Reverse(d.depth));
+        let mut first_err = None;
+        for d in order {
+            if let Err(e) = apply_dir_meta(d) {
+                first_err.get_or_insert(io::Error::new(
+                    e.kind(),
+                    format!("setting mode and mtime of '{}': {e}", d.path.display()),
+                ));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Removes every temporary file that was not committed. Committed files and files that existed before
+    /// the session are never touched; directories created by [`DestTree::prepare`] are left (empty).
+    /// Removal is best effort (an abort usually happens because something already went wrong).
+    pub fn abort(&mut self) {
+        self.cache.clear();
+        for f in &mut self.files {
+            if f.state == State::Created {
+                let _ = fs::remove_file(&f.temp_path);
+                f.state = State::NotCreated;
+            }
+        }
+    }
+
+    fn slot(&self, file_id: u32) -> io::Result<&FileSlot> {
+        self.files.get(file_id as usize).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no file with id {file_id}"),
+            )
+        })
+    }
+
+    /// Checks that `[offset, offset + len)` lies inside the file's announced size: a peer must not be able
+    /// to grow a file (and fill the disk) beyond what the manifest said.
+    fn check_range(&self, file_id: u32, offset: u64, len: usize) -> io::Result<()> {
+        let f = self.slot(file_id)?;
+        let end = offset.checked_add(len as u64);
+        if !matches!(end, Some(end) if end <= f.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "'{}': {len} bytes at offset {offset} lie outside its size of {} bytes",
+                    f.final_path.display(),
+                    f.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The temporary file of `file_id`, created (or reopened after eviction) as needed.
+    fn temp_file(&mut self, file_id: u32) -> io::Result<&File> {
+        let f = self.files.get_mut(file_id as usize).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no file with id {file_id}"),
+            )
+        })?;
+        if f.state == State::Committed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{}' is already committed", f.final_path.display()),
+            ));
+        }
+        self.cache.get_or_open(file_id, || open_temp(f))
+    }
+}
+
+/// Opens (creating on first use) a temporary file. `O_NOFOLLOW`: a symlink planted under the temporary
+/// name must not redirect our writes.
+fn open_temp(f: &mut FileSlot) -> io::Result<File> {
+    let err = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("creating '{}': {e}", f.temp_path.display()),
+        )
+    };
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
+    if f.state == State::Created {
+        return o.open(&f.temp_path).map_err(err);
+    }
+    let file = o
+        .create(true)
+        .truncate(true)
+        .mode(TEMP_MODE)
+        .open(&f.temp_path)
+        .map_err(err)?;
+    // From here on the file is ours to clean up, even if set_len fails.
+    f.state = State::Created;
+    // Full size at once, so out-of-order blocks do not extend the file again and again.
+    file.set_len(f.size).map_err(err)?;
+    Ok(file)
+}
+
+/// A final name may replace a regular file (or nothing), never a directory or a symlink.
+fn check_replaceable(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() || m.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "refusing to replace '{}': it is a {}",
+                path.display(),
+                if m.is_dir() {
+                    "directory"
+                } else {
+                    "symbolic link"
+                }
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("'{}': {e}", path.display()),
+        )),
+    }
+}
+
+/// `.<name>.mover-<tag>.part`; if that exceeds the 255-byte name limit, the name is shortened and the file
+/// id added (`.<prefix>~<id>.mover-<tag>.part`) to keep temporary names distinct.
+fn temp_name(name: &str, tag: u64, file_id: u32) -> String {
+    let suffix = format!(".mover-{tag:016x}.part");
+    let full = format!(".{name}{suffix}");
+    if full.len() <= MAX_COMPONENT_LEN {
+        return full;
+    }
+    let marker = format!("~{file_id}");
+    let mut cut = MAX_COMPONENT_LEN - 1 - suffix.len() - marker.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}{marker}{suffix}", &name[..cut])
+}
+
+/// The manifest-relative path a temporary file would have, to check it against the entries.
+fn temp_rel(rel: &RelPath, temp_path: &Path) -> String {
+    let name = temp_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match rel.parent() {
+        Some(p) if !p.is_root() => format!("{p}/{name}"),
+        _ => name,
+    }
+}
+
+/// The announced mtime as a `SystemTime` (seconds may be negative: before 1970).
+fn mtime(s: i64, ns: u32) -> io::Result<SystemTime> {
+    let base = if s >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(s.unsigned_abs()))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(s.unsigned_abs()))
+    };
+    base.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(ns))))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("mtime {s}.{ns:09} is out of range"),
+            )
+        })
+}
+
+/// Sets atime and mtime to the announced mtime. `File::set_times` is `futimens(2)` on Linux, with
+/// nanosecond precision, which is what we would call through libc (without needing `unsafe`).
+fn set_mtime(file: &File, s: i64, ns: u32) -> io::Result<()> {
+    let t = mtime(s, ns)?;
+    file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+}
+
+fn apply_dir_meta(d: &DirSlot) -> io::Result<()> {
+    // Through an fd opened with O_NOFOLLOW, so a directory swapped for a symlink since `prepare` makes this
+    // fail instead of changing the symlink's target.
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(&d.path)?;
+    dir.set_permissions(fs::Permissions::from_mode(d.mode))?;
+    set_mtime(&dir, d.mtime_s, d.mtime_ns)
+}
+
+impl BlockStore for DestTree {
+    fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check_range(file_id, offset, data.len())?;
+        let r = self
+            .temp_file(file_id)
+            .and_then(|f| f.write_all_at(data, offset));
+        r.map_err(|e| {
+            let path = self.files[file_id as usize].final_path.display();
+            io::Error::new(e.kind(), format!("writing '{path}': {e}"))
+        })
+    }
+
+    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check_range(file_id, offset, buf.len())?;
+        let r = self
+            .temp_file(file_id)
+            .and_then(|f| f.read_exact_at(buf, offset));
+        r.map_err(|e| {
+            let path = self.files[file_id as usize].final_path.display();
+            io::Error::new(e.kind(), format!("reading back '{path}': {e}"))
+        })
+    }
+
+    fn commit(&mut self, file_id: u32) -> io::Result<()> {
+        if self.slot(file_id)?.state == State::Committed {
+            return Ok(());
+        }
+        // Taken out of the cache: it is closed at the end of the commit either way (a failed commit leaves
+        // the file `Created`, and it is reopened if the protocol tries again).
+        self.temp_file(file_id)?;
+        let file = self
+            .cache
+            .remove(file_id)
+            .ok_or_else(|| io::Error::other("temporary file vanished from the cache"))?;
+        let file = &file;
+        let f = &self.files[file_id as usize];
+        let err = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("committing '{}': {what}: {e}", f.final_path.display()),
+            )
+        };
+        file.set_permissions(fs::Permissions::from_mode(f.mode))
+            .map_err(|e| err("chmod", e))?;
+        set_mtime(file, f.mtime_s, f.mtime_ns).map_err(|e| err("setting mtime", e))?;
+        // Durable before visible: after a crash the final name must not hold a file whose blocks never
+        // reached the disk.
+        file.sync_all().map_err(|e| err("fsync", e))?;
+        check_replaceable(&f.final_path)?;
+        fs::rename(&f.temp_path, &f.final_path).map_err(|e| err("rename", e))?;
+        self.files[file_id as usize].state = State::Committed;
+        Ok(())
+    }
+
+    fn reset(&mut self, file_id: u32) -> io::Result<()> {
+        if self.slot(file_id)?.state == State::NotCreated {
+            return Ok(());
+        }
+        let size = self.slot(file_id)?.size;
+        let r = self.temp_file(file_id).and_then(|f| {
+            f.set_len(0)?;
+            f.set_len(size)
+        });
+        r.map_err(|e| {
+            let path = self.files[file_id as usize].final_path.display();
+            io::Error::new(e.kind(), format!("discarding '{path}': {e}"))
+        })
+    }
+}
+
+impl Drop for DestTree {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::sanitize::{sanitize_dest_dir, sanitize_relative};
+    use crate::files::testutil::TempDir;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    const TAG: u64 = 0x0123_4567_89ab_cdef;
+
+    fn file(p: &str, size: u64, mode: u32, mtime_s: i64, mtime_ns: u32) -> Entry {
+        Entry {
+            rel_path: p.into(),
+            kind: EntryKind::File,
+            size,
+            mode,
+            mtime_s,
+            mtime_ns,
+        }
+    }
+    fn dir(p: &str, mode: u32, mtime_s: i64, mtime_ns: u32) -> Entry {
+        Entry {
+            rel_path: p.into(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mode,
+            mtime_s,
+            mtime_ns,
+        }
+    }
+    fn rel(s: &str) -> RelPath {
+        sanitize_relative(s).unwrap()
+    }
+    fn count_all(p: &Path) -> usize {
+        fs::read_dir(p)
+            .unwrap()
+            .map(|e| {
+                1 + e
+                    .map(|e| {
+                        if e.file_type().unwrap().is_dir() {
+                            count_all(&e.path())
+                        } else {
+                            0
+                        }
+                    })
+                    .unwrap()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn round_trip() {
+        let t = TempDir::new("dest");
+        let entries = [
+            dir("d", 0o750, 1_500_000_000, 111),
+            file("d/a", 10_000, 0o640, 1_600_000_000, 123_456_789),
+            file("d/sub/empty", 0, 0o604, 1_700_000_000, 5),
+            file("top", 5, 0o4755, 1_000, 0),
+        ];
+        let mut tree = DestTree::prepare(
+            t.path(),
+            &sanitize_dest_dir("in/coming").unwrap(),
+            &entries,
+            TAG,
+        )
+        .unwrap();
+        assert_eq!((tree.file_count(), tree.total_bytes()), (3, 10_005));
+        let base = t.path().join("in/coming");
+        assert!(base.join("d/sub").is_dir(), "parent of a file created");
+        assert_eq!(fs::metadata(base.join("d")).unwrap().mode() & 0o7777, 0o700);
+
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Out of order, the last block first.
+        for off in [
+            9_000usize, 0, 5_000, 1_000, 7_000, 2_000, 4_000, 8_000, 3_000, 6_000,
+        ] {
+            tree.write_block(0, off as u64, &data[off..off + 1_000])
+                .unwrap();
+        }
+        let temp = base.join("d/.a.mover-0123456789abcdef.part");
+        assert_eq!(fs::metadata(&temp).unwrap().len(), 10_000);
+        assert_eq!(fs::metadata(&temp).unwrap().mode() & 0o7777, 0o600);
+        assert!(
+            !base.join("d/a").exists(),
+            "final name visible before commit"
+        );
+        let mut back = vec![0u8; 2_500];
+        tree.read_at(0, 4_000, &mut back).unwrap();
+        assert_eq!(back, &data[4_000..6_500]);
+
+        tree.commit(0).unwrap();
+        let a = base.join("d/a");
+        // Metadata first: reading the file may update its atime (relatime).
+        let m = fs::metadata(&a).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!((m.mtime(), m.mtime_nsec()), (1_600_000_000, 123_456_789));
+        assert_eq!((m.atime(), m.atime_nsec()), (1_600_000_000, 123_456_789));
+        assert_eq!(fs::read(&a).unwrap(), data);
+        assert!(!temp.exists());
+        tree.commit(0).unwrap(); // idempotent
+        assert!(tree.write_block(0, 0, b"x").is_err(), "write after commit");
+
+        // An empty file is committed without ever being written.
+        tree.commit(1).unwrap();
+        assert_eq!(fs::metadata(base.join("d/sub/empty")).unwrap().len(), 0);
+
+        tree.write_block(2, 0, b"hello").unwrap();
+        assert!(tree.finish().is_err(), "finish with an uncommitted file");
+        tree.commit(2).unwrap();
+        // Set-user-ID is dropped.
+        assert_eq!(
+            fs::metadata(base.join("top")).unwrap().mode() & 0o7777,
+            0o755
+        );
+
+        tree.finish().unwrap();
+        let m = fs::metadata(base.join("d")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o750);
+        assert_eq!((m.mtime(), m.mtime_nsec()), (1_500_000_000, 111));
+        drop(tree);
+        assert_eq!(fs::read(base.join("top")).unwrap(), b"hello");
+        // Nothing left over: d, d/a, d/sub, d/sub/empty, top.
+        assert_eq!(count_all(&base), 5);
+    }
+
+    #[test]
+    fn abort_and_drop_remove_only_temporaries() {
+        let t = TempDir::new("dest");
+        fs::write(t.path().join("old"), b"previous contents").unwrap();
+        let entries = [
+            file("old", 3, 0o644, 0, 0),
+            file("new", 3, 0o644, 0, 0),
+            file("done", 3, 0o644, 0, 0),
+        ];
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
+        tree.write_block(0, 0, b"abc").unwrap();
+        tree.write_block(1, 0, b"abc").unwrap();
+        tree.write_block(2, 0, b"xyz").unwrap();
+        tree.commit(2).unwrap();
+        assert_eq!(count_all(t.path()), 4); // old, done, two temporaries
+        drop(tree);
+        assert_eq!(
+            fs::read(t.path().join("old")).unwrap(),
+            b"previous contents"
+        );
+        assert_eq!(fs::read(t.path().join("done")).unwrap(), b"xyz");
+        assert!(!t.path().join("new").exists());
+        assert_eq!(count_all(t.path()), 2);
+
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG + 1).unwrap();
+        tree.write_block(1, 0, b"abc").unwrap();
+        tree.abort();
+        assert_eq!(count_all(t.path()), 2);
+    }
+
+    #[test]
+    fn reset_discards_and_reopens_after_eviction() {
+        let t = TempDir::new("dest");
+        let entries: Vec<Entry> = (0..5)
+            .map(|i| file(&format!("f{i}"), 8, 0o644, 0, 0))
+            .collect();
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
+        tree.cache = FdCache::new(2);
+        for i in 0..5 {
+            tree.write_block(i, 0, b"1234").unwrap();
+        }
+        for i in 0..5 {
+            tree.write_block(i, 4, b"5678").unwrap();
+            assert!(tree.cache.len() <= 2);
+        }
+        let mut buf = [0u8; 8];
+        tree.read_at(0, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"12345678");
+        tree.reset(0).unwrap();
+        tree.read_at(0, 0, &mut buf).unwrap();
+        assert_eq!(buf, [0u8; 8]);
+        tree.reset(1).unwrap();
+        tree.write_block(1, 0, b"abcdefgh").unwrap();
+        tree.commit(1).unwrap();
+        assert_eq!(fs::read(t.path().join("f1")).unwrap(), b"abcdefgh");
+        assert!(tree.reset(1).is_err(), "reset after commit");
+    }
+
+    #[test]
+    fn refuses_bad_manifests_creating_nothing() {
+        let t = TempDir::new("dest");
+        let dd = sanitize_dest_dir("x").unwrap();
+        let bad: [(&[Entry], &str); 5] = [
+            (
+                &[
+                    dir("a", 0o755, 0, 0),
+                    file("a/../../etc/passwd", 1, 0o644, 0, 0),
+                ],
+                "'..'",
+            ),
+            (
+                &[file("a", 1, 0o644, 0, 0), file("a", 1, 0o644, 0, 0)],
+                "duplicate",
+            ),
+            (&[file("/etc/passwd", 1, 0o644, 0, 0)], "absolute"),
+            (
+                &[file("a", 1, 0o644, 0, 0), file("a/b", 1, 0o644, 0, 0)],
+                "which is a file",
+            ),
+            (&[file("a", 1, 0o644, 0, 1_000_000_000)], "nanoseconds"),
+        ];
+        for (entries, why) in bad {
+            let e = DestTree::prepare(t.path(), &dd, entries, TAG)
+                .err()
+                .unwrap();
+            assert!(e.contains(why), "{e}");
+            assert_eq!(count_all(t.path()), 0, "something was created for {why}");
+        }
+        let e = DestTree::prepare(&t.path().join("nope"), &dd, &[], TAG)
+            .err()
+            .unwrap();
+        assert!(e.contains("destination root"), "{e}");
+        fs::write(t.path().join("f"), b"").unwrap();
+        let e = DestTree::prepare(&t.path().join("f"), &dd, &[], TAG)
+            .err()
+            .unwrap();
+        assert!(e.contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn refuses_symlinks_and_directories_in_the_way() {
+        let t = TempDir::new("dest");
+        let outside = TempDir::new("dest-outside");
+        symlink(outside.path(), t.path().join("link")).unwrap();
+        let e = DestTree::prepare(t.path(), &rel("link"), &[file("a", 1, 0o644, 0, 0)], TAG)
+            .err()
+            .unwrap();
+        assert!(e.contains("symlink escape"), "{e}");
+        let e = DestTree::prepare(
+            t.path(),
+            &RelPath::root(),
+            &[file("link/a", 1, 0o644, 0, 0)],
+            TAG,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("symlink escape"), "{e}");
+        // A final name that is a symlink is refused, not written through.
+        let e = DestTree::prepare(
+            t.path(),
+            &RelPath::root(),
+            &[file("link", 1, 0o644, 0, 0)],
+            TAG,
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(count_all(outside.path()), 0);
+
+        // A directory appearing under the final name during the transfer is refused at commit.
+        let mut tree = DestTree::prepare(
+            t.path(),
+            &RelPath::root(),
+            &[file("late", 1, 0o644, 0, 0)],
+            TAG,
+        )
+        .unwrap();
+        tree.write_block(0, 0, b"x").unwrap();
+        fs::create_dir(t.path().join("late")).unwrap();
+        let e = tree.commit(0).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        drop(tree);
+        assert_eq!(count_all(t.path()), 2); // link, late/
+    }
+
+    #[test]
+    fn writes_outside_the_announced_size_are_refused() {
+        let t = TempDir::new("dest");
+        let mut tree = DestTree::prepare(
+            t.path(),
+            &RelPath::root(),
+            &[file("a", 10, 0o644, 0, 0)],
+            TAG,
+        )
+        .unwrap();
+        assert!(tree.write_block(0, 8, b"abc").is_err());
+        assert!(tree.write_block(0, u64::MAX, b"a").is_err());
+        assert!(tree.write_block(1, 0, b"a").is_err());
+        tree.write_block(0, 7, b"abc").unwrap();
+        let mut b = [0u8; 11];
+        assert!(tree.read_at(0, 0, &mut b).is_err());
+    }
+
+    #[test]
+    fn long_names_get_short_distinct_temporaries() {
+        let long = "n".repeat(255);
+        let a = temp_name(&long, TAG, 1);
+        let b = temp_name(&long, TAG, 2);
+        assert!(a.len() <= 255 && b.len() <= 255 && a != b, "{a} {b}");
+        assert_eq!(
+            temp_name("x.bin", TAG, 0),
+            ".x.bin.mover-0123456789abcdef.part"
+        );
+        let t = TempDir::new("dest");
+        let mut tree = DestTree::prepare(
+            t.path(),
+            &RelPath::root(),
+            &[file(&long, 1, 0o644, 0, 0)],
+            TAG,
+        )
+        .unwrap();
+        tree.write_block(0, 0, b"x").unwrap();
+        tree.commit(0).unwrap();
+        assert_eq!(fs::read(t.path().join(&long)).unwrap(), b"x");
+    }
+}
