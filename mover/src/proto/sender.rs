@@ -26,6 +26,9 @@ use crate::wire::{CommonHeader, DropCounters, DropReason, PacketType, Sealer};
 use std::collections::VecDeque;
 use xxhash_rust::xxh3::Xxh3;
 
+/// Most tail retransmissions remembered for a second copy (PROTOCOL.md §4.5).
+const MAX_TAIL_DUPLICATES: usize = 4096;
+
 /// Where the sender is in its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SenderState {
@@ -81,9 +84,10 @@ pub struct Sender {
     pending_count: u64,
     /// No pending retransmission lies below this sequence number.
     pending_scan: u64,
-    /// A retransmission to send once more right away: at the tail of a round the link is otherwise idle,
-    /// and a second copy saves a whole re-NAK round trip when the first is lost too (PROTOCOL.md §4.5).
-    tail_duplicate: Option<u64>,
+    /// Retransmissions to send once more at the tail of a round, after the pending ones: the link is
+    /// otherwise idle then, and a second copy, spaced from the first so one loss burst does not take both,
+    /// saves a whole re-NAK round trip when the first copy is lost too (PROTOCOL.md §4.5).
+    tail_duplicates: VecDeque<u64>,
     failed_ids: Vec<u32>,
     packet_number: u64,
     pacer: Pacer,
@@ -115,7 +119,7 @@ impl Sender {
             cum_ack: 0,
             pending_count: 0,
             pending_scan: 0,
-            tail_duplicate: None,
+            tail_duplicates: VecDeque::with_capacity(MAX_TAIL_DUPLICATES),
             failed_ids: Vec::new(),
             packet_number: 0,
             last_heard: now,
@@ -262,7 +266,7 @@ impl Sender {
         self.pending = SeqBits::new(self.cfg.window_blocks);
         self.pending_count = 0;
         self.pending_scan = 0;
-        self.tail_duplicate = None;
+        self.tail_duplicates.clear();
         self.hasher.reset();
         self.state = SenderState::Sending;
         self.skip_finished_files();
@@ -293,7 +297,7 @@ impl Sender {
     }
 
     fn has_block_to_send(&self) -> bool {
-        self.pending_count > 0 || self.tail_duplicate.is_some() || self.can_send_new()
+        self.pending_count > 0 || !self.tail_duplicates.is_empty() || self.can_send_new()
     }
 
     fn can_send_new(&self) -> bool {
@@ -312,9 +316,7 @@ impl Sender {
         if self.state != SenderState::Sending || !self.pacer.can_send(now) {
             return Ok(None);
         }
-        let (seq, retransmit) = if let Some(seq) = self.tail_duplicate.take().filter(|&s| s >= self.cum_ack) {
-            (seq, true)
-        } else if self.pending_count > 0 {
+        let (seq, retransmit) = if self.pending_count > 0 {
             let seq = self
                 .pending
                 .find(true, self.pending_scan, self.next_new)
@@ -322,14 +324,20 @@ impl Sender {
             self.pending.clear(seq);
             self.pending_count -= 1;
             self.pending_scan = seq + 1;
-            if self.next_new == self.plan.total_seqs() {
-                self.tail_duplicate = Some(seq);
+            if self.next_new == self.plan.total_seqs() && self.tail_duplicates.len() < MAX_TAIL_DUPLICATES {
+                self.tail_duplicates.push_back(seq);
             }
             (seq, true)
         } else if self.can_send_new() {
             (self.next_new, false)
         } else {
-            return Ok(None);
+            loop {
+                match self.tail_duplicates.pop_front() {
+                    Some(seq) if seq >= self.cum_ack => break (seq, true),
+                    Some(_) => continue,
+                    None => return Ok(None),
+                }
+            }
         };
         let (idx, offset, len) = self.plan.locate(seq);
         debug_assert!(retransmit || (idx == self.new_idx && offset == self.new_offset));

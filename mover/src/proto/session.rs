@@ -1,9 +1,9 @@
 //! The receiver's file-side duties around the state machine: write each delivered block, hash files as
 //! their bytes become contiguous, verify, commit or reset (PROTOCOL.md §4.6).
 //!
-//! Hashing keeps up with arrival: a file's hash is fed straight from the datagram while blocks arrive in
-//! order, and caught up from the store (recently written, so from the page cache) when a hole fills, so
-//! verification at the end rarely has to read a whole file back.
+//! The whole-file hash is computed over what the store holds, read back, so it checks the write path too.
+//! It keeps up with arrival: a file's hash follows the file's contiguous prefix in steps of a few MiB, reading
+//! recently written bytes (from the page cache), so verification at the end rarely reads a whole file back.
 
 use super::receiver::{Receiver, ReceiverState};
 use super::BlockStore;
@@ -69,19 +69,11 @@ impl<S: BlockStore> ReceiverSession<S> {
             self.fail(e.to_string());
             return Ok(());
         }
-        let room = self.active.len() < MAX_ACTIVE_HASHES;
-        match self.active.iter_mut().find(|a| a.file_id == d.file_id) {
-            Some(a) if a.cursor == d.offset => {
-                a.hasher.update(data);
-                a.cursor += data.len() as u64;
-            }
-            Some(_) => {}
-            None if d.offset == 0 && room => {
-                let mut hasher = Box::new(Xxh3::new());
-                hasher.update(data);
-                self.active.push(ActiveHash { file_id: d.file_id, cursor: data.len() as u64, hasher });
-            }
-            None => {}
+        // Hash what the store holds, not what the network delivered: the whole-file check is end to end
+        // and must catch a misplaced or damaged write. Start tracking the file so its hash can follow
+        // the contiguous prefix (recently written, so read back from the page cache).
+        if d.offset == 0 && self.active.len() < MAX_ACTIVE_HASHES && !self.active.iter().any(|a| a.file_id == d.file_id) {
+            self.active.push(ActiveHash { file_id: d.file_id, cursor: 0, hasher: Box::new(Xxh3::new()) });
         }
         Ok(())
     }
