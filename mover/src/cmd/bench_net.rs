@@ -195,6 +195,12 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
             let (tx, rx) = self_test(args)?;
             print_send(&tx);
             print_recv(&rx, args.size);
+            if tx.gso && rx.gro {
+                eprintln!(
+                    "bench net: note: over loopback GSO+GRO moves 64 KiB super-datagrams unsplit (a memory-copy \
+                     figure); --no-gso gives the per-datagram rate"
+                );
+            }
             if args.json {
                 println!("{}", recv_json("loopback", &rx, tx.gso, Some(tx.datagrams)));
             }
@@ -224,8 +230,13 @@ fn check_args(args: &BenchNetArgs) -> Result<(), String> {
 
 /// Both ends in this process over 127.0.0.1: the receiver on a thread, the sender on this one.
 pub fn self_test(args: &BenchNetArgs) -> Result<(SendReport, RecvReport), String> {
+    self_test_with(args, !args.no_gso)
+}
+
+/// [`self_test`] with GRO on the receiver chosen separately (`gro`) from GSO on the sender.
+fn self_test_with(args: &BenchNetArgs, gro: bool) -> Result<(SendReport, RecvReport), String> {
     check_args(args)?;
-    let rx = receiver_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), args.no_gso)?;
+    let rx = receiver_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), !gro)?;
     let to = rx
         .local_addr()
         .map_err(|e| format!("self-test receiver address: {e}"))?;
@@ -378,7 +389,8 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
             }
         }
         batch.clear();
-        thread::sleep(Duration::from_millis(2));
+        // Spread the repeats: a receiver still draining a full socket buffer gets a later one.
+        thread::sleep(Duration::from_millis(10));
     }
     Ok(SendReport {
         datagrams: sent,
@@ -560,17 +572,21 @@ mod tests {
         }
     }
 
-    fn check_consistent(tx: &SendReport, rx: &RecvReport, size: usize) {
+    /// `end_required`: the end datagram must have arrived (it may be dropped, like any datagram, when an
+    /// unpaced sender overruns the receiver on a busy machine).
+    fn check_consistent(tx: &SendReport, rx: &RecvReport, size: usize, end_required: bool) {
         assert!(tx.datagrams > 0, "{tx:?}");
         assert!(rx.datagrams > 0, "{rx:?}");
         assert!(rx.datagrams <= tx.datagrams, "{rx:?} {tx:?}");
         assert_eq!(tx.bytes, tx.datagrams * size as u64);
         assert_eq!(rx.bytes, rx.datagrams * size as u64);
-        assert_eq!(
-            rx.sent,
-            Some(tx.datagrams),
-            "end datagram carries the sender's count"
-        );
+        if end_required || rx.sent.is_some() {
+            assert_eq!(
+                rx.sent,
+                Some(tx.datagrams),
+                "end datagram carries the sender's count"
+            );
+        }
         assert!(rx.seq_span <= tx.datagrams);
         assert_eq!(rx.ignored, 0);
         let loss = rx.loss();
@@ -597,7 +613,7 @@ mod tests {
         for no_gso in [false, true] {
             let a = args(0.5, None, no_gso);
             let (tx, rx) = self_test(&a).unwrap();
-            check_consistent(&tx, &rx, a.size);
+            check_consistent(&tx, &rx, a.size, false);
             assert!(tx.seconds >= 0.5 && tx.seconds < 2.0, "{tx:?}");
         }
     }
@@ -607,7 +623,7 @@ mod tests {
         // 40 Mbit/s of 1200-byte datagrams for 0.4 s: ~1667 datagrams.
         let a = args(0.4, Some("40M"), false);
         let (tx, rx) = self_test(&a).unwrap();
-        check_consistent(&tx, &rx, a.size);
+        check_consistent(&tx, &rx, a.size, true);
         let expect = 40e6 / 8.0 / 1200.0 * tx.seconds;
         let got = tx.datagrams as f64;
         assert!(
@@ -640,10 +656,10 @@ mod tests {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3.0);
-        for no_gso in [false, true] {
+        for (no_gso, gro) in [(false, true), (false, false), (true, false)] {
             let mut a = args(seconds, None, no_gso);
             a.size = 1472;
-            let (tx, rx) = self_test(&a).unwrap();
+            let (tx, rx) = self_test_with(&a, gro).unwrap();
             print_send(&tx);
             print_recv(&rx, a.size);
             println!("{}", recv_json("loopback", &rx, tx.gso, Some(tx.datagrams)));
