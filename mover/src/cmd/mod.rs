@@ -1,1 +1,3 @@
 //! The `mover` subcommands.
+
+pub mod bench_net;
