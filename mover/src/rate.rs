@@ -50,7 +50,7 @@ pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
     };
     let value: f64 = number.trim().parse().map_err(|_| format!("not a size: '{text}' (examples: 64K, 512M, 4G)"))?;
     let bytes = value * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1.8e19 {
+    if !bytes.is_finite() || !(0.0..=1.8e19).contains(&bytes) {
         return Err(format!("size out of range: '{text}'"));
     }
     Ok(bytes.round() as u64)

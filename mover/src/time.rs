@@ -14,12 +14,12 @@ impl Time {
     pub const ZERO: Time = Time(0);
 
     /// `self + d`, saturating (a deadline "never" stays far in the future).
-    pub fn add(self, d: Duration) -> Time {
+    pub fn plus(self, d: Duration) -> Time {
         Time(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
     }
 
     /// `self + ns`, saturating.
-    pub fn add_ns(self, ns: u64) -> Time {
+    pub fn plus_ns(self, ns: u64) -> Time {
         Time(self.0.saturating_add(ns))
     }
 
@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn saturating_arithmetic() {
         assert_eq!(Time(5).since_ns(Time(9)), 0);
-        assert_eq!(Time(u64::MAX - 1).add_ns(10), Time(u64::MAX));
+        assert_eq!(Time(u64::MAX - 1).plus_ns(10), Time(u64::MAX));
         assert_eq!(Time(1_500_000).wire_us(), 1_500);
     }
 }

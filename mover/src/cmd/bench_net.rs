@@ -131,11 +131,7 @@ impl Pacer {
     pub fn new(rate_bps: u64, datagram_bytes: usize) -> Pacer {
         let datagrams_per_sec = rate_bps as f64 / 8.0 / datagram_bytes.max(1) as f64;
         let max_burst = ((datagrams_per_sec * 0.002) as u64).max(1);
-        Pacer {
-            datagrams_per_sec,
-            released: 0,
-            max_burst,
-        }
+        Pacer { datagrams_per_sec, released: 0, max_burst }
     }
 
     /// Datagrams that may go now, `elapsed` after the start, and counts them as released.
@@ -171,10 +167,7 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
         (Some(_), Some(_)) => Err("give either --listen (receive) or --to (send), not both".into()),
         (Some(listen), None) => {
             let rx = receiver_socket(listen, args.no_gso)?;
-            eprintln!(
-                "bench net: listening on {}",
-                rx.local_addr().map_err(|e| e.to_string())?
-            );
+            eprintln!("bench net: listening on {}", rx.local_addr().map_err(|e| e.to_string())?);
             let report = receive(rx, args.seconds)?;
             print_recv(&report, args.size);
             if args.json {
@@ -211,16 +204,10 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
 
 fn check_args(args: &BenchNetArgs) -> Result<(), String> {
     if !(HEADER..=MAX_SIZE).contains(&args.size) {
-        return Err(format!(
-            "--size {} out of range {HEADER}..={MAX_SIZE}",
-            args.size
-        ));
+        return Err(format!("--size {} out of range {HEADER}..={MAX_SIZE}", args.size));
     }
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 1e6) {
-        return Err(format!(
-            "--seconds {} must be a positive number of seconds",
-            args.seconds
-        ));
+        return Err(format!("--seconds {} must be a positive number of seconds", args.seconds));
     }
     if let Some(rate) = &args.rate {
         parse_rate_bps(rate).map_err(|e| format!("--rate: {e}"))?;
@@ -237,9 +224,7 @@ pub fn self_test(args: &BenchNetArgs) -> Result<(SendReport, RecvReport), String
 fn self_test_with(args: &BenchNetArgs, gro: bool) -> Result<(SendReport, RecvReport), String> {
     check_args(args)?;
     let rx = receiver_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), !gro)?;
-    let to = rx
-        .local_addr()
-        .map_err(|e| format!("self-test receiver address: {e}"))?;
+    let to = rx.local_addr().map_err(|e| format!("self-test receiver address: {e}"))?;
     let wait = args.seconds;
     let receiver = thread::Builder::new()
         .name("bench-net-rx".into())
@@ -247,9 +232,7 @@ fn self_test_with(args: &BenchNetArgs, gro: bool) -> Result<(SendReport, RecvRep
         .map_err(|e| format!("starting the receiver thread: {e}"))?;
     let tx = sender_socket(to, args.no_gso, args.size)?;
     let sent = send(tx, args);
-    let received = receiver
-        .join()
-        .map_err(|_| "the receiver thread panicked".to_string())?;
+    let received = receiver.join().map_err(|_| "the receiver thread panicked".to_string())?;
     Ok((sent?, received?))
 }
 
@@ -278,9 +261,7 @@ fn sender_socket(to: SocketAddr, no_gso: bool, size: usize) -> Result<DataSocket
 }
 
 fn session_id() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
 }
 
@@ -314,10 +295,7 @@ fn send_some(sock: &mut DataSocket, batch: &mut TxBatch, refused: &mut u64) -> R
 fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String> {
     let size = args.size;
     let mut pacer = match &args.rate {
-        Some(r) => Some(Pacer::new(
-            parse_rate_bps(r).map_err(|e| format!("--rate: {e}"))?,
-            size,
-        )),
+        Some(r) => Some(Pacer::new(parse_rate_bps(r).map_err(|e| format!("--rate: {e}"))?, size)),
         None => None,
     };
     let capacity = if sock.gso_enabled() { 256 } else { 64 };
@@ -356,8 +334,7 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
         let n = send_some(&mut sock, &mut batch, &mut refused)?;
         sent += n;
         if n == 0 && !batch.is_empty() {
-            sock.wait_writable(Duration::from_millis(1))
-                .map_err(|e| format!("sender: {e}"))?;
+            sock.wait_writable(Duration::from_millis(1)).map_err(|e| format!("sender: {e}"))?;
         } else if pacer.is_some() && !batch.is_full() {
             thread::sleep(TICK);
         }
@@ -368,8 +345,7 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
         let n = send_some(&mut sock, &mut batch, &mut refused)?;
         sent += n;
         if n == 0 {
-            sock.wait_writable(Duration::from_millis(1))
-                .map_err(|e| format!("sender: {e}"))?;
+            sock.wait_writable(Duration::from_millis(1)).map_err(|e| format!("sender: {e}"))?;
         }
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -392,13 +368,7 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
         // Spread the repeats: a receiver still draining a full socket buffer gets a later one.
         thread::sleep(Duration::from_millis(10));
     }
-    Ok(SendReport {
-        datagrams: sent,
-        bytes,
-        seconds,
-        gso: sock.gso_enabled(),
-        refused,
-    })
+    Ok(SendReport { datagrams: sent, bytes, seconds, gso: sock.gso_enabled(), refused })
 }
 
 /// Counts datagrams until the end datagram (plus a short drain), a second of silence after traffic, or
@@ -413,20 +383,10 @@ fn receive(mut sock: DataSocket, seconds: f64) -> Result<RecvReport, String> {
     let mut first: Option<Instant> = None;
     let mut last = listen_start;
     let mut end_seen: Option<Instant> = None;
-    let mut report = RecvReport {
-        datagrams: 0,
-        bytes: 0,
-        seconds: 0.0,
-        gro,
-        sent: None,
-        seq_span: 0,
-        ignored: 0,
-        truncated: 0,
-    };
+    let mut report =
+        RecvReport { datagrams: 0, bytes: 0, seconds: 0.0, gro, sent: None, seq_span: 0, ignored: 0, truncated: 0 };
     loop {
-        let n = sock
-            .recv_batch(&mut batch)
-            .map_err(|e| format!("receiver: {e}"))?;
+        let n = sock.recv_batch(&mut batch).map_err(|e| format!("receiver: {e}"))?;
         let now = Instant::now();
         for i in 0..n {
             let (d, _from) = batch.get(i);
@@ -462,8 +422,7 @@ fn receive(mut sock: DataSocket, seconds: f64) -> Result<RecvReport, String> {
             _ => {}
         }
         if n == 0 {
-            sock.wait_readable(Duration::from_millis(10))
-                .map_err(|e| format!("receiver: {e}"))?;
+            sock.wait_readable(Duration::from_millis(10)).map_err(|e| format!("receiver: {e}"))?;
         }
     }
     report.seconds = first.map_or(0.0, |f| (last - f).as_secs_f64());
@@ -481,21 +440,14 @@ fn print_send(r: &SendReport) {
         pps / 1e3,
         format_rate_bps(rate_of(r.bytes * 8, r.seconds)),
         if r.gso { "on" } else { "off" },
-        if r.refused > 0 {
-            format!(", {} sends refused (ICMP port unreachable)", r.refused)
-        } else {
-            String::new()
-        },
+        if r.refused > 0 { format!(", {} sends refused (ICMP port unreachable)", r.refused) } else { String::new() },
     );
 }
 
 fn print_recv(r: &RecvReport, size: usize) {
     let sent = match r.sent {
         Some(s) => format!("{s} sent"),
-        None => format!(
-            "~{} sent (end datagram lost; from sequence numbers)",
-            r.seq_span
-        ),
+        None => format!("~{} sent (end datagram lost; from sequence numbers)", r.seq_span),
     };
     eprintln!(
         "bench net: received {} datagrams ({}) in {:.2} s: {:.1} kpps, {} payload, GRO {}; loss {:.3}% of {}",
@@ -581,11 +533,7 @@ mod tests {
         assert_eq!(tx.bytes, tx.datagrams * size as u64);
         assert_eq!(rx.bytes, rx.datagrams * size as u64);
         if end_required || rx.sent.is_some() {
-            assert_eq!(
-                rx.sent,
-                Some(tx.datagrams),
-                "end datagram carries the sender's count"
-            );
+            assert_eq!(rx.sent, Some(tx.datagrams), "end datagram carries the sender's count");
         }
         assert!(rx.seq_span <= tx.datagrams);
         assert_eq!(rx.ignored, 0);
@@ -594,16 +542,7 @@ mod tests {
         assert!((loss - (tx.datagrams - rx.datagrams) as f64 / tx.datagrams as f64).abs() < 1e-12);
         assert!(rx.seconds > 0.0 && rx.seconds <= tx.seconds + 1.0);
         let json = recv_json("loopback", rx, tx.gso, Some(tx.datagrams));
-        for key in [
-            "role",
-            "datagrams",
-            "bytes",
-            "seconds",
-            "pps",
-            "goodput_bps",
-            "gso",
-            "loss",
-        ] {
+        for key in ["role", "datagrams", "bytes", "seconds", "pps", "goodput_bps", "gso", "loss"] {
             assert!(json.contains(&format!("\"{key}\":")), "{json}");
         }
     }
@@ -626,10 +565,7 @@ mod tests {
         check_consistent(&tx, &rx, a.size, true);
         let expect = 40e6 / 8.0 / 1200.0 * tx.seconds;
         let got = tx.datagrams as f64;
-        assert!(
-            got <= expect * 1.05 + 2.0 && got >= expect * 0.7,
-            "sent {got}, expected ~{expect}"
-        );
+        assert!(got <= expect * 1.05 + 2.0 && got >= expect * 0.7, "sent {got}, expected ~{expect}");
     }
 
     #[test]
@@ -652,10 +588,7 @@ mod tests {
     #[test]
     #[ignore]
     fn loopback_numbers() {
-        let seconds = std::env::var("BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(3.0);
+        let seconds = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
         for (no_gso, gro) in [(false, true), (false, false), (true, false)] {
             let mut a = args(seconds, None, no_gso);
             a.size = 1472;

@@ -31,13 +31,9 @@ enum Missing {
 fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), PathError> {
     let t = meta.file_type();
     if t.is_symlink() {
-        Err(PathError::SymlinkEscape {
-            path: path.to_path_buf(),
-        })
+        Err(PathError::SymlinkEscape { path: path.to_path_buf() })
     } else if !t.is_dir() {
-        Err(PathError::NotADirectory {
-            path: path.to_path_buf(),
-        })
+        Err(PathError::NotADirectory { path: path.to_path_buf() })
     } else {
         Ok(())
     }
@@ -62,10 +58,8 @@ fn walk(root: &Path, rel: &RelPath, missing: Missing) -> Result<PathBuf, PathErr
                     Ok(()) => {}
                     // Someone created it between our lstat and mkdir: judge what is there now.
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        let meta = fs::symlink_metadata(&path).map_err(|error| PathError::Io {
-                            path: path.clone(),
-                            error,
-                        })?;
+                        let meta =
+                            fs::symlink_metadata(&path).map_err(|error| PathError::Io { path: path.clone(), error })?;
                         check_dir(&path, &meta)?;
                     }
                     Err(error) => return Err(PathError::Io { path, error }),
@@ -113,14 +107,8 @@ mod tests {
         assert_eq!(p, t.path().join("a/b/c"));
         assert!(p.is_dir());
         // Again: everything exists, nothing changes.
-        assert_eq!(
-            create_dir_under_root(t.path(), &rel("a/b/c"), 0o700).unwrap(),
-            p
-        );
-        assert_eq!(
-            create_dir_under_root(t.path(), &RelPath::root(), 0o700).unwrap(),
-            t.path()
-        );
+        assert_eq!(create_dir_under_root(t.path(), &rel("a/b/c"), 0o700).unwrap(), p);
+        assert_eq!(create_dir_under_root(t.path(), &RelPath::root(), 0o700).unwrap(), t.path());
         assert_eq!(resolve_under_root(t.path(), &rel("a/b/c")).unwrap(), p);
     }
 
@@ -130,16 +118,9 @@ mod tests {
         let outside = TempDir::new("confine-outside");
         symlink(outside.path(), t.path().join("link")).unwrap();
         let e = create_dir_under_root(t.path(), &rel("link/x/y"), 0o700).unwrap_err();
-        assert!(
-            matches!(e, PathError::SymlinkEscape { ref path } if path == &t.path().join("link")),
-            "{e}"
-        );
+        assert!(matches!(e, PathError::SymlinkEscape { ref path } if path == &t.path().join("link")), "{e}");
         assert!(e.to_string().contains("symlink escape"), "{e}");
-        assert_eq!(
-            fs::read_dir(outside.path()).unwrap().count(),
-            0,
-            "something was created outside"
-        );
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "something was created outside");
         let e = resolve_under_root(t.path(), &rel("link/x")).unwrap_err();
         assert!(matches!(e, PathError::SymlinkEscape { .. }), "{e}");
 
@@ -165,10 +146,7 @@ mod tests {
         fs::write(t.path().join("f"), b"x").unwrap();
         let e = create_dir_under_root(t.path(), &rel("f/sub"), 0o700).unwrap_err();
         assert!(matches!(e, PathError::NotADirectory { .. }), "{e}");
-        assert!(matches!(
-            resolve_under_root(t.path(), &rel("f")),
-            Err(PathError::NotADirectory { .. })
-        ));
+        assert!(matches!(resolve_under_root(t.path(), &rel("f")), Err(PathError::NotADirectory { .. })));
     }
 
     #[test]

@@ -81,20 +81,10 @@ impl DestTree {
     /// directory or a symlink is refused here already, so a doomed transfer fails before it starts.
     ///
     /// `session_tag` names the temporary files (`.<name>.mover-<tag as 16 hex digits>.part`).
-    pub fn prepare(
-        root: &Path,
-        dest_dir: &RelPath,
-        entries: &[Entry],
-        session_tag: u64,
-    ) -> Result<DestTree, String> {
+    pub fn prepare(root: &Path, dest_dir: &RelPath, entries: &[Entry], session_tag: u64) -> Result<DestTree, String> {
         match fs::metadata(root) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(format!(
-                    "destination root '{}' is not a directory",
-                    root.display()
-                ))
-            }
+            Ok(_) => return Err(format!("destination root '{}' is not a directory", root.display())),
             Err(e) => return Err(format!("destination root '{}': {e}", root.display())),
         }
 
@@ -104,16 +94,12 @@ impl DestTree {
         let mut file_paths: HashSet<&str> = HashSet::new();
         let mut total_bytes: u64 = 0;
         for (i, e) in entries.iter().enumerate() {
-            let rel = sanitize_relative(&e.rel_path)
-                .map_err(|err| format!("manifest entry {i}: {err}"))?;
+            let rel = sanitize_relative(&e.rel_path).map_err(|err| format!("manifest entry {i}: {err}"))?;
             if !seen.insert(&e.rel_path) {
                 return Err(format!("manifest entry {i}: duplicate path '{}'", rel));
             }
             if e.mtime_ns >= 1_000_000_000 {
-                return Err(format!(
-                    "manifest entry {i} ('{rel}'): invalid mtime nanoseconds {}",
-                    e.mtime_ns
-                ));
+                return Err(format!("manifest entry {i} ('{rel}'): invalid mtime nanoseconds {}", e.mtime_ns));
             }
             if e.kind == EntryKind::File {
                 file_paths.insert(&e.rel_path);
@@ -131,17 +117,13 @@ impl DestTree {
             for (pos, _) in e.rel_path.match_indices('/') {
                 let ancestor = &e.rel_path[..pos];
                 if file_paths.contains(ancestor) {
-                    return Err(format!(
-                        "manifest entry {i}: '{}' lies inside '{ancestor}', which is a file",
-                        rels[i]
-                    ));
+                    return Err(format!("manifest entry {i}: '{}' lies inside '{ancestor}', which is a file", rels[i]));
                 }
             }
         }
 
         // Pass 2: create the directories.
-        let dest =
-            create_dir_under_root(root, dest_dir, DIR_MODE_DURING).map_err(|e| e.to_string())?;
+        let dest = create_dir_under_root(root, dest_dir, DIR_MODE_DURING).map_err(|e| e.to_string())?;
         let mut ensured: HashSet<RelPath> = HashSet::new();
         ensured.insert(RelPath::root());
         let mut files = Vec::new();
@@ -150,8 +132,7 @@ impl DestTree {
         for (e, rel) in entries.iter().zip(rels) {
             match e.kind {
                 EntryKind::Dir => {
-                    let path = create_dir_under_root(&dest, &rel, DIR_MODE_DURING)
-                        .map_err(|e| e.to_string())?;
+                    let path = create_dir_under_root(&dest, &rel, DIR_MODE_DURING).map_err(|e| e.to_string())?;
                     dirs.push(DirSlot {
                         path,
                         depth: rel.components().len(),
@@ -166,21 +147,17 @@ impl DestTree {
                     let dir = if ensured.contains(&parent) {
                         dest.join(parent.to_path_buf())
                     } else {
-                        let dir = create_dir_under_root(&dest, &parent, DIR_MODE_DURING)
-                            .map_err(|e| e.to_string())?;
+                        let dir = create_dir_under_root(&dest, &parent, DIR_MODE_DURING).map_err(|e| e.to_string())?;
                         ensured.insert(parent);
                         dir
                     };
                     let name = rel.file_name().unwrap_or_default();
                     let final_path = dir.join(name);
                     check_replaceable(&final_path).map_err(|e| e.to_string())?;
-                    let file_id =
-                        u32::try_from(files.len()).map_err(|_| "too many files".to_string())?;
+                    let file_id = u32::try_from(files.len()).map_err(|_| "too many files".to_string())?;
                     let temp_path = dir.join(temp_name(name, session_tag, file_id));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
-                    if !temp_names.insert(temp_path.clone())
-                        || seen.contains(temp_rel(&rel, &temp_path).as_str())
-                    {
+                    if !temp_names.insert(temp_path.clone()) || seen.contains(temp_rel(&rel, &temp_path).as_str()) {
                         return Err(format!("manifest entry '{rel}': its temporary name collides with another entry"));
                     }
                     files.push(FileSlot {
@@ -195,12 +172,7 @@ impl DestTree {
                 }
             }
         }
-        Ok(DestTree {
-            files,
-            dirs,
-            cache: FdCache::new(DestTree::MAX_OPEN),
-            total_bytes,
-        })
+        Ok(DestTree { files, dirs, cache: FdCache::new(DestTree::MAX_OPEN), total_bytes })
     }
 
     /// The number of regular files (file ids are `0..file_count()`).
@@ -218,15 +190,9 @@ impl DestTree {
     /// read-only early would stop the files below it from being written. Fails (changing nothing) if a file
     /// is not committed; otherwise applies every directory and returns the first error.
     pub fn finish(&mut self) -> io::Result<()> {
-        let pending = self
-            .files
-            .iter()
-            .filter(|f| f.state != State::Committed)
-            .count();
+        let pending = self.files.iter().filter(|f| f.state != State::Committed).count();
         if pending > 0 {
-            return Err(io::Error::other(format!(
-                "{pending} files are not committed"
-            )));
+            return Err(io::Error::other(format!("{pending} files are not committed")));
         }
         self.cache.clear();
         let mut order: Vec<&DirSlot> = self.dirs.iter().collect();
@@ -258,12 +224,9 @@ impl DestTree {
     }
 
     fn slot(&self, file_id: u32) -> io::Result<&FileSlot> {
-        self.files.get(file_id as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("no file with id {file_id}"),
-            )
-        })
+        self.files
+            .get(file_id as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))
     }
 
     /// Checks that `[offset, offset + len)` lies inside the file's announced size: a peer must not be able
@@ -286,12 +249,10 @@ impl DestTree {
 
     /// The temporary file of `file_id`, created (or reopened after eviction) as needed.
     fn temp_file(&mut self, file_id: u32) -> io::Result<&File> {
-        let f = self.files.get_mut(file_id as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("no file with id {file_id}"),
-            )
-        })?;
+        let f = self
+            .files
+            .get_mut(file_id as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))?;
         if f.state == State::Committed {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -305,23 +266,13 @@ impl DestTree {
 /// Opens (creating on first use) a temporary file. `O_NOFOLLOW`: a symlink planted under the temporary
 /// name must not redirect our writes.
 fn open_temp(f: &mut FileSlot) -> io::Result<File> {
-    let err = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("creating '{}': {e}", f.temp_path.display()),
-        )
-    };
+    let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.temp_path.display()));
     let mut o = OpenOptions::new();
     o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
     if f.state == State::Created {
         return o.open(&f.temp_path).map_err(err);
     }
-    let file = o
-        .create(true)
-        .truncate(true)
-        .mode(TEMP_MODE)
-        .open(&f.temp_path)
-        .map_err(err)?;
+    let file = o.create(true).truncate(true).mode(TEMP_MODE).open(&f.temp_path).map_err(err)?;
     // From here on the file is ours to clean up, even if set_len fails.
     f.state = State::Created;
     // Full size at once, so out-of-order blocks do not extend the file again and again.
@@ -337,19 +288,12 @@ fn check_replaceable(path: &Path) -> io::Result<()> {
             format!(
                 "refusing to replace '{}': it is a {}",
                 path.display(),
-                if m.is_dir() {
-                    "directory"
-                } else {
-                    "symbolic link"
-                }
+                if m.is_dir() { "directory" } else { "symbolic link" }
             ),
         )),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("'{}': {e}", path.display()),
-        )),
+        Err(e) => Err(io::Error::new(e.kind(), format!("'{}': {e}", path.display()))),
     }
 }
 
@@ -371,10 +315,7 @@ fn temp_name(name: &str, tag: u64, file_id: u32) -> String {
 
 /// The manifest-relative path a temporary file would have, to check it against the entries.
 fn temp_rel(rel: &RelPath, temp_path: &Path) -> String {
-    let name = temp_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = temp_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match rel.parent() {
         Some(p) if !p.is_root() => format!("{p}/{name}"),
         _ => name,
@@ -389,12 +330,7 @@ fn mtime(s: i64, ns: u32) -> io::Result<SystemTime> {
         UNIX_EPOCH.checked_sub(Duration::from_secs(s.unsigned_abs()))
     };
     base.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(ns))))
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("mtime {s}.{ns:09} is out of range"),
-            )
-        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("mtime {s}.{ns:09} is out of range")))
 }
 
 /// Sets atime and mtime to the announced mtime. `File::set_times` is `futimens(2)` on Linux, with
@@ -407,10 +343,7 @@ fn set_mtime(file: &File, s: i64, ns: u32) -> io::Result<()> {
 fn apply_dir_meta(d: &DirSlot) -> io::Result<()> {
     // Through an fd opened with O_NOFOLLOW, so a directory swapped for a symlink since `prepare` makes this
     // fail instead of changing the symlink's target.
-    let dir = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(&d.path)?;
+    let dir = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(&d.path)?;
     dir.set_permissions(fs::Permissions::from_mode(d.mode))?;
     set_mtime(&dir, d.mtime_s, d.mtime_ns)
 }
@@ -418,9 +351,7 @@ fn apply_dir_meta(d: &DirSlot) -> io::Result<()> {
 impl BlockStore for DestTree {
     fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         self.check_range(file_id, offset, data.len())?;
-        let r = self
-            .temp_file(file_id)
-            .and_then(|f| f.write_all_at(data, offset));
+        let r = self.temp_file(file_id).and_then(|f| f.write_all_at(data, offset));
         r.map_err(|e| {
             let path = self.files[file_id as usize].final_path.display();
             io::Error::new(e.kind(), format!("writing '{path}': {e}"))
@@ -429,9 +360,7 @@ impl BlockStore for DestTree {
 
     fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.check_range(file_id, offset, buf.len())?;
-        let r = self
-            .temp_file(file_id)
-            .and_then(|f| f.read_exact_at(buf, offset));
+        let r = self.temp_file(file_id).and_then(|f| f.read_exact_at(buf, offset));
         r.map_err(|e| {
             let path = self.files[file_id as usize].final_path.display();
             io::Error::new(e.kind(), format!("reading back '{path}': {e}"))
@@ -445,20 +374,14 @@ impl BlockStore for DestTree {
         // Taken out of the cache: it is closed at the end of the commit either way (a failed commit leaves
         // the file `Created`, and it is reopened if the protocol tries again).
         self.temp_file(file_id)?;
-        let file = self
-            .cache
-            .remove(file_id)
-            .ok_or_else(|| io::Error::other("temporary file vanished from the cache"))?;
+        let file =
+            self.cache.remove(file_id).ok_or_else(|| io::Error::other("temporary file vanished from the cache"))?;
         let file = &file;
         let f = &self.files[file_id as usize];
         let err = |what: &str, e: io::Error| {
-            io::Error::new(
-                e.kind(),
-                format!("committing '{}': {what}: {e}", f.final_path.display()),
-            )
+            io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.final_path.display()))
         };
-        file.set_permissions(fs::Permissions::from_mode(f.mode))
-            .map_err(|e| err("chmod", e))?;
+        file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(|e| err("chmod", e))?;
         set_mtime(file, f.mtime_s, f.mtime_ns).map_err(|e| err("setting mtime", e))?;
         // Durable before visible: after a crash the final name must not hold a file whose blocks never
         // reached the disk.
@@ -501,24 +424,10 @@ mod tests {
     const TAG: u64 = 0x0123_4567_89ab_cdef;
 
     fn file(p: &str, size: u64, mode: u32, mtime_s: i64, mtime_ns: u32) -> Entry {
-        Entry {
-            rel_path: p.into(),
-            kind: EntryKind::File,
-            size,
-            mode,
-            mtime_s,
-            mtime_ns,
-        }
+        Entry { rel_path: p.into(), kind: EntryKind::File, size, mode, mtime_s, mtime_ns }
     }
     fn dir(p: &str, mode: u32, mtime_s: i64, mtime_ns: u32) -> Entry {
-        Entry {
-            rel_path: p.into(),
-            kind: EntryKind::Dir,
-            size: 0,
-            mode,
-            mtime_s,
-            mtime_ns,
-        }
+        Entry { rel_path: p.into(), kind: EntryKind::Dir, size: 0, mode, mtime_s, mtime_ns }
     }
     fn rel(s: &str) -> RelPath {
         sanitize_relative(s).unwrap()
@@ -526,17 +435,7 @@ mod tests {
     fn count_all(p: &Path) -> usize {
         fs::read_dir(p)
             .unwrap()
-            .map(|e| {
-                1 + e
-                    .map(|e| {
-                        if e.file_type().unwrap().is_dir() {
-                            count_all(&e.path())
-                        } else {
-                            0
-                        }
-                    })
-                    .unwrap()
-            })
+            .map(|e| 1 + e.map(|e| if e.file_type().unwrap().is_dir() { count_all(&e.path()) } else { 0 }).unwrap())
             .sum()
     }
 
@@ -549,13 +448,7 @@ mod tests {
             file("d/sub/empty", 0, 0o604, 1_700_000_000, 5),
             file("top", 5, 0o4755, 1_000, 0),
         ];
-        let mut tree = DestTree::prepare(
-            t.path(),
-            &sanitize_dest_dir("in/coming").unwrap(),
-            &entries,
-            TAG,
-        )
-        .unwrap();
+        let mut tree = DestTree::prepare(t.path(), &sanitize_dest_dir("in/coming").unwrap(), &entries, TAG).unwrap();
         assert_eq!((tree.file_count(), tree.total_bytes()), (3, 10_005));
         let base = t.path().join("in/coming");
         assert!(base.join("d/sub").is_dir(), "parent of a file created");
@@ -563,19 +456,13 @@ mod tests {
 
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         // Out of order, the last block first.
-        for off in [
-            9_000usize, 0, 5_000, 1_000, 7_000, 2_000, 4_000, 8_000, 3_000, 6_000,
-        ] {
-            tree.write_block(0, off as u64, &data[off..off + 1_000])
-                .unwrap();
+        for off in [9_000usize, 0, 5_000, 1_000, 7_000, 2_000, 4_000, 8_000, 3_000, 6_000] {
+            tree.write_block(0, off as u64, &data[off..off + 1_000]).unwrap();
         }
         let temp = base.join("d/.a.mover-0123456789abcdef.part");
         assert_eq!(fs::metadata(&temp).unwrap().len(), 10_000);
         assert_eq!(fs::metadata(&temp).unwrap().mode() & 0o7777, 0o600);
-        assert!(
-            !base.join("d/a").exists(),
-            "final name visible before commit"
-        );
+        assert!(!base.join("d/a").exists(), "final name visible before commit");
         let mut back = vec![0u8; 2_500];
         tree.read_at(0, 4_000, &mut back).unwrap();
         assert_eq!(back, &data[4_000..6_500]);
@@ -600,10 +487,7 @@ mod tests {
         assert!(tree.finish().is_err(), "finish with an uncommitted file");
         tree.commit(2).unwrap();
         // Set-user-ID is dropped.
-        assert_eq!(
-            fs::metadata(base.join("top")).unwrap().mode() & 0o7777,
-            0o755
-        );
+        assert_eq!(fs::metadata(base.join("top")).unwrap().mode() & 0o7777, 0o755);
 
         tree.finish().unwrap();
         let m = fs::metadata(base.join("d")).unwrap();
@@ -619,11 +503,7 @@ mod tests {
     fn abort_and_drop_remove_only_temporaries() {
         let t = TempDir::new("dest");
         fs::write(t.path().join("old"), b"previous contents").unwrap();
-        let entries = [
-            file("old", 3, 0o644, 0, 0),
-            file("new", 3, 0o644, 0, 0),
-            file("done", 3, 0o644, 0, 0),
-        ];
+        let entries = [file("old", 3, 0o644, 0, 0), file("new", 3, 0o644, 0, 0), file("done", 3, 0o644, 0, 0)];
         let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
         tree.write_block(0, 0, b"abc").unwrap();
         tree.write_block(1, 0, b"abc").unwrap();
@@ -631,10 +511,7 @@ mod tests {
         tree.commit(2).unwrap();
         assert_eq!(count_all(t.path()), 4); // old, done, two temporaries
         drop(tree);
-        assert_eq!(
-            fs::read(t.path().join("old")).unwrap(),
-            b"previous contents"
-        );
+        assert_eq!(fs::read(t.path().join("old")).unwrap(), b"previous contents");
         assert_eq!(fs::read(t.path().join("done")).unwrap(), b"xyz");
         assert!(!t.path().join("new").exists());
         assert_eq!(count_all(t.path()), 2);
@@ -648,9 +525,7 @@ mod tests {
     #[test]
     fn reset_discards_and_reopens_after_eviction() {
         let t = TempDir::new("dest");
-        let entries: Vec<Entry> = (0..5)
-            .map(|i| file(&format!("f{i}"), 8, 0o644, 0, 0))
-            .collect();
+        let entries: Vec<Entry> = (0..5).map(|i| file(&format!("f{i}"), 8, 0o644, 0, 0)).collect();
         let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
         tree.cache = FdCache::new(2);
         for i in 0..5 {
@@ -678,39 +553,21 @@ mod tests {
         let t = TempDir::new("dest");
         let dd = sanitize_dest_dir("x").unwrap();
         let bad: [(&[Entry], &str); 5] = [
-            (
-                &[
-                    dir("a", 0o755, 0, 0),
-                    file("a/../../etc/passwd", 1, 0o644, 0, 0),
-                ],
-                "'..'",
-            ),
-            (
-                &[file("a", 1, 0o644, 0, 0), file("a", 1, 0o644, 0, 0)],
-                "duplicate",
-            ),
+            (&[dir("a", 0o755, 0, 0), file("a/../../etc/passwd", 1, 0o644, 0, 0)], "'..'"),
+            (&[file("a", 1, 0o644, 0, 0), file("a", 1, 0o644, 0, 0)], "duplicate"),
             (&[file("/etc/passwd", 1, 0o644, 0, 0)], "absolute"),
-            (
-                &[file("a", 1, 0o644, 0, 0), file("a/b", 1, 0o644, 0, 0)],
-                "which is a file",
-            ),
+            (&[file("a", 1, 0o644, 0, 0), file("a/b", 1, 0o644, 0, 0)], "which is a file"),
             (&[file("a", 1, 0o644, 0, 1_000_000_000)], "nanoseconds"),
         ];
         for (entries, why) in bad {
-            let e = DestTree::prepare(t.path(), &dd, entries, TAG)
-                .err()
-                .unwrap();
+            let e = DestTree::prepare(t.path(), &dd, entries, TAG).err().unwrap();
             assert!(e.contains(why), "{e}");
             assert_eq!(count_all(t.path()), 0, "something was created for {why}");
         }
-        let e = DestTree::prepare(&t.path().join("nope"), &dd, &[], TAG)
-            .err()
-            .unwrap();
+        let e = DestTree::prepare(&t.path().join("nope"), &dd, &[], TAG).err().unwrap();
         assert!(e.contains("destination root"), "{e}");
         fs::write(t.path().join("f"), b"").unwrap();
-        let e = DestTree::prepare(&t.path().join("f"), &dd, &[], TAG)
-            .err()
-            .unwrap();
+        let e = DestTree::prepare(&t.path().join("f"), &dd, &[], TAG).err().unwrap();
         assert!(e.contains("not a directory"), "{e}");
     }
 
@@ -719,39 +576,17 @@ mod tests {
         let t = TempDir::new("dest");
         let outside = TempDir::new("dest-outside");
         symlink(outside.path(), t.path().join("link")).unwrap();
-        let e = DestTree::prepare(t.path(), &rel("link"), &[file("a", 1, 0o644, 0, 0)], TAG)
-            .err()
-            .unwrap();
+        let e = DestTree::prepare(t.path(), &rel("link"), &[file("a", 1, 0o644, 0, 0)], TAG).err().unwrap();
         assert!(e.contains("symlink escape"), "{e}");
-        let e = DestTree::prepare(
-            t.path(),
-            &RelPath::root(),
-            &[file("link/a", 1, 0o644, 0, 0)],
-            TAG,
-        )
-        .err()
-        .unwrap();
+        let e = DestTree::prepare(t.path(), &RelPath::root(), &[file("link/a", 1, 0o644, 0, 0)], TAG).err().unwrap();
         assert!(e.contains("symlink escape"), "{e}");
         // A final name that is a symlink is refused, not written through.
-        let e = DestTree::prepare(
-            t.path(),
-            &RelPath::root(),
-            &[file("link", 1, 0o644, 0, 0)],
-            TAG,
-        )
-        .err()
-        .unwrap();
+        let e = DestTree::prepare(t.path(), &RelPath::root(), &[file("link", 1, 0o644, 0, 0)], TAG).err().unwrap();
         assert!(e.contains("symbolic link"), "{e}");
         assert_eq!(count_all(outside.path()), 0);
 
         // A directory appearing under the final name during the transfer is refused at commit.
-        let mut tree = DestTree::prepare(
-            t.path(),
-            &RelPath::root(),
-            &[file("late", 1, 0o644, 0, 0)],
-            TAG,
-        )
-        .unwrap();
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &[file("late", 1, 0o644, 0, 0)], TAG).unwrap();
         tree.write_block(0, 0, b"x").unwrap();
         fs::create_dir(t.path().join("late")).unwrap();
         let e = tree.commit(0).unwrap_err();
@@ -763,13 +598,7 @@ mod tests {
     #[test]
     fn writes_outside_the_announced_size_are_refused() {
         let t = TempDir::new("dest");
-        let mut tree = DestTree::prepare(
-            t.path(),
-            &RelPath::root(),
-            &[file("a", 10, 0o644, 0, 0)],
-            TAG,
-        )
-        .unwrap();
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &[file("a", 10, 0o644, 0, 0)], TAG).unwrap();
         assert!(tree.write_block(0, 8, b"abc").is_err());
         assert!(tree.write_block(0, u64::MAX, b"a").is_err());
         assert!(tree.write_block(1, 0, b"a").is_err());
@@ -784,18 +613,9 @@ mod tests {
         let a = temp_name(&long, TAG, 1);
         let b = temp_name(&long, TAG, 2);
         assert!(a.len() <= 255 && b.len() <= 255 && a != b, "{a} {b}");
-        assert_eq!(
-            temp_name("x.bin", TAG, 0),
-            ".x.bin.mover-0123456789abcdef.part"
-        );
+        assert_eq!(temp_name("x.bin", TAG, 0), ".x.bin.mover-0123456789abcdef.part");
         let t = TempDir::new("dest");
-        let mut tree = DestTree::prepare(
-            t.path(),
-            &RelPath::root(),
-            &[file(&long, 1, 0o644, 0, 0)],
-            TAG,
-        )
-        .unwrap();
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &[file(&long, 1, 0o644, 0, 0)], TAG).unwrap();
         tree.write_block(0, 0, b"x").unwrap();
         tree.commit(0).unwrap();
         assert_eq!(fs::read(t.path().join(&long)).unwrap(), b"x");

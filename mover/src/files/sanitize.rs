@@ -24,9 +24,7 @@ pub struct RelPath {
 impl RelPath {
     /// The root itself (no components): joined to a directory it names that directory.
     pub fn root() -> RelPath {
-        RelPath {
-            components: Vec::new(),
-        }
+        RelPath { components: Vec::new() }
     }
 
     /// True for [`RelPath::root`].
@@ -47,9 +45,7 @@ impl RelPath {
     /// The path without its last component, or `None` for the root.
     pub fn parent(&self) -> Option<RelPath> {
         let (_, init) = self.components.split_last()?;
-        Some(RelPath {
-            components: init.to_vec(),
-        })
+        Some(RelPath { components: init.to_vec() })
     }
 
     /// `self` followed by `other`. Both are valid, so the result is too (except that it may exceed
@@ -177,11 +173,9 @@ impl fmt::Display for PathError {
             PathError::Dot { path } => {
                 write!(f, "refused path '{}': '.' components are not allowed", shown(path))
             }
-            PathError::EmptyComponent { path } => write!(
-                f,
-                "refused path '{}': empty components ('//' or a trailing '/') are not allowed",
-                shown(path)
-            ),
+            PathError::EmptyComponent { path } => {
+                write!(f, "refused path '{}': empty components ('//' or a trailing '/') are not allowed", shown(path))
+            }
             PathError::Nul { path } => {
                 write!(f, "refused path '{}': NUL bytes are not allowed", shown(path))
             }
@@ -190,21 +184,17 @@ impl fmt::Display for PathError {
                 "refused path '{}': a component is {len} bytes long, the limit is {MAX_COMPONENT_LEN}",
                 shown(path)
             ),
-            PathError::TooLong { path, len } => write!(
-                f,
-                "refused path '{}': it is {len} bytes long, the limit is {MAX_PATH_LEN}",
-                shown(path)
-            ),
+            PathError::TooLong { path, len } => {
+                write!(f, "refused path '{}': it is {len} bytes long, the limit is {MAX_PATH_LEN}", shown(path))
+            }
             PathError::SymlinkEscape { path } => write!(
                 f,
                 "refused '{}': it is a symbolic link, which could lead outside the destination (symlink escape)",
                 shown(&path.to_string_lossy())
             ),
-            PathError::NotADirectory { path } => write!(
-                f,
-                "refused '{}': it exists and is not a directory",
-                shown(&path.to_string_lossy())
-            ),
+            PathError::NotADirectory { path } => {
+                write!(f, "refused '{}': it exists and is not a directory", shown(&path.to_string_lossy()))
+            }
             PathError::Io { path, error } => {
                 write!(f, "'{}': {error}", shown(&path.to_string_lossy()))
             }
@@ -236,10 +226,7 @@ pub fn sanitize_relative(path: &str) -> Result<RelPath, PathError> {
         return Err(PathError::Empty);
     }
     if path.len() > MAX_PATH_LEN {
-        return Err(PathError::TooLong {
-            path: owned(),
-            len: path.len(),
-        });
+        return Err(PathError::TooLong { path: owned(), len: path.len() });
     }
     if path.starts_with('/') {
         return Err(PathError::Absolute { path: owned() });
@@ -251,10 +238,7 @@ pub fn sanitize_relative(path: &str) -> Result<RelPath, PathError> {
             "." => return Err(PathError::Dot { path: owned() }),
             ".." => return Err(PathError::DotDot { path: owned() }),
             _ if c.len() > MAX_COMPONENT_LEN => {
-                return Err(PathError::ComponentTooLong {
-                    path: owned(),
-                    len: c.len(),
-                })
+                return Err(PathError::ComponentTooLong { path: owned(), len: c.len() })
             }
             _ => components.push(c.to_string()),
         }
@@ -279,12 +263,8 @@ pub fn sanitize_dest_dir(path: &str) -> Result<RelPath, PathError> {
     };
     sanitize_relative(trimmed).map_err(|e| match e {
         // Report the path as the caller gave it, not the trimmed one.
-        PathError::Absolute { .. } => PathError::Absolute {
-            path: path.to_string(),
-        },
-        PathError::EmptyComponent { .. } => PathError::EmptyComponent {
-            path: path.to_string(),
-        },
+        PathError::Absolute { .. } => PathError::Absolute { path: path.to_string() },
+        PathError::EmptyComponent { .. } => PathError::EmptyComponent { path: path.to_string() },
         other => other,
     })
 }
@@ -317,47 +297,17 @@ mod tests {
     #[test]
     fn refuses_each_bad_form() {
         assert!(matches!(sanitize_relative(""), Err(PathError::Empty)));
-        assert!(matches!(
-            sanitize_relative("/etc/passwd"),
-            Err(PathError::Absolute { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("/"),
-            Err(PathError::Absolute { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative(".."),
-            Err(PathError::DotDot { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("a/../b"),
-            Err(PathError::DotDot { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("a/.."),
-            Err(PathError::DotDot { .. })
-        ));
+        assert!(matches!(sanitize_relative("/etc/passwd"), Err(PathError::Absolute { .. })));
+        assert!(matches!(sanitize_relative("/"), Err(PathError::Absolute { .. })));
+        assert!(matches!(sanitize_relative(".."), Err(PathError::DotDot { .. })));
+        assert!(matches!(sanitize_relative("a/../b"), Err(PathError::DotDot { .. })));
+        assert!(matches!(sanitize_relative("a/.."), Err(PathError::DotDot { .. })));
         assert!(matches!(sanitize_relative("."), Err(PathError::Dot { .. })));
-        assert!(matches!(
-            sanitize_relative("./a"),
-            Err(PathError::Dot { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("a//b"),
-            Err(PathError::EmptyComponent { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("a/"),
-            Err(PathError::EmptyComponent { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("a\0b"),
-            Err(PathError::Nul { .. })
-        ));
-        assert!(matches!(
-            sanitize_relative("\0"),
-            Err(PathError::Nul { .. })
-        ));
+        assert!(matches!(sanitize_relative("./a"), Err(PathError::Dot { .. })));
+        assert!(matches!(sanitize_relative("a//b"), Err(PathError::EmptyComponent { .. })));
+        assert!(matches!(sanitize_relative("a/"), Err(PathError::EmptyComponent { .. })));
+        assert!(matches!(sanitize_relative("a\0b"), Err(PathError::Nul { .. })));
+        assert!(matches!(sanitize_relative("\0"), Err(PathError::Nul { .. })));
     }
 
     #[test]
@@ -365,20 +315,14 @@ mod tests {
         let c255 = "x".repeat(255);
         assert_eq!(ok(&c255).len(), 1);
         let c256 = "x".repeat(256);
-        assert!(matches!(
-            sanitize_relative(&format!("a/{c256}")),
-            Err(PathError::ComponentTooLong { len: 256, .. })
-        ));
+        assert!(matches!(sanitize_relative(&format!("a/{c256}")), Err(PathError::ComponentTooLong { len: 256, .. })));
         // 15 components of 255 bytes, one of 254 and one of 1, plus 16 slashes = 4096 bytes: accepted;
         // one more byte is not.
         let at_limit = vec![c255.as_str(); 15].join("/") + "/" + &"x".repeat(254) + "/y";
         assert_eq!(at_limit.len(), 4096);
         assert_eq!(ok(&at_limit).len(), 17);
         let over = at_limit + "z";
-        assert!(matches!(
-            sanitize_relative(&over),
-            Err(PathError::TooLong { len: 4097, .. })
-        ));
+        assert!(matches!(sanitize_relative(&over), Err(PathError::TooLong { len: 4097, .. })));
         // The message does not print all 4097 bytes.
         assert!(sanitize_relative(&over).unwrap_err().to_string().len() < 400);
     }
@@ -386,15 +330,9 @@ mod tests {
     #[test]
     fn messages_name_the_path_and_reason() {
         let e = sanitize_relative("a/../b").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "refused path 'a/../b': '..' components are not allowed"
-        );
+        assert_eq!(e.to_string(), "refused path 'a/../b': '..' components are not allowed");
         let e = sanitize_relative("x\n/../\u{1b}[2J").unwrap_err();
-        assert!(
-            !e.to_string().contains('\n') && !e.to_string().contains('\u{1b}'),
-            "{e}"
-        );
+        assert!(!e.to_string().contains('\n') && !e.to_string().contains('\u{1b}'), "{e}");
         let boxed: Box<dyn std::error::Error> = Box::new(e);
         assert!(boxed.to_string().contains("'..'"));
     }
@@ -402,41 +340,15 @@ mod tests {
     #[test]
     fn dest_dir_root_and_strictness() {
         assert!(sanitize_dest_dir("").unwrap().is_root());
-        assert_eq!(
-            sanitize_dest_dir("projects/run42").unwrap().to_string(),
-            "projects/run42"
-        );
-        assert_eq!(
-            sanitize_dest_dir("projects/run42/").unwrap().to_string(),
-            "projects/run42"
-        );
+        assert_eq!(sanitize_dest_dir("projects/run42").unwrap().to_string(), "projects/run42");
+        assert_eq!(sanitize_dest_dir("projects/run42/").unwrap().to_string(), "projects/run42");
         // "//etc" in the URL arrives as "/etc"; "/" in the URL path "//" arrives as "/".
-        assert!(matches!(
-            sanitize_dest_dir("/etc"),
-            Err(PathError::Absolute { .. })
-        ));
-        assert!(matches!(
-            sanitize_dest_dir("/"),
-            Err(PathError::Absolute { .. })
-        ));
-        assert!(matches!(
-            sanitize_dest_dir("a//"),
-            Err(PathError::EmptyComponent { .. })
-        ));
-        assert!(matches!(
-            sanitize_dest_dir("a/../b"),
-            Err(PathError::DotDot { .. })
-        ));
-        assert!(matches!(
-            sanitize_dest_dir("a/./b"),
-            Err(PathError::Dot { .. })
-        ));
-        assert!(
-            RelPath::root()
-                .join(&sanitize_relative("a").unwrap())
-                .to_string()
-                == "a"
-        );
+        assert!(matches!(sanitize_dest_dir("/etc"), Err(PathError::Absolute { .. })));
+        assert!(matches!(sanitize_dest_dir("/"), Err(PathError::Absolute { .. })));
+        assert!(matches!(sanitize_dest_dir("a//"), Err(PathError::EmptyComponent { .. })));
+        assert!(matches!(sanitize_dest_dir("a/../b"), Err(PathError::DotDot { .. })));
+        assert!(matches!(sanitize_dest_dir("a/./b"), Err(PathError::Dot { .. })));
+        assert!(RelPath::root().join(&sanitize_relative("a").unwrap()).to_string() == "a");
         assert!(RelPath::root().parent().is_none());
     }
 }

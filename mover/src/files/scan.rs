@@ -60,17 +60,12 @@ pub fn scan_sources(srcs: &[PathBuf]) -> Result<Scanned, String> {
             out.entries.push(entry(name, EntryKind::File, &meta));
             out.file_paths.push(path);
         } else {
-            out.skipped
-                .push((path, not_sent_reason(&meta.file_type()).to_string()));
+            out.skipped.push((path, not_sent_reason(&meta.file_type()).to_string()));
         }
     }
     // File ids travel as u32.
     if u32::try_from(out.file_paths.len()).is_err() {
-        return Err(format!(
-            "too many files: {} (the limit is {})",
-            out.file_paths.len(),
-            u32::MAX
-        ));
+        return Err(format!("too many files: {} (the limit is {})", out.file_paths.len(), u32::MAX));
     }
     Ok(out)
 }
@@ -88,21 +83,13 @@ fn source_name(src: &Path) -> Result<String, String> {
             let canon = fs::canonicalize(src).map_err(|e| cannot_read(src, &e))?;
             canon
                 .file_name()
-                .ok_or_else(|| {
-                    format!(
-                        "cannot send '{}': it has no name to send it under",
-                        src.display()
-                    )
-                })?
+                .ok_or_else(|| format!("cannot send '{}': it has no name to send it under", src.display()))?
                 .to_owned()
         }
     };
-    let name = name.into_string().map_err(|n| {
-        format!(
-            "cannot send '{}': its name {n:?} is not valid UTF-8",
-            src.display()
-        )
-    })?;
+    let name = name
+        .into_string()
+        .map_err(|n| format!("cannot send '{}': its name {n:?} is not valid UTF-8", src.display()))?;
     // Checked here so the sender never announces something the receiver will refuse.
     sanitize_relative(&name).map_err(|e| format!("cannot send '{}': {e}", src.display()))?;
     Ok(name)
@@ -125,8 +112,7 @@ fn walk(dir: &Path, rel: &str, children: Vec<(OsString, PathBuf)>, out: &mut Sca
     debug_assert!(children.iter().all(|(_, p)| p.starts_with(dir)));
     for (name, path) in children {
         let Some(name) = name.to_str() else {
-            out.skipped
-                .push((path, "name is not valid UTF-8".to_string()));
+            out.skipped.push((path, "name is not valid UTF-8".to_string()));
             continue;
         };
         let child_rel = format!("{rel}/{name}");
@@ -150,13 +136,10 @@ fn walk(dir: &Path, rel: &str, children: Vec<(OsString, PathBuf)>, out: &mut Sca
         } else if t.is_dir() {
             match list_dir(&path) {
                 Ok(grandchildren) => {
-                    out.entries
-                        .push(entry(child_rel.clone(), EntryKind::Dir, &meta));
+                    out.entries.push(entry(child_rel.clone(), EntryKind::Dir, &meta));
                     walk(&path, &child_rel, grandchildren, out);
                 }
-                Err(e) => out
-                    .skipped
-                    .push((path, format!("cannot read directory: {e}"))),
+                Err(e) => out.skipped.push((path, format!("cannot read directory: {e}"))),
             }
         } else {
             out.skipped.push((path, not_sent_reason(&t).to_string()));
@@ -182,11 +165,7 @@ fn entry(rel_path: String, kind: EntryKind, meta: &fs::Metadata) -> Entry {
     Entry {
         rel_path,
         kind,
-        size: if kind == EntryKind::File {
-            meta.size()
-        } else {
-            0
-        },
+        size: if kind == EntryKind::File { meta.size() } else { 0 },
         mode: meta.mode() & 0o7777,
         mtime_s: meta.mtime(),
         // Always 0..1e9 from the kernel; clamp rather than trust it blindly.
@@ -216,10 +195,7 @@ mod tests {
     }
 
     fn rels(s: &Scanned) -> Vec<(&str, EntryKind)> {
-        s.entries
-            .iter()
-            .map(|e| (e.rel_path.as_str(), e.kind))
-            .collect()
+        s.entries.iter().map(|e| (e.rel_path.as_str(), e.kind)).collect()
     }
 
     #[test]
@@ -227,14 +203,9 @@ mod tests {
         use EntryKind::*;
         let t = TempDir::new("scan");
         let d = make_tree(&t);
-        let f = fs::File::options()
-            .write(true)
-            .open(d.join("a.txt"))
-            .unwrap();
-        f.set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789))
-            .unwrap();
-        f.set_permissions(fs::Permissions::from_mode(0o640))
-            .unwrap();
+        let f = fs::File::options().write(true).open(d.join("a.txt")).unwrap();
+        f.set_modified(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789)).unwrap();
+        f.set_permissions(fs::Permissions::from_mode(0o640)).unwrap();
 
         let s = scan_sources(std::slice::from_ref(&d)).unwrap();
         assert_eq!(
@@ -250,37 +221,16 @@ mod tests {
                 ("dataset/z_empty_dir", Dir),
             ]
         );
-        assert_eq!(
-            s.file_paths,
-            [
-                d.join("a.txt"),
-                d.join("empty"),
-                d.join("sub/b.bin"),
-                d.join("sub/deeper/c")
-            ]
-        );
+        assert_eq!(s.file_paths, [d.join("a.txt"), d.join("empty"), d.join("sub/b.bin"), d.join("sub/deeper/c")]);
         let a = &s.entries[1];
-        assert_eq!(
-            (a.size, a.mode, a.mtime_s, a.mtime_ns),
-            (5, 0o640, 1_600_000_000, 123_456_789)
-        );
+        assert_eq!((a.size, a.mode, a.mtime_s, a.mtime_ns), (5, 0o640, 1_600_000_000, 123_456_789));
         assert_eq!(s.entries[2].size, 0);
         assert_eq!(s.entries[4].size, 1000);
         assert_eq!(s.entries[0].size, 0);
 
-        let mut skipped: Vec<_> = s
-            .skipped
-            .iter()
-            .map(|(p, r)| (p.clone(), r.as_str()))
-            .collect();
+        let mut skipped: Vec<_> = s.skipped.iter().map(|(p, r)| (p.clone(), r.as_str())).collect();
         skipped.sort();
-        assert_eq!(
-            skipped,
-            [
-                (d.join("link"), "symbolic link (not followed)"),
-                (d.join("sock"), "socket")
-            ]
-        );
+        assert_eq!(skipped, [(d.join("link"), "symbolic link (not followed)"), (d.join("sock"), "socket")]);
 
         // Deterministic, and the same with a trailing slash or a `..` that needs canonicalizing.
         let again = scan_sources(std::slice::from_ref(&d)).unwrap();
@@ -298,16 +248,7 @@ mod tests {
         fs::write(t.path().join("big.fastq"), b"ACGT").unwrap();
         let s = scan_sources(&[t.path().join("big.fastq"), d.join("sub")]).unwrap();
         let names: Vec<_> = s.entries.iter().map(|e| e.rel_path.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "big.fastq",
-                "sub",
-                "sub/b.bin",
-                "sub/deeper",
-                "sub/deeper/c"
-            ]
-        );
+        assert_eq!(names, ["big.fastq", "sub", "sub/b.bin", "sub/deeper", "sub/deeper/c"]);
         assert_eq!(s.file_paths.len(), 3);
         assert_eq!(s.file_paths[0], t.path().join("big.fastq"));
     }
@@ -328,13 +269,7 @@ mod tests {
         let d = make_tree(&t);
         let missing = t.path().join("x");
         let e = scan_sources(std::slice::from_ref(&missing)).unwrap_err();
-        assert!(
-            e.starts_with(&format!(
-                "cannot read '{}': No such file or directory",
-                missing.display()
-            )),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("cannot read '{}': No such file or directory", missing.display())), "{e}");
 
         fs::create_dir(t.path().join("other")).unwrap();
         fs::write(t.path().join("other/a.txt"), b"").unwrap();

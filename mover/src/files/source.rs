@@ -26,10 +26,7 @@ impl SourceFiles {
 
     /// A source keeping at most `max_open` files open (at least one).
     pub fn with_max_open(paths: Vec<PathBuf>, max_open: usize) -> SourceFiles {
-        SourceFiles {
-            paths,
-            cache: FdCache::new(max_open),
-        }
+        SourceFiles { paths, cache: FdCache::new(max_open) }
     }
 
     /// The number of files.
@@ -40,15 +37,12 @@ impl SourceFiles {
 
 impl BlockSource for SourceFiles {
     fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let path = self.paths.get(file_id as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("no file with id {file_id}"),
-            )
-        })?;
+        let path = self
+            .paths
+            .get(file_id as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))?;
         let file = self.cache.get_or_open(file_id, || {
-            File::open(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("opening '{}': {e}", path.display())))
+            File::open(path).map_err(|e| io::Error::new(e.kind(), format!("opening '{}': {e}", path.display())))
         })?;
         // Positional reads: no seek state, so interleaved retransmissions of one file need no care.
         file.read_exact_at(buf, offset).map_err(|e| {
@@ -80,13 +74,7 @@ mod tests {
         let paths: Vec<PathBuf> = (0..5u8)
             .map(|i| {
                 let p = t.path().join(format!("f{i}"));
-                fs::write(
-                    &p,
-                    (0..100u8)
-                        .map(|b| b.wrapping_add(i * 50))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap();
+                fs::write(&p, (0..100u8).map(|b| b.wrapping_add(i * 50)).collect::<Vec<_>>()).unwrap();
                 p
             })
             .collect();
@@ -96,9 +84,7 @@ mod tests {
         for round in 0..3u64 {
             for i in (0..5u32).rev() {
                 src.read_block(i, 10 * round, &mut buf).unwrap();
-                let want: Vec<u8> = (0..10u8)
-                    .map(|b| (b + 10 * round as u8).wrapping_add(i as u8 * 50))
-                    .collect();
+                let want: Vec<u8> = (0..10u8).map(|b| (b + 10 * round as u8).wrapping_add(i as u8 * 50)).collect();
                 assert_eq!(buf.as_slice(), want.as_slice());
                 assert!(src.cache.len() <= 2);
             }
@@ -116,26 +102,13 @@ mod tests {
         let mut src = SourceFiles::new(vec![p.clone(), gone.clone()]);
         let mut buf = [0u8; 50];
         src.read_block(0, 50, &mut buf).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(60)
-            .unwrap();
+        fs::File::options().write(true).open(&p).unwrap().set_len(60).unwrap();
         let e = src.read_block(0, 50, &mut buf).unwrap_err();
-        assert!(
-            e.to_string().contains(&format!("'{}'", p.display()))
-                && e.to_string().contains("shrank"),
-            "{e}"
-        );
+        assert!(e.to_string().contains(&format!("'{}'", p.display())) && e.to_string().contains("shrank"), "{e}");
 
         let e = src.read_block(1, 0, &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert!(
-            e.to_string()
-                .contains(&format!("opening '{}'", gone.display())),
-            "{e}"
-        );
+        assert!(e.to_string().contains(&format!("opening '{}'", gone.display())), "{e}");
         let e = src.read_block(2, 0, &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }

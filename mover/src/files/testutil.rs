@@ -19,14 +19,8 @@ impl TempDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let path = std::env::temp_dir().join(format!(
-                "mover-test-{label}-{}-{n}-{nanos}",
-                std::process::id()
-            ));
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+            let path = std::env::temp_dir().join(format!("mover-test-{label}-{}-{n}-{nanos}", std::process::id()));
             // create_dir (not create_dir_all) so that a name collision is noticed instead of shared.
             match fs::create_dir(&path) {
                 Ok(()) => return TempDir { path },

@@ -51,16 +51,11 @@ fn context(err: io::Error, what: impl std::fmt::Display) -> io::Error {
 ///
 /// With `v6_socket` an IPv4 address is written as an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), as a
 /// dual-stack IPv6 socket expects.
-pub(crate) fn to_sockaddr(
-    addr: &SocketAddr,
-    v6_socket: bool,
-) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn to_sockaddr(addr: &SocketAddr, v6_socket: bool) -> (libc::sockaddr_storage, libc::socklen_t) {
     // Safety: sockaddr_storage is plain old data for which all-zero bytes are a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let addr = match (addr, v6_socket) {
-        (SocketAddr::V4(a), true) => {
-            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-        }
+        (SocketAddr::V4(a), true) => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
         _ => *addr,
     };
     match addr {
@@ -69,21 +64,11 @@ pub(crate) fn to_sockaddr(
             let mut sin: libc::sockaddr_in = unsafe { mem::zeroed() };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            };
+            sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) };
             // Safety: sockaddr_storage is larger than sockaddr_in and aligned at least as strictly (it is
             // designed to hold any sockaddr), so writing one at its start is in bounds and aligned.
-            unsafe {
-                ptr::write(
-                    &mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in,
-                    sin,
-                )
-            };
-            (
-                storage,
-                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
+            unsafe { ptr::write(&mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in, sin) };
+            (storage, mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
         }
         SocketAddr::V6(a) => {
             // Safety: sockaddr_in6 is plain old data; all-zero is valid.
@@ -95,16 +80,8 @@ pub(crate) fn to_sockaddr(
             sin6.sin6_addr.s6_addr = a.ip().octets();
             sin6.sin6_scope_id = a.scope_id();
             // Safety: as above, sockaddr_storage can hold a sockaddr_in6 at its start.
-            unsafe {
-                ptr::write(
-                    &mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6,
-                    sin6,
-                )
-            };
-            (
-                storage,
-                mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
+            unsafe { ptr::write(&mut storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6, sin6) };
+            (storage, mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
         }
     }
 }
@@ -112,28 +89,19 @@ pub(crate) fn to_sockaddr(
 /// Converts a `sockaddr_storage` filled in by the kernel (`len` bytes valid) to a `SocketAddr`.
 ///
 /// Returns `None` for other families or a too-short length. IPv4-mapped IPv6 addresses stay IPv6.
-pub(crate) fn from_sockaddr(
-    storage: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> Option<SocketAddr> {
+pub(crate) fn from_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
     match storage.ss_family as libc::c_int {
         libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
             // Safety: the family says the storage holds a sockaddr_in, the length says all of it was written,
             // and sockaddr_storage is aligned for it.
-            let sin =
-                unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
             // Safety: as above, for sockaddr_in6.
-            let sin6 = unsafe {
-                &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in6)
-            };
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
@@ -169,43 +137,19 @@ impl DataSocket {
         let v6 = local.is_ipv6();
         let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
         // Safety: plain system call with constant arguments; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                domain,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
+        let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(context(
-                io::Error::last_os_error(),
-                format_args!("creating a UDP socket for {local}"),
-            ));
+            return Err(context(io::Error::last_os_error(), format_args!("creating a UDP socket for {local}")));
         }
         // Safety: `fd` was just returned by socket(2), is valid, and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let (storage, len) = to_sockaddr(&local, v6);
         // Safety: `storage` holds a valid sockaddr of `len` bytes and outlives the call.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &storage as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
+        let rc = unsafe { libc::bind(fd.as_raw_fd(), &storage as *const _ as *const libc::sockaddr, len) };
         if rc < 0 {
-            return Err(context(
-                io::Error::last_os_error(),
-                format_args!("binding UDP socket to {local}"),
-            ));
+            return Err(context(io::Error::last_os_error(), format_args!("binding UDP socket to {local}")));
         }
-        Ok(DataSocket {
-            fd,
-            v6,
-            peer: None,
-            gso_segment: None,
-            gro: false,
-        })
+        Ok(DataSocket { fd, v6, peer: None, gso_segment: None, gro: false })
     }
 
     /// The address the socket is bound to (with the port the kernel picked).
@@ -214,25 +158,13 @@ impl DataSocket {
         let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // Safety: `storage` and `len` are valid for writes and `len` is the storage's size.
-        let rc = unsafe {
-            libc::getsockname(
-                self.fd.as_raw_fd(),
-                &mut storage as *mut _ as *mut libc::sockaddr,
-                &mut len,
-            )
-        };
+        let rc =
+            unsafe { libc::getsockname(self.fd.as_raw_fd(), &mut storage as *mut _ as *mut libc::sockaddr, &mut len) };
         if rc < 0 {
-            return Err(context(
-                io::Error::last_os_error(),
-                "getsockname on UDP socket",
-            ));
+            return Err(context(io::Error::last_os_error(), "getsockname on UDP socket"));
         }
-        from_sockaddr(&storage, len).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "getsockname returned an unknown address family",
-            )
-        })
+        from_sockaddr(&storage, len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "getsockname returned an unknown address family"))
     }
 
     /// Fixes the peer for [`send_batch`](Self::send_batch); datagrams from other sources are then dropped by
@@ -240,18 +172,9 @@ impl DataSocket {
     pub fn connect(&mut self, peer: SocketAddr) -> io::Result<()> {
         let (storage, len) = to_sockaddr(&peer, self.v6);
         // Safety: `storage` holds a valid sockaddr of `len` bytes and outlives the call.
-        let rc = unsafe {
-            libc::connect(
-                self.fd.as_raw_fd(),
-                &storage as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
+        let rc = unsafe { libc::connect(self.fd.as_raw_fd(), &storage as *const _ as *const libc::sockaddr, len) };
         if rc < 0 {
-            return Err(context(
-                io::Error::last_os_error(),
-                format_args!("connecting UDP socket to {peer}"),
-            ));
+            return Err(context(io::Error::last_os_error(), format_args!("connecting UDP socket to {peer}")));
         }
         self.peer = Some(peer);
         Ok(())
@@ -262,12 +185,7 @@ impl DataSocket {
         self.peer
     }
 
-    fn set_int_opt(
-        &self,
-        level: libc::c_int,
-        name: libc::c_int,
-        value: libc::c_int,
-    ) -> io::Result<()> {
+    fn set_int_opt(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
         // Safety: `value` is a valid c_int for the duration of the call and its size is passed along.
         let rc = unsafe {
             libc::setsockopt(
@@ -311,24 +229,15 @@ impl DataSocket {
     /// (`getsockopt`: double the request, the kernel's allowance for bookkeeping); 0 if unreadable.
     pub fn set_buffer_bytes(&self, bytes: usize) -> (usize, usize) {
         let value = bytes.min(i32::MAX as usize / 2) as libc::c_int;
-        for (force, plain) in [
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        ] {
+        for (force, plain) in [(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF), (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)] {
             if self.set_int_opt(libc::SOL_SOCKET, force, value).is_err() {
                 // Without the privilege the plain option still gets as close as the sysctl ceiling allows;
                 // failure leaves the default, which the returned sizes show.
                 let _ = self.set_int_opt(libc::SOL_SOCKET, plain, value);
             }
         }
-        let snd = self
-            .get_int_opt(libc::SOL_SOCKET, libc::SO_SNDBUF)
-            .unwrap_or(0)
-            .max(0) as usize;
-        let rcv = self
-            .get_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUF)
-            .unwrap_or(0)
-            .max(0) as usize;
+        let snd = self.get_int_opt(libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0).max(0) as usize;
+        let rcv = self.get_int_opt(libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0).max(0) as usize;
         (snd, rcv)
     }
 
@@ -346,20 +255,10 @@ impl DataSocket {
         if segment_bytes == 0 {
             return false;
         }
-        if self
-            .set_int_opt(
-                libc::SOL_UDP,
-                libc::UDP_SEGMENT,
-                segment_bytes as libc::c_int,
-            )
-            .is_err()
-        {
+        if self.set_int_opt(libc::SOL_UDP, libc::UDP_SEGMENT, segment_bytes as libc::c_int).is_err() {
             return false;
         }
-        if self
-            .set_int_opt(libc::SOL_UDP, libc::UDP_SEGMENT, 0)
-            .is_err()
-        {
+        if self.set_int_opt(libc::SOL_UDP, libc::UDP_SEGMENT, 0).is_err() {
             return false;
         }
         self.gso_segment = Some(segment_bytes);
@@ -395,22 +294,14 @@ impl DataSocket {
     /// nothing removed; count it and call again.
     pub fn send_batch(&mut self, batch: &mut TxBatch) -> io::Result<usize> {
         let Some(peer) = self.peer else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "send_batch on a UDP socket without a peer",
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "send_batch on a UDP socket without a peer"));
         };
         if batch.len == 0 {
             return Ok(0);
         }
         loop {
-            let max_payload = if self.v6 {
-                GSO_MAX_PAYLOAD_V6
-            } else {
-                GSO_MAX_PAYLOAD_V4
-            };
-            let (messages, first_is_gso) =
-                batch.prepare(self.gso_segment.map(usize::from), max_payload);
+            let max_payload = if self.v6 { GSO_MAX_PAYLOAD_V6 } else { GSO_MAX_PAYLOAD_V4 };
+            let (messages, first_is_gso) = batch.prepare(self.gso_segment.map(usize::from), max_payload);
             // Safety: `prepare` filled `batch.hdrs[..messages]` with msghdrs whose iovecs and control buffers
             // point into `batch`'s own buffers, which stay alive and unmoved (borrowed mutably here) for the
             // call; `messages` <= hdrs.len() <= UIO_MAXIOV.
@@ -462,10 +353,7 @@ impl DataSocket {
             )
         };
         if rc < 0 {
-            return Err(context(
-                io::Error::last_os_error(),
-                format_args!("sendto {to} ({} bytes)", buf.len()),
-            ));
+            return Err(context(io::Error::last_os_error(), format_args!("sendto {to} ({} bytes)", buf.len())));
         }
         Ok(())
     }
@@ -504,10 +392,7 @@ impl DataSocket {
             return match errno() {
                 libc::EAGAIN | libc::EINTR => Ok(0),
                 libc::ECONNREFUSED => Err(io::Error::from_raw_os_error(libc::ECONNREFUSED)),
-                e => Err(context(
-                    io::Error::from_raw_os_error(e),
-                    "recvmmsg on UDP data socket",
-                )),
+                e => Err(context(io::Error::from_raw_os_error(e), "recvmmsg on UDP data socket")),
             };
         }
         batch.split(rc as usize);
@@ -515,11 +400,7 @@ impl DataSocket {
     }
 
     fn poll(&self, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events, revents: 0 };
         // Round up so that a short positive timeout still waits.
         let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
         // Safety: `pfd` is one valid pollfd, valid for the call.
@@ -528,10 +409,7 @@ impl DataSocket {
             if errno() == libc::EINTR {
                 return Ok(false);
             }
-            return Err(context(
-                io::Error::last_os_error(),
-                "poll on UDP data socket",
-            ));
+            return Err(context(io::Error::last_os_error(), "poll on UDP data socket"));
         }
         Ok(rc > 0 && pfd.revents != 0)
     }
@@ -603,17 +481,11 @@ impl TxBatch {
     /// `max_datagram` at most 65535).
     pub fn new(capacity: usize, max_datagram: usize) -> Self {
         assert!(capacity >= 1, "TxBatch capacity must be at least 1");
-        assert!(
-            (1..=65_535).contains(&max_datagram),
-            "TxBatch max_datagram must be 1..=65535"
-        );
+        assert!((1..=65_535).contains(&max_datagram), "TxBatch max_datagram must be 1..=65535");
         let messages = capacity.min(MAX_MESSAGES);
         // Safety: mmsghdr and iovec are plain old data (pointers and integers); all-zero is valid.
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
-        let zero_iov = libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        };
+        let zero_iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
         TxBatch {
             buf: vec![0; capacity * max_datagram],
             max_datagram,
@@ -643,11 +515,7 @@ impl TxBatch {
     /// Panics if the batch is full or `len` exceeds `max_datagram`.
     pub fn commit(&mut self, len: usize) {
         assert!(!self.is_full(), "TxBatch::commit on a full batch");
-        assert!(
-            len <= self.max_datagram,
-            "TxBatch::commit of {len} bytes > max_datagram {}",
-            self.max_datagram
-        );
+        assert!(len <= self.max_datagram, "TxBatch::commit of {len} bytes > max_datagram {}", self.max_datagram);
         let i = (self.head + self.len) % self.capacity;
         self.lens[i] = len;
         self.len += 1;
@@ -712,10 +580,7 @@ impl TxBatch {
             // Safety: s < capacity, so the slot start s * max_datagram is within `buf` (capacity * max_datagram
             // bytes long); only the pointer is computed here.
             let p = unsafe { base.add(s * self.max_datagram) };
-            self.iov[k] = libc::iovec {
-                iov_base: p as *mut libc::c_void,
-                iov_len: self.lens[s],
-            };
+            self.iov[k] = libc::iovec { iov_base: p as *mut libc::c_void, iov_len: self.lens[s] };
         }
         let mut k = 0;
         let mut m = 0;
@@ -829,28 +694,14 @@ impl RxBatch {
 
     /// A batch of `capacity` receive slots of `max_datagram` bytes (both at least 1, `capacity` at most 1024).
     pub fn new(capacity: usize, max_datagram: usize) -> Self {
-        assert!(
-            (1..=MAX_MESSAGES).contains(&capacity),
-            "RxBatch capacity must be 1..=1024"
-        );
-        assert!(
-            (1..=65_535).contains(&max_datagram),
-            "RxBatch max_datagram must be 1..=65535"
-        );
-        let per_slot = if max_datagram >= Self::GRO_DATAGRAM {
-            MAX_SEGMENTS
-        } else {
-            1
-        };
+        assert!((1..=MAX_MESSAGES).contains(&capacity), "RxBatch capacity must be 1..=1024");
+        assert!((1..=65_535).contains(&max_datagram), "RxBatch max_datagram must be 1..=65535");
+        let per_slot = if max_datagram >= Self::GRO_DATAGRAM { MAX_SEGMENTS } else { 1 };
         // Safety: mmsghdr and sockaddr_storage are plain old data; all-zero is valid.
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
         // Safety: as above.
         let zero_addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
-        let zero_entry = RxEntry {
-            offset: 0,
-            len: 0,
-            from: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        };
+        let zero_entry = RxEntry { offset: 0, len: 0, from: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0) };
         RxBatch {
             buf: vec![0; capacity * max_datagram],
             max_datagram,
@@ -859,13 +710,7 @@ impl RxBatch {
             count: 0,
             truncated: 0,
             hdrs: vec![zero_hdr; capacity],
-            iov: vec![
-                libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0
-                };
-                capacity
-            ],
+            iov: vec![libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 }; capacity],
             addrs: vec![zero_addr; capacity],
             cmsg: vec![CmsgBuf::ZERO; capacity],
         }
@@ -898,22 +743,14 @@ impl RxBatch {
 
     /// Datagram `i` (in arrival order) and its source. Panics if `i >= len()`.
     pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddr) {
-        assert!(
-            i < self.count,
-            "RxBatch::get_mut({i}) with {} datagrams",
-            self.count
-        );
+        assert!(i < self.count, "RxBatch::get_mut({i}) with {} datagrams", self.count);
         let e = self.entries[i];
         (&mut self.buf[e.offset..e.offset + e.len], e.from)
     }
 
     /// Datagram `i` and its source, read-only.
     pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
-        assert!(
-            i < self.count,
-            "RxBatch::get({i}) with {} datagrams",
-            self.count
-        );
+        assert!(i < self.count, "RxBatch::get({i}) with {} datagrams", self.count);
         let e = self.entries[i];
         (&self.buf[e.offset..e.offset + e.len], e.from)
     }
@@ -924,10 +761,7 @@ impl RxBatch {
         for i in 0..self.capacity {
             // Safety: i < capacity, so the slot start is within `buf`; only the pointer is computed.
             let p = unsafe { base.add(i * self.max_datagram) };
-            self.iov[i] = libc::iovec {
-                iov_base: p as *mut libc::c_void,
-                iov_len: self.max_datagram,
-            };
+            self.iov[i] = libc::iovec { iov_base: p as *mut libc::c_void, iov_len: self.max_datagram };
             let hdr = &mut self.hdrs[i].msg_hdr;
             hdr.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -961,8 +795,7 @@ impl RxBatch {
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_UDP
                     && (*c).cmsg_type == libc::UDP_GRO
-                    && (*c).cmsg_len as usize
-                        >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
+                    && (*c).cmsg_len as usize >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
                 {
                     let seg = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
                     return if seg > 0 { Some(seg as usize) } else { None };
@@ -996,11 +829,7 @@ impl RxBatch {
                     break;
                 }
                 let l = seg.min(len - off);
-                self.entries[n] = RxEntry {
-                    offset: slot + off,
-                    len: l,
-                    from,
-                };
+                self.entries[n] = RxEntry { offset: slot + off, len: l, from };
                 n += 1;
                 off += l;
                 if off >= len {
@@ -1057,11 +886,7 @@ mod tests {
         let mut received = 0;
         let deadline = Instant::now() + Duration::from_secs(10);
         while received < lens.len() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out with {received}/{} received",
-                lens.len()
-            );
+            assert!(Instant::now() < deadline, "timed out with {received}/{} received", lens.len());
             while next < lens.len() {
                 let Some(slot) = txb.slot() else { break };
                 fill(slot, next as u32, lens[next]);
@@ -1124,10 +949,7 @@ mod tests {
             return;
         }
         let mut small = RxBatch::new(4, 1500);
-        assert_eq!(
-            rx.recv_batch(&mut small).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
+        assert_eq!(rx.recv_batch(&mut small).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         let mut rxb = RxBatch::new(8, RxBatch::GRO_DATAGRAM);
         round_trip(&mut tx, &mut rx, &mut rxb, &l, from);
     }
@@ -1236,11 +1058,7 @@ mod tests {
         // once, so sendmmsg may stop after the first message).
         let queued = b.len();
         let n = tx.send_batch(&mut b).unwrap();
-        assert!(
-            n >= 1 && b.len() == queued - n,
-            "sent {n} of {queued}, {} left",
-            b.len()
-        );
+        assert!(n >= 1 && b.len() == queued - n, "sent {n} of {queued}, {} left", b.len());
     }
 
     #[test]
@@ -1273,23 +1091,14 @@ mod tests {
 
     #[test]
     fn sockaddr_conversions() {
-        for s in [
-            "127.0.0.1:9",
-            "10.1.2.3:65535",
-            "[::1]:80",
-            "[fe80::1%3]:443",
-            "[2001:db8::5]:1",
-        ] {
+        for s in ["127.0.0.1:9", "10.1.2.3:65535", "[::1]:80", "[fe80::1%3]:443", "[2001:db8::5]:1"] {
             let a: SocketAddr = s.parse().unwrap();
             let (st, len) = to_sockaddr(&a, a.is_ipv6());
             assert_eq!(from_sockaddr(&st, len), Some(a), "{s}");
         }
         let a: SocketAddr = "192.0.2.7:1234".parse().unwrap();
         let (st, len) = to_sockaddr(&a, true);
-        assert_eq!(
-            from_sockaddr(&st, len),
-            Some("[::ffff:192.0.2.7]:1234".parse().unwrap())
-        );
+        assert_eq!(from_sockaddr(&st, len), Some("[::ffff:192.0.2.7]:1234".parse().unwrap()));
         assert_eq!(from_sockaddr(&st, 4), None);
     }
 

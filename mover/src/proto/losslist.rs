@@ -100,7 +100,7 @@ impl LossList {
                     // Out of room: NAK the rest of this gap in the next feedback packet, still due now.
                     let rest = Gap { start: miss, end, due: now };
                     self.gaps[i].end = miss;
-                    self.gaps[i].due = now.add_ns(renak_ns);
+                    self.gaps[i].due = now.plus_ns(renak_ns);
                     self.gaps.insert(i + 1, rest);
                     return;
                 }
@@ -109,7 +109,7 @@ impl LossList {
                 out.push(NakRange { start: miss, count: count as u32 });
                 seq = miss + count;
             }
-            self.gaps[i].due = now.add_ns(renak_ns);
+            self.gaps[i].due = now.plus_ns(renak_ns);
             i += 1;
         }
     }

@@ -75,7 +75,7 @@ mod tests {
                 burst += 1;
             }
             max_burst = max_burst.max(burst);
-            now = p.ready_at(now).max(now.add_ns(50_000)); // a driver waking every 50 us
+            now = p.ready_at(now).max(now.plus_ns(50_000)); // a driver waking every 50 us
         }
         let rate = sent_bytes as f64 * 8.0;
         assert!((rate - 1e9).abs() / 1e9 < 0.002, "rate {rate}");

@@ -113,6 +113,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn maps_both_ways_with_empty_files() {
         let sizes = [0, 25, 0, 0, 10, 30];
         let p = RoundPlan::all(&sizes, 10);

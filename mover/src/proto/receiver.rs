@@ -273,7 +273,7 @@ impl Receiver {
             return Err(DropReason::Duplicate);
         }
         if seq > self.highest_seen {
-            self.losses.push(self.highest_seen, seq, now.add_ns(self.nak_delay_ns()));
+            self.losses.push(self.highest_seen, seq, now.plus_ns(self.nak_delay_ns()));
         }
         self.highest_seen = self.highest_seen.max(seq + 1);
         if seq == self.cum_ack {
@@ -304,10 +304,8 @@ impl Receiver {
                     self.maybe_ready(idx);
                 }
             }
-            ControlMsg::Error { message } => {
-                if self.state == ReceiverState::Receiving {
-                    self.state = ReceiverState::Failed(format!("sender: {message}"));
-                }
+            ControlMsg::Error { message } if self.state == ReceiverState::Receiving => {
+                self.state = ReceiverState::Failed(format!("sender: {message}"));
             }
             _ => {}
         }
@@ -460,6 +458,6 @@ impl Receiver {
 
     fn end_feedback_tick(&mut self, now: Time) {
         self.feedback_burst = 0;
-        self.next_feedback_at = now.add(self.cfg.feedback_interval);
+        self.next_feedback_at = now.plus(self.cfg.feedback_interval);
     }
 }

@@ -245,11 +245,7 @@ impl Sender {
                     self.start_round(ids);
                 }
             }
-            ControlMsg::Complete(summary) => {
-                if !self.is_finished() {
-                    self.state = SenderState::Done(summary);
-                }
-            }
+            ControlMsg::Complete(summary) if !self.is_finished() => self.state = SenderState::Done(summary),
             ControlMsg::Error { message } => self.fail(format!("receiver: {message}")),
             _ => {}
         }
@@ -284,7 +280,7 @@ impl Sender {
         if self.is_finished() {
             return None;
         }
-        let silence = self.last_heard.add(self.cfg.peer_timeout);
+        let silence = self.last_heard.plus(self.cfg.peer_timeout);
         if self.state == SenderState::Sending && self.has_block_to_send() {
             return Some(self.pacer.ready_at(now).min(silence));
         }

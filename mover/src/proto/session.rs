@@ -41,7 +41,13 @@ pub struct ReceiverSession<S: BlockStore> {
 impl<S: BlockStore> ReceiverSession<S> {
     /// Wraps a receiver and its store.
     pub fn new(core: Receiver, store: S) -> Self {
-        ReceiverSession { core, store, active: Vec::with_capacity(MAX_ACTIVE_HASHES), scratch: vec![0; SCRATCH_BYTES], error: None }
+        ReceiverSession {
+            core,
+            store,
+            active: Vec::with_capacity(MAX_ACTIVE_HASHES),
+            scratch: vec![0; SCRATCH_BYTES],
+            error: None,
+        }
     }
 
     /// Whether the session ended, and how: `None` while running, `Some(Ok)` when every file is committed.
@@ -72,7 +78,8 @@ impl<S: BlockStore> ReceiverSession<S> {
         // Hash what the store holds, not what the network delivered: the whole-file check is end to end
         // and must catch a misplaced or damaged write. Start tracking the file so its hash can follow
         // the contiguous prefix (recently written, so read back from the page cache).
-        if d.offset == 0 && self.active.len() < MAX_ACTIVE_HASHES && !self.active.iter().any(|a| a.file_id == d.file_id) {
+        if d.offset == 0 && self.active.len() < MAX_ACTIVE_HASHES && !self.active.iter().any(|a| a.file_id == d.file_id)
+        {
             self.active.push(ActiveHash { file_id: d.file_id, cursor: 0, hasher: Box::new(Xxh3::new()) });
         }
         Ok(())

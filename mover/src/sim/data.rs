@@ -74,7 +74,16 @@ impl CheckingStore {
     /// A store expecting files of `sizes` with contents from `seed`.
     pub fn new(seed: u64, sizes: Vec<u64>) -> CheckingStore {
         let n = sizes.len();
-        CheckingStore { seed, sizes, written: vec![0; n], mismatched_writes: 0, committed: vec![false; n], premature_commits: 0, finished: false, scratch: Vec::new() }
+        CheckingStore {
+            seed,
+            sizes,
+            written: vec![0; n],
+            mismatched_writes: 0,
+            committed: vec![false; n],
+            premature_commits: 0,
+            finished: false,
+            scratch: Vec::new(),
+        }
     }
 
     /// Whether every file was committed, complete, with every write correct.

@@ -1,7 +1,9 @@
 //! Runs a whole transfer between a [`Sender`] and a [`ReceiverSession`] over simulated links, in virtual time.
 
 use super::link::{Link, LinkConfig, LinkStats};
-use crate::proto::{BlockSource, BlockStore, Config, Receiver, ReceiverSession, ReceiverStats, Sender, SenderState, SenderStats};
+use crate::proto::{
+    BlockSource, BlockStore, Config, Receiver, ReceiverSession, ReceiverStats, Sender, SenderState, SenderStats,
+};
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use std::cmp::Reverse;
@@ -27,7 +29,12 @@ impl SimConfig {
     pub fn path(rate_bps: u64, rtt: Duration, loss: f64) -> SimConfig {
         let mut forward = LinkConfig::clean(rate_bps, rtt / 2);
         forward.loss = loss;
-        SimConfig { forward, reverse: LinkConfig::clean(rate_bps, rtt / 2), seed: 1, time_limit: Duration::from_secs(600) }
+        SimConfig {
+            forward,
+            reverse: LinkConfig::clean(rate_bps, rtt / 2),
+            seed: 1,
+            time_limit: Duration::from_secs(600),
+        }
     }
 }
 
@@ -120,7 +127,7 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
     let mut ctrl_to_tx_at = Time::ZERO;
     let mut tx_buf = vec![0u8; cfg.max_datagram()];
     let mut fb_buf = vec![0u8; cfg.max_datagram()];
-    let limit = Time::ZERO.add(sim.time_limit);
+    let limit = Time::ZERO.plus(sim.time_limit);
     let mut steps = 0u64;
     let mut receiver_done_at = None;
     let outcome = loop {
@@ -147,14 +154,14 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
             fwd.send(now, tx_buf[..len].to_vec(), |t, p| q.push(t, Event::ToReceiver(p)));
         }
         while let Some(m) = sender.poll_control() {
-            ctrl_to_rx_at = ctrl_to_rx_at.max(now.add(sim.forward.delay));
+            ctrl_to_rx_at = ctrl_to_rx_at.max(now.plus(sim.forward.delay));
             q.push(ctrl_to_rx_at, Event::ControlToReceiver(m));
         }
         while let Some(len) = rx.poll_transmit(now, &mut fb_buf) {
             rev.send(now, fb_buf[..len].to_vec(), |t, p| q.push(t, Event::ToSender(p)));
         }
         while let Some(m) = rx.poll_control() {
-            ctrl_to_tx_at = ctrl_to_tx_at.max(now.add(sim.reverse.delay));
+            ctrl_to_tx_at = ctrl_to_tx_at.max(now.plus(sim.reverse.delay));
             q.push(ctrl_to_tx_at, Event::ControlToSender(m));
         }
         match sender.state() {
@@ -167,7 +174,7 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
         }
         let next = [q.next_time(), sender.poll_timeout(now), rx.poll_timeout()].into_iter().flatten().min();
         let Some(next) = next else { break Err("simulation deadlocked: nothing scheduled".into()) };
-        now = next.max(now.add_ns(1));
+        now = next.max(now.plus_ns(1));
     };
     let transfer_time = Duration::from_nanos(receiver_done_at.unwrap_or(now).0);
     let report = SimReport {

@@ -93,7 +93,14 @@ pub struct Link {
 impl Link {
     /// A link with its own random stream.
     pub fn new(cfg: LinkConfig, seed: u64) -> Link {
-        Link { cfg, rng: SimRng::new(seed), busy_until: Time::ZERO, last_arrival: Time::ZERO, in_bad_state: false, stats: LinkStats::default() }
+        Link {
+            cfg,
+            rng: SimRng::new(seed),
+            busy_until: Time::ZERO,
+            last_arrival: Time::ZERO,
+            in_bad_state: false,
+            stats: LinkStats::default(),
+        }
     }
 
     /// Offers `packet` at `now`; calls `deliver(arrival_time, packet)` for each copy that arrives.
@@ -109,11 +116,12 @@ impl Link {
                 return;
             }
             let tx_ns = (len as u128 * 8_000_000_000 / self.cfg.rate_bps as u128) as u64;
-            self.busy_until = start.add_ns(tx_ns);
+            self.busy_until = start.plus_ns(tx_ns);
             depart = self.busy_until;
         }
         if let Some(b) = &self.cfg.burst {
-            self.in_bad_state = if self.in_bad_state { !self.rng.chance(b.leave_bad) } else { self.rng.chance(b.enter_bad) };
+            self.in_bad_state =
+                if self.in_bad_state { !self.rng.chance(b.leave_bad) } else { self.rng.chance(b.enter_bad) };
             if self.in_bad_state && self.rng.chance(b.loss_in_bad) {
                 self.stats.lost += 1;
                 return;
@@ -130,9 +138,9 @@ impl Link {
         }
         let jitter_ns = self.cfg.jitter.as_nanos() as u64;
         let jitter = if jitter_ns > 0 { self.rng.below(jitter_ns) } else { 0 };
-        let mut arrival = depart.add(self.cfg.delay).add_ns(jitter).max(self.last_arrival);
+        let mut arrival = depart.plus(self.cfg.delay).plus_ns(jitter).max(self.last_arrival);
         if self.rng.chance(self.cfg.reorder) {
-            arrival = arrival.add(self.cfg.reorder_delay);
+            arrival = arrival.plus(self.cfg.reorder_delay);
             self.stats.reordered += 1;
         } else {
             self.last_arrival = arrival;
@@ -140,7 +148,7 @@ impl Link {
         if self.rng.chance(self.cfg.duplicate) {
             self.stats.duplicated += 1;
             self.stats.delivered += 1;
-            deliver(arrival.add_ns(1_000), packet.clone());
+            deliver(arrival.plus_ns(1_000), packet.clone());
         }
         self.stats.delivered += 1;
         deliver(arrival, packet);

@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejections() {
-        let h = CommonHeader { packet_type: PacketType::Feedback, session_id: 0x0102_0304_0506_0708, packet_number: 99 };
+        let h =
+            CommonHeader { packet_type: PacketType::Feedback, session_id: 0x0102_0304_0506_0708, packet_number: 99 };
         let mut b = [0u8; COMMON_HEADER_LEN];
         h.emit(&mut b);
         assert_eq!(CommonHeader::parse(&b), Ok(h));

@@ -99,7 +99,10 @@ impl DropCounters {
 
     /// Drops that mean a damaged or foreign datagram (everything but duplicates, stale rounds and window).
     pub fn invalid(&self) -> u64 {
-        self.total() - self.get(DropReason::Duplicate) - self.get(DropReason::StaleRound) - self.get(DropReason::OutOfWindow)
+        self.total()
+            - self.get(DropReason::Duplicate)
+            - self.get(DropReason::StaleRound)
+            - self.get(DropReason::OutOfWindow)
     }
 
     /// (name, count) for every non-zero reason.
