@@ -257,7 +257,7 @@ impl ControlMsg {
                 let round = r.u8()?;
                 let n = r.u32()? as usize;
                 // Check the count against the bytes present before allocating for it.
-                if n > MAX_IDS_PER_MESSAGE || r.buf.len() != n * 4 {
+                if n > MAX_IDS_PER_MESSAGE || r.buf.len() < n * 4 {
                     return Err(ControlError::BadValue("file id count"));
                 }
                 let mut file_ids = Vec::with_capacity(n);
