@@ -1,3 +1,152 @@
-fn main() {
-    println!("mover");
+//! The `mover` command line.
+
+use clap::{Args, Parser, Subcommand};
+use mover::cmd::{bench_net, demo, push, serve};
+use mover::rate::{parse_rate_bps, parse_size_bytes};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// mover: bulk data over rate-paced UDP, verified end to end.
+#[derive(Parser, Debug)]
+#[command(name = "mover", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Receive files: a daemon that accepts pushes into --root.
+    Serve(ServeArgs),
+    /// Send files and directory trees to a `mover serve`.
+    Push(PushArgs),
+    /// The embedded default: a local server and a push of a generated data set over loopback; prints goodput.
+    Demo(DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Raw UDP blast with the same socket code and no protocol: the ceiling of a path.
+    Net(bench_net::BenchNetArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on for control connections.
+    #[arg(long, default_value = "0.0.0.0:7400")]
+    listen: SocketAddr,
+    /// Directory every destination lies below.
+    #[arg(long)]
+    root: PathBuf,
+    /// Exit after one session, with its status.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Args, Debug)]
+struct PushArgs {
+    /// Sending rate in bits/s with SI suffix (500M, 2G, 10G).
+    #[arg(long, default_value = "1G", value_parser = parse_rate_bps)]
+    rate: u64,
+    /// Print one JSON object with the summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Path MTU in bytes; datagrams are sized to fit it.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Receive window (bytes in flight beyond the cumulative ACK), e.g. 512M.
+    #[arg(long, value_parser = parse_size_bytes)]
+    window: Option<u64>,
+    /// Seconds to wait for the TCP connection.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR.
+    #[arg(required = true, num_args = 2.., value_name = "SRC... URL")]
+    paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Size of the generated data set (binary suffixes: 256M, 1G).
+    #[arg(long, default_value = "1G", value_parser = parse_size_bytes)]
+    size: u64,
+    /// Sending rate in bits/s with SI suffix.
+    #[arg(long, default_value = "3G", value_parser = parse_rate_bps)]
+    rate: u64,
+    /// MTU of the simulated path (loopback itself allows 64 KiB).
+    #[arg(long, default_value_t = 9000)]
+    mtu: usize,
+    /// Directory for the generated and received trees (default: the system temp directory).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Keep the generated and received trees.
+    #[arg(long)]
+    keep: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => serve::serve(&serve::ServeOptions { listen: a.listen, root: a.root, once: a.once }),
+        Command::Push(a) => run_push(a),
+        Command::Demo(a) => run_demo(a),
+        Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mover: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_push(a: PushArgs) -> Result<(), String> {
+    let mut paths = a.paths;
+    let url = paths.pop().expect("clap requires at least two paths");
+    if !(a.connect_timeout > 0.0 && a.connect_timeout < 1e6) {
+        return Err("--connect-timeout must be a positive number of seconds".into());
+    }
+    let opts = push::PushOptions {
+        sources: paths.into_iter().map(PathBuf::from).collect(),
+        url,
+        rate_bps: a.rate,
+        mtu: a.mtu,
+        window_bytes: a.window,
+        connect_timeout: Duration::from_secs_f64(a.connect_timeout),
+        verbose: true,
+    };
+    match push::push(&opts) {
+        Ok(report) => {
+            if a.json {
+                println!("{}", report.to_json());
+            }
+            Ok(())
+        }
+        Err((e, report)) => {
+            if a.json {
+                println!("{}", report.to_json());
+            }
+            Err(e)
+        }
+    }
+}
+
+fn run_demo(a: DemoArgs) -> Result<(), String> {
+    let opts = demo::DemoOptions { size_bytes: a.size, rate_bps: a.rate, mtu: a.mtu, workdir: a.workdir, keep: a.keep };
+    let report = demo::run(&opts)?;
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", demo::describe(&report));
+    }
+    Ok(())
 }

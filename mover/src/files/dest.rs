@@ -392,6 +392,10 @@ impl BlockStore for DestTree {
         Ok(())
     }
 
+    fn finish(&mut self) -> io::Result<()> {
+        DestTree::finish(self)
+    }
+
     fn reset(&mut self, file_id: u32) -> io::Result<()> {
         if self.slot(file_id)?.state == State::NotCreated {
             return Ok(());

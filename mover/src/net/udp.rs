@@ -401,10 +401,13 @@ impl DataSocket {
 
     fn poll(&self, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
         let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events, revents: 0 };
-        // Round up so that a short positive timeout still waits.
-        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
-        // Safety: `pfd` is one valid pollfd, valid for the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // ppoll, not poll: the pacer sleeps for tens of microseconds, and poll(2) rounds up to milliseconds.
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // Safety: `pfd` is one valid pollfd and `ts` a valid timespec, both live for the call; no signal mask.
+        let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
         if rc < 0 {
             if errno() == libc::EINTR {
                 return Ok(false);
@@ -414,12 +417,12 @@ impl DataSocket {
         Ok(rc > 0 && pfd.revents != 0)
     }
 
-    /// Waits up to `timeout` for a datagram (or a pending error) with `poll(2)`; true if one is waiting.
+    /// Waits up to `timeout` for a datagram (or a pending error) with `ppoll(2)`; true if one is waiting.
     pub fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
         self.poll(libc::POLLIN, timeout)
     }
 
-    /// Waits up to `timeout` for room in the socket send buffer with `poll(2)`; true if there is room.
+    /// Waits up to `timeout` for room in the socket send buffer with `ppoll(2)`; true if there is room.
     pub fn wait_writable(&self, timeout: Duration) -> io::Result<bool> {
         self.poll(libc::POLLOUT, timeout)
     }

@@ -1,0 +1,105 @@
+//! A minimal JSON object writer for `--json` summaries (one object, flat or nested; no dependency).
+
+use std::fmt::Write;
+
+/// Builds one JSON object, field by field, in insertion order.
+#[derive(Default)]
+pub struct JsonObject {
+    out: String,
+}
+
+impl JsonObject {
+    /// An empty object.
+    pub fn new() -> JsonObject {
+        JsonObject { out: String::from("{") }
+    }
+
+    fn key(&mut self, k: &str) {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        escape_into(&mut self.out, k);
+        self.out.push(':');
+    }
+
+    /// Adds a string field.
+    pub fn str(mut self, k: &str, v: &str) -> Self {
+        self.key(k);
+        escape_into(&mut self.out, v);
+        self
+    }
+
+    /// Adds an integer field.
+    pub fn u64(mut self, k: &str, v: u64) -> Self {
+        self.key(k);
+        let _ = write!(self.out, "{v}");
+        self
+    }
+
+    /// Adds a number field (non-finite numbers become null).
+    pub fn f64(mut self, k: &str, v: f64) -> Self {
+        self.key(k);
+        if v.is_finite() {
+            let _ = write!(self.out, "{v}");
+        } else {
+            self.out.push_str("null");
+        }
+        self
+    }
+
+    /// Adds a boolean field.
+    pub fn bool(mut self, k: &str, v: bool) -> Self {
+        self.key(k);
+        self.out.push_str(if v { "true" } else { "false" });
+        self
+    }
+
+    /// Adds a nested object.
+    pub fn obj(mut self, k: &str, v: JsonObject) -> Self {
+        self.key(k);
+        self.out.push_str(&v.finish());
+        self
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+fn escape_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_valid_json() {
+        let j = JsonObject::new()
+            .str("a\"b", "x\ny\u{1}")
+            .u64("n", 5)
+            .f64("f", 1.5)
+            .f64("nan", f64::NAN)
+            .bool("t", true)
+            .obj("o", JsonObject::new().u64("z", 0))
+            .finish();
+        assert_eq!(j, r#"{"a\"b":"x\ny\u0001","n":5,"f":1.5,"nan":null,"t":true,"o":{"z":0}}"#);
+    }
+}

@@ -1,0 +1,163 @@
+//! The control channel over TCP: length-prefixed frames (PROTOCOL.md §3.1) read by a thread of its own, so
+//! the transfer loop only ever polls a queue and never blocks on the network.
+
+use crate::wire::control::{ControlError, ControlMsg};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// What the reader thread saw.
+#[derive(Debug)]
+pub enum ControlEvent {
+    /// A well-formed message.
+    Msg(ControlMsg),
+    /// The peer closed the connection.
+    Closed,
+    /// A read error or a malformed frame; the channel reads nothing further.
+    Failed(String),
+}
+
+/// One control connection: send from the caller's thread, receive through a queue fed by a reader thread.
+pub struct ControlChannel {
+    writer: TcpStream,
+    events: mpsc::Receiver<ControlEvent>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    frame: Vec<u8>,
+}
+
+impl ControlChannel {
+    /// Takes over a connected stream and starts its reader thread.
+    pub fn new(stream: TcpStream) -> io::Result<ControlChannel> {
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        let reader = stream.try_clone()?;
+        let (tx, events) = mpsc::channel();
+        std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx))?;
+        Ok(ControlChannel { writer: stream, events, peer, local, frame: Vec::with_capacity(256) })
+    }
+
+    /// Connects to `addr` within `timeout` and starts the channel.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<ControlChannel> {
+        ControlChannel::new(TcpStream::connect_timeout(&addr, timeout)?)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends one message (blocking until the kernel has it).
+    pub fn send(&mut self, msg: &ControlMsg) -> io::Result<()> {
+        self.frame.clear();
+        msg.encode(&mut self.frame);
+        self.writer.write_all(&self.frame)
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&self) -> Option<ControlEvent> {
+        match self.events.try_recv() {
+            Ok(e) => Some(e),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(ControlEvent::Closed),
+        }
+    }
+
+    /// The next event, waiting up to `timeout`; `None` on timeout.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<ControlEvent> {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(ControlEvent::Closed),
+        }
+    }
+
+    /// The next message, waiting up to `timeout`; anything else is an error for the user.
+    pub fn expect_msg(&self, timeout: Duration, what: &str) -> Result<ControlMsg, String> {
+        match self.recv_timeout(timeout) {
+            Some(ControlEvent::Msg(m)) => Ok(m),
+            Some(ControlEvent::Closed) => Err(format!("{} closed the control connection while {what}", self.peer)),
+            Some(ControlEvent::Failed(e)) => {
+                Err(format!("control connection with {} failed while {what}: {e}", self.peer))
+            }
+            None => Err(format!("{} did not answer within {} s while {what}", self.peer, timeout.as_secs())),
+        }
+    }
+
+    /// Closes both directions (the reader thread then ends).
+    pub fn shutdown(&self) {
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for ControlChannel {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn read_loop(mut stream: TcpStream, tx: mpsc::Sender<ControlEvent>) {
+    let mut body = Vec::new();
+    loop {
+        let event = match read_frame(&mut stream, &mut body) {
+            Ok(Some(m)) => ControlEvent::Msg(m),
+            Ok(None) => ControlEvent::Closed,
+            Err(e) => ControlEvent::Failed(e),
+        };
+        let last = !matches!(event, ControlEvent::Msg(_));
+        if tx.send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames. The length is checked before the
+/// body is read, so a hostile length never allocates more than [`crate::wire::control::MAX_FRAME_LEN`].
+pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<ControlMsg>, String> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let n = ControlMsg::check_frame_len(u32::from_be_bytes(len)).map_err(|e| e.to_string())?;
+    body.resize(n, 0);
+    r.read_exact(body).map_err(|e| format!("reading a {n}-byte control frame: {e}"))?;
+    ControlMsg::decode(body).map(Some).map_err(|e: ControlError| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn messages_cross_and_absurd_frames_are_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut ch = ControlChannel::connect(addr, Duration::from_secs(5)).unwrap();
+            ch.send(&ControlMsg::ManifestEnd).unwrap();
+            ch.send(&ControlMsg::Error { message: "x".into() }).unwrap();
+            // An absurd length: the server must refuse it without trying to read 4 GiB.
+            ch.writer.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let ch = ControlChannel::new(stream).unwrap();
+        assert!(matches!(ch.recv_timeout(Duration::from_secs(5)), Some(ControlEvent::Msg(ControlMsg::ManifestEnd))));
+        assert!(matches!(ch.recv_timeout(Duration::from_secs(5)), Some(ControlEvent::Msg(ControlMsg::Error { .. }))));
+        match ch.recv_timeout(Duration::from_secs(5)) {
+            Some(ControlEvent::Failed(e)) => assert!(e.contains("outside 1..="), "{e}"),
+            other => panic!("expected a refused frame, got {other:?}"),
+        }
+        client.join().unwrap();
+    }
+}
