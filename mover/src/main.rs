@@ -46,6 +46,9 @@ struct ServeArgs {
     /// Exit after one session, with its status.
     #[arg(long)]
     once: bool,
+    /// fsync each file before renaming it into place (durable commits; slower).
+    #[arg(long)]
+    fsync: bool,
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +98,7 @@ struct DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(a) => serve::serve(&serve::ServeOptions { listen: a.listen, root: a.root, once: a.once }),
+        Command::Serve(a) => serve::serve(&serve::ServeOptions { listen: a.listen, root: a.root, once: a.once, fsync: a.fsync }),
         Command::Push(a) => run_push(a),
         Command::Demo(a) => run_demo(a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),

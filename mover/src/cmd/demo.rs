@@ -48,7 +48,7 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listening on loopback: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let root = dst_root.clone();
-    let server = std::thread::spawn(move || serve_on(listener, &root, true));
+    let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
     let push_opts = PushOptions {
         sources: vec![src.clone()],
         url: format!("mover://127.0.0.1:{port}/demo"),

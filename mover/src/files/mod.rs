@@ -2,6 +2,7 @@
 
 mod confine;
 mod dest;
+mod coalesce;
 mod entry;
 mod fdcache;
 mod sanitize;
@@ -12,6 +13,7 @@ mod testutil;
 
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
+pub use coalesce::{WriteCoalescer, DEFAULT_RUN_BYTES};
 pub use entry::{Entry, EntryKind};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath};
 pub use scan::{scan_sources, Scanned};
