@@ -98,7 +98,9 @@ struct DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(a) => serve::serve(&serve::ServeOptions { listen: a.listen, root: a.root, once: a.once, fsync: a.fsync }),
+        Command::Serve(a) => {
+            serve::serve(&serve::ServeOptions { listen: a.listen, root: a.root, once: a.once, fsync: a.fsync })
+        }
         Command::Push(a) => run_push(a),
         Command::Demo(a) => run_demo(a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),

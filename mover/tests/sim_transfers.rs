@@ -181,3 +181,18 @@ fn silent_receiver_times_out() {
     let err = r.outcome.expect_err("must fail");
     assert!(err.contains("no word from the receiver"), "{err}");
 }
+
+/// A sender whose receiver stops acknowledging (keepalives only) gives up instead of waiting forever; a
+/// receiver whose sender vanishes mid-transfer gives up too.
+#[test]
+fn stalled_sessions_fail_on_both_sides() {
+    let mut sim = SimConfig::path(GBIT, Duration::from_millis(10), 0.0);
+    sim.forward.loss = 1.0; // no data arrives, feedback still flows
+    let mut cfg = config(GBIT, 1472, Duration::from_millis(10));
+    cfg.peer_timeout = Duration::from_secs(2);
+    let mut src = SynthSource { seed: 1 };
+    let (r, store) = run_transfer(&sim, cfg, vec![1 << 20], &mut src, MemStore::new(&[1 << 20]));
+    let err = r.outcome.expect_err("must fail");
+    assert!(err.contains("no block acknowledged") || err.contains("no word from the sender"), "{err}");
+    assert!(store.committed.iter().all(|c| c.is_none()));
+}

@@ -81,11 +81,12 @@ pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> 
                 .map_err(|e| format!("session from {peer}: {e}"));
         }
         let root = root.to_path_buf();
-        let spawned =
-            std::thread::Builder::new().name("mover-session".into()).spawn(move || match run_session(stream, &root, fsync) {
+        let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
+            match run_session(stream, &root, fsync) {
                 Ok(r) => log_session(&r),
                 Err(e) => eprintln!("mover serve: session from {peer} failed: {e}"),
-            });
+            }
+        });
         if let Err(e) = spawned {
             eprintln!("mover serve: cannot start a session thread: {e}");
         }

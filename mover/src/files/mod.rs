@@ -1,8 +1,8 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
+mod coalesce;
 mod confine;
 mod dest;
-mod coalesce;
 mod entry;
 mod fdcache;
 mod sanitize;
@@ -11,9 +11,9 @@ mod source;
 #[cfg(test)]
 mod testutil;
 
+pub use coalesce::{WriteCoalescer, DEFAULT_RUN_BYTES};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
-pub use coalesce::{WriteCoalescer, DEFAULT_RUN_BYTES};
 pub use entry::{Entry, EntryKind};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath};
 pub use scan::{scan_sources, Scanned};

@@ -95,6 +95,7 @@ pub struct Receiver {
     losses: LossList,
     srtt_ns: u64,
     last_data_at: Time,
+    last_control_at: Time,
     last_idle_nak_at: Time,
     echo_tx_time_us: u32,
     echo_rx_at: Time,
@@ -142,6 +143,7 @@ impl Receiver {
             failed_ids: Vec::new(),
             losses: LossList::new(),
             last_data_at: now,
+            last_control_at: now,
             last_idle_nak_at: now,
             echo_tx_time_us: 0,
             echo_rx_at: now,
@@ -253,6 +255,8 @@ impl Receiver {
         if h.round != self.round || self.state != ReceiverState::Receiving {
             return Err(DropReason::StaleRound);
         }
+        let idx = self.plan.index_of(h.file_id).ok_or(DropReason::Malformed)?;
+        let seq = self.plan.seq_of(idx, h.offset, h.len as u64).ok_or(DropReason::Malformed)?;
         self.stats.packets_received += 1;
         self.last_data_at = now;
         self.data_since_feedback = true;
@@ -261,8 +265,6 @@ impl Receiver {
         if h.srtt_us != 0 {
             self.srtt_ns = h.srtt_us as u64 * 1000;
         }
-        let idx = self.plan.index_of(h.file_id).ok_or(DropReason::Malformed)?;
-        let seq = self.plan.seq_of(idx, h.offset, h.len as u64).ok_or(DropReason::Malformed)?;
         if seq < self.cum_ack {
             return Err(DropReason::Duplicate);
         }
@@ -295,9 +297,12 @@ impl Receiver {
     }
 
     /// Handles one control message from the sender.
-    pub fn handle_control(&mut self, _now: Time, msg: ControlMsg) {
+    pub fn handle_control(&mut self, now: Time, msg: ControlMsg) {
+        self.last_control_at = now;
         match msg {
-            ControlMsg::FileHash { round, file_id, hash } if round == self.round => {
+            ControlMsg::FileHash { round, file_id, hash }
+                if round == self.round && self.state == ReceiverState::Receiving =>
+            {
                 let Some(idx) = self.plan.index_of(file_id) else { return };
                 if self.expected_hash[idx].is_none() {
                     self.expected_hash[idx] = Some(hash);
@@ -313,6 +318,9 @@ impl Receiver {
 
     /// The next file to verify, if any.
     pub fn poll_ready(&mut self) -> Option<FileReady> {
+        if self.state != ReceiverState::Receiving {
+            return None;
+        }
         let idx = self.ready.pop_front()?;
         Some(FileReady {
             file_id: self.plan.file_id(idx),
@@ -351,7 +359,7 @@ impl Receiver {
             return;
         }
         if self.round + 1 >= self.cfg.max_rounds {
-            self.state = ReceiverState::Failed(format!(
+            self.fail(format!(
                 "{} file(s) failed whole-file verification in {} rounds",
                 failed.len(),
                 self.cfg.max_rounds
@@ -391,6 +399,12 @@ impl Receiver {
         if self.state != ReceiverState::Receiving {
             return;
         }
+        // Only while blocks are missing: afterwards the sender is rightly silent while files are verified,
+        // and a sender that dies then is noticed by its control connection closing.
+        if self.cum_ack < self.plan.total_seqs() && now.since(self.last_heard()) >= self.cfg.peer_timeout {
+            self.fail(format!("no word from the sender for {} s", self.cfg.peer_timeout.as_secs()));
+            return;
+        }
         let idle = now.since_ns(self.last_data_at) >= self.idle_after_ns();
         let total = self.plan.total_seqs();
         if idle && self.cum_ack < total && now.since_ns(self.last_idle_nak_at) >= self.renak_ns() {
@@ -401,6 +415,10 @@ impl Receiver {
             }
             self.last_idle_nak_at = now;
         }
+    }
+
+    fn last_heard(&self) -> Time {
+        self.last_data_at.max(self.last_control_at)
     }
 
     /// The next time the receiver needs attention without input.
@@ -459,5 +477,55 @@ impl Receiver {
     fn end_feedback_tick(&mut self, now: Time) {
         self.feedback_burst = 0;
         self.next_feedback_at = now.plus(self.cfg.feedback_interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::data::DataHeader;
+
+    fn data(r: &Receiver, file_id: u32, offset: u64, len: u16) -> Vec<u8> {
+        let h = DataHeader {
+            session_id: 9,
+            packet_number: 1,
+            file_id,
+            offset,
+            len,
+            flags: 0,
+            round: 0,
+            tx_time_us: 1,
+            srtt_us: 0,
+        };
+        let mut buf = vec![0u8; h.datagram_len()];
+        h.emit(&mut buf);
+        r.sealer.seal(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn malformed_blocks_are_dropped_and_not_counted_as_received() {
+        let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![5000], Time::ZERO);
+        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 1, 0, 100)), Err(DropReason::Malformed), "no such file");
+        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 0, 7, 100)), Err(DropReason::Malformed), "unaligned");
+        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 100)), Err(DropReason::Malformed), "wrong length");
+        assert_eq!(r.stats().packets_received, 0);
+        assert!(r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 1412)).is_ok());
+        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 1412)), Err(DropReason::Duplicate));
+        assert_eq!(r.stats().packets_received, 2);
+        let mut garbage = data(&r, 0, 1412, 1412);
+        garbage[100] ^= 1;
+        assert_eq!(r.handle_datagram(Time::ZERO, &garbage), Err(DropReason::BadTag));
+        assert_eq!(r.stats().drops.invalid(), 4);
+    }
+
+    #[test]
+    fn nothing_becomes_ready_after_a_failure() {
+        let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![100], Time::ZERO);
+        r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 100)).unwrap();
+        r.fail("disk full".into());
+        r.handle_control(Time::ZERO, ControlMsg::FileHash { round: 0, file_id: 0, hash: 1 });
+        assert_eq!(r.poll_ready(), None);
+        assert!(matches!(r.poll_control(), Some(ControlMsg::Error { .. })));
     }
 }

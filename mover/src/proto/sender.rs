@@ -93,6 +93,8 @@ pub struct Sender {
     pacer: Pacer,
     rtt: RttEstimator,
     last_heard: Time,
+    /// When the cumulative ACK last advanced (or the round started): keepalives alone are not progress.
+    last_progress: Time,
     control_out: VecDeque<ControlMsg>,
     stats: SenderStats,
 }
@@ -123,6 +125,7 @@ impl Sender {
             failed_ids: Vec::new(),
             packet_number: 0,
             last_heard: now,
+            last_progress: now,
             control_out: VecDeque::new(),
             stats: SenderStats { rounds: 1, ..SenderStats::default() },
         };
@@ -172,6 +175,9 @@ impl Sender {
     }
 
     fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
+        if datagram.len() > self.cfg.max_datagram() {
+            return Err(DropReason::Oversized);
+        }
         let common = CommonHeader::parse(datagram)?;
         if common.packet_type != PacketType::Feedback {
             return Err(DropReason::BadType);
@@ -196,6 +202,7 @@ impl Sender {
         }
         let ack = fb.cum_ack.min(self.next_new);
         if ack > self.cum_ack {
+            self.last_progress = now;
             self.pending_count -= self.pending.advance_to(ack);
             self.cum_ack = ack;
             self.pending_scan = self.pending_scan.max(ack);
@@ -203,12 +210,9 @@ impl Sender {
         for nak in nak_ranges(datagram) {
             let start = nak.start.max(self.cum_ack);
             let end = (nak.start + nak.count as u64).min(self.next_new);
-            for seq in start..end {
-                if !self.pending.set(seq) {
-                    self.pending_count += 1;
-                }
-            }
             if start < end {
+                // Word at a time: a forged packet full of window-sized ranges costs window/64 per range.
+                self.pending_count += self.pending.set_range(start, end);
                 self.pending_scan = self.pending_scan.min(start);
             }
         }
@@ -219,10 +223,13 @@ impl Sender {
     /// Handles one control message from the receiver.
     pub fn handle_control(&mut self, now: Time, msg: ControlMsg) {
         self.last_heard = now;
+        if self.is_finished() {
+            return;
+        }
         match msg {
             ControlMsg::RoundFailed { round, file_ids } if round == self.round => {
                 for id in file_ids {
-                    if (id as usize) < self.sizes.len() && self.failed_ids.len() < self.plan.len() {
+                    if self.plan.index_of(id).is_some() && self.failed_ids.len() < self.plan.len() {
                         self.failed_ids.push(id);
                     }
                 }
@@ -245,7 +252,7 @@ impl Sender {
                     self.start_round(ids);
                 }
             }
-            ControlMsg::Complete(summary) if !self.is_finished() => self.state = SenderState::Done(summary),
+            ControlMsg::Complete(summary) => self.state = SenderState::Done(summary),
             ControlMsg::Error { message } => self.fail(format!("receiver: {message}")),
             _ => {}
         }
@@ -264,6 +271,7 @@ impl Sender {
         self.pending_scan = 0;
         self.tail_duplicates.clear();
         self.hasher.reset();
+        self.last_progress = self.last_heard;
         self.state = SenderState::Sending;
         self.skip_finished_files();
     }
@@ -273,6 +281,9 @@ impl Sender {
         if !self.is_finished() && now.since(self.last_heard) >= self.cfg.peer_timeout {
             self.fail(format!("no word from the receiver for {} s", self.cfg.peer_timeout.as_secs()));
         }
+        if self.state == SenderState::Sending && now.since(self.last_progress) >= self.cfg.peer_timeout {
+            self.fail(format!("no block acknowledged for {} s", self.cfg.peer_timeout.as_secs()));
+        }
     }
 
     /// The next time the sender needs attention without input, if any.
@@ -280,7 +291,10 @@ impl Sender {
         if self.is_finished() {
             return None;
         }
-        let silence = self.last_heard.plus(self.cfg.peer_timeout);
+        let mut silence = self.last_heard.plus(self.cfg.peer_timeout);
+        if self.state == SenderState::Sending {
+            silence = silence.min(self.last_progress.plus(self.cfg.peer_timeout));
+        }
         if self.state == SenderState::Sending && self.has_block_to_send() {
             return Some(self.pacer.ready_at(now).min(silence));
         }
@@ -397,5 +411,58 @@ impl Sender {
         {
             self.state = SenderState::AwaitingVerdict;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SynthSource;
+    use crate::wire::feedback::{FeedbackHeader, NakRange};
+
+    fn sender() -> Sender {
+        Sender::new(Config::new(9, 1472, 1_000_000_000), vec![10_000, 20_000], Time::ZERO)
+    }
+
+    fn feedback(s: &Sender, cum_ack: u64, naks: &[NakRange]) -> Vec<u8> {
+        let h = FeedbackHeader { session_id: 9, cum_ack, ..FeedbackHeader::default() };
+        let mut buf = vec![0u8; 64 + naks.len() * 12 + 16];
+        let len = h.emit(naks, &mut buf);
+        buf.truncate(len);
+        s.sealer.seal(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn a_failed_sender_stays_failed() {
+        let mut s = sender();
+        s.fail("user gave up".into());
+        s.handle_control(Time::ZERO, ControlMsg::RoundFailed { round: 0, file_ids: vec![1] });
+        s.handle_control(Time::ZERO, ControlMsg::RoundDone { round: 0, failed: 1 });
+        assert_eq!(s.state(), &SenderState::Failed("user gave up".into()));
+    }
+
+    #[test]
+    fn naks_resend_exactly_what_was_asked_and_forged_feedback_is_bounded() {
+        let mut s = sender();
+        let mut src = SynthSource { seed: 1 };
+        let mut buf = vec![0u8; 1500];
+        let mut now = Time::ZERO;
+        let total = s.plan.total_seqs();
+        while s.next_new < total {
+            if s.poll_transmit(now, &mut src, &mut buf).unwrap().is_none() {
+                now = now.plus_ns(1_000_000);
+            }
+        }
+        // Ranges beyond what was sent, overlapping and repeated, count once each.
+        let naks =
+            [NakRange { start: 3, count: 2 }, NakRange { start: 4, count: 1 << 30 }, NakRange { start: 3, count: 1 }];
+        s.handle_datagram(now, &feedback(&s, 2, &naks)).unwrap();
+        assert_eq!(s.pending_count, total - 3);
+        let oversized = vec![0u8; s.cfg.max_datagram() + 1];
+        assert_eq!(s.handle_datagram(now, &oversized), Err(DropReason::Oversized));
+        let before = s.stats.packets_retransmitted;
+        while let Some(_) = s.poll_transmit(now, &mut src, &mut buf).unwrap() {}
+        assert!(s.stats.packets_retransmitted > before);
     }
 }

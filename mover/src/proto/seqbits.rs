@@ -1,7 +1,7 @@
 //! A fixed-size ring of bits indexed by block sequence number: the window's memory.
 //!
 //! The window is the only per-block state either side keeps, so memory is `window / 8` bytes whatever the
-//! file size (a 512 MiB window of 1412-byte blocks is 47 KiB).
+//! file size (a 512 MiB window of 1412-byte blocks, rounded up to 2^19 bits, is 64 KiB).
 
 /// Bits for sequence numbers `base .. base + capacity`, stored in a ring so the window slides without moving
 /// memory. Bits below `base` are always clear: [`SeqBits::advance_to`] clears what it slides past.
@@ -61,6 +61,24 @@ impl SeqBits {
         let was = self.words[w] & b != 0;
         self.words[w] &= !b;
         was
+    }
+
+    /// Sets the bits of `from .. to` (inside the span); returns how many were newly set.
+    pub fn set_range(&mut self, from: u64, to: u64) -> u64 {
+        debug_assert!(from >= self.base && to <= self.base + self.mask + 1);
+        let mut newly = 0;
+        let mut seq = from;
+        while seq < to {
+            let i = seq & self.mask;
+            let bit = i & 63;
+            let n = (64 - bit).min(to - seq);
+            let m = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            let w = &mut self.words[(i >> 6) as usize];
+            newly += (m & !*w).count_ones() as u64;
+            *w |= m;
+            seq += n;
+        }
+        newly
     }
 
     /// Slides the base up to `new_base`, clearing the bits it passes; returns how many of them were set.
@@ -130,7 +148,13 @@ mod tests {
             match x >> 60 {
                 0..=7 => assert_eq!(ring.set(seq), !model.insert(seq)),
                 8..=11 => assert_eq!(ring.clear(seq), model.remove(&seq)),
-                12..=13 => {
+                12 => {
+                    let to = (seq + (x >> 30) % 150).min(base + ring.capacity());
+                    let fresh = (seq..to).filter(|s| !model.contains(s)).count() as u64;
+                    assert_eq!(ring.set_range(seq, to), fresh);
+                    model.extend(seq..to);
+                }
+                13 => {
                     let nb = base + (x >> 20) % 300;
                     let gone = model.iter().filter(|&&s| s < nb).count() as u64;
                     assert_eq!(ring.advance_to(nb), gone, "step {step}");

@@ -8,7 +8,7 @@
 //! 24  echo_tx_time_us  u32   tx_time_us of the newest data packet received (0 if none yet)
 //! 28  echo_delay_us    u32   how long the receiver held that timestamp before sending this feedback
 //! 32  cum_ack          u64   every block with sequence number below this has been received
-//! 40  recv_rate        u64   payload bytes per second received over the last interval
+//! 40  recv_rate        u64   new (non-duplicate) payload bytes per second, measured over >= 10 ms windows
 //! 48  received_packets u64   valid data packets received so far this session
 //! 56  nak ranges       nak_count x (start u64, count u32): blocks the receiver asks to be resent
 //!     tag              16 bytes
