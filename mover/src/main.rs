@@ -129,20 +129,11 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         connect_timeout: Duration::from_secs_f64(a.connect_timeout),
         verbose: true,
     };
-    match push::push(&opts) {
-        Ok(report) => {
-            if a.json {
-                println!("{}", report.to_json());
-            }
-            Ok(())
-        }
-        Err((e, report)) => {
-            if a.json {
-                println!("{}", report.to_json());
-            }
-            Err(e)
-        }
+    let report = push::push(&opts);
+    if a.json {
+        println!("{}", report.to_json());
     }
+    report.error.map_or(Ok(()), Err)
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), String> {

@@ -58,7 +58,10 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
         connect_timeout: Duration::from_secs(5),
         verbose: false,
     };
-    let report = push(&push_opts).map_err(|(e, _)| e)?;
+    let report = push(&push_opts);
+    if let Some(e) = &report.error {
+        return Err(e.clone());
+    }
     server.join().map_err(|_| "the server thread panicked".to_string())??;
     let received = dst_root.join("demo").join("dataset");
     compare_trees(&src, &received)?;

@@ -115,17 +115,14 @@ impl PushReport {
     }
 }
 
-/// Runs a push. On failure the error comes with the report so far (`verified` false).
-pub fn push(opts: &PushOptions) -> Result<PushReport, (String, PushReport)> {
+/// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
+pub fn push(opts: &PushOptions) -> PushReport {
     let mut report = PushReport { net: "udp", rate_bps: opts.rate_bps, ..PushReport::default() };
-    match run(opts, &mut report) {
-        Ok(()) => Ok(report),
-        Err(e) => {
-            report.verified = false;
-            report.error = Some(e.clone());
-            Err((e, report))
-        }
+    if let Err(e) = run(opts, &mut report) {
+        report.verified = false;
+        report.error = Some(e);
     }
+    report
 }
 
 fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {

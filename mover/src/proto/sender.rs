@@ -462,7 +462,7 @@ mod tests {
         let oversized = vec![0u8; s.cfg.max_datagram() + 1];
         assert_eq!(s.handle_datagram(now, &oversized), Err(DropReason::Oversized));
         let before = s.stats.packets_retransmitted;
-        while let Some(_) = s.poll_transmit(now, &mut src, &mut buf).unwrap() {}
+        while s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some() {}
         assert!(s.stats.packets_retransmitted > before);
     }
 }
