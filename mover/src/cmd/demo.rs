@@ -105,7 +105,8 @@ pub fn generate_dataset(root: &Path, total: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_random(path: &Path, size: u64, seed: u64) -> std::io::Result<()> {
+/// Writes `size` pseudo-random (incompressible) bytes from `seed` to `path`.
+pub fn write_random(path: &Path, size: u64, seed: u64) -> std::io::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
