@@ -111,8 +111,8 @@ pub fn json_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     let pat = format!("\"{key}\":");
     let start = json.find(&pat)? + pat.len();
     let rest = &json[start..];
-    let end = if rest.starts_with('"') {
-        rest[1..].find('"').map(|i| i + 2)?
+    let end = if let Some(quoted) = rest.strip_prefix('"') {
+        quoted.find('"').map(|i| i + 2)?
     } else {
         rest.find([',', '}']).unwrap_or(rest.len())
     };
