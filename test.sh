@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test suite, with its set-up: installs the system tools the tests use (when root and missing), then runs
+# every test in release mode (the simulator moves gigabytes of virtual data per test).
+# Tests that need root (network namespaces, nftables loss, tmpfs) skip loudly when not root; CI runs as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_pkgs=()
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v ethtool >/dev/null 2>&1 || need_pkgs+=(ethtool)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "test.sh: missing ${need_pkgs[*]}; the tests that need them will fail or skip" >&2
+  fi
+fi
+
+exec cargo test --release --workspace "$@"
