@@ -13,6 +13,7 @@
 
 pub mod cmd;
 pub mod files;
+pub mod fuzzing;
 pub mod net;
 pub mod proto;
 pub mod rate;
