@@ -15,6 +15,7 @@ pub mod cmd;
 pub mod files;
 pub mod fuzzing;
 pub mod net;
+pub mod pipeline;
 pub mod proto;
 pub mod rate;
 pub mod sim;
