@@ -17,6 +17,13 @@ pub trait BlockSource {
     /// whole block lies inside the file as announced in the manifest. A file that shrank or vanished is an
     /// error, reported to the user.
     fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Like [`BlockSource::read_block`], for a block's first transmission. These come strictly in (file id,
+    /// offset) order within a round, so an implementation may read ahead in large chunks; retransmissions
+    /// come through `read_block` at any offset.
+    fn read_first(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.read_block(file_id, offset, buf)
+    }
 }
 
 /// Where the receiver puts the bytes of a block, and how a verified file becomes visible.

@@ -366,7 +366,12 @@ impl Sender {
         assert!(buf.len() >= total, "transmit buffer of {} bytes, need {total}", buf.len());
         header.emit(buf);
         let payload = &mut buf[header.payload_range()];
-        if let Err(e) = source.read_block(header.file_id, offset, payload) {
+        let read = if retransmit {
+            source.read_block(header.file_id, offset, payload)
+        } else {
+            source.read_first(header.file_id, offset, payload)
+        };
+        if let Err(e) = read {
             let msg = format!("reading file id {} at offset {offset}: {e}", header.file_id);
             self.fail(msg.clone());
             return Err(msg);
