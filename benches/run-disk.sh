@@ -42,16 +42,18 @@ if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" != $((SIZE_GIB << 30)) ]; the
     dd if=/dev/zero of="$FILE" bs=1M count=$((SIZE_GIB << 10)) oflag=direct status=none
 fi
 
-# Wait for a quiet machine (another engineer's network benchmarks and builds share the two cores). Process
-# names are matched exactly for cargo/rustc/iperf3: `pgrep -f cargo` would also match any process whose
-# command line merely contains a path like ~/.cargo/bin.
+# Wait for a quiet machine (another engineer's network benchmarks, scp/rsync comparisons and builds share the
+# two cores and the disk). Process names are matched exactly for cargo/rustc/iperf3/scp/rsync: `pgrep -f cargo`
+# would also match any process whose command line merely contains a path like ~/.cargo/bin.
 busy() {
-    pgrep -x 'cargo|rustc|iperf3' >/dev/null || pgrep -f '(^|/)mover push' >/dev/null
+    local name
+    for name in cargo rustc iperf3 scp rsync; do pgrep -x "$name" >/dev/null && return 0; done
+    pgrep -f '(^|/)mover push' >/dev/null
 }
 waited=0
 while busy && [ "$waited" -lt "$QUIET_WAIT_S" ]; do sleep 5; waited=$((waited + 5)); done
 under_load=no
-if busy; then under_load="yes (gave up waiting after ${QUIET_WAIT_S} s: $(pgrep -xa 'cargo|rustc|iperf3' | head -3 | cut -c1-80 | tr '\n' ';') $(pgrep -fa '(^|/)mover push' | head -1 | cut -c1-80))"; fi
+if busy; then under_load="yes (gave up waiting after ${QUIET_WAIT_S} s: $(pgrep -a '^(cargo|rustc|iperf3|scp|rsync)$' | head -3 | cut -c1-80 | tr '\n' ';') $(pgrep -fa '(^|/)mover push' | head -1 | cut -c1-80))"; fi
 echo "waited ${waited} s for a quiet machine; under load: $under_load"
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -85,6 +87,8 @@ for rep in $(seq 1 "$REPEATS"); do
         echo "rep $rep (c) cold buffered  $who: $(python3 -c "print(f'{$v/1e6:.0f} MB/s')")"
     done
 done
+
+if [ "$under_load" = no ] && busy; then under_load="partly (other work started during the run)"; fi
 
 backend=$("$MOVER" bench disk --file "$FILE" --block "$BLOCK" --qd "$QD" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["disk"])')
 

@@ -106,8 +106,8 @@ pub fn measure(args: &BenchDiskArgs, backend: BackendChoice) -> Result<DiskRepor
     let block = args.block;
     let size = std::fs::metadata(&args.file).map_err(|e| format!("'{}': {e}", args.file.display()))?.len();
     let mut config = ReaderConfig::new(backend, args.qd, block as usize);
-    // Blocks are released as soon as they are consumed: one buffer per read in flight suffices.
-    config.buffers = args.qd;
+    // Twice the queue depth (the default): blocks that complete ahead of an earlier one wait in `InOrder`
+    // holding their buffers, and with only `qd` buffers one slow read would drain the queue behind it.
     config.max_open_files = 1;
     let mut reader = DiskReader::new(&config).map_err(|e| e.to_string())?;
     let file = reader.open(&args.file, args.direct).map_err(|e| e.to_string())?;
