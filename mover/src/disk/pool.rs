@@ -7,6 +7,9 @@ use std::ptr::NonNull;
 /// logical blocks).
 pub const ALIGN_BYTES: usize = 4096;
 
+/// Transparent huge page size (x86-64, arm64 with 4 KiB pages).
+const HUGE_PAGE_BYTES: usize = 2 << 20;
+
 /// The name of one buffer of a [`BufferPool`].
 ///
 /// Deliberately neither `Copy` nor `Clone`: holding the `BufIdx` *is* owning the buffer. It is created only by
@@ -53,10 +56,21 @@ impl BufferPool {
             "buffer size {buf_bytes} must be a non-zero multiple of {ALIGN_BYTES}"
         );
         let total = buf_bytes.checked_mul(count as usize).expect("buffer pool size overflows");
-        let layout = Layout::from_size_align(total, ALIGN_BYTES).expect("buffer pool layout");
+        // Pools of 2 MiB or more are aligned for transparent huge pages and asked to use them: a registered
+        // buffer backed by huge pages reaches the block layer as a few large segments rather than 4 KiB ones.
+        let align = if total >= HUGE_PAGE_BYTES { HUGE_PAGE_BYTES } else { ALIGN_BYTES };
+        let layout = Layout::from_size_align(total, align).expect("buffer pool layout");
         // Safety: `layout` has a non-zero size (count > 0, buf_bytes > 0).
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = unsafe { alloc::alloc(layout) };
         let Some(base) = NonNull::new(ptr) else { alloc::handle_alloc_error(layout) };
+        if align == HUGE_PAGE_BYTES {
+            // Advice only (THP may be off): the pool works either way. Given before the first touch below.
+            // Safety: the range is our own fresh allocation; madvise reads no memory.
+            let _ = unsafe { libc::madvise(base.as_ptr().cast(), total, libc::MADV_HUGEPAGE) };
+        }
+        // Safety: `base` points to `total` writable bytes just allocated; zeroing also faults the pages in now
+        // rather than on the first read.
+        unsafe { std::ptr::write_bytes(base.as_ptr(), 0, total) };
         BufferPool { base, layout, buf_bytes, count, free: (0..count).rev().collect(), leaked: false }
     }
 
@@ -130,7 +144,7 @@ impl Drop for BufferPool {
         if self.leaked {
             return;
         }
-        // Safety: `base` came from `alloc_zeroed(self.layout)` and is freed once, here.
+        // Safety: `base` came from `alloc(self.layout)` and is freed once, here.
         unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
     }
 }
