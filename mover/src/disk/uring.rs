@@ -35,9 +35,8 @@ impl UringReader {
     }
 
     pub(super) fn poll_complete(&mut self) -> io::Result<Option<Completion>> {
-        if let Some(c) = self.core.pop_done() {
-            return Ok(Some(c));
-        }
+        // Hand queued reads to the kernel before delivering anything, so that the kernel's queue stays full
+        // while the caller drains finished ones.
         if self.queued > 0 {
             self.enter(0)?;
         }
