@@ -7,11 +7,13 @@
 //! - [`sim`]: a deterministic network simulator that drives the state machines in virtual time;
 //! - [`files`]: the file system side (scanning sources, confined destination paths, verified commits);
 //! - [`net`]: sockets (batched UDP, the TCP control channel);
+//! - [`disk`]: the reader engine (io_uring or pread into pooled, aligned buffers);
 //! - [`cmd`]: the `mover` subcommands that wire the pieces together.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod cmd;
+pub mod disk;
 pub mod files;
 pub mod fuzzing;
 pub mod net;

@@ -1,7 +1,7 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::{bench_net, demo, push, serve};
+use mover::cmd::{bench_disk, bench_net, demo, push, serve};
 use mover::rate::{parse_rate_bps, parse_size_bytes};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,8 @@ enum Command {
 enum BenchCommand {
     /// Raw UDP blast with the same socket code and no protocol: the ceiling of a path.
     Net(bench_net::BenchNetArgs),
+    /// One file through the disk reader engine alone (io_uring or pread; MOVER_DISK chooses).
+    Disk(bench_disk::BenchDiskArgs),
 }
 
 #[derive(Args, Debug)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Push(a) => run_push(a),
         Command::Demo(a) => run_demo(a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
+        Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

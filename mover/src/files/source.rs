@@ -77,7 +77,7 @@ impl SourceFiles {
     }
 
     /// Copies the block out of the read-ahead chunk if the chunk holds all of it.
-    fn from_ahead(&self, file_id: u32, offset: u64, buf: &mut [u8]) -> bool {
+    fn copy_from_ahead(&self, file_id: u32, offset: u64, buf: &mut [u8]) -> bool {
         if file_id != self.ahead_file || offset < self.ahead_offset {
             return false;
         }
@@ -92,7 +92,7 @@ impl SourceFiles {
 
 impl BlockSource for SourceFiles {
     fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if self.from_ahead(file_id, offset, buf) {
+        if self.copy_from_ahead(file_id, offset, buf) {
             return Ok(());
         }
         self.reads += 1;
@@ -107,7 +107,7 @@ impl BlockSource for SourceFiles {
     }
 
     fn read_first(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if self.from_ahead(file_id, offset, buf) {
+        if self.copy_from_ahead(file_id, offset, buf) {
             return Ok(());
         }
         if buf.len() > self.ahead.len() {
@@ -139,7 +139,7 @@ impl BlockSource for SourceFiles {
         self.ahead_file = file_id;
         self.ahead_offset = offset;
         self.ahead_len = filled;
-        if !self.from_ahead(file_id, offset, buf) {
+        if !self.copy_from_ahead(file_id, offset, buf) {
             return Err(self.shrank(file_id, offset, buf.len()));
         }
         Ok(())
