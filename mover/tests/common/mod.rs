@@ -1,0 +1,139 @@
+//! Helpers shared by the integration tests that drive the real `mover` binary.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+pub mod netns;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// The text right after `"key":` in a flat or nested JSON object (the first occurrence), up to the next `,` or
+/// `}`. Enough for the numbers and booleans of `mover ... --json`; no dependency.
+pub fn json_raw<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\":");
+    let start = json.find(&needle)? + needle.len();
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim())
+}
+
+/// An unsigned integer field of a JSON object.
+pub fn json_u64(json: &str, key: &str) -> Option<u64> {
+    json_raw(json, key)?.parse().ok()
+}
+
+/// A number field of a JSON object.
+pub fn json_f64(json: &str, key: &str) -> Option<f64> {
+    json_raw(json, key)?.parse().ok()
+}
+
+/// A boolean field of a JSON object.
+pub fn json_bool(json: &str, key: &str) -> Option<bool> {
+    json_raw(json, key)?.parse().ok()
+}
+
+/// A child process that is killed and reaped when dropped, so a failing assertion leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Waits for the child to exit, at most `limit`; on timeout it is killed and the error says so.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return Err(format!("still running after {limit:?}: killed"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory under the system temp dir, removed with everything in it on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `<tmp>/mover-<tag>-<pid>`, emptied first if a previous run left it behind.
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("mover-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `len` pseudo-random bytes (splitmix64: incompressible, and fast unlike /dev/urandom) to `path`.
+pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create file"));
+    let mut state = seed;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for chunk in buf.chunks_exact_mut(8) {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        out.write_all(&buf[..n]).expect("write file");
+        left -= n as u64;
+    }
+    out.flush().expect("flush file");
+}
+
+/// xxh3-128 of a whole file, read in 1 MiB pieces.
+pub fn hash_file(path: &Path) -> u128 {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read file");
+        if n == 0 {
+            return h.digest128();
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fields_are_found() {
+        let j = r#"{"files":1,"goodput_bps":1.5e9,"verified":true,"receiver":{"files":1,"duplicates":3}}"#;
+        assert_eq!(json_u64(j, "files"), Some(1));
+        assert_eq!(json_f64(j, "goodput_bps"), Some(1.5e9));
+        assert_eq!(json_bool(j, "verified"), Some(true));
+        assert_eq!(json_u64(j, "duplicates"), Some(3));
+        assert_eq!(json_u64(j, "missing"), None);
+    }
+}
