@@ -1,14 +1,14 @@
 //! Bad input gets one clear error line and a non-zero exit, and loses nothing: refused and unreachable
 //! servers, a missing root, a full disk, hostile destination paths, garbage on the control port.
 
-mod support;
+mod common;
 
+use common::{is_root, list_tree, mover, run_with_limit, Server, TempDir};
 use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::Output;
 use std::time::Duration;
-use support::{is_root, list_tree, mover, run_with_limit, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -1,13 +1,13 @@
 //! `mover serve` and `mover push` as real processes over loopback: a 1 GiB random file and a directory tree
 //! of mixed sizes (empty files and directories included) arrive byte-identical with modes and mtimes.
 
-mod support;
+mod common;
 
+use common::{json_raw, mover, run_with_limit, Server, TempDir};
 use mover::cmd::demo::{compare_trees, generate_dataset, write_random};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
-use support::{json_field, mover, run_with_limit, Server, TempDir};
 
 fn set_mtime(path: &std::path::Path, secs: u64, nanos: u32) {
     let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
@@ -44,10 +44,10 @@ fn one_gib_file_and_mixed_tree_arrive_identical() {
     assert_eq!(stdout.lines().count(), 1, "exactly one JSON object on stdout: {stdout}");
     for key in ["files", "bytes", "seconds", "goodput_bps", "packets_sent", "packets_retransmitted", "verified", "net"]
     {
-        assert!(json_field(&stdout, key).is_some(), "missing {key} in {stdout}");
+        assert!(json_raw(&stdout, key).is_some(), "missing {key} in {stdout}");
     }
-    assert_eq!(json_field(&stdout, "verified"), Some("true"));
-    assert_eq!(json_field(&stdout, "net"), Some("\"udp\""));
+    assert_eq!(json_raw(&stdout, "verified"), Some("true"));
+    assert_eq!(json_raw(&stdout, "net"), Some("\"udp\""));
     let status = server.wait(Duration::from_secs(10)).expect("serve --once exits");
     assert!(status.success());
 
@@ -55,7 +55,7 @@ fn one_gib_file_and_mixed_tree_arrive_identical() {
     compare_trees(&big, &dest.join("big.bin")).unwrap();
     compare_trees(&tree, &dest.join("tree")).unwrap();
     // No temporary files left behind.
-    assert!(support::list_tree(&root).iter().all(|p| !p.contains(".mover-")), "{:?}", support::list_tree(&root));
+    assert!(common::list_tree(&root).iter().all(|p| !p.contains(".mover-")), "{:?}", common::list_tree(&root));
 }
 
 #[test]
@@ -67,8 +67,8 @@ fn demo_runs_and_reports_goodput() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(json_field(&stdout, "verified"), Some("true"));
-    let goodput: f64 = json_field(&stdout, "goodput_bps").unwrap().parse().unwrap();
+    assert_eq!(json_raw(&stdout, "verified"), Some("true"));
+    let goodput: f64 = json_raw(&stdout, "goodput_bps").unwrap().parse().unwrap();
     assert!(goodput > 0.0);
-    assert!(support::list_tree(tmp.path()).is_empty(), "demo cleans up after itself");
+    assert!(common::list_tree(tmp.path()).is_empty(), "demo cleans up after itself");
 }
