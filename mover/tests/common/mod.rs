@@ -124,21 +124,6 @@ pub fn hash_file(path: &Path) -> u128 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_fields_are_found() {
-        let j = r#"{"files":1,"goodput_bps":1.5e9,"verified":true,"receiver":{"files":1,"duplicates":3}}"#;
-        assert_eq!(json_u64(j, "files"), Some(1));
-        assert_eq!(json_f64(j, "goodput_bps"), Some(1.5e9));
-        assert_eq!(json_bool(j, "verified"), Some(true));
-        assert_eq!(json_u64(j, "duplicates"), Some(3));
-        assert_eq!(json_u64(j, "missing"), None);
-    }
-}
-
 /// The binary under test.
 pub fn mover() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mover"))
@@ -239,4 +224,19 @@ pub fn list_tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fields_are_found() {
+        let j = r#"{"files":1,"goodput_bps":1.5e9,"verified":true,"receiver":{"files":1,"duplicates":3}}"#;
+        assert_eq!(json_u64(j, "files"), Some(1));
+        assert_eq!(json_f64(j, "goodput_bps"), Some(1.5e9));
+        assert_eq!(json_bool(j, "verified"), Some(true));
+        assert_eq!(json_u64(j, "duplicates"), Some(3));
+        assert_eq!(json_u64(j, "missing"), None);
+    }
 }
