@@ -62,9 +62,13 @@ impl SourceFiles {
     }
 
     fn file(&mut self, file_id: u32) -> io::Result<&File> {
-        let path = self.path(file_id)?.clone();
-        self.cache.get_or_open(file_id, || {
-            File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("opening '{}': {e}", path.display())))
+        // Borrow the path and the cache separately: cloning the path would allocate on every read.
+        let SourceFiles { paths, cache, .. } = self;
+        let path = paths
+            .get(file_id as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))?;
+        cache.get_or_open(file_id, || {
+            File::open(path).map_err(|e| io::Error::new(e.kind(), format!("opening '{}': {e}", path.display())))
         })
     }
 
