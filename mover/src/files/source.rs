@@ -55,12 +55,6 @@ impl SourceFiles {
 }
 
 impl SourceFiles {
-    fn path(&self, file_id: u32) -> io::Result<&PathBuf> {
-        self.paths
-            .get(file_id as usize)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))
-    }
-
     fn file(&mut self, file_id: u32) -> io::Result<&File> {
         // Borrow the path and the cache separately: cloning the path would allocate on every read.
         let SourceFiles { paths, cache, .. } = self;
