@@ -97,6 +97,9 @@ pub struct Receiver {
     last_data_at: Time,
     last_control_at: Time,
     last_idle_nak_at: Time,
+    /// A one-shot NAK for everything from `highest_seen` to the window's end, sent while no data arrives
+    /// (the tail rule). Not a stored gap: when data flows again, ordinary gap detection takes over.
+    tail_probe: Option<(u64, u64)>,
     echo_tx_time_us: u32,
     echo_rx_at: Time,
     next_feedback_at: Time,
@@ -145,6 +148,7 @@ impl Receiver {
             last_data_at: now,
             last_control_at: now,
             last_idle_nak_at: now,
+            tail_probe: None,
             echo_tx_time_us: 0,
             echo_rx_at: now,
             next_feedback_at: now,
@@ -174,6 +178,7 @@ impl Receiver {
         self.verdicts = 0;
         self.failed_ids.clear();
         self.losses.clear();
+        self.tail_probe = None;
         self.echo_tx_time_us = 0;
         if self.plan.is_empty() {
             self.finish_round();
@@ -410,8 +415,8 @@ impl Receiver {
         if idle && self.cum_ack < total && now.since_ns(self.last_idle_nak_at) >= self.renak_ns() {
             let end = total.min(self.cum_ack + self.cfg.window_blocks);
             if self.highest_seen < end {
-                self.losses.push(self.highest_seen, end, now);
-                self.highest_seen = end;
+                self.tail_probe = Some((self.highest_seen, end));
+                self.next_feedback_at = self.next_feedback_at.min(now);
             }
             self.last_idle_nak_at = now;
         }
@@ -438,6 +443,14 @@ impl Receiver {
         self.naks.clear();
         let renak = self.renak_ns();
         self.losses.collect_due(now, self.cum_ack, &self.received, renak, &mut self.naks, max);
+        if self.naks.len() < max {
+            if let Some((start, end)) = self.tail_probe.take() {
+                let start = start.max(self.cum_ack);
+                if start < end {
+                    self.naks.push(NakRange { start, count: (end - start).min(u32::MAX as u64) as u32 });
+                }
+            }
+        }
         let keepalive_due = now.since(self.last_feedback_at) >= KEEPALIVE;
         if self.naks.is_empty() && !self.data_since_feedback && !keepalive_due {
             self.end_feedback_tick(now);

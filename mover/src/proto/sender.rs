@@ -26,6 +26,48 @@ use crate::wire::{CommonHeader, DropCounters, DropReason, PacketType, Sealer};
 use std::collections::VecDeque;
 use xxhash_rust::xxh3::Xxh3;
 
+/// Send-time marks kept (PROTOCOL.md §4.2): with one mark per max(1 ms, srtt/256) they span at least
+/// 256 ms and at least four RTTs.
+const MAX_SEND_MARKS: usize = 1024;
+
+/// When blocks were first sent, coarsely: (time, `next_new` before that time's sends). A NAK that names a
+/// block first sent less than half an RTT ago cannot be about a loss (its NAK could not have come back yet):
+/// it raced with the block, as when the receiver's tail rule fires while the sender was descheduled. Such
+/// NAKs are ignored; a real loss is NAKed again later.
+#[derive(Clone, Debug, Default)]
+struct SendMarks {
+    marks: VecDeque<(Time, u64)>,
+    /// The newest first transmission: every sequence number below `.1` was sent at or before `.0`.
+    latest: (Time, u64),
+}
+
+impl SendMarks {
+    /// Called before the first transmission of `next_new` at `now`.
+    fn record(&mut self, now: Time, next_new: u64, interval_ns: u64) {
+        self.latest = (now, next_new + 1);
+        if self.marks.back().is_some_and(|&(t, _)| now.since_ns(t) < interval_ns) {
+            return;
+        }
+        if self.marks.len() == MAX_SEND_MARKS {
+            self.marks.pop_front();
+        }
+        self.marks.push_back((now, next_new));
+    }
+
+    /// Every sequence number below the returned one was first sent at or before `t` (approximately, when
+    /// `t` is older than every mark).
+    fn sent_before(&self, t: Time) -> u64 {
+        if t >= self.latest.0 {
+            return self.latest.1;
+        }
+        let i = self.marks.partition_point(|&(mt, _)| mt <= t);
+        match i {
+            0 => self.marks.front().map_or(0, |&(_, s)| s),
+            i => self.marks[i - 1].1,
+        }
+    }
+}
+
 /// Most tail retransmissions remembered for a second copy (PROTOCOL.md §4.5).
 const MAX_TAIL_DUPLICATES: usize = 4096;
 
@@ -88,6 +130,7 @@ pub struct Sender {
     /// otherwise idle then, and a second copy, spaced from the first so one loss burst does not take both,
     /// saves a whole re-NAK round trip when the first copy is lost too (PROTOCOL.md §4.5).
     tail_duplicates: VecDeque<u64>,
+    send_marks: SendMarks,
     failed_ids: Vec<u32>,
     packet_number: u64,
     pacer: Pacer,
@@ -122,6 +165,7 @@ impl Sender {
             pending_count: 0,
             pending_scan: 0,
             tail_duplicates: VecDeque::with_capacity(MAX_TAIL_DUPLICATES),
+            send_marks: SendMarks { marks: VecDeque::with_capacity(MAX_SEND_MARKS), latest: (Time::ZERO, 0) },
             failed_ids: Vec::new(),
             packet_number: 0,
             last_heard: now,
@@ -207,9 +251,10 @@ impl Sender {
             self.cum_ack = ack;
             self.pending_scan = self.pending_scan.max(ack);
         }
+        let honoured_end = self.send_marks.sent_before(Time(now.0.saturating_sub(self.rtt.srtt_ns() / 2)));
         for nak in nak_ranges(datagram) {
             let start = nak.start.max(self.cum_ack);
-            let end = (nak.start + nak.count as u64).min(self.next_new);
+            let end = (nak.start + nak.count as u64).min(self.next_new).min(honoured_end);
             if start < end {
                 // Word at a time: a forged packet full of window-sized ranges costs window/64 per range.
                 self.pending_count += self.pending.set_range(start, end);
@@ -270,6 +315,7 @@ impl Sender {
         self.pending_count = 0;
         self.pending_scan = 0;
         self.tail_duplicates.clear();
+        self.send_marks = SendMarks { marks: VecDeque::with_capacity(MAX_SEND_MARKS), latest: (Time::ZERO, 0) };
         self.hasher.reset();
         self.last_progress = self.last_heard;
         self.state = SenderState::Sending;
@@ -377,6 +423,8 @@ impl Sender {
             return Err(msg);
         }
         if !retransmit {
+            let interval_ns = (self.rtt.srtt_ns() / 256).max(1_000_000);
+            self.send_marks.record(now, self.next_new, interval_ns);
             self.hasher.update(payload);
             self.next_new += 1;
             self.new_offset += len;

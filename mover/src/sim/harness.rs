@@ -22,6 +22,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// Virtual time after which the run is declared failed.
     pub time_limit: Duration,
+    /// The sender is descheduled for `.1` out of every `.0` (a busy or shared machine): it neither sends nor
+    /// reads feedback then.
+    pub sender_stalls: Option<(Duration, Duration)>,
 }
 
 impl SimConfig {
@@ -34,6 +37,7 @@ impl SimConfig {
             reverse: LinkConfig::clean(rate_bps, rtt / 2),
             seed: 1,
             time_limit: Duration::from_secs(600),
+            sender_stalls: None,
         }
     }
 }
@@ -130,9 +134,21 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
     let limit = Time::ZERO.plus(sim.time_limit);
     let mut steps = 0u64;
     let mut receiver_done_at = None;
+    let stalled_until = |now: Time| -> Option<Time> {
+        let (period, pause) = sim.sender_stalls?;
+        let (period, pause) = (period.as_nanos() as u64, pause.as_nanos() as u64);
+        let phase = now.0 % period;
+        (phase >= period - pause).then(|| Time(now.0 - phase + period))
+    };
+    let mut sender_inbox: Vec<Event> = Vec::new();
     let outcome = loop {
         steps += 1;
+        let sender_stalled = stalled_until(now);
         while let Some(ev) = q.pop_due(now) {
+            if sender_stalled.is_some() && matches!(ev, Event::ToSender(_) | Event::ControlToSender(_)) {
+                sender_inbox.push(ev);
+                continue;
+            }
             match ev {
                 Event::ToReceiver(p) => {
                     let _ = rx.handle_datagram(now, &p);
@@ -144,13 +160,26 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
                 Event::ControlToSender(m) => sender.handle_control(now, m),
             }
         }
+        if sender_stalled.is_none() {
+            for ev in sender_inbox.drain(..) {
+                match ev {
+                    Event::ToSender(p) => {
+                        let _ = sender.handle_datagram(now, &p);
+                    }
+                    Event::ControlToSender(m) => sender.handle_control(now, m),
+                    _ => unreachable!("only the sender's events wait"),
+                }
+            }
+        }
         rx.process();
         if receiver_done_at.is_none() && matches!(rx.outcome(), Some(Ok(()))) {
             receiver_done_at = Some(now);
         }
         sender.handle_timeout(now);
         rx.handle_timeout(now);
-        while let Ok(Some(len)) = sender.poll_transmit(now, source, &mut tx_buf) {
+        while let Some(len) =
+            sender_stalled.map_or_else(|| sender.poll_transmit(now, source, &mut tx_buf), |_| Ok(None)).ok().flatten()
+        {
             fwd.send(now, tx_buf[..len].to_vec(), |t, p| q.push(t, Event::ToReceiver(p)));
         }
         while let Some(m) = sender.poll_control() {
@@ -172,7 +201,11 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
         if now > limit {
             break Err(format!("simulation passed its time limit of {:?}", sim.time_limit));
         }
-        let next = [q.next_time(), sender.poll_timeout(now), rx.poll_timeout()].into_iter().flatten().min();
+        let sender_next = match sender_stalled {
+            Some(until) => Some(until),
+            None => sender.poll_timeout(now),
+        };
+        let next = [q.next_time(), sender_next, rx.poll_timeout()].into_iter().flatten().min();
         let Some(next) = next else { break Err("simulation deadlocked: nothing scheduled".into()) };
         now = next.max(now.plus_ns(1));
     };
