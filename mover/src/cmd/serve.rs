@@ -180,6 +180,9 @@ fn receive(ch: &mut ControlChannel, root: &Path, fsync: bool) -> Result<SessionR
             ch.send(&m).map_err(|e| format!("sending to the sender: {e}"))?;
         }
         if let Some(outcome) = session.outcome() {
+            if std::env::var_os("MOVER_DEBUG_STATS").is_some() {
+                eprintln!("receiver stats: {:?}", session.core.stats());
+            }
             outcome?;
             // Let the sender read `Complete` and close first, so our close cannot reset the connection.
             let _ = ch.recv_timeout(Duration::from_secs(5));

@@ -72,6 +72,10 @@ pub struct ReceiverStats {
     pub feedback_sent: u64,
     /// NAK ranges sent.
     pub nak_ranges_sent: u64,
+    /// Tail probes sent (the idle rule, PROTOCOL.md §4.4).
+    pub tail_probes_sent: u64,
+    /// Gaps detected (a block arrived beyond the highest seen so far).
+    pub gaps_detected: u64,
     /// Files that failed whole-file verification (each then re-sent).
     pub files_failed_verification: u64,
 }
@@ -280,6 +284,7 @@ impl Receiver {
             return Err(DropReason::Duplicate);
         }
         if seq > self.highest_seen {
+            self.stats.gaps_detected += 1;
             self.losses.push(self.highest_seen, seq, now.plus_ns(self.nak_delay_ns()));
         }
         self.highest_seen = self.highest_seen.max(seq + 1);
@@ -447,6 +452,7 @@ impl Receiver {
             if let Some((start, end)) = self.tail_probe.take() {
                 let start = start.max(self.cum_ack);
                 if start < end {
+                    self.stats.tail_probes_sent += 1;
                     self.naks.push(NakRange { start, count: (end - start).min(u32::MAX as u64) as u32 });
                 }
             }

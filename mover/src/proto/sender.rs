@@ -68,6 +68,10 @@ impl SendMarks {
     }
 }
 
+/// NAKs for blocks first sent less than this long ago (or half an RTT, if longer) are honoured only if the
+/// receiver had seen a later block: half the receiver's smallest tail-probe silence (PROTOCOL.md §4.2).
+const NAK_GUARD_MIN_NS: u64 = 4_000_000;
+
 /// Most tail retransmissions remembered for a second copy (PROTOCOL.md §4.5).
 const MAX_TAIL_DUPLICATES: usize = 4096;
 
@@ -251,7 +255,20 @@ impl Sender {
             self.cum_ack = ack;
             self.pending_scan = self.pending_scan.max(ack);
         }
-        let honoured_end = self.send_marks.sent_before(Time(now.0.saturating_sub(self.rtt.srtt_ns() / 2)));
+        // Honour NAKs only for blocks the receiver could have known about: sent before the newest packet
+        // it had received when it wrote this feedback (the echo). While new data still streams, a real loss
+        // beyond that shows up as a gap once later blocks arrive. Only a sender that is done or blocked by
+        // the window depends on the receiver's tail probe, so only then are blocks sent long enough ago
+        // honoured too (the probe comes after >= 8 ms of silence).
+        let mut honoured_end = 0;
+        if fb.echo_tx_time_us != 0 {
+            let echo_age_ns = now.wire_us().wrapping_sub(fb.echo_tx_time_us) as u64 * 1000;
+            honoured_end = self.send_marks.sent_before(Time(now.0.saturating_sub(echo_age_ns)));
+        }
+        if !self.can_send_new() {
+            let guard_ns = (self.rtt.srtt_ns() / 2).max(NAK_GUARD_MIN_NS);
+            honoured_end = honoured_end.max(self.send_marks.sent_before(Time(now.0.saturating_sub(guard_ns))));
+        }
         for nak in nak_ranges(datagram) {
             let start = nak.start.max(self.cum_ack);
             let end = (nak.start + nak.count as u64).min(self.next_new).min(honoured_end);
@@ -478,7 +495,11 @@ mod tests {
     }
 
     fn feedback(s: &Sender, cum_ack: u64, naks: &[NakRange]) -> Vec<u8> {
-        let h = FeedbackHeader { session_id: 9, cum_ack, ..FeedbackHeader::default() };
+        feedback_echo(s, cum_ack, naks, 0)
+    }
+
+    fn feedback_echo(s: &Sender, cum_ack: u64, naks: &[NakRange], echo_tx_time_us: u32) -> Vec<u8> {
+        let h = FeedbackHeader { session_id: 9, cum_ack, echo_tx_time_us, ..FeedbackHeader::default() };
         let mut buf = vec![0u8; 64 + naks.len() * 12 + 16];
         let len = h.emit(naks, &mut buf);
         buf.truncate(len);
@@ -517,5 +538,38 @@ mod tests {
         let before = s.stats.packets_retransmitted;
         while s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some() {}
         assert!(s.stats.packets_retransmitted > before);
+    }
+
+    /// The sender was descheduled after its core produced blocks 10.. but before they reached the network;
+    /// the receiver's tail probe names them. While new data still streams they are not resent; once the
+    /// sender has nothing new to send, old enough blocks named by a probe are (tail-loss recovery).
+    #[test]
+    fn tail_probes_resend_only_what_the_receiver_could_have_missed() {
+        let mut s = Sender::new(Config::new(9, 1472, 1_000_000_000), vec![1412 * 1000], Time::ZERO);
+        let mut src = SynthSource { seed: 1 };
+        let mut buf = vec![0u8; 1500];
+        let mut now = Time(1_000_000);
+        let mut echo = 0;
+        while s.next_new < 20 {
+            if s.next_new == 9 {
+                echo = now.wire_us(); // the newest block the receiver will have seen
+            }
+            if s.poll_transmit(now, &mut src, &mut buf).unwrap().is_none() {
+                now = now.plus_ns(100_000);
+            }
+        }
+        let later = now.plus_ns(10_000_000);
+        let probe = [NakRange { start: 10, count: 1000 }];
+        s.handle_datagram(later, &feedback_echo(&s, 10, &probe, echo)).unwrap();
+        assert_eq!(s.pending_count, 0, "a streaming sender ignores a probe for blocks sent after the echo");
+        // Send everything, then probe again much later: now the tail is resent.
+        while s.next_new < s.plan.total_seqs() {
+            if s.poll_transmit(now, &mut src, &mut buf).unwrap().is_none() {
+                now = now.plus_ns(1_000_000);
+            }
+        }
+        let much_later = now.plus_ns(50_000_000);
+        s.handle_datagram(much_later, &feedback_echo(&s, 10, &probe, echo)).unwrap();
+        assert_eq!(s.pending_count, s.plan.total_seqs() - 10, "a finished sender honours the tail probe");
     }
 }
