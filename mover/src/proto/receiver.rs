@@ -21,7 +21,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary, MAX_IDS_PER_MESSAGE};
 use crate::wire::data::DataHeader;
 use crate::wire::feedback::{max_naks, FeedbackHeader, NakRange};
-use crate::wire::{CommonHeader, DropCounters, DropReason, PacketType, Sealer};
+use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, Sealer};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
@@ -249,17 +249,7 @@ impl Receiver {
     }
 
     fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<Delivery, DropReason> {
-        if datagram.len() > self.cfg.max_datagram() {
-            return Err(DropReason::Oversized);
-        }
-        let common = CommonHeader::parse(datagram)?;
-        if common.packet_type != PacketType::Data {
-            return Err(DropReason::BadType);
-        }
-        if common.session_id != self.cfg.session_id {
-            return Err(DropReason::WrongSession);
-        }
-        self.sealer.open(datagram)?;
+        open_datagram(datagram, PacketType::Data, &self.sealer, self.cfg.session_id, self.cfg.max_datagram())?;
         let h = DataHeader::parse(datagram)?;
         if h.round != self.round || self.state != ReceiverState::Receiving {
             return Err(DropReason::StaleRound);

@@ -22,7 +22,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use crate::wire::data::{DataHeader, FLAG_RETRANSMIT};
 use crate::wire::feedback::{nak_ranges, FeedbackHeader};
-use crate::wire::{CommonHeader, DropCounters, DropReason, PacketType, Sealer};
+use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, Sealer};
 use std::collections::VecDeque;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -223,17 +223,7 @@ impl Sender {
     }
 
     fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
-        if datagram.len() > self.cfg.max_datagram() {
-            return Err(DropReason::Oversized);
-        }
-        let common = CommonHeader::parse(datagram)?;
-        if common.packet_type != PacketType::Feedback {
-            return Err(DropReason::BadType);
-        }
-        if common.session_id != self.cfg.session_id {
-            return Err(DropReason::WrongSession);
-        }
-        self.sealer.open(datagram)?;
+        open_datagram(datagram, PacketType::Feedback, &self.sealer, self.cfg.session_id, self.cfg.max_datagram())?;
         let fb = FeedbackHeader::parse(datagram)?;
         self.last_heard = now;
         if fb.round != self.round {

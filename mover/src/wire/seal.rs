@@ -46,6 +46,30 @@ impl Sealer {
     }
 }
 
+/// The checks every received datagram goes through before its type-specific parse, in the order of
+/// PROTOCOL.md §2.3/§2.4: size, common header, type, session, tag. One place, so that when the tag becomes an
+/// AEAD tag every datagram is opened the same way.
+pub fn open_datagram(
+    datagram: &[u8],
+    expected: super::PacketType,
+    sealer: &Sealer,
+    session_id: u64,
+    max_len: usize,
+) -> Result<super::CommonHeader, DropReason> {
+    if datagram.len() > max_len {
+        return Err(DropReason::Oversized);
+    }
+    let common = super::CommonHeader::parse(datagram)?;
+    if common.packet_type != expected {
+        return Err(DropReason::BadType);
+    }
+    if common.session_id != session_id {
+        return Err(DropReason::WrongSession);
+    }
+    sealer.open(datagram)?;
+    Ok(common)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
