@@ -152,3 +152,27 @@ fn full_disk_fails_with_a_clear_error_and_leaves_no_partial_file() {
     assert!(!status.success());
     assert!(list_tree(&root).is_empty(), "left behind: {:?}", list_tree(&root));
 }
+
+#[test]
+fn a_client_killed_mid_transfer_fails_the_session_and_leaves_no_partial_file() {
+    let tmp = TempDir::new("killed");
+    let src = tmp.path().join("big.bin");
+    fs::write(&src, vec![3u8; 64 << 20]).unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let mut server = Server::start(&root, &["--once"]);
+    let url = format!("mover://{}/", server.addr);
+    let mut push = mover()
+        .args(["push", "--rate", "100M"])
+        .arg(&src)
+        .arg(&url)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    push.kill().unwrap();
+    push.wait().unwrap();
+    let status = server.wait(Duration::from_secs(10)).expect("the server notices the closed connection and exits");
+    assert!(!status.success());
+    assert!(list_tree(&root).is_empty(), "left behind: {:?}", list_tree(&root));
+}

@@ -160,12 +160,13 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
         total_bytes: report.bytes,
         dest: url.path.clone(),
     };
-    let send_err = |e: std::io::Error| format!("sending to {server}: {e}");
-    ch.send(&ControlMsg::Hello(hello)).map_err(send_err)?;
-    for e in &scanned.entries {
-        ch.send(&ControlMsg::Entry(e.clone())).map_err(send_err)?;
+    if let Err(e) = send_manifest(&mut ch, hello, &scanned.entries) {
+        // A server that refuses early closes the connection; its reason is worth more than our broken pipe.
+        if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
+            return Err(format!("server refused: {message}"));
+        }
+        return Err(format!("sending to {server}: {e}"));
     }
-    ch.send(&ControlMsg::ManifestEnd).map_err(send_err)?;
     let (session_id, udp_port) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
         ControlMsg::Accept { session_id, udp_port } => (session_id, udp_port),
         ControlMsg::Error { message } => return Err(format!("server refused: {message}")),
@@ -214,6 +215,14 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     Ok(())
 }
 
+fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {
+    ch.send(&ControlMsg::Hello(hello))?;
+    for e in entries {
+        ch.send(&ControlMsg::Entry(e.clone()))?;
+    }
+    ch.send(&ControlMsg::ManifestEnd)
+}
+
 /// The sending loop: feedback in, control in, paced datagrams out, until the receiver confirms or fails.
 fn transfer(
     sender: &mut Sender,
@@ -228,7 +237,13 @@ fn transfer(
     loop {
         let now = clock.now();
         loop {
-            let n = sock.recv_batch(&mut rx).map_err(|e| format!("receiving feedback: {e}"))?;
+            let n = match sock.recv_batch(&mut rx) {
+                Ok(n) => n,
+                // ICMP port unreachable for an earlier datagram: the server's socket is gone. The control
+                // channel carries the reason (an Error, or the close), so this is not the error to report.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => 0,
+                Err(e) => return Err(format!("receiving feedback: {e}")),
+            };
             for i in 0..n {
                 let _ = sender.handle_datagram(now, rx.get(i).0);
             }

@@ -121,8 +121,10 @@ fn receive(ch: &mut ControlChannel, root: &Path, fsync: bool) -> Result<SessionR
         other => return Err(format!("expected a hello, got {other:?}")),
     };
     check_hello(&hello)?;
-    let dest = sanitize_dest_dir(&hello.dest).map_err(|e| e.to_string())?;
+    // Read the whole manifest before judging the destination, so a refusal reaches a client that has
+    // finished writing (it would otherwise see a broken pipe instead of the reason).
     let entries = read_manifest(ch, &hello)?;
+    let dest = sanitize_dest_dir(&hello.dest).map_err(|e| e.to_string())?;
     let session_id = super::random_u64();
     let mut tree = DestTree::prepare(root, &dest, &entries, session_id)?;
     tree.set_fsync(fsync);
@@ -222,7 +224,7 @@ fn check_hello(h: &Hello) -> Result<(), String> {
     Ok(())
 }
 
-fn read_manifest(ch: &ControlChannel, hello: &Hello) -> Result<Vec<Entry>, String> {
+fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry>, String> {
     let mut entries = Vec::with_capacity(hello.entry_count.min(65_536) as usize);
     let mut total: u64 = 0;
     loop {

@@ -25,6 +25,9 @@ pub struct ControlChannel {
     peer: SocketAddr,
     local: SocketAddr,
     frame: Vec<u8>,
+    /// The end of the channel (close or failure) was reported: later receives return nothing, so that
+    /// `while let Some(ev) = ch.try_recv()` loops end.
+    ended: bool,
 }
 
 impl ControlChannel {
@@ -36,7 +39,7 @@ impl ControlChannel {
         let reader = stream.try_clone()?;
         let (tx, events) = mpsc::channel();
         std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx))?;
-        Ok(ControlChannel { writer: stream, events, peer, local, frame: Vec::with_capacity(256) })
+        Ok(ControlChannel { writer: stream, events, peer, local, frame: Vec::with_capacity(256), ended: false })
     }
 
     /// Connects to `addr` within `timeout` and starts the channel.
@@ -61,26 +64,39 @@ impl ControlChannel {
         self.writer.write_all(&self.frame)
     }
 
-    /// The next event if one is waiting.
-    pub fn try_recv(&self) -> Option<ControlEvent> {
-        match self.events.try_recv() {
-            Ok(e) => Some(e),
-            Err(mpsc::TryRecvError::Empty) => None,
-            Err(mpsc::TryRecvError::Disconnected) => Some(ControlEvent::Closed),
+    /// The next event if one is waiting. The end of the channel is reported once, then `None` forever.
+    pub fn try_recv(&mut self) -> Option<ControlEvent> {
+        if self.ended {
+            return None;
         }
+        let event = match self.events.try_recv() {
+            Ok(e) => e,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => ControlEvent::Closed,
+        };
+        self.note_end(event)
     }
 
-    /// The next event, waiting up to `timeout`; `None` on timeout.
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<ControlEvent> {
-        match self.events.recv_timeout(timeout) {
-            Ok(e) => Some(e),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => Some(ControlEvent::Closed),
+    /// The next event, waiting up to `timeout`; `None` on timeout, and after the end was reported.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<ControlEvent> {
+        if self.ended {
+            return None;
         }
+        let event = match self.events.recv_timeout(timeout) {
+            Ok(e) => e,
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => ControlEvent::Closed,
+        };
+        self.note_end(event)
+    }
+
+    fn note_end(&mut self, event: ControlEvent) -> Option<ControlEvent> {
+        self.ended = !matches!(event, ControlEvent::Msg(_));
+        Some(event)
     }
 
     /// The next message, waiting up to `timeout`; anything else is an error for the user.
-    pub fn expect_msg(&self, timeout: Duration, what: &str) -> Result<ControlMsg, String> {
+    pub fn expect_msg(&mut self, timeout: Duration, what: &str) -> Result<ControlMsg, String> {
         match self.recv_timeout(timeout) {
             Some(ControlEvent::Msg(m)) => Ok(m),
             Some(ControlEvent::Closed) => Err(format!("{} closed the control connection while {what}", self.peer)),
@@ -151,13 +167,16 @@ mod tests {
             std::thread::sleep(Duration::from_millis(200));
         });
         let (stream, _) = listener.accept().unwrap();
-        let ch = ControlChannel::new(stream).unwrap();
+        let mut ch = ControlChannel::new(stream).unwrap();
         assert!(matches!(ch.recv_timeout(Duration::from_secs(5)), Some(ControlEvent::Msg(ControlMsg::ManifestEnd))));
         assert!(matches!(ch.recv_timeout(Duration::from_secs(5)), Some(ControlEvent::Msg(ControlMsg::Error { .. }))));
         match ch.recv_timeout(Duration::from_secs(5)) {
             Some(ControlEvent::Failed(e)) => assert!(e.contains("outside 1..="), "{e}"),
             other => panic!("expected a refused frame, got {other:?}"),
         }
+        // The end is reported once: a `while let` over try_recv terminates.
+        assert!(ch.try_recv().is_none());
+        assert!(ch.recv_timeout(Duration::from_millis(10)).is_none());
         client.join().unwrap();
     }
 }
