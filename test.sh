@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, with its set-up: installs the system tools the tests use (when root and missing), then runs
-# every test in release mode (the simulator moves gigabytes of virtual data per test).
+# every test in the `ci` profile: optimised (the simulator moves gigabytes of virtual data per test) and with
+# debug assertions on (the invariants asserted in hot loops are checked by every test).
 # Tests that need root (network namespaces, nftables loss, tmpfs) skip loudly when not root; CI runs as root.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,4 +20,4 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
-exec cargo test --release --workspace "$@"
+exec cargo test --profile ci --workspace "$@"

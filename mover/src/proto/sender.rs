@@ -402,8 +402,13 @@ impl Sender {
                 }
             }
         };
-        let (idx, offset, len) = self.plan.locate(seq);
-        debug_assert!(retransmit || (idx == self.new_idx && offset == self.new_offset));
+        // First transmissions follow the cursor; only retransmissions need the search over the plan.
+        let (idx, offset, len) = if retransmit {
+            self.plan.locate(seq)
+        } else {
+            (self.new_idx, self.new_offset, self.plan.block_len(self.new_idx, self.new_offset))
+        };
+        debug_assert_eq!(self.plan.locate(seq), (idx, offset, len));
         let header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
