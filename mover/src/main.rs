@@ -81,7 +81,7 @@ struct DemoArgs {
     #[arg(long, default_value = "1G", value_parser = parse_size_bytes)]
     size: u64,
     /// Sending rate in bits/s with SI suffix.
-    #[arg(long, default_value = "3G", value_parser = parse_rate_bps)]
+    #[arg(long, default_value = "2.5G", value_parser = parse_rate_bps)]
     rate: u64,
     /// MTU of the simulated path (loopback itself allows 64 KiB).
     #[arg(long, default_value_t = 9000)]
