@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::{bench_disk, bench_net, demo, push, serve};
+use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::rate::{parse_rate_bps, parse_size_bytes};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,14 +44,24 @@ struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:7400")]
     listen: SocketAddr,
     /// Directory every destination lies below.
-    #[arg(long)]
-    root: PathBuf,
+    #[arg(long, required_unless_present = "show_topology")]
+    root: Option<PathBuf>,
     /// Exit after one session, with its status.
     #[arg(long)]
     once: bool,
     /// fsync each file before renaming it into place (durable commits; slower).
     #[arg(long)]
     fsync: bool,
+    /// Pin the receiver's stages: auto, none, a core list (0,1 or 0-3, given to stages in table order) or
+    /// stage=core pairs (recv=0,writer=1).
+    #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
+    cores: CorePlan,
+    /// Print each session's per-stage table (items, busy and stall times, write latency) on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Print the receiver's stages, rings and cores, and exit.
+    #[arg(long)]
+    show_topology: bool,
 }
 
 #[derive(Args, Debug)]
@@ -70,8 +81,21 @@ struct PushArgs {
     /// Seconds to wait for the TCP connection.
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
+    /// Pin the sender's stages: auto, none, a core list (0,1 or 0-3, given to stages in table order) or
+    /// stage=core pairs (pacer=1,packetizer=0).
+    #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
+    cores: CorePlan,
+    /// Print a per-stage table at the end (items, busy and stall times, latency quantiles) on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Read files through the page cache instead of with O_DIRECT.
+    #[arg(long)]
+    buffered: bool,
+    /// Print the sender's stages, rings and cores, and exit.
+    #[arg(long)]
+    show_topology: bool,
     /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR.
-    #[arg(required = true, num_args = 2.., value_name = "SRC... URL")]
+    #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... URL")]
     paths: Vec<String>,
 }
 
@@ -100,9 +124,7 @@ struct DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(a) => {
-            serve::serve(&serve::ServeOptions { listen: a.listen, root: a.root, once: a.once, fsync: a.fsync })
-        }
+        Command::Serve(a) => run_serve(a),
         Command::Push(a) => run_push(a),
         Command::Demo(a) => run_demo(a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
@@ -117,7 +139,33 @@ fn main() -> ExitCode {
     }
 }
 
+fn show_topology(side: Side, plan: &CorePlan) -> Result<(), String> {
+    let cores = available_cores();
+    let t = Topology::new(side, plan, &cores)?;
+    println!("cores available: {cores:?}");
+    print!("{}", t.render());
+    Ok(())
+}
+
+fn run_serve(a: ServeArgs) -> Result<(), String> {
+    if a.show_topology {
+        return show_topology(Side::Receiver, &a.cores);
+    }
+    let root = a.root.expect("clap requires --root");
+    serve::serve(&serve::ServeOptions {
+        listen: a.listen,
+        root,
+        once: a.once,
+        fsync: a.fsync,
+        cores: a.cores,
+        stats: a.stats,
+    })
+}
+
 fn run_push(a: PushArgs) -> Result<(), String> {
+    if a.show_topology {
+        return show_topology(Side::Sender, &a.cores);
+    }
     let mut paths = a.paths;
     let url = paths.pop().expect("clap requires at least two paths");
     if !(a.connect_timeout > 0.0 && a.connect_timeout < 1e6) {
@@ -131,8 +179,13 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         window_bytes: a.window,
         connect_timeout: Duration::from_secs_f64(a.connect_timeout),
         verbose: true,
+        cores: a.cores,
+        direct: !a.buffered,
     };
     let report = push::push(&opts);
+    if a.stats {
+        eprint!("{}", report.stage_table());
+    }
     if a.json {
         println!("{}", report.to_json());
     }

@@ -1,6 +1,6 @@
 //! Nothing on the data path allocates in steady state: a counting allocator watches the middle of a real
-//! transfer (in-process `serve` and `push` over loopback, one large file) and must see no allocation at all,
-//! on any thread.
+//! transfer (in-process `serve` and `push` over loopback, one large file, both through their pipelines of
+//! pinned stages) and must see no allocation at all, on any thread.
 
 use mover::cmd::demo::write_random;
 use mover::cmd::push::{push, PushOptions};
@@ -60,15 +60,8 @@ fn no_allocation_in_the_middle_of_a_transfer() {
     let port = listener.local_addr().unwrap().port();
     let root = dir.join("root");
     let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
-    let opts = PushOptions {
-        sources: vec![src.clone()],
-        url: format!("mover://127.0.0.1:{port}/"),
-        rate_bps: 2_000_000_000,
-        mtu: 1500,
-        window_bytes: None,
-        connect_timeout: Duration::from_secs(5),
-        verbose: false,
-    };
+    let mut opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/"), 2_000_000_000);
+    opts.connect_timeout = Duration::from_secs(5);
     // 768 MiB at 2 Gbit/s takes about 3.2 s: watch from 1.0 s to 2.0 s.
     let watcher = std::thread::spawn(|| {
         std::thread::sleep(Duration::from_millis(1000));
@@ -83,4 +76,7 @@ fn no_allocation_in_the_middle_of_a_transfer() {
     assert!(report.verified, "{:?}", report.error);
     assert!(report.seconds > 2.2, "transfer too short ({:.2} s) to have a middle", report.seconds);
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "allocations in the middle of the transfer");
+    // It was the pipeline that ran: every sender stage reported.
+    let names: Vec<&str> = report.stages.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["reader", "packetizer", "pacer", "nak"]);
 }

@@ -49,15 +49,9 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let root = dst_root.clone();
     let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
-    let push_opts = PushOptions {
-        sources: vec![src.clone()],
-        url: format!("mover://127.0.0.1:{port}/demo"),
-        rate_bps: opts.rate_bps,
-        mtu: opts.mtu,
-        window_bytes: None,
-        connect_timeout: Duration::from_secs(5),
-        verbose: false,
-    };
+    let mut push_opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/demo"), opts.rate_bps);
+    push_opts.mtu = opts.mtu;
+    push_opts.connect_timeout = Duration::from_secs(5);
     let report = push(&push_opts);
     if let Some(e) = &report.error {
         return Err(e.clone());

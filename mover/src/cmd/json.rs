@@ -61,6 +61,27 @@ impl JsonObject {
         self
     }
 
+    /// Adds an array of objects.
+    pub fn array(mut self, k: &str, items: impl IntoIterator<Item = JsonObject>) -> Self {
+        self.key(k);
+        self.out.push('[');
+        for (i, v) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.out.push_str(&v.finish());
+        }
+        self.out.push(']');
+        self
+    }
+
+    /// Adds a field whose value is already JSON text (`null`, a number): the caller vouches for it.
+    pub fn raw(mut self, k: &str, json: &str) -> Self {
+        self.key(k);
+        self.out.push_str(json);
+        self
+    }
+
     /// The object's text.
     pub fn finish(mut self) -> String {
         self.out.push('}');
@@ -99,7 +120,13 @@ mod tests {
             .f64("nan", f64::NAN)
             .bool("t", true)
             .obj("o", JsonObject::new().u64("z", 0))
+            .array("a", [JsonObject::new().u64("i", 1), JsonObject::new()])
+            .array("e", [])
+            .raw("r", "null")
             .finish();
-        assert_eq!(j, r#"{"a\"b":"x\ny\u0001","n":5,"f":1.5,"nan":null,"t":true,"o":{"z":0}}"#);
+        assert_eq!(
+            j,
+            r#"{"a\"b":"x\ny\u0001","n":5,"f":1.5,"nan":null,"t":true,"o":{"z":0},"a":[{"i":1},{}],"e":[],"r":null}"#
+        );
     }
 }

@@ -2,10 +2,14 @@
 
 use super::json::JsonObject;
 use super::url::MoverUrl;
-use crate::files::{scan_sources, EntryKind, SourceFiles};
-use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch, TxBatch};
+use crate::disk::BackendChoice;
+use crate::files::{scan_sources, EntryKind};
+use crate::net::{ControlChannel, ControlEvent, DataSocket};
+use crate::pipeline::send::{run_send, SendSetup};
+use crate::pipeline::stats::{render_table, StageReport};
+use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::config::DEFAULT_WINDOW_BYTES;
-use crate::proto::{Config, Sender, SenderState};
+use crate::proto::{Config, Sender};
 use crate::rate::{format_bytes, format_rate_bps};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
@@ -14,12 +18,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Datagrams per send batch: a few pacer bursts' worth.
-const TX_BATCH: usize = 64;
-/// The pacing tick: when the pacer says wait, sleep at least this long and then release what the rate allows
-/// since. Timers here cannot make gaps shorter than ~25 us reliably (MACHINE-NOTES), and waking per packet
-/// costs a syscall and a context switch each; the pacer's burst tolerance (200 us) covers one tick.
-const PACING_TICK: Duration = Duration::from_micros(100);
+/// The protocol core's pacer burst when it runs in the packetizer stage, ahead of the pacer stage.
+const PACKETIZER_BURST: Duration = Duration::from_millis(2);
 /// How long to wait for the server's answer to the manifest.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -40,6 +40,27 @@ pub struct PushOptions {
     pub connect_timeout: Duration,
     /// Print progress and the summary on stderr.
     pub verbose: bool,
+    /// How the pipeline's stages are placed on cores (`--cores`).
+    pub cores: CorePlan,
+    /// Read files with O_DIRECT where the file system allows it.
+    pub direct: bool,
+}
+
+impl PushOptions {
+    /// Options with the defaults of the command line for `sources` and `url`.
+    pub fn new(sources: Vec<PathBuf>, url: String, rate_bps: u64) -> PushOptions {
+        PushOptions {
+            sources,
+            url,
+            rate_bps,
+            mtu: 1500,
+            window_bytes: None,
+            connect_timeout: Duration::from_secs(10),
+            verbose: false,
+            cores: CorePlan::Auto,
+            direct: true,
+        }
+    }
 }
 
 /// The outcome of a push: everything `--json` prints.
@@ -75,6 +96,10 @@ pub struct PushReport {
     pub skipped: u64,
     /// The receiver's own counts.
     pub receiver: ReceiverSummary,
+    /// The disk backend the reader stage used: "io_uring" or "pread".
+    pub disk: &'static str,
+    /// What each pipeline stage did.
+    pub stages: Vec<StageReport>,
     /// Why the push failed, if it did.
     pub error: Option<String>,
 }
@@ -98,6 +123,7 @@ impl PushReport {
             .u64("datagram_bytes", self.datagram_bytes)
             .bool("gso", self.gso)
             .u64("skipped", self.skipped)
+            .str("disk", self.disk)
             .obj(
                 "receiver",
                 JsonObject::new()
@@ -108,16 +134,22 @@ impl PushReport {
                     .u64("dropped_invalid", r.dropped_invalid)
                     .u64("repaired_files", r.repaired_files),
             );
+        j = j.array("stages", self.stages.iter().map(StageReport::to_json));
         if let Some(e) = &self.error {
             j = j.str("error", e);
         }
         j.finish()
     }
+
+    /// The per-stage table `--stats` prints.
+    pub fn stage_table(&self) -> String {
+        render_table("sender stages (push):", &self.stages)
+    }
 }
 
 /// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> PushReport {
-    let mut report = PushReport { net: "udp", rate_bps: opts.rate_bps, ..PushReport::default() };
+    let mut report = PushReport { net: "udp", disk: "none", rate_bps: opts.rate_bps, ..PushReport::default() };
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
         report.error = Some(e);
@@ -136,6 +168,8 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     report.files = sizes.len() as u64;
     report.bytes = sizes.iter().sum();
     let server = url.socket_addr()?;
+    let topology = Topology::new(Side::Sender, &opts.cores, &available_cores())?;
+    let disk = BackendChoice::from_env()?;
 
     let started = Instant::now();
     let mut ch = ControlChannel::connect(server, opts.connect_timeout)
@@ -148,6 +182,10 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     let mut cfg = Config::new(0, datagram, opts.rate_bps);
     cfg.window_blocks = opts.window_bytes.unwrap_or(DEFAULT_WINDOW_BYTES) / cfg.block_payload as u64;
     cfg.initial_rtt = handshake_rtt.max(Duration::from_micros(100));
+    // The pacer stage releases datagrams at the rate; the core's own bucket only bounds how far the
+    // packetizer runs ahead of it, and the short `tx` ring bounds that anyway. A burst of a few wake-ups lets
+    // a late packetizer refill the ring without losing rate (PROTOCOL.md §5).
+    cfg.burst = PACKETIZER_BURST;
     cfg.validate()?;
     report.datagram_bytes = cfg.max_datagram() as u64;
 
@@ -181,9 +219,22 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     report.gso = sock.enable_gso(cfg.max_datagram() as u16);
 
     let clock = MonotonicClock::new();
-    let mut sender = Sender::new(cfg.clone(), sizes, clock.now());
-    let mut source = SourceFiles::new(scanned.file_paths);
-    let outcome = transfer(&mut sender, &mut source, &mut sock, &mut ch, &clock, cfg.max_datagram());
+    let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
+    let setup = SendSetup { topology, disk, direct: opts.direct };
+    let outcome = run_send(
+        &mut sender,
+        scanned.file_paths,
+        sizes,
+        sock,
+        &mut ch,
+        clock,
+        cfg.max_datagram(),
+        opts.rate_bps,
+        &setup,
+    );
+    report.stages = outcome.stages;
+    report.disk = outcome.disk.name();
+    let outcome = outcome.result;
     let stats = sender.stats();
     report.packets_sent = stats.packets_sent;
     report.packets_retransmitted = stats.packets_retransmitted;
@@ -191,7 +242,6 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
     report.seconds = started.elapsed().as_secs_f64();
     report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
-    report.gso = sock.gso_enabled();
     let summary = outcome?;
     report.receiver = summary;
     report.verified = summary.files == report.files && summary.bytes == report.bytes;
@@ -221,84 +271,4 @@ fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files:
         ch.send(&ControlMsg::Entry(e.clone()))?;
     }
     ch.send(&ControlMsg::ManifestEnd)
-}
-
-/// The sending loop: feedback in, control in, paced datagrams out, until the receiver confirms or fails.
-fn transfer(
-    sender: &mut Sender,
-    source: &mut SourceFiles,
-    sock: &mut DataSocket,
-    ch: &mut ControlChannel,
-    clock: &MonotonicClock,
-    max_datagram: usize,
-) -> Result<ReceiverSummary, String> {
-    let mut tx = TxBatch::new(TX_BATCH, max_datagram);
-    let mut rx = RxBatch::new(16, max_datagram);
-    loop {
-        let now = clock.now();
-        loop {
-            let n = match sock.recv_batch(&mut rx) {
-                Ok(n) => n,
-                // ICMP port unreachable for an earlier datagram: the server's socket is gone. The control
-                // channel carries the reason (an Error, or the close), so this is not the error to report.
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => 0,
-                Err(e) => return Err(format!("receiving feedback: {e}")),
-            };
-            for i in 0..n {
-                let _ = sender.handle_datagram(now, rx.get(i).0);
-            }
-            if n < 16 {
-                break;
-            }
-        }
-        while let Some(ev) = ch.try_recv() {
-            match ev {
-                ControlEvent::Msg(m) => sender.handle_control(now, m),
-                ControlEvent::Closed if !sender.is_finished() => {
-                    sender.fail("the server closed the control connection".into())
-                }
-                ControlEvent::Failed(e) => sender.fail(format!("control connection failed: {e}")),
-                ControlEvent::Closed => {}
-            }
-        }
-        sender.handle_timeout(now);
-        if tx.is_empty() {
-            while let Some(slot) = tx.slot() {
-                match sender.poll_transmit(now, source, slot)? {
-                    Some(len) => tx.commit(len),
-                    None => break,
-                }
-            }
-        }
-        if !tx.is_empty() {
-            match sock.send_batch(&mut tx) {
-                Ok(_) => {}
-                // ICMP port unreachable from an earlier datagram: the receiver's socket is gone or not
-                // yet there. Count it as loss; the control channel says whether the session is over.
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
-                Err(e) => return Err(format!("sending data: {e}")),
-            }
-        }
-        while let Some(m) = sender.poll_control() {
-            ch.send(&m).map_err(|e| format!("sending to the server: {e}"))?;
-        }
-        match sender.state() {
-            SenderState::Done(summary) => return Ok(*summary),
-            SenderState::Failed(m) => {
-                let _ = ch.send(&ControlMsg::Error { message: m.clone() });
-                return Err(m.clone());
-            }
-            _ => {}
-        }
-        if !tx.is_empty() {
-            sock.wait_writable(Duration::from_millis(1)).map_err(|e| e.to_string())?;
-            continue;
-        }
-        let wait = sender.poll_timeout(now).map_or(Duration::from_millis(10), |d| d.since(clock.now()));
-        if !wait.is_zero() {
-            // Feedback wakes us early; otherwise sleep a whole tick so each wake-up sends a batch.
-            let wait = wait.max(PACING_TICK).min(Duration::from_millis(10));
-            sock.wait_readable(wait).map_err(|e| e.to_string())?;
-        }
-    }
 }

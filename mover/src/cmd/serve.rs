@@ -1,8 +1,12 @@
 //! `mover serve`: the receiving daemon. One thread per session; each session gets its own UDP socket.
 
-use crate::files::{sanitize_dest_dir, DestTree, Entry, EntryKind, WriteCoalescer, DEFAULT_RUN_BYTES};
-use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch};
-use crate::proto::{Config, Receiver, ReceiverSession};
+use crate::disk::BackendChoice;
+use crate::files::{sanitize_dest_dir, DestTree, Entry, EntryKind};
+use crate::net::{ControlChannel, DataSocket};
+use crate::pipeline::recv::{run_receive, ReceiveSetup};
+use crate::pipeline::stats::{render_table, StageReport};
+use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use crate::proto::{Config, Receiver};
 use crate::rate::{format_bytes, format_rate_bps};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
@@ -16,10 +20,6 @@ use std::time::{Duration, Instant};
 pub const MAX_ENTRIES: u64 = 2_000_000;
 /// How long the server waits for each handshake message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Datagrams received per batch.
-const RX_BATCH: usize = 64;
-/// How long the receive loop naps while data flows, to receive in batches.
-const RX_NAP: Duration = Duration::from_micros(50);
 /// Socket buffer size asked for: bursts at 10 Gbit/s must not overflow while the loop writes to disk.
 pub const SOCKET_BUFFER_BYTES: usize = 64 << 20;
 
@@ -34,6 +34,17 @@ pub struct ServeOptions {
     pub once: bool,
     /// fsync every file before it is renamed into place.
     pub fsync: bool,
+    /// How the pipeline's stages are placed on cores (`--cores`).
+    pub cores: CorePlan,
+    /// Print each session's per-stage table on stderr.
+    pub stats: bool,
+}
+
+impl ServeOptions {
+    /// Options with the command line's defaults.
+    pub fn new(listen: SocketAddr, root: PathBuf) -> ServeOptions {
+        ServeOptions { listen, root, once: false, fsync: false, cores: CorePlan::Auto, stats: false }
+    }
 }
 
 /// One finished session, as the server saw it.
@@ -45,15 +56,22 @@ pub struct SessionReport {
     pub summary: ReceiverSummary,
     /// Seconds from the handshake to the last commit.
     pub seconds: f64,
+    /// The disk backend the writer stage used.
+    pub disk: &'static str,
+    /// What each pipeline stage did.
+    pub stages: Vec<StageReport>,
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
 pub fn serve(opts: &ServeOptions) -> Result<(), String> {
     check_root(&opts.root)?;
+    // Checked now, so a bad --cores fails at start-up rather than at the first session.
+    Topology::new(Side::Receiver, &opts.cores, &available_cores())?;
+    BackendChoice::from_env()?;
     let listener = TcpListener::bind(opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
-    serve_on(listener, &opts.root, opts.once, opts.fsync)
+    serve_with(listener, opts)
 }
 
 /// Checks that `root` is an existing directory.
@@ -65,8 +83,16 @@ pub fn check_root(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Serves sessions from an already bound listener.
+/// Serves sessions from an already bound listener with default options.
 pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> Result<(), String> {
+    let mut opts = ServeOptions::new(listener.local_addr().map_err(|e| e.to_string())?, root.to_path_buf());
+    opts.once = once;
+    opts.fsync = fsync;
+    serve_with(listener, &opts)
+}
+
+/// Serves sessions from an already bound listener.
+pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), String> {
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -75,46 +101,51 @@ pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> 
                 continue;
             }
         };
-        if once {
-            return run_session(stream, root, fsync)
-                .map(|r| log_session(&r))
+        if opts.once {
+            return run_session(stream, opts)
+                .map(|r| log_session(&r, opts.stats))
                 .map_err(|e| format!("session from {peer}: {e}"));
         }
-        let root = root.to_path_buf();
-        let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
-            match run_session(stream, &root, fsync) {
-                Ok(r) => log_session(&r),
+        let opts = opts.clone();
+        let spawned =
+            std::thread::Builder::new().name("mover-session".into()).spawn(move || match run_session(stream, &opts) {
+                Ok(r) => log_session(&r, opts.stats),
                 Err(e) => eprintln!("mover serve: session from {peer} failed: {e}"),
-            }
-        });
+            });
         if let Err(e) = spawned {
             eprintln!("mover serve: cannot start a session thread: {e}");
         }
     }
 }
 
-fn log_session(r: &SessionReport) {
+fn log_session(r: &SessionReport, stats: bool) {
     eprintln!(
-        "mover serve: {} files, {} from {} in {:.2} s ({}), verified",
+        "mover serve: {} files, {} from {} in {:.2} s ({}), verified; disk {}",
         r.summary.files,
         format_bytes(r.summary.bytes),
         r.peer,
         r.seconds,
-        format_rate_bps(r.summary.bytes as f64 * 8.0 / r.seconds.max(1e-9))
+        format_rate_bps(r.summary.bytes as f64 * 8.0 / r.seconds.max(1e-9)),
+        r.disk
     );
+    if stats {
+        eprint!("{}", render_table("receiver stages (serve):", &r.stages));
+    }
 }
 
 /// Runs one session on an accepted control connection: handshake, receive, verify, commit.
-pub fn run_session(stream: TcpStream, root: &Path, fsync: bool) -> Result<SessionReport, String> {
+pub fn run_session(stream: TcpStream, opts: &ServeOptions) -> Result<SessionReport, String> {
     let mut ch = ControlChannel::new(stream).map_err(|e| format!("control connection: {e}"))?;
-    let result = receive(&mut ch, root, fsync);
+    let result = receive(&mut ch, opts);
     if let Err(e) = &result {
         let _ = ch.send(&ControlMsg::Error { message: e.clone() });
     }
     result
 }
 
-fn receive(ch: &mut ControlChannel, root: &Path, fsync: bool) -> Result<SessionReport, String> {
+fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport, String> {
+    let topology = Topology::new(Side::Receiver, &opts.cores, &available_cores())?;
+    let disk = BackendChoice::from_env()?;
     let started = Instant::now();
     let hello = match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello")? {
         ControlMsg::Hello(h) => h,
@@ -126,11 +157,11 @@ fn receive(ch: &mut ControlChannel, root: &Path, fsync: bool) -> Result<SessionR
     let entries = read_manifest(ch, &hello)?;
     let dest = sanitize_dest_dir(&hello.dest).map_err(|e| e.to_string())?;
     let session_id = super::random_u64();
-    let mut tree = DestTree::prepare(root, &dest, &entries, session_id)?;
-    tree.set_fsync(fsync);
+    let mut tree = DestTree::prepare(&opts.root, &dest, &entries, session_id)?;
+    tree.set_fsync(opts.fsync);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
     let local_ip = ch.local_addr().ip();
-    let mut sock = DataSocket::bind(SocketAddr::new(local_ip, 0)).map_err(|e| format!("UDP socket: {e}"))?;
+    let sock = DataSocket::bind(SocketAddr::new(local_ip, 0)).map_err(|e| format!("UDP socket: {e}"))?;
     sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
     let udp_port = sock.local_addr().map_err(|e| e.to_string())?.port();
     ch.send(&ControlMsg::Accept { session_id, udp_port }).map_err(|e| format!("sending accept: {e}"))?;
@@ -138,71 +169,19 @@ fn receive(ch: &mut ControlChannel, root: &Path, fsync: bool) -> Result<SessionR
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
     cfg.window_blocks = hello.window_blocks;
     let clock = MonotonicClock::new();
-    let store = WriteCoalescer::new(tree, DEFAULT_RUN_BYTES);
-    let mut session = ReceiverSession::new(Receiver::new(cfg.clone(), sizes, clock.now()), store);
-    let gro = sock.enable_gro();
-    let mut batch =
-        if gro { RxBatch::new(16, RxBatch::GRO_DATAGRAM) } else { RxBatch::new(RX_BATCH, cfg.max_datagram()) };
-    let mut fb_buf = vec![0u8; cfg.max_datagram()];
-    let mut peer: Option<SocketAddr> = None;
-    loop {
-        let now = clock.now();
-        let mut received = 0;
-        for _ in 0..8 {
-            let n = sock.recv_batch(&mut batch).map_err(|e| format!("receiving data: {e}"))?;
-            received += n;
-            for i in 0..n {
-                let (datagram, src) = batch.get_mut(i);
-                // The first datagram that passes the tag check with this session's id names the sender's
-                // data address; feedback goes there.
-                if session.handle_datagram(now, datagram).is_ok() && peer.is_none() {
-                    peer = Some(src);
-                }
-            }
-            if n == 0 {
-                break;
-            }
-        }
-        session.process();
-        while let Some(ev) = ch.try_recv() {
-            match ev {
-                ControlEvent::Msg(m) => session.handle_control(now, m),
-                ControlEvent::Closed => session.core.fail("the sender closed the control connection".into()),
-                ControlEvent::Failed(e) => session.core.fail(format!("control connection failed: {e}")),
-            }
-        }
-        session.handle_timeout(now);
-        if let Some(p) = peer {
-            while let Some(len) = session.poll_transmit(now, &mut fb_buf) {
-                // A refused or dropped feedback datagram is just lost feedback: the next one repeats it.
-                let _ = sock.send_to(&fb_buf[..len], p);
-            }
-        }
-        while let Some(m) = session.poll_control() {
-            ch.send(&m).map_err(|e| format!("sending to the sender: {e}"))?;
-        }
-        if let Some(outcome) = session.outcome() {
-            if std::env::var_os("MOVER_DEBUG_STATS").is_some() {
-                eprintln!("receiver stats: {:?}", session.core.stats());
-            }
-            outcome?;
-            // Let the sender read `Complete` and close first, so our close cannot reset the connection.
-            let _ = ch.recv_timeout(Duration::from_secs(5));
-            return Ok(SessionReport {
-                peer: ch.peer_addr(),
-                summary: session.core.summary(),
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-        let wait = session.poll_timeout().map_or(Duration::from_millis(10), |d| d.since(clock.now()));
-        if received > 0 {
-            // Data is flowing: nap so that the next recvmmsg returns a batch rather than one datagram per
-            // wake-up. The socket buffer (64 MiB) holds far more than one nap's worth at 10 Gbit/s.
-            std::thread::sleep(RX_NAP.min(wait));
-        } else if !wait.is_zero() {
-            sock.wait_readable(wait.min(Duration::from_millis(10))).map_err(|e| e.to_string())?;
-        }
-    }
+    let core = Receiver::new(cfg.clone(), sizes, clock.now());
+    let setup = ReceiveSetup { topology, disk };
+    let outcome = run_receive(core, tree, sock, ch, clock, cfg.max_datagram(), &setup);
+    let summary = outcome.result?;
+    // Let the sender read `Complete` and close first, so our close cannot reset the connection.
+    let _ = ch.recv_timeout(Duration::from_secs(5));
+    Ok(SessionReport {
+        peer: ch.peer_addr(),
+        summary,
+        seconds: started.elapsed().as_secs_f64(),
+        disk: outcome.disk.name(),
+        stages: outcome.stages,
+    })
 }
 
 fn check_hello(h: &Hello) -> Result<(), String> {

@@ -25,6 +25,7 @@
 mod pool;
 mod pread;
 mod uring;
+mod writer;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -33,9 +34,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub use pool::{BufIdx, BufferPool, ALIGN_BYTES};
+pub use pool::{BufIdx, BufferPool, Region, ALIGN_BYTES};
 pub use pread::PreadReader;
 pub use uring::UringReader;
+pub use writer::{DiskWriter, WriteDone, WriteReq};
 
 /// The environment variable that forces a backend: `pread` or `io_uring` (unset or `auto`: try io_uring).
 pub const BACKEND_ENV: &str = "MOVER_DISK";
@@ -298,12 +300,18 @@ impl InOrder {
 }
 
 fn warn_fallback(why: &str) {
+    warn_fallback_named("reading", why);
+}
+
+/// The one warning per process that io_uring is not used, with its reason.
+pub(crate) fn warn_fallback_named(activity: &str, why: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
+        let calls = if activity == "reading" { "pread" } else { "pwrite" };
         eprintln!(
-            "mover: warning: io_uring unavailable, reading files with pread instead: {why} \
-             (set {BACKEND_ENV}=pread to choose pread without this warning)"
+            "mover: warning: io_uring unavailable, {activity} files with {calls} instead: {why} \
+             (set {BACKEND_ENV}=pread to choose positional I/O without this warning)"
         );
     }
 }

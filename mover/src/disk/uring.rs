@@ -4,7 +4,7 @@ use std::io;
 
 use io_uring::{opcode, register::Probe, types, IoUring};
 
-use super::{Completion, Core, Full, ReadReq, Step};
+use super::{Completion, Core, Full, ReadReq, Region, Step};
 
 /// [`super::DiskReader`]'s io_uring backend.
 ///
@@ -128,8 +128,19 @@ impl Drop for UringReader {
     }
 }
 
-/// Builds the ring, probes `READ_FIXED` and registers the pool. The error says why and what to do.
+/// Builds the ring for a reader, probes `READ_FIXED` and registers the pool. The error says why and what to do.
 pub(crate) fn setup(core: &Core, queue_depth: u32) -> Result<IoUring, String> {
+    setup_for(core.pool.region(), queue_depth, opcode::ReadFixed::CODE, "READ_FIXED")
+}
+
+/// Builds a ring of at least `queue_depth` entries, checks that the kernel knows `opcode_code` and registers
+/// every buffer of `region`. The error says why and what to do.
+pub(crate) fn setup_for(
+    region: &Region,
+    queue_depth: u32,
+    opcode_code: u8,
+    opcode_name: &str,
+) -> Result<IoUring, String> {
     let entries = queue_depth.next_power_of_two();
     let ring = IoUring::builder().build(entries).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSYS) => format!(
@@ -151,20 +162,21 @@ pub(crate) fn setup(core: &Core, queue_depth: u32) -> Result<IoUring, String> {
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|e| format!("io_uring opcode probe: {e} (hint: the kernel is older than 5.6; use Linux 5.6+)"))?;
-    if !probe.is_supported(opcode::ReadFixed::CODE) {
-        return Err("the kernel's io_uring lacks READ_FIXED (hint: use Linux 5.6 or newer)".into());
+    if !probe.is_supported(opcode_code) {
+        return Err(format!("the kernel's io_uring lacks {opcode_name} (hint: use Linux 5.6 or newer)"));
     }
-    let iovecs = core.pool.iovecs();
-    // Safety: each iovec spans one buffer of `core.pool`, whose allocation is never moved and is freed only
-    // after the ring is dropped (`UringReader` field order; `Drop` waits for in-flight reads first).
+    let iovecs = region.iovecs();
+    // Safety: each iovec spans one buffer of `region`, whose allocation is never moved and is freed only after
+    // the ring is dropped (the owners hold the region's `Arc` and drop the ring first; their `Drop` waits for
+    // in-flight operations).
     unsafe { ring.submitter().register_buffers(&iovecs) }.map_err(|e| {
-        let mib = (core.pool.count() as usize * core.pool.buf_bytes()) >> 20;
+        let mib = (region.count() as usize * region.buf_bytes()) >> 20;
         match e.raw_os_error() {
             Some(libc::ENOMEM) => format!(
-                "registering {mib} MiB of read buffers: {e} (hint: raise the locked-memory limit, `ulimit -l` \
+                "registering {mib} MiB of I/O buffers: {e} (hint: raise the locked-memory limit, `ulimit -l` \
                  or LimitMEMLOCK=, run with CAP_IPC_LOCK, or use a smaller queue depth or block size)"
             ),
-            _ => format!("registering {mib} MiB of read buffers: {e}"),
+            _ => format!("registering {mib} MiB of I/O buffers: {e}"),
         }
     })?;
     Ok(ring)

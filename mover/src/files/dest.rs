@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -253,6 +254,25 @@ impl DestTree {
             ));
         }
         Ok(())
+    }
+
+    /// A new descriptor of `file_id`'s temporary file (created as needed) after checking that
+    /// `[offset, offset + len)` lies inside its announced size, for a writer on another thread. The caller owns
+    /// the descriptor, so it stays valid whatever the tree closes meanwhile.
+    pub fn write_handle(&mut self, file_id: u32, offset: u64, len: usize) -> io::Result<OwnedFd> {
+        self.check_range(file_id, offset, len)?;
+        let r = self.temp_file(file_id).and_then(|f| f.as_fd().try_clone_to_owned());
+        r.map_err(|e| {
+            let path = self.files[file_id as usize].final_path.display();
+            io::Error::new(e.kind(), format!("opening '{path}' for writing: {e}"))
+        })
+    }
+
+    /// The name a file will have, for messages.
+    pub fn display_name(&self, file_id: u32) -> String {
+        self.files
+            .get(file_id as usize)
+            .map_or_else(|| format!("file id {file_id}"), |f| f.final_path.display().to_string())
     }
 
     /// The temporary file of `file_id`, created (or reopened after eviction) as needed.

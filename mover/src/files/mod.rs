@@ -9,7 +9,7 @@ mod sanitize;
 mod scan;
 mod source;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use coalesce::{WriteCoalescer, DEFAULT_RUN_BYTES};
 pub use confine::{create_dir_under_root, resolve_under_root};

@@ -4,7 +4,8 @@
 use crate::wire::control::{ControlError, ControlMsg};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::Thread;
 use std::time::Duration;
 
 /// What the reader thread saw.
@@ -28,6 +29,8 @@ pub struct ControlChannel {
     /// The end of the channel (close or failure) was reported: later receives return nothing, so that
     /// `while let Some(ev) = ch.try_recv()` loops end.
     ended: bool,
+    /// A thread to unpark after each event (a parked pipeline stage that polls this channel).
+    waker: Arc<Mutex<Option<Thread>>>,
 }
 
 impl ControlChannel {
@@ -38,13 +41,21 @@ impl ControlChannel {
         let local = stream.local_addr()?;
         let reader = stream.try_clone()?;
         let (tx, events) = mpsc::channel();
-        std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx))?;
-        Ok(ControlChannel { writer: stream, events, peer, local, frame: Vec::with_capacity(256), ended: false })
+        let waker = Arc::new(Mutex::new(None));
+        let w = waker.clone();
+        std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx, w))?;
+        Ok(ControlChannel { writer: stream, events, peer, local, frame: Vec::with_capacity(256), ended: false, waker })
     }
 
     /// Connects to `addr` within `timeout` and starts the channel.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<ControlChannel> {
         ControlChannel::new(TcpStream::connect_timeout(&addr, timeout)?)
+    }
+
+    /// Unparks `thread` after every event from now on (`None`: stop), so a stage that parks between polls
+    /// sees control messages at once.
+    pub fn wake_on_event(&self, thread: Option<Thread>) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = thread;
     }
 
     /// The peer's address.
@@ -119,7 +130,7 @@ impl Drop for ControlChannel {
     }
 }
 
-fn read_loop(mut stream: TcpStream, tx: mpsc::Sender<ControlEvent>) {
+fn read_loop(mut stream: TcpStream, tx: mpsc::Sender<ControlEvent>, waker: Arc<Mutex<Option<Thread>>>) {
     let mut body = Vec::new();
     loop {
         let event = match read_frame(&mut stream, &mut body) {
@@ -128,7 +139,11 @@ fn read_loop(mut stream: TcpStream, tx: mpsc::Sender<ControlEvent>) {
             Err(e) => ControlEvent::Failed(e),
         };
         let last = !matches!(event, ControlEvent::Msg(_));
-        if tx.send(event).is_err() || last {
+        let gone = tx.send(event).is_err();
+        if let Some(t) = waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            t.unpark();
+        }
+        if gone || last {
             return;
         }
     }

@@ -180,6 +180,13 @@ impl DataSocket {
         Ok(())
     }
 
+    /// A second handle to the same socket (a duplicated descriptor with the same settings), so that one stage
+    /// can send while another receives.
+    pub fn try_clone(&self) -> io::Result<DataSocket> {
+        let fd = self.fd.try_clone().map_err(|e| context(e, "duplicating the UDP socket"))?;
+        Ok(DataSocket { fd, v6: self.v6, peer: self.peer, gso_segment: self.gso_segment, gro: self.gro })
+    }
+
     /// The peer set by [`connect`](Self::connect).
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
@@ -293,15 +300,21 @@ impl DataSocket {
     /// is returned once as an error of kind `ConnectionRefused` (raw `ECONNREFUSED`, no allocation) with
     /// nothing removed; count it and call again.
     pub fn send_batch(&mut self, batch: &mut TxBatch) -> io::Result<usize> {
+        self.send_batch_upto(batch, usize::MAX)
+    }
+
+    /// Like [`send_batch`](Self::send_batch), but sends at most the `limit` oldest datagrams (the pacer's
+    /// allowance).
+    pub fn send_batch_upto(&mut self, batch: &mut TxBatch, limit: usize) -> io::Result<usize> {
         let Some(peer) = self.peer else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "send_batch on a UDP socket without a peer"));
         };
-        if batch.len == 0 {
+        if batch.len == 0 || limit == 0 {
             return Ok(0);
         }
         loop {
             let max_payload = if self.v6 { GSO_MAX_PAYLOAD_V6 } else { GSO_MAX_PAYLOAD_V4 };
-            let (messages, first_is_gso) = batch.prepare(self.gso_segment.map(usize::from), max_payload);
+            let (messages, first_is_gso) = batch.prepare(self.gso_segment.map(usize::from), max_payload, limit);
             // Safety: `prepare` filled `batch.hdrs[..messages]` with msghdrs whose iovecs and control buffers
             // point into `batch`'s own buffers, which stay alive and unmoved (borrowed mutably here) for the
             // call; `messages` <= hdrs.len() <= UIO_MAXIOV.
@@ -576,9 +589,10 @@ impl TxBatch {
     /// Fills the `sendmmsg` scratch for the queued datagrams: one iovec per datagram in queue order, grouped
     /// into messages (GSO runs when `gso_segment` is set). Returns the message count and whether the first
     /// message is a GSO one.
-    fn prepare(&mut self, gso_segment: Option<usize>, max_payload: usize) -> (usize, bool) {
+    fn prepare(&mut self, gso_segment: Option<usize>, max_payload: usize, limit: usize) -> (usize, bool) {
         let base = self.buf.as_mut_ptr();
-        for k in 0..self.len {
+        let count = self.len.min(limit);
+        for k in 0..count {
             let s = (self.head + k) % self.capacity;
             // Safety: s < capacity, so the slot start s * max_datagram is within `buf` (capacity * max_datagram
             // bytes long); only the pointer is computed here.
@@ -588,13 +602,13 @@ impl TxBatch {
         let mut k = 0;
         let mut m = 0;
         let mut first_is_gso = false;
-        while k < self.len && m < self.hdrs.len() {
+        while k < count && m < self.hdrs.len() {
             let size = self.iov[k].iov_len;
             let mut run = 1;
             if let Some(seg) = gso_segment {
                 if size > 0 && size <= seg {
                     let mut total = size;
-                    while k + run < self.len && run < MAX_SEGMENTS {
+                    while k + run < count && run < MAX_SEGMENTS {
                         let next = self.iov[k + run].iov_len;
                         if next == 0 || next > size || total + next > max_payload {
                             break;
@@ -756,6 +770,22 @@ impl RxBatch {
         assert!(i < self.count, "RxBatch::get({i}) with {} datagrams", self.count);
         let e = self.entries[i];
         (&self.buf[e.offset..e.offset + e.len], e.from)
+    }
+
+    /// Replaces the contents with `datagrams` from `from`, as if received (one per slot; longer ones are
+    /// counted as truncated). For driving a receive stage without a socket.
+    pub fn fill_from(&mut self, datagrams: &[&[u8]], from: SocketAddr) {
+        self.count = 0;
+        for (i, d) in datagrams.iter().take(self.capacity).enumerate() {
+            if d.len() > self.max_datagram {
+                self.truncated += 1;
+                continue;
+            }
+            let offset = i * self.max_datagram;
+            self.buf[offset..offset + d.len()].copy_from_slice(d);
+            self.entries[self.count] = RxEntry { offset, len: d.len(), from };
+            self.count += 1;
+        }
     }
 
     /// Fills the `recvmmsg` scratch: one message per slot. Returns the message count.
@@ -981,11 +1011,11 @@ mod tests {
         assert_eq!(b.get(1), &[10, 0]);
         assert_eq!(b.get(3), &[12, 0]);
         // The GSO grouping: 4 datagrams, sizes 4,2,2,2 -> a run of 4 with a shorter last, then 2,2.
-        let (m, first_gso) = b.prepare(Some(1472), GSO_MAX_PAYLOAD_V4);
+        let (m, first_gso) = b.prepare(Some(1472), GSO_MAX_PAYLOAD_V4, usize::MAX);
         assert_eq!((m, first_gso), (2, true));
         assert_eq!(&b.segs[..2], &[2, 2]);
         // Without GSO: one message each.
-        assert_eq!(b.prepare(None, GSO_MAX_PAYLOAD_V4), (4, false));
+        assert_eq!(b.prepare(None, GSO_MAX_PAYLOAD_V4, usize::MAX), (4, false));
         b.clear();
         assert!(b.is_empty());
         assert_eq!(b.slot().unwrap().len(), 100);
@@ -1002,12 +1032,12 @@ mod tests {
         b.commit(100);
         b.slot().unwrap();
         b.commit(1472);
-        let (m, first_gso) = b.prepare(Some(1472), GSO_MAX_PAYLOAD_V4);
+        let (m, first_gso) = b.prepare(Some(1472), GSO_MAX_PAYLOAD_V4, usize::MAX);
         assert!(first_gso);
         // 44 x 1472 fit in 64 KiB; then 44; then 12 + the short 100; then a single 1472.
         assert_eq!(&b.segs[..m], &[44, 44, 13, 1]);
         // Larger than the GSO segment size: one per message.
-        let (m, first_gso) = b.prepare(Some(1000), GSO_MAX_PAYLOAD_V4);
+        let (m, first_gso) = b.prepare(Some(1000), GSO_MAX_PAYLOAD_V4, usize::MAX);
         assert!(!first_gso);
         assert_eq!(m, 102);
         // Small segments: capped at 64 per message.
@@ -1016,7 +1046,7 @@ mod tests {
             b.slot().unwrap();
             b.commit(10);
         }
-        let (m, _) = b.prepare(Some(1472), GSO_MAX_PAYLOAD_V4);
+        let (m, _) = b.prepare(Some(1472), GSO_MAX_PAYLOAD_V4, usize::MAX);
         assert_eq!(&b.segs[..m], &[64, 64, 2]);
     }
 

@@ -199,6 +199,11 @@ impl Receiver {
         &self.stats
     }
 
+    /// Largest datagram of the session (the feedback buffer size).
+    pub fn max_datagram(&self) -> usize {
+        self.cfg.max_datagram()
+    }
+
     /// The current round.
     pub fn round(&self) -> u8 {
         self.round

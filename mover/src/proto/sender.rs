@@ -196,6 +196,11 @@ impl Sender {
         &self.stats
     }
 
+    /// NAKed blocks waiting to be sent again.
+    pub fn pending_retransmits(&self) -> u64 {
+        self.pending_count
+    }
+
     /// Smoothed RTT in nanoseconds.
     pub fn srtt_ns(&self) -> u64 {
         self.rtt.srtt_ns()

@@ -16,6 +16,9 @@ use xxhash_rust::xxh3::Xxh3;
 const MAX_ACTIVE_HASHES: usize = 8;
 /// Catch up a file's hash once this many contiguous bytes wait behind its cursor.
 const CATCH_UP_BYTES: u64 = 4 << 20;
+/// Catch-up stays this far behind the contiguous prefix, so it reads bytes whose writes have finished
+/// (a pipelined store has the newest runs still in its writer; reading them would wait for the disk).
+const CATCH_UP_LAG_BYTES: u64 = 2 << 20;
 /// Most bytes read back for catch-up per call of [`ReceiverSession::process`], to keep the loop responsive.
 const CATCH_UP_PER_CALL: u64 = 16 << 20;
 /// Read-back buffer size.
@@ -94,7 +97,7 @@ impl<S: BlockStore> ReceiverSession<S> {
     pub fn process(&mut self) {
         let mut budget = CATCH_UP_PER_CALL;
         for i in 0..self.active.len() {
-            let prefix = self.core.contiguous_prefix(self.active[i].file_id);
+            let prefix = self.core.contiguous_prefix(self.active[i].file_id).saturating_sub(CATCH_UP_LAG_BYTES);
             if prefix >= self.active[i].cursor + CATCH_UP_BYTES && budget > 0 {
                 let upto = prefix.min(self.active[i].cursor + budget);
                 budget -= upto - self.active[i].cursor;

@@ -1,0 +1,177 @@
+//! The sender's pacer stage: takes filled send batches from the packetizer and releases their datagrams to
+//! the socket at the session rate.
+//!
+//! The rate is a GCRA token bucket (a pure function of time, [`Pacer`]). When the bucket says wait, the
+//! stage sleeps if the gap is long; on a core of its own it spins on the clock for gaps shorter than
+//! [`SPIN_BELOW`], which holds microsecond gaps (MACHINE-NOTES: sleeps cannot make gaps below ~25 us), and
+//! sleeping would waste a core shared with other stages. The error between the scheduled and the actual
+//! release goes into the `pacer_gap_error` histogram; the delay from a NAK's arrival to the first send of a
+//! batch holding its retransmission into `nak_to_retransmit`.
+
+use super::bell::Bell;
+use super::ring::{Consumer, Producer};
+use super::slots::Slots;
+use super::stats::{StageMeter, StageReport};
+use crate::net::{DataSocket, TxBatch};
+use crate::proto::pacer::Pacer;
+use crate::time::{Clock, Time};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Gaps shorter than this are waited out by spinning, when the pacer has a core to itself.
+pub const SPIN_BELOW: Duration = Duration::from_micros(60);
+/// Burst allowance on a shared core: a sleep here ends 50-100 us late, and later under load (MACHINE-NOTES),
+/// so the bucket must let a late wake-up catch up or the average rate falls short.
+pub const SHARED_CORE_BURST: Duration = Duration::from_micros(400);
+/// On a shared core, sleep until this much of the rate has accumulated, so each wake-up releases a batch
+/// rather than one datagram (every wake-up is a context switch on a core other stages need).
+pub const SHARED_CORE_RELEASE: Duration = Duration::from_micros(150);
+/// Burst allowance on an own core: enough for one GSO send.
+pub const OWN_CORE_BURST: Duration = Duration::from_micros(20);
+
+/// Most datagrams released by one send.
+const MAX_RELEASE: usize = 256;
+
+/// A send batch and what the pacer measures about it.
+pub struct TxSlot {
+    /// The datagrams.
+    pub batch: TxBatch,
+    /// Arrival of the earliest NAK whose retransmission this batch carries.
+    pub nak_at: Option<Time>,
+}
+
+/// Where the pacer's datagrams go: the UDP socket, or a test's recorder.
+pub trait DatagramSink: Send {
+    /// Sends up to `limit` of the oldest datagrams of `batch`, removing those sent; returns how many.
+    fn send_upto(&mut self, batch: &mut TxBatch, limit: usize) -> io::Result<usize>;
+    /// Waits up to `timeout` for room to send.
+    fn wait_writable(&mut self, timeout: Duration);
+}
+
+impl DatagramSink for DataSocket {
+    fn send_upto(&mut self, batch: &mut TxBatch, limit: usize) -> io::Result<usize> {
+        match self.send_batch_upto(batch, limit) {
+            // ICMP port unreachable from an earlier datagram: the receiver's socket is gone or not there yet.
+            // Count it as loss; the control channel says whether the session is over.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(0),
+            r => r,
+        }
+    }
+
+    fn wait_writable(&mut self, timeout: Duration) {
+        let _ = DataSocket::wait_writable(self, timeout);
+    }
+}
+
+/// The pacer stage's inputs and outputs.
+pub struct PacerStage<K: DatagramSink, C: Clock> {
+    /// Where datagrams go.
+    pub sink: K,
+    /// The send batches.
+    pub slots: Arc<Slots<TxSlot>>,
+    /// Filled batches from the packetizer.
+    pub input: Consumer<u32>,
+    /// Sent batches back to the packetizer.
+    pub free: Producer<u32>,
+    /// Wakes the packetizer.
+    pub packetizer_bell: Bell,
+    /// Wakes this stage (registered at start).
+    pub own_bell: Bell,
+    /// The rate.
+    pub rate_bps: u64,
+    /// Whether the stage has a core to itself (spin for short gaps).
+    pub own_core: bool,
+    /// Ends the stage.
+    pub stop: Arc<AtomicBool>,
+    /// A send error that ends the session.
+    pub error: Arc<Mutex<Option<String>>>,
+    /// The clock.
+    pub clock: C,
+}
+
+/// Runs the pacer stage until `stop`.
+pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter: StageMeter) -> StageReport {
+    st.own_bell.register();
+    let gap_error = meter.add_latency("pacer_gap_error");
+    let nak_delay = meter.add_latency("nak_to_retransmit");
+    let burst = if st.own_core { OWN_CORE_BURST } else { SHARED_CORE_BURST };
+    let mut pacer = Pacer::new(st.rate_bps, burst.as_nanos() as u64);
+    let mut current: Option<u32> = None;
+    while !st.stop.load(Ordering::Relaxed) {
+        let Some(idx) = current.or_else(|| st.input.pop()) else {
+            meter.park_for_input(Duration::from_millis(5));
+            continue;
+        };
+        if current.is_none() {
+            st.input.release();
+            current = Some(idx);
+        }
+        // Safety: `idx` came off the `tx` ring and goes back only through `free` below: this stage holds it.
+        let slot = unsafe { st.slots.get_mut(idx) };
+        let mut now = st.clock.now();
+        let mut ready = pacer.ready_at(now);
+        if ready > now && !st.own_core {
+            // Wait for a release's worth, not for the first datagram.
+            ready = ready.plus(SHARED_CORE_RELEASE);
+        }
+        if ready > now {
+            let t = Instant::now();
+            let gap = Duration::from_nanos(ready.since_ns(now));
+            if st.own_core && gap < SPIN_BELOW {
+                while st.clock.now() < ready {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::sleep(gap);
+            }
+            meter.stalled_on_output(t.elapsed());
+            now = st.clock.now();
+            meter.record(gap_error, now.since_ns(ready));
+        }
+        // How many datagrams the bucket lets go now (their lengths kept: the sink removes what it sends).
+        let mut probe = pacer.clone();
+        let mut lens = [0u16; MAX_RELEASE];
+        let mut allowed = 0;
+        while allowed < slot.batch.len().min(MAX_RELEASE) && probe.can_send(now) {
+            let len = slot.batch.get(allowed).len();
+            probe.on_send(now, len);
+            lens[allowed] = len as u16;
+            allowed += 1;
+        }
+        let sent = match st.sink.send_upto(&mut slot.batch, allowed) {
+            Ok(n) => n,
+            Err(e) => {
+                st.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(format!("sending data: {e}"));
+                st.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        };
+        if sent > 0 {
+            if let Some(at) = slot.nak_at.take() {
+                meter.record(nak_delay, now.since_ns(at));
+            }
+        }
+        let mut bytes = 0;
+        for &len in &lens[..sent] {
+            pacer.on_send(now, len as usize);
+            bytes += len as u64;
+        }
+        meter.add(sent as u64, bytes);
+        if sent < allowed {
+            // Socket buffer full.
+            let t = Instant::now();
+            st.sink.wait_writable(Duration::from_millis(1));
+            meter.stalled_on_output(t.elapsed());
+        }
+        if slot.batch.is_empty() {
+            slot.nak_at = None;
+            assert!(st.free.push(idx).is_ok(), "tx_free ring smaller than the batch count");
+            st.free.publish();
+            st.packetizer_bell.ring();
+            current = None;
+        }
+    }
+    meter.finish()
+}

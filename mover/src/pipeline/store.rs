@@ -1,0 +1,246 @@
+//! [`PipeStore`]: the reassembly stage's [`BlockStore`]. Blocks are gathered into 1 MiB runs in buffers of a
+//! shared pool, and each full (or broken-off) run goes to the writer stage through the `writes` ring; the
+//! buffer comes back through `written` once the write completed.
+//!
+//! Ordering: a read-back (for the whole-file hash), a commit and a reset of a file first wait until no write of
+//! that file's affected range is in flight, so they see exactly what was written. A write error is reported by
+//! the next call. Each run carries its own duplicated descriptor, so the tree may close or evict its files
+//! while writes are in flight.
+
+use super::bell::Bell;
+use super::ring::{Consumer, Producer};
+use crate::disk::Region;
+use crate::files::DestTree;
+use crate::proto::BlockStore;
+use std::io;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A run for the writer: `len` bytes of buffer `buf` to `fd` (owned by the item: the writer closes it) at
+/// `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteItem {
+    /// Raw buffer index in the store's region.
+    pub buf: u32,
+    /// File id, for messages.
+    pub file_id: u32,
+    /// A descriptor the item owns.
+    pub fd: RawFd,
+    /// File offset.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u32,
+}
+
+/// A finished write: the buffer is the store's again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Raw buffer index.
+    pub buf: u32,
+    /// Bytes written, or -errno.
+    pub result: i64,
+}
+
+#[derive(Clone, Copy)]
+struct Run {
+    buf: u32,
+    file_id: u32,
+    offset: u64,
+    len: u32,
+}
+
+/// See the [module documentation](self).
+pub struct PipeStore {
+    tree: DestTree,
+    region: Arc<Region>,
+    spare: Vec<u32>,
+    out: Producer<WriteItem>,
+    back: Consumer<Written>,
+    writer_bell: Bell,
+    run: Option<Run>,
+    /// Per buffer: the (file, offset, len) of its write in flight (`len` 0 when none).
+    in_flight: Vec<(u32, u64, u32)>,
+    in_flight_count: usize,
+    error: Option<io::Error>,
+    /// Time spent waiting for the writer (no free buffer, or a read-back/commit waiting for writes).
+    pub stalled: Duration,
+    /// Runs handed to the writer.
+    pub runs: u64,
+}
+
+impl PipeStore {
+    /// A store writing `tree`'s files through the writer stage, with every buffer of `region` free.
+    pub fn new(
+        tree: DestTree,
+        region: Arc<Region>,
+        out: Producer<WriteItem>,
+        back: Consumer<Written>,
+        writer_bell: Bell,
+    ) -> PipeStore {
+        let n = region.count();
+        assert!(out.capacity() >= n as usize, "the writes ring must hold every buffer");
+        PipeStore {
+            tree,
+            region,
+            spare: (0..n).rev().collect(),
+            out,
+            back,
+            writer_bell,
+            run: None,
+            in_flight: vec![(0, 0, 0); n as usize],
+            in_flight_count: 0,
+            error: None,
+            stalled: Duration::ZERO,
+            runs: 0,
+        }
+    }
+
+    /// The tree (for its own operations once every write is done).
+    pub fn tree_mut(&mut self) -> &mut DestTree {
+        &mut self.tree
+    }
+
+    /// Writes in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight_count
+    }
+
+    fn reap(&mut self) {
+        while let Some(w) = self.back.pop() {
+            let (file_id, offset, len) = std::mem::take(&mut self.in_flight[w.buf as usize]);
+            assert!(len > 0, "completion for buffer {} with no write in flight", w.buf);
+            self.in_flight_count -= 1;
+            self.spare.push(w.buf);
+            if w.result < 0 && self.error.is_none() {
+                let e = io::Error::from_raw_os_error(-w.result as i32);
+                let name = self.tree.display_name(file_id);
+                self.error = Some(io::Error::new(e.kind(), format!("writing '{name}' at offset {offset}: {e}")));
+            }
+        }
+        self.back.release();
+    }
+
+    fn wait(&mut self) {
+        let t = Instant::now();
+        std::thread::park_timeout(Duration::from_millis(1));
+        self.stalled += t.elapsed();
+    }
+
+    fn take_error(&mut self) -> io::Result<()> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+
+    /// Hands the current run to the writer.
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(run) = self.run.take() else { return Ok(()) };
+        let fd = match self.tree.write_handle(run.file_id, run.offset, run.len as usize) {
+            Ok(fd) => fd.into_raw_fd(),
+            Err(e) => {
+                self.spare.push(run.buf);
+                return Err(e);
+            }
+        };
+        let item = WriteItem { buf: run.buf, file_id: run.file_id, fd, offset: run.offset, len: run.len };
+        assert!(self.out.push(item).is_ok(), "writes ring smaller than the buffer count");
+        self.out.publish();
+        self.writer_bell.ring();
+        self.in_flight[run.buf as usize] = (run.file_id, run.offset, run.len);
+        self.in_flight_count += 1;
+        self.runs += 1;
+        Ok(())
+    }
+
+    /// Waits until no write in flight touches `file_id` in `[offset, end)`.
+    fn wait_for(&mut self, file_id: u32, offset: u64, end: u64) {
+        loop {
+            self.reap();
+            let busy =
+                self.in_flight.iter().any(|&(f, o, l)| l > 0 && f == file_id && o < end && offset < o + l as u64);
+            if !busy {
+                return;
+            }
+            self.wait();
+        }
+    }
+
+    /// Waits until every write completed.
+    pub fn drain(&mut self) -> io::Result<()> {
+        self.flush()?;
+        while self.in_flight_count > 0 {
+            self.reap();
+            if self.in_flight_count > 0 {
+                self.wait();
+            }
+        }
+        self.take_error()
+    }
+
+    fn run_touches(&self, file_id: u32, offset: u64, end: u64) -> bool {
+        self.run.is_some_and(|r| r.file_id == file_id && r.offset < end && offset < r.offset + r.len as u64)
+    }
+}
+
+impl BlockStore for PipeStore {
+    fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.reap();
+        self.take_error()?;
+        let cap = self.region.buf_bytes();
+        assert!(data.len() <= cap, "a block of {} bytes exceeds the run buffer", data.len());
+        let extends = self.run.is_some_and(|r| {
+            r.file_id == file_id && offset == r.offset + r.len as u64 && r.len as usize + data.len() <= cap
+        });
+        if !extends {
+            self.flush()?;
+            let buf = loop {
+                if let Some(b) = self.spare.pop() {
+                    break b;
+                }
+                self.wait();
+                self.reap();
+            };
+            self.run = Some(Run { buf, file_id, offset, len: 0 });
+        }
+        let run = self.run.as_mut().expect("a run was just ensured");
+        // Safety: the store holds `run.buf` (taken from its spare list, not handed to the writer yet), and
+        // run.len + data.len() <= buffer size.
+        let bytes = unsafe { self.region.bytes_mut(run.buf) };
+        bytes[run.len as usize..run.len as usize + data.len()].copy_from_slice(data);
+        run.len += data.len() as u32;
+        Ok(())
+    }
+
+    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset + buf.len() as u64;
+        if self.run_touches(file_id, offset, end) {
+            self.flush()?;
+        }
+        self.wait_for(file_id, offset, end);
+        self.take_error()?;
+        self.tree.read_at(file_id, offset, buf)
+    }
+
+    fn commit(&mut self, file_id: u32) -> io::Result<()> {
+        if self.run.is_some_and(|r| r.file_id == file_id) {
+            self.flush()?;
+        }
+        self.wait_for(file_id, 0, u64::MAX);
+        self.take_error()?;
+        self.tree.commit(file_id)
+    }
+
+    fn reset(&mut self, file_id: u32) -> io::Result<()> {
+        if let Some(r) = self.run.filter(|r| r.file_id == file_id) {
+            self.run = None;
+            self.spare.push(r.buf);
+        }
+        self.wait_for(file_id, 0, u64::MAX);
+        self.take_error()?;
+        self.tree.reset(file_id)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.tree.finish()
+    }
+}
