@@ -223,3 +223,82 @@ pub fn run_reader(
     }
     meter.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{BackendChoice, DiskBackend, ReaderConfig};
+    use crate::files::testutil::TempDir;
+    use crate::pipeline::ring::ring;
+
+    /// The reader stage on its own thread, consumed by the test through its rings: many files (empty ones and
+    /// ones larger than a chunk among them) come out in (file, offset) order with the right bytes, for both
+    /// backends, with a pool much smaller than the data (buffers must be recycled).
+    #[test]
+    fn reads_every_file_in_order_through_a_small_pool() {
+        let dir = TempDir::new("reader-stage");
+        let mut paths = Vec::new();
+        let mut sizes = Vec::new();
+        for (i, size) in [0u64, 1, 10_000, 0, 20_000, 3, 70_000, 5_000].into_iter().cycle().take(40).enumerate() {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, (0..size).map(|o| (o as usize * 31 + i) as u8).collect::<Vec<u8>>()).unwrap();
+            paths.push(p);
+            sizes.push(size);
+        }
+        for backend in [DiskBackend::Pread, DiskBackend::IoUring] {
+            let cfg = ReaderConfig {
+                backend: BackendChoice::Force(backend),
+                queue_depth: 4,
+                block_bytes: 16 << 10,
+                buffers: 8,
+                max_open_files: 64,
+            };
+            let Ok(reader) = DiskReader::new(&cfg) else {
+                eprintln!("SKIP {backend:?}: unavailable here");
+                continue;
+            };
+            let region = reader.pool().region().clone();
+            let (out, mut chunks) = ring::<Chunk>(8);
+            let (mut free, free_rx) = ring::<u32>(8);
+            let shared = ReaderShared::default();
+            let (p, s, sh) = (paths.clone(), sizes.clone(), shared.clone());
+            let t = std::thread::spawn(move || {
+                run_reader(reader, p, s, false, out, free_rx, sh, StageMeter::new("reader", None))
+            });
+            let mut expect = (0u32, 0u64);
+            loop {
+                let Some(c) = chunks.pop() else {
+                    if shared.finished.load(Ordering::Acquire) && chunks.available() == 0 {
+                        break;
+                    }
+                    std::thread::yield_now();
+                    continue;
+                };
+                chunks.release();
+                assert_ne!(c.buf, Chunk::FAILED, "{:?}", shared.error.lock().unwrap());
+                while sizes[expect.0 as usize] == 0 {
+                    expect = (expect.0 + 1, 0);
+                }
+                assert_eq!((c.file_id, c.offset), expect, "{backend:?}");
+                // Safety: this test holds the chunk until it pushes it back below.
+                let bytes = unsafe { region.bytes(c.buf) };
+                for (k, &b) in bytes[..c.len as usize].iter().enumerate() {
+                    assert_eq!(b, ((c.offset as usize + k) * 31 + c.file_id as usize) as u8);
+                }
+                expect.1 += c.len as u64;
+                if expect.1 == sizes[expect.0 as usize] {
+                    expect = (expect.0 + 1, 0);
+                }
+                free.push(c.buf).unwrap();
+                free.publish();
+                shared.reader_bell.ring();
+            }
+            let report = t.join().unwrap();
+            assert_eq!(report.bytes, sizes.iter().sum::<u64>(), "{backend:?}");
+            while (expect.0 as usize) < sizes.len() && sizes[expect.0 as usize] == 0 {
+                expect.0 += 1;
+            }
+            assert_eq!(expect.0 as usize, sizes.len(), "{backend:?}: not every file was read");
+        }
+    }
+}

@@ -133,15 +133,23 @@ pub fn mover() -> Command {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Every line the server printed on stderr after its listening line.
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts `mover serve --listen 127.0.0.1:0 --root ROOT [extra]` and waits for its listening line.
     pub fn start(root: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(root, extra, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables.
+    pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = mover()
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(root)
             .args(extra)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start mover serve");
@@ -154,12 +162,15 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line: {first}"))
             .to_string();
         // Keep draining stderr so the server never blocks on a full pipe; echo it for failing tests.
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let k = kept.clone();
         std::thread::spawn(move || {
             for l in lines.map_while(Result::ok) {
                 eprintln!("[serve] {l}");
+                k.lock().unwrap().push(l);
             }
         });
-        Server { child, addr }
+        Server { child, addr, lines: kept }
     }
 
     /// Waits for the server to exit (with `--once`), up to `limit`.
