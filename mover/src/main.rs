@@ -62,6 +62,9 @@ struct ServeArgs {
     /// Print the receiver's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
+    /// Writes in flight in the writer stage (1-32).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=32))]
+    queue_depth: u32,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +94,9 @@ struct PushArgs {
     /// Read files through the page cache instead of with O_DIRECT.
     #[arg(long)]
     buffered: bool,
+    /// Reads in flight in the reader stage (1-32).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=32))]
+    queue_depth: u32,
     /// Print the sender's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
@@ -159,6 +165,7 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         fsync: a.fsync,
         cores: a.cores,
         stats: a.stats,
+        queue_depth: a.queue_depth,
     })
 }
 
@@ -181,6 +188,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         verbose: true,
         cores: a.cores,
         direct: !a.buffered,
+        queue_depth: a.queue_depth,
     };
     let report = push::push(&opts);
     if a.stats {

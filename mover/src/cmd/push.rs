@@ -44,6 +44,8 @@ pub struct PushOptions {
     pub cores: CorePlan,
     /// Read files with O_DIRECT where the file system allows it.
     pub direct: bool,
+    /// Reads in flight in the reader stage.
+    pub queue_depth: u32,
 }
 
 impl PushOptions {
@@ -59,6 +61,7 @@ impl PushOptions {
             verbose: false,
             cores: CorePlan::Auto,
             direct: true,
+            queue_depth: crate::pipeline::send::READ_QUEUE_DEPTH,
         }
     }
 }
@@ -220,7 +223,7 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
 
     let clock = MonotonicClock::new();
     let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
-    let setup = SendSetup { topology, disk, direct: opts.direct };
+    let setup = SendSetup { topology, disk, direct: opts.direct, queue_depth: opts.queue_depth };
     let outcome = run_send(
         &mut sender,
         scanned.file_paths,

@@ -38,12 +38,22 @@ pub struct ServeOptions {
     pub cores: CorePlan,
     /// Print each session's per-stage table on stderr.
     pub stats: bool,
+    /// Writes in flight in the writer stage.
+    pub queue_depth: u32,
 }
 
 impl ServeOptions {
     /// Options with the command line's defaults.
     pub fn new(listen: SocketAddr, root: PathBuf) -> ServeOptions {
-        ServeOptions { listen, root, once: false, fsync: false, cores: CorePlan::Auto, stats: false }
+        ServeOptions {
+            listen,
+            root,
+            once: false,
+            fsync: false,
+            cores: CorePlan::Auto,
+            stats: false,
+            queue_depth: crate::pipeline::recv::WRITE_QUEUE_DEPTH,
+        }
     }
 }
 
@@ -170,7 +180,7 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
     cfg.window_blocks = hello.window_blocks;
     let clock = MonotonicClock::new();
     let core = Receiver::new(cfg.clone(), sizes, clock.now());
-    let setup = ReceiveSetup { topology, disk };
+    let setup = ReceiveSetup { topology, disk, queue_depth: opts.queue_depth };
     let outcome = run_receive(core, tree, sock, ch, clock, cfg.max_datagram(), &setup);
     let summary = outcome.result?;
     // Let the sender read `Complete` and close first, so our close cannot reset the connection.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Bytes per write run.
 pub const RUN_BYTES: usize = 1 << 20;
-/// Writes in flight in the writer stage.
+/// Writes in flight in the writer stage by default (`serve --queue-depth`); at most the run pool's size.
 pub const WRITE_QUEUE_DEPTH: u32 = 16;
 /// Receive slots per batch without GRO.
 const RX_SLOTS: usize = 64;
@@ -41,6 +41,8 @@ pub struct ReceiveSetup {
     pub topology: Topology,
     /// Disk backend choice (`MOVER_DISK`).
     pub disk: BackendChoice,
+    /// Writes in flight (1 ..= the run pool's size).
+    pub queue_depth: u32,
 }
 
 /// How a pipelined receive ended.
@@ -68,7 +70,7 @@ pub fn run_receive(
     let topo = &setup.topology;
     let pool = BufferPool::new(depth::WRITES as u32, RUN_BYTES);
     let region = pool.region().clone();
-    let writer = match DiskWriter::new(region.clone(), setup.disk, WRITE_QUEUE_DEPTH) {
+    let writer = match DiskWriter::new(region.clone(), setup.disk, setup.queue_depth.clamp(1, depth::WRITES as u32)) {
         Ok(w) => w,
         Err(e) => {
             return ReceiveOutcome {

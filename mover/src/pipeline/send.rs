@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 /// Bytes per read chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
-/// Reads in flight in the reader stage.
+/// Reads in flight in the reader stage by default (`push --queue-depth`); at most the chunk pool's size.
 pub const READ_QUEUE_DEPTH: u32 = 8;
 /// Datagrams per send batch.
 pub const TX_BATCH: usize = 32;
@@ -42,6 +42,8 @@ pub struct SendSetup {
     pub disk: BackendChoice,
     /// Read with O_DIRECT where the file system allows it.
     pub direct: bool,
+    /// Reads in flight (1 ..= the chunk pool's size).
+    pub queue_depth: u32,
 }
 
 /// How a pipelined send ended.
@@ -70,7 +72,7 @@ pub fn run_send(
     let topo = &setup.topology;
     let reader = match DiskReader::new(&ReaderConfig {
         backend: setup.disk,
-        queue_depth: READ_QUEUE_DEPTH,
+        queue_depth: setup.queue_depth.clamp(1, depth::CHUNKS as u32),
         block_bytes: CHUNK_BYTES,
         buffers: depth::CHUNKS as u32,
         max_open_files: 64,
@@ -281,6 +283,63 @@ fn run_nak(mut st: NakStage, mut meter: StageMeter) -> StageReport {
     meter.finish()
 }
 
+/// Pairs NAKed blocks with the arrival of the feedback that NAKed them, for `nak_to_retransmit`.
+///
+/// Feedback NAKs gaps in sequence order and the core resends pending blocks in sequence order, so the k-th
+/// block to become pending is (nearly always) the k-th to be resent: a FIFO of cumulative counts finds the
+/// feedback each retransmission answers. Each feedback is reported once, with its first retransmission.
+#[derive(Default)]
+struct NakClock {
+    /// (cumulative NAKed count after this feedback, its arrival), oldest first; bounded.
+    fifo: std::collections::VecDeque<(u64, Time)>,
+    naked: u64,
+    resent: u64,
+    /// The feedback at the front already had its first retransmission reported.
+    front_reported: bool,
+}
+
+impl NakClock {
+    const CAP: usize = 4096;
+
+    fn on_feedback(&mut self, newly_pending: u64, at: Time) {
+        if newly_pending == 0 {
+            return;
+        }
+        self.naked += newly_pending;
+        if self.fifo.len() == Self::CAP {
+            // Allocated once up to CAP; beyond it the oldest entries go unreported.
+            self.fifo.pop_front();
+            self.front_reported = false;
+        }
+        self.fifo.push_back((self.naked, at));
+    }
+
+    /// A pending block was resent: the arrival of its feedback, the first time that feedback is answered.
+    fn on_retransmit(&mut self) -> Option<Time> {
+        self.resent += 1;
+        while let Some(&(upto, _)) = self.fifo.front() {
+            if self.resent <= upto {
+                break;
+            }
+            self.fifo.pop_front();
+            self.front_reported = false;
+        }
+        let &(_, at) = self.fifo.front()?;
+        if self.front_reported {
+            return None;
+        }
+        self.front_reported = true;
+        Some(at)
+    }
+
+    /// Nothing is pending: whatever was NAKed has been resent or acknowledged.
+    fn clear(&mut self) {
+        self.fifo.clear();
+        self.resent = self.naked;
+        self.front_reported = false;
+    }
+}
+
 struct Packetizer<'a> {
     sender: &'a mut Sender,
     ch: &'a mut ControlChannel,
@@ -306,18 +365,16 @@ fn run_packetizer(
 ) -> (Result<ReceiverSummary, String>, Option<StageReport>) {
     p.shared.packetizer_bell.register();
     p.ch.wake_on_event(Some(std::thread::current()));
-    // Arrival of the feedback after which retransmissions became pending (for `nak_to_retransmit`).
-    let mut nak_since: Option<Time> = None;
+    let mut naks = NakClock::default();
     let mut filling: Option<u32> = None;
     let result = loop {
         let now = p.clock.now();
         while let Some(i) = p.fb_in.pop() {
             // Safety: popped from the feedback ring; returned through `fb_free` below.
             let fb = unsafe { p.fb_slots.get_mut(i) };
+            let before = p.sender.pending_retransmits();
             let _ = p.sender.handle_datagram(now, &fb.bytes[..fb.len]);
-            if nak_since.is_none() && p.sender.pending_retransmits() > 0 {
-                nak_since = Some(fb.at);
-            }
+            naks.on_feedback(p.sender.pending_retransmits().saturating_sub(before), fb.at);
             assert!(p.fb_free.push(i).is_ok(), "feedback_free ring smaller than the buffer count");
         }
         p.fb_in.release();
@@ -364,13 +421,15 @@ fn run_packetizer(
             let slot = unsafe { p.tx_slots.get_mut(idx) };
             let mut more = true;
             while let Some(buf) = slot.batch.slot() {
-                let retx_before = p.sender.stats().packets_retransmitted;
+                let pending_before = p.sender.pending_retransmits();
                 match p.sender.poll_transmit(now, &mut p.source, buf) {
                     Ok(Some(len)) => {
                         slot.batch.commit(len);
                         meter.add(1, len as u64);
-                        if p.sender.stats().packets_retransmitted > retx_before && slot.nak_at.is_none() {
-                            slot.nak_at = nak_since;
+                        if p.sender.pending_retransmits() < pending_before {
+                            if let Some(at) = naks.on_retransmit() {
+                                slot.nak_at = Some(slot.nak_at.map_or(at, |t: Time| t.min(at)));
+                            }
                         }
                     }
                     Ok(None) => {
@@ -384,7 +443,7 @@ fn run_packetizer(
                 }
             }
             if p.sender.pending_retransmits() == 0 {
-                nak_since = None;
+                naks.clear();
             }
             if slot.batch.is_empty() {
                 break;
@@ -430,4 +489,27 @@ fn run_packetizer(
     p.source.release_all();
     p.shared.stop.store(true, Ordering::Relaxed);
     (result, Some(meter.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nak_clock_answers_each_feedback_once_in_order() {
+        let mut c = NakClock::default();
+        c.on_feedback(0, Time(1)); // nothing new: ignored
+        c.on_feedback(3, Time(10));
+        c.on_feedback(2, Time(20));
+        assert_eq!(c.on_retransmit(), Some(Time(10)));
+        assert_eq!(c.on_retransmit(), None);
+        assert_eq!(c.on_retransmit(), None);
+        assert_eq!(c.on_retransmit(), Some(Time(20)));
+        assert_eq!(c.on_retransmit(), None);
+        // More resends than NAKs (the core resent something else): nothing to answer.
+        assert_eq!(c.on_retransmit(), None);
+        c.clear();
+        c.on_feedback(1, Time(30));
+        assert_eq!(c.on_retransmit(), Some(Time(30)));
+    }
 }
