@@ -283,60 +283,31 @@ fn run_nak(mut st: NakStage, mut meter: StageMeter) -> StageReport {
     meter.finish()
 }
 
-/// Pairs NAKed blocks with the arrival of the feedback that NAKed them, for `nak_to_retransmit`.
-///
-/// Feedback NAKs gaps in sequence order and the core resends pending blocks in sequence order, so the k-th
-/// block to become pending is (nearly always) the k-th to be resent: a FIFO of cumulative counts finds the
-/// feedback each retransmission answers. Each feedback is reported once, with its first retransmission.
+/// Measures `nak_to_retransmit`: from the arrival (at the NAK stage) of a feedback datagram that made blocks
+/// pending to the send of the first retransmission after it, i.e. how long the pipeline's queues (feedback
+/// ring, packetizer, `tx` ring, pacer) hold a repair back. The core resends pending blocks ahead of new data,
+/// so that first retransmission answers this feedback or an earlier one. Feedback arriving while one is
+/// already waiting is not sampled (the waiting one is older, so the delay reported is the longer).
 #[derive(Default)]
 struct NakClock {
-    /// (cumulative NAKed count after this feedback, its arrival), oldest first; bounded.
-    fifo: std::collections::VecDeque<(u64, Time)>,
-    naked: u64,
-    resent: u64,
-    /// The feedback at the front already had its first retransmission reported.
-    front_reported: bool,
+    waiting: Option<Time>,
 }
 
 impl NakClock {
-    const CAP: usize = 4096;
-
     fn on_feedback(&mut self, newly_pending: u64, at: Time) {
-        if newly_pending == 0 {
-            return;
+        if newly_pending > 0 && self.waiting.is_none() {
+            self.waiting = Some(at);
         }
-        self.naked += newly_pending;
-        if self.fifo.len() == Self::CAP {
-            // Allocated once up to CAP; beyond it the oldest entries go unreported.
-            self.fifo.pop_front();
-            self.front_reported = false;
-        }
-        self.fifo.push_back((self.naked, at));
     }
 
-    /// A pending block was resent: the arrival of its feedback, the first time that feedback is answered.
+    /// A pending block was resent: the arrival of the feedback it answers, if one was waiting.
     fn on_retransmit(&mut self) -> Option<Time> {
-        self.resent += 1;
-        while let Some(&(upto, _)) = self.fifo.front() {
-            if self.resent <= upto {
-                break;
-            }
-            self.fifo.pop_front();
-            self.front_reported = false;
-        }
-        let &(_, at) = self.fifo.front()?;
-        if self.front_reported {
-            return None;
-        }
-        self.front_reported = true;
-        Some(at)
+        self.waiting.take()
     }
 
-    /// Nothing is pending: whatever was NAKed has been resent or acknowledged.
+    /// Nothing is pending any more (acknowledged meanwhile): nothing waits.
     fn clear(&mut self) {
-        self.fifo.clear();
-        self.resent = self.naked;
-        self.front_reported = false;
+        self.waiting = None;
     }
 }
 
@@ -500,16 +471,13 @@ mod tests {
         let mut c = NakClock::default();
         c.on_feedback(0, Time(1)); // nothing new: ignored
         c.on_feedback(3, Time(10));
-        c.on_feedback(2, Time(20));
+        c.on_feedback(2, Time(20)); // the one at 10 still waits: the older one is measured
         assert_eq!(c.on_retransmit(), Some(Time(10)));
         assert_eq!(c.on_retransmit(), None);
-        assert_eq!(c.on_retransmit(), None);
-        assert_eq!(c.on_retransmit(), Some(Time(20)));
-        assert_eq!(c.on_retransmit(), None);
-        // More resends than NAKs (the core resent something else): nothing to answer.
-        assert_eq!(c.on_retransmit(), None);
-        c.clear();
         c.on_feedback(1, Time(30));
-        assert_eq!(c.on_retransmit(), Some(Time(30)));
+        c.clear(); // acknowledged before it was resent
+        assert_eq!(c.on_retransmit(), None);
+        c.on_feedback(1, Time(40));
+        assert_eq!(c.on_retransmit(), Some(Time(40)));
     }
 }
