@@ -229,6 +229,27 @@ pub fn path_sanitizer(data: &[u8]) {
     }
 }
 
+/// The `--cores` parser and the topology built from it: [`CorePlan::parse`] on the input (lossily UTF-8),
+/// then [`Topology::new`] for both sides over a few allowed cores, never panics; an accepted topology pins
+/// stages only to allowed cores, and renders with every stage named.
+pub fn core_plan(data: &[u8]) {
+    use crate::pipeline::topology::{CorePlan, Side, Topology};
+    let s = String::from_utf8_lossy(data);
+    let Ok(plan) = CorePlan::parse(&s) else { return };
+    for available in [&[0usize, 1][..], &[2, 3, 4, 5], &[0], &[]] {
+        for side in [Side::Sender, Side::Receiver] {
+            let Ok(t) = Topology::new(side, &plan, available) else { continue };
+            for stage in &t.stages {
+                if let (Some(c), false) = (stage.core, available.is_empty()) {
+                    assert!(available.contains(&c), "stage {} pinned to core {c}, not in {available:?}", stage.name);
+                }
+            }
+            let text = t.render();
+            assert!(t.stages.iter().all(|st| text.contains(st.name)));
+        }
+    }
+}
+
 /// A fuzzed session: the config (window chosen by the input, so its edge is reachable) and file sizes.
 fn session(input: &mut Input) -> (Config, Vec<u64>) {
     let mut cfg = Config::new(SESSION_ID, MAX_DATAGRAM, 1_000_000_000);
@@ -476,13 +497,14 @@ pub struct Seed {
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: the function each runs.
-pub const TARGETS: [(&str, Check); 6] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("data_packet", data_packet),
     ("feedback_packet", feedback_packet),
     ("control_msg", control_msg),
     ("path_sanitizer", path_sanitizer),
     ("receiver_datagram", receiver_datagram),
     ("sender_datagram", sender_datagram),
+    ("core_plan", core_plan),
 ];
 
 fn sealed_data(h: &DataHeader, fill: u8) -> Vec<u8> {
@@ -518,6 +540,20 @@ pub fn seed_corpus() -> Vec<Seed> {
     use crate::wire::control::{Hello, ReceiverSummary};
     let mut seeds = Vec::new();
     let mut add = |target: &'static str, name: &'static str, bytes: Vec<u8>| seeds.push(Seed { target, name, bytes });
+
+    for (name, text) in [
+        ("auto", "auto"),
+        ("none", "none"),
+        ("list", "0,1"),
+        ("ranges", "0-3,5"),
+        ("named", "pacer=1,packetizer=0,recv=1"),
+        ("unknown_stage", "bogus=1"),
+        ("bad_range", "3-1"),
+        ("huge", "0-99999999999999999999"),
+        ("empty_name", "=2"),
+    ] {
+        add("core_plan", name, text.as_bytes().to_vec());
+    }
 
     let data = DataHeader {
         session_id: SESSION_ID,
