@@ -82,18 +82,7 @@ impl UringReader {
 
     /// Submits the queued operations and waits for `want` completions, retrying on EINTR.
     fn enter(&mut self, want: usize) -> io::Result<()> {
-        loop {
-            match self.ring.submit_and_wait(want) {
-                Ok(n) => {
-                    self.queued = self.queued.saturating_sub(n as u32);
-                    return Ok(());
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                // Completion queue busy: reaping makes room; the caller reaps next.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && want == 0 => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
+        enter(&mut self.ring, want, &mut self.queued)
     }
 
     /// Moves every available completion into its slot; continues short reads.
@@ -124,6 +113,22 @@ impl Drop for UringReader {
                 let _ = cqe;
                 self.in_kernel -= 1;
             }
+        }
+    }
+}
+
+/// Submits `ring`'s queued operations (`queued` counts them down) and waits for `want` completions, retrying
+/// on EINTR; a busy completion queue with nothing to wait for is not an error (reaping makes room).
+pub(crate) fn enter(ring: &mut IoUring, want: usize, queued: &mut u32) -> io::Result<()> {
+    loop {
+        match ring.submit_and_wait(want) {
+            Ok(n) => {
+                *queued = queued.saturating_sub(n as u32);
+                return Ok(());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && want == 0 => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
 }

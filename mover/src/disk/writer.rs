@@ -11,7 +11,7 @@
 //! 3. [`DiskWriter::poll_complete`] / [`DiskWriter::wait_complete`] return [`WriteDone`]s in completion order.
 //!    A short write is continued inside the engine, so a completion is the whole length or an error.
 
-use super::uring::setup_for;
+use super::uring::{enter, setup_for};
 use super::{warn_fallback_named, BackendChoice, DiskBackend, Full, Region};
 use io_uring::{opcode, types, IoUring};
 use std::collections::VecDeque;
@@ -235,18 +235,7 @@ impl DiskWriter {
     }
 
     fn enter(&mut self, want: usize) -> io::Result<()> {
-        let ring = self.ring.as_mut().expect("enter without a ring");
-        loop {
-            match ring.submit_and_wait(want) {
-                Ok(n) => {
-                    self.queued = self.queued.saturating_sub(n as u32);
-                    return Ok(());
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && want == 0 => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
+        enter(self.ring.as_mut().expect("enter without a ring"), want, &mut self.queued)
     }
 
     fn reap(&mut self) {
