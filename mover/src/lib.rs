@@ -6,7 +6,7 @@
 //!   datagrams, control messages and the next deadline out);
 //! - [`sim`]: a deterministic network simulator that drives the state machines in virtual time;
 //! - [`files`]: the file system side (scanning sources, confined destination paths, verified commits);
-//! - [`net`]: sockets (batched UDP, the TCP control channel);
+//! - [`net`]: sockets (batched UDP, the TCP control channel) and an rtnetlink client (routes, neighbours, XDP);
 //! - [`disk`]: the reader engine (io_uring or pread into pooled, aligned buffers);
 //! - [`cmd`]: the `mover` subcommands that wire the pieces together.
 #![deny(unsafe_op_in_unsafe_fn)]
