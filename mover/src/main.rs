@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::{bench_disk, bench_net, demo, push, serve};
+use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::rate::{parse_rate_bps, parse_size_bytes};
 use std::net::SocketAddr;
@@ -62,6 +63,9 @@ struct ServeArgs {
     /// Print the receiver's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
+    /// Data path: auto (AF_XDP where the driver runs XDP natively, else UDP), xdp (AF_XDP or fail), udp.
+    #[arg(long, default_value = "auto")]
+    net: NetChoice,
     /// Writes in flight in the writer stage (1-32).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
@@ -97,6 +101,9 @@ struct PushArgs {
     /// Reads in flight in the reader stage (1-32).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
+    /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
+    #[arg(long, default_value = "auto")]
+    net: NetChoice,
     /// Print the sender's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
@@ -166,6 +173,7 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         cores: a.cores,
         stats: a.stats,
         queue_depth: a.queue_depth,
+        net: a.net,
     })
 }
 
@@ -189,6 +197,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         cores: a.cores,
         direct: !a.buffered,
         queue_depth: a.queue_depth,
+        net: a.net,
     };
     let report = push::push(&opts);
     if a.stats {

@@ -1,5 +1,6 @@
-//! Real packets between two network namespaces (root only; CI runs as root): a push over a clean veth, and a
-//! push through 2% random UDP loss on the receiver's input, which must be repaired by retransmission.
+//! Real packets between two network namespaces (root only; CI runs as root) on the UDP-socket path: a push
+//! over a clean veth, and a push through 2% random UDP loss on the receiver's input, which must be repaired
+//! by retransmission.
 
 mod common;
 
@@ -19,7 +20,10 @@ fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
     let listen = format!("{}:{PORT}", net.ip_b);
     let log_file = std::fs::File::create(log).expect("server log");
     let child = net
-        .command(&net.b, &[MOVER, "serve", "--listen", &listen, "--root", root.to_str().unwrap(), "--once"])
+        .command(
+            &net.b,
+            &[MOVER, "serve", "--net", "udp", "--listen", &listen, "--root", root.to_str().unwrap(), "--once"],
+        )
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
@@ -42,7 +46,8 @@ fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
 /// Runs `mover push --json` from the sender namespace; returns its stdout after asserting it exited 0.
 fn push(net: &NetnsPair, sources: &[&Path], rate: &str, server_log: &Path) -> String {
     let url = format!("mover://{}:{PORT}/in", net.ip_b);
-    let mut argv = vec![MOVER, "push", "--json", "--rate", rate];
+    // The UDP-socket path (netns_xdp.rs covers AF_XDP): nftables sees its packets.
+    let mut argv = vec![MOVER, "push", "--net", "udp", "--json", "--rate", rate];
     argv.extend(sources.iter().map(|p| p.to_str().unwrap()));
     argv.push(&url);
     let child = net.command(&net.a, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn push");

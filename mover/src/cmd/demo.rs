@@ -51,6 +51,8 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
     let mut push_opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/demo"), opts.rate_bps);
     push_opts.mtu = opts.mtu;
+    // Loopback: nothing for AF_XDP to bypass, and no reason to say so on every demo.
+    push_opts.net = crate::net::xdp_path::NetChoice::Udp;
     push_opts.connect_timeout = Duration::from_secs(5);
     let report = push(&push_opts);
     if let Some(e) = &report.error {

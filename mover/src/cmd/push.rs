@@ -4,9 +4,12 @@ use super::json::JsonObject;
 use super::url::MoverUrl;
 use crate::disk::BackendChoice;
 use crate::files::{scan_sources, EntryKind};
+use crate::net::xdp_path::{NetChoice, SenderXdp, XdpInfo};
+use crate::net::xsk;
 use crate::net::{ControlChannel, ControlEvent, DataSocket};
-use crate::pipeline::send::{run_send, SendSetup};
+use crate::pipeline::send::{run_send, SendSetup, XdpTx, TX_BATCH, XDP_TX_FRAMES};
 use crate::pipeline::stats::{render_table, StageReport};
+use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::config::DEFAULT_WINDOW_BYTES;
 use crate::proto::{Config, Sender};
@@ -46,6 +49,8 @@ pub struct PushOptions {
     pub direct: bool,
     /// Reads in flight in the reader stage.
     pub queue_depth: u32,
+    /// The data path (`--net`).
+    pub net: NetChoice,
 }
 
 impl PushOptions {
@@ -62,6 +67,7 @@ impl PushOptions {
             cores: CorePlan::Auto,
             direct: true,
             queue_depth: crate::pipeline::send::READ_QUEUE_DEPTH,
+            net: NetChoice::Auto,
         }
     }
 }
@@ -83,8 +89,10 @@ pub struct PushReport {
     pub packets_retransmitted: u64,
     /// True only when every file arrived and its whole-file hash matched.
     pub verified: bool,
-    /// The data path used.
+    /// The data path used: "udp" or "xdp".
     pub net: &'static str,
+    /// The XDP path's details when `net` is "xdp".
+    pub xdp: Option<XdpInfo>,
     /// The sending rate asked for.
     pub rate_bps: u64,
     /// Smoothed RTT at the end, milliseconds.
@@ -126,17 +134,24 @@ impl PushReport {
             .u64("datagram_bytes", self.datagram_bytes)
             .bool("gso", self.gso)
             .u64("skipped", self.skipped)
-            .str("disk", self.disk)
-            .obj(
-                "receiver",
-                JsonObject::new()
-                    .u64("files", r.files)
-                    .u64("bytes", r.bytes)
-                    .u64("packets_received", r.packets_received)
-                    .u64("duplicates", r.duplicates)
-                    .u64("dropped_invalid", r.dropped_invalid)
-                    .u64("repaired_files", r.repaired_files),
-            );
+            .str("disk", self.disk);
+        if let Some(x) = &self.xdp {
+            j = j
+                .str("xdp_mode", x.mode)
+                .str("xdp_attach", x.attach)
+                .str("xdp_interface", &x.interface)
+                .u64("xdp_queues", x.queues as u64);
+        }
+        j = j.obj(
+            "receiver",
+            JsonObject::new()
+                .u64("files", r.files)
+                .u64("bytes", r.bytes)
+                .u64("packets_received", r.packets_received)
+                .u64("duplicates", r.duplicates)
+                .u64("dropped_invalid", r.dropped_invalid)
+                .u64("repaired_files", r.repaired_files),
+        );
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
         if let Some(e) = &self.error {
             j = j.str("error", e);
@@ -182,6 +197,9 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     let datagram =
         opts.mtu.checked_sub(ip_overhead).filter(|&d| d >= 256).ok_or(format!("MTU {} is too small", opts.mtu))?;
     let datagram = datagram.min(65_507);
+    let xdp = SenderXdp::open(server.ip(), opts.net, XDP_TX_FRAMES)?;
+    // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
+    let datagram = if xdp.is_some() { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
     let mut cfg = Config::new(0, datagram, opts.rate_bps);
     cfg.window_blocks = opts.window_bytes.unwrap_or(DEFAULT_WINDOW_BYTES) / cfg.block_payload as u64;
     cfg.initial_rtt = handshake_rtt.max(Duration::from_micros(100));
@@ -219,7 +237,23 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     let mut sock = DataSocket::bind(SocketAddr::new(any, 0)).map_err(|e| format!("UDP socket: {e}"))?;
     sock.connect(SocketAddr::new(server.ip(), udp_port)).map_err(|e| format!("UDP socket: {e}"))?;
     sock.set_buffer_bytes(super::serve::SOCKET_BUFFER_BYTES);
-    report.gso = sock.enable_gso(cfg.max_datagram() as u16);
+    let peer = SocketAddr::new(server.ip(), udp_port);
+    let mut _watcher = None;
+    let xdp_tx = match xdp {
+        Some(x) => {
+            report.net = "xdp";
+            report.xdp = Some(x.info().clone());
+            let local = sock.local_addr().map_err(|e| format!("UDP socket: {e}"))?;
+            let (sink, area, watcher) = x.start(local, peer, TX_BATCH, depth::TX_BATCHES)?;
+            _watcher = Some(watcher);
+            Some(XdpTx { sink, area })
+        }
+        None => {
+            report.net = "udp";
+            report.gso = sock.enable_gso(cfg.max_datagram() as u16);
+            None
+        }
+    };
 
     let clock = MonotonicClock::new();
     let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
@@ -229,6 +263,7 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
         scanned.file_paths,
         sizes,
         sock,
+        xdp_tx,
         &mut ch,
         clock,
         cfg.max_datagram(),

@@ -2,6 +2,7 @@
 
 use crate::disk::BackendChoice;
 use crate::files::{sanitize_dest_dir, DestTree, Entry, EntryKind};
+use crate::net::xdp_path::{NetChoice, ReceiverXdp, XdpInfo};
 use crate::net::{ControlChannel, DataSocket};
 use crate::pipeline::recv::{run_receive, ReceiveSetup};
 use crate::pipeline::stats::{render_table, StageReport};
@@ -40,6 +41,8 @@ pub struct ServeOptions {
     pub stats: bool,
     /// Writes in flight in the writer stage.
     pub queue_depth: u32,
+    /// The data path (`--net`).
+    pub net: NetChoice,
 }
 
 impl ServeOptions {
@@ -53,6 +56,7 @@ impl ServeOptions {
             cores: CorePlan::Auto,
             stats: false,
             queue_depth: crate::pipeline::recv::WRITE_QUEUE_DEPTH,
+            net: NetChoice::Auto,
         }
     }
 }
@@ -70,6 +74,10 @@ pub struct SessionReport {
     pub disk: &'static str,
     /// What each pipeline stage did.
     pub stages: Vec<StageReport>,
+    /// The XDP path's details, or `None` for UDP sockets.
+    pub xdp: Option<XdpInfo>,
+    /// The XDP program's counters at the end: redirected, matched without a socket, passed.
+    pub xdp_counters: [u64; 3],
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
@@ -78,6 +86,12 @@ pub fn serve(opts: &ServeOptions) -> Result<(), String> {
     // Checked now, so a bad --cores fails at start-up rather than at the first session.
     Topology::new(Side::Receiver, &opts.cores, &available_cores())?;
     BackendChoice::from_env()?;
+    if opts.net == NetChoice::Xdp {
+        let missing = crate::net::caps::missing_for_xdp(true);
+        if !missing.is_empty() {
+            return Err(format!("--net xdp: needs {} (run as root)", missing.join(" and ")));
+        }
+    }
     let listener = TcpListener::bind(opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
@@ -130,13 +144,20 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Stri
 
 fn log_session(r: &SessionReport, stats: bool) {
     eprintln!(
-        "mover serve: {} files, {} from {} in {:.2} s ({}), verified; disk {}",
+        "mover serve: {} files, {} from {} in {:.2} s ({}), verified; disk {}; net {}",
         r.summary.files,
         format_bytes(r.summary.bytes),
         r.peer,
         r.seconds,
         format_rate_bps(r.summary.bytes as f64 * 8.0 / r.seconds.max(1e-9)),
-        r.disk
+        r.disk,
+        match &r.xdp {
+            Some(x) => format!(
+                "xdp ({}, {}, {}, {} queue(s); program: {} redirected, {} passed)",
+                x.interface, x.mode, x.attach, x.queues, r.xdp_counters[0], r.xdp_counters[2]
+            ),
+            None => "udp".into(),
+        }
     );
     if stats {
         eprint!("{}", render_table("receiver stages (serve):", &r.stages));
@@ -174,6 +195,10 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
     let sock = DataSocket::bind(SocketAddr::new(local_ip, 0)).map_err(|e| format!("UDP socket: {e}"))?;
     sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
     let udp_port = sock.local_addr().map_err(|e| e.to_string())?.port();
+    // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
+    // program detached) when the session ends.
+    let datagram = hello.block_payload as usize + DATA_OVERHEAD;
+    let mut xdp = ReceiverXdp::open(ch.peer_addr().ip(), udp_port, datagram, opts.net)?;
     ch.send(&ControlMsg::Accept { session_id, udp_port }).map_err(|e| format!("sending accept: {e}"))?;
 
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
@@ -181,7 +206,9 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
     let clock = MonotonicClock::new();
     let core = Receiver::new(cfg.clone(), sizes, clock.now());
     let setup = ReceiveSetup { topology, disk, queue_depth: opts.queue_depth };
-    let outcome = run_receive(core, tree, sock, ch, clock, cfg.max_datagram(), &setup);
+    let source = xdp.as_mut().and_then(|x| x.take_source());
+    let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
+    let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
     let summary = outcome.result?;
     // Let the sender read `Complete` and close first, so our close cannot reset the connection.
     let _ = ch.recv_timeout(Duration::from_secs(5));
@@ -191,6 +218,8 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
         seconds: started.elapsed().as_secs_f64(),
         disk: outcome.disk.name(),
         stages: outcome.stages,
+        xdp: xdp.as_ref().map(|x| x.info().clone()),
+        xdp_counters,
     })
 }
 

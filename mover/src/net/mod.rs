@@ -1,8 +1,14 @@
-//! Sockets: batched UDP for data, TCP for the control channel; rtnetlink for routes, neighbours and XDP.
+//! Sockets: batched UDP for data, AF_XDP for the kernel-bypass data path, TCP for the control channel, and
+//! rtnetlink for the routes, neighbours and XDP attachments the AF_XDP path needs.
 
+pub mod caps;
 pub mod control;
+pub mod frame;
 pub mod netlink;
 pub mod udp;
+pub mod xdp_io;
+pub mod xdp_path;
+pub mod xsk;
 
 pub use control::{ControlChannel, ControlEvent};
 pub use udp::{DataSocket, RxBatch, TxBatch};

@@ -17,6 +17,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Duration;
 
+use super::xsk::{UmemArea, FRAME_SIZE, MAX_DATAGRAM};
+use std::sync::Arc;
+
 /// Most segments the kernel accepts in one UDP GSO send (`UDP_MAX_SEGMENTS`), and most GRO coalesces.
 const MAX_SEGMENTS: usize = 64;
 
@@ -452,6 +455,64 @@ impl AsRawFd for DataSocket {
     }
 }
 
+/// Where a batch's slots live: its own heap buffer, or frames of an AF_XDP UMEM (the XDP path's batches, so
+/// that the packetizer writes datagrams straight into the frames the NIC sends from).
+struct SlotMem {
+    base: *mut u8,
+    len: usize,
+    /// Bytes from one slot's start to the next.
+    stride: usize,
+    /// Bytes kept free in front of each slot's datagram (for the headers of the XDP path).
+    headroom: usize,
+    /// Keeps the memory alive.
+    _owner: MemOwner,
+}
+
+enum MemOwner {
+    Heap(#[allow(dead_code)] Vec<u8>),
+    Umem(#[allow(dead_code)] Arc<UmemArea>),
+}
+
+impl SlotMem {
+    fn heap(slots: usize, slot_bytes: usize) -> SlotMem {
+        let mut v = vec![0u8; slots * slot_bytes];
+        // The heap buffer does not move when the Vec (moved into `_owner`) does.
+        let base = v.as_mut_ptr();
+        SlotMem { base, len: v.len(), stride: slot_bytes, headroom: 0, _owner: MemOwner::Heap(v) }
+    }
+
+    /// `slots` frames of `area` from `first` (an area offset), datagrams `headroom` bytes into each.
+    fn frames(area: Arc<UmemArea>, first: usize, slots: usize, headroom: usize) -> SlotMem {
+        assert!(first % FRAME_SIZE == 0 && first + slots * FRAME_SIZE <= area.len(), "frames outside the UMEM");
+        // Safety (of the pointer arithmetic): the frames lie inside the area, as just asserted.
+        let base = unsafe { area.base().add(first) };
+        SlotMem { base, len: slots * FRAME_SIZE, stride: FRAME_SIZE, headroom, _owner: MemOwner::Umem(area) }
+    }
+
+    /// Bytes `off..off + len` of the memory.
+    #[inline]
+    fn bytes(&self, off: usize, len: usize) -> &[u8] {
+        assert!(off + len <= self.len, "slot bytes {off}+{len} outside {}", self.len);
+        // Safety: in bounds (asserted); the memory lives as long as `_owner`, i.e. as `self`; shared access
+        // follows from `&self` (the batch owns its slots; see the ownership rule of `net::xsk`).
+        unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
+    }
+
+    /// Bytes `off..off + len` of the memory, writable.
+    #[inline]
+    fn bytes_mut(&mut self, off: usize, len: usize) -> &mut [u8] {
+        assert!(off + len <= self.len, "slot bytes {off}+{len} outside {}", self.len);
+        // Safety: as in `bytes`, with exclusive access from `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(off), len) }
+    }
+
+    /// Start of slot `i`'s datagram.
+    #[inline]
+    fn slot_start(&self, i: usize) -> usize {
+        i * self.stride + self.headroom
+    }
+}
+
 /// Datagrams queued for [`DataSocket::send_batch`].
 ///
 /// The batch owns one contiguous buffer of `capacity` slots of `max_datagram` bytes, used as a ring: the
@@ -460,7 +521,7 @@ impl AsRawFd for DataSocket {
 /// scratch arrays for `sendmmsg`. Nothing is allocated after [`new`](Self::new). A slot's bytes persist
 /// across uses, so a caller may rewrite only a header each time.
 pub struct TxBatch {
-    buf: Vec<u8>,
+    mem: SlotMem,
     max_datagram: usize,
     capacity: usize,
     /// Length of the datagram in each slot.
@@ -498,12 +559,25 @@ impl TxBatch {
     pub fn new(capacity: usize, max_datagram: usize) -> Self {
         assert!(capacity >= 1, "TxBatch capacity must be at least 1");
         assert!((1..=65_535).contains(&max_datagram), "TxBatch max_datagram must be 1..=65535");
+        Self::with_mem(SlotMem::heap(capacity, max_datagram), capacity, max_datagram)
+    }
+
+    /// A batch whose `capacity` slots are the UMEM frames of `area` from area offset `first_frame` on, each
+    /// datagram `headroom` bytes into its frame (room for the headers the XDP path writes in front).
+    pub fn in_frames(area: Arc<UmemArea>, first_frame: usize, capacity: usize, headroom: usize) -> Self {
+        assert!(headroom < FRAME_SIZE);
+        let max_datagram = (FRAME_SIZE - headroom).min(65_535);
+        Self::with_mem(SlotMem::frames(area, first_frame, capacity, headroom), capacity, max_datagram)
+    }
+
+    fn with_mem(mem: SlotMem, capacity: usize, max_datagram: usize) -> Self {
+        assert!(capacity >= 1, "TxBatch capacity must be at least 1");
         let messages = capacity.min(MAX_MESSAGES);
-        // Safety: mmsghdr and iovec are plain old data (pointers and integers); all-zero is valid.
+        // Safety: mmsghdr is plain old data (pointers and integers); all-zero is valid.
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
         let zero_iov = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
         TxBatch {
-            buf: vec![0; capacity * max_datagram],
+            mem,
             max_datagram,
             capacity,
             lens: vec![0; capacity],
@@ -523,7 +597,8 @@ impl TxBatch {
             return None;
         }
         let i = (self.head + self.len) % self.capacity;
-        Some(&mut self.buf[i * self.max_datagram..(i + 1) * self.max_datagram])
+        let start = self.mem.slot_start(i);
+        Some(self.mem.bytes_mut(start, self.max_datagram))
     }
 
     /// Queues the first `len` bytes of the slot returned by [`slot`](Self::slot) as a datagram.
@@ -572,7 +647,32 @@ impl TxBatch {
     pub fn get(&self, i: usize) -> &[u8] {
         assert!(i < self.len, "TxBatch::get({i}) with {} queued", self.len);
         let s = (self.head + i) % self.capacity;
-        &self.buf[s * self.max_datagram..s * self.max_datagram + self.lens[s]]
+        self.mem.bytes(self.mem.slot_start(s), self.lens[s])
+    }
+
+    /// For a batch made by [`in_frames`](Self::in_frames): queued datagram `i` with the `header_len` bytes in
+    /// front of it, writable, and the area offset where those bytes start (what a TX descriptor names).
+    pub fn framed_mut(&mut self, i: usize, header_len: usize) -> (&mut [u8], u64) {
+        assert!(i < self.len && header_len <= self.mem.headroom, "framed_mut({i}, {header_len})");
+        let MemOwner::Umem(area) = &self.mem._owner else { panic!("framed_mut on a heap batch") };
+        let s = (self.head + i) % self.capacity;
+        let start = self.mem.slot_start(s) - header_len;
+        // Safety (of the pointer difference): `mem.base` points into `area` (see `SlotMem::frames`).
+        let area_offset = unsafe { self.mem.base.offset_from(area.base()) } as usize + start;
+        let len = header_len + self.lens[s];
+        (self.mem.bytes_mut(start, len), area_offset as u64)
+    }
+
+    /// Area offset of the first frame of a batch made by [`in_frames`](Self::in_frames), `None` for a heap one.
+    pub fn first_frame(&self) -> Option<u64> {
+        let MemOwner::Umem(area) = &self.mem._owner else { return None };
+        // Safety (of the pointer difference): `mem.base` points into `area`.
+        Some(unsafe { self.mem.base.offset_from(area.base()) } as u64)
+    }
+
+    /// Removes the `n` oldest datagrams after a sink other than [`DataSocket`] sent them.
+    pub fn mark_sent(&mut self, n: usize) {
+        self.consume(n);
     }
 
     /// Removes the `n` oldest datagrams (they were sent).
@@ -590,13 +690,13 @@ impl TxBatch {
     /// into messages (GSO runs when `gso_segment` is set). Returns the message count and whether the first
     /// message is a GSO one.
     fn prepare(&mut self, gso_segment: Option<usize>, max_payload: usize, limit: usize) -> (usize, bool) {
-        let base = self.buf.as_mut_ptr();
+        let base = self.mem.base;
         let count = self.len.min(limit);
         for k in 0..count {
             let s = (self.head + k) % self.capacity;
-            // Safety: s < capacity, so the slot start s * max_datagram is within `buf` (capacity * max_datagram
-            // bytes long); only the pointer is computed here.
-            let p = unsafe { base.add(s * self.max_datagram) };
+            // Safety: s < capacity, so the slot's start is within the slot memory; only the pointer is
+            // computed here.
+            let p = unsafe { base.add(self.mem.slot_start(s)) };
             self.iov[k] = libc::iovec { iov_base: p as *mut libc::c_void, iov_len: self.lens[s] };
         }
         let mut k = 0;
@@ -678,7 +778,10 @@ struct RxEntry {
 /// Such a batch is `capacity` x 64 KiB of buffer (16 slots = 1 MiB) and may return up to `capacity` x 64
 /// datagrams (split in place, no copy). Without GRO, size slots for the largest expected datagram.
 pub struct RxBatch {
-    buf: Vec<u8>,
+    mem: SlotMem,
+    /// UMEM frames (area offsets) this batch holds, XDP path only: they go back to the fill ring when the
+    /// batch is reused.
+    frames: Vec<u64>,
     max_datagram: usize,
     capacity: usize,
     entries: Vec<RxEntry>,
@@ -720,7 +823,8 @@ impl RxBatch {
         let zero_addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let zero_entry = RxEntry { offset: 0, len: 0, from: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0) };
         RxBatch {
-            buf: vec![0; capacity * max_datagram],
+            mem: SlotMem::heap(capacity, max_datagram),
+            frames: Vec::new(),
             max_datagram,
             capacity,
             entries: vec![zero_entry; capacity * per_slot],
@@ -762,14 +866,14 @@ impl RxBatch {
     pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddr) {
         assert!(i < self.count, "RxBatch::get_mut({i}) with {} datagrams", self.count);
         let e = self.entries[i];
-        (&mut self.buf[e.offset..e.offset + e.len], e.from)
+        (self.mem.bytes_mut(e.offset, e.len), e.from)
     }
 
     /// Datagram `i` and its source, read-only.
     pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
         assert!(i < self.count, "RxBatch::get({i}) with {} datagrams", self.count);
         let e = self.entries[i];
-        (&self.buf[e.offset..e.offset + e.len], e.from)
+        (self.mem.bytes(e.offset, e.len), e.from)
     }
 
     /// Replaces the contents with `datagrams` from `from`, as if received (one per slot; longer ones are
@@ -782,18 +886,69 @@ impl RxBatch {
                 continue;
             }
             let offset = i * self.max_datagram;
-            self.buf[offset..offset + d.len()].copy_from_slice(d);
+            self.mem.bytes_mut(offset, d.len()).copy_from_slice(d);
             self.entries[self.count] = RxEntry { offset, len: d.len(), from };
             self.count += 1;
         }
     }
 
+    /// A batch for the XDP path: up to `capacity` datagrams that stay in the UMEM frames of `area` they
+    /// arrived in (no copy), filled by [`hold_frame`](Self::hold_frame).
+    pub fn for_frames(area: Arc<UmemArea>, capacity: usize) -> Self {
+        let frames = area.len() / FRAME_SIZE;
+        let mut b = RxBatch::new(1, 1);
+        b.mem = SlotMem::frames(area, 0, frames, 0);
+        b.max_datagram = MAX_DATAGRAM;
+        b.capacity = capacity;
+        b.entries = vec![b.entries[0]; capacity];
+        b.frames = Vec::with_capacity(capacity);
+        b
+    }
+
+    /// XDP path: forgets the datagrams and returns the frames held (to go back on a fill ring), leaving the
+    /// batch empty. Call [`frames_returned`](Self::frames_returned) once they are handed over.
+    pub fn held_frames(&self) -> &[u64] {
+        &self.frames
+    }
+
+    /// XDP path: the frames from [`held_frames`](Self::held_frames) were handed back; the batch is empty.
+    pub fn frames_returned(&mut self) {
+        self.frames.clear();
+        self.count = 0;
+    }
+
+    /// XDP path: takes ownership of the received frame at area offset `frame` and, if it held a datagram
+    /// for us, records it (`len` bytes at area offset `data`, from `from`). Returns false when the batch is
+    /// full (the frame is then not taken).
+    pub fn hold_frame(&mut self, frame: u64, datagram: Option<(u64, usize, SocketAddr)>) -> bool {
+        if self.frames.len() == self.capacity {
+            return false;
+        }
+        self.frames.push(frame);
+        if let Some((data, len, from)) = datagram {
+            debug_assert!(data as usize + len <= self.mem.len);
+            self.entries[self.count] = RxEntry { offset: data as usize, len, from };
+            self.count += 1;
+        }
+        true
+    }
+
+    /// XDP path: whether no more frames fit.
+    pub fn frames_full(&self) -> bool {
+        self.frames.len() == self.capacity
+    }
+
+    /// Counts a datagram dropped before it reached the batch (a malformed frame).
+    pub fn count_truncated(&mut self) {
+        self.truncated += 1;
+    }
+
     /// Fills the `recvmmsg` scratch: one message per slot. Returns the message count.
     fn prepare(&mut self, gro: bool) -> usize {
-        let base = self.buf.as_mut_ptr();
+        let base = self.mem.base;
         for i in 0..self.capacity {
             // Safety: i < capacity, so the slot start is within `buf`; only the pointer is computed.
-            let p = unsafe { base.add(i * self.max_datagram) };
+            let p = unsafe { base.add(self.mem.slot_start(i)) };
             self.iov[i] = libc::iovec { iov_base: p as *mut libc::c_void, iov_len: self.max_datagram };
             let hdr = &mut self.hdrs[i].msg_hdr;
             hdr.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;

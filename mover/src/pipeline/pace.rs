@@ -12,6 +12,7 @@ use super::bell::Bell;
 use super::ring::{Consumer, Producer};
 use super::slots::Slots;
 use super::stats::{StageMeter, StageReport};
+use crate::net::xdp_io::XdpSink;
 use crate::net::{DataSocket, TxBatch};
 use crate::proto::pacer::Pacer;
 use crate::time::{Clock, Time};
@@ -48,6 +49,42 @@ pub trait DatagramSink: Send {
     fn send_upto(&mut self, batch: &mut TxBatch, limit: usize) -> io::Result<usize>;
     /// Waits up to `timeout` for room to send.
     fn wait_writable(&mut self, timeout: Duration);
+    /// Whether the sink still owns memory of `batch` after sending all of it (AF_XDP frames not yet
+    /// completed), so that the batch may not be refilled yet.
+    fn holds(&mut self, _batch: &TxBatch) -> bool {
+        false
+    }
+}
+
+/// The data path's sink: the kernel's UDP socket or an AF_XDP socket.
+pub enum AnySink {
+    /// `sendmmsg` on a UDP socket.
+    Udp(DataSocket),
+    /// The TX ring of an AF_XDP socket.
+    Xdp(XdpSink),
+}
+
+impl DatagramSink for AnySink {
+    fn send_upto(&mut self, batch: &mut TxBatch, limit: usize) -> io::Result<usize> {
+        match self {
+            AnySink::Udp(s) => s.send_upto(batch, limit),
+            AnySink::Xdp(s) => s.send(batch, limit),
+        }
+    }
+
+    fn wait_writable(&mut self, timeout: Duration) {
+        match self {
+            AnySink::Udp(s) => DatagramSink::wait_writable(s, timeout),
+            AnySink::Xdp(s) => s.wait_writable(timeout),
+        }
+    }
+
+    fn holds(&mut self, batch: &TxBatch) -> bool {
+        match self {
+            AnySink::Udp(_) => false,
+            AnySink::Xdp(s) => s.holds(batch),
+        }
+    }
 }
 
 impl DatagramSink for DataSocket {
@@ -102,9 +139,15 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
     let burst = if st.own_core { OWN_CORE_BURST } else { SHARED_CORE_BURST };
     let mut pacer = Pacer::new(st.rate_bps, burst.as_nanos() as u64);
     let mut current: Option<u32> = None;
+    // Sent batches whose memory the sink still holds (AF_XDP frames not completed yet).
+    let mut retiring: Vec<u32> = Vec::with_capacity(st.slots.len() as usize);
     while !st.stop.load(Ordering::Relaxed) {
+        if !retiring.is_empty() {
+            retire(&mut st, &mut retiring);
+        }
         let Some(idx) = current.or_else(|| st.input.pop()) else {
-            meter.park_for_input(Duration::from_millis(5));
+            let idle = if retiring.is_empty() { Duration::from_millis(5) } else { Duration::from_micros(20) };
+            meter.park_for_input(idle);
             continue;
         };
         if current.is_none() {
@@ -170,13 +213,35 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
         }
         if slot.batch.is_empty() {
             slot.nak_at = None;
+            current = None;
+            if st.sink.holds(&slot.batch) {
+                retiring.push(idx);
+                continue;
+            }
             assert!(st.free.push(idx).is_ok(), "tx_free ring smaller than the batch count");
             st.free.publish();
             st.packetizer_bell.ring();
-            current = None;
         }
     }
     meter.finish()
+}
+
+/// Hands the batches in `retiring` that the sink no longer holds back to the packetizer.
+fn retire<K: DatagramSink, C: Clock>(st: &mut PacerStage<K, C>, retiring: &mut Vec<u32>) {
+    let before = retiring.len();
+    retiring.retain(|&idx| {
+        // Safety: retiring batches were taken off the `tx` ring by this stage and not yet handed back.
+        let slot = unsafe { st.slots.get_mut(idx) };
+        if st.sink.holds(&slot.batch) {
+            return true;
+        }
+        assert!(st.free.push(idx).is_ok(), "tx_free ring smaller than the batch count");
+        false
+    });
+    if retiring.len() < before {
+        st.free.publish();
+        st.packetizer_bell.ring();
+    }
 }
 
 #[cfg(test)]

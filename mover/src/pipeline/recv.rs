@@ -14,6 +14,8 @@ use super::topology::{depth, pin_current_thread, Topology};
 use super::write_stage::run_writer;
 use crate::disk::{BackendChoice, BufferPool, DiskBackend, DiskWriter};
 use crate::files::DestTree;
+use crate::net::xdp_io::XdpSource;
+use crate::net::xsk::UmemArea;
 use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch};
 use crate::proto::{Receiver, ReceiverSession};
 use crate::time::{Clock, MonotonicClock};
@@ -62,6 +64,7 @@ pub fn run_receive(
     core: Receiver,
     tree: DestTree,
     mut sock: DataSocket,
+    xdp: Option<XdpSource>,
     ch: &mut ControlChannel,
     clock: MonotonicClock,
     max_datagram: usize,
@@ -82,13 +85,20 @@ pub fn run_receive(
         }
     };
     let disk = writer.backend();
-    let gro = sock.enable_gro();
-    let (fb_sock, rx_sock) = match sock.try_clone() {
-        Ok(s) => (sock, s),
-        Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk, waits_for_batch: 0 },
+    // On the XDP path the kernel socket only sends feedback (and keeps the port).
+    let xdp_area: Option<Arc<UmemArea>> = xdp.as_ref().map(|x| x.sockets()[0].area().clone());
+    let gro = xdp.is_none() && sock.enable_gro();
+    let (fb_sock, rx_sock) = match xdp {
+        Some(x) => (sock, AnySource::Xdp(x)),
+        None => match sock.try_clone() {
+            Ok(s) => (sock, AnySource::Udp(s)),
+            Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk, waits_for_batch: 0 },
+        },
     };
     let (rx_slots, rx_spare) = Slots::new(depth::RX_BATCHES as u32, |_| {
-        if gro {
+        if let Some(area) = &xdp_area {
+            RxBatch::for_frames(area.clone(), RX_SLOTS)
+        } else if gro {
             RxBatch::new(RX_SLOTS_GRO, RxBatch::GRO_DATAGRAM)
         } else {
             RxBatch::new(RX_SLOTS, max_datagram)
@@ -163,8 +173,34 @@ pub fn run_receive(
     })
 }
 
+/// The data path's receive end: the kernel's UDP socket or AF_XDP sockets.
+pub enum AnySource {
+    /// `recvmmsg` on a UDP socket.
+    Udp(DataSocket),
+    /// The RX rings of AF_XDP sockets (one per queue).
+    Xdp(XdpSource),
+}
+
+impl AnySource {
+    fn recv(&mut self, batch: &mut RxBatch) -> usize {
+        match self {
+            AnySource::Udp(s) => s.recv_batch(batch).unwrap_or_default(),
+            AnySource::Xdp(s) => s.recv(batch),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        match self {
+            AnySource::Udp(s) => {
+                let _ = s.wait_readable(timeout);
+            }
+            AnySource::Xdp(s) => s.wait(timeout),
+        }
+    }
+}
+
 struct RecvStage {
-    sock: DataSocket,
+    sock: AnySource,
     slots: Arc<Slots<RxBatch>>,
     spare: Vec<u32>,
     out: Producer<u32>,
@@ -194,11 +230,11 @@ fn run_recv(mut st: RecvStage, mut meter: StageMeter) -> (StageReport, u64) {
         // Safety: `i` came from the spare list, which only holds indices returned by the reassembly stage
         // (or never handed out): this stage holds it until it pushes it.
         let batch = unsafe { st.slots.get_mut(i) };
-        let n = st.sock.recv_batch(batch).unwrap_or_default();
+        let n = st.sock.recv(batch);
         if n == 0 {
             st.spare.push(i);
             let t = Instant::now();
-            let _ = st.sock.wait_readable(Duration::from_millis(5));
+            st.sock.wait(Duration::from_millis(5));
             meter.stalled_on_input(t.elapsed());
             continue;
         }

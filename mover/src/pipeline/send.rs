@@ -7,7 +7,7 @@
 
 use super::bell::Bell;
 use super::chunks::ChunkSource;
-use super::pace::{run_pacer, PacerStage, TxSlot};
+use super::pace::{run_pacer, AnySink, PacerStage, TxSlot};
 use super::reader::{run_reader, Chunk, ReaderShared};
 use super::ring::{ring, Consumer, Producer};
 use super::slots::Slots;
@@ -15,6 +15,8 @@ use super::stats::{StageMeter, StageReport};
 use super::topology::{depth, pin_current_thread, Topology};
 use crate::disk::{BackendChoice, DiskBackend, DiskReader, ReaderConfig};
 use crate::files::SourceFiles;
+use crate::net::xdp_io::XdpSink;
+use crate::net::xsk::{UmemArea, FRAME_SIZE};
 use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch, TxBatch};
 use crate::proto::{Sender, SenderState};
 use crate::time::{Clock, MonotonicClock, Time};
@@ -30,6 +32,19 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 pub const READ_QUEUE_DEPTH: u32 = 8;
 /// Datagrams per send batch.
 pub const TX_BATCH: usize = 32;
+/// Bytes in front of each datagram in an AF_XDP send frame, for the Ethernet, IP and UDP headers.
+pub const TX_HEADROOM: usize = 128;
+/// AF_XDP frames the sender's TX area needs: one per slot of every send batch.
+pub const XDP_TX_FRAMES: usize = depth::TX_BATCHES * TX_BATCH;
+
+/// The XDP path of the sender: the sink over the AF_XDP socket and the area of its TX frames, which the send
+/// batches are laid over (batch `i` = frames `i * TX_BATCH ..`).
+pub struct XdpTx {
+    /// The pacer's sink.
+    pub sink: XdpSink,
+    /// The frames.
+    pub area: Arc<UmemArea>,
+}
 /// Datagrams per feedback receive.
 const FEEDBACK_RX: usize = 16;
 
@@ -63,6 +78,7 @@ pub fn run_send(
     paths: Vec<PathBuf>,
     sizes: Vec<u64>,
     sock: DataSocket,
+    xdp: Option<XdpTx>,
     ch: &mut ControlChannel,
     clock: MonotonicClock,
     max_datagram: usize,
@@ -83,9 +99,12 @@ pub fn run_send(
         }
     };
     let disk = reader.backend();
-    let tx_sock = match sock.try_clone() {
-        Ok(s) => s,
-        Err(e) => return SendOutcome { result: Err(e.to_string()), stages: vec![], disk },
+    let (sink, tx_area) = match xdp {
+        Some(x) => (AnySink::Xdp(x.sink), Some(x.area)),
+        None => match sock.try_clone() {
+            Ok(s) => (AnySink::Udp(s), None),
+            Err(e) => return SendOutcome { result: Err(e.to_string()), stages: vec![], disk },
+        },
     };
     let rx_sock = sock;
 
@@ -97,8 +116,14 @@ pub fn run_send(
     let (tx_free_tx, tx_free_rx) = ring::<u32>(depth::TX_BATCHES);
     let (fb_tx, fb_rx) = ring::<u32>(depth::FEEDBACK);
     let (fb_free_tx, fb_free_rx) = ring::<u32>(depth::FEEDBACK);
-    let (tx_slots, tx_spare) =
-        Slots::new(depth::TX_BATCHES as u32, |_| TxSlot { batch: TxBatch::new(TX_BATCH, max_datagram), nak_at: None });
+    let (tx_slots, tx_spare) = Slots::new(depth::TX_BATCHES as u32, |i| {
+        let batch = match &tx_area {
+            // Batch i is frames i * TX_BATCH .. (i + 1) * TX_BATCH of the TX area (see `XdpTx`).
+            Some(area) => TxBatch::in_frames(area.clone(), i as usize * TX_BATCH * FRAME_SIZE, TX_BATCH, TX_HEADROOM),
+            None => TxBatch::new(TX_BATCH, max_datagram),
+        };
+        TxSlot { batch, nak_at: None }
+    });
     let (fb_slots, fb_spare) =
         Slots::new(depth::FEEDBACK as u32, |_| FeedbackBuf { bytes: vec![0; max_datagram], len: 0, at: Time(0) });
     let pacer_bell = Bell::new();
@@ -129,7 +154,7 @@ pub fn run_send(
             })
             .expect("spawn reader stage");
         let pacer_stage = PacerStage {
-            sink: tx_sock,
+            sink,
             slots: tx_slots.clone(),
             input: tx_rx,
             free: tx_free_tx,
