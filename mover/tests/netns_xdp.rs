@@ -222,7 +222,7 @@ fn xdp_to_xdp_repairs_two_percent_loss_through_a_router() {
     let path = Routed::new();
     let (net, r) = (&path.net, &path.r);
     net.exec(r, &["nft", "add", "table", "inet", "moverloss"]).unwrap();
-    net.exec(r, &["nft", "add", "chain", "inet", "moverloss", "fwd", "{ type filter hook forward priority 0; }"])
+    net.exec(r, &["nft", "add", "chain", "inet", "moverloss", "lossy", "{ type filter hook forward priority 0; }"])
         .unwrap();
     net.exec(
         r,
@@ -232,7 +232,7 @@ fn xdp_to_xdp_repairs_two_percent_loss_through_a_router() {
             "rule",
             "inet",
             "moverloss",
-            "fwd",
+            "lossy",
             "meta",
             "l4proto",
             "udp",
@@ -262,7 +262,7 @@ fn xdp_to_xdp_repairs_two_percent_loss_through_a_router() {
     assert_eq!(json_raw(&out, "net"), Some("\"xdp\""), "{out}");
     assert!(log.contains("net xdp ("), "{log}");
     assert!(json_u64(&out, "packets_retransmitted").unwrap() > 0, "no retransmissions: {out}");
-    let listing = net.exec(r, &["nft", "list", "chain", "inet", "moverloss", "fwd"]).unwrap();
+    let listing = net.exec(r, &["nft", "list", "chain", "inet", "moverloss", "lossy"]).unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     assert!(!listing.contains("counter packets 0 "), "nothing dropped: {listing}");
     assert_eq!(hash_file(&root.join("in/r.bin")), hash_file(&src));
