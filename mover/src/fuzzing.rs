@@ -250,6 +250,37 @@ pub fn core_plan(data: &[u8]) {
     }
 }
 
+/// A received Ethernet frame: the XDP path's frame parser (`net::frame::parse_udp`) and the XDP program's
+/// classifier rules (`mover_ebpf::classify`, the user-space twin of the bytecode). Neither may panic; a
+/// frame the parser takes must lie inside the input and re-emit, through `FrameTemplate`, to a frame that
+/// parses the same; a frame the classifier calls ours (a UDP datagram that is not a fragment) with a UDP
+/// length that fits is one the parser takes, for the same port.
+pub fn xdp_frame(data: &[u8]) {
+    use crate::net::frame::{parse_udp, FlowAddrs, FrameTemplate};
+    let parsed = parse_udp(data);
+    if let Ok(p) = parsed {
+        assert!(p.payload_offset + p.payload_len <= data.len(), "payload outside the frame: {p:?}");
+        let dst = std::net::SocketAddr::new(p.src.ip(), p.dst_port);
+        let addrs = FlowAddrs { src_mac: [0; 6], dst_mac: [0; 6], src: p.src, dst };
+        let mut t = FrameTemplate::new(addrs).expect("one family");
+        let mut frame = vec![0u8; t.header_len() + p.payload_len];
+        frame[t.header_len()..].copy_from_slice(&data[p.payload_offset..p.payload_offset + p.payload_len]);
+        t.write(&mut frame);
+        let q = parse_udp(&frame).expect("a written frame parses");
+        // IPv4-mapped IPv6 sources go out as IPv4, as the kernel sends them.
+        let src = std::net::SocketAddr::new(p.src.ip().to_canonical(), p.src.port());
+        assert_eq!((q.src, q.dst_port, q.payload_len), (src, p.dst_port, p.payload_len));
+    }
+    let verdict = mover_ebpf::classify::classify(data, |_| true);
+    if let (mover_ebpf::classify::Verdict::Ours { dst_port, .. }, Ok(p)) = (verdict, parsed) {
+        assert_eq!(dst_port, p.dst_port, "classifier and parser disagree on the port");
+    }
+    if parsed.is_ok() {
+        // Everything the parser takes, the program would steer (it checks less: no lengths).
+        assert!(verdict.is_ours(), "parser took a frame the XDP program passes: {verdict:?}");
+    }
+}
+
 /// A fuzzed session: the config (window chosen by the input, so its edge is reachable) and file sizes.
 fn session(input: &mut Input) -> (Config, Vec<u64>) {
     let mut cfg = Config::new(SESSION_ID, MAX_DATAGRAM, 1_000_000_000);
@@ -497,7 +528,7 @@ pub struct Seed {
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: the function each runs.
-pub const TARGETS: [(&str, Check); 7] = [
+pub const TARGETS: [(&str, Check); 8] = [
     ("data_packet", data_packet),
     ("feedback_packet", feedback_packet),
     ("control_msg", control_msg),
@@ -505,6 +536,7 @@ pub const TARGETS: [(&str, Check); 7] = [
     ("receiver_datagram", receiver_datagram),
     ("sender_datagram", sender_datagram),
     ("core_plan", core_plan),
+    ("xdp_frame", xdp_frame),
 ];
 
 fn sealed_data(h: &DataHeader, fill: u8) -> Vec<u8> {
@@ -553,6 +585,11 @@ pub fn seed_corpus() -> Vec<Seed> {
         ("empty_name", "=2"),
     ] {
         add("core_plan", name, text.as_bytes().to_vec());
+    }
+    for (name, frame, _) in mover_ebpf::fixtures::fixture_set(7000).into_iter().step_by(7) {
+        // Seed names are &'static; these few are made once per call (tests and corpus regeneration only).
+        let name: &'static str = Box::leak(name.replace(|c: char| !c.is_ascii_alphanumeric(), "_").into_boxed_str());
+        add("xdp_frame", name, frame);
     }
 
     let data = DataHeader {

@@ -576,7 +576,7 @@ impl Xsk {
         }
         match io::Error::last_os_error().raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => Ok(()),
-            _ => Err(io::Error::new(io::ErrorKind::Other, format!("AF_XDP TX: {}", io::Error::last_os_error()))),
+            _ => Err(io::Error::other(format!("AF_XDP TX: {}", io::Error::last_os_error()))),
         }
     }
 

@@ -60,8 +60,8 @@ pub trait DatagramSink: Send {
 pub enum AnySink {
     /// `sendmmsg` on a UDP socket.
     Udp(DataSocket),
-    /// The TX ring of an AF_XDP socket.
-    Xdp(XdpSink),
+    /// The TX ring of an AF_XDP socket (boxed: it is much larger than a socket, and built once).
+    Xdp(Box<XdpSink>),
 }
 
 impl DatagramSink for AnySink {

@@ -59,7 +59,9 @@ pub struct ReceiveOutcome {
     pub waits_for_batch: u64,
 }
 
-/// Runs a session's data phase through the pipeline until the session completes or fails.
+/// Runs a session's data phase through the pipeline until the session completes or fails. With `xdp`, datagrams
+/// arrive through AF_XDP sockets and `sock` only sends feedback.
+#[allow(clippy::too_many_arguments)]
 pub fn run_receive(
     core: Receiver,
     tree: DestTree,

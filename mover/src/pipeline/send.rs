@@ -100,7 +100,7 @@ pub fn run_send(
     };
     let disk = reader.backend();
     let (sink, tx_area) = match xdp {
-        Some(x) => (AnySink::Xdp(x.sink), Some(x.area)),
+        Some(x) => (AnySink::Xdp(Box::new(x.sink)), Some(x.area)),
         None => match sock.try_clone() {
             Ok(s) => (AnySink::Udp(s), None),
             Err(e) => return SendOutcome { result: Err(e.to_string()), stages: vec![], disk },
