@@ -88,6 +88,52 @@ fn refuse(choice: NetChoice, why: String) -> Result<Option<std::convert::Infalli
     }
 }
 
+/// The checks both ends make before opening anything: the choice, capabilities (`with_bpf` on the receiver),
+/// the datagram size (`datagram`, the receiver's session), the interface towards `peer`, loopback. Returns the
+/// interface, or `None` (said once under `auto`; an error under `xdp`).
+fn preflight(
+    peer: IpAddr,
+    choice: NetChoice,
+    with_bpf: bool,
+    datagram: Option<usize>,
+) -> Result<Option<netlink::LinkInfo>, String> {
+    if choice == NetChoice::Udp {
+        return Ok(None);
+    }
+    let missing = caps::missing_for_xdp(with_bpf);
+    if !missing.is_empty() {
+        refuse(choice, format!("needs {} (run as root)", missing.join(" and ")))?;
+        return Ok(None);
+    }
+    if let Some(d) = datagram.filter(|&d| d > super::xsk::MAX_DATAGRAM) {
+        let max = super::xsk::MAX_DATAGRAM;
+        let mtu = max + if peer.is_ipv4() { 28 } else { 48 };
+        refuse(
+            choice,
+            format!(
+                "the sender's datagrams of {d} bytes do not fit an AF_XDP frame (at most {max} bytes: push with \
+                 --mtu {mtu} or less)"
+            ),
+        )?;
+        return Ok(None);
+    }
+    let link = match interface_to(peer) {
+        Ok((_, link)) => link,
+        Err(e) => {
+            refuse(choice, e)?;
+            return Ok(None);
+        }
+    };
+    if link.is_loopback {
+        // Not worth a word under `auto`: loopback is where tests and the demo run.
+        if choice == NetChoice::Xdp {
+            refuse(choice, format!("{peer} is on the loopback device, where AF_XDP has nothing to bypass"))?;
+        }
+        return Ok(None);
+    }
+    Ok(Some(link))
+}
+
 /// The interface the kernel routes `peer` through, with its details.
 fn interface_to(peer: IpAddr) -> Result<(netlink::Route, netlink::LinkInfo), String> {
     let route = netlink::route_to(peer).map_err(|e| format!("no route to {peer}: {e}"))?;
@@ -108,28 +154,7 @@ impl SenderXdp {
     /// Opens the AF_XDP socket on the interface towards `peer` with `tx_frames` frames, or explains why not
     /// (`Ok(None)` under `auto`, an error under `xdp`). `Ok(None)` at once for `udp`.
     pub fn open(peer: IpAddr, choice: NetChoice, tx_frames: usize) -> Result<Option<SenderXdp>, String> {
-        if choice == NetChoice::Udp {
-            return Ok(None);
-        }
-        let missing = caps::missing_for_xdp(false);
-        if !missing.is_empty() {
-            refuse(choice, format!("needs {} (run as root)", missing.join(" and ")))?;
-            return Ok(None);
-        }
-        let (_, link) = match interface_to(peer) {
-            Ok(x) => x,
-            Err(e) => {
-                refuse(choice, e)?;
-                return Ok(None);
-            }
-        };
-        if link.is_loopback {
-            // Not worth a word under `auto`: loopback is where tests and the demo run.
-            if choice == NetChoice::Xdp {
-                refuse(choice, format!("{peer} is on the loopback device, where AF_XDP has nothing to bypass"))?;
-            }
-            return Ok(None);
-        }
+        let Some(link) = preflight(peer, choice, false, None)? else { return Ok(None) };
         let area = UmemArea::new(tx_frames).map_err(|e| e.to_string())?;
         let opts = XskOptions {
             ifindex: link.ifindex,
@@ -275,40 +300,7 @@ impl ReceiverXdp {
     /// Sets up the XDP path for datagrams from `peer` to local UDP port `port`, or explains why not.
     /// `datagram` is the session's datagram size, which must fit a frame.
     pub fn open(peer: IpAddr, port: u16, datagram: usize, choice: NetChoice) -> Result<Option<ReceiverXdp>, String> {
-        if choice == NetChoice::Udp {
-            return Ok(None);
-        }
-        let missing = caps::missing_for_xdp(true);
-        if !missing.is_empty() {
-            refuse(choice, format!("needs {} (run as root)", missing.join(" and ")))?;
-            return Ok(None);
-        }
-        if datagram > super::xsk::MAX_DATAGRAM {
-            refuse(
-                choice,
-                format!(
-                    "the sender's datagrams of {datagram} bytes do not fit an AF_XDP frame (at most {} bytes: push \
-                     with --mtu {} or less)",
-                    super::xsk::MAX_DATAGRAM,
-                    super::xsk::MAX_DATAGRAM + if peer.is_ipv4() { 28 } else { 48 }
-                ),
-            )?;
-            return Ok(None);
-        }
-        let (_, link) = match interface_to(peer) {
-            Ok(x) => x,
-            Err(e) => {
-                refuse(choice, e)?;
-                return Ok(None);
-            }
-        };
-        if link.is_loopback {
-            // Not worth a word under `auto`: loopback is where tests and the demo run.
-            if choice == NetChoice::Xdp {
-                refuse(choice, format!("{peer} is on the loopback device, where AF_XDP has nothing to bypass"))?;
-            }
-            return Ok(None);
-        }
+        let Some(link) = preflight(peer, choice, true, Some(datagram))? else { return Ok(None) };
         match Self::set_up(&link, port, choice) {
             Ok(x) => Ok(Some(x)),
             Err(e) => {
