@@ -57,6 +57,8 @@ pub enum Verdict {
     Ours {
         /// The IP version.
         l3: L3,
+        /// Offset of the IP header in the frame (after the Ethernet header and any VLAN tags).
+        l3_offset: usize,
         /// Offset of the UDP header in the frame.
         udp_offset: usize,
         /// UDP destination port, host order.
@@ -106,20 +108,20 @@ impl Verdict {
 pub fn classify(frame: &[u8], is_ours: impl Fn(u16) -> bool) -> Verdict {
     match udp_header(frame) {
         Err(reason) => Verdict::Pass(reason),
-        Ok((l3, udp_offset)) => {
+        Ok((l3, l3_offset, udp_offset)) => {
             let Some(dst_port) = be16(frame, udp_offset + UDP_DST_PORT_OFFSET) else {
                 return Verdict::Pass(PassReason::Truncated);
             };
             if !is_ours(dst_port) {
                 return Verdict::Pass(PassReason::OtherPort);
             }
-            Verdict::Ours { l3, udp_offset, dst_port }
+            Verdict::Ours { l3, l3_offset, udp_offset, dst_port }
         }
     }
 }
 
-/// The IP version and the offset of a complete UDP header, or why there is none.
-fn udp_header(frame: &[u8]) -> Result<(L3, usize), PassReason> {
+/// The IP version, the IP header's offset and the offset of a complete UDP header, or why there is none.
+fn udp_header(frame: &[u8]) -> Result<(L3, usize, usize), PassReason> {
     let mut ethertype = be16(frame, ETH_TYPE_OFFSET).ok_or(PassReason::Truncated)?;
     let mut l3_offset = ETH_HEADER_LEN;
     for _ in 0..MAX_VLAN_TAGS {
@@ -138,7 +140,7 @@ fn udp_header(frame: &[u8]) -> Result<(L3, usize), PassReason> {
     if frame.len() < udp_offset + UDP_HEADER_LEN {
         return Err(PassReason::Truncated);
     }
-    Ok((l3, udp_offset))
+    Ok((l3, l3_offset, udp_offset))
 }
 
 /// Offset of the UDP header of the IPv4 packet at `at`.
@@ -197,15 +199,15 @@ mod tests {
     #[test]
     fn ours_reports_where_the_udp_header_is() {
         let v4 = FrameSpec::udp_v4(OUR_PORT).build();
-        let expected = Verdict::Ours { l3: L3::V4, udp_offset: 34, dst_port: OUR_PORT };
+        let expected = Verdict::Ours { l3: L3::V4, l3_offset: 14, udp_offset: 34, dst_port: OUR_PORT };
         assert_eq!(classify(&v4, |port| port == OUR_PORT), expected);
 
         let v4_options = FrameSpec { ipv4_option_words: 3, ..FrameSpec::udp_v4(OUR_PORT) }.build();
-        let expected = Verdict::Ours { l3: L3::V4, udp_offset: 46, dst_port: OUR_PORT };
+        let expected = Verdict::Ours { l3: L3::V4, l3_offset: 14, udp_offset: 46, dst_port: OUR_PORT };
         assert_eq!(classify(&v4_options, |port| port == OUR_PORT), expected);
 
         let qinq_v6 = FrameSpec { vlan_tpids: vec![ETHERTYPE_QINQ, ETHERTYPE_VLAN], ..FrameSpec::udp_v6(OUR_PORT) };
-        let expected = Verdict::Ours { l3: L3::V6, udp_offset: 62, dst_port: OUR_PORT };
+        let expected = Verdict::Ours { l3: L3::V6, l3_offset: 22, udp_offset: 62, dst_port: OUR_PORT };
         assert_eq!(classify(&qinq_v6.build(), |port| port == OUR_PORT), expected);
     }
 

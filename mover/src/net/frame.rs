@@ -8,9 +8,11 @@
 //! kernel drops a datagram whose checksum is wrong).
 //!
 //! Receive: [`parse_udp`] checks a received frame once (Ethernet, up to two VLAN tags, IPv4 without
-//! fragmentation or IPv6 without extension headers, UDP) and returns where the payload is and who sent it.
+//! fragmentation or IPv6 without extension headers, UDP: the XDP program's rules, from its user-space twin
+//! `mover_ebpf::classify`) and returns where the payload is and who sent it.
 //! It never panics: it is fuzzed (`fuzz/fuzz_targets/xdp_frame.rs`).
 
+use mover_ebpf::classify::{classify, PassReason, Verdict, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_UDP, L3};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Ethernet header bytes (no VLAN tag: mover sends untagged; a VLAN is a device of its own).
@@ -23,12 +25,6 @@ pub const IPV6_HEADER: usize = 40;
 pub const UDP_HEADER: usize = 8;
 /// Most header bytes [`FrameTemplate::write`] puts in front of a datagram (Ethernet + IPv6 + UDP).
 pub const MAX_HEADER: usize = ETH_HEADER + IPV6_HEADER + UDP_HEADER;
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-const IPPROTO_UDP: u8 = 17;
 
 /// The link-layer and network addresses of one direction of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,58 +215,45 @@ pub enum FrameError {
 }
 
 /// Parses a received Ethernet frame as IPv4/IPv6 UDP; see the module docs.
+///
+/// The structure (VLAN tags, IP version, header length, fragments, extension headers, protocol) is judged by
+/// the XDP program's own rules, [`classify`], so the receive path takes exactly what the program steers;
+/// this adds what the program does not check: the IP and UDP lengths against the frame, and the source.
 pub fn parse_udp(frame: &[u8]) -> Result<UdpInFrame, FrameError> {
-    let mut l3 = ETH_HEADER;
-    let mut ethertype = be16(frame, 12).ok_or(FrameError::Truncated)?;
-    for _ in 0..2 {
-        if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
-            break;
+    let (l3, ip, l4, dst_port) = match classify(frame, |_| true) {
+        Verdict::Ours { l3, l3_offset, udp_offset, dst_port } => (l3, l3_offset, udp_offset, dst_port),
+        Verdict::Pass(PassReason::Truncated) => return Err(FrameError::Truncated),
+        Verdict::Pass(PassReason::NotIp) => return Err(FrameError::NotIp),
+        Verdict::Pass(PassReason::NotUdp | PassReason::OtherPort) => return Err(FrameError::NotUdp),
+        Verdict::Pass(PassReason::BadIpHeader | PassReason::Fragment | PassReason::Ipv6ExtensionHeader) => {
+            return Err(FrameError::BadIp)
         }
-        ethertype = be16(frame, l3 + 2).ok_or(FrameError::Truncated)?;
-        l3 += 4;
-    }
-    let (src_ip, l4, ip_payload_len) = match ethertype {
-        ETHERTYPE_IPV4 => {
-            let ip = frame.get(l3..l3 + IPV4_HEADER).ok_or(FrameError::Truncated)?;
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            if ip[0] >> 4 != 4 || ihl < IPV4_HEADER {
+    };
+    // `classify` has checked that the headers up to the UDP header are inside the frame.
+    let (src_ip, ip_payload_len) = match l3 {
+        L3::V4 => {
+            let total = u16::from_be_bytes([frame[ip + 2], frame[ip + 3]]) as usize;
+            let header = l4 - ip;
+            if total < header {
                 return Err(FrameError::BadIp);
             }
-            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-                return Err(FrameError::BadIp); // a fragment
-            }
-            if ip[9] != IPPROTO_UDP {
-                return Err(FrameError::NotUdp);
-            }
-            let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-            if total < ihl {
-                return Err(FrameError::BadIp);
-            }
-            if frame.len() < l3 + total {
+            if frame.len() < ip + total {
                 return Err(FrameError::Truncated);
             }
-            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            (IpAddr::V4(src), l3 + ihl, total - ihl)
+            let src = Ipv4Addr::new(frame[ip + 12], frame[ip + 13], frame[ip + 14], frame[ip + 15]);
+            (IpAddr::V4(src), total - header)
         }
-        ETHERTYPE_IPV6 => {
-            let ip = frame.get(l3..l3 + IPV6_HEADER).ok_or(FrameError::Truncated)?;
-            if ip[0] >> 4 != 6 {
-                return Err(FrameError::BadIp);
-            }
-            if ip[6] != IPPROTO_UDP {
-                return Err(FrameError::NotUdp);
-            }
-            let payload = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-            if frame.len() < l3 + IPV6_HEADER + payload {
+        L3::V6 => {
+            let payload = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]) as usize;
+            if frame.len() < l4 + payload {
                 return Err(FrameError::Truncated);
             }
             let mut src = [0u8; 16];
-            src.copy_from_slice(&ip[8..24]);
-            (IpAddr::V6(Ipv6Addr::from(src)), l3 + IPV6_HEADER, payload)
+            src.copy_from_slice(&frame[ip + 8..ip + 24]);
+            (IpAddr::V6(Ipv6Addr::from(src)), payload)
         }
-        _ => return Err(FrameError::NotIp),
     };
-    let udp = frame.get(l4..l4 + UDP_HEADER).ok_or(FrameError::Truncated)?;
+    let udp = &frame[l4..l4 + UDP_HEADER];
     let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     if udp_len < UDP_HEADER || udp_len > ip_payload_len {
         return Err(FrameError::BadUdpLength);
@@ -279,12 +262,8 @@ pub fn parse_udp(frame: &[u8]) -> Result<UdpInFrame, FrameError> {
         payload_offset: l4 + UDP_HEADER,
         payload_len: udp_len - UDP_HEADER,
         src: SocketAddr::new(src_ip, u16::from_be_bytes([udp[0], udp[1]])),
-        dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+        dst_port,
     })
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
 #[cfg(test)]

@@ -1699,70 +1699,17 @@ mod tests {
         });
     }
 
-    /// Loads `r0 = XDP_PASS; exit` as an XDP program, as firedancer does: no compiler, no object file.
+    /// Loads `r0 = XDP_PASS; exit` as an XDP program with the `mover_ebpf` loader.
     fn load_xdp_pass() -> OwnedFd {
-        #[repr(C)]
-        struct ProgLoadAttr {
-            prog_type: u32,
-            insn_cnt: u32,
-            insns: u64,
-            license: u64,
-            log_level: u32,
-            log_size: u32,
-            log_buf: u64,
-            kern_version: u32,
-            prog_flags: u32,
-            prog_name: [u8; 16],
-            prog_ifindex: u32,
-            expected_attach_type: u32,
-        }
-        const BPF_PROG_LOAD: libc::c_long = 5;
-        const BPF_PROG_TYPE_XDP: u32 = 6;
-        // `r0 = 2` (BPF_ALU64 | BPF_MOV | BPF_K, imm 2 = XDP_PASS), `exit` (BPF_JMP | BPF_EXIT).
-        let insns: [u8; 16] = [0xb7, 0, 0, 0, 2, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
-        let license = b"GPL\0";
-        let mut prog_name = [0u8; 16];
-        prog_name[..10].copy_from_slice(b"mvnl_test\0");
-        let attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: 2,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            log_level: 0,
-            log_size: 0,
-            log_buf: 0,
-            kern_version: 0,
-            prog_flags: 0,
-            prog_name,
-            prog_ifindex: 0,
-            expected_attach_type: 0,
-        };
-        // Safety: bpf(2) reads `attr` and the buffers it points at, all live for the call.
-        let fd = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoadAttr, mem::size_of::<ProgLoadAttr>())
-        };
-        assert!(fd >= 0, "BPF_PROG_LOAD: {}", io::Error::last_os_error());
-        // Safety: a new fd that nothing else owns.
-        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+        use mover_ebpf::insn::{Insn, Reg};
+        mover_ebpf::sys::prog_load_xdp(&[Insn::mov64_imm(Reg::R0, 2), Insn::exit()], "mvnl_test", None)
+            .unwrap_or_else(|e| panic!("BPF_PROG_LOAD: {e}"))
     }
 
-    /// The program's id (`BPF_OBJ_GET_INFO_BY_FD`; `struct bpf_prog_info` starts with `type`, `id`).
+    /// The program's id.
     fn prog_id(prog: &OwnedFd) -> u32 {
-        #[repr(C)]
-        struct InfoAttr {
-            bpf_fd: u32,
-            info_len: u32,
-            info: u64,
-        }
-        const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-        let mut info = [0u32; 2];
-        let attr = InfoAttr { bpf_fd: prog.as_raw_fd() as u32, info_len: 8, info: info.as_mut_ptr() as u64 };
-        // Safety: bpf(2) writes at most `info_len` bytes into `info`; both are live for the call.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr as *const InfoAttr, mem::size_of::<InfoAttr>())
-        };
-        assert_eq!(rc, 0, "BPF_OBJ_GET_INFO_BY_FD: {}", io::Error::last_os_error());
-        info[1]
+        use std::os::fd::AsFd;
+        mover_ebpf::sys::prog_info(prog.as_fd()).expect("BPF_OBJ_GET_INFO_BY_FD").id
     }
 
     #[test]

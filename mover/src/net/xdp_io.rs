@@ -191,9 +191,14 @@ impl XdpSource {
             // The fill ring has an entry for every frame of its UMEM, so the frames always fit.
             assert_eq!(n, frames.len(), "fill ring full: frame accounting is broken");
         } else {
-            for &f in frames {
-                let s = self.sockets.iter_mut().find(|s| s.owns(f)).expect("a frame of no socket");
-                assert_eq!(s.fill(&[f]), 1, "fill ring full: frame accounting is broken");
+            // `recv` takes frames from one socket after another, so a batch holds runs of one socket's frames:
+            // one fill-ring submission per run.
+            let mut rest = frames;
+            while let Some(&first) = rest.first() {
+                let s = self.sockets.iter_mut().find(|s| s.owns(first)).expect("a frame of no socket");
+                let run = rest.iter().position(|&f| !s.owns(f)).unwrap_or(rest.len());
+                assert_eq!(s.fill(&rest[..run]), run, "fill ring full: frame accounting is broken");
+                rest = &rest[run..];
             }
         }
         batch.frames_returned();
@@ -254,5 +259,33 @@ impl XdpSource {
         unsafe {
             libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, timeout.as_millis() as i32)
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::frame::FlowAddrs;
+
+    fn addrs(mac: u8) -> FlowAddrs {
+        FlowAddrs {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, mac],
+            src: "10.0.0.1:1".parse().unwrap(),
+            dst: "10.0.0.2:2".parse().unwrap(),
+        }
+    }
+
+    /// The neighbour watcher's hand-over: an unchanged resolution is no update, a new MAC bumps the generation
+    /// the sink checks, and the sink's next `get` sees it.
+    #[test]
+    fn shared_template_updates_only_on_change() {
+        let cell = SharedTemplate::new(FrameTemplate::new(addrs(2)).unwrap());
+        let gen = cell.generation.load(Ordering::Acquire);
+        assert!(!cell.update(FrameTemplate::new(addrs(2)).unwrap()));
+        assert_eq!(cell.generation.load(Ordering::Acquire), gen);
+        assert!(cell.update(FrameTemplate::new(addrs(9)).unwrap()));
+        assert_eq!(cell.generation.load(Ordering::Acquire), gen + 1);
+        assert_eq!(cell.get().addrs().dst_mac, [2, 0, 0, 0, 0, 9]);
     }
 }

@@ -21,7 +21,7 @@ use super::caps;
 use super::frame::{FlowAddrs, FrameTemplate};
 use super::netlink::{self, XdpMode};
 use super::xdp_io::{SharedTemplate, XdpSink, XdpSource};
-use super::xsk::{BindMode, UmemArea, Xsk, XskOptions, FRAME_SIZE};
+use super::xsk::{UmemArea, Xsk, XskOptions, FRAME_SIZE};
 use mover_ebpf::program::PROGRAM_NAME;
 use mover_ebpf::sys::{self as bpf, LoadedProgram};
 use std::net::{IpAddr, SocketAddr};
@@ -341,7 +341,6 @@ impl ReceiverXdp {
             (0..RX_FRAMES_PER_QUEUE as u64).map(|f| start + f * FRAME_SIZE as u64).collect()
         })
         .map_err(|e| e.to_string())?;
-        debug_assert!(mode == BindMode::Copy || mode == BindMode::ZeroCopy);
         Ok(ReceiverXdp { source: Some(source), program, attachment, info })
     }
 
