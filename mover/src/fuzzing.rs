@@ -470,6 +470,7 @@ pub fn sender_datagram(data: &[u8]) {
                     cum_ack,
                     recv_rate: input.u64(),
                     received_packets: packet_number,
+                    owd_us: if sel & 64 != 0 { Some(input.u32()) } else { None },
                 };
                 packet_number += 1;
                 let naks: Vec<NakRange> = (0..input.u8() % 9)
@@ -630,6 +631,7 @@ pub fn seed_corpus() -> Vec<Seed> {
         cum_ack: 1,
         recv_rate: 125_000_000,
         received_packets: 2,
+        owd_us: Some(20_000),
     };
     let naks = [NakRange { start: 2, count: 1 }, NakRange { start: 5, count: 3 }];
     let f = sealed_feedback(&fb, &naks);

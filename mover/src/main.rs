@@ -4,7 +4,13 @@ use clap::{Args, Parser, Subcommand};
 use mover::cmd::{bench_disk, bench_net, demo, push, serve};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use mover::proto::policy::Policy;
 use mover::rate::{parse_rate_bps, parse_size_bytes};
+
+/// `--rate` under `--policy fixed` when none is given.
+const DEFAULT_FIXED_RATE_BPS: u64 = 1_000_000_000;
+/// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
+const NO_CEILING_BPS: u64 = 400_000_000_000;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,9 +79,17 @@ struct ServeArgs {
 
 #[derive(Args, Debug)]
 struct PushArgs {
-    /// Sending rate in bits/s with SI suffix (500M, 2G, 10G).
-    #[arg(long, default_value = "1G", value_parser = parse_rate_bps)]
-    rate: u64,
+    /// Rate policy: fair (find the bottleneck and share it), low (a scavenger that yields to other traffic)
+    /// or fixed (hold --rate whatever happens).
+    #[arg(long, default_value = "fair")]
+    policy: Policy,
+    /// Sending rate in bits/s with SI suffix (500M, 2G, 10G): the rate under --policy fixed (default 1G),
+    /// a ceiling never exceeded under fair and low (default: none).
+    #[arg(long, value_parser = parse_rate_bps)]
+    rate: Option<u64>,
+    /// The lowest rate fair and low go down to, in bits/s (default: none).
+    #[arg(long, value_parser = parse_rate_bps)]
+    min_rate: Option<u64>,
     /// Print one JSON object with the summary on stdout.
     #[arg(long)]
     json: bool,
@@ -186,10 +200,21 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     if !(a.connect_timeout > 0.0 && a.connect_timeout < 1e6) {
         return Err("--connect-timeout must be a positive number of seconds".into());
     }
+    let rate_bps = match (a.policy, a.rate) {
+        (_, Some(r)) => r,
+        (Policy::Fixed, None) => DEFAULT_FIXED_RATE_BPS,
+        (_, None) => NO_CEILING_BPS,
+    };
+    let min_rate_bps = a.min_rate.unwrap_or(0);
+    if min_rate_bps > rate_bps {
+        return Err(format!("--min-rate {min_rate_bps} is above --rate {rate_bps}"));
+    }
     let opts = push::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
-        rate_bps: a.rate,
+        rate_bps,
+        policy: a.policy,
+        min_rate_bps,
         mtu: a.mtu,
         window_bytes: a.window,
         connect_timeout: Duration::from_secs_f64(a.connect_timeout),

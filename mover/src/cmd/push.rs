@@ -12,6 +12,7 @@ use crate::pipeline::stats::{render_table, StageReport};
 use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::config::DEFAULT_WINDOW_BYTES;
+use crate::proto::policy::Policy;
 use crate::proto::{Config, Sender};
 use crate::rate::{format_bytes, format_rate_bps};
 use crate::time::{Clock, MonotonicClock};
@@ -33,11 +34,16 @@ pub struct PushOptions {
     pub sources: Vec<PathBuf>,
     /// `mover://HOST[:PORT]/DIR`.
     pub url: String,
-    /// Sending rate in bits per second of UDP payload.
+    /// Sending rate in bits per second of UDP payload: the rate under `fixed`, the ceiling under `fair`
+    /// and `low`.
     pub rate_bps: u64,
+    /// The rate policy (`--policy`).
+    pub policy: Policy,
+    /// The adaptive policies' floor (`--min-rate`), bits per second; 0 for none.
+    pub min_rate_bps: u64,
     /// Path MTU: datagrams are sized to fit it with IP and UDP headers.
     pub mtu: usize,
-    /// Receive window in bytes (default 512 MiB).
+    /// Receive window in bytes (default 2 GiB).
     pub window_bytes: Option<u64>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
@@ -60,6 +66,8 @@ impl PushOptions {
             sources,
             url,
             rate_bps,
+            policy: Policy::Fixed,
+            min_rate_bps: 0,
             mtu: 1500,
             window_bytes: None,
             connect_timeout: Duration::from_secs(10),
@@ -93,8 +101,14 @@ pub struct PushReport {
     pub net: &'static str,
     /// The XDP path's details when `net` is "xdp".
     pub xdp: Option<XdpInfo>,
-    /// The sending rate asked for.
+    /// The sending rate asked for: the rate under `fixed`, the ceiling otherwise.
     pub rate_bps: u64,
+    /// The rate policy.
+    pub policy: Policy,
+    /// The highest rate the policy chose, bits per second.
+    pub max_rate_bps: u64,
+    /// The rate the policy chose last, bits per second.
+    pub final_rate_bps: u64,
     /// Smoothed RTT at the end, milliseconds.
     pub rtt_ms: f64,
     /// Verification rounds (1 when no file needed repair).
@@ -129,6 +143,9 @@ impl PushReport {
             .bool("verified", self.verified)
             .str("net", self.net)
             .u64("rate_bps", self.rate_bps)
+            .str("policy", self.policy.name())
+            .u64("max_rate_bps", self.max_rate_bps)
+            .u64("final_rate_bps", self.final_rate_bps)
             .f64("rtt_ms", self.rtt_ms)
             .u64("rounds", self.rounds as u64)
             .u64("datagram_bytes", self.datagram_bytes)
@@ -167,7 +184,8 @@ impl PushReport {
 
 /// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> PushReport {
-    let mut report = PushReport { net: "udp", disk: "none", rate_bps: opts.rate_bps, ..PushReport::default() };
+    let mut report =
+        PushReport { net: "udp", disk: "none", rate_bps: opts.rate_bps, policy: opts.policy, ..PushReport::default() };
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
         report.error = Some(e);
@@ -201,6 +219,9 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
     let datagram = if xdp.is_some() { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
     let mut cfg = Config::new(0, datagram, opts.rate_bps);
+    cfg.policy = opts.policy;
+    cfg.min_rate_bps = opts.min_rate_bps;
+    cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
     cfg.window_blocks = opts.window_bytes.unwrap_or(DEFAULT_WINDOW_BYTES) / cfg.block_payload as u64;
     cfg.initial_rtt = handshake_rtt.max(Duration::from_micros(100));
     // The pacer stage releases datagrams at the rate; the core's own bucket only bounds how far the
@@ -258,18 +279,8 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     let clock = MonotonicClock::new();
     let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
     let setup = SendSetup { topology, disk, direct: opts.direct, queue_depth: opts.queue_depth };
-    let outcome = run_send(
-        &mut sender,
-        scanned.file_paths,
-        sizes,
-        sock,
-        xdp_tx,
-        &mut ch,
-        clock,
-        cfg.max_datagram(),
-        opts.rate_bps,
-        &setup,
-    );
+    let outcome =
+        run_send(&mut sender, scanned.file_paths, sizes, sock, xdp_tx, &mut ch, clock, cfg.max_datagram(), &setup);
     report.stages = outcome.stages;
     report.disk = outcome.disk.name();
     let outcome = outcome.result;
@@ -278,6 +289,8 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     report.packets_retransmitted = stats.packets_retransmitted;
     report.rounds = stats.rounds;
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
+    report.max_rate_bps = sender.rate_stats().max_rate_bps;
+    report.final_rate_bps = sender.rate_bps();
     report.seconds = started.elapsed().as_secs_f64();
     report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
     let summary = outcome?;

@@ -17,7 +17,7 @@ use crate::net::{DataSocket, TxBatch};
 use crate::proto::pacer::Pacer;
 use crate::time::{Clock, Time};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,8 +116,9 @@ pub struct PacerStage<K: DatagramSink, C: Clock> {
     pub packetizer_bell: Bell,
     /// Wakes this stage (registered at start).
     pub own_bell: Bell,
-    /// The rate.
-    pub rate_bps: u64,
+    /// The rate in bits per second, set by the packetizer from the rate policy's choice (PROTOCOL.md §6)
+    /// and read once per batch.
+    pub rate_bps: Arc<AtomicU64>,
     /// Whether the stage has a core to itself (spin for short gaps).
     pub own_core: bool,
     /// Ends the stage.
@@ -137,7 +138,7 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
     let gap_error = meter.add_latency("pacer_gap_error");
     let nak_delay = meter.add_latency("nak_to_retransmit");
     let burst = if st.own_core { OWN_CORE_BURST } else { SHARED_CORE_BURST };
-    let mut pacer = Pacer::new(st.rate_bps, burst.as_nanos() as u64);
+    let mut pacer = Pacer::new(st.rate_bps.load(Ordering::Relaxed).max(1), burst.as_nanos() as u64);
     let mut current: Option<u32> = None;
     // Sent batches whose memory the sink still holds (AF_XDP frames not completed yet).
     let mut retiring: Vec<u32> = Vec::with_capacity(st.slots.len() as usize);
@@ -156,6 +157,10 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
         }
         // Safety: `idx` came off the `tx` ring and goes back only through `free` below: this stage holds it.
         let slot = unsafe { st.slots.get_mut(idx) };
+        let rate = st.rate_bps.load(Ordering::Relaxed);
+        if rate != pacer.rate_bps() && rate > 0 {
+            pacer.set_rate_bps(rate);
+        }
         let mut now = st.clock.now();
         let mut ready = pacer.ready_at(now);
         if ready > now && !st.own_core {
@@ -299,7 +304,7 @@ mod tests {
             free,
             packetizer_bell: Bell::new(),
             own_bell: own_bell.clone(),
-            rate_bps: RATE_BPS,
+            rate_bps: Arc::new(AtomicU64::new(RATE_BPS)),
             own_core: false,
             stop: stop.clone(),
             error: Arc::default(),

@@ -22,7 +22,7 @@ use crate::proto::{Sender, SenderState};
 use crate::time::{Clock, MonotonicClock, Time};
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,7 +82,6 @@ pub fn run_send(
     ch: &mut ControlChannel,
     clock: MonotonicClock,
     max_datagram: usize,
-    rate_bps: u64,
     setup: &SendSetup,
 ) -> SendOutcome {
     let topo = &setup.topology;
@@ -127,6 +126,8 @@ pub fn run_send(
     let (fb_slots, fb_spare) =
         Slots::new(depth::FEEDBACK as u32, |_| FeedbackBuf { bytes: vec![0; max_datagram], len: 0, at: Time(0) });
     let pacer_bell = Bell::new();
+    // The rate policy runs in the core (packetizer); the pacer stage follows what it chose.
+    let rate_bps = Arc::new(AtomicU64::new(sender.rate_bps()));
     let send_error: Arc<Mutex<Option<String>>> = Arc::default();
     let region = reader.pool().region().clone();
     let source =
@@ -160,7 +161,7 @@ pub fn run_send(
             free: tx_free_tx,
             packetizer_bell: reader_shared.packetizer_bell.clone(),
             own_bell: pacer_bell.clone(),
-            rate_bps,
+            rate_bps: rate_bps.clone(),
             own_core: topo.has_own_core("pacer"),
             stop: stop.clone(),
             error: send_error.clone(),
@@ -203,6 +204,7 @@ pub fn run_send(
             shared: reader_shared.clone(),
             pacer_bell: pacer_bell.clone(),
             send_error: send_error.clone(),
+            rate_bps,
             clock,
         };
         let pk_handle = spawn("packetizer")
@@ -350,6 +352,8 @@ struct Packetizer<'a> {
     shared: ReaderShared,
     pacer_bell: Bell,
     send_error: Arc<Mutex<Option<String>>>,
+    /// The pacer stage's rate, published after feedback changed the core's choice.
+    rate_bps: Arc<AtomicU64>,
     clock: MonotonicClock,
 }
 
@@ -375,6 +379,10 @@ fn run_packetizer(
         }
         p.fb_in.release();
         p.fb_free.publish();
+        let rate = p.sender.rate_bps();
+        if rate != p.rate_bps.load(Ordering::Relaxed) {
+            p.rate_bps.store(rate, Ordering::Relaxed);
+        }
         while let Some(ev) = p.ch.try_recv() {
             match ev {
                 ControlEvent::Msg(m) => p.sender.handle_control(now, m),

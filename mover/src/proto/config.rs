@@ -1,12 +1,14 @@
 //! Session parameters shared by sender and receiver, with the defaults and their reasons (PROTOCOL.md §5).
 
+use super::policy::Policy;
 use crate::wire::data::DATA_OVERHEAD;
 use std::time::Duration;
 
 /// Default receive window in bytes (PROTOCOL.md §5). It must cover rate x (RTT + NAK delay + a re-NAK or
-/// two) for the sender never to stall on it: 512 MiB holds 10 Gbit/s through a hole that takes 400 ms to
-/// fill. Its memory cost is one bit per block on each side, not the bytes themselves.
-pub const DEFAULT_WINDOW_BYTES: u64 = 512 << 20;
+/// two) for the sender never to stall on it: a block lost twice on a 200 ms path is repaired after about
+/// 650 ms, and 2 GiB holds 10 Gbit/s for 1.7 s. Its memory cost is one bit per block on each side (190 KiB
+/// per side at 1412-byte blocks), not the bytes themselves.
+pub const DEFAULT_WINDOW_BYTES: u64 = 2 << 30;
 /// Default pacer burst (PROTOCOL.md §5): the timer granularity measured on these machines is 50-100 us, so a
 /// driver that wakes that often must be allowed to release about that much at once.
 pub const DEFAULT_BURST: Duration = Duration::from_micros(200);
@@ -30,8 +32,15 @@ pub struct Config {
     pub session_id: u64,
     /// Payload bytes per data packet.
     pub block_payload: u16,
-    /// Sending rate, bits per second of UDP payload.
+    /// Sending rate, bits per second of UDP payload: the rate itself under [`Policy::Fixed`], the ceiling
+    /// under the adaptive policies.
     pub rate_bps: u64,
+    /// How the sending rate is chosen (PROTOCOL.md §6).
+    pub policy: Policy,
+    /// The adaptive policies never go below this rate (`--min-rate`); 0 for no floor.
+    pub min_rate_bps: u64,
+    /// Print each rate-control round's signals and decision on stderr (`MOVER_RATE_TRACE=1`).
+    pub trace_rate: bool,
     /// Receive window in blocks.
     pub window_blocks: u64,
     /// Pacer burst.
@@ -54,6 +63,9 @@ impl Config {
             session_id,
             block_payload,
             rate_bps,
+            policy: Policy::Fixed,
+            min_rate_bps: 0,
+            trace_rate: false,
             window_blocks: DEFAULT_WINDOW_BYTES / block_payload as u64,
             burst: DEFAULT_BURST,
             feedback_interval: DEFAULT_FEEDBACK_INTERVAL,
@@ -78,6 +90,12 @@ impl Config {
         }
         if self.rate_bps == 0 {
             return Err("rate must be positive".into());
+        }
+        if self.min_rate_bps > self.rate_bps {
+            return Err(format!(
+                "the minimum rate ({} bit/s) is above the rate ceiling ({} bit/s)",
+                self.min_rate_bps, self.rate_bps
+            ));
         }
         if self.max_rounds == 0 {
             return Err("at least one round is needed".into());

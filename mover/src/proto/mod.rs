@@ -50,6 +50,7 @@ pub mod config;
 pub mod losslist;
 pub mod pacer;
 pub mod plan;
+pub mod policy;
 pub mod receiver;
 pub mod rtt;
 pub mod sender;

@@ -106,6 +106,8 @@ pub struct Receiver {
     tail_probe: Option<(u64, u64)>,
     echo_tx_time_us: u32,
     echo_rx_at: Time,
+    /// Smallest raw one-way delay since the last feedback (the congestion signal of PROTOCOL.md §6).
+    owd_min_us: Option<u32>,
     next_feedback_at: Time,
     last_feedback_at: Time,
     data_since_feedback: bool,
@@ -155,6 +157,7 @@ impl Receiver {
             tail_probe: None,
             echo_tx_time_us: 0,
             echo_rx_at: now,
+            owd_min_us: None,
             next_feedback_at: now,
             last_feedback_at: now,
             data_since_feedback: false,
@@ -266,6 +269,12 @@ impl Receiver {
         self.data_since_feedback = true;
         self.echo_tx_time_us = h.tx_time_us;
         self.echo_rx_at = now;
+        // The minimum over the interval filters out the scheduling noise of single packets: the least
+        // delayed packet of a few hundred is the best estimate of the queue it crossed.
+        let owd = now.wire_us().wrapping_sub(h.tx_time_us);
+        if self.owd_min_us.is_none_or(|m| (owd.wrapping_sub(m) as i32) < 0) {
+            self.owd_min_us = Some(owd);
+        }
         if h.srtt_us != 0 {
             self.srtt_ns = h.srtt_us as u64 * 1000;
         }
@@ -472,6 +481,7 @@ impl Receiver {
             cum_ack: self.cum_ack,
             recv_rate: self.recv_rate,
             received_packets: self.stats.packets_received,
+            owd_us: self.owd_min_us.take(),
         };
         let len = fb.emit(&self.naks, buf);
         self.sealer.seal(&mut buf[..len]);

@@ -15,6 +15,7 @@
 use super::config::Config;
 use super::pacer::Pacer;
 use super::plan::RoundPlan;
+use super::policy::{ControllerStats, FeedbackSignal, RateController};
 use super::rtt::RttEstimator;
 use super::seqbits::SeqBits;
 use super::BlockSource;
@@ -138,6 +139,7 @@ pub struct Sender {
     failed_ids: Vec<u32>,
     packet_number: u64,
     pacer: Pacer,
+    rate: RateController,
     rtt: RttEstimator,
     last_heard: Time,
     /// When the cumulative ACK last advanced (or the round started): keepalives alone are not progress.
@@ -154,6 +156,14 @@ impl Sender {
         let mut s = Sender {
             sealer: Sealer::integrity(cfg.session_id),
             pending: SeqBits::new(cfg.window_blocks),
+            rate: RateController::new(
+                cfg.policy,
+                cfg.rate_bps,
+                cfg.min_rate_bps,
+                cfg.max_datagram(),
+                cfg.block_payload as usize,
+                now,
+            ),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst.as_nanos() as u64),
             rtt: RttEstimator::new(cfg.initial_rtt),
             cfg,
@@ -177,6 +187,8 @@ impl Sender {
             control_out: VecDeque::new(),
             stats: SenderStats { rounds: 1, ..SenderStats::default() },
         };
+        s.rate.trace = s.cfg.trace_rate;
+        s.pacer.set_rate_bps(s.rate.rate_bps());
         s.skip_finished_files();
         s
     }
@@ -199,6 +211,16 @@ impl Sender {
     /// NAKed blocks waiting to be sent again.
     pub fn pending_retransmits(&self) -> u64 {
         self.pending_count
+    }
+
+    /// The rate the sender paces at now, bits per second of datagram bytes (the policy's choice).
+    pub fn rate_bps(&self) -> u64 {
+        self.pacer.rate_bps()
+    }
+
+    /// The rate controller's counters.
+    pub fn rate_stats(&self) -> &ControllerStats {
+        self.rate.stats()
     }
 
     /// Smoothed RTT in nanoseconds.
@@ -264,15 +286,26 @@ impl Sender {
             let guard_ns = (self.rtt.srtt_ns() / 2).max(NAK_GUARD_MIN_NS);
             honoured_end = honoured_end.max(self.send_marks.sent_before(Time(now.0.saturating_sub(guard_ns))));
         }
+        let mut newly_lost = 0;
         for nak in nak_ranges(datagram) {
             let start = nak.start.max(self.cum_ack);
             let end = (nak.start + nak.count as u64).min(self.next_new).min(honoured_end);
             if start < end {
                 // Word at a time: a forged packet full of window-sized ranges costs window/64 per range.
-                self.pending_count += self.pending.set_range(start, end);
+                let added = self.pending.set_range(start, end);
+                self.pending_count += added;
+                newly_lost += added;
                 self.pending_scan = self.pending_scan.min(start);
             }
         }
+        let signal = FeedbackSignal {
+            owd_us: fb.owd_us,
+            recv_rate: fb.recv_rate,
+            lost: newly_lost,
+            srtt_ns: self.rtt.srtt_ns(),
+        };
+        self.rate.on_feedback(now, signal);
+        self.pacer.set_rate_bps(self.rate.rate_bps());
         self.check_round_acknowledged();
         Ok(())
     }
@@ -450,6 +483,7 @@ impl Sender {
         self.sealer.seal(&mut buf[..total]);
         self.packet_number += 1;
         self.pacer.on_send(now, total);
+        self.rate.on_send(now, total);
         self.stats.packets_sent += 1;
         self.stats.packets_retransmitted += retransmit as u64;
         self.stats.payload_bytes_sent += len;

@@ -1,7 +1,7 @@
 //! A fixed-size ring of bits indexed by block sequence number: the window's memory.
 //!
 //! The window is the only per-block state either side keeps, so memory is `window / 8` bytes whatever the
-//! file size (a 512 MiB window of 1412-byte blocks, rounded up to 2^19 bits, is 64 KiB).
+//! file size (a 2 GiB window of 1412-byte blocks, rounded up to 2^21 bits, is 256 KiB).
 
 /// Bits for sequence numbers `base .. base + capacity`, stored in a ring so the window slides without moving
 /// memory. Bits below `base` are always clear: [`SeqBits::advance_to`] clears what it slides past.

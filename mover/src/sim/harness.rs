@@ -1,5 +1,6 @@
 //! Runs a whole transfer between a [`Sender`] and a [`ReceiverSession`] over simulated links, in virtual time.
 
+use super::aimd::{AimdConfig, AimdFlow};
 use super::link::{Link, LinkConfig, LinkStats};
 use crate::proto::{
     BlockSource, BlockStore, Config, Receiver, ReceiverSession, ReceiverStats, Sender, SenderState, SenderStats,
@@ -25,6 +26,13 @@ pub struct SimConfig {
     /// The sender is descheduled for `.1` out of every `.0` (a busy or shared machine): it neither sends nor
     /// reads feedback then.
     pub sender_stalls: Option<(Duration, Duration)>,
+    /// A Reno-like TCP flow sharing the forward link's queue.
+    pub competitor: Option<AimdConfig>,
+    /// End the run at this virtual time even if the transfer is not finished (for tests that only look at
+    /// `samples`); the outcome is then an error saying so.
+    pub stop_at: Option<Duration>,
+    /// Record a [`SimSample`] this often.
+    pub sample_every: Option<Duration>,
 }
 
 impl SimConfig {
@@ -38,8 +46,32 @@ impl SimConfig {
             seed: 1,
             time_limit: Duration::from_secs(600),
             sender_stalls: None,
+            competitor: None,
+            stop_at: None,
+            sample_every: None,
         }
     }
+}
+
+/// Counters at one moment of a run, for rates over time.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct SimSample {
+    /// Virtual time.
+    pub at: Duration,
+    /// New payload bytes the mover receiver has taken in.
+    pub mover_bytes: u64,
+    /// Bytes the competing flow has delivered.
+    pub competitor_bytes: u64,
+    /// The sender's pacing rate, bits per second.
+    pub rate_bps: u64,
+    /// The forward link's queueing delay.
+    pub queue: Duration,
+}
+
+/// Rate in bits per second between two samples: (mover, competitor).
+pub fn rates_between(a: &SimSample, b: &SimSample) -> (f64, f64) {
+    let secs = (b.at - a.at).as_secs_f64().max(1e-9);
+    ((b.mover_bytes - a.mover_bytes) as f64 * 8.0 / secs, (b.competitor_bytes - a.competitor_bytes) as f64 * 8.0 / secs)
 }
 
 /// What a simulated transfer achieved.
@@ -66,6 +98,10 @@ pub struct SimReport {
     pub reverse: LinkStats,
     /// Loop iterations (a cost measure).
     pub steps: u64,
+    /// Samples every `sample_every`.
+    pub samples: Vec<SimSample>,
+    /// The competing flow's window halvings.
+    pub competitor_halvings: u64,
 }
 
 enum Event {
@@ -141,8 +177,27 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
         (phase >= period - pause).then(|| Time(now.0 - phase + period))
     };
     let mut sender_inbox: Vec<Event> = Vec::new();
+    let mut competitor = sim.competitor.clone().map(AimdFlow::new);
+    let mut samples = Vec::new();
+    let mut next_sample = sim.sample_every.map(|_| Time::ZERO);
+    let stop_at = sim.stop_at.map(|d| Time::ZERO.plus(d));
     let outcome = loop {
         steps += 1;
+        if let (Some(at), Some(every)) = (next_sample, sim.sample_every) {
+            if now >= at {
+                samples.push(SimSample {
+                    at: Duration::from_nanos(now.0),
+                    mover_bytes: rx.core.stats().bytes_delivered,
+                    competitor_bytes: competitor.as_ref().map_or(0, |c| c.delivered_bytes()),
+                    rate_bps: sender.rate_bps(),
+                    queue: fwd.queue_delay(now),
+                });
+                next_sample = Some(at.plus(every));
+            }
+        }
+        if let Some(c) = competitor.as_mut() {
+            c.step(now, &mut fwd, sim.reverse.delay);
+        }
         let sender_stalled = stalled_until(now);
         while let Some(ev) = q.pop_due(now) {
             if sender_stalled.is_some() && matches!(ev, Event::ToSender(_) | Event::ControlToSender(_)) {
@@ -201,11 +256,24 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
         if now > limit {
             break Err(format!("simulation passed its time limit of {:?}", sim.time_limit));
         }
+        if stop_at.is_some_and(|s| now >= s) {
+            break Err(format!("stopped at {:?} as asked", sim.stop_at.unwrap_or_default()));
+        }
         let sender_next = match sender_stalled {
             Some(until) => Some(until),
             None => sender.poll_timeout(now),
         };
-        let next = [q.next_time(), sender_next, rx.poll_timeout()].into_iter().flatten().min();
+        let next = [
+            q.next_time(),
+            sender_next,
+            rx.poll_timeout(),
+            competitor.as_ref().and_then(|c| c.next_event(now)),
+            next_sample,
+            stop_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next else { break Err("simulation deadlocked: nothing scheduled".into()) };
         now = next.max(now.plus_ns(1));
     };
@@ -221,6 +289,8 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
         forward: fwd.stats.clone(),
         reverse: rev.stats.clone(),
         steps,
+        samples,
+        competitor_halvings: competitor.map_or(0, |c| c.halvings),
     };
     (report, rx.store)
 }

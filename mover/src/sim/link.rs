@@ -39,6 +39,9 @@ pub struct LinkConfig {
     pub corrupt: f64,
     /// Drop-tail queue capacity in bytes in front of the bottleneck.
     pub queue_bytes: u64,
+    /// Changes of the bottleneck rate: from each `(time, rate_bps)` on, the link runs at that rate (a path
+    /// rerouted or shared by traffic the simulation does not model).
+    pub rate_schedule: Vec<(Duration, u64)>,
 }
 
 impl LinkConfig {
@@ -55,6 +58,7 @@ impl LinkConfig {
             duplicate: 0.0,
             corrupt: 0.0,
             queue_bytes: (rate_bps / 8 / 500).max(256 << 10),
+            rate_schedule: Vec::new(),
         }
     }
 }
@@ -103,19 +107,36 @@ impl Link {
         }
     }
 
-    /// Offers `packet` at `now`; calls `deliver(arrival_time, packet)` for each copy that arrives.
-    pub fn send(&mut self, now: Time, mut packet: Vec<u8>, mut deliver: impl FnMut(Time, Vec<u8>)) {
+    /// The one-way propagation delay.
+    pub fn delay(&self) -> Duration {
+        self.cfg.delay
+    }
+
+    /// The bottleneck rate at `now`.
+    pub fn rate_at(&self, now: Time) -> u64 {
+        let at = Duration::from_nanos(now.0);
+        self.cfg.rate_schedule.iter().rev().find(|(t, _)| *t <= at).map_or(self.cfg.rate_bps, |&(_, r)| r)
+    }
+
+    /// How long a packet offered at `now` would wait in the queue.
+    pub fn queue_delay(&self, now: Time) -> Duration {
+        Duration::from_nanos(self.busy_until.since_ns(now))
+    }
+
+    /// The queue and the loss processes: when a packet of `len` bytes offered at `now` leaves the
+    /// bottleneck, or `None` if it is dropped.
+    fn pass(&mut self, now: Time, len: u64) -> Option<Time> {
         self.stats.offered += 1;
-        let len = packet.len() as u64;
         let mut depart = now;
-        if self.cfg.rate_bps > 0 {
+        let rate = self.rate_at(now);
+        if rate > 0 {
             let start = self.busy_until.max(now);
-            let backlog_bytes = (start.since_ns(now) as u128 * self.cfg.rate_bps as u128 / 8_000_000_000) as u64;
+            let backlog_bytes = (start.since_ns(now) as u128 * rate as u128 / 8_000_000_000) as u64;
             if backlog_bytes + len > self.cfg.queue_bytes {
                 self.stats.queue_drops += 1;
-                return;
+                return None;
             }
-            let tx_ns = (len as u128 * 8_000_000_000 / self.cfg.rate_bps as u128) as u64;
+            let tx_ns = (len as u128 * 8_000_000_000 / rate as u128) as u64;
             self.busy_until = start.plus_ns(tx_ns);
             depart = self.busy_until;
         }
@@ -124,13 +145,28 @@ impl Link {
                 if self.in_bad_state { !self.rng.chance(b.leave_bad) } else { self.rng.chance(b.enter_bad) };
             if self.in_bad_state && self.rng.chance(b.loss_in_bad) {
                 self.stats.lost += 1;
-                return;
+                return None;
             }
         }
         if self.rng.chance(self.cfg.loss) {
             self.stats.lost += 1;
-            return;
+            return None;
         }
+        Some(depart)
+    }
+
+    /// Offers a packet of another flow (a competing TCP model) that shares the queue and the loss: returns
+    /// its arrival time at the far end, or `None` if it was dropped. No jitter, reordering or corruption.
+    pub fn carry(&mut self, now: Time, len: u64) -> Option<Time> {
+        let depart = self.pass(now, len)?;
+        self.stats.delivered += 1;
+        Some(depart.plus(self.cfg.delay))
+    }
+
+    /// Offers `packet` at `now`; calls `deliver(arrival_time, packet)` for each copy that arrives.
+    pub fn send(&mut self, now: Time, mut packet: Vec<u8>, mut deliver: impl FnMut(Time, Vec<u8>)) {
+        let len = packet.len() as u64;
+        let Some(depart) = self.pass(now, len) else { return };
         if self.rng.chance(self.cfg.corrupt) && !packet.is_empty() {
             let bit = self.rng.below(len * 8);
             packet[(bit / 8) as usize] ^= 1 << (bit % 8);
@@ -187,5 +223,20 @@ mod tests {
         }
         assert_eq!(link.stats.delivered, 10);
         assert_eq!(link.stats.queue_drops, 90);
+    }
+
+    #[test]
+    fn the_rate_follows_its_schedule() {
+        let mut cfg = LinkConfig::clean(1_000_000_000, Duration::ZERO);
+        cfg.queue_bytes = u64::MAX;
+        cfg.rate_schedule = vec![(Duration::from_secs(1), 500_000_000)];
+        let mut link = Link::new(cfg, 1);
+        let mut last = Time::ZERO;
+        // 1250 B at 1 Gbit/s is 10 us before t = 1 s, 20 us after.
+        link.send(Time::ZERO, vec![0; 1250], |t, _| last = t);
+        assert_eq!(last, Time(10_000));
+        link.send(Time(1_000_000_000), vec![0; 1250], |t, _| last = t);
+        assert_eq!(last, Time(1_000_020_000));
+        assert_eq!(link.carry(Time(1_000_000_000), 1250), Some(Time(1_000_040_000)));
     }
 }

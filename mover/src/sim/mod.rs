@@ -4,12 +4,14 @@
 //! takes seconds of wall time. Everything random comes from one seeded generator: the same seed gives the
 //! same run, byte for byte, which is what lets the goodput table live as a snapshot.
 
+pub mod aimd;
 pub mod data;
 pub mod harness;
 pub mod link;
 pub mod rng;
 
+pub use aimd::{AimdConfig, AimdFlow};
 pub use data::{synth_fill, synth_hash, CheckingStore, MemStore, SynthSource};
-pub use harness::{run_transfer, SimConfig, SimReport};
+pub use harness::{run_transfer, SimConfig, SimReport, SimSample};
 pub use link::{BurstLoss, LinkConfig, LinkStats};
 pub use rng::SimRng;

@@ -3,14 +3,17 @@
 //! ```text
 //!  0  common header (20 bytes, type 2)
 //! 20  round            u8
-//! 21  flags            u8    reserved (sent as 0, ignored)
+//! 21  flags            u8    bit 0: owd_us is valid; other bits reserved (sent as 0, ignored)
 //! 22  nak_count        u16   number of NAK ranges that follow
 //! 24  echo_tx_time_us  u32   tx_time_us of the newest data packet received (0 if none yet)
 //! 28  echo_delay_us    u32   how long the receiver held that timestamp before sending this feedback
 //! 32  cum_ack          u64   every block with sequence number below this has been received
 //! 40  recv_rate        u64   new (non-duplicate) payload bytes per second, measured over >= 10 ms windows
 //! 48  received_packets u64   valid data packets received so far this session
-//! 56  nak ranges       nak_count x (start u64, count u32): blocks the receiver asks to be resent
+//! 56  owd_us           u32   smallest one-way delay of the data packets received since the previous feedback:
+//!                            receiver clock minus the packet's tx_time_us, wrapping (the clocks' offset is
+//!                            unknown, so only differences between samples mean anything)
+//! 60  nak ranges       nak_count x (start u64, count u32): blocks the receiver asks to be resent
 //!     tag              16 bytes
 //! ```
 
@@ -18,7 +21,9 @@ use super::header::{CommonHeader, PacketType, COMMON_HEADER_LEN};
 use super::{be, DropReason, TAG_LEN};
 
 /// Bytes before the NAK ranges.
-pub const FEEDBACK_FIXED_LEN: usize = COMMON_HEADER_LEN + 36;
+pub const FEEDBACK_FIXED_LEN: usize = COMMON_HEADER_LEN + 40;
+/// Flag: the `owd_us` field holds a sample.
+pub const FLAG_OWD: u8 = 0x01;
 /// Bytes per NAK range.
 pub const NAK_RANGE_LEN: usize = 12;
 
@@ -50,6 +55,9 @@ pub struct FeedbackHeader {
     pub recv_rate: u64,
     /// Valid data packets received so far.
     pub received_packets: u64,
+    /// Smallest raw one-way delay (receiver clock minus sender clock, microseconds, wrapping) since the
+    /// previous feedback; `None` when no data arrived in between.
+    pub owd_us: Option<u32>,
 }
 
 /// The largest number of NAK ranges that fit in a feedback datagram of `max_datagram` bytes.
@@ -75,13 +83,14 @@ impl FeedbackHeader {
         }
         .emit(buf);
         buf[20] = self.round;
-        buf[21] = 0;
+        buf[21] = if self.owd_us.is_some() { FLAG_OWD } else { 0 };
         be::put_u16(buf, 22, naks.len() as u16);
         be::put_u32(buf, 24, self.echo_tx_time_us);
         be::put_u32(buf, 28, self.echo_delay_us);
         be::put_u64(buf, 32, self.cum_ack);
         be::put_u64(buf, 40, self.recv_rate);
         be::put_u64(buf, 48, self.received_packets);
+        be::put_u32(buf, 56, self.owd_us.unwrap_or(0));
         for (i, n) in naks.iter().enumerate() {
             let at = FEEDBACK_FIXED_LEN + i * NAK_RANGE_LEN;
             be::put_u64(buf, at, n.start);
@@ -117,6 +126,7 @@ impl FeedbackHeader {
             cum_ack: be::u64_at(datagram, 32),
             recv_rate: be::u64_at(datagram, 40),
             received_packets: be::u64_at(datagram, 48),
+            owd_us: (datagram[21] & FLAG_OWD != 0).then(|| be::u32_at(datagram, 56)),
         })
     }
 }
@@ -146,6 +156,7 @@ mod tests {
             cum_ack: 5,
             recv_rate: 6,
             received_packets: 7,
+            owd_us: Some(8),
         };
         let naks = [NakRange { start: 10, count: 2 }, NakRange { start: 20, count: 1 }];
         let mut buf = vec![0u8; 1500];
@@ -153,7 +164,10 @@ mod tests {
         assert_eq!(FeedbackHeader::parse(&buf[..len]), Ok(h));
         assert_eq!(nak_ranges(&buf[..len]).collect::<Vec<_>>(), naks);
         assert_eq!(FeedbackHeader::parse(&buf[..len - 1]), Err(DropReason::Malformed));
-        assert_eq!(max_naks(1472), (1472 - 56 - 16) / 12);
+        assert_eq!(max_naks(1472), (1472 - 60 - 16) / 12);
+        let none = FeedbackHeader { owd_us: None, ..h };
+        let len = none.emit(&[], &mut buf);
+        assert_eq!(FeedbackHeader::parse(&buf[..len]), Ok(none));
     }
 
     #[test]
