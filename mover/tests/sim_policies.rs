@@ -1,4 +1,4 @@
-//! The rate policies in the deterministic simulator (PROTOCOL.md §6): `fair` fills a long lossy path,
+//! The rate policies in the deterministic simulator (PROTOCOL.md §4.7): `fair` fills a long lossy path,
 //! shares a bottleneck with a Reno-like TCP flow, follows a link whose rate changes; `low` yields to TCP.
 
 use mover::proto::policy::Policy;

@@ -116,7 +116,7 @@ pub struct PacerStage<K: DatagramSink, C: Clock> {
     pub packetizer_bell: Bell,
     /// Wakes this stage (registered at start).
     pub own_bell: Bell,
-    /// The rate in bits per second, set by the packetizer from the rate policy's choice (PROTOCOL.md §6)
+    /// The rate in bits per second, set by the packetizer from the rate policy's choice (PROTOCOL.md §4.7)
     /// and read once per batch.
     pub rate_bps: Arc<AtomicU64>,
     /// Whether the stage has a core to itself (spin for short gaps).

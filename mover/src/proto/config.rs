@@ -35,7 +35,7 @@ pub struct Config {
     /// Sending rate, bits per second of UDP payload: the rate itself under [`Policy::Fixed`], the ceiling
     /// under the adaptive policies.
     pub rate_bps: u64,
-    /// How the sending rate is chosen (PROTOCOL.md §6).
+    /// How the sending rate is chosen (PROTOCOL.md §4.7).
     pub policy: Policy,
     /// The adaptive policies never go below this rate (`--min-rate`); 0 for no floor.
     pub min_rate_bps: u64,

@@ -1,4 +1,4 @@
-//! Rate policies (PROTOCOL.md §6): how fast the sender paces, from what the receiver's feedback says.
+//! Rate policies (PROTOCOL.md §4.7): how fast the sender paces, from what the receiver's feedback says.
 //!
 //! - `fixed` holds the configured rate whatever happens.
 //! - `fair` finds the bottleneck and stays at it with a small standing queue. Its congestion signals are the

@@ -106,7 +106,7 @@ pub struct Receiver {
     tail_probe: Option<(u64, u64)>,
     echo_tx_time_us: u32,
     echo_rx_at: Time,
-    /// Smallest raw one-way delay since the last feedback (the congestion signal of PROTOCOL.md §6).
+    /// Smallest raw one-way delay since the last feedback (the congestion signal of PROTOCOL.md §4.7).
     owd_min_us: Option<u32>,
     next_feedback_at: Time,
     last_feedback_at: Time,

@@ -1,5 +1,5 @@
 //! A competing TCP flow for the simulator: Reno's window growth and halving, ACK-clocked, sharing the
-//! forward link's queue with the mover session (the fairness tests of PROTOCOL.md §6).
+//! forward link's queue with the mover session (the fairness tests of PROTOCOL.md §4.7).
 //!
 //! It models what matters for sharing a bottleneck and nothing else: slow start to the first loss, then one
 //! segment more per round trip and half the window at most once per round trip on loss. Lost segments are
