@@ -211,7 +211,7 @@ fn wanem_is_accurate() {
         let end = &out[out.rfind("\"sum\"").expect("iperf3 sum")..];
         let num = |key: &str| -> f64 {
             let at = end.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key} in {end}")) + key.len() + 3;
-            end[at..].split(|c: char| c == ',' || c == '}').next().unwrap().trim().parse().unwrap()
+            end[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
         };
         // The receiver's view: bits per second of UDP payload received, and the fraction lost.
         let lost = num("lost_packets");
