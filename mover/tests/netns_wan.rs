@@ -39,9 +39,10 @@ struct WanPath {
 
 impl WanPath {
     fn new(emulator_args: &[&str]) -> WanPath {
-        let pid = std::process::id();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let mut p =
-            WanPath { s: format!("mvw-{pid}-s"), m: format!("mvw-{pid}-m"), r: format!("mvw-{pid}-r"), wanem: None };
+            WanPath { s: format!("mvw-{id}-s"), m: format!("mvw-{id}-m"), r: format!("mvw-{id}-r"), wanem: None };
         for ns in [&p.s, &p.m, &p.r] {
             ip(&["netns", "add", ns]);
         }
