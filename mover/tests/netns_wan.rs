@@ -17,6 +17,10 @@ const PORT: u16 = 7400;
 const IP_S: &str = "10.82.0.1";
 const IP_R: &str = "10.82.0.2";
 
+/// The tests here measure rates and loss on a 2-core machine: one at a time, or each one's traffic becomes
+/// the other's extra loss.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `mover-wanem`, built next to this test by `cargo test --workspace` (benches/wanem has its own tests).
 fn wanem_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
@@ -147,6 +151,7 @@ fn policies_on_an_emulated_lossy_path() {
     if skip_unless_root("policies_on_an_emulated_lossy_path") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let path = WanPath::new(&["--delay", "20ms", "--loss", "1%", "--rate", "400M", "--queue", "40ms"]);
     let dir = TempDir::new("netns-wan");
     let src = dir.path().join("data.bin");
@@ -189,6 +194,7 @@ fn wanem_is_accurate() {
     if skip_unless_root("wanem_is_accurate") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // RTT: ping through 10 ms and 50 ms each way.
     for delay_ms in [10u32, 50] {
         let p = WanPath::new(&["--delay", &format!("{delay_ms}ms")]);
