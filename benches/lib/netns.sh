@@ -8,8 +8,9 @@ die() { log "FATAL: $*"; exit 1; }
 # IEC size (4G = 4 GiB) -> bytes.
 bytes_of() { numfmt --from=iec "$1"; }
 now() { date +%s.%N; }
-# The value of "key": in a one-line JSON object (first occurrence; no nesting awareness).
-jget() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2 | tr -d '" '; }
+# The value of "key": in a one-line JSON object (first occurrence; no nesting awareness); empty, and success,
+# when the key or the file is missing.
+jget() { { grep -o "\"$2\":[^,}]*" "$1" 2>/dev/null || true; } | head -1 | cut -d: -f2 | tr -d '" '; }
 # Median of the numbers on stdin, one a line ("nan" when there are none).
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 # Waits (up to 10 s) for a string in a file.
