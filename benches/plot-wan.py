@@ -98,7 +98,8 @@ def markdown(res, args):
     reps = max((int(r["repeats"]) for r in res.grid), default=0)
     p(f"Goodput in Mbit/s (median of {reps}; min/max in the CSV). mover push runs `--policy {res.policy()}`; "
       "mover retx % is retransmitted / sent packets; path drops % is what the emulator dropped (random + burst + "
-      "queue) of the frames mover sent; † = some repeats timed out or failed (see the CSV's note column).")
+      "queue) of the frames mover sent; † = some repeats timed out or failed, or the emulator was overloaded (see the "
+      "CSV's note column).")
     p("")
     p("| bottleneck | RTT ms | loss % | ping ms | mover push | mover retx % | path drops % | iperf3 cubic | "
       "iperf3 bbr | scp | rsync | raw UDP |")

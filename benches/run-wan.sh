@@ -4,10 +4,14 @@
 # delay, random loss and a 1 Gbit/s drop-tail bottleneck; plus fairness runs of mover next to one TCP flow.
 #
 # Usage (root; NOT part of CI):
-#   sudo benches/run-wan.sh                                   # the default grid: ~33 min on 2 cores
+#   sudo benches/run-wan.sh                                   # the default grid: ~35 min on 2 cores
 #   WANEM=bridge RTTS="0 20" LOSSES="0 1" REPEATS=1 SIZE=128M RATE_HIGH= benches/run-wan.sh    # plumbing smoke run
 #   WANEM=/path/to/mover-wanem RTTS=20 LOSSES=1 REPEATS=1 RATE_HIGH= FAIR=0 benches/run-wan.sh  # one real point
-# The estimate printed at the start uses the grid and the time limits below; progress lines follow each point.
+#   DRY_RUN=1 benches/run-wan.sh                              # only the plan and the run time estimate
+# The estimate printed at the start (2084 s for the defaults) models each measurement: mover's SIZE at the
+# bottleneck plus 1.2 s and 8 RTTs; iperf3 TIME_LIMIT plus 0.6 s and 4 RTTs; scp/rsync TIME_LIMIT (less on a
+# clean short path, where the file ends first) plus 0.8 s and 12 RTTs of ssh handshake; 0.15 s to restart the
+# emulator. It was within ~5% of smoke runs through mover-wanem; progress lines with an ETA follow each point.
 #
 # Environment (defaults in brackets):
 #   RATE [1G]            bottleneck, bits/s of Ethernet frames per direction (mover-wanem --rate), SI suffixes
@@ -19,7 +23,8 @@
 #   SIZE [512M]          file size for mover push (IEC: 512M = 512 MiB, ~4.3 s at 1 Gbit/s); scp and rsync copy
 #                        the same file until TIME_LIMIT
 #   TIME_LIMIT [5]       seconds of transfer per TCP measurement: iperf3 -t; scp/rsync are stopped this long
-#                        after their first byte arrived (the ssh handshake is not counted)
+#                        after their first byte arrived (the ssh handshake is not counted). 5, not more, so the
+#                        default run stays within ~35 min
 #   MOVER_TIMEOUT [3 x SIZE at RATE + 5 s] a push still running then is stopped; its row counts the bytes that
 #                        had arrived (status "timeout")
 #   TOOLS ["mover iperf3-cubic iperf3-bbr scp rsync"]  subset for quick runs; BLAST [1]: mover bench net at
@@ -27,8 +32,8 @@
 #                        payload bits/s ("max": unpaced); at RATE the 1514-byte frames overdrive the
 #                        bottleneck by 2.9%, enough to fill it without starving the 2 cores
 #   FAIR [1]             fairness runs (0 skips); FAIR_RATE [RATE], FAIR_RTT [40], FAIR_LOSS [0], FAIR_CCS
-#                        ["cubic bbr"], FAIR_POLICIES ["fair low"], FAIR_REPEATS [1], FAIR_LEAD [5],
-#                        FAIR_OVERLAP [10], FAIR_TAIL [5], FAIR_SETTLE [2] (seconds; see below)
+#                        ["cubic bbr"], FAIR_POLICIES ["fair low"], FAIR_REPEATS [1], FAIR_LEAD [4],
+#                        FAIR_OVERLAP [10], FAIR_TAIL [4], FAIR_SETTLE [2] (seconds; see below)
 #   WANEM                mover-wanem binary; unset: `cargo build --release -p mover-wanem` in this repo;
 #                        "bridge": no emulator, a Linux bridge in the middle namespace (RTT ~0, no loss, no
 #                        rate limit: RTT/loss/rate columns are then only labels; a plumbing smoke mode and a
@@ -56,7 +61,9 @@
 #   MTU-sized frames with finished checksums, and one lost "packet" is never a 64 KB burst (MACHINE-NOTES.md).
 # - The emulator is restarted for every measurement (seed = repeat number), so each tool starts with an empty
 #   queue, and its stats (frames in, random/burst losses, queue drops in the data direction) are per row.
-#   The queue is mover-wanem's default (one BDP) unless WANEM_ARGS says otherwise.
+#   The queue is mover-wanem's default (max(2 x delay, 10 ms) at the rate: one BDP) unless WANEM_ARGS says
+#   otherwise. Frames the emulator itself could not handle (its pool, socket or send drops: an overloaded
+#   machine) are counted per row (emu_overload) and flagged in the CSV's note column.
 # - TCP: tcp_rmem/tcp_wmem max raised to TCP_BUF in both end namespaces so iperf3 is not window-limited;
 #   tcp_no_metrics_save=1 so no connection inherits the ssthresh of a lossy predecessor. `-C cubic` and
 #   `-C bbr` are named explicitly (the kernel default is bbr); no fq qdisc exists here, BBR paces itself.
@@ -76,9 +83,17 @@
 #   "low" runs: mover push --policy low alone, TCP joins for FAIR_OVERLAP s, then mover alone again. Rates per
 #   phase come from counters sampled every 0.25 s (TCP: bytes_acked of the iperf3 sockets, `ss -ti`, sender
 #   side; mover: allocated bytes in the receiver's destination) and skip the first FAIR_SETTLE s of each
-#   phase. The pushed "file" is a set of hard links to the SIZE file (read from the page cache).
+#   phase. The pushed "file" is a set of hard links to the SIZE file, enough for the whole run at FAIR_RATE.
+# - Files: one SIZE file of random bytes in the work dir (ext4 /tmp by default). mover reads it with O_DIRECT
+#   (its default; ~1.5 GB/s here, far above any bottleneck), scp and rsync through the page cache; receivers
+#   write to the work dir without fsync. mover runs with --net auto (AF_XDP on these veths where it works;
+#   the raw CSV's net column says which path ran).
 # - Both ends and the emulator share the 2 cores: the load average is checked at the start (and logged per
-#   row); a busy machine makes every tool slower, mover and the emulator most (they are CPU-bound).
+#   row); a busy machine makes every tool slower, mover and the emulator most (they are CPU-bound). Compare
+#   tools within one run only.
+# Caveats: WANEM=bridge rows carry the configured RTT/loss/rate as labels but nothing was emulated. A build of
+# mover without --policy runs a fixed rate (95% of the bottleneck) and its rows say policy "fixed": such a run
+# says nothing about the fair/low policies. Fairness runs are single runs by default (FAIR_REPEATS).
 #
 # Output: benches/results/wan-<date>.csv (medians per tool x point, fairness rows), wan-<date>-raw.csv (every
 # run), wan-<date>-fairness-ts.csv (the sampled counters), wan-<date>.md (the table for benches/RESULTS.md,
@@ -113,9 +128,9 @@ FAIR_LOSS=${FAIR_LOSS:-0}
 FAIR_CCS=${FAIR_CCS:-cubic bbr}
 FAIR_POLICIES=${FAIR_POLICIES:-fair low}
 FAIR_REPEATS=${FAIR_REPEATS:-1}
-FAIR_LEAD=${FAIR_LEAD:-5}
+FAIR_LEAD=${FAIR_LEAD:-4}
 FAIR_OVERLAP=${FAIR_OVERLAP:-10}
-FAIR_TAIL=${FAIR_TAIL:-5}
+FAIR_TAIL=${FAIR_TAIL:-4}
 FAIR_SETTLE=${FAIR_SETTLE:-2}
 MOVER_NET=${MOVER_NET:-auto}
 MOVER_CEILING=${MOVER_CEILING:-}
@@ -270,14 +285,14 @@ estimate_point() { # RATE RTT LOSS
     local n_tools=0 t
     for t in $TOOLS; do n_tools=$((n_tools + 1)); done
     awk -v rate="$(bps_of "$1")" -v rtt="$(awk -v r="$2" 'BEGIN { print r / 1000 }')" -v blast=$([[ $BLAST == 1 && $2 == 0 && $3 == 0 ]] && echo 1 || echo 0) \
-        -v size="$FILE_BYTES" -v T="$TIME_LIMIT" -v reps="$REPEATS" -v emu=$([[ $EMU == wanem ]] && echo 0.3 || echo 0) \
+        -v size="$FILE_BYTES" -v T="$TIME_LIMIT" -v reps="$REPEATS" -v emu=$([[ $EMU == wanem ]] && echo 0.15 || echo 0) \
         -v mover=$(has_tool mover && echo 1 || echo 0) -v ip=$( (has_tool iperf3-cubic && echo x; has_tool iperf3-bbr && echo x) | wc -l) \
         -v sshn=$( (has_tool scp && echo x; has_tool rsync && echo x) | wc -l) -v n="$n_tools" \
         -v loss="$3" \
         'BEGIN { ssh = T  # scp/rsync run into the limit unless the path is clean and short (2 MiB ssh window)
                  if (loss == 0 && rtt < 0.05) { r = rate; if (rtt > 0 && 16.7e6 / rtt < r) r = 16.7e6 / rtt; ssh = size * 8 / (0.9 * r); if (ssh > T) ssh = T }
-                 per = mover * (size * 8 / rate * 1.1 + 1.2 + 5 * rtt) + ip * (T + 0.6 + 4 * rtt) + sshn * (ssh + 0.8 + 12 * rtt) + blast * (T + 1.5) + (n + blast) * emu
-                 printf "%.0f", reps * per + 1.5 }'
+                 per = mover * (size * 8 / rate * 1.1 + 1.2 + 8 * rtt) + ip * (T + 0.6 + 4 * rtt) + sshn * (ssh + 0.8 + 12 * rtt) + blast * (T + 1.5) + (n + blast) * emu
+                 printf "%.0f", reps * per + 1 + 2 * rtt }'
 }
 EST_TOTAL=20
 declare -A EST
@@ -299,7 +314,7 @@ CMDLINE="RATE=$RATE RTTS=\"$RTTS\" LOSSES=\"$LOSSES\" RATE_HIGH=$RATE_HIGH RTTS_
 
 log "plan: ${#POINTS[@]} points x $REPEATS repeats x [$TOOLS]$([[ $BLAST == 1 ]] && echo " + raw UDP at 0 ms/0%"), $FAIR_RUNS fairness runs; emulator: $([[ $EMU == bridge ]] && echo "NONE (bridge: RTT/loss/rate are labels only)" || echo "$WANEM")"
 log "mover push: $( ((HAVE_POLICY)) && echo "--policy fair / low${MOVER_CEILING:+ --rate $MOVER_CEILING}" || echo "NO --policy in this build: $(push_args fair "$RATE_BPS" | paste -sd' ') (rows say policy=fixed)")${MOVER_PUSH_ARGS:+ (+ $MOVER_PUSH_ARGS)}, --net $MOVER_NET, timeout ${MOVER_TIMEOUT}s"
-log "estimated run time: ~$(((EST_TOTAL + 59) / 60)) min (ETA $(date -d "@$(($(date +%s) + EST_TOTAL))" +%H:%M))"
+log "estimated run time: ~$(((EST_TOTAL + 59) / 60)) min (${EST_TOTAL} s, of which fairness ${FAIR_EST} s; ETA $(date -d "@$(($(date +%s) + EST_TOTAL))" +%H:%M)); the header says how it is made"
 LOAD=$(load1)
 if awk -v l="$LOAD" 'BEGIN { exit !(l > 0.5) }'; then
     log "WARNING: the machine is busy (load average $LOAD on $(nproc) cores): every tool here shares the cores with it; results will be low and noisy"
@@ -365,8 +380,8 @@ emu_start() { # RATE RTT_MS LOSS_PCT SEED
     wait_for "$WORK/wanem.out" '^ready' ||
         die "mover-wanem did not print 'ready' within 10 s: $(tail -5 "$WORK/wanem.err")"
 }
-emu_stop() { # sets EMU_IN EMU_LOST EMU_QDROPS (data direction; empty in bridge mode)
-    EMU_IN= EMU_LOST= EMU_QDROPS=
+emu_stop() { # sets EMU_IN EMU_LOST EMU_QDROPS (data direction) and EMU_OVERLOAD; empty in bridge mode
+    EMU_IN= EMU_LOST= EMU_QDROPS= EMU_OVERLOAD=
     [[ $EMU == bridge || -z $EMU_PID ]] && return 0
     local rc=0
     kill -TERM "$EMU_PID" 2>/dev/null || true
@@ -380,9 +395,15 @@ emu_stop() { # sets EMU_IN EMU_LOST EMU_QDROPS (data direction; empty in bridge 
     [[ -s $WORK/wanem-stats.json ]] || log "  mover-wanem wrote no --stats-json"
     read -r EMU_IN EMU_LOST EMU_QDROPS < <(pyj "$WORK/wanem-stats.json" \
         'j["forward"]["frames_in"], j["forward"]["lost_random"] + j["forward"]["lost_burst"], j["forward"]["queue_drops"]' | tr -d '(),') || true
+    # Not in the fixed stats contract (mover-wanem's own drops, both directions): 0 where absent.
+    local own='[(d, k, j[d].get(k, 0)) for d in ("forward", "reverse") for k in ("pool_drops", "socket_drops", "send_errors", "oversize", "truncated")]'
+    EMU_OVERLOAD=$(pyj "$WORK/wanem-stats.json" "sum(n for _, _, n in $own)")
+    if [[ -n $EMU_OVERLOAD && $EMU_OVERLOAD != 0 ]]; then
+        log "  WARNING: mover-wanem dropped frames itself ($(pyj "$WORK/wanem-stats.json" "' '.join(f'{d}.{k}={n}' for d, k, n in $own if n)")): the machine did not keep up; this row's numbers include that loss"
+    fi
 }
 ping_rtt() { # average ping RTT in ms through the current path (empty if every ping was lost)
-    in_s ping -n -q -c 5 -i 0.2 -w 5 "$IP_R" 2>/dev/null | awk -F/ '/^rtt|^round-trip/ { print $5 }' || true
+    in_s ping -n -q -c 3 -i 0.2 -w 5 "$IP_R" 2>/dev/null | awk -F/ '/^rtt|^round-trip/ { print $5 }' || true
 }
 
 log "path: $NS_S/wan0 $IP_S <-> $NS_M (wan-a, wan-b: $([[ $EMU == bridge ]] && echo bridge || echo mover-wanem)) <-> $NS_R/wan0 $IP_R; offloads off; tcp_[rw]mem max $TCP_BUF"
@@ -394,7 +415,7 @@ log "path check: ping $(ping_rtt) ms, sshd reachable"
 emu_stop
 
 # ---------------------------------------------------------------- one measurement each
-RAW_HEADER="date,section,scenario,rate_bps,rtt_ms,loss_pct,emulator,tool,policy,phase,repeat,status,goodput_bps,seconds,bytes,retransmitted,sent,retrans_unit,net,emu_frames_in,emu_lost,emu_queue_drops,rtt_seen_ms,load1,extra"
+RAW_HEADER="date,section,scenario,rate_bps,rtt_ms,loss_pct,emulator,tool,policy,phase,repeat,status,goodput_bps,seconds,bytes,retransmitted,sent,retrans_unit,net,emu_frames_in,emu_lost,emu_queue_drops,emu_overload,rtt_seen_ms,load1,extra"
 echo "$RAW_HEADER" >"$RAW"
 TS_TMP=$WORK/fairness-ts.csv
 : >"$TS_TMP"
@@ -402,7 +423,7 @@ TS_TMP=$WORK/fairness-ts.csv
 P_SECTION= P_RATE= P_RTT= P_LOSS= P_REP= P_RTT_SEEN=
 raw() { # scenario tool policy phase status goodput seconds bytes retx sent unit net extra
     local extra=${13//,/;}
-    echo "$DATE,$P_SECTION,$1,$(bps_of "$P_RATE"),$P_RTT,$P_LOSS,$EMU,$2,$3,$4,$P_REP,$5,$6,$7,$8,$9,${10},${11},${12},$EMU_IN,$EMU_LOST,$EMU_QDROPS,$P_RTT_SEEN,$(load1),$extra" >>"$RAW"
+    echo "$DATE,$P_SECTION,$1,$(bps_of "$P_RATE"),$P_RTT,$P_LOSS,$EMU,$2,$3,$4,$P_REP,$5,$6,$7,$8,$9,${10},${11},${12},$EMU_IN,$EMU_LOST,$EMU_QDROPS,$EMU_OVERLOAD,$P_RTT_SEEN,$(load1),$extra" >>"$RAW"
 }
 # Starts the emulator for one measurement of the current point (and pings the path once per point).
 measure_begin() {
@@ -739,6 +760,9 @@ with open(out, "w", newline="") as f:
             if r["status"] != "ok":
                 statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         note = "; ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        overload = sum(num(r["emu_overload"]) or 0 for r in rs)
+        if overload:
+            note += ("; " if note else "") + f"emulator overloaded ({overload:.0f} frames dropped by mover-wanem itself)"
         w.writerow([rs[0]["date"], *k, len(rs), len(good),
                     fmt(st.median(gp)) if gp else "", fmt(min(gp)) if gp else "", fmt(max(gp)) if gp else "",
                     fmt(med(good, "retransmitted")), fmt(med(good, "sent")), rs[0]["retrans_unit"],
@@ -747,7 +771,7 @@ PY
 log "results: $CSV (medians), $RAW (every run)$([[ $FAIR == 1 ]] && echo ", $TS (fairness counters)")"
 
 MACHINE="$(nproc) cores, $(lscpu | grep 'Model name' | sed 's/Model name: *//;s/  */ /g'), kernel $(uname -r)"
-PATH_NOTE="$([[ $EMU == bridge ]] && echo "NO EMULATOR (WANEM=bridge: a Linux bridge in the middle; RTT, loss and rate are labels only)" || echo "mover-wanem $WANEM_ARGS in a middle namespace (drop-tail queue: its default one BDP unless WANEM_ARGS says otherwise)"); veth offloads off; tcp_[rw]mem max $TCP_BUF; mover --net $MOVER_NET; file $SIZE of random bytes; TIME_LIMIT ${TIME_LIMIT}s; medians of $REPEATS; load average at start $LOAD"
+PATH_NOTE="$([[ $EMU == bridge ]] && echo "NO EMULATOR (WANEM=bridge: a Linux bridge in the middle; RTT, loss and rate are labels only)" || echo "mover-wanem${WANEM_ARGS:+ $WANEM_ARGS} in a middle namespace (drop-tail queue before the bottleneck: $([[ $WANEM_ARGS == *--queue* ]] && echo "as WANEM_ARGS says" || echo "its default, max(RTT, 10 ms) at the rate"))"); veth offloads off; tcp_[rw]mem max $TCP_BUF; mover --net $MOVER_NET; file $SIZE of random bytes; TIME_LIMIT ${TIME_LIMIT}s; medians of $REPEATS; load average at start $LOAD"
 python3 "$HERE/plot-wan.py" "$CSV" --cmdline "$CMDLINE" --date "$DATE" --machine "$MACHINE" --path "$PATH_NOTE" --repo "$REPO" \
     >"$BASE.md" || log "plot-wan.py failed (the CSV is complete)"
 cat "$BASE.md"
