@@ -60,6 +60,7 @@ CSV=$HERE/results/network-$DAY.csv
 CMDLINE="SIZE=$SIZE REPEATS=$REPEATS MTUS=\"$MTUS\" benches/run-network.sh"
 
 # log die bytes_of now jget median wait_for wait_pid make_file delete_netns start_sshd wait_sshd
+# shellcheck source=lib/netns.sh
 . "$HERE/lib/netns.sh"
 
 cleanup() {

@@ -105,6 +105,7 @@ export LC_ALL=C
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # log die bytes_of now jget median wait_for wait_pid make_file delete_netns start_sshd wait_sshd
+# shellcheck source=lib/netns.sh
 . "$HERE/lib/netns.sh"
 
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, veths, ethtool, sshd): run it with sudo"
@@ -284,10 +285,10 @@ has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 estimate_point() { # RATE RTT LOSS
     local n_tools=0 t
     for t in $TOOLS; do n_tools=$((n_tools + 1)); done
-    awk -v rate="$(bps_of "$1")" -v rtt="$(awk -v r="$2" 'BEGIN { print r / 1000 }')" -v blast=$([[ $BLAST == 1 && $2 == 0 && $3 == 0 ]] && echo 1 || echo 0) \
-        -v size="$FILE_BYTES" -v T="$TIME_LIMIT" -v reps="$REPEATS" -v emu=$([[ $EMU == wanem ]] && echo 0.15 || echo 0) \
-        -v mover=$(has_tool mover && echo 1 || echo 0) -v ip=$( (has_tool iperf3-cubic && echo x; has_tool iperf3-bbr && echo x) | wc -l) \
-        -v sshn=$( (has_tool scp && echo x; has_tool rsync && echo x) | wc -l) -v n="$n_tools" \
+    awk -v rate="$(bps_of "$1")" -v rtt="$(awk -v r="$2" 'BEGIN { print r / 1000 }')" -v blast="$([[ $BLAST == 1 && $2 == 0 && $3 == 0 ]] && echo 1 || echo 0)" \
+        -v size="$FILE_BYTES" -v T="$TIME_LIMIT" -v reps="$REPEATS" -v emu="$([[ $EMU == wanem ]] && echo 0.15 || echo 0)" \
+        -v mover="$(has_tool mover && echo 1 || echo 0)" -v ip="$( (has_tool iperf3-cubic && echo x; has_tool iperf3-bbr && echo x) | wc -l)" \
+        -v sshn="$( (has_tool scp && echo x; has_tool rsync && echo x) | wc -l)" -v n="$n_tools" \
         -v loss="$3" \
         'BEGIN { ssh = T  # scp/rsync run into the limit unless the path is clean and short (2 MiB ssh window)
                  if (loss == 0 && rtt < 0.05) { r = rate; if (rtt > 0 && 16.7e6 / rtt < r) r = 16.7e6 / rtt; ssh = size * 8 / (0.9 * r); if (ssh > T) ssh = T }
@@ -381,7 +382,7 @@ emu_start() { # RATE RTT_MS LOSS_PCT SEED
         die "mover-wanem did not print 'ready' within 10 s: $(tail -5 "$WORK/wanem.err")"
 }
 emu_stop() { # sets EMU_IN EMU_LOST EMU_QDROPS (data direction) and EMU_OVERLOAD; empty in bridge mode
-    EMU_IN= EMU_LOST= EMU_QDROPS= EMU_OVERLOAD=
+    EMU_IN='' EMU_LOST='' EMU_QDROPS='' EMU_OVERLOAD=''
     [[ $EMU == bridge || -z $EMU_PID ]] && return 0
     local rc=0
     kill -TERM "$EMU_PID" 2>/dev/null || true
@@ -420,7 +421,7 @@ echo "$RAW_HEADER" >"$RAW"
 TS_TMP=$WORK/fairness-ts.csv
 : >"$TS_TMP"
 # The point being measured: section rate rtt loss repeat, and the ping RTT of its path.
-P_SECTION= P_RATE= P_RTT= P_LOSS= P_REP= P_RTT_SEEN=
+P_SECTION='' P_RATE='' P_RTT='' P_LOSS='' P_REP='' P_RTT_SEEN=''
 raw() { # scenario tool policy phase status goodput seconds bytes retx sent unit net extra
     local extra=${13//,/;}
     echo "$DATE,$P_SECTION,$1,$(bps_of "$P_RATE"),$P_RTT,$P_LOSS,$EMU,$2,$3,$4,$P_REP,$5,$6,$7,$8,$9,${10},${11},${12},$EMU_IN,$EMU_LOST,$EMU_QDROPS,$EMU_OVERLOAD,$P_RTT_SEEN,$(load1),$extra" >>"$RAW"
@@ -484,7 +485,7 @@ run_mover() {
     elif [[ $W_STATUS == limit ]]; then
         status=timeout gp=$(rate_of "$W_BYTES" "$W_SECS") secs=$W_SECS bytes=$W_BYTES
     else
-        status=fail gp= secs=$W_SECS bytes=$W_BYTES
+        status=fail gp='' secs=$W_SECS bytes=$W_BYTES
         log "  mover push failed: $(tail -2 "$WORK/push.err") / serve: $(tail -2 "$WORK/serve.log")"
     fi
     local extra

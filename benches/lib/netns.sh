@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by the benches/run-*.sh scripts that run tools between network namespaces.
 # Sourced (`. "$HERE/lib/netns.sh"`), never run; needs bash. Nothing here creates a namespace or starts a
 # process on its own: each script owns its namespaces, addresses and clean-up trap.
@@ -73,6 +74,7 @@ EOF
     ip netns exec "$ns" unshare -m --propagation private sh -c \
         'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$1"' \
         sh "$dir/sshd_config" 2>"$dir/sshd.log" &
+    # shellcheck disable=SC2034 # for the sourcing script
     SSHD_PID=$!
     SSH_OPTS=(-F /dev/null -i "$dir/clientkey" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
         -o BatchMode=yes -o LogLevel=ERROR -o Ciphers=aes128-gcm@openssh.com)
