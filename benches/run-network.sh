@@ -59,17 +59,13 @@ DAY=$(date -u +%Y-%m-%d)
 CSV=$HERE/results/network-$DAY.csv
 CMDLINE="SIZE=$SIZE REPEATS=$REPEATS MTUS=\"$MTUS\" benches/run-network.sh"
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
+# log die bytes_of now jget median wait_for wait_pid make_file delete_netns start_sshd wait_sshd
+# shellcheck source=lib/netns.sh
+. "$HERE/lib/netns.sh"
 
 cleanup() {
     set +e
-    for ns in "$NS_S" "$NS_R"; do
-        if ip netns list | grep -qw "$ns"; then
-            for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null; done
-            ip netns delete "$ns"
-        fi
-    done
+    delete_netns "$NS_S" "$NS_R"
     rm -rf "$WORK"
     [[ ${KEEP_FILE:-0} == 1 ]] || rm -f "$FILE" "$SWEEP_FILE"
 }
@@ -81,25 +77,9 @@ for t in ip nft ethtool iperf3 /usr/sbin/sshd ssh scp ssh-keygen rsync /usr/bin/
     command -v "$t" >/dev/null || die "missing $t (see the package list in the header)"
 done
 
-bytes_of() { numfmt --from=iec "$1"; }
 in_s() { ip netns exec "$NS_S" "$@"; }
 in_r() { ip netns exec "$NS_R" "$@"; }
-now() { date +%s.%N; }
 add() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a + b}' || true; }
-# The value of "key": in a one-line JSON object (first occurrence).
-jget() { grep -o "\"$2\":[^,}]*" "$1" | head -1 | cut -d: -f2 | tr -d '" '; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
-# Waits (up to 10 s) for a string in a file.
-wait_for() { for _ in $(seq 500); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.02; done; return 1; }
-# Waits for a background pid, at most $2 seconds; kills it on timeout.
-wait_pid() {
-    local pid=$1 limit=$2 t=0
-    while kill -0 "$pid" 2>/dev/null; do
-        sleep 0.1; t=$((t + 1))
-        if ((t > limit * 10)); then kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 124; fi
-    done
-    wait "$pid"
-}
 
 # ---------------------------------------------------------------- build, files, path
 if [[ -z ${MOVER:-} ]]; then
@@ -110,16 +90,6 @@ fi
 [[ -x $MOVER ]] || die "no mover binary at $MOVER"
 mkdir -p "$HERE/results" "$DEST"
 
-make_file() { # path size: random (incompressible), written once at disk speed, then read into the page cache
-    local want; want=$(bytes_of "$2")
-    if [[ ! -f $1 || $(stat -c %s "$1") != "$want" ]]; then
-        log "creating $1 ($2, openssl AES-CTR stream: fast and incompressible)"
-        openssl enc -aes-128-ctr -nosalt -pass pass:mover-bench -pbkdf2 -in /dev/zero 2>/dev/null |
-            head -c "$want" >"$1" || true # openssl dies of SIGPIPE when head has enough
-        [[ $(stat -c %s "$1") == "$want" ]] || die "could not create $1"
-    fi
-    cat "$1" >/dev/null
-}
 make_file "$FILE" "$SIZE"
 make_file "$SWEEP_FILE" "$SWEEP_SIZE"
 FILE_BYTES=$(stat -c %s "$FILE")
@@ -145,32 +115,9 @@ for ns in "$NS_S" "$NS_R"; do
 done
 log "socket buffer ceilings: $SYSCTL_NOTE"
 
-# sshd in the receiver namespace: own host key, throwaway client key, non-default port. It runs in a private
-# mount namespace with a tmpfs on /run, because OpenSSH needs /run/sshd (privilege separation) and the
-# host's /run is left untouched.
-ssh-keygen -q -t ed25519 -N '' -f "$WORK/hostkey"
-ssh-keygen -q -t ed25519 -N '' -f "$WORK/clientkey"
-cp "$WORK/clientkey.pub" "$WORK/authorized_keys"
-cat >"$WORK/sshd_config" <<EOF
-Port $SSH_PORT
-ListenAddress $IP_R
-HostKey $WORK/hostkey
-AuthorizedKeysFile $WORK/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile $WORK/sshd.pid
-Subsystem sftp internal-sftp
-EOF
-in_r unshare -m --propagation private sh -c \
-    'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$1"' \
-    sh "$WORK/sshd_config" 2>"$WORK/sshd.log" &
-SSH_OPTS=(-F /dev/null -i "$WORK/clientkey" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-    -o BatchMode=yes -o LogLevel=ERROR -o Ciphers=aes128-gcm@openssh.com)
-for _ in $(seq 50); do in_s ssh -p "$SSH_PORT" "${SSH_OPTS[@]}" "root@$IP_R" true 2>/dev/null && break; sleep 0.2; done
-in_s ssh -p "$SSH_PORT" "${SSH_OPTS[@]}" "root@$IP_R" true || die "sshd in $NS_R not reachable: $(cat "$WORK/sshd.log")"
+# sshd in the receiver namespace: own host key, throwaway client key, non-default port (lib/netns.sh).
+start_sshd "$NS_R" "$IP_R" "$SSH_PORT" "$WORK"
+wait_sshd "$NS_S" "$IP_R" "$SSH_PORT" "$WORK"
 
 echo "date,mtu,tool,phase,rate,repeat,goodput_bps,seconds,packets_sent,packets_retransmitted,rtt_ms,snd_rss_kib,rcv_rss_kib,snd_cpu_s,rcv_cpu_s,bytes,ok" >"$CSV.tmp"
 row() { echo "$DATE,$*" >>"$CSV.tmp"; }
