@@ -263,6 +263,12 @@ fn ping(path: &Path3, count: u32, interval: &str) -> String {
 /// Runs an iperf3 server (one test, JSON) in the receiver namespace and a client with `client_args` in the
 /// sender's; returns (server JSON, client JSON).
 fn iperf3(path: &Path3, client_args: &[&str]) -> (Json, Json) {
+    let (server, client, ()) = iperf3_with(path, client_args, || ());
+    (server, client)
+}
+
+/// `iperf3`, running `during` while the client runs.
+fn iperf3_with<T>(path: &Path3, client_args: &[&str], during: impl FnOnce() -> T) -> (Json, Json, T) {
     let server = path
         .command(&path.rcv, &["iperf3", "-s", "-1", "-B", RECEIVER_IP, "-p", IPERF_PORT, "--json"])
         .stdout(Stdio::piped())
@@ -282,7 +288,10 @@ fn iperf3(path: &Path3, client_args: &[&str]) -> (Json, Json) {
     }
     let mut argv = vec!["timeout", "60", "iperf3", "-c", RECEIVER_IP, "-p", IPERF_PORT, "--json"];
     argv.extend_from_slice(client_args);
-    let client = path.exec_status(&path.snd, &argv);
+    let client = path.command(&path.snd, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut client = KillOnDrop(client.expect("spawn iperf3 -c"));
+    let during = during();
+    let client = client.wait_output(Duration::from_secs(60));
     let client_text = String::from_utf8_lossy(&client.stdout).into_owned();
     let server_out = server.wait_output(Duration::from_secs(15));
     let server_text = String::from_utf8_lossy(&server_out.stdout).into_owned();
@@ -291,7 +300,17 @@ fn iperf3(path: &Path3, client_args: &[&str]) -> (Json, Json) {
         panic!("iperf3 client failed: {err}");
     }
     let server_json = Json::parse(&server_text).unwrap_or_else(|e| panic!("iperf3 server json: {e}: {server_text}"));
-    (server_json, client_json)
+    (server_json, client_json, during)
+}
+
+/// The receiver interface's received-bytes counter (Ethernet frame bytes, as the forwarder counts them) and
+/// when it was read (the middle of the read's span).
+fn receiver_rx_bytes(path: &Path3) -> (Instant, u64) {
+    let before = Instant::now();
+    let out = path.exec(&path.rcv, &["cat", &format!("/sys/class/net/{OUTER}/statistics/rx_bytes")]);
+    let after = Instant::now();
+    let bytes = String::from_utf8_lossy(&out.stdout).trim().parse().expect("rx_bytes");
+    (before + (after - before) / 2, bytes)
 }
 
 struct KillOnDrop(Child);
@@ -363,17 +382,29 @@ fn bottleneck_rate_holds_and_tcp_crosses() {
     skip_unless_root!("bottleneck_rate_holds_and_tcp_crosses");
     let _serial = serial();
     let path = Path3::new();
-    // iperf3 counts UDP payload: 1472 of every 1514 frame bytes (14 Ethernet + 20 IP + 8 UDP headers).
-    let expected = 1e9 * 1472.0 / (1472.0 + 42.0);
-    // On a shared 2-core machine the sender may not get to offer more than the rate, or the receiver may fall
-    // behind its socket; neither measures the forwarder, so such an attempt is reported and repeated.
+    // Two measures of what crossed: the receiver interface's byte counter over two seconds in the middle of the
+    // flood (frame bytes, at the rate itself: the forwarder's accuracy), and iperf3's per-second intervals
+    // (UDP payload, 1472 of every 1514 frame bytes: also depends on the receiving process keeping up).
+    let expected_wire = 1e9;
+    let expected_payload = 1e9 * 1472.0 / (1472.0 + 42.0);
+    // On a shared 2-core machine the sender may not get to offer more than the rate, or the forwarder may be
+    // starved past its socket buffer; neither measures the forwarder's model, so such an attempt is reported and
+    // repeated.
     const ATTEMPTS: usize = 3;
     for attempt in 1..=ATTEMPTS {
         let rcvbuf_errors_before = path.receiver_rcvbuf_errors();
         // A 100 ms queue rides out the sender's scheduling gaps, so the bottleneck stays busy.
         let wanem = Wanem::start(&path, &["--delay", "10ms", "--rate", "1G", "--queue", "100ms"]);
-        let (server, _) = iperf3(&path, &["-u", "-b", "1.5G", "-l", "1472", "-t", "4", "-w", "4M"]);
+        let (server, _, (t0, b0, t1, b1)) =
+            iperf3_with(&path, &["-u", "-b", "1.25G", "-l", "1472", "-t", "4", "-w", "4M"], || {
+                std::thread::sleep(Duration::from_millis(1500));
+                let (t0, b0) = receiver_rx_bytes(&path);
+                std::thread::sleep(Duration::from_millis(2000));
+                let (t1, b1) = receiver_rx_bytes(&path);
+                (t0, b0, t1, b1)
+            });
         let stats = wanem.stop();
+        let wire = (b1 - b0) as f64 * 8.0 / (t1 - t0).as_secs_f64();
         let intervals: Vec<f64> = server
             .get("intervals")
             .and_then(Json::as_array)
@@ -382,31 +413,37 @@ fn bottleneck_rate_holds_and_tcp_crosses() {
             .filter_map(|i| i.get("sum")?.get("bits_per_second")?.as_f64())
             .collect();
         // The first second includes the start (queue filling), the last may be partial. A mean rather than a
-        // median: a stall of the forwarder moves bytes from one second into the next.
+        // median: a stall moves bytes from one second into the next.
         let steady: Vec<f64> = intervals.iter().copied().skip(1).take(3).collect();
         assert!(steady.len() == 3, "intervals: {intervals:?}");
-        let delivered = steady.iter().sum::<f64>() / steady.len() as f64;
+        let payload = steady.iter().sum::<f64>() / steady.len() as f64;
         let frames_in = stats.u64(&["forward", "frames_in"]);
         let queue_drops = stats.u64(&["forward", "queue_drops"]);
         let socket_drops = stats.u64(&["forward", "socket_drops"]);
         let receiver_drops = path.receiver_rcvbuf_errors() - rcvbuf_errors_before;
         eprintln!(
-            "--rate 1G, UDP 1472 B offered at 1.5G (attempt {attempt}): delivered {:.1} Mbit/s of payload (mean of \
-             seconds 1-4 of {:?}), expected {:.1}; {frames_in} frames in, {queue_drops} dropped at the queue, \
-             {socket_drops} by the forwarder's socket, {receiver_drops} by the receiver's socket",
-            delivered / 1e6,
+            "--rate 1G, UDP 1472 B offered at 1.25G (attempt {attempt}): receiver interface {:.1} Mbit/s of frames \
+             (expected 1000.0); iperf3 {:.1} Mbit/s of payload (mean of seconds 1-4 of {:?}, expected {:.1}); \
+             {frames_in} frames in, {queue_drops} dropped at the queue, {socket_drops} by the forwarder's socket, \
+             {receiver_drops} by the receiving process's socket",
+            wire / 1e6,
+            payload / 1e6,
             intervals.iter().map(|b| (b / 1e5).round() / 10.0).collect::<Vec<_>>(),
-            expected / 1e6,
+            expected_payload / 1e6,
         );
-        let disturbed = queue_drops == 0 || receiver_drops > 0 || socket_drops > 0;
+        let disturbed = queue_drops == 0 || socket_drops > 0;
         if disturbed && attempt < ATTEMPTS {
             eprintln!("  disturbed by the machine's load (see the counts above): again");
             continue;
         }
         assert!(queue_drops > 0, "the sender never offered more than the rate: the rate was not tested");
-        assert_eq!(receiver_drops, 0, "the receiver fell behind its socket: the machine is too loaded");
         assert_eq!(socket_drops, 0, "the forwarder fell behind its socket");
-        assert!((delivered / expected - 1.0).abs() < 0.05, "delivered {delivered} bit/s, expected {expected}");
+        assert!((wire / expected_wire - 1.0).abs() < 0.05, "delivered {wire} bit/s of frames, expected 1e9");
+        // iperf3 loses what its starved receiving process dropped: only check it when that did not happen.
+        if receiver_drops == 0 {
+            let error = payload / expected_payload - 1.0;
+            assert!(error.abs() < 0.05, "iperf3 received {payload} bit/s of payload, expected {expected_payload}");
+        }
         break;
     }
 
