@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Rate sweep of mover-wanem: for each --rate, a UDP flood from the sender namespace offered above the rate
-# (iperf3 -u, 1472-byte datagrams = 1514-byte frames), measured at the receiver; prints delivered vs expected
-# payload rate, the forwarder's CPU share, every drop counter and how late frames left against their computed
-# release, so the highest rate it forwards accurately on this machine can be read off. Root only; builds its own three namespaces (10.80.0.1 -> 10.80.0.2) and deletes
-# them on exit.
+# Rate sweep of mover-wanem: for each --rate, a UDP flood from the sender namespace offered at 1.5 x the rate
+# (iperf3 -u, 1472-byte datagrams = 1514-byte frames). Prints what crossed, measured at the receiver's interface
+# (`wire`, frame bytes, against the rate) and by iperf3 (`payload`, against rate x 1472/1514, lower when the
+# receiving process falls behind: `rcvdrops`), the forwarder's CPU share, its drop counters and how late frames
+# left against their computed release, so the highest rate it forwards accurately on this machine can be read
+# off. Root only; builds its own three namespaces (10.80.0.1 -> 10.80.0.2) and deletes them on exit.
 #
 #   benches/wanem/sweep.sh [RATE...]        (default: 500M 1G 1500M 2G 0; 0 = unlimited)
 #   env: WANEM=path/to/mover-wanem (default: target/release), SECONDS_PER_RUN=4, DELAY=10ms, REPEAT=1,
@@ -52,8 +53,17 @@ rcvbuf_errors() {
   ip netns exec $RCV awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp
 }
 
-printf '%-8s %-10s %10s %10s %8s %6s %9s %9s %9s %9s %s\n' rate offered delivered expected error cpu qdrops sockdrops \
-  rcvdrops kpps_out 'late us p50/p99/max'
+# The receiver interface's rx_bytes and when it was read (the middle of the read).
+rx_bytes_at() {
+  local a b bytes
+  a=$(date +%s.%N)
+  bytes=$(ip netns exec $RCV cat /sys/class/net/wan0/statistics/rx_bytes)
+  b=$(date +%s.%N)
+  echo "$bytes $(python3 -c "print(($a + $b) / 2)")"
+}
+
+printf '%-8s %8s %9s %7s %9s %9s %6s %8s %9s %8s %8s %s\n' rate offered wire wire_err payload expected cpu \
+  qdrops sockdrops rcvdrops kpps_out 'late us p50/p99/max'
 for rate in "${RATES[@]}"; do
   for _ in $(seq "$REPEAT"); do
     # Offer 1.5x the rate (unlimited: as much as iperf3 can).
@@ -73,16 +83,25 @@ print(int(v*1.5) if v else 0)")
     c0=$(awk '{print $14+$15}' /proc/$wp/stat)
     t0=$(date +%s.%N)
     timeout 60 ip netns exec $SND iperf3 -c 10.80.0.2 -u -b "$offer" -l 1472 -t "$SECONDS_PER_RUN" -w 4M \
-      --json >"$work/cli.json" 2>"$work/cli.err" || true
+      --json >"$work/cli.json" 2>"$work/cli.err" &
+    cp=$!
+    # The receiver interface's byte counter over the middle of the flood: what the forwarder delivered, whether
+    # or not the receiving process kept up.
+    sleep 1
+    read -r w0 s0 < <(rx_bytes_at)
+    sleep $((SECONDS_PER_RUN - 2))
+    read -r w1 s1 < <(rx_bytes_at)
+    wait $cp || true
     c1=$(awk '{print $14+$15}' /proc/$wp/stat)
     t1=$(date +%s.%N)
     e1=$(rcvbuf_errors)
     wait $sp || true
     kill -TERM $wp
     wait $wp || true
-    python3 - "$rate" "$c0" "$c1" "$t0" "$t1" "$e0" "$e1" "$work" "$(getconf CLK_TCK)" <<'PY'
+    python3 - "$rate" "$c0" "$c1" "$t0" "$t1" "$e0" "$e1" "$work" "$(getconf CLK_TCK)" "$w0" "$s0" "$w1" "$s1" <<'PY'
 import json, re, sys
-rate, c0, c1, t0, t1, e0, e1, work, hz = sys.argv[1:]
+rate, c0, c1, t0, t1, e0, e1, work, hz, w0, s0, w1, s1 = sys.argv[1:]
+wire = (int(w1) - int(w0)) * 8 / (float(s1) - float(s0))
 srv = json.load(open(f"{work}/srv.json"))
 cli = json.load(open(f"{work}/cli.json"))
 st = json.load(open(f"{work}/stats.json"))["forward"]
@@ -95,10 +114,10 @@ expected = r * 1472 / 1514
 offered = cli["end"]["sum"]["bits_per_second"]
 secs = float(t1) - float(t0)
 cpu = (int(c1) - int(c0)) / int(hz) / secs
-err = f"{100 * (delivered / expected - 1):+.1f}%" if r else "-"
-print(f"{rate:<8} {offered / 1e6:8.0f}M {delivered / 1e6:9.1f}M {expected / 1e6 if r else 0:9.1f}M {err:>8} "
-      f"{100 * cpu:5.0f}% {st['queue_drops']:9d} {st['socket_drops']:9d} {int(e1) - int(e0):9d} "
-      f"{st['frames_out'] / secs / 1e3:9.1f} {st['late_us_p50']}/{st['late_us_p99']}/{st['late_us_max']}")
+err = f"{100 * (wire / r - 1):+.1f}%" if r else "-"
+print(f"{rate:<8} {offered / 1e6:7.0f}M {wire / 1e6:8.1f}M {err:>7} {delivered / 1e6:8.1f}M {expected / 1e6 if r else 0:8.1f}M "
+      f"{100 * cpu:5.0f}% {st['queue_drops']:8d} {st['socket_drops']:9d} {int(e1) - int(e0):8d} "
+      f"{st['frames_out'] / secs / 1e3:8.1f} {st['late_us_p50']}/{st['late_us_p99']}/{st['late_us_max']}")
 PY
   done
 done
