@@ -54,10 +54,11 @@ const STALL_MARGIN_NS: u64 = 5_000_000;
 const POOL_MAX_BYTES: u64 = 1 << 30;
 
 /// Sizes the frame pool from the configuration: every frame that can be in flight in both directions at once,
-/// i.e. rate x (delay + jitter + reorder delay + margin) plus a full queue, counted in full-size frames and then
-/// doubled for smaller ones, plus the slots armed in the receive batches.
+/// i.e. rate x (delay + jitter + reorder delay + margin) plus a full queue, counted in full-size frames (of at
+/// most 1514 bytes: a jumbo-frame link still carries 1500-byte traffic) and then doubled for smaller ones, plus
+/// the slots armed in the receive batches.
 pub fn default_pool_frames(cfg: &Config, mtu: u32, slot_bytes: usize) -> u32 {
-    let frame_bytes = mtu as u64 + 14;
+    let frame_bytes = (mtu as u64 + 14).min(1514);
     let rate = if cfg.rate_bits_per_s == 0 { UNLIMITED_RATE_FOR_SIZING_BITS_PER_S } else { cfg.rate_bits_per_s };
     let hold_ns = cfg.delay_ns + cfg.jitter_ns + cfg.reorder_delay_ns + cfg.tick_ns + STALL_MARGIN_NS;
     let in_flight_bytes = (rate as u128 * hold_ns as u128 / 8_000_000_000) as u64 + cfg.queue_bytes().unwrap_or(0);

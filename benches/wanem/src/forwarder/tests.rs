@@ -263,6 +263,9 @@ fn pool_sizing() {
     // doubled for small frames, for two directions.
     let n = default_pool_frames(&cfg(&["--rate", "1G", "--delay", "50ms", "--queue", "100ms"]), 1500, slot);
     assert!((50_000..54_000).contains(&n), "{n}");
+    // A jumbo-frame link counts 1514-byte frames too (it may carry them), in bigger slots.
+    let jumbo = default_pool_frames(&cfg(&["--rate", "1G", "--delay", "50ms", "--queue", "100ms"]), 9000, 9024);
+    assert_eq!(jumbo, n);
     // The cap: 1 GiB of slots.
     let n = default_pool_frames(&cfg(&["--rate", "100G", "--delay", "1s"]), 1500, slot);
     assert_eq!(n as u64, (1u64 << 30) / 1536);
