@@ -8,8 +8,8 @@
 //! a sleep shorter than the configured delay does not wake for arriving frames (none of them can be due before
 //! it ends), so they are read in one batch at the next tick. At 1 Gbit/s of 1514-byte frames that is a wake-up
 //! every 25-50 us handling a few frames each, instead of one wake-up per frame. The price: a frame may leave up
-//! to half a tick early, or late by the sleep's overshoot. The bottleneck's rate is unaffected: departures are
-//! computed, not observed.
+//! to half a tick early, or late by the sleep's overshoot (learned and subtracted, see `learn_oversleep`). The
+//! bottleneck's rate is unaffected: departures are computed, not observed.
 
 use crate::afpacket::{receive_stamp_ns, PacketSocket};
 use crate::args::Config;
