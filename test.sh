@@ -11,9 +11,9 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v ethtool >/dev/null 2>&1 || need_pkgs+=(ethtool)
 command -v ping >/dev/null 2>&1 || need_pkgs+=(iputils-ping)
+command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
 command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v prlimit >/dev/null 2>&1 || need_pkgs+=(util-linux)
-command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]}"

@@ -1,7 +1,8 @@
 //! The rate policies on a real emulated long path (root only; CI runs as root): sender and receiver
 //! namespaces joined through a middle namespace where `mover-wanem` (benches/wanem) adds delay, loss and a
 //! rate limit with a drop-tail queue. `fair` must find the bottleneck without being told the rate and keep
-//! it through random loss; `--rate` stays a ceiling; `fixed` keeps today's behaviour.
+//! it through random loss; `--rate` stays a ceiling; `fixed` keeps today's behaviour. The emulator's own
+//! accuracy is tested in benches/wanem/tests/accuracy.rs.
 
 mod common;
 
@@ -16,10 +17,6 @@ const MOVER: &str = env!("CARGO_BIN_EXE_mover");
 const PORT: u16 = 7400;
 const IP_S: &str = "10.82.0.1";
 const IP_R: &str = "10.82.0.2";
-
-/// The tests here measure rates and loss on a 2-core machine: one at a time, or each one's traffic becomes
-/// the other's extra loss.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `mover-wanem`, built next to this test by `cargo test --workspace` (benches/wanem has its own tests).
 fn wanem_binary() -> PathBuf {
@@ -151,7 +148,6 @@ fn policies_on_an_emulated_lossy_path() {
     if skip_unless_root("policies_on_an_emulated_lossy_path") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let path = WanPath::new(&["--delay", "20ms", "--loss", "1%", "--rate", "400M", "--queue", "40ms"]);
     let dir = TempDir::new("netns-wan");
     let src = dir.path().join("data.bin");
@@ -177,70 +173,4 @@ fn policies_on_an_emulated_lossy_path() {
     let fixed = push_through(&path, &src, &dest, &["--policy", "fixed", "--rate", "300M"]);
     assert_eq!(json_u64(&fixed, "final_rate_bps"), Some(300_000_000));
     assert_eq!(json_u64(&fixed, "max_rate_bps"), Some(300_000_000));
-}
-
-/// Runs `argv` in namespace `ns` to completion and returns its stdout.
-fn run_in(p: &WanPath, ns: &str, argv: &[&str]) -> String {
-    let out = p.command(ns, argv).output().expect("run in namespace");
-    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The emulator does what it is told: RTT within 5% of configured, the delivered rate within 5% of a
-/// configured 300 Mbit/s, random loss within 20% (relative) of 1%. (At 1 Gbit/s, the benchmark's rate,
-/// iperf3 delivered 442 Mbit/s through it on the loaded 2-core machine: not yet shown accurate there.)
-#[test]
-fn wanem_is_accurate() {
-    if skip_unless_root("wanem_is_accurate") {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // RTT: ping through 10 ms and 50 ms each way.
-    for delay_ms in [10u32, 50] {
-        let p = WanPath::new(&["--delay", &format!("{delay_ms}ms")]);
-        run_in(&p, &p.s, &["ping", "-c", "2", "-i", "0.05", "-q", IP_R]); // ARP first: not part of the RTT
-        let out = run_in(&p, &p.s, &["ping", "-c", "20", "-i", "0.05", "-q", IP_R]);
-        // "rtt min/avg/max/mdev = 20.1/20.3/21.0/0.2 ms"
-        // The minimum: what the path adds; the average also carries the scheduling noise of a loaded 2-core
-        // machine (sender, emulator and receiver share the cores), which was up to 1.5 ms here.
-        let avg: f64 = out.rsplit('=').next().unwrap().split('/').next().unwrap().trim().parse().unwrap();
-        let want = 2.0 * delay_ms as f64;
-        eprintln!("ping through {delay_ms} ms each way: min RTT {avg:.2} ms (want {want})");
-        assert!((avg - want).abs() / want <= 0.05, "RTT {avg} ms, configured {want} ms");
-    }
-    // Rate and loss: iperf3 UDP from the sender to a server in the receiver namespace.
-    let udp = |p: &WanPath, rate: &str| -> (f64, f64) {
-        let server = p.command(&p.r, &["iperf3", "-s", "-1", "-B", IP_R]).stdout(Stdio::null()).spawn().unwrap();
-        let _server = KillOnDrop(server);
-        std::thread::sleep(Duration::from_millis(300));
-        let out = run_in(p, &p.s, &["iperf3", "-c", IP_R, "-u", "-b", rate, "-l", "1458", "-t", "6", "-J"]);
-        // The last "sum" is the whole run's (after the per-interval ones).
-        let end = &out[out.rfind("\"sum\"").expect("iperf3 sum")..];
-        let num = |key: &str| -> f64 {
-            let at = end.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key} in {end}")) + key.len() + 3;
-            end[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
-        };
-        // The receiver's view: bits per second of UDP payload received, and the fraction lost.
-        let lost = num("lost_packets");
-        let total = num("packets");
-        (num("bits_per_second") * (1.0 - lost / total), lost / total)
-    };
-    {
-        let p = WanPath::new(&["--rate", "300M", "--queue", "10ms"]);
-        let (bps, _) = udp(&p, "400M");
-        // 1458-byte payloads travel in 1500-byte frames (+ 8 UDP + 20 IP + 14 Ethernet): 1458/1500 of the rate.
-        let want = 300e6 * 1458.0 / 1500.0;
-        eprintln!("iperf3 UDP through --rate 300M: {:.1} Mbit/s of payload (want {:.1})", bps / 1e6, want / 1e6);
-        // The limiter never lets more through. Reaching the rate needs the CPU: on this 2-core machine shared
-        // with other jobs, iperf3 got 292 Mbit/s through one run and 198 in another, so only the upper bound
-        // is asserted here.
-        assert!(bps <= want * 1.05, "delivered {bps} bit/s, configured {want}");
-    }
-    {
-        let p = WanPath::new(&["--loss", "1%"]);
-        // 41k packets at 80 Mbit/s: the 20% band is four standard deviations wide.
-        let (_, loss) = udp(&p, "80M");
-        eprintln!("iperf3 UDP through --loss 1%: {:.3}% lost", loss * 100.0);
-        assert!((loss - 0.01).abs() <= 0.002, "measured loss {loss}, configured 0.01");
-    }
 }

@@ -8,15 +8,15 @@
 //! a sleep shorter than the configured delay does not wake for arriving frames (none of them can be due before
 //! it ends), so they are read in one batch at the next tick. At 1 Gbit/s of 1514-byte frames that is a wake-up
 //! every 25-50 us handling a few frames each, instead of one wake-up per frame. The price: a frame may leave up
-//! to half a tick early, or late by the sleep's overshoot. The bottleneck's rate is unaffected: departures are
-//! computed, not observed.
+//! to half a tick early, or late by the sleep's overshoot (learned and subtracted, see `learn_oversleep`). The
+//! bottleneck's rate is unaffected: departures are computed, not observed.
 
 use crate::afpacket::{receive_stamp_ns, PacketSocket};
 use crate::args::Config;
 use crate::link::{Link, LinkParams, Verdict};
 use crate::pool::{DescRing, FrameDesc, FramePool, NO_SLOT, SPILL_BYTES};
 use crate::rng::{Probability, Rng};
-use crate::stats::DirectionStats;
+use crate::stats::{DirectionStats, LatenessHistogram};
 use std::io;
 use std::os::fd::RawFd;
 
@@ -33,6 +33,9 @@ const SPIN_NS: u64 = 5_000;
 /// The longest sleep that leaves arriving frames in the socket: 1 ms is 300 KB at 2.5 Gbit/s, far inside the
 /// socket's receive buffer.
 const MAX_RX_COALESCE_NS: u64 = 1_000_000;
+
+/// Overshoots beyond this (a stall, not a timer's lateness) count as this much in the estimate.
+const MAX_OVERSLEEP_NS: u64 = 500_000;
 
 /// How often a loop that never sleeps (busy-poll, or a flood) checks for a stop request.
 const STOP_CHECK_NS: u64 = 1_000_000;
@@ -51,10 +54,11 @@ const STALL_MARGIN_NS: u64 = 5_000_000;
 const POOL_MAX_BYTES: u64 = 1 << 30;
 
 /// Sizes the frame pool from the configuration: every frame that can be in flight in both directions at once,
-/// i.e. rate x (delay + jitter + reorder delay + margin) plus a full queue, counted in full-size frames and then
-/// doubled for smaller ones, plus the slots armed in the receive batches.
+/// i.e. rate x (delay + jitter + reorder delay + margin) plus a full queue, counted in full-size frames (of at
+/// most 1514 bytes: a jumbo-frame link still carries 1500-byte traffic) and then doubled for smaller ones, plus
+/// the slots armed in the receive batches.
 pub fn default_pool_frames(cfg: &Config, mtu: u32, slot_bytes: usize) -> u32 {
-    let frame_bytes = mtu as u64 + 14;
+    let frame_bytes = (mtu as u64 + 14).min(1514);
     let rate = if cfg.rate_bits_per_s == 0 { UNLIMITED_RATE_FOR_SIZING_BITS_PER_S } else { cfg.rate_bits_per_s };
     let hold_ns = cfg.delay_ns + cfg.jitter_ns + cfg.reorder_delay_ns + cfg.tick_ns + STALL_MARGIN_NS;
     let in_flight_bytes = (rate as u128 * hold_ns as u128 / 8_000_000_000) as u64 + cfg.queue_bytes().unwrap_or(0);
@@ -92,6 +96,8 @@ pub struct Forwarder {
     tick_ns: u64,
     /// Sleeps up to this long do not wake for arriving frames (see `run`).
     rx_coalesce_ns: u64,
+    /// How much later than asked a sleep usually ends (see `learn_oversleep`).
+    oversleep_ns: u64,
 }
 
 impl Forwarder {
@@ -130,7 +136,7 @@ impl Forwarder {
         let forward = Direction::new(Link::new(forward_params, Rng::new(cfg.seed, 0)), &mut pool, frames, sock_a.mtu());
         let reverse = Direction::new(Link::new(reverse_params, Rng::new(cfg.seed, 1)), &mut pool, frames, sock_b.mtu());
         let rx_coalesce_ns = cfg.delay_ns.min(MAX_RX_COALESCE_NS);
-        Ok(Forwarder { sock_a, sock_b, pool, forward, reverse, tick_ns: cfg.tick_ns, rx_coalesce_ns })
+        Ok(Forwarder { sock_a, sock_b, pool, forward, reverse, tick_ns: cfg.tick_ns, rx_coalesce_ns, oversleep_ns: 0 })
     }
 
     /// Frames in the pool and bytes per frame slot.
@@ -161,9 +167,11 @@ impl Forwarder {
                 (Some(f), Some(r)) => Some(f.min(r)),
                 (f, r) => f.or(r),
             };
-            // Wake half a tick before the next release, but at most once a tick: under load this is a periodic
-            // tick sending everything due within +-tick/2, so each frame's error is uniform in that window.
-            let wake_ns = next_release.map(|r| r.saturating_sub(early_ns).max(tx_ns + self.tick_ns));
+            // Wake half a tick before the next release (less the usual oversleep), but at most once a tick: under
+            // load this is a periodic tick sending everything due within +-tick/2, so each frame's error is
+            // uniform in that window.
+            let lead_ns = early_ns + self.oversleep_ns;
+            let wake_ns = next_release.map(|r| r.saturating_sub(lead_ns).max(tx_ns + self.tick_ns));
             let mut wait_ns = wake_ns.map(|w| w.saturating_sub(now));
             let blocked = self.forward.tx_blocked || self.reverse.tx_blocked;
             if blocked {
@@ -198,12 +206,25 @@ impl Forwarder {
             if self.forward.tx_blocked {
                 fds[2].events |= libc::POLLOUT;
             }
-            ppoll(&mut fds, wait_ns)?;
-            last_stop_check_ns = now_ns();
+            let woken = ppoll(&mut fds, wait_ns)?;
+            let after = now_ns();
+            last_stop_check_ns = after;
             if fds[0].revents & libc::POLLIN != 0 {
                 return Ok(());
             }
+            if let (Some(wait), false) = (wait_ns, woken) {
+                self.learn_oversleep(after.saturating_sub(now + wait));
+            }
         }
+    }
+
+    /// Folds one timed-out sleep's overshoot into the running estimate (1/8 weight). A sleep of an idle vCPU
+    /// on this VM overshoots by ~100-150 us (the host must reschedule it), a busy one by ~20 us; waking that much
+    /// earlier puts sparse frames (pings, a slow flow) on time instead of 0.1 ms late.
+    fn learn_oversleep(&mut self, overshoot_ns: u64) {
+        let sample = overshoot_ns.min(MAX_OVERSLEEP_NS) as i64;
+        let est = self.oversleep_ns as i64;
+        self.oversleep_ns = (est + (sample - est) / 8) as u64;
     }
 
     /// The counters of (forward, reverse), with the kernel's drop counts and the frames still waiting.
@@ -212,6 +233,7 @@ impl Forwarder {
         self.reverse.stats.socket_drops += self.sock_b.take_kernel_drops();
         for dir in [&mut self.forward, &mut self.reverse] {
             dir.stats.in_flight_at_exit = (dir.normal.len() + dir.held.len() + dir.tx.len) as u64;
+            dir.lateness.summarize_into(&mut dir.stats);
         }
         (self.forward.stats, self.reverse.stats)
     }
@@ -231,6 +253,8 @@ struct Direction {
     max_frame_bytes: usize,
     /// The last send failed for lack of kernel buffer: wait for POLLOUT.
     tx_blocked: bool,
+    /// How late frames actually left.
+    lateness: LatenessHistogram,
     /// The arrival time given to the last frame: arrivals never go backwards (two CPUs' backlogs may deliver
     /// frames slightly out of stamp order).
     last_arrival_ns: u64,
@@ -251,6 +275,7 @@ impl Direction {
             held: DescRing::new(frames as usize),
             max_frame_bytes: in_mtu as usize + 14,
             tx_blocked: false,
+            lateness: LatenessHistogram::default(),
             last_arrival_ns: 0,
             warned_oversize: false,
             warned_truncated: false,
@@ -385,6 +410,7 @@ impl Direction {
                 return;
             }
             self.tx.point_at(pool);
+            let send_ns = now_ns();
             // Safety: `point_at` aimed each entry's iovecs at the slots of the descriptor the batch owns, for the
             // frame's length, which lies inside them.
             match unsafe { sock.send_batch(&mut self.tx.msgs[..self.tx.len]) } {
@@ -394,6 +420,7 @@ impl Direction {
                 }
                 Ok(sent) => {
                     for desc in &self.tx.descs[..sent] {
+                        self.lateness.record(send_ns.saturating_sub(desc.release_ns));
                         self.stats.frames_out += 1;
                         self.stats.bytes_out += desc.len as u64;
                         pool.release(desc);
@@ -527,8 +554,9 @@ fn poll_readable(fd: RawFd, timeout_ns: Option<u64>) -> io::Result<bool> {
     Ok(fds[0].revents & libc::POLLIN != 0)
 }
 
-/// ppoll with a nanosecond timeout (poll's is in milliseconds); EINTR counts as a wake-up.
-fn ppoll(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<()> {
+/// ppoll with a nanosecond timeout (poll's is in milliseconds); true when a descriptor (or a signal) woke it,
+/// false when it timed out.
+fn ppoll(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<bool> {
     let ts = timeout_ns.map(|ns| libc::timespec {
         tv_sec: (ns / 1_000_000_000).min(i32::MAX as u64) as libc::time_t,
         tv_nsec: (ns % 1_000_000_000) as libc::c_long,
@@ -541,8 +569,9 @@ fn ppoll(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<()> {
         if e.raw_os_error() != Some(libc::EINTR) {
             return Err(e);
         }
+        return Ok(true);
     }
-    Ok(())
+    Ok(rc > 0)
 }
 
 #[cfg(test)]

@@ -36,6 +36,15 @@ pub struct DirectionStats {
     pub send_errors: u64,
     /// Frames still waiting in the forwarder when it stopped.
     pub in_flight_at_exit: u64,
+    /// How late frames left relative to their computed release, in microseconds (median, 99th percentile,
+    /// maximum; early departures count as 0): the forwarder's own timing error. The model itself is exact.
+    pub late_us_p50: u64,
+    /// See `late_us_p50`.
+    pub late_us_p99: u64,
+    /// See `late_us_p50`.
+    pub late_us_max: u64,
+    /// Frames that left more than 1 ms after their release.
+    pub late_over_1ms: u64,
 }
 
 impl DirectionStats {
@@ -56,6 +65,10 @@ impl DirectionStats {
             ("socket_drops", self.socket_drops),
             ("send_errors", self.send_errors),
             ("in_flight_at_exit", self.in_flight_at_exit),
+            ("late_us_p50", self.late_us_p50),
+            ("late_us_p99", self.late_us_p99),
+            ("late_us_max", self.late_us_max),
+            ("late_over_1ms", self.late_over_1ms),
         ];
         let mut out = String::from("{");
         for (i, (name, value)) in fields.iter().enumerate() {
@@ -64,6 +77,65 @@ impl DirectionStats {
         }
         out.push('}');
         out
+    }
+}
+
+/// Lateness of departures: 10 us buckets up to 10 ms, then one overflow bucket, and the exact maximum. Fixed
+/// size, one increment per frame.
+#[derive(Clone, Debug)]
+pub struct LatenessHistogram {
+    buckets: Box<[u64; LATENESS_BUCKETS + 1]>,
+    max_ns: u64,
+    over_1ms: u64,
+}
+
+const LATENESS_BUCKET_NS: u64 = 10_000;
+const LATENESS_BUCKETS: usize = 1_000;
+
+impl Default for LatenessHistogram {
+    fn default() -> Self {
+        LatenessHistogram { buckets: Box::new([0; LATENESS_BUCKETS + 1]), max_ns: 0, over_1ms: 0 }
+    }
+}
+
+impl LatenessHistogram {
+    /// Records one frame that left `late_ns` after its release (0 when it left early or on time).
+    pub fn record(&mut self, late_ns: u64) {
+        let bucket = ((late_ns / LATENESS_BUCKET_NS) as usize).min(LATENESS_BUCKETS);
+        self.buckets[bucket] += 1;
+        self.max_ns = self.max_ns.max(late_ns);
+        if late_ns > 1_000_000 {
+            self.over_1ms += 1;
+        }
+    }
+
+    /// The upper edge of the bucket holding quantile `q` (0..=1), in microseconds; the maximum for the overflow
+    /// bucket; 0 when nothing was recorded.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, &count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                if i == LATENESS_BUCKETS {
+                    return self.max_ns / 1_000;
+                }
+                return ((i as u64 + 1) * LATENESS_BUCKET_NS / 1_000).min(self.max_ns.div_ceil(1_000));
+            }
+        }
+        self.max_ns / 1_000
+    }
+
+    /// Copies the summary into `stats`.
+    pub fn summarize_into(&self, stats: &mut DirectionStats) {
+        stats.late_us_p50 = self.quantile_us(0.5);
+        stats.late_us_p99 = self.quantile_us(0.99);
+        stats.late_us_max = self.max_ns / 1_000;
+        stats.late_over_1ms = self.over_1ms;
     }
 }
 
@@ -96,5 +168,30 @@ mod tests {
         assert!(json.contains("},\"reverse\":{\"frames_in\":0,"));
         assert!(json.ends_with(",\"elapsed_s\":1.500}\n"));
         assert_eq!(json.matches('{').count(), json.matches('}').count());
+    }
+
+    #[test]
+    fn lateness_quantiles() {
+        let mut h = LatenessHistogram::default();
+        assert_eq!(h.quantile_us(0.5), 0);
+        for _ in 0..98 {
+            h.record(3_000);
+        }
+        h.record(250_000);
+        h.record(20_000_000);
+        // Bucket upper edges: 3 us is "at most 10 us", 250 us "at most 260 us"; the overflow bucket reports the
+        // exact maximum.
+        assert_eq!(h.quantile_us(0.5), 10);
+        assert_eq!(h.quantile_us(0.99), 260);
+        assert_eq!(h.quantile_us(1.0), 20_000);
+        let mut stats = DirectionStats::default();
+        h.summarize_into(&mut stats);
+        assert_eq!(
+            (stats.late_us_p50, stats.late_us_p99, stats.late_us_max, stats.late_over_1ms),
+            (10, 260, 20_000, 1)
+        );
+        let mut h = LatenessHistogram::default();
+        h.record(2_000);
+        assert_eq!(h.quantile_us(0.5), 2, "never above the maximum");
     }
 }
