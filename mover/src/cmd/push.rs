@@ -289,7 +289,7 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     report.packets_retransmitted = stats.packets_retransmitted;
     report.rounds = stats.rounds;
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
-    report.max_rate_bps = sender.rate_stats().max_rate_bps;
+    report.max_rate_bps = sender.max_rate_bps();
     report.final_rate_bps = sender.rate_bps();
     report.seconds = started.elapsed().as_secs_f64();
     report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);

@@ -160,25 +160,6 @@ impl BaseDelay {
     }
 }
 
-/// Counters for reports and tests.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ControllerStats {
-    /// Rounds that ended with a decrease for queueing delay.
-    pub delay_decreases: u64,
-    /// Rounds that ended with an increase.
-    pub increases: u64,
-    /// Reno-like halvings of the loss-driven share (fair only).
-    pub loss_halvings: u64,
-    /// When startup ended (None while it runs).
-    pub startup_ended_at: Option<Time>,
-    /// The last queueing delay seen, nanoseconds.
-    pub queue_delay_ns: u64,
-    /// The largest rate set so far, bits per second.
-    pub max_rate_bps: u64,
-    /// Standing delay taken as the hosts' own, nanoseconds.
-    pub absorbed_ns: u64,
-}
-
 /// The rate controller of one sending session.
 #[derive(Clone, Debug)]
 pub struct RateController {
@@ -226,7 +207,8 @@ pub struct RateController {
     /// Smallest ratio of receive rate to the rate sent one RTT before, over the round.
     round_min_delivery_ratio: f64,
     srtt_ns: u64,
-    stats: ControllerStats,
+    /// The largest rate set so far.
+    max_rate: f64,
     /// Print each round on stderr.
     pub trace: bool,
 }
@@ -280,7 +262,7 @@ impl RateController {
             short_deliveries: 0,
             round_min_delivery_ratio: f64::INFINITY,
             srtt_ns: 0,
-            stats: ControllerStats { max_rate_bps: rate as u64, ..ControllerStats::default() },
+            max_rate: rate,
             trace: false,
         }
     }
@@ -295,9 +277,9 @@ impl RateController {
         self.rate as u64
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &ControllerStats {
-        &self.stats
+    /// The largest rate chosen so far, bits per second.
+    pub fn max_rate_bps(&self) -> u64 {
+        self.max_rate as u64
     }
 
     /// Whether startup is still running.
@@ -307,6 +289,9 @@ impl RateController {
 
     /// Accounts for a datagram of `bytes` handed to the network at `now`.
     pub fn on_send(&mut self, now: Time, bytes: usize) {
+        if self.policy == Policy::Fixed {
+            return; // nothing reads the history
+        }
         self.round_sent_bytes += bytes as u64;
         self.window_bytes += bytes as u64;
         let elapsed = now.since_ns(self.window_start);
@@ -356,7 +341,6 @@ impl RateController {
                 self.offset_ns = self.offset_ns.min(raw);
                 let q = raw - self.offset_ns;
                 self.queue_ns = Some(q);
-                self.stats.queue_delay_ns = q;
                 self.round_min_queue = Some(self.round_min_queue.map_or(q, |m| m.min(q)));
             }
         }
@@ -375,7 +359,8 @@ impl RateController {
             } else {
                 self.short_deliveries = 0;
             }
-            // Two reports in a row (the receiver measures over >= 10 ms windows; one short one can be noise).
+            // Six reports in a row, 12 ms: the receiver measures over >= 10 ms windows, and one short window
+            // can be noise.
             if self.queue_ns.is_some_and(|q| q > self.target_ns() / 2) || self.short_deliveries >= 6 {
                 self.end_startup(now);
                 return;
@@ -394,7 +379,6 @@ impl RateController {
 
     fn end_startup(&mut self, now: Time) {
         self.phase = Phase::Steady;
-        self.stats.startup_ended_at = Some(now);
         // What got through is the bottleneck's rate; the queue built while the news travelled drains by
         // sending a little below it for a round.
         let delivered = self.round_max_delivery.max(self.prev_round_max_delivery);
@@ -468,7 +452,6 @@ impl RateController {
             // keeps the queue full, it is what keeps this flow's share.
             if self.round_lost > 0 {
                 self.aimd *= 0.5;
-                self.stats.loss_halvings += 1;
             } else {
                 self.aimd += AIMD_STEP_BYTES * 8.0 * 1e9 / srtt * (round_ns as f64 / srtt).min(1.0);
             }
@@ -496,7 +479,6 @@ impl RateController {
             self.offset_ns += absorb;
             queue -= absorb;
             self.ineffective_drains = 0;
-            self.stats.absorbed_ns = self.offset_ns;
         }
         let mut total;
         // A shallow buffer overflows before the queue reaches the target: the receive rate falling short of
@@ -518,13 +500,11 @@ impl RateController {
             self.drained = true;
             self.drained_from = Some(queue);
             self.velocity = START_VELOCITY;
-            self.stats.delay_decreases += 1;
         } else if min_queue < target / 2 && !app_limited {
             // Back to the bottleneck's rate after a drain, then probe above it, faster each round the queue
             // stays empty.
             total = self.rate.max(capacity) * (1.0 + self.velocity);
             self.velocity = (self.velocity * 2.0).min(MAX_VELOCITY);
-            self.stats.increases += 1;
         } else {
             total = self.rate.max(capacity);
             self.velocity = START_VELOCITY;
@@ -539,7 +519,7 @@ impl RateController {
 
     fn set_rate(&mut self, rate: f64) {
         self.rate = rate.clamp(self.floor, self.ceiling);
-        self.stats.max_rate_bps = self.stats.max_rate_bps.max(self.rate as u64);
+        self.max_rate = self.max_rate.max(self.rate);
     }
 }
 
@@ -620,6 +600,6 @@ mod tests {
             assert!((50_000_000..=300_000_000).contains(&c.rate_bps()), "rate {}", c.rate_bps());
         }
         assert_eq!(c.rate_bps(), 50_000_000, "a standing 80 ms queue pushes low down to its floor");
-        assert_eq!(c.stats().max_rate_bps, 300_000_000);
+        assert_eq!(c.max_rate_bps(), 300_000_000);
     }
 }

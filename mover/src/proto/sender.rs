@@ -15,7 +15,7 @@
 use super::config::Config;
 use super::pacer::Pacer;
 use super::plan::RoundPlan;
-use super::policy::{ControllerStats, FeedbackSignal, RateController};
+use super::policy::{FeedbackSignal, RateController};
 use super::rtt::RttEstimator;
 use super::seqbits::SeqBits;
 use super::BlockSource;
@@ -218,9 +218,9 @@ impl Sender {
         self.pacer.rate_bps()
     }
 
-    /// The rate controller's counters.
-    pub fn rate_stats(&self) -> &ControllerStats {
-        self.rate.stats()
+    /// The largest rate the policy chose so far, bits per second.
+    pub fn max_rate_bps(&self) -> u64 {
+        self.rate.max_rate_bps()
     }
 
     /// Smoothed RTT in nanoseconds.
