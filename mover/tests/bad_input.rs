@@ -176,3 +176,20 @@ fn a_client_killed_mid_transfer_fails_the_session_and_leaves_no_partial_file() {
     assert!(!status.success());
     assert!(list_tree(&root).is_empty(), "left behind: {:?}", list_tree(&root));
 }
+
+/// Rate options that contradict each other or name no policy are refused before anything connects.
+#[test]
+fn contradictory_rate_options_are_refused() {
+    let tmp = TempDir::new("rate-options");
+    let src = small_source(&tmp);
+    let out = run_with_limit(
+        mover().args(["push", "--rate", "100M", "--min-rate", "200M"]).arg(&src).arg("mover://127.0.0.1:1/x"),
+        LIMIT,
+    );
+    let line = error_line(&out);
+    assert!(line.contains("--min-rate") && line.contains("above --rate"), "{line}");
+    let out = run_with_limit(mover().args(["push", "--policy", "fast"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("use fixed, fair or low"), "{stderr}");
+}
