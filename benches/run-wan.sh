@@ -7,6 +7,7 @@
 #   sudo benches/run-wan.sh                                   # the default grid: ~35 min on 2 cores
 #   WANEM=bridge RTTS="0 20" LOSSES="0 1" REPEATS=1 SIZE=128M RATE_HIGH= benches/run-wan.sh    # plumbing smoke run
 #   WANEM=/path/to/mover-wanem RTTS=20 LOSSES=1 REPEATS=1 RATE_HIGH= FAIR=0 benches/run-wan.sh  # one real point
+#   MOVER_RATE_TRACE=1   the fairness pushes print their rate controller's rounds; kept as <base>-trace-*.log
 #   DRY_RUN=1 benches/run-wan.sh                              # only the plan and the run time estimate
 # The estimate printed at the start (2084 s for the defaults) models each measurement: mover's SIZE at the
 # bottleneck plus 1.2 s and 8 RTTs; iperf3 TIME_LIMIT plus 0.6 s and 4 RTTs; scp/rsync TIME_LIMIT (less on a
@@ -31,6 +32,7 @@
 #                        RTT 0 / loss 0 of each grid (0 skips it); BLAST_RATE [RATE]: its offered rate in UDP
 #                        payload bits/s ("max": unpaced); at RATE the 1514-byte frames overdrive the
 #                        bottleneck by 2.9%, enough to fill it without starving the 2 cores
+#   GRID [1]             the RTT x loss grids (0 skips both: only the fairness runs)
 #   FAIR [1]             fairness runs (0 skips); FAIR_RATE [RATE], FAIR_RTT [40], FAIR_LOSS [0], FAIR_CCS
 #                        ["cubic bbr"], FAIR_POLICIES ["fair low"], FAIR_REPEATS [1], FAIR_LEAD [4],
 #                        FAIR_OVERLAP [10], FAIR_TAIL [4], FAIR_SETTLE [2] (seconds; see below)
@@ -45,6 +47,7 @@
 #   TCP_BUF [64M]        tcp_rmem/tcp_wmem maximum in the end namespaces (1 Gbit/s x 200 ms = 25 MB)
 #   WORKDIR_BASE [/tmp]  where the work dir (files, receivers' destinations) goes; RESULTS_DIR [benches/results]
 #   CARGO_TARGET_DIR     used for the builds (default: the repo's target/)
+#   MOVER_RATE_TRACE=1   the fairness pushes print their rate controller's rounds; kept as <base>-trace-*.log
 #   DRY_RUN=1            print the plan and the run time estimate, then exit (builds the binaries first)
 #
 # Needs (Debian/Ubuntu packages; the script installs nothing): iproute2 ethtool iperf3 openssh-server
@@ -271,6 +274,7 @@ RATE_BPS=$(bps_of "$RATE")
 FILE_BYTES=$(bytes_of "$SIZE")
 MOVER_TIMEOUT=${MOVER_TIMEOUT:-$(awk -v b="$FILE_BYTES" -v r="$RATE_BPS" 'BEGIN { printf "%d", 3 * b * 8 / r + 5 }')}
 POINTS=() # "section rate rtt loss"
+[[ ${GRID:-1} == 1 ]] || { RTTS=; RATE_HIGH=; }
 for rtt in $RTTS; do for loss in $LOSSES; do POINTS+=("grid $RATE $rtt $loss"); done; done
 if [[ -n $RATE_HIGH ]]; then
     for rtt in $RTTS_HIGH; do for loss in $LOSSES_HIGH; do POINTS+=("grid-high $RATE_HIGH $rtt $loss"); done; done
@@ -488,6 +492,11 @@ run_mover() {
         status=fail gp='' secs=$W_SECS bytes=$W_BYTES
         log "  mover push failed: $(tail -2 "$WORK/push.err") / serve: $(tail -2 "$WORK/serve.log")"
     fi
+    # A push that timed out or failed keeps its stderr (with MOVER_RATE_TRACE=1, the controller's rounds) and
+    # the server's, next to the results.
+    if [[ $status != ok ]]; then
+        cat "$WORK/push.err" - "$WORK/serve.log" <<<"--- serve.log ---" >"$BASE-$status-$P_RATE-${P_RTT}ms-${P_LOSS}pct-$P_REP.log"
+    fi
     local extra
     extra=$(grep -oE '"(policy|max_rate_bps|final_rate_bps|[a-z_]*loss[a-z_]*)":[^,}]*' "$j" 2>/dev/null | tr -d '"' | tr ':' '=' | paste -sd';' || true)
     extra="received=$(jget "$j" packets_received)${extra:+;$extra}"
@@ -649,6 +658,8 @@ run_fairness() { # POLICY(fair|low) CC REPEAT
     fi
     kill "$sampler_pid" 2>/dev/null || true
     wait "$sampler_pid" 2>/dev/null || true
+    # With MOVER_RATE_TRACE=1 the push prints its rate controller's rounds: keep them next to the results.
+    if [[ ${MOVER_RATE_TRACE:-0} == 1 ]]; then cp "$WORK/push.err" "$BASE-trace-$scenario-$3.log"; fi
     kill "$spid" "$ipid" 2>/dev/null || true
     wait_pid "$spid" 5 || true
     wait_pid "$ipid" 5 || true

@@ -44,6 +44,13 @@ impl Pacer {
         }
     }
 
+    /// When the next datagram leaves at exactly the rate: `now` if the bucket has been idle, else the
+    /// bucket's theoretical arrival time. A driver that releases datagrams at the rate downstream (the
+    /// pipeline's pacer stage) sends it at about this time even though it is built up to a burst earlier.
+    pub fn departure(&self, now: Time) -> Time {
+        Time(((self.tat_ps / 1000) as u64).max(now.0))
+    }
+
     /// Whether a datagram may be sent at `now`.
     pub fn can_send(&self, now: Time) -> bool {
         self.ready_at(now) <= now
@@ -81,5 +88,22 @@ mod tests {
         assert!((rate - 1e9).abs() / 1e9 < 0.002, "rate {rate}");
         // 100 us of burst at 1 Gbit/s is 12.5 kB: at most 9 datagrams of 1500 B back to back.
         assert!(max_burst <= 10, "burst {max_burst}");
+    }
+
+    #[test]
+    fn departure_is_the_paced_time_not_the_build_time() {
+        let mut p = Pacer::new(1_000_000_000, 2_000_000); // 2 ms burst, as in the packetizer stage
+        let now = Time(1_000_000_000);
+        assert_eq!(p.departure(now), now, "an idle bucket sends now");
+        // A burst built at one instant leaves 12 us apart at 1 Gbit/s (1500-byte datagrams).
+        let mut departures = vec![];
+        while p.can_send(now) {
+            departures.push(p.departure(now));
+            p.on_send(now, 1500);
+        }
+        assert!(departures.len() > 100, "a 2 ms burst holds {} datagrams", departures.len());
+        for (i, d) in departures.iter().enumerate() {
+            assert_eq!(d.0, now.0 + i as u64 * 12_000);
+        }
     }
 }

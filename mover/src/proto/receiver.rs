@@ -265,6 +265,10 @@ impl Receiver {
         let idx = self.plan.index_of(h.file_id).ok_or(DropReason::Malformed)?;
         let seq = self.plan.seq_of(idx, h.offset, h.len as u64).ok_or(DropReason::Malformed)?;
         self.stats.packets_received += 1;
+        // The receive rate is what the path delivered, duplicates included: it measures the bottleneck for
+        // the rate policies. Counting only new blocks read a busy link as a slow one whenever repairs of
+        // repairs crossed it (a congestion collapse after a loss burst took the capacity down with it).
+        self.rate_window_bytes += h.len as u64;
         self.last_data_at = now;
         self.data_since_feedback = true;
         self.echo_tx_time_us = h.tx_time_us;
@@ -298,7 +302,6 @@ impl Receiver {
             self.cum_ack = new_ack;
         }
         self.stats.bytes_delivered += h.len as u64;
-        self.rate_window_bytes += h.len as u64;
         self.remaining_blocks[idx] -= 1;
         self.maybe_ready(idx);
         Ok(Delivery { file_id: h.file_id, offset: h.offset, payload: h.payload_range() })
@@ -541,6 +544,23 @@ mod tests {
         garbage[100] ^= 1;
         assert_eq!(r.handle_datagram(Time::ZERO, &garbage), Err(DropReason::BadTag));
         assert_eq!(r.stats().drops.invalid(), 4);
+    }
+
+    #[test]
+    fn receive_rate_counts_duplicates_as_delivered_by_the_path() {
+        let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![1412 * 4], Time::ZERO);
+        let block = data(&r, 0, 0, 1412);
+        assert!(r.handle_datagram(Time::ZERO, &block).is_ok());
+        for _ in 0..3 {
+            assert_eq!(r.handle_datagram(Time::ZERO, &block), Err(DropReason::Duplicate));
+        }
+        let now = Time(20_000_000);
+        let mut buf = vec![0u8; 2048];
+        let len = r.poll_transmit(now, &mut buf).expect("feedback after data");
+        let fb = FeedbackHeader::parse(&buf[..len]).unwrap();
+        // Four datagrams of 1412 payload bytes in 20 ms crossed the bottleneck; one was new.
+        assert_eq!(fb.recv_rate, 4 * 1412 * 50);
+        assert_eq!(r.stats().bytes_delivered, 1412);
     }
 
     #[test]

@@ -279,7 +279,8 @@ impl Sender {
         // honoured too (the probe comes after >= 8 ms of silence).
         let mut honoured_end = 0;
         if fb.echo_tx_time_us != 0 {
-            let echo_age_ns = now.wire_us().wrapping_sub(fb.echo_tx_time_us) as u64 * 1000;
+            // A departure scheduled after `now` (a short path, the packetizer ahead) is an age of zero.
+            let echo_age_ns = (now.wire_us().wrapping_sub(fb.echo_tx_time_us) as i32).max(0) as u64 * 1000;
             honoured_end = self.send_marks.sent_before(Time(now.0.saturating_sub(echo_age_ns)));
         }
         if !self.can_send_new() {
@@ -447,6 +448,9 @@ impl Sender {
             (self.new_idx, self.new_offset, self.plan.block_len(self.new_idx, self.new_offset))
         };
         debug_assert_eq!(self.plan.locate(seq), (idx, offset, len));
+        // The scheduled departure, not the build time: the packetizer runs up to a burst ahead of the pacer
+        // stage, and that lead (longer at low rates) would read as queueing delay at the receiver.
+        let departure = self.pacer.departure(now);
         let header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
@@ -455,7 +459,7 @@ impl Sender {
             len: len as u16,
             flags: if retransmit { FLAG_RETRANSMIT } else { 0 },
             round: self.round,
-            tx_time_us: now.wire_us().max(1),
+            tx_time_us: departure.wire_us().max(1),
             srtt_us: (self.rtt.srtt_ns() / 1000).min(u32::MAX as u64) as u32,
         };
         let total = header.datagram_len();
@@ -474,7 +478,8 @@ impl Sender {
         }
         if !retransmit {
             let interval_ns = (self.rtt.srtt_ns() / 256).max(1_000_000);
-            self.send_marks.record(now, self.next_new, interval_ns);
+            // Marked at the same clock as tx_time, which the receiver's echo returns.
+            self.send_marks.record(departure, self.next_new, interval_ns);
             self.hasher.update(payload);
             self.next_new += 1;
             self.new_offset += len;

@@ -7,7 +7,7 @@
 //! 32  len         u16   payload bytes
 //! 34  flags       u8    bit 0: retransmission; other bits reserved (sent as 0, ignored)
 //! 35  round       u8    verification round (0, then 1.. for files re-sent after a whole-file mismatch)
-//! 36  tx_time_us  u32   sender clock at transmission, microseconds (echoed in feedback for RTT)
+//! 36  tx_time_us  u32   sender clock at scheduled departure, microseconds (echoed for RTT; one-way delay)
 //! 40  srtt_us     u32   sender's smoothed RTT, so the receiver can time its NAKs (0 = unknown)
 //! 44  payload     len bytes
 //!     tag         16 bytes

@@ -8,7 +8,7 @@
 //! 24  echo_tx_time_us  u32   tx_time_us of the newest data packet received (0 if none yet)
 //! 28  echo_delay_us    u32   how long the receiver held that timestamp before sending this feedback
 //! 32  cum_ack          u64   every block with sequence number below this has been received
-//! 40  recv_rate        u64   new (non-duplicate) payload bytes per second, measured over >= 10 ms windows
+//! 40  recv_rate        u64   payload bytes per second received (duplicates too), over >= 10 ms windows
 //! 48  received_packets u64   valid data packets received so far this session
 //! 56  owd_us           u32   smallest one-way delay of the data packets received since the previous feedback:
 //!                            receiver clock minus the packet's tx_time_us, wrapping (the clocks' offset is
