@@ -119,6 +119,9 @@ pub struct PacerStage<K: DatagramSink, C: Clock> {
     /// The rate in bits per second, set by the packetizer from the rate policy's choice (PROTOCOL.md §4.7)
     /// and read once per batch.
     pub rate_bps: Arc<AtomicU64>,
+    /// Datagram bytes released to the sink so far: the packetizer's count of bytes built, less this, is
+    /// what waits between the two (`Sender::set_send_backlog`).
+    pub released_bytes: Arc<AtomicU64>,
     /// Whether the stage has a core to itself (spin for short gaps).
     pub own_core: bool,
     /// Ends the stage.
@@ -210,6 +213,7 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
             bytes += len as u64;
         }
         meter.add(sent as u64, bytes);
+        st.released_bytes.fetch_add(bytes, Ordering::Relaxed);
         if sent < allowed {
             // Socket buffer full.
             let t = Instant::now();
@@ -305,6 +309,7 @@ mod tests {
             packetizer_bell: Bell::new(),
             own_bell: own_bell.clone(),
             rate_bps: Arc::new(AtomicU64::new(RATE_BPS)),
+            released_bytes: Arc::new(AtomicU64::new(0)),
             own_core: false,
             stop: stop.clone(),
             error: Arc::default(),

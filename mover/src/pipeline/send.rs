@@ -128,6 +128,7 @@ pub fn run_send(
     let pacer_bell = Bell::new();
     // The rate policy runs in the core (packetizer); the pacer stage follows what it chose.
     let rate_bps = Arc::new(AtomicU64::new(sender.rate_bps()));
+    let released_bytes = Arc::new(AtomicU64::new(0));
     let send_error: Arc<Mutex<Option<String>>> = Arc::default();
     let region = reader.pool().region().clone();
     let source =
@@ -162,6 +163,7 @@ pub fn run_send(
             packetizer_bell: reader_shared.packetizer_bell.clone(),
             own_bell: pacer_bell.clone(),
             rate_bps: rate_bps.clone(),
+            released_bytes: released_bytes.clone(),
             own_core: topo.has_own_core("pacer"),
             stop: stop.clone(),
             error: send_error.clone(),
@@ -205,6 +207,7 @@ pub fn run_send(
             pacer_bell: pacer_bell.clone(),
             send_error: send_error.clone(),
             rate_bps,
+            released_bytes,
             clock,
         };
         let pk_handle = spawn("packetizer")
@@ -354,6 +357,8 @@ struct Packetizer<'a> {
     send_error: Arc<Mutex<Option<String>>>,
     /// The pacer stage's rate, published after feedback changed the core's choice.
     rate_bps: Arc<AtomicU64>,
+    /// Datagram bytes the pacer stage released so far.
+    released_bytes: Arc<AtomicU64>,
     clock: MonotonicClock,
 }
 
@@ -367,6 +372,8 @@ fn run_packetizer(
     p.ch.wake_on_event(Some(std::thread::current()));
     let mut naks = NakClock::default();
     let mut filling: Option<u32> = None;
+    // Datagram bytes built so far; less the pacer's released count, the backlog between the stages.
+    let mut built_bytes: u64 = 0;
     let result = loop {
         let now = p.clock.now();
         while let Some(i) = p.fb_in.pop() {
@@ -399,6 +406,7 @@ fn run_packetizer(
         p.sender.handle_timeout(now);
 
         // Fill send batches while the core has datagrams to give and batches are free.
+        let released = p.released_bytes.load(Ordering::Relaxed);
         let mut out_stalled = false;
         let mut published = false;
         loop {
@@ -426,9 +434,12 @@ fn run_packetizer(
             let mut more = true;
             while let Some(buf) = slot.batch.slot() {
                 let pending_before = p.sender.pending_retransmits();
+                debug_assert!(built_bytes >= released, "the pacer released more than was built");
+                p.sender.set_send_backlog(built_bytes - released);
                 match p.sender.poll_transmit(now, &mut p.source, buf) {
                     Ok(Some(len)) => {
                         slot.batch.commit(len);
+                        built_bytes += len as u64;
                         meter.add(1, len as u64);
                         if p.sender.pending_retransmits() < pending_before {
                             if let Some(at) = naks.on_retransmit() {

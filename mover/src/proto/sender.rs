@@ -139,6 +139,8 @@ pub struct Sender {
     failed_ids: Vec<u32>,
     packet_number: u64,
     pacer: Pacer,
+    /// Bytes the driver holds built but not yet on the wire (set by [`Sender::set_send_backlog`]).
+    send_backlog_bytes: u64,
     rate: RateController,
     rtt: RttEstimator,
     last_heard: Time,
@@ -165,6 +167,7 @@ impl Sender {
                 now,
             ),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst.as_nanos() as u64),
+            send_backlog_bytes: 0,
             rtt: RttEstimator::new(cfg.initial_rtt),
             cfg,
             sizes,
@@ -211,6 +214,15 @@ impl Sender {
     /// NAKed blocks waiting to be sent again.
     pub fn pending_retransmits(&self) -> u64 {
         self.pending_count
+    }
+
+    /// Tells the core how many bytes of datagrams it built are still queued in the driver ahead of the
+    /// wire (a pacing stage downstream). The next datagram's `tx_time` is then no earlier than `now` plus
+    /// their time at the rate: when the pacing stage falls behind (a late thread on a loaded core), its
+    /// backlog is delay in this host, and stamped as such it is not read as a queue on the path. A driver
+    /// that sends at once leaves it at 0.
+    pub fn set_send_backlog(&mut self, bytes: u64) {
+        self.send_backlog_bytes = bytes;
     }
 
     /// The rate the sender paces at now, bits per second of datagram bytes (the policy's choice).
@@ -450,7 +462,8 @@ impl Sender {
         debug_assert_eq!(self.plan.locate(seq), (idx, offset, len));
         // The scheduled departure, not the build time: the packetizer runs up to a burst ahead of the pacer
         // stage, and that lead (longer at low rates) would read as queueing delay at the receiver.
-        let departure = self.pacer.departure(now);
+        let backlog_ns = (self.send_backlog_bytes as u128 * 8_000_000_000 / self.pacer.rate_bps() as u128) as u64;
+        let departure = self.pacer.departure(now).max(now.plus_ns(backlog_ns));
         let header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
@@ -578,6 +591,25 @@ mod tests {
         let before = s.stats.packets_retransmitted;
         while s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some() {}
         assert!(s.stats.packets_retransmitted > before);
+    }
+
+    /// tx_time is the departure the driver will make: the pacer's schedule, or later when the driver still
+    /// holds a backlog ahead of the wire.
+    #[test]
+    fn tx_time_is_the_scheduled_departure_including_the_drivers_backlog() {
+        let mut s = sender(); // 1 Gbit/s
+        let mut src = SynthSource { seed: 1 };
+        let mut buf = vec![0u8; 1500];
+        let now = Time(5_000_000);
+        let first = s.poll_transmit(now, &mut src, &mut buf).unwrap().unwrap();
+        assert_eq!(DataHeader::parse(&buf[..first]).unwrap().tx_time_us, 5_000, "idle: leaves now");
+        let len = s.poll_transmit(now, &mut src, &mut buf).unwrap().unwrap();
+        let h = DataHeader::parse(&buf[..len]).unwrap();
+        assert_eq!(h.tx_time_us, 5_000 + 1472 * 8 / 1000, "built at once, leaves one datagram time later");
+        // 125 kB waiting in the driver is 1 ms at 1 Gbit/s.
+        s.set_send_backlog(125_000);
+        let len = s.poll_transmit(now, &mut src, &mut buf).unwrap().unwrap();
+        assert_eq!(DataHeader::parse(&buf[..len]).unwrap().tx_time_us, 6_000);
     }
 
     /// The sender was descheduled after its core produced blocks 10.. but before they reached the network;
