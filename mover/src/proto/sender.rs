@@ -462,7 +462,11 @@ impl Sender {
         debug_assert_eq!(self.plan.locate(seq), (idx, offset, len));
         // The scheduled departure, not the build time: the packetizer runs up to a burst ahead of the pacer
         // stage, and that lead (longer at low rates) would read as queueing delay at the receiver.
-        let backlog_ns = (self.send_backlog_bytes as u128 * 8_000_000_000 / self.pacer.rate_bps() as u128) as u64;
+        // u64 is enough: a backlog is a ring of datagrams, far below the 2.3 GB where the product saturates.
+        let backlog_ns = match self.send_backlog_bytes {
+            0 => 0,
+            b => b.saturating_mul(8_000_000_000) / self.pacer.rate_bps(),
+        };
         let departure = self.pacer.departure(now).max(now.plus_ns(backlog_ns));
         let header = DataHeader {
             session_id: self.cfg.session_id,
