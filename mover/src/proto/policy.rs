@@ -617,6 +617,51 @@ mod tests {
     }
 
     #[test]
+    fn delivery_above_what_was_sent_is_noise_not_capacity() {
+        let mut c = RateController::new(Policy::Fair, 100_000_000_000, 0, 1000, 1000, Time::ZERO);
+        let mut now = Time::ZERO;
+        let mut step = |c: &mut RateController, now: &mut Time, owd: u32, recv: Option<f64>| {
+            *now = now.plus_ns(2_000_000);
+            let rate = c.rate_bps() as f64;
+            c.on_send(*now, (rate * 0.002 / 8.0) as usize);
+            feed(c, *now, owd, recv.unwrap_or(rate), 0);
+        };
+        while now.0 < 300_000_000 {
+            step(&mut c, &mut now, 1000, None);
+        }
+        let before = c.rate_bps() as f64;
+        // A standing 5 ms queue, and receive windows that read 5 Gbit/s (a backlog drained at once).
+        while now.0 < 1_000_000_000 {
+            step(&mut c, &mut now, 6000, Some(5e9));
+            assert!(
+                c.rate_bps() as f64 <= before * 1.03,
+                "rate {} after {before}: held at a noisy reading",
+                c.rate_bps()
+            );
+        }
+    }
+
+    #[test]
+    fn low_probes_when_the_queue_stays_within_its_target() {
+        let mut c = RateController::new(Policy::Low, 100_000_000_000, 0, 1000, 1000, Time::ZERO);
+        let mut now = Time::ZERO;
+        feed(&mut c, now, 1000, 100e6, 0);
+        let mut exit_rate = None;
+        while now.0 < 1_000_000_000 {
+            now = now.plus_ns(2_000_000);
+            let rate = c.rate_bps() as f64;
+            c.on_send(now, (rate * 0.002 / 8.0) as usize);
+            // 0.8 ms over the base: host noise, within low's 1 ms target but above half of it.
+            feed(&mut c, now, 1800, rate, 0);
+            if !c.in_startup() && exit_rate.is_none() {
+                exit_rate = Some(c.rate_bps());
+            }
+        }
+        let exit_rate = exit_rate.expect("startup ends at a queue above half the target");
+        assert!(c.rate_bps() > 2 * exit_rate, "low held {} from {exit_rate} on an uncontended path", c.rate_bps());
+    }
+
+    #[test]
     fn the_floor_and_ceiling_hold() {
         let mut c = RateController::new(Policy::Low, 300_000_000, 50_000_000, 1000, 1000, Time::ZERO);
         let mut now = Time::ZERO;
