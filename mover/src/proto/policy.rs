@@ -620,7 +620,7 @@ mod tests {
     fn delivery_above_what_was_sent_is_noise_not_capacity() {
         let mut c = RateController::new(Policy::Fair, 100_000_000_000, 0, 1000, 1000, Time::ZERO);
         let mut now = Time::ZERO;
-        let mut step = |c: &mut RateController, now: &mut Time, owd: u32, recv: Option<f64>| {
+        let step = |c: &mut RateController, now: &mut Time, owd: u32, recv: Option<f64>| {
             *now = now.plus_ns(2_000_000);
             let rate = c.rate_bps() as f64;
             c.on_send(*now, (rate * 0.002 / 8.0) as usize);
