@@ -6,6 +6,7 @@ use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
 use mover::rate::{parse_rate_bps, parse_size_bytes};
+use mover::wire::Cipher;
 
 /// `--rate` under `--policy fixed` when none is given.
 const DEFAULT_FIXED_RATE_BPS: u64 = 1_000_000_000;
@@ -121,6 +122,10 @@ struct PushArgs {
     /// Print the sender's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
+    /// How data and feedback datagrams are sealed: aes256gcm, chacha20poly1305, or none (no encryption and
+    /// no authentication: only an integrity check against corruption).
+    #[arg(long, default_value = "aes256gcm")]
+    cipher: Cipher,
     /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR.
     #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... URL")]
     paths: Vec<String>,
@@ -223,6 +228,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         direct: !a.buffered,
         queue_depth: a.queue_depth,
         net: a.net,
+        cipher: a.cipher,
     };
     let report = push::push(&opts);
     if a.stats {

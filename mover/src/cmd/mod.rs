@@ -16,3 +16,15 @@ pub fn random_u64() -> u64 {
     assert_eq!(n, 8, "getrandom failed: {}", std::io::Error::last_os_error());
     u64::from_ne_bytes(b)
 }
+
+/// A fresh session key from the kernel's random source (PROTOCOL.md §6): never reused across sessions.
+pub fn random_key() -> Result<[u8; crate::wire::KEY_LEN], String> {
+    let mut k = [0u8; crate::wire::KEY_LEN];
+    // Safety: `k` is a valid, writable buffer of `k.len()` bytes for the duration of the call. getrandom
+    // returns at most 256 bytes in one call without EINTR once the pool is initialised; check anyway.
+    let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), k.len(), 0) };
+    if n != k.len() as isize {
+        return Err(format!("getrandom for a session key failed: {}", std::io::Error::last_os_error()));
+    }
+    Ok(k)
+}

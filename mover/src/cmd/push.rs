@@ -17,7 +17,7 @@ use crate::proto::{Config, Sender};
 use crate::rate::{format_bytes, format_rate_bps};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
-use crate::wire::VERSION;
+use crate::wire::{Cipher, VERSION};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -57,6 +57,8 @@ pub struct PushOptions {
     pub queue_depth: u32,
     /// The data path (`--net`).
     pub net: NetChoice,
+    /// How datagrams are sealed (`--cipher`).
+    pub cipher: Cipher,
 }
 
 impl PushOptions {
@@ -76,6 +78,7 @@ impl PushOptions {
             direct: true,
             queue_depth: crate::pipeline::send::READ_QUEUE_DEPTH,
             net: NetChoice::Auto,
+            cipher: Cipher::default(),
         }
     }
 }
@@ -238,6 +241,7 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
         window_blocks: cfg.window_blocks,
         entry_count: scanned.entries.len() as u64,
         total_bytes: report.bytes,
+        cipher: opts.cipher,
         dest: url.path.clone(),
     };
     if let Err(e) = send_manifest(&mut ch, hello, &scanned.entries) {
@@ -247,12 +251,14 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
         }
         return Err(format!("sending to {server}: {e}"));
     }
-    let (session_id, udp_port) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
-        ControlMsg::Accept { session_id, udp_port } => (session_id, udp_port),
+    let (session_id, udp_port, key) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
+        ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
         ControlMsg::Error { message } => return Err(format!("server refused: {message}")),
         other => return Err(format!("unexpected answer from the server: {other:?}")),
     };
     cfg.session_id = session_id;
+    cfg.cipher = opts.cipher;
+    cfg.key = key;
 
     let any: IpAddr = if server.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
     let mut sock = DataSocket::bind(SocketAddr::new(any, 0)).map_err(|e| format!("UDP socket: {e}"))?;

@@ -12,7 +12,7 @@ use crate::rate::{format_bytes, format_rate_bps};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
 use crate::wire::data::DATA_OVERHEAD;
-use crate::wire::VERSION;
+use crate::wire::{KEY_LEN, VERSION};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -188,6 +188,7 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
     let entries = read_manifest(ch, &hello)?;
     let dest = sanitize_dest_dir(&hello.dest).map_err(|e| e.to_string())?;
     let session_id = super::random_u64();
+    let key = if hello.cipher.is_aead() { super::random_key()? } else { [0; KEY_LEN] };
     let mut tree = DestTree::prepare(&opts.root, &dest, &entries, session_id)?;
     tree.set_fsync(opts.fsync);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
@@ -199,10 +200,12 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
     // program detached) when the session ends.
     let datagram = hello.block_payload as usize + DATA_OVERHEAD;
     let mut xdp = ReceiverXdp::open(ch.peer_addr().ip(), udp_port, datagram, opts.net)?;
-    ch.send(&ControlMsg::Accept { session_id, udp_port }).map_err(|e| format!("sending accept: {e}"))?;
+    ch.send(&ControlMsg::Accept { session_id, udp_port, key }).map_err(|e| format!("sending accept: {e}"))?;
 
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
     cfg.window_blocks = hello.window_blocks;
+    cfg.cipher = hello.cipher;
+    cfg.key = key;
     let clock = MonotonicClock::new();
     let core = Receiver::new(cfg.clone(), sizes, clock.now());
     let setup = ReceiveSetup { topology, disk, queue_depth: opts.queue_depth };

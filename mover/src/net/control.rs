@@ -1,5 +1,9 @@
-//! The control channel over TCP: length-prefixed frames (PROTOCOL.md §3.1) read by a thread of its own, so
-//! the transfer loop only ever polls a queue and never blocks on the network.
+//! The control channel: length-prefixed frames (PROTOCOL.md §3.1) read by a thread of its own, so the
+//! transfer loop only ever polls a queue and never blocks on the network.
+//!
+//! The transport is any byte stream: a TCP connection, the pipes of an SSH session (`mover serve --stdio`),
+//! or a TLS session's plaintext side. [`ControlChannel::from_parts`] takes its read half, write half and a
+//! function that shuts both (so the reader thread ends when the channel is dropped).
 
 use crate::wire::control::{ControlError, ControlMsg};
 use std::io::{self, Read, Write};
@@ -21,7 +25,8 @@ pub enum ControlEvent {
 
 /// One control connection: send from the caller's thread, receive through a queue fed by a reader thread.
 pub struct ControlChannel {
-    writer: TcpStream,
+    writer: Box<dyn Write + Send>,
+    close: Box<dyn Fn() + Send>,
     events: mpsc::Receiver<ControlEvent>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -34,17 +39,44 @@ pub struct ControlChannel {
 }
 
 impl ControlChannel {
-    /// Takes over a connected stream and starts its reader thread.
+    /// Takes over a connected TCP stream and starts its reader thread.
     pub fn new(stream: TcpStream) -> io::Result<ControlChannel> {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
         let reader = stream.try_clone()?;
+        let closer = stream.try_clone()?;
+        let close = move || {
+            let _ = closer.shutdown(Shutdown::Both);
+        };
+        ControlChannel::from_parts(reader, stream, close, peer, local)
+    }
+
+    /// A channel over any byte stream: `reader` is read by a thread of its own, `writer` takes whole frames
+    /// (and is flushed after each), `close` must make a blocked read of `reader` return (it runs on drop).
+    /// `peer` and `local` are the addresses the data path uses: for a pipe, those of the connection the
+    /// pipe stands for (an SSH session's).
+    pub fn from_parts(
+        reader: impl Read + Send + 'static,
+        writer: impl Write + Send + 'static,
+        close: impl Fn() + Send + 'static,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> io::Result<ControlChannel> {
         let (tx, events) = mpsc::channel();
         let waker = Arc::new(Mutex::new(None));
         let w = waker.clone();
         std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx, w))?;
-        Ok(ControlChannel { writer: stream, events, peer, local, frame: Vec::with_capacity(256), ended: false, waker })
+        Ok(ControlChannel {
+            writer: Box::new(writer),
+            close: Box::new(close),
+            events,
+            peer,
+            local,
+            frame: Vec::with_capacity(256),
+            ended: false,
+            waker,
+        })
     }
 
     /// Connects to `addr` within `timeout` and starts the channel.
@@ -72,7 +104,8 @@ impl ControlChannel {
     pub fn send(&mut self, msg: &ControlMsg) -> io::Result<()> {
         self.frame.clear();
         msg.encode(&mut self.frame);
-        self.writer.write_all(&self.frame)
+        self.writer.write_all(&self.frame)?;
+        self.writer.flush()
     }
 
     /// The next event if one is waiting. The end of the channel is reported once, then `None` forever.
@@ -120,7 +153,7 @@ impl ControlChannel {
 
     /// Closes both directions (the reader thread then ends).
     pub fn shutdown(&self) {
-        let _ = self.writer.shutdown(Shutdown::Both);
+        (self.close)();
     }
 }
 
@@ -130,7 +163,7 @@ impl Drop for ControlChannel {
     }
 }
 
-fn read_loop(mut stream: TcpStream, tx: mpsc::Sender<ControlEvent>, waker: Arc<Mutex<Option<Thread>>>) {
+fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<Mutex<Option<Thread>>>) {
     let mut body = Vec::new();
     loop {
         let event = match read_frame(&mut stream, &mut body) {

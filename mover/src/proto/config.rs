@@ -2,6 +2,7 @@
 
 use super::policy::Policy;
 use crate::wire::data::DATA_OVERHEAD;
+use crate::wire::{Cipher, KEY_LEN};
 use std::time::Duration;
 
 /// Default receive window in bytes (PROTOCOL.md §5). It must cover rate x (RTT + NAK delay + a re-NAK or
@@ -30,6 +31,10 @@ pub const DATAGRAM_FOR_MTU_1500: usize = 1472;
 pub struct Config {
     /// Session id, chosen by the receiver.
     pub session_id: u64,
+    /// How datagrams are sealed (PROTOCOL.md §2.2, §6).
+    pub cipher: Cipher,
+    /// The session key, chosen by the receiver (unused with [`Cipher::None`]).
+    pub key: [u8; KEY_LEN],
     /// Payload bytes per data packet.
     pub block_payload: u16,
     /// Sending rate, bits per second of UDP payload: the rate itself under [`Policy::Fixed`], the ceiling
@@ -61,6 +66,8 @@ impl Config {
         let block_payload = block_payload_for(max_datagram);
         Config {
             session_id,
+            cipher: Cipher::None,
+            key: [0; KEY_LEN],
             block_payload,
             rate_bps,
             policy: Policy::Fixed,

@@ -5,6 +5,7 @@
 //! message body. Integers are big-endian; strings are `u16` length + UTF-8. A decoder never allocates more
 //! than the frame it was given, which the framing layer caps before reading it.
 
+use super::seal::{Cipher, KEY_LEN};
 use crate::files::{Entry, EntryKind};
 use std::fmt;
 
@@ -30,6 +31,8 @@ pub struct Hello {
     pub entry_count: u64,
     /// Bytes in all regular files of the manifest.
     pub total_bytes: u64,
+    /// How datagrams are sealed: the sender's `--cipher`.
+    pub cipher: Cipher,
     /// Destination directory, relative to the receiver's root.
     pub dest: String,
 }
@@ -66,6 +69,10 @@ pub enum ControlMsg {
         session_id: u64,
         /// Receiver's UDP port.
         udp_port: u16,
+        /// The session key, fresh from the receiver's random source (all zeros with cipher `none`). It
+        /// crosses only an authenticated, encrypted control channel (SSH or TLS), except under
+        /// `--insecure-no-auth` (PROTOCOL.md §6).
+        key: [u8; KEY_LEN],
     },
     /// Either side gives up, with a reason for the user (type 5).
     Error {
@@ -148,6 +155,7 @@ impl ControlMsg {
                 out.extend_from_slice(&h.window_blocks.to_be_bytes());
                 out.extend_from_slice(&h.entry_count.to_be_bytes());
                 out.extend_from_slice(&h.total_bytes.to_be_bytes());
+                out.push(h.cipher.code());
                 put_str(out, &h.dest);
             }
             ControlMsg::Entry(e) => {
@@ -163,10 +171,11 @@ impl ControlMsg {
                 put_str(out, &e.rel_path);
             }
             ControlMsg::ManifestEnd => out.push(3),
-            ControlMsg::Accept { session_id, udp_port } => {
+            ControlMsg::Accept { session_id, udp_port, key } => {
                 out.push(4);
                 out.extend_from_slice(&session_id.to_be_bytes());
                 out.extend_from_slice(&udp_port.to_be_bytes());
+                out.extend_from_slice(key);
             }
             ControlMsg::Error { message } => {
                 out.push(5);
@@ -225,6 +234,7 @@ impl ControlMsg {
                 window_blocks: r.u64()?,
                 entry_count: r.u64()?,
                 total_bytes: r.u64()?,
+                cipher: Cipher::from_code(r.u8()?).ok_or(ControlError::BadValue("cipher"))?,
                 dest: r.string()?,
             }),
             2 => {
@@ -250,7 +260,11 @@ impl ControlMsg {
                 ControlMsg::Entry(Entry { rel_path, kind, size, mode, mtime_s, mtime_ns })
             }
             3 => ControlMsg::ManifestEnd,
-            4 => ControlMsg::Accept { session_id: r.u64()?, udp_port: r.u16()? },
+            4 => ControlMsg::Accept {
+                session_id: r.u64()?,
+                udp_port: r.u16()?,
+                key: r.take(KEY_LEN)?.try_into().expect("KEY_LEN bytes"),
+            },
             5 => ControlMsg::Error { message: r.string()? },
             6 => ControlMsg::FileHash { round: r.u8()?, file_id: r.u32()?, hash: r.u128()? },
             7 => {
@@ -345,6 +359,7 @@ mod tests {
                 window_blocks: 1 << 18,
                 entry_count: 3,
                 total_bytes: 1 << 33,
+                cipher: Cipher::ChaCha20Poly1305,
                 dest: "projects/run42".into(),
             }),
             ControlMsg::Entry(Entry {
@@ -364,7 +379,7 @@ mod tests {
                 mtime_ns: 0,
             }),
             ControlMsg::ManifestEnd,
-            ControlMsg::Accept { session_id: 0xdead_beef, udp_port: 40000 },
+            ControlMsg::Accept { session_id: 0xdead_beef, udp_port: 40000, key: [7; KEY_LEN] },
             ControlMsg::Error { message: "disk full".into() },
             ControlMsg::FileHash { round: 0, file_id: 9, hash: u128::MAX - 3 },
             ControlMsg::RoundFailed { round: 2, file_ids: vec![1, 5, 9] },

@@ -5,7 +5,7 @@ use super::{be, DropReason};
 /// "MV": identifies a mover datagram (PROTOCOL.md §2.1).
 pub const MAGIC: u16 = 0x4D56;
 /// The wire protocol version this implementation speaks (PROTOCOL.md §2.1).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Bytes in the common header: magic 2, version 1, type 1, session id 8, packet number 8.
 pub const COMMON_HEADER_LEN: usize = 20;
 

@@ -12,7 +12,7 @@ pub mod header;
 pub mod seal;
 
 pub use header::{CommonHeader, PacketType, COMMON_HEADER_LEN, MAGIC, VERSION};
-pub use seal::{open_datagram, Sealer, TAG_LEN};
+pub use seal::{open_datagram, Cipher, Sealer, KEY_LEN, TAG_LEN};
 
 /// Why a datagram was dropped. Every drop is counted by reason; none panics.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
