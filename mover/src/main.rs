@@ -1,7 +1,9 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::{bench_disk, bench_net, demo, push, serve};
+use mover::cmd::auth::{ClientAuthArgs, ServerAuthArgs};
+use mover::cmd::limits::LimitArgs;
+use mover::cmd::{auth, bench_disk, bench_net, demo, push, serve};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
@@ -33,6 +35,9 @@ enum Command {
     Push(PushArgs),
     /// The embedded default: a local server and a push of a generated data set over loopback; prints goodput.
     Demo(DemoArgs),
+    /// Make a token for `mover serve --tokens`: prints the token (give it to the user, for --token-file or
+    /// MOVER_TOKEN) on stdout and the line for the tokens file on stderr.
+    Token(TokenArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -76,6 +81,17 @@ struct ServeArgs {
     /// Writes in flight in the writer stage (1-32).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
+    #[command(flatten)]
+    auth: ServerAuthArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// The user the token is for.
+    #[arg(long)]
+    user: String,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +142,8 @@ struct PushArgs {
     /// no authentication: only an integrity check against corruption).
     #[arg(long, default_value = "aes256gcm")]
     cipher: Cipher,
+    #[command(flatten)]
+    auth: ClientAuthArgs,
     /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR.
     #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... URL")]
     paths: Vec<String>,
@@ -159,6 +177,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => run_serve(a),
         Command::Push(a) => run_push(a),
         Command::Demo(a) => run_demo(a),
+        Command::Token(a) => run_token(&a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
     };
@@ -184,6 +203,7 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         return show_topology(Side::Receiver, &a.cores);
     }
     let root = a.root.expect("clap requires --root");
+    let auth = a.auth.resolve()?;
     serve::serve(&serve::ServeOptions {
         listen: a.listen,
         root,
@@ -193,6 +213,8 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         stats: a.stats,
         queue_depth: a.queue_depth,
         net: a.net,
+        auth,
+        limits: a.limits.limits(),
     })
 }
 
@@ -214,6 +236,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     if min_rate_bps > rate_bps {
         return Err(format!("--min-rate {min_rate_bps} is above --rate {rate_bps}"));
     }
+    let auth = a.auth.resolve()?;
     let opts = push::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
@@ -229,6 +252,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         queue_depth: a.queue_depth,
         net: a.net,
         cipher: a.cipher,
+        auth,
     };
     let report = push::push(&opts);
     if a.stats {
@@ -238,6 +262,13 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         println!("{}", report.to_json());
     }
     report.error.map_or(Ok(()), Err)
+}
+
+fn run_token(a: &TokenArgs) -> Result<(), String> {
+    let (token, line) = auth::new_token(&a.user)?;
+    println!("{token}");
+    eprintln!("mover token: add this line to the file given to `mover serve --tokens`:\n{line}");
+    Ok(())
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), String> {

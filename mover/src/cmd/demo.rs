@@ -48,8 +48,11 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listening on loopback: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let root = dst_root.clone();
+    // In-process on 127.0.0.1 only: no authentication on either side (`serve_on` and `ClientAuth::Insecure`),
+    // as with --insecure-no-auth; nothing outside this host can reach the listener.
     let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
     let mut push_opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/demo"), opts.rate_bps);
+    push_opts.auth = super::auth::ClientAuth::Insecure;
     push_opts.mtu = opts.mtu;
     // Loopback: nothing for AF_XDP to bypass, and no reason to say so on every demo.
     push_opts.net = crate::net::xdp_path::NetChoice::Udp;

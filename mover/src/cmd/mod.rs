@@ -1,9 +1,11 @@
 //! The `mover` subcommands, as library functions so that `demo` and the tests can run them in-process.
 
+pub mod auth;
 pub mod bench_disk;
 pub mod bench_net;
 pub mod demo;
 pub mod json;
+pub mod limits;
 pub mod push;
 pub mod serve;
 pub mod url;

@@ -1,5 +1,7 @@
 //! `mover serve`: the receiving daemon. One thread per session; each session gets its own UDP socket.
 
+use super::auth::{accept_client, ServerAuth, SessionCaps, INSECURE_WARNING};
+use super::limits::Limits;
 use crate::disk::BackendChoice;
 use crate::files::{sanitize_dest_dir, DestTree, Entry, EntryKind};
 use crate::net::xdp_path::{NetChoice, ReceiverXdp, XdpInfo};
@@ -15,6 +17,7 @@ use crate::wire::data::DATA_OVERHEAD;
 use crate::wire::{KEY_LEN, VERSION};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most manifest entries one session may announce: bounds the memory a client can make the server spend.
@@ -43,10 +46,15 @@ pub struct ServeOptions {
     pub queue_depth: u32,
     /// The data path (`--net`).
     pub net: NetChoice,
+    /// How clients authenticate (TLS with certificates or tokens, or `--insecure-no-auth`).
+    pub auth: ServerAuth,
+    /// Per-session and per-client limits.
+    pub limits: Limits,
 }
 
 impl ServeOptions {
-    /// Options with the command line's defaults.
+    /// Options with the command line's defaults, except authentication: [`ServerAuth::Insecure`] (plain
+    /// TCP, for in-process use on loopback: the demo and tests; the command line requires a choice).
     pub fn new(listen: SocketAddr, root: PathBuf) -> ServeOptions {
         ServeOptions {
             listen,
@@ -57,6 +65,8 @@ impl ServeOptions {
             stats: false,
             queue_depth: crate::pipeline::recv::WRITE_QUEUE_DEPTH,
             net: NetChoice::Auto,
+            auth: ServerAuth::Insecure,
+            limits: Limits::default(),
         }
     }
 }
@@ -94,6 +104,9 @@ pub fn serve(opts: &ServeOptions) -> Result<(), String> {
     }
     let listener = TcpListener::bind(opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if opts.auth.is_insecure() {
+        eprintln!("{INSECURE_WARNING}");
+    }
     eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
     serve_with(listener, opts)
 }
@@ -107,7 +120,8 @@ pub fn check_root(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Serves sessions from an already bound listener with default options.
+/// Serves sessions from an already bound listener with default options: no authentication (in-process use
+/// on loopback).
 pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> Result<(), String> {
     let mut opts = ServeOptions::new(listener.local_addr().map_err(|e| e.to_string())?, root.to_path_buf());
     opts.once = once;
@@ -117,6 +131,7 @@ pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> 
 
 /// Serves sessions from an already bound listener.
 pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), String> {
+    let caps = SessionCaps::new(opts.limits.max_sessions_per_client);
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -126,13 +141,15 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Stri
             }
         };
         if opts.once {
-            return run_session(stream, opts)
+            return run_session(stream, opts, &caps)
                 .map(|r| log_session(&r, opts.stats))
                 .map_err(|e| format!("session from {peer}: {e}"));
         }
         let opts = opts.clone();
-        let spawned =
-            std::thread::Builder::new().name("mover-session".into()).spawn(move || match run_session(stream, &opts) {
+        let caps = caps.clone();
+        let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || match run_session(
+            stream, &opts, &caps,
+        ) {
                 Ok(r) => log_session(&r, opts.stats),
                 Err(e) => eprintln!("mover serve: session from {peer} failed: {e}"),
             });
@@ -164,9 +181,17 @@ fn log_session(r: &SessionReport, stats: bool) {
     }
 }
 
-/// Runs one session on an accepted control connection: handshake, receive, verify, commit.
-pub fn run_session(stream: TcpStream, opts: &ServeOptions) -> Result<SessionReport, String> {
-    let mut ch = ControlChannel::new(stream).map_err(|e| format!("control connection: {e}"))?;
+/// Runs one session on an accepted control connection: authentication (TLS and credentials, or none under
+/// `--insecure-no-auth`), the per-client session cap, then handshake, receive, verify, commit.
+pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<SessionReport, String> {
+    let (mut ch, who) = accept_client(stream, &opts.auth)?;
+    let _slot = match caps.enter(&who) {
+        Ok(slot) => slot,
+        Err(e) => {
+            let _ = ch.send(&ControlMsg::Error { message: e.clone() });
+            return Err(e);
+        }
+    };
     let result = receive(&mut ch, opts);
     if let Err(e) = &result {
         let _ = ch.send(&ControlMsg::Error { message: e.clone() });
@@ -183,9 +208,11 @@ fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport
         other => return Err(format!("expected a hello, got {other:?}")),
     };
     check_hello(&hello)?;
+    opts.limits.check_hello(&hello)?;
     // Read the whole manifest before judging the destination, so a refusal reaches a client that has
     // finished writing (it would otherwise see a broken pipe instead of the reason).
     let entries = read_manifest(ch, &hello)?;
+    opts.limits.check_entries(&entries)?;
     let dest = sanitize_dest_dir(&hello.dest).map_err(|e| e.to_string())?;
     let session_id = super::random_u64();
     let key = if hello.cipher.is_aead() { super::random_key()? } else { [0; KEY_LEN] };

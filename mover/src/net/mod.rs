@@ -5,6 +5,7 @@ pub mod caps;
 pub mod control;
 pub mod frame;
 pub mod netlink;
+pub mod tls;
 pub mod udp;
 pub mod xdp_io;
 pub mod xdp_path;

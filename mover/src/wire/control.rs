@@ -105,6 +105,37 @@ pub enum ControlMsg {
     },
     /// Every file is committed (type 9).
     Complete(ReceiverSummary),
+    /// Authentication inside the daemon's TLS control channel, before the `Hello` (type 11, PROTOCOL.md
+    /// §3.3).
+    Auth(AuthMsg),
+}
+
+/// The two directions of the authentication step (type 11; the first body byte is the kind).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthMsg {
+    /// Client to server, the first message after the TLS handshake (kind 1): a user and its token, or an
+    /// empty token when the client authenticates with its TLS certificate alone.
+    Credentials {
+        /// The user the token belongs to.
+        user: String,
+        /// The token; empty for certificate authentication.
+        token: Secret,
+    },
+    /// Server to client (kind 2): the client is authenticated as `identity` and may send its `Hello`.
+    Accepted {
+        /// How the server knows the client (`user:NAME` or `cert:SHA256-PREFIX`), for its logs.
+        identity: String,
+    },
+}
+
+/// A string that never appears in `Debug` output (a token inside a message that an error prints).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
 }
 
 /// Why a control frame was refused.
@@ -207,6 +238,15 @@ impl ControlMsg {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
+            ControlMsg::Auth(AuthMsg::Credentials { user, token }) => {
+                out.extend_from_slice(&[11, 1]);
+                put_str(out, user);
+                put_str(out, &token.0);
+            }
+            ControlMsg::Auth(AuthMsg::Accepted { identity }) => {
+                out.extend_from_slice(&[11, 2]);
+                put_str(out, identity);
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -289,6 +329,11 @@ impl ControlMsg {
                 dropped_invalid: r.u64()?,
                 repaired_files: r.u64()?,
             }),
+            11 => match r.u8()? {
+                1 => ControlMsg::Auth(AuthMsg::Credentials { user: r.string()?, token: Secret(r.string()?) }),
+                2 => ControlMsg::Auth(AuthMsg::Accepted { identity: r.string()? }),
+                _ => return Err(ControlError::BadValue("authentication kind")),
+            },
             t => return Err(ControlError::UnknownType(t)),
         };
         if !r.buf.is_empty() {
@@ -392,7 +437,17 @@ mod tests {
                 dropped_invalid: 5,
                 repaired_files: 6,
             }),
+            ControlMsg::Auth(AuthMsg::Credentials { user: "alice".into(), token: Secret("t0ken".into()) }),
+            ControlMsg::Auth(AuthMsg::Credentials { user: "bob".into(), token: Secret::default() }),
+            ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() }),
         ]
+    }
+
+    #[test]
+    fn tokens_do_not_appear_in_debug_output() {
+        let m = ControlMsg::Auth(AuthMsg::Credentials { user: "alice".into(), token: Secret("hunter2".into()) });
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("alice"), "{shown}");
     }
 
     #[test]

@@ -1,0 +1,516 @@
+//! Who may use `mover serve`, and how a client proves it (PROTOCOL.md §3.3, docs/decisions/0006).
+//!
+//! The control channel runs over TLS 1.3 ([`crate::net::tls`]). The client verifies the daemon's
+//! certificate against `--ca`; the daemon knows the client by a verified client certificate (`--client-ca`)
+//! or by a per-user token (`--tokens`), sent in the first message inside TLS (type 11). The daemon answers
+//! with `Auth::Accepted` or an `Error`, so [`connect_client`] returns only an authenticated channel, and
+//! the session key (in `Accept`) never travels outside TLS. Plain TCP exists only under
+//! `--insecure-no-auth`, on both sides.
+//!
+//! Token file (`--tokens FILE`): one `USER SHA256-HEX` per line, the SHA-256 of the token's bytes in hex;
+//! blank lines and lines starting with `#` are ignored. `mover token --user NAME` makes a token and its
+//! line; by hand: `t=$(head -c 32 /dev/urandom | xxd -p -c 64); printf '%s' "$t" | sha256sum`.
+//! The daemon stores only hashes and compares them in constant time.
+
+use crate::net::{tls, ControlChannel};
+use crate::wire::control::{AuthMsg, ControlMsg, Secret};
+use rustls::{ClientConfig, ServerConfig};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Printed on stderr at every start of a daemon without authentication.
+pub const INSECURE_WARNING: &str = "mover serve: WARNING: --insecure-no-auth: anyone who can reach this port can write \
+     under --root, and session keys cross the network in clear. Use it only on loopback or a trusted test network; \
+     otherwise pass --tls-cert, --tls-key and --client-ca and/or --tokens.";
+/// How long the daemon waits for a TLS handshake and for the client's credentials.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest user name in a token file, in bytes.
+pub const MAX_USER_LEN: usize = 64;
+
+/// How the daemon authenticates clients.
+#[derive(Clone)]
+pub enum ServerAuth {
+    /// Plain TCP, nobody authenticated (`--insecure-no-auth`).
+    Insecure,
+    /// TLS 1.3 with client certificates and/or tokens.
+    Tls(Arc<ServerTls>),
+}
+
+/// The daemon's TLS configuration and credentials.
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    tokens: Option<TokenTable>,
+    client_certs: bool,
+}
+
+impl fmt::Debug for ServerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAuth::Insecure => write!(f, "Insecure"),
+            ServerAuth::Tls(t) => write!(
+                f,
+                "Tls {{ client_certs: {}, token_users: {} }}",
+                t.client_certs,
+                t.tokens.as_ref().map_or(0, |t| t.users.len())
+            ),
+        }
+    }
+}
+
+impl ServerAuth {
+    /// TLS with the daemon's `cert` and `key`; clients authenticate with a certificate issued by
+    /// `client_ca`, or a token from the `tokens` file; at least one of the two must be given.
+    pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>, tokens: Option<&Path>) -> Result<ServerAuth, String> {
+        if client_ca.is_none() && tokens.is_none() {
+            return Err("TLS without a way to authenticate clients: pass --client-ca FILE and/or --tokens FILE".into());
+        }
+        let tokens = tokens.map(TokenTable::load).transpose()?;
+        let config = tls::server_config(cert, key, client_ca, tokens.is_some())?;
+        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs: client_ca.is_some() })))
+    }
+
+    /// True for [`ServerAuth::Insecure`].
+    pub fn is_insecure(&self) -> bool {
+        matches!(self, ServerAuth::Insecure)
+    }
+}
+
+/// How a client authenticates to the daemon.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// Plain TCP to a daemon started with `--insecure-no-auth`.
+    Insecure,
+    /// TLS 1.3 with a client certificate and/or a token.
+    Tls(Arc<ClientTls>),
+}
+
+/// A client's TLS configuration and credentials.
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    user: String,
+    token: Secret,
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuth::Insecure => write!(f, "Insecure"),
+            ClientAuth::Tls(t) => write!(f, "Tls {{ user: {:?}, token: {:?} }}", t.user, t.token),
+        }
+    }
+}
+
+impl ClientAuth {
+    /// TLS trusting the server certificates `ca` issued (or `ca` itself, for a self-signed one), with a
+    /// client certificate (`cert_key`) and/or `user` and `token`; at least one of the two.
+    pub fn tls(ca: &Path, cert_key: Option<(&Path, &Path)>, user: &str, token: Option<&str>) -> Result<ClientAuth, String> {
+        let token = token.unwrap_or_default();
+        if cert_key.is_none() && token.is_empty() {
+            return Err("no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into());
+        }
+        let config = tls::client_config(ca, cert_key)?;
+        Ok(ClientAuth::Tls(Arc::new(ClientTls { config, user: user.to_string(), token: Secret(token.to_string()) })))
+    }
+}
+
+/// How the daemon knows a client: `user:NAME` (token), `cert:HEX` (the first 16 bytes of the SHA-256 of
+/// its certificate) or `ip:ADDR` (no authentication). Sessions are capped per identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity(pub String);
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Connects to the daemon at `addr` and authenticates: the channel comes back only once the daemon has
+/// accepted the client. `host` is what the daemon's certificate must name (the URL's host).
+pub fn connect_client(host: &str, addr: SocketAddr, auth: &ClientAuth, timeout: Duration) -> Result<ControlChannel, String> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {host} ({addr}): {e}"))?;
+    start_client(stream, host, auth, timeout)
+}
+
+/// [`connect_client`] on an already connected stream (so the caller can time the TCP handshake alone).
+pub fn start_client(stream: TcpStream, host: &str, auth: &ClientAuth, timeout: Duration) -> Result<ControlChannel, String> {
+    let peer = stream.peer_addr().map_err(|e| e.to_string())?;
+    let t = match auth {
+        ClientAuth::Insecure => return ControlChannel::new(stream).map_err(|e| format!("control connection: {e}")),
+        ClientAuth::Tls(t) => t,
+    };
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| format!("{peer}: {e}"))?;
+    let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });
+    // A failed send is explained by what the server says (or by how the connection failed) below.
+    let _ = ch.send(&creds);
+    match ch.expect_msg(timeout, "authenticating") {
+        Ok(ControlMsg::Auth(AuthMsg::Accepted { .. })) => Ok(ch),
+        Ok(ControlMsg::Error { message }) => Err(format!("server refused: {message}")),
+        Ok(other) => Err(format!("unexpected answer from the server while authenticating: {other:?}")),
+        Err(e) if e.contains("CertificateRequired") => {
+            Err(format!("{e}: the server requires a client certificate (--cert and --key)"))
+        }
+        Err(e) if e.contains("BadCertificate") || e.contains("UnknownCA") || e.contains("CertificateUnknown") => {
+            Err(format!("{e}: the server does not accept this client certificate"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Authenticates the client on an accepted connection; on refusal the client is sent the reason and the
+/// connection is closed.
+pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlChannel, Identity), String> {
+    let t = match auth {
+        ServerAuth::Insecure => {
+            let ch = ControlChannel::new(stream).map_err(|e| format!("control connection: {e}"))?;
+            let who = Identity(format!("ip:{}", ch.peer_addr().ip()));
+            return Ok((ch, who));
+        }
+        ServerAuth::Tls(t) => t,
+    };
+    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT)?;
+    let refuse = |ch: &mut ControlChannel, why: String| {
+        let _ = ch.send(&ControlMsg::Error { message: why.clone() });
+        Err(why)
+    };
+    let (user, token) = match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials")? {
+        ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
+        other => return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}")),
+    };
+    // rustls has verified any certificate against --client-ca during the handshake.
+    let who = if let Some(cert) = certs.first() {
+        Identity(format!("cert:{}", hex(&sha256(cert.as_ref())[..16])))
+    } else {
+        match &t.tokens {
+            Some(table) if !token.0.is_empty() => {
+                if !table.verify(&user, &token.0) {
+                    return refuse(&mut ch, format!("authentication failed for user '{}': unknown user or wrong token", shown(&user)));
+                }
+                Identity(format!("user:{user}"))
+            }
+            Some(_) => return refuse(&mut ch, "authentication required: no client certificate and no token".into()),
+            None => return refuse(&mut ch, "authentication required: this server accepts client certificates only".into()),
+        }
+    };
+    ch.send(&ControlMsg::Auth(AuthMsg::Accepted { identity: who.0.clone() }))
+        .map_err(|e| format!("sending the authentication result: {e}"))?;
+    Ok((ch, who))
+}
+
+/// A user name for a message: printable, at most [`MAX_USER_LEN`] characters.
+fn shown(user: &str) -> String {
+    user.chars().take(MAX_USER_LEN).flat_map(char::escape_debug).collect()
+}
+
+/// The daemon's `--tokens` file: user name to SHA-256 of the token.
+#[derive(Clone, Debug)]
+pub struct TokenTable {
+    users: HashMap<String, [u8; 32]>,
+}
+
+impl TokenTable {
+    /// Reads and parses a token file.
+    pub fn load(path: &Path) -> Result<TokenTable, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--tokens '{}': {e}", path.display()))?;
+        TokenTable::parse(&text).map_err(|e| format!("--tokens '{}': {e}", path.display()))
+    }
+
+    /// Parses `USER SHA256-HEX` lines (module documentation).
+    pub fn parse(text: &str) -> Result<TokenTable, String> {
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let n = i + 1;
+            let mut fields = line.split_whitespace();
+            let (Some(user), Some(hash), None) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(format!("line {n}: expected 'USER SHA256-HEX'"));
+            };
+            if !valid_user(user) {
+                return Err(format!(
+                    "line {n}: user name '{}' must be 1-{MAX_USER_LEN} of A-Z a-z 0-9 . _ - @",
+                    shown(user)
+                ));
+            }
+            let hash = parse_hash(hash).ok_or_else(|| format!("line {n}: expected 64 hex digits (a SHA-256) after '{user}'"))?;
+            if users.insert(user.to_string(), hash).is_some() {
+                return Err(format!("line {n}: user '{user}' appears twice"));
+            }
+        }
+        if users.is_empty() {
+            return Err("no users (lines 'USER SHA256-HEX'; see `mover token`)".into());
+        }
+        Ok(TokenTable { users })
+    }
+
+    /// True if `token` is `user`'s. The hashes are compared in constant time, and an unknown user costs
+    /// the same as a wrong token.
+    pub fn verify(&self, user: &str, token: &str) -> bool {
+        let got = sha256(token.as_bytes());
+        let (want, known) = match self.users.get(user) {
+            Some(h) => (*h, true),
+            None => ([0xa5; 32], false),
+        };
+        constant_time_eq(&got, &want) & known
+    }
+}
+
+fn valid_user(user: &str) -> bool {
+    (1..=MAX_USER_LEN).contains(&user.len())
+        && user.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+}
+
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh token (32 random bytes as 64 hex digits) and its line for the `--tokens` file.
+pub fn new_token(user: &str) -> Result<(String, String), String> {
+    if !valid_user(user) {
+        return Err(format!("user name '{}' must be 1-{MAX_USER_LEN} of A-Z a-z 0-9 . _ - @", shown(user)));
+    }
+    let mut raw = [0u8; 32];
+    for chunk in raw.chunks_mut(8) {
+        chunk.copy_from_slice(&super::random_u64().to_ne_bytes());
+    }
+    let token = hex(&raw);
+    let line = format!("{user} {}", hex(&sha256(token.as_bytes())));
+    Ok((token, line))
+}
+
+/// Concurrent sessions per client identity, capped (`--max-sessions-per-client`).
+#[derive(Debug)]
+pub struct SessionCaps {
+    max: usize,
+    live: Mutex<HashMap<Identity, usize>>,
+}
+
+/// One live session; dropping it frees its place.
+#[derive(Debug)]
+pub struct SessionSlot {
+    caps: Arc<SessionCaps>,
+    who: Identity,
+}
+
+impl SessionCaps {
+    /// At most `max` sessions per identity.
+    pub fn new(max: usize) -> Arc<SessionCaps> {
+        assert!(max > 0, "a cap of 0 sessions refuses everyone");
+        Arc::new(SessionCaps { max, live: Mutex::new(HashMap::new()) })
+    }
+
+    /// Takes a place for `who`, or says why there is none.
+    pub fn enter(self: &Arc<Self>, who: &Identity) -> Result<SessionSlot, String> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let n = live.entry(who.clone()).or_insert(0);
+        if *n >= self.max {
+            return Err(format!(
+                "too many concurrent sessions for {who}: the limit is {} (--max-sessions-per-client)",
+                self.max
+            ));
+        }
+        *n += 1;
+        Ok(SessionSlot { caps: self.clone(), who: who.clone() })
+    }
+
+    /// Live sessions of `who`.
+    pub fn live(&self, who: &Identity) -> usize {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).get(who).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut live = self.caps.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = live.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.who);
+            }
+        }
+    }
+}
+
+/// `mover serve`'s authentication flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServerAuthArgs {
+    /// Serve WITHOUT authentication or encryption of the control channel (plain TCP; session keys cross in
+    /// clear): for loopback and trusted test networks only. Warns on every start.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "client_ca", "tokens"])]
+    pub insecure_no_auth: bool,
+    /// The daemon's certificate chain (PEM) for the TLS control channel.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept clients with a certificate issued by this CA (PEM); required of every client unless --tokens
+    /// is also given.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Accept clients with a per-user token: lines 'USER SHA256-HEX' (make one with `mover token`).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+}
+
+impl ServerAuthArgs {
+    /// The authentication the flags ask for; without --insecure-no-auth, TLS with a way to authenticate
+    /// clients is required.
+    pub fn resolve(&self) -> Result<ServerAuth, String> {
+        if self.insecure_no_auth {
+            return Ok(ServerAuth::Insecure);
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) if self.client_ca.is_some() || self.tokens.is_some() => {
+                ServerAuth::tls(cert, key, self.client_ca.as_deref(), self.tokens.as_deref())
+            }
+            _ => Err("mover serve accepts only authenticated clients: pass --tls-cert FILE --tls-key FILE and \
+                      --client-ca FILE and/or --tokens FILE (or --insecure-no-auth to serve without \
+                      authentication, on loopback or a trusted test network only)"
+                .into()),
+        }
+    }
+}
+
+/// The client's authentication flags (`mover push`, and every command that connects to a daemon).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClientAuthArgs {
+    /// Speak plain TCP to a daemon started with --insecure-no-auth (no TLS, no authentication).
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key", "token_file"])]
+    pub insecure_no_auth: bool,
+    /// Trust anchor for the daemon's certificate (PEM): its CA, or the certificate itself.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a daemon with --client-ca.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// File holding the token (first line), for a daemon with --tokens. The environment variable
+    /// MOVER_TOKEN is used when this is not given.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The user the token belongs to (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+impl ClientAuthArgs {
+    /// The authentication the flags (and MOVER_TOKEN, USER) ask for.
+    pub fn resolve(&self) -> Result<ClientAuth, String> {
+        if self.insecure_no_auth {
+            return Ok(ClientAuth::Insecure);
+        }
+        let Some(ca) = &self.ca else {
+            return Err("pass --ca FILE (the daemon's certificate or its CA) and a client certificate (--cert, \
+                        --key) or a token (--token-file FILE or MOVER_TOKEN), or --insecure-no-auth for a daemon \
+                        started with --insecure-no-auth"
+                .into());
+        };
+        let token = match &self.token_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| format!("--token-file '{}': {e}", f.display()))?;
+                Some(text.lines().next().unwrap_or_default().trim().to_string())
+            }
+            None => std::env::var("MOVER_TOKEN").ok().map(|t| t.trim().to_string()),
+        };
+        let user = match &self.user {
+            Some(u) => u.clone(),
+            None => std::env::var("USER").unwrap_or_default(),
+        };
+        if token.as_deref().is_some_and(|t| !t.is_empty()) && user.is_empty() {
+            return Err("a token needs a user: pass --user NAME (USER is not set)".into());
+        }
+        let cert_key = self.cert.as_deref().zip(self.key.as_deref());
+        ClientAuth::tls(ca, cert_key, &user, token.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn token_file_parses_and_verifies() {
+        let text = format!("# mover tokens\n\n  alice {ABC_SHA256}  \nbob.x-1@lab {}\n", ABC_SHA256.to_uppercase());
+        let t = TokenTable::parse(&text).unwrap();
+        assert!(t.verify("alice", "abc"));
+        assert!(t.verify("bob.x-1@lab", "abc"));
+        assert!(!t.verify("alice", "abd"));
+        assert!(!t.verify("alice", ""));
+        assert!(!t.verify("carol", "abc"));
+        assert!(!t.verify("Alice", "abc"));
+    }
+
+    #[test]
+    fn token_file_errors_name_the_line() {
+        let bad = |text: &str, want: &str| {
+            let e = TokenTable::parse(text).unwrap_err();
+            assert!(e.contains(want), "{text:?}: {e}");
+        };
+        bad(&format!("alice {ABC_SHA256}\nalice {ABC_SHA256}\n"), "line 2: user 'alice' appears twice");
+        bad("alice\n", "line 1: expected 'USER SHA256-HEX'");
+        bad(&format!("alice {ABC_SHA256} extra\n"), "line 1: expected");
+        bad("alice abc\n", "line 1: expected 64 hex digits");
+        bad(&format!("alice {}\n", "g".repeat(64)), "64 hex digits");
+        bad(&format!("al ice {ABC_SHA256}\n"), "line 1: expected");
+        bad(&format!("al/ice {ABC_SHA256}\n"), "user name");
+        bad(&format!("{} {ABC_SHA256}\n", "u".repeat(65)), "user name");
+        bad(&format!("é {ABC_SHA256}\n"), "user name");
+        bad("# nothing\n", "no users");
+    }
+
+    #[test]
+    fn new_tokens_verify_against_their_line() {
+        let (token, line) = new_token("alice").unwrap();
+        assert_eq!(token.len(), 64);
+        let t = TokenTable::parse(&line).unwrap();
+        assert!(t.verify("alice", &token));
+        let (other, _) = new_token("alice").unwrap();
+        assert_ne!(token, other);
+        assert!(new_token("a b").is_err());
+    }
+
+    #[test]
+    fn session_caps_count_per_identity_and_free_on_drop() {
+        let caps = SessionCaps::new(2);
+        let a = Identity("user:a".into());
+        let b = Identity("user:b".into());
+        let s1 = caps.enter(&a).unwrap();
+        let _s2 = caps.enter(&a).unwrap();
+        let e = caps.enter(&a).unwrap_err();
+        assert!(e.contains("too many concurrent sessions for user:a") && e.contains("limit is 2"), "{e}");
+        let _s3 = caps.enter(&b).unwrap();
+        drop(s1);
+        assert_eq!(caps.live(&a), 1);
+        let _s4 = caps.enter(&a).unwrap();
+    }
+}

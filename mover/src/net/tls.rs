@@ -1,0 +1,385 @@
+//! TLS 1.3 under the control channel (docs/decisions/0006-tls-control-channel.md).
+//!
+//! A rustls connection cannot be split between the channel's reader thread and the caller's writing thread,
+//! so one *pump* thread owns the TCP socket and the rustls state, and the [`ControlChannel`] is built over
+//! one end of a `UnixStream` pair whose other end the pump serves:
+//!
+//! ```text
+//!   ControlChannel (reader thread, caller's writes) <-> UnixStream pair <-> pump: rustls <-> TcpStream
+//! ```
+//!
+//! The pump polls both sockets (non-blocking) and moves bytes while it can: plaintext from the channel is
+//! encrypted and written to TCP, records from TCP are decrypted and handed to the channel. Backpressure is
+//! kept both ways (no plaintext is taken while TLS output is pending; no TLS is read while decrypted bytes
+//! wait for the channel). When the channel closes, the pump sends `close_notify`, half-closes TCP and drains
+//! what the peer still sends for a moment (so a refusal it just wrote is not destroyed by a reset); when the
+//! peer closes, the channel's reader sees the end. A TLS failure reaches the channel's reader as a read
+//! error carrying rustls' reason (say, the peer's alert), not as a clean end.
+//!
+//! The handshake runs before the pump starts, blocking with a time limit, so its errors come back to the
+//! caller of [`client_channel`] or [`server_channel`] directly.
+
+use super::control::ControlChannel;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the pump keeps reading (and discarding) after it has closed its side, so that a refusal
+/// written just before is read by the peer instead of being destroyed by a TCP reset.
+const LINGER: Duration = Duration::from_secs(2);
+/// Decrypted bytes the pump holds for a channel that does not read (then it stops reading TCP).
+const PLAINTEXT_HELD_MAX: usize = 256 << 10;
+
+/// The ring provider (docs/decisions/0006): TLS 1.3 only, since the crate is built without `tls12`.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("reading certificates from '{}': {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("reading certificates from '{}': {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("'{}' holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Loads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("reading a private key from '{}': {e}", path.display()))
+}
+
+fn root_store(ca: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| format!("'{}': not a usable trust anchor: {e}", ca.display()))?;
+    }
+    Ok(roots)
+}
+
+/// The daemon's TLS configuration: its certificate chain and key; with `client_ca`, client certificates
+/// issued by it are verified, and required unless `certs_optional` (then a client may authenticate with a
+/// token instead; one that presents a certificate must still present a valid one).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    certs_optional: bool,
+) -> Result<Arc<ServerConfig>, String> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider());
+            let v = if certs_optional { v.allow_unauthenticated() } else { v };
+            builder.with_client_cert_verifier(v.build().map_err(|e| format!("--client-ca '{}': {e}", ca.display()))?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    // One connection per session; resumption buys nothing.
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// A client's TLS configuration: trust anchors for the server's certificate, and optionally a client
+/// certificate chain and key.
+pub fn client_config(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(root_store(ca)?);
+    let config = match cert_key {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| format!("--cert/--key: {e}"))?,
+    };
+    Ok(Arc::new(config))
+}
+
+/// Runs the client side of the handshake on a connected stream (within `timeout`) and returns the control
+/// channel over it. `server_name` is what the server's certificate must name (the URL's host: a DNS name or
+/// an IP address).
+pub fn client_channel(
+    stream: TcpStream,
+    config: Arc<ClientConfig>,
+    server_name: &str,
+    timeout: Duration,
+) -> Result<ControlChannel, String> {
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| format!("'{server_name}' cannot be checked against a certificate: {e}"))?;
+    let conn = ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
+    let (ch, _) = start(stream, Connection::Client(conn), timeout)?;
+    Ok(ch)
+}
+
+/// Runs the server side of the handshake on an accepted stream (within `timeout`) and returns the control
+/// channel and the client's verified certificate chain (empty when it presented none).
+pub fn server_channel(
+    stream: TcpStream,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+) -> Result<(ControlChannel, Vec<CertificateDer<'static>>), String> {
+    let conn = ServerConnection::new(config).map_err(|e| format!("TLS setup: {e}"))?;
+    start(stream, Connection::Server(conn), timeout)
+}
+
+fn start(
+    mut tcp: TcpStream,
+    mut conn: Connection,
+    timeout: Duration,
+) -> Result<(ControlChannel, Vec<CertificateDer<'static>>), String> {
+    let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
+    let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    handshake(&mut tcp, &mut conn, timeout)?;
+    let peer_certs = conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+    tcp.set_read_timeout(None).and_then(|()| tcp.set_write_timeout(None)).map_err(|e| e.to_string())?;
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socket pair: {e}"))?;
+    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let failure = Arc::new(Mutex::new(None));
+    let pump = Pump { tcp, conn, local: ours, failure: failure.clone() };
+    std::thread::Builder::new().name("mover-tls".into()).spawn(move || pump.run()).map_err(|e| e.to_string())?;
+    let reader = PumpReader { sock: theirs.try_clone().map_err(|e| e.to_string())?, failure };
+    let closer = theirs.try_clone().map_err(|e| e.to_string())?;
+    let close = move || {
+        let _ = closer.shutdown(Shutdown::Both);
+    };
+    let ch = ControlChannel::from_parts(reader, theirs, close, peer, local).map_err(|e| e.to_string())?;
+    Ok((ch, peer_certs))
+}
+
+/// Blocking handshake with a deadline: each read and write is limited by what is left of `timeout`.
+fn handshake(tcp: &mut TcpStream, conn: &mut Connection, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        tcp.set_read_timeout(Some(left)).and_then(|()| tcp.set_write_timeout(Some(left))).map_err(|e| e.to_string())?;
+        if let Err(e) = conn.complete_io(tcp) {
+            return Err(explain_handshake_error(&e, timeout));
+        }
+    }
+    // The client's Finished (and a server's first records) may still be buffered.
+    while conn.wants_write() {
+        conn.write_tls(tcp).map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    Ok(())
+}
+
+fn explain_handshake_error(e: &io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("TLS handshake: no answer within {} s", timeout.as_secs_f64())
+        }
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+            format!("TLS handshake: the peer closed the connection ({e}); does it speak TLS? (a server started with --insecure-no-auth does not)")
+        }
+        _ => {
+            let text = e.to_string();
+            if text.contains("corrupt message") || text.contains("InvalidContentType") {
+                format!("TLS handshake: {text}: the peer does not speak TLS (a server started with --insecure-no-auth needs --insecure-no-auth on the client too)")
+            } else if text.contains("invalid peer certificate") {
+                format!("TLS handshake: {text}: the peer's certificate is not trusted (check --ca, or the server's --client-ca)")
+            } else {
+                format!("TLS handshake: {text}")
+            }
+        }
+    }
+}
+
+/// The channel's read half: the socket pair's end, and the reason the pump failed, if it did, reported
+/// as a read error where the stream ends.
+struct PumpReader {
+    sock: UnixStream,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Read for PumpReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // The pump stores its failure before it shuts the pair, so it is visible here.
+            if let Some(why) = self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return Err(io::Error::other(why));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Owns the TCP socket and the TLS state (see the module documentation).
+struct Pump {
+    tcp: TcpStream,
+    conn: Connection,
+    local: UnixStream,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Pump {
+    fn run(mut self) {
+        let mut held: Vec<u8> = Vec::with_capacity(16 << 10);
+        let mut buf = vec![0u8; 16 << 10];
+        // The channel closed its side: close_notify queued, no more plaintext to take.
+        let mut local_done = false;
+        // The peer's plaintext is over (close_notify, or the connection ended).
+        let mut peer_done = false;
+        // TCP said end of stream.
+        let mut tcp_eof = false;
+        let mut local_write_shut = false;
+        let mut linger_until: Option<Instant> = None;
+        loop {
+            let mut progress = false;
+            // Decrypted bytes -> held.
+            while !peer_done && held.len() < PLAINTEXT_HELD_MAX {
+                match self.conn.reader().read(&mut buf) {
+                    Ok(0) => peer_done = true,
+                    Ok(n) => {
+                        held.extend_from_slice(&buf[..n]);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return self.fail("TLS: the peer closed the connection without close_notify".into())
+                    }
+                    Err(e) => return self.fail(format!("TLS: {e}")),
+                }
+            }
+            // held -> channel.
+            while !held.is_empty() {
+                match self.local.write(&held) {
+                    Ok(n) => {
+                        held.drain(..n);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // The channel is gone: nobody wants what the peer still sends.
+                    Err(_) => {
+                        held.clear();
+                        local_done_now(&mut self.conn, &mut local_done);
+                    }
+                }
+            }
+            if peer_done && held.is_empty() && !local_write_shut {
+                let _ = self.local.shutdown(Shutdown::Write);
+                local_write_shut = true;
+            }
+            // Channel -> TLS, only while no TLS output is pending (backpressure).
+            while !local_done && !self.conn.wants_write() {
+                match self.local.read(&mut buf) {
+                    Ok(0) => local_done_now(&mut self.conn, &mut local_done),
+                    Ok(n) => {
+                        if let Err(e) = self.conn.writer().write_all(&buf[..n]) {
+                            return self.fail(format!("TLS: {e}"));
+                        }
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => local_done_now(&mut self.conn, &mut local_done),
+                }
+            }
+            // TLS -> TCP.
+            while self.conn.wants_write() {
+                match self.conn.write_tls(&mut self.tcp) {
+                    Ok(_) => progress = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return self.fail(format!("TLS: writing to the peer: {e}")),
+                }
+            }
+            if local_done && !self.conn.wants_write() && linger_until.is_none() {
+                let _ = self.tcp.shutdown(Shutdown::Write);
+                linger_until = Some(Instant::now() + LINGER);
+            }
+            // TCP -> TLS.
+            if !peer_done && !tcp_eof && self.conn.wants_read() {
+                match self.conn.read_tls(&mut self.tcp) {
+                    // The reader above then reports whether close_notify came first.
+                    Ok(0) => {
+                        tcp_eof = true;
+                        progress = true;
+                    }
+                    Ok(_) => {
+                        if let Err(e) = self.conn.process_new_packets() {
+                            // Send our alert, if any, before giving up.
+                            let _ = self.conn.write_tls(&mut self.tcp);
+                            return self.fail(format!("TLS: {e}"));
+                        }
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return self.fail(format!("TLS: reading from the peer: {e}")),
+                }
+            }
+            if let Some(until) = linger_until {
+                if peer_done || tcp_eof || Instant::now() >= until {
+                    return;
+                }
+            }
+            if progress {
+                continue;
+            }
+            if local_done && peer_done {
+                return;
+            }
+            self.wait(&held, local_done, peer_done || tcp_eof, linger_until);
+        }
+    }
+
+    /// Sleeps until one of the sockets can make progress (or the linger time is over).
+    fn wait(&self, held: &[u8], local_done: bool, peer_done: bool, linger_until: Option<Instant>) {
+        let mut tcp_events = 0;
+        if !peer_done && self.conn.wants_read() {
+            tcp_events |= libc::POLLIN;
+        }
+        if self.conn.wants_write() {
+            tcp_events |= libc::POLLOUT;
+        }
+        let mut local_events = 0;
+        if !local_done && !self.conn.wants_write() {
+            local_events |= libc::POLLIN;
+        }
+        if !held.is_empty() {
+            local_events |= libc::POLLOUT;
+        }
+        let mut fds = [
+            libc::pollfd { fd: self.tcp.as_raw_fd(), events: tcp_events, revents: 0 },
+            libc::pollfd { fd: self.local.as_raw_fd(), events: local_events, revents: 0 },
+        ];
+        let timeout_ms = match linger_until {
+            Some(t) => t.saturating_duration_since(Instant::now()).as_millis().clamp(1, 1000) as i32,
+            // A bound, so a missed wake-up (none is expected) costs a second, never a hang.
+            None => 1000,
+        };
+        // Safety: `fds` is a valid array of two pollfd structures for the duration of the call, and both
+        // descriptors stay open (owned by self) until it returns.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    }
+
+    fn fail(self, why: String) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        let _ = self.local.shutdown(Shutdown::Both);
+        let _ = self.tcp.shutdown(Shutdown::Both);
+    }
+}
+
+fn local_done_now(conn: &mut Connection, local_done: &mut bool) {
+    if !*local_done {
+        conn.send_close_notify();
+        *local_done = true;
+    }
+}
