@@ -300,7 +300,8 @@ fn open_temp(f: &mut FileSlot) -> io::Result<File> {
     if f.state == State::Created {
         return o.open(&f.temp_path).map_err(err);
     }
-    let file = o.create(true).truncate(true).mode(TEMP_MODE).open(&f.temp_path).map_err(err)?;
+    // O_EXCL: whatever already has this name (a FIFO or device planted there, say) is refused, not opened.
+    let file = o.create_new(true).mode(TEMP_MODE).open(&f.temp_path).map_err(err)?;
     // From here on the file is ours to clean up, even if set_len fails.
     f.state = State::Created;
     // Full size at once, so out-of-order blocks do not extend the file again and again.
@@ -308,21 +309,32 @@ fn open_temp(f: &mut FileSlot) -> io::Result<File> {
     Ok(file)
 }
 
-/// A final name may replace a regular file (or nothing), never a directory or a symlink.
+/// A final name may replace a regular file (or nothing), never a directory, a symlink, a device, a FIFO or
+/// a socket: the peer must not choose to destroy (or, through a later open, write into) special files.
 fn check_replaceable(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() || m.file_type().is_symlink() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!(
-                "refusing to replace '{}': it is a {}",
-                path.display(),
-                if m.is_dir() { "directory" } else { "symbolic link" }
-            ),
-        )),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io::Error::new(e.kind(), format!("'{}': {e}", path.display()))),
-    }
+    use std::os::unix::fs::FileTypeExt;
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("'{}': {e}", path.display()))),
+    };
+    let t = m.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device file"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    };
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("refusing to replace '{}': it is a {what}", path.display())))
 }
 
 /// `.<name>.mover-<tag>.part`; if that exceeds the 255-byte name limit, the name is shortened and the file
@@ -451,7 +463,7 @@ mod tests {
     use super::*;
     use crate::files::sanitize::{sanitize_dest_dir, sanitize_relative};
     use crate::files::testutil::TempDir;
-    use std::os::unix::fs::{symlink, MetadataExt};
+    use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 
     const TAG: u64 = 0x0123_4567_89ab_cdef;
 
@@ -601,6 +613,39 @@ mod tests {
         fs::write(t.path().join("f"), b"").unwrap();
         let e = DestTree::prepare(&t.path().join("f"), &dd, &[], TAG).err().unwrap();
         assert!(e.contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn refuses_special_files_at_a_final_or_temporary_name() {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let t = TempDir::new("dest-special");
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+        // Safety: valid NUL-terminated paths for the duration of each call.
+        assert_eq!(unsafe { libc::mkfifo(c(&t.path().join("fifo")).as_ptr(), 0o600) }, 0);
+        let _sock = std::os::unix::net::UnixListener::bind(t.path().join("sock")).unwrap();
+        let mut special = vec![("fifo", "FIFO"), ("sock", "socket")];
+        // Safety: as above; mknod of a character device needs root, and the test says so when it skips it.
+        if unsafe { libc::mknod(c(&t.path().join("dev")).as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) } == 0 {
+            special.push(("dev", "device file"));
+        } else {
+            eprintln!("not root: the device-file case is skipped");
+        }
+        for (name, what) in special {
+            let e = DestTree::prepare(t.path(), &RelPath::root(), &[file(name, 1, 0o644, 0, 0)], TAG).err().unwrap();
+            assert!(e.contains(&format!("it is a {what}")), "{e}");
+        }
+        // A FIFO planted under the temporary name is refused when the file is created, not opened (an open
+        // for writing would block until a reader came).
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &[file("f", 1, 0o644, 0, 0)], TAG).unwrap();
+        let temp = t.path().join(temp_name("f", TAG, 0));
+        // Safety: as above.
+        assert_eq!(unsafe { libc::mkfifo(c(&temp).as_ptr(), 0o600) }, 0);
+        let e = tree.write_block(0, 0, b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        drop(tree);
+        assert!(fs::symlink_metadata(&temp).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+        assert!(!t.path().join("f").exists());
     }
 
     #[test]

@@ -191,7 +191,14 @@ pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<Contro
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.to_string()),
     }
-    let n = ControlMsg::check_frame_len(u32::from_be_bytes(len)).map_err(|e| e.to_string())?;
+    let n = ControlMsg::check_frame_len(u32::from_be_bytes(len)).map_err(|e| match len {
+        // A TLS record header (content type 20-23, version 3.x) where a frame length should be.
+        [20..=23, 3, _, _] => format!(
+            "{e}: the peer speaks TLS: one side runs with --insecure-no-auth and the other does not (pass it on \
+             both, or neither)"
+        ),
+        _ => e.to_string(),
+    })?;
     body.resize(n, 0);
     r.read_exact(body).map_err(|e| format!("reading a {n}-byte control frame: {e}"))?;
     ControlMsg::decode(body).map(Some).map_err(|e: ControlError| e.to_string())
