@@ -570,7 +570,7 @@ fn with_len(bytes: &[u8]) -> Vec<u8> {
 /// variants, and short programs for the state machines (a session of files 1412, 1413 and 1 bytes).
 pub fn seed_corpus() -> Vec<Seed> {
     use crate::files::{Entry, EntryKind};
-    use crate::wire::control::{Hello, ReceiverSummary};
+    use crate::wire::control::{AuthMsg, Hello, ReceiverSummary, Secret};
     let mut seeds = Vec::new();
     let mut add = |target: &'static str, name: &'static str, bytes: Vec<u8>| seeds.push(Seed { target, name, bytes });
 
@@ -700,6 +700,11 @@ pub fn seed_corpus() -> Vec<Seed> {
     let mut trailing = frame_body(&msgs[3].1);
     trailing.push(0);
     add("control_msg", "trailing_byte", trailing);
+    // Authentication (type 11): both kinds, and an unknown kind.
+    let creds = AuthMsg::Credentials { user: "alice".into(), token: Secret("0123abcd".into()) };
+    add("control_msg", "auth_credentials", frame_body(&ControlMsg::Auth(creds)));
+    add("control_msg", "auth_accepted", frame_body(&ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() })));
+    add("control_msg", "auth_bad_kind", vec![11, 9, 0, 0]);
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),
@@ -714,9 +719,32 @@ pub fn seed_corpus() -> Vec<Seed> {
         ("unicode", "données/ä/日本"),
         ("empty", ""),
         ("only_slash", "/"),
+        // Every traversal form the daemon must refuse (or, for look-alikes, keep as plain names).
+        ("dotdot_alone", ".."),
+        ("dotdot_leading", "../etc/passwd"),
+        ("dotdot_trailing", "a/b/.."),
+        ("dotdot_deep", "a/b/../../../../etc/shadow"),
+        ("dotdot_after_slash", "/../x"),
+        ("dotdot_trailing_slash", "../"),
+        ("double_leading_slash", "//etc/passwd"),
+        ("dot_middle", "a/./b"),
+        ("nul_end", "a\0"),
+        ("nul_after_dotdot", "..\0/x"),
+        ("nul_hiding_dotdot", "ok\0/../../etc"),
+        ("three_dots", ".../x"),
+        ("backslash_dotdot", "..\\..\\etc"),
+        ("percent_encoded", "%2e%2e/%2e%2e/etc"),
+        ("fullwidth_dots", "\u{ff0e}\u{ff0e}/x"),
+        ("one_dot_leader", "\u{2024}\u{2024}/x"),
+        ("tab_dotdot", "\t../x"),
+        ("dotdot_space", ".. /x"),
     ] {
         add("path_sanitizer", name, p.as_bytes().to_vec());
     }
+    // Overlong UTF-8 encodings of '.' and '/' (invalid UTF-8: replaced, never decoded to a dot or a slash).
+    add("path_sanitizer", "overlong_utf8_dotdot", b"\xc0\xae\xc0\xae\xc0\xafetc".to_vec());
+    add("path_sanitizer", "component_at_limit", "x".repeat(255).into_bytes());
+    add("path_sanitizer", "path_over_limit", ["a"; 2049].join("/").into_bytes());
     add("path_sanitizer", "long_component", "x".repeat(256).into_bytes());
     add("path_sanitizer", "invalid_utf8", b"a/\xff\xfe/b".to_vec());
     // Found by the fuzzer (a harness bound, not a crate bug): 200 escaped control characters in a message.

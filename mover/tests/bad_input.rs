@@ -31,7 +31,7 @@ fn small_source(tmp: &TempDir) -> std::path::PathBuf {
 fn refused_connection() {
     let tmp = TempDir::new("refused");
     let src = small_source(&tmp);
-    let out = run_with_limit(mover().arg("push").arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
+    let out = run_with_limit(mover().args(["push", "--insecure-no-auth"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("cannot connect to 127.0.0.1:1") && line.contains("refused"), "{line}");
 }
@@ -50,7 +50,7 @@ fn unreachable_server() {
     let src = small_source(&tmp);
     let out = run_with_limit(
         std::process::Command::new("ip")
-            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_mover"), "push"])
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_mover"), "push", "--insecure-no-auth"])
             .arg(&src)
             .arg("mover://10.77.250.1:7400/x"),
         LIMIT,
@@ -62,11 +62,11 @@ fn unreachable_server() {
 
 #[test]
 fn missing_root_and_missing_source() {
-    let out = run_with_limit(mover().args(["serve", "--listen", "127.0.0.1:0", "--root", "/nonexistent/mover"]), LIMIT);
+    let out = run_with_limit(mover().args(["serve", "--insecure-no-auth", "--listen", "127.0.0.1:0", "--root", "/nonexistent/mover"]), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("root '/nonexistent/mover' does not exist"), "{line}");
 
-    let out = run_with_limit(mover().args(["push", "/nonexistent/src", "mover://127.0.0.1:1/"]), LIMIT);
+    let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "/nonexistent/src", "mover://127.0.0.1:1/"]), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("/nonexistent/src") && line.contains("No such file"), "{line}");
 }
@@ -89,7 +89,7 @@ fn hostile_destination_paths_are_refused_and_nothing_is_written() {
         ("./ok", "'.'"),
     ] {
         let url = format!("mover://{}/{path}", server.addr);
-        let out = run_with_limit(mover().arg("push").arg(&src).arg(&url), LIMIT);
+        let out = run_with_limit(mover().args(["push", "--insecure-no-auth"]).arg(&src).arg(&url), LIMIT);
         let line = error_line(&out);
         assert!(line.contains("server refused") && line.contains(why), "{path}: {line}");
     }
@@ -113,7 +113,7 @@ fn garbage_on_the_control_port_does_not_hurt_the_server() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let url = format!("mover://{}/after", server.addr);
-    let out = run_with_limit(mover().arg("push").arg(&src).arg(&url), LIMIT);
+    let out = run_with_limit(mover().args(["push", "--insecure-no-auth"]).arg(&src).arg(&url), LIMIT);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(root.join("after/file.bin")).unwrap(), vec![7u8; 100_000]);
 }
@@ -145,7 +145,7 @@ fn full_disk_fails_with_a_clear_error_and_leaves_no_partial_file() {
     fs::write(&src, vec![1u8; 8 << 20]).unwrap();
     let mut server = Server::start(&root, &["--once"]);
     let url = format!("mover://{}/", server.addr);
-    let out = run_with_limit(mover().args(["push", "--rate", "500M"]).arg(&src).arg(&url), LIMIT);
+    let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "--rate", "500M"]).arg(&src).arg(&url), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("No space left on device"), "{line}");
     let status = server.wait(Duration::from_secs(10)).expect("serve --once exits");
@@ -163,7 +163,7 @@ fn a_client_killed_mid_transfer_fails_the_session_and_leaves_no_partial_file() {
     let mut server = Server::start(&root, &["--once"]);
     let url = format!("mover://{}/", server.addr);
     let mut push = mover()
-        .args(["push", "--rate", "100M"])
+        .args(["push", "--insecure-no-auth", "--rate", "100M"])
         .arg(&src)
         .arg(&url)
         .stderr(std::process::Stdio::null())
@@ -183,12 +183,12 @@ fn contradictory_rate_options_are_refused() {
     let tmp = TempDir::new("rate-options");
     let src = small_source(&tmp);
     let out = run_with_limit(
-        mover().args(["push", "--rate", "100M", "--min-rate", "200M"]).arg(&src).arg("mover://127.0.0.1:1/x"),
+        mover().args(["push", "--insecure-no-auth", "--rate", "100M", "--min-rate", "200M"]).arg(&src).arg("mover://127.0.0.1:1/x"),
         LIMIT,
     );
     let line = error_line(&out);
     assert!(line.contains("--min-rate") && line.contains("above --rate"), "{line}");
-    let out = run_with_limit(mover().args(["push", "--policy", "fast"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
+    let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "--policy", "fast"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("use fixed, fair or low"), "{stderr}");

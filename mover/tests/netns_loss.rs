@@ -22,7 +22,7 @@ fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
     let child = net
         .command(
             &net.b,
-            &[MOVER, "serve", "--net", "udp", "--listen", &listen, "--root", root.to_str().unwrap(), "--once"],
+            &[MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root", root.to_str().unwrap(), "--once"],
         )
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -47,7 +47,7 @@ fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
 fn push(net: &NetnsPair, sources: &[&Path], rate: &str, server_log: &Path) -> String {
     let url = format!("mover://{}:{PORT}/in", net.ip_b);
     // The UDP-socket path (netns_xdp.rs covers AF_XDP): nftables sees its packets.
-    let mut argv = vec![MOVER, "push", "--net", "udp", "--json", "--rate", rate];
+    let mut argv = vec![MOVER, "push", "--insecure-no-auth", "--net", "udp", "--json", "--rate", rate];
     argv.extend(sources.iter().map(|p| p.to_str().unwrap()));
     argv.push(&url);
     let child = net.command(&net.a, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn push");

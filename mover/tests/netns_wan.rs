@@ -112,7 +112,7 @@ fn push_through(p: &WanPath, src: &Path, dest: &Path, args: &[&str]) -> String {
     let server = p
         .command(
             &p.r,
-            &[MOVER, "serve", "--net", "udp", "--listen", &listen, "--root", dest.to_str().unwrap(), "--once"],
+            &[MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root", dest.to_str().unwrap(), "--once"],
         )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -125,7 +125,7 @@ fn push_through(p: &WanPath, src: &Path, dest: &Path, args: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     let url = format!("mover://{IP_R}:{PORT}/in");
-    let mut argv = vec![MOVER, "push", "--net", "udp", "--json"];
+    let mut argv = vec![MOVER, "push", "--insecure-no-auth", "--net", "udp", "--json"];
     argv.extend_from_slice(args);
     argv.push(src.to_str().unwrap());
     argv.push(&url);

@@ -383,3 +383,78 @@ fn local_done_now(conn: &mut Connection, local_done: &mut bool) {
         *local_done = true;
     }
 }
+
+#[cfg(test)]
+#[path = "../../tests/common/certs.rs"]
+#[allow(dead_code)]
+mod certs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::testutil::TempDir;
+    use crate::net::ControlEvent;
+    use crate::wire::control::ControlMsg;
+    use std::net::TcpListener;
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// Large frames both ways at once, through both pumps: neither side may stall while the other writes
+    /// (each side's writes only finish if the other side's pump keeps reading), and the order is kept.
+    #[test]
+    fn large_frames_cross_both_ways_at_once_and_close_cleanly() {
+        let dir = TempDir::new("tls-pump");
+        let c = certs::make(dir.path());
+        let server_cfg = server_config(&c.server_cert, &c.server_key, Some(&c.ca), false).unwrap();
+        let client_cfg = client_config(&c.ca, Some((&c.client_cert, &c.client_key))).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        const N: u32 = 40;
+        let big = |i: u32| ControlMsg::RoundFailed { round: (i % 200) as u8, file_ids: vec![i; 60_000] };
+        // Each side writes everything before reading: this only finishes if each pump keeps moving the
+        // other side's frames to its channel's reader thread meanwhile.
+        let exchange = move |mut ch: ControlChannel| {
+            for i in 0..N {
+                ch.send(&big(i)).unwrap();
+            }
+            for i in 0..N {
+                match ch.recv_timeout(T) {
+                    Some(ControlEvent::Msg(m)) => assert_eq!(m, big(i)),
+                    other => panic!("message {i}: {other:?}"),
+                }
+            }
+            ch
+        };
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let (ch, certs) = server_channel(stream, server_cfg, T).unwrap();
+            assert_eq!(certs.len(), 1, "the client's certificate is reported");
+            let mut ch = exchange(ch);
+            // The client closes: a clean end, once.
+            assert!(matches!(ch.recv_timeout(T), Some(ControlEvent::Closed)));
+        });
+        let stream = TcpStream::connect(addr).unwrap();
+        let ch = client_channel(stream, client_cfg, "127.0.0.1", T).unwrap();
+        let ch = exchange(ch);
+        drop(ch);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_untrusted_server_is_refused_in_the_handshake() {
+        let dir = TempDir::new("tls-untrusted");
+        let c = certs::make(dir.path());
+        let server_cfg = server_config(&c.server_cert, &c.server_key, Some(&c.ca), true).unwrap();
+        let client_cfg = client_config(&c.other_ca, None).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            server_channel(stream, server_cfg, T).err().unwrap()
+        });
+        let e = client_channel(TcpStream::connect(addr).unwrap(), client_cfg, "127.0.0.1", T).err().unwrap();
+        assert!(e.contains("UnknownIssuer") && e.contains("not trusted"), "{e}");
+        let e = server.join().unwrap();
+        assert!(e.contains("alert"), "{e}");
+    }
+}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod certs;
 pub mod netns;
 
 use std::io::{BufRead, BufReader};
@@ -138,31 +139,36 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `mover serve --listen 127.0.0.1:0 --root ROOT [extra]` and waits for its listening line.
+    /// Starts `mover serve --listen 127.0.0.1:0 --root ROOT [extra]` and waits for its listening line;
+    /// `--insecure-no-auth` is added unless `extra` configures TLS (`--tls-cert`).
     pub fn start(root: &Path, extra: &[&str]) -> Server {
         Server::start_with_env(root, extra, &[])
     }
 
     /// Like [`Server::start`], with extra environment variables.
     pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let insecure: &[&str] = if extra.contains(&"--tls-cert") { &[] } else { &["--insecure-no-auth"] };
         let mut child = mover()
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(root)
+            .args(insecure)
             .args(extra)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start mover serve");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().expect("serve printed nothing").unwrap();
-        let addr = first
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split(',').next())
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_string();
+        // Lines before the listening line (the --insecure-no-auth warning) are kept too.
+        let mut before = Vec::new();
+        let addr = loop {
+            let line = lines.next().unwrap_or_else(|| panic!("serve exited before listening: {before:?}")).unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split(',').next().unwrap().to_string();
+            }
+            before.push(line);
+        };
         // Keep draining stderr so the server never blocks on a full pipe; echo it for failing tests.
-        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(before));
         let k = kept.clone();
         std::thread::spawn(move || {
             for l in lines.map_while(Result::ok) {
