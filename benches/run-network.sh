@@ -88,6 +88,9 @@ if [[ -z ${MOVER:-} ]]; then
     MOVER=${CARGO_TARGET_DIR:-$REPO/target}/release/mover
 fi
 [[ -x $MOVER ]] || die "no mover binary at $MOVER"
+# Plain TCP control channel on the test path: builds with daemon authentication need the flag on both sides.
+INSECURE=()
+"$MOVER" serve --help 2>/dev/null | grep -q -- '--insecure-no-auth' && INSECURE=(--insecure-no-auth)
 mkdir -p "$HERE/results" "$DEST"
 
 make_file "$FILE" "$SIZE"
@@ -129,11 +132,11 @@ run_push() {
     bytes=$(stat -c %s "$file")
     rm -rf "$DEST/in"; : >"$WORK/serve.log"
     in_r /usr/bin/time -f '%M %U %S' -o "$WORK/serve.time" \
-        "$MOVER" serve --listen "$IP_R:$PORT" --root "$DEST" --once 2>"$WORK/serve.log" &
+        "$MOVER" serve "${INSECURE[@]}" --listen "$IP_R:$PORT" --root "$DEST" --once 2>"$WORK/serve.log" &
     local spid=$!
     wait_for "$WORK/serve.log" "listening on" || die "mover serve did not start: $(cat "$WORK/serve.log")"
     timeout -k 5 "$PUSH_TIMEOUT" ip netns exec "$NS_S" /usr/bin/time -f '%M %U %S' -o "$WORK/push.time" \
-        "$MOVER" push --json --rate "$rate" --mtu "$mtu" "$file" "mover://$IP_R:$PORT/in" \
+        "$MOVER" push "${INSECURE[@]}" --json --rate "$rate" --mtu "$mtu" "$file" "mover://$IP_R:$PORT/in" \
         >"$WORK/push.json" 2>"$WORK/push.err" || rc=$?
     local src=0
     wait_pid "$spid" 30 || src=$?

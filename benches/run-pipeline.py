@@ -80,18 +80,25 @@ def drop_caches():
         f.write("3\n")
 
 
+def insecure_flag(binary):
+    """Plain TCP control channel: builds with daemon authentication need --insecure-no-auth on both sides."""
+    out = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
+    return ["--insecure-no-auth"] if "--insecure-no-auth" in out else []
+
+
 def one_push(binary, rate, src, pipeline):
+    insecure = insecure_flag(binary)
     shutil.rmtree(DST, ignore_errors=True)
     os.makedirs(DST)
     drop_caches()
     stats = ["--stats"] if pipeline else []
     serve = subprocess.Popen(
-        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", "/tmp/pipe-serve.time", binary, "serve", "--listen",
+        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", "/tmp/pipe-serve.time", binary, "serve", *insecure, "--listen",
          f"127.0.0.1:{PORT}", "--root", DST, "--once", *stats],
         stderr=open("/tmp/pipe-serve.log", "w"))
     time.sleep(0.5)
     push = subprocess.run(
-        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", "/tmp/pipe-push.time", binary, "push", "--rate", rate,
+        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", "/tmp/pipe-push.time", binary, "push", *insecure, "--rate", rate,
          "--mtu", "9000", "--json", *stats, src, f"mover://127.0.0.1:{PORT}/"],
         capture_output=True, text=True)
     serve.wait(timeout=120)

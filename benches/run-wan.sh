@@ -253,6 +253,9 @@ esac
 [[ $EMU == bridge || -x $WANEM ]] || die "no mover-wanem binary at $WANEM"
 
 # mover push's rate policy: --policy fair|low where the build has it, else MOVER_PUSH_ARGS or a fixed rate.
+# Plain TCP control channel on the test path: builds with daemon authentication need the flag on both sides.
+INSECURE=()
+"$MOVER" serve --help 2>/dev/null | grep -q -- '--insecure-no-auth' && INSECURE=(--insecure-no-auth)
 HAVE_POLICY=0
 "$MOVER" push --help 2>/dev/null | grep -q -- '--policy' && HAVE_POLICY=1
 push_args() { # POLICY(fair|low) BOTTLENECK_BPS -> one argument a line
@@ -474,10 +477,10 @@ run_mover() {
     mapfile -t args < <(push_args fair "$(bps_of "$P_RATE")")
     measure_begin
     : >"$WORK/serve.log"
-    ip netns exec "$NS_R" "$MOVER" serve --listen "$IP_R:$PORT" --root "$d" --once --net "$MOVER_NET" 2>"$WORK/serve.log" &
+    ip netns exec "$NS_R" "$MOVER" serve "${INSECURE[@]}" --listen "$IP_R:$PORT" --root "$d" --once --net "$MOVER_NET" 2>"$WORK/serve.log" &
     local spid=$!
     wait_for "$WORK/serve.log" "listening on" || die "mover serve did not start: $(cat "$WORK/serve.log")"
-    setsid ip netns exec "$NS_S" "$MOVER" push --json --net "$MOVER_NET" "${args[@]}" "$FILE" \
+    setsid ip netns exec "$NS_S" "$MOVER" push "${INSECURE[@]}" --json --net "$MOVER_NET" "${args[@]}" "$FILE" \
         "mover://$IP_R:$PORT/in" >"$WORK/push.json" 2>"$WORK/push.err" &
     watch_copy $! "$d" "$MOVER_TIMEOUT" launch
     [[ $W_STATUS == ok ]] || kill "$spid" 2>/dev/null || true
@@ -617,7 +620,7 @@ run_fairness() { # POLICY(fair|low) CC REPEAT
     mapfile -t args < <(push_args "$policy" "$(bps_of "$P_RATE")")
     measure_begin
     : >"$WORK/serve.log"
-    ip netns exec "$NS_R" "$MOVER" serve --listen "$IP_R:$PORT" --root "$d" --once --net "$MOVER_NET" 2>"$WORK/serve.log" &
+    ip netns exec "$NS_R" "$MOVER" serve "${INSECURE[@]}" --listen "$IP_R:$PORT" --root "$d" --once --net "$MOVER_NET" 2>"$WORK/serve.log" &
     local spid=$!
     wait_for "$WORK/serve.log" "listening on" || die "mover serve did not start: $(cat "$WORK/serve.log")"
     ip netns exec "$NS_R" iperf3 -s -1 -B "$IP_R" -p "$IPERF_PORT" >/dev/null 2>&1 &
@@ -631,7 +634,7 @@ run_fairness() { # POLICY(fair|low) CC REPEAT
     local t0 mpid cpid
     t0=$(usec)
     start_push() {
-        setsid ip netns exec "$NS_S" "$MOVER" push --json --net "$MOVER_NET" "${args[@]}" "${FAIR_FILES[@]}" \
+        setsid ip netns exec "$NS_S" "$MOVER" push "${INSECURE[@]}" --json --net "$MOVER_NET" "${args[@]}" "${FAIR_FILES[@]}" \
             "mover://$IP_R:$PORT/in" >"$WORK/push.json" 2>"$WORK/push.err" &
         mpid=$!
     }

@@ -39,6 +39,9 @@ if [ -z "${MOVER:-}" ]; then
 fi
 head -c "$(numfmt --from=iec "$SIZE")" /dev/urandom > "$WORK/src.bin"
 mkdir -p "$HERE/results"
+# Plain TCP control channel on the test path: builds with daemon authentication need the flag on both sides.
+INSECURE=()
+"$MOVER" serve --help 2>/dev/null | grep -q -- '--insecure-no-auth' && INSECURE=(--insecure-no-auth)
 echo "mtu,path,rate,repeat,goodput_gbps,mpps,datagram_bytes,retransmitted_pct,sender_cpu_s_per_gib,receiver_cpu_s_per_gib,mode,attach" > "$CSV"
 
 setup() { # $1 = MTU
@@ -56,11 +59,11 @@ setup() { # $1 = MTU
 one() { # $1 mtu $2 path $3 rate $4 repeat
   rm -rf "$WORK/dst"; mkdir -p "$WORK/dst"
   local net=$2
-  ip netns exec "$NS_R" /usr/bin/time -f '%U %S' -o "$WORK/serve.time" "$MOVER" serve --once --net "$net" \
+  ip netns exec "$NS_R" /usr/bin/time -f '%U %S' -o "$WORK/serve.time" "$MOVER" serve "${INSECURE[@]}" --once --net "$net" \
     --listen $IP_R:$PORT --root "$WORK/dst" 2> "$WORK/serve.log" &
   local spid=$!
   for _ in $(seq 100); do grep -q "listening on" "$WORK/serve.log" 2>/dev/null && break; sleep 0.05; done
-  ip netns exec "$NS_S" /usr/bin/time -f '%U %S' -o "$WORK/push.time" "$MOVER" push --json --net "$net" \
+  ip netns exec "$NS_S" /usr/bin/time -f '%U %S' -o "$WORK/push.time" "$MOVER" push "${INSECURE[@]}" --json --net "$net" \
     --mtu "$1" --rate "$3" "$WORK/src.bin" mover://$IP_R:$PORT/in > "$WORK/push.json" 2> "$WORK/push.log" || {
       echo "push failed: $(cat "$WORK/push.log")" >&2; kill $spid 2>/dev/null; return; }
   wait $spid || true

@@ -703,7 +703,11 @@ pub fn seed_corpus() -> Vec<Seed> {
     // Authentication (type 11): both kinds, and an unknown kind.
     let creds = AuthMsg::Credentials { user: "alice".into(), token: Secret("0123abcd".into()) };
     add("control_msg", "auth_credentials", frame_body(&ControlMsg::Auth(creds)));
-    add("control_msg", "auth_accepted", frame_body(&ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() })));
+    add(
+        "control_msg",
+        "auth_accepted",
+        frame_body(&ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() })),
+    );
     add("control_msg", "auth_bad_kind", vec![11, 9, 0, 0]);
 
     for (name, p) in [

@@ -31,7 +31,8 @@ fn small_source(tmp: &TempDir) -> std::path::PathBuf {
 fn refused_connection() {
     let tmp = TempDir::new("refused");
     let src = small_source(&tmp);
-    let out = run_with_limit(mover().args(["push", "--insecure-no-auth"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
+    let out =
+        run_with_limit(mover().args(["push", "--insecure-no-auth"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("cannot connect to 127.0.0.1:1") && line.contains("refused"), "{line}");
 }
@@ -62,11 +63,15 @@ fn unreachable_server() {
 
 #[test]
 fn missing_root_and_missing_source() {
-    let out = run_with_limit(mover().args(["serve", "--insecure-no-auth", "--listen", "127.0.0.1:0", "--root", "/nonexistent/mover"]), LIMIT);
+    let out = run_with_limit(
+        mover().args(["serve", "--insecure-no-auth", "--listen", "127.0.0.1:0", "--root", "/nonexistent/mover"]),
+        LIMIT,
+    );
     let line = error_line(&out);
     assert!(line.contains("root '/nonexistent/mover' does not exist"), "{line}");
 
-    let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "/nonexistent/src", "mover://127.0.0.1:1/"]), LIMIT);
+    let out =
+        run_with_limit(mover().args(["push", "--insecure-no-auth", "/nonexistent/src", "mover://127.0.0.1:1/"]), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("/nonexistent/src") && line.contains("No such file"), "{line}");
 }
@@ -183,12 +188,18 @@ fn contradictory_rate_options_are_refused() {
     let tmp = TempDir::new("rate-options");
     let src = small_source(&tmp);
     let out = run_with_limit(
-        mover().args(["push", "--insecure-no-auth", "--rate", "100M", "--min-rate", "200M"]).arg(&src).arg("mover://127.0.0.1:1/x"),
+        mover()
+            .args(["push", "--insecure-no-auth", "--rate", "100M", "--min-rate", "200M"])
+            .arg(&src)
+            .arg("mover://127.0.0.1:1/x"),
         LIMIT,
     );
     let line = error_line(&out);
     assert!(line.contains("--min-rate") && line.contains("above --rate"), "{line}");
-    let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "--policy", "fast"]).arg(&src).arg("mover://127.0.0.1:1/x"), LIMIT);
+    let out = run_with_limit(
+        mover().args(["push", "--insecure-no-auth", "--policy", "fast"]).arg(&src).arg("mover://127.0.0.1:1/x"),
+        LIMIT,
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("use fixed, fair or low"), "{stderr}");

@@ -215,8 +215,9 @@ fn wrong_tokens_and_foreign_certificates_are_refused_writing_nothing() {
     assert_refused(&push(&other_user, &s.src, &url(&server, "x")), "authentication failed for user 'bob'");
     // A client certificate from a CA the daemon does not trust.
     let c = &s.certs;
-    let foreign = ["--ca", &ca, "--cert", c.other_client_cert.to_str().unwrap(), "--key", c.other_client_key.to_str().unwrap()]
-        .map(String::from);
+    let foreign =
+        ["--ca", &ca, "--cert", c.other_client_cert.to_str().unwrap(), "--key", c.other_client_key.to_str().unwrap()]
+            .map(String::from);
     assert_refused(&push(&foreign, &s.src, &url(&server, "x")), "does not accept this client certificate");
     assert_eq!(s.snapshot(), before, "a refused client wrote something");
 }
@@ -235,7 +236,10 @@ fn a_daemon_requiring_certificates_refuses_a_client_without_one() {
     ];
     let server = Server::start(&s.root, &args);
     let before = s.snapshot();
-    assert_refused(&push(&s.token_args(), &s.src, &url(&server, "x")), "requires a client certificate (--cert and --key)");
+    assert_refused(
+        &push(&s.token_args(), &s.src, &url(&server, "x")),
+        "requires a client certificate (--cert and --key)",
+    );
     assert_eq!(s.snapshot(), before);
     let out = push(&s.cert_args(), &s.src, &url(&server, "ok"));
     assert!(out.status.success(), "certificate push failed: {}", stderr(&out));
@@ -277,7 +281,11 @@ fn serve_needs_authentication_or_the_loud_insecure_flag() {
     // A certificate without any way to authenticate clients is refused too.
     let c = &s.certs;
     let out = run_with_limit(
-        mover().args(["serve", "--listen", "127.0.0.1:0", "--root", root, "--tls-cert"]).arg(&c.server_cert).arg("--tls-key").arg(&c.server_key),
+        mover()
+            .args(["serve", "--listen", "127.0.0.1:0", "--root", root, "--tls-cert"])
+            .arg(&c.server_cert)
+            .arg("--tls-key")
+            .arg(&c.server_key),
         LIMIT,
     );
     assert!(!out.status.success() && stderr(&out).contains("--client-ca"), "{}", stderr(&out));

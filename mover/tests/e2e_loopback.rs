@@ -35,7 +35,11 @@ fn one_gib_file_and_mixed_tree_arrive_identical() {
     let mut server = Server::start(&root, &["--once"]);
     let url = format!("mover://{}/incoming/run42", server.addr);
     let out = run_with_limit(
-        mover().args(["push", "--insecure-no-auth", "--rate", "3G", "--mtu", "9000", "--json"]).arg(&big).arg(&tree).arg(&url),
+        mover()
+            .args(["push", "--insecure-no-auth", "--rate", "3G", "--mtu", "9000", "--json"])
+            .arg(&big)
+            .arg(&tree)
+            .arg(&url),
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

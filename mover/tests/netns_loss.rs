@@ -22,7 +22,18 @@ fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
     let child = net
         .command(
             &net.b,
-            &[MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root", root.to_str().unwrap(), "--once"],
+            &[
+                MOVER,
+                "serve",
+                "--insecure-no-auth",
+                "--net",
+                "udp",
+                "--listen",
+                &listen,
+                "--root",
+                root.to_str().unwrap(),
+                "--once",
+            ],
         )
         .stdout(Stdio::null())
         .stderr(log_file)

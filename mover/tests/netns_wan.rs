@@ -112,7 +112,18 @@ fn push_through(p: &WanPath, src: &Path, dest: &Path, args: &[&str]) -> String {
     let server = p
         .command(
             &p.r,
-            &[MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root", dest.to_str().unwrap(), "--once"],
+            &[
+                MOVER,
+                "serve",
+                "--insecure-no-auth",
+                "--net",
+                "udp",
+                "--listen",
+                &listen,
+                "--root",
+                dest.to_str().unwrap(),
+                "--once",
+            ],
         )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -47,7 +47,16 @@ fn serve(
         root.with_extension(format!("serve{}.log", std::process::id() ^ Instant::now().elapsed().as_nanos() as u32));
     let listen = format!("{ip}:{PORT}");
     let mut argv: Vec<&str> = prefix.to_vec();
-    argv.extend([MOVER, "serve", "--insecure-no-auth", "--once", "--listen", &listen, "--root", root.to_str().unwrap()]);
+    argv.extend([
+        MOVER,
+        "serve",
+        "--insecure-no-auth",
+        "--once",
+        "--listen",
+        &listen,
+        "--root",
+        root.to_str().unwrap(),
+    ]);
     argv.extend(extra);
     let mut cmd = net.command(ns, &argv);
     for (k, v) in env {
@@ -132,7 +141,17 @@ fn xdp_in_each_role_moves_1_gib_byte_identical_while_other_traffic_flows() {
             let mut second = KillOnDrop(
                 net.command(
                     &net.b,
-                    &[MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root", other.to_str().unwrap()],
+                    &[
+                        MOVER,
+                        "serve",
+                        "--insecure-no-auth",
+                        "--net",
+                        "udp",
+                        "--listen",
+                        &listen,
+                        "--root",
+                        other.to_str().unwrap(),
+                    ],
                 )
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -347,7 +366,17 @@ fn xdp_refuses_with_a_clear_reason() {
     let nocaps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"];
     let mut argv = nocaps.to_vec();
     let listen = format!("{ip_b}:{PORT}");
-    argv.extend([MOVER, "serve", "--insecure-no-auth", "--net", "xdp", "--listen", &listen, "--root", root.to_str().unwrap()]);
+    argv.extend([
+        MOVER,
+        "serve",
+        "--insecure-no-auth",
+        "--net",
+        "xdp",
+        "--listen",
+        &listen,
+        "--root",
+        root.to_str().unwrap(),
+    ]);
     let out = net.exec(&net.b, &argv).unwrap_err();
     assert!(out.contains("CAP_NET_ADMIN") && out.contains("CAP_BPF"), "{out}");
     let mut udp_server = serve(&net, &net.b, &ip_b, &root, &["--net", "udp"], &[], &[]);

@@ -38,7 +38,12 @@ fn forced_pread_fallback_moves_identical_data_and_says_so() {
     let mut server = Server::start_with_env(&root, &["--once", "--stats"], &[("MOVER_DISK", "pread")]);
     let url = format!("mover://{}/in", server.addr);
     let out = run_with_limit(
-        mover().env("MOVER_DISK", "pread").args(["push", "--insecure-no-auth", "--rate", "2G", "--json"]).arg(&big).arg(&tree).arg(&url),
+        mover()
+            .env("MOVER_DISK", "pread")
+            .args(["push", "--insecure-no-auth", "--rate", "2G", "--json"])
+            .arg(&big)
+            .arg(&tree)
+            .arg(&url),
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -61,7 +66,11 @@ fn io_uring_run_reports_every_stage_in_json_and_stats() {
     let mut server = Server::start(&root, &["--once", "--stats"]);
     let url = format!("mover://{}/in", server.addr);
     let out = run_with_limit(
-        mover().args(["push", "--insecure-no-auth", "--rate", "2G", "--json", "--stats"]).arg(&big).arg(&tree).arg(&url),
+        mover()
+            .args(["push", "--insecure-no-auth", "--rate", "2G", "--json", "--stats"])
+            .arg(&big)
+            .arg(&tree)
+            .arg(&url),
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -102,7 +111,11 @@ fn every_stage_on_one_core_still_transfers() {
     let mut server = Server::start(&root, &["--once", "--cores", "0"]);
     let url = format!("mover://{}/in", server.addr);
     let out = run_with_limit(
-        mover().args(["push", "--insecure-no-auth", "--rate", "1G", "--cores", "0", "--json"]).arg(&big).arg(&tree).arg(&url),
+        mover()
+            .args(["push", "--insecure-no-auth", "--rate", "1G", "--cores", "0", "--json"])
+            .arg(&big)
+            .arg(&tree)
+            .arg(&url),
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Printed on stderr at every start of a daemon without authentication.
-pub const INSECURE_WARNING: &str = "mover serve: WARNING: --insecure-no-auth: anyone who can reach this port can write \
+pub const INSECURE_WARNING: &str =
+    "mover serve: WARNING: --insecure-no-auth: anyone who can reach this port can write \
      under --root, and session keys cross the network in clear. Use it only on loopback or a trusted test network; \
      otherwise pass --tls-cert, --tls-key and --client-ca and/or --tokens.";
 /// How long the daemon waits for a TLS handshake and for the client's credentials.
@@ -107,10 +108,17 @@ impl fmt::Debug for ClientAuth {
 impl ClientAuth {
     /// TLS trusting the server certificates `ca` issued (or `ca` itself, for a self-signed one), with a
     /// client certificate (`cert_key`) and/or `user` and `token`; at least one of the two.
-    pub fn tls(ca: &Path, cert_key: Option<(&Path, &Path)>, user: &str, token: Option<&str>) -> Result<ClientAuth, String> {
+    pub fn tls(
+        ca: &Path,
+        cert_key: Option<(&Path, &Path)>,
+        user: &str,
+        token: Option<&str>,
+    ) -> Result<ClientAuth, String> {
         let token = token.unwrap_or_default();
         if cert_key.is_none() && token.is_empty() {
-            return Err("no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into());
+            return Err(
+                "no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into()
+            );
         }
         let config = tls::client_config(ca, cert_key)?;
         Ok(ClientAuth::Tls(Arc::new(ClientTls { config, user: user.to_string(), token: Secret(token.to_string()) })))
@@ -130,13 +138,24 @@ impl fmt::Display for Identity {
 
 /// Connects to the daemon at `addr` and authenticates: the channel comes back only once the daemon has
 /// accepted the client. `host` is what the daemon's certificate must name (the URL's host).
-pub fn connect_client(host: &str, addr: SocketAddr, auth: &ClientAuth, timeout: Duration) -> Result<ControlChannel, String> {
-    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {host} ({addr}): {e}"))?;
+pub fn connect_client(
+    host: &str,
+    addr: SocketAddr,
+    auth: &ClientAuth,
+    timeout: Duration,
+) -> Result<ControlChannel, String> {
+    let stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {host} ({addr}): {e}"))?;
     start_client(stream, host, auth, timeout)
 }
 
 /// [`connect_client`] on an already connected stream (so the caller can time the TCP handshake alone).
-pub fn start_client(stream: TcpStream, host: &str, auth: &ClientAuth, timeout: Duration) -> Result<ControlChannel, String> {
+pub fn start_client(
+    stream: TcpStream,
+    host: &str,
+    auth: &ClientAuth,
+    timeout: Duration,
+) -> Result<ControlChannel, String> {
     let peer = stream.peer_addr().map_err(|e| e.to_string())?;
     let t = match auth {
         ClientAuth::Insecure => return ControlChannel::new(stream).map_err(|e| format!("control connection: {e}")),
@@ -178,7 +197,9 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
     };
     let (user, token) = match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials")? {
         ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
-        other => return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}")),
+        other => {
+            return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}"))
+        }
     };
     // rustls has verified any certificate against --client-ca during the handshake.
     let who = if let Some(cert) = certs.first() {
@@ -187,12 +208,17 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
         match &t.tokens {
             Some(table) if !token.0.is_empty() => {
                 if !table.verify(&user, &token.0) {
-                    return refuse(&mut ch, format!("authentication failed for user '{}': unknown user or wrong token", shown(&user)));
+                    return refuse(
+                        &mut ch,
+                        format!("authentication failed for user '{}': unknown user or wrong token", shown(&user)),
+                    );
                 }
                 Identity(format!("user:{user}"))
             }
             Some(_) => return refuse(&mut ch, "authentication required: no client certificate and no token".into()),
-            None => return refuse(&mut ch, "authentication required: this server accepts client certificates only".into()),
+            None => {
+                return refuse(&mut ch, "authentication required: this server accepts client certificates only".into())
+            }
         }
     };
     ch.send(&ControlMsg::Auth(AuthMsg::Accepted { identity: who.0.clone() }))
@@ -237,7 +263,8 @@ impl TokenTable {
                     shown(user)
                 ));
             }
-            let hash = parse_hash(hash).ok_or_else(|| format!("line {n}: expected 64 hex digits (a SHA-256) after '{user}'"))?;
+            let hash = parse_hash(hash)
+                .ok_or_else(|| format!("line {n}: expected 64 hex digits (a SHA-256) after '{user}'"))?;
             if users.insert(user.to_string(), hash).is_some() {
                 return Err(format!("line {n}: user '{user}' appears twice"));
             }

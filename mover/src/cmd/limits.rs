@@ -1,8 +1,8 @@
 //! What one session may ask of `mover serve`: entries, bytes, name length, and concurrent sessions per
 //! client. Checked on the announced `Hello` and on the manifest, before anything is created on disk.
 
-use crate::files::MAX_COMPONENT_LEN;
 use crate::files::Entry;
+use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::{format_bytes, parse_size_bytes};
 use crate::wire::control::Hello;
 
@@ -141,7 +141,14 @@ mod tests {
         assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().contains("--max-files"));
         assert!(l.check_hello(&hello(1, 1001, "")).unwrap_err().contains("--max-bytes"));
         assert!(l.check_hello(&hello(1, 1, "a/abcdefghi")).unwrap_err().contains("--max-name-len"));
-        let e = |p: &str| Entry { rel_path: p.into(), kind: EntryKind::File, size: 1, mode: 0o644, mtime_s: 0, mtime_ns: 0 };
+        let e = |p: &str| Entry {
+            rel_path: p.into(),
+            kind: EntryKind::File,
+            size: 1,
+            mode: 0o644,
+            mtime_s: 0,
+            mtime_ns: 0,
+        };
         assert!(l.check_entries(&[e("a/b"), e("abcdefgh")]).is_ok());
         let err = l.check_entries(&[e("a/b"), e(&format!("d/{}\n", "x".repeat(100)))]).unwrap_err();
         assert!(err.contains("101 bytes") && err.contains("...") && !err.contains('\n'), "{err}");

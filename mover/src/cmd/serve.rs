@@ -147,12 +147,12 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Stri
         }
         let opts = opts.clone();
         let caps = caps.clone();
-        let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || match run_session(
-            stream, &opts, &caps,
-        ) {
+        let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
+            match run_session(stream, &opts, &caps) {
                 Ok(r) => log_session(&r, opts.stats),
                 Err(e) => eprintln!("mover serve: session from {peer} failed: {e}"),
-            });
+            }
+        });
         if let Err(e) = spawned {
             eprintln!("mover serve: cannot start a session thread: {e}");
         }
@@ -196,7 +196,8 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCap
     if let Err(e) = &result {
         let _ = ch.send(&ControlMsg::Error { message: e.clone() });
     }
-    result
+    // The daemon's log names who it was (the client already has the message).
+    result.map_err(|e| format!("{e} ({who})"))
 }
 
 fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport, String> {

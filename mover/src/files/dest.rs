@@ -334,7 +334,10 @@ fn check_replaceable(path: &Path) -> io::Result<()> {
     } else {
         "special file"
     };
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("refusing to replace '{}': it is a {what}", path.display())))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("refusing to replace '{}': it is a {what}", path.display()),
+    ))
 }
 
 /// `.<name>.mover-<tag>.part`; if that exceeds the 255-byte name limit, the name is shortened and the file
