@@ -1,7 +1,7 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::{bench_disk, bench_net, demo, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, push, serve};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
@@ -44,6 +44,8 @@ enum BenchCommand {
     Net(bench_net::BenchNetArgs),
     /// One file through the disk reader engine alone (io_uring or pread; MOVER_DISK chooses).
     Disk(bench_disk::BenchDiskArgs),
+    /// Sealing and opening speed of each --cipher on one core.
+    Cipher(bench_cipher::BenchCipherArgs),
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +166,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => run_demo(a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
+        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
