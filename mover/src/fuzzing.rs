@@ -149,7 +149,7 @@ pub fn datagram_open(data: &[u8]) {
             0 => {
                 // Seal a fresh datagram: fuzz-chosen packet number (near the top, or anywhere) and body.
                 let pn = match input.u8() % 3 {
-                    0 => top + input.u8() as u64,
+                    0 => top.saturating_add(input.u8() as u64),
                     1 => top.saturating_sub(input.u16() as u64),
                     _ => input.u64(),
                 };
