@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::auth::{ClientAuthArgs, ServerAuthArgs};
 use mover::cmd::limits::LimitArgs;
-use mover::cmd::{auth, bench_disk, bench_net, demo, push, serve};
+use mover::cmd::{auth, bench_cipher, bench_disk, bench_net, demo, push, serve};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
@@ -49,6 +49,8 @@ enum BenchCommand {
     Net(bench_net::BenchNetArgs),
     /// One file through the disk reader engine alone (io_uring or pread; MOVER_DISK chooses).
     Disk(bench_disk::BenchDiskArgs),
+    /// Sealing and opening speed of each --cipher on one core.
+    Cipher(bench_cipher::BenchCipherArgs),
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +171,9 @@ struct DemoArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// How datagrams are sealed: aes256gcm, chacha20poly1305 or none.
+    #[arg(long, default_value = "aes256gcm")]
+    cipher: Cipher,
 }
 
 fn main() -> ExitCode {
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
         Command::Token(a) => run_token(&a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
+        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -272,7 +278,14 @@ fn run_token(a: &TokenArgs) -> Result<(), String> {
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), String> {
-    let opts = demo::DemoOptions { size_bytes: a.size, rate_bps: a.rate, mtu: a.mtu, workdir: a.workdir, keep: a.keep };
+    let opts = demo::DemoOptions {
+        size_bytes: a.size,
+        rate_bps: a.rate,
+        mtu: a.mtu,
+        workdir: a.workdir,
+        keep: a.keep,
+        cipher: a.cipher,
+    };
     let report = demo::run(&opts)?;
     if a.json {
         println!("{}", report.to_json());

@@ -1,6 +1,7 @@
 //! The `mover` subcommands, as library functions so that `demo` and the tests can run them in-process.
 
 pub mod auth;
+pub mod bench_cipher;
 pub mod bench_disk;
 pub mod bench_net;
 pub mod demo;

@@ -18,7 +18,7 @@ use crate::proto::{Config, Sender};
 use crate::rate::{format_bytes, format_rate_bps};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
-use crate::wire::{Cipher, VERSION};
+use crate::wire::{Cipher, DropReason, VERSION};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -131,6 +131,14 @@ pub struct PushReport {
     pub receiver: ReceiverSummary,
     /// The disk backend the reader stage used: "io_uring" or "pread".
     pub disk: &'static str,
+    /// How datagrams were sealed (`--cipher`).
+    pub cipher: Cipher,
+    /// Feedback datagrams the sender dropped as damaged or foreign.
+    pub feedback_dropped_invalid: u64,
+    /// Of those, feedback that failed authentication.
+    pub feedback_dropped_auth: u64,
+    /// Feedback refused by the replay window.
+    pub feedback_dropped_replayed: u64,
     /// What each pipeline stage did.
     pub stages: Vec<StageReport>,
     /// Why the push failed, if it did.
@@ -159,7 +167,15 @@ impl PushReport {
             .u64("datagram_bytes", self.datagram_bytes)
             .bool("gso", self.gso)
             .u64("skipped", self.skipped)
-            .str("disk", self.disk);
+            .str("disk", self.disk)
+            .str("cipher", self.cipher.name())
+            .obj(
+                "feedback_dropped",
+                JsonObject::new()
+                    .u64("invalid", self.feedback_dropped_invalid)
+                    .u64("auth", self.feedback_dropped_auth)
+                    .u64("replayed", self.feedback_dropped_replayed),
+            );
         if let Some(x) = &self.xdp {
             j = j
                 .str("xdp_mode", x.mode)
@@ -175,6 +191,8 @@ impl PushReport {
                 .u64("packets_received", r.packets_received)
                 .u64("duplicates", r.duplicates)
                 .u64("dropped_invalid", r.dropped_invalid)
+                .u64("dropped_auth", r.dropped_auth)
+                .u64("dropped_replayed", r.dropped_replayed)
                 .u64("repaired_files", r.repaired_files),
         );
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
@@ -192,8 +210,14 @@ impl PushReport {
 
 /// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> PushReport {
-    let mut report =
-        PushReport { net: "udp", disk: "none", rate_bps: opts.rate_bps, policy: opts.policy, ..PushReport::default() };
+    let mut report = PushReport {
+        net: "udp",
+        disk: "none",
+        rate_bps: opts.rate_bps,
+        policy: opts.policy,
+        cipher: opts.cipher,
+        ..PushReport::default()
+    };
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
         report.error = Some(e);
@@ -301,6 +325,9 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     report.packets_sent = stats.packets_sent;
     report.packets_retransmitted = stats.packets_retransmitted;
     report.rounds = stats.rounds;
+    report.feedback_dropped_invalid = stats.drops.invalid();
+    report.feedback_dropped_auth = stats.drops.get(DropReason::BadTag);
+    report.feedback_dropped_replayed = stats.drops.get(DropReason::Replayed) + stats.drops.get(DropReason::TooOld);
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
     report.max_rate_bps = sender.max_rate_bps();
     report.final_rate_bps = sender.rate_bps();
@@ -317,13 +344,14 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     }
     if opts.verbose {
         eprintln!(
-            "mover push: {} files, {} in {:.2} s: {} goodput, {} packets ({} retransmitted), verified",
+            "mover push: {} files, {} in {:.2} s: {} goodput, {} packets ({} retransmitted), verified; {}",
             report.files,
             format_bytes(report.bytes),
             report.seconds,
             format_rate_bps(report.goodput_bps),
             report.packets_sent,
-            report.packets_retransmitted
+            report.packets_retransmitted,
+            cipher_note(report.cipher)
         );
     }
     Ok(())
@@ -335,4 +363,13 @@ fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files:
         ch.send(&ControlMsg::Entry(e.clone()))?;
     }
     ch.send(&ControlMsg::ManifestEnd)
+}
+
+/// How a summary names the data channel's protection: `none` is said plainly, never silently.
+pub fn cipher_note(cipher: Cipher) -> String {
+    if cipher.is_aead() {
+        format!("data encrypted and authenticated with {cipher}")
+    } else {
+        "data NOT encrypted or authenticated (--cipher none)".into()
+    }
 }
