@@ -340,9 +340,11 @@ fn every_traversal_form_is_refused_writing_nothing() {
     if have_dev {
         cases.push(("d", vec![file("null", 1)], "it is a device file"));
     }
+    let root_text = s.root.to_str().unwrap();
     for (dest, entries, want) in &cases {
         let why = refusal(&server, &auth, dest, entries);
         assert!(why.contains(want), "dest {dest:?}, {entries:?}: expected '{want}', got: {why}");
+        assert!(!why.contains(root_text), "the refusal tells where the root is: {why}");
     }
     assert_eq!(s.snapshot(), before, "a refused session wrote something");
     // The real client shows the daemon's reason for a URL that climbs out.
@@ -391,6 +393,14 @@ fn too_many_concurrent_sessions_from_one_client_are_refused() {
     // The cap is per client: a client with a certificate is another client.
     let out = push(&s.cert_args(), &s.src, &url(&server, "other-client"));
     assert!(out.status.success(), "{}", stderr(&out));
+    // Connections that never finish their TLS handshake are capped per address (and closed at once).
+    let addr: SocketAddr = server.addr.parse().unwrap();
+    let stalled: Vec<_> = (0..mover::cmd::auth::MAX_HANDSHAKES_PER_ADDRESS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_refused(&push(&s.cert_args(), &s.src, &url(&server, "stalled")), "refused the connection");
+    drop(stalled);
     // Closing the first session frees the place.
     drop(held);
     let deadline = Instant::now() + T;

@@ -316,6 +316,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `message` as the client may see it: paths below the daemon's `root` relative to it, so a refusal does not
+/// tell where the root lies on the daemon's file system.
+pub fn client_view(message: &str, root: &Path) -> String {
+    let root = root.to_string_lossy();
+    let root = root.trim_end_matches('/');
+    if root.is_empty() {
+        return message.to_string();
+    }
+    message.replace(&format!("{root}/"), "").replace(&format!("'{root}'"), "'.'")
+}
+
 /// A fresh token (32 random bytes as 64 hex digits) and its line for the `--tokens` file.
 pub fn new_token(user: &str) -> Result<(String, String), String> {
     if !valid_user(user) {
@@ -330,7 +341,13 @@ pub fn new_token(user: &str) -> Result<(String, String), String> {
     Ok((token, line))
 }
 
-/// Concurrent sessions per client identity, capped (`--max-sessions-per-client`).
+/// Most connections from one IP address that may be in the TLS handshake or before their credentials at
+/// once: a host cannot pile up session threads that wait out [`AUTH_TIMEOUT`]. Legitimate clients never
+/// come near it; a refused connection is closed at once.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
+
+/// Concurrent sessions per client identity, capped (`--max-sessions-per-client`), and connections still
+/// authenticating per address ([`MAX_HANDSHAKES_PER_ADDRESS`]).
 #[derive(Debug)]
 pub struct SessionCaps {
     max: usize,
@@ -353,13 +370,23 @@ impl SessionCaps {
 
     /// Takes a place for `who`, or says why there is none.
     pub fn enter(self: &Arc<Self>, who: &Identity) -> Result<SessionSlot, String> {
+        self.enter_with(who, self.max).map_err(|max| {
+            format!("too many concurrent sessions for {who}: the limit is {max} (--max-sessions-per-client)")
+        })
+    }
+
+    /// Takes a place for one more connection from `ip` that is still authenticating.
+    pub fn enter_handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<SessionSlot, String> {
+        let who = Identity(format!("handshake:{ip}"));
+        self.enter_with(&who, MAX_HANDSHAKES_PER_ADDRESS)
+            .map_err(|max| format!("more than {max} connections from {ip} are authenticating at once"))
+    }
+
+    fn enter_with(self: &Arc<Self>, who: &Identity, max: usize) -> Result<SessionSlot, usize> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let n = live.entry(who.clone()).or_insert(0);
-        if *n >= self.max {
-            return Err(format!(
-                "too many concurrent sessions for {who}: the limit is {} (--max-sessions-per-client)",
-                self.max
-            ));
+        if *n >= max {
+            return Err(max);
         }
         *n += 1;
         Ok(SessionSlot { caps: self.clone(), who: who.clone() })
@@ -524,6 +551,26 @@ mod tests {
         let (other, _) = new_token("alice").unwrap();
         assert_ne!(token, other);
         assert!(new_token("a b").is_err());
+    }
+
+    #[test]
+    fn client_view_hides_the_root() {
+        let root = Path::new("/srv/in/");
+        let m = "refused '/srv/in/d/sub': it is a symbolic link; root '/srv/in' and '/srv/inner/x'";
+        assert_eq!(client_view(m, root), "refused 'd/sub': it is a symbolic link; root '.' and '/srv/inner/x'");
+    }
+
+    #[test]
+    fn handshakes_are_capped_per_address_apart_from_sessions() {
+        let caps = SessionCaps::new(1);
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<_> = (0..MAX_HANDSHAKES_PER_ADDRESS).map(|_| caps.enter_handshake(ip).unwrap()).collect();
+        let e = caps.enter_handshake(ip).unwrap_err();
+        assert!(e.contains("192.0.2.1 are authenticating"), "{e}");
+        assert!(caps.enter_handshake("192.0.2.2".parse().unwrap()).is_ok());
+        let _session = caps.enter(&Identity("ip:192.0.2.1".into())).unwrap();
+        drop(held);
+        assert!(caps.enter_handshake(ip).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `mover serve`: the receiving daemon. One thread per session; each session gets its own UDP socket.
 
-use super::auth::{accept_client, ServerAuth, SessionCaps, INSECURE_WARNING};
+use super::auth::{accept_client, client_view, ServerAuth, SessionCaps, INSECURE_WARNING};
 use super::limits::Limits;
 use crate::disk::BackendChoice;
 use crate::files::{sanitize_dest_dir, DestTree, Entry, EntryKind};
@@ -184,7 +184,10 @@ fn log_session(r: &SessionReport, stats: bool) {
 /// Runs one session on an accepted control connection: authentication (TLS and credentials, or none under
 /// `--insecure-no-auth`), the per-client session cap, then handshake, receive, verify, commit.
 pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<SessionReport, String> {
+    let ip = stream.peer_addr().map_err(|e| e.to_string())?.ip();
+    let authenticating = caps.enter_handshake(ip)?;
     let (mut ch, who) = accept_client(stream, &opts.auth)?;
+    drop(authenticating);
     let _slot = match caps.enter(&who) {
         Ok(slot) => slot,
         Err(e) => {
@@ -194,7 +197,7 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCap
     };
     let result = receive(&mut ch, opts);
     if let Err(e) = &result {
-        let _ = ch.send(&ControlMsg::Error { message: e.clone() });
+        let _ = ch.send(&ControlMsg::Error { message: client_view(e, &opts.root) });
     }
     // The daemon's log names who it was (the client already has the message).
     result.map_err(|e| format!("{e} ({who})"))

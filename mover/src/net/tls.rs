@@ -188,7 +188,10 @@ fn explain_handshake_error(e: &io::Error, timeout: Duration) -> String {
             format!("TLS handshake: no answer within {} s", timeout.as_secs_f64())
         }
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-            format!("TLS handshake: the peer closed the connection ({e}); does it speak TLS? (a server started with --insecure-no-auth does not)")
+            format!(
+                "TLS handshake: the peer closed the connection ({e}): it does not speak TLS (a server started with \
+                 --insecure-no-auth), or it refused the connection (too many from this address)"
+            )
         }
         _ => {
             let text = e.to_string();
