@@ -273,7 +273,8 @@ fn run_push(a: PushArgs) -> Result<(), String> {
 fn run_token(a: &TokenArgs) -> Result<(), String> {
     let (token, line) = auth::new_token(&a.user)?;
     println!("{token}");
-    eprintln!("mover token: add this line to the file given to `mover serve --tokens`:\n{line}");
+    // A valid token-file fragment: `mover token --user NAME 2>>TOKENS` appends it.
+    eprintln!("# mover token: the line for the file given to `mover serve --tokens`:\n{line}");
     Ok(())
 }
 

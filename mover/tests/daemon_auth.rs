@@ -40,14 +40,13 @@ fn setup(tag: &str) -> Setup {
     let certs_dir = d.join("certs");
     std::fs::create_dir(&certs_dir).unwrap();
     let certs = certs::make(&certs_dir);
-    // `mover token` makes the token (stdout) and the daemon's line (last line of stderr).
+    // `mover token` makes the token (stdout) and the daemon's token-file fragment (stderr, appended as is).
     let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
     assert!(out.status.success(), "mover token: {}", String::from_utf8_lossy(&out.stderr));
     let token = d.join("alice.token");
     std::fs::write(&token, &out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
     let tokens = d.join("tokens");
-    std::fs::write(&tokens, format!("# daemon tokens\n{}\n", stderr.lines().last().unwrap())).unwrap();
+    std::fs::write(&tokens, &out.stderr).unwrap();
     let (root, outside, src) = (d.join("root"), d.join("outside"), d.join("src/data"));
     for p in [&root, &outside, &src.join("sub")] {
         std::fs::create_dir_all(p).unwrap();
