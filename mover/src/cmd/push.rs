@@ -277,10 +277,12 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     };
     if let Err(e) = send_manifest(&mut ch, hello, &scanned.entries) {
         // A server that refuses early closes the connection; its reason is worth more than our broken pipe.
-        if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
-            return Err(format!("server refused: {message}"));
-        }
-        return Err(format!("sending to {server}: {e}"));
+        return Err(match ch.recv_timeout(Duration::from_secs(2)) {
+            Some(ControlEvent::Msg(ControlMsg::Error { message })) => format!("server refused: {message}"),
+            // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
+            Some(ControlEvent::Failed(why)) => format!("sending to {server}: {e}; {why}"),
+            _ => format!("sending to {server}: {e}"),
+        });
     }
     let (session_id, udp_port, key) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
         ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),

@@ -147,7 +147,10 @@ fn start(
     let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    handshake(&mut tcp, &mut conn, timeout)?;
+    if let Err(e) = handshake(&mut tcp, &mut conn, timeout) {
+        linger_close(&mut tcp);
+        return Err(e);
+    }
     let peer_certs = conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
     tcp.set_read_timeout(None).and_then(|()| tcp.set_write_timeout(None)).map_err(|e| e.to_string())?;
     tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -180,6 +183,26 @@ fn handshake(tcp: &mut TcpStream, conn: &mut Connection, timeout: Duration) -> R
         conn.write_tls(tcp).map_err(|e| format!("TLS handshake: {e}"))?;
     }
     Ok(())
+}
+
+/// Closes after a failed handshake so that our alert reaches the peer: half-close, then read and discard what
+/// it still sends (for at most [`LINGER`]), since closing with unread bytes would reset the connection and
+/// destroy the alert in the peer's receive buffer.
+fn linger_close(tcp: &mut TcpStream) {
+    let _ = tcp.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        if tcp.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match tcp.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn explain_handshake_error(e: &io::Error, timeout: Duration) -> String {
