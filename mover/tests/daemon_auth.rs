@@ -255,6 +255,28 @@ fn a_client_that_does_not_trust_the_daemon_stops_in_the_handshake() {
 }
 
 #[test]
+fn a_self_signed_daemon_certificate_is_pinned_by_the_clients_ca() {
+    let s = setup("auth-pinned");
+    let c = &s.certs;
+    let args = [
+        "--tls-cert",
+        c.self_signed_cert.to_str().unwrap(),
+        "--tls-key",
+        c.self_signed_key.to_str().unwrap(),
+        "--tokens",
+        s.tokens.to_str().unwrap(),
+    ];
+    let server = Server::start(&s.root, &args);
+    let mut pinned = s.token_args();
+    pinned[1] = c.self_signed_cert.to_str().unwrap().into();
+    let out = push(&pinned, &s.src, &url(&server, "pinned"));
+    assert!(out.status.success(), "push to a pinned daemon failed: {}", stderr(&out));
+    // Another certificate (the CA-issued one) does not match the pin, and the CA does not vouch for it.
+    assert_refused(&push(&s.token_args(), &s.src, &url(&server, "x")), "certificate is not trusted");
+    assert!(!s.root.join("x").exists());
+}
+
+#[test]
 fn tls_and_plain_tcp_mismatches_fail_fast_and_clearly() {
     let s = setup("auth-mismatch");
     let tls = s.server(&[]);

@@ -20,10 +20,15 @@
 //! caller of [`client_channel`] or [`server_channel`] directly.
 
 use super::control::ControlChannel;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection,
+    SignatureScheme,
+};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -96,13 +101,19 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A client's TLS configuration: trust anchors for the server's certificate, and optionally a client
-/// certificate chain and key.
+/// A client's TLS configuration: trust anchors for the server's certificate (`ca`: CA certificates, or the
+/// server's own self-signed certificate, which is then pinned), and optionally a client certificate chain
+/// and key.
 pub fn client_config(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, String> {
+    let pinned = load_certs(ca)?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(ca)?), provider())
+        .build()
+        .map_err(|e| format!("--ca '{}': {e}", ca.display()))?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(root_store(ca)?);
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { pinned, webpki }));
     let config = match cert_key {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
@@ -110,6 +121,55 @@ pub fn client_config(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<
             .map_err(|e| format!("--cert/--key: {e}"))?,
     };
     Ok(Arc::new(config))
+}
+
+/// Verifies the server's certificate: accepted if it is exactly one of the `--ca` certificates (a daemon's
+/// self-signed certificate, pinned like an SSH host key: no name or date check, since the user named this
+/// very certificate), otherwise by the usual chain, name and date checks against `--ca` as trust anchors
+/// (which refuse a self-signed certificate as "CA used as end entity"). Either way the handshake's signature
+/// is verified with the certificate's key, so the server must hold the private key.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Runs the client side of the handshake on a connected stream (within `timeout`) and returns the control

@@ -17,6 +17,9 @@ pub struct Certs {
     pub other_ca: PathBuf,
     pub other_client_cert: PathBuf,
     pub other_client_key: PathBuf,
+    /// A self-signed server certificate for 127.0.0.1 (pinned by giving it as the client's `--ca`).
+    pub self_signed_cert: PathBuf,
+    pub self_signed_key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -106,6 +109,28 @@ pub fn make(dir: &Path) -> Certs {
     issue(dir, "ca", "server", "localhost", server_ext);
     issue(dir, "ca", "client", "alice", client_ext);
     issue(dir, "other-ca", "other-client", "mallory", client_ext);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self-signed.key",
+            "-out",
+            "self-signed.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+    );
     let p = |n: &str| dir.join(n);
     Certs {
         ca: p("ca.pem"),
@@ -116,5 +141,7 @@ pub fn make(dir: &Path) -> Certs {
         other_ca: p("other-ca.pem"),
         other_client_cert: p("other-client.pem"),
         other_client_key: p("other-client.key"),
+        self_signed_cert: p("self-signed.pem"),
+        self_signed_key: p("self-signed.key"),
     }
 }
