@@ -280,7 +280,10 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         net: a.net,
     };
     if a.stdio {
-        return stdio::serve_stdio(&opts);
+        return match stdio::serve_stdio(&opts)? {
+            stdio::StdioOutcome::Done => Ok(()),
+            stdio::StdioOutcome::FailedAndReported => std::process::exit(1),
+        };
     }
     serve::serve(&opts)
 }

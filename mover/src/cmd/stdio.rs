@@ -11,10 +11,20 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd};
 
+/// How a `--stdio` session ended, when it got as far as greeting the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StdioOutcome {
+    /// The session succeeded.
+    Done,
+    /// It failed and the client was sent the reason (which it prints): the caller only exits non-zero, so the
+    /// user does not see the error twice (ssh forwards our stderr).
+    FailedAndReported,
+}
+
 /// Runs one session over stdin/stdout. Stdout carries nothing but control frames: it is moved to a fresh
 /// descriptor first and fd 1 is pointed at stderr, so a stray print cannot corrupt the channel. Logs go to
 /// stderr, which ssh forwards to the client's terminal.
-pub fn serve_stdio(opts: &ServeOptions) -> Result<(), String> {
+pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
     let (input, output) = take_stdio()?;
     let (client, server) = match std::env::var("SSH_CONNECTION") {
         Ok(v) => parse_ssh_connection(&v).unwrap_or((None, None)),
@@ -44,11 +54,13 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<(), String> {
         }
         Ok(_) => {}
         Err(e) => {
-            let _ = ch.send(&ControlMsg::Error { message: e.clone() });
-            return Err(e);
+            return match ch.send(&ControlMsg::Error { message: e.clone() }) {
+                Ok(()) => Ok(StdioOutcome::FailedAndReported),
+                Err(_) => Err(e),
+            };
         }
     }
-    Ok(())
+    Ok(StdioOutcome::Done)
 }
 
 /// The remote user's home directory: the root when `--stdio` runs without `--root`.
