@@ -402,3 +402,50 @@ pub fn unspecified(ip: IpAddr) -> IpAddr {
         Ipv6Addr::UNSPECIFIED.into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::testutil::TempDir;
+
+    #[test]
+    fn absolute_paths_are_accepted_only_inside_the_root_and_only_when_allowed() {
+        let t = TempDir::new("session-paths");
+        let root = t.path().join("home");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&root, t.path().join("alias")).unwrap();
+        let alias = t.path().join("alias");
+        let ok = |r: &Path, p: &str, abs: bool| path_under_root(r, p, abs).map(|r| r.to_string());
+        assert_eq!(ok(&root, "a/b", false).unwrap(), "a/b");
+        assert_eq!(ok(&root, "", true).unwrap(), "");
+        let inside = format!("{}/x/y", root.display());
+        assert_eq!(ok(&root, &inside, true).unwrap(), "x/y");
+        // The root as configured may be a symlink; its canonical path is inside too.
+        assert_eq!(ok(&alias, &inside, true).unwrap(), "x/y");
+        assert_eq!(ok(&alias, &format!("{}/x", alias.display()), true).unwrap(), "x");
+        assert_eq!(ok(&root, &format!("{}/", root.display()), true).unwrap(), "");
+        // The daemon refuses absolute paths; nobody gets out with `..` or a sibling with the same prefix.
+        assert!(ok(&root, &inside, false).unwrap_err().contains("absolute"));
+        assert!(ok(&root, "/etc/passwd", true).unwrap_err().contains("outside"));
+        assert!(ok(&root, &format!("{}/../x", root.display()), true).unwrap_err().contains("'..'"));
+        assert!(ok(&root, &format!("{}-other/x", root.display()), true).unwrap_err().contains("outside"));
+        assert!(ok(&root, "../x", true).is_err());
+    }
+
+    #[test]
+    fn sources_are_regular_files_or_directories_reached_without_symlinks() {
+        let t = TempDir::new("session-sources");
+        let root = t.path();
+        fs::create_dir(root.join("d")).unwrap();
+        fs::write(root.join("d/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("d/link")).unwrap();
+        let rel = |s: &str| crate::files::sanitize_relative(s).unwrap();
+        assert_eq!(source_under_root(root, &rel("d/f")).unwrap(), root.join("d/f"));
+        assert_eq!(source_under_root(root, &rel("d")).unwrap(), root.join("d"));
+        assert!(source_under_root(root, &rel("d/link")).unwrap_err().contains("symlink"));
+        assert!(source_under_root(root, &rel("d/link/passwd")).unwrap_err().contains("symlink"));
+        assert!(source_under_root(root, &rel("d/missing")).unwrap_err().contains("No such file"));
+        assert!(source_under_root(root, &rel("d/f/x")).is_err());
+        assert_eq!(source_under_root(root, &RelPath::root()).unwrap(), fs::canonicalize(root).unwrap());
+    }
+}
