@@ -77,14 +77,14 @@ impl<'a> Input<'a> {
 /// ones; sealing always makes `open` succeed.
 fn check_tag(session_id: u64, datagram: &[u8]) {
     let sealer = Sealer::integrity(session_id);
-    let opened = sealer.open(datagram);
+    let opened = sealer.open(&mut datagram.to_vec());
     if datagram.len() < COMMON_HEADER_LEN + TAG_LEN {
         assert_eq!(opened, Err(DropReason::Truncated));
         return;
     }
     let mut sealed = datagram.to_vec();
     sealer.seal(&mut sealed);
-    assert_eq!(sealer.open(&sealed), Ok(()));
+    assert_eq!(sealer.open(&mut sealed.clone()), Ok(()));
     assert_eq!(opened.is_ok(), sealed == datagram, "open must accept exactly the sealed datagram");
     assert!(matches!(opened, Ok(()) | Err(DropReason::BadTag)));
 }
@@ -347,7 +347,7 @@ pub fn receiver_datagram(data: &[u8]) {
     let mut feedback = vec![0u8; cfg.max_datagram()];
     let mut packet_number = 0u64;
     while !input.is_empty() {
-        let datagram: Vec<u8> = match input.u8() % op::COUNT {
+        let mut datagram: Vec<u8> = match input.u8() % op::COUNT {
             op::RAW => {
                 let n = input.u16() as usize;
                 input.take(n).to_vec()
@@ -386,7 +386,7 @@ pub fn receiver_datagram(data: &[u8]) {
                 for _ in 0..8 {
                     let Some(len) = rx.poll_transmit(now, &mut feedback) else { break };
                     let fb = &feedback[..len];
-                    assert_eq!(Sealer::integrity(SESSION_ID).open(fb), Ok(()));
+                    assert_eq!(Sealer::integrity(SESSION_ID).open(&mut fb.to_vec()), Ok(()));
                     let h = FeedbackHeader::parse(fb).expect("the receiver emits valid feedback");
                     assert_eq!(h.round, rx.round());
                 }
@@ -409,7 +409,7 @@ pub fn receiver_datagram(data: &[u8]) {
             }
         };
         let was_receiving = *rx.state() == ReceiverState::Receiving;
-        if let Ok(d) = rx.handle_datagram(now, &datagram) {
+        if let Ok(d) = rx.handle_datagram(now, &mut datagram) {
             assert!(was_receiving, "delivery outside a receiving state");
             let size = *sizes.get(d.file_id as usize).expect("delivery for a file of the session");
             assert!(d.payload.start == DATA_HEADER_LEN && d.payload.end + TAG_LEN == datagram.len());
@@ -449,7 +449,7 @@ pub fn sender_datagram(data: &[u8]) {
     let mut out = vec![0u8; cfg.max_datagram()];
     let mut packet_number = 0u64;
     while !input.is_empty() {
-        let datagram: Vec<u8> = match input.u8() % op::COUNT {
+        let mut datagram: Vec<u8> = match input.u8() % op::COUNT {
             op::RAW => {
                 let n = input.u16() as usize;
                 input.take(n).to_vec()
@@ -493,7 +493,7 @@ pub fn sender_datagram(data: &[u8]) {
                 for _ in 0..input.u8() % 64 {
                     let Ok(Some(len)) = tx.poll_transmit(now, &mut Zeros, &mut out) else { break };
                     let d = &out[..len];
-                    assert_eq!(Sealer::integrity(SESSION_ID).open(d), Ok(()));
+                    assert_eq!(Sealer::integrity(SESSION_ID).open(&mut d.to_vec()), Ok(()));
                     let h = DataHeader::parse(d).expect("the sender emits valid data packets");
                     let size = *sizes.get(h.file_id as usize).expect("data for a file of the session");
                     assert!(h.offset + h.len as u64 <= size && h.len > 0, "block {h:?} outside {size} bytes");
@@ -510,7 +510,7 @@ pub fn sender_datagram(data: &[u8]) {
                 continue;
             }
         };
-        let _ = tx.handle_datagram(now, &datagram);
+        let _ = tx.handle_datagram(now, &mut datagram);
     }
 }
 

@@ -232,6 +232,9 @@ struct DemoArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// How datagrams are sealed: aes256gcm, chacha20poly1305 or none.
+    #[arg(long, default_value = "aes256gcm")]
+    cipher: Cipher,
 }
 
 fn main() -> ExitCode {
@@ -374,7 +377,14 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), String> {
-    let opts = demo::DemoOptions { size_bytes: a.size, rate_bps: a.rate, mtu: a.mtu, workdir: a.workdir, keep: a.keep };
+    let opts = demo::DemoOptions {
+        size_bytes: a.size,
+        rate_bps: a.rate,
+        mtu: a.mtu,
+        workdir: a.workdir,
+        keep: a.keep,
+        cipher: a.cipher,
+    };
     let report = demo::run(&opts)?;
     if a.json {
         println!("{}", report.to_json());

@@ -25,6 +25,8 @@ pub struct DemoOptions {
     pub workdir: Option<PathBuf>,
     /// Keep the files afterwards.
     pub keep: bool,
+    /// How the push seals its datagrams.
+    pub cipher: crate::wire::Cipher,
 }
 
 /// Runs the demo and returns the push report (verified against the source tree).
@@ -51,6 +53,7 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
     let mut push_opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/demo"), opts.rate_bps);
     push_opts.mtu = opts.mtu;
+    push_opts.cipher = opts.cipher;
     // Loopback: nothing for AF_XDP to bypass, and no reason to say so on every demo.
     push_opts.net = crate::net::xdp_path::NetChoice::Udp;
     push_opts.connect_timeout = Duration::from_secs(5);
@@ -67,13 +70,14 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
 /// Prints the demo's result line.
 pub fn describe(r: &PushReport) -> String {
     format!(
-        "mover demo: moved {} files ({}) over loopback in {:.2} s: goodput {} ({} packets, {} retransmitted), verified byte for byte",
+        "mover demo: moved {} files ({}) over loopback in {:.2} s: goodput {} ({} packets, {} retransmitted), verified byte for byte; {}",
         r.files,
         format_bytes(r.bytes),
         r.seconds,
         format_rate_bps(r.goodput_bps),
         r.packets_sent,
-        r.packets_retransmitted
+        r.packets_retransmitted,
+        super::push::cipher_note(r.cipher)
     )
 }
 

@@ -102,6 +102,8 @@ pub struct PullReport {
     pub rate_bps: u64,
     /// The sender's rate policy.
     pub policy: Policy,
+    /// How datagrams were sealed (`--cipher`).
+    pub cipher: Cipher,
     /// What this receiver counted.
     pub receiver: ReceiverSummary,
     /// The disk backend the writer stage used.
@@ -128,8 +130,11 @@ impl PullReport {
             .u64("packets_received", r.packets_received)
             .u64("duplicates", r.duplicates)
             .u64("dropped_invalid", r.dropped_invalid)
+            .u64("dropped_auth", r.dropped_auth)
+            .u64("dropped_replayed", r.dropped_replayed)
             .u64("repaired_files", r.repaired_files)
-            .str("disk", self.disk);
+            .str("disk", self.disk)
+            .str("cipher", self.cipher.name());
         if let Some(x) = &self.xdp {
             j = j.str("xdp_mode", x.mode).str("xdp_interface", &x.interface);
         }
@@ -148,8 +153,14 @@ impl PullReport {
 
 /// Runs a pull. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn pull(opts: &PullOptions) -> PullReport {
-    let mut report =
-        PullReport { net: "udp", disk: "none", rate_bps: opts.rate_bps, policy: opts.policy, ..Default::default() };
+    let mut report = PullReport {
+        net: "udp",
+        disk: "none",
+        rate_bps: opts.rate_bps,
+        policy: opts.policy,
+        cipher: opts.cipher,
+        ..Default::default()
+    };
     match run(opts) {
         Ok(s) => {
             report.files = s.summary.files;
@@ -167,13 +178,14 @@ pub fn pull(opts: &PullOptions) -> PullReport {
     }
     if opts.verbose && report.verified {
         eprintln!(
-            "mover pull: {} files, {} in {:.2} s: {} goodput, {} packets ({} duplicates), verified",
+            "mover pull: {} files, {} in {:.2} s: {} goodput, {} packets ({} duplicates), verified; {}",
             report.files,
             format_bytes(report.bytes),
             report.seconds,
             format_rate_bps(report.goodput_bps),
             report.receiver.packets_received,
-            report.receiver.duplicates
+            report.receiver.duplicates,
+            super::push::cipher_note(report.cipher)
         );
     }
     report

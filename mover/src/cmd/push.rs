@@ -118,6 +118,14 @@ pub struct PushReport {
     pub receiver: ReceiverSummary,
     /// The disk backend the reader stage used: "io_uring" or "pread".
     pub disk: &'static str,
+    /// How datagrams were sealed (`--cipher`).
+    pub cipher: Cipher,
+    /// Feedback datagrams the sender dropped as damaged or foreign.
+    pub feedback_dropped_invalid: u64,
+    /// Of those, feedback that failed authentication.
+    pub feedback_dropped_auth: u64,
+    /// Feedback refused by the replay window.
+    pub feedback_dropped_replayed: u64,
     /// What each pipeline stage did.
     pub stages: Vec<StageReport>,
     /// Why the push failed, if it did.
@@ -146,7 +154,15 @@ impl PushReport {
             .u64("datagram_bytes", self.datagram_bytes)
             .bool("gso", self.gso)
             .u64("skipped", self.skipped)
-            .str("disk", self.disk);
+            .str("disk", self.disk)
+            .str("cipher", self.cipher.name())
+            .obj(
+                "feedback_dropped",
+                JsonObject::new()
+                    .u64("invalid", self.feedback_dropped_invalid)
+                    .u64("auth", self.feedback_dropped_auth)
+                    .u64("replayed", self.feedback_dropped_replayed),
+            );
         if let Some(x) = &self.xdp {
             j = j
                 .str("xdp_mode", x.mode)
@@ -162,6 +178,8 @@ impl PushReport {
                 .u64("packets_received", r.packets_received)
                 .u64("duplicates", r.duplicates)
                 .u64("dropped_invalid", r.dropped_invalid)
+                .u64("dropped_auth", r.dropped_auth)
+                .u64("dropped_replayed", r.dropped_replayed)
                 .u64("repaired_files", r.repaired_files),
         );
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
@@ -179,8 +197,14 @@ impl PushReport {
 
 /// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> PushReport {
-    let mut report =
-        PushReport { net: "udp", disk: "none", rate_bps: opts.rate_bps, policy: opts.policy, ..PushReport::default() };
+    let mut report = PushReport {
+        net: "udp",
+        disk: "none",
+        rate_bps: opts.rate_bps,
+        policy: opts.policy,
+        cipher: opts.cipher,
+        ..PushReport::default()
+    };
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
         report.error = Some(e);
@@ -238,14 +262,24 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
     }
     if opts.verbose {
         eprintln!(
-            "mover push: {} files, {} in {:.2} s: {} goodput, {} packets ({} retransmitted), verified",
+            "mover push: {} files, {} in {:.2} s: {} goodput, {} packets ({} retransmitted), verified; {}",
             report.files,
             format_bytes(report.bytes),
             report.seconds,
             format_rate_bps(report.goodput_bps),
             report.packets_sent,
-            report.packets_retransmitted
+            report.packets_retransmitted,
+            cipher_note(report.cipher)
         );
     }
     Ok(())
+}
+
+/// How a summary names the data channel's protection: `none` is said plainly, never silently.
+pub fn cipher_note(cipher: Cipher) -> String {
+    if cipher.is_aead() {
+        format!("data encrypted and authenticated with {cipher}")
+    } else {
+        "data NOT encrypted or authenticated (--cipher none)".into()
+    }
 }

@@ -20,7 +20,7 @@ use crate::proto::{Config, Receiver, Sender};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, Pull};
 use crate::wire::data::DATA_OVERHEAD;
-use crate::wire::{Cipher, KEY_LEN, VERSION};
+use crate::wire::{Cipher, DropReason, KEY_LEN, VERSION};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::FileTypeExt;
@@ -160,6 +160,9 @@ pub fn send_files(
     report.packets_sent = stats.packets_sent;
     report.packets_retransmitted = stats.packets_retransmitted;
     report.rounds = stats.rounds;
+    report.feedback_dropped_invalid = stats.drops.invalid();
+    report.feedback_dropped_auth = stats.drops.get(DropReason::BadTag);
+    report.feedback_dropped_replayed = stats.drops.get(DropReason::Replayed) + stats.drops.get(DropReason::TooOld);
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
     report.max_rate_bps = sender.max_rate_bps();
     report.final_rate_bps = sender.rate_bps();
@@ -328,8 +331,14 @@ fn serve_pull(
     for (path, why) in &scanned.skipped {
         eprintln!("mover serve: not sending '{}': {why}", path.display());
     }
-    let mut report =
-        PushReport { net: "udp", disk: "none", rate_bps: pull.rate_bps, policy: pull.policy, ..PushReport::default() };
+    let mut report = PushReport {
+        net: "udp",
+        disk: "none",
+        rate_bps: pull.rate_bps,
+        policy: pull.policy,
+        cipher: pull.cipher,
+        ..PushReport::default()
+    };
     report.skipped = scanned.skipped.len() as u64;
     let params = SendParams {
         rate_bps: pull.rate_bps,

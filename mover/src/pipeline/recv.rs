@@ -285,7 +285,7 @@ fn run_reassembly(
             // Safety: popped from the rx ring; handed back through `free` below.
             let batch = unsafe { r.slots.get_mut(i) };
             for k in 0..batch.len() {
-                let (datagram, src) = batch.get(k);
+                let (datagram, src) = batch.get_mut(k);
                 // The first datagram that passes the tag check with this session's id names the sender's
                 // data address; feedback goes there.
                 if r.session.handle_datagram(now, datagram).is_ok() && peer.is_none() {

@@ -380,7 +380,7 @@ fn run_packetizer(
             // Safety: popped from the feedback ring; returned through `fb_free` below.
             let fb = unsafe { p.fb_slots.get_mut(i) };
             let before = p.sender.pending_retransmits();
-            let _ = p.sender.handle_datagram(now, &fb.bytes[..fb.len]);
+            let _ = p.sender.handle_datagram(now, &mut fb.bytes[..fb.len]);
             naks.on_feedback(p.sender.pending_retransmits().saturating_sub(before), fb.at);
             assert!(p.fb_free.push(i).is_ok(), "feedback_free ring smaller than the buffer count");
         }

@@ -21,7 +21,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary, MAX_IDS_PER_MESSAGE};
 use crate::wire::data::DataHeader;
 use crate::wire::feedback::{max_naks, FeedbackHeader, NakRange};
-use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, Sealer};
+use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, ReplayWindow, Role, Sealer};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
@@ -84,6 +84,8 @@ pub struct ReceiverStats {
 pub struct Receiver {
     cfg: Config,
     sealer: Sealer,
+    /// Packet numbers of the peer's datagrams accepted so far (PROTOCOL.md §6.3).
+    replay: ReplayWindow,
     sizes: Vec<u64>,
     plan: RoundPlan,
     round: u8,
@@ -134,7 +136,8 @@ impl Receiver {
         cfg.validate().expect("invalid session configuration");
         let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
         let mut r = Receiver {
-            sealer: Sealer::integrity(cfg.session_id),
+            sealer: Sealer::new(cfg.cipher, &cfg.key, cfg.session_id, Role::Receiver),
+            replay: ReplayWindow::new(),
             received: SeqBits::new(cfg.window_blocks),
             srtt_ns: cfg.initial_rtt.as_nanos() as u64,
             naks: Vec::with_capacity(max_naks(cfg.max_datagram())),
@@ -221,6 +224,8 @@ impl Receiver {
             duplicates: self.stats.drops.get(DropReason::Duplicate),
             dropped_invalid: self.stats.drops.invalid(),
             repaired_files: self.stats.files_failed_verification,
+            dropped_auth: self.stats.drops.get(DropReason::BadTag),
+            dropped_replayed: self.stats.drops.get(DropReason::Replayed) + self.stats.drops.get(DropReason::TooOld),
         }
     }
 
@@ -248,7 +253,7 @@ impl Receiver {
     }
 
     /// Handles one datagram from the sender. `Ok` means: write the delivery's bytes now.
-    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) -> Result<Delivery, DropReason> {
+    pub fn handle_datagram(&mut self, now: Time, datagram: &mut [u8]) -> Result<Delivery, DropReason> {
         let r = self.handle_datagram_inner(now, datagram);
         if let Err(reason) = r {
             self.stats.drops.count(reason);
@@ -256,8 +261,15 @@ impl Receiver {
         r
     }
 
-    fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<Delivery, DropReason> {
-        open_datagram(datagram, PacketType::Data, &self.sealer, self.cfg.session_id, self.cfg.max_datagram())?;
+    fn handle_datagram_inner(&mut self, now: Time, datagram: &mut [u8]) -> Result<Delivery, DropReason> {
+        open_datagram(
+            datagram,
+            PacketType::Data,
+            &self.sealer,
+            self.cfg.session_id,
+            self.cfg.max_datagram(),
+            &mut self.replay,
+        )?;
         let h = DataHeader::parse(datagram)?;
         if h.round != self.round || self.state != ReceiverState::Receiving {
             return Err(DropReason::StaleRound);
@@ -512,10 +524,15 @@ mod tests {
     use super::*;
     use crate::wire::data::DataHeader;
 
+    thread_local! {
+        static NEXT_PN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A sealed data packet with a fresh packet number (as the sender numbers every transmission).
     fn data(r: &Receiver, file_id: u32, offset: u64, len: u16) -> Vec<u8> {
         let h = DataHeader {
             session_id: 9,
-            packet_number: 1,
+            packet_number: NEXT_PN.with(|n| n.replace(n.get() + 1)),
             file_id,
             offset,
             len,
@@ -533,40 +550,45 @@ mod tests {
     #[test]
     fn malformed_blocks_are_dropped_and_not_counted_as_received() {
         let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![5000], Time::ZERO);
-        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 1, 0, 100)), Err(DropReason::Malformed), "no such file");
-        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 0, 7, 100)), Err(DropReason::Malformed), "unaligned");
-        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 100)), Err(DropReason::Malformed), "wrong length");
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 1, 0, 100)), Err(DropReason::Malformed), "no such file");
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 7, 100)), Err(DropReason::Malformed), "unaligned");
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, 100)), Err(DropReason::Malformed), "wrong length");
         assert_eq!(r.stats().packets_received, 0);
-        assert!(r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 1412)).is_ok());
-        assert_eq!(r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 1412)), Err(DropReason::Duplicate));
+        assert!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, 1412)).is_ok());
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, 1412)), Err(DropReason::Duplicate));
         assert_eq!(r.stats().packets_received, 2);
         let mut garbage = data(&r, 0, 1412, 1412);
         garbage[100] ^= 1;
-        assert_eq!(r.handle_datagram(Time::ZERO, &garbage), Err(DropReason::BadTag));
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut garbage), Err(DropReason::BadTag));
         assert_eq!(r.stats().drops.invalid(), 4);
     }
 
     #[test]
     fn receive_rate_counts_duplicates_as_delivered_by_the_path() {
         let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![1412 * 4], Time::ZERO);
-        let block = data(&r, 0, 0, 1412);
-        assert!(r.handle_datagram(Time::ZERO, &block).is_ok());
+        assert!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, 1412)).is_ok());
+        // Spurious retransmissions: the same block under fresh packet numbers.
         for _ in 0..3 {
-            assert_eq!(r.handle_datagram(Time::ZERO, &block), Err(DropReason::Duplicate));
+            assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, 1412)), Err(DropReason::Duplicate));
         }
+        // A copy of an earlier datagram (same packet number): refused by the replay window, before it
+        // counts as received.
+        let mut copy = data(&r, 0, 1412, 1412);
+        assert!(r.handle_datagram(Time::ZERO, &mut copy.clone()).is_ok());
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut copy), Err(DropReason::Replayed));
         let now = Time(20_000_000);
         let mut buf = vec![0u8; 2048];
         let len = r.poll_transmit(now, &mut buf).expect("feedback after data");
         let fb = FeedbackHeader::parse(&buf[..len]).unwrap();
-        // Four datagrams of 1412 payload bytes in 20 ms crossed the bottleneck; one was new.
-        assert_eq!(fb.recv_rate, 4 * 1412 * 50);
-        assert_eq!(r.stats().bytes_delivered, 1412);
+        // Five datagrams of 1412 payload bytes in 20 ms crossed the bottleneck; two were new.
+        assert_eq!(fb.recv_rate, 5 * 1412 * 50);
+        assert_eq!(r.stats().bytes_delivered, 2 * 1412);
     }
 
     #[test]
     fn nothing_becomes_ready_after_a_failure() {
         let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![100], Time::ZERO);
-        r.handle_datagram(Time::ZERO, &data(&r, 0, 0, 100)).unwrap();
+        r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, 100)).unwrap();
         r.fail("disk full".into());
         r.handle_control(Time::ZERO, ControlMsg::FileHash { round: 0, file_id: 0, hash: 1 });
         assert_eq!(r.poll_ready(), None);

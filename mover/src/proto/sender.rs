@@ -23,7 +23,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use crate::wire::data::{DataHeader, FLAG_RETRANSMIT};
 use crate::wire::feedback::{nak_ranges, FeedbackHeader};
-use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, Sealer};
+use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, ReplayWindow, Role, Sealer};
 use std::collections::VecDeque;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -114,6 +114,8 @@ pub struct SenderStats {
 pub struct Sender {
     cfg: Config,
     sealer: Sealer,
+    /// Packet numbers of the peer's datagrams accepted so far (PROTOCOL.md §6.3).
+    replay: ReplayWindow,
     sizes: Vec<u64>,
     plan: RoundPlan,
     round: u8,
@@ -156,7 +158,8 @@ impl Sender {
         cfg.validate().expect("invalid session configuration");
         let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
         let mut s = Sender {
-            sealer: Sealer::integrity(cfg.session_id),
+            sealer: Sealer::new(cfg.cipher, &cfg.key, cfg.session_id, Role::Sender),
+            replay: ReplayWindow::new(),
             pending: SeqBits::new(cfg.window_blocks),
             rate: RateController::new(
                 cfg.policy,
@@ -253,7 +256,7 @@ impl Sender {
     }
 
     /// Handles one datagram from the receiver.
-    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
+    pub fn handle_datagram(&mut self, now: Time, datagram: &mut [u8]) -> Result<(), DropReason> {
         let r = self.handle_datagram_inner(now, datagram);
         if let Err(reason) = r {
             self.stats.drops.count(reason);
@@ -261,8 +264,15 @@ impl Sender {
         r
     }
 
-    fn handle_datagram_inner(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
-        open_datagram(datagram, PacketType::Feedback, &self.sealer, self.cfg.session_id, self.cfg.max_datagram())?;
+    fn handle_datagram_inner(&mut self, now: Time, datagram: &mut [u8]) -> Result<(), DropReason> {
+        open_datagram(
+            datagram,
+            PacketType::Feedback,
+            &self.sealer,
+            self.cfg.session_id,
+            self.cfg.max_datagram(),
+            &mut self.replay,
+        )?;
         let fb = FeedbackHeader::parse(datagram)?;
         self.last_heard = now;
         if fb.round != self.round {
@@ -554,8 +564,14 @@ mod tests {
         feedback_echo(s, cum_ack, naks, 0)
     }
 
+    thread_local! {
+        static NEXT_PN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A sealed feedback packet with a fresh packet number (as the receiver numbers each one).
     fn feedback_echo(s: &Sender, cum_ack: u64, naks: &[NakRange], echo_tx_time_us: u32) -> Vec<u8> {
-        let h = FeedbackHeader { session_id: 9, cum_ack, echo_tx_time_us, ..FeedbackHeader::default() };
+        let packet_number = NEXT_PN.with(|n| n.replace(n.get() + 1));
+        let h = FeedbackHeader { session_id: 9, cum_ack, echo_tx_time_us, packet_number, ..FeedbackHeader::default() };
         let mut buf = vec![0u8; 64 + naks.len() * 12 + 16];
         let len = h.emit(naks, &mut buf);
         buf.truncate(len);
@@ -588,10 +604,10 @@ mod tests {
         let naks =
             [NakRange { start: 3, count: 2 }, NakRange { start: 4, count: 1 << 30 }, NakRange { start: 3, count: 1 }];
         let now = now.plus_ns(100_000_000); // long after the last send: the whole tail may be NAKed
-        s.handle_datagram(now, &feedback(&s, 2, &naks)).unwrap();
+        s.handle_datagram(now, &mut feedback(&s, 2, &naks)).unwrap();
         assert_eq!(s.pending_count, total - 3);
-        let oversized = vec![0u8; s.cfg.max_datagram() + 1];
-        assert_eq!(s.handle_datagram(now, &oversized), Err(DropReason::Oversized));
+        let mut oversized = vec![0u8; s.cfg.max_datagram() + 1];
+        assert_eq!(s.handle_datagram(now, &mut oversized), Err(DropReason::Oversized));
         let before = s.stats.packets_retransmitted;
         while s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some() {}
         assert!(s.stats.packets_retransmitted > before);
@@ -636,7 +652,7 @@ mod tests {
         }
         let later = now.plus_ns(10_000_000);
         let probe = [NakRange { start: 10, count: 1000 }];
-        s.handle_datagram(later, &feedback_echo(&s, 10, &probe, echo)).unwrap();
+        s.handle_datagram(later, &mut feedback_echo(&s, 10, &probe, echo)).unwrap();
         assert_eq!(s.pending_count, 0, "a streaming sender ignores a probe for blocks sent after the echo");
         // Send everything, then probe again much later: now the tail is resent.
         while s.next_new < s.plan.total_seqs() {
@@ -645,7 +661,7 @@ mod tests {
             }
         }
         let much_later = now.plus_ns(50_000_000);
-        s.handle_datagram(much_later, &feedback_echo(&s, 10, &probe, echo)).unwrap();
+        s.handle_datagram(much_later, &mut feedback_echo(&s, 10, &probe, echo)).unwrap();
         assert_eq!(s.pending_count, s.plan.total_seqs() - 10, "a finished sender honours the tail probe");
     }
 }

@@ -71,7 +71,7 @@ impl<S: BlockStore> ReceiverSession<S> {
     }
 
     /// Handles one datagram: a delivered block is written at once.
-    pub fn handle_datagram(&mut self, now: Time, datagram: &[u8]) -> Result<(), DropReason> {
+    pub fn handle_datagram(&mut self, now: Time, datagram: &mut [u8]) -> Result<(), DropReason> {
         let d = self.core.handle_datagram(now, datagram)?;
         let data = &datagram[d.payload];
         if let Err(e) = self.store.write_block(d.file_id, d.offset, data) {

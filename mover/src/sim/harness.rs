@@ -205,11 +205,11 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
                 continue;
             }
             match ev {
-                Event::ToReceiver(p) => {
-                    let _ = rx.handle_datagram(now, &p);
+                Event::ToReceiver(mut p) => {
+                    let _ = rx.handle_datagram(now, &mut p);
                 }
-                Event::ToSender(p) => {
-                    let _ = sender.handle_datagram(now, &p);
+                Event::ToSender(mut p) => {
+                    let _ = sender.handle_datagram(now, &mut p);
                 }
                 Event::ControlToReceiver(m) => rx.handle_control(now, m),
                 Event::ControlToSender(m) => sender.handle_control(now, m),
@@ -218,8 +218,8 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
         if sender_stalled.is_none() {
             for ev in sender_inbox.drain(..) {
                 match ev {
-                    Event::ToSender(p) => {
-                        let _ = sender.handle_datagram(now, &p);
+                    Event::ToSender(mut p) => {
+                        let _ = sender.handle_datagram(now, &mut p);
                     }
                     Event::ControlToSender(m) => sender.handle_control(now, m),
                     _ => unreachable!("only the sender's events wait"),

@@ -85,6 +85,11 @@ pub struct ReceiverSummary {
     pub duplicates: u64,
     /// Datagrams dropped as damaged or foreign (bad tag, truncated, ...).
     pub dropped_invalid: u64,
+    /// Of those, datagrams that failed authentication (or, with cipher `none`, the integrity check).
+    pub dropped_auth: u64,
+    /// Authenticated datagrams refused by the replay window: replayed, copied by the network, or older than
+    /// the window.
+    pub dropped_replayed: u64,
     /// Whole-file verification failures that were repaired by sending the file again.
     pub repaired_files: u64,
 }
@@ -242,7 +247,16 @@ impl ControlMsg {
             }
             ControlMsg::Complete(s) => {
                 out.push(9);
-                for v in [s.files, s.bytes, s.packets_received, s.duplicates, s.dropped_invalid, s.repaired_files] {
+                for v in [
+                    s.files,
+                    s.bytes,
+                    s.packets_received,
+                    s.duplicates,
+                    s.dropped_invalid,
+                    s.repaired_files,
+                    s.dropped_auth,
+                    s.dropped_replayed,
+                ] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
@@ -344,6 +358,8 @@ impl ControlMsg {
                 duplicates: r.u64()?,
                 dropped_invalid: r.u64()?,
                 repaired_files: r.u64()?,
+                dropped_auth: r.u64()?,
+                dropped_replayed: r.u64()?,
             }),
             10 => ControlMsg::Pull(Pull {
                 version: r.u16()?,
@@ -502,6 +518,8 @@ mod tests {
                 duplicates: 4,
                 dropped_invalid: 5,
                 repaired_files: 6,
+                dropped_auth: 7,
+                dropped_replayed: 8,
             }),
             ControlMsg::Pull(Pull {
                 version: 3,

@@ -131,7 +131,7 @@ mod tests {
         buf[h.payload_range()].copy_from_slice(b"hello");
         let sealer = Sealer::integrity(7);
         sealer.seal(&mut buf);
-        assert_eq!(sealer.open(&buf), Ok(()));
+        assert_eq!(sealer.open(&mut buf.clone()), Ok(()));
         let p = DataHeader::parse(&buf).unwrap();
         assert_eq!(p, h);
         assert_eq!(&buf[p.payload_range()], b"hello");

@@ -9,10 +9,12 @@ pub mod control;
 pub mod data;
 pub mod feedback;
 pub mod header;
+pub mod replay;
 pub mod seal;
 
 pub use header::{CommonHeader, PacketType, COMMON_HEADER_LEN, MAGIC, VERSION};
-pub use seal::{open_datagram, Cipher, Sealer, KEY_LEN, TAG_LEN};
+pub use replay::{ReplayWindow, REPLAY_WINDOW};
+pub use seal::{open_datagram, Cipher, Role, Sealer, KEY_LEN, TAG_LEN};
 
 /// Why a datagram was dropped. Every drop is counted by reason; none panics.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -39,11 +41,15 @@ pub enum DropReason {
     OutOfWindow,
     /// A block already received.
     Duplicate,
+    /// An authenticated packet number that was accepted before: a replay, or a copy the network made.
+    Replayed,
+    /// A packet number too far behind the newest to tell whether it was seen (beyond the replay window).
+    TooOld,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::BadMagic,
@@ -55,6 +61,8 @@ impl DropReason {
         DropReason::StaleRound,
         DropReason::OutOfWindow,
         DropReason::Duplicate,
+        DropReason::Replayed,
+        DropReason::TooOld,
     ];
 
     /// A stable, short name for summaries and JSON.
@@ -71,6 +79,8 @@ impl DropReason {
             DropReason::StaleRound => "stale_round",
             DropReason::OutOfWindow => "out_of_window",
             DropReason::Duplicate => "duplicate",
+            DropReason::Replayed => "replayed",
+            DropReason::TooOld => "too_old",
         }
     }
 }
@@ -97,12 +107,25 @@ impl DropCounters {
         self.counts.iter().sum()
     }
 
-    /// Drops that mean a damaged or foreign datagram (everything but duplicates, stale rounds and window).
+    /// Drops that mean a damaged or foreign datagram (everything but duplicates, stale rounds, the receive
+    /// window and the replay window, which a path's duplication and reordering also cause).
     pub fn invalid(&self) -> u64 {
-        self.total()
-            - self.get(DropReason::Duplicate)
-            - self.get(DropReason::StaleRound)
-            - self.get(DropReason::OutOfWindow)
+        self.total() - self.benign()
+    }
+
+    /// Drops a working path causes too: duplicates, stale rounds, out of the receive window, replayed or
+    /// older than the replay window.
+    pub fn benign(&self) -> u64 {
+        [
+            DropReason::Duplicate,
+            DropReason::StaleRound,
+            DropReason::OutOfWindow,
+            DropReason::Replayed,
+            DropReason::TooOld,
+        ]
+        .iter()
+        .map(|r| self.get(*r))
+        .sum()
     }
 
     /// (name, count) for every non-zero reason.

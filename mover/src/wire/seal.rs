@@ -1,12 +1,19 @@
-//! The 16-byte tag at the end of every datagram (PROTOCOL.md §2.2).
+//! Sealing and opening datagrams: the 16-byte tag at the end of every datagram (PROTOCOL.md §2.2, §6).
 //!
-//! Today the tag is an integrity check: xxh3-128 over everything before it, seeded with the session id. It
-//! catches corruption in flight so that only the damaged block is resent, but it is not authentication: a
-//! party who knows the session id can forge it. The slot is sized and placed for an AEAD (a 16-byte tag after
-//! the ciphertext, the common header as associated data, the nonce derived from the packet number), so
-//! encryption arrives without a format change.
+//! With an AEAD cipher (the default), everything after the 20-byte common header is encrypted and the tag
+//! authenticates it together with the header (the associated data). Each direction of a session has its own
+//! key, derived from the session key with HKDF-SHA256, and the nonce is the packet number, which a sender
+//! never repeats within a session: so no (key, nonce) pair is ever used twice. With the `none` cipher the
+//! tag is xxh3-128 over the datagram, seeded with the session id: it catches corruption in flight (so only the
+//! damaged block is resent) but is no authentication, as anyone who sees the session id can forge it.
+//!
+//! Opening checks the tag before anything of the body is believed; the [`ReplayWindow`] then refuses a
+//! packet number seen before, so a recorded datagram cannot be played back into the session.
 
+use super::replay::ReplayWindow;
 use super::{DropReason, COMMON_HEADER_LEN};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
+use ring::hkdf;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// Bytes in the tag slot at the end of every datagram.
@@ -75,49 +82,134 @@ impl std::fmt::Display for Cipher {
     }
 }
 
-/// Seals outgoing datagrams and opens incoming ones for one session.
-#[derive(Clone, Debug)]
+/// Which end of a session a [`Sealer`] serves: it seals what this end sends and opens what it receives.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Seals data packets, opens feedback.
+    Sender,
+    /// Seals feedback, opens data packets.
+    Receiver,
+}
+
+/// HKDF salt of the key schedule (PROTOCOL.md §6.1): binds the derived keys to this protocol version.
+const KDF_SALT: &[u8] = b"mover v3 session key";
+/// HKDF info labels of the two directions (PROTOCOL.md §6.1).
+const LABEL_DATA: &[u8] = b"mover v3 data sender->receiver";
+const LABEL_FEEDBACK: &[u8] = b"mover v3 feedback receiver->sender";
+
+/// Seals outgoing datagrams and opens incoming ones for one end of one session.
+#[derive(Clone)]
 pub struct Sealer {
+    cipher: Cipher,
+    /// The key of the direction this end sends in (`None` for the integrity-only cipher).
+    seal_key: Option<LessSafeKey>,
+    /// The key of the direction this end receives in.
+    open_key: Option<LessSafeKey>,
+    /// xxh3 seed of the integrity-only cipher.
     seed: u64,
 }
 
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Sealer").field("cipher", &self.cipher).finish_non_exhaustive()
+    }
+}
+
 impl Sealer {
-    /// The integrity-only sealer of the session `session_id` (the `none` cipher).
+    /// The integrity-only sealer of the session `session_id` (the `none` cipher): the same for both ends.
     pub fn integrity(session_id: u64) -> Sealer {
-        Sealer { seed: session_id ^ 0x6d6f_7665_725f_7631 }
+        Sealer { cipher: Cipher::None, seal_key: None, open_key: None, seed: session_id ^ 0x6d6f_7665_725f_7631 }
     }
 
-    /// Fills the last [`TAG_LEN`] bytes of `datagram` with the tag over the bytes before them.
+    /// The sealer of `role`'s end of session `session_id` with `cipher` and the session key `key`
+    /// (ignored for [`Cipher::None`]).
+    pub fn new(cipher: Cipher, key: &[u8; KEY_LEN], session_id: u64, role: Role) -> Sealer {
+        let algorithm = match cipher {
+            Cipher::None => return Sealer::integrity(session_id),
+            Cipher::Aes256Gcm => &aead::AES_256_GCM,
+            Cipher::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        };
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, KDF_SALT).extract(key);
+        let sid = session_id.to_be_bytes();
+        let code = [cipher.code()];
+        let derive = |label: &[u8]| {
+            let info = [label, &code[..], &sid[..]];
+            // Expanding to one AEAD key is far below HKDF's limit of 255 hash lengths: cannot fail.
+            let okm = prk.expand(&info, algorithm).expect("HKDF output of one key length");
+            LessSafeKey::new(UnboundKey::from(okm))
+        };
+        let (data, feedback) = (derive(LABEL_DATA), derive(LABEL_FEEDBACK));
+        let (seal_key, open_key) = match role {
+            Role::Sender => (data, feedback),
+            Role::Receiver => (feedback, data),
+        };
+        Sealer { cipher, seal_key: Some(seal_key), open_key: Some(open_key), seed: 0 }
+    }
+
+    /// The cipher.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    /// Seals `datagram` in place: encrypts everything between the common header and the last [`TAG_LEN`]
+    /// bytes and writes the tag there. The header must already hold this datagram's packet number.
     pub fn seal(&self, datagram: &mut [u8]) {
         assert!(datagram.len() >= COMMON_HEADER_LEN + TAG_LEN);
         let body_end = datagram.len() - TAG_LEN;
-        let tag = xxh3_128_with_seed(&datagram[..body_end], self.seed);
-        datagram[body_end..].copy_from_slice(&tag.to_le_bytes());
+        let Some(key) = &self.seal_key else {
+            let tag = xxh3_128_with_seed(&datagram[..body_end], self.seed);
+            datagram[body_end..].copy_from_slice(&tag.to_le_bytes());
+            return;
+        };
+        let (header, rest) = datagram.split_at_mut(COMMON_HEADER_LEN);
+        let (body, tag_slot) = rest.split_at_mut(body_end - COMMON_HEADER_LEN);
+        let tag = key
+            .seal_in_place_separate_tag(nonce_of(header), Aad::from(&*header), body)
+            .expect("a datagram is far below the AEAD's message limit");
+        tag_slot.copy_from_slice(tag.as_ref());
     }
 
-    /// Checks the tag of `datagram`; on success the body is `datagram[COMMON_HEADER_LEN..len - TAG_LEN]`.
-    pub fn open(&self, datagram: &[u8]) -> Result<(), DropReason> {
+    /// Opens `datagram` in place: checks the tag and decrypts the body. On success the plaintext body is
+    /// `datagram[COMMON_HEADER_LEN..len - TAG_LEN]`; on failure the contents are unspecified and must be
+    /// dropped.
+    pub fn open(&self, datagram: &mut [u8]) -> Result<(), DropReason> {
         if datagram.len() < COMMON_HEADER_LEN + TAG_LEN {
             return Err(DropReason::Truncated);
         }
         let body_end = datagram.len() - TAG_LEN;
-        let tag = xxh3_128_with_seed(&datagram[..body_end], self.seed);
-        if datagram[body_end..] != tag.to_le_bytes() {
-            return Err(DropReason::BadTag);
-        }
+        let Some(key) = &self.open_key else {
+            let tag = xxh3_128_with_seed(&datagram[..body_end], self.seed);
+            if datagram[body_end..] != tag.to_le_bytes() {
+                return Err(DropReason::BadTag);
+            }
+            return Ok(());
+        };
+        let (header, rest) = datagram.split_at_mut(COMMON_HEADER_LEN);
+        // `open_in_place` takes ciphertext followed by its tag, which is exactly the rest of the datagram.
+        key.open_in_place(nonce_of(header), Aad::from(&*header), rest).map_err(|_| DropReason::BadTag)?;
         Ok(())
     }
 }
 
+/// The nonce of a datagram: four zero bytes, then its packet number (header bytes 12..20, big-endian).
+/// Unique per key because each direction has its own key and numbers its packets without reuse.
+fn nonce_of(header: &[u8]) -> Nonce {
+    let mut n = [0u8; NONCE_LEN];
+    n[4..].copy_from_slice(&header[12..COMMON_HEADER_LEN]);
+    Nonce::assume_unique_for_key(n)
+}
+
 /// The checks every received datagram goes through before its type-specific parse, in the order of
-/// PROTOCOL.md §2.3/§2.4: size, common header, type, session, tag. One place, so that when the tag becomes an
-/// AEAD tag every datagram is opened the same way.
+/// PROTOCOL.md §2.3/§2.4: size, common header, type, session, tag (decrypting the body in place), and last
+/// the replay window, which only authenticated packet numbers may move.
 pub fn open_datagram(
-    datagram: &[u8],
+    datagram: &mut [u8],
     expected: super::PacketType,
     sealer: &Sealer,
     session_id: u64,
     max_len: usize,
+    replay: &mut ReplayWindow,
 ) -> Result<super::CommonHeader, DropReason> {
     if datagram.len() > max_len {
         return Err(DropReason::Oversized);
@@ -130,25 +222,96 @@ pub fn open_datagram(
         return Err(DropReason::WrongSession);
     }
     sealer.open(datagram)?;
+    replay.check_and_mark(common.packet_number)?;
     Ok(common)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{CommonHeader, PacketType};
+
+    fn datagram(pn: u64, len: usize) -> Vec<u8> {
+        let mut d: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        CommonHeader { packet_type: PacketType::Data, session_id: 42, packet_number: pn }.emit(&mut d);
+        d
+    }
 
     #[test]
-    fn any_flipped_bit_is_caught() {
+    fn integrity_catches_any_flipped_bit() {
         let s = Sealer::integrity(42);
         let mut d = vec![7u8; 100];
         s.seal(&mut d);
-        assert_eq!(s.open(&d), Ok(()));
+        assert_eq!(s.open(&mut d.clone()), Ok(()));
         for byte in 0..d.len() {
             let mut c = d.clone();
             c[byte] ^= 0x10;
-            assert_eq!(s.open(&c), Err(DropReason::BadTag), "flip in byte {byte}");
+            assert_eq!(s.open(&mut c), Err(DropReason::BadTag), "flip in byte {byte}");
         }
-        assert_eq!(Sealer::integrity(43).open(&d), Err(DropReason::BadTag));
-        assert_eq!(s.open(&d[..30]), Err(DropReason::Truncated));
+        assert_eq!(Sealer::integrity(43).open(&mut d.clone()), Err(DropReason::BadTag));
+        assert_eq!(s.open(&mut d[..30]), Err(DropReason::Truncated));
+    }
+
+    #[test]
+    fn aead_round_trips_hides_the_body_and_catches_any_flipped_bit() {
+        for cipher in [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305] {
+            let key = [9u8; KEY_LEN];
+            let tx = Sealer::new(cipher, &key, 42, Role::Sender);
+            let rx = Sealer::new(cipher, &key, 42, Role::Receiver);
+            let plain = datagram(5, 200);
+            let mut d = plain.clone();
+            tx.seal(&mut d);
+            assert_eq!(d[..COMMON_HEADER_LEN], plain[..COMMON_HEADER_LEN], "the header stays readable");
+            assert_ne!(d[COMMON_HEADER_LEN..184], plain[COMMON_HEADER_LEN..184], "{cipher}: body encrypted");
+            let mut opened = d.clone();
+            assert_eq!(rx.open(&mut opened), Ok(()));
+            assert_eq!(opened[..184], plain[..184], "{cipher}: decrypted in place");
+            for byte in 0..d.len() {
+                let mut c = d.clone();
+                c[byte] ^= 0x01;
+                assert_eq!(rx.open(&mut c), Err(DropReason::BadTag), "{cipher}: flip in byte {byte}");
+            }
+            // The sender cannot open its own direction (reflection), nor can another key or session.
+            assert_eq!(tx.open(&mut d.clone()), Err(DropReason::BadTag));
+            let other_key = Sealer::new(cipher, &[8u8; KEY_LEN], 42, Role::Receiver);
+            assert_eq!(other_key.open(&mut d.clone()), Err(DropReason::BadTag));
+            let other_session = Sealer::new(cipher, &key, 43, Role::Receiver);
+            assert_eq!(other_session.open(&mut d.clone()), Err(DropReason::BadTag));
+            assert_eq!(rx.open(&mut d[..35]), Err(DropReason::Truncated));
+        }
+    }
+
+    #[test]
+    fn packet_numbers_make_distinct_ciphertexts_and_ciphers_do_not_open_each_other() {
+        let key = [1u8; KEY_LEN];
+        let tx = Sealer::new(Cipher::Aes256Gcm, &key, 42, Role::Sender);
+        let (mut a, mut b) = (datagram(1, 100), datagram(2, 100));
+        tx.seal(&mut a);
+        tx.seal(&mut b);
+        assert_ne!(a[COMMON_HEADER_LEN..], b[COMMON_HEADER_LEN..]);
+        let chacha = Sealer::new(Cipher::ChaCha20Poly1305, &key, 42, Role::Receiver);
+        assert_eq!(chacha.open(&mut a), Err(DropReason::BadTag));
+    }
+
+    #[test]
+    fn open_datagram_drops_replays_after_authentication() {
+        let key = [3u8; KEY_LEN];
+        let tx = Sealer::new(Cipher::Aes256Gcm, &key, 42, Role::Sender);
+        let rx = Sealer::new(Cipher::Aes256Gcm, &key, 42, Role::Receiver);
+        let mut window = ReplayWindow::new();
+        let mut d = datagram(7, 100);
+        tx.seal(&mut d);
+        let open = |d: &[u8], w: &mut ReplayWindow| {
+            open_datagram(&mut d.to_vec(), PacketType::Data, &rx, 42, 2000, w).map(|h| h.packet_number)
+        };
+        assert_eq!(open(&d, &mut window), Ok(7));
+        assert_eq!(open(&d, &mut window), Err(DropReason::Replayed));
+        // A forged packet with a fresh number fails authentication and does not move the window.
+        let mut forged = d.clone();
+        forged[19] = 200;
+        assert_eq!(open(&forged, &mut window), Err(DropReason::BadTag));
+        let mut later = datagram(200, 100);
+        tx.seal(&mut later);
+        assert_eq!(open(&later, &mut window), Ok(200));
     }
 }
