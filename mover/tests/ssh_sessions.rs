@@ -132,15 +132,16 @@ fn push_and_pull_a_tree_over_ssh() {
     let remote = tmp.path().join("remote");
     fs::create_dir(&remote).unwrap();
 
-    // Push to a path relative to the remote root.
-    let out = succeed(sshd.mover("push", &remote).args(["--json"]).arg(&tree).arg("root@127.0.0.1:in/coming"), &sshd);
+    // Push to an absolute path inside the remote root, as scp users write it.
+    let dest = format!("root@127.0.0.1:{}", remote.join("in/coming").display());
+    let out = succeed(sshd.mover("push", &remote).args(["--json"]).arg(&tree).arg(&dest), &sshd);
     assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
     compare_trees(&tree, &remote.join("in/coming/tree")).unwrap();
 
-    // Pull it back by its absolute path inside the remote root, as scp users write it.
+    // Pull it back by its path relative to the remote root.
     let local = tmp.path().join("local");
-    let source = format!("root@127.0.0.1:{}", remote.join("in/coming/tree").display());
-    let out = succeed(sshd.mover("pull", &remote).args(["--json"]).arg(&source).arg(&local), &sshd);
+    let out =
+        succeed(sshd.mover("pull", &remote).args(["--json"]).arg("root@127.0.0.1:in/coming/tree").arg(&local), &sshd);
     assert_eq!(out.lines().count(), 1, "exactly one JSON object on stdout: {out}");
     assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
     assert_eq!(json_raw(&out, "files"), Some("5"), "{out}");
@@ -164,18 +165,42 @@ fn pulls_that_leave_the_root_are_refused() {
     std::os::unix::fs::symlink(&outside, remote.join("dir/inner-link")).unwrap();
     let local = tmp.path().join("local");
     let outside_abs = format!("{}", outside.join("secret").display());
-    for (path, why) in [
-        ("../outside/secret", "'..'"),
-        ("dir/../../outside", "'..'"),
-        ("link", "symlink escape"),
-        ("link/secret", "symlink escape"),
-        (outside_abs.as_str(), "outside this server's root"),
-    ] {
-        let out = run_with_limit(sshd.mover("pull", &remote).arg(format!("root@127.0.0.1:{path}")).arg(&local), LIMIT);
-        let line = error_line(&out);
-        assert!(line.contains("server refused") && line.contains(why), "{path}: {line}");
-        assert!(!local.exists(), "{path}: the refused pull created {}", local.display());
+    let src = tmp.path().join("f");
+    fs::write(&src, b"x").unwrap();
+    let nonexistent = tmp.path().join("nonexistent");
+    // (verb, remote root, remote path, expected reason): pulls, pushes, and a remote root that does not exist.
+    let cases = [
+        ("pull", &remote, "../outside/secret", "'..'"),
+        ("pull", &remote, "link", "symlink escape"),
+        ("pull", &remote, "link/secret", "symlink escape"),
+        ("pull", &remote, outside_abs.as_str(), "outside this server's root"),
+        ("push", &remote, "/etc", "outside this server's root"),
+        ("push", &remote, "link/x", "symlink"),
+        ("pull", &nonexistent, "x", "does not exist"),
+    ];
+    // Run side by side: each is mostly an ssh handshake.
+    let outputs: Vec<Output> = std::thread::scope(|s| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|&(verb, root, path, _)| {
+                let mut c = sshd.mover(verb, root);
+                let remote_path = format!("root@127.0.0.1:{path}");
+                if verb == "pull" {
+                    c.arg(remote_path).arg(&local);
+                } else {
+                    c.arg(&src).arg(remote_path);
+                }
+                s.spawn(move || run_with_limit(&mut c, LIMIT))
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for ((verb, _, path, why), out) in cases.iter().zip(&outputs) {
+        let line = error_line(out);
+        assert!(line.contains("server refused") && line.contains(why), "{verb} {path}: {line}");
     }
+    assert!(!local.exists(), "a refused pull created {}", local.display());
+    assert_eq!(list_tree(&outside), ["secret"], "a push wrote outside the root");
     // A directory with a symlink inside: the link is not followed out of the root.
     succeed(sshd.mover("pull", &remote).arg("root@127.0.0.1:dir").arg(&local), &sshd);
     assert_eq!(list_tree(&local), ["dir", "dir/ok"]);

@@ -8,7 +8,7 @@ use super::session::{receive_files, unspecified, ReceiveParams, ReceiveTarget};
 use super::ssh::{Location, SshLink, SshOptions};
 use crate::files::RelPath;
 use crate::net::xdp_path::{NetChoice, XdpInfo};
-use crate::net::ControlChannel;
+use crate::net::{ControlChannel, ControlEvent};
 use crate::pipeline::stats::{render_table, StageReport};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
@@ -241,7 +241,14 @@ fn receive_pulled(
     bind_ip: IpAddr,
     peer_ip: IpAddr,
 ) -> Result<SessionReport, String> {
-    ch.send(&ControlMsg::Pull(request)).map_err(|e| format!("sending the request to {}: {e}", ch.peer_addr()))?;
+    if let Err(e) = ch.send(&ControlMsg::Pull(request)) {
+        // A server that refuses at once (a bad root) may have closed before reading; its reason is worth
+        // more than our broken pipe.
+        if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
+            return Err(format!("server refused: {message}"));
+        }
+        return Err(format!("sending the request to {}: {e}", ch.peer_addr()));
+    }
     let hello: Hello = match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest")? {
         ControlMsg::Hello(h) => h,
         ControlMsg::Error { message } => return Err(format!("server refused: {message}")),
