@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Receive files: a daemon that accepts pushes into --root.
+    /// A daemon that accepts pushes into --root and serves pulls from it (or, with --stdio, one session for
+    /// ssh).
     Serve(ServeArgs),
     /// Send files and directory trees to a `mover serve` daemon (mover://HOST[:PORT]/DIR) or over SSH
     /// ([user@]host:DIR).
@@ -150,8 +151,8 @@ struct SshArgs {
     /// Path of mover on the remote host, when it is not on the remote PATH.
     #[arg(long, value_name = "PATH")]
     remote_mover: Option<String>,
-    /// Confine the remote side to this directory (passed as `serve --stdio --root DIR`; default: the remote
-    /// user's home).
+    /// Confine the remote side to this directory (passed as `serve --stdio --root DIR`; a relative DIR is
+    /// relative to the remote home, which is also the default).
     #[arg(long, value_name = "DIR")]
     remote_root: Option<String>,
 }

@@ -22,6 +22,8 @@ struct Sshd {
     user_key: PathBuf,
     host_key: PathBuf,
     log: PathBuf,
+    /// sshd also listens on [::1].
+    ipv6: bool,
 }
 
 impl Sshd {
@@ -46,13 +48,15 @@ impl Sshd {
         // sshd's privilege separation directory.
         fs::create_dir_all("/run/sshd").unwrap();
         let port = free_port();
+        let ipv6 = TcpListener::bind(("::1", port)).is_ok();
         let cfg = dir.join("sshd_config");
         fs::write(
             &cfg,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
+                "Port {port}\nListenAddress 127.0.0.1\n{}HostKey {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
                  PermitRootLogin prohibit-password\nAuthorizedKeysFile {}\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n",
+                if ipv6 { "ListenAddress ::1\n" } else { "" },
                 host_key.display(),
                 dir.join("sshd.pid").display(),
                 authorized.display()
@@ -74,7 +78,13 @@ impl Sshd {
             assert!(Instant::now() < deadline, "sshd did not listen: {}", fs::read_to_string(&log).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Sshd { _child: child, port, user_key, host_key, log })
+        if ipv6 {
+            while TcpStream::connect(("::1", port)).is_err() {
+                assert!(Instant::now() < deadline, "sshd did not listen on [::1]");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Some(Sshd { _child: child, port, user_key, host_key, log, ipv6 })
     }
 
     /// `--ssh` for this server with `key` (isolated from the user's ssh config and known hosts).
@@ -138,10 +148,13 @@ fn push_and_pull_a_tree_over_ssh() {
     assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
     compare_trees(&tree, &remote.join("in/coming/tree")).unwrap();
 
-    // Pull it back by its path relative to the remote root.
+    // Pull it back by its path relative to the remote root, over IPv6 where loopback has it.
     let local = tmp.path().join("local");
-    let out =
-        succeed(sshd.mover("pull", &remote).args(["--json"]).arg("root@127.0.0.1:in/coming/tree").arg(&local), &sshd);
+    let source = if sshd.ipv6 { "root@[::1]:in/coming/tree" } else { "root@127.0.0.1:in/coming/tree" };
+    if !sshd.ipv6 {
+        eprintln!("NOTE: no IPv6 loopback: the pull runs over 127.0.0.1");
+    }
+    let out = succeed(sshd.mover("pull", &remote).args(["--json"]).arg(source).arg(&local), &sshd);
     assert_eq!(out.lines().count(), 1, "exactly one JSON object on stdout: {out}");
     assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
     assert_eq!(json_raw(&out, "files"), Some("5"), "{out}");
