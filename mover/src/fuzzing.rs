@@ -24,6 +24,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlError, ControlMsg, MAX_FRAME_LEN};
 use crate::wire::data::{DataHeader, DATA_HEADER_LEN, DATA_OVERHEAD};
 use crate::wire::feedback::{datagram_len, nak_ranges, FeedbackHeader, NakRange};
+use crate::wire::{open_datagram, Cipher, ReplayWindow, Role, REPLAY_WINDOW};
 use crate::wire::{CommonHeader, DropReason, PacketType, Sealer, COMMON_HEADER_LEN, TAG_LEN};
 use std::path::Component;
 
@@ -119,6 +120,98 @@ pub fn data_packet(data: &[u8]) {
         assert_eq!(buf[..DATA_HEADER_LEN], data[..DATA_HEADER_LEN], "data header does not re-emit to its bytes");
     }
     check_tag(common.map_or(SESSION_ID, |c| c.session_id), data);
+}
+
+/// The decryptor front end: [`open_datagram`] with an AEAD cipher and its replay window, fed a program of
+/// datagrams. Byte 0 picks the cipher; then each operation is either a datagram sealed under the session's
+/// key with a fuzz-chosen packet number and body, or raw fuzz bytes (possibly an earlier sealed datagram
+/// with fuzz-chosen bytes flipped, or replayed whole).
+///
+/// Checked against a model: a datagram opens exactly when it is one the session sealed, unaltered, whose
+/// packet number was not accepted before and is inside the window; an opened datagram yields the plaintext
+/// it was sealed from; nothing panics.
+pub fn datagram_open(data: &[u8]) {
+    let mut input = Input { buf: data };
+    let cipher = [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305][input.u8() as usize % 2];
+    let key = [0x6bu8; crate::wire::KEY_LEN];
+    let tx = Sealer::new(cipher, &key, SESSION_ID, Role::Sender);
+    let rx = Sealer::new(cipher, &key, SESSION_ID, Role::Receiver);
+    let mut window = ReplayWindow::new();
+    // Every datagram sealed so far, with its plaintext; the accepted packet numbers and the window's top.
+    let mut sealed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut accepted = std::collections::HashSet::new();
+    let mut top = 0u64;
+    for _ in 0..64 {
+        if input.is_empty() {
+            break;
+        }
+        let datagram = match input.u8() % 4 {
+            0 => {
+                // Seal a fresh datagram: fuzz-chosen packet number (near the top, or anywhere) and body.
+                let pn = match input.u8() % 3 {
+                    0 => top.saturating_add(input.u8() as u64),
+                    1 => top.saturating_sub(input.u16() as u64),
+                    _ => input.u64(),
+                };
+                let len = (input.u16() as usize % MAX_DATAGRAM).max(COMMON_HEADER_LEN + TAG_LEN);
+                let mut d: Vec<u8> = input.take(len).to_vec();
+                d.resize(len, 0xa5);
+                CommonHeader { packet_type: PacketType::Data, session_id: SESSION_ID, packet_number: pn }.emit(&mut d);
+                let plain = d.clone();
+                tx.seal(&mut d);
+                sealed.push((d.clone(), plain));
+                d
+            }
+            1 if !sealed.is_empty() => {
+                // An earlier sealed datagram, replayed whole.
+                sealed[input.u16() as usize % sealed.len()].0.clone()
+            }
+            2 if !sealed.is_empty() => {
+                // An earlier sealed datagram with one bit flipped or cut short.
+                let mut d = sealed[input.u16() as usize % sealed.len()].0.clone();
+                let at = input.u16() as usize % d.len();
+                if input.u8() & 1 == 0 {
+                    d[at] ^= 1 << (input.u8() % 8);
+                } else {
+                    d.truncate(at);
+                }
+                d
+            }
+            _ => {
+                let len = input.u16() as usize % (MAX_DATAGRAM + 8);
+                input.take(len).to_vec()
+            }
+        };
+        let original = sealed.iter().find(|(s, _)| *s == datagram).map(|(_, p)| p.clone());
+        let mut buf = datagram.clone();
+        let got = open_datagram(&mut buf, PacketType::Data, &rx, SESSION_ID, MAX_DATAGRAM, &mut window);
+        match (&got, &original) {
+            (Ok(h), Some(plain)) => {
+                assert!(!accepted.contains(&h.packet_number), "packet number {} accepted twice", h.packet_number);
+                assert!(top <= h.packet_number || top - h.packet_number <= REPLAY_WINDOW, "outside the window");
+                let body = COMMON_HEADER_LEN..buf.len() - TAG_LEN;
+                assert_eq!(buf[body.clone()], plain[body], "opened to other bytes than were sealed");
+                accepted.insert(h.packet_number);
+                top = top.max(h.packet_number + 1);
+            }
+            (Ok(_), None) => panic!("a datagram the session never sealed was accepted"),
+            (Err(DropReason::Replayed), _) => {
+                let pn = CommonHeader::parse(&datagram).expect("replay after a valid header").packet_number;
+                assert!(accepted.contains(&pn), "refused as replayed but never accepted");
+            }
+            (Err(DropReason::TooOld), _) => {
+                let pn = CommonHeader::parse(&datagram).expect("too old after a valid header").packet_number;
+                assert!(top > pn && top - pn > REPLAY_WINDOW, "refused as too old inside the window");
+            }
+            (Err(DropReason::Malformed), Some(_)) => {
+                assert_eq!(CommonHeader::parse(&datagram).map(|h| h.packet_number), Ok(u64::MAX));
+            }
+            (Err(e), Some(_)) if datagram.len() <= MAX_DATAGRAM => {
+                panic!("an unaltered sealed datagram was refused: {e:?}")
+            }
+            (Err(_), _) => {}
+        }
+    }
 }
 
 /// Feedback datagrams: [`FeedbackHeader::parse`], [`nak_ranges`] and the tag.
@@ -529,7 +622,7 @@ pub struct Seed {
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: the function each runs.
-pub const TARGETS: [(&str, Check); 8] = [
+pub const TARGETS: [(&str, Check); 9] = [
     ("data_packet", data_packet),
     ("feedback_packet", feedback_packet),
     ("control_msg", control_msg),
@@ -538,6 +631,7 @@ pub const TARGETS: [(&str, Check); 8] = [
     ("sender_datagram", sender_datagram),
     ("core_plan", core_plan),
     ("xdp_frame", xdp_frame),
+    ("datagram_open", datagram_open),
 ];
 
 fn sealed_data(h: &DataHeader, fill: u8) -> Vec<u8> {
@@ -607,6 +701,28 @@ pub fn seed_corpus() -> Vec<Seed> {
     let full = DataHeader { file_id: 0, offset: 0, len: 1412, flags: 1, ..data };
     let big = DataHeader { offset: (5 << 30) - 100, len: 100, round: 2, ..data };
     let d = sealed_data(&data, b'x');
+    for (name, cipher) in [("aes_program", 0u8), ("chacha_program", 1u8)] {
+        let mut prog = vec![cipher];
+        // Seal pn top+5 (64 bytes), replay it, flip a bit in it, cut it short, raw bytes, seal pn 2^20,
+        // seal a number far below the new top (too old), seal pn top+0.
+        prog.extend([0, 0, 5, 0, 64]);
+        prog.extend([0x11; 64]);
+        prog.extend([1, 0, 0]);
+        prog.extend([2, 0, 0, 0, 30, 0, 3]);
+        prog.extend([2, 0, 0, 0, 30, 1]);
+        prog.push(3);
+        prog.extend(with_len(&[0x4d; 50]));
+        prog.extend([0, 2]);
+        prog.extend((1u64 << 20).to_be_bytes());
+        prog.extend([0, 64]);
+        prog.extend([0x22; 64]);
+        prog.extend([0, 1, 0x30, 0, 0, 64]);
+        prog.extend([0x33; 64]);
+        prog.extend([0, 0, 0, 0, 40]);
+        prog.extend([0x44; 40]);
+        add("datagram_open", name, prog);
+    }
+    add("datagram_open", "empty", vec![]);
     add("data_packet", "valid_one_byte", d.clone());
     add("data_packet", "valid_full_block", sealed_data(&full, 0));
     add("data_packet", "valid_offset_above_4gib", sealed_data(&big, 1));

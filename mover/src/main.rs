@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::ssh::SshOptions;
-use mover::cmd::{bench_disk, bench_net, demo, pull, push, serve, stdio};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve, stdio};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
@@ -50,6 +50,8 @@ enum BenchCommand {
     Net(bench_net::BenchNetArgs),
     /// One file through the disk reader engine alone (io_uring or pread; MOVER_DISK chooses).
     Disk(bench_disk::BenchDiskArgs),
+    /// Sealing and opening speed of each --cipher on one core.
+    Cipher(bench_cipher::BenchCipherArgs),
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +249,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => run_demo(a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
+        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The `mover` subcommands, as library functions so that `demo` and the tests can run them in-process.
 
+pub mod bench_cipher;
 pub mod bench_disk;
 pub mod bench_net;
 pub mod demo;
