@@ -162,7 +162,13 @@ fn log_session(r: &SessionReport, stats: bool) {
         }
     );
     if stats {
-        eprint!("{}", render_table("receiver stages (serve):", &r.stages));
+        eprint!(
+            "{}",
+            render_table(
+                if r.pulled { "sender stages (serve, pulled):" } else { "receiver stages (serve):" },
+                &r.stages
+            )
+        );
     }
 }
 
