@@ -24,6 +24,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlError, ControlMsg, MAX_FRAME_LEN};
 use crate::wire::data::{DataHeader, DATA_HEADER_LEN, DATA_OVERHEAD};
 use crate::wire::feedback::{datagram_len, nak_ranges, FeedbackHeader, NakRange};
+use crate::wire::keys::epoch_of;
 use crate::wire::{open_datagram, Cipher, ReplayWindow, Role, REPLAY_WINDOW};
 use crate::wire::{CommonHeader, DropReason, PacketType, Sealer, COMMON_HEADER_LEN, TAG_LEN};
 use std::path::Component;
@@ -77,7 +78,7 @@ impl<'a> Input<'a> {
 /// The tag check on any input: `open` refuses short datagrams as truncated and accepts exactly the sealed
 /// ones; sealing always makes `open` succeed.
 fn check_tag(session_id: u64, datagram: &[u8]) {
-    let sealer = Sealer::integrity(session_id);
+    let mut sealer = Sealer::integrity(session_id);
     let opened = sealer.open(&mut datagram.to_vec());
     if datagram.len() < COMMON_HEADER_LEN + TAG_LEN {
         assert_eq!(opened, Err(DropReason::Truncated));
@@ -134,8 +135,8 @@ pub fn datagram_open(data: &[u8]) {
     let mut input = Input { buf: data };
     let cipher = [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305][input.u8() as usize % 2];
     let key = [0x6bu8; crate::wire::KEY_LEN];
-    let tx = Sealer::new(cipher, &key, SESSION_ID, Role::Sender);
-    let rx = Sealer::new(cipher, &key, SESSION_ID, Role::Receiver);
+    let mut tx = Sealer::new(cipher, &key, SESSION_ID, Role::Sender);
+    let mut rx = Sealer::new(cipher, &key, SESSION_ID, Role::Receiver);
     let mut window = ReplayWindow::new();
     // Every datagram sealed so far, with its plaintext; the accepted packet numbers and the window's top.
     let mut sealed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -184,7 +185,7 @@ pub fn datagram_open(data: &[u8]) {
         };
         let original = sealed.iter().find(|(s, _)| *s == datagram).map(|(_, p)| p.clone());
         let mut buf = datagram.clone();
-        let got = open_datagram(&mut buf, PacketType::Data, &rx, SESSION_ID, MAX_DATAGRAM, &mut window);
+        let got = open_datagram(&mut buf, PacketType::Data, &mut rx, SESSION_ID, MAX_DATAGRAM, &mut window);
         match (&got, &original) {
             (Ok(h), Some(plain)) => {
                 assert!(!accepted.contains(&h.packet_number), "packet number {} accepted twice", h.packet_number);
@@ -205,6 +206,12 @@ pub fn datagram_open(data: &[u8]) {
             }
             (Err(DropReason::Malformed), Some(_)) => {
                 assert_eq!(CommonHeader::parse(&datagram).map(|h| h.packet_number), Ok(u64::MAX));
+            }
+            (Err(DropReason::BadTag), Some(_)) => {
+                // Only a number more than one key epoch beyond the newest authenticated one: its key is
+                // never derived for an unauthenticated packet.
+                let pn = CommonHeader::parse(&datagram).expect("sealed").packet_number;
+                assert!(epoch_of(pn) > epoch_of(top.saturating_sub(1)) + 1, "a sealed datagram failed its tag");
             }
             (Err(e), Some(_)) if datagram.len() <= MAX_DATAGRAM => {
                 panic!("an unaltered sealed datagram was refused: {e:?}")

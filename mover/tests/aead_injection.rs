@@ -82,7 +82,7 @@ fn relay_datagrams(
     let mut buf = vec![0u8; 65_536];
     let mut history: Vec<Vec<u8>> = Vec::new();
     let mut held: Vec<(u64, Vec<u8>)> = Vec::new();
-    let forger = Sealer::new(cipher, &[0x42; KEY_LEN], session.id, Role::Sender);
+    let mut forger = Sealer::new(cipher, &[0x42; KEY_LEN], session.id, Role::Sender);
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let (len, from) = match sock.recv_from(&mut buf) {
@@ -146,7 +146,7 @@ fn relay_datagrams(
             57 => {
                 // Same session and a fresh packet number, sealed with a key that is not the session's.
                 let mut f = d.clone();
-                let pn = 1u64 << 40 | n;
+                let pn = (1u64 << 22) + n;
                 CommonHeader { packet_type: PacketType::Data, session_id: session.id, packet_number: pn }.emit(&mut f);
                 forger.seal(&mut f);
                 let _ = sock.send_to(&f, to);

@@ -74,8 +74,8 @@ pub fn measure(args: &BenchCipherArgs) -> Result<Vec<CipherSpeed>, String> {
     let key = super::random_key()?;
     let mut speeds = Vec::new();
     for cipher in Cipher::ALL {
-        let tx = Sealer::new(cipher, &key, 1, Role::Sender);
-        let rx = Sealer::new(cipher, &key, 1, Role::Receiver);
+        let mut tx = Sealer::new(cipher, &key, 1, Role::Sender);
+        let mut rx = Sealer::new(cipher, &key, 1, Role::Receiver);
         let mut bufs: Vec<Vec<u8>> = vec![vec![0x5a; args.datagram]; args.count];
         let (mut best_seal, mut best_open) = (f64::INFINITY, f64::INFINITY);
         let mut pn = 0u64;

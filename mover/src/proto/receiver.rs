@@ -265,7 +265,7 @@ impl Receiver {
         open_datagram(
             datagram,
             PacketType::Data,
-            &self.sealer,
+            &mut self.sealer,
             self.cfg.session_id,
             self.cfg.max_datagram(),
             &mut self.replay,
@@ -543,7 +543,7 @@ mod tests {
         };
         let mut buf = vec![0u8; h.datagram_len()];
         h.emit(&mut buf);
-        r.sealer.seal(&mut buf);
+        r.sealer.clone().seal(&mut buf);
         buf
     }
 

@@ -268,7 +268,7 @@ impl Sender {
         open_datagram(
             datagram,
             PacketType::Feedback,
-            &self.sealer,
+            &mut self.sealer,
             self.cfg.session_id,
             self.cfg.max_datagram(),
             &mut self.replay,
@@ -575,7 +575,7 @@ mod tests {
         let mut buf = vec![0u8; 64 + naks.len() * 12 + 16];
         let len = h.emit(naks, &mut buf);
         buf.truncate(len);
-        s.sealer.seal(&mut buf);
+        s.sealer.clone().seal(&mut buf);
         buf
     }
 

@@ -129,7 +129,7 @@ mod tests {
         let mut buf = vec![0u8; h.datagram_len()];
         h.emit(&mut buf);
         buf[h.payload_range()].copy_from_slice(b"hello");
-        let sealer = Sealer::integrity(7);
+        let mut sealer = Sealer::integrity(7);
         sealer.seal(&mut buf);
         assert_eq!(sealer.open(&mut buf.clone()), Ok(()));
         let p = DataHeader::parse(&buf).unwrap();

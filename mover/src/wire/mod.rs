@@ -9,6 +9,7 @@ pub mod control;
 pub mod data;
 pub mod feedback;
 pub mod header;
+pub mod keys;
 pub mod replay;
 pub mod seal;
 
