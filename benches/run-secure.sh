@@ -66,6 +66,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PidFile $WORK/sshd.pid
+Subsystem sftp internal-sftp
 EOF
 unshare -m --propagation private sh -c \
     'mount -t tmpfs -o mode=755 tmpfs /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$1"' \
