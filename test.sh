@@ -14,6 +14,9 @@ command -v ping >/dev/null 2>&1 || need_pkgs+=(iputils-ping)
 command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
 command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v prlimit >/dev/null 2>&1 || need_pkgs+=(util-linux)
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
+command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

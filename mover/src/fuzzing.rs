@@ -823,6 +823,27 @@ pub fn seed_corpus() -> Vec<Seed> {
         ("round_failed", ControlMsg::RoundFailed { round: 1, file_ids: vec![0, 2, 9] }),
         ("round_done", ControlMsg::RoundDone { round: 1, failed: 3 }),
         ("complete", ControlMsg::Complete(ReceiverSummary { files: 1, bytes: 2, ..Default::default() })),
+        (
+            "pull",
+            ControlMsg::Pull(crate::wire::control::Pull {
+                version: crate::wire::VERSION as u16,
+                cipher: crate::wire::Cipher::ChaCha20Poly1305,
+                policy: crate::proto::policy::Policy::Fair,
+                mtu: 1500,
+                rate_bps: 1_000_000_000,
+                min_rate_bps: 0,
+                window_bytes: 1 << 30,
+                path: "projects/run42".into(),
+            }),
+        ),
+        (
+            "welcome",
+            ControlMsg::Welcome(crate::wire::control::Welcome {
+                version: crate::wire::VERSION as u16,
+                client: Some("192.0.2.1:50000".parse().expect("literal address")),
+                server: Some("[2001:db8::1]:22".parse().expect("literal address")),
+            }),
+        ),
     ];
     for (name, m) in &msgs {
         add("control_msg", name, frame_body(m));

@@ -1,9 +1,10 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::auth::{ClientAuthArgs, ServerAuthArgs};
+use mover::cmd::auth::{ClientAuth, ClientAuthArgs, ServerAuth, ServerAuthArgs};
 use mover::cmd::limits::LimitArgs;
-use mover::cmd::{auth, bench_cipher, bench_disk, bench_net, demo, push, serve};
+use mover::cmd::ssh::SshOptions;
+use mover::cmd::{auth, bench_cipher, bench_disk, bench_net, demo, pull, push, serve, stdio};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
@@ -29,10 +30,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Receive files: a daemon that accepts pushes into --root.
+    /// A daemon that accepts pushes into --root and serves pulls from it (or, with --stdio, one session for
+    /// ssh).
     Serve(ServeArgs),
-    /// Send files and directory trees to a `mover serve`.
+    /// Send files and directory trees to a `mover serve` daemon (mover://HOST[:PORT]/DIR) or over SSH
+    /// ([user@]host:DIR).
     Push(PushArgs),
+    /// Fetch a file or directory tree from a `mover serve` daemon (mover://HOST[:PORT]/PATH) or over SSH
+    /// ([user@]host:PATH) into a local directory.
+    Pull(PullArgs),
     /// The embedded default: a local server and a push of a generated data set over loopback; prints goodput.
     Demo(DemoArgs),
     /// Make a token for `mover serve --tokens`: prints the token (give it to the user, for --token-file or
@@ -58,9 +64,12 @@ struct ServeArgs {
     /// Address to listen on for control connections.
     #[arg(long, default_value = "0.0.0.0:7400")]
     listen: SocketAddr,
-    /// Directory every destination lies below.
-    #[arg(long, required_unless_present = "show_topology")]
+    /// Directory every destination lies below (with --stdio: default $HOME).
+    #[arg(long, required_unless_present_any = ["show_topology", "stdio"])]
     root: Option<PathBuf>,
+    /// Serve one session over stdin/stdout, as started by `mover push/pull` through ssh; no listening port.
+    #[arg(long)]
+    stdio: bool,
     /// Exit after one session, with its status.
     #[arg(long)]
     once: bool,
@@ -146,9 +155,84 @@ struct PushArgs {
     cipher: Cipher,
     #[command(flatten)]
     auth: ClientAuthArgs,
-    /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR.
-    #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... URL")]
+    #[command(flatten)]
+    ssh: SshArgs,
+    /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR or [user@]host:DIR.
+    #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... DEST")]
     paths: Vec<String>,
+}
+
+/// How a `[user@]host:PATH` operand is reached.
+#[derive(Args, Debug)]
+struct SshArgs {
+    /// The ssh command, split on whitespace (e.g. 'ssh -p 2222 -i key').
+    #[arg(long, value_name = "COMMAND")]
+    ssh: Option<String>,
+    /// Path of mover on the remote host, when it is not on the remote PATH.
+    #[arg(long, value_name = "PATH")]
+    remote_mover: Option<String>,
+    /// Confine the remote side to this directory (passed as `serve --stdio --root DIR`; a relative DIR is
+    /// relative to the remote home, which is also the default).
+    #[arg(long, value_name = "DIR")]
+    remote_root: Option<String>,
+}
+
+impl SshArgs {
+    fn options(self) -> SshOptions {
+        SshOptions { ssh: self.ssh, remote_mover: self.remote_mover, remote_root: self.remote_root }
+    }
+}
+
+#[derive(Args, Debug)]
+struct PullArgs {
+    /// The remote sender's rate policy: fair, low or fixed (as for push).
+    #[arg(long, default_value = "fair")]
+    policy: Policy,
+    /// The remote sender's rate in bits/s with SI suffix: the rate under --policy fixed (default 1G), a
+    /// ceiling under fair and low (default: none).
+    #[arg(long, value_parser = parse_rate_bps)]
+    rate: Option<u64>,
+    /// The lowest rate fair and low go down to, in bits/s (default: none).
+    #[arg(long, value_parser = parse_rate_bps)]
+    min_rate: Option<u64>,
+    /// Print one JSON object with the summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Path MTU in bytes; the sender sizes datagrams to fit it.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Receive window (bytes in flight beyond the cumulative ACK), e.g. 512M.
+    #[arg(long, value_parser = parse_size_bytes)]
+    window: Option<u64>,
+    /// Seconds to wait for the TCP connection (daemon).
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Pin this side's receiving stages: auto, none, a core list or stage=core pairs (recv=0,writer=1).
+    #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
+    cores: CorePlan,
+    /// Print a per-stage table at the end on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// fsync each file before renaming it into place.
+    #[arg(long)]
+    fsync: bool,
+    /// Writes in flight in the writer stage (1-32).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=32))]
+    queue_depth: u32,
+    /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
+    #[arg(long, default_value = "auto")]
+    net: NetChoice,
+    /// How data and feedback datagrams are sealed: aes256gcm, chacha20poly1305, or none.
+    #[arg(long, default_value = "aes256gcm")]
+    cipher: Cipher,
+    #[command(flatten)]
+    auth: ClientAuthArgs,
+    #[command(flatten)]
+    ssh: SshArgs,
+    /// The source mover://HOST[:PORT]/PATH or [user@]host:PATH.
+    source: String,
+    /// Local directory the source lands in under its own name (created if missing).
+    dest: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +265,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => run_serve(a),
         Command::Push(a) => run_push(a),
+        Command::Pull(a) => run_pull(a),
         Command::Demo(a) => run_demo(a),
         Command::Token(a) => run_token(&a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
@@ -208,9 +293,14 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
     if a.show_topology {
         return show_topology(Side::Receiver, &a.cores);
     }
-    let root = a.root.expect("clap requires --root");
-    let auth = a.auth.resolve()?;
-    serve::serve(&serve::ServeOptions {
+    let root = match a.root {
+        Some(r) => r,
+        None => stdio::default_root()?,
+    };
+    // Under --stdio, ssh has authenticated the user and carries the channel; the daemon's own TLS and
+    // credentials are for --listen.
+    let auth = if a.stdio { ServerAuth::Insecure } else { a.auth.resolve()? };
+    let opts = serve::ServeOptions {
         listen: a.listen,
         root,
         once: a.once,
@@ -221,7 +311,35 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         net: a.net,
         auth,
         limits: a.limits.limits(),
-    })
+    };
+    if a.stdio {
+        return match stdio::serve_stdio(&opts)? {
+            stdio::StdioOutcome::Done => Ok(()),
+            stdio::StdioOutcome::FailedAndReported => std::process::exit(1),
+        };
+    }
+    serve::serve(&opts)
+}
+
+/// The rate and floor from `--policy`, `--rate` and `--min-rate`.
+fn rates(policy: Policy, rate: Option<u64>, min_rate: Option<u64>) -> Result<(u64, u64), String> {
+    let rate_bps = match (policy, rate) {
+        (_, Some(r)) => r,
+        (Policy::Fixed, None) => DEFAULT_FIXED_RATE_BPS,
+        (_, None) => NO_CEILING_BPS,
+    };
+    let min_rate_bps = min_rate.unwrap_or(0);
+    if min_rate_bps > rate_bps {
+        return Err(format!("--min-rate {min_rate_bps} is above --rate {rate_bps}"));
+    }
+    Ok((rate_bps, min_rate_bps))
+}
+
+fn connect_timeout(seconds: f64) -> Result<Duration, String> {
+    if !(seconds > 0.0 && seconds < 1e6) {
+        return Err("--connect-timeout must be a positive number of seconds".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn run_push(a: PushArgs) -> Result<(), String> {
@@ -230,19 +348,10 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     }
     let mut paths = a.paths;
     let url = paths.pop().expect("clap requires at least two paths");
-    if !(a.connect_timeout > 0.0 && a.connect_timeout < 1e6) {
-        return Err("--connect-timeout must be a positive number of seconds".into());
-    }
-    let rate_bps = match (a.policy, a.rate) {
-        (_, Some(r)) => r,
-        (Policy::Fixed, None) => DEFAULT_FIXED_RATE_BPS,
-        (_, None) => NO_CEILING_BPS,
-    };
-    let min_rate_bps = a.min_rate.unwrap_or(0);
-    if min_rate_bps > rate_bps {
-        return Err(format!("--min-rate {min_rate_bps} is above --rate {rate_bps}"));
-    }
-    let auth = a.auth.resolve()?;
+    let connect_timeout = connect_timeout(a.connect_timeout)?;
+    let (rate_bps, min_rate_bps) = rates(a.policy, a.rate, a.min_rate)?;
+    // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
+    let auth = if url.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
     let opts = push::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
@@ -251,7 +360,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         min_rate_bps,
         mtu: a.mtu,
         window_bytes: a.window,
-        connect_timeout: Duration::from_secs_f64(a.connect_timeout),
+        connect_timeout,
         verbose: true,
         cores: a.cores,
         direct: !a.buffered,
@@ -259,6 +368,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         net: a.net,
         cipher: a.cipher,
         auth,
+        ssh: a.ssh.options(),
     };
     let report = push::push(&opts);
     if a.stats {
@@ -276,6 +386,38 @@ fn run_token(a: &TokenArgs) -> Result<(), String> {
     // A valid token-file fragment: `mover token --user NAME 2>>TOKENS` appends it.
     eprintln!("# mover token: the line for the file given to `mover serve --tokens`:\n{line}");
     Ok(())
+}
+
+fn run_pull(a: PullArgs) -> Result<(), String> {
+    let (rate_bps, min_rate_bps) = rates(a.policy, a.rate, a.min_rate)?;
+    // Credentials are for mover:// daemons; an SSH source is authenticated by ssh.
+    let auth = if a.source.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
+    let opts = pull::PullOptions {
+        source: a.source,
+        dest: a.dest,
+        rate_bps,
+        policy: a.policy,
+        min_rate_bps,
+        mtu: a.mtu,
+        window_bytes: a.window,
+        connect_timeout: connect_timeout(a.connect_timeout)?,
+        verbose: true,
+        cores: a.cores,
+        queue_depth: a.queue_depth,
+        net: a.net,
+        cipher: a.cipher,
+        fsync: a.fsync,
+        ssh: a.ssh.options(),
+        auth,
+    };
+    let report = pull::pull(&opts);
+    if a.stats {
+        eprint!("{}", report.stage_table());
+    }
+    if a.json {
+        println!("{}", report.to_json());
+    }
+    report.error.map_or(Ok(()), Err)
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), String> {

@@ -104,6 +104,34 @@ fn hostile_destination_paths_are_refused_and_nothing_is_written() {
 }
 
 #[test]
+fn hostile_pull_paths_are_refused_and_nothing_is_written() {
+    let tmp = TempDir::new("hostile-pull");
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(root.join("ok")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("secret"), b"secret").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+    let server = Server::start(&root, &[]);
+    let dest = tmp.path().join("dest");
+    for (path, why) in [
+        ("../outside", "'..'"),
+        ("ok/../../outside", "'..'"),
+        ("/etc/passwd", "absolute"),
+        ("escape", "symlink"),
+        ("escape/secret", "symlink"),
+        ("missing", "No such file"),
+    ] {
+        let url = format!("mover://{}/{path}", server.addr);
+        let out = run_with_limit(mover().args(["pull", "--insecure-no-auth"]).arg(&url).arg(&dest), LIMIT);
+        let line = error_line(&out);
+        assert!(line.contains("server refused") && line.contains(why), "{path}: {line}");
+        assert!(!dest.exists(), "{path}: the refused pull created the destination");
+    }
+    drop(server);
+}
+
+#[test]
 fn garbage_on_the_control_port_does_not_hurt_the_server() {
     let tmp = TempDir::new("garbage");
     let src = small_source(&tmp);

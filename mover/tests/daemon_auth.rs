@@ -184,6 +184,22 @@ fn token_and_certificate_pushes_arrive_byte_identical() {
             assert_eq!(got, std::fs::read(s.src.join(f)).unwrap(), "{dest}/data/{f} differs");
         }
     }
+    // A pull from the daemon authenticates the same way.
+    let back = s.root.parent().unwrap().join("pulled");
+    let out = run_with_limit(
+        mover().args(["pull", "--rate", "500M"]).args(s.token_args()).arg(url(&server, "by-token/data")).arg(&back),
+        LIMIT,
+    );
+    assert!(out.status.success(), "token pull failed: {}", stderr(&out));
+    assert_eq!(std::fs::read(back.join("data/a.bin")).unwrap(), std::fs::read(s.src.join("a.bin")).unwrap());
+    let mut wrong = s.token_args();
+    wrong[5] = "bob".into();
+    let out = run_with_limit(
+        mover().args(["pull"]).args(wrong).arg(url(&server, "by-token/data")).arg(back.join("no")),
+        LIMIT,
+    );
+    assert_refused(&out, "authentication failed for user 'bob'");
+    assert!(!back.join("no").exists());
     // MOVER_TOKEN works as well as --token-file.
     let token = std::fs::read_to_string(&s.token).unwrap();
     let out = run_with_limit(

@@ -1,5 +1,6 @@
 //! `mover serve` and `mover push` as real processes over loopback: a 1 GiB random file and a directory tree
-//! of mixed sizes (empty files and directories included) arrive byte-identical with modes and mtimes.
+//! of mixed sizes (empty files and directories included) arrive byte-identical with modes and mtimes; and
+//! `mover pull` of a tree from the daemon.
 
 mod common;
 
@@ -60,6 +61,30 @@ fn one_gib_file_and_mixed_tree_arrive_identical() {
     compare_trees(&tree, &dest.join("tree")).unwrap();
     // No temporary files left behind.
     assert!(common::list_tree(&root).iter().all(|p| !p.contains(".mover-")), "{:?}", common::list_tree(&root));
+}
+
+#[test]
+fn pull_from_the_daemon_arrives_identical() {
+    let tmp = TempDir::new("e2e-pull");
+    let root = tmp.path().join("root");
+    let tree = root.join("exports/tree");
+    generate_dataset(&tree, 8 << 20).unwrap();
+    set_mtime(&tree.join("meta/empty.txt"), 1_000_000_000, 1);
+    let mut server = Server::start(&root, &["--once"]);
+    let url = format!("mover://{}/exports/tree", server.addr);
+    let dest = tmp.path().join("local");
+    let out = run_with_limit(
+        mover().args(["pull", "--insecure-no-auth", "--json", "--mtu", "9000"]).arg(&url).arg(&dest),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pull failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().count(), 1, "exactly one JSON object on stdout: {stdout}");
+    assert_eq!(json_raw(&stdout, "verified"), Some("true"));
+    let status = server.wait(Duration::from_secs(10)).expect("serve --once exits");
+    assert!(status.success());
+    compare_trees(&tree, &dest.join("tree")).unwrap();
+    assert!(common::list_tree(&dest).iter().all(|p| !p.contains(".mover-")), "{:?}", common::list_tree(&dest));
 }
 
 #[test]

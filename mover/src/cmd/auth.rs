@@ -1,4 +1,4 @@
-//! Who may use `mover serve`, and how a client proves it (PROTOCOL.md §3.3, docs/decisions/0006).
+//! Who may use `mover serve`, and how a client proves it (PROTOCOL.md §3.4, docs/decisions/0006).
 //!
 //! The control channel runs over TLS 1.3 ([`crate::net::tls`]). The client verifies the daemon's
 //! certificate against `--ca`; the daemon knows the client by a verified client certificate (`--client-ca`)

@@ -7,8 +7,12 @@ pub mod bench_net;
 pub mod demo;
 pub mod json;
 pub mod limits;
+pub mod pull;
 pub mod push;
 pub mod serve;
+pub mod session;
+pub mod ssh;
+pub mod stdio;
 pub mod url;
 
 /// 64 random bits from the kernel (session ids): never predictable to another party on the path.

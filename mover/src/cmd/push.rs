@@ -1,39 +1,27 @@
-//! `mover push`: send files and directory trees to a `mover serve`.
+//! `mover push`: send files and directory trees to a `mover serve` daemon, or over SSH to a
+//! `mover serve --stdio` that ssh starts.
 
 use super::auth::{start_client, ClientAuth};
 use super::json::JsonObject;
-use super::url::MoverUrl;
-use crate::disk::BackendChoice;
-use crate::files::{scan_sources, EntryKind};
-use crate::net::xdp_path::{NetChoice, SenderXdp, XdpInfo};
-use crate::net::xsk;
-use crate::net::{ControlChannel, ControlEvent, DataSocket};
-use crate::pipeline::send::{run_send, SendSetup, XdpTx, TX_BATCH, XDP_TX_FRAMES};
+use super::session::{send_files, SendParams};
+use super::ssh::{Location, SshLink, SshOptions};
+use crate::files::scan_sources;
+use crate::net::xdp_path::{NetChoice, XdpInfo};
 use crate::pipeline::stats::{render_table, StageReport};
-use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
-use crate::proto::config::DEFAULT_WINDOW_BYTES;
 use crate::proto::policy::Policy;
-use crate::proto::{Config, Sender};
 use crate::rate::{format_bytes, format_rate_bps};
-use crate::time::{Clock, MonotonicClock};
-use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
-use crate::wire::{Cipher, DropReason, VERSION};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use crate::wire::control::ReceiverSummary;
+use crate::wire::Cipher;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The protocol core's pacer burst when it runs in the packetizer stage, ahead of the pacer stage.
-const PACKETIZER_BURST: Duration = Duration::from_millis(2);
-/// How long to wait for the server's answer to the manifest.
-const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `mover push` was asked to do.
 #[derive(Clone, Debug)]
 pub struct PushOptions {
     /// Files and directories to send; each lands under the destination by its basename.
     pub sources: Vec<PathBuf>,
-    /// `mover://HOST[:PORT]/DIR`.
+    /// `mover://HOST[:PORT]/DIR` or `[user@]host:DIR` (over SSH).
     pub url: String,
     /// Sending rate in bits per second of UDP payload: the rate under `fixed`, the ceiling under `fair`
     /// and `low`.
@@ -60,13 +48,15 @@ pub struct PushOptions {
     pub net: NetChoice,
     /// How datagrams are sealed (`--cipher`).
     pub cipher: Cipher,
-    /// How to authenticate to the daemon (TLS with a certificate or a token, or `--insecure-no-auth`).
+    /// How a `[user@]host:DIR` destination is reached (`--ssh`, `--remote-mover`, `--remote-root`).
+    pub ssh: SshOptions,
+    /// How to authenticate to a `mover://` daemon (TLS with a certificate or a token, or
+    /// `--insecure-no-auth`).
     pub auth: ClientAuth,
 }
 
 impl PushOptions {
-    /// Options with the defaults of the command line for `sources` and `url`, except authentication:
-    /// [`ClientAuth::Insecure`] (for in-process use against [`super::serve::serve_on`] on loopback).
+    /// Options with the defaults of the command line for `sources` and `url`.
     pub fn new(sources: Vec<PathBuf>, url: String, rate_bps: u64) -> PushOptions {
         PushOptions {
             sources,
@@ -83,6 +73,7 @@ impl PushOptions {
             queue_depth: crate::pipeline::send::READ_QUEUE_DEPTH,
             net: NetChoice::Auto,
             cipher: Cipher::default(),
+            ssh: SshOptions::default(),
             auth: ClientAuth::Insecure,
         }
     }
@@ -226,123 +217,54 @@ pub fn push(opts: &PushOptions) -> PushReport {
 }
 
 fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
-    let url = MoverUrl::parse(&opts.url)?;
+    let dest = Location::parse(&opts.url)?;
     let scanned = scan_sources(&opts.sources)?;
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
     }
     report.skipped = scanned.skipped.len() as u64;
-    let sizes: Vec<u64> = scanned.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
-    report.files = sizes.len() as u64;
-    report.bytes = sizes.iter().sum();
-    let server = url.socket_addr()?;
-    let topology = Topology::new(Side::Sender, &opts.cores, &available_cores())?;
-    let disk = BackendChoice::from_env()?;
+    // Checked before connecting, so a bad --cores fails without a session.
+    Topology::new(Side::Sender, &opts.cores, &available_cores())?;
 
     let started = Instant::now();
-    let stream = std::net::TcpStream::connect_timeout(&server, opts.connect_timeout)
-        .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
-    // The TCP handshake alone: the TLS one adds computation that is no part of the path's RTT.
-    let handshake_rtt = started.elapsed();
-    let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
-    let ip_overhead = if server.is_ipv4() { 28 } else { 48 };
-    let datagram =
-        opts.mtu.checked_sub(ip_overhead).filter(|&d| d >= 256).ok_or(format!("MTU {} is too small", opts.mtu))?;
-    let datagram = datagram.min(65_507);
-    let xdp = SenderXdp::open(server.ip(), opts.net, XDP_TX_FRAMES)?;
-    // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
-    let datagram = if xdp.is_some() { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
-    let mut cfg = Config::new(0, datagram, opts.rate_bps);
-    cfg.policy = opts.policy;
-    cfg.min_rate_bps = opts.min_rate_bps;
-    cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
-    cfg.window_blocks = opts.window_bytes.unwrap_or(DEFAULT_WINDOW_BYTES) / cfg.block_payload as u64;
-    cfg.initial_rtt = handshake_rtt.max(Duration::from_micros(100));
-    // The pacer stage releases datagrams at the rate; the core's own bucket only bounds how far the
-    // packetizer runs ahead of it, and the short `tx` ring bounds that anyway. A burst of a few wake-ups lets
-    // a late packetizer refill the ring without losing rate (PROTOCOL.md §5).
-    cfg.burst = PACKETIZER_BURST;
-    cfg.validate()?;
-    report.datagram_bytes = cfg.max_datagram() as u64;
-
-    let hello = Hello {
-        version: VERSION as u16,
-        block_payload: cfg.block_payload,
+    let mut params = SendParams {
         rate_bps: opts.rate_bps,
-        window_blocks: cfg.window_blocks,
-        entry_count: scanned.entries.len() as u64,
-        total_bytes: report.bytes,
+        policy: opts.policy,
+        min_rate_bps: opts.min_rate_bps,
+        mtu: opts.mtu,
+        window_bytes: opts.window_bytes,
+        initial_rtt: None,
+        cores: opts.cores.clone(),
+        direct: opts.direct,
+        queue_depth: opts.queue_depth,
+        net: opts.net,
         cipher: opts.cipher,
-        dest: url.path.clone(),
+        dest: String::new(),
+        peer_name: "server",
     };
-    if let Err(e) = send_manifest(&mut ch, hello, &scanned.entries) {
-        // A server that refuses early closes the connection; its reason is worth more than our broken pipe.
-        return Err(match ch.recv_timeout(Duration::from_secs(2)) {
-            Some(ControlEvent::Msg(ControlMsg::Error { message })) => format!("server refused: {message}"),
-            // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
-            Some(ControlEvent::Failed(why)) => format!("sending to {server}: {e}; {why}"),
-            _ => format!("sending to {server}: {e}"),
-        });
-    }
-    let (session_id, udp_port, key) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
-        ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
-        ControlMsg::Error { message } => return Err(format!("server refused: {message}")),
-        other => return Err(format!("unexpected answer from the server: {other:?}")),
-    };
-    cfg.session_id = session_id;
-    cfg.cipher = opts.cipher;
-    cfg.key = key;
-
-    let any: IpAddr = if server.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
-    let mut sock = DataSocket::bind(SocketAddr::new(any, 0)).map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(SocketAddr::new(server.ip(), udp_port)).map_err(|e| format!("UDP socket: {e}"))?;
-    sock.set_buffer_bytes(super::serve::SOCKET_BUFFER_BYTES);
-    let peer = SocketAddr::new(server.ip(), udp_port);
-    let mut _watcher = None;
-    let xdp_tx = match xdp {
-        Some(x) => {
-            report.net = "xdp";
-            report.xdp = Some(x.info().clone());
-            let local = sock.local_addr().map_err(|e| format!("UDP socket: {e}"))?;
-            let (sink, area, watcher) = x.start(local, peer, TX_BATCH, depth::TX_BATCHES)?;
-            _watcher = Some(watcher);
-            Some(XdpTx { sink, area })
+    match dest {
+        Location::Daemon(url) => {
+            let server = url.socket_addr()?;
+            let stream = std::net::TcpStream::connect_timeout(&server, opts.connect_timeout)
+                .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
+            // The TCP handshake alone: the TLS one adds computation that is no part of the path's RTT.
+            params.initial_rtt = Some(started.elapsed());
+            let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
+            params.dest = url.path;
+            send_files(&mut ch, server.ip(), scanned, &params, started, report)?;
         }
-        None => {
-            report.net = "udp";
-            report.gso = sock.enable_gso(cfg.max_datagram() as u16);
-            None
+        Location::Ssh(target) => {
+            let mut link = SshLink::open(&target, &opts.ssh)?;
+            params.dest = target.path.clone();
+            let server_ip = link.server_ip();
+            send_files(&mut link.ch, server_ip, scanned, &params, started, report)?;
         }
-    };
-
-    let clock = MonotonicClock::new();
-    let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
-    let setup = SendSetup { topology, disk, direct: opts.direct, queue_depth: opts.queue_depth };
-    let outcome =
-        run_send(&mut sender, scanned.file_paths, sizes, sock, xdp_tx, &mut ch, clock, cfg.max_datagram(), &setup);
-    report.stages = outcome.stages;
-    report.disk = outcome.disk.name();
-    let outcome = outcome.result;
-    let stats = sender.stats();
-    report.packets_sent = stats.packets_sent;
-    report.packets_retransmitted = stats.packets_retransmitted;
-    report.rounds = stats.rounds;
-    report.feedback_dropped_invalid = stats.drops.invalid();
-    report.feedback_dropped_auth = stats.drops.get(DropReason::BadTag);
-    report.feedback_dropped_replayed = stats.drops.get(DropReason::Replayed) + stats.drops.get(DropReason::TooOld);
-    report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
-    report.max_rate_bps = sender.max_rate_bps();
-    report.final_rate_bps = sender.rate_bps();
-    report.seconds = started.elapsed().as_secs_f64();
-    report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
-    let summary = outcome?;
-    report.receiver = summary;
-    report.verified = summary.files == report.files && summary.bytes == report.bytes;
-    if !report.verified {
-        return Err(format!(
-            "server committed {} files / {} bytes of {} / {}",
-            summary.files, summary.bytes, report.files, report.bytes
-        ));
+        Location::Local(p) => {
+            return Err(format!(
+                "the destination '{}' is not remote: use mover://HOST[:PORT]/DIR or [user@]host:DIR",
+                p.display()
+            ))
+        }
     }
     if opts.verbose {
         eprintln!(
@@ -357,14 +279,6 @@ fn run(opts: &PushOptions, report: &mut PushReport) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {
-    ch.send(&ControlMsg::Hello(hello))?;
-    for e in entries {
-        ch.send(&ControlMsg::Entry(e.clone()))?;
-    }
-    ch.send(&ControlMsg::ManifestEnd)
 }
 
 /// How a summary names the data channel's protection: `none` is said plainly, never silently.

@@ -2,28 +2,27 @@
 
 use super::auth::{accept_client, client_view, ServerAuth, SessionCaps, INSECURE_WARNING};
 use super::limits::Limits;
+use super::push::PushReport;
+use super::session::ServedSession;
 use crate::disk::BackendChoice;
-use crate::files::{sanitize_dest_dir, DestTree, Entry, EntryKind};
-use crate::net::xdp_path::{NetChoice, ReceiverXdp, XdpInfo};
-use crate::net::{ControlChannel, DataSocket};
-use crate::pipeline::recv::{run_receive, ReceiveSetup};
+use crate::files::{Entry, EntryKind};
+use crate::net::xdp_path::{NetChoice, XdpInfo};
+use crate::net::ControlChannel;
 use crate::pipeline::stats::{render_table, StageReport};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
-use crate::proto::{Config, Receiver};
 use crate::rate::{format_bytes, format_rate_bps};
-use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
 use crate::wire::data::DATA_OVERHEAD;
-use crate::wire::{KEY_LEN, VERSION};
+use crate::wire::VERSION;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most manifest entries one session may announce: bounds the memory a client can make the server spend.
 pub const MAX_ENTRIES: u64 = 2_000_000;
 /// How long the server waits for each handshake message.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Socket buffer size asked for: bursts at 10 Gbit/s must not overflow while the loop writes to disk.
 pub const SOCKET_BUFFER_BYTES: usize = 64 << 20;
 
@@ -88,6 +87,8 @@ pub struct SessionReport {
     pub xdp: Option<XdpInfo>,
     /// The XDP program's counters at the end: redirected, matched without a socket, passed.
     pub xdp_counters: [u64; 3],
+    /// The client pulled: the server sent, and `summary` is what the client committed.
+    pub pulled: bool,
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
@@ -161,9 +162,10 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Stri
 
 fn log_session(r: &SessionReport, stats: bool) {
     eprintln!(
-        "mover serve: {} files, {} from {} in {:.2} s ({}), verified; disk {}; net {}",
+        "mover serve: {} files, {} {} {} in {:.2} s ({}), verified; disk {}; net {}",
         r.summary.files,
         format_bytes(r.summary.bytes),
+        if r.pulled { "to" } else { "from" },
         r.peer,
         r.seconds,
         format_rate_bps(r.summary.bytes as f64 * 8.0 / r.seconds.max(1e-9)),
@@ -177,12 +179,19 @@ fn log_session(r: &SessionReport, stats: bool) {
         }
     );
     if stats {
-        eprint!("{}", render_table("receiver stages (serve):", &r.stages));
+        eprint!(
+            "{}",
+            render_table(
+                if r.pulled { "sender stages (serve, pulled):" } else { "receiver stages (serve):" },
+                &r.stages
+            )
+        );
     }
 }
 
 /// Runs one session on an accepted control connection: authentication (TLS and credentials, or none under
-/// `--insecure-no-auth`), the per-client session cap, then handshake, receive, verify, commit.
+/// `--insecure-no-auth`) and the per-client session cap, then a push (handshake, receive, verify, commit) or a
+/// pull (the server sends).
 pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<SessionReport, String> {
     let ip = stream.peer_addr().map_err(|e| e.to_string())?.ip();
     let authenticating = caps.enter_handshake(ip)?;
@@ -195,69 +204,34 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCap
             return Err(e);
         }
     };
-    let result = receive(&mut ch, opts);
+    let result = super::session::serve_first_message(&mut ch, opts, false);
     if let Err(e) = &result {
         let _ = ch.send(&ControlMsg::Error { message: client_view(e, &opts.root) });
     }
     // The daemon's log names who it was (the client already has the message).
-    result.map_err(|e| format!("{e} ({who})"))
-}
-
-fn receive(ch: &mut ControlChannel, opts: &ServeOptions) -> Result<SessionReport, String> {
-    let topology = Topology::new(Side::Receiver, &opts.cores, &available_cores())?;
-    let disk = BackendChoice::from_env()?;
-    let started = Instant::now();
-    let hello = match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello")? {
-        ControlMsg::Hello(h) => h,
-        other => return Err(format!("expected a hello, got {other:?}")),
-    };
-    check_hello(&hello)?;
-    opts.limits.check_hello(&hello)?;
-    // Read the whole manifest before judging the destination, so a refusal reaches a client that has
-    // finished writing (it would otherwise see a broken pipe instead of the reason).
-    let entries = read_manifest(ch, &hello)?;
-    opts.limits.check_entries(&entries)?;
-    let dest = sanitize_dest_dir(&hello.dest).map_err(|e| e.to_string())?;
-    let session_id = super::random_u64();
-    let key = if hello.cipher.is_aead() { super::random_key()? } else { [0; KEY_LEN] };
-    let mut tree = DestTree::prepare(&opts.root, &dest, &entries, session_id)?;
-    tree.set_fsync(opts.fsync);
-    let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
-    let local_ip = ch.local_addr().ip();
-    let sock = DataSocket::bind(SocketAddr::new(local_ip, 0)).map_err(|e| format!("UDP socket: {e}"))?;
-    sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
-    let udp_port = sock.local_addr().map_err(|e| e.to_string())?.port();
-    // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
-    // program detached) when the session ends.
-    let datagram = hello.block_payload as usize + DATA_OVERHEAD;
-    let mut xdp = ReceiverXdp::open(ch.peer_addr().ip(), udp_port, datagram, opts.net)?;
-    ch.send(&ControlMsg::Accept { session_id, udp_port, key }).map_err(|e| format!("sending accept: {e}"))?;
-
-    let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
-    cfg.window_blocks = hello.window_blocks;
-    cfg.cipher = hello.cipher;
-    cfg.key = key;
-    let clock = MonotonicClock::new();
-    let core = Receiver::new(cfg.clone(), sizes, clock.now());
-    let setup = ReceiveSetup { topology, disk, queue_depth: opts.queue_depth };
-    let source = xdp.as_mut().and_then(|x| x.take_source());
-    let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
-    let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
-    let summary = outcome.result?;
-    // Let the sender read `Complete` and close first, so our close cannot reset the connection.
-    let _ = ch.recv_timeout(Duration::from_secs(5));
-    Ok(SessionReport {
-        peer: ch.peer_addr(),
-        summary,
-        seconds: started.elapsed().as_secs_f64(),
-        disk: outcome.disk.name(),
-        stages: outcome.stages,
-        xdp: xdp.as_ref().map(|x| x.info().clone()),
-        xdp_counters,
+    result.map_err(|e| format!("{e} ({who})")).map(|served| match served {
+        ServedSession::Received(r) => r,
+        ServedSession::Sent(r) => SessionReport::of_pull(ch.peer_addr(), &r),
     })
 }
 
-fn check_hello(h: &Hello) -> Result<(), String> {
+impl SessionReport {
+    /// A served pull, in the terms of the receiver's report (what the client committed).
+    pub fn of_pull(peer: SocketAddr, r: &PushReport) -> SessionReport {
+        SessionReport {
+            peer,
+            summary: r.receiver,
+            seconds: r.seconds,
+            disk: r.disk,
+            stages: r.stages.clone(),
+            xdp: r.xdp.clone(),
+            xdp_counters: [0; 3],
+            pulled: true,
+        }
+    }
+}
+
+pub(crate) fn check_hello(h: &Hello) -> Result<(), String> {
     if h.version != VERSION as u16 {
         return Err(format!("protocol version {} is not supported (this server speaks {VERSION})", h.version));
     }
@@ -276,7 +250,7 @@ fn check_hello(h: &Hello) -> Result<(), String> {
     Ok(())
 }
 
-fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry>, String> {
+pub(crate) fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry>, String> {
     let mut entries = Vec::with_capacity(hello.entry_count.min(65_536) as usize);
     let mut total: u64 = 0;
     loop {

@@ -7,7 +7,9 @@
 
 use super::seal::{Cipher, KEY_LEN};
 use crate::files::{Entry, EntryKind};
+use crate::proto::policy::Policy;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The largest frame body a peer may send (PROTOCOL.md §3.1). Larger lengths end the connection.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
@@ -35,6 +37,39 @@ pub struct Hello {
     pub cipher: Cipher,
     /// Destination directory, relative to the receiver's root.
     pub dest: String,
+}
+
+/// A client asks the server to send it files: the server becomes the sender (PROTOCOL.md §3.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pull {
+    /// Wire protocol version the client speaks.
+    pub version: u16,
+    /// How datagrams are sealed: the puller's `--cipher`.
+    pub cipher: Cipher,
+    /// The sender's rate policy (`--policy`).
+    pub policy: Policy,
+    /// Path MTU in bytes: the sender sizes its datagrams to fit it.
+    pub mtu: u32,
+    /// Sending rate (fixed) or ceiling (fair, low), bits per second.
+    pub rate_bps: u64,
+    /// The adaptive policies' floor, bits per second; 0 for none.
+    pub min_rate_bps: u64,
+    /// Receive window in bytes; 0 for the sender's default.
+    pub window_bytes: u64,
+    /// What to send: a file or directory, relative to the server's root.
+    pub path: String,
+}
+
+/// A `mover serve --stdio` server's first message: its version and the addresses of the SSH connection it
+/// runs over, from `$SSH_CONNECTION` (PROTOCOL.md §3.3).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    /// Wire protocol version the server speaks.
+    pub version: u16,
+    /// The SSH client's address as sshd saw it (where a pulled session's data goes).
+    pub client: Option<SocketAddr>,
+    /// The address sshd accepted the connection on (where a pushed session's data goes).
+    pub server: Option<SocketAddr>,
 }
 
 /// Receiver's statistics at the end of a session.
@@ -110,8 +145,12 @@ pub enum ControlMsg {
     },
     /// Every file is committed (type 9).
     Complete(ReceiverSummary),
-    /// Authentication inside the daemon's TLS control channel, before the `Hello` (type 11, PROTOCOL.md
-    /// §3.3).
+    /// Client asks the server to send (type 10).
+    Pull(Pull),
+    /// A `--stdio` server's greeting (type 12).
+    Welcome(Welcome),
+    /// Authentication inside the daemon's TLS control channel, before the `Hello` or `Pull` (type 11,
+    /// PROTOCOL.md §3.4).
     Auth(AuthMsg),
 }
 
@@ -252,6 +291,23 @@ impl ControlMsg {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
+            ControlMsg::Pull(p) => {
+                out.push(10);
+                out.extend_from_slice(&p.version.to_be_bytes());
+                out.push(p.cipher.code());
+                out.push(policy_code(p.policy));
+                out.extend_from_slice(&p.mtu.to_be_bytes());
+                out.extend_from_slice(&p.rate_bps.to_be_bytes());
+                out.extend_from_slice(&p.min_rate_bps.to_be_bytes());
+                out.extend_from_slice(&p.window_bytes.to_be_bytes());
+                put_str(out, &p.path);
+            }
+            ControlMsg::Welcome(w) => {
+                out.push(12);
+                out.extend_from_slice(&w.version.to_be_bytes());
+                put_addr(out, w.client);
+                put_addr(out, w.server);
+            }
             ControlMsg::Auth(AuthMsg::Credentials { user, token }) => {
                 out.extend_from_slice(&[11, 1]);
                 put_str(out, user);
@@ -345,6 +401,17 @@ impl ControlMsg {
                 dropped_auth: r.u64()?,
                 dropped_replayed: r.u64()?,
             }),
+            10 => ControlMsg::Pull(Pull {
+                version: r.u16()?,
+                cipher: Cipher::from_code(r.u8()?).ok_or(ControlError::BadValue("cipher"))?,
+                policy: policy_from_code(r.u8()?).ok_or(ControlError::BadValue("policy"))?,
+                mtu: r.u32()?,
+                rate_bps: r.u64()?,
+                min_rate_bps: r.u64()?,
+                window_bytes: r.u64()?,
+                path: r.string()?,
+            }),
+            12 => ControlMsg::Welcome(Welcome { version: r.u16()?, client: r.addr()?, server: r.addr()? }),
             11 => match r.u8()? {
                 1 => ControlMsg::Auth(AuthMsg::Credentials { user: r.string()?, token: Secret(r.string()?) }),
                 2 => ControlMsg::Auth(AuthMsg::Accepted { identity: r.string()? }),
@@ -367,6 +434,41 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&(end as u16).to_be_bytes());
     out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+/// Policy codes in `Pull` (PROTOCOL.md §3.3).
+fn policy_code(p: Policy) -> u8 {
+    match p {
+        Policy::Fixed => 0,
+        Policy::Fair => 1,
+        Policy::Low => 2,
+    }
+}
+
+fn policy_from_code(c: u8) -> Option<Policy> {
+    match c {
+        0 => Some(Policy::Fixed),
+        1 => Some(Policy::Fair),
+        2 => Some(Policy::Low),
+        _ => None,
+    }
+}
+
+/// An optional socket address: `family: u8` (0 = none, 4, 6), then the address bytes and `port: u16`.
+fn put_addr(out: &mut Vec<u8>, a: Option<SocketAddr>) {
+    match a {
+        None => out.push(0),
+        Some(SocketAddr::V4(a)) => {
+            out.push(4);
+            out.extend_from_slice(&a.ip().octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+        Some(SocketAddr::V6(a)) => {
+            out.push(6);
+            out.extend_from_slice(&a.ip().octets());
+            out.extend_from_slice(&a.port().to_be_bytes());
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -396,6 +498,15 @@ impl<'a> Reader<'a> {
     }
     fn u128(&mut self) -> Result<u128, ControlError> {
         Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16 bytes")))
+    }
+    fn addr(&mut self) -> Result<Option<SocketAddr>, ControlError> {
+        let ip: IpAddr = match self.u8()? {
+            0 => return Ok(None),
+            4 => Ipv4Addr::from(<[u8; 4]>::try_from(self.take(4)?).expect("4 bytes")).into(),
+            6 => Ipv6Addr::from(<[u8; 16]>::try_from(self.take(16)?).expect("16 bytes")).into(),
+            _ => return Err(ControlError::BadValue("address family")),
+        };
+        Ok(Some(SocketAddr::new(ip, self.u16()?)))
     }
     fn string(&mut self) -> Result<String, ControlError> {
         let n = self.u16()? as usize;
@@ -455,6 +566,22 @@ mod tests {
                 dropped_auth: 7,
                 dropped_replayed: 8,
             }),
+            ControlMsg::Pull(Pull {
+                version: 3,
+                cipher: Cipher::Aes256Gcm,
+                policy: Policy::Low,
+                mtu: 9000,
+                rate_bps: 10_000_000_000,
+                min_rate_bps: 1_000_000,
+                window_bytes: 0,
+                path: "/home/me/run42".into(),
+            }),
+            ControlMsg::Welcome(Welcome {
+                version: 3,
+                client: Some("10.0.0.1:51234".parse().unwrap()),
+                server: Some("[2001:db8::2]:22".parse().unwrap()),
+            }),
+            ControlMsg::Welcome(Welcome { version: 3, client: None, server: None }),
             ControlMsg::Auth(AuthMsg::Credentials { user: "alice".into(), token: Secret("t0ken".into()) }),
             ControlMsg::Auth(AuthMsg::Credentials { user: "bob".into(), token: Secret::default() }),
             ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() }),
@@ -497,5 +624,21 @@ mod tests {
         // A string claiming more bytes than the limit.
         let body = [5u8, 0xff, 0xff];
         assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadString));
+        // Unknown address family and policy.
+        assert_eq!(ControlMsg::decode(&[12, 0, 3, 5]), Err(ControlError::BadValue("address family")));
+        let mut pull = Vec::new();
+        ControlMsg::Pull(Pull {
+            version: 3,
+            cipher: Cipher::None,
+            policy: Policy::Fair,
+            mtu: 1500,
+            rate_bps: 1,
+            min_rate_bps: 0,
+            window_bytes: 0,
+            path: String::new(),
+        })
+        .encode(&mut pull);
+        pull[8] = 3;
+        assert_eq!(ControlMsg::decode(&pull[4..]), Err(ControlError::BadValue("policy")));
     }
 }

@@ -1,0 +1,122 @@
+//! `mover serve --stdio`: one session whose control channel is this process's stdin and stdout, as
+//! started by a client's `ssh host mover serve --stdio` (PROTOCOL.md §3.3). No daemon, no listening
+//! port: the UDP data socket lives as long as the session.
+
+use super::serve::{check_root, ServeOptions};
+use super::session::{serve_first_message, ServedSession};
+use crate::net::ControlChannel;
+use crate::wire::control::{ControlMsg, Welcome};
+use crate::wire::VERSION;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// How a `--stdio` session ended, when it got as far as greeting the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StdioOutcome {
+    /// The session succeeded.
+    Done,
+    /// It failed and the client was sent the reason (which it prints): the caller only exits non-zero, so the
+    /// user does not see the error twice (ssh forwards our stderr).
+    FailedAndReported,
+}
+
+/// Runs one session over stdin/stdout. Stdout carries nothing but control frames: it is moved to a fresh
+/// descriptor first and fd 1 is pointed at stderr, so a stray print cannot corrupt the channel. Logs go to
+/// stderr, which ssh forwards to the client's terminal.
+pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
+    let (input, output) = take_stdio()?;
+    let (client, server) = match std::env::var("SSH_CONNECTION") {
+        Ok(v) => parse_ssh_connection(&v).unwrap_or((None, None)),
+        Err(_) => (None, None),
+    };
+    let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
+    let peer = client.unwrap_or(any);
+    let local = server.unwrap_or(SocketAddr::new(super::session::unspecified(peer.ip()), 0));
+    let closer = input.try_clone().map_err(|e| format!("stdin: {e}"))?;
+    let close = move || {
+        // Makes a blocked read return when stdin is a socket (sshd may use socketpairs); for a pipe it
+        // fails harmlessly and the reader ends with the process.
+        // Safety: shutdown on a descriptor we own (a duplicate of stdin); no memory is involved.
+        unsafe {
+            libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&closer), libc::SHUT_RDWR);
+        }
+    };
+    let mut ch = ControlChannel::from_parts(input, output, close, peer, local).map_err(|e| format!("stdio: {e}"))?;
+    // The greeting comes before the root is judged, so that a bad root reaches the client as an `Error`
+    // it can show, not as a closed pipe.
+    ch.send(&ControlMsg::Welcome(Welcome { version: VERSION as u16, client, server }))
+        .map_err(|e| format!("stdout: {e}"))?;
+    let result = check_root(&opts.root).and_then(|()| serve_first_message(&mut ch, opts, true));
+    match result {
+        Ok(ServedSession::Received(r)) if opts.stats => {
+            eprint!("{}", crate::pipeline::stats::render_table("receiver stages (serve):", &r.stages))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return match ch.send(&ControlMsg::Error { message: e.clone() }) {
+                Ok(()) => Ok(StdioOutcome::FailedAndReported),
+                Err(_) => Err(e),
+            };
+        }
+    }
+    Ok(StdioOutcome::Done)
+}
+
+/// The remote user's home directory: the root when `--stdio` runs without `--root`.
+pub fn default_root() -> Result<std::path::PathBuf, String> {
+    match std::env::var_os("HOME") {
+        Some(h) if !h.is_empty() => Ok(h.into()),
+        _ => Err("--stdio without --root needs $HOME".into()),
+    }
+}
+
+/// `$SSH_CONNECTION`: "client_ip client_port server_ip server_port". `None` for anything else.
+pub fn parse_ssh_connection(v: &str) -> Option<(Option<SocketAddr>, Option<SocketAddr>)> {
+    let f: Vec<&str> = v.split_whitespace().collect();
+    let [cip, cport, sip, sport] = f.as_slice() else { return None };
+    let addr = |ip: &str, port: &str| -> Option<SocketAddr> {
+        // sshd writes link-local IPv6 addresses with a zone (`fe80::1%eth0`); the zone is dropped.
+        let ip: IpAddr = ip.split('%').next()?.parse().ok()?;
+        Some(SocketAddr::new(ip, port.parse().ok()?))
+    };
+    Some((addr(cip, cport), addr(sip, sport)))
+}
+
+/// stdin as a `File`, and stdout moved to a new descriptor with fd 1 then pointing at stderr.
+fn take_stdio() -> Result<(File, File), String> {
+    // Safety: dup/dup2 on the standard descriptors, which this process owns; the new descriptors are
+    // checked before being wrapped, and each `File` becomes their only owner.
+    unsafe {
+        let out = libc::dup(1);
+        if out < 0 {
+            return Err(format!("dup(stdout): {}", std::io::Error::last_os_error()));
+        }
+        if libc::dup2(2, 1) < 0 {
+            return Err(format!("dup2(stderr, stdout): {}", std::io::Error::last_os_error()));
+        }
+        let inp = libc::dup(0);
+        if inp < 0 {
+            return Err(format!("dup(stdin): {}", std::io::Error::last_os_error()));
+        }
+        Ok((File::from(OwnedFd::from_raw_fd(inp)), File::from(OwnedFd::from_raw_fd(out))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_connection_is_parsed() {
+        let (c, s) = parse_ssh_connection("10.0.0.1 51234 10.0.0.2 22").unwrap();
+        assert_eq!(c, Some("10.0.0.1:51234".parse().unwrap()));
+        assert_eq!(s, Some("10.0.0.2:22".parse().unwrap()));
+        let (c, s) = parse_ssh_connection("fe80::1%eth0 5 ::1 22").unwrap();
+        assert_eq!(c, Some("[fe80::1]:5".parse().unwrap()));
+        assert_eq!(s, Some("[::1]:22".parse().unwrap()));
+        assert_eq!(parse_ssh_connection("x 1 ::1 22"), Some((None, Some("[::1]:22".parse().unwrap()))));
+        assert_eq!(parse_ssh_connection("1.2.3.4 5"), None);
+        assert_eq!(parse_ssh_connection(""), None);
+    }
+}
