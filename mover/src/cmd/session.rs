@@ -114,10 +114,12 @@ pub fn send_files(
     let who = p.peer_name;
     if let Err(e) = send_manifest(ch, hello, &scanned.entries) {
         // A peer that refuses early closes the connection; its reason is worth more than our broken pipe.
-        if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
-            return Err(format!("{who} refused: {message}"));
-        }
-        return Err(format!("sending to {}: {e}", ch.peer_addr()));
+        return Err(match ch.recv_timeout(Duration::from_secs(2)) {
+            Some(ControlEvent::Msg(ControlMsg::Error { message })) => format!("{who} refused: {message}"),
+            // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
+            Some(ControlEvent::Failed(why)) => format!("sending to {}: {e}; {why}", ch.peer_addr()),
+            _ => format!("sending to {}: {e}", ch.peer_addr()),
+        });
     }
     let (session_id, udp_port, key) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
         ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
