@@ -817,7 +817,14 @@ pub fn seed_corpus() -> Vec<Seed> {
             }),
         ),
         ("manifest_end", ControlMsg::ManifestEnd),
-        ("accept", ControlMsg::Accept { session_id: SESSION_ID, udp_port: 40000, key: [0x5a; crate::wire::KEY_LEN] }),
+        (
+            "accept",
+            ControlMsg::Accept {
+                session_id: SESSION_ID,
+                udp_port: 40000,
+                key: crate::wire::SessionKey([0x5a; crate::wire::KEY_LEN]),
+            },
+        ),
         ("error", ControlMsg::Error { message: "disk full".into() }),
         ("file_hash", ControlMsg::FileHash { round: 0, file_id: 1, hash: u128::MAX - 3 }),
         ("round_failed", ControlMsg::RoundFailed { round: 1, file_ids: vec![0, 2, 9] }),

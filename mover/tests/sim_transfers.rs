@@ -142,7 +142,7 @@ fn aead_sessions_survive_loss_reordering_duplication_and_corruption() {
         sim.forward.duplicate = 0.01;
         let mut cfg = config(rate, 1472, Duration::from_millis(40));
         cfg.cipher = cipher;
-        cfg.key = [seed as u8; mover::wire::KEY_LEN];
+        cfg.key = mover::wire::SessionKey([seed as u8; mover::wire::KEY_LEN]);
         let r = checked(&sim, cfg, vec![24 << 20, 0, 4321]);
         eprintln!("{cipher}: {}", describe(&r));
         assert!(r.forward.corrupted > 50 && r.forward.duplicated > 50);

@@ -89,6 +89,8 @@ pub struct SessionReport {
     pub xdp_counters: [u64; 3],
     /// The client pulled: the server sent, and `summary` is what the client committed.
     pub pulled: bool,
+    /// How the session's datagrams were sealed.
+    pub cipher: crate::wire::Cipher,
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
@@ -162,13 +164,14 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Stri
 
 fn log_session(r: &SessionReport, stats: bool) {
     eprintln!(
-        "mover serve: {} files, {} {} {} in {:.2} s ({}), verified; disk {}; net {}",
+        "mover serve: {} files, {} {} {} in {:.2} s ({}), verified; {}; disk {}; net {}",
         r.summary.files,
         format_bytes(r.summary.bytes),
         if r.pulled { "to" } else { "from" },
         r.peer,
         r.seconds,
         format_rate_bps(r.summary.bytes as f64 * 8.0 / r.seconds.max(1e-9)),
+        super::push::cipher_note(r.cipher),
         r.disk,
         match &r.xdp {
             Some(x) => format!(
@@ -227,6 +230,7 @@ impl SessionReport {
             xdp: r.xdp.clone(),
             xdp_counters: [0; 3],
             pulled: true,
+            cipher: r.cipher,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::proto::{Config, Receiver, Sender};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello, Pull};
 use crate::wire::data::DATA_OVERHEAD;
-use crate::wire::{Cipher, DropReason, KEY_LEN, VERSION};
+use crate::wire::{Cipher, DropReason, SessionKey, KEY_LEN, VERSION};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::FileTypeExt;
@@ -251,7 +251,7 @@ pub fn receive_files(
     p.limits.check_entries(&entries)?;
     let dest = (target.dest_of)(&hello.dest)?;
     let session_id = super::random_u64();
-    let key = if hello.cipher.is_aead() { super::random_key()? } else { [0; KEY_LEN] };
+    let key = SessionKey(if hello.cipher.is_aead() { super::random_key()? } else { [0; KEY_LEN] });
     let mut tree = DestTree::prepare(target.root, &dest, &entries, session_id)?;
     tree.set_fsync(p.fsync);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
@@ -286,6 +286,7 @@ pub fn receive_files(
         xdp: xdp.as_ref().map(|x| x.info().clone()),
         xdp_counters,
         pulled: false,
+        cipher: hello.cipher,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::policy::Policy;
 use crate::wire::data::DATA_OVERHEAD;
-use crate::wire::{Cipher, KEY_LEN};
+use crate::wire::{Cipher, SessionKey};
 use std::time::Duration;
 
 /// Default receive window in bytes (PROTOCOL.md §5). It must cover rate x (RTT + NAK delay + a re-NAK or
@@ -34,7 +34,7 @@ pub struct Config {
     /// How datagrams are sealed (PROTOCOL.md §2.2, §6).
     pub cipher: Cipher,
     /// The session key, chosen by the receiver (unused with [`Cipher::None`]).
-    pub key: [u8; KEY_LEN],
+    pub key: SessionKey,
     /// Payload bytes per data packet.
     pub block_payload: u16,
     /// Sending rate, bits per second of UDP payload: the rate itself under [`Policy::Fixed`], the ceiling
@@ -67,7 +67,7 @@ impl Config {
         Config {
             session_id,
             cipher: Cipher::None,
-            key: [0; KEY_LEN],
+            key: SessionKey::default(),
             block_payload,
             rate_bps,
             policy: Policy::Fixed,

@@ -136,7 +136,7 @@ impl Receiver {
         cfg.validate().expect("invalid session configuration");
         let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
         let mut r = Receiver {
-            sealer: Sealer::new(cfg.cipher, &cfg.key, cfg.session_id, Role::Receiver),
+            sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Receiver),
             replay: ReplayWindow::new(),
             received: SeqBits::new(cfg.window_blocks),
             srtt_ns: cfg.initial_rtt.as_nanos() as u64,

@@ -158,7 +158,7 @@ impl Sender {
         cfg.validate().expect("invalid session configuration");
         let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
         let mut s = Sender {
-            sealer: Sealer::new(cfg.cipher, &cfg.key, cfg.session_id, Role::Sender),
+            sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Sender),
             replay: ReplayWindow::new(),
             pending: SeqBits::new(cfg.window_blocks),
             rate: RateController::new(

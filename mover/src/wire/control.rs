@@ -5,7 +5,7 @@
 //! message body. Integers are big-endian; strings are `u16` length + UTF-8. A decoder never allocates more
 //! than the frame it was given, which the framing layer caps before reading it.
 
-use super::seal::{Cipher, KEY_LEN};
+use super::seal::{Cipher, SessionKey, KEY_LEN};
 use crate::files::{Entry, EntryKind};
 use crate::proto::policy::Policy;
 use std::fmt;
@@ -112,7 +112,7 @@ pub enum ControlMsg {
         /// The session key, fresh from the receiver's random source (all zeros with cipher `none`). It
         /// crosses only an authenticated, encrypted control channel (SSH or TLS), except under
         /// `--insecure-no-auth` (PROTOCOL.md §6).
-        key: [u8; KEY_LEN],
+        key: SessionKey,
     },
     /// Either side gives up, with a reason for the user (type 5).
     Error {
@@ -250,7 +250,7 @@ impl ControlMsg {
                 out.push(4);
                 out.extend_from_slice(&session_id.to_be_bytes());
                 out.extend_from_slice(&udp_port.to_be_bytes());
-                out.extend_from_slice(key);
+                out.extend_from_slice(&key.0);
             }
             ControlMsg::Error { message } => {
                 out.push(5);
@@ -373,7 +373,7 @@ impl ControlMsg {
             4 => ControlMsg::Accept {
                 session_id: r.u64()?,
                 udp_port: r.u16()?,
-                key: r.take(KEY_LEN)?.try_into().expect("KEY_LEN bytes"),
+                key: SessionKey(r.take(KEY_LEN)?.try_into().expect("KEY_LEN bytes")),
             },
             5 => ControlMsg::Error { message: r.string()? },
             6 => ControlMsg::FileHash { round: r.u8()?, file_id: r.u32()?, hash: r.u128()? },
@@ -551,7 +551,7 @@ mod tests {
                 mtime_ns: 0,
             }),
             ControlMsg::ManifestEnd,
-            ControlMsg::Accept { session_id: 0xdead_beef, udp_port: 40000, key: [7; KEY_LEN] },
+            ControlMsg::Accept { session_id: 0xdead_beef, udp_port: 40000, key: SessionKey([7; KEY_LEN]) },
             ControlMsg::Error { message: "disk full".into() },
             ControlMsg::FileHash { round: 0, file_id: 9, hash: u128::MAX - 3 },
             ControlMsg::RoundFailed { round: 2, file_ids: vec![1, 5, 9] },
@@ -640,5 +640,13 @@ mod tests {
         .encode(&mut pull);
         pull[8] = 3;
         assert_eq!(ControlMsg::decode(&pull[4..]), Err(ControlError::BadValue("policy")));
+    }
+
+    #[test]
+    fn debug_output_shows_no_session_key() {
+        let m = ControlMsg::Accept { session_id: 1, udp_port: 2, key: SessionKey([0xab; KEY_LEN]) };
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("171") && !shown.to_lowercase().contains("ab, "), "{shown}");
+        assert!(shown.contains("redacted"));
     }
 }

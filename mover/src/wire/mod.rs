@@ -15,7 +15,7 @@ pub mod seal;
 
 pub use header::{CommonHeader, PacketType, COMMON_HEADER_LEN, MAGIC, VERSION};
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
-pub use seal::{open_datagram, Cipher, Role, Sealer, KEY_LEN, TAG_LEN};
+pub use seal::{open_datagram, Cipher, Role, Sealer, SessionKey, KEY_LEN, TAG_LEN};
 
 /// Why a datagram was dropped. Every drop is counted by reason; none panics.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

@@ -21,6 +21,17 @@ pub const TAG_LEN: usize = 16;
 /// Bytes in a session key (PROTOCOL.md §6).
 pub const KEY_LEN: usize = 32;
 
+/// A session key (PROTOCOL.md §6.1). Its `Debug` shows no key material, so no error message or log line
+/// that prints a control message or a configuration can leak it.
+#[derive(Copy, Clone, PartialEq, Eq, Default)]
+pub struct SessionKey(pub [u8; KEY_LEN]);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(<redacted>)")
+    }
+}
+
 /// How a session's datagrams are sealed (`--cipher`).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Cipher {
