@@ -450,3 +450,23 @@ fn too_many_concurrent_sessions_from_one_client_are_refused() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_daemon_requiring_encryption_refuses_cipher_none_both_ways() {
+    let s = setup("auth-require-enc");
+    let server = s.server(&["--require-encryption"]);
+    std::fs::create_dir_all(s.root.join("pub")).unwrap();
+    std::fs::write(s.root.join("pub/f.txt"), b"kept\n").unwrap();
+    let before = s.snapshot();
+    let mut none = s.token_args();
+    none.extend(["--cipher".into(), "none".into()]);
+    assert_refused(&push(&none, &s.src, &url(&server, "x")), "requires encrypted data (--require-encryption)");
+    let here = s.outside.join("pulled");
+    let out = run_with_limit(mover().arg("pull").args(&none).arg(url(&server, "pub")).arg(&here), LIMIT);
+    assert_refused(&out, "requires encrypted data");
+    assert!(!here.exists(), "a refused pull created its destination");
+    assert_eq!(s.snapshot(), before, "a refused session wrote something");
+    // The default cipher is welcome.
+    let out = push(&s.token_args(), &s.src, &url(&server, "x"));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -1,10 +1,11 @@
-//! What one session may ask of `mover serve`: entries, bytes, name length, and concurrent sessions per
-//! client. Checked on the announced `Hello` and on the manifest, before anything is created on disk.
+//! What one session may ask of `mover serve`: entries, bytes, name length, concurrent sessions per
+//! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello` and on the manifest, before anything is created on disk.
 
 use crate::files::Entry;
 use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::{format_bytes, parse_size_bytes};
 use crate::wire::control::Hello;
+use crate::wire::Cipher;
 
 /// Default `--max-files`: manifest entries (files and directories) in one session.
 pub const DEFAULT_MAX_FILES: u64 = super::serve::MAX_ENTRIES;
@@ -25,6 +26,8 @@ pub struct Limits {
     /// Most sessions one client (one authenticated identity; one IP address without authentication) may
     /// have at once.
     pub max_sessions_per_client: usize,
+    /// Refuse sessions that ask for `--cipher none` (`--require-encryption`).
+    pub require_encryption: bool,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             max_bytes: DEFAULT_MAX_BYTES,
             max_name_len: MAX_COMPONENT_LEN,
             max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
+            require_encryption: false,
         }
     }
 }
@@ -55,6 +59,10 @@ pub struct LimitArgs {
     /// --insecure-no-auth).
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_sessions_per_client: u64,
+    /// Refuse pushes and pulls that ask for --cipher none: every session's data must be encrypted and
+    /// authenticated.
+    #[arg(long)]
+    pub require_encryption: bool,
 }
 
 impl LimitArgs {
@@ -65,6 +73,7 @@ impl LimitArgs {
             max_bytes: self.max_bytes,
             max_name_len: self.max_name_len as usize,
             max_sessions_per_client: self.max_sessions_per_client as usize,
+            require_encryption: self.require_encryption,
         }
     }
 }
@@ -72,6 +81,7 @@ impl LimitArgs {
 impl Limits {
     /// Judges what the `Hello` announces (the manifest must then match it: `serve::read_manifest`).
     pub fn check_hello(&self, h: &Hello) -> Result<(), String> {
+        self.check_cipher(h.cipher)?;
         if h.entry_count > self.max_files {
             return Err(format!(
                 "{} entries exceed this server's limit of {} per session (--max-files)",
@@ -86,6 +96,16 @@ impl Limits {
             ));
         }
         self.check_names(&h.dest)
+    }
+
+    /// Judges the cipher a push or pull asks for.
+    pub fn check_cipher(&self, cipher: Cipher) -> Result<(), String> {
+        if self.require_encryption && !cipher.is_aead() {
+            return Err("this server requires encrypted data (--require-encryption): --cipher none is refused; \
+                        use aes256gcm or chacha20poly1305"
+                .into());
+        }
+        Ok(())
     }
 
     /// Judges every entry's name lengths.
@@ -136,7 +156,13 @@ mod tests {
 
     #[test]
     fn each_limit_refuses_with_its_flag() {
-        let l = Limits { max_files: 10, max_bytes: 1000, max_name_len: 8, max_sessions_per_client: 1 };
+        let l = Limits {
+            max_files: 10,
+            max_bytes: 1000,
+            max_name_len: 8,
+            max_sessions_per_client: 1,
+            require_encryption: false,
+        };
         assert!(l.check_hello(&hello(10, 1000, "abcdefgh/x")).is_ok());
         assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().contains("--max-files"));
         assert!(l.check_hello(&hello(1, 1001, "")).unwrap_err().contains("--max-bytes"));

@@ -339,6 +339,7 @@ fn serve_pull(
     if pull.rate_bps == 0 || pull.min_rate_bps > pull.rate_bps {
         return Err(format!("rate {} with floor {} is not a valid request", pull.rate_bps, pull.min_rate_bps));
     }
+    opts.limits.check_cipher(pull.cipher)?;
     let rel = resolve(&pull.path)?;
     let source = source_under_root(&opts.root, &rel)?;
     let scanned = scan_sources(std::slice::from_ref(&source))?;
