@@ -83,6 +83,9 @@ const BASE_BUCKETS: usize = 6;
 const BASE_BUCKET_NS: u64 = 10_000_000_000;
 /// Feedback samples in the current-delay filter (the minimum of the last few reports).
 const CURRENT_FILTER: usize = 4;
+/// The least delay above the base taken as a queue whatever the RTT (see `on_feedback`): on sub-millisecond
+/// paths twice the RTT is within host noise.
+const MIN_QUEUE_BOUND_NS: u64 = 2_000_000;
 /// Length of the windows over which the sending rate is remembered (the receiver measures its rate over
 /// windows of at least 10 ms too).
 const SEND_WINDOW_NS: u64 = 10_000_000;
@@ -350,6 +353,15 @@ impl RateController {
                 // A standing delay taken as the hosts' own (see `steady_round`) shrinks as soon as less
                 // is seen.
                 self.offset_ns = self.offset_ns.min(raw);
+                // A queue on the forward path is part of the round trip, so delay above the base beyond
+                // twice the RTT is not a queue: it is the hosts' own (a receiver that stamps arrivals late
+                // behind a backlog of its own, which the echo's hold time removes from the RTT but not from
+                // the one-way delay). Left in, it reads as a standing queue that no drain can move, and the
+                // rate spirals down on an idle path.
+                if self.srtt_ns > 0 {
+                    let bound = (2 * self.srtt_ns).max(MIN_QUEUE_BOUND_NS);
+                    self.offset_ns = self.offset_ns.max(raw.saturating_sub(bound));
+                }
                 let q = raw - self.offset_ns;
                 self.queue_ns = Some(q);
                 self.round_min_queue = Some(self.round_min_queue.map_or(q, |m| m.min(q)));
@@ -673,5 +685,47 @@ mod tests {
         }
         assert_eq!(c.rate_bps(), 50_000_000, "a standing 80 ms queue pushes low down to its floor");
         assert_eq!(c.max_rate_bps(), 300_000_000);
+    }
+
+    /// A receiver that stamps arrivals late (a backlog of its own) adds delay to the one-way samples but not
+    /// to the round trip, whose echo hold time removes it: 15 ms over the base on a 1 ms path is no queue of
+    /// this path, and must not make `fair` drain an idle link (the spiral seen at 0 ms RTT, issue 6).
+    #[test]
+    fn one_way_delay_beyond_the_round_trip_is_not_a_queue() {
+        let mut c = RateController::new(Policy::Fair, 950_000_000, 0, 1000, 1000, Time::ZERO);
+        let mut now = Time::ZERO;
+        let step = |c: &mut RateController, now: &mut Time, owd: u32| {
+            *now = now.plus_ns(2_000_000);
+            let rate = c.rate_bps() as f64;
+            c.on_send(*now, (rate * 0.002 / 8.0) as usize);
+            // Random loss on the path (1 block per feedback, about 1%) keeps the loss-driven share small.
+            let sig = FeedbackSignal { owd_us: Some(owd), recv_rate: (rate / 8.0) as u64, lost: 1, srtt_ns: 1_000_000 };
+            c.on_feedback(*now, sig);
+        };
+        while now.0 < 1_000_000_000 {
+            step(&mut c, &mut now, 1000);
+        }
+        let before = c.rate_bps();
+        assert!(before > 800_000_000, "reached the ceiling first: {before}");
+        while now.0 < 4_000_000_000 {
+            step(&mut c, &mut now, 16_000);
+        }
+        assert!(c.rate_bps() > before * 8 / 10, "fair drained to {} from {before} on late stamps", c.rate_bps());
+        // A real queue (it shows in the round trip too) still counts.
+        let mut q = RateController::new(Policy::Fair, 950_000_000, 0, 1000, 1000, Time::ZERO);
+        let mut now = Time::ZERO;
+        while now.0 < 1_000_000_000 {
+            step(&mut q, &mut now, 1000);
+        }
+        let before = q.rate_bps();
+        for _ in 0..1500 {
+            now = now.plus_ns(2_000_000);
+            let rate = q.rate_bps() as f64;
+            q.on_send(now, (rate * 0.002 / 8.0) as usize);
+            let sig =
+                FeedbackSignal { owd_us: Some(16_000), recv_rate: (rate / 8.0) as u64, lost: 1, srtt_ns: 16_000_000 };
+            q.on_feedback(now, sig);
+        }
+        assert!(q.rate_bps() < before * 8 / 10, "a 15 ms queue seen in the RTT too must slow fair: {}", q.rate_bps());
     }
 }
