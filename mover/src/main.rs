@@ -105,10 +105,12 @@ struct TokenArgs {
     user: String,
 }
 
+/// The flags push and pull share: how the sending side (local for push, remote for pull) paces and seals
+/// the transfer, and how the summary is printed.
 #[derive(Args, Debug)]
-struct PushArgs {
-    /// Rate policy: fair (find the bottleneck and share it), low (a scavenger that yields to other traffic)
-    /// or fixed (hold --rate whatever happens).
+struct TransferArgs {
+    /// Rate policy of the sending side: fair (find the bottleneck and share it), low (a scavenger that yields
+    /// to other traffic) or fixed (hold --rate whatever happens).
     #[arg(long, default_value = "fair")]
     policy: Policy,
     /// Sending rate in bits/s with SI suffix (500M, 2G, 10G): the rate under --policy fixed (default 1G),
@@ -121,15 +123,25 @@ struct PushArgs {
     /// Print one JSON object with the summary on stdout.
     #[arg(long)]
     json: bool,
-    /// Path MTU in bytes; datagrams are sized to fit it.
+    /// Path MTU in bytes; the sender sizes datagrams to fit it.
     #[arg(long, default_value_t = 1500)]
     mtu: usize,
     /// Receive window (bytes in flight beyond the cumulative ACK), e.g. 512M.
     #[arg(long, value_parser = parse_size_bytes)]
     window: Option<u64>,
-    /// Seconds to wait for the TCP connection.
+    /// Seconds to wait for the daemon's TCP connection.
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
+    /// How data and feedback datagrams are sealed: aes256gcm, chacha20poly1305, or none (no encryption and
+    /// no authentication: only an integrity check against corruption).
+    #[arg(long, default_value = "aes256gcm")]
+    cipher: Cipher,
+}
+
+#[derive(Args, Debug)]
+struct PushArgs {
+    #[command(flatten)]
+    transfer: TransferArgs,
     /// Pin the sender's stages: auto, none, a core list (0,1 or 0-3, given to stages in table order) or
     /// stage=core pairs (pacer=1,packetizer=0).
     #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
@@ -149,10 +161,6 @@ struct PushArgs {
     /// Print the sender's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
-    /// How data and feedback datagrams are sealed: aes256gcm, chacha20poly1305, or none (no encryption and
-    /// no authentication: only an integrity check against corruption).
-    #[arg(long, default_value = "aes256gcm")]
-    cipher: Cipher,
     #[command(flatten)]
     auth: ClientAuthArgs,
     #[command(flatten)]
@@ -185,28 +193,8 @@ impl SshArgs {
 
 #[derive(Args, Debug)]
 struct PullArgs {
-    /// The remote sender's rate policy: fair, low or fixed (as for push).
-    #[arg(long, default_value = "fair")]
-    policy: Policy,
-    /// The remote sender's rate in bits/s with SI suffix: the rate under --policy fixed (default 1G), a
-    /// ceiling under fair and low (default: none).
-    #[arg(long, value_parser = parse_rate_bps)]
-    rate: Option<u64>,
-    /// The lowest rate fair and low go down to, in bits/s (default: none).
-    #[arg(long, value_parser = parse_rate_bps)]
-    min_rate: Option<u64>,
-    /// Print one JSON object with the summary on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Path MTU in bytes; the sender sizes datagrams to fit it.
-    #[arg(long, default_value_t = 1500)]
-    mtu: usize,
-    /// Receive window (bytes in flight beyond the cumulative ACK), e.g. 512M.
-    #[arg(long, value_parser = parse_size_bytes)]
-    window: Option<u64>,
-    /// Seconds to wait for the TCP connection (daemon).
-    #[arg(long, default_value_t = 10.0)]
-    connect_timeout: f64,
+    #[command(flatten)]
+    transfer: TransferArgs,
     /// Pin this side's receiving stages: auto, none, a core list or stage=core pairs (recv=0,writer=1).
     #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
     cores: CorePlan,
@@ -222,9 +210,6 @@ struct PullArgs {
     /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
-    /// How data and feedback datagrams are sealed: aes256gcm, chacha20poly1305, or none.
-    #[arg(long, default_value = "aes256gcm")]
-    cipher: Cipher,
     #[command(flatten)]
     auth: ClientAuthArgs,
     #[command(flatten)]
@@ -348,25 +333,25 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     }
     let mut paths = a.paths;
     let url = paths.pop().expect("clap requires at least two paths");
-    let connect_timeout = connect_timeout(a.connect_timeout)?;
-    let (rate_bps, min_rate_bps) = rates(a.policy, a.rate, a.min_rate)?;
+    let connect_timeout = connect_timeout(a.transfer.connect_timeout)?;
+    let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
     let auth = if url.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
     let opts = push::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
         rate_bps,
-        policy: a.policy,
+        policy: a.transfer.policy,
         min_rate_bps,
-        mtu: a.mtu,
-        window_bytes: a.window,
+        mtu: a.transfer.mtu,
+        window_bytes: a.transfer.window,
         connect_timeout,
         verbose: true,
         cores: a.cores,
         direct: !a.buffered,
         queue_depth: a.queue_depth,
         net: a.net,
-        cipher: a.cipher,
+        cipher: a.transfer.cipher,
         auth,
         ssh: a.ssh.options(),
     };
@@ -374,7 +359,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     if a.stats {
         eprint!("{}", report.stage_table());
     }
-    if a.json {
+    if a.transfer.json {
         println!("{}", report.to_json());
     }
     report.error.map_or(Ok(()), Err)
@@ -389,23 +374,23 @@ fn run_token(a: &TokenArgs) -> Result<(), String> {
 }
 
 fn run_pull(a: PullArgs) -> Result<(), String> {
-    let (rate_bps, min_rate_bps) = rates(a.policy, a.rate, a.min_rate)?;
+    let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH source is authenticated by ssh.
     let auth = if a.source.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
     let opts = pull::PullOptions {
         source: a.source,
         dest: a.dest,
         rate_bps,
-        policy: a.policy,
+        policy: a.transfer.policy,
         min_rate_bps,
-        mtu: a.mtu,
-        window_bytes: a.window,
-        connect_timeout: connect_timeout(a.connect_timeout)?,
+        mtu: a.transfer.mtu,
+        window_bytes: a.transfer.window,
+        connect_timeout: connect_timeout(a.transfer.connect_timeout)?,
         verbose: true,
         cores: a.cores,
         queue_depth: a.queue_depth,
         net: a.net,
-        cipher: a.cipher,
+        cipher: a.transfer.cipher,
         fsync: a.fsync,
         ssh: a.ssh.options(),
         auth,
@@ -414,7 +399,7 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
     if a.stats {
         eprint!("{}", report.stage_table());
     }
-    if a.json {
+    if a.transfer.json {
         println!("{}", report.to_json());
     }
     report.error.map_or(Ok(()), Err)
