@@ -105,3 +105,18 @@ pub fn measure(args: &BenchCipherArgs) -> Result<Vec<CipherSpeed>, String> {
     }
     Ok(speeds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cipher_is_measured_and_bad_arguments_are_refused() {
+        let args = BenchCipherArgs { datagram: 1472, count: 50, passes: 1, json: false };
+        let speeds = measure(&args).unwrap();
+        assert_eq!(speeds.iter().map(|s| s.cipher).collect::<Vec<_>>(), Cipher::ALL);
+        assert!(speeds.iter().all(|s| s.seal_bytes_per_s > 0.0 && s.open_bytes_per_s > 0.0));
+        assert!(measure(&BenchCipherArgs { datagram: 10, ..args.clone() }).is_err());
+        assert!(measure(&BenchCipherArgs { count: 0, ..args }).is_err());
+    }
+}
