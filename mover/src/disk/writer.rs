@@ -278,7 +278,7 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn write_pattern(backend: DiskBackend) {
-        let dir = crate::files::testutil::TempDir::new("writer");
+        let dir = crate::testing::TempDir::new("writer");
         let path = dir.path().join("out.bin");
         let file = std::fs::File::create(&path).unwrap();
         let mut pool = BufferPool::new(8, 64 << 10);
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_reports_its_errno() {
-        let dir = crate::files::testutil::TempDir::new("writer-err");
+        let dir = crate::testing::TempDir::new("writer-err");
         let path = dir.path().join("ro.bin");
         std::fs::write(&path, b"x").unwrap();
         let ro = std::fs::File::open(&path).unwrap();

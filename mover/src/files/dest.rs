@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::confine::create_dir_under_root;
-use super::entry::{Entry, EntryKind};
 use super::fdcache::FdCache;
 use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
 use crate::proto::BlockStore;
+use crate::wire::entry::{Entry, EntryKind};
 
 /// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
 /// announced modes, so nobody else sees (or writes into) a half-received tree.
@@ -465,7 +465,7 @@ impl Drop for DestTree {
 mod tests {
     use super::*;
     use crate::files::sanitize::{sanitize_dest_dir, sanitize_relative};
-    use crate::files::testutil::TempDir;
+    use crate::testing::TempDir;
     use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 
     const TAG: u64 = 0x0123_4567_89ab_cdef;

@@ -3,18 +3,16 @@
 mod coalesce;
 mod confine;
 mod dest;
-mod entry;
 mod fdcache;
 mod sanitize;
 mod scan;
 mod source;
-#[cfg(test)]
-pub(crate) mod testutil;
 
+/// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
+pub use crate::wire::entry::{Entry, EntryKind};
 pub use coalesce::{WriteCoalescer, DEFAULT_RUN_BYTES};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
-pub use entry::{Entry, EntryKind};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 pub use scan::{scan_sources, Scanned};
 pub use source::SourceFiles;

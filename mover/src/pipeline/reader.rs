@@ -228,8 +228,8 @@ pub fn run_reader(
 mod tests {
     use super::*;
     use crate::disk::{BackendChoice, DiskBackend, ReaderConfig};
-    use crate::files::testutil::TempDir;
     use crate::pipeline::ring::ring;
+    use crate::testing::TempDir;
 
     /// The reader stage on its own thread, consumed by the test through its rings: many files (empty ones and
     /// ones larger than a chunk among them) come out in (file, offset) order with the right bytes, for both

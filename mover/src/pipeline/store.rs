@@ -249,11 +249,11 @@ impl BlockStore for PipeStore {
 mod tests {
     use super::*;
     use crate::disk::{BackendChoice, BufferPool, DiskBackend, DiskWriter};
-    use crate::files::testutil::TempDir;
     use crate::files::{sanitize_dest_dir, Entry, EntryKind};
     use crate::pipeline::ring::ring;
     use crate::pipeline::stats::StageMeter;
     use crate::pipeline::write_stage::run_writer;
+    use crate::testing::TempDir;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// The store with the writer stage on its own thread (no socket, no protocol): out-of-order blocks of two
