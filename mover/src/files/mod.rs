@@ -1,6 +1,5 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
-mod coalesce;
 mod confine;
 mod dest;
 mod fdcache;
@@ -10,7 +9,6 @@ mod source;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
-pub use coalesce::{WriteCoalescer, DEFAULT_RUN_BYTES};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
