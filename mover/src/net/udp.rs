@@ -933,11 +933,6 @@ impl RxBatch {
         true
     }
 
-    /// XDP path: whether no more frames fit.
-    pub fn frames_full(&self) -> bool {
-        self.frames.len() == self.capacity
-    }
-
     /// Counts a datagram dropped before it reached the batch (a malformed frame).
     pub fn count_truncated(&mut self) {
         self.truncated += 1;
