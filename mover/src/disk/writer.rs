@@ -321,7 +321,7 @@ mod tests {
     fn io_uring_writes_land_at_their_offsets() {
         match DiskWriter::new(BufferPool::new(1, 4096).region().clone(), BackendChoice::Auto, 1) {
             Ok(w) if w.backend() == DiskBackend::IoUring => write_pattern(DiskBackend::IoUring),
-            _ => eprintln!("SKIP io_uring_writes_land_at_their_offsets: io_uring unavailable here"),
+            _ => crate::testing::skip_or_fail("io_uring_writes_land_at_their_offsets", "io_uring unavailable here"),
         }
     }
 

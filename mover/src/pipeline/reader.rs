@@ -254,7 +254,8 @@ mod tests {
                 max_open_files: 64,
             };
             let Ok(reader) = DiskReader::new(&cfg) else {
-                eprintln!("SKIP {backend:?}: unavailable here");
+                let half = format!("reads_every_file_in_order_through_a_small_pool ({backend:?} half)");
+                crate::testing::skip_or_fail(&half, "the backend is unavailable here");
                 continue;
             };
             let region = reader.pool().region().clone();
