@@ -17,12 +17,15 @@ pub fn caps_required(value: Option<&std::ffi::OsStr>) -> bool {
 
 /// Skips (prints `SKIPPED <test>: <why>` and returns) or, under `MOVER_REQUIRE_CAPS=1`, panics.
 ///
-/// The caller returns right after it, or skips only the part of the test that needs the capability.
+/// The caller returns right after it, or skips only the part of the test that needs the capability. The panic
+/// points at the caller's line.
+#[track_caller]
 pub fn skip_or_fail(test: &str, why: &str) {
     skip_or_fail_with(caps_required(std::env::var_os(REQUIRE_CAPS_VAR).as_deref()), test, why);
 }
 
 /// [`skip_or_fail`] with the decision made by the caller (tests of the rule itself).
+#[track_caller]
 pub fn skip_or_fail_with(required: bool, test: &str, why: &str) {
     if required {
         panic!("{test} cannot run here: {why}; every capability is required by {REQUIRE_CAPS_VAR}=1");
