@@ -21,5 +21,7 @@ pub mod pipeline;
 pub mod proto;
 pub mod rate;
 pub mod sim;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 pub mod wire;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{is_root, list_tree, mover, run_with_limit, Server, TempDir};
+use common::{is_root, list_tree, mover, run_with_limit, skip_or_fail, Server, TempDir};
 use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
@@ -40,7 +40,7 @@ fn refused_connection() {
 #[test]
 fn unreachable_server() {
     if !is_root() {
-        eprintln!("SKIPPED unreachable_server: needs root for a network namespace (CI runs as root)");
+        skip_or_fail("unreachable_server", "needs root for a network namespace (CI runs as root)");
         return;
     }
     // A namespace with nothing but loopback: no route anywhere, so connect fails at once and no packet
@@ -154,7 +154,10 @@ fn garbage_on_the_control_port_does_not_hurt_the_server() {
 #[test]
 fn full_disk_fails_with_a_clear_error_and_leaves_no_partial_file() {
     if !is_root() {
-        eprintln!("SKIPPED full_disk: needs root to mount a small tmpfs (CI runs as root)");
+        skip_or_fail(
+            "full_disk_fails_with_a_clear_error_and_leaves_no_partial_file",
+            "needs root to mount a small tmpfs (CI runs as root)",
+        );
         return;
     }
     let tmp = TempDir::new("full");

@@ -6,7 +6,7 @@
 mod common;
 
 use common::certs::{self, Certs};
-use common::{mover, run_with_limit, Server, TempDir};
+use common::{mover, run_with_limit, skip_or_fail, Server, TempDir};
 use mover::cmd::auth::{connect_client, ClientAuth};
 use mover::files::{Entry, EntryKind};
 use mover::net::ControlChannel;
@@ -354,7 +354,7 @@ fn every_traversal_form_is_refused_writing_nothing() {
     // Safety: as above; needs root, and the case is skipped (loudly) without it.
     let have_dev = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) } == 0;
     if !have_dev {
-        eprintln!("not root: the device-file case is skipped");
+        skip_or_fail("every_traversal_form_is_refused_writing_nothing (its device-file case)", "mknod needs root");
     }
     let before = s.snapshot();
     let long = "n".repeat(256);

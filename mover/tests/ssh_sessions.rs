@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{is_root, json_raw, list_tree, mover, run_with_limit, write_random_file, KillOnDrop, TempDir};
+use common::{
+    is_root, json_raw, list_tree, mover, run_with_limit, skip_or_fail, write_random_file, KillOnDrop, TempDir,
+};
 use mover::cmd::demo::compare_trees;
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -30,17 +32,17 @@ impl Sshd {
     /// Starts one, or says why not and returns `None` (the caller then skips).
     fn start(dir: &Path, test: &str) -> Option<Sshd> {
         if !is_root() {
-            eprintln!("SKIPPED {test}: needs root for sshd and root@127.0.0.1 (CI runs as root)");
+            skip_or_fail(test, "needs root for sshd and root@127.0.0.1 (CI runs as root)");
             return None;
         }
         if !Path::new(SSHD).exists() || Command::new("ssh").arg("-V").output().is_err() {
-            eprintln!("SKIPPED {test}: needs openssh-server ({SSHD}) and openssh-client (test.sh installs them)");
+            skip_or_fail(test, &format!("needs openssh-server ({SSHD}) and openssh-client (test.sh installs them)"));
             return None;
         }
         // Without PAM, sshd refuses every login to an account whose password field is locked ("!...").
         let shadow = fs::read_to_string("/etc/shadow").unwrap_or_default();
         if shadow.lines().any(|l| l.starts_with("root:!")) {
-            eprintln!("SKIPPED {test}: root's account is locked in /etc/shadow, so sshd (UsePAM no) refuses it");
+            skip_or_fail(test, "root's account is locked in /etc/shadow, so sshd (UsePAM no) refuses it");
             return None;
         }
         let host_key = dir.join("host_key");
@@ -158,7 +160,7 @@ fn push_and_pull_a_tree_over_ssh() {
     let local = tmp.path().join("local");
     let source = if sshd.ipv6 { "root@[::1]:in/coming/tree" } else { "root@127.0.0.1:in/coming/tree" };
     if !sshd.ipv6 {
-        eprintln!("NOTE: no IPv6 loopback: the pull runs over 127.0.0.1");
+        skip_or_fail("push_and_pull_a_tree_over_ssh (its IPv6 pull)", "no IPv6 loopback: the pull runs over 127.0.0.1");
     }
     let out = succeed(sshd.mover("pull", &remote).args(["--json"]).arg(source).arg(&local), &sshd);
     assert_eq!(out.lines().count(), 1, "exactly one JSON object on stdout: {out}");

@@ -161,7 +161,8 @@ mod tests {
             let r = match measure(&args, BackendChoice::Force(backend)) {
                 Ok(r) => r,
                 Err(e) if backend == DiskBackend::IoUring => {
-                    eprintln!("SKIPPING io_uring: {e}");
+                    let half = "bench_disk_reads_the_whole_file_with_both_backends (its io_uring half)";
+                    crate::testing::skip_or_fail(half, &format!("io_uring unavailable: {e}"));
                     continue;
                 }
                 Err(e) => panic!("{e}"),

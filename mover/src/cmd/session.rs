@@ -430,7 +430,7 @@ pub fn unspecified(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::testutil::TempDir;
+    use crate::testing::TempDir;
 
     #[test]
     fn absolute_paths_are_accepted_only_inside_the_root_and_only_when_allowed() {

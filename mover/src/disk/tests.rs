@@ -48,7 +48,8 @@ fn reader(backend: DiskBackend, qd: u32, block: usize, max_open: u32) -> Option<
             Some(r)
         }
         Err(e) if backend == DiskBackend::IoUring => {
-            eprintln!("SKIPPING the io_uring half of this test: {e}");
+            let test = std::thread::current().name().unwrap_or("a disk test").to_string();
+            crate::testing::skip_or_fail(&format!("{test} (its io_uring half)"), &format!("io_uring unavailable: {e}"));
             None
         }
         Err(e) => panic!("pread reader: {e}"),

@@ -278,7 +278,7 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn write_pattern(backend: DiskBackend) {
-        let dir = crate::files::testutil::TempDir::new("writer");
+        let dir = crate::testing::TempDir::new("writer");
         let path = dir.path().join("out.bin");
         let file = std::fs::File::create(&path).unwrap();
         let mut pool = BufferPool::new(8, 64 << 10);
@@ -321,7 +321,7 @@ mod tests {
     fn io_uring_writes_land_at_their_offsets() {
         match DiskWriter::new(BufferPool::new(1, 4096).region().clone(), BackendChoice::Auto, 1) {
             Ok(w) if w.backend() == DiskBackend::IoUring => write_pattern(DiskBackend::IoUring),
-            _ => eprintln!("SKIP io_uring_writes_land_at_their_offsets: io_uring unavailable here"),
+            _ => crate::testing::skip_or_fail("io_uring_writes_land_at_their_offsets", "io_uring unavailable here"),
         }
     }
 
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_reports_its_errno() {
-        let dir = crate::files::testutil::TempDir::new("writer-err");
+        let dir = crate::testing::TempDir::new("writer-err");
         let path = dir.path().join("ro.bin");
         std::fs::write(&path, b"x").unwrap();
         let ro = std::fs::File::open(&path).unwrap();

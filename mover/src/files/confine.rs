@@ -93,7 +93,7 @@ pub fn resolve_under_root(root: &Path, rel: &RelPath) -> Result<PathBuf, PathErr
 mod tests {
     use super::*;
     use crate::files::sanitize::sanitize_relative;
-    use crate::files::testutil::TempDir;
+    use crate::testing::TempDir;
     use std::os::unix::fs::symlink;
 
     fn rel(s: &str) -> RelPath {

@@ -7,8 +7,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::entry::{Entry, EntryKind};
 use super::sanitize::sanitize_relative;
+use crate::wire::entry::{Entry, EntryKind};
 
 /// The result of [`scan_sources`]: the manifest and where to read each file from.
 #[derive(Clone, Debug, Default)]
@@ -176,7 +176,7 @@ fn entry(rel_path: String, kind: EntryKind, meta: &fs::Metadata) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::testutil::TempDir;
+    use crate::testing::TempDir;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::time::{Duration, UNIX_EPOCH};
 

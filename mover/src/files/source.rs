@@ -147,7 +147,7 @@ impl BlockSource for SourceFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::testutil::TempDir;
+    use crate::testing::TempDir;
     use std::fs;
 
     #[test]

@@ -71,7 +71,7 @@ mod tests {
     fn root_has_what_xdp_needs() {
         // Safety: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipping: not root");
+            crate::testing::skip_or_fail("root_has_what_xdp_needs", "needs root (CI runs as root)");
             return;
         }
         assert!(has(CAP_NET_ADMIN) && has(CAP_NET_RAW));

@@ -1627,7 +1627,10 @@ mod tests {
     #[test]
     fn root_routes_and_neighbours() {
         if !is_root() {
-            eprintln!("skipping: needs root");
+            crate::testing::skip_or_fail(
+                "root_routes_and_neighbours",
+                "needs root for network namespaces (CI runs as root)",
+            );
             return;
         }
         let pair = NetnsPair::new(1);
@@ -1675,7 +1678,7 @@ mod tests {
     #[test]
     fn root_link_info() {
         if !is_root() {
-            eprintln!("skipping: needs root");
+            crate::testing::skip_or_fail("root_link_info", "needs root for network namespaces (CI runs as root)");
             return;
         }
         let pair = NetnsPair::new(2);
@@ -1715,7 +1718,10 @@ mod tests {
     #[test]
     fn root_xdp_attach_and_detach() {
         if !is_root() {
-            eprintln!("skipping: needs root");
+            crate::testing::skip_or_fail(
+                "root_xdp_attach_and_detach",
+                "needs root for network namespaces (CI runs as root)",
+            );
             return;
         }
         let pair = NetnsPair::new(3);

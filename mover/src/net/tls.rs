@@ -478,8 +478,8 @@ mod certs;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::testutil::TempDir;
     use crate::net::ControlEvent;
+    use crate::testing::TempDir;
     use crate::wire::control::ControlMsg;
     use std::net::TcpListener;
 

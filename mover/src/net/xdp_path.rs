@@ -270,7 +270,8 @@ impl Drop for NeighbourWatcher {
 pub struct ReceiverXdp {
     source: Option<XdpSource>,
     program: LoadedProgram,
-    attachment: Attachment,
+    /// Held only for its `Drop`, which detaches the program.
+    _attachment: Attachment,
     info: XdpInfo,
 }
 
@@ -341,7 +342,7 @@ impl ReceiverXdp {
             (0..RX_FRAMES_PER_QUEUE as u64).map(|f| start + f * FRAME_SIZE as u64).collect()
         })
         .map_err(|e| e.to_string())?;
-        Ok(ReceiverXdp { source: Some(source), program, attachment, info })
+        Ok(ReceiverXdp { source: Some(source), program, _attachment: attachment, info })
     }
 
     /// What the path runs on.
@@ -357,11 +358,6 @@ impl ReceiverXdp {
     /// The program's counters: redirected, matched without a socket, passed.
     pub fn counters(&self) -> [u64; 3] {
         self.program.stats().unwrap_or([0; 3])
-    }
-
-    /// Whether the program is attached through netlink (not a link).
-    pub fn netlink_attached(&self) -> bool {
-        matches!(self.attachment, Attachment::Netlink { .. })
     }
 }
 

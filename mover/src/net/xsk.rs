@@ -614,11 +614,6 @@ impl Xsk {
         n as usize
     }
 
-    /// Free entries on the fill ring.
-    pub fn fill_free(&mut self) -> u32 {
-        self.fill.as_mut().map_or(0, |f| f.free(u32::MAX))
-    }
-
     /// Takes up to `max` received frames off the RX ring, calling `got(area_offset_of_frame, data_offset,
     /// len)` for each: the frame's data starts `data_offset` bytes into the area. Returns the count.
     pub fn receive(&mut self, max: u32, mut got: impl FnMut(u64, u64, u32)) -> u32 {
@@ -636,11 +631,6 @@ impl Xsk {
             rx.release(n);
         }
         n
-    }
-
-    /// Whether the kernel needs a wake-up to go on filling the RX ring (its fill ring ran dry once).
-    pub fn rx_needs_wakeup(&self) -> bool {
-        self.fill.as_ref().is_some_and(|f| f.needs_wakeup())
     }
 
     /// Waits up to `timeout_ms` for received frames (`poll`), which is also the fill ring's wake-up; with

@@ -228,8 +228,8 @@ pub fn run_reader(
 mod tests {
     use super::*;
     use crate::disk::{BackendChoice, DiskBackend, ReaderConfig};
-    use crate::files::testutil::TempDir;
     use crate::pipeline::ring::ring;
+    use crate::testing::TempDir;
 
     /// The reader stage on its own thread, consumed by the test through its rings: many files (empty ones and
     /// ones larger than a chunk among them) come out in (file, offset) order with the right bytes, for both
@@ -254,7 +254,8 @@ mod tests {
                 max_open_files: 64,
             };
             let Ok(reader) = DiskReader::new(&cfg) else {
-                eprintln!("SKIP {backend:?}: unavailable here");
+                let half = format!("reads_every_file_in_order_through_a_small_pool ({backend:?} half)");
+                crate::testing::skip_or_fail(&half, "the backend is unavailable here");
                 continue;
             };
             let region = reader.pool().region().clone();

@@ -55,8 +55,6 @@ pub struct ReceiveOutcome {
     pub stages: Vec<StageReport>,
     /// The disk backend the writer used.
     pub disk: DiskBackend,
-    /// Times the recv stage found every receive batch downstream and waited.
-    pub waits_for_batch: u64,
 }
 
 /// Runs a session's data phase through the pipeline until the session completes or fails. With `xdp`, datagrams
@@ -82,7 +80,6 @@ pub fn run_receive(
                 result: Err(format!("disk writer: {e}")),
                 stages: vec![],
                 disk: DiskBackend::Pread,
-                waits_for_batch: 0,
             }
         }
     };
@@ -94,7 +91,7 @@ pub fn run_receive(
         Some(x) => (sock, AnySource::Xdp(x)),
         None => match sock.try_clone() {
             Ok(s) => (sock, AnySource::Udp(s)),
-            Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk, waits_for_batch: 0 },
+            Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk },
         },
     };
     let (rx_slots, rx_spare) = Slots::new(depth::RX_BATCHES as u32, |_| {
@@ -163,15 +160,10 @@ pub fn run_receive(
         writer_bell.ring();
         let recv_report = recv_handle.join();
         let writer_report = writer_handle.join();
-        let mut stages = Vec::new();
-        let mut waits_for_batch = 0;
-        if let Ok((r, dropped)) = recv_report {
-            stages.push(r);
-            waits_for_batch = dropped;
-        }
+        let mut stages: Vec<StageReport> = recv_report.ok().into_iter().collect();
         stages.extend(report);
         stages.extend(writer_report.ok());
-        ReceiveOutcome { result, stages, disk, waits_for_batch }
+        ReceiveOutcome { result, stages, disk }
     })
 }
 
@@ -217,15 +209,13 @@ struct RecvStage {
 /// receiving, and the socket's receive buffer (64 MiB) is the queue; when that overflows the kernel drops and
 /// counts (`RcvbufErrors`), as a NIC drops when its fill ring runs dry. Receiving into a scratch batch to drop
 /// in user space would only spend a core the reassembly stage needs to catch up.
-fn run_recv(mut st: RecvStage, mut meter: StageMeter) -> (StageReport, u64) {
-    let mut waits_for_batch = 0u64;
+fn run_recv(mut st: RecvStage, mut meter: StageMeter) -> StageReport {
     while !st.stop.load(Ordering::Relaxed) {
         while let Some(i) = st.free.pop() {
             st.spare.push(i);
         }
         st.free.release();
         let Some(i) = st.spare.pop() else {
-            waits_for_batch += 1;
             meter.park_for_output(Duration::from_millis(1));
             continue;
         };
@@ -254,7 +244,7 @@ fn run_recv(mut st: RecvStage, mut meter: StageMeter) -> (StageReport, u64) {
             meter.stalled_on_input(t.elapsed());
         }
     }
-    (meter.finish(), waits_for_batch)
+    meter.finish()
 }
 
 struct Reassembly<'a> {

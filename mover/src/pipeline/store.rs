@@ -249,11 +249,11 @@ impl BlockStore for PipeStore {
 mod tests {
     use super::*;
     use crate::disk::{BackendChoice, BufferPool, DiskBackend, DiskWriter};
-    use crate::files::testutil::TempDir;
     use crate::files::{sanitize_dest_dir, Entry, EntryKind};
     use crate::pipeline::ring::ring;
     use crate::pipeline::stats::StageMeter;
     use crate::pipeline::write_stage::run_writer;
+    use crate::testing::TempDir;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// The store with the writer stage on its own thread (no socket, no protocol): out-of-order blocks of two
@@ -276,7 +276,8 @@ mod tests {
             let tree = DestTree::prepare(dir.path(), &sanitize_dest_dir("").unwrap(), &entries, 7).unwrap();
             let pool = BufferPool::new(4, 64 << 10);
             let Ok(writer) = DiskWriter::new(pool.region().clone(), BackendChoice::Force(backend), 2) else {
-                eprintln!("SKIP {backend:?}: unavailable here");
+                let half = format!("writes_reads_back_resets_and_commits_through_the_writer_stage ({backend:?} half)");
+                crate::testing::skip_or_fail(&half, "the backend is unavailable here");
                 continue;
             };
             let (out, writes) = ring::<WriteItem>(4);

@@ -23,8 +23,6 @@ pub const DEFAULT_INITIAL_RTT: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_ROUNDS: u8 = 4;
 /// Silence from the peer after which a session fails (PROTOCOL.md §5).
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest UDP payload that fits an Ethernet MTU of 1500 with IPv4 and UDP headers.
-pub const DATAGRAM_FOR_MTU_1500: usize = 1472;
 
 /// Everything both ends of a session must agree on, and each end's timing knobs.
 #[derive(Clone, Debug)]

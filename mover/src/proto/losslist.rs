@@ -57,11 +57,6 @@ impl LossList {
         self.gaps.push_back(Gap { start, end, due });
     }
 
-    /// The earliest time a NAK is due, if any gap is tracked.
-    pub fn next_due(&self) -> Option<Time> {
-        self.gaps.iter().map(|g| g.due).min()
-    }
-
     /// Appends to `out` (up to its capacity `max`) the missing runs of every gap whose NAK is due at `now`,
     /// according to `received`, and schedules those gaps' next NAK at `now + renak_ns`. Gaps below
     /// `cum_ack` or wholly received are dropped.

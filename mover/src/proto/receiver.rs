@@ -237,11 +237,6 @@ impl Receiver {
         }
     }
 
-    /// Size of `file_id`, if the session has such a file.
-    pub fn file_size(&self, file_id: u32) -> Option<u64> {
-        self.sizes.get(file_id as usize).copied()
-    }
-
     /// Bytes at the start of `file_id` that have all arrived in this round (for incremental hashing).
     pub fn contiguous_prefix(&self, file_id: u32) -> u64 {
         let Some(idx) = self.plan.index_of(file_id) else { return 0 };

@@ -5,9 +5,10 @@
 //! message body. Integers are big-endian; strings are `u16` length + UTF-8. A decoder never allocates more
 //! than the frame it was given, which the framing layer caps before reading it.
 
-use super::seal::{Cipher, SessionKey, KEY_LEN};
-use crate::files::{Entry, EntryKind};
-use crate::proto::policy::Policy;
+use super::cipher::Cipher;
+use super::entry::{Entry, EntryKind};
+use super::policy::Policy;
+use super::seal::{SessionKey, KEY_LEN};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -10,7 +10,7 @@
 //! caches the keys of the newest epoch it authenticated and of its two neighbours; a datagram naming any
 //! other epoch is refused without deriving anything, so forgeries cannot make it run HKDF per packet.
 
-use super::seal::Cipher;
+use super::cipher::Cipher;
 use super::DropReason;
 use ring::aead::{self, LessSafeKey, UnboundKey};
 use ring::hkdf;

@@ -5,17 +5,23 @@
 //! (TCP) are length-prefixed frames (see [`control`]). Parsers check lengths once and never panic on any
 //! input; the fuzz targets in `fuzz/` and the seed-corpus tests hold them to that.
 
+pub mod cipher;
 pub mod control;
 pub mod data;
+pub mod entry;
 pub mod feedback;
 pub mod header;
 pub mod keys;
+pub mod policy;
 pub mod replay;
 pub mod seal;
 
+pub use cipher::Cipher;
+pub use entry::{Entry, EntryKind};
 pub use header::{CommonHeader, PacketType, COMMON_HEADER_LEN, MAGIC, VERSION};
+pub use policy::Policy;
 pub use replay::{ReplayWindow, REPLAY_WINDOW};
-pub use seal::{open_datagram, Cipher, Role, Sealer, SessionKey, KEY_LEN, TAG_LEN};
+pub use seal::{open_datagram, Role, Sealer, SessionKey, KEY_LEN, TAG_LEN};
 
 /// Why a datagram was dropped. Every drop is counted by reason; none panics.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

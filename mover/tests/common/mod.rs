@@ -5,6 +5,11 @@
 pub mod certs;
 pub mod netns;
 
+/// Skips a test that lacks a capability (root, sshd, a network namespace, a tmpfs): prints `SKIPPED <test>:
+/// <why>` and returns, so the caller returns too; under `MOVER_REQUIRE_CAPS=1` (set by `.ci/run`) it panics
+/// instead, so CI proves the privileged tests ran. The rule is the library's, shared with its unit tests.
+pub use mover::testing::skip_or_fail;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

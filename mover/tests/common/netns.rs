@@ -25,12 +25,13 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
-/// Prints the loud skip line and returns true when the caller must return early.
+/// Prints the loud skip line and returns true when the caller must return early; under
+/// `MOVER_REQUIRE_CAPS=1` (CI) panics instead (see [`super::skip_or_fail`]).
 pub fn skip_unless_root(test: &str) -> bool {
     match unavailable() {
         None => false,
         Some(why) => {
-            eprintln!("\n!!! SKIPPED {test}: needs root (CI runs as root): {why} !!!\n");
+            super::skip_or_fail(test, &format!("needs root (CI runs as root): {why}"));
             true
         }
     }

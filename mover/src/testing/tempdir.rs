@@ -1,4 +1,4 @@
-//! Test helpers for the file system modules: a self-removing temporary directory.
+//! A self-removing temporary directory for the unit tests of every floor (disk, net, files, pipeline, ...).
 //!
 //! Written here rather than pulled from the `tempfile` crate to keep the dependency list short.
 

@@ -1,4 +1,5 @@
-//! One manifest entry: what the sender announces for each file or directory.
+//! One manifest entry: what the sender announces for each file or directory (the manifest message,
+//! PROTOCOL.md §3). It lives in `wire` because the control messages serialise it; `files` re-exports it.
 
 /// Whether an entry is a regular file or a directory (symlinks, devices and sockets are never sent).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
