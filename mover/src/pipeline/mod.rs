@@ -13,6 +13,7 @@ pub mod pace;
 pub mod reader;
 pub mod recv;
 pub mod ring;
+pub mod runtime;
 pub mod send;
 pub mod slots;
 pub mod stats;
