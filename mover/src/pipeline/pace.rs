@@ -1,6 +1,10 @@
 //! The sender's pacer stage: takes filled send batches from the packetizer and releases their datagrams to
 //! the socket at the session rate.
 //!
+//! This is the only place the sender's pipeline paces: the protocol core (in the packetizer) decides the
+//! order of departures and the rate, which each batch carries, and builds at most one burst ahead of this
+//! stage ([`crate::proto::Sender::set_driver_pacing`]).
+//!
 //! The rate is a GCRA token bucket (a pure function of time, [`Pacer`]). When the bucket says wait, the
 //! stage sleeps if the gap is long; on a core of its own it spins on the clock for gaps shorter than
 //! [`SPIN_BELOW`], which holds microsecond gaps (MACHINE-NOTES: sleeps cannot make gaps below ~25 us), and
@@ -38,6 +42,9 @@ const MAX_RELEASE: usize = 256;
 pub struct TxSlot {
     /// The datagrams.
     pub batch: TxBatch,
+    /// The rate to release them at, bits per second: the protocol core's choice when the batch was built
+    /// (PROTOCOL.md §4.7).
+    pub rate_bps: u64,
     /// Arrival of the earliest NAK whose retransmission this batch carries.
     pub nak_at: Option<Time>,
 }
@@ -111,9 +118,8 @@ pub struct PacerStage<K: DatagramSink, C: Clock> {
     pub input: Inbox<Slot<TxSlot>>,
     /// Sent batches back to the packetizer.
     pub free: Outbox<Slot<TxSlot>>,
-    /// The rate in bits per second, set by the packetizer from the rate policy's choice (PROTOCOL.md §4.7)
-    /// and read once per batch.
-    pub rate_bps: Arc<AtomicU64>,
+    /// The rate before the first batch arrives, bits per second (each batch then carries its own).
+    pub rate_bps: u64,
     /// Datagram bytes released to the sink so far: the packetizer's count of bytes built, less this, is
     /// what waits between the two (`Sender::set_send_backlog`).
     pub released_bytes: Arc<AtomicU64>,
@@ -141,7 +147,7 @@ impl<K: DatagramSink, C: Clock> PacerStage<K, C> {
     /// The stage, ready to run.
     pub fn into_stage(self) -> Pacing<K, C> {
         let burst = if self.own_core { OWN_CORE_BURST } else { SHARED_CORE_BURST };
-        let pacer = Pacer::new(self.rate_bps.load(Ordering::Relaxed).max(1), burst.as_nanos() as u64);
+        let pacer = Pacer::new(self.rate_bps.max(1), burst.as_nanos() as u64);
         let retiring = Vec::with_capacity(self.slots.len() as usize);
         Pacing { st: self, pacer, current: None, retiring, gap_error: 0, nak_delay: 0 }
     }
@@ -170,9 +176,8 @@ impl<K: DatagramSink, C: Clock> Stage for Pacing<K, C> {
         let st = &mut self.st;
         let pacer = &mut self.pacer;
         let slot = st.slots.get(&mut token);
-        let rate = st.rate_bps.load(Ordering::Relaxed);
-        if rate != pacer.rate_bps() && rate > 0 {
-            pacer.set_rate_bps(rate);
+        if slot.rate_bps != pacer.rate_bps() && slot.rate_bps > 0 {
+            pacer.set_rate_bps(slot.rate_bps);
         }
         let mut now = st.clock.now();
         let mut ready = pacer.ready_at(now);
@@ -320,7 +325,8 @@ mod tests {
         const DATAGRAMS: u32 = 2000;
         const LEN: usize = 1000;
         const RATE_BPS: u64 = 100_000_000;
-        let (slots, mut spare) = SlotPool::new(4, |_| TxSlot { batch: TxBatch::new(32, LEN), nak_at: None });
+        let (slots, mut spare) =
+            SlotPool::new(4, |_| TxSlot { batch: TxBatch::new(32, LEN), rate_bps: RATE_BPS, nak_at: None });
         let (mut to_pacer, input) = ring::<Slot<TxSlot>>(4);
         let (free, mut back) = ring::<Slot<TxSlot>>(4);
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -332,7 +338,7 @@ mod tests {
             slots: slots.clone(),
             input,
             free: Outbox::from_ring(free, Bell::new()),
-            rate_bps: Arc::new(AtomicU64::new(RATE_BPS)),
+            rate_bps: 1,
             released_bytes: Arc::new(AtomicU64::new(0)),
             own_core: false,
             error: Arc::default(),

@@ -122,15 +122,16 @@ pub fn run_send(
             Some(area) => TxBatch::in_frames(area.clone(), i as usize * TX_BATCH * FRAME_SIZE, TX_BATCH, TX_HEADROOM),
             None => TxBatch::new(TX_BATCH, max_datagram),
         };
-        TxSlot { batch, nak_at: None }
+        TxSlot { batch, rate_bps: sender.rate_bps(), nak_at: None }
     });
     let (fb_slots, fb_spare) = SlotPool::new(topo.depth(RingId::Feedback) as u32, |_| FeedbackBuf {
         bytes: vec![0; max_datagram],
         len: 0,
         at: Time(0),
     });
-    // The rate policy runs in the core (packetizer); the pacer stage follows what it chose.
-    let rate_bps = Arc::new(AtomicU64::new(sender.rate_bps()));
+    // The rate policy runs in the core (packetizer); the pacer stage alone paces, at the rate each batch
+    // carries.
+    sender.set_driver_pacing();
     let released_bytes = Arc::new(AtomicU64::new(0));
     let send_error: Arc<Mutex<Option<String>>> = Arc::default();
     let region = BufRegion::new(reader.pool().region().clone());
@@ -149,7 +150,7 @@ pub fn run_send(
         slots: tx_slots.clone(),
         input: tx_rx,
         free: tx_free_tx,
-        rate_bps: rate_bps.clone(),
+        rate_bps: sender.rate_bps(),
         released_bytes: released_bytes.clone(),
         own_core: topo.has_own_core(StageId::Pacer),
         error: send_error.clone(),
@@ -178,7 +179,6 @@ pub fn run_send(
         fb_in: fb_rx,
         fb_free: fb_free_tx,
         send_error,
-        rate_bps,
         released_bytes,
         built_bytes: 0,
         naks: NakClock::default(),
@@ -329,8 +329,6 @@ struct Packetizer<'a> {
     fb_in: Inbox<Slot<FeedbackBuf>>,
     fb_free: Outbox<Slot<FeedbackBuf>>,
     send_error: Arc<Mutex<Option<String>>>,
-    /// The pacer stage's rate, published after feedback changed the core's choice.
-    rate_bps: Arc<AtomicU64>,
     /// Datagram bytes the pacer stage released so far.
     released_bytes: Arc<AtomicU64>,
     /// Datagram bytes built so far; less the pacer's released count, the backlog between the stages.
@@ -365,10 +363,6 @@ impl Stage for Packetizer<'_> {
         if got_feedback {
             self.fb_in.release();
             self.fb_free.publish();
-        }
-        let rate = self.sender.rate_bps();
-        if rate != self.rate_bps.load(Ordering::Relaxed) {
-            self.rate_bps.store(rate, Ordering::Relaxed);
         }
         while let Some(ev) = self.ch.try_recv() {
             match ev {
@@ -488,6 +482,8 @@ impl Packetizer<'_> {
                 self.filling = Some(token);
                 break;
             }
+            // The pacer releases the batch at the rate the core chose for it.
+            slot.rate_bps = self.sender.rate_bps();
             assert!(self.tx_out.push(token).is_ok(), "tx ring smaller than the batch count");
             published = true;
             if !more {
