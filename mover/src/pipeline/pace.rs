@@ -219,6 +219,7 @@ impl<K: DatagramSink, C: Clock> Stage for Pacing<K, C> {
                 return Progress::Done;
             }
         };
+        debug_assert!(sent <= allowed, "the sink sent {sent} datagrams of {allowed} allowed");
         if sent > 0 {
             if let Some(at) = slot.nak_at.take() {
                 cx.meter.record(self.nak_delay, now.since_ns(at));

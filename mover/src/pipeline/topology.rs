@@ -1,6 +1,7 @@
 //! The topology as data: one table names each side's stages, the rings between them (depth, what they carry,
-//! what a full ring does) and the core each stage is pinned to. Pipelines size their rings and pools from it,
-//! and `--show-topology` prints it (ENGINEERING.md §4).
+//! what a full ring does) and the core each stage is pinned to. Pipelines build their rings from it
+//! ([`crate::pipeline::runtime::Wiring`]) and size their pools from it, and `--show-topology` prints it
+//! (ENGINEERING.md §4).
 
 use std::fmt::Write;
 use std::marker::PhantomData;
