@@ -53,8 +53,6 @@ pub struct ReceiveOutcome {
     pub stages: Vec<StageReport>,
     /// The disk backend the writer used.
     pub disk: DiskBackend,
-    /// Times the recv stage found every receive batch downstream and waited.
-    pub waits_for_batch: u64,
 }
 
 /// Runs a session's data phase through the pipeline until the session completes or fails. With `xdp`, datagrams
@@ -82,7 +80,6 @@ pub fn run_receive(
                     result: Err(format!("disk writer: {e}")),
                     stages: vec![],
                     disk: DiskBackend::Pread,
-                    waits_for_batch: 0,
                 }
             }
         };
@@ -94,7 +91,7 @@ pub fn run_receive(
         Some(x) => (sock, AnySource::Xdp(x)),
         None => match sock.try_clone() {
             Ok(s) => (sock, AnySource::Udp(s)),
-            Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk, waits_for_batch: 0 },
+            Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk },
         },
     };
     let (rx_slots, rx_spare) = SlotPool::new(topo.depth(RingId::Rx) as u32, |_| {
@@ -117,14 +114,7 @@ pub fn run_receive(
     let store = PipeStore::new(tree, region, buffers, writes_tx, written_rx);
     let session = ReceiverSession::new(core, store);
     let writer = WriterStage::new(writer, run_buffers, writes_rx, written_tx);
-    let recv = RecvStage {
-        sock: rx_sock,
-        slots: rx_slots.clone(),
-        spare: rx_spare,
-        out: rx_tx,
-        free: rx_free_rx,
-        waits_for_batch: 0,
-    };
+    let recv = RecvStage { sock: rx_sock, slots: rx_slots.clone(), spare: rx_spare, out: rx_tx, free: rx_free_rx };
     let reassembly = Reassembly {
         fb_buf: vec![0u8; session.core.max_datagram()],
         session,
@@ -150,14 +140,10 @@ pub fn run_receive(
         let recv_report = join(recv_handle, StageId::Recv);
         let writer_report = join(writer_handle, StageId::Writer);
         let mut stages = Vec::new();
-        let mut waits_for_batch = 0;
-        if let Some((waits, r)) = recv_report {
-            stages.push(r);
-            waits_for_batch = waits;
-        }
+        stages.extend(recv_report.map(|(_, r)| r));
         stages.extend(report);
         stages.extend(writer_report.map(|(_, r)| r));
-        ReceiveOutcome { result, stages, disk, waits_for_batch }
+        ReceiveOutcome { result, stages, disk }
     })
 }
 
@@ -199,12 +185,10 @@ struct RecvStage {
     spare: Vec<Slot<RxBatch>>,
     out: Outbox<Slot<RxBatch>>,
     free: Inbox<Slot<RxBatch>>,
-    waits_for_batch: u64,
 }
 
 impl Stage for RecvStage {
-    /// Times the stage found every batch downstream.
-    type Output = u64;
+    type Output = ();
     const ID: StageId = StageId::Recv;
 
     fn poll(&mut self, cx: &mut StageCx) -> Progress {
@@ -213,7 +197,6 @@ impl Stage for RecvStage {
         }
         self.free.release();
         let Some(mut token) = self.spare.pop() else {
-            self.waits_for_batch += 1;
             return Progress::WaitOutput(Duration::from_millis(1));
         };
         let batch = self.slots.get(&mut token);
@@ -237,9 +220,7 @@ impl Stage for RecvStage {
         Progress::Busy
     }
 
-    fn on_stop(self, _cx: &mut StageCx) -> u64 {
-        self.waits_for_batch
-    }
+    fn on_stop(self, _cx: &mut StageCx) {}
 }
 
 struct Reassembly<'a> {
