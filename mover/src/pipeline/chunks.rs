@@ -2,9 +2,9 @@
 //! chunks as they come off the `chunks` ring; everything else (retransmissions, repair rounds) is read with
 //! positional reads through [`SourceFiles`].
 
-use super::reader::{Chunk, ReaderShared};
-use super::ring::{Consumer, Producer};
-use crate::disk::Region;
+use super::reader::{Chunk, ReadOutcome, ReaderShared};
+use super::runtime::{Inbox, Outbox};
+use super::slots::{BufRegion, RegionBuf};
 use crate::files::SourceFiles;
 use crate::proto::BlockSource;
 use std::io;
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 /// Cuts first transmissions out of the reader's chunks; see the [module documentation](self).
 pub struct ChunkSource {
-    region: Arc<Region>,
-    input: Consumer<Chunk>,
-    free: Producer<u32>,
+    region: Arc<BufRegion>,
+    input: Inbox<ReadOutcome>,
+    free: Outbox<RegionBuf>,
     shared: ReaderShared,
     /// The chunk being cut, owned by this stage until it is passed back.
     current: Option<Chunk>,
@@ -32,9 +32,9 @@ pub struct ChunkSource {
 impl ChunkSource {
     /// A source over the reader's `region`, its chunk ring and the ring that returns buffers.
     pub fn new(
-        region: Arc<Region>,
-        input: Consumer<Chunk>,
-        free: Producer<u32>,
+        region: Arc<BufRegion>,
+        input: Inbox<ReadOutcome>,
+        free: Outbox<RegionBuf>,
         shared: ReaderShared,
         fallback: SourceFiles,
     ) -> ChunkSource {
@@ -52,31 +52,32 @@ impl ChunkSource {
     }
 
     fn give_back(&mut self, c: Chunk) {
-        if c.buf != Chunk::FAILED {
-            // The ring is as deep as the pool is large, so there is always room.
-            assert!(self.free.push(c.buf).is_ok(), "chunk_free ring smaller than the pool");
-            self.free.publish();
-            self.shared.reader_bell.ring();
-        }
+        // The ring is as deep as the pool is large, so there is always room.
+        assert!(self.free.push(c.buf).is_ok(), "chunk_free ring smaller than the pool");
+        self.free.publish();
+    }
+
+    fn failure(&self) -> io::Error {
+        let msg = self.shared.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        io::Error::other(msg.unwrap_or_else(|| "the reader stage failed".into()))
     }
 
     /// The next chunk from the reader, waiting for it; `Ok(None)` once the reader has published everything.
     fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
         loop {
-            if let Some(c) = self.input.pop() {
+            if let Some(o) = self.input.pop() {
                 self.input.release();
-                if c.buf == Chunk::FAILED {
-                    let msg = self.shared.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    return Err(io::Error::other(msg.unwrap_or_else(|| "the reader stage failed".into())));
-                }
-                return Ok(Some(c));
+                return match o {
+                    ReadOutcome::Chunk(c) => Ok(Some(c)),
+                    ReadOutcome::Failed => Err(self.failure()),
+                };
             }
             // Acquire pairs with the reader's Release: a chunk published before `finished` is seen above on
             // the next pop.
             if self.shared.finished.load(Ordering::Acquire) {
-                if let Some(c) = self.input.pop() {
+                if let Some(o) = self.input.pop() {
                     self.input.release();
-                    if c.buf != Chunk::FAILED {
+                    if let ReadOutcome::Chunk(c) = o {
                         return Ok(Some(c));
                     }
                 }
@@ -85,6 +86,7 @@ impl ChunkSource {
             if self.shared.stop.load(Ordering::Relaxed) {
                 return Err(io::Error::other("stopped"));
             }
+            // The `chunks` ring's publish rings this (the packetizer's) bell.
             let t = Instant::now();
             std::thread::park_timeout(Duration::from_millis(2));
             self.stalled += t.elapsed();
@@ -109,31 +111,28 @@ impl BlockSource for ChunkSource {
         let mut filled = 0;
         while filled < buf.len() {
             let want = offset + filled as u64;
-            let c = match self.current {
-                Some(c) if c.file_id == file_id && c.offset <= want && want < c.offset + c.len as u64 => c,
+            match &self.current {
+                Some(c) if c.file_id == file_id && c.offset <= want && want < c.offset + c.len as u64 => {
+                    let at = (want - c.offset) as usize;
+                    let n = (c.len as usize - at).min(buf.len() - filled);
+                    // The reader wrote the chunk before publishing it (the ring's Acquire orders that), and
+                    // at + n <= len <= buffer size.
+                    let bytes = self.region.bytes(&c.buf);
+                    buf[filled..filled + n].copy_from_slice(&bytes[at..at + n]);
+                    filled += n;
+                }
                 // A chunk wholly before the block: done with it.
                 Some(c) if (c.file_id, c.offset + c.len as u64) <= (file_id, want) => {
-                    self.current = None;
+                    let c = self.current.take().expect("matched Some");
                     self.give_back(c);
-                    continue;
                 }
                 // A chunk after the block (a repair round re-reads a file): not from the stream.
                 Some(_) => return self.read_block(file_id, want, &mut buf[filled..]),
                 None => match self.next_chunk()? {
-                    Some(c) => {
-                        self.current = Some(c);
-                        continue;
-                    }
+                    Some(c) => self.current = Some(c),
                     None => return self.read_block(file_id, want, &mut buf[filled..]),
                 },
-            };
-            let at = (want - c.offset) as usize;
-            let n = (c.len as usize - at).min(buf.len() - filled);
-            // Safety: this stage owns chunk `c` (popped from the ring, not yet given back), the reader wrote it
-            // before publishing it (the ring's Acquire orders that), and at + n <= len <= buffer size.
-            let bytes = unsafe { self.region.bytes(c.buf) };
-            buf[filled..filled + n].copy_from_slice(&bytes[at..at + n]);
-            filled += n;
+            }
         }
         self.from_chunks += 1;
         Ok(())
@@ -144,6 +143,7 @@ impl BlockSource for ChunkSource {
 mod tests {
     use super::*;
     use crate::disk::BufferPool;
+    use crate::pipeline::bell::Bell;
     use crate::pipeline::ring::ring;
 
     /// The packetizer side alone: chunks pushed by the test (no reader thread, no disk for first
@@ -151,11 +151,12 @@ mod tests {
     #[test]
     fn cuts_blocks_across_chunks_and_gives_buffers_back() {
         let mut pool = BufferPool::new(4, 4096);
-        let (mut to_src, from_test) = ring::<Chunk>(4);
-        let (back, mut returned) = ring::<u32>(4);
-        let shared = ReaderShared::default();
-        let mut src =
-            ChunkSource::new(pool.region().clone(), from_test, back, shared.clone(), SourceFiles::new(vec![]));
+        let region = BufRegion::new(pool.region().clone());
+        let (mut to_src, from_test) = ring::<ReadOutcome>(4);
+        let (back, mut returned) = ring::<RegionBuf>(4);
+        let shared = ReaderShared::new(Arc::default());
+        let back = Outbox::from_ring(back, Bell::new());
+        let mut src = ChunkSource::new(region.clone(), from_test, back, shared.clone(), SourceFiles::new(vec![]));
         // File 0: 6000 bytes as chunks of 4096 + 1904; file 1: 100 bytes.
         let content = |f: u32, off: u64| (off as u32 * 7 + f * 13) as u8;
         let mut push = |file_id: u32, offset: u64, len: u32| {
@@ -163,7 +164,7 @@ mod tests {
             for (i, x) in pool.buf_mut(&b)[..len as usize].iter_mut().enumerate() {
                 *x = content(file_id, offset + i as u64);
             }
-            to_src.push(Chunk { buf: b.into_raw(), file_id, offset, len }).unwrap();
+            assert!(to_src.push(ReadOutcome::Chunk(Chunk { buf: region.adopt(b), file_id, offset, len })).is_ok());
             to_src.publish();
         };
         push(0, 0, 4096);
@@ -179,9 +180,10 @@ mod tests {
         assert!(buf[..100].iter().enumerate().all(|(i, &b)| b == content(1, i as u64)));
         assert_eq!(src.from_chunks, 6);
         // Both chunks of file 0 came back, in order; file 1's is still held.
-        assert_eq!((returned.pop(), returned.pop(), returned.pop()), (Some(0), Some(1), None));
+        let mut index = || returned.pop().map(|b| b.index());
+        assert_eq!((index(), index(), index()), (Some(0), Some(1), None));
         *shared.error.lock().unwrap() = Some("disk on fire".into());
-        to_src.push(Chunk { buf: Chunk::FAILED, file_id: 0, offset: 0, len: 0 }).unwrap();
+        assert!(to_src.push(ReadOutcome::Failed).is_ok());
         to_src.publish();
         let e = src.read_first(2, 0, &mut buf[..10]).unwrap_err();
         assert!(e.to_string().contains("disk on fire"), "{e}");

@@ -1,6 +1,10 @@
 //! The sender's pacer stage: takes filled send batches from the packetizer and releases their datagrams to
 //! the socket at the session rate.
 //!
+//! This is the only place the sender's pipeline paces: the protocol core (in the packetizer) decides the
+//! order of departures and the rate, which each batch carries, and builds at most one burst ahead of this
+//! stage ([`crate::proto::Sender::set_driver_pacing`]).
+//!
 //! The rate is a GCRA token bucket (a pure function of time, [`Pacer`]). When the bucket says wait, the
 //! stage sleeps if the gap is long; on a core of its own it spins on the clock for gaps shorter than
 //! [`SPIN_BELOW`], which holds microsecond gaps (MACHINE-NOTES: sleeps cannot make gaps below ~25 us), and
@@ -8,18 +12,17 @@
 //! release goes into the `pacer_gap_error` histogram; the delay from a NAK's arrival to the first send of a
 //! batch holding its retransmission into `nak_to_retransmit`.
 
-use super::bell::Bell;
-use super::ring::{Consumer, Producer};
-use super::slots::Slots;
-use super::stats::{StageMeter, StageReport};
+use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
+use super::slots::{Slot, SlotPool};
+use super::topology::StageId;
 use crate::net::xdp_io::XdpSink;
 use crate::net::{DataSocket, TxBatch};
 use crate::proto::pacer::Pacer;
 use crate::time::{Clock, Time};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Gaps shorter than this are waited out by spinning, when the pacer has a core to itself.
 pub const SPIN_BELOW: Duration = Duration::from_micros(60);
@@ -39,6 +42,9 @@ const MAX_RELEASE: usize = 256;
 pub struct TxSlot {
     /// The datagrams.
     pub batch: TxBatch,
+    /// The rate to release them at, bits per second: the protocol core's choice when the batch was built
+    /// (PROTOCOL.md §4.7).
+    pub rate_bps: u64,
     /// Arrival of the earliest NAK whose retransmission this batch carries.
     pub nak_at: Option<Time>,
 }
@@ -107,62 +113,71 @@ pub struct PacerStage<K: DatagramSink, C: Clock> {
     /// Where datagrams go.
     pub sink: K,
     /// The send batches.
-    pub slots: Arc<Slots<TxSlot>>,
+    pub slots: Arc<SlotPool<TxSlot>>,
     /// Filled batches from the packetizer.
-    pub input: Consumer<u32>,
+    pub input: Inbox<Slot<TxSlot>>,
     /// Sent batches back to the packetizer.
-    pub free: Producer<u32>,
-    /// Wakes the packetizer.
-    pub packetizer_bell: Bell,
-    /// Wakes this stage (registered at start).
-    pub own_bell: Bell,
-    /// The rate in bits per second, set by the packetizer from the rate policy's choice (PROTOCOL.md §4.7)
-    /// and read once per batch.
-    pub rate_bps: Arc<AtomicU64>,
+    pub free: Outbox<Slot<TxSlot>>,
+    /// The rate before the first batch arrives, bits per second (each batch then carries its own).
+    pub rate_bps: u64,
     /// Datagram bytes released to the sink so far: the packetizer's count of bytes built, less this, is
     /// what waits between the two (`Sender::set_send_backlog`).
     pub released_bytes: Arc<AtomicU64>,
     /// Whether the stage has a core to itself (spin for short gaps).
     pub own_core: bool,
-    /// Ends the stage.
-    pub stop: Arc<AtomicBool>,
     /// A send error that ends the session.
     pub error: Arc<Mutex<Option<String>>>,
     /// The clock.
     pub clock: C,
 }
 
-/// Runs the pacer stage until `stop`.
-pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter: StageMeter) -> StageReport {
-    st.own_bell.register();
-    // Sleeps end up to the timer slack (50 us by default) late; the pacer wants them on time.
-    // Safety: PR_SET_TIMERSLACK takes an integer argument and touches no memory of ours.
-    let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-    let gap_error = meter.add_latency("pacer_gap_error");
-    let nak_delay = meter.add_latency("nak_to_retransmit");
-    let burst = if st.own_core { OWN_CORE_BURST } else { SHARED_CORE_BURST };
-    let mut pacer = Pacer::new(st.rate_bps.load(Ordering::Relaxed).max(1), burst.as_nanos() as u64);
-    let mut current: Option<u32> = None;
-    // Sent batches whose memory the sink still holds (AF_XDP frames not completed yet).
-    let mut retiring: Vec<u32> = Vec::with_capacity(st.slots.len() as usize);
-    while !st.stop.load(Ordering::Relaxed) {
-        if !retiring.is_empty() {
-            retire(&mut st, &mut retiring);
+/// The pacer stage while it runs: its inputs and outputs, the token bucket and the batches it holds.
+pub struct Pacing<K: DatagramSink, C: Clock> {
+    st: PacerStage<K, C>,
+    pacer: Pacer,
+    /// The batch being released.
+    current: Option<Slot<TxSlot>>,
+    /// Sent batches whose memory the sink still holds (AF_XDP frames not completed yet).
+    retiring: Vec<Slot<TxSlot>>,
+    gap_error: usize,
+    nak_delay: usize,
+}
+
+impl<K: DatagramSink, C: Clock> PacerStage<K, C> {
+    /// The stage, ready to run.
+    pub fn into_stage(self) -> Pacing<K, C> {
+        let burst = if self.own_core { OWN_CORE_BURST } else { SHARED_CORE_BURST };
+        let pacer = Pacer::new(self.rate_bps.max(1), burst.as_nanos() as u64);
+        let retiring = Vec::with_capacity(self.slots.len() as usize);
+        Pacing { st: self, pacer, current: None, retiring, gap_error: 0, nak_delay: 0 }
+    }
+}
+
+impl<K: DatagramSink, C: Clock> Stage for Pacing<K, C> {
+    type Output = ();
+    const ID: StageId = StageId::Pacer;
+
+    fn on_start(&mut self, cx: &mut StageCx) {
+        // Sleeps end up to the timer slack (50 us by default) late; the pacer wants them on time.
+        // Safety: PR_SET_TIMERSLACK takes an integer argument and touches no memory of ours.
+        let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        self.gap_error = cx.meter.add_latency("pacer_gap_error");
+        self.nak_delay = cx.meter.add_latency("nak_to_retransmit");
+    }
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        if !self.retiring.is_empty() {
+            self.retire();
         }
-        let Some(idx) = current.or_else(|| st.input.pop()) else {
-            let idle = if retiring.is_empty() { Duration::from_millis(5) } else { Duration::from_micros(20) };
-            meter.park_for_input(idle);
-            continue;
+        let Some(mut token) = self.current.take().or_else(|| self.next_batch()) else {
+            let idle = if self.retiring.is_empty() { Duration::from_millis(5) } else { Duration::from_micros(20) };
+            return Progress::WaitInput(idle);
         };
-        if current.is_none() {
-            st.input.release();
-            current = Some(idx);
-        }
-        // Safety: `idx` came off the `tx` ring and goes back only through `free` below: this stage holds it.
-        let slot = unsafe { st.slots.get_mut(idx) };
-        let rate = st.rate_bps.load(Ordering::Relaxed);
-        if rate != pacer.rate_bps() && rate > 0 {
-            pacer.set_rate_bps(rate);
+        let st = &mut self.st;
+        let pacer = &mut self.pacer;
+        let slot = st.slots.get(&mut token);
+        if slot.rate_bps != pacer.rate_bps() && slot.rate_bps > 0 {
+            pacer.set_rate_bps(slot.rate_bps);
         }
         let mut now = st.clock.now();
         let mut ready = pacer.ready_at(now);
@@ -171,18 +186,19 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
             ready = ready.plus(SHARED_CORE_RELEASE);
         }
         if ready > now {
-            let t = Instant::now();
             let gap = Duration::from_nanos(ready.since_ns(now));
-            if st.own_core && gap < SPIN_BELOW {
-                while st.clock.now() < ready {
-                    std::hint::spin_loop();
+            let (own_core, clock) = (st.own_core, &st.clock);
+            cx.wait_output(|| {
+                if own_core && gap < SPIN_BELOW {
+                    while clock.now() < ready {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::sleep(gap);
                 }
-            } else {
-                std::thread::sleep(gap);
-            }
-            meter.stalled_on_output(t.elapsed());
+            });
             now = st.clock.now();
-            meter.record(gap_error, now.since_ns(ready));
+            cx.meter.record(self.gap_error, now.since_ns(ready));
         }
         // How many datagrams the bucket lets go now (their lengths kept: the sink removes what it sends).
         let mut probe = pacer.clone();
@@ -198,13 +214,15 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
             Ok(n) => n,
             Err(e) => {
                 st.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(format!("sending data: {e}"));
-                st.stop.store(true, Ordering::Relaxed);
-                break;
+                cx.stop_all();
+                self.current = Some(token);
+                return Progress::Done;
             }
         };
+        debug_assert!(sent <= allowed, "the sink sent {sent} datagrams of {allowed} allowed");
         if sent > 0 {
             if let Some(at) = slot.nak_at.take() {
-                meter.record(nak_delay, now.since_ns(at));
+                cx.meter.record(self.nak_delay, now.since_ns(at));
             }
         }
         let mut bytes = 0;
@@ -212,52 +230,66 @@ pub fn run_pacer<K: DatagramSink, C: Clock>(mut st: PacerStage<K, C>, mut meter:
             pacer.on_send(now, len as usize);
             bytes += len as u64;
         }
-        meter.add(sent as u64, bytes);
+        cx.meter.add(sent as u64, bytes);
         st.released_bytes.fetch_add(bytes, Ordering::Relaxed);
         if sent < allowed {
             // Socket buffer full.
-            let t = Instant::now();
-            st.sink.wait_writable(Duration::from_millis(1));
-            meter.stalled_on_output(t.elapsed());
+            let sink = &mut st.sink;
+            cx.wait_output(|| sink.wait_writable(Duration::from_millis(1)));
         }
-        if slot.batch.is_empty() {
-            slot.nak_at = None;
-            current = None;
-            if st.sink.holds(&slot.batch) {
-                retiring.push(idx);
-                continue;
-            }
-            assert!(st.free.push(idx).is_ok(), "tx_free ring smaller than the batch count");
-            st.free.publish();
-            st.packetizer_bell.ring();
+        if !slot.batch.is_empty() {
+            self.current = Some(token);
+            return Progress::Busy;
         }
+        slot.nak_at = None;
+        if st.sink.holds(&slot.batch) {
+            self.retiring.push(token);
+            return Progress::Busy;
+        }
+        assert!(st.free.push(token).is_ok(), "tx_free ring smaller than the batch count");
+        st.free.publish();
+        Progress::Busy
     }
-    meter.finish()
+
+    fn on_stop(self, _cx: &mut StageCx) {}
 }
 
-/// Hands the batches in `retiring` that the sink no longer holds back to the packetizer.
-fn retire<K: DatagramSink, C: Clock>(st: &mut PacerStage<K, C>, retiring: &mut Vec<u32>) {
-    let before = retiring.len();
-    retiring.retain(|&idx| {
-        // Safety: retiring batches were taken off the `tx` ring by this stage and not yet handed back.
-        let slot = unsafe { st.slots.get_mut(idx) };
-        if st.sink.holds(&slot.batch) {
-            return true;
+impl<K: DatagramSink, C: Clock> Pacing<K, C> {
+    fn next_batch(&mut self) -> Option<Slot<TxSlot>> {
+        let t = self.st.input.pop()?;
+        self.st.input.release();
+        Some(t)
+    }
+
+    /// Hands the batches in `retiring` that the sink no longer holds back to the packetizer.
+    fn retire(&mut self) {
+        let st = &mut self.st;
+        let mut handed = false;
+        let mut k = 0;
+        while k < self.retiring.len() {
+            if st.sink.holds(&st.slots.get(&mut self.retiring[k]).batch) {
+                k += 1;
+                continue;
+            }
+            let token = self.retiring.swap_remove(k);
+            assert!(st.free.push(token).is_ok(), "tx_free ring smaller than the batch count");
+            handed = true;
         }
-        assert!(st.free.push(idx).is_ok(), "tx_free ring smaller than the batch count");
-        false
-    });
-    if retiring.len() < before {
-        st.free.publish();
-        st.packetizer_bell.ring();
+        if handed {
+            st.free.publish();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::bell::Bell;
     use crate::pipeline::ring::ring;
+    use crate::pipeline::runtime::run;
     use crate::time::MonotonicClock;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
 
     /// Records what it is given, as a socket would send it: a sequence number per datagram and when.
     struct Recorder {
@@ -294,9 +326,10 @@ mod tests {
         const DATAGRAMS: u32 = 2000;
         const LEN: usize = 1000;
         const RATE_BPS: u64 = 100_000_000;
-        let (slots, mut spare) = Slots::new(4, |_| TxSlot { batch: TxBatch::new(32, LEN), nak_at: None });
-        let (mut to_pacer, input) = ring::<u32>(4);
-        let (free, mut back) = ring::<u32>(4);
+        let (slots, mut spare) =
+            SlotPool::new(4, |_| TxSlot { batch: TxBatch::new(32, LEN), rate_bps: RATE_BPS, nak_at: None });
+        let (mut to_pacer, input) = ring::<Slot<TxSlot>>(4);
+        let (free, mut back) = ring::<Slot<TxSlot>>(4);
         let sent = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let own_bell = Bell::new();
@@ -305,31 +338,29 @@ mod tests {
             sink: Recorder { sent: sent.clone(), per_call: 7 },
             slots: slots.clone(),
             input,
-            free,
-            packetizer_bell: Bell::new(),
-            own_bell: own_bell.clone(),
-            rate_bps: Arc::new(AtomicU64::new(RATE_BPS)),
+            free: Outbox::from_ring(free, Bell::new()),
+            rate_bps: 1,
             released_bytes: Arc::new(AtomicU64::new(0)),
             own_core: false,
-            stop: stop.clone(),
             error: Arc::default(),
             clock,
         };
         let started = Instant::now();
-        let pacer = std::thread::spawn(move || run_pacer(stage, StageMeter::new("pacer", None)));
+        let (bell, st) = (own_bell.clone(), stop.clone());
+        let pacer =
+            std::thread::spawn(move || run(stage.into_stage(), &bell, StageCx::new(StageId::Pacer, None, st)).1);
         let mut next = 0u32;
         let mut returned = 0;
         let mut nak_marked = false;
         while returned < DATAGRAMS.div_ceil(32) {
-            while let Some(i) = back.pop() {
-                spare.push(i);
+            while let Some(t) = back.pop() {
+                spare.push(t);
                 returned += 1;
             }
             back.release();
             if next < DATAGRAMS {
-                if let Some(i) = spare.pop() {
-                    // Safety: taken from the spare list; the pacer gets it through the ring.
-                    let slot = unsafe { slots.get_mut(i) };
+                if let Some(mut t) = spare.pop() {
+                    let slot = slots.get(&mut t);
                     while next < DATAGRAMS {
                         let Some(buf) = slot.batch.slot() else { break };
                         buf[..4].copy_from_slice(&next.to_le_bytes());
@@ -340,7 +371,7 @@ mod tests {
                         slot.nak_at = Some(clock.now());
                         nak_marked = true;
                     }
-                    to_pacer.push(i).unwrap();
+                    assert!(to_pacer.push(t).is_ok());
                     to_pacer.publish();
                     own_bell.ring();
                     continue;

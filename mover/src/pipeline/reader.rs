@@ -2,13 +2,13 @@
 //! [`DiskReader`] into its pool, handed to the packetizer in (file, offset) order through the `chunks` ring.
 //!
 //! Several reads are in flight at once, across file boundaries, so many small files do not serialise on
-//! one read each. Chunks come back through the `chunk_free` ring as raw buffer indices. The ring towards the
+//! one read each. Chunks come back through the `chunk_free` ring as [`RegionBuf`] tokens. The ring towards the
 //! packetizer blocks this stage when full (disk -> network backpressure, ENGINEERING.md §9).
 
-use super::bell::Bell;
-use super::ring::{Consumer, Producer};
-use super::stats::{StageMeter, StageReport};
-use crate::disk::{BufIdx, DiskReader, FileId, Full, InOrder, ReadReq};
+use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
+use super::slots::{BufRegion, RegionBuf};
+use super::topology::StageId;
+use crate::disk::{DiskReader, FileId, Full, InOrder, ReadReq};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One block of one file in the reader's pool, owned by whoever holds it (ring slot, then packetizer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Chunk {
-    /// Raw buffer index in the reader's region, or [`Chunk::FAILED`].
-    pub buf: u32,
+    /// The buffer holding the bytes.
+    pub buf: RegionBuf,
     /// File id (index in the manifest's regular files).
     pub file_id: u32,
     /// Offset of the chunk's first byte.
@@ -28,207 +28,261 @@ pub struct Chunk {
     pub len: u32,
 }
 
-impl Chunk {
-    /// `buf` of a chunk that reports a failed read; the message is in the stage's shared error slot.
-    pub const FAILED: u32 = u32::MAX;
+/// What the reader publishes on the `chunks` ring.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The next chunk in (file, offset) order.
+    Chunk(Chunk),
+    /// Reading failed; the message is in [`ReaderShared::error`]. Nothing follows it.
+    Failed,
 }
 
 /// What the reader and the packetizer share besides the rings.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ReaderShared {
     /// Set by the reader once every chunk (or a failure) is published.
     pub finished: Arc<AtomicBool>,
-    /// Set by anyone to end the stage early.
+    /// The pipeline's stop flag, so that a packetizer waiting for a chunk gives up.
     pub stop: Arc<AtomicBool>,
-    /// Why reading failed (set before the failed chunk is published).
+    /// Why reading failed (set before the failure is published).
     pub error: Arc<Mutex<Option<String>>>,
-    /// Wakes the reader (rung when buffers come back).
-    pub reader_bell: Bell,
-    /// Wakes the packetizer (rung when chunks are published).
-    pub packetizer_bell: Bell,
+}
+
+impl ReaderShared {
+    /// Shared state for a pipeline stopped by `stop`.
+    pub fn new(stop: Arc<AtomicBool>) -> ReaderShared {
+        ReaderShared { finished: Arc::default(), stop, error: Arc::default() }
+    }
 }
 
 /// Most files open at once (they are read in order, so these are the next few).
 const MAX_OPEN: usize = 48;
 
-/// Runs the reader stage until every file is read, a read fails, or `stop`.
-#[allow(clippy::too_many_arguments)]
-pub fn run_reader(
-    mut reader: DiskReader,
+/// The reader stage's state; see the [module documentation](self).
+pub struct ReaderStage {
+    reader: DiskReader,
+    region: Arc<BufRegion>,
     paths: Vec<PathBuf>,
     sizes: Vec<u64>,
     direct: bool,
-    mut out: Producer<Chunk>,
-    mut free: Consumer<u32>,
+    out: Outbox<ReadOutcome>,
+    free: Inbox<RegionBuf>,
     shared: ReaderShared,
-    mut meter: StageMeter,
-) -> StageReport {
-    shared.reader_bell.register();
-    let read_latency = meter.add_latency("block_read");
-    let cap = reader.pool().count() as usize;
-    assert!(out.capacity() >= cap, "the chunk ring must hold every buffer of the pool");
-    let block = reader.block_bytes() as u64;
-    let mut order = InOrder::new(cap, 0);
-    // Per request (req_id % cap): file id, offset, length, submit time. Fixed size: at most `cap` requests are
-    // outstanding because each holds a buffer.
-    let mut meta: Vec<(u32, u64, u32, Instant)> = vec![(0, 0, 0, Instant::now()); cap];
-    let mut open: VecDeque<(u32, FileId)> = VecDeque::with_capacity(MAX_OPEN);
-    let (mut next_file, mut next_off, mut next_req) = (0usize, 0u64, 0u64);
-    // Chunks popped in order but not yet in the ring (full): at most one chunk and one failure report.
-    let mut outbox: VecDeque<Chunk> = VecDeque::with_capacity(4);
-    let mut failed = false;
-    let fail = |msg: String| {
-        shared.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(msg);
-        Chunk { buf: Chunk::FAILED, file_id: 0, offset: 0, len: 0 }
-    };
-    loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        while let Some(raw) = free.pop() {
-            // Safety: the packetizer passed this index back through the ring; it no longer touches the buffer.
-            reader.release(unsafe { BufIdx::from_raw(raw) });
-        }
-        free.release();
+    order: InOrder,
+    /// Per request (req_id % pool size): file id, offset, length, submit time. Fixed size: at most one
+    /// request per buffer is outstanding.
+    meta: Vec<(u32, u64, u32, Instant)>,
+    open: VecDeque<(u32, FileId)>,
+    next_file: usize,
+    next_off: u64,
+    next_req: u64,
+    /// Outcomes popped in order but not yet in the ring (full): at most one chunk and one failure report.
+    pending: VecDeque<ReadOutcome>,
+    failed: bool,
+    read_latency: usize,
+}
 
-        // Deliver finished reads in request order.
+impl ReaderStage {
+    /// A reader of `paths` (of `sizes` bytes) into `region`, the memory of `reader`'s pool.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        reader: DiskReader,
+        region: Arc<BufRegion>,
+        paths: Vec<PathBuf>,
+        sizes: Vec<u64>,
+        direct: bool,
+        out: Outbox<ReadOutcome>,
+        free: Inbox<RegionBuf>,
+        shared: ReaderShared,
+    ) -> ReaderStage {
+        let cap = reader.pool().count() as usize;
+        assert!(out.capacity() >= cap, "the chunk ring must hold every buffer of the pool");
+        assert!(Arc::ptr_eq(region.region(), reader.pool().region()), "the region must be the reader's pool");
+        ReaderStage {
+            reader,
+            region,
+            paths,
+            sizes,
+            direct,
+            out,
+            free,
+            shared,
+            order: InOrder::new(cap, 0),
+            meta: vec![(0, 0, 0, Instant::now()); cap],
+            open: VecDeque::with_capacity(MAX_OPEN),
+            next_file: 0,
+            next_off: 0,
+            next_req: 0,
+            pending: VecDeque::with_capacity(4),
+            failed: false,
+            read_latency: 0,
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        self.failed = true;
+        self.shared.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(msg);
+        self.pending.push_back(ReadOutcome::Failed);
+    }
+
+    /// Delivers finished reads in request order; returns how many went into the ring.
+    fn deliver(&mut self, cx: &mut StageCx) -> usize {
+        let cap = self.meta.len() as u64;
         let mut pushed = 0;
         loop {
-            if let Some(&c) = outbox.front() {
-                if out.push(c).is_err() {
-                    break;
+            if let Some(o) = self.pending.pop_front() {
+                match self.out.push(o) {
+                    Ok(()) => pushed += 1,
+                    Err(o) => {
+                        self.pending.push_front(o);
+                        break;
+                    }
                 }
-                outbox.pop_front();
-                pushed += 1;
                 continue;
             }
-            if failed {
+            if self.failed {
                 break;
             }
-            let Some(c) = order.pop() else { break };
-            let (file_id, offset, len, submitted) = meta[(c.req_id % cap as u64) as usize];
-            meter.record(read_latency, submitted.elapsed().as_nanos() as u64);
-            let chunk = match c.result {
+            let Some(c) = self.order.pop() else { break };
+            let (file_id, offset, len, submitted) = self.meta[(c.req_id % cap) as usize];
+            cx.meter.record(self.read_latency, submitted.elapsed().as_nanos() as u64);
+            match c.result {
                 Ok(n) if n == len as usize => {
-                    meter.add(1, len as u64);
-                    Chunk { buf: c.buf.into_raw(), file_id, offset, len }
+                    cx.meter.add(1, len as u64);
+                    let buf = self.region.adopt(c.buf);
+                    self.pending.push_back(ReadOutcome::Chunk(Chunk { buf, file_id, offset, len }));
                 }
                 Ok(n) => {
-                    reader.release(c.buf);
-                    failed = true;
-                    fail(format!(
-                        "'{}' shrank while being sent (read {n} of {len} bytes at offset {offset})",
-                        paths[file_id as usize].display()
-                    ))
+                    self.reader.release(c.buf);
+                    let path = self.paths[file_id as usize].display().to_string();
+                    self.fail(format!("'{path}' shrank while being sent (read {n} of {len} bytes at offset {offset})"));
+                    continue;
                 }
                 Err(e) => {
-                    reader.release(c.buf);
-                    failed = true;
-                    fail(e.to_string())
-                }
-            };
-            if !failed && offset + len as u64 == sizes[file_id as usize] {
-                // Its last chunk, delivered in order: no read of this file is left in flight.
-                if let Some(pos) = open.iter().position(|&(f, _)| f == file_id) {
-                    let (_, fid) = open.remove(pos).expect("position is valid");
-                    let _ = reader.close(fid);
+                    self.reader.release(c.buf);
+                    self.fail(e.to_string());
+                    continue;
                 }
             }
-            outbox.push_back(chunk);
+            if offset + len as u64 == self.sizes[file_id as usize] {
+                // Its last chunk, delivered in order: no read of this file is left in flight.
+                if let Some(pos) = self.open.iter().position(|&(f, _)| f == file_id) {
+                    let (_, fid) = self.open.remove(pos).expect("position is valid");
+                    let _ = self.reader.close(fid);
+                }
+            }
         }
         if pushed > 0 {
-            out.publish();
-            shared.packetizer_bell.ring();
+            self.out.publish();
         }
+        pushed
+    }
 
-        // Submit reads while slots, buffers and open-file room last.
-        while next_file < sizes.len() && !failed {
-            let size = sizes[next_file];
+    /// Submits reads while slots, buffers and open-file room last.
+    fn submit(&mut self) {
+        let block = self.reader.block_bytes() as u64;
+        let cap = self.meta.len() as u64;
+        while self.next_file < self.sizes.len() && !self.failed {
+            let size = self.sizes[self.next_file];
             if size == 0 {
-                next_file += 1;
-                next_off = 0;
+                self.next_file += 1;
+                self.next_off = 0;
                 continue;
             }
-            let fid = match open.back() {
-                Some(&(f, fid)) if f as usize == next_file => fid,
-                _ if open.len() == MAX_OPEN => break,
-                _ => match reader.open(&paths[next_file], direct) {
+            let fid = match self.open.back() {
+                Some(&(f, fid)) if f as usize == self.next_file => fid,
+                _ if self.open.len() == MAX_OPEN => break,
+                _ => match self.reader.open(&self.paths[self.next_file], self.direct) {
                     Ok(fid) => {
-                        open.push_back((next_file as u32, fid));
+                        self.open.push_back((self.next_file as u32, fid));
                         fid
                     }
                     Err(e) => {
-                        failed = true;
-                        outbox.push_back(fail(e.to_string()));
+                        self.fail(e.to_string());
                         break;
                     }
                 },
             };
-            let len = (size - next_off).min(block) as u32;
-            match reader.submit(ReadReq { req_id: next_req, file: fid, offset: next_off, len }) {
+            let len = (size - self.next_off).min(block) as u32;
+            match self.reader.submit(ReadReq { req_id: self.next_req, file: fid, offset: self.next_off, len }) {
                 Err(Full) => break,
                 Ok(()) => {
-                    meta[(next_req % cap as u64) as usize] = (next_file as u32, next_off, len, Instant::now());
-                    next_req += 1;
-                    next_off += len as u64;
-                    if next_off == size {
-                        next_file += 1;
-                        next_off = 0;
+                    self.meta[(self.next_req % cap) as usize] =
+                        (self.next_file as u32, self.next_off, len, Instant::now());
+                    self.next_req += 1;
+                    self.next_off += len as u64;
+                    if self.next_off == size {
+                        self.next_file += 1;
+                        self.next_off = 0;
                     }
                 }
             }
         }
+    }
+}
+
+impl Stage for ReaderStage {
+    type Output = ();
+    const ID: StageId = StageId::Reader;
+
+    fn on_start(&mut self, cx: &mut StageCx) {
+        self.read_latency = cx.meter.add_latency("block_read");
+    }
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        while let Some(b) = self.free.pop() {
+            self.reader.release(b.into_buf_idx());
+        }
+        self.free.release();
+        self.deliver(cx);
+        self.submit();
 
         let mut completed = false;
         loop {
-            match reader.poll_complete() {
+            match self.reader.poll_complete() {
                 Ok(Some(c)) => {
-                    order.insert(c);
+                    self.order.insert(c);
                     completed = true;
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    failed = true;
-                    outbox.push_back(fail(format!("the disk reader failed: {e}")));
+                    self.fail(format!("the disk reader failed: {e}"));
                     break;
                 }
             }
         }
-        let all_read = next_file >= sizes.len() && order.next_req_id() == next_req;
-        if outbox.is_empty() && (all_read || failed) && !completed {
-            shared.finished.store(true, Ordering::Release);
-            shared.packetizer_bell.ring();
-            break;
+        let all_read = self.next_file >= self.sizes.len() && self.order.next_req_id() == self.next_req;
+        if self.pending.is_empty() && (all_read || self.failed) && !completed {
+            self.shared.finished.store(true, Ordering::Release);
+            // Publishes nothing new; wakes the packetizer to see `finished`.
+            self.out.publish();
+            return Progress::Done;
         }
         if completed {
-            continue;
+            return Progress::Busy;
         }
-        if !outbox.is_empty() {
-            meter.park_for_output(Duration::from_millis(2));
-        } else if reader.in_flight() > 0 {
-            let t = Instant::now();
-            match reader.wait_complete() {
-                Ok(Some(c)) => order.insert(c),
-                Ok(None) => {}
-                Err(e) => {
-                    failed = true;
-                    outbox.push_back(fail(format!("the disk reader failed: {e}")));
-                }
-            }
-            meter.stalled_on_input(t.elapsed());
-        } else {
-            // Every buffer is downstream: wait for the packetizer to give one back.
-            meter.park_for_output(Duration::from_millis(2));
+        if !self.pending.is_empty() || self.reader.in_flight() == 0 {
+            // The ring is full, or every buffer is downstream: wait for the packetizer to take or give back.
+            return Progress::WaitOutput(Duration::from_millis(2));
         }
+        match cx.wait_input(|| self.reader.wait_complete()) {
+            Ok(Some(c)) => self.order.insert(c),
+            Ok(None) => {}
+            Err(e) => self.fail(format!("the disk reader failed: {e}")),
+        }
+        Progress::Busy
     }
-    meter.finish()
+
+    fn on_stop(self, _cx: &mut StageCx) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::disk::{BackendChoice, DiskBackend, ReaderConfig};
+    use crate::pipeline::bell::Bell;
     use crate::pipeline::ring::ring;
+    use crate::pipeline::runtime::run;
     use crate::testing::TempDir;
 
     /// The reader stage on its own thread, consumed by the test through its rings: many files (empty ones and
@@ -258,17 +312,27 @@ mod tests {
                 crate::testing::skip_or_fail(&half, "the backend is unavailable here");
                 continue;
             };
-            let region = reader.pool().region().clone();
-            let (out, mut chunks) = ring::<Chunk>(8);
-            let (mut free, free_rx) = ring::<u32>(8);
-            let shared = ReaderShared::default();
-            let (p, s, sh) = (paths.clone(), sizes.clone(), shared.clone());
-            let t = std::thread::spawn(move || {
-                run_reader(reader, p, s, false, out, free_rx, sh, StageMeter::new("reader", None))
-            });
+            let region = BufRegion::new(reader.pool().region().clone());
+            let (out, mut chunks) = ring::<ReadOutcome>(8);
+            let (mut free, free_rx) = ring::<RegionBuf>(8);
+            let stop = Arc::new(AtomicBool::new(false));
+            let shared = ReaderShared::new(stop.clone());
+            let reader_bell = Bell::new();
+            let stage = ReaderStage::new(
+                reader,
+                region.clone(),
+                paths.clone(),
+                sizes.clone(),
+                false,
+                Outbox::from_ring(out, Bell::new()),
+                free_rx,
+                shared.clone(),
+            );
+            let rb = reader_bell.clone();
+            let t = std::thread::spawn(move || run(stage, &rb, StageCx::new(StageId::Reader, None, stop)));
             let mut expect = (0u32, 0u64);
             loop {
-                let Some(c) = chunks.pop() else {
+                let Some(o) = chunks.pop() else {
                     if shared.finished.load(Ordering::Acquire) && chunks.available() == 0 {
                         break;
                     }
@@ -276,13 +340,12 @@ mod tests {
                     continue;
                 };
                 chunks.release();
-                assert_ne!(c.buf, Chunk::FAILED, "{:?}", shared.error.lock().unwrap());
+                let ReadOutcome::Chunk(c) = o else { panic!("{:?}", shared.error.lock().unwrap()) };
                 while sizes[expect.0 as usize] == 0 {
                     expect = (expect.0 + 1, 0);
                 }
                 assert_eq!((c.file_id, c.offset), expect, "{backend:?}");
-                // Safety: this test holds the chunk until it pushes it back below.
-                let bytes = unsafe { region.bytes(c.buf) };
+                let bytes = region.bytes(&c.buf);
                 for (k, &b) in bytes[..c.len as usize].iter().enumerate() {
                     assert_eq!(b, ((c.offset as usize + k) * 31 + c.file_id as usize) as u8);
                 }
@@ -290,11 +353,11 @@ mod tests {
                 if expect.1 == sizes[expect.0 as usize] {
                     expect = (expect.0 + 1, 0);
                 }
-                free.push(c.buf).unwrap();
+                assert!(free.push(c.buf).is_ok());
                 free.publish();
-                shared.reader_bell.ring();
+                reader_bell.ring();
             }
-            let report = t.join().unwrap();
+            let ((), report) = t.join().unwrap();
             assert_eq!(report.bytes, sizes.iter().sum::<u64>(), "{backend:?}");
             while (expect.0 as usize) < sizes.len() && sizes[expect.0 as usize] == 0 {
                 expect.0 += 1;

@@ -5,13 +5,12 @@
 //! channel and a socket handle for feedback; the recv stage owns the receiving socket handle and the receive
 //! batches it fills; the writer stage owns the [`DiskWriter`].
 
-use super::bell::Bell;
-use super::ring::{ring, Consumer, Producer};
-use super::slots::Slots;
-use super::stats::{StageMeter, StageReport};
-use super::store::{PipeStore, WriteItem, Written};
-use super::topology::{depth, pin_current_thread, Topology};
-use super::write_stage::run_writer;
+use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
+use super::slots::{BufRegion, Slot, SlotPool};
+use super::stats::StageReport;
+use super::store::PipeStore;
+use super::topology::{rings, RingId, StageId, Topology};
+use super::write_stage::WriterStage;
 use crate::disk::{BackendChoice, BufferPool, DiskBackend, DiskWriter};
 use crate::files::DestTree;
 use crate::net::xdp_io::XdpSource;
@@ -21,9 +20,8 @@ use crate::proto::{Receiver, ReceiverSession};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::ReceiverSummary;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bytes per write run.
 pub const RUN_BYTES: usize = 1 << 20;
@@ -71,18 +69,20 @@ pub fn run_receive(
     setup: &ReceiveSetup,
 ) -> ReceiveOutcome {
     let topo = &setup.topology;
-    let pool = BufferPool::new(depth::WRITES as u32, RUN_BYTES);
-    let region = pool.region().clone();
-    let writer = match DiskWriter::new(region.clone(), setup.disk, setup.queue_depth.clamp(1, depth::WRITES as u32)) {
-        Ok(w) => w,
-        Err(e) => {
-            return ReceiveOutcome {
-                result: Err(format!("disk writer: {e}")),
-                stages: vec![],
-                disk: DiskBackend::Pread,
+    let run_buffers = topo.depth(RingId::Writes);
+    let mut pool = BufferPool::new(run_buffers as u32, RUN_BYTES);
+    let region = BufRegion::new(pool.region().clone());
+    let writer =
+        match DiskWriter::new(region.region().clone(), setup.disk, setup.queue_depth.clamp(1, run_buffers as u32)) {
+            Ok(w) => w,
+            Err(e) => {
+                return ReceiveOutcome {
+                    result: Err(format!("disk writer: {e}")),
+                    stages: vec![],
+                    disk: DiskBackend::Pread,
+                }
             }
-        }
-    };
+        };
     let disk = writer.backend();
     // On the XDP path the kernel socket only sends feedback (and keeps the port).
     let xdp_area: Option<Arc<UmemArea>> = xdp.as_ref().map(|x| x.sockets()[0].area().clone());
@@ -94,7 +94,7 @@ pub fn run_receive(
             Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk },
         },
     };
-    let (rx_slots, rx_spare) = Slots::new(depth::RX_BATCHES as u32, |_| {
+    let (rx_slots, rx_spare) = SlotPool::new(topo.depth(RingId::Rx) as u32, |_| {
         if let Some(area) = &xdp_area {
             RxBatch::for_frames(area.clone(), RX_SLOTS)
         } else if gro {
@@ -103,66 +103,46 @@ pub fn run_receive(
             RxBatch::new(RX_SLOTS, max_datagram)
         }
     });
-    let (rx_tx, rx_rx) = ring::<u32>(depth::RX_BATCHES);
-    let (rx_free_tx, rx_free_rx) = ring::<u32>(depth::RX_BATCHES);
-    let (writes_tx, writes_rx) = ring::<WriteItem>(depth::WRITES);
-    let (written_tx, written_rx) = ring::<Written>(depth::WRITES);
-    let reassembly_bell = Bell::new();
-    let writer_bell = Bell::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let store = PipeStore::new(tree, region, writes_tx, written_rx, writer_bell.clone());
+    let mut wiring = Wiring::new(topo);
+    let (rx_tx, rx_rx) = wiring.ring(rings::RX);
+    let (rx_free_tx, rx_free_rx) = wiring.ring(rings::RX_FREE);
+    let (writes_tx, writes_rx) = wiring.ring(rings::WRITES);
+    let (written_tx, written_rx) = wiring.ring(rings::WRITTEN);
+    wiring.finish();
+    let buffers =
+        (0..run_buffers).map(|_| region.adopt(pool.alloc().expect("the pool has a buffer per slot"))).collect();
+    let store = PipeStore::new(tree, region, buffers, writes_tx, written_rx);
     let session = ReceiverSession::new(core, store);
+    let writer = WriterStage::new(writer, run_buffers, writes_rx, written_tx);
+    let recv = RecvStage { sock: rx_sock, slots: rx_slots.clone(), spare: rx_spare, out: rx_tx, free: rx_free_rx };
+    let reassembly = Reassembly {
+        fb_buf: vec![0u8; session.core.max_datagram()],
+        session,
+        ch,
+        fb_sock,
+        slots: rx_slots,
+        input: rx_rx,
+        free: rx_free_tx,
+        peer: None,
+        result: None,
+        clock,
+    };
 
     std::thread::scope(|scope| {
-        let spawn = |name: &'static str| std::thread::Builder::new().name(format!("mover-{name}"));
-        let core_of = |name: &str| topo.core_of(name);
-        let (st, wb, rb) = (stop.clone(), writer_bell.clone(), reassembly_bell.clone());
-        let writer_handle = spawn("writer")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core_of("writer"));
-                let meter = StageMeter::new("writer", core_of("writer"));
-                run_writer(writer, depth::WRITES, writes_rx, written_tx, rb, wb, st, meter)
-            })
-            .expect("spawn writer stage");
-        let recv = RecvStage {
-            sock: rx_sock,
-            slots: rx_slots.clone(),
-            spare: rx_spare,
-            out: rx_tx,
-            free: rx_free_rx,
-            bell: reassembly_bell.clone(),
-            stop: stop.clone(),
+        let writer_handle = wiring.spawn(scope, writer);
+        let recv_handle = wiring.spawn(scope, recv);
+        let handle = wiring.spawn(scope, reassembly);
+        let (result, report) = match join(handle, StageId::Reassembly) {
+            Some((result, report)) => (result, Some(report)),
+            None => (Err("the reassembly stage panicked".into()), None),
         };
-        let recv_handle = spawn("recv")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core_of("recv"));
-                run_recv(recv, StageMeter::new("recv", core_of("recv")))
-            })
-            .expect("spawn recv stage");
-        let reassembly = Reassembly {
-            session,
-            ch,
-            fb_sock,
-            slots: rx_slots,
-            input: rx_rx,
-            free: rx_free_tx,
-            bell: reassembly_bell.clone(),
-            clock,
-        };
-        let handle = spawn("reassembly")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core_of("reassembly"));
-                run_reassembly(reassembly, StageMeter::new("reassembly", core_of("reassembly")))
-            })
-            .expect("spawn reassembly stage");
-        let (result, report) = handle.join().unwrap_or_else(|_| (Err("the reassembly stage panicked".into()), None));
-        stop.store(true, Ordering::Relaxed);
-        writer_bell.ring();
-        let recv_report = recv_handle.join();
-        let writer_report = writer_handle.join();
-        let mut stages: Vec<StageReport> = recv_report.ok().into_iter().collect();
+        wiring.stop_all();
+        let recv_report = join(recv_handle, StageId::Recv);
+        let writer_report = join(writer_handle, StageId::Writer);
+        let mut stages = Vec::new();
+        stages.extend(recv_report.map(|(_, r)| r));
         stages.extend(report);
-        stages.extend(writer_report.ok());
+        stages.extend(writer_report.map(|(_, r)| r));
         ReceiveOutcome { result, stages, disk }
     })
 }
@@ -193,140 +173,150 @@ impl AnySource {
     }
 }
 
-struct RecvStage {
-    sock: AnySource,
-    slots: Arc<Slots<RxBatch>>,
-    spare: Vec<u32>,
-    out: Producer<u32>,
-    free: Consumer<u32>,
-    bell: Bell,
-    stop: Arc<AtomicBool>,
-}
-
 /// The recv stage: fills receive batches and hands them on.
 ///
 /// It does not wait for the reassembly stage beyond the socket: with every batch downstream it stops
 /// receiving, and the socket's receive buffer (64 MiB) is the queue; when that overflows the kernel drops and
 /// counts (`RcvbufErrors`), as a NIC drops when its fill ring runs dry. Receiving into a scratch batch to drop
 /// in user space would only spend a core the reassembly stage needs to catch up.
-fn run_recv(mut st: RecvStage, mut meter: StageMeter) -> StageReport {
-    while !st.stop.load(Ordering::Relaxed) {
-        while let Some(i) = st.free.pop() {
-            st.spare.push(i);
+struct RecvStage {
+    sock: AnySource,
+    slots: Arc<SlotPool<RxBatch>>,
+    spare: Vec<Slot<RxBatch>>,
+    out: Outbox<Slot<RxBatch>>,
+    free: Inbox<Slot<RxBatch>>,
+}
+
+impl Stage for RecvStage {
+    type Output = ();
+    const ID: StageId = StageId::Recv;
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        while let Some(t) = self.free.pop() {
+            self.spare.push(t);
         }
-        st.free.release();
-        let Some(i) = st.spare.pop() else {
-            meter.park_for_output(Duration::from_millis(1));
-            continue;
+        self.free.release();
+        let Some(mut token) = self.spare.pop() else {
+            return Progress::WaitOutput(Duration::from_millis(1));
         };
-        // Safety: `i` came from the spare list, which only holds indices returned by the reassembly stage
-        // (or never handed out): this stage holds it until it pushes it.
-        let batch = unsafe { st.slots.get_mut(i) };
-        let n = st.sock.recv(batch);
+        let batch = self.slots.get(&mut token);
+        let n = self.sock.recv(batch);
         if n == 0 {
-            st.spare.push(i);
-            let t = Instant::now();
-            st.sock.wait(Duration::from_millis(5));
-            meter.stalled_on_input(t.elapsed());
-            continue;
+            self.spare.push(token);
+            let sock = &mut self.sock;
+            cx.wait_input(|| sock.wait(Duration::from_millis(5)));
+            return Progress::Busy;
         }
         let bytes: usize = (0..n).map(|k| batch.get(k).0.len()).sum();
         let slots_full = n >= batch.capacity();
-        meter.add(n as u64, bytes as u64);
-        assert!(st.out.push(i).is_ok(), "rx ring smaller than the batch count");
-        st.out.publish();
-        st.bell.ring();
+        cx.meter.add(n as u64, bytes as u64);
+        assert!(self.out.push(token).is_ok(), "rx ring smaller than the batch count");
+        self.out.publish();
         if !slots_full {
             // Data is flowing but this receive was short: nap so that the next one returns a fuller batch
             // rather than one datagram per wake-up (the socket buffer holds far more than a nap's worth).
-            let t = Instant::now();
-            std::thread::sleep(RX_NAP);
-            meter.stalled_on_input(t.elapsed());
+            cx.wait_input(|| std::thread::sleep(RX_NAP));
         }
+        Progress::Busy
     }
-    meter.finish()
+
+    fn on_stop(self, _cx: &mut StageCx) {}
 }
 
 struct Reassembly<'a> {
     session: ReceiverSession<PipeStore>,
     ch: &'a mut ControlChannel,
     fb_sock: DataSocket,
-    slots: Arc<Slots<RxBatch>>,
-    input: Consumer<u32>,
-    free: Producer<u32>,
-    bell: Bell,
+    fb_buf: Vec<u8>,
+    slots: Arc<SlotPool<RxBatch>>,
+    input: Inbox<Slot<RxBatch>>,
+    free: Outbox<Slot<RxBatch>>,
+    /// The sender's data address, once a datagram named it.
+    peer: Option<SocketAddr>,
+    result: Option<Result<ReceiverSummary, String>>,
     clock: MonotonicClock,
 }
 
 /// The reassembly stage: datagrams into the protocol core and the store, verification, feedback and
 /// control, until the session ends.
-fn run_reassembly(
-    mut r: Reassembly<'_>,
-    mut meter: StageMeter,
-) -> (Result<ReceiverSummary, String>, Option<StageReport>) {
-    r.bell.register();
-    r.ch.wake_on_event(Some(std::thread::current()));
-    let mut fb_buf = vec![0u8; r.session.core.max_datagram()];
-    let mut peer: Option<SocketAddr> = None;
-    let result = loop {
-        let now = r.clock.now();
+impl Stage for Reassembly<'_> {
+    type Output = Result<ReceiverSummary, String>;
+    const ID: StageId = StageId::Reassembly;
+
+    fn on_start(&mut self, _cx: &mut StageCx) {
+        self.ch.wake_on_event(Some(std::thread::current()));
+    }
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        let now = self.clock.now();
         let mut got = false;
-        while let Some(i) = r.input.pop() {
-            // Safety: popped from the rx ring; handed back through `free` below.
-            let batch = unsafe { r.slots.get_mut(i) };
+        while let Some(mut token) = self.input.pop() {
+            let batch = self.slots.get(&mut token);
             for k in 0..batch.len() {
                 let (datagram, src) = batch.get_mut(k);
                 // The first datagram that passes the tag check with this session's id names the sender's
                 // data address; feedback goes there.
-                if r.session.handle_datagram(now, datagram).is_ok() && peer.is_none() {
-                    peer = Some(src);
+                if self.session.handle_datagram(now, datagram).is_ok() && self.peer.is_none() {
+                    self.peer = Some(src);
                 }
             }
-            meter.add(batch.len() as u64, 0);
-            assert!(r.free.push(i).is_ok(), "rx_free ring smaller than the batch count");
+            cx.meter.add(batch.len() as u64, 0);
+            assert!(self.free.push(token).is_ok(), "rx_free ring smaller than the batch count");
             got = true;
         }
         if got {
-            r.input.release();
-            r.free.publish();
+            self.input.release();
+            self.free.publish();
         }
-        r.session.process();
-        while let Some(ev) = r.ch.try_recv() {
+        let session = &mut self.session;
+        session.process();
+        while let Some(ev) = self.ch.try_recv() {
             match ev {
-                ControlEvent::Msg(m) => r.session.handle_control(now, m),
-                ControlEvent::Closed => r.session.core.fail("the sender closed the control connection".into()),
-                ControlEvent::Failed(e) => r.session.core.fail(format!("control connection failed: {e}")),
+                ControlEvent::Msg(m) => session.handle_control(now, m),
+                ControlEvent::Closed => session.core.fail("the sender closed the control connection".into()),
+                ControlEvent::Failed(e) => session.core.fail(format!("control connection failed: {e}")),
             }
         }
-        r.session.handle_timeout(now);
-        if let Some(p) = peer {
-            while let Some(len) = r.session.poll_transmit(now, &mut fb_buf) {
+        session.handle_timeout(now);
+        if let Some(p) = self.peer {
+            while let Some(len) = session.poll_transmit(now, &mut self.fb_buf) {
                 // A refused or dropped feedback datagram is just lost feedback: the next one repeats it.
-                let _ = r.fb_sock.send_to(&fb_buf[..len], p);
+                let _ = self.fb_sock.send_to(&self.fb_buf[..len], p);
             }
         }
-        while let Some(m) = r.session.poll_control() {
-            if let Err(e) = r.ch.send(&m) {
-                r.session.core.fail(format!("sending to the sender: {e}"));
+        while let Some(m) = session.poll_control() {
+            if let Err(e) = self.ch.send(&m) {
+                session.core.fail(format!("sending to the sender: {e}"));
             }
         }
-        meter.stalled_on_output(std::mem::take(&mut r.session.store.stalled));
-        if let Some(outcome) = r.session.outcome() {
+        if let Some(outcome) = session.outcome() {
             if std::env::var_os("MOVER_DEBUG_STATS").is_some() {
-                eprintln!("receiver stats: {:?}", r.session.core.stats());
+                eprintln!("receiver stats: {:?}", session.core.stats());
             }
             // Nothing may still write into files the tree is about to remove or has committed.
-            let _ = r.session.store.drain();
-            break outcome.map(|()| r.session.core.summary());
+            let _ = session.store.drain();
+            self.result = Some(outcome.map(|()| session.core.summary()));
+            return Progress::Done;
         }
         if got {
-            continue;
+            return Progress::Busy;
         }
-        let wait = r.session.poll_timeout().map_or(Duration::from_millis(10), |d| d.since(r.clock.now()));
-        if !wait.is_zero() {
-            meter.park_for_input(wait.min(Duration::from_millis(10)));
-        }
-    };
-    r.ch.wake_on_event(None);
-    (result, Some(meter.finish()))
+        let wait = session.poll_timeout().map_or(Duration::from_millis(10), |d| d.since(self.clock.now()));
+        Progress::WaitInput(wait.min(Duration::from_millis(10)))
+    }
+
+    /// The time the store spent waiting for the writer is the stage's output stall.
+    fn housekeeping(&mut self, cx: &mut StageCx) {
+        cx.meter.stalled_on_output(std::mem::take(&mut self.session.store.stalled));
+    }
+
+    /// It ends the session itself.
+    fn may_stop(&mut self) -> bool {
+        false
+    }
+
+    fn on_stop(mut self, _cx: &mut StageCx) -> Self::Output {
+        self.ch.wake_on_event(None);
+        self.result.take().unwrap_or_else(|| Err("the reassembly stage stopped before the session ended".into()))
+    }
 }

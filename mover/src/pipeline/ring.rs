@@ -1,10 +1,16 @@
-//! A bounded single-producer, single-consumer ring of small `Copy` items (buffer indices, descriptors).
+//! A bounded single-producer, single-consumer ring of small items: move-only buffer tokens
+//! ([`super::slots::Slot`], [`super::slots::RegionBuf`]) and the descriptors that travel with them.
 //!
 //! Each side keeps a private copy of its own position and a cached copy of the other side's, so the shared
 //! atomics are touched only when the cache says "full" or "empty" and when a batch is published: a stage
 //! pushes a burst with [`Producer::push`] and makes it visible with one [`Producer::publish`]; the other
 //! stage pops a burst with [`Consumer::pop`] and frees the slots with one [`Consumer::release`]
 //! (ENGINEERING.md §7). Positions are free-running `usize` counters; slot = position & mask.
+//!
+//! Items move through the ring (a push gives the item up, a pop takes it back), so a token that is neither
+//! `Copy` nor `Clone` keeps exactly one owner while it travels. Items still in a ring when both halves are
+//! dropped are leaked, not dropped: rings carry tokens and plain descriptors, which own no memory (an owned
+//! descriptor left in a ring at the end of a transfer stays open until the process exits).
 
 #[cfg(loom)]
 use loom::cell::UnsafeCell;
@@ -72,7 +78,7 @@ pub struct Consumer<T> {
 }
 
 /// A ring of `capacity` slots (a power of two, at least 2), split into its two halves.
-pub fn ring<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
+pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     assert!(capacity >= 2 && capacity.is_power_of_two(), "ring capacity {capacity} must be a power of two >= 2");
     let slots = (0..capacity).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
     let shared = Arc::new(Shared {
@@ -84,7 +90,7 @@ pub fn ring<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     (Producer { shared: shared.clone(), tail: 0, head_cache: 0 }, Consumer { shared, head: 0, tail_cache: 0 })
 }
 
-impl<T: Copy + Send> Producer<T> {
+impl<T: Send> Producer<T> {
     /// Slots in the ring.
     pub fn capacity(&self) -> usize {
         self.shared.mask + 1
@@ -125,7 +131,7 @@ impl<T: Copy + Send> Producer<T> {
     }
 }
 
-impl<T: Copy + Send> Consumer<T> {
+impl<T: Send> Consumer<T> {
     /// Slots in the ring.
     pub fn capacity(&self) -> usize {
         self.shared.mask + 1
@@ -142,8 +148,9 @@ impl<T: Copy + Send> Consumer<T> {
         }
         let slot = &self.shared.slots[self.head & self.shared.mask];
         // Safety: head < published tail, so the producer wrote this slot and will not overwrite it until we
-        // release a head beyond it; we are the only consumer.
-        let item = slot.with(|p| unsafe { (*p).assume_init() });
+        // release a head beyond it; we are the only consumer, and the head moves past the slot below, so the
+        // item is read (moved out) exactly once.
+        let item = slot.with(|p| unsafe { (*p).assume_init_read() });
         self.head += 1;
         Some(item)
     }

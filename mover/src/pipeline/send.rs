@@ -5,14 +5,13 @@
 //! I/O (the disk reader, the sending socket handle, the receiving socket handle). Buffers move between them
 //! by index: read chunks (the reader's pool), send batches ([`TxSlot`]s) and feedback buffers.
 
-use super::bell::Bell;
 use super::chunks::ChunkSource;
-use super::pace::{run_pacer, AnySink, PacerStage, TxSlot};
-use super::reader::{run_reader, Chunk, ReaderShared};
-use super::ring::{ring, Consumer, Producer};
-use super::slots::Slots;
+use super::pace::{AnySink, PacerStage, TxSlot};
+use super::reader::{ReaderShared, ReaderStage};
+use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
+use super::slots::{BufRegion, Slot, SlotPool};
 use super::stats::{StageMeter, StageReport};
-use super::topology::{depth, pin_current_thread, Topology};
+use super::topology::{depth, rings, RingId, StageId, Topology};
 use crate::disk::{BackendChoice, DiskBackend, DiskReader, ReaderConfig};
 use crate::files::SourceFiles;
 use crate::net::xdp_io::XdpSink;
@@ -22,9 +21,9 @@ use crate::proto::{Sender, SenderState};
 use crate::time::{Clock, MonotonicClock, Time};
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bytes per read chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -85,11 +84,12 @@ pub fn run_send(
     setup: &SendSetup,
 ) -> SendOutcome {
     let topo = &setup.topology;
+    let chunk_buffers = topo.depth(RingId::Chunks);
     let reader = match DiskReader::new(&ReaderConfig {
         backend: setup.disk,
-        queue_depth: setup.queue_depth.clamp(1, depth::CHUNKS as u32),
+        queue_depth: setup.queue_depth.clamp(1, chunk_buffers as u32),
         block_bytes: CHUNK_BYTES,
-        buffers: depth::CHUNKS as u32,
+        buffers: chunk_buffers as u32,
         max_open_files: 64,
     }) {
         Ok(r) => r,
@@ -107,210 +107,184 @@ pub fn run_send(
     };
     let rx_sock = sock;
 
-    let reader_shared = ReaderShared::default();
-    let stop = reader_shared.stop.clone();
-    let (chunks_tx, chunks_rx) = ring::<Chunk>(depth::CHUNKS);
-    let (chunk_free_tx, chunk_free_rx) = ring::<u32>(depth::CHUNKS);
-    let (tx_tx, tx_rx) = ring::<u32>(depth::TX_BATCHES);
-    let (tx_free_tx, tx_free_rx) = ring::<u32>(depth::TX_BATCHES);
-    let (fb_tx, fb_rx) = ring::<u32>(depth::FEEDBACK);
-    let (fb_free_tx, fb_free_rx) = ring::<u32>(depth::FEEDBACK);
-    let (tx_slots, tx_spare) = Slots::new(depth::TX_BATCHES as u32, |i| {
+    let mut wiring = Wiring::new(topo);
+    let (chunks_tx, chunks_rx) = wiring.ring(rings::CHUNKS);
+    let (chunk_free_tx, chunk_free_rx) = wiring.ring(rings::CHUNK_FREE);
+    let (tx_tx, tx_rx) = wiring.ring(rings::TX);
+    let (tx_free_tx, tx_free_rx) = wiring.ring(rings::TX_FREE);
+    let (fb_tx, fb_rx) = wiring.ring(rings::FEEDBACK);
+    let (fb_free_tx, fb_free_rx) = wiring.ring(rings::FEEDBACK_FREE);
+    wiring.finish();
+    // Every pool holds as many objects as the ring that carries them has slots, so a ring never refuses one.
+    let (tx_slots, tx_spare) = SlotPool::new(topo.depth(RingId::Tx) as u32, |i| {
         let batch = match &tx_area {
             // Batch i is frames i * TX_BATCH .. (i + 1) * TX_BATCH of the TX area (see `XdpTx`).
             Some(area) => TxBatch::in_frames(area.clone(), i as usize * TX_BATCH * FRAME_SIZE, TX_BATCH, TX_HEADROOM),
             None => TxBatch::new(TX_BATCH, max_datagram),
         };
-        TxSlot { batch, nak_at: None }
+        TxSlot { batch, rate_bps: sender.rate_bps(), nak_at: None }
     });
-    let (fb_slots, fb_spare) =
-        Slots::new(depth::FEEDBACK as u32, |_| FeedbackBuf { bytes: vec![0; max_datagram], len: 0, at: Time(0) });
-    let pacer_bell = Bell::new();
-    // The rate policy runs in the core (packetizer); the pacer stage follows what it chose.
-    let rate_bps = Arc::new(AtomicU64::new(sender.rate_bps()));
+    let (fb_slots, fb_spare) = SlotPool::new(topo.depth(RingId::Feedback) as u32, |_| FeedbackBuf {
+        bytes: vec![0; max_datagram],
+        len: 0,
+        at: Time(0),
+    });
+    // The rate policy runs in the core (packetizer); the pacer stage alone paces, at the rate each batch
+    // carries.
+    sender.set_driver_pacing();
     let released_bytes = Arc::new(AtomicU64::new(0));
     let send_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let region = reader.pool().region().clone();
-    let source =
-        ChunkSource::new(region, chunks_rx, chunk_free_tx, reader_shared.clone(), SourceFiles::new(paths.clone()));
+    let region = BufRegion::new(reader.pool().region().clone());
+    let reader_shared = ReaderShared::new(wiring.stop_flag());
+    let source = ChunkSource::new(
+        region.clone(),
+        chunks_rx,
+        chunk_free_tx,
+        reader_shared.clone(),
+        SourceFiles::new(paths.clone()),
+    );
+    let reader_stage =
+        ReaderStage::new(reader, region, paths, sizes, setup.direct, chunks_tx, chunk_free_rx, reader_shared);
+    let pacer_stage = PacerStage {
+        sink,
+        slots: tx_slots.clone(),
+        input: tx_rx,
+        free: tx_free_tx,
+        rate_bps: sender.rate_bps(),
+        released_bytes: released_bytes.clone(),
+        own_core: topo.has_own_core(StageId::Pacer),
+        error: send_error.clone(),
+        clock,
+    };
+    let nak = NakStage {
+        sock: rx_sock,
+        slots: fb_slots.clone(),
+        spare: fb_spare,
+        out: fb_tx,
+        free: fb_free_rx,
+        clock,
+        rx: RxBatch::new(FEEDBACK_RX, max_datagram),
+        dropped: 0,
+    };
+    let packetizer = Packetizer {
+        sender,
+        ch,
+        source,
+        tx_slots,
+        tx_spare,
+        filling: None,
+        tx_out: tx_tx,
+        tx_free: tx_free_rx,
+        fb_slots,
+        fb_in: fb_rx,
+        fb_free: fb_free_tx,
+        send_error,
+        released_bytes,
+        built_bytes: 0,
+        naks: NakClock::default(),
+        result: None,
+        clock,
+    };
 
     let mut stages = Vec::new();
     let result = std::thread::scope(|scope| {
-        let spawn = |name: &'static str| std::thread::Builder::new().name(format!("mover-{name}"));
-        let core = |name: &str| topo.core_of(name);
-        let rs = reader_shared.clone();
-        let direct = setup.direct;
-        let reader_handle = spawn("reader")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core("reader"));
-                run_reader(
-                    reader,
-                    paths,
-                    sizes,
-                    direct,
-                    chunks_tx,
-                    chunk_free_rx,
-                    rs,
-                    StageMeter::new("reader", core("reader")),
-                )
-            })
-            .expect("spawn reader stage");
-        let pacer_stage = PacerStage {
-            sink,
-            slots: tx_slots.clone(),
-            input: tx_rx,
-            free: tx_free_tx,
-            packetizer_bell: reader_shared.packetizer_bell.clone(),
-            own_bell: pacer_bell.clone(),
-            rate_bps: rate_bps.clone(),
-            released_bytes: released_bytes.clone(),
-            own_core: topo.has_own_core("pacer"),
-            stop: stop.clone(),
-            error: send_error.clone(),
-            clock,
+        let reader_handle = wiring.spawn(scope, reader_stage);
+        let pacer_handle = wiring.spawn(scope, pacer_stage.into_stage());
+        let nak_handle = wiring.spawn(scope, nak);
+        let pk_handle = wiring.spawn(scope, packetizer);
+        let pk = join(pk_handle, StageId::Packetizer);
+        wiring.stop_all();
+        let report = |r: Option<((), StageReport)>, id: StageId| {
+            r.map_or_else(|| StageMeter::new(id.name(), None).finish(), |(_, report)| report)
         };
-        let pacer_handle = spawn("pacer")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core("pacer"));
-                run_pacer(pacer_stage, StageMeter::new("pacer", core("pacer")))
-            })
-            .expect("spawn pacer stage");
-        let nak = NakStage {
-            sock: rx_sock,
-            slots: fb_slots.clone(),
-            spare: fb_spare,
-            out: fb_tx,
-            free: fb_free_rx,
-            packetizer_bell: reader_shared.packetizer_bell.clone(),
-            stop: stop.clone(),
-            clock,
-            max_datagram,
+        stages.push(report(join(reader_handle, StageId::Reader), StageId::Reader));
+        let result = match pk {
+            Some((result, pk_report)) => {
+                stages.push(pk_report);
+                result
+            }
+            None => Err("the packetizer stage panicked".into()),
         };
-        let nak_handle = spawn("nak")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core("nak"));
-                run_nak(nak, StageMeter::new("nak", core("nak")))
-            })
-            .expect("spawn nak stage");
-        let packetizer = Packetizer {
-            sender,
-            ch,
-            source,
-            tx_slots,
-            tx_spare,
-            tx_out: tx_tx,
-            tx_free: tx_free_rx,
-            fb_slots,
-            fb_in: fb_rx,
-            fb_free: fb_free_tx,
-            shared: reader_shared.clone(),
-            pacer_bell: pacer_bell.clone(),
-            send_error: send_error.clone(),
-            rate_bps,
-            released_bytes,
-            clock,
-        };
-        let pk_handle = spawn("packetizer")
-            .spawn_scoped(scope, move || {
-                pin_current_thread(core("packetizer"));
-                run_packetizer(packetizer, StageMeter::new("packetizer", core("packetizer")))
-            })
-            .expect("spawn packetizer stage");
-        let (result, pk_report) =
-            pk_handle.join().unwrap_or_else(|_| (Err("the packetizer stage panicked".into()), None));
-        stop.store(true, Ordering::Relaxed);
-        reader_shared.reader_bell.ring();
-        pacer_bell.ring();
-        let join = |h: std::thread::ScopedJoinHandle<'_, StageReport>, name: &'static str| {
-            h.join().unwrap_or_else(|_| {
-                eprintln!("mover: the {name} stage panicked");
-                StageMeter::new(name, None).finish()
-            })
-        };
-        stages.push(join(reader_handle, "reader"));
-        if let Some(r) = pk_report {
-            stages.push(r);
-        }
-        stages.push(join(pacer_handle, "pacer"));
-        stages.push(join(nak_handle, "nak"));
+        stages.push(report(join(pacer_handle, StageId::Pacer), StageId::Pacer));
+        stages.push(report(join(nak_handle, StageId::Nak), StageId::Nak));
         result
     });
     SendOutcome { result, stages, disk }
 }
 
 /// One feedback datagram handed from the NAK stage to the packetizer.
-struct FeedbackBuf {
+pub struct FeedbackBuf {
     bytes: Vec<u8>,
     len: usize,
     /// When it was received.
     at: Time,
 }
 
-struct NakStage {
-    sock: DataSocket,
-    slots: Arc<Slots<FeedbackBuf>>,
-    spare: Vec<u32>,
-    out: Producer<u32>,
-    free: Consumer<u32>,
-    packetizer_bell: Bell,
-    stop: Arc<AtomicBool>,
-    clock: MonotonicClock,
-    max_datagram: usize,
-}
-
 /// The NAK stage: receives feedback and hands each datagram to the packetizer. It never blocks on the
 /// packetizer: with no free buffer, a feedback datagram is dropped and counted (the next one repeats it).
-fn run_nak(mut st: NakStage, mut meter: StageMeter) -> StageReport {
-    let mut rx = RxBatch::new(FEEDBACK_RX, st.max_datagram);
-    let mut dropped = 0u64;
-    while !st.stop.load(Ordering::Relaxed) {
-        let n = match st.sock.recv_batch(&mut rx) {
+struct NakStage {
+    sock: DataSocket,
+    slots: Arc<SlotPool<FeedbackBuf>>,
+    spare: Vec<Slot<FeedbackBuf>>,
+    out: Outbox<Slot<FeedbackBuf>>,
+    free: Inbox<Slot<FeedbackBuf>>,
+    clock: MonotonicClock,
+    rx: RxBatch,
+    dropped: u64,
+}
+
+impl Stage for NakStage {
+    type Output = ();
+    const ID: StageId = StageId::Nak;
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        let n = match self.sock.recv_batch(&mut self.rx) {
             Ok(n) => n,
             // ICMP port unreachable for an earlier datagram: the control channel tells the story.
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => 0,
             Err(_) => 0,
         };
         if n == 0 {
-            let t = Instant::now();
-            let _ = st.sock.wait_readable(Duration::from_millis(5));
-            meter.stalled_on_input(t.elapsed());
-            continue;
+            let sock = &mut self.sock;
+            let _ = cx.wait_input(|| sock.wait_readable(Duration::from_millis(5)));
+            return Progress::Busy;
         }
-        let now = st.clock.now();
-        while let Some(i) = st.free.pop() {
-            st.spare.push(i);
+        let now = self.clock.now();
+        while let Some(t) = self.free.pop() {
+            self.spare.push(t);
         }
-        st.free.release();
+        self.free.release();
         let mut pushed = 0;
         for k in 0..n {
-            let (d, _) = rx.get(k);
-            let Some(i) = st.spare.pop() else {
-                dropped += 1;
+            let (d, _) = self.rx.get(k);
+            let Some(mut token) = self.spare.pop() else {
+                self.dropped += 1;
                 continue;
             };
-            // Safety: `i` came from the spare list (never handed out twice): this stage holds it.
-            let fb = unsafe { st.slots.get_mut(i) };
+            let fb = self.slots.get(&mut token);
             let len = d.len().min(fb.bytes.len());
             fb.bytes[..len].copy_from_slice(&d[..len]);
             fb.len = len;
             fb.at = now;
-            if st.out.push(i).is_err() {
-                st.spare.push(i);
-                dropped += 1;
+            if let Err(token) = self.out.push(token) {
+                self.spare.push(token);
+                self.dropped += 1;
                 continue;
             }
             pushed += 1;
-            meter.add(1, len as u64);
+            cx.meter.add(1, len as u64);
         }
         if pushed > 0 {
-            st.out.publish();
-            st.packetizer_bell.ring();
+            self.out.publish();
+        }
+        Progress::Busy
+    }
+
+    fn on_stop(self, _cx: &mut StageCx) {
+        if self.dropped > 0 {
+            eprintln!("mover: {} feedback datagrams dropped: the packetizer fell behind", self.dropped);
         }
     }
-    if dropped > 0 {
-        eprintln!("mover: {dropped} feedback datagrams dropped: the packetizer fell behind");
-    }
-    meter.finish()
 }
 
 /// Measures `nak_to_retransmit`: from the arrival (at the NAK stage) of a feedback datagram that made blocks
@@ -345,83 +319,132 @@ struct Packetizer<'a> {
     sender: &'a mut Sender,
     ch: &'a mut ControlChannel,
     source: ChunkSource,
-    tx_slots: Arc<Slots<TxSlot>>,
-    tx_spare: Vec<u32>,
-    tx_out: Producer<u32>,
-    tx_free: Consumer<u32>,
-    fb_slots: Arc<Slots<FeedbackBuf>>,
-    fb_in: Consumer<u32>,
-    fb_free: Producer<u32>,
-    shared: ReaderShared,
-    pacer_bell: Bell,
+    tx_slots: Arc<SlotPool<TxSlot>>,
+    tx_spare: Vec<Slot<TxSlot>>,
+    /// The batch being filled.
+    filling: Option<Slot<TxSlot>>,
+    tx_out: Outbox<Slot<TxSlot>>,
+    tx_free: Inbox<Slot<TxSlot>>,
+    fb_slots: Arc<SlotPool<FeedbackBuf>>,
+    fb_in: Inbox<Slot<FeedbackBuf>>,
+    fb_free: Outbox<Slot<FeedbackBuf>>,
     send_error: Arc<Mutex<Option<String>>>,
-    /// The pacer stage's rate, published after feedback changed the core's choice.
-    rate_bps: Arc<AtomicU64>,
     /// Datagram bytes the pacer stage released so far.
     released_bytes: Arc<AtomicU64>,
+    /// Datagram bytes built so far; less the pacer's released count, the backlog between the stages.
+    built_bytes: u64,
+    naks: NakClock,
+    /// How the session ended, once it has.
+    result: Option<Result<ReceiverSummary, String>>,
     clock: MonotonicClock,
 }
 
 /// The packetizer: feedback and control into the protocol core, datagrams out into send batches, until the
-/// session ends. Returns the session's result and the stage report.
-fn run_packetizer(
-    mut p: Packetizer<'_>,
-    mut meter: StageMeter,
-) -> (Result<ReceiverSummary, String>, Option<StageReport>) {
-    p.shared.packetizer_bell.register();
-    p.ch.wake_on_event(Some(std::thread::current()));
-    let mut naks = NakClock::default();
-    let mut filling: Option<u32> = None;
-    // Datagram bytes built so far; less the pacer's released count, the backlog between the stages.
-    let mut built_bytes: u64 = 0;
-    let result = loop {
-        let now = p.clock.now();
-        while let Some(i) = p.fb_in.pop() {
-            // Safety: popped from the feedback ring; returned through `fb_free` below.
-            let fb = unsafe { p.fb_slots.get_mut(i) };
-            let before = p.sender.pending_retransmits();
-            let _ = p.sender.handle_datagram(now, &mut fb.bytes[..fb.len]);
-            naks.on_feedback(p.sender.pending_retransmits().saturating_sub(before), fb.at);
-            assert!(p.fb_free.push(i).is_ok(), "feedback_free ring smaller than the buffer count");
+/// session ends.
+impl Stage for Packetizer<'_> {
+    type Output = Result<ReceiverSummary, String>;
+    const ID: StageId = StageId::Packetizer;
+
+    fn on_start(&mut self, _cx: &mut StageCx) {
+        self.ch.wake_on_event(Some(std::thread::current()));
+    }
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        let now = self.clock.now();
+        let mut got_feedback = false;
+        while let Some(mut token) = self.fb_in.pop() {
+            let fb = self.fb_slots.get(&mut token);
+            let before = self.sender.pending_retransmits();
+            let _ = self.sender.handle_datagram(now, &mut fb.bytes[..fb.len]);
+            self.naks.on_feedback(self.sender.pending_retransmits().saturating_sub(before), fb.at);
+            assert!(self.fb_free.push(token).is_ok(), "feedback_free ring smaller than the buffer count");
+            got_feedback = true;
         }
-        p.fb_in.release();
-        p.fb_free.publish();
-        let rate = p.sender.rate_bps();
-        if rate != p.rate_bps.load(Ordering::Relaxed) {
-            p.rate_bps.store(rate, Ordering::Relaxed);
+        if got_feedback {
+            self.fb_in.release();
+            self.fb_free.publish();
         }
-        while let Some(ev) = p.ch.try_recv() {
+        while let Some(ev) = self.ch.try_recv() {
             match ev {
-                ControlEvent::Msg(m) => p.sender.handle_control(now, m),
-                ControlEvent::Closed if !p.sender.is_finished() => {
-                    p.sender.fail("the server closed the control connection".into())
+                ControlEvent::Msg(m) => self.sender.handle_control(now, m),
+                ControlEvent::Closed if !self.sender.is_finished() => {
+                    self.sender.fail("the server closed the control connection".into())
                 }
-                ControlEvent::Failed(e) => p.sender.fail(format!("control connection failed: {e}")),
+                ControlEvent::Failed(e) => self.sender.fail(format!("control connection failed: {e}")),
                 ControlEvent::Closed => {}
             }
         }
-        if let Some(e) = p.send_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            p.sender.fail(e);
+        if let Some(e) = self.send_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.sender.fail(e);
         }
-        p.sender.handle_timeout(now);
+        self.sender.handle_timeout(now);
 
-        // Fill send batches while the core has datagrams to give and batches are free.
-        let released = p.released_bytes.load(Ordering::Relaxed);
+        let out_stalled = self.fill_batches(now, cx);
+
+        while let Some(m) = self.sender.poll_control() {
+            if let Err(e) = self.ch.send(&m) {
+                self.sender.fail(format!("sending to the server: {e}"));
+            }
+        }
+        match self.sender.state() {
+            SenderState::Done(summary) => {
+                self.result = Some(Ok(*summary));
+                return Progress::Done;
+            }
+            SenderState::Failed(m) => {
+                let _ = self.ch.send(&ControlMsg::Error { message: m.clone() });
+                self.result = Some(Err(m.clone()));
+                return Progress::Done;
+            }
+            _ => {}
+        }
+        let wait = self.sender.poll_timeout(now).map_or(Duration::from_millis(10), |d| d.since(self.clock.now()));
+        if wait.is_zero() && !out_stalled {
+            return Progress::Busy;
+        }
+        let wait = wait.clamp(Duration::from_micros(20), Duration::from_millis(10));
+        if out_stalled {
+            Progress::WaitOutput(wait)
+        } else {
+            Progress::WaitInput(wait)
+        }
+    }
+
+    /// The time spent waiting for chunks inside the core's reads is the stage's input stall.
+    fn housekeeping(&mut self, cx: &mut StageCx) {
+        cx.meter.stalled_on_input(std::mem::take(&mut self.source.stalled));
+    }
+
+    /// It ends the session itself.
+    fn may_stop(&mut self) -> bool {
+        false
+    }
+
+    fn on_stop(mut self, cx: &mut StageCx) -> Self::Output {
+        self.ch.wake_on_event(None);
+        self.source.release_all();
+        cx.stop_all();
+        self.result.take().unwrap_or_else(|| Err("the packetizer stopped before the session ended".into()))
+    }
+}
+
+impl Packetizer<'_> {
+    /// Fills send batches while the core has datagrams to give and batches are free; returns whether it
+    /// stopped for want of a free batch.
+    fn fill_batches(&mut self, now: Time, cx: &mut StageCx) -> bool {
+        let released = self.released_bytes.load(Ordering::Relaxed);
         let mut out_stalled = false;
         let mut published = false;
         loop {
-            let idx = match filling {
-                Some(i) => i,
+            let mut token = match self.filling.take() {
+                Some(t) => t,
                 None => {
-                    while let Some(i) = p.tx_free.pop() {
-                        p.tx_spare.push(i);
+                    while let Some(t) = self.tx_free.pop() {
+                        self.tx_spare.push(t);
                     }
-                    p.tx_free.release();
-                    match p.tx_spare.pop() {
-                        Some(i) => {
-                            filling = Some(i);
-                            i
-                        }
+                    self.tx_free.release();
+                    match self.tx_spare.pop() {
+                        Some(t) => t,
                         None => {
                             out_stalled = true;
                             break;
@@ -429,81 +452,49 @@ fn run_packetizer(
                     }
                 }
             };
-            // Safety: `idx` is held by this stage (spare list or being filled) until pushed to `tx`.
-            let slot = unsafe { p.tx_slots.get_mut(idx) };
+            let slot = self.tx_slots.get(&mut token);
             let mut more = true;
             while let Some(buf) = slot.batch.slot() {
-                let pending_before = p.sender.pending_retransmits();
-                debug_assert!(built_bytes >= released, "the pacer released more than was built");
-                p.sender.set_send_backlog(built_bytes - released);
-                match p.sender.poll_transmit(now, &mut p.source, buf) {
+                let pending_before = self.sender.pending_retransmits();
+                debug_assert!(self.built_bytes >= released, "the pacer released more than was built");
+                self.sender.set_send_backlog(self.built_bytes - released);
+                match self.sender.poll_transmit(now, &mut self.source, buf) {
                     Ok(Some(len)) => {
                         slot.batch.commit(len);
-                        built_bytes += len as u64;
-                        meter.add(1, len as u64);
-                        if p.sender.pending_retransmits() < pending_before {
-                            if let Some(at) = naks.on_retransmit() {
+                        self.built_bytes += len as u64;
+                        cx.meter.add(1, len as u64);
+                        if self.sender.pending_retransmits() < pending_before {
+                            if let Some(at) = self.naks.on_retransmit() {
                                 slot.nak_at = Some(slot.nak_at.map_or(at, |t: Time| t.min(at)));
                             }
                         }
                     }
-                    Ok(None) => {
-                        more = false;
-                        break;
-                    }
-                    Err(_) => {
+                    Ok(None) | Err(_) => {
                         more = false;
                         break;
                     }
                 }
             }
-            if p.sender.pending_retransmits() == 0 {
-                naks.clear();
+            if self.sender.pending_retransmits() == 0 {
+                self.naks.clear();
             }
             if slot.batch.is_empty() {
+                self.filling = Some(token);
                 break;
             }
-            assert!(p.tx_out.push(idx).is_ok(), "tx ring smaller than the batch count");
-            filling = None;
+            // The pacer releases the batch at the rate the core chose for it.
+            slot.rate_bps = self.sender.rate_bps();
+            assert!(self.tx_out.push(token).is_ok(), "tx ring smaller than the batch count");
             published = true;
             if !more {
                 break;
             }
         }
         if published {
-            p.tx_out.publish();
-            p.pacer_bell.ring();
+            self.tx_out.publish();
         }
-        meter.stalled_on_input(std::mem::take(&mut p.source.stalled));
-
-        while let Some(m) = p.sender.poll_control() {
-            if let Err(e) = p.ch.send(&m) {
-                p.sender.fail(format!("sending to the server: {e}"));
-            }
-        }
-        match p.sender.state() {
-            SenderState::Done(summary) => break Ok(*summary),
-            SenderState::Failed(m) => {
-                let _ = p.ch.send(&ControlMsg::Error { message: m.clone() });
-                break Err(m.clone());
-            }
-            _ => {}
-        }
-        let wait = p.sender.poll_timeout(now).map_or(Duration::from_millis(10), |d| d.since(p.clock.now()));
-        if wait.is_zero() && !out_stalled {
-            continue;
-        }
-        let wait = wait.clamp(Duration::from_micros(20), Duration::from_millis(10));
-        if out_stalled {
-            meter.park_for_output(wait);
-        } else {
-            meter.park_for_input(wait);
-        }
-    };
-    p.ch.wake_on_event(None);
-    p.source.release_all();
-    p.shared.stop.store(true, Ordering::Relaxed);
-    (result, Some(meter.finish()))
+        out_stalled
+    }
 }
 
 #[cfg(test)]

@@ -7,26 +7,25 @@
 //! the next call. Each run carries its own duplicated descriptor, so the tree may close or evict its files
 //! while writes are in flight.
 
-use super::bell::Bell;
-use super::ring::{Consumer, Producer};
-use crate::disk::Region;
+use super::runtime::{Inbox, Outbox};
+use super::slots::{BufRegion, RegionBuf};
 use crate::files::DestTree;
 use crate::proto::BlockStore;
 use std::io;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A run for the writer: `len` bytes of buffer `buf` to `fd` (owned by the item: the writer closes it) at
-/// `offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A run for the writer: `len` bytes of buffer `buf` to `fd` at `offset`. The item owns both until the
+/// writer hands the buffer back (and closes the descriptor).
+#[derive(Debug)]
 pub struct WriteItem {
-    /// Raw buffer index in the store's region.
-    pub buf: u32,
+    /// The buffer holding the run.
+    pub buf: RegionBuf,
     /// File id, for messages.
     pub file_id: u32,
-    /// A descriptor the item owns.
-    pub fd: RawFd,
+    /// A descriptor of the file, duplicated for this write.
+    pub fd: OwnedFd,
     /// File offset.
     pub offset: u64,
     /// Bytes.
@@ -34,17 +33,16 @@ pub struct WriteItem {
 }
 
 /// A finished write: the buffer is the store's again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Written {
-    /// Raw buffer index.
-    pub buf: u32,
+    /// The buffer.
+    pub buf: RegionBuf,
     /// Bytes written, or -errno.
     pub result: i64,
 }
 
-#[derive(Clone, Copy)]
 struct Run {
-    buf: u32,
+    buf: RegionBuf,
     file_id: u32,
     offset: u64,
     len: u32,
@@ -53,13 +51,12 @@ struct Run {
 /// See the [module documentation](self).
 pub struct PipeStore {
     tree: DestTree,
-    region: Arc<Region>,
-    spare: Vec<u32>,
-    out: Producer<WriteItem>,
-    back: Consumer<Written>,
-    writer_bell: Bell,
+    region: Arc<BufRegion>,
+    spare: Vec<RegionBuf>,
+    out: Outbox<WriteItem>,
+    back: Inbox<Written>,
     run: Option<Run>,
-    /// Per buffer: the (file, offset, len) of its write in flight (`len` 0 when none).
+    /// Per buffer index: the (file, offset, len) of its write in flight (`len` 0 when none).
     in_flight: Vec<(u32, u64, u32)>,
     in_flight_count: usize,
     error: Option<io::Error>,
@@ -70,25 +67,26 @@ pub struct PipeStore {
 }
 
 impl PipeStore {
-    /// A store writing `tree`'s files through the writer stage, with every buffer of `region` free.
+    /// A store writing `tree`'s files through the writer stage, with `buffers` (every buffer of `region`)
+    /// free.
     pub fn new(
         tree: DestTree,
-        region: Arc<Region>,
-        out: Producer<WriteItem>,
-        back: Consumer<Written>,
-        writer_bell: Bell,
+        region: Arc<BufRegion>,
+        buffers: Vec<RegionBuf>,
+        out: Outbox<WriteItem>,
+        back: Inbox<Written>,
     ) -> PipeStore {
-        let n = region.count();
-        assert!(out.capacity() >= n as usize, "the writes ring must hold every buffer");
+        let n = region.count() as usize;
+        assert_eq!(buffers.len(), n, "the store starts with every buffer of its region");
+        assert!(out.capacity() >= n, "the writes ring must hold every buffer");
         PipeStore {
             tree,
             region,
-            spare: (0..n).rev().collect(),
+            spare: buffers,
             out,
             back,
-            writer_bell,
             run: None,
-            in_flight: vec![(0, 0, 0); n as usize],
+            in_flight: vec![(0, 0, 0); n],
             in_flight_count: 0,
             error: None,
             stalled: Duration::ZERO,
@@ -108,8 +106,8 @@ impl PipeStore {
 
     fn reap(&mut self) {
         while let Some(w) = self.back.pop() {
-            let (file_id, offset, len) = std::mem::take(&mut self.in_flight[w.buf as usize]);
-            assert!(len > 0, "completion for buffer {} with no write in flight", w.buf);
+            let (file_id, offset, len) = std::mem::take(&mut self.in_flight[w.buf.index() as usize]);
+            assert!(len > 0, "completion for buffer {} with no write in flight", w.buf.index());
             self.in_flight_count -= 1;
             self.spare.push(w.buf);
             if w.result < 0 && self.error.is_none() {
@@ -135,17 +133,16 @@ impl PipeStore {
     fn flush(&mut self) -> io::Result<()> {
         let Some(run) = self.run.take() else { return Ok(()) };
         let fd = match self.tree.write_handle(run.file_id, run.offset, run.len as usize) {
-            Ok(fd) => fd.into_raw_fd(),
+            Ok(fd) => fd,
             Err(e) => {
                 self.spare.push(run.buf);
                 return Err(e);
             }
         };
+        self.in_flight[run.buf.index() as usize] = (run.file_id, run.offset, run.len);
         let item = WriteItem { buf: run.buf, file_id: run.file_id, fd, offset: run.offset, len: run.len };
         assert!(self.out.push(item).is_ok(), "writes ring smaller than the buffer count");
         self.out.publish();
-        self.writer_bell.ring();
-        self.in_flight[run.buf as usize] = (run.file_id, run.offset, run.len);
         self.in_flight_count += 1;
         self.runs += 1;
         Ok(())
@@ -177,7 +174,7 @@ impl PipeStore {
     }
 
     fn run_touches(&self, file_id: u32, offset: u64, end: u64) -> bool {
-        self.run.is_some_and(|r| r.file_id == file_id && r.offset < end && offset < r.offset + r.len as u64)
+        self.run.as_ref().is_some_and(|r| r.file_id == file_id && r.offset < end && offset < r.offset + r.len as u64)
     }
 }
 
@@ -187,7 +184,7 @@ impl BlockStore for PipeStore {
         self.take_error()?;
         let cap = self.region.buf_bytes();
         assert!(data.len() <= cap, "a block of {} bytes exceeds the run buffer", data.len());
-        let extends = self.run.is_some_and(|r| {
+        let extends = self.run.as_ref().is_some_and(|r| {
             r.file_id == file_id && offset == r.offset + r.len as u64 && r.len as usize + data.len() <= cap
         });
         if !extends {
@@ -202,9 +199,9 @@ impl BlockStore for PipeStore {
             self.run = Some(Run { buf, file_id, offset, len: 0 });
         }
         let run = self.run.as_mut().expect("a run was just ensured");
-        // Safety: the store holds `run.buf` (taken from its spare list, not handed to the writer yet), and
+        // The store holds `run.buf` (taken from its spare list, not handed to the writer yet), and
         // run.len + data.len() <= buffer size.
-        let bytes = unsafe { self.region.bytes_mut(run.buf) };
+        let bytes = self.region.bytes_mut(&mut run.buf);
         bytes[run.len as usize..run.len as usize + data.len()].copy_from_slice(data);
         run.len += data.len() as u32;
         Ok(())
@@ -221,7 +218,7 @@ impl BlockStore for PipeStore {
     }
 
     fn commit(&mut self, file_id: u32) -> io::Result<()> {
-        if self.run.is_some_and(|r| r.file_id == file_id) {
+        if self.run.as_ref().is_some_and(|r| r.file_id == file_id) {
             self.flush()?;
         }
         self.wait_for(file_id, 0, u64::MAX);
@@ -230,8 +227,8 @@ impl BlockStore for PipeStore {
     }
 
     fn reset(&mut self, file_id: u32) -> io::Result<()> {
-        if let Some(r) = self.run.filter(|r| r.file_id == file_id) {
-            self.run = None;
+        if self.run.as_ref().is_some_and(|r| r.file_id == file_id) {
+            let r = self.run.take().expect("checked above");
             self.spare.push(r.buf);
         }
         self.wait_for(file_id, 0, u64::MAX);
@@ -250,9 +247,11 @@ mod tests {
     use super::*;
     use crate::disk::{BackendChoice, BufferPool, DiskBackend, DiskWriter};
     use crate::files::{sanitize_dest_dir, Entry, EntryKind};
+    use crate::pipeline::bell::Bell;
     use crate::pipeline::ring::ring;
-    use crate::pipeline::stats::StageMeter;
-    use crate::pipeline::write_stage::run_writer;
+    use crate::pipeline::runtime::{run, StageCx};
+    use crate::pipeline::topology::StageId;
+    use crate::pipeline::write_stage::WriterStage;
     use crate::testing::TempDir;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -274,7 +273,7 @@ mod tests {
                 })
                 .collect();
             let tree = DestTree::prepare(dir.path(), &sanitize_dest_dir("").unwrap(), &entries, 7).unwrap();
-            let pool = BufferPool::new(4, 64 << 10);
+            let mut pool = BufferPool::new(4, 64 << 10);
             let Ok(writer) = DiskWriter::new(pool.region().clone(), BackendChoice::Force(backend), 2) else {
                 let half = format!("writes_reads_back_resets_and_commits_through_the_writer_stage ({backend:?} half)");
                 crate::testing::skip_or_fail(&half, "the backend is unavailable here");
@@ -285,11 +284,12 @@ mod tests {
             let (store_bell, writer_bell) = (Bell::new(), Bell::new());
             store_bell.register();
             let stop = Arc::new(AtomicBool::new(false));
-            let (wb, sb, st) = (writer_bell.clone(), store_bell.clone(), stop.clone());
-            let t = std::thread::spawn(move || {
-                run_writer(writer, 4, writes, written_tx, sb, wb, st, StageMeter::new("writer", None))
-            });
-            let mut store = PipeStore::new(tree, pool.region().clone(), out, back, writer_bell.clone());
+            let stage = WriterStage::new(writer, 4, writes, Outbox::from_ring(written_tx, store_bell.clone()));
+            let (wb, st) = (writer_bell.clone(), stop.clone());
+            let t = std::thread::spawn(move || run(stage, &wb, StageCx::new(StageId::Writer, None, st)).1);
+            let region = BufRegion::new(pool.region().clone());
+            let buffers = (0..4).map(|_| region.adopt(pool.alloc().unwrap())).collect();
+            let mut store = PipeStore::new(tree, region, buffers, Outbox::from_ring(out, writer_bell.clone()), back);
             let byte = |f: u32, off: u64, round: u8| (off as u32 * 13 + f * 101 + round as u32 * 7) as u8;
             let block = |f: u32, off: u64, len: usize, round: u8| -> Vec<u8> {
                 (0..len as u64).map(|k| byte(f, off + k, round)).collect()

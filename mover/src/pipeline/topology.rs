@@ -1,8 +1,10 @@
 //! The topology as data: one table names each side's stages, the rings between them (depth, what they carry,
-//! what a full ring does) and the core each stage is pinned to. Pipelines size their rings and pools from it,
-//! and `--show-topology` prints it (ENGINEERING.md §4).
+//! what a full ring does) and the core each stage is pinned to. Pipelines build their rings from it
+//! ([`crate::pipeline::runtime::Wiring`]) and size their pools from it, and `--show-topology` prints it
+//! (ENGINEERING.md §4).
 
 use std::fmt::Write;
+use std::marker::PhantomData;
 
 /// Which end of a transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,10 +15,97 @@ pub enum Side {
     Receiver,
 }
 
+/// A stage of either side. Its [`name`](StageId::name) is what `--cores name=N`, `--show-topology` and the
+/// stats table show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageId {
+    /// Sender: reads files into the chunk pool.
+    Reader,
+    /// Sender: the protocol core; datagrams into send batches.
+    Packetizer,
+    /// Sender: releases datagrams at the rate.
+    Pacer,
+    /// Sender: receives feedback.
+    Nak,
+    /// Receiver: receives datagrams into receive batches.
+    Recv,
+    /// Receiver: the protocol core; blocks into write runs.
+    Reassembly,
+    /// Receiver: writes the runs.
+    Writer,
+}
+
+impl StageId {
+    /// Every stage, sender's then receiver's, in table order.
+    pub const ALL: [StageId; 7] = [
+        StageId::Reader,
+        StageId::Packetizer,
+        StageId::Pacer,
+        StageId::Nak,
+        StageId::Recv,
+        StageId::Reassembly,
+        StageId::Writer,
+    ];
+
+    /// The stage's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageId::Reader => "reader",
+            StageId::Packetizer => "packetizer",
+            StageId::Pacer => "pacer",
+            StageId::Nak => "nak",
+            StageId::Recv => "recv",
+            StageId::Reassembly => "reassembly",
+            StageId::Writer => "writer",
+        }
+    }
+
+    /// The stage named `name`, if any.
+    pub fn from_name(name: &str) -> Option<StageId> {
+        StageId::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The side the stage runs on.
+    pub fn side(self) -> Side {
+        match self {
+            StageId::Reader | StageId::Packetizer | StageId::Pacer | StageId::Nak => Side::Sender,
+            StageId::Recv | StageId::Reassembly | StageId::Writer => Side::Receiver,
+        }
+    }
+
+    /// Position in [`StageId::ALL`] (for per-stage arrays).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// What the stage does, as `--show-topology` prints it.
+    pub fn does(self) -> &'static str {
+        match self {
+            StageId::Reader => "io_uring reads of large blocks into the chunk pool, files in order, several in flight",
+            StageId::Packetizer => {
+                "protocol core: splits chunks into datagrams, headers and checksums in place; queues NAKed blocks first"
+            }
+            StageId::Pacer => {
+                "releases datagram batches at the rate (sleeps for long gaps, spins for short ones on its own core)"
+            }
+            StageId::Nak => "receives feedback datagrams (ACK/NAK) and hands them to the packetizer",
+            StageId::Recv => {
+                "batched recvmmsg (GRO) into receive batches; with none free the socket buffer queues, then the kernel drops"
+            }
+            StageId::Reassembly => {
+                "protocol core: checks tags, gathers blocks into 1 MiB write runs, hashes, sends feedback"
+            }
+            StageId::Writer => "io_uring writes of the runs from registered buffers",
+        }
+    }
+}
+
 /// One stage: a pinned thread running one loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageSpec {
-    /// Name, as in `--cores name=N` and the stats table.
+    /// Which stage.
+    pub id: StageId,
+    /// Name, as in `--cores name=N` and the stats table (`id.name()`).
     pub name: &'static str,
     /// What it does.
     pub does: &'static str,
@@ -24,21 +113,133 @@ pub struct StageSpec {
     pub core: Option<usize>,
 }
 
+/// A ring between two stages. The item type of each ring is fixed by its typed handle in [`rings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RingId {
+    /// Read chunks, reader -> packetizer.
+    Chunks,
+    /// Chunk buffers back, packetizer -> reader.
+    ChunkFree,
+    /// Filled send batches, packetizer -> pacer.
+    Tx,
+    /// Sent batches back, pacer -> packetizer.
+    TxFree,
+    /// Feedback datagrams, nak -> packetizer.
+    Feedback,
+    /// Feedback buffers back, packetizer -> nak.
+    FeedbackFree,
+    /// Receive batches, recv -> reassembly.
+    Rx,
+    /// Receive batches back, reassembly -> recv.
+    RxFree,
+    /// Write runs, reassembly -> writer.
+    Writes,
+    /// Finished writes, writer -> reassembly.
+    Written,
+}
+
+impl RingId {
+    /// The ring's row of the table.
+    pub fn spec(self) -> RingSpec {
+        use depth::*;
+        use StageId::*;
+        let (name, from, to, depth, item, when_full) = match self {
+            RingId::Chunks => ("chunks", Reader, Packetizer, CHUNKS, "chunk index, file, offset, length", "block"),
+            RingId::ChunkFree => {
+                ("chunk_free", Packetizer, Reader, CHUNKS, "chunk index back to the pool", "cannot fill")
+            }
+            RingId::Tx => ("tx", Packetizer, Pacer, TX_BATCHES, "send batch index (up to 32 datagrams)", "block"),
+            RingId::TxFree => ("tx_free", Pacer, Packetizer, TX_BATCHES, "sent batch index back", "cannot fill"),
+            RingId::Feedback => {
+                ("feedback", Nak, Packetizer, FEEDBACK, "feedback datagram index, arrival time", "drop, count")
+            }
+            RingId::FeedbackFree => ("feedback_free", Packetizer, Nak, FEEDBACK, "feedback buffer back", "cannot fill"),
+            RingId::Rx => ("rx", Recv, Reassembly, RX_BATCHES, "receive batch index", "socket queues"),
+            RingId::RxFree => ("rx_free", Reassembly, Recv, RX_BATCHES, "receive batch back", "cannot fill"),
+            RingId::Writes => ("writes", Reassembly, Writer, WRITES, "run buffer index, fd, offset, length", "block"),
+            RingId::Written => ("written", Writer, Reassembly, WRITES, "run buffer index, result", "cannot fill"),
+        };
+        assert!(depth.is_power_of_two());
+        RingSpec {
+            id: self,
+            name,
+            from: from.name(),
+            to: to.name(),
+            from_stage: from,
+            to_stage: to,
+            depth,
+            item,
+            when_full,
+        }
+    }
+}
+
 /// One single-producer, single-consumer ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RingSpec {
+    /// Which ring.
+    pub id: RingId,
     /// Name.
     pub name: &'static str,
-    /// Producing stage.
+    /// Producing stage's name.
     pub from: &'static str,
-    /// Consuming stage.
+    /// Consuming stage's name.
     pub to: &'static str,
+    /// Producing stage.
+    pub from_stage: StageId,
+    /// Consuming stage.
+    pub to_stage: StageId,
     /// Slots (a power of two).
     pub depth: usize,
     /// What one slot carries.
     pub item: &'static str,
     /// What the producer does when the ring is full (ENGINEERING.md §9).
     pub when_full: &'static str,
+}
+
+/// A ring of the table together with the type of its items, so the pipeline can only build it with that type.
+pub struct RingDef<T> {
+    /// Which ring.
+    pub id: RingId,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> RingDef<T> {
+    const fn new(id: RingId) -> RingDef<T> {
+        RingDef { id, _item: PhantomData }
+    }
+}
+
+/// The typed handle of every ring: what each one carries.
+pub mod rings {
+    use super::{RingDef, RingId};
+    use crate::net::RxBatch;
+    use crate::pipeline::pace::TxSlot;
+    use crate::pipeline::reader::ReadOutcome;
+    use crate::pipeline::send::FeedbackBuf;
+    use crate::pipeline::slots::{RegionBuf, Slot};
+    use crate::pipeline::store::{WriteItem, Written};
+
+    /// Read chunks in (file, offset) order, or the report of a failed read.
+    pub const CHUNKS: RingDef<ReadOutcome> = RingDef::new(RingId::Chunks);
+    /// Chunk buffers back to the reader.
+    pub const CHUNK_FREE: RingDef<RegionBuf> = RingDef::new(RingId::ChunkFree);
+    /// Filled send batches.
+    pub const TX: RingDef<Slot<TxSlot>> = RingDef::new(RingId::Tx);
+    /// Sent batches back.
+    pub const TX_FREE: RingDef<Slot<TxSlot>> = RingDef::new(RingId::TxFree);
+    /// Feedback datagrams.
+    pub const FEEDBACK: RingDef<Slot<FeedbackBuf>> = RingDef::new(RingId::Feedback);
+    /// Feedback buffers back.
+    pub const FEEDBACK_FREE: RingDef<Slot<FeedbackBuf>> = RingDef::new(RingId::FeedbackFree);
+    /// Filled receive batches.
+    pub const RX: RingDef<Slot<RxBatch>> = RingDef::new(RingId::Rx);
+    /// Receive batches back.
+    pub const RX_FREE: RingDef<Slot<RxBatch>> = RingDef::new(RingId::RxFree);
+    /// Write runs.
+    pub const WRITES: RingDef<WriteItem> = RingDef::new(RingId::Writes);
+    /// Finished writes.
+    pub const WRITTEN: RingDef<Written> = RingDef::new(RingId::Written);
 }
 
 /// How stages are placed on cores (`--cores`).
@@ -105,25 +306,13 @@ pub fn available_cores() -> Vec<usize> {
 
 /// Stages of each side in table order, with the order in which [`CorePlan::Auto`] gives them cores (the
 /// stage listed first in `AUTO_ORDER` gets the first core to itself on a machine with enough cores).
-const SENDER_STAGES: [(&str, &str); 4] = [
-    ("reader", "io_uring reads of large blocks into the chunk pool, files in order, several in flight"),
-    (
-        "packetizer",
-        "protocol core: splits chunks into datagrams, headers and checksums in place; queues NAKed blocks first",
-    ),
-    ("pacer", "releases datagram batches at the rate (sleeps for long gaps, spins for short ones on its own core)"),
-    ("nak", "receives feedback datagrams (ACK/NAK) and hands them to the packetizer"),
-];
-const SENDER_AUTO_ORDER: [&str; 4] = ["pacer", "packetizer", "reader", "nak"];
-const RECEIVER_STAGES: [(&str, &str); 3] = [
-    (
-        "recv",
-        "batched recvmmsg (GRO) into receive batches; with none free the socket buffer queues, then the kernel drops",
-    ),
-    ("reassembly", "protocol core: checks tags, gathers blocks into 1 MiB write runs, hashes, sends feedback"),
-    ("writer", "io_uring writes of the runs from registered buffers"),
-];
-const RECEIVER_AUTO_ORDER: [&str; 3] = ["recv", "reassembly", "writer"];
+const SENDER_STAGES: [StageId; 4] = [StageId::Reader, StageId::Packetizer, StageId::Pacer, StageId::Nak];
+const SENDER_AUTO_ORDER: [StageId; 4] = [StageId::Pacer, StageId::Packetizer, StageId::Reader, StageId::Nak];
+const SENDER_RINGS: [RingId; 6] =
+    [RingId::Chunks, RingId::ChunkFree, RingId::Tx, RingId::TxFree, RingId::Feedback, RingId::FeedbackFree];
+const RECEIVER_STAGES: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
+const RECEIVER_AUTO_ORDER: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
+const RECEIVER_RINGS: [RingId; 4] = [RingId::Rx, RingId::RxFree, RingId::Writes, RingId::Written];
 
 /// Ring depths (powers of two); the pools are sized from them.
 pub mod depth {
@@ -156,48 +345,22 @@ pub struct Topology {
 impl Topology {
     /// The table for `side`, with cores placed by `plan` over `available` cores.
     pub fn new(side: Side, plan: &CorePlan, available: &[usize]) -> Result<Topology, String> {
-        use depth::*;
-        let (stages, auto_order, rings): (&[(&str, &str)], &[&str], Vec<RingSpec>) = match side {
-            Side::Sender => (
-                &SENDER_STAGES,
-                &SENDER_AUTO_ORDER,
-                vec![
-                    ring("chunks", "reader", "packetizer", CHUNKS, "chunk index, file, offset, length", "block"),
-                    ring("chunk_free", "packetizer", "reader", CHUNKS, "chunk index back to the pool", "cannot fill"),
-                    ring("tx", "packetizer", "pacer", TX_BATCHES, "send batch index (up to 32 datagrams)", "block"),
-                    ring("tx_free", "pacer", "packetizer", TX_BATCHES, "sent batch index back", "cannot fill"),
-                    ring(
-                        "feedback",
-                        "nak",
-                        "packetizer",
-                        FEEDBACK,
-                        "feedback datagram index, arrival time",
-                        "drop, count",
-                    ),
-                    ring("feedback_free", "packetizer", "nak", FEEDBACK, "feedback buffer back", "cannot fill"),
-                ],
-            ),
-            Side::Receiver => (
-                &RECEIVER_STAGES,
-                &RECEIVER_AUTO_ORDER,
-                vec![
-                    ring("rx", "recv", "reassembly", RX_BATCHES, "receive batch index", "socket queues"),
-                    ring("rx_free", "reassembly", "recv", RX_BATCHES, "receive batch back", "cannot fill"),
-                    ring("writes", "reassembly", "writer", WRITES, "run buffer index, fd, offset, length", "block"),
-                    ring("written", "writer", "reassembly", WRITES, "run buffer index, result", "cannot fill"),
-                ],
-            ),
+        let (stages, auto_order, rings): (&[StageId], &[StageId], &[RingId]) = match side {
+            Side::Sender => (&SENDER_STAGES, &SENDER_AUTO_ORDER, &SENDER_RINGS),
+            Side::Receiver => (&RECEIVER_STAGES, &RECEIVER_AUTO_ORDER, &RECEIVER_RINGS),
         };
+        let rings: Vec<RingSpec> = rings.iter().map(|r| r.spec()).collect();
+        debug_assert!(rings.iter().all(|r| r.from_stage.side() == side && r.to_stage.side() == side));
         let mut specs: Vec<StageSpec> =
-            stages.iter().map(|&(name, does)| StageSpec { name, does, core: None }).collect();
+            stages.iter().map(|&id| StageSpec { id, name: id.name(), does: id.does(), core: None }).collect();
         match plan {
             CorePlan::None => {}
             CorePlan::Auto => {
                 // Measured on 2 cores (decision note 0003): pinning 4 + 3 stages onto 2 cores made a stage wait
                 // behind a busy neighbour while the other core idled (1.71 against 2.50 Gbit/s unpinned).
                 if available.len() >= specs.len() {
-                    for (k, name) in auto_order.iter().enumerate() {
-                        let s = specs.iter_mut().find(|s| s.name == *name).expect("auto order names stages");
+                    for (k, id) in auto_order.iter().enumerate() {
+                        let s = specs.iter_mut().find(|s| s.id == *id).expect("auto order names stages");
                         s.core = Some(available[k % available.len()]);
                     }
                 }
@@ -215,7 +378,7 @@ impl Topology {
                     let Some(s) = specs.iter_mut().find(|s| s.name == name) else {
                         let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
                         // The other side's stage names are accepted (one --cores for both commands).
-                        if other_side_names(side).contains(&name.as_str()) {
+                        if StageId::from_name(name).is_some_and(|id| id.side() != side) {
                             continue;
                         }
                         return Err(format!("--cores: no stage '{name}' (stages: {})", names.join(", ")));
@@ -237,14 +400,20 @@ impl Topology {
         Ok(Topology { side, stages: specs, rings })
     }
 
-    /// The core of stage `name`.
-    pub fn core_of(&self, name: &str) -> Option<usize> {
-        self.stages.iter().find(|s| s.name == name).and_then(|s| s.core)
+    /// The depth of ring `id` of this side (the pools it carries are sized from it).
+    pub fn depth(&self, id: RingId) -> usize {
+        let r = self.rings.iter().find(|r| r.id == id);
+        r.unwrap_or_else(|| panic!("ring {id:?} is not in the {:?} table", self.side)).depth
     }
 
-    /// Whether stage `name` is pinned to a core no other stage of this side uses (it may then spin).
-    pub fn has_own_core(&self, name: &str) -> bool {
-        match self.core_of(name) {
+    /// The core of stage `id`.
+    pub fn core_of(&self, id: StageId) -> Option<usize> {
+        self.stages.iter().find(|s| s.id == id).and_then(|s| s.core)
+    }
+
+    /// Whether stage `id` is pinned to a core no other stage of this side uses (it may then spin).
+    pub fn has_own_core(&self, id: StageId) -> bool {
+        match self.core_of(id) {
             Some(c) => self.stages.iter().filter(|s| s.core == Some(c)).count() == 1,
             None => false,
         }
@@ -271,25 +440,6 @@ impl Topology {
         }
         out
     }
-}
-
-fn other_side_names(side: Side) -> Vec<&'static str> {
-    match side {
-        Side::Sender => RECEIVER_STAGES.iter().map(|s| s.0).collect(),
-        Side::Receiver => SENDER_STAGES.iter().map(|s| s.0).collect(),
-    }
-}
-
-fn ring(
-    name: &'static str,
-    from: &'static str,
-    to: &'static str,
-    depth: usize,
-    item: &'static str,
-    when_full: &'static str,
-) -> RingSpec {
-    assert!(depth.is_power_of_two());
-    RingSpec { name, from, to, depth, item, when_full }
 }
 
 /// Pins the calling thread to `core` (no-op for `None`); a refusal is reported once, not fatal.
@@ -323,23 +473,23 @@ mod tests {
     fn places_stages_on_two_and_many_cores() {
         let two = Topology::new(Side::Sender, &CorePlan::Auto, &[0, 1]).unwrap();
         assert!(two.stages.iter().all(|s| s.core.is_none()), "fewer cores than stages: left to the scheduler");
-        assert!(!two.has_own_core("pacer"));
+        assert!(!two.has_own_core(StageId::Pacer));
         let four = Topology::new(Side::Sender, &CorePlan::Auto, &[2, 3, 4, 5]).unwrap();
-        assert_eq!(four.core_of("pacer"), Some(2));
-        assert_eq!(four.core_of("packetizer"), Some(3));
-        assert_eq!(four.core_of("reader"), Some(4));
-        assert_eq!(four.core_of("nak"), Some(5));
-        assert!(four.has_own_core("pacer") && four.has_own_core("nak"));
+        assert_eq!(four.core_of(StageId::Pacer), Some(2));
+        assert_eq!(four.core_of(StageId::Packetizer), Some(3));
+        assert_eq!(four.core_of(StageId::Reader), Some(4));
+        assert_eq!(four.core_of(StageId::Nak), Some(5));
+        assert!(four.has_own_core(StageId::Pacer) && four.has_own_core(StageId::Nak));
         let listed = Topology::new(Side::Sender, &CorePlan::List(vec![0, 1]), &[0, 1]).unwrap();
-        assert_eq!(listed.core_of("reader"), Some(0));
-        assert_eq!(listed.core_of("pacer"), Some(0));
-        assert!(!listed.has_own_core("pacer"));
+        assert_eq!(listed.core_of(StageId::Reader), Some(0));
+        assert_eq!(listed.core_of(StageId::Pacer), Some(0));
+        assert!(!listed.has_own_core(StageId::Pacer));
         let one = Topology::new(Side::Receiver, &CorePlan::Auto, &[0]).unwrap();
         assert!(one.stages.iter().all(|s| s.core.is_none()), "one core: nothing to spread");
         let listed = Topology::new(Side::Receiver, &CorePlan::List(vec![1]), &[0, 1]).unwrap();
         assert!(listed.stages.iter().all(|s| s.core == Some(1)));
         let named = Topology::new(Side::Receiver, &CorePlan::parse("writer=1,pacer=0").unwrap(), &[0, 1]).unwrap();
-        assert_eq!((named.core_of("writer"), named.core_of("recv")), (Some(1), None));
+        assert_eq!((named.core_of(StageId::Writer), named.core_of(StageId::Recv)), (Some(1), None));
         assert!(Topology::new(Side::Receiver, &CorePlan::parse("bogus=1").unwrap(), &[0, 1]).is_err());
         assert!(Topology::new(Side::Sender, &CorePlan::List(vec![7]), &[0, 1]).is_err());
     }

@@ -1,118 +1,124 @@
 //! The receiver's writer stage: takes runs from the `writes` ring, writes them with a [`DiskWriter`]
 //! (io_uring `WRITE_FIXED`, or `pwrite`), and returns each buffer with its result through `written`.
+//!
+//! A run's [`WriteItem`] (its buffer token and its descriptor) stays in this stage while the write is in
+//! flight, so neither can be reused or closed under the kernel.
 
-use super::bell::Bell;
-use super::ring::{Consumer, Producer};
-use super::stats::{StageMeter, StageReport};
+use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::store::{WriteItem, Written};
+use super::topology::StageId;
 use crate::disk::{DiskWriter, Full, WriteDone, WriteReq};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Runs the writer stage until `stop` and every accepted write has completed.
-#[allow(clippy::too_many_arguments)]
-pub fn run_writer(
-    mut writer: DiskWriter,
-    buffers: usize,
-    mut input: Consumer<WriteItem>,
-    mut back: Producer<Written>,
-    store_bell: Bell,
-    own_bell: Bell,
-    stop: Arc<AtomicBool>,
-    mut meter: StageMeter,
-) -> StageReport {
-    own_bell.register();
-    let latency = meter.add_latency("block_write");
-    // Per buffer: the descriptor its write owns and when the write was submitted.
-    let mut owned: Vec<Option<(OwnedFd, Instant)>> = (0..buffers).map(|_| None).collect();
-    let mut held: Option<WriteItem> = None;
-    loop {
-        // Submit what arrived.
+/// The writer stage's state; see the [module documentation](self).
+pub struct WriterStage {
+    writer: DiskWriter,
+    input: Inbox<WriteItem>,
+    back: Outbox<Written>,
+    /// Per buffer index: the item whose write is in flight, and when it was submitted.
+    owned: Vec<Option<(WriteItem, Instant)>>,
+    /// An item the writer had no room for yet.
+    held: Option<WriteItem>,
+    latency: usize,
+}
+
+impl WriterStage {
+    /// A writer of the runs of a region of `buffers` buffers.
+    pub fn new(writer: DiskWriter, buffers: usize, input: Inbox<WriteItem>, back: Outbox<Written>) -> WriterStage {
+        assert!(back.capacity() >= buffers, "written ring smaller than the pool");
+        let owned = (0..buffers).map(|_| None).collect();
+        WriterStage { writer, input, back, owned, held: None, latency: 0 }
+    }
+
+    /// Submits what arrived; returns whether anything was.
+    fn submit(&mut self) -> bool {
         let mut submitted = false;
         loop {
-            let item = match held.take() {
+            let item = match self.held.take().or_else(|| self.input.pop()) {
                 Some(i) => i,
-                None => match input.pop() {
-                    Some(i) => i,
-                    None => break,
-                },
+                None => break,
             };
+            let i = item.buf.index();
             let req =
-                WriteReq { req_id: item.buf as u64, fd: item.fd, offset: item.offset, buf: item.buf, len: item.len };
-            match writer.submit(req) {
+                WriteReq { req_id: i as u64, fd: item.fd.as_raw_fd(), offset: item.offset, buf: i, len: item.len };
+            match self.writer.submit(req) {
                 Ok(()) => {
-                    let i = item.buf as usize;
-                    // Safety: the item owns `fd` (the store duplicated it for this write and gave it up).
-                    owned[i] = Some((unsafe { OwnedFd::from_raw_fd(item.fd) }, Instant::now()));
+                    debug_assert!(self.owned[i as usize].is_none(), "buffer {i} written twice at once");
+                    self.owned[i as usize] = Some((item, Instant::now()));
                     submitted = true;
                 }
                 Err(Full) => {
-                    held = Some(item);
+                    self.held = Some(item);
                     break;
                 }
             }
         }
-        input.release();
+        self.input.release();
+        submitted
+    }
 
-        // Hand back what finished.
+    /// Closes a finished write's descriptor, records its latency and hands its buffer back (unpublished).
+    fn complete(&mut self, done: WriteDone, cx: &mut StageCx) {
+        let (item, at) = self.owned[done.buf as usize].take().expect("a completed write owns its item");
+        drop(item.fd);
+        cx.meter.record(self.latency, at.elapsed().as_nanos() as u64);
+        let result = match done.result {
+            Ok(n) => {
+                cx.meter.add(1, n as u64);
+                n as i64
+            }
+            Err(errno) => -(errno as i64),
+        };
+        assert!(self.back.push(Written { buf: item.buf, result }).is_ok(), "written ring smaller than the pool");
+    }
+}
+
+impl Stage for WriterStage {
+    type Output = ();
+    const ID: StageId = StageId::Writer;
+
+    fn on_start(&mut self, cx: &mut StageCx) {
+        self.latency = cx.meter.add_latency("block_write");
+    }
+
+    fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        let submitted = self.submit();
         let mut finished = 0;
         loop {
-            match writer.poll_complete() {
-                Ok(Some(d)) => complete(d, &mut owned, &mut back, &mut meter, latency),
+            match self.writer.poll_complete() {
+                Ok(Some(d)) => self.complete(d, cx),
                 Ok(None) => break,
                 Err(e) => panic!("the io_uring of the writer stage failed: {e}"),
             }
             finished += 1;
         }
         if finished > 0 {
-            back.publish();
-            store_bell.ring();
+            self.back.publish();
         }
         if submitted || finished > 0 {
-            continue;
+            return Progress::Busy;
         }
-        if writer.in_flight() > 0 {
+        if self.writer.in_flight() > 0 {
             // Waiting on the disk: counted as output stall (the disk is this stage's output).
-            let t = Instant::now();
-            match writer.wait_complete() {
+            let writer = &mut self.writer;
+            match cx.wait_output(|| writer.wait_complete()) {
                 Ok(Some(d)) => {
-                    complete(d, &mut owned, &mut back, &mut meter, latency);
-                    back.publish();
-                    store_bell.ring();
+                    self.complete(d, cx);
+                    self.back.publish();
                 }
                 Ok(None) => {}
                 Err(e) => panic!("the io_uring of the writer stage failed: {e}"),
             }
-            meter.stalled_on_output(t.elapsed());
-            continue;
+            return Progress::Busy;
         }
-        if stop.load(Ordering::Relaxed) && held.is_none() {
-            break;
-        }
-        meter.park_for_input(Duration::from_millis(5));
+        Progress::WaitInput(Duration::from_millis(5))
     }
-    meter.finish()
-}
 
-/// Closes a finished write's descriptor, records its latency and hands its buffer back (unpublished).
-fn complete(
-    done: WriteDone,
-    owned: &mut [Option<(OwnedFd, Instant)>],
-    back: &mut Producer<Written>,
-    meter: &mut StageMeter,
-    latency: usize,
-) {
-    let (fd, at) = owned[done.buf as usize].take().expect("a completed write owns its descriptor");
-    drop(fd);
-    meter.record(latency, at.elapsed().as_nanos() as u64);
-    let result = match done.result {
-        Ok(n) => {
-            meter.add(1, n as u64);
-            n as i64
-        }
-        Err(errno) => -(errno as i64),
-    };
-    assert!(back.push(Written { buf: done.buf, result }).is_ok(), "written ring smaller than the pool");
+    /// Every accepted write completes first: the store's buffers and the files' descriptors are in them.
+    fn may_stop(&mut self) -> bool {
+        self.held.is_none() && self.writer.in_flight() == 0 && self.input.available() == 0
+    }
+
+    fn on_stop(self, _cx: &mut StageCx) {}
 }

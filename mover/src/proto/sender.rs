@@ -11,6 +11,12 @@
 //! The sender sends each round's blocks in sequence order at the paced rate, never more than the window
 //! beyond the receiver's cumulative ACK, and resends exactly the blocks the receiver NAKs, ahead of new data.
 //! It never waits for an acknowledgement per RTT, so its rate does not depend on the RTT.
+//!
+//! Who paces: by default the core's own [`Pacer`] (the simulator and any driver that sends at once). A driver
+//! that releases datagrams at the rate itself (the pipeline's pacer stage) calls
+//! [`Sender::set_driver_pacing`]: the core then keeps no token bucket; it supplies the order of departures
+//! and the rate ([`Sender::rate_bps`]) and builds ahead only while the driver's backlog
+//! ([`Sender::set_send_backlog`]) is below one burst of the rate.
 
 use super::config::Config;
 use super::pacer::Pacer;
@@ -143,6 +149,8 @@ pub struct Sender {
     pacer: Pacer,
     /// Bytes the driver holds built but not yet on the wire (set by [`Sender::set_send_backlog`]).
     send_backlog_bytes: u64,
+    /// The driver releases datagrams at the rate; `pacer` only holds the rate (see the module documentation).
+    driver_paces: bool,
     rate: RateController,
     rtt: RttEstimator,
     last_heard: Time,
@@ -171,6 +179,7 @@ impl Sender {
             ),
             pacer: Pacer::new(cfg.rate_bps, cfg.burst.as_nanos() as u64),
             send_backlog_bytes: 0,
+            driver_paces: false,
             rtt: RttEstimator::new(cfg.initial_rtt),
             cfg,
             sizes,
@@ -226,6 +235,39 @@ impl Sender {
     /// that sends at once leaves it at 0.
     pub fn set_send_backlog(&mut self, bytes: u64) {
         self.send_backlog_bytes = bytes;
+    }
+
+    /// Hands pacing to the driver, which releases datagrams at [`Sender::rate_bps`] and reports what it still
+    /// holds through [`Sender::set_send_backlog`]. From then on a datagram may be built while that backlog is
+    /// below the configured burst's worth of the rate (at least one datagram), and its `tx_time` is `now`
+    /// plus the backlog's time at the rate: when the driver will release it.
+    pub fn set_driver_pacing(&mut self) {
+        self.driver_paces = true;
+    }
+
+    /// Whether a datagram may be built at `now`: the core's bucket allows it, or under driver pacing the
+    /// driver's backlog is short of one burst.
+    fn may_build(&self, now: Time) -> bool {
+        if !self.driver_paces {
+            return self.pacer.can_send(now);
+        }
+        self.send_backlog_bytes < self.lead_bytes()
+    }
+
+    /// Under driver pacing: the most bytes the driver may hold ahead of the wire (the burst's worth of the rate,
+    /// at least one datagram).
+    fn lead_bytes(&self) -> u64 {
+        let burst = (self.pacer.rate_bps() as u128 * self.cfg.burst.as_nanos() / 8_000_000_000) as u64;
+        burst.max(self.cfg.max_datagram() as u64)
+    }
+
+    /// The time `bytes` take at the rate.
+    fn time_at_rate_ns(&self, bytes: u64) -> u64 {
+        // u64 is enough: a backlog is a ring of datagrams, far below the 2.3 GB where the product saturates.
+        match bytes {
+            0 => 0,
+            b => b.saturating_mul(8_000_000_000) / self.pacer.rate_bps(),
+        }
     }
 
     /// The rate the sender paces at now, bits per second of datagram bytes (the policy's choice).
@@ -410,7 +452,15 @@ impl Sender {
             silence = silence.min(self.last_progress.plus(self.cfg.peer_timeout));
         }
         if self.state == SenderState::Sending && self.has_block_to_send() {
-            return Some(self.pacer.ready_at(now).min(silence));
+            let ready = if self.driver_paces {
+                // When the driver will have released enough of its backlog (it also wakes the driver's loop
+                // when it hands buffers back).
+                let excess = (self.send_backlog_bytes + 1).saturating_sub(self.lead_bytes());
+                now.plus_ns(self.time_at_rate_ns(excess))
+            } else {
+                self.pacer.ready_at(now)
+            };
+            return Some(ready.min(silence));
         }
         Some(silence)
     }
@@ -437,7 +487,7 @@ impl Sender {
         source: &mut impl BlockSource,
         buf: &mut [u8],
     ) -> Result<Option<usize>, String> {
-        if self.state != SenderState::Sending || !self.pacer.can_send(now) {
+        if self.state != SenderState::Sending || !self.may_build(now) {
             return Ok(None);
         }
         let (seq, retransmit) = if self.pending_count > 0 {
@@ -472,12 +522,9 @@ impl Sender {
         debug_assert_eq!(self.plan.locate(seq), (idx, offset, len));
         // The scheduled departure, not the build time: the packetizer runs up to a burst ahead of the pacer
         // stage, and that lead (longer at low rates) would read as queueing delay at the receiver.
-        // u64 is enough: a backlog is a ring of datagrams, far below the 2.3 GB where the product saturates.
-        let backlog_ns = match self.send_backlog_bytes {
-            0 => 0,
-            b => b.saturating_mul(8_000_000_000) / self.pacer.rate_bps(),
-        };
-        let departure = self.pacer.departure(now).max(now.plus_ns(backlog_ns));
+        let backlog_departure = now.plus_ns(self.time_at_rate_ns(self.send_backlog_bytes));
+        let departure =
+            if self.driver_paces { backlog_departure } else { self.pacer.departure(now).max(backlog_departure) };
         let header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
@@ -514,7 +561,9 @@ impl Sender {
         }
         self.sealer.seal(&mut buf[..total]);
         self.packet_number += 1;
-        self.pacer.on_send(now, total);
+        if !self.driver_paces {
+            self.pacer.on_send(now, total);
+        }
         self.rate.on_send(now, total);
         self.stats.packets_sent += 1;
         self.stats.packets_retransmitted += retransmit as u64;
@@ -641,6 +690,33 @@ mod tests {
         s.set_send_backlog(125_000);
         let len = s.poll_transmit(now, &mut src, &mut buf).unwrap().unwrap();
         assert_eq!(DataHeader::parse(&buf[..len]).unwrap().tx_time_us, 6_000);
+    }
+
+    /// Under driver pacing the core keeps no bucket: it builds while the driver's backlog is short of one
+    /// burst of the rate, however fast it is polled, and stamps the departure the backlog implies.
+    #[test]
+    fn driver_pacing_builds_up_to_one_burst_of_backlog() {
+        let mut s = sender(); // 1 Gbit/s, default burst
+        s.set_driver_pacing();
+        let mut src = PatternSource;
+        let mut buf = vec![0u8; 1500];
+        let now = Time(5_000_000);
+        let lead = s.lead_bytes();
+        assert_eq!(lead, (1_000_000_000u128 * s.cfg.burst.as_nanos() / 8_000_000_000) as u64);
+        let mut backlog = 0u64;
+        while let Some(len) = s.poll_transmit(now, &mut src, &mut buf).unwrap() {
+            let h = DataHeader::parse(&buf[..len]).unwrap();
+            assert_eq!(h.tx_time_us as u64, (now.0 + backlog * 8) / 1000, "leaves after the backlog");
+            backlog += len as u64;
+            s.set_send_backlog(backlog);
+        }
+        assert!(backlog >= lead && backlog < lead + 1500, "built {backlog} for a lead of {lead}");
+        // Woken when the backlog will be short of the lead again, not before.
+        let wake = s.poll_timeout(now).unwrap();
+        assert_eq!(wake.0 - now.0, (backlog + 1 - lead) * 8);
+        // The driver released half of it: the core builds again, at the same instant.
+        s.set_send_backlog(backlog / 2);
+        assert!(s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some());
     }
 
     /// The sender was descheduled after its core produced blocks 10.. but before they reached the network;
