@@ -26,6 +26,7 @@
 
 pub mod bell;
 pub mod chunks;
+pub mod items;
 pub mod pace;
 pub mod reader;
 pub mod recv;

@@ -12,13 +12,14 @@
 //! release goes into the `pacer_gap_error` histogram; the delay from a NAK's arrival to the first send of a
 //! batch holding its retransmission into `nak_to_retransmit`.
 
+pub use super::items::TxSlot;
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::slots::{Slot, SlotPool};
 use super::topology::StageId;
 use crate::net::xdp_io::XdpSink;
 use crate::net::{DataSocket, TxBatch};
 use crate::proto::pacer::Pacer;
-use crate::time::{Clock, Time};
+use crate::time::Clock;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,17 +38,6 @@ pub const OWN_CORE_BURST: Duration = Duration::from_micros(20);
 
 /// Most datagrams released by one send.
 const MAX_RELEASE: usize = 256;
-
-/// A send batch and what the pacer measures about it.
-pub struct TxSlot {
-    /// The datagrams.
-    pub batch: TxBatch,
-    /// The rate to release them at, bits per second: the protocol core's choice when the batch was built
-    /// (PROTOCOL.md §4.7).
-    pub rate_bps: u64,
-    /// Arrival of the earliest NAK whose retransmission this batch carries.
-    pub nak_at: Option<Time>,
-}
 
 /// Where the pacer's datagrams go: the UDP socket, or a test's recorder.
 pub trait DatagramSink: Send {

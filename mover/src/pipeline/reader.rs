@@ -5,6 +5,7 @@
 //! one read each. Chunks come back through the `chunk_free` ring as [`RegionBuf`] tokens. The ring towards the
 //! packetizer blocks this stage when full (disk -> network backpressure, ENGINEERING.md §9).
 
+pub use super::items::{Chunk, ReadOutcome};
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::slots::{BufRegion, RegionBuf};
 use super::topology::StageId;
@@ -14,28 +15,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// One block of one file in the reader's pool, owned by whoever holds it (ring slot, then packetizer).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Chunk {
-    /// The buffer holding the bytes.
-    pub buf: RegionBuf,
-    /// File id (index in the manifest's regular files).
-    pub file_id: u32,
-    /// Offset of the chunk's first byte.
-    pub offset: u64,
-    /// Valid bytes.
-    pub len: u32,
-}
-
-/// What the reader publishes on the `chunks` ring.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReadOutcome {
-    /// The next chunk in (file, offset) order.
-    Chunk(Chunk),
-    /// Reading failed; the message is in [`ReaderShared::error`]. Nothing follows it.
-    Failed,
-}
 
 /// What the reader and the packetizer share besides the rings.
 #[derive(Clone)]

@@ -6,6 +6,7 @@
 //! by index: read chunks (the reader's pool), send batches ([`TxSlot`]s) and feedback buffers.
 
 use super::chunks::ChunkSource;
+pub use super::items::FeedbackBuf;
 use super::pace::{AnySink, PacerStage, TxSlot};
 use super::reader::{ReaderShared, ReaderStage};
 use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
@@ -210,14 +211,6 @@ pub fn run_send(
         result
     });
     SendOutcome { result, stages, disk }
-}
-
-/// One feedback datagram handed from the NAK stage to the packetizer.
-pub struct FeedbackBuf {
-    bytes: Vec<u8>,
-    len: usize,
-    /// When it was received.
-    at: Time,
 }
 
 /// The NAK stage: receives feedback and hands each datagram to the packetizer. It never blocks on the

@@ -7,39 +7,14 @@
 //! the next call. Each run carries its own duplicated descriptor, so the tree may close or evict its files
 //! while writes are in flight.
 
+pub use super::items::{WriteItem, Written};
 use super::runtime::{Inbox, Outbox};
 use super::slots::{BufRegion, RegionBuf};
 use crate::files::DestTree;
 use crate::proto::BlockStore;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A run for the writer: `len` bytes of buffer `buf` to `fd` at `offset`. The item owns both until the
-/// writer hands the buffer back (and closes the descriptor).
-#[derive(Debug)]
-pub struct WriteItem {
-    /// The buffer holding the run.
-    pub buf: RegionBuf,
-    /// File id, for messages.
-    pub file_id: u32,
-    /// A descriptor of the file, duplicated for this write.
-    pub fd: OwnedFd,
-    /// File offset.
-    pub offset: u64,
-    /// Bytes.
-    pub len: u32,
-}
-
-/// A finished write: the buffer is the store's again.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Written {
-    /// The buffer.
-    pub buf: RegionBuf,
-    /// Bytes written, or -errno.
-    pub result: i64,
-}
 
 struct Run {
     buf: RegionBuf,

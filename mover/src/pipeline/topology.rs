@@ -214,11 +214,8 @@ impl<T> RingDef<T> {
 pub mod rings {
     use super::{RingDef, RingId};
     use crate::net::RxBatch;
-    use crate::pipeline::pace::TxSlot;
-    use crate::pipeline::reader::ReadOutcome;
-    use crate::pipeline::send::FeedbackBuf;
+    use crate::pipeline::items::{FeedbackBuf, ReadOutcome, TxSlot, WriteItem, Written};
     use crate::pipeline::slots::{RegionBuf, Slot};
-    use crate::pipeline::store::{WriteItem, Written};
 
     /// Read chunks in (file, offset) order, or the report of a failed read.
     pub const CHUNKS: RingDef<ReadOutcome> = RingDef::new(RingId::Chunks);

@@ -4,8 +4,8 @@
 //! A run's [`WriteItem`] (its buffer token and its descriptor) stays in this stage while the write is in
 //! flight, so neither can be reused or closed under the kernel.
 
+use super::items::{WriteItem, Written};
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
-use super::store::{WriteItem, Written};
 use super::topology::StageId;
 use crate::disk::{DiskWriter, Full, WriteDone, WriteReq};
 use std::os::fd::AsRawFd;
