@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod disk;
 pub mod files;
 pub mod fuzzing;
+pub mod json;
 pub mod net;
 pub mod pipeline;
 pub mod proto;

@@ -4,7 +4,7 @@
 //! Each cipher seals and then opens the same set of datagrams (distinct packet numbers, as on the wire); the
 //! clock runs over the whole set, several passes, the best pass reported (the others saw other processes).
 
-use crate::cmd::json::JsonObject;
+use crate::json::JsonObject;
 use crate::wire::{Cipher, CommonHeader, PacketType, ReplayWindow, Role, Sealer};
 use std::time::Instant;
 

@@ -5,7 +5,6 @@ pub mod bench_cipher;
 pub mod bench_disk;
 pub mod bench_net;
 pub mod demo;
-pub mod json;
 pub mod limits;
 pub mod pull;
 pub mod push;

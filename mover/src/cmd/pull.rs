@@ -3,11 +3,11 @@
 //! receiver does (PROTOCOL.md §3.3).
 
 use super::auth::{connect_client, ClientAuth};
-use super::json::JsonObject;
 use super::serve::SessionReport;
 use super::session::{receive_files, unspecified, ReceiveParams, ReceiveTarget};
 use super::ssh::{Location, SshLink, SshOptions};
 use crate::files::RelPath;
+use crate::json::JsonObject;
 use crate::net::xdp_path::{NetChoice, XdpInfo};
 use crate::net::{ControlChannel, ControlEvent};
 use crate::pipeline::stats::{render_table, StageReport};

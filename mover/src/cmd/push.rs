@@ -2,10 +2,10 @@
 //! `mover serve --stdio` that ssh starts.
 
 use super::auth::{start_client, ClientAuth};
-use super::json::JsonObject;
 use super::session::{send_files, SendParams};
 use super::ssh::{Location, SshLink, SshOptions};
 use crate::files::scan_sources;
+use crate::json::JsonObject;
 use crate::net::xdp_path::{NetChoice, XdpInfo};
 use crate::pipeline::stats::{render_table, StageReport};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
