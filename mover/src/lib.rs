@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod cmd;
+pub mod connect;
 pub mod disk;
 pub mod files;
 pub mod fuzzing;
@@ -20,7 +21,9 @@ pub mod json;
 pub mod net;
 pub mod pipeline;
 pub mod proto;
+pub mod random;
 pub mod rate;
+pub mod session;
 pub mod sim;
 pub mod time;
 pub mod wire;

@@ -1,14 +1,14 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::auth::{ClientAuth, ClientAuthArgs, ServerAuth, ServerAuthArgs};
-use mover::cmd::limits::LimitArgs;
-use mover::cmd::ssh::SshOptions;
-use mover::cmd::{auth, bench_cipher, bench_disk, bench_net, demo, pull, push, serve, stdio};
+use mover::cmd::args::{ClientAuthArgs, LimitArgs, ServerAuthArgs};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
+use mover::connect::{ClientAuth, ServerAuth, SshOptions};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
 use mover::rate::{parse_rate_bps, parse_size_bytes};
+use mover::session;
 use mover::wire::Cipher;
 
 /// `--rate` under `--policy fixed` when none is given.
@@ -280,12 +280,12 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
     }
     let root = match a.root {
         Some(r) => r,
-        None => stdio::default_root()?,
+        None => serve::default_root()?,
     };
     // Under --stdio, ssh has authenticated the user and carries the channel; the daemon's own TLS and
     // credentials are for --listen.
     let auth = if a.stdio { ServerAuth::Insecure } else { a.auth.resolve()? };
-    let opts = serve::ServeOptions {
+    let opts = session::ServeOptions {
         listen: a.listen,
         root,
         once: a.once,
@@ -297,13 +297,7 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         auth,
         limits: a.limits.limits(),
     };
-    if a.stdio {
-        return match stdio::serve_stdio(&opts)? {
-            stdio::StdioOutcome::Done => Ok(()),
-            stdio::StdioOutcome::FailedAndReported => std::process::exit(1),
-        };
-    }
-    serve::serve(&opts)
+    serve::run(&opts, a.stdio)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
@@ -337,7 +331,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
     let auth = if url.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
-    let opts = push::PushOptions {
+    let opts = session::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
         rate_bps,
@@ -346,7 +340,6 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         mtu: a.transfer.mtu,
         window_bytes: a.transfer.window,
         connect_timeout,
-        verbose: true,
         cores: a.cores,
         direct: !a.buffered,
         queue_depth: a.queue_depth,
@@ -355,18 +348,11 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         auth,
         ssh: a.ssh.options(),
     };
-    let report = push::push(&opts);
-    if a.stats {
-        eprint!("{}", report.stage_table());
-    }
-    if a.transfer.json {
-        println!("{}", report.to_json());
-    }
-    report.error.map_or(Ok(()), Err)
+    push::run(&opts, a.stats, a.transfer.json)
 }
 
 fn run_token(a: &TokenArgs) -> Result<(), String> {
-    let (token, line) = auth::new_token(&a.user)?;
+    let (token, line) = mover::connect::new_token(&a.user)?;
     println!("{token}");
     // A valid token-file fragment: `mover token --user NAME 2>>TOKENS` appends it.
     eprintln!("# mover token: the line for the file given to `mover serve --tokens`:\n{line}");
@@ -377,7 +363,7 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH source is authenticated by ssh.
     let auth = if a.source.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
-    let opts = pull::PullOptions {
+    let opts = session::PullOptions {
         source: a.source,
         dest: a.dest,
         rate_bps,
@@ -386,7 +372,6 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
         mtu: a.transfer.mtu,
         window_bytes: a.transfer.window,
         connect_timeout: connect_timeout(a.transfer.connect_timeout)?,
-        verbose: true,
         cores: a.cores,
         queue_depth: a.queue_depth,
         net: a.net,
@@ -395,14 +380,7 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
         ssh: a.ssh.options(),
         auth,
     };
-    let report = pull::pull(&opts);
-    if a.stats {
-        eprint!("{}", report.stage_table());
-    }
-    if a.transfer.json {
-        println!("{}", report.to_json());
-    }
-    report.error.map_or(Ok(()), Err)
+    pull::run(&opts, a.stats, a.transfer.json)
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), String> {

@@ -225,7 +225,7 @@ impl SshLink {
             // No $SSH_CONNECTION on the remote side: fall back to what the host name resolves to here.
             None => SocketAddr::new(resolve(&target.host)?, 22),
         };
-        let client = welcome.client.unwrap_or_else(|| SocketAddr::new(super::session::unspecified(server.ip()), 0));
+        let client = welcome.client.unwrap_or_else(|| SocketAddr::new(super::unspecified(server.ip()), 0));
         let writer = Arc::new(Mutex::new(Some(stdin)));
         let closer = writer.clone();
         let close = move || {

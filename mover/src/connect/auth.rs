@@ -18,8 +18,8 @@ use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Printed on stderr at every start of a daemon without authentication.
@@ -334,176 +334,11 @@ pub fn new_token(user: &str) -> Result<(String, String), String> {
     }
     let mut raw = [0u8; 32];
     for chunk in raw.chunks_mut(8) {
-        chunk.copy_from_slice(&super::random_u64().to_ne_bytes());
+        chunk.copy_from_slice(&crate::random::random_u64().to_ne_bytes());
     }
     let token = hex(&raw);
     let line = format!("{user} {}", hex(&sha256(token.as_bytes())));
     Ok((token, line))
-}
-
-/// Most connections from one IP address that may be in the TLS handshake or before their credentials at
-/// once: a host cannot pile up session threads that wait out [`AUTH_TIMEOUT`]. Legitimate clients never
-/// come near it; a refused connection is closed at once.
-pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
-
-/// Concurrent sessions per client identity, capped (`--max-sessions-per-client`), and connections still
-/// authenticating per address ([`MAX_HANDSHAKES_PER_ADDRESS`]).
-#[derive(Debug)]
-pub struct SessionCaps {
-    max: usize,
-    live: Mutex<HashMap<Identity, usize>>,
-}
-
-/// One live session; dropping it frees its place.
-#[derive(Debug)]
-pub struct SessionSlot {
-    caps: Arc<SessionCaps>,
-    who: Identity,
-}
-
-impl SessionCaps {
-    /// At most `max` sessions per identity.
-    pub fn new(max: usize) -> Arc<SessionCaps> {
-        assert!(max > 0, "a cap of 0 sessions refuses everyone");
-        Arc::new(SessionCaps { max, live: Mutex::new(HashMap::new()) })
-    }
-
-    /// Takes a place for `who`, or says why there is none.
-    pub fn enter(self: &Arc<Self>, who: &Identity) -> Result<SessionSlot, String> {
-        self.enter_with(who, self.max).map_err(|max| {
-            format!("too many concurrent sessions for {who}: the limit is {max} (--max-sessions-per-client)")
-        })
-    }
-
-    /// Takes a place for one more connection from `ip` that is still authenticating.
-    pub fn enter_handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<SessionSlot, String> {
-        let who = Identity(format!("handshake:{ip}"));
-        self.enter_with(&who, MAX_HANDSHAKES_PER_ADDRESS)
-            .map_err(|max| format!("more than {max} connections from {ip} are authenticating at once"))
-    }
-
-    fn enter_with(self: &Arc<Self>, who: &Identity, max: usize) -> Result<SessionSlot, usize> {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let n = live.entry(who.clone()).or_insert(0);
-        if *n >= max {
-            return Err(max);
-        }
-        *n += 1;
-        Ok(SessionSlot { caps: self.clone(), who: who.clone() })
-    }
-
-    /// Live sessions of `who`.
-    pub fn live(&self, who: &Identity) -> usize {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).get(who).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut live = self.caps.live.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = live.get_mut(&self.who) {
-            *n -= 1;
-            if *n == 0 {
-                live.remove(&self.who);
-            }
-        }
-    }
-}
-
-/// `mover serve`'s authentication flags.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ServerAuthArgs {
-    /// Serve WITHOUT authentication or encryption of the control channel (plain TCP; session keys cross in
-    /// clear): for loopback and trusted test networks only. Warns on every start.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "client_ca", "tokens"])]
-    pub insecure_no_auth: bool,
-    /// The daemon's certificate chain (PEM) for the TLS control channel.
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Accept clients with a certificate issued by this CA (PEM); required of every client unless --tokens
-    /// is also given.
-    #[arg(long, value_name = "FILE")]
-    pub client_ca: Option<PathBuf>,
-    /// Accept clients with a per-user token: lines 'USER SHA256-HEX' (make one with `mover token`).
-    #[arg(long, value_name = "FILE")]
-    pub tokens: Option<PathBuf>,
-}
-
-impl ServerAuthArgs {
-    /// The authentication the flags ask for; without --insecure-no-auth, TLS with a way to authenticate
-    /// clients is required.
-    pub fn resolve(&self) -> Result<ServerAuth, String> {
-        if self.insecure_no_auth {
-            return Ok(ServerAuth::Insecure);
-        }
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) if self.client_ca.is_some() || self.tokens.is_some() => {
-                ServerAuth::tls(cert, key, self.client_ca.as_deref(), self.tokens.as_deref())
-            }
-            _ => Err("mover serve accepts only authenticated clients: pass --tls-cert FILE --tls-key FILE and \
-                      --client-ca FILE and/or --tokens FILE (or --insecure-no-auth to serve without \
-                      authentication, on loopback or a trusted test network only)"
-                .into()),
-        }
-    }
-}
-
-/// The client's authentication flags (`mover push`, and every command that connects to a daemon).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ClientAuthArgs {
-    /// Speak plain TCP to a daemon started with --insecure-no-auth (no TLS, no authentication).
-    #[arg(long, conflicts_with_all = ["ca", "cert", "key", "token_file"])]
-    pub insecure_no_auth: bool,
-    /// Trust anchor for the daemon's certificate (PEM): its CA, or the certificate itself.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for a daemon with --client-ca.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key of --cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// File holding the token (first line), for a daemon with --tokens. The environment variable
-    /// MOVER_TOKEN is used when this is not given.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// The user the token belongs to (default: $USER).
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
-}
-
-impl ClientAuthArgs {
-    /// The authentication the flags (and MOVER_TOKEN, USER) ask for.
-    pub fn resolve(&self) -> Result<ClientAuth, String> {
-        if self.insecure_no_auth {
-            return Ok(ClientAuth::Insecure);
-        }
-        let Some(ca) = &self.ca else {
-            return Err("pass --ca FILE (the daemon's certificate or its CA) and a client certificate (--cert, \
-                        --key) or a token (--token-file FILE or MOVER_TOKEN), or --insecure-no-auth for a daemon \
-                        started with --insecure-no-auth"
-                .into());
-        };
-        let token = match &self.token_file {
-            Some(f) => {
-                let text = std::fs::read_to_string(f).map_err(|e| format!("--token-file '{}': {e}", f.display()))?;
-                Some(text.lines().next().unwrap_or_default().trim().to_string())
-            }
-            None => std::env::var("MOVER_TOKEN").ok().map(|t| t.trim().to_string()),
-        };
-        let user = match &self.user {
-            Some(u) => u.clone(),
-            None => std::env::var("USER").unwrap_or_default(),
-        };
-        if token.as_deref().is_some_and(|t| !t.is_empty()) && user.is_empty() {
-            return Err("a token needs a user: pass --user NAME (USER is not set)".into());
-        }
-        let cert_key = self.cert.as_deref().zip(self.key.as_deref());
-        ClientAuth::tls(ca, cert_key, &user, token.as_deref())
-    }
 }
 
 #[cfg(test)]
@@ -558,33 +393,5 @@ mod tests {
         let root = Path::new("/srv/in/");
         let m = "refused '/srv/in/d/sub': it is a symbolic link; root '/srv/in' and '/srv/inner/x'";
         assert_eq!(client_view(m, root), "refused 'd/sub': it is a symbolic link; root '.' and '/srv/inner/x'");
-    }
-
-    #[test]
-    fn handshakes_are_capped_per_address_apart_from_sessions() {
-        let caps = SessionCaps::new(1);
-        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-        let held: Vec<_> = (0..MAX_HANDSHAKES_PER_ADDRESS).map(|_| caps.enter_handshake(ip).unwrap()).collect();
-        let e = caps.enter_handshake(ip).unwrap_err();
-        assert!(e.contains("192.0.2.1 are authenticating"), "{e}");
-        assert!(caps.enter_handshake("192.0.2.2".parse().unwrap()).is_ok());
-        let _session = caps.enter(&Identity("ip:192.0.2.1".into())).unwrap();
-        drop(held);
-        assert!(caps.enter_handshake(ip).is_ok());
-    }
-
-    #[test]
-    fn session_caps_count_per_identity_and_free_on_drop() {
-        let caps = SessionCaps::new(2);
-        let a = Identity("user:a".into());
-        let b = Identity("user:b".into());
-        let s1 = caps.enter(&a).unwrap();
-        let _s2 = caps.enter(&a).unwrap();
-        let e = caps.enter(&a).unwrap_err();
-        assert!(e.contains("too many concurrent sessions for user:a") && e.contains("limit is 2"), "{e}");
-        let _s3 = caps.enter(&b).unwrap();
-        drop(s1);
-        assert_eq!(caps.live(&a), 1);
-        let _s4 = caps.enter(&a).unwrap();
     }
 }

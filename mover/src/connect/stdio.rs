@@ -1,9 +1,7 @@
-//! `mover serve --stdio`: one session whose control channel is this process's stdin and stdout, as
-//! started by a client's `ssh host mover serve --stdio` (PROTOCOL.md §3.3). No daemon, no listening
-//! port: the UDP data socket lives as long as the session.
+//! The server's end of an SSH session: `mover serve --stdio`, started by a client's
+//! `ssh host mover serve --stdio` (PROTOCOL.md §3.3), speaks the control protocol on its stdin and stdout.
+//! No daemon, no listening port: the UDP data socket lives as long as the session.
 
-use super::serve::{check_root, ServeOptions};
-use super::session::{serve_first_message, ServedSession};
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Welcome};
 use crate::wire::VERSION;
@@ -11,20 +9,13 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// How a `--stdio` session ended, when it got as far as greeting the client.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StdioOutcome {
-    /// The session succeeded.
-    Done,
-    /// It failed and the client was sent the reason (which it prints): the caller only exits non-zero, so the
-    /// user does not see the error twice (ssh forwards our stderr).
-    FailedAndReported,
-}
-
-/// Runs one session over stdin/stdout. Stdout carries nothing but control frames: it is moved to a fresh
-/// descriptor first and fd 1 is pointed at stderr, so a stray print cannot corrupt the channel. Logs go to
-/// stderr, which ssh forwards to the client's terminal.
-pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
+/// Turns this process's stdin and stdout into the control channel and greets the client with `Welcome`
+/// (the addresses sshd saw, from `$SSH_CONNECTION`, so the client learns where to send data).
+///
+/// Stdout carries nothing but control frames: it is moved to a fresh descriptor first and fd 1 is pointed
+/// at stderr, so a stray print cannot corrupt the channel. Logs go to stderr, which ssh forwards to the
+/// client's terminal.
+pub fn accept_stdio() -> Result<ControlChannel, String> {
     let (input, output) = take_stdio()?;
     let (client, server) = match std::env::var("SSH_CONNECTION") {
         Ok(v) => parse_ssh_connection(&v).unwrap_or((None, None)),
@@ -32,7 +23,7 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
     };
     let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
     let peer = client.unwrap_or(any);
-    let local = server.unwrap_or(SocketAddr::new(super::session::unspecified(peer.ip()), 0));
+    let local = server.unwrap_or(SocketAddr::new(super::unspecified(peer.ip()), 0));
     let closer = input.try_clone().map_err(|e| format!("stdin: {e}"))?;
     let close = move || {
         // Makes a blocked read return when stdin is a socket (sshd may use socketpairs); for a pipe it
@@ -43,32 +34,11 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
         }
     };
     let mut ch = ControlChannel::from_parts(input, output, close, peer, local).map_err(|e| format!("stdio: {e}"))?;
-    // The greeting comes before the root is judged, so that a bad root reaches the client as an `Error`
-    // it can show, not as a closed pipe.
+    // The greeting comes before the session judges anything (the root, say), so that a refusal reaches the
+    // client as an `Error` it can show, not as a closed pipe.
     ch.send(&ControlMsg::Welcome(Welcome { version: VERSION as u16, client, server }))
         .map_err(|e| format!("stdout: {e}"))?;
-    let result = check_root(&opts.root).and_then(|()| serve_first_message(&mut ch, opts, true));
-    match result {
-        Ok(ServedSession::Received(r)) if opts.stats => {
-            eprint!("{}", crate::pipeline::stats::render_table("receiver stages (serve):", &r.stages))
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return match ch.send(&ControlMsg::Error { message: e.clone() }) {
-                Ok(()) => Ok(StdioOutcome::FailedAndReported),
-                Err(_) => Err(e),
-            };
-        }
-    }
-    Ok(StdioOutcome::Done)
-}
-
-/// The remote user's home directory: the root when `--stdio` runs without `--root`.
-pub fn default_root() -> Result<std::path::PathBuf, String> {
-    match std::env::var_os("HOME") {
-        Some(h) if !h.is_empty() => Ok(h.into()),
-        _ => Err("--stdio without --root needs $HOME".into()),
-    }
+    Ok(ch)
 }
 
 /// `$SSH_CONNECTION`: "client_ip client_port server_ip server_port". `None` for anything else.

@@ -1,14 +1,15 @@
 //! What one session may ask of `mover serve`: entries, bytes, name length, concurrent sessions per
-//! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello` and on the manifest, before anything is created on disk.
+//! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello`
+//! and on the manifest, before anything is created on disk.
 
 use crate::files::Entry;
 use crate::files::MAX_COMPONENT_LEN;
-use crate::rate::{format_bytes, parse_size_bytes};
+use crate::rate::format_bytes;
 use crate::wire::control::Hello;
 use crate::wire::Cipher;
 
 /// Default `--max-files`: manifest entries (files and directories) in one session.
-pub const DEFAULT_MAX_FILES: u64 = super::serve::MAX_ENTRIES;
+pub const DEFAULT_MAX_FILES: u64 = super::MAX_ENTRIES;
 /// Default `--max-bytes`: 64 TiB in one session.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 40;
 /// Default `--max-sessions-per-client`.
@@ -17,7 +18,7 @@ pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 8;
 /// The limits of `mover serve` (`--max-files`, `--max-bytes`, `--max-name-len`, `--max-sessions-per-client`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most manifest entries (files and directories) in one session; at most [`super::serve::MAX_ENTRIES`].
+    /// Most manifest entries (files and directories) in one session; at most [`super::MAX_ENTRIES`].
     pub max_files: u64,
     /// Most bytes in the regular files of one session.
     pub max_bytes: u64,
@@ -42,44 +43,8 @@ impl Default for Limits {
     }
 }
 
-/// The command-line flags for [`Limits`].
-#[derive(clap::Args, Debug, Clone)]
-pub struct LimitArgs {
-    /// Most manifest entries (files and directories) one session may send.
-    #[arg(long, default_value_t = DEFAULT_MAX_FILES,
-          value_parser = clap::value_parser!(u64).range(1..=super::serve::MAX_ENTRIES))]
-    pub max_files: u64,
-    /// Most bytes one session may send (binary suffixes: 500G, 64T).
-    #[arg(long, default_value = "64T", value_parser = parse_size_bytes)]
-    pub max_bytes: u64,
-    /// Longest file or directory name, in bytes (1-255).
-    #[arg(long, default_value_t = MAX_COMPONENT_LEN as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_COMPONENT_LEN as u64))]
-    pub max_name_len: u64,
-    /// Most concurrent sessions per client (per authenticated user or certificate; per IP address under
-    /// --insecure-no-auth).
-    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub max_sessions_per_client: u64,
-    /// Refuse pushes and pulls that ask for --cipher none: every session's data must be encrypted and
-    /// authenticated.
-    #[arg(long)]
-    pub require_encryption: bool,
-}
-
-impl LimitArgs {
-    /// The limits the flags ask for.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_files: self.max_files,
-            max_bytes: self.max_bytes,
-            max_name_len: self.max_name_len as usize,
-            max_sessions_per_client: self.max_sessions_per_client as usize,
-            require_encryption: self.require_encryption,
-        }
-    }
-}
-
 impl Limits {
-    /// Judges what the `Hello` announces (the manifest must then match it: `serve::read_manifest`).
+    /// Judges what the `Hello` announces (the manifest must then match it: [`super::read_manifest`]).
     pub fn check_hello(&self, h: &Hello) -> Result<(), String> {
         self.check_cipher(h.cipher)?;
         if h.entry_count > self.max_files {
