@@ -245,6 +245,9 @@ struct DemoArgs {
     cipher: Cipher,
 }
 
+/// Any layer's error, for the one `mover: error: ...` line: each prints its own `Display`.
+type CliError = Box<dyn std::error::Error>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -253,9 +256,9 @@ fn main() -> ExitCode {
         Command::Pull(a) => run_pull(a),
         Command::Demo(a) => run_demo(a),
         Command::Token(a) => run_token(&a),
-        Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
-        Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
-        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a),
+        Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a).map_err(CliError::from),
+        Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a).map_err(CliError::from),
+        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -266,7 +269,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn show_topology(side: Side, plan: &CorePlan) -> Result<(), String> {
+fn show_topology(side: Side, plan: &CorePlan) -> Result<(), CliError> {
     let cores = available_cores();
     let t = Topology::new(side, plan, &cores)?;
     println!("cores available: {cores:?}");
@@ -274,7 +277,7 @@ fn show_topology(side: Side, plan: &CorePlan) -> Result<(), String> {
     Ok(())
 }
 
-fn run_serve(a: ServeArgs) -> Result<(), String> {
+fn run_serve(a: ServeArgs) -> Result<(), CliError> {
     if a.show_topology {
         return show_topology(Side::Receiver, &a.cores);
     }
@@ -297,7 +300,7 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         auth,
         limits: a.limits.limits(),
     };
-    serve::run(&opts, a.stdio)
+    Ok(serve::run(&opts, a.stdio)?)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
@@ -321,7 +324,7 @@ fn connect_timeout(seconds: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn run_push(a: PushArgs) -> Result<(), String> {
+fn run_push(a: PushArgs) -> Result<(), CliError> {
     if a.show_topology {
         return show_topology(Side::Sender, &a.cores);
     }
@@ -348,10 +351,10 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         auth,
         ssh: a.ssh.options(),
     };
-    push::run(&opts, a.stats, a.transfer.json)
+    Ok(push::run(&opts, a.stats, a.transfer.json)?)
 }
 
-fn run_token(a: &TokenArgs) -> Result<(), String> {
+fn run_token(a: &TokenArgs) -> Result<(), CliError> {
     let (token, line) = mover::connect::new_token(&a.user)?;
     println!("{token}");
     // A valid token-file fragment: `mover token --user NAME 2>>TOKENS` appends it.
@@ -359,7 +362,7 @@ fn run_token(a: &TokenArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_pull(a: PullArgs) -> Result<(), String> {
+fn run_pull(a: PullArgs) -> Result<(), CliError> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH source is authenticated by ssh.
     let auth = if a.source.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
@@ -380,10 +383,10 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
         ssh: a.ssh.options(),
         auth,
     };
-    pull::run(&opts, a.stats, a.transfer.json)
+    Ok(pull::run(&opts, a.stats, a.transfer.json)?)
 }
 
-fn run_demo(a: DemoArgs) -> Result<(), String> {
+fn run_demo(a: DemoArgs) -> Result<(), CliError> {
     let opts = demo::DemoOptions {
         size_bytes: a.size,
         rate_bps: a.rate,

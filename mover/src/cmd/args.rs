@@ -1,6 +1,6 @@
 //! Command-line flags shared by several subcommands, and what they resolve to.
 
-use crate::connect::{ClientAuth, ServerAuth};
+use crate::connect::{ClientAuth, ConnectError, ServerAuth};
 use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::parse_size_bytes;
 use crate::session::limits::{Limits, DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS_PER_CLIENT};
@@ -32,7 +32,7 @@ pub struct ServerAuthArgs {
 impl ServerAuthArgs {
     /// The authentication the flags ask for; without --insecure-no-auth, TLS with a way to authenticate
     /// clients is required.
-    pub fn resolve(&self) -> Result<ServerAuth, String> {
+    pub fn resolve(&self) -> Result<ServerAuth, ConnectError> {
         if self.insecure_no_auth {
             return Ok(ServerAuth::Insecure);
         }
@@ -40,10 +40,12 @@ impl ServerAuthArgs {
             (Some(cert), Some(key)) if self.client_ca.is_some() || self.tokens.is_some() => {
                 ServerAuth::tls(cert, key, self.client_ca.as_deref(), self.tokens.as_deref())
             }
-            _ => Err("mover serve accepts only authenticated clients: pass --tls-cert FILE --tls-key FILE and \
+            _ => Err(ConnectError::Credentials(
+                "mover serve accepts only authenticated clients: pass --tls-cert FILE --tls-key FILE and \
                       --client-ca FILE and/or --tokens FILE (or --insecure-no-auth to serve without \
                       authentication, on loopback or a trusted test network only)"
-                .into()),
+                    .into(),
+            )),
         }
     }
 }
@@ -74,19 +76,22 @@ pub struct ClientAuthArgs {
 
 impl ClientAuthArgs {
     /// The authentication the flags (and MOVER_TOKEN, USER) ask for.
-    pub fn resolve(&self) -> Result<ClientAuth, String> {
+    pub fn resolve(&self) -> Result<ClientAuth, ConnectError> {
         if self.insecure_no_auth {
             return Ok(ClientAuth::Insecure);
         }
         let Some(ca) = &self.ca else {
-            return Err("pass --ca FILE (the daemon's certificate or its CA) and a client certificate (--cert, \
+            return Err(ConnectError::Credentials(
+                "pass --ca FILE (the daemon's certificate or its CA) and a client certificate (--cert, \
                         --key) or a token (--token-file FILE or MOVER_TOKEN), or --insecure-no-auth for a daemon \
                         started with --insecure-no-auth"
-                .into());
+                    .into(),
+            ));
         };
         let token = match &self.token_file {
             Some(f) => {
-                let text = std::fs::read_to_string(f).map_err(|e| format!("--token-file '{}': {e}", f.display()))?;
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| ConnectError::Credentials(format!("--token-file '{}': {e}", f.display())))?;
                 Some(text.lines().next().unwrap_or_default().trim().to_string())
             }
             None => std::env::var("MOVER_TOKEN").ok().map(|t| t.trim().to_string()),
@@ -96,7 +101,7 @@ impl ClientAuthArgs {
             None => std::env::var("USER").unwrap_or_default(),
         };
         if token.as_deref().is_some_and(|t| !t.is_empty()) && user.is_empty() {
-            return Err("a token needs a user: pass --user NAME (USER is not set)".into());
+            return Err(ConnectError::Credentials("a token needs a user: pass --user NAME (USER is not set)".into()));
         }
         let cert_key = self.cert.as_deref().zip(self.key.as_deref());
         ClientAuth::tls(ca, cert_key, &user, token.as_deref())

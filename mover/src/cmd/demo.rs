@@ -64,7 +64,7 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<Report, String> {
     if let Some(e) = &report.error {
         return Err(e.clone());
     }
-    server.join().map_err(|_| "the server thread panicked".to_string())??;
+    server.join().map_err(|_| "the server thread panicked".to_string())?.map_err(|e| e.to_string())?;
     let received = dst_root.join("demo").join("dataset");
     compare_trees(&src, &received)?;
     Ok(report)

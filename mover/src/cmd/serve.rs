@@ -1,10 +1,10 @@
 //! `mover serve`: the daemon or, with `--stdio`, one session over SSH's pipes.
 
-use crate::session::{serve, serve_stdio, ServeOptions, StdioOutcome};
+use crate::session::{serve, serve_stdio, ServeOptions, SessionError, StdioOutcome};
 
 /// Runs the daemon, or one `--stdio` session. A `--stdio` failure the client was told about exits 1
 /// without printing it again (ssh forwards our stderr to the same terminal).
-pub fn run(opts: &ServeOptions, stdio: bool) -> Result<(), String> {
+pub fn run(opts: &ServeOptions, stdio: bool) -> Result<(), SessionError> {
     if !stdio {
         return serve(opts);
     }

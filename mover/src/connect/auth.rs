@@ -12,6 +12,7 @@
 //! line; by hand: `t=$(head -c 32 /dev/urandom | xxd -p -c 64); printf '%s' "$t" | sha256sum`.
 //! The daemon stores only hashes and compares them in constant time.
 
+use super::ConnectError;
 use crate::net::{tls, ControlChannel};
 use crate::wire::control::{AuthMsg, ControlMsg, Secret};
 use rustls::{ClientConfig, ServerConfig};
@@ -65,12 +66,19 @@ impl fmt::Debug for ServerAuth {
 impl ServerAuth {
     /// TLS with the daemon's `cert` and `key`; clients authenticate with a certificate issued by
     /// `client_ca`, or a token from the `tokens` file; at least one of the two must be given.
-    pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>, tokens: Option<&Path>) -> Result<ServerAuth, String> {
+    pub fn tls(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        tokens: Option<&Path>,
+    ) -> Result<ServerAuth, ConnectError> {
         if client_ca.is_none() && tokens.is_none() {
-            return Err("TLS without a way to authenticate clients: pass --client-ca FILE and/or --tokens FILE".into());
+            return Err(ConnectError::Credentials(
+                "TLS without a way to authenticate clients: pass --client-ca FILE and/or --tokens FILE".into(),
+            ));
         }
         let tokens = tokens.map(TokenTable::load).transpose()?;
-        let config = tls::server_config(cert, key, client_ca, tokens.is_some())?;
+        let config = tls::server_config(cert, key, client_ca, tokens.is_some()).map_err(ConnectError::Credentials)?;
         Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs: client_ca.is_some() })))
     }
 
@@ -113,14 +121,14 @@ impl ClientAuth {
         cert_key: Option<(&Path, &Path)>,
         user: &str,
         token: Option<&str>,
-    ) -> Result<ClientAuth, String> {
+    ) -> Result<ClientAuth, ConnectError> {
         let token = token.unwrap_or_default();
         if cert_key.is_none() && token.is_empty() {
-            return Err(
-                "no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into()
-            );
+            return Err(ConnectError::Credentials(
+                "no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into(),
+            ));
         }
-        let config = tls::client_config(ca, cert_key)?;
+        let config = tls::client_config(ca, cert_key).map_err(ConnectError::Credentials)?;
         Ok(ClientAuth::Tls(Arc::new(ClientTls { config, user: user.to_string(), token: Secret(token.to_string()) })))
     }
 }
@@ -143,9 +151,9 @@ pub fn connect_client(
     addr: SocketAddr,
     auth: &ClientAuth,
     timeout: Duration,
-) -> Result<ControlChannel, String> {
-    let stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {host} ({addr}): {e}"))?;
+) -> Result<ControlChannel, ConnectError> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|error| ConnectError::Connect { target: format!("{host} ({addr})"), error })?;
     start_client(stream, host, auth, timeout)
 }
 
@@ -155,52 +163,61 @@ pub fn start_client(
     host: &str,
     auth: &ClientAuth,
     timeout: Duration,
-) -> Result<ControlChannel, String> {
-    let peer = stream.peer_addr().map_err(|e| e.to_string())?;
+) -> Result<ControlChannel, ConnectError> {
+    let peer = stream.peer_addr().map_err(|error| ConnectError::Local { what: "control connection", error })?;
     let t = match auth {
-        ClientAuth::Insecure => return ControlChannel::new(stream).map_err(|e| format!("control connection: {e}")),
+        ClientAuth::Insecure => {
+            return ControlChannel::new(stream)
+                .map_err(|error| ConnectError::Local { what: "control connection", error })
+        }
         ClientAuth::Tls(t) => t,
     };
-    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| format!("{peer}: {e}"))?;
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout)
+        .map_err(|e| ConnectError::Channel(format!("{peer}: {e}")))?;
     let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });
     // A failed send is explained by what the server says (or by how the connection failed) below.
     let _ = ch.send(&creds);
     match ch.expect_msg(timeout, "authenticating") {
         Ok(ControlMsg::Auth(AuthMsg::Accepted { .. })) => Ok(ch),
-        Ok(ControlMsg::Error { message }) => Err(format!("server refused: {message}")),
-        Ok(other) => Err(format!("unexpected answer from the server while authenticating: {other:?}")),
+        Ok(ControlMsg::Error { message }) => Err(ConnectError::Refused(message)),
+        Ok(other) => {
+            Err(ConnectError::Channel(format!("unexpected answer from the server while authenticating: {other:?}")))
+        }
+        // rustls names the TLS alert the server sent; say what it means for the user's flags.
         Err(e) if e.contains("CertificateRequired") => {
-            Err(format!("{e}: the server requires a client certificate (--cert and --key)"))
+            Err(ConnectError::Credentials(format!("{e}: the server requires a client certificate (--cert and --key)")))
         }
         Err(e) if e.contains("BadCertificate") || e.contains("UnknownCA") || e.contains("CertificateUnknown") => {
-            Err(format!("{e}: the server does not accept this client certificate"))
+            Err(ConnectError::Credentials(format!("{e}: the server does not accept this client certificate")))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(ConnectError::Channel(e)),
     }
 }
 
 /// Authenticates the client on an accepted connection; on refusal the client is sent the reason and the
 /// connection is closed.
-pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlChannel, Identity), String> {
+pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlChannel, Identity), ConnectError> {
     let t = match auth {
         ServerAuth::Insecure => {
-            let ch = ControlChannel::new(stream).map_err(|e| format!("control connection: {e}"))?;
+            let ch = ControlChannel::new(stream)
+                .map_err(|error| ConnectError::Local { what: "control connection", error })?;
             let who = Identity(format!("ip:{}", ch.peer_addr().ip()));
             return Ok((ch, who));
         }
         ServerAuth::Tls(t) => t,
     };
-    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT)?;
+    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT).map_err(ConnectError::Channel)?;
     let refuse = |ch: &mut ControlChannel, why: String| {
         let _ = ch.send(&ControlMsg::Error { message: why.clone() });
-        Err(why)
+        Err(ConnectError::Credentials(why))
     };
-    let (user, token) = match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials")? {
-        ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
-        other => {
-            return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}"))
-        }
-    };
+    let (user, token) =
+        match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials").map_err(ConnectError::Channel)? {
+            ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
+            other => {
+                return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}"))
+            }
+        };
     // rustls has verified any certificate against --client-ca during the handshake.
     let who = if let Some(cert) = certs.first() {
         Identity(format!("cert:{}", hex(&sha256(cert.as_ref())[..16])))
@@ -222,7 +239,7 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
         }
     };
     ch.send(&ControlMsg::Auth(AuthMsg::Accepted { identity: who.0.clone() }))
-        .map_err(|e| format!("sending the authentication result: {e}"))?;
+        .map_err(|error| ConnectError::Local { what: "sending the authentication result", error })?;
     Ok((ch, who))
 }
 
@@ -239,9 +256,10 @@ pub struct TokenTable {
 
 impl TokenTable {
     /// Reads and parses a token file.
-    pub fn load(path: &Path) -> Result<TokenTable, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--tokens '{}': {e}", path.display()))?;
-        TokenTable::parse(&text).map_err(|e| format!("--tokens '{}': {e}", path.display()))
+    pub fn load(path: &Path) -> Result<TokenTable, ConnectError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConnectError::Credentials(format!("--tokens '{}': {e}", path.display())))?;
+        TokenTable::parse(&text).map_err(|e| ConnectError::Credentials(format!("--tokens '{}': {e}", path.display())))
     }
 
     /// Parses `USER SHA256-HEX` lines (module documentation).
@@ -316,21 +334,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `message` as the client may see it: paths below the daemon's `root` relative to it, so a refusal does not
-/// tell where the root lies on the daemon's file system.
-pub fn client_view(message: &str, root: &Path) -> String {
-    let root = root.to_string_lossy();
-    let root = root.trim_end_matches('/');
-    if root.is_empty() {
-        return message.to_string();
-    }
-    message.replace(&format!("{root}/"), "").replace(&format!("'{root}'"), "'.'")
-}
-
 /// A fresh token (32 random bytes as 64 hex digits) and its line for the `--tokens` file.
-pub fn new_token(user: &str) -> Result<(String, String), String> {
+pub fn new_token(user: &str) -> Result<(String, String), ConnectError> {
     if !valid_user(user) {
-        return Err(format!("user name '{}' must be 1-{MAX_USER_LEN} of A-Z a-z 0-9 . _ - @", shown(user)));
+        return Err(ConnectError::Credentials(format!(
+            "user name '{}' must be 1-{MAX_USER_LEN} of A-Z a-z 0-9 . _ - @",
+            shown(user)
+        )));
     }
     let mut raw = [0u8; 32];
     for chunk in raw.chunks_mut(8) {
@@ -386,12 +396,5 @@ mod tests {
         let (other, _) = new_token("alice").unwrap();
         assert_ne!(token, other);
         assert!(new_token("a b").is_err());
-    }
-
-    #[test]
-    fn client_view_hides_the_root() {
-        let root = Path::new("/srv/in/");
-        let m = "refused '/srv/in/d/sub': it is a symbolic link; root '/srv/in' and '/srv/inner/x'";
-        assert_eq!(client_view(m, root), "refused 'd/sub': it is a symbolic link; root '.' and '/srv/inner/x'");
     }
 }

@@ -6,14 +6,16 @@
 //! Floor: above `net`, `wire` and `files`; beside `pipeline`; never imports `session` or `cmd`.
 
 mod auth;
+mod error;
 mod ssh;
 mod stdio;
 mod url;
 
 pub use auth::{
-    accept_client, client_view, connect_client, new_token, start_client, ClientAuth, ClientTls, Identity, ServerAuth,
-    ServerTls, TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
+    accept_client, connect_client, new_token, start_client, ClientAuth, ClientTls, Identity, ServerAuth, ServerTls,
+    TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
 };
+pub use error::ConnectError;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};
 pub use stdio::{accept_stdio, parse_ssh_connection};
 pub use url::{MoverUrl, DEFAULT_PORT};

@@ -2,6 +2,7 @@
 //! `ssh host mover serve --stdio` (PROTOCOL.md §3.3), speaks the control protocol on its stdin and stdout.
 //! No daemon, no listening port: the UDP data socket lives as long as the session.
 
+use super::ConnectError;
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Welcome};
 use crate::wire::VERSION;
@@ -15,7 +16,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 /// Stdout carries nothing but control frames: it is moved to a fresh descriptor first and fd 1 is pointed
 /// at stderr, so a stray print cannot corrupt the channel. Logs go to stderr, which ssh forwards to the
 /// client's terminal.
-pub fn accept_stdio() -> Result<ControlChannel, String> {
+pub fn accept_stdio() -> Result<ControlChannel, ConnectError> {
     let (input, output) = take_stdio()?;
     let (client, server) = match std::env::var("SSH_CONNECTION") {
         Ok(v) => parse_ssh_connection(&v).unwrap_or((None, None)),
@@ -24,7 +25,7 @@ pub fn accept_stdio() -> Result<ControlChannel, String> {
     let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
     let peer = client.unwrap_or(any);
     let local = server.unwrap_or(SocketAddr::new(super::unspecified(peer.ip()), 0));
-    let closer = input.try_clone().map_err(|e| format!("stdin: {e}"))?;
+    let closer = input.try_clone().map_err(|error| ConnectError::Local { what: "stdin", error })?;
     let close = move || {
         // Makes a blocked read return when stdin is a socket (sshd may use socketpairs); for a pipe it
         // fails harmlessly and the reader ends with the process.
@@ -33,11 +34,12 @@ pub fn accept_stdio() -> Result<ControlChannel, String> {
             libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&closer), libc::SHUT_RDWR);
         }
     };
-    let mut ch = ControlChannel::from_parts(input, output, close, peer, local).map_err(|e| format!("stdio: {e}"))?;
+    let mut ch = ControlChannel::from_parts(input, output, close, peer, local)
+        .map_err(|error| ConnectError::Local { what: "stdio", error })?;
     // The greeting comes before the session judges anything (the root, say), so that a refusal reaches the
     // client as an `Error` it can show, not as a closed pipe.
     ch.send(&ControlMsg::Welcome(Welcome { version: VERSION as u16, client, server }))
-        .map_err(|e| format!("stdout: {e}"))?;
+        .map_err(|error| ConnectError::Local { what: "stdout", error })?;
     Ok(ch)
 }
 
@@ -54,23 +56,27 @@ pub fn parse_ssh_connection(v: &str) -> Option<(Option<SocketAddr>, Option<Socke
 }
 
 /// stdin as a `File`, and stdout moved to a new descriptor with fd 1 then pointing at stderr.
-fn take_stdio() -> Result<(File, File), String> {
+fn take_stdio() -> Result<(File, File), ConnectError> {
     // Safety: dup/dup2 on the standard descriptors, which this process owns; the new descriptors are
     // checked before being wrapped, and each `File` becomes their only owner.
     unsafe {
         let out = libc::dup(1);
         if out < 0 {
-            return Err(format!("dup(stdout): {}", std::io::Error::last_os_error()));
+            return Err(os_error("dup(stdout)"));
         }
         if libc::dup2(2, 1) < 0 {
-            return Err(format!("dup2(stderr, stdout): {}", std::io::Error::last_os_error()));
+            return Err(os_error("dup2(stderr, stdout)"));
         }
         let inp = libc::dup(0);
         if inp < 0 {
-            return Err(format!("dup(stdin): {}", std::io::Error::last_os_error()));
+            return Err(os_error("dup(stdin)"));
         }
         Ok((File::from(OwnedFd::from_raw_fd(inp)), File::from(OwnedFd::from_raw_fd(out))))
     }
+}
+
+fn os_error(what: &'static str) -> ConnectError {
+    ConnectError::Local { what, error: std::io::Error::last_os_error() }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! How many sessions one client may hold at once (`--max-sessions-per-client`), and how many connections
 //! from one address may be authenticating: the daemon's guard against a client that piles up threads.
 
+use super::SessionError;
 use crate::connect::Identity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,17 +34,20 @@ impl SessionCaps {
     }
 
     /// Takes a place for `who`, or says why there is none.
-    pub fn enter(self: &Arc<Self>, who: &Identity) -> Result<SessionSlot, String> {
+    pub fn enter(self: &Arc<Self>, who: &Identity) -> Result<SessionSlot, SessionError> {
         self.enter_with(who, self.max).map_err(|max| {
-            format!("too many concurrent sessions for {who}: the limit is {max} (--max-sessions-per-client)")
+            SessionError::NotAllowed(format!(
+                "too many concurrent sessions for {who}: the limit is {max} (--max-sessions-per-client)"
+            ))
         })
     }
 
     /// Takes a place for one more connection from `ip` that is still authenticating.
-    pub fn enter_handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<SessionSlot, String> {
+    pub fn enter_handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<SessionSlot, SessionError> {
         let who = Identity(format!("handshake:{ip}"));
-        self.enter_with(&who, MAX_HANDSHAKES_PER_ADDRESS)
-            .map_err(|max| format!("more than {max} connections from {ip} are authenticating at once"))
+        self.enter_with(&who, MAX_HANDSHAKES_PER_ADDRESS).map_err(|max| {
+            SessionError::NotAllowed(format!("more than {max} connections from {ip} are authenticating at once"))
+        })
     }
 
     fn enter_with(self: &Arc<Self>, who: &Identity, max: usize) -> Result<SessionSlot, usize> {
@@ -83,7 +87,7 @@ mod tests {
         let caps = SessionCaps::new(1);
         let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
         let held: Vec<_> = (0..MAX_HANDSHAKES_PER_ADDRESS).map(|_| caps.enter_handshake(ip).unwrap()).collect();
-        let e = caps.enter_handshake(ip).unwrap_err();
+        let e = caps.enter_handshake(ip).unwrap_err().to_string();
         assert!(e.contains("192.0.2.1 are authenticating"), "{e}");
         assert!(caps.enter_handshake("192.0.2.2".parse().unwrap()).is_ok());
         let _session = caps.enter(&Identity("ip:192.0.2.1".into())).unwrap();
@@ -98,7 +102,7 @@ mod tests {
         let b = Identity("user:b".into());
         let s1 = caps.enter(&a).unwrap();
         let _s2 = caps.enter(&a).unwrap();
-        let e = caps.enter(&a).unwrap_err();
+        let e = caps.enter(&a).unwrap_err().to_string();
         assert!(e.contains("too many concurrent sessions for user:a") && e.contains("limit is 2"), "{e}");
         let _s3 = caps.enter(&b).unwrap();
         drop(s1);

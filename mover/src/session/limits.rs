@@ -2,6 +2,7 @@
 //! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello`
 //! and on the manifest, before anything is created on disk.
 
+use super::SessionError;
 use crate::files::Entry;
 use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::format_bytes;
@@ -45,48 +46,50 @@ impl Default for Limits {
 
 impl Limits {
     /// Judges what the `Hello` announces (the manifest must then match it: [`super::read_manifest`]).
-    pub fn check_hello(&self, h: &Hello) -> Result<(), String> {
+    pub fn check_hello(&self, h: &Hello) -> Result<(), SessionError> {
         self.check_cipher(h.cipher)?;
         if h.entry_count > self.max_files {
-            return Err(format!(
+            return Err(SessionError::NotAllowed(format!(
                 "{} entries exceed this server's limit of {} per session (--max-files)",
                 h.entry_count, self.max_files
-            ));
+            )));
         }
         if h.total_bytes > self.max_bytes {
-            return Err(format!(
+            return Err(SessionError::NotAllowed(format!(
                 "{} exceed this server's limit of {} per session (--max-bytes)",
                 format_bytes(h.total_bytes),
                 format_bytes(self.max_bytes)
-            ));
+            )));
         }
         self.check_names(&h.dest)
     }
 
     /// Judges the cipher a push or pull asks for.
-    pub fn check_cipher(&self, cipher: Cipher) -> Result<(), String> {
+    pub fn check_cipher(&self, cipher: Cipher) -> Result<(), SessionError> {
         if self.require_encryption && !cipher.is_aead() {
-            return Err("this server requires encrypted data (--require-encryption): --cipher none is refused; \
+            return Err(SessionError::NotAllowed(
+                "this server requires encrypted data (--require-encryption): --cipher none is refused; \
                         use aes256gcm or chacha20poly1305"
-                .into());
+                    .into(),
+            ));
         }
         Ok(())
     }
 
     /// Judges every entry's name lengths.
-    pub fn check_entries(&self, entries: &[Entry]) -> Result<(), String> {
+    pub fn check_entries(&self, entries: &[Entry]) -> Result<(), SessionError> {
         entries.iter().try_for_each(|e| self.check_names(&e.rel_path))
     }
 
-    fn check_names(&self, path: &str) -> Result<(), String> {
+    fn check_names(&self, path: &str) -> Result<(), SessionError> {
         match path.split('/').find(|c| c.len() > self.max_name_len) {
             None => Ok(()),
-            Some(c) => Err(format!(
+            Some(c) => Err(SessionError::NotAllowed(format!(
                 "refused name '{}': it is {} bytes long, this server's limit is {} (--max-name-len)",
                 shorten(c),
                 c.len(),
                 self.max_name_len
-            )),
+            ))),
         }
     }
 }
@@ -129,9 +132,9 @@ mod tests {
             require_encryption: false,
         };
         assert!(l.check_hello(&hello(10, 1000, "abcdefgh/x")).is_ok());
-        assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().contains("--max-files"));
-        assert!(l.check_hello(&hello(1, 1001, "")).unwrap_err().contains("--max-bytes"));
-        assert!(l.check_hello(&hello(1, 1, "a/abcdefghi")).unwrap_err().contains("--max-name-len"));
+        assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().to_string().contains("--max-files"));
+        assert!(l.check_hello(&hello(1, 1001, "")).unwrap_err().to_string().contains("--max-bytes"));
+        assert!(l.check_hello(&hello(1, 1, "a/abcdefghi")).unwrap_err().to_string().contains("--max-name-len"));
         let e = |p: &str| Entry {
             rel_path: p.into(),
             kind: EntryKind::File,
@@ -141,7 +144,7 @@ mod tests {
             mtime_ns: 0,
         };
         assert!(l.check_entries(&[e("a/b"), e("abcdefgh")]).is_ok());
-        let err = l.check_entries(&[e("a/b"), e(&format!("d/{}\n", "x".repeat(100)))]).unwrap_err();
+        let err = l.check_entries(&[e("a/b"), e(&format!("d/{}\n", "x".repeat(100)))]).unwrap_err().to_string();
         assert!(err.contains("101 bytes") && err.contains("...") && !err.contains('\n'), "{err}");
     }
 }

@@ -11,6 +11,7 @@
 //! `--json` writer. Floor: above `pipeline` and `connect`; below `cmd`.
 
 mod caps;
+mod error;
 mod handshake;
 pub mod limits;
 mod paths;
@@ -22,6 +23,7 @@ mod send;
 mod serve;
 
 pub use caps::{SessionCaps, SessionSlot, MAX_HANDSHAKES_PER_ADDRESS};
+pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
 pub use limits::Limits;
 pub use paths::{path_under_root, source_under_root};

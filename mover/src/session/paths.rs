@@ -1,6 +1,7 @@
 //! Paths a client names, confined to the server's root: where a push lands and what a pull may read.
 
-use crate::files::{resolve_under_root, sanitize_dest_dir, RelPath};
+use super::SessionError;
+use crate::files::{resolve_under_root, sanitize_dest_dir, FileOp, FilesError, RelPath};
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// A path a client named, relative to `root`: the rules of a destination (`sanitize_dest_dir`), and with
 /// `absolute_in_root` an absolute path is accepted when it lies inside `root` (as given or canonical),
 /// which is then stripped.
-pub fn path_under_root(root: &Path, path: &str, absolute_in_root: bool) -> Result<RelPath, String> {
+pub fn path_under_root(root: &Path, path: &str, absolute_in_root: bool) -> Result<RelPath, SessionError> {
     if absolute_in_root && path.starts_with('/') {
         let canonical = fs::canonicalize(root).ok();
         let inside = [Some(root), canonical.as_deref()].into_iter().flatten().find_map(|r| {
@@ -16,30 +17,37 @@ pub fn path_under_root(root: &Path, path: &str, absolute_in_root: bool) -> Resul
             rest.to_str().map(str::to_string)
         });
         return match inside {
-            Some(rest) => sanitize_dest_dir(&rest).map_err(|e| e.to_string()),
-            None => Err(format!("'{path}' lies outside this server's root '{}'", root.display())),
+            Some(rest) => Ok(sanitize_dest_dir(&rest).map_err(FilesError::from)?),
+            None => Err(SessionError::OutsideRoot { path: path.to_string() }),
         };
     }
-    sanitize_dest_dir(path).map_err(|e| e.to_string())
+    Ok(sanitize_dest_dir(path).map_err(FilesError::from)?)
 }
 
 /// The file or directory `root/rel` for sending: every component below the root walked without following
 /// symlinks (as for a destination), and the last one a regular file or directory itself, not a symlink.
-pub fn source_under_root(root: &Path, rel: &RelPath) -> Result<PathBuf, String> {
+pub fn source_under_root(root: &Path, rel: &RelPath) -> Result<PathBuf, SessionError> {
     let Some(parent) = rel.parent() else {
         // The root itself: sent under its own name.
-        return fs::canonicalize(root).map_err(|e| format!("root '{}': {e}", root.display()));
+        return fs::canonicalize(root)
+            .map_err(|error| FilesError::Io { op: FileOp::Read, path: ".".into(), error }.into());
     };
-    let dir = resolve_under_root(root, &parent).map_err(|e| e.to_string())?;
+    let dir = resolve_under_root(root, &parent).map_err(|e| FilesError::from(e).relative_to(root))?;
     let path = dir.join(rel.file_name().expect("a non-root path has a last component"));
-    let meta =
-        fs::symlink_metadata(&path).map_err(|e| format!("cannot read '{}': {e}", rel.to_path_buf().display()))?;
+    let meta = fs::symlink_metadata(&path).map_err(|error| FilesError::Io {
+        op: FileOp::Read,
+        path: rel.to_path_buf(),
+        error,
+    })?;
     let t = meta.file_type();
     if t.is_symlink() {
-        return Err(format!("'{}' is a symbolic link: not sent (symlink escape)", rel.to_path_buf().display()));
+        return Err(SessionError::NotSendable {
+            path: rel.to_string(),
+            why: "is a symbolic link: not sent (symlink escape)",
+        });
     }
     if t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket() {
-        return Err(format!("'{}' is not a regular file or directory", rel.to_path_buf().display()));
+        return Err(SessionError::NotSendable { path: rel.to_string(), why: "is not a regular file or directory" });
     }
     Ok(path)
 }
@@ -56,7 +64,8 @@ mod tests {
         fs::create_dir(&root).unwrap();
         std::os::unix::fs::symlink(&root, t.path().join("alias")).unwrap();
         let alias = t.path().join("alias");
-        let ok = |r: &Path, p: &str, abs: bool| path_under_root(r, p, abs).map(|r| r.to_string());
+        let ok =
+            |r: &Path, p: &str, abs: bool| path_under_root(r, p, abs).map(|r| r.to_string()).map_err(|e| e.to_string());
         assert_eq!(ok(&root, "a/b", false).unwrap(), "a/b");
         assert_eq!(ok(&root, "", true).unwrap(), "");
         let inside = format!("{}/x/y", root.display());
@@ -83,9 +92,9 @@ mod tests {
         let rel = |s: &str| crate::files::sanitize_relative(s).unwrap();
         assert_eq!(source_under_root(root, &rel("d/f")).unwrap(), root.join("d/f"));
         assert_eq!(source_under_root(root, &rel("d")).unwrap(), root.join("d"));
-        assert!(source_under_root(root, &rel("d/link")).unwrap_err().contains("symlink"));
-        assert!(source_under_root(root, &rel("d/link/passwd")).unwrap_err().contains("symlink"));
-        assert!(source_under_root(root, &rel("d/missing")).unwrap_err().contains("No such file"));
+        assert!(source_under_root(root, &rel("d/link")).unwrap_err().to_string().contains("symlink"));
+        assert!(source_under_root(root, &rel("d/link/passwd")).unwrap_err().to_string().contains("symlink"));
+        assert!(source_under_root(root, &rel("d/missing")).unwrap_err().to_string().contains("No such file"));
         assert!(source_under_root(root, &rel("d/f/x")).is_err());
         assert_eq!(source_under_root(root, &RelPath::root()).unwrap(), fs::canonicalize(root).unwrap());
     }

@@ -3,8 +3,8 @@
 //! this side picks the session id, key and UDP port as every receiver does (PROTOCOL.md §3.3).
 
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
-use super::{Direction, Limits, Report};
-use crate::connect::{connect_client, unspecified, ClientAuth, Location, SshLink, SshOptions};
+use super::{Direction, Limits, Report, SessionError};
+use crate::connect::{connect_client, unspecified, ClientAuth, ConnectError, Location, SshLink, SshOptions};
 use crate::files::RelPath;
 use crate::net::xdp_path::NetChoice;
 use crate::net::{ControlChannel, ControlEvent};
@@ -90,22 +90,23 @@ pub fn pull(opts: &PullOptions) -> Report {
             r.goodput_bps = r.bytes as f64 * 8.0 / r.seconds.max(1e-9);
             r
         }
-        Err(e) => {
-            Report { error: Some(e), ..Report::new(Direction::Received, opts.rate_bps, opts.policy, opts.cipher) }
-        }
+        Err(e) => Report {
+            error: Some(e.to_string()),
+            ..Report::new(Direction::Received, opts.rate_bps, opts.policy, opts.cipher)
+        },
     }
 }
 
-fn run(opts: &PullOptions) -> Result<Report, String> {
+fn run(opts: &PullOptions) -> Result<Report, SessionError> {
     let source = Location::parse(&opts.source)?;
     check_dest(&opts.dest)?;
-    Topology::new(Side::Receiver, &opts.cores, &available_cores())?;
+    Topology::new(Side::Receiver, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
     let started = Instant::now();
     let mut request = Pull {
         version: VERSION as u16,
         cipher: opts.cipher,
         policy: opts.policy,
-        mtu: u32::try_from(opts.mtu).map_err(|_| format!("MTU {} is too large", opts.mtu))?,
+        mtu: u32::try_from(opts.mtu).map_err(|_| SessionError::Setup(format!("MTU {} is too large", opts.mtu)))?,
         rate_bps: opts.rate_bps,
         min_rate_bps: opts.min_rate_bps,
         window_bytes: opts.window_bytes.unwrap_or(0),
@@ -127,10 +128,11 @@ fn run(opts: &PullOptions) -> Result<Report, String> {
             receive_pulled(&mut link.ch, request, opts, unspecified(peer_ip), peer_ip)?
         }
         Location::Local(p) => {
-            return Err(format!(
+            return Err(ConnectError::BadAddress(format!(
                 "the source '{}' is not remote: use mover://HOST[:PORT]/PATH or [user@]host:PATH",
                 p.display()
             ))
+            .into())
         }
     };
     report.seconds = started.elapsed().as_secs_f64();
@@ -144,23 +146,26 @@ fn receive_pulled(
     opts: &PullOptions,
     bind_ip: IpAddr,
     peer_ip: IpAddr,
-) -> Result<Report, String> {
+) -> Result<Report, SessionError> {
+    let refused = |message| SessionError::Refused { who: "server", message };
     if let Err(e) = ch.send(&ControlMsg::Pull(request)) {
         // A server that refuses at once (a bad root) may have closed before reading; its reason is worth
         // more than our broken pipe.
         if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
-            return Err(format!("server refused: {message}"));
+            return Err(refused(message));
         }
-        return Err(format!("sending the request to {}: {e}", ch.peer_addr()));
+        return Err(SessionError::Protocol(format!("sending the request to {}: {e}", ch.peer_addr())));
     }
-    let hello: Hello = match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest")? {
-        ControlMsg::Hello(h) => h,
-        ControlMsg::Error { message } => return Err(format!("server refused: {message}")),
-        other => return Err(format!("unexpected answer from the server: {other:?}")),
-    };
+    let hello: Hello =
+        match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::Protocol)? {
+            ControlMsg::Hello(h) => h,
+            ControlMsg::Error { message } => return Err(refused(message)),
+            other => return Err(SessionError::Protocol(format!("unexpected answer from the server: {other:?}"))),
+        };
     // Created only now, so that a refused pull leaves nothing behind.
     if !opts.dest.exists() {
-        fs::create_dir(&opts.dest).map_err(|e| format!("cannot create '{}': {e}", opts.dest.display()))?;
+        fs::create_dir(&opts.dest)
+            .map_err(|e| SessionError::Setup(format!("cannot create '{}': {e}", opts.dest.display())))?;
     }
     let dest_of = |_: &str| Ok(RelPath::root());
     let target = ReceiveTarget { root: &opts.dest, dest_of: &dest_of, bind_ip, peer_ip };
@@ -174,16 +179,16 @@ fn receive_pulled(
     };
     let result = receive_files(ch, hello, &target, &params);
     if let Err(e) = &result {
-        let _ = ch.send(&ControlMsg::Error { message: e.clone() });
+        let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
     }
     result
 }
 
 /// DEST must be a directory, or not exist with an existing parent directory.
-fn check_dest(dest: &Path) -> Result<(), String> {
+fn check_dest(dest: &Path) -> Result<(), SessionError> {
     match fs::metadata(dest) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!("'{}' is not a directory", dest.display())),
+        Ok(_) => Err(SessionError::Setup(format!("'{}' is not a directory", dest.display()))),
         Err(_) => {
             let parent = match dest.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
@@ -192,7 +197,10 @@ fn check_dest(dest: &Path) -> Result<(), String> {
             if parent.is_dir() {
                 Ok(())
             } else {
-                Err(format!("'{}' does not exist and neither does its parent directory", dest.display()))
+                Err(SessionError::Setup(format!(
+                    "'{}' does not exist and neither does its parent directory",
+                    dest.display()
+                )))
             }
         }
     }

@@ -2,8 +2,8 @@
 //! TLS or TCP, or `[user@]host:DIR` over SSH), then the sending side of the session.
 
 use super::send::{send_files, SendParams};
-use super::{Direction, Report};
-use crate::connect::{start_client, ClientAuth, Location, SshLink, SshOptions};
+use super::{Direction, Report, SessionError};
+use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
 use crate::files::scan_sources;
 use crate::net::xdp_path::NetChoice;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
@@ -77,12 +77,12 @@ pub fn push(opts: &PushOptions) -> Report {
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
-        report.error = Some(e);
+        report.error = Some(e.to_string());
     }
     report
 }
 
-fn run(opts: &PushOptions, report: &mut Report) -> Result<(), String> {
+fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
     let dest = Location::parse(&opts.url)?;
     let scanned = scan_sources(&opts.sources)?;
     for (path, why) in &scanned.skipped {
@@ -90,7 +90,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), String> {
     }
     report.skipped = scanned.skipped.len() as u64;
     // Checked before connecting, so a bad --cores fails without a session.
-    Topology::new(Side::Sender, &opts.cores, &available_cores())?;
+    Topology::new(Side::Sender, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
 
     let started = Instant::now();
     let mut params = SendParams {
@@ -112,7 +112,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), String> {
         Location::Daemon(url) => {
             let server = url.socket_addr()?;
             let stream = std::net::TcpStream::connect_timeout(&server, opts.connect_timeout)
-                .map_err(|e| format!("cannot connect to {}:{}: {e}", url.host, url.port))?;
+                .map_err(|error| ConnectError::Connect { target: format!("{}:{}", url.host, url.port), error })?;
             // The TCP handshake alone: the TLS one adds computation that is no part of the path's RTT.
             params.initial_rtt = Some(started.elapsed());
             let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
@@ -128,10 +128,11 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), String> {
             send_files(&mut link.ch, server_ip, scanned, &params, started, report)?;
         }
         Location::Local(p) => {
-            return Err(format!(
+            return Err(ConnectError::BadAddress(format!(
                 "the destination '{}' is not remote: use mover://HOST[:PORT]/DIR or [user@]host:DIR",
                 p.display()
             ))
+            .into())
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! push, `pull` runs it as a client (PROTOCOL.md §3.3). The receiver picks the session id, the key and the
 //! UDP port, whichever side dialled.
 
-use super::{check_hello, read_manifest, Direction, Limits, Report, ServeOptions, SOCKET_BUFFER_BYTES};
+use super::{check_hello, read_manifest, Direction, Limits, Report, ServeOptions, SessionError, SOCKET_BUFFER_BYTES};
 use crate::disk::BackendChoice;
 use crate::files::{DestTree, EntryKind, RelPath};
 use crate::net::xdp_path::{NetChoice, ReceiverXdp};
@@ -52,7 +52,7 @@ pub struct ReceiveTarget<'a> {
     pub root: &'a Path,
     /// The destination directory under `root`, from the `Hello`'s `dest` (a puller ignores it and names its
     /// own).
-    pub dest_of: &'a dyn Fn(&str) -> Result<RelPath, String>,
+    pub dest_of: &'a dyn Fn(&str) -> Result<RelPath, SessionError>,
     /// The address to bind the UDP data socket to.
     pub bind_ip: IpAddr,
     /// The sender's address (for the XDP program's match).
@@ -66,9 +66,9 @@ pub fn receive_files(
     hello: Hello,
     target: &ReceiveTarget,
     p: &ReceiveParams,
-) -> Result<Report, String> {
-    let topology = Topology::new(Side::Receiver, &p.cores, &available_cores())?;
-    let disk = BackendChoice::from_env()?;
+) -> Result<Report, SessionError> {
+    let topology = Topology::new(Side::Receiver, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
+    let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
     let started = Instant::now();
     check_hello(&hello)?;
     p.limits.check_hello(&hello)?;
@@ -79,21 +79,24 @@ pub fn receive_files(
     let dest = (target.dest_of)(&hello.dest)?;
     let session_id = crate::random::random_u64();
     let key = SessionKey(if hello.cipher.is_aead() {
-        crate::random::random_key().map_err(|e| format!("getrandom for a session key failed: {e}"))?
+        crate::random::random_key().map_err(|error| SessionError::Io { what: "getrandom for a session key", error })?
     } else {
         [0; KEY_LEN]
     });
-    let mut tree = DestTree::prepare(target.root, &dest, &entries, session_id)?;
+    // Paths in its errors lie below the root, which the peer may not know: shown relative to it.
+    let mut tree =
+        DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
-    let sock = DataSocket::bind(SocketAddr::new(target.bind_ip, 0)).map_err(|e| format!("UDP socket: {e}"))?;
+    let sock = DataSocket::bind(SocketAddr::new(target.bind_ip, 0)).map_err(udp_socket)?;
     sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
-    let udp_port = sock.local_addr().map_err(|e| e.to_string())?.port();
+    let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.
     let datagram = hello.block_payload as usize + DATA_OVERHEAD;
-    let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net)?;
-    ch.send(&ControlMsg::Accept { session_id, udp_port, key }).map_err(|e| format!("sending accept: {e}"))?;
+    let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
+    ch.send(&ControlMsg::Accept { session_id, udp_port, key })
+        .map_err(|error| SessionError::Io { what: "sending accept", error })?;
 
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
     cfg.window_blocks = hello.window_blocks;
@@ -105,7 +108,7 @@ pub fn receive_files(
     let source = xdp.as_mut().and_then(|x| x.take_source());
     let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
     let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
-    let summary = outcome.result?;
+    let summary = outcome.result.map_err(SessionError::Transfer)?;
     // Let the sender read `Complete` and close first, so our close cannot reset the connection.
     let _ = ch.recv_timeout(Duration::from_secs(5));
     let seconds = started.elapsed().as_secs_f64();
@@ -126,4 +129,8 @@ pub fn receive_files(
         cipher: hello.cipher,
         ..Report::new(Direction::Received, hello.rate_bps, Default::default(), hello.cipher)
     })
+}
+
+fn udp_socket(error: std::io::Error) -> SessionError {
+    SessionError::Io { what: "UDP socket", error }
 }

@@ -2,7 +2,7 @@
 //! TCP connection to the daemon, the pipes of an SSH session): `push` runs it as a client, the server runs it
 //! to answer a `Pull` (PROTOCOL.md §3.3).
 
-use super::{Report, SOCKET_BUFFER_BYTES};
+use super::{Report, SessionError, SOCKET_BUFFER_BYTES};
 use crate::connect::unspecified;
 use crate::disk::BackendChoice;
 use crate::files::{EntryKind, Scanned};
@@ -67,16 +67,20 @@ pub fn send_files(
     p: &SendParams,
     started: Instant,
     report: &mut Report,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let sizes: Vec<u64> = scanned.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
     report.files = sizes.len() as u64;
     report.bytes = sizes.iter().sum();
-    let topology = Topology::new(Side::Sender, &p.cores, &available_cores())?;
-    let disk = BackendChoice::from_env()?;
+    let topology = Topology::new(Side::Sender, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
+    let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
     let ip_overhead = if data_ip.is_ipv4() { 28 } else { 48 };
-    let datagram = p.mtu.checked_sub(ip_overhead).filter(|&d| d >= 256).ok_or(format!("MTU {} is too small", p.mtu))?;
+    let datagram = p
+        .mtu
+        .checked_sub(ip_overhead)
+        .filter(|&d| d >= 256)
+        .ok_or_else(|| SessionError::Setup(format!("MTU {} is too small", p.mtu)))?;
     let datagram = datagram.min(65_507);
-    let xdp = SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES)?;
+    let xdp = SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES).map_err(SessionError::Setup)?;
     // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
     let datagram = if xdp.is_some() { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
     let mut cfg = Config::new(0, datagram, p.rate_bps);
@@ -91,7 +95,7 @@ pub fn send_files(
     // packetizer runs ahead of it, and the short `tx` ring bounds that anyway. A burst of a few wake-ups lets
     // a late packetizer refill the ring without losing rate (PROTOCOL.md §5).
     cfg.burst = PACKETIZER_BURST;
-    cfg.validate()?;
+    cfg.validate().map_err(SessionError::Setup)?;
     report.datagram_bytes = cfg.max_datagram() as u64;
 
     let hello = Hello {
@@ -108,33 +112,36 @@ pub fn send_files(
     if let Err(e) = send_manifest(ch, hello, &scanned.entries) {
         // A peer that refuses early closes the connection; its reason is worth more than our broken pipe.
         return Err(match ch.recv_timeout(Duration::from_secs(2)) {
-            Some(ControlEvent::Msg(ControlMsg::Error { message })) => format!("{who} refused: {message}"),
+            Some(ControlEvent::Msg(ControlMsg::Error { message })) => SessionError::Refused { who, message },
             // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
-            Some(ControlEvent::Failed(why)) => format!("sending to {}: {e}; {why}", ch.peer_addr()),
-            _ => format!("sending to {}: {e}", ch.peer_addr()),
+            Some(ControlEvent::Failed(why)) => {
+                SessionError::Protocol(format!("sending to {}: {e}; {why}", ch.peer_addr()))
+            }
+            _ => SessionError::Protocol(format!("sending to {}: {e}", ch.peer_addr())),
         });
     }
-    let (session_id, udp_port, key) = match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")? {
-        ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
-        ControlMsg::Error { message } => return Err(format!("{who} refused: {message}")),
-        other => return Err(format!("unexpected answer from the {who}: {other:?}")),
-    };
+    let (session_id, udp_port, key) =
+        match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::Protocol)? {
+            ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
+            ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
+            other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
+        };
     cfg.session_id = session_id;
     cfg.cipher = p.cipher;
     cfg.key = key;
 
     let peer = SocketAddr::new(data_ip, udp_port);
-    let mut sock =
-        DataSocket::bind(SocketAddr::new(unspecified(data_ip), 0)).map_err(|e| format!("UDP socket: {e}"))?;
-    sock.connect(peer).map_err(|e| format!("UDP socket: {e}"))?;
+    let mut sock = DataSocket::bind(SocketAddr::new(unspecified(data_ip), 0)).map_err(udp_socket)?;
+    sock.connect(peer).map_err(udp_socket)?;
     sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
     let mut _watcher = None;
     let xdp_tx = match xdp {
         Some(x) => {
             report.net = "xdp";
             report.xdp = Some(x.info().clone());
-            let local = sock.local_addr().map_err(|e| format!("UDP socket: {e}"))?;
-            let (sink, area, watcher) = x.start(local, peer, TX_BATCH, depth::TX_BATCHES)?;
+            let local = sock.local_addr().map_err(udp_socket)?;
+            let (sink, area, watcher) =
+                x.start(local, peer, TX_BATCH, depth::TX_BATCHES).map_err(SessionError::Setup)?;
             _watcher = Some(watcher);
             Some(XdpTx { sink, area })
         }
@@ -164,16 +171,20 @@ pub fn send_files(
     report.final_rate_bps = sender.rate_bps();
     report.seconds = started.elapsed().as_secs_f64();
     report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
-    let summary = outcome?;
+    let summary = outcome.map_err(SessionError::Transfer)?;
     report.receiver = summary;
     report.verified = summary.files == report.files && summary.bytes == report.bytes;
     if !report.verified {
-        return Err(format!(
+        return Err(SessionError::Transfer(format!(
             "{who} committed {} files / {} bytes of {} / {}",
             summary.files, summary.bytes, report.files, report.bytes
-        ));
+        )));
     }
     Ok(())
+}
+
+fn udp_socket(error: std::io::Error) -> SessionError {
+    SessionError::Io { what: "UDP socket", error }
 }
 
 fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {

@@ -6,8 +6,8 @@ use super::caps::SessionCaps;
 use super::paths::{path_under_root, source_under_root};
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::send::{send_files, SendParams};
-use super::{Direction, Limits, Report, HANDSHAKE_TIMEOUT};
-use crate::connect::{accept_client, accept_stdio, client_view, ServerAuth, INSECURE_WARNING};
+use super::{Direction, Limits, Report, SessionError, HANDSHAKE_TIMEOUT};
+use crate::connect::{accept_client, accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
 use crate::files::{scan_sources, RelPath};
 use crate::net::xdp_path::NetChoice;
@@ -65,19 +65,20 @@ impl ServeOptions {
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
-pub fn serve(opts: &ServeOptions) -> Result<(), String> {
+pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
     check_root(&opts.root)?;
     // Checked now, so a bad --cores fails at start-up rather than at the first session.
-    Topology::new(Side::Receiver, &opts.cores, &available_cores())?;
-    BackendChoice::from_env()?;
+    Topology::new(Side::Receiver, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
+    BackendChoice::from_env().map_err(SessionError::Setup)?;
     if opts.net == NetChoice::Xdp {
         let missing = crate::net::caps::missing_for_xdp(true);
         if !missing.is_empty() {
-            return Err(format!("--net xdp: needs {} (run as root)", missing.join(" and ")));
+            return Err(SessionError::Setup(format!("--net xdp: needs {} (run as root)", missing.join(" and "))));
         }
     }
-    let listener = TcpListener::bind(opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(opts.listen)
+        .map_err(|e| SessionError::Setup(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let local = listener.local_addr().map_err(|error| SessionError::Io { what: "listening socket", error })?;
     if opts.auth.is_insecure() {
         eprintln!("{INSECURE_WARNING}");
     }
@@ -86,28 +87,29 @@ pub fn serve(opts: &ServeOptions) -> Result<(), String> {
 }
 
 /// Checks that `root` is an existing directory.
-pub fn check_root(root: &Path) -> Result<(), String> {
+pub fn check_root(root: &Path) -> Result<(), SessionError> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!("root '{}' is not a directory", root.display())),
-        Err(e) => Err(format!("root '{}' does not exist or cannot be read: {e}", root.display())),
+        Ok(_) => Err(SessionError::Root { path: root.to_path_buf(), error: None }),
+        Err(e) => Err(SessionError::Root { path: root.to_path_buf(), error: Some(e) }),
     }
 }
 
 /// Serves sessions from an already bound listener with default options: no authentication (in-process use
 /// on loopback).
-pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> Result<(), String> {
-    let mut opts = ServeOptions::new(listener.local_addr().map_err(|e| e.to_string())?, root.to_path_buf());
+pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> Result<(), SessionError> {
+    let local = listener.local_addr().map_err(|error| SessionError::Io { what: "listening socket", error })?;
+    let mut opts = ServeOptions::new(local, root.to_path_buf());
     opts.once = once;
     opts.fsync = fsync;
     serve_with(listener, &opts)
 }
 
 /// Serves sessions from an already bound listener.
-pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), String> {
+pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), SessionError> {
     let caps = SessionCaps::new(opts.limits.max_sessions_per_client);
     loop {
-        let (stream, peer) = match listener.accept() {
+        let (stream, _) = match listener.accept() {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("mover serve: accept failed: {e}");
@@ -115,16 +117,14 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Stri
             }
         };
         if opts.once {
-            return run_session(stream, opts, &caps)
-                .map(|r| log_session(&r, opts.stats))
-                .map_err(|e| format!("session from {peer}: {e}"));
+            return run_session(stream, opts, &caps).map(|r| log_session(&r, opts.stats));
         }
         let opts = opts.clone();
         let caps = caps.clone();
         let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
             match run_session(stream, &opts, &caps) {
                 Ok(r) => log_session(&r, opts.stats),
-                Err(e) => eprintln!("mover serve: session from {peer} failed: {e}"),
+                Err(e) => eprintln!("mover serve: {e}"),
             }
         });
         if let Err(e) = spawned {
@@ -143,24 +143,31 @@ fn log_session(r: &Report, stats: bool) {
 /// Runs one session on an accepted control connection: authentication (TLS and credentials, or none under
 /// `--insecure-no-auth`) and the per-client session cap, then a push (handshake, receive, verify, commit) or a
 /// pull (the server sends).
-pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<Report, String> {
-    let ip = stream.peer_addr().map_err(|e| e.to_string())?.ip();
-    let authenticating = caps.enter_handshake(ip)?;
-    let (mut ch, who) = accept_client(stream, &opts.auth)?;
+///
+/// A failure comes back as [`SessionError::Served`], naming the peer and, once authenticated, who it was
+/// (for the daemon's log; the client has already been sent `Display` of the inner error).
+pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<Report, SessionError> {
+    let peer = stream.peer_addr().map_err(|error| SessionError::Io { what: "accepted connection", error })?;
+    let served = |who: Option<&Identity>, error: SessionError| SessionError::Served {
+        peer,
+        who: who.map(|w| w.to_string()),
+        error: Box::new(error),
+    };
+    let authenticating = caps.enter_handshake(peer.ip()).map_err(|e| served(None, e))?;
+    let (mut ch, who) = accept_client(stream, &opts.auth).map_err(|e| served(None, e.into()))?;
     drop(authenticating);
     let _slot = match caps.enter(&who) {
         Ok(slot) => slot,
         Err(e) => {
-            let _ = ch.send(&ControlMsg::Error { message: e.clone() });
-            return Err(e);
+            let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+            return Err(served(Some(&who), e));
         }
     };
-    let result = serve_channel(&mut ch, opts, false);
-    if let Err(e) = &result {
-        let _ = ch.send(&ControlMsg::Error { message: client_view(e, &opts.root) });
-    }
-    // The daemon's log names who it was (the client already has the message).
-    result.map_err(|e| format!("{e} ({who})"))
+    serve_channel(&mut ch, opts, false).map_err(|e| {
+        // Client-safe by construction: paths in it are relative to the root (SessionError).
+        let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+        served(Some(&who), e)
+    })
 }
 
 /// How a `--stdio` session ended, when it got as far as greeting the client.
@@ -175,7 +182,7 @@ pub enum StdioOutcome {
 
 /// Runs one session over this process's stdin and stdout ([`accept_stdio`]), as started by a client's
 /// `ssh host mover serve --stdio` (PROTOCOL.md §3.3).
-pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
+pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
     let mut ch = accept_stdio()?;
     match check_root(&opts.root).and_then(|()| serve_channel(&mut ch, opts, true)) {
         Ok(r) => {
@@ -184,7 +191,7 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
             }
             Ok(StdioOutcome::Done)
         }
-        Err(e) => match ch.send(&ControlMsg::Error { message: e.clone() }) {
+        Err(e) => match ch.send(&ControlMsg::Error { message: e.to_string() }) {
             Ok(()) => Ok(StdioOutcome::FailedAndReported),
             Err(_) => Err(e),
         },
@@ -195,10 +202,14 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
 /// message decides the direction. A `Hello` opens a push (the server receives), a `Pull` a pull (the
 /// server sends); the report says which. `absolute_in_root` lets paths name the root by its absolute path, as
 /// `mover serve --stdio` does for scp-style `host:/home/me/x` (PROTOCOL.md §3.3).
-pub fn serve_channel(ch: &mut ControlChannel, opts: &ServeOptions, absolute_in_root: bool) -> Result<Report, String> {
+pub fn serve_channel(
+    ch: &mut ControlChannel,
+    opts: &ServeOptions,
+    absolute_in_root: bool,
+) -> Result<Report, SessionError> {
     let root = opts.root.clone();
     let dest_of = move |d: &str| path_under_root(&root, d, absolute_in_root);
-    match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello")? {
+    match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello").map_err(SessionError::Protocol)? {
         ControlMsg::Hello(hello) => {
             let target = ReceiveTarget {
                 root: &opts.root,
@@ -209,7 +220,7 @@ pub fn serve_channel(ch: &mut ControlChannel, opts: &ServeOptions, absolute_in_r
             receive_files(ch, hello, &target, &ReceiveParams::of(opts))
         }
         ControlMsg::Pull(pull) => serve_pull(ch, pull, &dest_of, opts),
-        other => Err(format!("expected a hello or a pull request, got {other:?}")),
+        other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
     }
 }
 
@@ -219,20 +230,26 @@ pub fn serve_channel(ch: &mut ControlChannel, opts: &ServeOptions, absolute_in_r
 fn serve_pull(
     ch: &mut ControlChannel,
     pull: Pull,
-    resolve: &dyn Fn(&str) -> Result<RelPath, String>,
+    resolve: &dyn Fn(&str) -> Result<RelPath, SessionError>,
     opts: &ServeOptions,
-) -> Result<Report, String> {
+) -> Result<Report, SessionError> {
     let started = Instant::now();
     if pull.version != VERSION as u16 {
-        return Err(format!("protocol version {} is not supported (this server speaks {VERSION})", pull.version));
+        return Err(SessionError::NotAllowed(format!(
+            "protocol version {} is not supported (this server speaks {VERSION})",
+            pull.version
+        )));
     }
     if pull.rate_bps == 0 || pull.min_rate_bps > pull.rate_bps {
-        return Err(format!("rate {} with floor {} is not a valid request", pull.rate_bps, pull.min_rate_bps));
+        return Err(SessionError::NotAllowed(format!(
+            "rate {} with floor {} is not a valid request",
+            pull.rate_bps, pull.min_rate_bps
+        )));
     }
     opts.limits.check_cipher(pull.cipher)?;
     let rel = resolve(&pull.path)?;
     let source = source_under_root(&opts.root, &rel)?;
-    let scanned = scan_sources(std::slice::from_ref(&source))?;
+    let scanned = scan_sources(std::slice::from_ref(&source)).map_err(|e| e.relative_to(&opts.root))?;
     for (path, why) in &scanned.skipped {
         eprintln!("mover serve: not sending '{}': {why}", path.display());
     }
@@ -257,8 +274,14 @@ fn serve_pull(
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {
-        return Err("the client's address is unknown (no $SSH_CONNECTION): cannot send it data".into());
+        return Err(SessionError::Setup(
+            "the client's address is unknown (no $SSH_CONNECTION): cannot send it data".into(),
+        ));
     }
-    send_files(ch, data_ip, scanned, &params, started, &mut report)?;
-    Ok(report)
+    match send_files(ch, data_ip, scanned, &params, started, &mut report) {
+        Ok(()) => Ok(report),
+        // The pipeline reads the server's own files and names them by their paths: the detail is for the log.
+        Err(SessionError::Transfer(detail)) => Err(SessionError::ServedTransfer(detail)),
+        Err(e) => Err(e),
+    }
 }
