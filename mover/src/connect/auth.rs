@@ -12,7 +12,7 @@
 //! line; by hand: `t=$(head -c 32 /dev/urandom | xxd -p -c 64); printf '%s' "$t" | sha256sum`.
 //! The daemon stores only hashes and compares them in constant time.
 
-use super::ConnectError;
+use super::error::ConnectError;
 use crate::net::{tls, ControlChannel};
 use crate::wire::control::{AuthMsg, ControlMsg, Secret};
 use rustls::{ClientConfig, ServerConfig};

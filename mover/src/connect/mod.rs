@@ -5,12 +5,14 @@
 //!
 //! Floor: above `net`, `wire` and `files`; beside `pipeline`; never imports `session` or `cmd`.
 
+mod addr;
 mod auth;
 mod error;
 mod ssh;
 mod stdio;
 mod url;
 
+pub use addr::unspecified;
 pub use auth::{
     accept_client, connect_client, new_token, start_client, ClientAuth, ClientTls, Identity, ServerAuth, ServerTls,
     TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
@@ -19,15 +21,3 @@ pub use error::ConnectError;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};
 pub use stdio::{accept_stdio, parse_ssh_connection};
 pub use url::{MoverUrl, DEFAULT_PORT};
-
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-/// The unspecified address of `ip`'s family: binding to it lets the kernel pick the source address toward
-/// a peer (a NAT may stand between us and what the peer saw).
-pub fn unspecified(ip: IpAddr) -> IpAddr {
-    if ip.is_ipv4() {
-        Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        Ipv6Addr::UNSPECIFIED.into()
-    }
-}

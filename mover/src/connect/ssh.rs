@@ -4,8 +4,8 @@
 //! The local `ssh` binary does the authentication, with the user's config, keys and agent; mover never
 //! sees a credential. Only the control channel crosses SSH; the data goes directly over UDP.
 
+use super::error::ConnectError;
 use super::url::MoverUrl;
-use super::ConnectError;
 use crate::net::control::read_frame;
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Welcome};
@@ -230,7 +230,7 @@ impl SshLink {
             // No $SSH_CONNECTION on the remote side: fall back to what the host name resolves to here.
             None => SocketAddr::new(resolve(&target.host)?, 22),
         };
-        let client = welcome.client.unwrap_or_else(|| SocketAddr::new(super::unspecified(server.ip()), 0));
+        let client = welcome.client.unwrap_or_else(|| SocketAddr::new(super::addr::unspecified(server.ip()), 0));
         let writer = Arc::new(Mutex::new(Some(stdin)));
         let closer = writer.clone();
         let close = move || {

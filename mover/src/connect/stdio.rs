@@ -2,7 +2,7 @@
 //! `ssh host mover serve --stdio` (PROTOCOL.md §3.3), speaks the control protocol on its stdin and stdout.
 //! No daemon, no listening port: the UDP data socket lives as long as the session.
 
-use super::ConnectError;
+use super::error::ConnectError;
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Welcome};
 use crate::wire::VERSION;
@@ -24,7 +24,7 @@ pub fn accept_stdio() -> Result<ControlChannel, ConnectError> {
     };
     let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
     let peer = client.unwrap_or(any);
-    let local = server.unwrap_or(SocketAddr::new(super::unspecified(peer.ip()), 0));
+    let local = server.unwrap_or(SocketAddr::new(super::addr::unspecified(peer.ip()), 0));
     let closer = input.try_clone().map_err(|error| ConnectError::Local { what: "stdin", error })?;
     let close = move || {
         // Makes a blocked read return when stdin is a socket (sshd may use socketpairs); for a pipe it

@@ -1,6 +1,6 @@
 //! `mover://HOST[:PORT]/PATH` destinations.
 
-use super::ConnectError;
+use super::error::ConnectError;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// The TCP port `mover serve` listens on when a URL names none.

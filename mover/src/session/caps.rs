@@ -1,7 +1,7 @@
 //! How many sessions one client may hold at once (`--max-sessions-per-client`), and how many connections
 //! from one address may be authenticating: the daemon's guard against a client that piles up threads.
 
-use super::SessionError;
+use super::error::SessionError;
 use crate::connect::Identity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

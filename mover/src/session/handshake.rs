@@ -1,7 +1,7 @@
 //! The first messages of a session, as the receiving side reads them: the sender's `Hello`, judged against
 //! what any server accepts, and the manifest it announces (PROTOCOL.md §3).
 
-use super::SessionError;
+use super::error::SessionError;
 use crate::files::{Entry, EntryKind};
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Hello};
@@ -15,7 +15,7 @@ pub const MAX_ENTRIES: u64 = 2_000_000;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Judges what a `Hello` announces against what any server accepts (the configured limits come after:
-/// [`super::Limits::check_hello`]).
+/// [`super::limits::Limits::check_hello`]).
 pub fn check_hello(h: &Hello) -> Result<(), SessionError> {
     if h.version != VERSION as u16 {
         return Err(SessionError::Protocol(format!(

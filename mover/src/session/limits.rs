@@ -2,7 +2,8 @@
 //! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello`
 //! and on the manifest, before anything is created on disk.
 
-use super::SessionError;
+use super::error::SessionError;
+use super::handshake::MAX_ENTRIES;
 use crate::files::Entry;
 use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::format_bytes;
@@ -10,7 +11,7 @@ use crate::wire::control::Hello;
 use crate::wire::Cipher;
 
 /// Default `--max-files`: manifest entries (files and directories) in one session.
-pub const DEFAULT_MAX_FILES: u64 = super::MAX_ENTRIES;
+pub const DEFAULT_MAX_FILES: u64 = MAX_ENTRIES;
 /// Default `--max-bytes`: 64 TiB in one session.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 40;
 /// Default `--max-sessions-per-client`.
@@ -19,7 +20,7 @@ pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 8;
 /// The limits of `mover serve` (`--max-files`, `--max-bytes`, `--max-name-len`, `--max-sessions-per-client`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most manifest entries (files and directories) in one session; at most [`super::MAX_ENTRIES`].
+    /// Most manifest entries (files and directories) in one session; at most [`MAX_ENTRIES`].
     pub max_files: u64,
     /// Most bytes in the regular files of one session.
     pub max_bytes: u64,
@@ -45,7 +46,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Judges what the `Hello` announces (the manifest must then match it: [`super::read_manifest`]).
+    /// Judges what the `Hello` announces (the manifest must then match it: [`super::handshake::read_manifest`]).
     pub fn check_hello(&self, h: &Hello) -> Result<(), SessionError> {
         self.check_cipher(h.cipher)?;
         if h.entry_count > self.max_files {

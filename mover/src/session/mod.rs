@@ -11,6 +11,7 @@
 //! `--json` writer. Floor: above `pipeline` and `connect`; below `cmd`.
 
 mod caps;
+mod data_socket;
 mod error;
 mod handshake;
 pub mod limits;
@@ -23,6 +24,7 @@ mod send;
 mod serve;
 
 pub use caps::{SessionCaps, SessionSlot, MAX_HANDSHAKES_PER_ADDRESS};
+pub use data_socket::SOCKET_BUFFER_BYTES;
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
 pub use limits::Limits;
@@ -35,6 +37,3 @@ pub use send::{send_files, SendParams};
 pub use serve::{
     check_root, run_session, serve, serve_channel, serve_on, serve_stdio, serve_with, ServeOptions, StdioOutcome,
 };
-
-/// Socket buffer size asked for: bursts at 10 Gbit/s must not overflow while the loop writes to disk.
-pub const SOCKET_BUFFER_BYTES: usize = 64 << 20;

@@ -1,6 +1,6 @@
 //! Paths a client names, confined to the server's root: where a push lands and what a pull may read.
 
-use super::SessionError;
+use super::error::SessionError;
 use crate::files::{resolve_under_root, sanitize_dest_dir, FileOp, FilesError, RelPath};
 use std::fs;
 use std::os::unix::fs::FileTypeExt;

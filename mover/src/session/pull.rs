@@ -2,8 +2,10 @@
 //! the request sent, then the receiving side of the session into a local directory. The remote side sends;
 //! this side picks the session id, key and UDP port as every receiver does (PROTOCOL.md §3.3).
 
+use super::error::SessionError;
+use super::limits::Limits;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
-use super::{Direction, Limits, Report, SessionError};
+use super::report::{Direction, Report};
 use crate::connect::{connect_client, unspecified, ClientAuth, ConnectError, Location, SshLink, SshOptions};
 use crate::files::RelPath;
 use crate::net::xdp_path::NetChoice;
@@ -58,7 +60,7 @@ pub struct PullOptions {
 
 impl PullOptions {
     /// Options with the command line's defaults, except authentication: [`ClientAuth::Insecure`] (for
-    /// in-process use against [`super::serve_on`] on loopback).
+    /// in-process use against [`super::serve::serve_on`] on loopback).
     pub fn new(source: String, dest: PathBuf, rate_bps: u64) -> PullOptions {
         PullOptions {
             source,

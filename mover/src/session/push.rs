@@ -1,8 +1,9 @@
 //! A push as a client starts it: the sources scanned, the destination reached (a `mover://` daemon over
 //! TLS or TCP, or `[user@]host:DIR` over SSH), then the sending side of the session.
 
+use super::error::SessionError;
+use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
-use super::{Direction, Report, SessionError};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
 use crate::files::scan_sources;
 use crate::net::xdp_path::NetChoice;

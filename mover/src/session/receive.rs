@@ -2,11 +2,15 @@
 //! push, `pull` runs it as a client (PROTOCOL.md §3.3). The receiver picks the session id, the key and the
 //! UDP port, whichever side dialled.
 
-use super::{check_hello, read_manifest, Direction, Limits, Report, ServeOptions, SessionError, SOCKET_BUFFER_BYTES};
+use super::data_socket::{bind_data_socket, udp_socket};
+use super::error::SessionError;
+use super::handshake::{check_hello, read_manifest};
+use super::limits::Limits;
+use super::report::{Direction, Report};
 use crate::disk::BackendChoice;
 use crate::files::{DestTree, EntryKind, RelPath};
 use crate::net::xdp_path::{NetChoice, ReceiverXdp};
-use crate::net::{ControlChannel, DataSocket};
+use crate::net::ControlChannel;
 use crate::pipeline::recv::{run_receive, ReceiveSetup};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::{Config, Receiver};
@@ -31,19 +35,6 @@ pub struct ReceiveParams {
     pub fsync: bool,
     /// What one session may ask for (entries, bytes, name length), judged before anything is created.
     pub limits: Limits,
-}
-
-impl ReceiveParams {
-    /// The receiving half of a server's options.
-    pub fn of(opts: &ServeOptions) -> ReceiveParams {
-        ReceiveParams {
-            cores: opts.cores.clone(),
-            queue_depth: opts.queue_depth,
-            net: opts.net,
-            fsync: opts.fsync,
-            limits: opts.limits.clone(),
-        }
-    }
 }
 
 /// Where a receiver puts what arrives, and which addresses its data path uses.
@@ -88,8 +79,7 @@ pub fn receive_files(
         DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
-    let sock = DataSocket::bind(SocketAddr::new(target.bind_ip, 0)).map_err(udp_socket)?;
-    sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
+    let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0))?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.
@@ -129,8 +119,4 @@ pub fn receive_files(
         cipher: hello.cipher,
         ..Report::new(Direction::Received, hello.rate_bps, Default::default(), hello.cipher)
     })
-}
-
-fn udp_socket(error: std::io::Error) -> SessionError {
-    SessionError::Io { what: "UDP socket", error }
 }

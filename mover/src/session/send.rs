@@ -2,13 +2,15 @@
 //! TCP connection to the daemon, the pipes of an SSH session): `push` runs it as a client, the server runs it
 //! to answer a `Pull` (PROTOCOL.md §3.3).
 
-use super::{Report, SessionError, SOCKET_BUFFER_BYTES};
+use super::data_socket::{bind_data_socket, udp_socket};
+use super::error::SessionError;
+use super::report::Report;
 use crate::connect::unspecified;
 use crate::disk::BackendChoice;
 use crate::files::{EntryKind, Scanned};
 use crate::net::xdp_path::{NetChoice, SenderXdp};
 use crate::net::xsk;
-use crate::net::{ControlChannel, ControlEvent, DataSocket};
+use crate::net::{ControlChannel, ControlEvent};
 use crate::pipeline::send::{run_send, SendSetup, XdpTx, TX_BATCH, XDP_TX_FRAMES};
 use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
@@ -131,9 +133,8 @@ pub fn send_files(
     cfg.key = key;
 
     let peer = SocketAddr::new(data_ip, udp_port);
-    let mut sock = DataSocket::bind(SocketAddr::new(unspecified(data_ip), 0)).map_err(udp_socket)?;
+    let mut sock = bind_data_socket(SocketAddr::new(unspecified(data_ip), 0))?;
     sock.connect(peer).map_err(udp_socket)?;
-    sock.set_buffer_bytes(SOCKET_BUFFER_BYTES);
     let mut _watcher = None;
     let xdp_tx = match xdp {
         Some(x) => {
@@ -181,10 +182,6 @@ pub fn send_files(
         )));
     }
     Ok(())
-}
-
-fn udp_socket(error: std::io::Error) -> SessionError {
-    SessionError::Io { what: "UDP socket", error }
 }
 
 fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {

@@ -3,10 +3,13 @@
 //! message (a `Hello` opens a push, a `Pull` a pull).
 
 use super::caps::SessionCaps;
+use super::error::SessionError;
+use super::handshake::HANDSHAKE_TIMEOUT;
+use super::limits::Limits;
 use super::paths::{path_under_root, source_under_root};
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
+use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
-use super::{Direction, Limits, Report, SessionError, HANDSHAKE_TIMEOUT};
 use crate::connect::{accept_client, accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
 use crate::files::{scan_sources, RelPath};
@@ -217,10 +220,21 @@ pub fn serve_channel(
                 bind_ip: ch.local_addr().ip(),
                 peer_ip: ch.peer_addr().ip(),
             };
-            receive_files(ch, hello, &target, &ReceiveParams::of(opts))
+            receive_files(ch, hello, &target, &receive_params(opts))
         }
         ControlMsg::Pull(pull) => serve_pull(ch, pull, &dest_of, opts),
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
+    }
+}
+
+/// The receiving half of a server's options.
+fn receive_params(opts: &ServeOptions) -> ReceiveParams {
+    ReceiveParams {
+        cores: opts.cores.clone(),
+        queue_depth: opts.queue_depth,
+        net: opts.net,
+        fsync: opts.fsync,
+        limits: opts.limits.clone(),
     }
 }
 
