@@ -9,6 +9,10 @@
 //!
 //! Every entry point ends in one [`Report`], whichever direction ran, and [`Report::to_json`] is the one
 //! `--json` writer. Floor: above `pipeline` and `connect`; below `cmd`.
+//!
+//! A new way to start or serve a session (resume, a relay, a third-party transfer) is a new file here that
+//! obtains a channel from `connect` and calls [`send_files`], [`receive_files`] or [`serve_channel`]; what
+//! can newly go wrong becomes a [`SessionError`] variant, whose `Display` a peer may see.
 
 mod caps;
 mod data_socket;
