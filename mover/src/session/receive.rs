@@ -79,7 +79,7 @@ pub fn receive_files(
         DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
-    let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0))?;
+    let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.

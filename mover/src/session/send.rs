@@ -133,8 +133,7 @@ pub fn send_files(
     cfg.key = key;
 
     let peer = SocketAddr::new(data_ip, udp_port);
-    let mut sock = bind_data_socket(SocketAddr::new(unspecified(data_ip), 0))?;
-    sock.connect(peer).map_err(udp_socket)?;
+    let mut sock = bind_data_socket(SocketAddr::new(unspecified(data_ip), 0), Some(peer))?;
     let mut _watcher = None;
     let xdp_tx = match xdp {
         Some(x) => {
