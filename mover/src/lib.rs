@@ -8,18 +8,24 @@
 //! - [`files`]: the file system side (scanning sources, confined destination paths, verified commits);
 //! - [`net`]: sockets (batched UDP, the TCP control channel) and an rtnetlink client (routes, neighbours, XDP);
 //! - [`disk`]: the reader engine (io_uring or pread into pooled, aligned buffers);
-//! - [`cmd`]: the `mover` subcommands that wire the pieces together.
+//! - [`connect`]: connection set-up (URLs, TLS and credentials, SSH) up to an authenticated control channel;
+//! - [`session`]: starting, running and serving sessions over such a channel; one [`session::Report`];
+//! - [`cmd`]: what each `mover` subcommand prints around its library call (only `main.rs` imports it).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod cmd;
+pub mod connect;
 pub mod disk;
 pub mod files;
 pub mod fuzzing;
+pub mod json;
 pub mod net;
 pub mod pipeline;
 pub mod proto;
+pub mod random;
 pub mod rate;
+pub mod session;
 pub mod sim;
 #[doc(hidden)]
 pub mod testing;

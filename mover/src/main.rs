@@ -1,14 +1,14 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::auth::{ClientAuth, ClientAuthArgs, ServerAuth, ServerAuthArgs};
-use mover::cmd::limits::LimitArgs;
-use mover::cmd::ssh::SshOptions;
-use mover::cmd::{auth, bench_cipher, bench_disk, bench_net, demo, pull, push, serve, stdio};
+use mover::cmd::args::{ClientAuthArgs, LimitArgs, ServerAuthArgs};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
+use mover::connect::{ClientAuth, ServerAuth, SshOptions};
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
 use mover::rate::{parse_rate_bps, parse_size_bytes};
+use mover::session;
 use mover::wire::Cipher;
 
 /// `--rate` under `--policy fixed` when none is given.
@@ -245,6 +245,9 @@ struct DemoArgs {
     cipher: Cipher,
 }
 
+/// Any layer's error, for the one `mover: error: ...` line: each prints its own `Display`.
+type CliError = Box<dyn std::error::Error>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -253,9 +256,9 @@ fn main() -> ExitCode {
         Command::Pull(a) => run_pull(a),
         Command::Demo(a) => run_demo(a),
         Command::Token(a) => run_token(&a),
-        Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a),
-        Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a),
-        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a),
+        Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a).map_err(CliError::from),
+        Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a).map_err(CliError::from),
+        Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -266,7 +269,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn show_topology(side: Side, plan: &CorePlan) -> Result<(), String> {
+fn show_topology(side: Side, plan: &CorePlan) -> Result<(), CliError> {
     let cores = available_cores();
     let t = Topology::new(side, plan, &cores)?;
     println!("cores available: {cores:?}");
@@ -274,18 +277,18 @@ fn show_topology(side: Side, plan: &CorePlan) -> Result<(), String> {
     Ok(())
 }
 
-fn run_serve(a: ServeArgs) -> Result<(), String> {
+fn run_serve(a: ServeArgs) -> Result<(), CliError> {
     if a.show_topology {
         return show_topology(Side::Receiver, &a.cores);
     }
     let root = match a.root {
         Some(r) => r,
-        None => stdio::default_root()?,
+        None => serve::default_root()?,
     };
     // Under --stdio, ssh has authenticated the user and carries the channel; the daemon's own TLS and
     // credentials are for --listen.
     let auth = if a.stdio { ServerAuth::Insecure } else { a.auth.resolve()? };
-    let opts = serve::ServeOptions {
+    let opts = session::ServeOptions {
         listen: a.listen,
         root,
         once: a.once,
@@ -297,13 +300,7 @@ fn run_serve(a: ServeArgs) -> Result<(), String> {
         auth,
         limits: a.limits.limits(),
     };
-    if a.stdio {
-        return match stdio::serve_stdio(&opts)? {
-            stdio::StdioOutcome::Done => Ok(()),
-            stdio::StdioOutcome::FailedAndReported => std::process::exit(1),
-        };
-    }
-    serve::serve(&opts)
+    Ok(serve::run(&opts, a.stdio)?)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
@@ -327,7 +324,7 @@ fn connect_timeout(seconds: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn run_push(a: PushArgs) -> Result<(), String> {
+fn run_push(a: PushArgs) -> Result<(), CliError> {
     if a.show_topology {
         return show_topology(Side::Sender, &a.cores);
     }
@@ -337,7 +334,7 @@ fn run_push(a: PushArgs) -> Result<(), String> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
     let auth = if url.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
-    let opts = push::PushOptions {
+    let opts = session::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
         rate_bps,
@@ -346,7 +343,6 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         mtu: a.transfer.mtu,
         window_bytes: a.transfer.window,
         connect_timeout,
-        verbose: true,
         cores: a.cores,
         direct: !a.buffered,
         queue_depth: a.queue_depth,
@@ -355,29 +351,22 @@ fn run_push(a: PushArgs) -> Result<(), String> {
         auth,
         ssh: a.ssh.options(),
     };
-    let report = push::push(&opts);
-    if a.stats {
-        eprint!("{}", report.stage_table());
-    }
-    if a.transfer.json {
-        println!("{}", report.to_json());
-    }
-    report.error.map_or(Ok(()), Err)
+    Ok(push::run(&opts, a.stats, a.transfer.json)?)
 }
 
-fn run_token(a: &TokenArgs) -> Result<(), String> {
-    let (token, line) = auth::new_token(&a.user)?;
+fn run_token(a: &TokenArgs) -> Result<(), CliError> {
+    let (token, line) = mover::connect::new_token(&a.user)?;
     println!("{token}");
     // A valid token-file fragment: `mover token --user NAME 2>>TOKENS` appends it.
     eprintln!("# mover token: the line for the file given to `mover serve --tokens`:\n{line}");
     Ok(())
 }
 
-fn run_pull(a: PullArgs) -> Result<(), String> {
+fn run_pull(a: PullArgs) -> Result<(), CliError> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH source is authenticated by ssh.
     let auth = if a.source.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
-    let opts = pull::PullOptions {
+    let opts = session::PullOptions {
         source: a.source,
         dest: a.dest,
         rate_bps,
@@ -386,7 +375,6 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
         mtu: a.transfer.mtu,
         window_bytes: a.transfer.window,
         connect_timeout: connect_timeout(a.transfer.connect_timeout)?,
-        verbose: true,
         cores: a.cores,
         queue_depth: a.queue_depth,
         net: a.net,
@@ -395,17 +383,10 @@ fn run_pull(a: PullArgs) -> Result<(), String> {
         ssh: a.ssh.options(),
         auth,
     };
-    let report = pull::pull(&opts);
-    if a.stats {
-        eprint!("{}", report.stage_table());
-    }
-    if a.transfer.json {
-        println!("{}", report.to_json());
-    }
-    report.error.map_or(Ok(()), Err)
+    Ok(pull::run(&opts, a.stats, a.transfer.json)?)
 }
 
-fn run_demo(a: DemoArgs) -> Result<(), String> {
+fn run_demo(a: DemoArgs) -> Result<(), CliError> {
     let opts = demo::DemoOptions {
         size_bytes: a.size,
         rate_bps: a.rate,

@@ -8,9 +8,9 @@
 //! byte-identical, at a rate the flood does not stall.
 
 use mover::cmd::demo::{compare_trees, generate_dataset};
-use mover::cmd::push::{push, PushOptions};
-use mover::cmd::serve::serve_on;
 use mover::net::control::read_frame;
+use mover::session::serve_on;
+use mover::session::{push, PushOptions};
 use mover::wire::control::ControlMsg;
 use mover::wire::{Cipher, CommonHeader, PacketType, Role, Sealer, KEY_LEN, REPLAY_WINDOW};
 use std::io::Write;

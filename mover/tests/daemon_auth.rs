@@ -7,7 +7,7 @@ mod common;
 
 use common::certs::{self, Certs};
 use common::{mover, run_with_limit, skip_or_fail, Server, TempDir};
-use mover::cmd::auth::{connect_client, ClientAuth};
+use mover::connect::{connect_client, ClientAuth};
 use mover::files::{Entry, EntryKind};
 use mover::net::ControlChannel;
 use mover::wire::control::{ControlMsg, Hello};
@@ -432,9 +432,8 @@ fn too_many_concurrent_sessions_from_one_client_are_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     // Connections that never finish their TLS handshake are capped per address (and closed at once).
     let addr: SocketAddr = server.addr.parse().unwrap();
-    let stalled: Vec<_> = (0..mover::cmd::auth::MAX_HANDSHAKES_PER_ADDRESS)
-        .map(|_| std::net::TcpStream::connect(addr).unwrap())
-        .collect();
+    let stalled: Vec<_> =
+        (0..mover::session::MAX_HANDSHAKES_PER_ADDRESS).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
     assert_refused(&push(&s.cert_args(), &s.src, &url(&server, "stalled")), "refused the connection");
     drop(stalled);

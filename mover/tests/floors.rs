@@ -17,10 +17,6 @@
 //!
 //! A top-level module missing from [`FLOORS`] is a violation ("add it to the floor table"), so a new module
 //! cannot slip past. Every violation is printed (file:line and the edge), not just the first.
-//!
-//! Each rule runs twice: over the files outside the areas still being rebuilt (`cmd/`, `pipeline/`, and the
-//! `session/`, `connect/` layers that replace `cmd/`'s session code), which must pass now, and over every file,
-//! which is `#[ignore]`d until those branches are merged (run it with `--include-ignored`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -29,7 +25,7 @@ use std::path::Path;
 const FLOORS: &[&[&str]] = &[
     // Test support (TempDir, the capability-skip rule): imports nothing, and every floor's tests use it.
     &["testing"],
-    &["wire", "disk", "time", "rate", "json"],
+    &["wire", "disk", "time", "rate", "json", "random"],
     &["net", "proto"],
     &["files", "sim"],
     &["pipeline", "connect"],
@@ -53,49 +49,24 @@ const LOWER_MODULES: &[&str] = &["wire", "proto", "disk", "net"];
 /// See [`LOWER_MODULES`].
 const UPPER_MODULES: &[&str] = &["files", "pipeline", "session", "cmd"];
 
-/// Areas other branches are rebuilding while this test is introduced (see the module comment).
-const AREAS_IN_FLIGHT: &[&str] = &["cmd", "pipeline", "session", "connect"];
-
 #[test]
-fn floors_hold_outside_the_areas_in_flight() {
-    report("floors", only_settled(check_floors(&crate_graph())));
-}
-
-#[test]
-#[ignore = "until the session and pipeline branches of issue 14 are merged: pipeline/stats.rs imports cmd::json"]
-fn floors_hold_everywhere() {
+fn floors_hold() {
     report("floors", check_floors(&crate_graph()));
 }
 
 #[test]
-fn grep_level_rules_hold_outside_the_areas_in_flight() {
-    report("grep-level", only_settled(check_grep(&crate_graph())));
-}
-
-#[test]
-#[ignore = "until the session and pipeline branches of issue 14 are merged: pipeline/stats.rs mentions crate::cmd"]
-fn grep_level_rules_hold_everywhere() {
+fn grep_level_rules_hold() {
     report("grep-level", check_grep(&crate_graph()));
 }
 
 #[test]
-fn no_mutual_imports_outside_the_areas_in_flight() {
-    report("mutual imports", only_settled(check_mutual(&crate_graph())));
-}
-
-#[test]
-#[ignore = "until the session and pipeline branches of issue 14 are merged: cmd <-> pipeline, \
-            cmd/session.rs <-> cmd/serve.rs and cmd/push.rs, cmd/limits.rs <-> cmd/serve.rs, \
-            pipeline/store.rs <-> pipeline/write_stage.rs"]
-fn no_mutual_imports_everywhere() {
+fn no_mutual_imports() {
     report("mutual imports", check_mutual(&crate_graph()));
 }
 
-/// One broken rule: where (the files involved) and what.
+/// One broken rule: where (file:line) and what.
 #[derive(Debug)]
 struct Violation {
-    /// The files the violation lives in (`wire/control.rs`), to tell whose area it is.
-    files: Vec<String>,
     /// The whole message: file:line and the edge.
     message: String,
 }
@@ -106,11 +77,6 @@ fn report(rule: &str, violations: Vec<Violation>) {
     }
     let lines: Vec<String> = violations.iter().map(|v| format!("  {}", v.message)).collect();
     panic!("{} {rule} violation(s) in mover/src:\n{}\n", violations.len(), lines.join("\n"));
-}
-
-/// The violations that involve no file of the areas in flight.
-fn only_settled(violations: Vec<Violation>) -> Vec<Violation> {
-    violations.into_iter().filter(|v| !v.files.iter().any(|f| AREAS_IN_FLIGHT.contains(&top_module(f)))).collect()
 }
 
 /// A source file, by its path relative to `mover/src/` (`/`-separated).
@@ -199,7 +165,6 @@ fn check_floors(g: &Graph) -> Vec<Violation> {
         let m = top_module(&s.rel);
         if m != "lib" && m != FUZZING && floor_of(m).is_none() && unknown_reported.insert(m) {
             out.push(Violation {
-                files: vec![s.rel.clone()],
                 message: format!(
                     "{}: unknown top-level module `{m}`: add it to the floor table (FLOORS in mover/tests/floors.rs)",
                     s.rel
@@ -230,10 +195,7 @@ fn check_floors(g: &Graph) -> Vec<Violation> {
             }
         };
         if let Some(why) = why {
-            out.push(Violation {
-                files: vec![e.from.clone(), e.to.clone()],
-                message: format!("{}:{}: {} -> {} ({}): {why}", e.from, e.line, from, to, e.path),
-            });
+            out.push(Violation { message: format!("{}:{}: {} -> {} ({}): {why}", e.from, e.line, from, to, e.path) });
         }
     }
     out
@@ -253,7 +215,6 @@ fn check_grep(g: &Graph) -> Vec<Violation> {
             for upper in banned {
                 if mentions(line, &format!("crate::{upper}")) && seen.insert((s.rel.clone(), i + 1)) {
                     out.push(Violation {
-                        files: vec![s.rel.clone()],
                         message: format!("{}:{}: `{m}` mentions `crate::{upper}`: {}", s.rel, i + 1, line.trim()),
                     });
                 }
@@ -264,7 +225,6 @@ fn check_grep(g: &Graph) -> Vec<Violation> {
                 && seen.insert((s.rel.clone(), i + 1))
             {
                 out.push(Violation {
-                    files: vec![s.rel.clone()],
                     message: format!("{}:{}: only main.rs may mention `cmd`: {}", s.rel, i + 1, line.trim()),
                 });
             }
@@ -275,10 +235,7 @@ fn check_grep(g: &Graph) -> Vec<Violation> {
         let lower_to_upper = LOWER_MODULES.contains(&from) && UPPER_MODULES.contains(&to);
         let into_cmd = to == "cmd" && from != "main";
         if (lower_to_upper || into_cmd) && seen.insert((e.from.clone(), e.line)) {
-            out.push(Violation {
-                files: vec![e.from.clone()],
-                message: format!("{}:{}: `{from}` refers to `{to}` ({})", e.from, e.line, e.path),
-            });
+            out.push(Violation { message: format!("{}:{}: `{from}` refers to `{to}` ({})", e.from, e.line, e.path) });
         }
     }
     out
@@ -338,7 +295,7 @@ fn check_mutual(g: &Graph) -> Vec<Violation> {
                 e.path
             ));
         }
-        out.push(Violation { files: steps.iter().map(|e| e.from.clone()).collect(), message });
+        out.push(Violation { message });
     }
     // File level: two files that refer to each other.
     let mut file_edge: BTreeMap<(&str, &str), &Edge> = BTreeMap::new();
@@ -351,7 +308,6 @@ fn check_mutual(g: &Graph) -> Vec<Violation> {
         if a < b {
             if let Some(back) = file_edge.get(&(*b, *a)) {
                 out.push(Violation {
-                    files: vec![a.to_string(), b.to_string()],
                     message: format!(
                         "files import each other: {}:{} -> {} ({}) and {}:{} -> {} ({})",
                         e.from, e.line, e.to, e.path, back.from, back.line, back.to, back.path

@@ -3,8 +3,8 @@
 //! pinned stages) and must see no allocation at all, on any thread.
 
 use mover::cmd::demo::write_random;
-use mover::cmd::push::{push, PushOptions};
-use mover::cmd::serve::serve_on;
+use mover::session::serve_on;
+use mover::session::{push, PushOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cmd::json::JsonObject;
 use crate::disk::{BackendChoice, DiskReader, InOrder, ReadReq, ReaderConfig};
+use crate::json::JsonObject;
 use crate::rate::{format_bytes, parse_size_bytes};
 
 /// Arguments of `mover bench disk`.

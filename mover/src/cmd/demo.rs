@@ -1,9 +1,9 @@
 //! `mover demo`: the embedded default job. Generates a data set, starts a server on loopback in this process,
 //! pushes the data set to it, checks the received tree byte for byte, and prints the goodput.
 
-use super::push::{push, PushOptions, PushReport};
-use super::serve::serve_on;
+use crate::connect::ClientAuth;
 use crate::rate::{format_bytes, format_rate_bps};
+use crate::session::{cipher_note, push, serve_on, PushOptions, Report};
 use crate::sim::rng::splitmix;
 use std::fs;
 use std::io::Write;
@@ -30,7 +30,7 @@ pub struct DemoOptions {
 }
 
 /// Runs the demo and returns the push report (verified against the source tree).
-pub fn run(opts: &DemoOptions) -> Result<PushReport, String> {
+pub fn run(opts: &DemoOptions) -> Result<Report, String> {
     let base = opts.workdir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("mover-demo-{}", std::process::id()));
     let result = run_in(&dir, opts);
@@ -40,7 +40,7 @@ pub fn run(opts: &DemoOptions) -> Result<PushReport, String> {
     result
 }
 
-fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
+fn run_in(dir: &Path, opts: &DemoOptions) -> Result<Report, String> {
     let src = dir.join("src").join("dataset");
     let dst_root = dir.join("dst");
     fs::create_dir_all(&dst_root).map_err(|e| format!("creating {}: {e}", dst_root.display()))?;
@@ -54,7 +54,7 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     // as with --insecure-no-auth; nothing outside this host can reach the listener.
     let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
     let mut push_opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/demo"), opts.rate_bps);
-    push_opts.auth = super::auth::ClientAuth::Insecure;
+    push_opts.auth = ClientAuth::Insecure;
     push_opts.mtu = opts.mtu;
     push_opts.cipher = opts.cipher;
     // Loopback: nothing for AF_XDP to bypass, and no reason to say so on every demo.
@@ -64,14 +64,14 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<PushReport, String> {
     if let Some(e) = &report.error {
         return Err(e.clone());
     }
-    server.join().map_err(|_| "the server thread panicked".to_string())??;
+    server.join().map_err(|_| "the server thread panicked".to_string())?.map_err(|e| e.to_string())?;
     let received = dst_root.join("demo").join("dataset");
     compare_trees(&src, &received)?;
     Ok(report)
 }
 
 /// Prints the demo's result line.
-pub fn describe(r: &PushReport) -> String {
+pub fn describe(r: &Report) -> String {
     format!(
         "mover demo: moved {} files ({}) over loopback in {:.2} s: goodput {} ({} packets, {} retransmitted), verified byte for byte; {}",
         r.files,
@@ -80,7 +80,7 @@ pub fn describe(r: &PushReport) -> String {
         format_rate_bps(r.goodput_bps),
         r.packets_sent,
         r.packets_retransmitted,
-        super::push::cipher_note(r.cipher)
+        cipher_note(r.cipher)
     )
 }
 

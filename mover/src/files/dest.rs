@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::confine::create_dir_under_root;
+use super::error::{relative, FileOp, FilesError};
 use super::fdcache::FdCache;
 use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
 use crate::proto::BlockStore;
@@ -41,6 +42,10 @@ enum State {
 struct FileSlot {
     final_path: PathBuf,
     temp_path: PathBuf,
+    /// `final_path` relative to the root, for messages: a peer may see them (module `files::error`).
+    shown: PathBuf,
+    /// `temp_path` relative to the root.
+    shown_temp: PathBuf,
     size: u64,
     mode: u32,
     mtime_s: i64,
@@ -50,6 +55,8 @@ struct FileSlot {
 
 struct DirSlot {
     path: PathBuf,
+    /// `path` relative to the root, for messages.
+    shown: PathBuf,
     depth: usize,
     mode: u32,
     mtime_s: i64,
@@ -62,6 +69,8 @@ struct DirSlot {
 /// Dropping it without committing everything removes the uncommitted temporary files (see
 /// [`DestTree::abort`]).
 pub struct DestTree {
+    /// The root everything lies below; messages name paths relative to it.
+    root: PathBuf,
     files: Vec<FileSlot>,
     dirs: Vec<DirSlot>,
     cache: FdCache,
@@ -83,12 +92,20 @@ impl DestTree {
     /// directory or a symlink is refused here already, so a doomed transfer fails before it starts.
     ///
     /// `session_tag` names the temporary files (`.<name>.mover-<tag as 16 hex digits>.part`).
-    pub fn prepare(root: &Path, dest_dir: &RelPath, entries: &[Entry], session_tag: u64) -> Result<DestTree, String> {
+    /// Every path in an error is relative to `root` ([`FilesError`]), here and in the [`BlockStore`]
+    /// methods' `io::Error`s, so a daemon can show them to its client.
+    pub fn prepare(
+        root: &Path,
+        dest_dir: &RelPath,
+        entries: &[Entry],
+        session_tag: u64,
+    ) -> Result<DestTree, FilesError> {
         match fs::metadata(root) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("destination root '{}' is not a directory", root.display())),
-            Err(e) => return Err(format!("destination root '{}': {e}", root.display())),
+            Ok(_) => return Err(FilesError::RootNotADirectory { path: root.to_path_buf() }),
+            Err(error) => return Err(FilesError::Io { op: FileOp::Root, path: root.to_path_buf(), error }),
         }
+        let manifest = |entry: usize, problem: String| FilesError::Manifest { entry, problem };
 
         // Pass 1: judge the whole manifest before touching the disk.
         let mut rels = Vec::with_capacity(entries.len());
@@ -96,46 +113,48 @@ impl DestTree {
         let mut file_paths: HashSet<&str> = HashSet::new();
         let mut total_bytes: u64 = 0;
         for (i, e) in entries.iter().enumerate() {
-            let rel = sanitize_relative(&e.rel_path).map_err(|err| format!("manifest entry {i}: {err}"))?;
+            let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
             if !seen.insert(&e.rel_path) {
-                return Err(format!("manifest entry {i}: duplicate path '{}'", rel));
+                return Err(manifest(i, format!("duplicate path '{rel}'")));
             }
             if e.mtime_ns >= 1_000_000_000 {
-                return Err(format!("manifest entry {i} ('{rel}'): invalid mtime nanoseconds {}", e.mtime_ns));
+                return Err(manifest(i, format!("'{rel}' has invalid mtime nanoseconds {}", e.mtime_ns)));
             }
             if e.kind == EntryKind::File {
                 file_paths.insert(&e.rel_path);
                 total_bytes = total_bytes
                     .checked_add(e.size)
-                    .ok_or_else(|| format!("manifest entry {i} ('{rel}'): total size overflows"))?;
+                    .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
             }
             rels.push(rel);
         }
         if file_paths.len() > u32::MAX as usize {
-            return Err(format!("too many files: {}", file_paths.len()));
+            return Err(FilesError::TooManyFiles { count: file_paths.len() });
         }
         // `a` as a file and `a/b` as anything cannot both exist.
         for (i, e) in entries.iter().enumerate() {
             for (pos, _) in e.rel_path.match_indices('/') {
                 let ancestor = &e.rel_path[..pos];
                 if file_paths.contains(ancestor) {
-                    return Err(format!("manifest entry {i}: '{}' lies inside '{ancestor}', which is a file", rels[i]));
+                    return Err(manifest(i, format!("'{}' lies inside '{ancestor}', which is a file", rels[i])));
                 }
             }
         }
 
-        // Pass 2: create the directories.
-        let dest = create_dir_under_root(root, dest_dir, DIR_MODE_DURING).map_err(|e| e.to_string())?;
+        // Pass 2: create the directories. What fails here fails below the root, which a peer must not see.
+        let hide_root = |e: FilesError| e.relative_to(root);
+        let dest = create_dir_under_root(root, dest_dir, DIR_MODE_DURING).map_err(|e| hide_root(e.into()))?;
         let mut ensured: HashSet<RelPath> = HashSet::new();
         ensured.insert(RelPath::root());
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut temp_names: HashSet<PathBuf> = HashSet::new();
-        for (e, rel) in entries.iter().zip(rels) {
+        for (i, (e, rel)) in entries.iter().zip(rels).enumerate() {
             match e.kind {
                 EntryKind::Dir => {
-                    let path = create_dir_under_root(&dest, &rel, DIR_MODE_DURING).map_err(|e| e.to_string())?;
+                    let path = create_dir_under_root(&dest, &rel, DIR_MODE_DURING).map_err(|e| hide_root(e.into()))?;
                     dirs.push(DirSlot {
+                        shown: relative(&path, root),
                         path,
                         depth: rel.components().len(),
                         mode: e.mode & 0o7777,
@@ -149,20 +168,24 @@ impl DestTree {
                     let dir = if ensured.contains(&parent) {
                         dest.join(parent.to_path_buf())
                     } else {
-                        let dir = create_dir_under_root(&dest, &parent, DIR_MODE_DURING).map_err(|e| e.to_string())?;
+                        let dir =
+                            create_dir_under_root(&dest, &parent, DIR_MODE_DURING).map_err(|e| hide_root(e.into()))?;
                         ensured.insert(parent);
                         dir
                     };
                     let name = rel.file_name().unwrap_or_default();
                     let final_path = dir.join(name);
-                    check_replaceable(&final_path).map_err(|e| e.to_string())?;
-                    let file_id = u32::try_from(files.len()).map_err(|_| "too many files".to_string())?;
+                    check_replaceable(&final_path).map_err(hide_root)?;
+                    let file_id =
+                        u32::try_from(files.len()).map_err(|_| FilesError::TooManyFiles { count: files.len() + 1 })?;
                     let temp_path = dir.join(temp_name(name, session_tag, file_id));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
                     if !temp_names.insert(temp_path.clone()) || seen.contains(temp_rel(&rel, &temp_path).as_str()) {
-                        return Err(format!("manifest entry '{rel}': its temporary name collides with another entry"));
+                        return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
                     }
                     files.push(FileSlot {
+                        shown: relative(&final_path, root),
+                        shown_temp: relative(&temp_path, root),
                         final_path,
                         temp_path,
                         size: e.size,
@@ -174,7 +197,14 @@ impl DestTree {
                 }
             }
         }
-        Ok(DestTree { files, dirs, cache: FdCache::new(DestTree::MAX_OPEN), total_bytes, fsync: false })
+        Ok(DestTree {
+            root: root.to_path_buf(),
+            files,
+            dirs,
+            cache: FdCache::new(DestTree::MAX_OPEN),
+            total_bytes,
+            fsync: false,
+        })
     }
 
     /// Makes every commit durable before it is visible: fsync each file before its rename, so that after a
@@ -212,7 +242,7 @@ impl DestTree {
             if let Err(e) = apply_dir_meta(d) {
                 first_err.get_or_insert(io::Error::new(
                     e.kind(),
-                    format!("setting mode and mtime of '{}': {e}", d.path.display()),
+                    format!("setting mode and mtime of '{}': {e}", d.shown.display()),
                 ));
             }
         }
@@ -248,7 +278,7 @@ impl DestTree {
                 io::ErrorKind::InvalidInput,
                 format!(
                     "'{}': {len} bytes at offset {offset} lie outside its size of {} bytes",
-                    f.final_path.display(),
+                    f.shown.display(),
                     f.size
                 ),
             ));
@@ -263,16 +293,14 @@ impl DestTree {
         self.check_range(file_id, offset, len)?;
         let r = self.temp_file(file_id).and_then(|f| f.as_fd().try_clone_to_owned());
         r.map_err(|e| {
-            let path = self.files[file_id as usize].final_path.display();
+            let path = self.files[file_id as usize].shown.display();
             io::Error::new(e.kind(), format!("opening '{path}' for writing: {e}"))
         })
     }
 
     /// The name a file will have, for messages.
     pub fn display_name(&self, file_id: u32) -> String {
-        self.files
-            .get(file_id as usize)
-            .map_or_else(|| format!("file id {file_id}"), |f| f.final_path.display().to_string())
+        self.files.get(file_id as usize).map_or_else(|| format!("file id {file_id}"), |f| f.shown.display().to_string())
     }
 
     /// The temporary file of `file_id`, created (or reopened after eviction) as needed.
@@ -284,7 +312,7 @@ impl DestTree {
         if f.state == State::Committed {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("'{}' is already committed", f.final_path.display()),
+                format!("'{}' is already committed", f.shown.display()),
             ));
         }
         self.cache.get_or_open(file_id, || open_temp(f))
@@ -294,7 +322,7 @@ impl DestTree {
 /// Opens (creating on first use) a temporary file. `O_NOFOLLOW`: a symlink planted under the temporary
 /// name must not redirect our writes.
 fn open_temp(f: &mut FileSlot) -> io::Result<File> {
-    let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.temp_path.display()));
+    let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
     let mut o = OpenOptions::new();
     o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
     if f.state == State::Created {
@@ -311,12 +339,12 @@ fn open_temp(f: &mut FileSlot) -> io::Result<File> {
 
 /// A final name may replace a regular file (or nothing), never a directory, a symlink, a device, a FIFO or
 /// a socket: the peer must not choose to destroy (or, through a later open, write into) special files.
-fn check_replaceable(path: &Path) -> io::Result<()> {
+fn check_replaceable(path: &Path) -> Result<(), FilesError> {
     use std::os::unix::fs::FileTypeExt;
     let m = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("'{}': {e}", path.display()))),
+        Err(error) => return Err(FilesError::Io { op: FileOp::Read, path: path.to_path_buf(), error }),
     };
     let t = m.file_type();
     let what = if t.is_file() {
@@ -334,10 +362,7 @@ fn check_replaceable(path: &Path) -> io::Result<()> {
     } else {
         "special file"
     };
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!("refusing to replace '{}': it is a {what}", path.display()),
-    ))
+    Err(FilesError::NotReplaceable { path: path.to_path_buf(), what })
 }
 
 /// `.<name>.mover-<tag>.part`; if that exceeds the 255-byte name limit, the name is shortened and the file
@@ -396,7 +421,7 @@ impl BlockStore for DestTree {
         self.check_range(file_id, offset, data.len())?;
         let r = self.temp_file(file_id).and_then(|f| f.write_all_at(data, offset));
         r.map_err(|e| {
-            let path = self.files[file_id as usize].final_path.display();
+            let path = self.files[file_id as usize].shown.display();
             io::Error::new(e.kind(), format!("writing '{path}': {e}"))
         })
     }
@@ -405,7 +430,7 @@ impl BlockStore for DestTree {
         self.check_range(file_id, offset, buf.len())?;
         let r = self.temp_file(file_id).and_then(|f| f.read_exact_at(buf, offset));
         r.map_err(|e| {
-            let path = self.files[file_id as usize].final_path.display();
+            let path = self.files[file_id as usize].shown.display();
             io::Error::new(e.kind(), format!("reading back '{path}': {e}"))
         })
     }
@@ -422,14 +447,20 @@ impl BlockStore for DestTree {
         let file = &file;
         let f = &self.files[file_id as usize];
         let err = |what: &str, e: io::Error| {
-            io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.final_path.display()))
+            io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.shown.display()))
         };
         file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(|e| err("chmod", e))?;
         set_mtime(file, f.mtime_s, f.mtime_ns).map_err(|e| err("setting mtime", e))?;
         if self.fsync {
             file.sync_all().map_err(|e| err("fsync", e))?;
         }
-        check_replaceable(&f.final_path)?;
+        check_replaceable(&f.final_path).map_err(|e| {
+            let kind = match &e {
+                FilesError::Io { error, .. } => error.kind(),
+                _ => io::ErrorKind::AlreadyExists,
+            };
+            io::Error::new(kind, e.relative_to(&self.root).to_string())
+        })?;
         fs::rename(&f.temp_path, &f.final_path).map_err(|e| err("rename", e))?;
         self.files[file_id as usize].state = State::Committed;
         Ok(())
@@ -449,7 +480,7 @@ impl BlockStore for DestTree {
             f.set_len(size)
         });
         r.map_err(|e| {
-            let path = self.files[file_id as usize].final_path.display();
+            let path = self.files[file_id as usize].shown.display();
             io::Error::new(e.kind(), format!("discarding '{path}': {e}"))
         })
     }
@@ -607,14 +638,14 @@ mod tests {
             (&[file("a", 1, 0o644, 0, 1_000_000_000)], "nanoseconds"),
         ];
         for (entries, why) in bad {
-            let e = DestTree::prepare(t.path(), &dd, entries, TAG).err().unwrap();
+            let e = DestTree::prepare(t.path(), &dd, entries, TAG).err().unwrap().to_string();
             assert!(e.contains(why), "{e}");
             assert_eq!(count_all(t.path()), 0, "something was created for {why}");
         }
-        let e = DestTree::prepare(&t.path().join("nope"), &dd, &[], TAG).err().unwrap();
+        let e = DestTree::prepare(&t.path().join("nope"), &dd, &[], TAG).err().unwrap().to_string();
         assert!(e.contains("destination root"), "{e}");
         fs::write(t.path().join("f"), b"").unwrap();
-        let e = DestTree::prepare(&t.path().join("f"), &dd, &[], TAG).err().unwrap();
+        let e = DestTree::prepare(&t.path().join("f"), &dd, &[], TAG).err().unwrap().to_string();
         assert!(e.contains("not a directory"), "{e}");
     }
 
@@ -636,7 +667,10 @@ mod tests {
             crate::testing::skip_or_fail(case, "mknod needs root");
         }
         for (name, what) in special {
-            let e = DestTree::prepare(t.path(), &RelPath::root(), &[file(name, 1, 0o644, 0, 0)], TAG).err().unwrap();
+            let e = DestTree::prepare(t.path(), &RelPath::root(), &[file(name, 1, 0o644, 0, 0)], TAG)
+                .err()
+                .unwrap()
+                .to_string();
             assert!(e.contains(&format!("it is a {what}")), "{e}");
         }
         // A FIFO planted under the temporary name is refused when the file is created, not opened (an open
@@ -657,12 +691,18 @@ mod tests {
         let t = TempDir::new("dest");
         let outside = TempDir::new("dest-outside");
         symlink(outside.path(), t.path().join("link")).unwrap();
-        let e = DestTree::prepare(t.path(), &rel("link"), &[file("a", 1, 0o644, 0, 0)], TAG).err().unwrap();
+        let e = DestTree::prepare(t.path(), &rel("link"), &[file("a", 1, 0o644, 0, 0)], TAG).err().unwrap().to_string();
         assert!(e.contains("symlink escape"), "{e}");
-        let e = DestTree::prepare(t.path(), &RelPath::root(), &[file("link/a", 1, 0o644, 0, 0)], TAG).err().unwrap();
+        let e = DestTree::prepare(t.path(), &RelPath::root(), &[file("link/a", 1, 0o644, 0, 0)], TAG)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("symlink escape"), "{e}");
         // A final name that is a symlink is refused, not written through.
-        let e = DestTree::prepare(t.path(), &RelPath::root(), &[file("link", 1, 0o644, 0, 0)], TAG).err().unwrap();
+        let e = DestTree::prepare(t.path(), &RelPath::root(), &[file("link", 1, 0o644, 0, 0)], TAG)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert_eq!(count_all(outside.path()), 0);
 

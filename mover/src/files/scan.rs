@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+use super::error::{FileOp, FilesError};
 use super::sanitize::sanitize_relative;
 use crate::wire::entry::{Entry, EntryKind};
 
@@ -36,24 +37,20 @@ pub struct Scanned {
 ///
 /// Sizes, modes and mtimes come from `lstat` at scan time; a file that changes afterwards is caught when it
 /// is read (shrunk) or by the receiver's hash.
-pub fn scan_sources(srcs: &[PathBuf]) -> Result<Scanned, String> {
+pub fn scan_sources(srcs: &[PathBuf]) -> Result<Scanned, FilesError> {
     let mut out = Scanned::default();
     let mut names: HashMap<String, &Path> = HashMap::new();
     for src in srcs {
         // Follows a symlink given on the command line (see above).
-        let meta = fs::metadata(src).map_err(|e| cannot_read(src, &e))?;
+        let meta = fs::metadata(src).map_err(|e| cannot_read(src, e))?;
         let name = source_name(src)?;
         if let Some(prev) = names.insert(name.clone(), src) {
-            return Err(format!(
-                "two sources would both be sent as '{name}': '{}' and '{}'",
-                prev.display(),
-                src.display()
-            ));
+            return Err(FilesError::DuplicateName { name, first: prev.to_path_buf(), second: src.clone() });
         }
         // Absolute, so that the paths stay valid if the process changes directory later.
-        let path = std::path::absolute(src).map_err(|e| cannot_read(src, &e))?;
+        let path = std::path::absolute(src).map_err(|e| cannot_read(src, e))?;
         if meta.is_dir() {
-            let children = list_dir(&path).map_err(|e| cannot_read(src, &e))?;
+            let children = list_dir(&path).map_err(|e| cannot_read(src, e))?;
             out.entries.push(entry(name.clone(), EntryKind::Dir, &meta));
             walk(&path, &name, children, &mut out);
         } else if meta.is_file() {
@@ -65,33 +62,32 @@ pub fn scan_sources(srcs: &[PathBuf]) -> Result<Scanned, String> {
     }
     // File ids travel as u32.
     if u32::try_from(out.file_paths.len()).is_err() {
-        return Err(format!("too many files: {} (the limit is {})", out.file_paths.len(), u32::MAX));
+        return Err(FilesError::TooManyFiles { count: out.file_paths.len() });
     }
     Ok(out)
 }
 
-fn cannot_read(path: &Path, e: &io::Error) -> String {
-    format!("cannot read '{}': {e}", path.display())
+fn cannot_read(path: &Path, error: io::Error) -> FilesError {
+    FilesError::Io { op: FileOp::Read, path: path.to_path_buf(), error }
+}
+
+fn cannot_send(src: &Path, problem: String) -> FilesError {
+    FilesError::Source { path: src.to_path_buf(), problem }
 }
 
 /// The name a source is sent under (see [`scan_sources`]).
-fn source_name(src: &Path) -> Result<String, String> {
+fn source_name(src: &Path) -> Result<String, FilesError> {
     let name: OsString = match src.components().next_back() {
         Some(Component::Normal(n)) => n.to_owned(),
         // `.`, `..`, `a/..`: only the file system knows the real name.
         _ => {
-            let canon = fs::canonicalize(src).map_err(|e| cannot_read(src, &e))?;
-            canon
-                .file_name()
-                .ok_or_else(|| format!("cannot send '{}': it has no name to send it under", src.display()))?
-                .to_owned()
+            let canon = fs::canonicalize(src).map_err(|e| cannot_read(src, e))?;
+            canon.file_name().ok_or_else(|| cannot_send(src, "it has no name to send it under".into()))?.to_owned()
         }
     };
-    let name = name
-        .into_string()
-        .map_err(|n| format!("cannot send '{}': its name {n:?} is not valid UTF-8", src.display()))?;
+    let name = name.into_string().map_err(|n| cannot_send(src, format!("its name {n:?} is not valid UTF-8")))?;
     // Checked here so the sender never announces something the receiver will refuse.
-    sanitize_relative(&name).map_err(|e| format!("cannot send '{}': {e}", src.display()))?;
+    sanitize_relative(&name).map_err(|e| cannot_send(src, e.to_string()))?;
     Ok(name)
 }
 
@@ -268,14 +264,14 @@ mod tests {
         let t = TempDir::new("scan");
         let d = make_tree(&t);
         let missing = t.path().join("x");
-        let e = scan_sources(std::slice::from_ref(&missing)).unwrap_err();
+        let e = scan_sources(std::slice::from_ref(&missing)).unwrap_err().to_string();
         assert!(e.starts_with(&format!("cannot read '{}': No such file or directory", missing.display())), "{e}");
 
         fs::create_dir(t.path().join("other")).unwrap();
         fs::write(t.path().join("other/a.txt"), b"").unwrap();
-        let e = scan_sources(&[d.join("a.txt"), t.path().join("other/a.txt")]).unwrap_err();
+        let e = scan_sources(&[d.join("a.txt"), t.path().join("other/a.txt")]).unwrap_err().to_string();
         assert!(e.contains("both be sent as 'a.txt'"), "{e}");
-        let e = scan_sources(&[d.clone(), d.clone()]).unwrap_err();
+        let e = scan_sources(&[d.clone(), d.clone()]).unwrap_err().to_string();
         assert!(e.contains("'dataset'"), "{e}");
     }
 }

@@ -6,7 +6,7 @@
 //! with the least stall time is the bottleneck. Latencies go into [`hdrhistogram`] histograms allocated at
 //! start-up; recording never allocates.
 
-use crate::cmd::json::JsonObject;
+use crate::json::JsonObject;
 use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};
 

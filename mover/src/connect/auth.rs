@@ -12,14 +12,15 @@
 //! line; by hand: `t=$(head -c 32 /dev/urandom | xxd -p -c 64); printf '%s' "$t" | sha256sum`.
 //! The daemon stores only hashes and compares them in constant time.
 
+use super::error::ConnectError;
 use crate::net::{tls, ControlChannel};
 use crate::wire::control::{AuthMsg, ControlMsg, Secret};
 use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Printed on stderr at every start of a daemon without authentication.
@@ -65,12 +66,19 @@ impl fmt::Debug for ServerAuth {
 impl ServerAuth {
     /// TLS with the daemon's `cert` and `key`; clients authenticate with a certificate issued by
     /// `client_ca`, or a token from the `tokens` file; at least one of the two must be given.
-    pub fn tls(cert: &Path, key: &Path, client_ca: Option<&Path>, tokens: Option<&Path>) -> Result<ServerAuth, String> {
+    pub fn tls(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        tokens: Option<&Path>,
+    ) -> Result<ServerAuth, ConnectError> {
         if client_ca.is_none() && tokens.is_none() {
-            return Err("TLS without a way to authenticate clients: pass --client-ca FILE and/or --tokens FILE".into());
+            return Err(ConnectError::Credentials(
+                "TLS without a way to authenticate clients: pass --client-ca FILE and/or --tokens FILE".into(),
+            ));
         }
         let tokens = tokens.map(TokenTable::load).transpose()?;
-        let config = tls::server_config(cert, key, client_ca, tokens.is_some())?;
+        let config = tls::server_config(cert, key, client_ca, tokens.is_some()).map_err(ConnectError::Credentials)?;
         Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs: client_ca.is_some() })))
     }
 
@@ -113,14 +121,14 @@ impl ClientAuth {
         cert_key: Option<(&Path, &Path)>,
         user: &str,
         token: Option<&str>,
-    ) -> Result<ClientAuth, String> {
+    ) -> Result<ClientAuth, ConnectError> {
         let token = token.unwrap_or_default();
         if cert_key.is_none() && token.is_empty() {
-            return Err(
-                "no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into()
-            );
+            return Err(ConnectError::Credentials(
+                "no credentials: pass --cert FILE --key FILE, or a token (--token-file FILE or MOVER_TOKEN)".into(),
+            ));
         }
-        let config = tls::client_config(ca, cert_key)?;
+        let config = tls::client_config(ca, cert_key).map_err(ConnectError::Credentials)?;
         Ok(ClientAuth::Tls(Arc::new(ClientTls { config, user: user.to_string(), token: Secret(token.to_string()) })))
     }
 }
@@ -143,9 +151,9 @@ pub fn connect_client(
     addr: SocketAddr,
     auth: &ClientAuth,
     timeout: Duration,
-) -> Result<ControlChannel, String> {
-    let stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {host} ({addr}): {e}"))?;
+) -> Result<ControlChannel, ConnectError> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|error| ConnectError::Connect { target: format!("{host} ({addr})"), error })?;
     start_client(stream, host, auth, timeout)
 }
 
@@ -155,52 +163,61 @@ pub fn start_client(
     host: &str,
     auth: &ClientAuth,
     timeout: Duration,
-) -> Result<ControlChannel, String> {
-    let peer = stream.peer_addr().map_err(|e| e.to_string())?;
+) -> Result<ControlChannel, ConnectError> {
+    let peer = stream.peer_addr().map_err(|error| ConnectError::Local { what: "control connection", error })?;
     let t = match auth {
-        ClientAuth::Insecure => return ControlChannel::new(stream).map_err(|e| format!("control connection: {e}")),
+        ClientAuth::Insecure => {
+            return ControlChannel::new(stream)
+                .map_err(|error| ConnectError::Local { what: "control connection", error })
+        }
         ClientAuth::Tls(t) => t,
     };
-    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| format!("{peer}: {e}"))?;
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout)
+        .map_err(|e| ConnectError::Channel(format!("{peer}: {e}")))?;
     let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });
     // A failed send is explained by what the server says (or by how the connection failed) below.
     let _ = ch.send(&creds);
     match ch.expect_msg(timeout, "authenticating") {
         Ok(ControlMsg::Auth(AuthMsg::Accepted { .. })) => Ok(ch),
-        Ok(ControlMsg::Error { message }) => Err(format!("server refused: {message}")),
-        Ok(other) => Err(format!("unexpected answer from the server while authenticating: {other:?}")),
+        Ok(ControlMsg::Error { message }) => Err(ConnectError::Refused(message)),
+        Ok(other) => {
+            Err(ConnectError::Channel(format!("unexpected answer from the server while authenticating: {other:?}")))
+        }
+        // rustls names the TLS alert the server sent; say what it means for the user's flags.
         Err(e) if e.contains("CertificateRequired") => {
-            Err(format!("{e}: the server requires a client certificate (--cert and --key)"))
+            Err(ConnectError::Credentials(format!("{e}: the server requires a client certificate (--cert and --key)")))
         }
         Err(e) if e.contains("BadCertificate") || e.contains("UnknownCA") || e.contains("CertificateUnknown") => {
-            Err(format!("{e}: the server does not accept this client certificate"))
+            Err(ConnectError::Credentials(format!("{e}: the server does not accept this client certificate")))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(ConnectError::Channel(e)),
     }
 }
 
 /// Authenticates the client on an accepted connection; on refusal the client is sent the reason and the
 /// connection is closed.
-pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlChannel, Identity), String> {
+pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlChannel, Identity), ConnectError> {
     let t = match auth {
         ServerAuth::Insecure => {
-            let ch = ControlChannel::new(stream).map_err(|e| format!("control connection: {e}"))?;
+            let ch = ControlChannel::new(stream)
+                .map_err(|error| ConnectError::Local { what: "control connection", error })?;
             let who = Identity(format!("ip:{}", ch.peer_addr().ip()));
             return Ok((ch, who));
         }
         ServerAuth::Tls(t) => t,
     };
-    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT)?;
+    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT).map_err(ConnectError::Channel)?;
     let refuse = |ch: &mut ControlChannel, why: String| {
         let _ = ch.send(&ControlMsg::Error { message: why.clone() });
-        Err(why)
+        Err(ConnectError::Credentials(why))
     };
-    let (user, token) = match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials")? {
-        ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
-        other => {
-            return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}"))
-        }
-    };
+    let (user, token) =
+        match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials").map_err(ConnectError::Channel)? {
+            ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
+            other => {
+                return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}"))
+            }
+        };
     // rustls has verified any certificate against --client-ca during the handshake.
     let who = if let Some(cert) = certs.first() {
         Identity(format!("cert:{}", hex(&sha256(cert.as_ref())[..16])))
@@ -222,7 +239,7 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
         }
     };
     ch.send(&ControlMsg::Auth(AuthMsg::Accepted { identity: who.0.clone() }))
-        .map_err(|e| format!("sending the authentication result: {e}"))?;
+        .map_err(|error| ConnectError::Local { what: "sending the authentication result", error })?;
     Ok((ch, who))
 }
 
@@ -239,9 +256,10 @@ pub struct TokenTable {
 
 impl TokenTable {
     /// Reads and parses a token file.
-    pub fn load(path: &Path) -> Result<TokenTable, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--tokens '{}': {e}", path.display()))?;
-        TokenTable::parse(&text).map_err(|e| format!("--tokens '{}': {e}", path.display()))
+    pub fn load(path: &Path) -> Result<TokenTable, ConnectError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConnectError::Credentials(format!("--tokens '{}': {e}", path.display())))?;
+        TokenTable::parse(&text).map_err(|e| ConnectError::Credentials(format!("--tokens '{}': {e}", path.display())))
     }
 
     /// Parses `USER SHA256-HEX` lines (module documentation).
@@ -316,194 +334,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `message` as the client may see it: paths below the daemon's `root` relative to it, so a refusal does not
-/// tell where the root lies on the daemon's file system.
-pub fn client_view(message: &str, root: &Path) -> String {
-    let root = root.to_string_lossy();
-    let root = root.trim_end_matches('/');
-    if root.is_empty() {
-        return message.to_string();
-    }
-    message.replace(&format!("{root}/"), "").replace(&format!("'{root}'"), "'.'")
-}
-
 /// A fresh token (32 random bytes as 64 hex digits) and its line for the `--tokens` file.
-pub fn new_token(user: &str) -> Result<(String, String), String> {
+pub fn new_token(user: &str) -> Result<(String, String), ConnectError> {
     if !valid_user(user) {
-        return Err(format!("user name '{}' must be 1-{MAX_USER_LEN} of A-Z a-z 0-9 . _ - @", shown(user)));
+        return Err(ConnectError::Credentials(format!(
+            "user name '{}' must be 1-{MAX_USER_LEN} of A-Z a-z 0-9 . _ - @",
+            shown(user)
+        )));
     }
     let mut raw = [0u8; 32];
     for chunk in raw.chunks_mut(8) {
-        chunk.copy_from_slice(&super::random_u64().to_ne_bytes());
+        chunk.copy_from_slice(&crate::random::random_u64().to_ne_bytes());
     }
     let token = hex(&raw);
     let line = format!("{user} {}", hex(&sha256(token.as_bytes())));
     Ok((token, line))
-}
-
-/// Most connections from one IP address that may be in the TLS handshake or before their credentials at
-/// once: a host cannot pile up session threads that wait out [`AUTH_TIMEOUT`]. Legitimate clients never
-/// come near it; a refused connection is closed at once.
-pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
-
-/// Concurrent sessions per client identity, capped (`--max-sessions-per-client`), and connections still
-/// authenticating per address ([`MAX_HANDSHAKES_PER_ADDRESS`]).
-#[derive(Debug)]
-pub struct SessionCaps {
-    max: usize,
-    live: Mutex<HashMap<Identity, usize>>,
-}
-
-/// One live session; dropping it frees its place.
-#[derive(Debug)]
-pub struct SessionSlot {
-    caps: Arc<SessionCaps>,
-    who: Identity,
-}
-
-impl SessionCaps {
-    /// At most `max` sessions per identity.
-    pub fn new(max: usize) -> Arc<SessionCaps> {
-        assert!(max > 0, "a cap of 0 sessions refuses everyone");
-        Arc::new(SessionCaps { max, live: Mutex::new(HashMap::new()) })
-    }
-
-    /// Takes a place for `who`, or says why there is none.
-    pub fn enter(self: &Arc<Self>, who: &Identity) -> Result<SessionSlot, String> {
-        self.enter_with(who, self.max).map_err(|max| {
-            format!("too many concurrent sessions for {who}: the limit is {max} (--max-sessions-per-client)")
-        })
-    }
-
-    /// Takes a place for one more connection from `ip` that is still authenticating.
-    pub fn enter_handshake(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<SessionSlot, String> {
-        let who = Identity(format!("handshake:{ip}"));
-        self.enter_with(&who, MAX_HANDSHAKES_PER_ADDRESS)
-            .map_err(|max| format!("more than {max} connections from {ip} are authenticating at once"))
-    }
-
-    fn enter_with(self: &Arc<Self>, who: &Identity, max: usize) -> Result<SessionSlot, usize> {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let n = live.entry(who.clone()).or_insert(0);
-        if *n >= max {
-            return Err(max);
-        }
-        *n += 1;
-        Ok(SessionSlot { caps: self.clone(), who: who.clone() })
-    }
-
-    /// Live sessions of `who`.
-    pub fn live(&self, who: &Identity) -> usize {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).get(who).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut live = self.caps.live.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = live.get_mut(&self.who) {
-            *n -= 1;
-            if *n == 0 {
-                live.remove(&self.who);
-            }
-        }
-    }
-}
-
-/// `mover serve`'s authentication flags.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ServerAuthArgs {
-    /// Serve WITHOUT authentication or encryption of the control channel (plain TCP; session keys cross in
-    /// clear): for loopback and trusted test networks only. Warns on every start.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "client_ca", "tokens"])]
-    pub insecure_no_auth: bool,
-    /// The daemon's certificate chain (PEM) for the TLS control channel.
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Accept clients with a certificate issued by this CA (PEM); required of every client unless --tokens
-    /// is also given.
-    #[arg(long, value_name = "FILE")]
-    pub client_ca: Option<PathBuf>,
-    /// Accept clients with a per-user token: lines 'USER SHA256-HEX' (make one with `mover token`).
-    #[arg(long, value_name = "FILE")]
-    pub tokens: Option<PathBuf>,
-}
-
-impl ServerAuthArgs {
-    /// The authentication the flags ask for; without --insecure-no-auth, TLS with a way to authenticate
-    /// clients is required.
-    pub fn resolve(&self) -> Result<ServerAuth, String> {
-        if self.insecure_no_auth {
-            return Ok(ServerAuth::Insecure);
-        }
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) if self.client_ca.is_some() || self.tokens.is_some() => {
-                ServerAuth::tls(cert, key, self.client_ca.as_deref(), self.tokens.as_deref())
-            }
-            _ => Err("mover serve accepts only authenticated clients: pass --tls-cert FILE --tls-key FILE and \
-                      --client-ca FILE and/or --tokens FILE (or --insecure-no-auth to serve without \
-                      authentication, on loopback or a trusted test network only)"
-                .into()),
-        }
-    }
-}
-
-/// The client's authentication flags (`mover push`, and every command that connects to a daemon).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ClientAuthArgs {
-    /// Speak plain TCP to a daemon started with --insecure-no-auth (no TLS, no authentication).
-    #[arg(long, conflicts_with_all = ["ca", "cert", "key", "token_file"])]
-    pub insecure_no_auth: bool,
-    /// Trust anchor for the daemon's certificate (PEM): its CA, or the certificate itself.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for a daemon with --client-ca.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key of --cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// File holding the token (first line), for a daemon with --tokens. The environment variable
-    /// MOVER_TOKEN is used when this is not given.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// The user the token belongs to (default: $USER).
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
-}
-
-impl ClientAuthArgs {
-    /// The authentication the flags (and MOVER_TOKEN, USER) ask for.
-    pub fn resolve(&self) -> Result<ClientAuth, String> {
-        if self.insecure_no_auth {
-            return Ok(ClientAuth::Insecure);
-        }
-        let Some(ca) = &self.ca else {
-            return Err("pass --ca FILE (the daemon's certificate or its CA) and a client certificate (--cert, \
-                        --key) or a token (--token-file FILE or MOVER_TOKEN), or --insecure-no-auth for a daemon \
-                        started with --insecure-no-auth"
-                .into());
-        };
-        let token = match &self.token_file {
-            Some(f) => {
-                let text = std::fs::read_to_string(f).map_err(|e| format!("--token-file '{}': {e}", f.display()))?;
-                Some(text.lines().next().unwrap_or_default().trim().to_string())
-            }
-            None => std::env::var("MOVER_TOKEN").ok().map(|t| t.trim().to_string()),
-        };
-        let user = match &self.user {
-            Some(u) => u.clone(),
-            None => std::env::var("USER").unwrap_or_default(),
-        };
-        if token.as_deref().is_some_and(|t| !t.is_empty()) && user.is_empty() {
-            return Err("a token needs a user: pass --user NAME (USER is not set)".into());
-        }
-        let cert_key = self.cert.as_deref().zip(self.key.as_deref());
-        ClientAuth::tls(ca, cert_key, &user, token.as_deref())
-    }
 }
 
 #[cfg(test)]
@@ -551,40 +396,5 @@ mod tests {
         let (other, _) = new_token("alice").unwrap();
         assert_ne!(token, other);
         assert!(new_token("a b").is_err());
-    }
-
-    #[test]
-    fn client_view_hides_the_root() {
-        let root = Path::new("/srv/in/");
-        let m = "refused '/srv/in/d/sub': it is a symbolic link; root '/srv/in' and '/srv/inner/x'";
-        assert_eq!(client_view(m, root), "refused 'd/sub': it is a symbolic link; root '.' and '/srv/inner/x'");
-    }
-
-    #[test]
-    fn handshakes_are_capped_per_address_apart_from_sessions() {
-        let caps = SessionCaps::new(1);
-        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-        let held: Vec<_> = (0..MAX_HANDSHAKES_PER_ADDRESS).map(|_| caps.enter_handshake(ip).unwrap()).collect();
-        let e = caps.enter_handshake(ip).unwrap_err();
-        assert!(e.contains("192.0.2.1 are authenticating"), "{e}");
-        assert!(caps.enter_handshake("192.0.2.2".parse().unwrap()).is_ok());
-        let _session = caps.enter(&Identity("ip:192.0.2.1".into())).unwrap();
-        drop(held);
-        assert!(caps.enter_handshake(ip).is_ok());
-    }
-
-    #[test]
-    fn session_caps_count_per_identity_and_free_on_drop() {
-        let caps = SessionCaps::new(2);
-        let a = Identity("user:a".into());
-        let b = Identity("user:b".into());
-        let s1 = caps.enter(&a).unwrap();
-        let _s2 = caps.enter(&a).unwrap();
-        let e = caps.enter(&a).unwrap_err();
-        assert!(e.contains("too many concurrent sessions for user:a") && e.contains("limit is 2"), "{e}");
-        let _s3 = caps.enter(&b).unwrap();
-        drop(s1);
-        assert_eq!(caps.live(&a), 1);
-        let _s4 = caps.enter(&a).unwrap();
     }
 }

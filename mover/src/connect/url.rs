@@ -1,5 +1,6 @@
 //! `mover://HOST[:PORT]/PATH` destinations.
 
+use super::error::ConnectError;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// The TCP port `mover serve` listens on when a URL names none.
@@ -19,19 +20,19 @@ pub struct MoverUrl {
 
 impl MoverUrl {
     /// Parses `mover://HOST[:PORT][/PATH]`.
-    pub fn parse(url: &str) -> Result<MoverUrl, String> {
-        let rest = url
-            .strip_prefix("mover://")
-            .ok_or_else(|| format!("not a mover URL: '{url}' (expected mover://HOST[:PORT]/PATH)"))?;
+    pub fn parse(url: &str) -> Result<MoverUrl, ConnectError> {
+        let rest = url.strip_prefix("mover://").ok_or_else(|| {
+            ConnectError::BadAddress(format!("not a mover URL: '{url}' (expected mover://HOST[:PORT]/PATH)"))
+        })?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
         };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6.find(']').ok_or_else(|| format!("unclosed '[' in '{url}'"))?;
+            let end = v6.find(']').ok_or_else(|| ConnectError::BadAddress(format!("unclosed '[' in '{url}'")))?;
             let port = match &v6[end + 1..] {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| format!("bad port in '{url}'"))?),
+                p => Some(p.strip_prefix(':').ok_or_else(|| ConnectError::BadAddress(format!("bad port in '{url}'")))?),
             };
             (&v6[..end], port)
         } else {
@@ -41,22 +42,27 @@ impl MoverUrl {
             }
         };
         if host.is_empty() {
-            return Err(format!("no host in '{url}'"));
+            return Err(ConnectError::BadAddress(format!("no host in '{url}'")));
         }
         let port = match port {
             None => DEFAULT_PORT,
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("bad port '{p}' in '{url}'"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| ConnectError::BadAddress(format!("bad port '{p}' in '{url}'")))?,
         };
         Ok(MoverUrl { host: host.to_string(), port, path: path.to_string() })
     }
 
     /// Resolves the host to a socket address (the first one).
-    pub fn socket_addr(&self) -> Result<SocketAddr, String> {
+    pub fn socket_addr(&self) -> Result<SocketAddr, ConnectError> {
+        let host = || self.host.clone();
         (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve '{}': {e}", self.host))?
+            .map_err(|e| ConnectError::Resolve { host: host(), error: Some(e) })?
             .next()
-            .ok_or_else(|| format!("'{}' has no address", self.host))
+            .ok_or_else(|| ConnectError::Resolve { host: host(), error: None })
     }
 }
 

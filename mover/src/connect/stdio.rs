@@ -1,9 +1,8 @@
-//! `mover serve --stdio`: one session whose control channel is this process's stdin and stdout, as
-//! started by a client's `ssh host mover serve --stdio` (PROTOCOL.md §3.3). No daemon, no listening
-//! port: the UDP data socket lives as long as the session.
+//! The server's end of an SSH session: `mover serve --stdio`, started by a client's
+//! `ssh host mover serve --stdio` (PROTOCOL.md §3.3), speaks the control protocol on its stdin and stdout.
+//! No daemon, no listening port: the UDP data socket lives as long as the session.
 
-use super::serve::{check_root, ServeOptions};
-use super::session::{serve_first_message, ServedSession};
+use super::error::ConnectError;
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Welcome};
 use crate::wire::VERSION;
@@ -11,20 +10,13 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// How a `--stdio` session ended, when it got as far as greeting the client.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StdioOutcome {
-    /// The session succeeded.
-    Done,
-    /// It failed and the client was sent the reason (which it prints): the caller only exits non-zero, so the
-    /// user does not see the error twice (ssh forwards our stderr).
-    FailedAndReported,
-}
-
-/// Runs one session over stdin/stdout. Stdout carries nothing but control frames: it is moved to a fresh
-/// descriptor first and fd 1 is pointed at stderr, so a stray print cannot corrupt the channel. Logs go to
-/// stderr, which ssh forwards to the client's terminal.
-pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
+/// Turns this process's stdin and stdout into the control channel and greets the client with `Welcome`
+/// (the addresses sshd saw, from `$SSH_CONNECTION`, so the client learns where to send data).
+///
+/// Stdout carries nothing but control frames: it is moved to a fresh descriptor first and fd 1 is pointed
+/// at stderr, so a stray print cannot corrupt the channel. Logs go to stderr, which ssh forwards to the
+/// client's terminal.
+pub fn accept_stdio() -> Result<ControlChannel, ConnectError> {
     let (input, output) = take_stdio()?;
     let (client, server) = match std::env::var("SSH_CONNECTION") {
         Ok(v) => parse_ssh_connection(&v).unwrap_or((None, None)),
@@ -32,8 +24,8 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
     };
     let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
     let peer = client.unwrap_or(any);
-    let local = server.unwrap_or(SocketAddr::new(super::session::unspecified(peer.ip()), 0));
-    let closer = input.try_clone().map_err(|e| format!("stdin: {e}"))?;
+    let local = server.unwrap_or(SocketAddr::new(super::addr::unspecified(peer.ip()), 0));
+    let closer = input.try_clone().map_err(|error| ConnectError::Local { what: "stdin", error })?;
     let close = move || {
         // Makes a blocked read return when stdin is a socket (sshd may use socketpairs); for a pipe it
         // fails harmlessly and the reader ends with the process.
@@ -42,33 +34,13 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, String> {
             libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&closer), libc::SHUT_RDWR);
         }
     };
-    let mut ch = ControlChannel::from_parts(input, output, close, peer, local).map_err(|e| format!("stdio: {e}"))?;
-    // The greeting comes before the root is judged, so that a bad root reaches the client as an `Error`
-    // it can show, not as a closed pipe.
+    let mut ch = ControlChannel::from_parts(input, output, close, peer, local)
+        .map_err(|error| ConnectError::Local { what: "stdio", error })?;
+    // The greeting comes before the session judges anything (the root, say), so that a refusal reaches the
+    // client as an `Error` it can show, not as a closed pipe.
     ch.send(&ControlMsg::Welcome(Welcome { version: VERSION as u16, client, server }))
-        .map_err(|e| format!("stdout: {e}"))?;
-    let result = check_root(&opts.root).and_then(|()| serve_first_message(&mut ch, opts, true));
-    match result {
-        Ok(ServedSession::Received(r)) if opts.stats => {
-            eprint!("{}", crate::pipeline::stats::render_table("receiver stages (serve):", &r.stages))
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return match ch.send(&ControlMsg::Error { message: e.clone() }) {
-                Ok(()) => Ok(StdioOutcome::FailedAndReported),
-                Err(_) => Err(e),
-            };
-        }
-    }
-    Ok(StdioOutcome::Done)
-}
-
-/// The remote user's home directory: the root when `--stdio` runs without `--root`.
-pub fn default_root() -> Result<std::path::PathBuf, String> {
-    match std::env::var_os("HOME") {
-        Some(h) if !h.is_empty() => Ok(h.into()),
-        _ => Err("--stdio without --root needs $HOME".into()),
-    }
+        .map_err(|error| ConnectError::Local { what: "stdout", error })?;
+    Ok(ch)
 }
 
 /// `$SSH_CONNECTION`: "client_ip client_port server_ip server_port". `None` for anything else.
@@ -84,23 +56,27 @@ pub fn parse_ssh_connection(v: &str) -> Option<(Option<SocketAddr>, Option<Socke
 }
 
 /// stdin as a `File`, and stdout moved to a new descriptor with fd 1 then pointing at stderr.
-fn take_stdio() -> Result<(File, File), String> {
+fn take_stdio() -> Result<(File, File), ConnectError> {
     // Safety: dup/dup2 on the standard descriptors, which this process owns; the new descriptors are
     // checked before being wrapped, and each `File` becomes their only owner.
     unsafe {
         let out = libc::dup(1);
         if out < 0 {
-            return Err(format!("dup(stdout): {}", std::io::Error::last_os_error()));
+            return Err(os_error("dup(stdout)"));
         }
         if libc::dup2(2, 1) < 0 {
-            return Err(format!("dup2(stderr, stdout): {}", std::io::Error::last_os_error()));
+            return Err(os_error("dup2(stderr, stdout)"));
         }
         let inp = libc::dup(0);
         if inp < 0 {
-            return Err(format!("dup(stdin): {}", std::io::Error::last_os_error()));
+            return Err(os_error("dup(stdin)"));
         }
         Ok((File::from(OwnedFd::from_raw_fd(inp)), File::from(OwnedFd::from_raw_fd(out))))
     }
+}
+
+fn os_error(what: &'static str) -> ConnectError {
+    ConnectError::Local { what, error: std::io::Error::last_os_error() }
 }
 
 #[cfg(test)]

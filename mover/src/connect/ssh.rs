@@ -4,6 +4,7 @@
 //! The local `ssh` binary does the authentication, with the user's config, keys and agent; mover never
 //! sees a credential. Only the control channel crosses SSH; the data goes directly over UDP.
 
+use super::error::ConnectError;
 use super::url::MoverUrl;
 use crate::net::control::read_frame;
 use crate::net::ControlChannel;
@@ -47,7 +48,7 @@ impl Location {
     /// Classifies an operand like scp does: `mover://...` is the daemon; a `:` before any `/` makes it
     /// remote (`host:PATH`, `user@host:PATH`, `[::1]:PATH`); anything else is a local path (write
     /// `./a:b` for a local file with a colon in its name).
-    pub fn parse(s: &str) -> Result<Location, String> {
+    pub fn parse(s: &str) -> Result<Location, ConnectError> {
         if s.starts_with("mover://") {
             return MoverUrl::parse(s).map(Location::Daemon);
         }
@@ -62,7 +63,7 @@ impl Location {
             Some(c) if slash.is_none_or(|sl| c < sl) => {
                 let (user, host) = split_user(&s[..c], s)?;
                 if host.is_empty() {
-                    return Err(format!("no host in '{s}' (expected [user@]host:PATH)"));
+                    return Err(ConnectError::BadAddress(format!("no host in '{s}' (expected [user@]host:PATH)")));
                 }
                 Ok(Location::Ssh(SshTarget { user, host: host.to_string(), path: s[c + 1..].to_string() }))
             }
@@ -76,25 +77,27 @@ impl Location {
     }
 }
 
-fn parse_bracketed(s: &str, open: usize) -> Result<SshTarget, String> {
+fn parse_bracketed(s: &str, open: usize) -> Result<SshTarget, ConnectError> {
     let (user, before) = split_user(&s[..open], s)?;
     if !before.is_empty() {
-        return Err(format!("unexpected '{before}' before '[' in '{s}'"));
+        return Err(ConnectError::BadAddress(format!("unexpected '{before}' before '[' in '{s}'")));
     }
     let rest = &s[open + 1..];
-    let close = rest.find(']').ok_or_else(|| format!("unclosed '[' in '{s}'"))?;
+    let close = rest.find(']').ok_or_else(|| ConnectError::BadAddress(format!("unclosed '[' in '{s}'")))?;
     let host = &rest[..close];
-    let path = rest[close + 1..].strip_prefix(':').ok_or_else(|| format!("expected ':' after ']' in '{s}'"))?;
+    let path = rest[close + 1..]
+        .strip_prefix(':')
+        .ok_or_else(|| ConnectError::BadAddress(format!("expected ':' after ']' in '{s}'")))?;
     if host.is_empty() {
-        return Err(format!("no host in '{s}' (expected [user@]host:PATH)"));
+        return Err(ConnectError::BadAddress(format!("no host in '{s}' (expected [user@]host:PATH)")));
     }
     Ok(SshTarget { user, host: host.to_string(), path: path.to_string() })
 }
 
 /// Splits `user@host` (the last `@`, as ssh does); the user must not be empty.
-fn split_user<'a>(authority: &'a str, whole: &str) -> Result<(Option<String>, &'a str), String> {
+fn split_user<'a>(authority: &'a str, whole: &str) -> Result<(Option<String>, &'a str), ConnectError> {
     match authority.rsplit_once('@') {
-        Some(("", _)) => Err(format!("empty user name in '{whole}'")),
+        Some(("", _)) => Err(ConnectError::BadAddress(format!("empty user name in '{whole}'"))),
         Some((u, h)) => Ok((Some(u.to_string()), h)),
         None => Ok((None, authority)),
     }
@@ -114,13 +117,13 @@ pub struct SshOptions {
 impl SshOptions {
     /// The ssh command line for `target`: the `--ssh` words, `--`, the destination and one remote command
     /// (ssh hands it to the remote shell, so its words are quoted).
-    pub fn command_line(&self, target: &SshTarget) -> Result<Vec<String>, String> {
+    pub fn command_line(&self, target: &SshTarget) -> Result<Vec<String>, ConnectError> {
         let mut argv: Vec<String> = self.ssh.as_deref().unwrap_or("ssh").split_whitespace().map(String::from).collect();
         if argv.is_empty() {
-            return Err("--ssh is empty".into());
+            return Err(ConnectError::Ssh("--ssh is empty".into()));
         }
         if target.host.starts_with('-') {
-            return Err(format!("host '{}' starts with '-'", target.host));
+            return Err(ConnectError::Ssh(format!("host '{}' starts with '-'", target.host)));
         }
         argv.push("--".into());
         argv.push(match &target.user {
@@ -161,7 +164,7 @@ pub struct SshLink {
 impl SshLink {
     /// Starts ssh and waits for the remote side's `Welcome`. If ssh ends first (authentication failed,
     /// mover not found, connection refused), the error names its exit status.
-    pub fn open(target: &SshTarget, opts: &SshOptions) -> Result<SshLink, String> {
+    pub fn open(target: &SshTarget, opts: &SshOptions) -> Result<SshLink, ConnectError> {
         let argv = opts.command_line(target)?;
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
@@ -169,7 +172,7 @@ impl SshLink {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot run '{}': {e}", argv[0]))?;
+            .map_err(|e| ConnectError::Ssh(format!("cannot run '{}': {e}", argv[0])))?;
         let host = target.host.clone();
         let mut stdout = child.stdout.take().expect("piped stdout");
         let stdin = child.stdin.take().expect("piped stdin");
@@ -182,16 +185,16 @@ impl SshLink {
                 let r = read_frame(&mut stdout, &mut body);
                 let _ = tx.send((r, stdout));
             })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
+            .map_err(|error| ConnectError::Local { what: "cannot start a thread", error })?;
         let (first, stdout) = match rx.recv_timeout(WELCOME_TIMEOUT) {
             Ok(x) => x,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
+                return Err(ConnectError::Ssh(format!(
                     "ssh to {host}: no answer from the remote mover within {} s",
                     WELCOME_TIMEOUT.as_secs()
-                ));
+                )));
             }
         };
         let welcome = match first {
@@ -200,32 +203,34 @@ impl SshLink {
             Ok(Some(other)) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("ssh to {host}: the remote side sent {other:?} instead of a greeting"));
+                return Err(ConnectError::Ssh(format!(
+                    "ssh to {host}: the remote side sent {other:?} instead of a greeting"
+                )));
             }
             Ok(None) => return Err(finish_failed(child, &host, None)),
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
+                return Err(ConnectError::Ssh(format!(
                     "ssh to {host}: the remote side did not speak the mover protocol ({e}); does the remote \
                      shell print something at login, or is --remote-mover not mover?"
-                ));
+                )));
             }
         };
         if welcome.version != VERSION as u16 {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
+            return Err(ConnectError::Ssh(format!(
                 "the remote mover on {host} speaks protocol version {}, this one {VERSION}: install the same version",
                 welcome.version
-            ));
+            )));
         }
         let server = match welcome.server {
             Some(a) => a,
             // No $SSH_CONNECTION on the remote side: fall back to what the host name resolves to here.
             None => SocketAddr::new(resolve(&target.host)?, 22),
         };
-        let client = welcome.client.unwrap_or_else(|| SocketAddr::new(super::session::unspecified(server.ip()), 0));
+        let client = welcome.client.unwrap_or_else(|| SocketAddr::new(super::addr::unspecified(server.ip()), 0));
         let writer = Arc::new(Mutex::new(Some(stdin)));
         let closer = writer.clone();
         let close = move || {
@@ -233,7 +238,7 @@ impl SshLink {
             closer.lock().unwrap_or_else(|e| e.into_inner()).take();
         };
         let ch = ControlChannel::from_parts(stdout, SharedStdin(writer), close, server, client)
-            .map_err(|e| format!("control channel: {e}"))?;
+            .map_err(|e| ConnectError::Ssh(format!("control channel: {e}")))?;
         Ok(SshLink { ch, welcome: Welcome { server: Some(server), client: Some(client), ..welcome }, child, host })
     }
 
@@ -287,7 +292,12 @@ impl Write for SharedStdin {
 }
 
 /// The error for an ssh that ended before the greeting: its exit status and the likely cause.
-fn finish_failed(mut child: Child, host: &str, message: Option<&str>) -> String {
+fn finish_failed(mut child: Child, host: &str, message: Option<&str>) -> ConnectError {
+    ConnectError::Ssh(ssh_failure(child_status(&mut child), host, message))
+}
+
+/// The exit status of an ssh that has closed its output (killed after a grace period if it has not exited).
+fn child_status(child: &mut Child) -> Option<ExitStatus> {
     // ssh has closed its stdout; give it a moment to exit so its status is known.
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut status: Option<ExitStatus> = None;
@@ -302,6 +312,11 @@ fn finish_failed(mut child: Child, host: &str, message: Option<&str>) -> String 
         let _ = child.kill();
         let _ = child.wait();
     }
+    status
+}
+
+/// Why an ssh that ended before the greeting failed: from its exit status, the likely cause.
+fn ssh_failure(status: Option<ExitStatus>, host: &str, message: Option<&str>) -> String {
     if let Some(m) = message {
         return format!("the remote mover on {host} refused: {m}");
     }
@@ -323,13 +338,15 @@ fn finish_failed(mut child: Child, host: &str, message: Option<&str>) -> String 
     }
 }
 
-fn resolve(host: &str) -> Result<IpAddr, String> {
+fn resolve(host: &str) -> Result<IpAddr, ConnectError> {
     (host, 22)
         .to_socket_addrs()
-        .map_err(|e| format!("the remote side did not report its address and '{host}' does not resolve: {e}"))?
+        .map_err(|e| {
+            ConnectError::Ssh(format!("the remote side did not report its address and '{host}' does not resolve: {e}"))
+        })?
         .next()
         .map(|a| a.ip())
-        .ok_or_else(|| format!("'{host}' has no address"))
+        .ok_or_else(|| ConnectError::Resolve { host: host.to_string(), error: None })
 }
 
 #[cfg(test)]

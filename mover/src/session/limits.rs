@@ -1,14 +1,17 @@
 //! What one session may ask of `mover serve`: entries, bytes, name length, concurrent sessions per
-//! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello` and on the manifest, before anything is created on disk.
+//! client, and (with `--require-encryption`) an encrypted data channel. Checked on the announced `Hello`
+//! and on the manifest, before anything is created on disk.
 
+use super::error::SessionError;
+use super::handshake::MAX_ENTRIES;
 use crate::files::Entry;
 use crate::files::MAX_COMPONENT_LEN;
-use crate::rate::{format_bytes, parse_size_bytes};
+use crate::rate::format_bytes;
 use crate::wire::control::Hello;
 use crate::wire::Cipher;
 
 /// Default `--max-files`: manifest entries (files and directories) in one session.
-pub const DEFAULT_MAX_FILES: u64 = super::serve::MAX_ENTRIES;
+pub const DEFAULT_MAX_FILES: u64 = MAX_ENTRIES;
 /// Default `--max-bytes`: 64 TiB in one session.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 40;
 /// Default `--max-sessions-per-client`.
@@ -17,7 +20,7 @@ pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 8;
 /// The limits of `mover serve` (`--max-files`, `--max-bytes`, `--max-name-len`, `--max-sessions-per-client`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most manifest entries (files and directories) in one session; at most [`super::serve::MAX_ENTRIES`].
+    /// Most manifest entries (files and directories) in one session; at most [`MAX_ENTRIES`].
     pub max_files: u64,
     /// Most bytes in the regular files of one session.
     pub max_bytes: u64,
@@ -42,86 +45,52 @@ impl Default for Limits {
     }
 }
 
-/// The command-line flags for [`Limits`].
-#[derive(clap::Args, Debug, Clone)]
-pub struct LimitArgs {
-    /// Most manifest entries (files and directories) one session may send.
-    #[arg(long, default_value_t = DEFAULT_MAX_FILES,
-          value_parser = clap::value_parser!(u64).range(1..=super::serve::MAX_ENTRIES))]
-    pub max_files: u64,
-    /// Most bytes one session may send (binary suffixes: 500G, 64T).
-    #[arg(long, default_value = "64T", value_parser = parse_size_bytes)]
-    pub max_bytes: u64,
-    /// Longest file or directory name, in bytes (1-255).
-    #[arg(long, default_value_t = MAX_COMPONENT_LEN as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_COMPONENT_LEN as u64))]
-    pub max_name_len: u64,
-    /// Most concurrent sessions per client (per authenticated user or certificate; per IP address under
-    /// --insecure-no-auth).
-    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub max_sessions_per_client: u64,
-    /// Refuse pushes and pulls that ask for --cipher none: every session's data must be encrypted and
-    /// authenticated.
-    #[arg(long)]
-    pub require_encryption: bool,
-}
-
-impl LimitArgs {
-    /// The limits the flags ask for.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_files: self.max_files,
-            max_bytes: self.max_bytes,
-            max_name_len: self.max_name_len as usize,
-            max_sessions_per_client: self.max_sessions_per_client as usize,
-            require_encryption: self.require_encryption,
-        }
-    }
-}
-
 impl Limits {
-    /// Judges what the `Hello` announces (the manifest must then match it: `serve::read_manifest`).
-    pub fn check_hello(&self, h: &Hello) -> Result<(), String> {
+    /// Judges what the `Hello` announces (the manifest must then match it: [`super::handshake::read_manifest`]).
+    pub fn check_hello(&self, h: &Hello) -> Result<(), SessionError> {
         self.check_cipher(h.cipher)?;
         if h.entry_count > self.max_files {
-            return Err(format!(
+            return Err(SessionError::NotAllowed(format!(
                 "{} entries exceed this server's limit of {} per session (--max-files)",
                 h.entry_count, self.max_files
-            ));
+            )));
         }
         if h.total_bytes > self.max_bytes {
-            return Err(format!(
+            return Err(SessionError::NotAllowed(format!(
                 "{} exceed this server's limit of {} per session (--max-bytes)",
                 format_bytes(h.total_bytes),
                 format_bytes(self.max_bytes)
-            ));
+            )));
         }
         self.check_names(&h.dest)
     }
 
     /// Judges the cipher a push or pull asks for.
-    pub fn check_cipher(&self, cipher: Cipher) -> Result<(), String> {
+    pub fn check_cipher(&self, cipher: Cipher) -> Result<(), SessionError> {
         if self.require_encryption && !cipher.is_aead() {
-            return Err("this server requires encrypted data (--require-encryption): --cipher none is refused; \
+            return Err(SessionError::NotAllowed(
+                "this server requires encrypted data (--require-encryption): --cipher none is refused; \
                         use aes256gcm or chacha20poly1305"
-                .into());
+                    .into(),
+            ));
         }
         Ok(())
     }
 
     /// Judges every entry's name lengths.
-    pub fn check_entries(&self, entries: &[Entry]) -> Result<(), String> {
+    pub fn check_entries(&self, entries: &[Entry]) -> Result<(), SessionError> {
         entries.iter().try_for_each(|e| self.check_names(&e.rel_path))
     }
 
-    fn check_names(&self, path: &str) -> Result<(), String> {
+    fn check_names(&self, path: &str) -> Result<(), SessionError> {
         match path.split('/').find(|c| c.len() > self.max_name_len) {
             None => Ok(()),
-            Some(c) => Err(format!(
+            Some(c) => Err(SessionError::NotAllowed(format!(
                 "refused name '{}': it is {} bytes long, this server's limit is {} (--max-name-len)",
                 shorten(c),
                 c.len(),
                 self.max_name_len
-            )),
+            ))),
         }
     }
 }
@@ -164,9 +133,9 @@ mod tests {
             require_encryption: false,
         };
         assert!(l.check_hello(&hello(10, 1000, "abcdefgh/x")).is_ok());
-        assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().contains("--max-files"));
-        assert!(l.check_hello(&hello(1, 1001, "")).unwrap_err().contains("--max-bytes"));
-        assert!(l.check_hello(&hello(1, 1, "a/abcdefghi")).unwrap_err().contains("--max-name-len"));
+        assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().to_string().contains("--max-files"));
+        assert!(l.check_hello(&hello(1, 1001, "")).unwrap_err().to_string().contains("--max-bytes"));
+        assert!(l.check_hello(&hello(1, 1, "a/abcdefghi")).unwrap_err().to_string().contains("--max-name-len"));
         let e = |p: &str| Entry {
             rel_path: p.into(),
             kind: EntryKind::File,
@@ -176,7 +145,7 @@ mod tests {
             mtime_ns: 0,
         };
         assert!(l.check_entries(&[e("a/b"), e("abcdefgh")]).is_ok());
-        let err = l.check_entries(&[e("a/b"), e(&format!("d/{}\n", "x".repeat(100)))]).unwrap_err();
+        let err = l.check_entries(&[e("a/b"), e(&format!("d/{}\n", "x".repeat(100)))]).unwrap_err().to_string();
         assert!(err.contains("101 bytes") && err.contains("...") && !err.contains('\n'), "{err}");
     }
 }

@@ -1,0 +1,145 @@
+//! Command-line flags shared by several subcommands, and what they resolve to.
+
+use crate::connect::{ClientAuth, ConnectError, ServerAuth};
+use crate::files::MAX_COMPONENT_LEN;
+use crate::rate::parse_size_bytes;
+use crate::session::limits::{Limits, DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS_PER_CLIENT};
+use crate::session::MAX_ENTRIES;
+use std::path::PathBuf;
+
+/// `mover serve`'s authentication flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServerAuthArgs {
+    /// Serve WITHOUT authentication or encryption of the control channel (plain TCP; session keys cross in
+    /// clear): for loopback and trusted test networks only. Warns on every start.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "client_ca", "tokens"])]
+    pub insecure_no_auth: bool,
+    /// The daemon's certificate chain (PEM) for the TLS control channel.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept clients with a certificate issued by this CA (PEM); required of every client unless --tokens
+    /// is also given.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Accept clients with a per-user token: lines 'USER SHA256-HEX' (make one with `mover token`).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+}
+
+impl ServerAuthArgs {
+    /// The authentication the flags ask for; without --insecure-no-auth, TLS with a way to authenticate
+    /// clients is required.
+    pub fn resolve(&self) -> Result<ServerAuth, ConnectError> {
+        if self.insecure_no_auth {
+            return Ok(ServerAuth::Insecure);
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) if self.client_ca.is_some() || self.tokens.is_some() => {
+                ServerAuth::tls(cert, key, self.client_ca.as_deref(), self.tokens.as_deref())
+            }
+            _ => Err(ConnectError::Credentials(
+                "mover serve accepts only authenticated clients: pass --tls-cert FILE --tls-key FILE and \
+                      --client-ca FILE and/or --tokens FILE (or --insecure-no-auth to serve without \
+                      authentication, on loopback or a trusted test network only)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// The client's authentication flags (`mover push`, and every command that connects to a daemon).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClientAuthArgs {
+    /// Speak plain TCP to a daemon started with --insecure-no-auth (no TLS, no authentication).
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key", "token_file"])]
+    pub insecure_no_auth: bool,
+    /// Trust anchor for the daemon's certificate (PEM): its CA, or the certificate itself.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a daemon with --client-ca.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// File holding the token (first line), for a daemon with --tokens. The environment variable
+    /// MOVER_TOKEN is used when this is not given.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The user the token belongs to (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+impl ClientAuthArgs {
+    /// The authentication the flags (and MOVER_TOKEN, USER) ask for.
+    pub fn resolve(&self) -> Result<ClientAuth, ConnectError> {
+        if self.insecure_no_auth {
+            return Ok(ClientAuth::Insecure);
+        }
+        let Some(ca) = &self.ca else {
+            return Err(ConnectError::Credentials(
+                "pass --ca FILE (the daemon's certificate or its CA) and a client certificate (--cert, \
+                        --key) or a token (--token-file FILE or MOVER_TOKEN), or --insecure-no-auth for a daemon \
+                        started with --insecure-no-auth"
+                    .into(),
+            ));
+        };
+        let token = match &self.token_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| ConnectError::Credentials(format!("--token-file '{}': {e}", f.display())))?;
+                Some(text.lines().next().unwrap_or_default().trim().to_string())
+            }
+            None => std::env::var("MOVER_TOKEN").ok().map(|t| t.trim().to_string()),
+        };
+        let user = match &self.user {
+            Some(u) => u.clone(),
+            None => std::env::var("USER").unwrap_or_default(),
+        };
+        if token.as_deref().is_some_and(|t| !t.is_empty()) && user.is_empty() {
+            return Err(ConnectError::Credentials("a token needs a user: pass --user NAME (USER is not set)".into()));
+        }
+        let cert_key = self.cert.as_deref().zip(self.key.as_deref());
+        ClientAuth::tls(ca, cert_key, &user, token.as_deref())
+    }
+}
+
+/// The command-line flags for [`Limits`].
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Most manifest entries (files and directories) one session may send.
+    #[arg(long, default_value_t = DEFAULT_MAX_FILES,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_ENTRIES))]
+    pub max_files: u64,
+    /// Most bytes one session may send (binary suffixes: 500G, 64T).
+    #[arg(long, default_value = "64T", value_parser = parse_size_bytes)]
+    pub max_bytes: u64,
+    /// Longest file or directory name, in bytes (1-255).
+    #[arg(long, default_value_t = MAX_COMPONENT_LEN as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_COMPONENT_LEN as u64))]
+    pub max_name_len: u64,
+    /// Most concurrent sessions per client (per authenticated user or certificate; per IP address under
+    /// --insecure-no-auth).
+    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_sessions_per_client: u64,
+    /// Refuse pushes and pulls that ask for --cipher none: every session's data must be encrypted and
+    /// authenticated.
+    #[arg(long)]
+    pub require_encryption: bool,
+}
+
+impl LimitArgs {
+    /// The limits the flags ask for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_files: self.max_files,
+            max_bytes: self.max_bytes,
+            max_name_len: self.max_name_len as usize,
+            max_sessions_per_client: self.max_sessions_per_client as usize,
+            require_encryption: self.require_encryption,
+        }
+    }
+}

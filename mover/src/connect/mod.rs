@@ -1,0 +1,23 @@
+//! Connection set-up, before a session starts: `mover://` URLs and `[user@]host:PATH` operands, TLS and
+//! the daemon's credentials (tokens, client certificates), and SSH, whose pipes carry the control channel.
+//! What comes out is an authenticated [`ControlChannel`](crate::net::ControlChannel); the `session` layer
+//! runs sessions over it, whatever carries it.
+//!
+//! Floor: above `net`, `wire` and `files`; beside `pipeline`; never imports `session` or `cmd`.
+
+mod addr;
+mod auth;
+mod error;
+mod ssh;
+mod stdio;
+mod url;
+
+pub use addr::unspecified;
+pub use auth::{
+    accept_client, connect_client, new_token, start_client, ClientAuth, ClientTls, Identity, ServerAuth, ServerTls,
+    TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
+};
+pub use error::ConnectError;
+pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};
+pub use stdio::{accept_stdio, parse_ssh_connection};
+pub use url::{MoverUrl, DEFAULT_PORT};

@@ -1,0 +1,146 @@
+//! What can end a session, typed. `Display` is what the peer may see: a daemon sends `err.to_string()` to
+//! its client as it is, so no variant's text names a path above the daemon's root.
+
+use crate::connect::ConnectError;
+use crate::files::FilesError;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why a session failed.
+#[derive(Debug)]
+pub enum SessionError {
+    /// The connection could not be set up (address, TCP, TLS, credentials, SSH).
+    Connect(ConnectError),
+    /// The file system side refused or failed (paths relative to the root).
+    Files(FilesError),
+    /// The peer refused the session, with its reason; `who` is "server" or "client".
+    Refused {
+        /// Who refused: "server" or "client".
+        who: &'static str,
+        /// The peer's reason, as it sent it.
+        message: String,
+    },
+    /// The peer broke the protocol, or the control channel failed (text from `net`).
+    Protocol(String),
+    /// This side's rules or limits refuse what the peer asked for (`--max-files`, versions, rates, ...).
+    NotAllowed(String),
+    /// A path the peer named lies outside the root (an absolute path over `--stdio`).
+    OutsideRoot {
+        /// The path as the peer wrote it.
+        path: String,
+    },
+    /// A source a peer asked for cannot be sent; `why` says what it is.
+    NotSendable {
+        /// The source, relative to the root.
+        path: String,
+        /// Why: "is a symbolic link: not sent (symlink escape)", "is not a regular file or directory".
+        why: &'static str,
+    },
+    /// This side cannot run a session as configured (cores, disk backend, MTU, XDP): text from the layers
+    /// that judged it.
+    Setup(String),
+    /// The transfer failed after it started (the pipeline's text).
+    Transfer(String),
+    /// The transfer failed while a server sent from its own disk. The detail may name the server's paths, so
+    /// only its log sees it ([`SessionError::log_text`]); the client is told where to look.
+    ServedTransfer(String),
+    /// The root to serve is missing or not a directory (said at start-up, or to an SSH user whose root it is).
+    Root {
+        /// The root as configured.
+        path: PathBuf,
+        /// Why it cannot be read (`None`: it is not a directory).
+        error: Option<io::Error>,
+    },
+    /// A session the daemon served failed: for its log (the client was sent `Display` of `error`).
+    Served {
+        /// The client's address.
+        peer: SocketAddr,
+        /// Who it authenticated as, if it got that far.
+        who: Option<String>,
+        /// What failed.
+        error: Box<SessionError>,
+    },
+    /// A local operation failed.
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// What the OS said.
+        error: io::Error,
+    },
+}
+
+impl SessionError {
+    /// The text for this side's own log or terminal: [`Display`](fmt::Display), plus what only this side may
+    /// see.
+    pub fn log_text(&self) -> String {
+        match self {
+            SessionError::ServedTransfer(detail) => format!("sending failed: {detail}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Connect(e) => e.fmt(f),
+            SessionError::Files(e) => e.fmt(f),
+            SessionError::Refused { who, message } => write!(f, "{who} refused: {message}"),
+            SessionError::Protocol(m) | SessionError::NotAllowed(m) => f.write_str(m),
+            SessionError::Setup(m) | SessionError::Transfer(m) => f.write_str(m),
+            SessionError::OutsideRoot { path } => write!(f, "'{path}' lies outside this server's root"),
+            SessionError::NotSendable { path, why } => write!(f, "'{path}' {why}"),
+            SessionError::ServedTransfer(_) => f.write_str("sending failed on the server (its log says why)"),
+            SessionError::Io { what, error } => write!(f, "{what}: {error}"),
+            SessionError::Root { path, error: None } => write!(f, "root '{}' is not a directory", path.display()),
+            SessionError::Root { path, error: Some(e) } => {
+                write!(f, "root '{}' does not exist or cannot be read: {e}", path.display())
+            }
+            SessionError::Served { peer, who: None, error } => write!(f, "session from {peer}: {}", error.log_text()),
+            SessionError::Served { peer, who: Some(who), error } => {
+                write!(f, "session from {peer}: {} ({who})", error.log_text())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SessionError::Connect(e) => Some(e),
+            SessionError::Files(e) => Some(e),
+            SessionError::Io { error, .. } => Some(error),
+            SessionError::Root { error: Some(e), .. } => Some(e),
+            SessionError::Served { error, .. } => Some(error.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConnectError> for SessionError {
+    fn from(e: ConnectError) -> SessionError {
+        SessionError::Connect(e)
+    }
+}
+
+impl From<FilesError> for SessionError {
+    fn from(e: FilesError) -> SessionError {
+        SessionError::Files(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_served_transfer_shows_its_detail_only_in_the_log() {
+        let e = SessionError::ServedTransfer("reading '/srv/root/a' at offset 0: Input/output error".into());
+        assert!(!e.to_string().contains("/srv"), "{e}");
+        assert!(e.log_text().contains("/srv/root/a"));
+        let outside = SessionError::OutsideRoot { path: "/etc".into() };
+        assert_eq!(outside.to_string(), "'/etc' lies outside this server's root");
+    }
+}

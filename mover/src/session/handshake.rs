@@ -1,0 +1,82 @@
+//! The first messages of a session, as the receiving side reads them: the sender's `Hello`, judged against
+//! what any server accepts, and the manifest it announces (PROTOCOL.md §3).
+
+use super::error::SessionError;
+use crate::files::{Entry, EntryKind};
+use crate::net::ControlChannel;
+use crate::wire::control::{ControlMsg, Hello};
+use crate::wire::data::DATA_OVERHEAD;
+use crate::wire::VERSION;
+use std::time::Duration;
+
+/// Most manifest entries one session may announce: bounds the memory a client can make the server spend.
+pub const MAX_ENTRIES: u64 = 2_000_000;
+/// How long the receiving side waits for each handshake message.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Judges what a `Hello` announces against what any server accepts (the configured limits come after:
+/// [`super::limits::Limits::check_hello`]).
+pub fn check_hello(h: &Hello) -> Result<(), SessionError> {
+    if h.version != VERSION as u16 {
+        return Err(SessionError::Protocol(format!(
+            "protocol version {} is not supported (this server speaks {VERSION})",
+            h.version
+        )));
+    }
+    if h.block_payload < 64 || h.block_payload as usize + DATA_OVERHEAD > 65_507 {
+        return Err(SessionError::Protocol(format!(
+            "block size {} is outside 64..={}",
+            h.block_payload,
+            65_507 - DATA_OVERHEAD
+        )));
+    }
+    if !(64..=1 << 32).contains(&h.window_blocks) {
+        return Err(SessionError::Protocol(format!("window of {} blocks is outside 64..=2^32", h.window_blocks)));
+    }
+    if h.entry_count > MAX_ENTRIES {
+        return Err(SessionError::Protocol(format!(
+            "{} entries exceed this server's limit of {MAX_ENTRIES}",
+            h.entry_count
+        )));
+    }
+    if h.rate_bps == 0 {
+        return Err(SessionError::Protocol("rate must be positive".into()));
+    }
+    Ok(())
+}
+
+/// Reads the manifest a `Hello` announced, up to `ManifestEnd`, checking that it matches the announcement.
+pub fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry>, SessionError> {
+    let mut entries = Vec::with_capacity(hello.entry_count.min(65_536) as usize);
+    let mut total: u64 = 0;
+    loop {
+        match ch.expect_msg(HANDSHAKE_TIMEOUT, "reading the manifest").map_err(SessionError::Protocol)? {
+            ControlMsg::Entry(e) => {
+                if entries.len() as u64 >= hello.entry_count {
+                    return Err(SessionError::Protocol(format!(
+                        "manifest has more entries than the {} announced",
+                        hello.entry_count
+                    )));
+                }
+                total = total
+                    .checked_add(e.size)
+                    .ok_or_else(|| SessionError::Protocol("manifest sizes overflow".into()))?;
+                entries.push(e);
+            }
+            ControlMsg::ManifestEnd => break,
+            other => return Err(SessionError::Protocol(format!("expected a manifest entry, got {other:?}"))),
+        }
+    }
+    if entries.len() as u64 != hello.entry_count || total != hello.total_bytes {
+        return Err(SessionError::Protocol(format!(
+            "manifest has {} entries and {total} bytes, but {} and {} were announced",
+            entries.len(),
+            hello.entry_count,
+            hello.total_bytes
+        )));
+    }
+    if entries.iter().filter(|e| e.kind == EntryKind::File).count() > u32::MAX as usize {
+        return Err(SessionError::Protocol("too many files".into()));
+    }
+    Ok(entries)
+}

@@ -1,0 +1,43 @@
+//! Sessions: starting, running and serving them, over a control channel that `connect` set up.
+//!
+//! A session is one transfer between a sending and a receiving side. Either side may have dialled:
+//! - [`push`] and [`pull`] start a session as a client (the client sends, or receives);
+//! - [`serve`] (the daemon), [`serve_stdio`] (one session over SSH's pipes) and, for any other carrier,
+//!   [`serve_channel`] serve one: the first message decides the direction;
+//! - [`send_files`] and [`receive_files`] are the two sides themselves, for a caller that already holds a
+//!   channel (a relay, a resumed session).
+//!
+//! Every entry point ends in one [`Report`], whichever direction ran, and [`Report::to_json`] is the one
+//! `--json` writer. Floor: above `pipeline` and `connect`; below `cmd`.
+//!
+//! A new way to start or serve a session (resume, a relay, a third-party transfer) is a new file here that
+//! obtains a channel from `connect` and calls [`send_files`], [`receive_files`] or [`serve_channel`]; what
+//! can newly go wrong becomes a [`SessionError`] variant, whose `Display` a peer may see.
+
+mod caps;
+mod data_socket;
+mod error;
+mod handshake;
+pub mod limits;
+mod paths;
+mod pull;
+mod push;
+mod receive;
+mod report;
+mod send;
+mod serve;
+
+pub use caps::{SessionCaps, SessionSlot, MAX_HANDSHAKES_PER_ADDRESS};
+pub use data_socket::SOCKET_BUFFER_BYTES;
+pub use error::SessionError;
+pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
+pub use limits::Limits;
+pub use paths::{path_under_root, source_under_root};
+pub use pull::{pull, PullOptions};
+pub use push::{push, PushOptions};
+pub use receive::{receive_files, ReceiveParams, ReceiveTarget};
+pub use report::{cipher_note, Direction, Report};
+pub use send::{send_files, SendParams};
+pub use serve::{
+    check_root, run_session, serve, serve_channel, serve_on, serve_stdio, serve_with, ServeOptions, StdioOutcome,
+};

@@ -1,0 +1,140 @@
+//! A push as a client starts it: the sources scanned, the destination reached (a `mover://` daemon over
+//! TLS or TCP, or `[user@]host:DIR` over SSH), then the sending side of the session.
+
+use super::error::SessionError;
+use super::report::{Direction, Report};
+use super::send::{send_files, SendParams};
+use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
+use crate::files::scan_sources;
+use crate::net::xdp_path::NetChoice;
+use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use crate::proto::policy::Policy;
+use crate::wire::Cipher;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What `mover push` was asked to do.
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// Files and directories to send; each lands under the destination by its basename.
+    pub sources: Vec<PathBuf>,
+    /// `mover://HOST[:PORT]/DIR` or `[user@]host:DIR` (over SSH).
+    pub url: String,
+    /// Sending rate in bits per second of UDP payload: the rate under `fixed`, the ceiling under `fair`
+    /// and `low`.
+    pub rate_bps: u64,
+    /// The rate policy (`--policy`).
+    pub policy: Policy,
+    /// The adaptive policies' floor (`--min-rate`), bits per second; 0 for none.
+    pub min_rate_bps: u64,
+    /// Path MTU: datagrams are sized to fit it with IP and UDP headers.
+    pub mtu: usize,
+    /// Receive window in bytes (default 2 GiB).
+    pub window_bytes: Option<u64>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// How the pipeline's stages are placed on cores (`--cores`).
+    pub cores: CorePlan,
+    /// Read files with O_DIRECT where the file system allows it.
+    pub direct: bool,
+    /// Reads in flight in the reader stage.
+    pub queue_depth: u32,
+    /// The data path (`--net`).
+    pub net: NetChoice,
+    /// How datagrams are sealed (`--cipher`).
+    pub cipher: Cipher,
+    /// How a `[user@]host:DIR` destination is reached (`--ssh`, `--remote-mover`, `--remote-root`).
+    pub ssh: SshOptions,
+    /// How to authenticate to a `mover://` daemon (TLS with a certificate or a token, or
+    /// `--insecure-no-auth`).
+    pub auth: ClientAuth,
+}
+
+impl PushOptions {
+    /// Options with the defaults of the command line for `sources` and `url`.
+    pub fn new(sources: Vec<PathBuf>, url: String, rate_bps: u64) -> PushOptions {
+        PushOptions {
+            sources,
+            url,
+            rate_bps,
+            policy: Policy::Fixed,
+            min_rate_bps: 0,
+            mtu: 1500,
+            window_bytes: None,
+            connect_timeout: Duration::from_secs(10),
+            cores: CorePlan::Auto,
+            direct: true,
+            queue_depth: crate::pipeline::send::READ_QUEUE_DEPTH,
+            net: NetChoice::Auto,
+            cipher: Cipher::default(),
+            ssh: SshOptions::default(),
+            auth: ClientAuth::Insecure,
+        }
+    }
+}
+
+/// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
+pub fn push(opts: &PushOptions) -> Report {
+    let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+    if let Err(e) = run(opts, &mut report) {
+        report.verified = false;
+        report.error = Some(e.to_string());
+    }
+    report
+}
+
+fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
+    let dest = Location::parse(&opts.url)?;
+    let scanned = scan_sources(&opts.sources)?;
+    for (path, why) in &scanned.skipped {
+        eprintln!("mover push: skipping '{}': {why}", path.display());
+    }
+    report.skipped = scanned.skipped.len() as u64;
+    // Checked before connecting, so a bad --cores fails without a session.
+    Topology::new(Side::Sender, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
+
+    let started = Instant::now();
+    let mut params = SendParams {
+        rate_bps: opts.rate_bps,
+        policy: opts.policy,
+        min_rate_bps: opts.min_rate_bps,
+        mtu: opts.mtu,
+        window_bytes: opts.window_bytes,
+        initial_rtt: None,
+        cores: opts.cores.clone(),
+        direct: opts.direct,
+        queue_depth: opts.queue_depth,
+        net: opts.net,
+        cipher: opts.cipher,
+        dest: String::new(),
+        peer_name: "server",
+    };
+    match dest {
+        Location::Daemon(url) => {
+            let server = url.socket_addr()?;
+            let stream = std::net::TcpStream::connect_timeout(&server, opts.connect_timeout)
+                .map_err(|error| ConnectError::Connect { target: format!("{}:{}", url.host, url.port), error })?;
+            // The TCP handshake alone: the TLS one adds computation that is no part of the path's RTT.
+            params.initial_rtt = Some(started.elapsed());
+            let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
+            report.peer = Some(ch.peer_addr());
+            params.dest = url.path;
+            send_files(&mut ch, server.ip(), scanned, &params, started, report)?;
+        }
+        Location::Ssh(target) => {
+            let mut link = SshLink::open(&target, &opts.ssh)?;
+            params.dest = target.path.clone();
+            let server_ip = link.server_ip();
+            report.peer = Some(link.ch.peer_addr());
+            send_files(&mut link.ch, server_ip, scanned, &params, started, report)?;
+        }
+        Location::Local(p) => {
+            return Err(ConnectError::BadAddress(format!(
+                "the destination '{}' is not remote: use mover://HOST[:PORT]/DIR or [user@]host:DIR",
+                p.display()
+            ))
+            .into())
+        }
+    }
+    Ok(())
+}

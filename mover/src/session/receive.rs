@@ -1,0 +1,123 @@
+//! The receiving side of a session over a control channel that is already up: the server runs it for a
+//! push, `pull` runs it as a client (PROTOCOL.md §3.3). The receiver picks the session id, the key and the
+//! UDP port, whichever side dialled.
+
+use super::data_socket::{bind_data_socket, udp_socket};
+use super::error::SessionError;
+use super::handshake::{check_hello, read_manifest};
+use super::limits::Limits;
+use super::report::{Direction, Report};
+use crate::disk::BackendChoice;
+use crate::files::{DestTree, EntryKind, RelPath};
+use crate::net::xdp_path::{NetChoice, ReceiverXdp};
+use crate::net::ControlChannel;
+use crate::pipeline::recv::{run_receive, ReceiveSetup};
+use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use crate::proto::{Config, Receiver};
+use crate::time::{Clock, MonotonicClock};
+use crate::wire::control::{ControlMsg, Hello};
+use crate::wire::data::DATA_OVERHEAD;
+use crate::wire::{SessionKey, KEY_LEN};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How the receiving side runs: the receiver's half of `serve`'s options.
+#[derive(Clone, Debug)]
+pub struct ReceiveParams {
+    /// Stage placement.
+    pub cores: CorePlan,
+    /// Writes in flight in the writer stage.
+    pub queue_depth: u32,
+    /// The data path.
+    pub net: NetChoice,
+    /// fsync every file before it is renamed into place.
+    pub fsync: bool,
+    /// What one session may ask for (entries, bytes, name length), judged before anything is created.
+    pub limits: Limits,
+}
+
+/// Where a receiver puts what arrives, and which addresses its data path uses.
+pub struct ReceiveTarget<'a> {
+    /// Every destination lies below this directory.
+    pub root: &'a Path,
+    /// The destination directory under `root`, from the `Hello`'s `dest` (a puller ignores it and names its
+    /// own).
+    pub dest_of: &'a dyn Fn(&str) -> Result<RelPath, SessionError>,
+    /// The address to bind the UDP data socket to.
+    pub bind_ip: IpAddr,
+    /// The sender's address (for the XDP program's match).
+    pub peer_ip: IpAddr,
+}
+
+/// Runs the receiving side after the sender's `hello`: the manifest, `Accept` with a fresh session id,
+/// key and UDP port, then the transfer until every file is committed and `Complete` is sent.
+pub fn receive_files(
+    ch: &mut ControlChannel,
+    hello: Hello,
+    target: &ReceiveTarget,
+    p: &ReceiveParams,
+) -> Result<Report, SessionError> {
+    let topology = Topology::new(Side::Receiver, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
+    let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
+    let started = Instant::now();
+    check_hello(&hello)?;
+    p.limits.check_hello(&hello)?;
+    // Read the whole manifest before judging the destination, so a refusal reaches a sender that has
+    // finished writing (it would otherwise see a broken pipe instead of the reason).
+    let entries = read_manifest(ch, &hello)?;
+    p.limits.check_entries(&entries)?;
+    let dest = (target.dest_of)(&hello.dest)?;
+    let session_id = crate::random::random_u64();
+    let key = SessionKey(if hello.cipher.is_aead() {
+        crate::random::random_bytes::<{ crate::wire::KEY_LEN }>()
+            .map_err(|error| SessionError::Io { what: "getrandom for a session key", error })?
+    } else {
+        [0; KEY_LEN]
+    });
+    // Paths in its errors lie below the root, which the peer may not know: shown relative to it.
+    let mut tree =
+        DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
+    tree.set_fsync(p.fsync);
+    let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
+    let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
+    let udp_port = sock.local_addr().map_err(udp_socket)?.port();
+    // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
+    // program detached) when the session ends.
+    let datagram = hello.block_payload as usize + DATA_OVERHEAD;
+    let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
+    ch.send(&ControlMsg::Accept { session_id, udp_port, key })
+        .map_err(|error| SessionError::Io { what: "sending accept", error })?;
+
+    let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
+    cfg.window_blocks = hello.window_blocks;
+    cfg.cipher = hello.cipher;
+    cfg.key = key;
+    let clock = MonotonicClock::new();
+    let core = Receiver::new(cfg.clone(), sizes, clock.now());
+    let setup = ReceiveSetup { topology, disk, queue_depth: p.queue_depth };
+    let source = xdp.as_mut().and_then(|x| x.take_source());
+    let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
+    let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
+    let summary = outcome.result.map_err(SessionError::Transfer)?;
+    // Let the sender read `Complete` and close first, so our close cannot reset the connection.
+    let _ = ch.recv_timeout(Duration::from_secs(5));
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        peer: Some(ch.peer_addr()),
+        files: summary.files,
+        bytes: summary.bytes,
+        seconds,
+        goodput_bps: summary.bytes as f64 * 8.0 / seconds.max(1e-9),
+        verified: true,
+        net: if xdp.is_some() { "xdp" } else { "udp" },
+        xdp: xdp.as_ref().map(|x| x.info().clone()),
+        xdp_counters,
+        rate_bps: hello.rate_bps,
+        receiver: summary,
+        disk: outcome.disk.name(),
+        stages: outcome.stages,
+        cipher: hello.cipher,
+        ..Report::new(Direction::Received, hello.rate_bps, Default::default(), hello.cipher)
+    })
+}

@@ -1,0 +1,248 @@
+//! One report for a finished (or failed) session, whichever side this host was on, and the one writer of
+//! its `--json` object. `mover push` prints a sending report, `mover pull` a receiving one; the daemon logs
+//! both kinds (a served pull is a sending report).
+
+use crate::json::JsonObject;
+use crate::net::xdp_path::XdpInfo;
+use crate::pipeline::stats::{render_table, StageReport};
+use crate::proto::policy::Policy;
+use crate::rate::{format_bytes, format_rate_bps};
+use crate::wire::control::ReceiverSummary;
+use crate::wire::Cipher;
+use std::net::SocketAddr;
+
+/// Which side of the data this host was on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// This host read files and sent datagrams (a push, or a server answering a pull).
+    #[default]
+    Sent,
+    /// This host received datagrams and committed files (a pull, or a server receiving a push).
+    Received,
+}
+
+/// The outcome of one session: everything `--json` prints and everything the daemon logs.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Which side this host was on.
+    pub direction: Direction,
+    /// The other end of the control channel, once known.
+    pub peer: Option<SocketAddr>,
+    /// Regular files sent (sending) or committed (receiving).
+    pub files: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// Seconds from contacting the peer to the confirmation (sending) or the last commit (receiving).
+    pub seconds: f64,
+    /// Payload bits per second over `seconds`.
+    pub goodput_bps: f64,
+    /// Data packets sent (sending side).
+    pub packets_sent: u64,
+    /// Data packets that were retransmissions (sending side).
+    pub packets_retransmitted: u64,
+    /// True only when every file arrived and its whole-file hash matched.
+    pub verified: bool,
+    /// The data path used: "udp" or "xdp".
+    pub net: &'static str,
+    /// The XDP path's details when `net` is "xdp".
+    pub xdp: Option<XdpInfo>,
+    /// The XDP program's counters at the end (receiving side): redirected, matched without a socket, passed.
+    pub xdp_counters: [u64; 3],
+    /// The sending rate asked for: the rate under `fixed`, the ceiling otherwise.
+    pub rate_bps: u64,
+    /// The rate policy.
+    pub policy: Policy,
+    /// The highest rate the policy chose, bits per second (sending side).
+    pub max_rate_bps: u64,
+    /// The rate the policy chose last, bits per second (sending side).
+    pub final_rate_bps: u64,
+    /// Smoothed RTT at the end, milliseconds (sending side).
+    pub rtt_ms: f64,
+    /// Verification rounds, 1 when no file needed repair (sending side).
+    pub rounds: u32,
+    /// UDP payload bytes per data datagram (sending side).
+    pub datagram_bytes: u64,
+    /// Whether UDP GSO was used (sending side).
+    pub gso: bool,
+    /// Entries skipped while scanning: symlinks, devices, ... (sending side).
+    pub skipped: u64,
+    /// The receiver's own counts: the peer's when sending, this host's when receiving.
+    pub receiver: ReceiverSummary,
+    /// The disk backend the reader or writer stage used: "io_uring", "pread" or "none".
+    pub disk: &'static str,
+    /// How datagrams were sealed (`--cipher`).
+    pub cipher: Cipher,
+    /// Feedback datagrams the sender dropped as damaged or foreign.
+    pub feedback_dropped_invalid: u64,
+    /// Of those, feedback that failed authentication.
+    pub feedback_dropped_auth: u64,
+    /// Feedback refused by the replay window.
+    pub feedback_dropped_replayed: u64,
+    /// What each pipeline stage did.
+    pub stages: Vec<StageReport>,
+    /// Why the session failed, if it did.
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// An empty report of a session about to start: nothing moved yet, no disk or XDP in use.
+    pub fn new(direction: Direction, rate_bps: u64, policy: Policy, cipher: Cipher) -> Report {
+        Report { direction, net: "udp", disk: "none", rate_bps, policy, cipher, ..Report::default() }
+    }
+
+    /// The `--json` object. The keys differ by direction (a receiver has no packets sent or rates chosen,
+    /// and its own counters are the top level), and each list is fixed: README.md names them.
+    pub fn to_json(&self) -> String {
+        let sent = self.direction == Direction::Sent;
+        let r = &self.receiver;
+        let mut j = JsonObject::new()
+            .u64("files", self.files)
+            .u64("bytes", self.bytes)
+            .f64("seconds", self.seconds)
+            .f64("goodput_bps", self.goodput_bps);
+        if sent {
+            j = j.u64("packets_sent", self.packets_sent).u64("packets_retransmitted", self.packets_retransmitted);
+        }
+        j = j
+            .bool("verified", self.verified)
+            .str("net", self.net)
+            .u64("rate_bps", self.rate_bps)
+            .str("policy", self.policy.name());
+        j = if sent {
+            j.u64("max_rate_bps", self.max_rate_bps)
+                .u64("final_rate_bps", self.final_rate_bps)
+                .f64("rtt_ms", self.rtt_ms)
+                .u64("rounds", self.rounds as u64)
+                .u64("datagram_bytes", self.datagram_bytes)
+                .bool("gso", self.gso)
+                .u64("skipped", self.skipped)
+        } else {
+            receiver_counts(j, r)
+        };
+        j = j.str("disk", self.disk).str("cipher", self.cipher.name());
+        if sent {
+            j = j.obj(
+                "feedback_dropped",
+                JsonObject::new()
+                    .u64("invalid", self.feedback_dropped_invalid)
+                    .u64("auth", self.feedback_dropped_auth)
+                    .u64("replayed", self.feedback_dropped_replayed),
+            );
+        }
+        if let Some(x) = &self.xdp {
+            j = j.str("xdp_mode", x.mode);
+            if sent {
+                j = j.str("xdp_attach", x.attach);
+            }
+            j = j.str("xdp_interface", &x.interface);
+            if sent {
+                j = j.u64("xdp_queues", x.queues as u64);
+            }
+        }
+        if sent {
+            let files = JsonObject::new().u64("files", r.files).u64("bytes", r.bytes);
+            j = j.obj("receiver", receiver_counts(files, r));
+        }
+        j = j.array("stages", self.stages.iter().map(StageReport::to_json));
+        if let Some(e) = &self.error {
+            j = j.str("error", e);
+        }
+        j.finish()
+    }
+
+    /// The per-stage table `--stats` prints; `role` names the command ("push", "pull", "serve").
+    pub fn stage_table(&self, role: &str) -> String {
+        let side = match self.direction {
+            Direction::Sent => "sender",
+            Direction::Received => "receiver",
+        };
+        render_table(&format!("{side} stages ({role}):"), &self.stages)
+    }
+
+    /// The client's summary line after a verified transfer (without the `mover push: ` prefix).
+    pub fn summary_line(&self) -> String {
+        let packets = match self.direction {
+            Direction::Sent => format!("{} packets ({} retransmitted)", self.packets_sent, self.packets_retransmitted),
+            Direction::Received => {
+                format!("{} packets ({} duplicates)", self.receiver.packets_received, self.receiver.duplicates)
+            }
+        };
+        format!(
+            "{} files, {} in {:.2} s: {} goodput, {packets}, verified; {}",
+            self.files,
+            format_bytes(self.bytes),
+            self.seconds,
+            format_rate_bps(self.goodput_bps),
+            cipher_note(self.cipher)
+        )
+    }
+
+    /// The daemon's log line for a finished session (without the `mover serve: ` prefix): what the client
+    /// committed, to or from whom, and how.
+    pub fn served_line(&self) -> String {
+        let r = &self.receiver;
+        let peer = self.peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+        format!(
+            "{} files, {} {} {peer} in {:.2} s ({}), verified; {}; disk {}; net {}",
+            r.files,
+            format_bytes(r.bytes),
+            if self.direction == Direction::Sent { "to" } else { "from" },
+            self.seconds,
+            format_rate_bps(r.bytes as f64 * 8.0 / self.seconds.max(1e-9)),
+            cipher_note(self.cipher),
+            self.disk,
+            match &self.xdp {
+                Some(x) => format!(
+                    "xdp ({}, {}, {}, {} queue(s); program: {} redirected, {} passed)",
+                    x.interface, x.mode, x.attach, x.queues, self.xdp_counters[0], self.xdp_counters[2]
+                ),
+                None => "udp".into(),
+            }
+        )
+    }
+}
+
+/// The receiver's counters, in the order both JSON forms list them.
+fn receiver_counts(j: JsonObject, r: &ReceiverSummary) -> JsonObject {
+    j.u64("packets_received", r.packets_received)
+        .u64("duplicates", r.duplicates)
+        .u64("dropped_invalid", r.dropped_invalid)
+        .u64("dropped_auth", r.dropped_auth)
+        .u64("dropped_replayed", r.dropped_replayed)
+        .u64("repaired_files", r.repaired_files)
+}
+
+/// How a summary names the data channel's protection: `none` is said plainly, never silently.
+pub fn cipher_note(cipher: Cipher) -> String {
+    if cipher.is_aead() {
+        format!("data encrypted and authenticated with {cipher}")
+    } else {
+        "data NOT encrypted or authenticated (--cipher none)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(json: &str) -> Vec<String> {
+        // Top-level and nested keys in order: every `"name":`.
+        json.split('"').collect::<Vec<_>>().windows(2).filter(|w| w[1].starts_with(':')).map(|w| w[0].into()).collect()
+    }
+
+    #[test]
+    fn each_direction_writes_its_documented_keys_in_order() {
+        let mut r = Report::new(Direction::Sent, 1, Policy::Fixed, Cipher::default());
+        r.error = Some("x".into());
+        let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted verified net rate_bps policy \
+                    max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes gso skipped disk cipher feedback_dropped \
+                    invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
+                    dropped_auth dropped_replayed repaired_files stages error";
+        assert_eq!(keys(&r.to_json()).join(" "), sent);
+        r.direction = Direction::Received;
+        r.error = None;
+        let received = "files bytes seconds goodput_bps verified net rate_bps policy packets_received duplicates \
+                        dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher stages";
+        assert_eq!(keys(&r.to_json()).join(" "), received);
+    }
+}

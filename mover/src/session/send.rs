@@ -1,0 +1,192 @@
+//! The sending side of a session over a control channel that is already up, whatever carries it (a TLS or
+//! TCP connection to the daemon, the pipes of an SSH session): `push` runs it as a client, the server runs it
+//! to answer a `Pull` (PROTOCOL.md §3.3).
+
+use super::data_socket::{bind_data_socket, udp_socket};
+use super::error::SessionError;
+use super::report::Report;
+use crate::connect::unspecified;
+use crate::disk::BackendChoice;
+use crate::files::{EntryKind, Scanned};
+use crate::net::xdp_path::{NetChoice, SenderXdp};
+use crate::net::xsk;
+use crate::net::{ControlChannel, ControlEvent};
+use crate::pipeline::send::{run_send, SendSetup, XdpTx, TX_BATCH, XDP_TX_FRAMES};
+use crate::pipeline::topology::depth;
+use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use crate::proto::config::DEFAULT_WINDOW_BYTES;
+use crate::proto::policy::Policy;
+use crate::proto::{Config, Sender};
+use crate::time::{Clock, MonotonicClock};
+use crate::wire::control::{ControlMsg, Hello};
+use crate::wire::{Cipher, DropReason, VERSION};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// The protocol core's pacer burst when it runs in the packetizer stage, ahead of the pacer stage.
+const PACKETIZER_BURST: Duration = Duration::from_millis(2);
+/// How long the sender waits for the receiver's answer to the manifest.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the sending side runs: the sender's half of `push`'s options, or what a `Pull` asked for.
+#[derive(Clone, Debug)]
+pub struct SendParams {
+    /// Rate under `fixed`, ceiling under `fair` and `low`, bits per second.
+    pub rate_bps: u64,
+    /// The rate policy.
+    pub policy: Policy,
+    /// The adaptive policies' floor, bits per second; 0 for none.
+    pub min_rate_bps: u64,
+    /// Path MTU: datagrams are sized to fit it with IP and UDP headers.
+    pub mtu: usize,
+    /// Receive window in bytes (`None`: the default).
+    pub window_bytes: Option<u64>,
+    /// Initial RTT estimate (`None`: the protocol default), e.g. the TCP handshake's.
+    pub initial_rtt: Option<Duration>,
+    /// Stage placement.
+    pub cores: CorePlan,
+    /// Read files with O_DIRECT where the file system allows it.
+    pub direct: bool,
+    /// Reads in flight in the reader stage.
+    pub queue_depth: u32,
+    /// The data path.
+    pub net: NetChoice,
+    /// How datagrams are sealed.
+    pub cipher: Cipher,
+    /// The `dest` of the `Hello` (empty when the receiver decides, as in a pull).
+    pub dest: String,
+    /// Who the receiver is, for errors: "server" or "client".
+    pub peer_name: &'static str,
+}
+
+/// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
+/// `data_ip` at the port it names, until `Complete`. Fills `report` as it goes (files, bytes and
+/// everything measured); `started` is when the session began, for `seconds`.
+pub fn send_files(
+    ch: &mut ControlChannel,
+    data_ip: IpAddr,
+    scanned: Scanned,
+    p: &SendParams,
+    started: Instant,
+    report: &mut Report,
+) -> Result<(), SessionError> {
+    let sizes: Vec<u64> = scanned.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
+    report.files = sizes.len() as u64;
+    report.bytes = sizes.iter().sum();
+    let topology = Topology::new(Side::Sender, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
+    let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
+    let ip_overhead = if data_ip.is_ipv4() { 28 } else { 48 };
+    let datagram = p
+        .mtu
+        .checked_sub(ip_overhead)
+        .filter(|&d| d >= 256)
+        .ok_or_else(|| SessionError::Setup(format!("MTU {} is too small", p.mtu)))?;
+    let datagram = datagram.min(65_507);
+    let xdp = SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES).map_err(SessionError::Setup)?;
+    // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
+    let datagram = if xdp.is_some() { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
+    let mut cfg = Config::new(0, datagram, p.rate_bps);
+    cfg.policy = p.policy;
+    cfg.min_rate_bps = p.min_rate_bps;
+    cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
+    cfg.window_blocks = p.window_bytes.unwrap_or(DEFAULT_WINDOW_BYTES) / cfg.block_payload as u64;
+    if let Some(rtt) = p.initial_rtt {
+        cfg.initial_rtt = rtt.max(Duration::from_micros(100));
+    }
+    // The pacer stage releases datagrams at the rate; the core's own bucket only bounds how far the
+    // packetizer runs ahead of it, and the short `tx` ring bounds that anyway. A burst of a few wake-ups lets
+    // a late packetizer refill the ring without losing rate (PROTOCOL.md §5).
+    cfg.burst = PACKETIZER_BURST;
+    cfg.validate().map_err(SessionError::Setup)?;
+    report.datagram_bytes = cfg.max_datagram() as u64;
+
+    let hello = Hello {
+        version: VERSION as u16,
+        block_payload: cfg.block_payload,
+        rate_bps: p.rate_bps,
+        window_blocks: cfg.window_blocks,
+        entry_count: scanned.entries.len() as u64,
+        total_bytes: report.bytes,
+        cipher: p.cipher,
+        dest: p.dest.clone(),
+    };
+    let who = p.peer_name;
+    if let Err(e) = send_manifest(ch, hello, &scanned.entries) {
+        // A peer that refuses early closes the connection; its reason is worth more than our broken pipe.
+        return Err(match ch.recv_timeout(Duration::from_secs(2)) {
+            Some(ControlEvent::Msg(ControlMsg::Error { message })) => SessionError::Refused { who, message },
+            // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
+            Some(ControlEvent::Failed(why)) => {
+                SessionError::Protocol(format!("sending to {}: {e}; {why}", ch.peer_addr()))
+            }
+            _ => SessionError::Protocol(format!("sending to {}: {e}", ch.peer_addr())),
+        });
+    }
+    let (session_id, udp_port, key) =
+        match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::Protocol)? {
+            ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
+            ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
+            other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
+        };
+    cfg.session_id = session_id;
+    cfg.cipher = p.cipher;
+    cfg.key = key;
+
+    let peer = SocketAddr::new(data_ip, udp_port);
+    let mut sock = bind_data_socket(SocketAddr::new(unspecified(data_ip), 0), Some(peer))?;
+    let mut _watcher = None;
+    let xdp_tx = match xdp {
+        Some(x) => {
+            report.net = "xdp";
+            report.xdp = Some(x.info().clone());
+            let local = sock.local_addr().map_err(udp_socket)?;
+            let (sink, area, watcher) =
+                x.start(local, peer, TX_BATCH, depth::TX_BATCHES).map_err(SessionError::Setup)?;
+            _watcher = Some(watcher);
+            Some(XdpTx { sink, area })
+        }
+        None => {
+            report.net = "udp";
+            report.gso = sock.enable_gso(cfg.max_datagram() as u16);
+            None
+        }
+    };
+
+    let clock = MonotonicClock::new();
+    let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
+    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth };
+    let outcome = run_send(&mut sender, scanned.file_paths, sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
+    report.stages = outcome.stages;
+    report.disk = outcome.disk.name();
+    let outcome = outcome.result;
+    let stats = sender.stats();
+    report.packets_sent = stats.packets_sent;
+    report.packets_retransmitted = stats.packets_retransmitted;
+    report.rounds = stats.rounds;
+    report.feedback_dropped_invalid = stats.drops.invalid();
+    report.feedback_dropped_auth = stats.drops.get(DropReason::BadTag);
+    report.feedback_dropped_replayed = stats.drops.get(DropReason::Replayed) + stats.drops.get(DropReason::TooOld);
+    report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
+    report.max_rate_bps = sender.max_rate_bps();
+    report.final_rate_bps = sender.rate_bps();
+    report.seconds = started.elapsed().as_secs_f64();
+    report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
+    let summary = outcome.map_err(SessionError::Transfer)?;
+    report.receiver = summary;
+    report.verified = summary.files == report.files && summary.bytes == report.bytes;
+    if !report.verified {
+        return Err(SessionError::Transfer(format!(
+            "{who} committed {} files / {} bytes of {} / {}",
+            summary.files, summary.bytes, report.files, report.bytes
+        )));
+    }
+    Ok(())
+}
+
+fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {
+    ch.send(&ControlMsg::Hello(hello))?;
+    for e in entries {
+        ch.send(&ControlMsg::Entry(e.clone()))?;
+    }
+    ch.send(&ControlMsg::ManifestEnd)
+}

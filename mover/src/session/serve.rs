@@ -1,0 +1,301 @@
+//! Serving sessions: the daemon (`mover serve`: one thread per session, each with its own UDP socket), one
+//! session on the stdin and stdout of `mover serve --stdio`, and what both do with a session's first
+//! message (a `Hello` opens a push, a `Pull` a pull).
+
+use super::caps::SessionCaps;
+use super::error::SessionError;
+use super::handshake::HANDSHAKE_TIMEOUT;
+use super::limits::Limits;
+use super::paths::{path_under_root, source_under_root};
+use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
+use super::report::{Direction, Report};
+use super::send::{send_files, SendParams};
+use crate::connect::{accept_client, accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
+use crate::disk::BackendChoice;
+use crate::files::{scan_sources, RelPath};
+use crate::net::xdp_path::NetChoice;
+use crate::net::ControlChannel;
+use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use crate::wire::control::{ControlMsg, Pull};
+use crate::wire::VERSION;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What `mover serve` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where to listen for control connections.
+    pub listen: SocketAddr,
+    /// Every destination lies below this directory.
+    pub root: PathBuf,
+    /// Exit after one session, with its result.
+    pub once: bool,
+    /// fsync every file before it is renamed into place.
+    pub fsync: bool,
+    /// How the pipeline's stages are placed on cores (`--cores`).
+    pub cores: CorePlan,
+    /// Print each session's per-stage table on stderr.
+    pub stats: bool,
+    /// Writes in flight in the writer stage.
+    pub queue_depth: u32,
+    /// The data path (`--net`).
+    pub net: NetChoice,
+    /// How clients authenticate (TLS with certificates or tokens, or `--insecure-no-auth`).
+    pub auth: ServerAuth,
+    /// Per-session and per-client limits.
+    pub limits: Limits,
+}
+
+impl ServeOptions {
+    /// Options with the command line's defaults, except authentication: [`ServerAuth::Insecure`] (plain
+    /// TCP, for in-process use on loopback: the demo and tests; the command line requires a choice).
+    pub fn new(listen: SocketAddr, root: PathBuf) -> ServeOptions {
+        ServeOptions {
+            listen,
+            root,
+            once: false,
+            fsync: false,
+            cores: CorePlan::Auto,
+            stats: false,
+            queue_depth: crate::pipeline::recv::WRITE_QUEUE_DEPTH,
+            net: NetChoice::Auto,
+            auth: ServerAuth::Insecure,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Runs the daemon until killed (or after one session with `once`).
+pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
+    check_root(&opts.root)?;
+    // Checked now, so a bad --cores fails at start-up rather than at the first session.
+    Topology::new(Side::Receiver, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
+    BackendChoice::from_env().map_err(SessionError::Setup)?;
+    if opts.net == NetChoice::Xdp {
+        let missing = crate::net::caps::missing_for_xdp(true);
+        if !missing.is_empty() {
+            return Err(SessionError::Setup(format!("--net xdp: needs {} (run as root)", missing.join(" and "))));
+        }
+    }
+    let listener = TcpListener::bind(opts.listen)
+        .map_err(|e| SessionError::Setup(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let local = listener.local_addr().map_err(|error| SessionError::Io { what: "listening socket", error })?;
+    if opts.auth.is_insecure() {
+        eprintln!("{INSECURE_WARNING}");
+    }
+    eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
+    serve_with(listener, opts)
+}
+
+/// Checks that `root` is an existing directory.
+pub fn check_root(root: &Path) -> Result<(), SessionError> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(SessionError::Root { path: root.to_path_buf(), error: None }),
+        Err(e) => Err(SessionError::Root { path: root.to_path_buf(), error: Some(e) }),
+    }
+}
+
+/// Serves sessions from an already bound listener with default options: no authentication (in-process use
+/// on loopback).
+pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> Result<(), SessionError> {
+    let local = listener.local_addr().map_err(|error| SessionError::Io { what: "listening socket", error })?;
+    let mut opts = ServeOptions::new(local, root.to_path_buf());
+    opts.once = once;
+    opts.fsync = fsync;
+    serve_with(listener, &opts)
+}
+
+/// Serves sessions from an already bound listener.
+pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), SessionError> {
+    let caps = SessionCaps::new(opts.limits.max_sessions_per_client);
+    loop {
+        let (stream, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("mover serve: accept failed: {e}");
+                continue;
+            }
+        };
+        if opts.once {
+            return run_session(stream, opts, &caps).map(|r| log_session(&r, opts.stats));
+        }
+        let opts = opts.clone();
+        let caps = caps.clone();
+        let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
+            match run_session(stream, &opts, &caps) {
+                Ok(r) => log_session(&r, opts.stats),
+                Err(e) => eprintln!("mover serve: {e}"),
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("mover serve: cannot start a session thread: {e}");
+        }
+    }
+}
+
+fn log_session(r: &Report, stats: bool) {
+    eprintln!("mover serve: {}", r.served_line());
+    if stats {
+        eprint!("{}", r.stage_table(if r.direction == Direction::Sent { "serve, pulled" } else { "serve" }));
+    }
+}
+
+/// Runs one session on an accepted control connection: authentication (TLS and credentials, or none under
+/// `--insecure-no-auth`) and the per-client session cap, then a push (handshake, receive, verify, commit) or a
+/// pull (the server sends).
+///
+/// A failure comes back as [`SessionError::Served`], naming the peer and, once authenticated, who it was
+/// (for the daemon's log; the client has already been sent `Display` of the inner error).
+pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<Report, SessionError> {
+    let peer = stream.peer_addr().map_err(|error| SessionError::Io { what: "accepted connection", error })?;
+    let served = |who: Option<&Identity>, error: SessionError| SessionError::Served {
+        peer,
+        who: who.map(|w| w.to_string()),
+        error: Box::new(error),
+    };
+    let authenticating = caps.enter_handshake(peer.ip()).map_err(|e| served(None, e))?;
+    let (mut ch, who) = accept_client(stream, &opts.auth).map_err(|e| served(None, e.into()))?;
+    drop(authenticating);
+    let _slot = match caps.enter(&who) {
+        Ok(slot) => slot,
+        Err(e) => {
+            let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+            return Err(served(Some(&who), e));
+        }
+    };
+    serve_channel(&mut ch, opts, false).map_err(|e| {
+        // Client-safe by construction: paths in it are relative to the root (SessionError).
+        let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+        served(Some(&who), e)
+    })
+}
+
+/// How a `--stdio` session ended, when it got as far as greeting the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StdioOutcome {
+    /// The session succeeded.
+    Done,
+    /// It failed and the client was sent the reason (which it prints): the caller only exits non-zero, so the
+    /// user does not see the error twice (ssh forwards our stderr).
+    FailedAndReported,
+}
+
+/// Runs one session over this process's stdin and stdout ([`accept_stdio`]), as started by a client's
+/// `ssh host mover serve --stdio` (PROTOCOL.md §3.3).
+pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
+    let mut ch = accept_stdio()?;
+    match check_root(&opts.root).and_then(|()| serve_channel(&mut ch, opts, true)) {
+        Ok(r) => {
+            if opts.stats && r.direction == Direction::Received {
+                eprint!("{}", r.stage_table("serve"));
+            }
+            Ok(StdioOutcome::Done)
+        }
+        Err(e) => match ch.send(&ControlMsg::Error { message: e.to_string() }) {
+            Ok(()) => Ok(StdioOutcome::FailedAndReported),
+            Err(_) => Err(e),
+        },
+    }
+}
+
+/// Serves one session on a control channel that is up (and, for the daemon, authenticated): its first
+/// message decides the direction. A `Hello` opens a push (the server receives), a `Pull` a pull (the
+/// server sends); the report says which. `absolute_in_root` lets paths name the root by its absolute path, as
+/// `mover serve --stdio` does for scp-style `host:/home/me/x` (PROTOCOL.md §3.3).
+pub fn serve_channel(
+    ch: &mut ControlChannel,
+    opts: &ServeOptions,
+    absolute_in_root: bool,
+) -> Result<Report, SessionError> {
+    let root = opts.root.clone();
+    let dest_of = move |d: &str| path_under_root(&root, d, absolute_in_root);
+    match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello").map_err(SessionError::Protocol)? {
+        ControlMsg::Hello(hello) => {
+            let target = ReceiveTarget {
+                root: &opts.root,
+                dest_of: &dest_of,
+                bind_ip: ch.local_addr().ip(),
+                peer_ip: ch.peer_addr().ip(),
+            };
+            receive_files(ch, hello, &target, &receive_params(opts))
+        }
+        ControlMsg::Pull(pull) => serve_pull(ch, pull, &dest_of, opts),
+        other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
+    }
+}
+
+/// The receiving half of a server's options.
+fn receive_params(opts: &ServeOptions) -> ReceiveParams {
+    ReceiveParams {
+        cores: opts.cores.clone(),
+        queue_depth: opts.queue_depth,
+        net: opts.net,
+        fsync: opts.fsync,
+        limits: opts.limits.clone(),
+    }
+}
+
+/// Answers a `Pull`: finds the requested file or directory under the root (confined like a destination,
+/// and the last component must not be a symlink or a device either), then runs the sending side to the
+/// client's address.
+fn serve_pull(
+    ch: &mut ControlChannel,
+    pull: Pull,
+    resolve: &dyn Fn(&str) -> Result<RelPath, SessionError>,
+    opts: &ServeOptions,
+) -> Result<Report, SessionError> {
+    let started = Instant::now();
+    if pull.version != VERSION as u16 {
+        return Err(SessionError::NotAllowed(format!(
+            "protocol version {} is not supported (this server speaks {VERSION})",
+            pull.version
+        )));
+    }
+    if pull.rate_bps == 0 || pull.min_rate_bps > pull.rate_bps {
+        return Err(SessionError::NotAllowed(format!(
+            "rate {} with floor {} is not a valid request",
+            pull.rate_bps, pull.min_rate_bps
+        )));
+    }
+    opts.limits.check_cipher(pull.cipher)?;
+    let rel = resolve(&pull.path)?;
+    let source = source_under_root(&opts.root, &rel)?;
+    let scanned = scan_sources(std::slice::from_ref(&source)).map_err(|e| e.relative_to(&opts.root))?;
+    for (path, why) in &scanned.skipped {
+        eprintln!("mover serve: not sending '{}': {why}", path.display());
+    }
+    let mut report = Report::new(Direction::Sent, pull.rate_bps, pull.policy, pull.cipher);
+    report.peer = Some(ch.peer_addr());
+    report.skipped = scanned.skipped.len() as u64;
+    let params = SendParams {
+        rate_bps: pull.rate_bps,
+        policy: pull.policy,
+        min_rate_bps: pull.min_rate_bps,
+        mtu: pull.mtu.min(1 << 16) as usize,
+        window_bytes: (pull.window_bytes != 0).then_some(pull.window_bytes),
+        initial_rtt: None,
+        // The server's --cores names receiver stages; its sending side places itself.
+        cores: CorePlan::Auto,
+        direct: true,
+        queue_depth: crate::pipeline::send::READ_QUEUE_DEPTH,
+        net: opts.net,
+        cipher: pull.cipher,
+        dest: String::new(),
+        peer_name: "client",
+    };
+    let data_ip = ch.peer_addr().ip();
+    if data_ip.is_unspecified() {
+        return Err(SessionError::Setup(
+            "the client's address is unknown (no $SSH_CONNECTION): cannot send it data".into(),
+        ));
+    }
+    match send_files(ch, data_ip, scanned, &params, started, &mut report) {
+        Ok(()) => Ok(report),
+        // The pipeline reads the server's own files and names them by their paths: the detail is for the log.
+        Err(SessionError::Transfer(detail)) => Err(SessionError::ServedTransfer(detail)),
+        Err(e) => Err(e),
+    }
+}
