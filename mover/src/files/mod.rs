@@ -5,6 +5,7 @@ mod confine;
 mod dest;
 mod entry;
 mod fdcache;
+pub mod journal;
 mod sanitize;
 mod scan;
 mod source;
