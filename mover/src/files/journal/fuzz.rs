@@ -48,8 +48,7 @@ pub fn journal_load(data: &[u8]) {
         let plan = missing_ranges(&resume.ranges, size, block_size);
         let missing: u64 = plan.ranges.iter().map(|r| r.end - r.start).sum();
         assert_eq!(plan.resumed_bytes + missing, size);
-        let mut covered = resume.ranges.iter().map(|r| r.offset..r.end()).chain(plan.ranges.iter().cloned());
-        let mut all: Vec<_> = covered.by_ref().collect();
+        let mut all: Vec<_> = resume.ranges.iter().map(|r| r.offset..r.end()).chain(plan.ranges.clone()).collect();
         all.sort_by_key(|r| r.start);
         let mut to = 0;
         for r in all {
