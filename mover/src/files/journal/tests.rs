@@ -549,3 +549,37 @@ fn every_seed_passes_the_fuzz_checks() {
     let accepted = seeds.iter().filter(|(_, b)| parse(b, "s", &fuzz::FUZZ_HEADER.identity).is_ok()).count();
     assert!((3..seeds.len()).contains(&accepted), "{accepted} of {} seeds accepted", seeds.len());
 }
+
+#[test]
+fn the_writer_stops_at_max_ranges_and_the_reader_refuses_more() {
+    let dir = TempDir::new("journal-max");
+    let path = dir.path().join("x.journal");
+    let b = u64::from(BLOCK);
+    let size = (2 * MAX_RANGES + 40) * b;
+    let h = header_for(size);
+    let config = JournalConfig { step_bytes: u64::MAX, max_open_runs: 512 };
+    let mut w = JournalWriter::create(&path, h, watched(&path), config).unwrap();
+    let block = vec![5u8; BLOCK as usize];
+    // Every other block: no two ranges merge.
+    for i in 0..MAX_RANGES + 20 {
+        w.record(2 * i * b, &block).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(w.is_full());
+    assert_eq!(w.ranges_written(), MAX_RANGES);
+    let started = std::time::Instant::now();
+    let resume = load(&path, &h.identity).unwrap();
+    eprintln!("loaded {} ranges ({} bytes) in {:?}", resume.ranges.len(), resume.valid_len, started.elapsed());
+    assert_eq!(resume.ranges.len() as u64, MAX_RANGES);
+    assert!(resume.valid_len <= MAX_JOURNAL_BYTES);
+
+    let mut journal = fs::read(&path).unwrap();
+    journal.extend_from_slice(&format::emit_range(MAX_RANGES + 1, &JournalRange { offset: b, len: b, xxh3: 0 }));
+    match parse(&journal, "x.journal", &h.identity) {
+        Err(JournalError::Corrupt { why: Corruption::TooManyRanges, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    journal.resize(MAX_JOURNAL_BYTES as usize + 1, 0);
+    fs::write(&path, &journal).unwrap();
+    assert!(matches!(load(&path, &h.identity), Err(JournalError::TooLarge { .. })));
+}
