@@ -76,7 +76,7 @@ pub use format::{HEADER_RECORD_LEN, MAGIC, RANGE_RECORD_LEN, VERSION};
 pub use missing::{missing_ranges, Missing};
 pub use reader::{load, parse, MAX_JOURNAL_BYTES};
 pub use verify::verify_ranges;
-pub use writer::{JournalConfig, JournalWriter, SyncData};
+pub use writer::{ranges_on_grid, JournalConfig, JournalWriter, SyncData};
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -583,3 +583,28 @@ fn the_writer_stops_at_max_ranges_and_the_reader_refuses_more() {
     fs::write(&path, &journal).unwrap();
     assert!(matches!(load(&path, &h.identity), Err(JournalError::TooLarge { .. })));
 }
+
+#[test]
+fn a_rerun_with_another_block_size_keeps_the_ranges_on_its_grid() {
+    let dir = TempDir::new("journal-grid");
+    let b = u64::from(BLOCK);
+    let size = 8 * b + 10;
+    let source = Rng(7).bytes(size as usize);
+    let all = blocks(size);
+    // Runs [0, 3b), [4b, 6b) and the last block [8b, size) on the 512 grid.
+    let order = [all[0], all[1], all[2], all[4], all[5], all[8]];
+    let (journal, data) =
+        write_journaled(&dir, &source, &order, JournalConfig { step_bytes: 1 << 20, max_open_runs: 8 });
+    let resume = parse_ok(&journal, size);
+    let trusted = verify_ranges(&Mem(data), &resume.ranges).unwrap();
+    let doubled = JournalHeader { block_size: 2 * BLOCK, ..header_for(size) };
+    let kept = ranges_on_grid(&trusted, &doubled);
+    assert_eq!(kept.iter().map(|r| (r.offset, r.len)).collect::<Vec<_>>(), [(4 * b, 2 * b), (8 * b, 10)]);
+    let plan = missing_ranges(&kept, size, doubled.block_size);
+    assert_eq!(plan.ranges, [0..4 * b, 6 * b..8 * b]);
+    let path = dir.path().join("g.journal");
+    let mut w = JournalWriter::resume(&path, doubled, &kept, watched(&path), JournalConfig::default()).unwrap();
+    w.record(0, &source[..2 * b as usize]).unwrap();
+    w.flush().unwrap();
+    assert_eq!(load(&path, &doubled.identity).unwrap().journaled_bytes(), 4 * b + 10);
+}

@@ -5,7 +5,7 @@ use super::reader::check_range;
 use super::{display_name, JournalError, JournalHeader, JournalRange, MAX_RANGES};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// Makes a data file's written bytes durable (`fdatasync`). A trait so that tests can watch the order of
@@ -81,9 +81,12 @@ impl<D: SyncData> JournalWriter<D> {
     }
 
     /// Starts a fresh journal at `path` holding `trusted` (what [`super::load`] or [`super::verify_ranges`]
-    /// kept) and continues after it. It is written beside `path` and renamed over it, so a crash leaves the
-    /// old journal or the new one, never a mix, and a torn tail or a range dropped by verification does
-    /// not stay in the journal to collide with the bytes that are sent again.
+    /// kept, passed through [`ranges_on_grid`] if the block size changed) and continues after it. It is
+    /// written beside `path` and renamed over it, so a crash leaves the old journal or the new one, never a
+    /// mix, and a torn tail or a range dropped by verification does not stay in the journal to collide with
+    /// the bytes that are sent again.
+    ///
+    /// Panics if `trusted` is unsorted, overlapping, or off `header`'s grid (a caller's bug).
     pub fn resume(
         path: &Path,
         header: JournalHeader,
@@ -94,16 +97,20 @@ impl<D: SyncData> JournalWriter<D> {
         assert!(header.block_size > 0 && config.max_open_runs > 0 && config.step_bytes > 0);
         assert!(trusted.len() as u64 <= MAX_RANGES, "more trusted ranges than a journal holds");
         assert!(trusted.windows(2).all(|w| w[0].end() <= w[1].offset), "trusted ranges unsorted or overlapping");
-        assert!(trusted.iter().all(|r| check_range(r, &header).is_ok()), "trusted range outside the file's grid");
+        assert!(trusted.iter().all(|r| check_range(r, &header).is_ok()), "trusted range off the file's grid");
         let name = display_name(path);
-        let io = |op, error| JournalError::Io { journal: name.clone(), op, error };
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".new");
-        let journal =
-            OpenOptions::new().write(true).create(true).truncate(true).open(&tmp_name).map_err(|e| io("create", e))?;
+        let mut tmp_path = path.as_os_str().to_owned();
+        tmp_path.push(".new");
+        let tmp_path = PathBuf::from(tmp_path);
+        let journal = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp_path)
+            .map_err(|error| JournalError::Io { journal: name.clone(), op: "create", error })?;
         let mut w = JournalWriter {
             journal,
-            name: name.clone(),
+            name,
             data,
             header,
             config,
@@ -115,23 +122,38 @@ impl<D: SyncData> JournalWriter<D> {
             full: false,
             poisoned: false,
         };
+        match w.write_start(trusted, &tmp_path, path) {
+            Ok(()) => Ok(w),
+            Err((op, error)) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                Err(JournalError::Io { journal: w.name, op, error })
+            }
+        }
+    }
+
+    /// Writes the header and `trusted` to the new journal `tmp`, makes it durable and renames it to `path`.
+    fn write_start(
+        &mut self,
+        trusted: &[JournalRange],
+        tmp: &Path,
+        path: &Path,
+    ) -> Result<(), (&'static str, io::Error)> {
         // The bytes of `trusted` were durable when first journaled; one sync covers a partial file whose
         // last writes a dead process left in the page cache.
-        w.data.sync_data().map_err(|e| io("sync data file", e))?;
-        w.journal.write_all(&emit_header(&header)).map_err(|e| io("write", e))?;
-        for chunk in trusted.chunks(config.max_open_runs) {
-            w.buf.clear();
+        self.data.sync_data().map_err(|e| ("sync data file", e))?;
+        self.journal.write_all(&emit_header(&self.header)).map_err(|e| ("write", e))?;
+        for chunk in trusted.chunks(self.config.max_open_runs) {
+            self.buf.clear();
             for r in chunk {
-                w.buf.extend_from_slice(&emit_range(w.next_seq, r));
-                w.next_seq += 1;
+                self.buf.extend_from_slice(&emit_range(self.next_seq, r));
+                self.next_seq += 1;
             }
-            w.journal.write_all(&w.buf).map_err(|e| io("write", e))?;
+            self.journal.write_all(&self.buf).map_err(|e| ("write", e))?;
         }
-        w.ranges_written = trusted.len() as u64;
-        w.journal.sync_data().map_err(|e| io("sync", e))?;
+        self.ranges_written = trusted.len() as u64;
+        self.journal.sync_data().map_err(|e| ("sync", e))?;
         // The directory is not synced: if the rename is lost, the old journal is still a valid one.
-        std::fs::rename(&tmp_name, path).map_err(|e| io("rename", e))?;
-        Ok(w)
+        std::fs::rename(tmp, path).map_err(|e| ("rename", e))
     }
 
     /// Records that `bytes` were written to the data file at `offset` (the write completed). The range is
@@ -228,6 +250,13 @@ impl<D: SyncData> JournalWriter<D> {
         let error = io::Error::other("an earlier write or sync failed");
         Err(JournalError::Io { journal: self.name.clone(), op: "append", error })
     }
+}
+
+/// The ranges of `ranges` a journal with `header` can hold: those on its block grid. A rerun whose block
+/// size differs from the journal's (another MTU or cipher) keeps the ranges that still fit and sends the
+/// others again; [`super::missing_ranges`] on the result then asks for exactly those.
+pub fn ranges_on_grid(ranges: &[JournalRange], header: &JournalHeader) -> Vec<JournalRange> {
+    ranges.iter().filter(|r| check_range(r, header).is_ok()).copied().collect()
 }
 
 #[cfg(test)]
