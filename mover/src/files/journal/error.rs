@@ -112,6 +112,9 @@ impl fmt::Display for JournalError {
         match self {
             JournalError::Io { op, error, .. } => write!(f, "{op}: {error}"),
             JournalError::Corrupt { at, why, .. } => write!(f, "not trusted: record at byte {at}: {why}"),
+            JournalError::Mismatch { field: IdentityField::Path, .. } => {
+                write!(f, "not applied: written for another file")
+            }
             JournalError::Mismatch { field, .. } => {
                 write!(f, "not applied: the source's {field} changed since the partial file was written")
             }

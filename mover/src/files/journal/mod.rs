@@ -43,7 +43,7 @@
 //!    extended the file before the data landed): a torn tail, dropped;
 //! 2. fewer than 2 bytes, or fewer than `record_len` bytes, remain: a torn tail (a crash mid-append), dropped;
 //!    so is a whole last record with a bad checksum whose last byte is zero and that is followed by nothing
-//!    but zeros (the append's last bytes never landed). Dropping a record never makes a wrong byte pass;
+//!    but zeros (the append's last bytes never landed): dropping a record never makes a wrong byte pass;
 //! 3. otherwise any defect refuses the whole journal: a `record_len` other than 44 or 68, a bad checksum, a
 //!    kind that does not match the length, a non-zero reserved field, a sequence number out of order, a
 //!    second header, a bad magic or version, an identity that differs from the source's, a range that is
@@ -51,6 +51,14 @@
 //!    [`MAX_RANGES`] ranges.
 //!
 //! Ranges need not be in offset order (blocks arrive out of order); [`Resume::ranges`] is sorted.
+//!
+//! # Use (on the receiver, once per file)
+//!
+//! [`load`] the journal for the source's [`FileIdentity`]; on `Ok`, [`verify_ranges`] against the partial
+//! file, [`ranges_on_grid`] for the current block size, [`missing_ranges`] on those (what to ask the sender
+//! for) and [`JournalWriter::resume`] with them; on any error, [`JournalWriter::create`] and send the whole
+//! file. Then [`JournalWriter::record`] each completed write, [`JournalWriter::flush`] at the end, and
+//! remove the journal once the file is committed.
 //!
 //! # Durability order
 //!

@@ -227,7 +227,11 @@ fn a_journal_of_another_source_is_never_applied() {
         let mut source = h.identity;
         change(&mut source);
         match parse(&journal, "x.journal", &source) {
-            Err(JournalError::Mismatch { field: f, .. }) => assert_eq!(f, field),
+            Err(e @ JournalError::Mismatch { field: f, .. }) => {
+                assert_eq!(f, field);
+                let text = e.to_string();
+                assert!(text.starts_with("resume journal \"x.journal\": not applied: "), "{text}");
+            }
             other => panic!("{field:?}: {other:?}"),
         }
     }
