@@ -17,7 +17,31 @@ const NAME: &str = "f.journal";
 /// `parse` returns is inconsistent: ranges unsorted, overlapping, empty, outside the file or off the block
 /// grid; a length that is not the whole records; a result that does not survive re-encoding; a missing-range
 /// plan that does not cover exactly the rest of the file; an error message naming a directory.
+///
+/// The input is checked twice: as given, and with every record's checksum recomputed ([`reseal`]), so that
+/// mutations get past the checksum to the structural checks behind it.
 pub fn journal_load(data: &[u8]) {
+    check(data);
+    let mut sealed = data.to_vec();
+    reseal(&mut sealed);
+    check(&sealed);
+}
+
+/// Recomputes the checksum of each whole record from the start, up to the first impossible length.
+fn reseal(journal: &mut [u8]) {
+    let mut pos = 0;
+    while let Some(prefix) = journal.get(pos..pos + 2) {
+        let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+        if (len != HEADER_RECORD_LEN && len != RANGE_RECORD_LEN) || pos + len > journal.len() {
+            return;
+        }
+        let check = xxhash_rust::xxh3::xxh3_64(&journal[pos..pos + len - 8]);
+        journal[pos + len - 8..pos + len].copy_from_slice(&check.to_be_bytes());
+        pos += len;
+    }
+}
+
+fn check(data: &[u8]) {
     let expected = FUZZ_HEADER.identity;
     let resume = match parse(data, NAME, &expected) {
         Ok(resume) => resume,
