@@ -640,7 +640,7 @@ pub struct Seed {
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: the function each runs.
-pub const TARGETS: [(&str, Check); 9] = [
+pub const TARGETS: [(&str, Check); 10] = [
     ("data_packet", data_packet),
     ("feedback_packet", feedback_packet),
     ("control_msg", control_msg),
@@ -650,6 +650,7 @@ pub const TARGETS: [(&str, Check); 9] = [
     ("core_plan", core_plan),
     ("xdp_frame", xdp_frame),
     ("datagram_open", datagram_open),
+    ("journal_load", crate::files::journal::fuzz::journal_load),
 ];
 
 fn sealed_data(h: &DataHeader, fill: u8) -> Vec<u8> {
@@ -1028,5 +1029,8 @@ pub fn seed_corpus() -> Vec<Seed> {
     add("sender_datagram", "peer_timeout", timeout);
     add("sender_datagram", "data_instead_of_feedback", [&session[..], &rx_seal(&rx_file0)].concat());
     add("sender_datagram", "garbage", b"\x03\x02\x05\x06 not a program at all".to_vec());
+    for (name, bytes) in crate::files::journal::fuzz::seeds() {
+        add("journal_load", name, bytes);
+    }
     seeds
 }

@@ -4,6 +4,7 @@ mod confine;
 mod dest;
 mod error;
 mod fdcache;
+pub mod journal;
 mod sanitize;
 mod scan;
 mod source;
