@@ -4,7 +4,7 @@
 use super::format::{HEADER_RECORD_LEN, RANGE_RECORD_LEN};
 use super::fuzz::{encode, journal_load, seeds};
 use super::*;
-use crate::files::testutil::TempDir;
+use crate::testing::TempDir;
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io;
