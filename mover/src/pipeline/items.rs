@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 
 use crate::net::TxBatch;
 use crate::pipeline::slots::RegionBuf;
+use crate::proto::HashJob;
 use crate::time::Time;
 
 /// A send batch and what the pacer measures about it.
@@ -74,4 +75,14 @@ pub struct Written {
     pub buf: RegionBuf,
     /// Bytes written, or -errno.
     pub result: i64,
+}
+
+/// A verification read-back for the writer stage: advance `job`'s hash over `[job.cursor, job.upto)` of the
+/// file behind `fd`. The store sends it only once no write of that range is in flight, so the read sees
+/// exactly what was written; the finished job comes back as a [`crate::proto::HashDone`] on `verified`.
+pub struct VerifyItem {
+    /// The running hash and the range to read back.
+    pub job: HashJob,
+    /// A descriptor of the file, duplicated for this read.
+    pub fd: OwnedFd,
 }

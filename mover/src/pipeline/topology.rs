@@ -136,6 +136,10 @@ pub enum RingId {
     Writes,
     /// Finished writes, writer -> reassembly.
     Written,
+    /// Verification read-backs (a file's running hash and a range), reassembly -> writer.
+    Verify,
+    /// Read-backs done (the hash advanced), writer -> reassembly.
+    Verified,
 }
 
 impl RingId {
@@ -158,6 +162,8 @@ impl RingId {
             RingId::RxFree => ("rx_free", Reassembly, Recv, RX_BATCHES, "receive batch back", "cannot fill"),
             RingId::Writes => ("writes", Reassembly, Writer, WRITES, "run buffer index, fd, offset, length", "block"),
             RingId::Written => ("written", Writer, Reassembly, WRITES, "run buffer index, result", "cannot fill"),
+            RingId::Verify => ("verify", Reassembly, Writer, VERIFY, "file, range, hash state, fd", "store queues"),
+            RingId::Verified => ("verified", Writer, Reassembly, VERIFY, "hash state advanced, result", "cannot fill"),
         };
         assert!(depth.is_power_of_two());
         RingSpec {
@@ -214,8 +220,9 @@ impl<T> RingDef<T> {
 pub mod rings {
     use super::{RingDef, RingId};
     use crate::net::RxBatch;
-    use crate::pipeline::items::{FeedbackBuf, ReadOutcome, TxSlot, WriteItem, Written};
+    use crate::pipeline::items::{FeedbackBuf, ReadOutcome, TxSlot, VerifyItem, WriteItem, Written};
     use crate::pipeline::slots::{RegionBuf, Slot};
+    use crate::proto::HashDone;
 
     /// Read chunks in (file, offset) order, or the report of a failed read.
     pub const CHUNKS: RingDef<ReadOutcome> = RingDef::new(RingId::Chunks);
@@ -237,6 +244,10 @@ pub mod rings {
     pub const WRITES: RingDef<WriteItem> = RingDef::new(RingId::Writes);
     /// Finished writes.
     pub const WRITTEN: RingDef<Written> = RingDef::new(RingId::Written);
+    /// Verification read-backs.
+    pub const VERIFY: RingDef<VerifyItem> = RingDef::new(RingId::Verify);
+    /// Read-backs done.
+    pub const VERIFIED: RingDef<HashDone> = RingDef::new(RingId::Verified);
 }
 
 /// How stages are placed on cores (`--cores`).
@@ -309,7 +320,8 @@ const SENDER_RINGS: [RingId; 6] =
     [RingId::Chunks, RingId::ChunkFree, RingId::Tx, RingId::TxFree, RingId::Feedback, RingId::FeedbackFree];
 const RECEIVER_STAGES: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
 const RECEIVER_AUTO_ORDER: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
-const RECEIVER_RINGS: [RingId; 4] = [RingId::Rx, RingId::RxFree, RingId::Writes, RingId::Written];
+const RECEIVER_RINGS: [RingId; 6] =
+    [RingId::Rx, RingId::RxFree, RingId::Writes, RingId::Written, RingId::Verify, RingId::Verified];
 
 /// Ring depths (powers of two); the pools are sized from them.
 pub mod depth {
@@ -324,8 +336,10 @@ pub mod depth {
     pub const RX_BATCHES: usize = 32;
     /// Write runs between reassembly and writer (each 1 MiB).
     pub const WRITES: usize = 32;
+    /// Verification read-backs out at once (at most one per file; the store queues the rest).
+    pub const VERIFY: usize = 16;
     const _: () = assert!(CHUNKS.is_power_of_two() && TX_BATCHES.is_power_of_two() && FEEDBACK.is_power_of_two());
-    const _: () = assert!(RX_BATCHES.is_power_of_two() && WRITES.is_power_of_two());
+    const _: () = assert!(RX_BATCHES.is_power_of_two() && WRITES.is_power_of_two() && VERIFY.is_power_of_two());
 }
 
 /// One side's stages and rings.

@@ -33,8 +33,16 @@ pub trait BlockSource {
 pub trait BlockStore {
     /// Writes one block at `offset` of file `file_id` (into a temporary, not-yet-visible file).
     fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()>;
-    /// Reads back bytes already written, to finish the whole-file hash.
-    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Advances `job`'s whole-file hash over `[job.cursor, job.upto)` with the bytes the store holds, read
+    /// back (so the check covers the write path). The store first makes every earlier write of that range
+    /// visible to the read. A store that reads in place (using `scratch`) returns the finished job; one that
+    /// reads elsewhere (the pipeline's writer stage) returns `None` and hands the job back through
+    /// [`BlockStore::poll_hashed`]. Jobs are independent: each file has at most one out at a time.
+    fn hash_back(&mut self, job: HashJob, scratch: &mut [u8]) -> Option<HashDone>;
+    /// A job [`BlockStore::hash_back`] took and has finished since, if any (in any order across files).
+    fn poll_hashed(&mut self) -> Option<HashDone> {
+        None
+    }
     /// The file is complete and its whole-file hash matched: move it into place under its final name with
     /// its permissions and modification time.
     fn commit(&mut self, file_id: u32) -> io::Result<()>;
@@ -51,6 +59,7 @@ pub mod losslist;
 pub mod pacer;
 pub mod plan;
 pub mod policy;
+pub mod readback;
 pub mod receiver;
 pub mod rtt;
 pub mod sender;
@@ -58,6 +67,7 @@ pub mod seqbits;
 pub mod session;
 
 pub use config::Config;
+pub use readback::{HashDone, HashJob};
 pub use receiver::{Delivery, FileReady, Receiver, ReceiverState, ReceiverStats};
 pub use sender::{Sender, SenderState, SenderStats};
 pub use session::ReceiverSession;
