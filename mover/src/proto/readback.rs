@@ -1,7 +1,7 @@
 //! [`HashJob`]: one step of a file's whole-file hash over bytes read back from the store (PROTOCOL.md §4.6).
 //!
 //! The hash state travels with the job, so the reads (and the hashing) can happen wherever the store does its
-//! disk work: in place for the simulator's stores and the plain [`crate::files::DestTree`], on the writer
+//! disk work: in place for the simulator's stores and the plain destination tree, on the writer
 //! stage for the pipeline's store, whose reassembly stage must not wait on the disk.
 
 use std::io;
