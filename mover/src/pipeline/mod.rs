@@ -30,6 +30,7 @@ pub mod items;
 pub mod pace;
 pub mod reader;
 pub mod recv;
+pub mod repair;
 pub mod ring;
 pub mod runtime;
 pub mod send;

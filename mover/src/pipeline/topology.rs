@@ -124,6 +124,10 @@ pub enum RingId {
     Tx,
     /// Sent batches back, pacer -> packetizer.
     TxFree,
+    /// Retransmissions' reads (with their repair buffer), packetizer -> reader.
+    Repair,
+    /// Repair buffers read, reader -> packetizer.
+    Repaired,
     /// Feedback datagrams, nak -> packetizer.
     Feedback,
     /// Feedback buffers back, packetizer -> nak.
@@ -151,6 +155,12 @@ impl RingId {
             RingId::Chunks => ("chunks", Reader, Packetizer, CHUNKS, "chunk index, file, offset, length", "block"),
             RingId::ChunkFree => {
                 ("chunk_free", Packetizer, Reader, CHUNKS, "chunk index back to the pool", "cannot fill")
+            }
+            RingId::Repair => {
+                ("repair", Packetizer, Reader, REPAIRS, "repair buffer, file, offset, length", "cannot fill")
+            }
+            RingId::Repaired => {
+                ("repaired", Reader, Packetizer, REPAIRS, "repair buffer read, or the error", "cannot fill")
             }
             RingId::Tx => ("tx", Packetizer, Pacer, TX_BATCHES, "send batch index (up to 32 datagrams)", "block"),
             RingId::TxFree => ("tx_free", Pacer, Packetizer, TX_BATCHES, "sent batch index back", "cannot fill"),
@@ -220,7 +230,9 @@ impl<T> RingDef<T> {
 pub mod rings {
     use super::{RingDef, RingId};
     use crate::net::RxBatch;
-    use crate::pipeline::items::{FeedbackBuf, ReadOutcome, TxSlot, VerifyItem, WriteItem, Written};
+    use crate::pipeline::items::{
+        FeedbackBuf, ReadOutcome, RepairReq, Repaired, TxSlot, VerifyItem, WriteItem, Written,
+    };
     use crate::pipeline::slots::{RegionBuf, Slot};
     use crate::proto::HashDone;
 
@@ -228,6 +240,10 @@ pub mod rings {
     pub const CHUNKS: RingDef<ReadOutcome> = RingDef::new(RingId::Chunks);
     /// Chunk buffers back to the reader.
     pub const CHUNK_FREE: RingDef<RegionBuf> = RingDef::new(RingId::ChunkFree);
+    /// Retransmissions' reads.
+    pub const REPAIR: RingDef<RepairReq> = RingDef::new(RingId::Repair);
+    /// Retransmissions' reads done.
+    pub const REPAIRED: RingDef<Repaired> = RingDef::new(RingId::Repaired);
     /// Filled send batches.
     pub const TX: RingDef<Slot<TxSlot>> = RingDef::new(RingId::Tx);
     /// Sent batches back.
@@ -316,8 +332,16 @@ pub fn available_cores() -> Vec<usize> {
 /// stage listed first in `AUTO_ORDER` gets the first core to itself on a machine with enough cores).
 const SENDER_STAGES: [StageId; 4] = [StageId::Reader, StageId::Packetizer, StageId::Pacer, StageId::Nak];
 const SENDER_AUTO_ORDER: [StageId; 4] = [StageId::Pacer, StageId::Packetizer, StageId::Reader, StageId::Nak];
-const SENDER_RINGS: [RingId; 6] =
-    [RingId::Chunks, RingId::ChunkFree, RingId::Tx, RingId::TxFree, RingId::Feedback, RingId::FeedbackFree];
+const SENDER_RINGS: [RingId; 8] = [
+    RingId::Chunks,
+    RingId::ChunkFree,
+    RingId::Repair,
+    RingId::Repaired,
+    RingId::Tx,
+    RingId::TxFree,
+    RingId::Feedback,
+    RingId::FeedbackFree,
+];
 const RECEIVER_STAGES: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
 const RECEIVER_AUTO_ORDER: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
 const RECEIVER_RINGS: [RingId; 6] =
@@ -327,6 +351,9 @@ const RECEIVER_RINGS: [RingId; 6] =
 pub mod depth {
     /// Read chunks in flight between reader and packetizer (each 1 MiB).
     pub const CHUNKS: usize = 32;
+    /// Repair buffers (each a chunk buffer, set aside from the reader's pool): retransmissions' reads in
+    /// flight or held by the packetizer.
+    pub const REPAIRS: usize = 8;
     /// Send batches between packetizer and pacer (each up to 32 datagrams): kept short, since every queued
     /// datagram delays a retransmission queued behind it.
     pub const TX_BATCHES: usize = 4;
@@ -339,6 +366,7 @@ pub mod depth {
     /// Verification read-backs out at once (at most one per file; the store queues the rest).
     pub const VERIFY: usize = 16;
     const _: () = assert!(CHUNKS.is_power_of_two() && TX_BATCHES.is_power_of_two() && FEEDBACK.is_power_of_two());
+    const _: () = assert!(REPAIRS.is_power_of_two());
     const _: () = assert!(RX_BATCHES.is_power_of_two() && WRITES.is_power_of_two() && VERIFY.is_power_of_two());
 }
 

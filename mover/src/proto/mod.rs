@@ -24,6 +24,16 @@ pub trait BlockSource {
     fn read_first(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.read_block(file_id, offset, buf)
     }
+
+    /// Whether the `len` bytes of the block at `offset` can be read now without waiting for a disk; `first`
+    /// says the read will be a [`BlockSource::read_first`]. A source that reads on another stage (the
+    /// pipeline's reader) answers `false` for bytes it does not hold yet, having asked for them: the sender
+    /// then changes nothing and builds nothing ([`crate::proto::Sender::poll_transmit`] returns `None`) and
+    /// asks again on a later call. A source that reads in place is always ready.
+    fn ready(&mut self, file_id: u32, offset: u64, len: usize, first: bool) -> io::Result<bool> {
+        let _ = (file_id, offset, len, first);
+        Ok(true)
+    }
 }
 
 /// Where the receiver puts the bytes of a block, and how a verified file becomes visible.
