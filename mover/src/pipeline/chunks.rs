@@ -147,7 +147,7 @@ impl ChunkSource {
 
     /// Whether the in-order stream has yet to pass `(file_id, offset)`, so a first transmission of it is
     /// cut from a chunk still to come (or the current one).
-    fn from_stream(&mut self, file_id: u32, offset: u64) -> bool {
+    fn stream_will_serve(&mut self, file_id: u32, offset: u64) -> bool {
         let start = self.current.as_ref().map_or(self.stream_next, |c| (c.file_id, c.offset));
         if (file_id, offset) < start {
             return false;
@@ -208,7 +208,7 @@ impl ChunkSource {
 impl BlockSource for ChunkSource {
     fn ready(&mut self, file_id: u32, offset: u64, len: usize, first: bool) -> io::Result<bool> {
         self.take_repaired()?;
-        if (first && self.from_stream(file_id, offset)) || self.holder(file_id, offset, len).is_some() {
+        if (first && self.stream_will_serve(file_id, offset)) || self.holder(file_id, offset, len).is_some() {
             return Ok(true);
         }
         let end = offset + len as u64;
