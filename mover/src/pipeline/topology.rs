@@ -81,7 +81,7 @@ impl StageId {
     /// What the stage does, as `--show-topology` prints it.
     pub fn does(self) -> &'static str {
         match self {
-            StageId::Reader => "io_uring reads of large blocks into the chunk pool, files in order, several in flight",
+            StageId::Reader => "io_uring reads of large blocks into the chunk pool, files in order, several in flight; retransmissions' reads",
             StageId::Packetizer => {
                 "protocol core: splits chunks into datagrams, headers and checksums in place; queues NAKed blocks first"
             }
@@ -95,7 +95,7 @@ impl StageId {
             StageId::Reassembly => {
                 "protocol core: checks tags, gathers blocks into 1 MiB write runs, hashes, sends feedback"
             }
-            StageId::Writer => "io_uring writes of the runs from registered buffers",
+            StageId::Writer => "io_uring writes of the runs from registered buffers; reads files back and hashes them for verification",
         }
     }
 }
