@@ -50,7 +50,7 @@ pub struct PipeStore {
     failed: VecDeque<HashDone>,
     /// Read-backs on the writer's side (at most the `verify` ring's depth, so `verified` cannot fill).
     jobs_out: usize,
-    /// Time spent waiting for the writer (no free buffer, or a read-back/commit waiting for writes).
+    /// Time spent waiting for the writer (no free buffer, or a commit or reset waiting for writes).
     pub stalled: Duration,
     /// Runs handed to the writer.
     pub runs: u64,
