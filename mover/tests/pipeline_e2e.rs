@@ -130,9 +130,12 @@ fn every_stage_on_one_core_still_transfers() {
 
 #[test]
 fn topology_prints_and_bad_core_lists_are_refused() {
-    for (cmd, stages) in
-        [("push", &["reader", "packetizer", "pacer", "nak"][..]), ("serve", &["recv", "reassembly", "writer"])]
-    {
+    // The repair rings (retransmissions' reads go through the reader) and the verification rings (the writer
+    // reads back) are part of the table, so they print.
+    for (cmd, stages) in [
+        ("push", &["reader", "packetizer", "pacer", "nak", "repair ", "repaired "][..]),
+        ("serve", &["recv", "reassembly", "writer", "verify ", "verified "]),
+    ] {
         let out = run_with_limit(mover().args([cmd, "--show-topology", "--cores", "0"]), Duration::from_secs(10));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));

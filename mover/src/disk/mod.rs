@@ -237,6 +237,12 @@ impl DiskReader {
         each!(self, r => r.core.pool.free(buf))
     }
 
+    /// Takes a free buffer out of the reader's circulation for good (the sender's repair buffers): reads never
+    /// use it again. `None` when every buffer is in use.
+    pub fn reserve(&mut self) -> Option<BufIdx> {
+        each!(self, r => r.core.pool.alloc())
+    }
+
     /// The buffer pool (to read a buffer by its [`BufIdx`]).
     pub fn pool(&self) -> &BufferPool {
         each!(self, r => &r.core.pool)

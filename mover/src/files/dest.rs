@@ -17,7 +17,7 @@ use super::confine::create_dir_under_root;
 use super::error::{relative, FileOp, FilesError};
 use super::fdcache::FdCache;
 use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
-use crate::proto::BlockStore;
+use crate::proto::{BlockStore, HashDone, HashJob};
 use crate::wire::entry::{Entry, EntryKind};
 
 /// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
@@ -298,6 +298,16 @@ impl DestTree {
         })
     }
 
+    /// Reads back bytes already written to a file's temporary (for the whole-file hash).
+    pub fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check_range(file_id, offset, buf.len())?;
+        let r = self.temp_file(file_id).and_then(|f| f.read_exact_at(buf, offset));
+        r.map_err(|e| {
+            let path = self.files[file_id as usize].shown.display();
+            io::Error::new(e.kind(), format!("reading back '{path}': {e}"))
+        })
+    }
+
     /// The name a file will have, for messages.
     pub fn display_name(&self, file_id: u32) -> String {
         self.files.get(file_id as usize).map_or_else(|| format!("file id {file_id}"), |f| f.shown.display().to_string())
@@ -426,13 +436,9 @@ impl BlockStore for DestTree {
         })
     }
 
-    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.check_range(file_id, offset, buf.len())?;
-        let r = self.temp_file(file_id).and_then(|f| f.read_exact_at(buf, offset));
-        r.map_err(|e| {
-            let path = self.files[file_id as usize].shown.display();
-            io::Error::new(e.kind(), format!("reading back '{path}': {e}"))
-        })
+    fn hash_back(&mut self, job: HashJob, scratch: &mut [u8]) -> Option<HashDone> {
+        let file_id = job.file_id;
+        Some(job.run(scratch, |offset, buf| self.read_at(file_id, offset, buf)))
     }
 
     fn commit(&mut self, file_id: u32) -> io::Result<()> {

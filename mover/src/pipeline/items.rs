@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 
 use crate::net::TxBatch;
 use crate::pipeline::slots::RegionBuf;
+use crate::proto::HashJob;
 use crate::time::Time;
 
 /// A send batch and what the pacer measures about it.
@@ -41,6 +42,30 @@ pub enum ReadOutcome {
     Failed,
 }
 
+/// A retransmission's read for the reader stage: `len` bytes of file `file_id` at `offset`, into `buf`, one of
+/// the repair buffers (set aside from the reader's pool at start-up, so the in-order stream cannot take them,
+/// nor repairs the stream's). The buffer travels with the request and comes back in a [`Repaired`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct RepairReq {
+    /// The repair buffer to read into.
+    pub buf: RegionBuf,
+    /// File id.
+    pub file_id: u32,
+    /// Offset of the first byte.
+    pub offset: u64,
+    /// Bytes (at most the buffer size).
+    pub len: u32,
+}
+
+/// A repair read done: the chunk (its buffer back to the packetizer), or why reading failed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Repaired {
+    /// The bytes read, in the request's buffer.
+    pub chunk: Chunk,
+    /// The read's error, if it failed (the chunk's bytes are then meaningless).
+    pub result: Result<(), String>,
+}
+
 /// One feedback datagram handed from the NAK stage to the packetizer.
 pub struct FeedbackBuf {
     /// The datagram's buffer (the largest datagram the session takes).
@@ -74,4 +99,14 @@ pub struct Written {
     pub buf: RegionBuf,
     /// Bytes written, or -errno.
     pub result: i64,
+}
+
+/// A verification read-back for the writer stage: advance `job`'s hash over `[job.cursor, job.upto)` of the
+/// file behind `fd`. The store sends it only once no write of that range is in flight, so the read sees
+/// exactly what was written; the finished job comes back as a [`crate::proto::HashDone`] on `verified`.
+pub struct VerifyItem {
+    /// The running hash and the range to read back.
+    pub job: HashJob,
+    /// A descriptor of the file, duplicated for this read.
+    pub fd: OwnedFd,
 }

@@ -20,9 +20,11 @@
 //!
 //! Sender: `reader` (io_uring reads into the chunk pool) -> `packetizer` (protocol core, datagrams into send
 //! batches, one burst ahead at most) -> `pacer` (the one pacer: releases at the rate each batch carries) ->
-//! socket; socket -> `nak` (feedback) -> `packetizer`.
+//! socket; socket -> `nak` (feedback) -> `packetizer`; retransmissions' reads `packetizer` -> `repair` ->
+//! `reader` -> `repaired` -> `packetizer` (the packetizer never reads the disk).
 //! Receiver: socket -> `recv` (recvmmsg into receive batches) -> `reassembly` (protocol core, write runs,
-//! hashing, feedback) -> `writer` (io_uring writes) -> back to `reassembly`.
+//! feedback) -> `writer` (io_uring writes; verification read-backs and hashing) -> back to `reassembly`
+//! (the reassembly stage never reads the disk).
 
 pub mod bell;
 pub mod chunks;
@@ -30,6 +32,7 @@ pub mod items;
 pub mod pace;
 pub mod reader;
 pub mod recv;
+pub mod repair;
 pub mod ring;
 pub mod runtime;
 pub mod send;

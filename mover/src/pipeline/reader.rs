@@ -4,8 +4,12 @@
 //! Several reads are in flight at once, across file boundaries, so many small files do not serialise on
 //! one read each. Chunks come back through the `chunk_free` ring as [`RegionBuf`] tokens. The ring towards the
 //! packetizer blocks this stage when full (disk -> network backpressure, ENGINEERING.md §9).
+//!
+//! It also serves retransmissions' reads ([`RepairServer`], `repair` -> `repaired`) until the pipeline
+//! stops, first on every turn of its loop: a repair is what the receiver waits for.
 
 pub use super::items::{Chunk, ReadOutcome};
+use super::repair::RepairServer;
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::slots::{BufRegion, RegionBuf};
 use super::topology::StageId;
@@ -58,7 +62,11 @@ pub struct ReaderStage {
     /// Outcomes popped in order but not yet in the ring (full): at most one chunk and one failure report.
     pending: VecDeque<ReadOutcome>,
     failed: bool,
+    /// Every chunk (or the failure) is published and `finished` set.
+    streamed: bool,
     read_latency: usize,
+    repairs: RepairServer,
+    repair_latency: usize,
 }
 
 impl ReaderStage {
@@ -73,9 +81,11 @@ impl ReaderStage {
         out: Outbox<ReadOutcome>,
         free: Inbox<RegionBuf>,
         shared: ReaderShared,
+        repairs: RepairServer,
     ) -> ReaderStage {
         let cap = reader.pool().count() as usize;
-        assert!(out.capacity() >= cap, "the chunk ring must hold every buffer of the pool");
+        // The repair buffers, reserved before, never travel on `chunks`.
+        assert!(out.capacity() >= reader.pool().free_count(), "the chunk ring must hold every buffer of the stream");
         assert!(Arc::ptr_eq(region.region(), reader.pool().region()), "the region must be the reader's pool");
         ReaderStage {
             reader,
@@ -94,7 +104,10 @@ impl ReaderStage {
             next_req: 0,
             pending: VecDeque::with_capacity(4),
             failed: false,
+            streamed: false,
             read_latency: 0,
+            repairs,
+            repair_latency: 0,
         }
     }
 
@@ -206,9 +219,15 @@ impl Stage for ReaderStage {
 
     fn on_start(&mut self, cx: &mut StageCx) {
         self.read_latency = cx.meter.add_latency("block_read");
+        self.repair_latency = cx.meter.add_latency("repair_read");
     }
 
     fn poll(&mut self, cx: &mut StageCx) -> Progress {
+        let repaired = self.repairs.serve(cx, self.repair_latency);
+        if self.streamed {
+            // Only repairs are left; the `repair` ring's publish rings this stage's bell.
+            return if repaired > 0 { Progress::Busy } else { Progress::WaitInput(Duration::from_millis(10)) };
+        }
         while let Some(b) = self.free.pop() {
             self.reader.release(b.into_buf_idx());
         }
@@ -235,9 +254,10 @@ impl Stage for ReaderStage {
             self.shared.finished.store(true, Ordering::Release);
             // Publishes nothing new; wakes the packetizer to see `finished`.
             self.out.publish();
-            return Progress::Done;
+            self.streamed = true;
+            return Progress::Busy;
         }
-        if completed {
+        if completed || repaired > 0 {
             return Progress::Busy;
         }
         if !self.pending.is_empty() || self.reader.in_flight() == 0 {
@@ -260,6 +280,7 @@ mod tests {
     use super::*;
     use crate::disk::{BackendChoice, DiskBackend, ReaderConfig};
     use crate::pipeline::bell::Bell;
+    use crate::pipeline::items::{RepairReq, Repaired};
     use crate::pipeline::ring::ring;
     use crate::pipeline::runtime::run;
     use crate::testing::TempDir;
@@ -294,6 +315,8 @@ mod tests {
             let region = BufRegion::new(reader.pool().region().clone());
             let (out, mut chunks) = ring::<ReadOutcome>(8);
             let (mut free, free_rx) = ring::<RegionBuf>(8);
+            let (_repair, repair_rx) = ring::<RepairReq>(2);
+            let (repaired_tx, _repaired) = ring::<Repaired>(2);
             let stop = Arc::new(AtomicBool::new(false));
             let shared = ReaderShared::new(stop.clone());
             let reader_bell = Bell::new();
@@ -306,9 +329,16 @@ mod tests {
                 Outbox::from_ring(out, Bell::new()),
                 free_rx,
                 shared.clone(),
+                RepairServer::new(
+                    region.clone(),
+                    paths.clone(),
+                    repair_rx,
+                    Outbox::from_ring(repaired_tx, Bell::new()),
+                ),
             );
             let rb = reader_bell.clone();
-            let t = std::thread::spawn(move || run(stage, &rb, StageCx::new(StageId::Reader, None, stop)));
+            let st = stop.clone();
+            let t = std::thread::spawn(move || run(stage, &rb, StageCx::new(StageId::Reader, None, st)));
             let mut expect = (0u32, 0u64);
             loop {
                 let Some(o) = chunks.pop() else {
@@ -336,6 +366,9 @@ mod tests {
                 free.publish();
                 reader_bell.ring();
             }
+            // The stream is done; the stage serves repairs until the pipeline stops.
+            stop.store(true, Ordering::Relaxed);
+            reader_bell.ring();
             let ((), report) = t.join().unwrap();
             assert_eq!(report.bytes, sizes.iter().sum::<u64>(), "{backend:?}");
             while (expect.0 as usize) < sizes.len() && sizes[expect.0 as usize] == 0 {

@@ -1,16 +1,18 @@
-//! The receiver's pipeline: recv -> reassembly -> writer, with runs' buffers coming back from the writer.
+//! The receiver's pipeline: recv -> reassembly -> writer, with runs' buffers and verification read-backs
+//! coming back from the writer.
 //! See [`super::topology`] for the table of stages and rings.
 //!
 //! The reassembly stage owns the protocol core ([`ReceiverSession`] over a [`PipeStore`]), the control
 //! channel and a socket handle for feedback; the recv stage owns the receiving socket handle and the receive
-//! batches it fills; the writer stage owns the [`DiskWriter`].
+//! batches it fills; the writer stage owns the [`DiskWriter`] and does the verification read-backs (the
+//! reassembly stage hands it each file's running hash and gets it back advanced: it never reads the disk).
 
 use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
 use super::slots::{BufRegion, Slot, SlotPool};
 use super::stats::StageReport;
 use super::store::PipeStore;
 use super::topology::{rings, RingId, StageId, Topology};
-use super::write_stage::WriterStage;
+use super::write_stage::{ReadBack, WriterStage};
 use crate::disk::{BackendChoice, BufferPool, DiskBackend, DiskWriter};
 use crate::files::DestTree;
 use crate::net::xdp_io::XdpSource;
@@ -108,12 +110,15 @@ pub fn run_receive(
     let (rx_free_tx, rx_free_rx) = wiring.ring(rings::RX_FREE);
     let (writes_tx, writes_rx) = wiring.ring(rings::WRITES);
     let (written_tx, written_rx) = wiring.ring(rings::WRITTEN);
+    let (verify_tx, verify_rx) = wiring.ring(rings::VERIFY);
+    let (verified_tx, verified_rx) = wiring.ring(rings::VERIFIED);
     wiring.finish();
     let buffers =
         (0..run_buffers).map(|_| region.adopt(pool.alloc().expect("the pool has a buffer per slot"))).collect();
-    let store = PipeStore::new(tree, region, buffers, writes_tx, written_rx);
+    let store = PipeStore::new(tree, region, buffers, (writes_tx, written_rx), (verify_tx, verified_rx));
     let session = ReceiverSession::new(core, store);
-    let writer = WriterStage::new(writer, run_buffers, writes_rx, written_tx);
+    let read_back = ReadBack::new(verify_rx, verified_tx);
+    let writer = WriterStage::new(writer, run_buffers, writes_rx, written_tx, read_back);
     let recv = RecvStage { sock: rx_sock, slots: rx_slots.clone(), spare: rx_spare, out: rx_tx, free: rx_free_rx };
     let reassembly = Reassembly {
         fb_buf: vec![0u8; session.core.max_datagram()],

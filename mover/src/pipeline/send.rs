@@ -5,16 +5,16 @@
 //! I/O (the disk reader, the sending socket handle, the receiving socket handle). Buffers move between them
 //! by index: read chunks (the reader's pool), send batches ([`TxSlot`]s) and feedback buffers.
 
-use super::chunks::ChunkSource;
+use super::chunks::{ChunkSource, Repairs};
 pub use super::items::FeedbackBuf;
 use super::pace::{AnySink, PacerStage, TxSlot};
 use super::reader::{ReaderShared, ReaderStage};
+use super::repair::RepairServer;
 use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
 use super::slots::{BufRegion, Slot, SlotPool};
 use super::stats::{StageMeter, StageReport};
 use super::topology::{depth, rings, RingId, StageId, Topology};
 use crate::disk::{BackendChoice, DiskBackend, DiskReader, ReaderConfig};
-use crate::files::SourceFiles;
 use crate::net::xdp_io::XdpSink;
 use crate::net::xsk::{UmemArea, FRAME_SIZE};
 use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch, TxBatch};
@@ -45,6 +45,9 @@ pub struct XdpTx {
     /// The frames.
     pub area: Arc<UmemArea>,
 }
+/// The packetizer's longest nap while a retransmission waits for its repair read (the read's arrival wakes it
+/// sooner).
+const REPAIR_NAP: Duration = Duration::from_micros(500);
 /// Datagrams per feedback receive.
 const FEEDBACK_RX: usize = 16;
 
@@ -86,11 +89,12 @@ pub fn run_send(
 ) -> SendOutcome {
     let topo = &setup.topology;
     let chunk_buffers = topo.depth(RingId::Chunks);
-    let reader = match DiskReader::new(&ReaderConfig {
+    let repair_buffers = topo.depth(RingId::Repair);
+    let mut reader = match DiskReader::new(&ReaderConfig {
         backend: setup.disk,
         queue_depth: setup.queue_depth.clamp(1, chunk_buffers as u32),
         block_bytes: CHUNK_BYTES,
-        buffers: chunk_buffers as u32,
+        buffers: (chunk_buffers + repair_buffers) as u32,
         max_open_files: 64,
     }) {
         Ok(r) => r,
@@ -111,6 +115,8 @@ pub fn run_send(
     let mut wiring = Wiring::new(topo);
     let (chunks_tx, chunks_rx) = wiring.ring(rings::CHUNKS);
     let (chunk_free_tx, chunk_free_rx) = wiring.ring(rings::CHUNK_FREE);
+    let (repair_tx, repair_rx) = wiring.ring(rings::REPAIR);
+    let (repaired_tx, repaired_rx) = wiring.ring(rings::REPAIRED);
     let (tx_tx, tx_rx) = wiring.ring(rings::TX);
     let (tx_free_tx, tx_free_rx) = wiring.ring(rings::TX_FREE);
     let (fb_tx, fb_rx) = wiring.ring(rings::FEEDBACK);
@@ -137,15 +143,24 @@ pub fn run_send(
     let send_error: Arc<Mutex<Option<String>>> = Arc::default();
     let region = BufRegion::new(reader.pool().region().clone());
     let reader_shared = ReaderShared::new(wiring.stop_flag());
-    let source = ChunkSource::new(
-        region.clone(),
-        chunks_rx,
-        chunk_free_tx,
-        reader_shared.clone(),
-        SourceFiles::new(paths.clone()),
+    // The repair buffers leave the stream's circulation before it starts: neither can starve the other.
+    let buffers = (0..repair_buffers)
+        .map(|_| region.adopt(reader.reserve().expect("the pool has the repair buffers on top of the stream's")))
+        .collect();
+    let repairs = Repairs { out: repair_tx, back: repaired_rx, buffers, sizes: sizes.clone() };
+    let source = ChunkSource::new(region.clone(), chunks_rx, chunk_free_tx, reader_shared.clone(), repairs);
+    let repair_server = RepairServer::new(region.clone(), paths.clone(), repair_rx, repaired_tx);
+    let reader_stage = ReaderStage::new(
+        reader,
+        region,
+        paths,
+        sizes,
+        setup.direct,
+        chunks_tx,
+        chunk_free_rx,
+        reader_shared,
+        repair_server,
     );
-    let reader_stage =
-        ReaderStage::new(reader, region, paths, sizes, setup.direct, chunks_tx, chunk_free_rx, reader_shared);
     let pacer_stage = PacerStage {
         sink,
         slots: tx_slots.clone(),
@@ -392,10 +407,14 @@ impl Stage for Packetizer<'_> {
             _ => {}
         }
         let wait = self.sender.poll_timeout(now).map_or(Duration::from_millis(10), |d| d.since(self.clock.now()));
-        if wait.is_zero() && !out_stalled {
+        // Waiting for a repair read: the core would say "send now" and find the bytes missing again; the
+        // `repaired` ring's publish rings this stage's bell.
+        let repair_wait = self.source.awaiting_repair();
+        if wait.is_zero() && !out_stalled && !repair_wait {
             return Progress::Busy;
         }
-        let wait = wait.clamp(Duration::from_micros(20), Duration::from_millis(10));
+        let wait =
+            wait.clamp(if repair_wait { REPAIR_NAP } else { Duration::from_micros(20) }, Duration::from_millis(10));
         if out_stalled {
             Progress::WaitOutput(wait)
         } else {

@@ -2,16 +2,23 @@
 //! shared pool, and each full (or broken-off) run goes to the writer stage through the `writes` ring; the
 //! buffer comes back through `written` once the write completed.
 //!
-//! Ordering: a read-back (for the whole-file hash), a commit and a reset of a file first wait until no write of
-//! that file's affected range is in flight, so they see exactly what was written. A write error is reported by
-//! the next call. Each run carries its own duplicated descriptor, so the tree may close or evict its files
-//! while writes are in flight.
+//! Verification reads do not happen here: [`BlockStore::hash_back`] queues the file's running hash, and it
+//! goes to the writer stage on the `verify` ring once no write of its range is in flight (the range's
+//! unfinished run is handed to the writer first); the writer reads the range back, advances the hash and
+//! returns it on `verified`, which [`BlockStore::poll_hashed`] hands to the session. So the reassembly stage
+//! never reads the disk nor waits for the writer to verify.
+//!
+//! Ordering: a commit and a reset of a file first wait until no write of that file is in flight (after the
+//! whole-file read-back, which already waited for them, there is none in practice). A write error is
+//! reported by the next call. Each run and each read-back carries its own duplicated descriptor, so the tree
+//! may close or evict its files meanwhile.
 
-pub use super::items::{WriteItem, Written};
+pub use super::items::{VerifyItem, WriteItem, Written};
 use super::runtime::{Inbox, Outbox};
 use super::slots::{BufRegion, RegionBuf};
 use crate::files::DestTree;
-use crate::proto::BlockStore;
+use crate::proto::{BlockStore, HashDone, HashJob};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +42,15 @@ pub struct PipeStore {
     in_flight: Vec<(u32, u64, u32)>,
     in_flight_count: usize,
     error: Option<io::Error>,
-    /// Time spent waiting for the writer (no free buffer, or a read-back/commit waiting for writes).
+    verify: Outbox<VerifyItem>,
+    verified: Inbox<HashDone>,
+    /// Read-backs waiting for their range's writes to finish, or for room on `verify`.
+    queued: VecDeque<HashJob>,
+    /// Read-backs that failed before reaching the writer (no descriptor), to hand back.
+    failed: VecDeque<HashDone>,
+    /// Read-backs on the writer's side (at most the `verify` ring's depth, so `verified` cannot fill).
+    jobs_out: usize,
+    /// Time spent waiting for the writer (no free buffer, or a commit or reset waiting for writes).
     pub stalled: Duration,
     /// Runs handed to the writer.
     pub runs: u64,
@@ -43,18 +58,24 @@ pub struct PipeStore {
 
 impl PipeStore {
     /// A store writing `tree`'s files through the writer stage, with `buffers` (every buffer of `region`)
-    /// free.
+    /// free, and reading back for verification through it (`verify`, `verified`).
     pub fn new(
         tree: DestTree,
         region: Arc<BufRegion>,
         buffers: Vec<RegionBuf>,
-        out: Outbox<WriteItem>,
-        back: Inbox<Written>,
+        (out, back): (Outbox<WriteItem>, Inbox<Written>),
+        (verify, verified): (Outbox<VerifyItem>, Inbox<HashDone>),
     ) -> PipeStore {
         let n = region.count() as usize;
         assert_eq!(buffers.len(), n, "the store starts with every buffer of its region");
         assert!(out.capacity() >= n, "the writes ring must hold every buffer");
+        assert!(verified.capacity() >= verify.capacity(), "the verified ring must hold every read-back out");
         PipeStore {
+            verify,
+            verified,
+            queued: VecDeque::with_capacity(64),
+            failed: VecDeque::new(),
+            jobs_out: 0,
             tree,
             region,
             spare: buffers,
@@ -123,16 +144,47 @@ impl PipeStore {
         Ok(())
     }
 
+    /// Whether a write in flight touches `file_id` in `[offset, end)`.
+    fn writes_touch(&self, file_id: u32, offset: u64, end: u64) -> bool {
+        self.in_flight.iter().any(|&(f, o, l)| l > 0 && f == file_id && o < end && offset < o + l as u64)
+    }
+
     /// Waits until no write in flight touches `file_id` in `[offset, end)`.
     fn wait_for(&mut self, file_id: u32, offset: u64, end: u64) {
         loop {
             self.reap();
-            let busy =
-                self.in_flight.iter().any(|&(f, o, l)| l > 0 && f == file_id && o < end && offset < o + l as u64);
-            if !busy {
+            if !self.writes_touch(file_id, offset, end) {
                 return;
             }
             self.wait();
+        }
+    }
+
+    /// Sends the queued read-backs whose range no write in flight touches, while the writer may take more.
+    fn send_queued(&mut self) {
+        let mut sent = false;
+        let mut k = 0;
+        while k < self.queued.len() && self.jobs_out < self.verify.capacity() {
+            let j = &self.queued[k];
+            if self.writes_touch(j.file_id, j.cursor, j.upto) {
+                k += 1;
+                continue;
+            }
+            let job = self.queued.remove(k).expect("k < len");
+            let len = (job.upto - job.cursor) as usize;
+            let fd = match self.tree.write_handle(job.file_id, job.cursor, len) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    self.failed.push_back(HashDone { job, result: Err(e) });
+                    continue;
+                }
+            };
+            assert!(self.verify.push(VerifyItem { job, fd }).is_ok(), "jobs_out bounds the verify ring");
+            self.jobs_out += 1;
+            sent = true;
+        }
+        if sent {
+            self.verify.publish();
         }
     }
 
@@ -182,14 +234,33 @@ impl BlockStore for PipeStore {
         Ok(())
     }
 
-    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let end = offset + buf.len() as u64;
-        if self.run_touches(file_id, offset, end) {
-            self.flush()?;
+    fn hash_back(&mut self, job: HashJob, _scratch: &mut [u8]) -> Option<HashDone> {
+        self.reap();
+        if let Some(e) = self.error.take() {
+            return Some(HashDone { job, result: Err(e) });
         }
-        self.wait_for(file_id, offset, end);
-        self.take_error()?;
-        self.tree.read_at(file_id, offset, buf)
+        // The range's last run may still be filling: hand it to the writer, or the read-back would wait on
+        // a run that only fills when more blocks arrive.
+        if self.run_touches(job.file_id, job.cursor, job.upto) {
+            if let Err(e) = self.flush() {
+                return Some(HashDone { job, result: Err(e) });
+            }
+        }
+        self.queued.push_back(job);
+        self.send_queued();
+        None
+    }
+
+    fn poll_hashed(&mut self) -> Option<HashDone> {
+        self.reap();
+        self.send_queued();
+        if let Some(done) = self.failed.pop_front() {
+            return Some(done);
+        }
+        let done = self.verified.pop()?;
+        self.verified.release();
+        self.jobs_out -= 1;
+        Some(done)
     }
 
     fn commit(&mut self, file_id: u32) -> io::Result<()> {
@@ -226,7 +297,7 @@ mod tests {
     use crate::pipeline::ring::ring;
     use crate::pipeline::runtime::{run, StageCx};
     use crate::pipeline::topology::StageId;
-    use crate::pipeline::write_stage::WriterStage;
+    use crate::pipeline::write_stage::{ReadBack, WriterStage};
     use crate::testing::TempDir;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -256,15 +327,21 @@ mod tests {
             };
             let (out, writes) = ring::<WriteItem>(4);
             let (written_tx, back) = ring::<Written>(4);
+            let (verify_tx, verify_rx) = ring::<VerifyItem>(2);
+            let (verified_tx, verified_rx) = ring::<HashDone>(2);
             let (store_bell, writer_bell) = (Bell::new(), Bell::new());
             store_bell.register();
             let stop = Arc::new(AtomicBool::new(false));
-            let stage = WriterStage::new(writer, 4, writes, Outbox::from_ring(written_tx, store_bell.clone()));
+            let read_back = ReadBack::new(verify_rx, Outbox::from_ring(verified_tx, store_bell.clone()));
+            let written = Outbox::from_ring(written_tx, store_bell.clone());
+            let stage = WriterStage::new(writer, 4, writes, written, read_back);
             let (wb, st) = (writer_bell.clone(), stop.clone());
             let t = std::thread::spawn(move || run(stage, &wb, StageCx::new(StageId::Writer, None, st)).1);
             let region = BufRegion::new(pool.region().clone());
             let buffers = (0..4).map(|_| region.adopt(pool.alloc().unwrap())).collect();
-            let mut store = PipeStore::new(tree, region, buffers, Outbox::from_ring(out, writer_bell.clone()), back);
+            let writes = (Outbox::from_ring(out, writer_bell.clone()), back);
+            let verify = (Outbox::from_ring(verify_tx, writer_bell.clone()), verified_rx);
+            let mut store = PipeStore::new(tree, region, buffers, writes, verify);
             let byte = |f: u32, off: u64, round: u8| (off as u32 * 13 + f * 101 + round as u32 * 7) as u8;
             let block = |f: u32, off: u64, len: usize, round: u8| -> Vec<u8> {
                 (0..len as u64).map(|k| byte(f, off + k, round)).collect()
@@ -284,10 +361,30 @@ mod tests {
             for k in late {
                 store.write_block(0, k * 1000, &block(0, k * 1000, 1000, 0)).unwrap();
             }
-            // Read-back sees everything written, including the run still being filled.
-            let mut back_buf = vec![0u8; 300_000];
-            store.read_at(0, 0, &mut back_buf).unwrap();
-            assert!(back_buf == block(0, 0, 300_000, 0), "{backend:?}: read-back differs");
+            // Read-back sees everything written, including the run still being filled; the store never reads
+            // itself (no result at once): the writer stage reads and hashes, here in two steps of one file
+            // and one job for the other at the same time.
+            let step = |store: &mut PipeStore, job: HashJob| {
+                assert!(store.hash_back(job, &mut []).is_none(), "{backend:?}: the store read in place");
+            };
+            step(&mut store, HashJob { upto: 123_456, ..HashJob::new(0, 0) });
+            step(&mut store, HashJob::new(1, 3_000)); // File 1 has a hole at 3000 (k = 3).
+            let mut hashes = Vec::new();
+            while hashes.len() < 2 {
+                let Some(done) = store.poll_hashed() else {
+                    std::thread::park_timeout(Duration::from_millis(1));
+                    continue;
+                };
+                done.result.unwrap();
+                if done.job.upto == 123_456 {
+                    step(&mut store, HashJob { upto: 300_000, ..done.job });
+                    continue;
+                }
+                hashes.push((done.job.file_id, done.job.hasher.digest128()));
+            }
+            let expect = |f, len, round| xxhash_rust::xxh3::xxh3_128(&block(f, 0, len, round));
+            hashes.sort();
+            assert_eq!(hashes, [(0, expect(0, 300_000, 0)), (1, expect(1, 3_000, 0))], "{backend:?}: read-back");
             // File 1 fails verification: reset, resend with other bytes, commit.
             store.reset(1).unwrap();
             store.write_block(1, 0, &block(1, 0, 5_000, 1)).unwrap();

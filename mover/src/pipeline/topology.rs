@@ -81,7 +81,7 @@ impl StageId {
     /// What the stage does, as `--show-topology` prints it.
     pub fn does(self) -> &'static str {
         match self {
-            StageId::Reader => "io_uring reads of large blocks into the chunk pool, files in order, several in flight",
+            StageId::Reader => "io_uring reads of large blocks into the chunk pool, files in order, several in flight; retransmissions' reads",
             StageId::Packetizer => {
                 "protocol core: splits chunks into datagrams, headers and checksums in place; queues NAKed blocks first"
             }
@@ -95,7 +95,7 @@ impl StageId {
             StageId::Reassembly => {
                 "protocol core: checks tags, gathers blocks into 1 MiB write runs, hashes, sends feedback"
             }
-            StageId::Writer => "io_uring writes of the runs from registered buffers",
+            StageId::Writer => "io_uring writes of the runs from registered buffers; reads files back and hashes them for verification",
         }
     }
 }
@@ -124,6 +124,10 @@ pub enum RingId {
     Tx,
     /// Sent batches back, pacer -> packetizer.
     TxFree,
+    /// Retransmissions' reads (with their repair buffer), packetizer -> reader.
+    Repair,
+    /// Repair buffers read, reader -> packetizer.
+    Repaired,
     /// Feedback datagrams, nak -> packetizer.
     Feedback,
     /// Feedback buffers back, packetizer -> nak.
@@ -136,6 +140,10 @@ pub enum RingId {
     Writes,
     /// Finished writes, writer -> reassembly.
     Written,
+    /// Verification read-backs (a file's running hash and a range), reassembly -> writer.
+    Verify,
+    /// Read-backs done (the hash advanced), writer -> reassembly.
+    Verified,
 }
 
 impl RingId {
@@ -148,6 +156,12 @@ impl RingId {
             RingId::ChunkFree => {
                 ("chunk_free", Packetizer, Reader, CHUNKS, "chunk index back to the pool", "cannot fill")
             }
+            RingId::Repair => {
+                ("repair", Packetizer, Reader, REPAIRS, "repair buffer, file, offset, length", "cannot fill")
+            }
+            RingId::Repaired => {
+                ("repaired", Reader, Packetizer, REPAIRS, "repair buffer read, or the error", "cannot fill")
+            }
             RingId::Tx => ("tx", Packetizer, Pacer, TX_BATCHES, "send batch index (up to 32 datagrams)", "block"),
             RingId::TxFree => ("tx_free", Pacer, Packetizer, TX_BATCHES, "sent batch index back", "cannot fill"),
             RingId::Feedback => {
@@ -158,6 +172,8 @@ impl RingId {
             RingId::RxFree => ("rx_free", Reassembly, Recv, RX_BATCHES, "receive batch back", "cannot fill"),
             RingId::Writes => ("writes", Reassembly, Writer, WRITES, "run buffer index, fd, offset, length", "block"),
             RingId::Written => ("written", Writer, Reassembly, WRITES, "run buffer index, result", "cannot fill"),
+            RingId::Verify => ("verify", Reassembly, Writer, VERIFY, "file, range, hash state, fd", "store queues"),
+            RingId::Verified => ("verified", Writer, Reassembly, VERIFY, "hash state advanced, result", "cannot fill"),
         };
         assert!(depth.is_power_of_two());
         RingSpec {
@@ -214,13 +230,20 @@ impl<T> RingDef<T> {
 pub mod rings {
     use super::{RingDef, RingId};
     use crate::net::RxBatch;
-    use crate::pipeline::items::{FeedbackBuf, ReadOutcome, TxSlot, WriteItem, Written};
+    use crate::pipeline::items::{
+        FeedbackBuf, ReadOutcome, RepairReq, Repaired, TxSlot, VerifyItem, WriteItem, Written,
+    };
     use crate::pipeline::slots::{RegionBuf, Slot};
+    use crate::proto::HashDone;
 
     /// Read chunks in (file, offset) order, or the report of a failed read.
     pub const CHUNKS: RingDef<ReadOutcome> = RingDef::new(RingId::Chunks);
     /// Chunk buffers back to the reader.
     pub const CHUNK_FREE: RingDef<RegionBuf> = RingDef::new(RingId::ChunkFree);
+    /// Retransmissions' reads.
+    pub const REPAIR: RingDef<RepairReq> = RingDef::new(RingId::Repair);
+    /// Retransmissions' reads done.
+    pub const REPAIRED: RingDef<Repaired> = RingDef::new(RingId::Repaired);
     /// Filled send batches.
     pub const TX: RingDef<Slot<TxSlot>> = RingDef::new(RingId::Tx);
     /// Sent batches back.
@@ -237,6 +260,10 @@ pub mod rings {
     pub const WRITES: RingDef<WriteItem> = RingDef::new(RingId::Writes);
     /// Finished writes.
     pub const WRITTEN: RingDef<Written> = RingDef::new(RingId::Written);
+    /// Verification read-backs.
+    pub const VERIFY: RingDef<VerifyItem> = RingDef::new(RingId::Verify);
+    /// Read-backs done.
+    pub const VERIFIED: RingDef<HashDone> = RingDef::new(RingId::Verified);
 }
 
 /// How stages are placed on cores (`--cores`).
@@ -305,16 +332,28 @@ pub fn available_cores() -> Vec<usize> {
 /// stage listed first in `AUTO_ORDER` gets the first core to itself on a machine with enough cores).
 const SENDER_STAGES: [StageId; 4] = [StageId::Reader, StageId::Packetizer, StageId::Pacer, StageId::Nak];
 const SENDER_AUTO_ORDER: [StageId; 4] = [StageId::Pacer, StageId::Packetizer, StageId::Reader, StageId::Nak];
-const SENDER_RINGS: [RingId; 6] =
-    [RingId::Chunks, RingId::ChunkFree, RingId::Tx, RingId::TxFree, RingId::Feedback, RingId::FeedbackFree];
+const SENDER_RINGS: [RingId; 8] = [
+    RingId::Chunks,
+    RingId::ChunkFree,
+    RingId::Repair,
+    RingId::Repaired,
+    RingId::Tx,
+    RingId::TxFree,
+    RingId::Feedback,
+    RingId::FeedbackFree,
+];
 const RECEIVER_STAGES: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
 const RECEIVER_AUTO_ORDER: [StageId; 3] = [StageId::Recv, StageId::Reassembly, StageId::Writer];
-const RECEIVER_RINGS: [RingId; 4] = [RingId::Rx, RingId::RxFree, RingId::Writes, RingId::Written];
+const RECEIVER_RINGS: [RingId; 6] =
+    [RingId::Rx, RingId::RxFree, RingId::Writes, RingId::Written, RingId::Verify, RingId::Verified];
 
 /// Ring depths (powers of two); the pools are sized from them.
 pub mod depth {
     /// Read chunks in flight between reader and packetizer (each 1 MiB).
     pub const CHUNKS: usize = 32;
+    /// Repair buffers (each a chunk buffer, set aside from the reader's pool): retransmissions' reads in
+    /// flight or held by the packetizer.
+    pub const REPAIRS: usize = 8;
     /// Send batches between packetizer and pacer (each up to 32 datagrams): kept short, since every queued
     /// datagram delays a retransmission queued behind it.
     pub const TX_BATCHES: usize = 4;
@@ -324,8 +363,11 @@ pub mod depth {
     pub const RX_BATCHES: usize = 32;
     /// Write runs between reassembly and writer (each 1 MiB).
     pub const WRITES: usize = 32;
+    /// Verification read-backs out at once (at most one per file; the store queues the rest).
+    pub const VERIFY: usize = 16;
     const _: () = assert!(CHUNKS.is_power_of_two() && TX_BATCHES.is_power_of_two() && FEEDBACK.is_power_of_two());
-    const _: () = assert!(RX_BATCHES.is_power_of_two() && WRITES.is_power_of_two());
+    const _: () = assert!(REPAIRS.is_power_of_two());
+    const _: () = assert!(RX_BATCHES.is_power_of_two() && WRITES.is_power_of_two() && VERIFY.is_power_of_two());
 }
 
 /// One side's stages and rings.

@@ -1,15 +1,65 @@
 //! The receiver's writer stage: takes runs from the `writes` ring, writes them with a [`DiskWriter`]
-//! (io_uring `WRITE_FIXED`, or `pwrite`), and returns each buffer with its result through `written`.
+//! (io_uring `WRITE_FIXED`, or `pwrite`), and returns each buffer with its result through `written`. It also
+//! does the receiver's verification reads: a [`VerifyItem`] from `verify` is read back (`pread`, one
+//! [`READ_BACK_STEP`] per loop turn, so writes keep being submitted and reaped in between) into the file's
+//! running hash, which goes back on `verified`.
+//!
+//! Why here: this stage already waits on the disk, and the reassembly stage, which decides on the hash, must
+//! not (it drains the receive path). The read-backs are mostly page-cache hits of recently written bytes, so
+//! a synchronous `pread` costs about a memcpy; io_uring reads would need buffers of the run pool, which the
+//! writes need.
 //!
 //! A run's [`WriteItem`] (its buffer token and its descriptor) stays in this stage while the write is in
 //! flight, so neither can be reused or closed under the kernel.
 
-use super::items::{WriteItem, Written};
+use super::items::{VerifyItem, WriteItem, Written};
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::topology::StageId;
 use crate::disk::{DiskWriter, Full, WriteDone, WriteReq};
+use crate::proto::{HashDone, HashJob};
+use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
+
+/// Bytes read back per loop turn for verification.
+pub const READ_BACK_STEP: usize = 1 << 20;
+
+/// The writer's half of verification: the `verify` and `verified` rings and the read-back in progress.
+pub struct ReadBack {
+    input: Inbox<VerifyItem>,
+    back: Outbox<HashDone>,
+    /// The read-back in progress, its file, and when it started.
+    current: Option<(HashJob, File, Instant)>,
+    scratch: Vec<u8>,
+}
+
+impl ReadBack {
+    /// Read-backs from `input`, answered on `back`.
+    pub fn new(input: Inbox<VerifyItem>, back: Outbox<HashDone>) -> ReadBack {
+        assert!(back.capacity() >= input.capacity(), "verified ring smaller than verify");
+        ReadBack { input, back, current: None, scratch: vec![0; READ_BACK_STEP] }
+    }
+
+    /// Reads one step of the current read-back (taking the next if none); returns whether there was one.
+    fn step(&mut self, cx: &mut StageCx, latency: usize) -> bool {
+        if self.current.is_none() {
+            let Some(VerifyItem { job, fd }) = self.input.pop() else { return false };
+            self.input.release();
+            self.current = Some((job, File::from(fd), Instant::now()));
+        }
+        let (job, file, _) = self.current.as_mut().expect("just ensured");
+        let r = job.step(&mut self.scratch, |offset, buf| file.read_exact_at(buf, offset));
+        if r.is_ok() && !job.is_done() {
+            return true;
+        }
+        let (job, _file, at) = self.current.take().expect("just used");
+        cx.meter.record(latency, at.elapsed().as_nanos() as u64);
+        assert!(self.back.push(HashDone { job, result: r }).is_ok(), "verified ring holds every job");
+        self.back.publish();
+        true
+    }
+}
 
 /// The writer stage's state; see the [module documentation](self).
 pub struct WriterStage {
@@ -21,14 +71,22 @@ pub struct WriterStage {
     /// An item the writer had no room for yet.
     held: Option<WriteItem>,
     latency: usize,
+    read_back: ReadBack,
+    read_back_latency: usize,
 }
 
 impl WriterStage {
-    /// A writer of the runs of a region of `buffers` buffers.
-    pub fn new(writer: DiskWriter, buffers: usize, input: Inbox<WriteItem>, back: Outbox<Written>) -> WriterStage {
+    /// A writer of the runs of a region of `buffers` buffers, doing the read-backs of `read_back`.
+    pub fn new(
+        writer: DiskWriter,
+        buffers: usize,
+        input: Inbox<WriteItem>,
+        back: Outbox<Written>,
+        read_back: ReadBack,
+    ) -> WriterStage {
         assert!(back.capacity() >= buffers, "written ring smaller than the pool");
         let owned = (0..buffers).map(|_| None).collect();
-        WriterStage { writer, input, back, owned, held: None, latency: 0 }
+        WriterStage { writer, input, back, owned, held: None, latency: 0, read_back, read_back_latency: 0 }
     }
 
     /// Submits what arrived; returns whether anything was.
@@ -80,6 +138,7 @@ impl Stage for WriterStage {
 
     fn on_start(&mut self, cx: &mut StageCx) {
         self.latency = cx.meter.add_latency("block_write");
+        self.read_back_latency = cx.meter.add_latency("read_back");
     }
 
     fn poll(&mut self, cx: &mut StageCx) -> Progress {
@@ -96,7 +155,8 @@ impl Stage for WriterStage {
         if finished > 0 {
             self.back.publish();
         }
-        if submitted || finished > 0 {
+        let read = self.read_back.step(cx, self.read_back_latency);
+        if submitted || finished > 0 || read {
             return Progress::Busy;
         }
         if self.writer.in_flight() > 0 {
@@ -116,6 +176,7 @@ impl Stage for WriterStage {
     }
 
     /// Every accepted write completes first: the store's buffers and the files' descriptors are in them.
+    /// Read-backs are dropped: the session that asked for them has ended.
     fn may_stop(&mut self) -> bool {
         self.held.is_none() && self.writer.in_flight() == 0 && self.input.available() == 0
     }

@@ -24,6 +24,16 @@ pub trait BlockSource {
     fn read_first(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.read_block(file_id, offset, buf)
     }
+
+    /// Whether the `len` bytes of the block at `offset` can be read now without waiting for a disk; `first`
+    /// says the read will be a [`BlockSource::read_first`]. A source that reads on another stage (the
+    /// pipeline's reader) answers `false` for bytes it does not hold yet, having asked for them: the sender
+    /// then changes nothing and builds nothing ([`crate::proto::Sender::poll_transmit`] returns `None`) and
+    /// asks again on a later call. A source that reads in place is always ready.
+    fn ready(&mut self, file_id: u32, offset: u64, len: usize, first: bool) -> io::Result<bool> {
+        let _ = (file_id, offset, len, first);
+        Ok(true)
+    }
 }
 
 /// Where the receiver puts the bytes of a block, and how a verified file becomes visible.
@@ -33,8 +43,16 @@ pub trait BlockSource {
 pub trait BlockStore {
     /// Writes one block at `offset` of file `file_id` (into a temporary, not-yet-visible file).
     fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()>;
-    /// Reads back bytes already written, to finish the whole-file hash.
-    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Advances `job`'s whole-file hash over `[job.cursor, job.upto)` with the bytes the store holds, read
+    /// back (so the check covers the write path). The store first makes every earlier write of that range
+    /// visible to the read. A store that reads in place (using `scratch`) returns the finished job; one that
+    /// reads elsewhere (the pipeline's writer stage) returns `None` and hands the job back through
+    /// [`BlockStore::poll_hashed`]. Jobs are independent: each file has at most one out at a time.
+    fn hash_back(&mut self, job: HashJob, scratch: &mut [u8]) -> Option<HashDone>;
+    /// A job [`BlockStore::hash_back`] took and has finished since, if any (in any order across files).
+    fn poll_hashed(&mut self) -> Option<HashDone> {
+        None
+    }
     /// The file is complete and its whole-file hash matched: move it into place under its final name with
     /// its permissions and modification time.
     fn commit(&mut self, file_id: u32) -> io::Result<()>;
@@ -51,6 +69,7 @@ pub mod losslist;
 pub mod pacer;
 pub mod plan;
 pub mod policy;
+pub mod readback;
 pub mod receiver;
 pub mod rtt;
 pub mod sender;
@@ -58,6 +77,7 @@ pub mod seqbits;
 pub mod session;
 
 pub use config::Config;
+pub use readback::{HashDone, HashJob};
 pub use receiver::{Delivery, FileReady, Receiver, ReceiverState, ReceiverStats};
 pub use sender::{Sender, SenderState, SenderStats};
 pub use session::ReceiverSession;

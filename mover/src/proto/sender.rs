@@ -116,6 +116,17 @@ pub struct SenderStats {
     pub peer_recv_rate: u64,
 }
 
+/// The block [`Sender::poll_transmit`] is about to send, chosen before it is taken.
+#[derive(Clone, Copy)]
+enum Pick {
+    /// The lowest pending retransmission.
+    Pending(u64),
+    /// The next first transmission.
+    New,
+    /// The oldest tail duplicate not yet acknowledged.
+    TailDuplicate(u64),
+}
+
 /// The sender's side of a session.
 pub struct Sender {
     cfg: Config,
@@ -490,28 +501,31 @@ impl Sender {
         if self.state != SenderState::Sending || !self.may_build(now) {
             return Ok(None);
         }
-        let (seq, retransmit) = if self.pending_count > 0 {
+        // Which block, without taking it yet: if its bytes are not in memory, nothing may change (the block
+        // stays pending, the tail duplicate queued) until a later call finds them there.
+        let pick = if self.pending_count > 0 {
             let seq = self
                 .pending
                 .find(true, self.pending_scan, self.next_new)
                 .expect("pending_count > 0 implies a pending bit at or above pending_scan");
-            self.pending.clear(seq);
-            self.pending_count -= 1;
-            self.pending_scan = seq + 1;
-            if self.next_new == self.plan.total_seqs() && self.tail_duplicates.len() < MAX_TAIL_DUPLICATES {
-                self.tail_duplicates.push_back(seq);
-            }
-            (seq, true)
+            Pick::Pending(seq)
         } else if self.can_send_new() {
-            (self.next_new, false)
+            Pick::New
         } else {
             loop {
-                match self.tail_duplicates.pop_front() {
-                    Some(seq) if seq >= self.cum_ack => break (seq, true),
-                    Some(_) => continue,
+                match self.tail_duplicates.front() {
+                    Some(&seq) if seq >= self.cum_ack => break Pick::TailDuplicate(seq),
+                    // Acknowledged since it was queued: drop it.
+                    Some(_) => {
+                        self.tail_duplicates.pop_front();
+                    }
                     None => return Ok(None),
                 }
             }
+        };
+        let (seq, retransmit) = match pick {
+            Pick::Pending(seq) | Pick::TailDuplicate(seq) => (seq, true),
+            Pick::New => (self.next_new, false),
         };
         // First transmissions follow the cursor; only retransmissions need the search over the plan.
         let (idx, offset, len) = if retransmit {
@@ -520,6 +534,30 @@ impl Sender {
             (self.new_idx, self.new_offset, self.plan.block_len(self.new_idx, self.new_offset))
         };
         debug_assert_eq!(self.plan.locate(seq), (idx, offset, len));
+        let file_id = self.plan.file_id(idx);
+        match source.ready(file_id, offset, len as usize, !retransmit) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => {
+                let msg = format!("reading file id {file_id} at offset {offset}: {e}");
+                self.fail(msg.clone());
+                return Err(msg);
+            }
+        }
+        match pick {
+            Pick::Pending(seq) => {
+                self.pending.clear(seq);
+                self.pending_count -= 1;
+                self.pending_scan = seq + 1;
+                if self.next_new == self.plan.total_seqs() && self.tail_duplicates.len() < MAX_TAIL_DUPLICATES {
+                    self.tail_duplicates.push_back(seq);
+                }
+            }
+            Pick::TailDuplicate(_) => {
+                self.tail_duplicates.pop_front();
+            }
+            Pick::New => {}
+        }
         // The scheduled departure, not the build time: the packetizer runs up to a burst ahead of the pacer
         // stage, and that lead (longer at low rates) would read as queueing delay at the receiver.
         let backlog_departure = now.plus_ns(self.time_at_rate_ns(self.send_backlog_bytes));
@@ -528,7 +566,7 @@ impl Sender {
         let header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
-            file_id: self.plan.file_id(idx),
+            file_id,
             offset,
             len: len as u16,
             flags: if retransmit { FLAG_RETRANSMIT } else { 0 },
@@ -671,6 +709,87 @@ mod tests {
         let before = s.stats.packets_retransmitted;
         while s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some() {}
         assert!(s.stats.packets_retransmitted > before);
+    }
+
+    /// A source whose retransmissions' bytes arrive a few calls after they were asked for, as from the
+    /// pipeline's reader stage.
+    struct SlowRepairs {
+        /// (file, offset, calls left before its bytes are here).
+        asked: Vec<(u32, u64, u32)>,
+        asks: u64,
+    }
+
+    impl crate::proto::BlockSource for SlowRepairs {
+        fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            PatternSource.read_block(file_id, offset, buf)
+        }
+
+        fn ready(&mut self, file_id: u32, offset: u64, _len: usize, first: bool) -> std::io::Result<bool> {
+            if first {
+                return Ok(true);
+            }
+            let Some(k) = self.asked.iter().position(|&(f, o, _)| (f, o) == (file_id, offset)) else {
+                self.asked.push((file_id, offset, 3));
+                self.asks += 1;
+                return Ok(false);
+            };
+            if self.asked[k].2 > 0 {
+                self.asked[k].2 -= 1;
+                return Ok(false);
+            }
+            self.asked.swap_remove(k);
+            Ok(true)
+        }
+    }
+
+    /// A source that does not hold a retransmission's bytes yet changes nothing: the block stays pending,
+    /// nothing is numbered or sealed; once the bytes are there the same datagrams go out as from a source
+    /// that reads in place.
+    #[test]
+    fn a_block_whose_bytes_are_not_there_yet_stays_pending() {
+        let naks = [NakRange { start: 1, count: 4 }, NakRange { start: 9, count: 2 }, NakRange { start: 15, count: 5 }];
+        let mut runs: Vec<Vec<(u32, u64, u64)>> = Vec::new();
+        for slow in [false, true] {
+            let mut s = sender();
+            let mut buf = vec![0u8; 1500];
+            let mut now = Time::ZERO;
+            while s.next_new < s.plan.total_seqs() {
+                if s.poll_transmit(now, &mut PatternSource, &mut buf).unwrap().is_none() {
+                    now = now.plus_ns(1_000_000);
+                }
+            }
+            let now = now.plus_ns(100_000_000);
+            s.handle_datagram(now, &mut feedback(&s, 0, &naks)).unwrap();
+            let mut src = SlowRepairs { asked: Vec::new(), asks: 0 };
+            let mut sent = Vec::new();
+            let mut idle = 0;
+            while idle < 10 {
+                let (pending, packet_number) = (s.pending_count, s.packet_number);
+                let r = if slow {
+                    s.poll_transmit(now, &mut src, &mut buf)
+                } else {
+                    s.poll_transmit(now, &mut PatternSource, &mut buf)
+                };
+                let Some(len) = r.unwrap() else {
+                    assert_eq!((s.pending_count, s.packet_number), (pending, packet_number), "changed while waiting");
+                    idle += 1;
+                    continue;
+                };
+                idle = 0;
+                let h = DataHeader::parse(&buf[..len]).unwrap();
+                assert!(h.flags & FLAG_RETRANSMIT != 0);
+                sent.push((h.file_id, h.offset, h.packet_number));
+            }
+            assert_eq!(s.pending_count, 0);
+            if slow {
+                assert!(src.asks >= 11 && src.asked.is_empty(), "every retransmission was asked for: {}", src.asks);
+            }
+            runs.push(sent);
+        }
+        // The 11 NAKed blocks in order, then the tail duplicates of some of them.
+        let resent: Vec<u64> = runs[0][..11].iter().map(|&(f, o, _)| f as u64 * 1_000_000 + o).collect();
+        assert!(resent.windows(2).all(|w| w[0] < w[1]) && runs[0].len() > 11, "{:?}", runs[0]);
+        assert_eq!(runs[0], runs[1], "the same datagrams, in the same order");
     }
 
     /// tx_time is the departure the driver will make: the pacer's schedule, or later when the driver still

@@ -5,12 +5,12 @@
 //! It keeps up with arrival: a file's hash follows the file's contiguous prefix in steps of a few MiB, reading
 //! recently written bytes (from the page cache), so verification at the end rarely reads a whole file back.
 
-use super::receiver::{Receiver, ReceiverState};
+use super::readback::{HashDone, HashJob};
+use super::receiver::{FileReady, Receiver, ReceiverState};
 use super::BlockStore;
 use crate::time::Time;
 use crate::wire::control::ControlMsg;
 use crate::wire::DropReason;
-use xxhash_rust::xxh3::Xxh3;
 
 /// Files hashed incrementally at once; others are hashed in one pass when complete.
 const MAX_ACTIVE_HASHES: usize = 8;
@@ -19,18 +19,27 @@ const CATCH_UP_BYTES: u64 = 4 << 20;
 /// Catch-up stays this far behind the contiguous prefix, so it reads bytes whose writes have finished
 /// (a pipelined store has the newest runs still in its writer; reading them would wait for the disk).
 const CATCH_UP_LAG_BYTES: u64 = 2 << 20;
-/// Most bytes read back for catch-up per call of [`ReceiverSession::process`], to keep the loop responsive.
+/// Most bytes asked back for catch-up per call of [`ReceiverSession::process`], to keep the loop responsive
+/// (with a store that reads in place, the reads happen inside the call).
 const CATCH_UP_PER_CALL: u64 = 16 << 20;
-/// Read-back buffer size.
+/// Read-back buffer size, for stores that read in place.
 const SCRATCH_BYTES: usize = 1 << 20;
 
+/// A file whose hash the session follows.
 struct ActiveHash {
     file_id: u32,
-    cursor: u64,
-    hasher: Box<Xxh3>,
+    /// The hash so far, while the session holds it; `None` while the store reads back for it.
+    job: Option<HashJob>,
+    /// Set once the receiver reported the file complete: the hash is finished and checked against it.
+    ready: Option<FileReady>,
 }
 
 /// A [`Receiver`] with its store: what both the simulator and the daemon run.
+///
+/// Verification reads go through [`BlockStore::hash_back`]: the session hands out a file's running hash and
+/// gets it back advanced, at once from a store that reads in place, later (through
+/// [`BlockStore::poll_hashed`], checked on every [`ReceiverSession::process`]) from one that reads on
+/// another stage. Nothing else waits for it: blocks keep flowing into the store meanwhile.
 pub struct ReceiverSession<S: BlockStore> {
     /// The state machine.
     pub core: Receiver,
@@ -83,7 +92,7 @@ impl<S: BlockStore> ReceiverSession<S> {
         // the contiguous prefix (recently written, so read back from the page cache).
         if d.offset == 0 && self.active.len() < MAX_ACTIVE_HASHES && !self.active.iter().any(|a| a.file_id == d.file_id)
         {
-            self.active.push(ActiveHash { file_id: d.file_id, cursor: 0, hasher: Box::new(Xxh3::new()) });
+            self.active.push(ActiveHash { file_id: d.file_id, job: Some(HashJob::new(d.file_id, 0)), ready: None });
         }
         Ok(())
     }
@@ -93,53 +102,83 @@ impl<S: BlockStore> ReceiverSession<S> {
         self.core.handle_control(now, msg);
     }
 
-    /// Catches up incremental hashes and verifies every file that is ready. Call after each batch of input.
+    /// Takes back finished read-backs, catches up incremental hashes and verifies every file that is ready.
+    /// Call after each batch of input.
     pub fn process(&mut self) {
+        if let Err(e) = self.advance_hashes() {
+            self.fail(e);
+        }
+    }
+
+    fn advance_hashes(&mut self) -> Result<(), String> {
+        while let Some(done) = self.store.poll_hashed() {
+            self.handle_hashed(done)?;
+        }
         let mut budget = CATCH_UP_PER_CALL;
         for i in 0..self.active.len() {
-            let prefix = self.core.contiguous_prefix(self.active[i].file_id).saturating_sub(CATCH_UP_LAG_BYTES);
-            if prefix >= self.active[i].cursor + CATCH_UP_BYTES && budget > 0 {
-                let upto = prefix.min(self.active[i].cursor + budget);
-                budget -= upto - self.active[i].cursor;
-                if let Err(e) = self.hash_until(i, upto) {
-                    self.fail(e);
-                    return;
-                }
+            // A file that is ready is finished by the loop below (or when its job comes back), so this one
+            // never removes an entry.
+            let a = &self.active[i];
+            let (Some(job), None) = (&a.job, &a.ready) else { continue };
+            let prefix = self.core.contiguous_prefix(a.file_id).saturating_sub(CATCH_UP_LAG_BYTES);
+            if prefix >= job.cursor + CATCH_UP_BYTES && budget > 0 {
+                let upto = prefix.min(job.cursor + budget);
+                budget -= upto - job.cursor;
+                self.send(i, upto)?;
             }
         }
         while let Some(ready) = self.core.poll_ready() {
             let i = match self.active.iter().position(|a| a.file_id == ready.file_id) {
                 Some(i) => i,
                 None => {
-                    self.active.push(ActiveHash { file_id: ready.file_id, cursor: 0, hasher: Box::new(Xxh3::new()) });
+                    let job = Some(HashJob::new(ready.file_id, 0));
+                    self.active.push(ActiveHash { file_id: ready.file_id, job, ready: None });
                     self.active.len() - 1
                 }
             };
-            if let Err(e) = self.hash_until(i, ready.size) {
-                self.fail(e);
-                return;
+            self.active[i].ready = Some(ready);
+            if self.active[i].job.is_some() {
+                self.finish_or_send(i)?;
             }
-            let done = self.active.swap_remove(i);
-            let ok = done.hasher.digest128() == ready.expected_hash;
-            let result = if ok { self.store.commit(ready.file_id) } else { self.store.reset(ready.file_id) };
-            if let Err(e) = result {
-                self.fail(e.to_string());
-                return;
-            }
-            self.core.handle_verified(ready.file_id, ok);
+        }
+        Ok(())
+    }
+
+    /// Hands entry `i`'s hash to the store, to be advanced to `upto`.
+    fn send(&mut self, i: usize, upto: u64) -> Result<(), String> {
+        let mut job = self.active[i].job.take().expect("a file has one read-back out at a time");
+        job.upto = upto;
+        match self.store.hash_back(job, &mut self.scratch) {
+            Some(done) => self.handle_hashed(done),
+            None => Ok(()),
         }
     }
 
-    fn hash_until(&mut self, i: usize, upto: u64) -> Result<(), String> {
-        let a = &mut self.active[i];
-        while a.cursor < upto {
-            let n = (upto - a.cursor).min(self.scratch.len() as u64) as usize;
-            self.store
-                .read_at(a.file_id, a.cursor, &mut self.scratch[..n])
-                .map_err(|e| format!("reading back file id {} to verify it: {e}", a.file_id))?;
-            a.hasher.update(&self.scratch[..n]);
-            a.cursor += n as u64;
+    /// A job came back: the hash is the session's again, and a ready file is finished or read on.
+    fn handle_hashed(&mut self, done: HashDone) -> Result<(), String> {
+        let HashDone { job, result } = done;
+        result.map_err(|e| format!("reading back file id {} to verify it: {e}", job.file_id))?;
+        let i = self.active.iter().position(|a| a.file_id == job.file_id).expect("a hash job returns to its file");
+        self.active[i].job = Some(job);
+        if self.active[i].ready.is_some() {
+            self.finish_or_send(i)?;
         }
+        Ok(())
+    }
+
+    /// Entry `i` is ready and holds its hash: read the rest back, or check the hash and commit or reset.
+    fn finish_or_send(&mut self, i: usize) -> Result<(), String> {
+        let size = self.active[i].ready.as_ref().expect("called for ready files").size;
+        let cursor = self.active[i].job.as_ref().expect("called while the session holds the hash").cursor;
+        if cursor < size {
+            return self.send(i, size);
+        }
+        let done = self.active.swap_remove(i);
+        let (job, ready) = (done.job.expect("held"), done.ready.expect("ready"));
+        let ok = job.hasher.digest128() == ready.expected_hash;
+        let result = if ok { self.store.commit(ready.file_id) } else { self.store.reset(ready.file_id) };
+        result.map_err(|e| e.to_string())?;
+        self.core.handle_verified(ready.file_id, ok);
         Ok(())
     }
 

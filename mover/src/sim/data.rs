@@ -2,7 +2,7 @@
 //! that check every write.
 
 use super::rng::splitmix;
-use crate::proto::{BlockSource, BlockStore};
+use crate::proto::{BlockSource, BlockStore, HashDone, HashJob};
 use std::io;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -103,9 +103,12 @@ impl BlockStore for CheckingStore {
         Ok(())
     }
 
-    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        synth_fill(self.seed, file_id, offset, buf);
-        Ok(())
+    fn hash_back(&mut self, job: HashJob, scratch: &mut [u8]) -> Option<HashDone> {
+        let (seed, file_id) = (self.seed, job.file_id);
+        Some(job.run(scratch, |offset, buf| {
+            synth_fill(seed, file_id, offset, buf);
+            Ok(())
+        }))
     }
 
     fn commit(&mut self, file_id: u32) -> io::Result<()> {
@@ -177,10 +180,13 @@ impl BlockStore for MemStore {
         Ok(())
     }
 
-    fn read_at(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let at = offset as usize;
-        buf.copy_from_slice(&self.temp[file_id as usize][at..at + buf.len()]);
-        Ok(())
+    fn hash_back(&mut self, job: HashJob, scratch: &mut [u8]) -> Option<HashDone> {
+        let file = &self.temp[job.file_id as usize];
+        Some(job.run(scratch, |offset, buf| {
+            let at = offset as usize;
+            buf.copy_from_slice(&file[at..at + buf.len()]);
+            Ok(())
+        }))
     }
 
     fn commit(&mut self, file_id: u32) -> io::Result<()> {
