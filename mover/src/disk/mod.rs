@@ -32,7 +32,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use pool::{BufIdx, BufferPool, Region, ALIGN_BYTES};
 pub use pread::PreadReader;
@@ -194,9 +194,15 @@ impl DiskReader {
     }
 
     /// Opens `path` for reading; with `direct`, O_DIRECT if its file system accepts it (else buffered, with
-    /// one warning per reader). The error names the file.
+    /// one warning per reader). The error, and those of its reads, name the file by its path.
     pub fn open(&mut self, path: &Path, direct: bool) -> io::Result<FileId> {
-        each!(self, r => r.core.files.open(path, direct))
+        self.open_named(path, &path.to_string_lossy(), direct)
+    }
+
+    /// [`open`](Self::open), with the errors of the open and of the file's reads naming it `name`: a daemon
+    /// serving a pull names files as its client knows them, not by its own paths.
+    pub fn open_named(&mut self, path: &Path, name: &str, direct: bool) -> io::Result<FileId> {
+        each!(self, r => r.core.files.open(path, name, direct))
     }
 
     /// Whether reads of `file` bypass the page cache.
@@ -410,7 +416,7 @@ impl Core {
         assert!(
             !direct || req.offset % ALIGN_BYTES as u64 == 0,
             "O_DIRECT read of '{}' at offset {} (not a multiple of {ALIGN_BYTES})",
-            entry.path.display(),
+            entry.name,
             req.offset
         );
         if self.free_slots.is_empty() || self.pool.free_count() == 0 {
@@ -493,7 +499,7 @@ impl Core {
             let e = io::Error::from_raw_os_error(errno);
             let hint =
                 if entry.direct && errno == libc::EINVAL { " (O_DIRECT: the file system may refuse it)" } else { "" };
-            Err(io::Error::new(e.kind(), format!("reading '{}' at offset {offset}: {e}{hint}", entry.path.display())))
+            Err(io::Error::new(e.kind(), format!("reading '{}' at offset {offset}: {e}{hint}", entry.name)))
         };
         Some(Completion { req_id, buf, result })
     }
@@ -502,8 +508,8 @@ impl Core {
 struct OpenFile {
     file: File,
     direct: bool,
-    /// For error messages.
-    path: PathBuf,
+    /// How error messages name the file.
+    name: String,
     /// Reads of this file submitted and not yet delivered (closing then would let the fd number be reused
     /// under a queued io_uring operation).
     reads: u32,
@@ -525,15 +531,14 @@ impl FileTable {
         }
     }
 
-    fn open(&mut self, path: &Path, direct: bool) -> io::Result<FileId> {
+    fn open(&mut self, path: &Path, name: &str, direct: bool) -> io::Result<FileId> {
         let Some(&id) = self.free.last() else {
             return Err(io::Error::other(format!(
-                "opening '{}': the reader already has {} files open",
-                path.display(),
+                "opening '{name}': the reader already has {} files open",
                 self.entries.len()
             )));
         };
-        let named = |e: io::Error| io::Error::new(e.kind(), format!("opening '{}': {e}", path.display()));
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("opening '{name}': {e}"));
         let (file, direct) = if direct {
             // The probe is the attempt: file systems without O_DIRECT (and some FUSE/network ones) refuse
             // the open with EINVAL.
@@ -563,7 +568,7 @@ impl FileTable {
             let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
         }
         self.free.pop();
-        self.entries[id as usize] = Some(OpenFile { file, direct, path: path.to_path_buf(), reads: 0 });
+        self.entries[id as usize] = Some(OpenFile { file, direct, name: name.to_string(), reads: 0 });
         Ok(FileId(id))
     }
 
@@ -572,8 +577,7 @@ impl FileTable {
         if entry.reads > 0 {
             return Err(io::Error::other(format!(
                 "closing '{}' with {} reads in flight or undelivered",
-                entry.path.display(),
-                entry.reads
+                entry.name, entry.reads
             )));
         }
         self.entries[f.0 as usize] = None;

@@ -1,5 +1,6 @@
 use super::*;
 use std::fs;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A fresh directory under the system temp directory (on a disk file system here, so O_DIRECT is real),
@@ -230,6 +231,16 @@ fn failures_name_the_file() {
         let e = r.open(&gone, true).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(e.to_string().contains("vanished.bin"), "{e}");
+        // Named (a daemon serving a pull): the name it was given, never the path.
+        let e = r.open_named(&gone, "data/vanished.bin", true).unwrap_err().to_string();
+        assert!(e.contains("'data/vanished.bin'") && !e.contains(&*t.0.to_string_lossy()), "{e}");
+        let dir = r.open_named(&t.0, "data/a-directory", false).unwrap();
+        r.submit(ReadReq { req_id: 8, file: dir, offset: 0, len: 4096 }).unwrap();
+        let c = r.wait_complete().unwrap().unwrap();
+        let e = c.result.as_ref().unwrap_err().to_string();
+        assert!(e.contains("'data/a-directory'") && !e.contains(&*t.0.to_string_lossy()), "{backend:?}: {e}");
+        r.release(c.buf);
+        r.close(dir).unwrap();
         // A directory opens but cannot be read: the read's error names it.
         let dir = r.open(&t.0, false).unwrap();
         r.submit(ReadReq { req_id: 9, file: dir, offset: 0, len: 4096 }).unwrap();

@@ -46,6 +46,8 @@ pub struct ReaderStage {
     reader: DiskReader,
     region: Arc<BufRegion>,
     paths: Vec<PathBuf>,
+    /// How error messages name each file (see [`ReaderStage::set_names`]).
+    names: Vec<String>,
     sizes: Vec<u64>,
     direct: bool,
     out: Outbox<ReadOutcome>,
@@ -90,6 +92,7 @@ impl ReaderStage {
         ReaderStage {
             reader,
             region,
+            names: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
             paths,
             sizes,
             direct,
@@ -109,6 +112,14 @@ impl ReaderStage {
             repairs,
             repair_latency: 0,
         }
+    }
+
+    /// Names the files in error messages by `names` (index = file id) instead of their paths, here and in
+    /// the repair reads: a daemon serving a pull names them as its client knows them.
+    pub fn set_names(&mut self, names: Vec<String>) {
+        assert_eq!(names.len(), self.paths.len(), "one name per file");
+        self.repairs.set_names(names.clone());
+        self.names = names;
     }
 
     fn fail(&mut self, msg: String) {
@@ -146,8 +157,9 @@ impl ReaderStage {
                 }
                 Ok(n) => {
                     self.reader.release(c.buf);
-                    let path = self.paths[file_id as usize].display().to_string();
-                    self.fail(format!("'{path}' shrank while being sent (read {n} of {len} bytes at offset {offset})"));
+                    let name = &self.names[file_id as usize];
+                    let msg = format!("'{name}' shrank while being sent (read {n} of {len} bytes at offset {offset})");
+                    self.fail(msg);
                     continue;
                 }
                 Err(e) => {
@@ -184,16 +196,19 @@ impl ReaderStage {
             let fid = match self.open.back() {
                 Some(&(f, fid)) if f as usize == self.next_file => fid,
                 _ if self.open.len() == MAX_OPEN => break,
-                _ => match self.reader.open(&self.paths[self.next_file], self.direct) {
-                    Ok(fid) => {
-                        self.open.push_back((self.next_file as u32, fid));
-                        fid
+                _ => {
+                    match self.reader.open_named(&self.paths[self.next_file], &self.names[self.next_file], self.direct)
+                    {
+                        Ok(fid) => {
+                            self.open.push_back((self.next_file as u32, fid));
+                            fid
+                        }
+                        Err(e) => {
+                            self.fail(e.to_string());
+                            break;
+                        }
                     }
-                    Err(e) => {
-                        self.fail(e.to_string());
-                        break;
-                    }
-                },
+                }
             };
             let len = (size - self.next_off).min(block) as u32;
             match self.reader.submit(ReadReq { req_id: self.next_req, file: fid, offset: self.next_off, len }) {

@@ -32,6 +32,11 @@ impl RepairServer {
         RepairServer { region, input, out, files: SourceFiles::new(paths), delay: Duration::ZERO }
     }
 
+    /// Names the files in error messages by `names` (index = file id) instead of their paths.
+    pub fn set_names(&mut self, names: Vec<String>) {
+        self.files.set_names(names);
+    }
+
     /// Reads every waiting request; returns how many.
     pub fn serve(&mut self, cx: &mut StageCx, latency: usize) -> usize {
         let mut served = 0;

@@ -62,6 +62,9 @@ pub struct SendSetup {
     pub direct: bool,
     /// Reads in flight (1 ..= the chunk pool's size).
     pub queue_depth: u32,
+    /// How read errors name the files (index = file id); `None`: by their paths. A daemon serving a pull
+    /// names them by their manifest paths, so its errors can go to the client as they are.
+    pub file_names: Option<Vec<String>>,
 }
 
 /// How a pipelined send ended.
@@ -150,7 +153,7 @@ pub fn run_send(
     let repairs = Repairs { out: repair_tx, back: repaired_rx, buffers, sizes: sizes.clone() };
     let source = ChunkSource::new(region.clone(), chunks_rx, chunk_free_tx, reader_shared.clone(), repairs);
     let repair_server = RepairServer::new(region.clone(), paths.clone(), repair_rx, repaired_tx);
-    let reader_stage = ReaderStage::new(
+    let mut reader_stage = ReaderStage::new(
         reader,
         region,
         paths,
@@ -161,6 +164,9 @@ pub fn run_send(
         reader_shared,
         repair_server,
     );
+    if let Some(names) = &setup.file_names {
+        reader_stage.set_names(names.clone());
+    }
     let pacer_stage = PacerStage {
         sink,
         slots: tx_slots.clone(),

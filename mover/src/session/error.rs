@@ -43,9 +43,6 @@ pub enum SessionError {
     Setup(String),
     /// The transfer failed after it started (the pipeline's text).
     Transfer(String),
-    /// The transfer failed while a server sent from its own disk. The detail may name the server's paths, so
-    /// only its log sees it ([`SessionError::log_text`]); the client is told where to look.
-    ServedTransfer(String),
     /// The root to serve is missing or not a directory (said at start-up, or to an SSH user whose root it is).
     Root {
         /// The root as configured.
@@ -71,17 +68,6 @@ pub enum SessionError {
     },
 }
 
-impl SessionError {
-    /// The text for this side's own log or terminal: [`Display`](fmt::Display), plus what only this side may
-    /// see.
-    pub fn log_text(&self) -> String {
-        match self {
-            SessionError::ServedTransfer(detail) => format!("sending failed: {detail}"),
-            other => other.to_string(),
-        }
-    }
-}
-
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -92,15 +78,14 @@ impl fmt::Display for SessionError {
             SessionError::Setup(m) | SessionError::Transfer(m) => f.write_str(m),
             SessionError::OutsideRoot { path } => write!(f, "'{path}' lies outside this server's root"),
             SessionError::NotSendable { path, why } => write!(f, "'{path}' {why}"),
-            SessionError::ServedTransfer(_) => f.write_str("sending failed on the server (its log says why)"),
             SessionError::Io { what, error } => write!(f, "{what}: {error}"),
             SessionError::Root { path, error: None } => write!(f, "root '{}' is not a directory", path.display()),
             SessionError::Root { path, error: Some(e) } => {
                 write!(f, "root '{}' does not exist or cannot be read: {e}", path.display())
             }
-            SessionError::Served { peer, who: None, error } => write!(f, "session from {peer}: {}", error.log_text()),
+            SessionError::Served { peer, who: None, error } => write!(f, "session from {peer}: {}", error),
             SessionError::Served { peer, who: Some(who), error } => {
-                write!(f, "session from {peer}: {} ({who})", error.log_text())
+                write!(f, "session from {peer}: {} ({who})", error)
             }
         }
     }
@@ -136,10 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_served_transfer_shows_its_detail_only_in_the_log() {
-        let e = SessionError::ServedTransfer("reading '/srv/root/a' at offset 0: Input/output error".into());
-        assert!(!e.to_string().contains("/srv"), "{e}");
-        assert!(e.log_text().contains("/srv/root/a"));
+    fn outside_the_root_names_the_path_as_asked() {
         let outside = SessionError::OutsideRoot { path: "/etc".into() };
         assert_eq!(outside.to_string(), "'/etc' lies outside this server's root");
     }

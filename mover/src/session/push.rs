@@ -108,6 +108,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
         cipher: opts.cipher,
         dest: String::new(),
         peer_name: "server",
+        name_files_by_manifest: false,
     };
     match dest {
         Location::Daemon(url) => {

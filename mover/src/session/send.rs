@@ -57,6 +57,9 @@ pub struct SendParams {
     pub dest: String,
     /// Who the receiver is, for errors: "server" or "client".
     pub peer_name: &'static str,
+    /// Name files in read errors by their manifest paths instead of their local paths: a daemon serving a
+    /// pull, whose errors go to the client as they are and must not show where its root lies.
+    pub name_files_by_manifest: bool,
 }
 
 /// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
@@ -154,7 +157,12 @@ pub fn send_files(
 
     let clock = MonotonicClock::new();
     let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
-    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth };
+    let file_names = p.name_files_by_manifest.then(|| {
+        let files = scanned.entries.iter().filter(|e| e.kind == crate::files::EntryKind::File);
+        files.map(|e| e.rel_path.clone()).collect::<Vec<String>>()
+    });
+    debug_assert!(file_names.as_ref().is_none_or(|n| n.len() == scanned.file_paths.len()));
+    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names };
     let outcome = run_send(&mut sender, scanned.file_paths, sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
     report.stages = outcome.stages;
     report.disk = outcome.disk.name();

@@ -285,6 +285,8 @@ fn serve_pull(
         cipher: pull.cipher,
         dest: String::new(),
         peer_name: "client",
+        // The client sees our errors as they are: name files as it knows them, not by our paths.
+        name_files_by_manifest: true,
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {
@@ -292,10 +294,6 @@ fn serve_pull(
             "the client's address is unknown (no $SSH_CONNECTION): cannot send it data".into(),
         ));
     }
-    match send_files(ch, data_ip, scanned, &params, started, &mut report) {
-        Ok(()) => Ok(report),
-        // The pipeline reads the server's own files and names them by their paths: the detail is for the log.
-        Err(SessionError::Transfer(detail)) => Err(SessionError::ServedTransfer(detail)),
-        Err(e) => Err(e),
-    }
+    send_files(ch, data_ip, scanned, &params, started, &mut report)?;
+    Ok(report)
 }
