@@ -7,10 +7,10 @@
 //! injected datagram must be dropped and counted under its reason, and the transfer must complete
 //! byte-identical, at a rate the flood does not stall.
 
-use mover::cmd::demo::{compare_trees, generate_dataset};
 use mover::net::control::read_frame;
 use mover::session::serve_on;
 use mover::session::{push, PushOptions};
+use mover::sim::dataset::{compare_trees, generate_dataset};
 use mover::wire::control::ControlMsg;
 use mover::wire::{Cipher, CommonHeader, PacketType, Role, Sealer, KEY_LEN, REPLAY_WINDOW};
 use std::io::Write;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{json_raw, mover, run_with_limit, Server, TempDir};
-use mover::cmd::demo::{compare_trees, generate_dataset, write_random};
+use mover::sim::dataset::{compare_trees, generate_dataset, write_random};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};

@@ -64,6 +64,28 @@ fn no_mutual_imports() {
     report("mutual imports", check_mutual(&crate_graph()));
 }
 
+/// The integration tests are users of the library like any other: they reach it below `cmd` too (only
+/// `main.rs` may call into the command layer, and it is not in the library's API contract).
+#[test]
+fn integration_tests_do_not_import_cmd() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut sources = Vec::new();
+    read_tree(&dir, &dir, &mut sources);
+    assert!(sources.len() > 10, "found only {} files under {}", sources.len(), dir.display());
+    let mut found = Vec::new();
+    for s in &sources {
+        if s.rel == "floors.rs" {
+            continue; // This file names `cmd` in its rules and fixtures.
+        }
+        for (i, line) in s.text.lines().enumerate() {
+            if line.contains("mover::cmd") {
+                found.push(format!("  tests/{}:{}: {}", s.rel, i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "integration tests import the command layer:\n{}", found.join("\n"));
+}
+
 /// One broken rule: where (file:line) and what.
 #[derive(Debug)]
 struct Violation {

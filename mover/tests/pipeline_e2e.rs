@@ -5,7 +5,7 @@
 mod common;
 
 use common::{json_raw, mover, run_with_limit, skip_or_fail, Server, TempDir};
-use mover::cmd::demo::{compare_trees, generate_dataset, write_random};
+use mover::sim::dataset::{compare_trees, generate_dataset, write_random};
 use std::time::{Duration, Instant};
 
 /// A 96 MiB file and a tree of small files, ready to push.

@@ -7,7 +7,7 @@ mod common;
 use common::{
     is_root, json_raw, list_tree, mover, run_with_limit, skip_or_fail, write_random_file, KillOnDrop, TempDir,
 };
-use mover::cmd::demo::compare_trees;
+use mover::sim::dataset::compare_trees;
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

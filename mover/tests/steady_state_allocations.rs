@@ -2,9 +2,9 @@
 //! transfer (in-process `serve` and `push` over loopback, one large file, both through their pipelines of
 //! pinned stages) and must see no allocation at all, on any thread.
 
-use mover::cmd::demo::write_random;
 use mover::session::serve_on;
 use mover::session::{push, PushOptions};
+use mover::sim::dataset::write_random;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -6,6 +6,7 @@
 
 pub mod aimd;
 pub mod data;
+pub mod dataset;
 pub mod harness;
 pub mod link;
 pub mod rng;
