@@ -1,7 +1,7 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::args::{ClientAuthArgs, LimitArgs, ServerAuthArgs};
+use mover::cmd::args::{ClientAuthArgs, LimitArgs, ServerAuthArgs, SyncArgs};
 use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
 use mover::connect::{ClientAuth, ServerAuth, SshOptions};
 use mover::net::xdp_path::NetChoice;
@@ -142,6 +142,8 @@ struct TransferArgs {
 struct PushArgs {
     #[command(flatten)]
     transfer: TransferArgs,
+    #[command(flatten)]
+    sync: SyncArgs,
     /// Pin the sender's stages: auto, none, a core list (0,1 or 0-3, given to stages in table order) or
     /// stage=core pairs (pacer=1,packetizer=0).
     #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
@@ -195,6 +197,8 @@ impl SshArgs {
 struct PullArgs {
     #[command(flatten)]
     transfer: TransferArgs,
+    #[command(flatten)]
+    sync: SyncArgs,
     /// Pin this side's receiving stages: auto, none, a core list or stage=core pairs (recv=0,writer=1).
     #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
     cores: CorePlan,
@@ -350,6 +354,7 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         cipher: a.transfer.cipher,
         auth,
         ssh: a.ssh.options(),
+        options: a.sync.options(),
     };
     Ok(push::run(&opts, a.stats, a.transfer.json)?)
 }
@@ -382,6 +387,7 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         fsync: a.fsync,
         ssh: a.ssh.options(),
         auth,
+        options: a.sync.options(),
     };
     Ok(pull::run(&opts, a.stats, a.transfer.json)?)
 }

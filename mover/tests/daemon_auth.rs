@@ -152,6 +152,7 @@ fn refusal(server: &Server, auth: &ClientAuth, dest: &str, entries: &[Entry]) ->
         entry_count: entries.len() as u64,
         total_bytes: entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum(),
         cipher: Cipher::default(),
+        options: Default::default(),
         dest: dest.into(),
     };
     let mut msgs = vec![ControlMsg::Hello(hello)];

@@ -143,3 +143,44 @@ impl LimitArgs {
         }
     }
 }
+
+/// What `--preserve` can keep beyond modes and modification times.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreserveWhat {
+    /// Owners and groups (numeric ids), when the receiver runs as root.
+    Owner,
+}
+
+/// Sync, resume and metadata flags of `push` and `pull`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SyncArgs {
+    /// When a file that exists at the destination is replaced: never, always, if-newer (the source's mtime
+    /// is newer), if-different (size or mtime differ, or content with --checksum).
+    #[arg(long, value_name = "WHEN", default_value = "if-different")]
+    pub overwrite: crate::wire::Overwrite,
+    /// Compare content hashes (xxh3-128) instead of size and modification time to find unchanged files.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Start every file over: ignore (and remove) partial files an earlier run left.
+    #[arg(long)]
+    pub no_resume: bool,
+    /// Keep more metadata: `owner` keeps owners and groups when the receiver runs as root.
+    #[arg(long, value_name = "WHAT", value_delimiter = ',')]
+    pub preserve: Vec<PreserveWhat>,
+    /// Send and set extended attributes.
+    #[arg(long)]
+    pub xattrs: bool,
+}
+
+impl SyncArgs {
+    /// The options the flags ask for.
+    pub fn options(&self) -> crate::wire::TransferOptions {
+        crate::wire::TransferOptions {
+            overwrite: self.overwrite,
+            checksum: self.checksum,
+            resume: !self.no_resume,
+            preserve_owner: self.preserve.contains(&PreserveWhat::Owner),
+            xattrs: self.xattrs,
+        }
+    }
+}

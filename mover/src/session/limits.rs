@@ -119,6 +119,7 @@ mod tests {
             entry_count: entries,
             total_bytes: bytes,
             cipher: Cipher::default(),
+            options: Default::default(),
             dest: dest.into(),
         }
     }

@@ -13,7 +13,7 @@ use crate::net::{ControlChannel, ControlEvent};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
 use crate::wire::control::{ControlMsg, Hello, Pull};
-use crate::wire::{Cipher, VERSION};
+use crate::wire::{Cipher, TransferOptions, VERSION};
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,9 @@ pub struct PullOptions {
     /// How to authenticate to a `mover://` daemon (TLS with a certificate or a token, or
     /// `--insecure-no-auth`).
     pub auth: ClientAuth,
+    /// Sync, resume and metadata choices (the receiver's own; `checksum` and `xattrs` also go to the sender in
+    /// the `Pull`).
+    pub options: TransferOptions,
 }
 
 impl PullOptions {
@@ -78,6 +81,7 @@ impl PullOptions {
             fsync: false,
             ssh: SshOptions::default(),
             auth: ClientAuth::Insecure,
+            options: TransferOptions::default(),
         }
     }
 }
@@ -112,6 +116,7 @@ fn run(opts: &PullOptions) -> Result<Report, SessionError> {
         rate_bps: opts.rate_bps,
         min_rate_bps: opts.min_rate_bps,
         window_bytes: opts.window_bytes.unwrap_or(0),
+        options: opts.options,
         path: String::new(),
     };
     let mut report = match source {

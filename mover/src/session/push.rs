@@ -9,7 +9,7 @@ use crate::files::scan_sources;
 use crate::net::xdp_path::NetChoice;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
-use crate::wire::Cipher;
+use crate::wire::{Cipher, TransferOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ pub struct PushOptions {
     /// How to authenticate to a `mover://` daemon (TLS with a certificate or a token, or
     /// `--insecure-no-auth`).
     pub auth: ClientAuth,
+    /// Sync, resume and metadata choices, sent to the receiver in the `Hello`.
+    pub options: TransferOptions,
 }
 
 impl PushOptions {
@@ -69,6 +71,7 @@ impl PushOptions {
             cipher: Cipher::default(),
             ssh: SshOptions::default(),
             auth: ClientAuth::Insecure,
+            options: TransferOptions::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
         dest: String::new(),
         peer_name: "server",
         name_files_by_manifest: false,
+        options: opts.options,
     };
     match dest {
         Location::Daemon(url) => {

@@ -19,7 +19,7 @@ use crate::proto::policy::Policy;
 use crate::proto::{Config, Sender};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello};
-use crate::wire::{Cipher, DropReason, VERSION};
+use crate::wire::{Cipher, DropReason, TransferOptions, VERSION};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,8 @@ pub struct SendParams {
     /// Name files in read errors by their manifest paths instead of their local paths: a daemon serving a
     /// pull, whose errors go to the client as they are and must not show where its root lies.
     pub name_files_by_manifest: bool,
+    /// Sync, resume and metadata choices, sent in the `Hello`.
+    pub options: TransferOptions,
 }
 
 /// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
@@ -111,6 +113,7 @@ pub fn send_files(
         entry_count: scanned.entries.len() as u64,
         total_bytes: report.bytes,
         cipher: p.cipher,
+        options: p.options,
         dest: p.dest.clone(),
     };
     let who = p.peer_name;

@@ -287,6 +287,7 @@ fn serve_pull(
         peer_name: "client",
         // The client sees our errors as they are: name files as it knows them, not by our paths.
         name_files_by_manifest: true,
+        options: pull.options,
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {

@@ -7,6 +7,7 @@
 
 use super::cipher::Cipher;
 use super::entry::{Entry, EntryKind};
+use super::options::TransferOptions;
 use super::policy::Policy;
 use super::seal::{SessionKey, KEY_LEN};
 use std::fmt;
@@ -36,6 +37,8 @@ pub struct Hello {
     pub total_bytes: u64,
     /// How datagrams are sealed: the sender's `--cipher`.
     pub cipher: Cipher,
+    /// Sync, resume and metadata choices (`--overwrite`, `--checksum`, `--no-resume`, ...).
+    pub options: TransferOptions,
     /// Destination directory, relative to the receiver's root.
     pub dest: String,
 }
@@ -57,6 +60,8 @@ pub struct Pull {
     pub min_rate_bps: u64,
     /// Receive window in bytes; 0 for the sender's default.
     pub window_bytes: u64,
+    /// Sync, resume and metadata choices (`--overwrite`, `--checksum`, `--no-resume`, ...).
+    pub options: TransferOptions,
     /// What to send: a file or directory, relative to the server's root.
     pub path: String,
 }
@@ -232,6 +237,7 @@ impl ControlMsg {
                 out.extend_from_slice(&h.entry_count.to_be_bytes());
                 out.extend_from_slice(&h.total_bytes.to_be_bytes());
                 out.push(h.cipher.code());
+                out.extend_from_slice(&h.options.to_bits().to_be_bytes());
                 put_str(out, &h.dest);
             }
             ControlMsg::Entry(e) => {
@@ -301,6 +307,7 @@ impl ControlMsg {
                 out.extend_from_slice(&p.rate_bps.to_be_bytes());
                 out.extend_from_slice(&p.min_rate_bps.to_be_bytes());
                 out.extend_from_slice(&p.window_bytes.to_be_bytes());
+                out.extend_from_slice(&p.options.to_bits().to_be_bytes());
                 put_str(out, &p.path);
             }
             ControlMsg::Welcome(w) => {
@@ -346,6 +353,7 @@ impl ControlMsg {
                 entry_count: r.u64()?,
                 total_bytes: r.u64()?,
                 cipher: Cipher::from_code(r.u8()?).ok_or(ControlError::BadValue("cipher"))?,
+                options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
                 dest: r.string()?,
             }),
             2 => {
@@ -410,6 +418,7 @@ impl ControlMsg {
                 rate_bps: r.u64()?,
                 min_rate_bps: r.u64()?,
                 window_bytes: r.u64()?,
+                options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
                 path: r.string()?,
             }),
             12 => ControlMsg::Welcome(Welcome { version: r.u16()?, client: r.addr()?, server: r.addr()? }),
@@ -533,6 +542,7 @@ mod tests {
                 entry_count: 3,
                 total_bytes: 1 << 33,
                 cipher: Cipher::ChaCha20Poly1305,
+                options: Default::default(),
                 dest: "projects/run42".into(),
             }),
             ControlMsg::Entry(Entry {
@@ -575,6 +585,7 @@ mod tests {
                 rate_bps: 10_000_000_000,
                 min_rate_bps: 1_000_000,
                 window_bytes: 0,
+                options: Default::default(),
                 path: "/home/me/run42".into(),
             }),
             ControlMsg::Welcome(Welcome {
@@ -636,6 +647,7 @@ mod tests {
             rate_bps: 1,
             min_rate_bps: 0,
             window_bytes: 0,
+            options: Default::default(),
             path: String::new(),
         })
         .encode(&mut pull);
