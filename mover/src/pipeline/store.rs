@@ -286,6 +286,10 @@ impl BlockStore for PipeStore {
         self.drain()?;
         self.tree.finish()
     }
+
+    fn dropped(&self) -> u32 {
+        self.tree.dropped()
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +320,7 @@ mod tests {
                     mode: 0o644,
                     mtime_s: 1_600_000_000,
                     mtime_ns: 0,
+                    ..Entry::default()
                 })
                 .collect();
             let tree = DestTree::prepare(dir.path(), &sanitize_dest_dir("").unwrap(), &entries, 7).unwrap();
