@@ -23,3 +23,4 @@ pub use files_from::{parse_files_from, read_files_from};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 pub use scan::{content_hash, scan_sources, scan_sources_with, ScanOptions, Scanned};
 pub use source::SourceFiles;
+pub use sparse::{is_all_zero, punch_hole};
