@@ -387,6 +387,7 @@ mod tests {
                 ("dataset", Dir),
                 ("dataset/a.txt", File),
                 ("dataset/empty", File),
+                ("dataset/link", Symlink),
                 ("dataset/sub", Dir),
                 ("dataset/sub/b.bin", File),
                 ("dataset/sub/deeper", Dir),
@@ -398,12 +399,13 @@ mod tests {
         let a = &s.entries[1];
         assert_eq!((a.size, a.mode, a.mtime_s, a.mtime_ns), (5, 0o640, 1_600_000_000, 123_456_789));
         assert_eq!(s.entries[2].size, 0);
-        assert_eq!(s.entries[4].size, 1000);
+        assert_eq!((s.entries[3].link_target.as_str(), s.entries[3].size), ("a.txt", 0));
+        assert_eq!(s.entries[5].size, 1000);
         assert_eq!(s.entries[0].size, 0);
 
         let mut skipped: Vec<_> = s.skipped.iter().map(|(p, r)| (p.clone(), r.as_str())).collect();
         skipped.sort();
-        assert_eq!(skipped, [(d.join("link"), "symbolic link (not followed)"), (d.join("sock"), "socket")]);
+        assert_eq!(skipped, [(d.join("sock"), "socket")]);
 
         // Deterministic, and the same with a trailing slash or a `..` that needs canonicalizing.
         let again = scan_sources(std::slice::from_ref(&d)).unwrap();
@@ -427,13 +429,96 @@ mod tests {
     }
 
     #[test]
-    fn top_level_symlink_is_followed_under_its_own_name() {
+    fn top_level_symlink_is_sent_as_a_link_and_followed_with_a_slash() {
         let t = TempDir::new("scan");
         let d = make_tree(&t);
         symlink(d.join("sub"), t.path().join("alias")).unwrap();
         let s = scan_sources(&[t.path().join("alias")]).unwrap();
+        assert_eq!(rels(&s), [("alias", EntryKind::Symlink)]);
+        assert_eq!(s.entries[0].link_target, d.join("sub").to_str().unwrap());
+        assert!(s.file_paths.is_empty());
+        // `alias/` names the directory the link points to, as in cp and rsync.
+        let s = scan_sources(&[PathBuf::from(format!("{}/", t.path().join("alias").display()))]).unwrap();
         assert_eq!(s.entries[0].rel_path, "alias");
         assert_eq!(s.entries[1].rel_path, "alias/b.bin");
+    }
+
+    #[test]
+    fn hard_links_owners_sparseness_and_content_hashes() {
+        let t = TempDir::new("scan-meta");
+        let d = t.path().join("d");
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("a"), b"same inode").unwrap();
+        fs::hard_link(d.join("a"), d.join("b")).unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        fs::hard_link(d.join("a"), d.join("sub/c")).unwrap();
+        let f = fs::File::create(d.join("holes")).unwrap();
+        f.set_len(8 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"x", 4 << 20).unwrap();
+        let s = scan_sources(std::slice::from_ref(&d)).unwrap();
+        use EntryKind::*;
+        assert_eq!(
+            rels(&s),
+            [("d", Dir), ("d/a", File), ("d/b", HardLink), ("d/holes", File), ("d/sub", Dir), ("d/sub/c", HardLink)]
+        );
+        assert_eq!((s.entries[2].link_target.as_str(), s.entries[2].size), ("d/a", 0));
+        assert_eq!(s.entries[5].link_target, "d/a");
+        assert_eq!(s.file_paths, [d.join("a"), d.join("holes")], "the inode's bytes are sent once");
+        let meta = fs::metadata(d.join("a")).unwrap();
+        assert_eq!((s.entries[1].uid, s.entries[1].gid), (meta.uid(), meta.gid()));
+        assert!(s.entries[3].sparse && !s.entries[1].sparse);
+        assert!(s.entries.iter().all(|e| e.content_hash.is_none() && e.xattrs.is_empty()), "asked for neither");
+
+        let opts = ScanOptions { checksum: true, ..ScanOptions::default() };
+        let s = scan_sources_with(std::slice::from_ref(&d), &opts).unwrap();
+        assert_eq!(s.entries[1].content_hash, Some(xxhash_rust::xxh3::xxh3_128(b"same inode")));
+        let mut holes = vec![0u8; 8 << 20];
+        holes[4 << 20] = b'x';
+        assert_eq!(s.entries[3].content_hash, Some(xxhash_rust::xxh3::xxh3_128(&holes)));
+        assert!(s.entries.iter().filter(|e| e.kind != File).all(|e| e.content_hash.is_none()));
+    }
+
+    #[test]
+    fn files_from_sends_the_list_and_the_directories_leading_to_it() {
+        use EntryKind::*;
+        let t = TempDir::new("scan-list");
+        let d = make_tree(&t);
+        let list = |l: &[&str]| ScanOptions {
+            files_from: Some(l.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let s = scan_sources_with(std::slice::from_ref(&d), &list(&["sub/deeper/c", "link", "a.txt", "sub/deeper/c"]))
+            .unwrap();
+        assert_eq!(
+            rels(&s),
+            [
+                ("dataset", Dir),
+                ("dataset/a.txt", File),
+                ("dataset/link", Symlink),
+                ("dataset/sub", Dir),
+                ("dataset/sub/deeper", Dir),
+                ("dataset/sub/deeper/c", File),
+            ]
+        );
+        assert_eq!(s.file_paths, [d.join("a.txt"), d.join("sub/deeper/c")]);
+        // A listed directory is sent as a directory, not with everything in it.
+        let s = scan_sources_with(std::slice::from_ref(&d), &list(&["sub"])).unwrap();
+        assert_eq!(rels(&s), [("dataset", Dir), ("dataset/sub", Dir)]);
+
+        let err = |l: &[&str]| scan_sources_with(std::slice::from_ref(&d), &list(l)).unwrap_err().to_string();
+        let e = err(&["../etc/passwd"]);
+        assert!(e.contains("'../etc/passwd' in --files-from is not a path inside the source"), "{e}");
+        assert!(err(&["/etc/passwd"]).contains("absolute"));
+        let e = err(&["missing/file"]);
+        assert!(e.contains("'missing' (a parent of a listed path) cannot be read"), "{e}");
+        let e = err(&["sub/nope"]);
+        assert!(e.contains("'sub/nope' (listed in --files-from) cannot be read"), "{e}");
+        // Through a symlink to a directory: refused, never followed.
+        symlink(d.join("sub"), d.join("via")).unwrap();
+        assert!(err(&["via/b.bin"]).contains("'via' is a symbolic link"));
+        assert!(err(&["a.txt/x"]).contains("not a directory"));
+        let two = scan_sources_with(&[d.clone(), d.join("sub")], &list(&["a.txt"])).unwrap_err().to_string();
+        assert!(two.contains("exactly one source directory"), "{two}");
     }
 
     #[test]
