@@ -47,7 +47,13 @@ mod tests {
     #[test]
     fn punched_garbage_reads_as_zeros_and_frees_blocks() {
         let t = TempDir::new("sparse");
-        let f = std::fs::File::options().read(true).write(true).create(true).open(t.path().join("f")).unwrap();
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(t.path().join("f"))
+            .unwrap();
         f.write_all_at(&vec![0xab; 4 << 20], 0).unwrap();
         f.sync_all().unwrap();
         let before = f.metadata().unwrap().blocks();

@@ -455,7 +455,7 @@ impl ControlMsg {
 fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
     out.extend_from_slice(&e.uid.to_be_bytes());
     out.extend_from_slice(&e.gid.to_be_bytes());
-    let flags = u8::from(e.sparse) * ENTRY_SPARSE | u8::from(e.content_hash.is_some()) * ENTRY_HASH;
+    let flags = (u8::from(e.sparse) * ENTRY_SPARSE) | (u8::from(e.content_hash.is_some()) * ENTRY_HASH);
     out.push(flags);
     if let Some(h) = e.content_hash {
         out.extend_from_slice(&h.to_be_bytes());
