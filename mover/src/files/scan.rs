@@ -254,7 +254,8 @@ impl Scan<'_> {
 
     fn entry_of(&self, path: &Path, rel: String, kind: EntryKind, meta: &fs::Metadata) -> Result<Entry, FilesError> {
         let mut e = entry(rel, kind, meta);
-        if self.opts.xattrs {
+        // A hard link's attributes are its inode's, sent with the first name.
+        if self.opts.xattrs && kind != EntryKind::HardLink {
             e.xattrs = read_xattrs(path).map_err(|err| cannot_read(path, err))?;
             Entry::check_xattrs(&e.xattrs).map_err(|problem| cannot_send(path, problem))?;
         }
