@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::confine::create_dir_under_root;
+use super::confine::{create_dir_under_root, open_beneath};
 use super::error::{relative, FileOp, FilesError};
 use super::fdcache::FdCache;
 use super::links::{create_links, link_blocker, LinkSlot};
@@ -383,21 +383,21 @@ impl DestTree {
                 format!("'{}' is already committed", f.shown.display()),
             ));
         }
-        self.cache.get_or_open(file_id, || open_temp(f))
+        let root = &self.root;
+        self.cache.get_or_open(file_id, || open_temp(f, root))
     }
 }
 
 /// Opens (creating on first use) a temporary file. `O_NOFOLLOW`: a symlink planted under the temporary
 /// name must not redirect our writes.
-fn open_temp(f: &mut FileSlot) -> io::Result<File> {
+fn open_temp(f: &mut FileSlot, root: &Path) -> io::Result<File> {
     let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
+    // Beneath the root without following any symlink on the way (`confine::open_beneath`).
     if f.state == State::Created {
-        return o.open(&f.temp_path).map_err(err);
+        return open_beneath(root, &f.temp_path, libc::O_RDWR, 0).map_err(err);
     }
     // O_EXCL: whatever already has this name (a FIFO or device planted there, say) is refused, not opened.
-    let file = o.create_new(true).mode(TEMP_MODE).open(&f.temp_path).map_err(err)?;
+    let file = open_beneath(root, &f.temp_path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, TEMP_MODE).map_err(err)?;
     // From here on the file is ours to clean up, even if set_len fails.
     f.state = State::Created;
     // Full size at once, so out-of-order blocks do not extend the file again and again.
