@@ -1,4 +1,4 @@
-//! A faithful copy (issue 15, item 4), with `mover serve` and `mover push` as real processes over loopback:
+//! A faithful copy (issue 15, item 4), with `mover serve` and `mover push`/`pull` as real processes over loopback:
 //! symbolic links arrive as links (in-tree and out-of-tree targets) and a symlink in the destination is
 //! never written through; a hard link pair arrives as one inode; a 50 MiB sparse file with 1 MiB of data
 //! stays sparse; nested directories keep their modes and a new destination directory is not private;
@@ -104,6 +104,33 @@ fn links_hard_links_sparse_files_and_directory_modes_arrive_as_sent() {
     assert_eq!(fs::read_link(got.join("out-link")).unwrap(), outside.path());
     assert_eq!(fs::metadata(got.join("h2")).unwrap().ino(), fs::metadata(got.join("h1")).unwrap().ino());
     assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "something was written outside");
+}
+
+#[test]
+fn a_pull_keeps_links_hard_links_and_holes_too() {
+    let tmp = TempDir::new("faithful-pull");
+    let outside = TempDir::new("faithful-pull-outside");
+    let tree = make_tree(&tmp, outside.path());
+    // The daemon serves what lies under its root: the tree is there.
+    let root = tmp.path().join("src");
+    let server = Server::start(&root, &[]);
+    let local = tmp.path().join("local");
+    let url = format!("mover://{}/tree", server.addr);
+    let out = run_with_limit(
+        mover().args(["pull", "--insecure-no-auth", "--rate", "2G", "--json"]).arg(url).arg(&local),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pull failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_raw(&stdout, "dropped"), Some("[]"), "{stdout}");
+    let got = local.join("tree");
+    assert_eq!(fs::read_link(got.join("out-link")).unwrap(), outside.path());
+    assert_eq!(fs::read_link(got.join("a/rel-link")).unwrap(), Path::new("b/c/f.txt"));
+    assert_eq!(fs::metadata(got.join("h1")).unwrap().ino(), fs::metadata(got.join("h2")).unwrap().ino());
+    let sparse = fs::metadata(got.join("sparse.img")).unwrap();
+    assert!(sparse.blocks() * 512 < 8 << 20, "pulled sparse file has {} blocks", sparse.blocks());
+    assert_eq!(hash_file(&got.join("sparse.img")), hash_file(&tree.join("sparse.img")));
+    assert_eq!(mode(&got.join("a/b/c")), 0o750);
 }
 
 #[test]
