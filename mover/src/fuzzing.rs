@@ -805,6 +805,42 @@ pub fn seed_corpus() -> Vec<Seed> {
                 mode: 0o644,
                 mtime_s: -5,
                 mtime_ns: 999_999_999,
+                ..Entry::default()
+            }),
+        ),
+        (
+            "entry_file_meta",
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/sparse.img".into(),
+                kind: EntryKind::File,
+                size: 50 << 20,
+                mode: 0o4755,
+                uid: 1000,
+                gid: 1000,
+                sparse: true,
+                content_hash: Some(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+                xattrs: vec![("user.test".into(), b"value".to_vec())],
+                ..Entry::default()
+            }),
+        ),
+        (
+            "entry_symlink",
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/link".into(),
+                kind: EntryKind::Symlink,
+                mode: 0o777,
+                link_target: "../outside".into(),
+                ..Entry::default()
+            }),
+        ),
+        (
+            "entry_hardlink",
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/second".into(),
+                kind: EntryKind::HardLink,
+                mode: 0o644,
+                link_target: "dataset/ä.txt".into(),
+                ..Entry::default()
             }),
         ),
         (
@@ -816,6 +852,7 @@ pub fn seed_corpus() -> Vec<Seed> {
                 mode: 0o755,
                 mtime_s: 1_700_000_000,
                 mtime_ns: 0,
+                ..Entry::default()
             }),
         ),
         ("manifest_end", ControlMsg::ManifestEnd),

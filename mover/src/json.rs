@@ -75,6 +75,20 @@ impl JsonObject {
         self
     }
 
+    /// Adds an array of strings.
+    pub fn strs<'a>(mut self, k: &str, items: impl IntoIterator<Item = &'a str>) -> Self {
+        self.key(k);
+        self.out.push('[');
+        for (i, v) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            escape_into(&mut self.out, v);
+        }
+        self.out.push(']');
+        self
+    }
+
     /// Adds a field whose value is already JSON text (`null`, a number): the caller vouches for it.
     pub fn raw(mut self, k: &str, json: &str) -> Self {
         self.key(k);

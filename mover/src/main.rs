@@ -1,7 +1,7 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::args::{ClientAuthArgs, LimitArgs, ServerAuthArgs, SyncArgs};
+use mover::cmd::args::{ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
 use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
 use mover::connect::{ClientAuth, ServerAuth, SshOptions};
 use mover::net::xdp_path::NetChoice;
@@ -144,6 +144,8 @@ struct PushArgs {
     transfer: TransferArgs,
     #[command(flatten)]
     sync: SyncArgs,
+    #[command(flatten)]
+    files_from: FilesFromArgs,
     /// Pin the sender's stages: auto, none, a core list (0,1 or 0-3, given to stages in table order) or
     /// stage=core pairs (pacer=1,packetizer=0).
     #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
@@ -355,6 +357,7 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         auth,
         ssh: a.ssh.options(),
         options: a.sync.options(),
+        files_from: a.files_from.read()?,
     };
     Ok(push::run(&opts, a.stats, a.transfer.json)?)
 }

@@ -133,7 +133,15 @@ fn url(server: &Server, dest: &str) -> String {
 }
 
 fn file(path: &str, size: u64) -> Entry {
-    Entry { rel_path: path.into(), kind: EntryKind::File, size, mode: 0o644, mtime_s: 0, mtime_ns: 0 }
+    Entry {
+        rel_path: path.into(),
+        kind: EntryKind::File,
+        size,
+        mode: 0o644,
+        mtime_s: 0,
+        mtime_ns: 0,
+        ..Entry::default()
+    }
 }
 
 fn connect(server: &Server, auth: &ClientAuth) -> ControlChannel {

@@ -222,9 +222,12 @@ fn pulls_that_leave_the_root_are_refused() {
     }
     assert!(!local.exists(), "a refused pull created {}", local.display());
     assert_eq!(list_tree(&outside), ["secret"], "a push wrote outside the root");
-    // A directory with a symlink inside: the link is not followed out of the root.
+    // A directory with a symlink inside: the link is not followed out of the root; it arrives as a link
+    // (only a name), and nothing of what it points to is read or sent.
     succeed(sshd.mover("pull", &remote).arg("root@127.0.0.1:dir").arg(&local), &sshd);
-    assert_eq!(list_tree(&local), ["dir", "dir/ok"]);
+    assert_eq!(list_tree(&local), ["dir", "dir/inner-link", "dir/ok"]);
+    assert_eq!(fs::read_link(local.join("dir/inner-link")).unwrap(), outside);
+    assert_eq!(list_tree(&outside), ["secret"]);
 }
 
 #[test]

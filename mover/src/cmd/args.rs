@@ -184,3 +184,23 @@ impl SyncArgs {
         }
     }
 }
+
+/// `push --files-from FILE [--from0]`: send a list of paths instead of whole trees.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilesFromArgs {
+    /// Send only the paths listed in FILE (relative to the one SRC directory, one a line; `-` reads
+    /// standard input), and the directories leading to them.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<std::path::PathBuf>,
+    /// The --files-from list is NUL-separated (as `find -print0` writes it).
+    #[arg(long, requires = "files_from")]
+    pub from0: bool,
+}
+
+impl FilesFromArgs {
+    /// The list's paths, read now (so a missing list fails before anything connects); `None` without
+    /// `--files-from`.
+    pub fn read(&self) -> Result<Option<Vec<String>>, crate::files::FilesError> {
+        self.files_from.as_deref().map(|f| crate::files::read_files_from(f, self.from0)).transpose()
+    }
+}

@@ -7,12 +7,15 @@
 //!
 //! TOCTOU: between the `lstat` of a component and the later `open`/`mkdir`/`rename` through it, another
 //! local process with write access to the tree could swap a directory for a symlink. Closing that window
-//! needs component-relative syscalls (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or an
-//! `openat(O_NOFOLLOW)` walk holding directory fds); that is a later change. The walk here already stops
+//! needs component-relative syscalls: the receiver's file data goes only through descriptors opened with
+//! [`open_beneath`] (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so no byte is written through
+//! a symlink, whoever made it; directory creation, renames and links still go by path (an
+//! `openat(O_NOFOLLOW)` walk holding directory fds would close those too). The walk here already stops
 //! everything a *remote* peer can do, since the peer only controls path text.
 
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -89,6 +92,62 @@ pub fn resolve_under_root(root: &Path, rel: &RelPath) -> Result<PathBuf, PathErr
     walk(root, rel, Missing::Allow)
 }
 
+/// Opens `path`, which lies below `root`, with `flags` (`O_RDWR`, `O_CREAT | O_EXCL`, ...; `mode` when
+/// creating), resolving every component below the root without following any symlink: `openat2(2)` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` from a descriptor of the root. This closes, for writes, the
+/// window between the `lstat` walk above and the open. A kernel without `openat2` (before 5.6, or a
+/// seccomp filter answering `ENOSYS`) gets the plain `open` with `O_NOFOLLOW` on the last component.
+pub fn open_beneath(root: &Path, path: &Path, flags: i32, mode: u32) -> io::Result<fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let rel = path.strip_prefix(root).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(root)?;
+    let c =
+        std::ffi::CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    /// `struct open_how` of linux/openat2.h (libc's is non-exhaustive, so it cannot be built here).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        mode: u64::from(mode),
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // Safety: a valid directory descriptor, a NUL-terminated path and an open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        // Safety: the kernel just returned this descriptor, and nothing else owns it.
+        return Ok(unsafe { fs::File::from_raw_fd(fd as i32) });
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            // std takes the access mode from read/write (it masks O_ACCMODE out of custom_flags); every
+            // caller opens for reading and writing.
+            let mut o = fs::OpenOptions::new();
+            o.read(true).write(true).custom_flags((flags & !libc::O_ACCMODE) | libc::O_NOFOLLOW).mode(mode);
+            o.open(path)
+        }
+        Some(libc::ELOOP) | Some(libc::EXDEV) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "its path passes through a symbolic link (nothing is written through one)",
+        )),
+        _ => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +197,28 @@ mod tests {
             Err(PathError::SymlinkEscape { .. })
         ));
         assert!(!Path::new("/nonexistent-mover-test").exists());
+    }
+
+    #[test]
+    fn opens_beneath_the_root_never_through_a_symlink() {
+        let t = TempDir::new("confine-open");
+        let outside = TempDir::new("confine-open-outside");
+        fs::create_dir(t.path().join("d")).unwrap();
+        let creat = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        let f = open_beneath(t.path(), &t.path().join("d/new"), creat, 0o600).unwrap();
+        drop(f);
+        assert!(t.path().join("d/new").is_file());
+        // A directory swapped for a symlink after the walk: refused, nothing created outside.
+        symlink(outside.path(), t.path().join("swapped")).unwrap();
+        let e = open_beneath(t.path(), &t.path().join("swapped/x"), creat, 0o600).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        symlink("d/new", t.path().join("last")).unwrap();
+        assert!(open_beneath(t.path(), &t.path().join("last"), libc::O_RDWR, 0).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // A root that is itself a symlink is trusted (as in `walk`).
+        let via = TempDir::new("confine-open-via");
+        symlink(t.path(), via.path().join("root")).unwrap();
+        open_beneath(&via.path().join("root"), &via.path().join("root/d/new"), libc::O_RDWR, 0).unwrap();
     }
 
     #[test]

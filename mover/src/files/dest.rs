@@ -13,21 +13,25 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::confine::create_dir_under_root;
+use super::confine::{create_dir_under_root, open_beneath};
 use super::error::{relative, FileOp, FilesError};
 use super::fdcache::FdCache;
+use super::links::{create_links, link_blocker, LinkSlot};
+use super::metadata::{EntryMeta, MetaPolicy};
 use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
+use super::sparse::{is_all_zero, punch_hole};
 use crate::proto::{BlockStore, HashDone, HashJob};
 use crate::wire::entry::{Entry, EntryKind};
+use crate::wire::TransferOptions;
 
 /// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
 /// announced modes, so nobody else sees (or writes into) a half-received tree.
 const DIR_MODE_DURING: u32 = 0o700;
 /// Mode of temporary files: private, and writable by us whatever the final mode is.
 const TEMP_MODE: u32 = 0o600;
-/// Permission bits a received file may get. Set-user-ID and set-group-ID are dropped: the peer would
-/// otherwise choose which programs run with the receiving account's identity.
-const FILE_MODE_MASK: u32 = 0o1777;
+/// Mode of the destination directory's missing components, created at once for good (subject to the
+/// umask, as `mkdir -p` does): only the manifest's directories are private until [`DestTree::finish`].
+const DEST_DIR_MODE: u32 = 0o777;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum State {
@@ -47,10 +51,12 @@ struct FileSlot {
     /// `temp_path` relative to the root.
     shown_temp: PathBuf,
     size: u64,
+    /// The announced permission bits; which of them are applied is `MetaPolicy::file_mode`'s choice.
     mode: u32,
     mtime_s: i64,
     mtime_ns: u32,
     state: State,
+    meta: EntryMeta,
 }
 
 struct DirSlot {
@@ -61,6 +67,7 @@ struct DirSlot {
     mode: u32,
     mtime_s: i64,
     mtime_ns: u32,
+    meta: EntryMeta,
 }
 
 /// A session's destination tree: creates the directories up front, receives each file into a temporary
@@ -76,6 +83,10 @@ pub struct DestTree {
     cache: FdCache,
     total_bytes: u64,
     fsync: bool,
+    /// Symbolic and hard links, created by [`DestTree::finish`] after every file.
+    links: Vec<LinkSlot>,
+    /// Owners, set-ID bits and extended attributes: what to keep, and what was dropped.
+    policy: MetaPolicy,
 }
 
 impl DestTree {
@@ -120,34 +131,44 @@ impl DestTree {
             if e.mtime_ns >= 1_000_000_000 {
                 return Err(manifest(i, format!("'{rel}' has invalid mtime nanoseconds {}", e.mtime_ns)));
             }
-            if e.kind == EntryKind::File {
+            if e.kind != EntryKind::Dir {
+                // Nothing may lie below a file or a link (a path through a link would be written through it).
                 file_paths.insert(&e.rel_path);
+            }
+            if e.kind == EntryKind::File {
                 total_bytes = total_bytes
                     .checked_add(e.size)
                     .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
             }
             rels.push(rel);
         }
-        if file_paths.len() > u32::MAX as usize {
-            return Err(FilesError::TooManyFiles { count: file_paths.len() });
+        let file_count = entries.iter().filter(|e| e.kind == EntryKind::File).count();
+        if file_count > u32::MAX as usize {
+            return Err(FilesError::TooManyFiles { count: file_count });
         }
         // `a` as a file and `a/b` as anything cannot both exist.
         for (i, e) in entries.iter().enumerate() {
             for (pos, _) in e.rel_path.match_indices('/') {
                 let ancestor = &e.rel_path[..pos];
                 if file_paths.contains(ancestor) {
-                    return Err(manifest(i, format!("'{}' lies inside '{ancestor}', which is a file", rels[i])));
+                    return Err(manifest(
+                        i,
+                        format!("'{}' lies inside '{ancestor}', which is a file or link", rels[i]),
+                    ));
                 }
             }
         }
 
         // Pass 2: create the directories. What fails here fails below the root, which a peer must not see.
         let hide_root = |e: FilesError| e.relative_to(root);
-        let dest = create_dir_under_root(root, dest_dir, DIR_MODE_DURING).map_err(|e| hide_root(e.into()))?;
+        let dest = create_dir_under_root(root, dest_dir, DEST_DIR_MODE).map_err(|e| hide_root(e.into()))?;
         let mut ensured: HashSet<RelPath> = HashSet::new();
         ensured.insert(RelPath::root());
         let mut files = Vec::new();
         let mut dirs = Vec::new();
+        let mut links = Vec::new();
+        // Final paths of the files so far, by manifest path: what a hard link may name.
+        let mut file_finals: std::collections::HashMap<&str, PathBuf> = std::collections::HashMap::new();
         let mut temp_names: HashSet<PathBuf> = HashSet::new();
         for (i, (e, rel)) in entries.iter().zip(rels).enumerate() {
             match e.kind {
@@ -160,8 +181,23 @@ impl DestTree {
                         mode: e.mode & 0o7777,
                         mtime_s: e.mtime_s,
                         mtime_ns: e.mtime_ns,
+                        meta: EntryMeta::of(e),
                     });
                     ensured.insert(rel);
+                }
+                EntryKind::Symlink | EntryKind::HardLink => {
+                    let slot = link_slot(&dest, root, e, &rel, session_tag, i, &mut ensured, &file_finals).map_err(
+                        |p| match p {
+                            LinkProblem::Files(e) => hide_root(e),
+                            LinkProblem::Manifest(m) => manifest(i, m),
+                        },
+                    )?;
+                    if !temp_names.insert(slot.temp_path.clone())
+                        || seen.contains(temp_rel(&rel, &slot.temp_path).as_str())
+                    {
+                        return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
+                    }
+                    links.push(slot);
                 }
                 EntryKind::File => {
                     let parent = rel.parent().unwrap_or_else(RelPath::root);
@@ -189,11 +225,13 @@ impl DestTree {
                         final_path,
                         temp_path,
                         size: e.size,
-                        mode: e.mode & FILE_MODE_MASK,
+                        mode: e.mode & 0o7777,
                         mtime_s: e.mtime_s,
                         mtime_ns: e.mtime_ns,
                         state: State::NotCreated,
+                        meta: EntryMeta::of(e),
                     });
+                    file_finals.insert(&e.rel_path, files.last().expect("just pushed").final_path.clone());
                 }
             }
         }
@@ -204,7 +242,25 @@ impl DestTree {
             cache: FdCache::new(DestTree::MAX_OPEN),
             total_bytes,
             fsync: false,
+            links,
+            policy: MetaPolicy::new(&TransferOptions::default()),
         })
+    }
+
+    /// Applies the client's metadata choices (`--preserve owner`, `--xattrs`); without this call owners
+    /// and extended attributes are not kept and set-ID bits are dropped.
+    pub fn set_options(&mut self, opts: &TransferOptions) {
+        self.policy = MetaPolicy::new(opts);
+    }
+
+    /// What could not be kept so far (`wire::entry::dropped` bits); complete after [`DestTree::finish`].
+    pub fn dropped(&self) -> u32 {
+        self.policy.dropped
+    }
+
+    /// Whether the sender marked the file sparse: runs of zeros become holes.
+    pub fn is_sparse(&self, file_id: u32) -> bool {
+        self.files.get(file_id as usize).is_some_and(|f| f.meta.sparse)
     }
 
     /// Makes every commit durable before it is visible: fsync each file before its rename, so that after a
@@ -234,12 +290,14 @@ impl DestTree {
             return Err(io::Error::other(format!("{pending} files are not committed")));
         }
         self.cache.clear();
+        // Links last but one: nothing is written after them, so nothing goes through them.
+        let links = create_links(&self.links, &mut self.policy);
         let mut order: Vec<&DirSlot> = self.dirs.iter().collect();
         // Deepest first, so a parent's mode (perhaps read-only) is set after its children are done.
         order.sort_by_key(|d| std::cmp::Reverse(d.depth));
-        let mut first_err = None;
+        let mut first_err = links.err();
         for d in order {
-            if let Err(e) = apply_dir_meta(d) {
+            if let Err(e) = apply_dir_meta(d, &mut self.policy) {
                 first_err.get_or_insert(io::Error::new(
                     e.kind(),
                     format!("setting mode and mtime of '{}': {e}", d.shown.display()),
@@ -325,21 +383,21 @@ impl DestTree {
                 format!("'{}' is already committed", f.shown.display()),
             ));
         }
-        self.cache.get_or_open(file_id, || open_temp(f))
+        let root = &self.root;
+        self.cache.get_or_open(file_id, || open_temp(f, root))
     }
 }
 
 /// Opens (creating on first use) a temporary file. `O_NOFOLLOW`: a symlink planted under the temporary
 /// name must not redirect our writes.
-fn open_temp(f: &mut FileSlot) -> io::Result<File> {
+fn open_temp(f: &mut FileSlot, root: &Path) -> io::Result<File> {
     let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
+    // Beneath the root without following any symlink on the way (`confine::open_beneath`).
     if f.state == State::Created {
-        return o.open(&f.temp_path).map_err(err);
+        return open_beneath(root, &f.temp_path, libc::O_RDWR, 0).map_err(err);
     }
     // O_EXCL: whatever already has this name (a FIFO or device planted there, say) is refused, not opened.
-    let file = o.create_new(true).mode(TEMP_MODE).open(&f.temp_path).map_err(err)?;
+    let file = open_beneath(root, &f.temp_path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, TEMP_MODE).map_err(err)?;
     // From here on the file is ours to clean up, even if set_len fails.
     f.state = State::Created;
     // Full size at once, so out-of-order blocks do not extend the file again and again.
@@ -373,6 +431,68 @@ fn check_replaceable(path: &Path) -> Result<(), FilesError> {
         "special file"
     };
     Err(FilesError::NotReplaceable { path: path.to_path_buf(), what })
+}
+
+/// Why a link entry was refused: a manifest contradiction, or something on disk.
+enum LinkProblem {
+    Files(FilesError),
+    Manifest(String),
+}
+
+/// Lays out a link entry: its parent directory (created like a file's), its final and temporary names, and
+/// for a hard link the final path of the file it names, which must come earlier in the manifest.
+#[allow(clippy::too_many_arguments)]
+fn link_slot(
+    dest: &Path,
+    root: &Path,
+    e: &Entry,
+    rel: &RelPath,
+    tag: u64,
+    index: usize,
+    ensured: &mut HashSet<RelPath>,
+    file_finals: &std::collections::HashMap<&str, PathBuf>,
+) -> Result<LinkSlot, LinkProblem> {
+    let target = match e.kind {
+        EntryKind::HardLink => {
+            let first = sanitize_relative(&e.link_target).map_err(|err| LinkProblem::Manifest(err.to_string()))?;
+            match file_finals.get(first.to_string().as_str()) {
+                Some(p) => p.clone(),
+                None => {
+                    return Err(LinkProblem::Manifest(format!(
+                        "'{rel}' is a hard link to '{first}', which is not a file earlier in the manifest"
+                    )))
+                }
+            }
+        }
+        _ => PathBuf::from(&e.link_target),
+    };
+    let parent = rel.parent().unwrap_or_else(RelPath::root);
+    let dir = if ensured.contains(&parent) {
+        dest.join(parent.to_path_buf())
+    } else {
+        let dir = create_dir_under_root(dest, &parent, DIR_MODE_DURING).map_err(|e| LinkProblem::Files(e.into()))?;
+        ensured.insert(parent);
+        dir
+    };
+    let name = rel.file_name().unwrap_or_default();
+    let final_path = dir.join(name);
+    let blocker = link_blocker(&final_path)
+        .map_err(|error| LinkProblem::Files(FilesError::Io { op: FileOp::Read, path: final_path.clone(), error }))?;
+    if let Some(what) = blocker {
+        return Err(LinkProblem::Files(FilesError::NotReplaceable { path: final_path, what }));
+    }
+    let part = temp_name(name, tag, index as u32);
+    let temp = format!("{}.link", part.strip_suffix(".part").unwrap_or(&part));
+    Ok(LinkSlot {
+        kind: e.kind,
+        temp_path: dir.join(temp),
+        shown: relative(&final_path, root),
+        final_path,
+        target,
+        mtime_s: e.mtime_s,
+        mtime_ns: e.mtime_ns,
+        meta: EntryMeta::of(e),
+    })
 }
 
 /// `.<name>.mover-<tag>.part`; if that exceeds the 255-byte name limit, the name is shortened and the file
@@ -418,10 +538,12 @@ fn set_mtime(file: &File, s: i64, ns: u32) -> io::Result<()> {
     file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
 }
 
-fn apply_dir_meta(d: &DirSlot) -> io::Result<()> {
+fn apply_dir_meta(d: &DirSlot, policy: &mut MetaPolicy) -> io::Result<()> {
     // Through an fd opened with O_NOFOLLOW, so a directory swapped for a symlink since `prepare` makes this
     // fail instead of changing the symlink's target.
     let dir = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(&d.path)?;
+    // Owner before mode: chown clears set-group-ID.
+    policy.apply_fd(&dir, &d.meta);
     dir.set_permissions(fs::Permissions::from_mode(d.mode))?;
     set_mtime(&dir, d.mtime_s, d.mtime_ns)
 }
@@ -429,7 +551,13 @@ fn apply_dir_meta(d: &DirSlot) -> io::Result<()> {
 impl BlockStore for DestTree {
     fn write_block(&mut self, file_id: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         self.check_range(file_id, offset, data.len())?;
-        let r = self.temp_file(file_id).and_then(|f| f.write_all_at(data, offset));
+        let sparse = self.is_sparse(file_id) && is_all_zero(data);
+        let r = self.temp_file(file_id).and_then(|f| {
+            if sparse && punch_hole(f, offset, data.len() as u64).is_ok() {
+                return Ok(());
+            }
+            f.write_all_at(data, offset)
+        });
         r.map_err(|e| {
             let path = self.files[file_id as usize].shown.display();
             io::Error::new(e.kind(), format!("writing '{path}': {e}"))
@@ -455,7 +583,10 @@ impl BlockStore for DestTree {
         let err = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.shown.display()))
         };
-        file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(|e| err("chmod", e))?;
+        // Owner and attributes before the mode: chown clears set-ID bits.
+        self.policy.apply_fd(file, &f.meta);
+        let mode = self.policy.file_mode(f.mode);
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| err("chmod", e))?;
         set_mtime(file, f.mtime_s, f.mtime_ns).map_err(|e| err("setting mtime", e))?;
         if self.fsync {
             file.sync_all().map_err(|e| err("fsync", e))?;
@@ -508,10 +639,10 @@ mod tests {
     const TAG: u64 = 0x0123_4567_89ab_cdef;
 
     fn file(p: &str, size: u64, mode: u32, mtime_s: i64, mtime_ns: u32) -> Entry {
-        Entry { rel_path: p.into(), kind: EntryKind::File, size, mode, mtime_s, mtime_ns }
+        Entry { rel_path: p.into(), kind: EntryKind::File, size, mode, mtime_s, mtime_ns, ..Entry::default() }
     }
     fn dir(p: &str, mode: u32, mtime_s: i64, mtime_ns: u32) -> Entry {
-        Entry { rel_path: p.into(), kind: EntryKind::Dir, size: 0, mode, mtime_s, mtime_ns }
+        Entry { rel_path: p.into(), kind: EntryKind::Dir, size: 0, mode, mtime_s, mtime_ns, ..Entry::default() }
     }
     fn rel(s: &str) -> RelPath {
         sanitize_relative(s).unwrap()

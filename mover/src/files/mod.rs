@@ -4,16 +4,23 @@ mod confine;
 mod dest;
 mod error;
 mod fdcache;
+mod files_from;
 pub mod journal;
+mod links;
+mod metadata;
 mod sanitize;
 mod scan;
 mod source;
+mod sparse;
+mod xattr;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
 pub use error::{relative, FileOp, FilesError};
+pub use files_from::{parse_files_from, read_files_from};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
-pub use scan::{scan_sources, Scanned};
+pub use scan::{content_hash, scan_sources, scan_sources_with, ScanOptions, Scanned};
 pub use source::SourceFiles;
+pub use sparse::{is_all_zero, punch_hole};

@@ -18,7 +18,7 @@ use crate::files::DestTree;
 use crate::net::xdp_io::XdpSource;
 use crate::net::xsk::UmemArea;
 use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch};
-use crate::proto::{Receiver, ReceiverSession};
+use crate::proto::{BlockStore, Receiver, ReceiverSession};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::ReceiverSummary;
 use std::net::SocketAddr;
@@ -300,7 +300,8 @@ impl Stage for Reassembly<'_> {
             }
             // Nothing may still write into files the tree is about to remove or has committed.
             let _ = session.store.drain();
-            self.result = Some(outcome.map(|()| session.core.summary()));
+            let dropped = session.store.dropped();
+            self.result = Some(outcome.map(|()| ReceiverSummary { dropped, ..session.core.summary() }));
             return Progress::Done;
         }
         if got {

@@ -16,7 +16,7 @@
 pub use super::items::{VerifyItem, WriteItem, Written};
 use super::runtime::{Inbox, Outbox};
 use super::slots::{BufRegion, RegionBuf};
-use crate::files::DestTree;
+use crate::files::{is_all_zero, punch_hole, DestTree};
 use crate::proto::{BlockStore, HashDone, HashJob};
 use std::collections::VecDeque;
 use std::io;
@@ -54,6 +54,8 @@ pub struct PipeStore {
     pub stalled: Duration,
     /// Runs handed to the writer.
     pub runs: u64,
+    /// Runs of zeros of sparse files punched out as holes instead of written.
+    pub holes: u64,
 }
 
 impl PipeStore {
@@ -87,6 +89,7 @@ impl PipeStore {
             error: None,
             stalled: Duration::ZERO,
             runs: 0,
+            holes: 0,
         }
     }
 
@@ -135,6 +138,17 @@ impl PipeStore {
                 return Err(e);
             }
         };
+        // A sparse file's run of zeros becomes a hole, punched here (a metadata operation, no data) rather
+        // than skipped: a resumed partial may hold old bytes in that range. Where the file system cannot
+        // punch, the zeros are written.
+        if self.tree.is_sparse(run.file_id)
+            && is_all_zero(&self.region.bytes(&run.buf)[..run.len as usize])
+            && punch_hole(&fd, run.offset, u64::from(run.len)).is_ok()
+        {
+            self.spare.push(run.buf);
+            self.holes += 1;
+            return Ok(());
+        }
         self.in_flight[run.buf.index() as usize] = (run.file_id, run.offset, run.len);
         let item = WriteItem { buf: run.buf, file_id: run.file_id, fd, offset: run.offset, len: run.len };
         assert!(self.out.push(item).is_ok(), "writes ring smaller than the buffer count");
@@ -286,6 +300,10 @@ impl BlockStore for PipeStore {
         self.drain()?;
         self.tree.finish()
     }
+
+    fn dropped(&self) -> u32 {
+        self.tree.dropped()
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +334,7 @@ mod tests {
                     mode: 0o644,
                     mtime_s: 1_600_000_000,
                     mtime_ns: 0,
+                    ..Entry::default()
                 })
                 .collect();
             let tree = DestTree::prepare(dir.path(), &sanitize_dest_dir("").unwrap(), &entries, 7).unwrap();

@@ -62,6 +62,11 @@ pub trait BlockStore {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// What the store could not keep of the entries' metadata (`wire::entry::dropped` bits), known once
+    /// [`BlockStore::finish`] returned; it travels in `Complete`.
+    fn dropped(&self) -> u32 {
+        0
+    }
 }
 
 pub mod config;

@@ -226,6 +226,8 @@ impl Receiver {
             repaired_files: self.stats.files_failed_verification,
             dropped_auth: self.stats.drops.get(DropReason::BadTag),
             dropped_replayed: self.stats.drops.get(DropReason::Replayed) + self.stats.drops.get(DropReason::TooOld),
+            // The store's to say (`BlockStore::dropped`), filled in by the session.
+            dropped: 0,
         }
     }
 

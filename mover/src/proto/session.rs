@@ -186,12 +186,14 @@ impl<S: BlockStore> ReceiverSession<S> {
     /// so the sender's success means the whole tree is in place.
     pub fn poll_control(&mut self) -> Option<ControlMsg> {
         let msg = self.core.poll_control()?;
-        if matches!(msg, ControlMsg::Complete(_)) {
+        if let ControlMsg::Complete(mut summary) = msg {
             if let Err(e) = self.store.finish() {
                 let message = format!("setting directory metadata: {e}");
                 self.error.get_or_insert(message.clone());
                 return Some(ControlMsg::Error { message });
             }
+            summary.dropped = self.store.dropped();
+            return Some(ControlMsg::Complete(summary));
         }
         Some(msg)
     }

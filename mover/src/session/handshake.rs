@@ -11,6 +11,9 @@ use std::time::Duration;
 
 /// Most manifest entries one session may announce: bounds the memory a client can make the server spend.
 pub const MAX_ENTRIES: u64 = 2_000_000;
+/// Most extended-attribute bytes (names and values) one manifest may carry: each entry is bounded on the
+/// wire, this bounds their sum, which the receiver holds until the session ends.
+pub const MAX_MANIFEST_XATTR_BYTES: usize = 64 << 20;
 /// How long the receiving side waits for each handshake message.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -49,9 +52,20 @@ pub fn check_hello(h: &Hello) -> Result<(), SessionError> {
 pub fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry>, SessionError> {
     let mut entries = Vec::with_capacity(hello.entry_count.min(65_536) as usize);
     let mut total: u64 = 0;
+    let mut xattr_bytes: usize = 0;
     loop {
         match ch.expect_msg(HANDSHAKE_TIMEOUT, "reading the manifest").map_err(SessionError::Protocol)? {
             ControlMsg::Entry(e) => {
+                if !e.xattrs.is_empty() && !hello.options.xattrs {
+                    return Err(SessionError::Protocol("extended attributes sent without --xattrs".into()));
+                }
+                xattr_bytes += e.xattrs.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+                if xattr_bytes > MAX_MANIFEST_XATTR_BYTES {
+                    return Err(SessionError::NotAllowed(format!(
+                        "the manifest carries more than {} MiB of extended attributes (this server's limit)",
+                        MAX_MANIFEST_XATTR_BYTES >> 20
+                    )));
+                }
                 if entries.len() as u64 >= hello.entry_count {
                     return Err(SessionError::Protocol(format!(
                         "manifest has more entries than the {} announced",

@@ -144,6 +144,7 @@ mod tests {
             mode: 0o644,
             mtime_s: 0,
             mtime_ns: 0,
+            ..Entry::default()
         };
         assert!(l.check_entries(&[e("a/b"), e("abcdefgh")]).is_ok());
         let err = l.check_entries(&[e("a/b"), e(&format!("d/{}\n", "x".repeat(100)))]).unwrap_err().to_string();

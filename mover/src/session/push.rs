@@ -5,7 +5,7 @@ use super::error::SessionError;
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
-use crate::files::scan_sources;
+use crate::files::{scan_sources_with, ScanOptions};
 use crate::net::xdp_path::NetChoice;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
@@ -50,6 +50,8 @@ pub struct PushOptions {
     pub auth: ClientAuth,
     /// Sync, resume and metadata choices, sent to the receiver in the `Hello`.
     pub options: TransferOptions,
+    /// `--files-from`: send only these paths, relative to the one source directory.
+    pub files_from: Option<Vec<String>>,
 }
 
 impl PushOptions {
@@ -72,6 +74,7 @@ impl PushOptions {
             ssh: SshOptions::default(),
             auth: ClientAuth::Insecure,
             options: TransferOptions::default(),
+            files_from: None,
         }
     }
 }
@@ -88,7 +91,12 @@ pub fn push(opts: &PushOptions) -> Report {
 
 fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
     let dest = Location::parse(&opts.url)?;
-    let scanned = scan_sources(&opts.sources)?;
+    let scan = ScanOptions {
+        xattrs: opts.options.xattrs,
+        checksum: opts.options.checksum,
+        files_from: opts.files_from.clone(),
+    };
+    let scanned = scan_sources_with(&opts.sources, &scan)?;
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
     }

@@ -79,6 +79,7 @@ pub fn receive_files(
     let mut tree =
         DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
+    tree.set_options(&hello.options);
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();

@@ -143,6 +143,8 @@ impl Report {
             let files = JsonObject::new().u64("files", r.files).u64("bytes", r.bytes);
             j = j.obj("receiver", receiver_counts(files, r));
         }
+        let dropped = self.dropped_list();
+        j = j.strs("dropped", dropped.iter().map(String::as_str));
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
         if let Some(e) = &self.error {
             j = j.str("error", e);
@@ -159,6 +161,30 @@ impl Report {
         render_table(&format!("{side} stages ({role}):"), &self.stages)
     }
 
+    /// What did not arrive as it is at the source, one phrase each: entries the scan did not send, and
+    /// what the receiver could not keep (`ReceiverSummary::dropped`). Said once, in the summary line and
+    /// the `dropped` JSON key, never silently.
+    pub fn dropped_list(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.skipped > 0 {
+            out.push(format!(
+                "{} entries not sent (sockets, devices, FIFOs, unreadable names; listed above)",
+                self.skipped
+            ));
+        }
+        out.extend(crate::wire::entry::dropped::describe(self.receiver.dropped).into_iter().map(String::from));
+        out
+    }
+
+    fn dropped_note(&self) -> String {
+        let d = self.dropped_list();
+        if d.is_empty() {
+            String::new()
+        } else {
+            format!("; dropped: {}", d.join(", "))
+        }
+    }
+
     /// The client's summary line after a verified transfer (without the `mover push: ` prefix).
     pub fn summary_line(&self) -> String {
         let packets = match self.direction {
@@ -168,12 +194,13 @@ impl Report {
             }
         };
         format!(
-            "{} files, {} in {:.2} s: {} goodput, {packets}, verified; {}",
+            "{} files, {} in {:.2} s: {} goodput, {packets}, verified; {}{}",
             self.files,
             format_bytes(self.bytes),
             self.seconds,
             format_rate_bps(self.goodput_bps),
-            cipher_note(self.cipher)
+            cipher_note(self.cipher),
+            self.dropped_note()
         )
     }
 
@@ -183,7 +210,7 @@ impl Report {
         let r = &self.receiver;
         let peer = self.peer.map_or_else(|| "?".to_string(), |p| p.to_string());
         format!(
-            "{} files, {} {} {peer} in {:.2} s ({}), verified; {}; disk {}; net {}",
+            "{} files, {} {} {peer} in {:.2} s ({}), verified; {}; disk {}; net {}{}",
             r.files,
             format_bytes(r.bytes),
             if self.direction == Direction::Sent { "to" } else { "from" },
@@ -197,7 +224,8 @@ impl Report {
                     x.interface, x.mode, x.attach, x.queues, self.xdp_counters[0], self.xdp_counters[2]
                 ),
                 None => "udp".into(),
-            }
+            },
+            self.dropped_note()
         )
     }
 }
@@ -237,12 +265,18 @@ mod tests {
         let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted verified net rate_bps policy \
                     max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
-                    dropped_auth dropped_replayed repaired_files stages error";
+                    dropped_auth dropped_replayed repaired_files dropped stages error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);
         r.direction = Direction::Received;
         r.error = None;
         let received = "files bytes seconds goodput_bps verified net rate_bps policy packets_received duplicates \
-                        dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher stages";
+                        dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher dropped stages";
         assert_eq!(keys(&r.to_json()).join(" "), received);
+        assert!(r.to_json().contains(r#""dropped":[]"#), "{}", r.to_json());
+        r.skipped = 2;
+        r.receiver.dropped = crate::wire::entry::dropped::SETID_BITS;
+        let json = r.to_json();
+        assert!(json.contains(r#""dropped":["2 entries not sent"#) && json.contains("set-user-ID"), "{json}");
+        assert!(r.summary_line().contains("; dropped: 2 entries not sent"), "{}", r.summary_line());
     }
 }

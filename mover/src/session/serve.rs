@@ -12,7 +12,7 @@ use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{accept_client, accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
-use crate::files::{scan_sources, RelPath};
+use crate::files::{scan_sources_with, RelPath, ScanOptions};
 use crate::net::xdp_path::NetChoice;
 use crate::net::ControlChannel;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
@@ -263,7 +263,8 @@ fn serve_pull(
     opts.limits.check_cipher(pull.cipher)?;
     let rel = resolve(&pull.path)?;
     let source = source_under_root(&opts.root, &rel)?;
-    let scanned = scan_sources(std::slice::from_ref(&source)).map_err(|e| e.relative_to(&opts.root))?;
+    let scan = ScanOptions { xattrs: pull.options.xattrs, checksum: pull.options.checksum, files_from: None };
+    let scanned = scan_sources_with(std::slice::from_ref(&source), &scan).map_err(|e| e.relative_to(&opts.root))?;
     for (path, why) in &scanned.skipped {
         eprintln!("mover serve: not sending '{}': {why}", path.display());
     }

@@ -6,7 +6,7 @@
 //! than the frame it was given, which the framing layer caps before reading it.
 
 use super::cipher::Cipher;
-use super::entry::{Entry, EntryKind};
+use super::entry::{Entry, EntryKind, MAX_XATTRS_PER_ENTRY};
 use super::options::TransferOptions;
 use super::policy::Policy;
 use super::seal::{SessionKey, KEY_LEN};
@@ -98,6 +98,8 @@ pub struct ReceiverSummary {
     pub dropped_replayed: u64,
     /// Whole-file verification failures that were repaired by sending the file again.
     pub repaired_files: u64,
+    /// What the receiver could not keep (`wire::entry::dropped` bits).
+    pub dropped: u32,
 }
 
 /// A control message.
@@ -245,12 +247,15 @@ impl ControlMsg {
                 out.push(match e.kind {
                     EntryKind::File => 1,
                     EntryKind::Dir => 2,
+                    EntryKind::Symlink => 3,
+                    EntryKind::HardLink => 4,
                 });
                 out.extend_from_slice(&e.mode.to_be_bytes());
                 out.extend_from_slice(&e.mtime_s.to_be_bytes());
                 out.extend_from_slice(&e.mtime_ns.to_be_bytes());
                 out.extend_from_slice(&e.size.to_be_bytes());
                 put_str(out, &e.rel_path);
+                put_entry_meta(out, e);
             }
             ControlMsg::ManifestEnd => out.push(3),
             ControlMsg::Accept { session_id, udp_port, key } => {
@@ -297,6 +302,7 @@ impl ControlMsg {
                 ] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
+                out.extend_from_slice(&s.dropped.to_be_bytes());
             }
             ControlMsg::Pull(p) => {
                 out.push(10);
@@ -360,6 +366,8 @@ impl ControlMsg {
                 let kind = match r.u8()? {
                     1 => EntryKind::File,
                     2 => EntryKind::Dir,
+                    3 => EntryKind::Symlink,
+                    4 => EntryKind::HardLink,
                     _ => return Err(ControlError::BadValue("entry kind")),
                 };
                 let mode = r.u32()?;
@@ -376,7 +384,9 @@ impl ControlMsg {
                 if kind == EntryKind::Dir && size != 0 {
                     return Err(ControlError::BadValue("directory size"));
                 }
-                ControlMsg::Entry(Entry { rel_path, kind, size, mode, mtime_s, mtime_ns })
+                let mut e = Entry { rel_path, kind, size, mode, mtime_s, mtime_ns, ..Entry::default() };
+                r.entry_meta(&mut e)?;
+                ControlMsg::Entry(e)
             }
             3 => ControlMsg::ManifestEnd,
             4 => ControlMsg::Accept {
@@ -409,6 +419,10 @@ impl ControlMsg {
                 repaired_files: r.u64()?,
                 dropped_auth: r.u64()?,
                 dropped_replayed: r.u64()?,
+                dropped: match r.u32()? {
+                    bits if bits & !super::entry::dropped::KNOWN == 0 => bits,
+                    _ => return Err(ControlError::BadValue("dropped bits")),
+                },
             }),
             10 => ControlMsg::Pull(Pull {
                 version: r.u16()?,
@@ -433,6 +447,46 @@ impl ControlMsg {
             return Err(ControlError::TrailingBytes);
         }
         Ok(msg)
+    }
+}
+
+/// The entry's fields after `rel_path` (PROTOCOL.md §3.2): owner, flags, content hash, link target and
+/// extended attributes.
+fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
+    out.extend_from_slice(&e.uid.to_be_bytes());
+    out.extend_from_slice(&e.gid.to_be_bytes());
+    let flags = (u8::from(e.sparse) * ENTRY_SPARSE) | (u8::from(e.content_hash.is_some()) * ENTRY_HASH);
+    out.push(flags);
+    if let Some(h) = e.content_hash {
+        out.extend_from_slice(&h.to_be_bytes());
+    }
+    put_str(out, &e.link_target);
+    // The scan refuses more (Entry::check_xattrs); an encoder never emits what the decoder refuses.
+    let n = e.xattrs.len().min(MAX_XATTRS_PER_ENTRY);
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    for (name, value) in &e.xattrs[..n] {
+        put_str(out, name);
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+}
+
+/// Entry flag: the source file is sparse (PROTOCOL.md §3.2).
+const ENTRY_SPARSE: u8 = 1;
+/// Entry flag: a 16-byte content hash follows.
+const ENTRY_HASH: u8 = 2;
+
+/// Link targets as text: a hard link's names a manifest path (the receiver sanitizes it again); neither
+/// may hold a NUL (no system call could take it).
+fn check_link_target(kind: EntryKind, target: &str) -> Result<(), ControlError> {
+    let bad = |what| Err(ControlError::BadValue(what));
+    match kind {
+        EntryKind::File | EntryKind::Dir if !target.is_empty() => bad("link target on a file or directory"),
+        EntryKind::Symlink | EntryKind::HardLink if target.is_empty() || target.contains('\0') => bad("link target"),
+        EntryKind::HardLink if target.starts_with('/') || target.split('/').any(|c| matches!(c, "" | "." | "..")) => {
+            bad("hard link target")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -518,6 +572,43 @@ impl<'a> Reader<'a> {
         };
         Ok(Some(SocketAddr::new(ip, self.u16()?)))
     }
+    /// The entry fields after `rel_path` (see `put_entry_meta`), validated.
+    fn entry_meta(&mut self, e: &mut Entry) -> Result<(), ControlError> {
+        e.uid = self.u32()?;
+        e.gid = self.u32()?;
+        let flags = self.u8()?;
+        if flags & !(ENTRY_SPARSE | ENTRY_HASH) != 0 {
+            return Err(ControlError::BadValue("entry flags"));
+        }
+        e.sparse = flags & ENTRY_SPARSE != 0;
+        if flags & ENTRY_HASH != 0 {
+            e.content_hash = Some(self.u128()?);
+        }
+        e.link_target = self.string()?;
+        check_link_target(e.kind, &e.link_target)?;
+        let file_only = e.sparse || e.content_hash.is_some();
+        match e.kind {
+            EntryKind::Symlink | EntryKind::HardLink if file_only || e.size != 0 => {
+                return Err(ControlError::BadValue("link size or flags"))
+            }
+            EntryKind::Dir if file_only => return Err(ControlError::BadValue("directory flags")),
+            _ => {}
+        }
+        let n = self.u16()? as usize;
+        // Each attribute takes at least 6 bytes: checked against the bytes present before allocating.
+        if n > MAX_XATTRS_PER_ENTRY || self.buf.len() < n * 6 {
+            return Err(ControlError::BadValue("extended attribute count"));
+        }
+        let mut xattrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.string()?;
+            let len = self.u32()? as usize;
+            xattrs.push((name, self.take(len)?.to_vec()));
+        }
+        Entry::check_xattrs(&xattrs).map_err(|_| ControlError::BadValue("extended attributes"))?;
+        e.xattrs = xattrs;
+        Ok(())
+    }
     fn string(&mut self) -> Result<String, ControlError> {
         let n = self.u16()? as usize;
         if n > MAX_STRING_LEN {
@@ -552,6 +643,27 @@ mod tests {
                 mode: 0o644,
                 mtime_s: -5,
                 mtime_ns: 999_999_999,
+                uid: 1000,
+                gid: 100,
+                sparse: true,
+                content_hash: Some(u128::MAX / 3),
+                xattrs: vec![("user.test".into(), b"v\0x".to_vec()), ("user.empty".into(), Vec::new())],
+                ..Entry::default()
+            }),
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/link".into(),
+                kind: EntryKind::Symlink,
+                mode: 0o777,
+                link_target: "../../outside/target".into(),
+                ..Entry::default()
+            }),
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/second".into(),
+                kind: EntryKind::HardLink,
+                mode: 0o644,
+                uid: u32::MAX,
+                link_target: "dataset/ä.txt".into(),
+                ..Entry::default()
             }),
             ControlMsg::Entry(Entry {
                 rel_path: "dataset".into(),
@@ -560,6 +672,7 @@ mod tests {
                 mode: 0o755,
                 mtime_s: 1_700_000_000,
                 mtime_ns: 0,
+                ..Entry::default()
             }),
             ControlMsg::ManifestEnd,
             ControlMsg::Accept { session_id: 0xdead_beef, udp_port: 40000, key: SessionKey([7; KEY_LEN]) },
@@ -576,6 +689,7 @@ mod tests {
                 repaired_files: 6,
                 dropped_auth: 7,
                 dropped_replayed: 8,
+                dropped: super::super::entry::dropped::SETID_BITS,
             }),
             ControlMsg::Pull(Pull {
                 version: 3,
@@ -653,6 +767,42 @@ mod tests {
         .encode(&mut pull);
         pull[8] = 3;
         assert_eq!(ControlMsg::decode(&pull[4..]), Err(ControlError::BadValue("policy")));
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        let enc = |e: Entry| {
+            let mut f = Vec::new();
+            ControlMsg::Entry(e).encode(&mut f);
+            ControlMsg::decode(&f[4..])
+        };
+        let link =
+            |kind, target: &str| Entry { rel_path: "l".into(), kind, link_target: target.into(), ..Entry::default() };
+        assert_eq!(enc(link(EntryKind::Symlink, "")), Err(ControlError::BadValue("link target")));
+        assert_eq!(enc(link(EntryKind::Symlink, "a\0b")), Err(ControlError::BadValue("link target")));
+        assert!(enc(link(EntryKind::Symlink, "/etc/passwd")).is_ok(), "a symlink's target is just text");
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b"] {
+            assert_eq!(enc(link(EntryKind::HardLink, bad)), Err(ControlError::BadValue("hard link target")), "{bad}");
+        }
+        assert_eq!(enc(link(EntryKind::File, "x")), Err(ControlError::BadValue("link target on a file or directory")));
+        let sized = Entry { size: 5, ..link(EntryKind::Symlink, "x") };
+        assert_eq!(enc(sized), Err(ControlError::BadValue("link size or flags")));
+        let hashed_dir = Entry { kind: EntryKind::Dir, content_hash: Some(1), ..Entry::default() };
+        assert_eq!(enc(hashed_dir), Err(ControlError::BadValue("directory flags")));
+        // A value over 64 KiB, and a count of attributes the frame cannot hold.
+        let big = Entry { xattrs: vec![("user.a".into(), vec![0; (64 << 10) + 1])], ..Entry::default() };
+        assert_eq!(enc(big), Err(ControlError::BadValue("extended attributes")));
+        let mut f = Vec::new();
+        ControlMsg::Entry(Entry::default()).encode(&mut f);
+        let n = f.len();
+        f[n - 2..].copy_from_slice(&1000u16.to_be_bytes());
+        assert_eq!(ControlMsg::decode(&f[4..]), Err(ControlError::BadValue("extended attribute count")));
+        // Unknown flag bits.
+        let mut f = Vec::new();
+        ControlMsg::Entry(Entry::default()).encode(&mut f);
+        let flags_at = f.len() - 2 - 2 - 1;
+        f[flags_at] = 4;
+        assert_eq!(ControlMsg::decode(&f[4..]), Err(ControlError::BadValue("entry flags")));
     }
 
     #[test]
