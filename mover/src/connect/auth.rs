@@ -172,8 +172,16 @@ pub fn start_client(
         }
         ClientAuth::Tls(t) => t,
     };
-    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout)
-        .map_err(|e| ConnectError::Channel(format!("{peer}: {e}")))?;
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| {
+        // A server whose certificate does not verify is an authentication failure (no rerun fixes it); any
+        // other handshake failure is the network's.
+        let text = format!("{peer}: {e}");
+        if e.to_ascii_lowercase().contains("certificate") {
+            ConnectError::Credentials(text)
+        } else {
+            ConnectError::Channel(text)
+        }
+    })?;
     let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });
     // A failed send is explained by what the server says (or by how the connection failed) below.
     let _ = ch.send(&creds);

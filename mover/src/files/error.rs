@@ -5,6 +5,7 @@
 //! no root (a sender's own sources), as the user typed it. The daemon then sends `err.to_string()` as is.
 
 use super::sanitize::PathError;
+use crate::exit::ExitClass;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,16 @@ pub enum FilesError {
 }
 
 impl FilesError {
+    /// The exit code's class (crate::exit): a missing source is [`ExitClass::SourceNotFound`]; the rest
+    /// (refused paths, a full disk, permissions) is [`ExitClass::Failure`], which a rerun does not fix.
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            FilesError::Io { op: FileOp::Read, error, .. } => ExitClass::of_io(error, true),
+            FilesError::Path(PathError::Io { error, .. }) => ExitClass::of_io(error, false),
+            _ => ExitClass::Failure,
+        }
+    }
+
     /// The same error with every path made relative to `root` (a path equal to `root` becomes `.`): for a
     /// failure met below a root that must not be shown, such as the daemon's.
     pub fn relative_to(self, root: &Path) -> FilesError {
@@ -163,5 +174,13 @@ mod tests {
         // A path outside the root is not below it: left as it is (nothing of the root's to hide).
         let other = FilesError::NotReplaceable { path: "/srv/inner/x".into(), what: "FIFO" }.relative_to(root);
         assert_eq!(other.to_string(), "refusing to replace '/srv/inner/x': it is a FIFO");
+    }
+
+    #[test]
+    fn a_missing_source_has_its_own_exit_class_and_a_full_disk_does_not_retry() {
+        let missing = FilesError::Io { op: FileOp::Read, path: "x".into(), error: io::ErrorKind::NotFound.into() };
+        assert_eq!(missing.exit_class(), ExitClass::SourceNotFound);
+        let full = FilesError::Io { op: FileOp::Root, path: ".".into(), error: io::Error::from_raw_os_error(28) };
+        assert_eq!(full.exit_class(), ExitClass::Failure);
     }
 }

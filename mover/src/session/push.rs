@@ -50,6 +50,8 @@ pub struct PushOptions {
     pub auth: ClientAuth,
     /// Sync, resume and metadata choices, sent to the receiver in the `Hello`.
     pub options: TransferOptions,
+    /// How long a silent path is tolerated before the push fails as retryable (`--timeout`).
+    pub timeout: Duration,
 }
 
 impl PushOptions {
@@ -72,6 +74,7 @@ impl PushOptions {
             ssh: SshOptions::default(),
             auth: ClientAuth::Insecure,
             options: TransferOptions::default(),
+            timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         }
     }
 }
@@ -82,6 +85,7 @@ pub fn push(opts: &PushOptions) -> Report {
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
         report.error = Some(e.to_string());
+        report.exit_class = e.exit_class();
     }
     report
 }
@@ -113,6 +117,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
         peer_name: "server",
         name_files_by_manifest: false,
         options: opts.options,
+        peer_timeout: opts.timeout,
     };
     match dest {
         Location::Daemon(url) => {
