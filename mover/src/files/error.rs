@@ -108,6 +108,21 @@ impl FilesError {
     }
 }
 
+/// What the user can do about an I/O error on the destination, for the end of its one line: a full disk or
+/// quota (free space, then rerun: it resumes) and a destination that cannot be written (read-only, no
+/// permission). `None` for anything else.
+pub fn io_fix(error: &io::Error) -> Option<&'static str> {
+    match error.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            Some("free space on the destination, then run the same command again: it resumes")
+        }
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
+            Some("the destination is not writable: make it writable (or choose another), then run the command again")
+        }
+        _ => None,
+    }
+}
+
 /// `path` below `root` as a relative path, `.` for the root itself, unchanged if it is not below `root`.
 pub fn relative(path: &Path, root: &Path) -> PathBuf {
     match path.strip_prefix(root) {
@@ -120,11 +135,16 @@ pub fn relative(path: &Path, root: &Path) -> PathBuf {
 impl fmt::Display for FilesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FilesError::Path(e @ PathError::Io { error, .. }) => match io_fix(error) {
+                Some(fix) => write!(f, "{e}; {fix}"),
+                None => e.fmt(f),
+            },
             FilesError::Path(e) => e.fmt(f),
             FilesError::Manifest { entry, problem } => write!(f, "manifest entry {entry}: {problem}"),
             FilesError::Io { op: FileOp::Read, path, error } => write!(f, "cannot read '{}': {error}", path.display()),
             FilesError::Io { op: FileOp::Root, path, error } => {
-                write!(f, "destination root '{}': {error}", path.display())
+                write!(f, "destination root '{}': {error}", path.display())?;
+                io_fix(error).map_or(Ok(()), |fix| write!(f, "; {fix}"))
             }
             FilesError::NotReplaceable { path, what } => {
                 write!(f, "refusing to replace '{}': it is a {what}", path.display())
