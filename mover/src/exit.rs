@@ -57,6 +57,30 @@ impl ExitClass {
     }
 }
 
+/// What the user can do about an I/O error on the destination, for the end of its one line: a full disk or
+/// quota (free space, then rerun: it resumes) and a destination that cannot be written (read-only, no
+/// permission). `None` for anything else. By kind, so that it survives wrapping in `io::Error::new`.
+pub fn io_fix(error: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind::*;
+    match error.kind() {
+        StorageFull | QuotaExceeded => {
+            Some("free space on the destination, then run the same command again: it resumes")
+        }
+        ReadOnlyFilesystem | PermissionDenied => {
+            Some("the destination is not writable: make it writable (or choose another), then run the command again")
+        }
+        _ => None,
+    }
+}
+
+/// `error`'s text followed by its fix ([`io_fix`]), if it has one and does not say it already.
+pub fn with_fix(error: &std::io::Error) -> String {
+    match io_fix(error) {
+        Some(fix) if !error.to_string().contains(fix) => format!("{error}; {fix}"),
+        _ => error.to_string(),
+    }
+}
+
 /// A failure's one line and its class: what a subcommand hands `main` to print and exit with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failed {
@@ -108,5 +132,18 @@ mod tests {
             assert!(EXIT_CODES_HELP.contains(&format!("\n  {c}  ")), "code {c} missing from the table");
         }
         assert!(ExitClass::Retryable.is_retryable() && !ExitClass::AuthRefused.is_retryable());
+    }
+
+    #[test]
+    fn a_full_or_read_only_disk_names_its_fix_even_when_wrapped() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let wrapped = std::io::Error::new(full.kind(), format!("writing 'a' at offset 0: {full}"));
+        let line = with_fix(&wrapped);
+        assert!(line.starts_with("writing 'a' at offset 0: No space left") && line.ends_with("it resumes"), "{line}");
+        let ro = std::io::Error::from_raw_os_error(libc::EROFS);
+        assert!(with_fix(&ro).contains("not writable"));
+        let again = std::io::Error::new(ro.kind(), with_fix(&ro));
+        assert_eq!(with_fix(&again), again.to_string(), "said once");
+        assert_eq!(with_fix(&std::io::Error::from_raw_os_error(libc::EIO)), "Input/output error (os error 5)");
     }
 }

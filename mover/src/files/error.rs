@@ -5,7 +5,7 @@
 //! no root (a sender's own sources), as the user typed it. The daemon then sends `err.to_string()` as is.
 
 use super::sanitize::PathError;
-use crate::exit::ExitClass;
+use crate::exit::{io_fix, ExitClass};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -105,21 +105,6 @@ impl FilesError {
             FilesError::Source { path, problem } => FilesError::Source { path: rel(path), problem },
             other => other,
         }
-    }
-}
-
-/// What the user can do about an I/O error on the destination, for the end of its one line: a full disk or
-/// quota (free space, then rerun: it resumes) and a destination that cannot be written (read-only, no
-/// permission). `None` for anything else.
-pub fn io_fix(error: &io::Error) -> Option<&'static str> {
-    match error.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-            Some("free space on the destination, then run the same command again: it resumes")
-        }
-        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
-            Some("the destination is not writable: make it writable (or choose another), then run the command again")
-        }
-        _ => None,
     }
 }
 

@@ -13,7 +13,7 @@ mod source;
 pub use crate::wire::entry::{Entry, EntryKind};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
-pub use error::{io_fix, relative, FileOp, FilesError};
+pub use error::{relative, FileOp, FilesError};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 pub use scan::{scan_sources, Scanned};
 pub use source::SourceFiles;

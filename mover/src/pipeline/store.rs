@@ -109,9 +109,7 @@ impl PipeStore {
             if w.result < 0 && self.error.is_none() {
                 let e = io::Error::from_raw_os_error(-w.result as i32);
                 let name = self.tree.display_name(file_id);
-                // One line that names the file and, for a full or read-only disk, the fix.
-                let fix = crate::files::io_fix(&e).map(|f| format!("; {f}")).unwrap_or_default();
-                self.error = Some(io::Error::new(e.kind(), format!("writing '{name}' at offset {offset}: {e}{fix}")));
+                self.error = Some(io::Error::new(e.kind(), format!("writing '{name}' at offset {offset}: {e}")));
             }
         }
         self.back.release();
