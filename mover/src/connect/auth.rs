@@ -173,13 +173,14 @@ pub fn start_client(
         ClientAuth::Tls(t) => t,
     };
     let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| {
-        // A server whose certificate does not verify is an authentication failure (no rerun fixes it); any
-        // other handshake failure is the network's.
+        // A handshake that times out is the network's (retryable); one the peer answered and broke off (a
+        // certificate that does not verify, a peer that does not speak TLS) is a mismatch of settings that
+        // no rerun fixes.
         let text = format!("{peer}: {e}");
-        if e.to_ascii_lowercase().contains("certificate") {
-            ConnectError::Credentials(text)
-        } else {
+        if e.contains("no answer within") {
             ConnectError::Channel(text)
+        } else {
+            ConnectError::Credentials(text)
         }
     })?;
     let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });

@@ -108,6 +108,17 @@ impl SessionError {
         }
     }
 
+    /// The error for a control channel that failed, closed or did not answer while a session was being set
+    /// up (`message` from `net`): retryable, except a peer that speaks TLS where plain frames were expected
+    /// (`--insecure-no-auth` on one side only), which no retry fixes.
+    pub fn lost(message: String) -> SessionError {
+        if message.contains(crate::net::PEER_SPEAKS_TLS) {
+            SessionError::Protocol(message)
+        } else {
+            SessionError::ConnectionLost(message)
+        }
+    }
+
     /// The error for a data phase that failed with `message`, of `kind` as the state machine recorded it:
     /// a silent path and a lost control connection become the retryable variants.
     pub fn from_transfer(message: String, kind: FailureKind, who: &'static str, timeout: Duration) -> SessionError {

@@ -165,14 +165,13 @@ fn receive_pulled(
         if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
             return Err(refused(message));
         }
-        return Err(SessionError::ConnectionLost(format!("sending the request to {}: {e}", ch.peer_addr())));
+        return Err(SessionError::lost(format!("sending the request to {}: {e}", ch.peer_addr())));
     }
-    let hello: Hello =
-        match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::ConnectionLost)? {
-            ControlMsg::Hello(h) => h,
-            ControlMsg::Error { message } => return Err(refused(message)),
-            other => return Err(SessionError::Protocol(format!("unexpected answer from the server: {other:?}"))),
-        };
+    let hello: Hello = match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::lost)? {
+        ControlMsg::Hello(h) => h,
+        ControlMsg::Error { message } => return Err(refused(message)),
+        other => return Err(SessionError::Protocol(format!("unexpected answer from the server: {other:?}"))),
+    };
     // Created only now, so that a refused pull leaves nothing behind.
     if !opts.dest.exists() {
         fs::create_dir(&opts.dest)

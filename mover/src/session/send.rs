@@ -127,20 +127,16 @@ pub fn send_files(
         return Err(match ch.recv_timeout(Duration::from_secs(2)) {
             Some(ControlEvent::Msg(ControlMsg::Error { message })) => SessionError::Refused { who, message },
             // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
-            Some(ControlEvent::Failed(why)) => {
-                SessionError::ConnectionLost(format!("sending to {}: {e}; {why}", ch.peer_addr()))
-            }
-            _ => SessionError::ConnectionLost(format!("sending to {}: {e}", ch.peer_addr())),
+            Some(ControlEvent::Failed(why)) => SessionError::lost(format!("sending to {}: {e}; {why}", ch.peer_addr())),
+            _ => SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())),
         });
     }
-    let (session_id, udp_port, key) = match ch
-        .expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session")
-        .map_err(SessionError::ConnectionLost)?
-    {
-        ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
-        ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
-        other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
-    };
+    let (session_id, udp_port, key) =
+        match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::lost)? {
+            ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
+            ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
+            other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
+        };
     cfg.session_id = session_id;
     cfg.cipher = p.cipher;
     cfg.key = key;
