@@ -3,7 +3,7 @@
 //! completes without a restart, the tree is identical, and what was sent again is at most a small
 //! allowance (below): the blocks in flight when the path went silent and the probes, never what had arrived.
 //! Longer than `--timeout 5`: exit code 5 within the timeout and a few seconds, with the line saying so, and
-//! the same command afterwards completes.
+//! the same command afterwards completes; a pull (the daemon sends) exits 5 the same way.
 
 mod common;
 
@@ -81,6 +81,17 @@ impl Setup {
         argv.extend(["--rate", RATE]);
         argv.extend(extra);
         argv.extend([self.src.to_str().unwrap(), &url]);
+        let child = self.net.command(&self.net.a, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        KillOnDrop(child)
+    }
+
+    /// `mover pull --net udp --policy fixed --rate RATE [extra]` of the pushed file into DEST, from the sender
+    /// namespace (the daemon sends).
+    fn pull(&self, dest: &std::path::Path, extra: &[&str]) -> KillOnDrop {
+        let url = format!("mover://{}:{PORT}/in/data.bin", self.net.ip_b);
+        let mut argv = vec![MOVER, "pull", "--insecure-no-auth", "--net", "udp", "--policy", "fixed", "--rate", RATE];
+        argv.extend(extra);
+        argv.extend([url.as_str(), dest.to_str().unwrap()]);
         let child = self.net.command(&self.net.a, &argv).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         KillOnDrop(child)
     }
@@ -183,4 +194,30 @@ fn a_partition_longer_than_the_timeout_exits_5_and_the_same_command_completes_af
     let (status, _, stderr) = finish(s.push(&["--timeout", "5", "--retries", "0"]), Duration::from_secs(120));
     assert!(matches!(status, Ok(st) if st.success()), "rerun: {status:?}\n{stderr}");
     assert!(s.identical(), "the received file differs after the rerun");
+}
+
+#[test]
+fn a_pull_through_a_partition_longer_than_the_timeout_exits_5() {
+    let test = "a_pull_through_a_partition_longer_than_the_timeout_exits_5";
+    if skip_unless_root(test) {
+        return;
+    }
+    let s = setup("netns-pull-timeout");
+    // The file to pull, placed where the daemon serves it.
+    std::fs::create_dir_all(s.root.join("in")).unwrap();
+    std::fs::copy(&s.src, s.root.join("in/data.bin")).unwrap();
+    let _server = s.server();
+    let dest = s.dir.path().join("pulled");
+    let pull = s.pull(&dest, &["--timeout", "5", "--retries", "0"]);
+    std::thread::sleep(CUT_AT);
+    s.cut();
+    let cut = Instant::now();
+    let (status, _, stderr) = finish(pull, Duration::from_secs(30));
+    let gave_up = cut.elapsed();
+    s.heal();
+    assert_eq!(status.expect("the pull exits by itself").code(), Some(5), "{stderr}");
+    assert!(gave_up < Duration::from_secs(5 + 4), "exit 5 only after {gave_up:?}");
+    let line = stderr.lines().find(|l| l.starts_with("mover: error:")).unwrap_or_default();
+    assert!(line.contains("silent for 5 s") && line.contains("run the same command again"), "{stderr}");
+    assert!(!dest.join("data.bin").exists(), "a file under its final name before it was complete");
 }
