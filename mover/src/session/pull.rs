@@ -7,6 +7,7 @@ use super::limits::Limits;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
 use crate::connect::{connect_client, unspecified, ClientAuth, ConnectError, Location, SshLink, SshOptions};
+use crate::exit::with_fix;
 use crate::files::RelPath;
 use crate::net::xdp_path::NetChoice;
 use crate::net::{ControlChannel, ControlEvent};
@@ -175,7 +176,7 @@ fn receive_pulled(
     // Created only now, so that a refused pull leaves nothing behind.
     if !opts.dest.exists() {
         fs::create_dir(&opts.dest)
-            .map_err(|e| SessionError::Setup(format!("cannot create '{}': {e}", opts.dest.display())))?;
+            .map_err(|e| SessionError::Setup(format!("cannot create '{}': {}", opts.dest.display(), with_fix(&e))))?;
     }
     let dest_of = |_: &str| Ok(RelPath::root());
     let target = ReceiveTarget { root: &opts.dest, dest_of: &dest_of, bind_ip, peer_ip };
