@@ -146,8 +146,8 @@ impl fmt::Display for SessionError {
             SessionError::Io { what, error } => write!(f, "{what}: {error}"),
             SessionError::PathSilent { who, seconds } => write!(
                 f,
-                "the path to the {who} was silent for {seconds} s (--timeout {seconds}): no datagram and no \
-                 control message arrived; {RERUN_RESUMES}"
+                "the path to the {who} was silent for {seconds} s (--timeout {seconds}): nothing got through \
+                 (a partition, or the {who} stalled); {RERUN_RESUMES}"
             ),
             SessionError::ConnectionLost(m) => write!(f, "{m}; {RERUN_RESUMES}"),
             SessionError::Partial { who, committed_files, files, committed_bytes, bytes } => write!(
