@@ -1,6 +1,7 @@
 //! Exit codes (README "Exit codes", `mover --help`): every class, from the real binary. 0 success, 1 a
 //! failure a rerun does not fix, 2 usage, 3 source not found, 4 authentication refused, 5 retryable (with
-//! `--retries`: dialled again with back-off, one line per retry), 6 partial success.
+//! `--retries`: dialled again with back-off, one line per retry, also when the daemon dies mid-push), 6
+//! partial success (a unit test: `session::error`; no run of the binary produces it yet).
 
 mod common;
 
@@ -192,6 +193,49 @@ fn a_daemon_that_comes_up_late_is_reached_by_retrying() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.lines().any(|l| l.contains("retry 1 of 4")), "the first attempt should have failed: {stderr}");
     assert_eq!(fs::read(root.join("late/file.bin")).unwrap(), vec![7u8; 100_000]);
+}
+
+/// `mover serve --insecure-no-auth --listen 127.0.0.1:PORT --root ROOT`, not waiting for it to listen.
+fn serve_on_port(port: u16, root: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_mover"))
+        .args(["serve", "--insecure-no-auth", "--listen", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(root)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_daemon_killed_mid_push_is_dialled_again_and_the_push_completes() {
+    let tmp = TempDir::new("exit-killed-daemon");
+    let src = tmp.path().join("big.bin");
+    common::write_random_file(&src, 48 << 20, 0x51);
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let port = free_port();
+    let mut first = serve_on_port(port, &root);
+    std::thread::sleep(Duration::from_millis(300));
+    // 48 MiB at 100 Mbit/s: about 4 s, so the kill at 1.5 s falls mid-transfer.
+    let push = mover()
+        .args(["push", "--insecure-no-auth", "--rate", "100M", "--policy", "fixed", "--retries", "5"])
+        .arg(&src)
+        .arg(format!("mover://127.0.0.1:{port}/in"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = serve_on_port(port, &root);
+    let out = wait_output(push, LIMIT);
+    let _ = second.kill();
+    let _ = second.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("mover push:") && l.contains("retry 1 of 5")), "{stderr}");
+    assert_eq!(common::hash_file(&src), common::hash_file(&root.join("in/big.bin")), "the file differs");
 }
 
 #[test]
