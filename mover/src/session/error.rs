@@ -215,6 +215,10 @@ mod tests {
         assert_eq!(other.exit_class(), ExitClass::Failure);
         let refused = ConnectError::Refused("wrong token".into());
         assert_eq!(SessionError::from(refused).exit_class(), ExitClass::AuthRefused);
+        let partial =
+            SessionError::Partial { who: "server", committed_files: 2, files: 3, committed_bytes: 10, bytes: 15 };
+        assert_eq!(partial.exit_class(), ExitClass::Partial);
+        assert_eq!(partial.to_string(), "partial transfer: the server committed 2 of 3 files (10 of 15 bytes)");
         let served = SessionError::Served { peer: ([127, 0, 0, 1], 1).into(), who: None, error: Box::new(silent) };
         assert_eq!(served.exit_class(), ExitClass::Retryable);
     }
