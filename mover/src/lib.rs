@@ -10,6 +10,7 @@
 //! - [`disk`]: the reader engine (io_uring or pread into pooled, aligned buffers);
 //! - [`connect`]: connection set-up (URLs, TLS and credentials, SSH) up to an authenticated control channel;
 //! - [`session`]: starting, running and serving sessions over such a channel; one [`session::Report`];
+//! - [`exit`]: the exit-code classes every layer's error maps to;
 //! - [`cmd`]: what each `mover` subcommand prints around its library call (only `main.rs` imports it).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@
 pub mod cmd;
 pub mod connect;
 pub mod disk;
+pub mod exit;
 pub mod files;
 pub mod fuzzing;
 pub mod json;

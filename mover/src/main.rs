@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::args::{ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
 use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
-use mover::connect::{ClientAuth, ServerAuth, SshOptions};
+use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
+use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
+use mover::files::FilesError;
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 /// mover: bulk data over rate-paced UDP, verified end to end.
 #[derive(Parser, Debug)]
-#[command(name = "mover", version, about)]
+#[command(name = "mover", version, about, after_help = EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,9 +37,11 @@ enum Command {
     Serve(ServeArgs),
     /// Send files and directory trees to a `mover serve` daemon (mover://HOST[:PORT]/DIR) or over SSH
     /// ([user@]host:DIR).
+    #[command(after_help = EXIT_CODES_HELP)]
     Push(PushArgs),
     /// Fetch a file or directory tree from a `mover serve` daemon (mover://HOST[:PORT]/PATH) or over SSH
     /// ([user@]host:PATH) into a local directory.
+    #[command(after_help = EXIT_CODES_HELP)]
     Pull(PullArgs),
     /// The embedded default: a local server and a push of a generated data set over loopback; prints goodput.
     Demo(DemoArgs),
@@ -136,6 +140,15 @@ struct TransferArgs {
     /// no authentication: only an integrity check against corruption).
     #[arg(long, default_value = "aes256gcm")]
     cipher: Cipher,
+    /// Seconds a silent path (no datagram and no control message from the peer: a partition, a stalled
+    /// peer) is tolerated; sending pauses meanwhile and resumes without resending what arrived. Past it:
+    /// exit code 5, and the same command again resumes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: u64,
+    /// Times to dial again and resume when the network breaks the session (connection refused or dropped,
+    /// a silent path past --timeout), waiting 1 s, 2 s, 4 s, ... (at most 30 s) in between; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries: u32,
 }
 
 #[derive(Args, Debug)]
@@ -251,8 +264,38 @@ struct DemoArgs {
     cipher: Cipher,
 }
 
-/// Any layer's error, for the one `mover: error: ...` line: each prints its own `Display`.
+/// Any layer's error, for the one `mover: error: ...` line: each prints its own `Display`, and
+/// [`exit_class`] finds its exit code.
 type CliError = Box<dyn std::error::Error>;
+
+/// A flag's value that parses but makes no sense (clap's own errors exit 2 as well).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit code's class of any layer's error; an error of no known layer is a plain failure.
+fn exit_class(e: &CliError) -> ExitClass {
+    if let Some(f) = e.downcast_ref::<Failed>() {
+        f.class
+    } else if e.is::<Usage>() {
+        ExitClass::Usage
+    } else if let Some(e) = e.downcast_ref::<session::SessionError>() {
+        e.exit_class()
+    } else if let Some(e) = e.downcast_ref::<ConnectError>() {
+        e.exit_class()
+    } else if let Some(e) = e.downcast_ref::<FilesError>() {
+        e.exit_class()
+    } else {
+        ExitClass::Failure
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -270,7 +313,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mover: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_class(&e).code())
         }
     }
 }
@@ -310,7 +353,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
-fn rates(policy: Policy, rate: Option<u64>, min_rate: Option<u64>) -> Result<(u64, u64), String> {
+fn rates(policy: Policy, rate: Option<u64>, min_rate: Option<u64>) -> Result<(u64, u64), Usage> {
     let rate_bps = match (policy, rate) {
         (_, Some(r)) => r,
         (Policy::Fixed, None) => DEFAULT_FIXED_RATE_BPS,
@@ -318,14 +361,14 @@ fn rates(policy: Policy, rate: Option<u64>, min_rate: Option<u64>) -> Result<(u6
     };
     let min_rate_bps = min_rate.unwrap_or(0);
     if min_rate_bps > rate_bps {
-        return Err(format!("--min-rate {min_rate_bps} is above --rate {rate_bps}"));
+        return Err(Usage(format!("--min-rate {min_rate_bps} is above --rate {rate_bps}: lower --min-rate")));
     }
     Ok((rate_bps, min_rate_bps))
 }
 
-fn connect_timeout(seconds: f64) -> Result<Duration, String> {
+fn connect_timeout(seconds: f64) -> Result<Duration, Usage> {
     if !(seconds > 0.0 && seconds < 1e6) {
-        return Err("--connect-timeout must be a positive number of seconds".into());
+        return Err(Usage("--connect-timeout must be a positive number of seconds".into()));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -358,8 +401,9 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         ssh: a.ssh.options(),
         options: a.sync.options(),
         files_from: a.files_from.read()?,
+        timeout: Duration::from_secs(a.transfer.timeout),
     };
-    Ok(push::run(&opts, a.stats, a.transfer.json)?)
+    Ok(push::run(&opts, a.transfer.retries, a.stats, a.transfer.json)?)
 }
 
 fn run_token(a: &TokenArgs) -> Result<(), CliError> {
@@ -391,8 +435,9 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         ssh: a.ssh.options(),
         auth,
         options: a.sync.options(),
+        timeout: Duration::from_secs(a.transfer.timeout),
     };
-    Ok(pull::run(&opts, a.stats, a.transfer.json)?)
+    Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json)?)
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), CliError> {

@@ -25,7 +25,7 @@ use std::path::Path;
 const FLOORS: &[&[&str]] = &[
     // Test support (TempDir, the capability-skip rule): imports nothing, and every floor's tests use it.
     &["testing"],
-    &["wire", "disk", "time", "rate", "json", "random"],
+    &["wire", "disk", "time", "rate", "json", "random", "exit"],
     &["net", "proto"],
     &["files", "sim"],
     &["pipeline", "connect"],

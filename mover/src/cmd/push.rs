@@ -1,11 +1,13 @@
 //! `mover push`: what it prints around [`session::push`](crate::session::push).
 
-use crate::session::{push, PushOptions};
+use crate::exit::Failed;
+use crate::session::{push_retrying, PushOptions};
 
 /// Runs the push and prints: the summary line on stderr once verified, the stage table with `stats`, the
-/// JSON object on stdout with `json`. The error, if any, is returned for `main` to print.
-pub fn run(opts: &PushOptions, stats: bool, json: bool) -> Result<(), String> {
-    let report = push(opts);
+/// JSON object on stdout with `json`. A session the network broke is run again up to `retries` times
+/// (`--retries`). The error, if any, is returned with its exit class for `main` to print.
+pub fn run(opts: &PushOptions, retries: u32, stats: bool, json: bool) -> Result<(), Failed> {
+    let report = push_retrying(opts, retries);
     if report.error.is_none() {
         eprintln!("mover push: {}", report.summary_line());
     }
@@ -15,5 +17,5 @@ pub fn run(opts: &PushOptions, stats: bool, json: bool) -> Result<(), String> {
     if json {
         println!("{}", report.to_json());
     }
-    report.error.map_or(Ok(()), Err)
+    report.error.map_or(Ok(()), |message| Err(Failed { class: report.exit_class, message }))
 }

@@ -172,8 +172,17 @@ pub fn start_client(
         }
         ClientAuth::Tls(t) => t,
     };
-    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout)
-        .map_err(|e| ConnectError::Channel(format!("{peer}: {e}")))?;
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| {
+        // A handshake that times out is the network's (retryable); one the peer answered and broke off (a
+        // certificate that does not verify, a peer that does not speak TLS) is a mismatch of settings that
+        // no rerun fixes.
+        let text = format!("{peer}: {e}");
+        if e.contains("no answer within") {
+            ConnectError::Channel(text)
+        } else {
+            ConnectError::Credentials(text)
+        }
+    })?;
     let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });
     // A failed send is explained by what the server says (or by how the connection failed) below.
     let _ = ch.send(&creds);

@@ -1,5 +1,6 @@
 //! What can go wrong while setting up a connection, typed by what the user can do about it.
 
+use crate::exit::ExitClass;
 use std::fmt;
 use std::io;
 
@@ -23,7 +24,7 @@ pub enum ConnectError {
         /// What the OS said.
         error: io::Error,
     },
-    /// The server refused, with its reason.
+    /// The server refused the client while authenticating it, with its reason.
     Refused(String),
     /// TLS or the control channel failed, or the peer broke the protocol while the connection was set up.
     Channel(String),
@@ -39,6 +40,23 @@ pub enum ConnectError {
         /// What the OS said.
         error: io::Error,
     },
+}
+
+impl ConnectError {
+    /// The exit code's class (crate::exit): a bad operand is a usage error; a refusal while authenticating
+    /// and unusable credentials are [`ExitClass::AuthRefused`] (never retried); an address that does not
+    /// resolve, a TCP connection that fails and a channel that breaks while being set up are
+    /// [`ExitClass::Retryable`] (the daemon may be restarting, the network coming back).
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            ConnectError::BadAddress(_) => ExitClass::Usage,
+            ConnectError::Resolve { .. } | ConnectError::Connect { .. } | ConnectError::Channel(_) => {
+                ExitClass::Retryable
+            }
+            ConnectError::Refused(_) | ConnectError::Credentials(_) => ExitClass::AuthRefused,
+            ConnectError::Ssh(_) | ConnectError::Local { .. } => ExitClass::Failure,
+        }
+    }
 }
 
 impl fmt::Display for ConnectError {

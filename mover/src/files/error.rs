@@ -5,6 +5,7 @@
 //! no root (a sender's own sources), as the user typed it. The daemon then sends `err.to_string()` as is.
 
 use super::sanitize::PathError;
+use crate::exit::{io_fix, ExitClass};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,16 @@ pub enum FilesError {
 }
 
 impl FilesError {
+    /// The exit code's class (crate::exit): a missing source is [`ExitClass::SourceNotFound`]; the rest
+    /// (refused paths, a full disk, permissions) is [`ExitClass::Failure`], which a rerun does not fix.
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            FilesError::Io { op: FileOp::Read, error, .. } => ExitClass::of_io(error, true),
+            FilesError::Path(PathError::Io { error, .. }) => ExitClass::of_io(error, false),
+            _ => ExitClass::Failure,
+        }
+    }
+
     /// The same error with every path made relative to `root` (a path equal to `root` becomes `.`): for a
     /// failure met below a root that must not be shown, such as the daemon's.
     pub fn relative_to(self, root: &Path) -> FilesError {
@@ -109,11 +120,16 @@ pub fn relative(path: &Path, root: &Path) -> PathBuf {
 impl fmt::Display for FilesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FilesError::Path(e @ PathError::Io { error, .. }) => match io_fix(error) {
+                Some(fix) => write!(f, "{e}; {fix}"),
+                None => e.fmt(f),
+            },
             FilesError::Path(e) => e.fmt(f),
             FilesError::Manifest { entry, problem } => write!(f, "manifest entry {entry}: {problem}"),
             FilesError::Io { op: FileOp::Read, path, error } => write!(f, "cannot read '{}': {error}", path.display()),
             FilesError::Io { op: FileOp::Root, path, error } => {
-                write!(f, "destination root '{}': {error}", path.display())
+                write!(f, "destination root '{}': {error}", path.display())?;
+                io_fix(error).map_or(Ok(()), |fix| write!(f, "; {fix}"))
             }
             FilesError::NotReplaceable { path, what } => {
                 write!(f, "refusing to replace '{}': it is a {what}", path.display())
@@ -163,5 +179,13 @@ mod tests {
         // A path outside the root is not below it: left as it is (nothing of the root's to hide).
         let other = FilesError::NotReplaceable { path: "/srv/inner/x".into(), what: "FIFO" }.relative_to(root);
         assert_eq!(other.to_string(), "refusing to replace '/srv/inner/x': it is a FIFO");
+    }
+
+    #[test]
+    fn a_missing_source_has_its_own_exit_class_and_a_full_disk_does_not_retry() {
+        let missing = FilesError::Io { op: FileOp::Read, path: "x".into(), error: io::ErrorKind::NotFound.into() };
+        assert_eq!(missing.exit_class(), ExitClass::SourceNotFound);
+        let full = FilesError::Io { op: FileOp::Root, path: ".".into(), error: io::Error::from_raw_os_error(28) };
+        assert_eq!(full.exit_class(), ExitClass::Failure);
     }
 }

@@ -182,6 +182,10 @@ fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<M
     }
 }
 
+/// Part of the text of a channel that failed because the peer speaks TLS where plain frames were expected:
+/// a configuration mismatch, which no retry fixes.
+pub const PEER_SPEAKS_TLS: &str = "the peer speaks TLS";
+
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames. The length is checked before the
 /// body is read, so a hostile length never allocates more than [`crate::wire::control::MAX_FRAME_LEN`].
 pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<ControlMsg>, String> {
@@ -194,7 +198,7 @@ pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<Contro
     let n = ControlMsg::check_frame_len(u32::from_be_bytes(len)).map_err(|e| match len {
         // A TLS record header (content type 20-23, version 3.x) where a frame length should be.
         [20..=23, 3, _, _] => format!(
-            "{e}: the peer speaks TLS: one side runs with --insecure-no-auth and the other does not (pass it on \
+            "{e}: {PEER_SPEAKS_TLS}: one side runs with --insecure-no-auth and the other does not (pass it on \
              both, or neither)"
         ),
         _ => e.to_string(),

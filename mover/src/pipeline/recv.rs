@@ -18,7 +18,7 @@ use crate::files::DestTree;
 use crate::net::xdp_io::XdpSource;
 use crate::net::xsk::UmemArea;
 use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch};
-use crate::proto::{BlockStore, Receiver, ReceiverSession};
+use crate::proto::{BlockStore, FailureKind, Receiver, ReceiverSession};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::ReceiverSummary;
 use std::net::SocketAddr;
@@ -51,6 +51,9 @@ pub struct ReceiveSetup {
 pub struct ReceiveOutcome {
     /// The summary of what was committed, or why the session failed.
     pub result: Result<ReceiverSummary, String>,
+    /// What kind of failure `result` is, if it is one (a silent path or a lost control connection can be
+    /// resumed by a rerun).
+    pub failure: FailureKind,
     /// Per-stage reports, in topology order.
     pub stages: Vec<StageReport>,
     /// The disk backend the writer used.
@@ -80,6 +83,7 @@ pub fn run_receive(
             Err(e) => {
                 return ReceiveOutcome {
                     result: Err(format!("disk writer: {e}")),
+                    failure: FailureKind::Other,
                     stages: vec![],
                     disk: DiskBackend::Pread,
                 }
@@ -93,7 +97,9 @@ pub fn run_receive(
         Some(x) => (sock, AnySource::Xdp(x)),
         None => match sock.try_clone() {
             Ok(s) => (sock, AnySource::Udp(s)),
-            Err(e) => return ReceiveOutcome { result: Err(e.to_string()), stages: vec![], disk },
+            Err(e) => {
+                return ReceiveOutcome { result: Err(e.to_string()), failure: FailureKind::Other, stages: vec![], disk }
+            }
         },
     };
     let (rx_slots, rx_spare) = SlotPool::new(topo.depth(RingId::Rx) as u32, |_| {
@@ -130,6 +136,7 @@ pub fn run_receive(
         free: rx_free_tx,
         peer: None,
         result: None,
+        failure: FailureKind::Other,
         clock,
     };
 
@@ -137,9 +144,9 @@ pub fn run_receive(
         let writer_handle = wiring.spawn(scope, writer);
         let recv_handle = wiring.spawn(scope, recv);
         let handle = wiring.spawn(scope, reassembly);
-        let (result, report) = match join(handle, StageId::Reassembly) {
+        let ((result, failure), report) = match join(handle, StageId::Reassembly) {
             Some((result, report)) => (result, Some(report)),
-            None => (Err("the reassembly stage panicked".into()), None),
+            None => ((Err("the reassembly stage panicked".into()), FailureKind::Other), None),
         };
         wiring.stop_all();
         let recv_report = join(recv_handle, StageId::Recv);
@@ -148,7 +155,7 @@ pub fn run_receive(
         stages.extend(recv_report.map(|(_, r)| r));
         stages.extend(report);
         stages.extend(writer_report.map(|(_, r)| r));
-        ReceiveOutcome { result, stages, disk }
+        ReceiveOutcome { result, failure, stages, disk }
     })
 }
 
@@ -239,13 +246,15 @@ struct Reassembly<'a> {
     /// The sender's data address, once a datagram named it.
     peer: Option<SocketAddr>,
     result: Option<Result<ReceiverSummary, String>>,
+    /// What kind of failure `result` is, if it is one.
+    failure: FailureKind,
     clock: MonotonicClock,
 }
 
 /// The reassembly stage: datagrams into the protocol core and the store, verification, feedback and
 /// control, until the session ends.
 impl Stage for Reassembly<'_> {
-    type Output = Result<ReceiverSummary, String>;
+    type Output = (Result<ReceiverSummary, String>, FailureKind);
     const ID: StageId = StageId::Reassembly;
 
     fn on_start(&mut self, _cx: &mut StageCx) {
@@ -278,8 +287,12 @@ impl Stage for Reassembly<'_> {
         while let Some(ev) = self.ch.try_recv() {
             match ev {
                 ControlEvent::Msg(m) => session.handle_control(now, m),
-                ControlEvent::Closed => session.core.fail("the sender closed the control connection".into()),
-                ControlEvent::Failed(e) => session.core.fail(format!("control connection failed: {e}")),
+                ControlEvent::Closed => {
+                    session.core.fail_as(FailureKind::ControlLost, "the sender closed the control connection".into())
+                }
+                ControlEvent::Failed(e) => {
+                    session.core.fail_as(FailureKind::ControlLost, format!("control connection failed: {e}"))
+                }
             }
         }
         session.handle_timeout(now);
@@ -291,7 +304,7 @@ impl Stage for Reassembly<'_> {
         }
         while let Some(m) = session.poll_control() {
             if let Err(e) = self.ch.send(&m) {
-                session.core.fail(format!("sending to the sender: {e}"));
+                session.core.fail_as(FailureKind::ControlLost, format!("sending to the sender: {e}"));
             }
         }
         if let Some(outcome) = session.outcome() {
@@ -302,6 +315,7 @@ impl Stage for Reassembly<'_> {
             let _ = session.store.drain();
             let dropped = session.store.dropped();
             self.result = Some(outcome.map(|()| ReceiverSummary { dropped, ..session.core.summary() }));
+            self.failure = session.core.failure_kind();
             return Progress::Done;
         }
         if got {
@@ -323,6 +337,8 @@ impl Stage for Reassembly<'_> {
 
     fn on_stop(mut self, _cx: &mut StageCx) -> Self::Output {
         self.ch.wake_on_event(None);
-        self.result.take().unwrap_or_else(|| Err("the reassembly stage stopped before the session ended".into()))
+        let result =
+            self.result.take().unwrap_or_else(|| Err("the reassembly stage stopped before the session ended".into()));
+        (result, self.failure)
     }
 }

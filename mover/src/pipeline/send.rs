@@ -18,7 +18,7 @@ use crate::disk::{BackendChoice, DiskBackend, DiskReader, ReaderConfig};
 use crate::net::xdp_io::XdpSink;
 use crate::net::xsk::{UmemArea, FRAME_SIZE};
 use crate::net::{ControlChannel, ControlEvent, DataSocket, RxBatch, TxBatch};
-use crate::proto::{Sender, SenderState};
+use crate::proto::{FailureKind, Sender, SenderState};
 use crate::time::{Clock, MonotonicClock, Time};
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use std::path::PathBuf;
@@ -382,9 +382,11 @@ impl Stage for Packetizer<'_> {
             match ev {
                 ControlEvent::Msg(m) => self.sender.handle_control(now, m),
                 ControlEvent::Closed if !self.sender.is_finished() => {
-                    self.sender.fail("the server closed the control connection".into())
+                    self.sender.fail_as(FailureKind::ControlLost, "the server closed the control connection".into())
                 }
-                ControlEvent::Failed(e) => self.sender.fail(format!("control connection failed: {e}")),
+                ControlEvent::Failed(e) => {
+                    self.sender.fail_as(FailureKind::ControlLost, format!("control connection failed: {e}"))
+                }
                 ControlEvent::Closed => {}
             }
         }
@@ -397,7 +399,7 @@ impl Stage for Packetizer<'_> {
 
         while let Some(m) = self.sender.poll_control() {
             if let Err(e) = self.ch.send(&m) {
-                self.sender.fail(format!("sending to the server: {e}"));
+                self.sender.fail_as(FailureKind::ControlLost, format!("sending to the server: {e}"));
             }
         }
         match self.sender.state() {

@@ -21,8 +21,9 @@ pub const DEFAULT_FEEDBACK_INTERVAL: Duration = Duration::from_millis(2);
 pub const DEFAULT_INITIAL_RTT: Duration = Duration::from_millis(100);
 /// Rounds before a file that keeps failing whole-file verification fails the session (PROTOCOL.md §4.6).
 pub const DEFAULT_MAX_ROUNDS: u8 = 4;
-/// Silence from the peer after which a session fails (PROTOCOL.md §5).
-pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Silence from the peer after which a session fails (PROTOCOL.md §5; `--timeout`): long enough to ride
+/// out a partition or a peer's restart, after which the sender resumes without resending what arrived.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Everything both ends of a session must agree on, and each end's timing knobs.
 #[derive(Clone, Debug)]

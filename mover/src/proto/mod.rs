@@ -70,6 +70,7 @@ pub trait BlockStore {
 }
 
 pub mod config;
+pub mod failure;
 pub mod losslist;
 pub mod pacer;
 pub mod plan;
@@ -82,6 +83,7 @@ pub mod seqbits;
 pub mod session;
 
 pub use config::Config;
+pub use failure::FailureKind;
 pub use readback::{HashDone, HashJob};
 pub use receiver::{Delivery, FileReady, Receiver, ReceiverState, ReceiverStats};
 pub use sender::{Sender, SenderState, SenderStats};

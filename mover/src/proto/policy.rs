@@ -360,6 +360,18 @@ impl RateController {
         }
     }
 
+    /// The path was silent (no feedback for much longer than a round) and feedback is back at `now`: the
+    /// silence is no round to judge. What was sent into it, and the delay and receive-rate readings from
+    /// before it, are forgotten, so the rate carries on from where it was instead of reading the pause as a
+    /// collapse of the path (which would leave `fair` at its floor for many rounds).
+    pub fn on_path_resumed(&mut self, now: Time) {
+        self.sent_history.clear();
+        self.window_start = now;
+        self.window_bytes = 0;
+        self.recent = [None; CURRENT_FILTER];
+        self.start_round(now);
+    }
+
     fn end_startup(&mut self, now: Time) {
         self.phase = Phase::Steady;
         // What got through is the bottleneck's rate; the queue built while the news travelled drains by

@@ -14,6 +14,7 @@
 //! reorder delay and again every re-NAK interval until filled, and acknowledges cumulatively.
 
 use super::config::Config;
+use super::failure::FailureKind;
 use super::losslist::LossList;
 use super::plan::RoundPlan;
 use super::seqbits::SeqBits;
@@ -103,6 +104,8 @@ pub struct Receiver {
     last_data_at: Time,
     last_control_at: Time,
     last_idle_nak_at: Time,
+    /// Why the session failed, once it has: what a rerun can fix.
+    failure: FailureKind,
     /// A one-shot NAK for everything from `highest_seen` to the window's end, sent while no data arrives
     /// (the tail rule). Not a stored gap: when data flows again, ordinary gap detection takes over.
     tail_probe: Option<(u64, u64)>,
@@ -157,6 +160,7 @@ impl Receiver {
             last_data_at: now,
             last_control_at: now,
             last_idle_nak_at: now,
+            failure: FailureKind::Other,
             tail_probe: None,
             echo_tx_time_us: 0,
             echo_rx_at: now,
@@ -233,10 +237,22 @@ impl Receiver {
 
     /// Fails the session (a write error, a full disk): the sender is told why.
     pub fn fail(&mut self, message: String) {
+        self.fail_as(FailureKind::Other, message);
+    }
+
+    /// Fails the session, saying what kind of failure it is (a lost control connection is
+    /// [`FailureKind::ControlLost`]).
+    pub fn fail_as(&mut self, kind: FailureKind, message: String) {
         if matches!(self.state, ReceiverState::Receiving) {
+            self.failure = kind;
             self.control_out.push_back(ControlMsg::Error { message: message.clone() });
             self.state = ReceiverState::Failed(message);
         }
+    }
+
+    /// What kind of failure ended the session ([`FailureKind::Other`] while it has not failed).
+    pub fn failure_kind(&self) -> FailureKind {
+        self.failure
     }
 
     /// Bytes at the start of `file_id` that have all arrived in this round (for incremental hashing).
@@ -428,7 +444,10 @@ impl Receiver {
         // Only while blocks are missing: afterwards the sender is rightly silent while files are verified,
         // and a sender that dies then is noticed by its control connection closing.
         if self.cum_ack < self.plan.total_seqs() && now.since(self.last_heard()) >= self.cfg.peer_timeout {
-            self.fail(format!("no word from the sender for {} s", self.cfg.peer_timeout.as_secs()));
+            self.fail_as(
+                FailureKind::Silent,
+                format!("no word from the sender for {} s", self.cfg.peer_timeout.as_secs()),
+            );
             return;
         }
         let idle = now.since_ns(self.last_data_at) >= self.idle_after_ns();

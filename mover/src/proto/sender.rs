@@ -19,6 +19,7 @@
 //! ([`Sender::set_send_backlog`]) is below one burst of the rate.
 
 use super::config::Config;
+use super::failure::FailureKind;
 use super::pacer::Pacer;
 use super::plan::RoundPlan;
 use super::policy::{FeedbackSignal, RateController};
@@ -79,6 +80,14 @@ impl SendMarks {
 /// receiver had seen a later block: half the receiver's smallest tail-probe silence (PROTOCOL.md §4.2).
 const NAK_GUARD_MIN_NS: u64 = 4_000_000;
 
+/// Feedback silence after which the path is taken as down (or at least 4 RTTs): the receiver reports every
+/// 2 ms while data arrives and NAKs the tail every RTT while it waits, so a quarter second without a word
+/// is no jitter. From then on the sender stops sending new data into a dead path and only probes.
+const SILENCE_PAUSE_MIN_NS: u64 = 250_000_000;
+/// While the path is silent, one datagram this often (or once per RTT, if longer): a probe, so that the
+/// receiver notices within about an RTT when packets flow again and answers with feedback.
+const SILENT_PROBE_INTERVAL_NS: u64 = 100_000_000;
+
 /// Most tail retransmissions remembered for a second copy (PROTOCOL.md §4.5).
 const MAX_TAIL_DUPLICATES: usize = 4096;
 
@@ -114,6 +123,10 @@ pub struct SenderStats {
     pub rounds: u32,
     /// Most recent receive rate the receiver reported, bytes per second.
     pub peer_recv_rate: u64,
+    /// Times the path fell silent and sending paused (see [`Sender::path_silent`]).
+    pub silent_pauses: u64,
+    /// Datagrams sent as probes while the path was silent.
+    pub silent_probes: u64,
 }
 
 /// The block [`Sender::poll_transmit`] is about to send, chosen before it is taken.
@@ -165,6 +178,10 @@ pub struct Sender {
     rate: RateController,
     rtt: RttEstimator,
     last_heard: Time,
+    /// The last datagram sent while the path was silent (a probe).
+    last_probe: Time,
+    /// Why the session failed, once it has: what a rerun can fix.
+    failure: FailureKind,
     /// When the cumulative ACK last advanced (or the round started): keepalives alone are not progress.
     last_progress: Time,
     control_out: VecDeque<ControlMsg>,
@@ -209,6 +226,8 @@ impl Sender {
             failed_ids: Vec::new(),
             packet_number: 0,
             last_heard: now,
+            last_probe: Time::ZERO,
+            failure: FailureKind::Other,
             last_progress: now,
             control_out: VecDeque::new(),
             stats: SenderStats { rounds: 1, ..SenderStats::default() },
@@ -303,9 +322,45 @@ impl Sender {
 
     /// Fails the session (an I/O error outside the state machine, or the user gave up).
     pub fn fail(&mut self, message: String) {
+        self.fail_as(FailureKind::Other, message);
+    }
+
+    /// Fails the session, saying what kind of failure it is (a lost control connection is
+    /// [`FailureKind::ControlLost`]).
+    pub fn fail_as(&mut self, kind: FailureKind, message: String) {
         if !self.is_finished() {
+            self.failure = kind;
             self.state = SenderState::Failed(message);
         }
+    }
+
+    /// What kind of failure ended the session ([`FailureKind::Other`] while it has not failed).
+    pub fn failure_kind(&self) -> FailureKind {
+        self.failure
+    }
+
+    /// Whether the path is silent at `now`: sending, and no feedback or control message for
+    /// [`SILENCE_PAUSE_MIN_NS`] (or four RTTs). Then only probes go out, one per
+    /// [`SILENT_PROBE_INTERVAL_NS`] (or RTT), until feedback returns; blocks lost meanwhile are NAKed and
+    /// resent as usual, and nothing that arrived is sent again.
+    pub fn path_silent(&self, now: Time) -> bool {
+        self.state == SenderState::Sending && now.since_ns(self.last_heard) >= self.silence_after_ns()
+    }
+
+    fn silence_after_ns(&self) -> u64 {
+        (4 * self.rtt.srtt_ns()).max(SILENCE_PAUSE_MIN_NS)
+    }
+
+    fn probe_interval_ns(&self) -> u64 {
+        self.rtt.srtt_ns().max(SILENT_PROBE_INTERVAL_NS)
+    }
+
+    /// Notes any word from the receiver at `now`; the first after a silence restarts the rate policy's round.
+    fn heard(&mut self, now: Time) {
+        if self.path_silent(now) {
+            self.rate.on_path_resumed(now);
+        }
+        self.last_heard = now;
     }
 
     /// Handles one datagram from the receiver.
@@ -327,7 +382,7 @@ impl Sender {
             &mut self.replay,
         )?;
         let fb = FeedbackHeader::parse(datagram)?;
-        self.last_heard = now;
+        self.heard(now);
         if fb.round != self.round {
             return Err(DropReason::StaleRound);
         }
@@ -388,7 +443,7 @@ impl Sender {
 
     /// Handles one control message from the receiver.
     pub fn handle_control(&mut self, now: Time, msg: ControlMsg) {
-        self.last_heard = now;
+        self.heard(now);
         if self.is_finished() {
             return;
         }
@@ -445,11 +500,12 @@ impl Sender {
 
     /// Handles the passing of the deadline from [`Sender::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
+        let secs = self.cfg.peer_timeout.as_secs();
         if !self.is_finished() && now.since(self.last_heard) >= self.cfg.peer_timeout {
-            self.fail(format!("no word from the receiver for {} s", self.cfg.peer_timeout.as_secs()));
+            self.fail_as(FailureKind::Silent, format!("no word from the receiver for {secs} s"));
         }
         if self.state == SenderState::Sending && now.since(self.last_progress) >= self.cfg.peer_timeout {
-            self.fail(format!("no block acknowledged for {} s", self.cfg.peer_timeout.as_secs()));
+            self.fail_as(FailureKind::Silent, format!("no block acknowledged for {secs} s"));
         }
     }
 
@@ -463,6 +519,9 @@ impl Sender {
             silence = silence.min(self.last_progress.plus(self.cfg.peer_timeout));
         }
         if self.state == SenderState::Sending && self.has_block_to_send() {
+            if self.path_silent(now) {
+                return Some(self.last_probe.plus_ns(self.probe_interval_ns()).min(silence));
+            }
             let ready = if self.driver_paces {
                 // When the driver will have released enough of its backlog (it also wakes the driver's loop
                 // when it hands buffers back).
@@ -499,6 +558,10 @@ impl Sender {
         buf: &mut [u8],
     ) -> Result<Option<usize>, String> {
         if self.state != SenderState::Sending || !self.may_build(now) {
+            return Ok(None);
+        }
+        let silent = self.path_silent(now);
+        if silent && now.since_ns(self.last_probe) < self.probe_interval_ns() {
             return Ok(None);
         }
         // Which block, without taking it yet: if its bytes are not in memory, nothing may change (the block
@@ -605,6 +668,12 @@ impl Sender {
         self.rate.on_send(now, total);
         self.stats.packets_sent += 1;
         self.stats.packets_retransmitted += retransmit as u64;
+        if silent {
+            // The first probe of a silence marks a pause: the last datagram sent before it is older.
+            self.stats.silent_pauses += (now.since_ns(self.last_probe) > now.since_ns(self.last_heard)) as u64;
+            self.stats.silent_probes += 1;
+            self.last_probe = now;
+        }
         self.stats.payload_bytes_sent += len;
         self.stats.datagram_bytes_sent += total as u64;
         Ok(Some(total))

@@ -84,7 +84,8 @@ impl<S: BlockStore> ReceiverSession<S> {
         let d = self.core.handle_datagram(now, datagram)?;
         let data = &datagram[d.payload];
         if let Err(e) = self.store.write_block(d.file_id, d.offset, data) {
-            self.fail(e.to_string());
+            // One line naming the file (the store's text) and, for a full or read-only disk, the fix.
+            self.fail(crate::exit::with_fix(&e));
             return Ok(());
         }
         // Hash what the store holds, not what the network delivered: the whole-file check is end to end
@@ -177,7 +178,7 @@ impl<S: BlockStore> ReceiverSession<S> {
         let (job, ready) = (done.job.expect("held"), done.ready.expect("ready"));
         let ok = job.hasher.digest128() == ready.expected_hash;
         let result = if ok { self.store.commit(ready.file_id) } else { self.store.reset(ready.file_id) };
-        result.map_err(|e| e.to_string())?;
+        result.map_err(|e| crate::exit::with_fix(&e))?;
         self.core.handle_verified(ready.file_id, ok);
         Ok(())
     }

@@ -2,11 +2,14 @@
 //! its client as it is, so no variant's text names a path above the daemon's root.
 
 use crate::connect::ConnectError;
+use crate::exit::ExitClass;
 use crate::files::FilesError;
+use crate::proto::FailureKind;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why a session failed.
 #[derive(Debug)]
@@ -59,6 +62,29 @@ pub enum SessionError {
         /// What failed.
         error: Box<SessionError>,
     },
+    /// No datagram and no control message from the peer for `seconds` (`--timeout`): the path or the peer
+    /// is down. Retryable: a rerun resumes.
+    PathSilent {
+        /// Who fell silent: "server" or "client".
+        who: &'static str,
+        /// How long the silence lasted (the timeout).
+        seconds: u64,
+    },
+    /// The control connection closed, failed or did not answer mid-session (text from `net`). Retryable.
+    ConnectionLost(String),
+    /// Some files were committed and some were not.
+    Partial {
+        /// Who committed them: "server" or "client".
+        who: &'static str,
+        /// Files committed.
+        committed_files: u64,
+        /// Files in the session.
+        files: u64,
+        /// Bytes committed.
+        committed_bytes: u64,
+        /// Bytes in the session.
+        bytes: u64,
+    },
     /// A local operation failed.
     Io {
         /// What was being done.
@@ -67,6 +93,45 @@ pub enum SessionError {
         error: io::Error,
     },
 }
+
+impl SessionError {
+    /// The exit code's class (crate::exit): what the caller should do about it. Only [`ExitClass::Retryable`]
+    /// errors are retried (`--retries`).
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            SessionError::Connect(e) => e.exit_class(),
+            SessionError::Files(e) => e.exit_class(),
+            SessionError::Served { error, .. } => error.exit_class(),
+            SessionError::PathSilent { .. } | SessionError::ConnectionLost(_) => ExitClass::Retryable,
+            SessionError::Partial { .. } => ExitClass::Partial,
+            _ => ExitClass::Failure,
+        }
+    }
+
+    /// The error for a control channel that failed, closed or did not answer while a session was being set
+    /// up (`message` from `net`): retryable, except a peer that speaks TLS where plain frames were expected
+    /// (`--insecure-no-auth` on one side only), which no retry fixes.
+    pub fn lost(message: String) -> SessionError {
+        if message.contains(crate::net::PEER_SPEAKS_TLS) {
+            SessionError::Protocol(message)
+        } else {
+            SessionError::ConnectionLost(message)
+        }
+    }
+
+    /// The error for a data phase that failed with `message`, of `kind` as the state machine recorded it:
+    /// a silent path and a lost control connection become the retryable variants.
+    pub fn from_transfer(message: String, kind: FailureKind, who: &'static str, timeout: Duration) -> SessionError {
+        match kind {
+            FailureKind::Silent => SessionError::PathSilent { who, seconds: timeout.as_secs() },
+            FailureKind::ControlLost => SessionError::ConnectionLost(message),
+            FailureKind::Other => SessionError::Transfer(message),
+        }
+    }
+}
+
+/// What to do after a failure the network caused.
+const RERUN_RESUMES: &str = "run the same command again: it resumes";
 
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,6 +144,17 @@ impl fmt::Display for SessionError {
             SessionError::OutsideRoot { path } => write!(f, "'{path}' lies outside this server's root"),
             SessionError::NotSendable { path, why } => write!(f, "'{path}' {why}"),
             SessionError::Io { what, error } => write!(f, "{what}: {error}"),
+            SessionError::PathSilent { who, seconds } => write!(
+                f,
+                "the path to the {who} was silent for {seconds} s (--timeout {seconds}): nothing got through \
+                 (a partition, or the {who} stalled); {RERUN_RESUMES}"
+            ),
+            SessionError::ConnectionLost(m) => write!(f, "{m}; {RERUN_RESUMES}"),
+            SessionError::Partial { who, committed_files, files, committed_bytes, bytes } => write!(
+                f,
+                "partial transfer: the {who} committed {committed_files} of {files} files ({committed_bytes} of \
+                 {bytes} bytes)"
+            ),
             SessionError::Root { path, error: None } => write!(f, "root '{}' is not a directory", path.display()),
             SessionError::Root { path, error: Some(e) } => {
                 write!(f, "root '{}' does not exist or cannot be read: {e}", path.display())
@@ -124,5 +200,26 @@ mod tests {
     fn outside_the_root_names_the_path_as_asked() {
         let outside = SessionError::OutsideRoot { path: "/etc".into() };
         assert_eq!(outside.to_string(), "'/etc' lies outside this server's root");
+    }
+
+    #[test]
+    fn network_failures_are_retryable_and_say_that_a_rerun_resumes() {
+        let t = Duration::from_secs(5);
+        let silent = SessionError::from_transfer("no word".into(), FailureKind::Silent, "server", t);
+        assert_eq!(silent.exit_class(), ExitClass::Retryable);
+        let text = silent.to_string();
+        assert!(text.contains("silent for 5 s") && text.contains("it resumes"), "{text}");
+        let lost = SessionError::from_transfer("closed".into(), FailureKind::ControlLost, "server", t);
+        assert_eq!(lost.exit_class(), ExitClass::Retryable);
+        let other = SessionError::from_transfer("disk full".into(), FailureKind::Other, "server", t);
+        assert_eq!(other.exit_class(), ExitClass::Failure);
+        let refused = ConnectError::Refused("wrong token".into());
+        assert_eq!(SessionError::from(refused).exit_class(), ExitClass::AuthRefused);
+        let partial =
+            SessionError::Partial { who: "server", committed_files: 2, files: 3, committed_bytes: 10, bytes: 15 };
+        assert_eq!(partial.exit_class(), ExitClass::Partial);
+        assert_eq!(partial.to_string(), "partial transfer: the server committed 2 of 3 files (10 of 15 bytes)");
+        let served = SessionError::Served { peer: ([127, 0, 0, 1], 1).into(), who: None, error: Box::new(silent) };
+        assert_eq!(served.exit_class(), ExitClass::Retryable);
     }
 }

@@ -24,6 +24,7 @@ mod pull;
 mod push;
 mod receive;
 mod report;
+mod retry;
 mod send;
 mod serve;
 
@@ -37,6 +38,7 @@ pub use pull::{pull, PullOptions};
 pub use push::{push, PushOptions};
 pub use receive::{receive_files, ReceiveParams, ReceiveTarget};
 pub use report::{cipher_note, Direction, Report};
+pub use retry::{backoff, pull_retrying, push_retrying, with_retries, FIRST_BACKOFF, MAX_BACKOFF};
 pub use send::{send_files, SendParams};
 pub use serve::{
     check_root, run_session, serve, serve_channel, serve_on, serve_stdio, serve_with, ServeOptions, StdioOutcome,

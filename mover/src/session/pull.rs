@@ -7,6 +7,7 @@ use super::limits::Limits;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
 use crate::connect::{connect_client, unspecified, ClientAuth, ConnectError, Location, SshLink, SshOptions};
+use crate::exit::with_fix;
 use crate::files::RelPath;
 use crate::net::xdp_path::NetChoice;
 use crate::net::{ControlChannel, ControlEvent};
@@ -56,6 +57,8 @@ pub struct PullOptions {
     /// How to authenticate to a `mover://` daemon (TLS with a certificate or a token, or
     /// `--insecure-no-auth`).
     pub auth: ClientAuth,
+    /// How long a silent path is tolerated before the pull fails as retryable (`--timeout`).
+    pub timeout: Duration,
     /// Sync, resume and metadata choices (the receiver's own; `checksum` and `xattrs` also go to the sender in
     /// the `Pull`).
     pub options: TransferOptions,
@@ -81,6 +84,7 @@ impl PullOptions {
             fsync: false,
             ssh: SshOptions::default(),
             auth: ClientAuth::Insecure,
+            timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
             options: TransferOptions::default(),
         }
     }
@@ -98,6 +102,7 @@ pub fn pull(opts: &PullOptions) -> Report {
         }
         Err(e) => Report {
             error: Some(e.to_string()),
+            exit_class: e.exit_class(),
             ..Report::new(Direction::Received, opts.rate_bps, opts.policy, opts.cipher)
         },
     }
@@ -161,18 +166,17 @@ fn receive_pulled(
         if let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_secs(2)) {
             return Err(refused(message));
         }
-        return Err(SessionError::Protocol(format!("sending the request to {}: {e}", ch.peer_addr())));
+        return Err(SessionError::lost(format!("sending the request to {}: {e}", ch.peer_addr())));
     }
-    let hello: Hello =
-        match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::Protocol)? {
-            ControlMsg::Hello(h) => h,
-            ControlMsg::Error { message } => return Err(refused(message)),
-            other => return Err(SessionError::Protocol(format!("unexpected answer from the server: {other:?}"))),
-        };
+    let hello: Hello = match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::lost)? {
+        ControlMsg::Hello(h) => h,
+        ControlMsg::Error { message } => return Err(refused(message)),
+        other => return Err(SessionError::Protocol(format!("unexpected answer from the server: {other:?}"))),
+    };
     // Created only now, so that a refused pull leaves nothing behind.
     if !opts.dest.exists() {
         fs::create_dir(&opts.dest)
-            .map_err(|e| SessionError::Setup(format!("cannot create '{}': {e}", opts.dest.display())))?;
+            .map_err(|e| SessionError::Setup(format!("cannot create '{}': {}", opts.dest.display(), with_fix(&e))))?;
     }
     let dest_of = |_: &str| Ok(RelPath::root());
     let target = ReceiveTarget { root: &opts.dest, dest_of: &dest_of, bind_ip, peer_ip };
@@ -183,6 +187,8 @@ fn receive_pulled(
         fsync: opts.fsync,
         // A puller receives what it asked for; the server's limits guard servers against clients.
         limits: Limits::default(),
+        peer_timeout: opts.timeout,
+        peer_name: "server",
     };
     let result = receive_files(ch, hello, &target, &params);
     if let Err(e) = &result {

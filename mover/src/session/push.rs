@@ -52,6 +52,8 @@ pub struct PushOptions {
     pub options: TransferOptions,
     /// `--files-from`: send only these paths, relative to the one source directory.
     pub files_from: Option<Vec<String>>,
+    /// How long a silent path is tolerated before the push fails as retryable (`--timeout`).
+    pub timeout: Duration,
 }
 
 impl PushOptions {
@@ -75,6 +77,7 @@ impl PushOptions {
             auth: ClientAuth::Insecure,
             options: TransferOptions::default(),
             files_from: None,
+            timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         }
     }
 }
@@ -85,6 +88,7 @@ pub fn push(opts: &PushOptions) -> Report {
     if let Err(e) = run(opts, &mut report) {
         report.verified = false;
         report.error = Some(e.to_string());
+        report.exit_class = e.exit_class();
     }
     report
 }
@@ -121,6 +125,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
         peer_name: "server",
         name_files_by_manifest: false,
         options: opts.options,
+        peer_timeout: opts.timeout,
     };
     match dest {
         Location::Daemon(url) => {

@@ -35,6 +35,11 @@ pub struct ReceiveParams {
     pub fsync: bool,
     /// What one session may ask for (entries, bytes, name length), judged before anything is created.
     pub limits: Limits,
+    /// How long a silent path (no datagram and no control message from the sender) is tolerated before the
+    /// session fails as retryable (`--timeout`; a daemon uses the default).
+    pub peer_timeout: Duration,
+    /// Who the sender is, for errors: "client" (the daemon receiving a push) or "server" (a pull).
+    pub peer_name: &'static str,
 }
 
 /// Where a receiver puts what arrives, and which addresses its data path uses.
@@ -92,6 +97,7 @@ pub fn receive_files(
 
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
     cfg.window_blocks = hello.window_blocks;
+    cfg.peer_timeout = p.peer_timeout;
     cfg.cipher = hello.cipher;
     cfg.key = key;
     let clock = MonotonicClock::new();
@@ -100,7 +106,8 @@ pub fn receive_files(
     let source = xdp.as_mut().and_then(|x| x.take_source());
     let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
     let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
-    let summary = outcome.result.map_err(SessionError::Transfer)?;
+    let (failure, timeout) = (outcome.failure, cfg.peer_timeout);
+    let summary = outcome.result.map_err(|m| SessionError::from_transfer(m, failure, p.peer_name, timeout))?;
     // Let the sender read `Complete` and close first, so our close cannot reset the connection.
     let _ = ch.recv_timeout(Duration::from_secs(5));
     let seconds = started.elapsed().as_secs_f64();

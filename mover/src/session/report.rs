@@ -2,6 +2,7 @@
 //! its `--json` object. `mover push` prints a sending report, `mover pull` a receiving one; the daemon logs
 //! both kinds (a served pull is a sending report).
 
+use crate::exit::ExitClass;
 use crate::json::JsonObject;
 use crate::net::xdp_path::XdpInfo;
 use crate::pipeline::stats::{render_table, StageReport};
@@ -82,6 +83,8 @@ pub struct Report {
     pub stages: Vec<StageReport>,
     /// Why the session failed, if it did.
     pub error: Option<String>,
+    /// The exit code's class of `error` ([`ExitClass::Success`] without one).
+    pub exit_class: ExitClass,
 }
 
 impl Report {

@@ -62,6 +62,10 @@ pub struct SendParams {
     pub name_files_by_manifest: bool,
     /// Sync, resume and metadata choices, sent in the `Hello`.
     pub options: TransferOptions,
+    /// How long a silent path (no datagram and no control message from the receiver) is tolerated before
+    /// the session fails as retryable (`--timeout`); sending pauses long before, and resumes when feedback
+    /// returns.
+    pub peer_timeout: Duration,
 }
 
 /// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
@@ -102,6 +106,7 @@ pub fn send_files(
     // packetizer runs ahead of it, and the short `tx` ring bounds that anyway. A burst of a few wake-ups lets
     // a late packetizer refill the ring without losing rate (PROTOCOL.md §5).
     cfg.burst = PACKETIZER_BURST;
+    cfg.peer_timeout = p.peer_timeout;
     cfg.validate().map_err(SessionError::Setup)?;
     report.datagram_bytes = cfg.max_datagram() as u64;
 
@@ -122,14 +127,12 @@ pub fn send_files(
         return Err(match ch.recv_timeout(Duration::from_secs(2)) {
             Some(ControlEvent::Msg(ControlMsg::Error { message })) => SessionError::Refused { who, message },
             // What broke the connection (a TLS peer met by plain TCP, say) is worth more too.
-            Some(ControlEvent::Failed(why)) => {
-                SessionError::Protocol(format!("sending to {}: {e}; {why}", ch.peer_addr()))
-            }
-            _ => SessionError::Protocol(format!("sending to {}: {e}", ch.peer_addr())),
+            Some(ControlEvent::Failed(why)) => SessionError::lost(format!("sending to {}: {e}; {why}", ch.peer_addr())),
+            _ => SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())),
         });
     }
     let (session_id, udp_port, key) =
-        match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::Protocol)? {
+        match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::lost)? {
             ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
             ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
             other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
@@ -182,9 +185,19 @@ pub fn send_files(
     report.final_rate_bps = sender.rate_bps();
     report.seconds = started.elapsed().as_secs_f64();
     report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
-    let summary = outcome.map_err(SessionError::Transfer)?;
+    let failure = sender.failure_kind();
+    let summary = outcome.map_err(|m| SessionError::from_transfer(m, failure, who, cfg.peer_timeout))?;
     report.receiver = summary;
     report.verified = summary.files == report.files && summary.bytes == report.bytes;
+    if !report.verified && summary.files > 0 {
+        return Err(SessionError::Partial {
+            who,
+            committed_files: summary.files,
+            files: report.files,
+            committed_bytes: summary.bytes,
+            bytes: report.bytes,
+        });
+    }
     if !report.verified {
         return Err(SessionError::Transfer(format!(
             "{who} committed {} files / {} bytes of {} / {}",

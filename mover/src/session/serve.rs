@@ -235,6 +235,8 @@ fn receive_params(opts: &ServeOptions) -> ReceiveParams {
         net: opts.net,
         fsync: opts.fsync,
         limits: opts.limits.clone(),
+        peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
+        peer_name: "client",
     }
 }
 
@@ -289,6 +291,9 @@ fn serve_pull(
         // The client sees our errors as they are: name files as it knows them, not by our paths.
         name_files_by_manifest: true,
         options: pull.options,
+        // The client's --timeout does not travel (no wire change): the client gives up on its own and
+        // closes the control connection, which ends this side at once.
+        peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {

@@ -238,14 +238,17 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
             fwd.send(now, tx_buf[..len].to_vec(), |t, p| q.push(t, Event::ToReceiver(p)));
         }
         while let Some(m) = sender.poll_control() {
-            ctrl_to_rx_at = ctrl_to_rx_at.max(now.plus(sim.forward.delay));
+            // Held through a partition, as TCP retransmits until the path is back.
+            let sent = fwd.partitioned_until(now).unwrap_or(now);
+            ctrl_to_rx_at = ctrl_to_rx_at.max(sent.plus(sim.forward.delay));
             q.push(ctrl_to_rx_at, Event::ControlToReceiver(m));
         }
         while let Some(len) = rx.poll_transmit(now, &mut fb_buf) {
             rev.send(now, fb_buf[..len].to_vec(), |t, p| q.push(t, Event::ToSender(p)));
         }
         while let Some(m) = rx.poll_control() {
-            ctrl_to_tx_at = ctrl_to_tx_at.max(now.plus(sim.reverse.delay));
+            let sent = rev.partitioned_until(now).unwrap_or(now);
+            ctrl_to_tx_at = ctrl_to_tx_at.max(sent.plus(sim.reverse.delay));
             q.push(ctrl_to_tx_at, Event::ControlToSender(m));
         }
         match sender.state() {

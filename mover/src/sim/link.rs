@@ -42,6 +42,10 @@ pub struct LinkConfig {
     /// Changes of the bottleneck rate: from each `(time, rate_bps)` on, the link runs at that rate (a path
     /// rerouted or shared by traffic the simulation does not model).
     pub rate_schedule: Vec<(Duration, u64)>,
+    /// Partitions: from each `(start, length)` on, for `length`, every packet offered is dropped (a cable
+    /// pulled, a firewall dropping everything). The harness holds the control channel's messages until the
+    /// partition ends, as TCP would.
+    pub partitions: Vec<(Duration, Duration)>,
 }
 
 impl LinkConfig {
@@ -59,6 +63,7 @@ impl LinkConfig {
             corrupt: 0.0,
             queue_bytes: (rate_bps / 8 / 500).max(256 << 10),
             rate_schedule: Vec::new(),
+            partitions: Vec::new(),
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct LinkStats {
     pub duplicated: u64,
     /// Held back and overtaken.
     pub reordered: u64,
+    /// Dropped by a partition.
+    pub partitioned: u64,
 }
 
 /// One direction of a path.
@@ -118,6 +125,13 @@ impl Link {
         self.cfg.rate_schedule.iter().rev().find(|(t, _)| *t <= at).map_or(self.cfg.rate_bps, |&(_, r)| r)
     }
 
+    /// When the partition `now` falls in ends, if it falls in one.
+    pub fn partitioned_until(&self, now: Time) -> Option<Time> {
+        let at = Duration::from_nanos(now.0);
+        let p = self.cfg.partitions.iter().find(|&&(start, len)| start <= at && at < start + len)?;
+        Some(Time::ZERO.plus(p.0 + p.1))
+    }
+
     /// How long a packet offered at `now` would wait in the queue.
     pub fn queue_delay(&self, now: Time) -> Duration {
         Duration::from_nanos(self.busy_until.since_ns(now))
@@ -127,6 +141,10 @@ impl Link {
     /// bottleneck, or `None` if it is dropped.
     fn pass(&mut self, now: Time, len: u64) -> Option<Time> {
         self.stats.offered += 1;
+        if self.partitioned_until(now).is_some() {
+            self.stats.partitioned += 1;
+            return None;
+        }
         let mut depart = now;
         let rate = self.rate_at(now);
         if rate > 0 {
@@ -211,6 +229,23 @@ mod tests {
         let last = arrivals.iter().max().unwrap().0;
         assert!((last as f64 / 1e9 - 1.01).abs() < 0.001, "last arrival {last}");
         assert!(arrivals.windows(2).all(|w| w[0] <= w[1]), "FIFO without reordering");
+    }
+
+    #[test]
+    fn a_partition_drops_everything_offered_during_it_and_nothing_else() {
+        let mut cfg = LinkConfig::clean(0, Duration::from_millis(1));
+        cfg.partitions = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+        let mut link = Link::new(cfg, 1);
+        let mut got = 0;
+        for ms in (0..4000).step_by(100) {
+            link.send(Time::ZERO.plus(Duration::from_millis(ms)), vec![0; 100], |_, _| got += 1);
+        }
+        assert_eq!((got, link.stats.partitioned), (20, 20));
+        assert_eq!(
+            link.partitioned_until(Time::ZERO.plus(Duration::from_millis(2500))),
+            Some(Time::ZERO.plus(Duration::from_secs(3)))
+        );
+        assert_eq!(link.partitioned_until(Time::ZERO.plus(Duration::from_secs(3))), None);
     }
 
     #[test]
