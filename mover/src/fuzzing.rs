@@ -874,6 +874,12 @@ pub fn seed_corpus() -> Vec<Seed> {
         frame_body(&ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() })),
     );
     add("control_msg", "auth_bad_kind", vec![11, 9, 0, 0]);
+    // Resume and sync plans (types 13, 14), and counts larger than the bytes present.
+    add("control_msg", "skip", frame_body(&ControlMsg::Skip { file_ids: vec![0, 3, 4] }));
+    let have = ControlMsg::Have { file_id: 2, ranges: vec![(0, 1412 * 8), (1412 * 20, 300)] };
+    add("control_msg", "have", frame_body(&have));
+    add("control_msg", "skip_huge_count", vec![13, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1]);
+    add("control_msg", "have_huge_count", vec![14, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

@@ -75,9 +75,11 @@ pub mod rtt;
 pub mod sender;
 pub mod seqbits;
 pub mod session;
+pub mod start;
 
 pub use config::Config;
 pub use readback::{HashDone, HashJob};
 pub use receiver::{Delivery, FileReady, Receiver, ReceiverState, ReceiverStats};
 pub use sender::{Sender, SenderState, SenderStats};
 pub use session::ReceiverSession;
+pub use start::{StartError, StartPlan};

@@ -17,6 +17,7 @@ use super::config::Config;
 use super::losslist::LossList;
 use super::plan::RoundPlan;
 use super::seqbits::SeqBits;
+use super::start::StartPlan;
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary, MAX_IDS_PER_MESSAGE};
 use crate::wire::data::DataHeader;
@@ -133,8 +134,20 @@ const KEEPALIVE: Duration = Duration::from_millis(50);
 impl Receiver {
     /// A receiver for files of `sizes` (file id = index), starting at `now`.
     pub fn new(cfg: Config, sizes: Vec<u64>, now: Time) -> Receiver {
+        Receiver::with_start(cfg, sizes, now, &StartPlan::default())
+    }
+
+    /// A receiver whose first round starts from `start`, the plan it sent the sender (PROTOCOL.md §3.2,
+    /// §4.1): skipped files are neither expected nor verified nor committed; held blocks count as received
+    /// from the start (never NAKed, inside the cumulative ACK and [`Receiver::contiguous_prefix`]), and their
+    /// file is ready once the rest arrived. An invalid plan (a bug in the caller) leaves the receiver
+    /// [`ReceiverState::Failed`] with the reason.
+    pub fn with_start(cfg: Config, sizes: Vec<u64>, now: Time, start: &StartPlan) -> Receiver {
         cfg.validate().expect("invalid session configuration");
-        let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
+        let block = cfg.block_payload as u64;
+        let invalid = start.validate(&sizes, block).err();
+        let plan =
+            if invalid.is_none() { RoundPlan::for_start(&sizes, block, start) } else { RoundPlan::all(&sizes, block) };
         let mut r = Receiver {
             sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Receiver),
             replay: ReplayWindow::new(),
@@ -174,6 +187,10 @@ impl Receiver {
             files_committed: 0,
             bytes_committed: 0,
         };
+        if let Some(e) = invalid {
+            r.fail(e.to_string());
+            return r;
+        }
         r.reset_round_state();
         r
     }
@@ -237,14 +254,18 @@ impl Receiver {
         }
     }
 
-    /// Bytes at the start of `file_id` that have all arrived in this round (for incremental hashing).
+    /// Bytes at the start of `file_id` that the store holds for this round: arrived, or held from the
+    /// start (for incremental hashing).
     pub fn contiguous_prefix(&self, file_id: u32) -> u64 {
         let Some(idx) = self.plan.index_of(file_id) else { return 0 };
         if self.remaining_blocks[idx] == 0 {
             return self.plan.size(idx);
         }
-        let first = self.plan.first_seq(idx);
-        (self.cum_ack.saturating_sub(first) * self.plan.block()).min(self.plan.size(idx))
+        // Blocks are missing, so the first unacknowledged sequence number of the file lies inside it: its
+        // block's offset ends the prefix (held blocks before it have no sequence numbers).
+        let seq = self.cum_ack.max(self.plan.first_seq(idx));
+        debug_assert!(seq < self.plan.first_seq(idx + 1));
+        self.plan.locate(seq).1
     }
 
     /// Handles one datagram from the sender. `Ok` means: write the delivery's bytes now.

@@ -24,6 +24,7 @@ use super::plan::RoundPlan;
 use super::policy::{FeedbackSignal, RateController};
 use super::rtt::RttEstimator;
 use super::seqbits::SeqBits;
+use super::start::StartPlan;
 use super::BlockSource;
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
@@ -82,6 +83,11 @@ const NAK_GUARD_MIN_NS: u64 = 4_000_000;
 /// Most tail retransmissions remembered for a second copy (PROTOCOL.md §4.5).
 const MAX_TAIL_DUPLICATES: usize = 4096;
 
+/// Most bytes of held blocks (resume, PROTOCOL.md §4.1) read into the whole-file hash per
+/// [`Sender::poll_transmit`] call, so a large held file does not stall the loop; the rest follows on the
+/// next calls, which [`Sender::poll_timeout`] asks for at once.
+const HELD_HASH_PER_CALL: u64 = 16 << 20;
+
 /// Where the sender is in its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SenderState {
@@ -114,6 +120,14 @@ pub struct SenderStats {
     pub rounds: u32,
     /// Most recent receive rate the receiver reported, bytes per second.
     pub peer_recv_rate: u64,
+    /// Payload bytes of first transmissions (every round): what the session had to send at least once.
+    pub new_payload_bytes_sent: u64,
+    /// Bytes round 0 did not send because the receiver already held them (resume).
+    pub resumed_bytes: u64,
+    /// Files not sent because the receiver already held them whole (sync).
+    pub skipped_files: u64,
+    /// Bytes of those files.
+    pub skipped_bytes: u64,
 }
 
 /// The block [`Sender::poll_transmit`] is about to send, chosen before it is taken.
@@ -141,8 +155,11 @@ pub struct Sender {
     next_new: u64,
     new_idx: usize,
     new_offset: u64,
-    /// Hash of the file being read for the first time this round (files are first read in order).
+    /// Hash of the file being read for the first time this round (files are first read in order), held
+    /// blocks included.
     hasher: Box<Xxh3>,
+    /// Where the bytes of held blocks are read to be hashed (empty until the first one).
+    held_buf: Vec<u8>,
     /// Everything below this is acknowledged.
     cum_ack: u64,
     /// Blocks NAKed and not yet resent, over the window starting at `cum_ack`.
@@ -174,8 +191,18 @@ pub struct Sender {
 impl Sender {
     /// A sender for files of `sizes` (file id = index), starting its first round at `now`.
     pub fn new(cfg: Config, sizes: Vec<u64>, now: Time) -> Sender {
+        Sender::with_start(cfg, sizes, now, &StartPlan::default())
+    }
+
+    /// A sender whose first round starts from the receiver's `start` plan (PROTOCOL.md §3.2, §4.1): skipped
+    /// files are not sent, held blocks are not sent but still hashed. The plan came from the peer: if it
+    /// fails [`StartPlan::validate`], the sender is created [`SenderState::Failed`] with the reason.
+    pub fn with_start(cfg: Config, sizes: Vec<u64>, now: Time, start: &StartPlan) -> Sender {
         cfg.validate().expect("invalid session configuration");
-        let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
+        let block = cfg.block_payload as u64;
+        let invalid = start.validate(&sizes, block).err();
+        let plan =
+            if invalid.is_none() { RoundPlan::for_start(&sizes, block, start) } else { RoundPlan::all(&sizes, block) };
         let mut s = Sender {
             sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Sender),
             replay: ReplayWindow::new(),
@@ -201,6 +228,7 @@ impl Sender {
             new_idx: 0,
             new_offset: 0,
             hasher: Box::new(Xxh3::new()),
+            held_buf: Vec::new(),
             cum_ack: 0,
             pending_count: 0,
             pending_scan: 0,
@@ -215,6 +243,13 @@ impl Sender {
         };
         s.rate.trace = s.cfg.trace_rate;
         s.pacer.set_rate_bps(s.rate.rate_bps());
+        if let Some(e) = invalid {
+            s.fail(e.to_string());
+            return s;
+        }
+        s.stats.resumed_bytes = s.plan.held_bytes();
+        s.stats.skipped_files = start.skipped_files();
+        s.stats.skipped_bytes = start.skipped_bytes(&s.sizes);
         s.skip_finished_files();
         s
     }
@@ -462,6 +497,9 @@ impl Sender {
         if self.state == SenderState::Sending {
             silence = silence.min(self.last_progress.plus(self.cfg.peer_timeout));
         }
+        if self.state == SenderState::Sending && self.cursor_on_held() {
+            return Some(now); // held blocks are hashed without pacing
+        }
         if self.state == SenderState::Sending && self.has_block_to_send() {
             let ready = if self.driver_paces {
                 // When the driver will have released enough of its backlog (it also wakes the driver's loop
@@ -486,7 +524,45 @@ impl Sender {
     }
 
     fn can_send_new(&self) -> bool {
-        self.next_new < self.plan.total_seqs() && self.next_new < self.cum_ack + self.cfg.window_blocks
+        self.next_new < self.plan.total_seqs()
+            && self.next_new < self.cum_ack + self.cfg.window_blocks
+            && !self.cursor_on_held()
+    }
+
+    /// Whether the first-pass cursor is on a block the receiver holds: it is hashed, not sent.
+    fn cursor_on_held(&self) -> bool {
+        self.new_idx < self.plan.len()
+            && self.new_offset < self.plan.size(self.new_idx)
+            && !self.plan.is_sent(self.new_idx, self.new_offset)
+    }
+
+    /// Reads held blocks at the cursor into the whole-file hash, in order, as first transmissions are read
+    /// (through [`BlockSource::ready`] and [`BlockSource::read_first`]), but with no packet number, pacing
+    /// or window: they never go on the wire. Stops at a sent block, a source that is not ready, or after
+    /// [`HELD_HASH_PER_CALL`] bytes.
+    fn hash_held_blocks(&mut self, source: &mut impl BlockSource) -> Result<(), String> {
+        let mut budget = HELD_HASH_PER_CALL;
+        while budget > 0 && self.cursor_on_held() {
+            let (idx, offset) = (self.new_idx, self.new_offset);
+            let len = self.plan.block_len(idx, offset);
+            let file_id = self.plan.file_id(idx);
+            self.held_buf.resize(len as usize, 0);
+            let read = match source.ready(file_id, offset, len as usize, true) {
+                Ok(false) => return Ok(()),
+                Ok(true) => source.read_first(file_id, offset, &mut self.held_buf),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = read {
+                let msg = format!("reading file id {file_id} at offset {offset}: {e}");
+                self.fail(msg.clone());
+                return Err(msg);
+            }
+            self.hasher.update(&self.held_buf);
+            self.new_offset += len;
+            budget = budget.saturating_sub(len);
+            self.skip_finished_files();
+        }
+        Ok(())
     }
 
     /// Writes the next data datagram into `buf` (at least [`Config::max_datagram`] bytes) and returns its
@@ -498,6 +574,10 @@ impl Sender {
         source: &mut impl BlockSource,
         buf: &mut [u8],
     ) -> Result<Option<usize>, String> {
+        if self.state != SenderState::Sending {
+            return Ok(None);
+        }
+        self.hash_held_blocks(source)?;
         if self.state != SenderState::Sending || !self.may_build(now) {
             return Ok(None);
         }
@@ -593,6 +673,7 @@ impl Sender {
             // Marked at the same clock as tx_time, which the receiver's echo returns.
             self.send_marks.record(departure, self.next_new, interval_ns);
             self.hasher.update(payload);
+            self.stats.new_payload_bytes_sent += len;
             self.next_new += 1;
             self.new_offset += len;
             self.skip_finished_files();
