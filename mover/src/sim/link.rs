@@ -1,5 +1,5 @@
 //! One direction of a simulated path: a drop-tail bottleneck queue, then propagation with delay, jitter,
-//! loss (random and bursty), reordering, duplication and corruption.
+//! loss (random and bursty), reordering, duplication, corruption and partitions.
 
 use super::rng::SimRng;
 use crate::time::Time;
@@ -42,6 +42,9 @@ pub struct LinkConfig {
     /// Changes of the bottleneck rate: from each `(time, rate_bps)` on, the link runs at that rate (a path
     /// rerouted or shared by traffic the simulation does not model).
     pub rate_schedule: Vec<(Duration, u64)>,
+    /// Partitions `(start, length)`: every packet offered, or leaving the bottleneck, inside one is dropped
+    /// (a cable pulled, a route withdrawn). Give both directions the same list to cut the path both ways.
+    pub partitions: Vec<(Duration, Duration)>,
 }
 
 impl LinkConfig {
@@ -59,6 +62,7 @@ impl LinkConfig {
             corrupt: 0.0,
             queue_bytes: (rate_bps / 8 / 500).max(256 << 10),
             rate_schedule: Vec::new(),
+            partitions: Vec::new(),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct LinkStats {
     pub duplicated: u64,
     /// Held back and overtaken.
     pub reordered: u64,
+    /// Dropped by a partition.
+    pub partitioned: u64,
 }
 
 /// One direction of a path.
@@ -118,6 +124,12 @@ impl Link {
         self.cfg.rate_schedule.iter().rev().find(|(t, _)| *t <= at).map_or(self.cfg.rate_bps, |&(_, r)| r)
     }
 
+    /// Whether the link is cut at `t` by one of its partitions.
+    pub fn partitioned_at(&self, t: Time) -> bool {
+        let at = Duration::from_nanos(t.0);
+        self.cfg.partitions.iter().any(|&(start, len)| at >= start && at < start + len)
+    }
+
     /// How long a packet offered at `now` would wait in the queue.
     pub fn queue_delay(&self, now: Time) -> Duration {
         Duration::from_nanos(self.busy_until.since_ns(now))
@@ -127,6 +139,10 @@ impl Link {
     /// bottleneck, or `None` if it is dropped.
     fn pass(&mut self, now: Time, len: u64) -> Option<Time> {
         self.stats.offered += 1;
+        if self.partitioned_at(now) {
+            self.stats.partitioned += 1;
+            return None;
+        }
         let mut depart = now;
         let rate = self.rate_at(now);
         if rate > 0 {
@@ -139,6 +155,10 @@ impl Link {
             let tx_ns = (len as u128 * 8_000_000_000 / rate as u128) as u64;
             self.busy_until = start.plus_ns(tx_ns);
             depart = self.busy_until;
+        }
+        if self.partitioned_at(depart) {
+            self.stats.partitioned += 1;
+            return None;
         }
         if let Some(b) = &self.cfg.burst {
             self.in_bad_state =
@@ -223,6 +243,19 @@ mod tests {
         }
         assert_eq!(link.stats.delivered, 10);
         assert_eq!(link.stats.queue_drops, 90);
+    }
+
+    #[test]
+    fn a_partition_drops_everything_inside_it_and_nothing_outside() {
+        let mut cfg = LinkConfig::clean(0, Duration::from_millis(5));
+        cfg.partitions = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+        let mut link = Link::new(cfg, 1);
+        let mut arrived = Vec::new();
+        for ms in (0..5000).step_by(10) {
+            link.send(Time(ms * 1_000_000), vec![0; 100], |t, _| arrived.push(t.0 / 1_000_000 - 5));
+        }
+        assert_eq!(link.stats.partitioned, 200);
+        assert!(arrived.iter().all(|&ms| !(1000..3000).contains(&ms)) && arrived.len() == 300);
     }
 
     #[test]
