@@ -10,7 +10,11 @@ const GBIT: u64 = 1_000_000_000;
 const B: u64 = 1412; // block payload at a 1472-byte datagram
 
 fn cfg() -> Config {
-    let mut c = Config::new(0x5eed_0015, 1472, GBIT);
+    cfg_at(GBIT)
+}
+
+fn cfg_at(rate_bps: u64) -> Config {
+    let mut c = Config::new(0x5eed_0015, 1472, rate_bps);
     c.initial_rtt = Duration::from_millis(10);
     c.window_blocks = 256;
     c
@@ -20,7 +24,7 @@ fn run(sim: &SimConfig, sizes: &[u64], disk: DiskStore) -> (SimReport, DiskStore
     let mut disk = disk;
     let plan = disk.start_plan();
     let mut src = SynthSource { seed: sim.seed };
-    let (r, disk) = run_transfer_from(sim, cfg(), sizes.to_vec(), &mut src, disk, &plan);
+    let (r, disk) = run_transfer_from(sim, cfg_at(sim.forward.rate_bps), sizes.to_vec(), &mut src, disk, &plan);
     (r, disk, plan)
 }
 
@@ -136,4 +140,43 @@ fn a_killed_session_resumes() {
     assert!(plan.resumed_bytes() > 0);
     assert!(r.sender.new_payload_bytes_sent <= missing + 64 * B);
     assert_eq!(disk.held_block_writes, 0);
+}
+
+/// A partition both ways pauses the transfer; it continues when packets flow again and resends only what
+/// the partition cut. One longer than the peer timeout fails the session, and a rerun from the disk
+/// resumes: it sends at most what was missing plus one journal step.
+#[test]
+fn partitions_pause_and_a_long_one_is_resumed() {
+    let sizes = [3000 * B];
+    let mut sim = SimConfig::path(GBIT / 10, Duration::from_millis(20), 0.0);
+    let cut = (Duration::from_millis(100), Duration::from_secs(5));
+    sim.forward.partitions = vec![cut];
+    sim.reverse.partitions = vec![cut];
+    let disk = DiskStore::new(sim.seed, &sizes, B, 64);
+    let (r, disk, _) = run(&sim, &sizes, disk);
+    assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+    assert!(disk.all_identical());
+    assert!(r.session_time > Duration::from_secs(5));
+    assert!(r.forward.partitioned > 0);
+    assert_eq!(r.sender.new_payload_bytes_sent, sizes[0], "nothing sent twice as new");
+    // Retransmissions: what the partition cut (and at most a second copy of each at the tail).
+    assert!(r.sender.packets_retransmitted <= 2 * r.forward.partitioned, "{r:#?}");
+
+    let long = (Duration::from_millis(100), Duration::from_secs(40));
+    sim.forward.partitions = vec![long];
+    sim.reverse.partitions = vec![long];
+    let disk = DiskStore::new(sim.seed, &sizes, B, 64);
+    let (r, mut disk, _) = run(&sim, &sizes, disk);
+    let e = r.outcome.unwrap_err();
+    assert!(e.contains("for 30 s"), "{e}");
+    assert!(disk.committed[0].is_none(), "nothing under the final name");
+    disk.crash(&mut mover::sim::SimRng::new(5), 0.0);
+    sim.forward.partitions.clear();
+    sim.reverse.partitions.clear();
+    let missing = disk.missing_bytes(&disk.clone().start_plan());
+    assert!(missing < sizes[0]);
+    let (r, disk, plan) = run(&sim, &sizes, disk);
+    assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+    assert!(disk.all_identical() && plan.resumed_bytes() > 0);
+    assert!(r.sender.new_payload_bytes_sent <= missing + 64 * B);
 }
