@@ -610,4 +610,41 @@ mod tests {
         assert_eq!(r.poll_ready(), None);
         assert!(matches!(r.poll_control(), Some(ControlMsg::Error { .. })));
     }
+
+    /// Held blocks count as received from the start: inside the contiguous prefix, never NAKed, and a file
+    /// held whole is ready as soon as its hash arrives.
+    #[test]
+    fn held_blocks_are_received_from_the_start() {
+        const B: u64 = 1412;
+        let mut start = StartPlan::default();
+        start.add_have(0, vec![(0, 2 * B), (4 * B, B)]); // file 0: blocks 0, 1, 4 held; 2, 3 sent
+        start.add_have(1, vec![(0, 100)]); // file 1: all of it
+        let sizes = vec![5 * B, 100];
+        let mut r = Receiver::with_start(Config::new(9, 1472, 1_000_000_000), sizes, Time::ZERO, &start);
+        assert_eq!(r.contiguous_prefix(0), 2 * B);
+        assert_eq!(r.contiguous_prefix(1), 100);
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, B as u16)), Err(DropReason::Malformed));
+        r.handle_control(Time::ZERO, ControlMsg::FileHash { round: 0, file_id: 1, hash: 7 });
+        assert_eq!(r.poll_ready().map(|f| f.file_id), Some(1), "held whole: ready on its hash");
+        // Block 3 arrives first: a gap at block 2 only, never at the held blocks.
+        r.handle_datagram(Time::ZERO, &mut data(&r, 0, 3 * B, B as u16)).unwrap();
+        assert_eq!(r.contiguous_prefix(0), 2 * B);
+        let mut buf = vec![0u8; 2048];
+        let now = Time(100_000_000);
+        let len = r.poll_transmit(now, &mut buf).expect("feedback");
+        let naks: Vec<NakRange> = crate::wire::feedback::nak_ranges(&buf[..len]).collect();
+        assert_eq!(naks, vec![NakRange { start: 0, count: 1 }], "only block 2 (seq 0) is missing");
+        r.handle_datagram(now, &mut data(&r, 0, 2 * B, B as u16)).unwrap();
+        assert_eq!(r.contiguous_prefix(0), 5 * B);
+        r.handle_control(now, ControlMsg::FileHash { round: 0, file_id: 0, hash: 9 });
+        assert_eq!(r.poll_ready().map(|f| (f.file_id, f.size)), Some((0, 5 * B)));
+    }
+
+    #[test]
+    fn an_invalid_plan_fails_the_receiver() {
+        let mut start = StartPlan::default();
+        start.skip_file(3);
+        let r = Receiver::with_start(Config::new(9, 1472, 1_000_000_000), vec![10], Time::ZERO, &start);
+        assert!(matches!(r.state(), ReceiverState::Failed(m) if m.contains("file id 3")), "{:?}", r.state());
+    }
 }

@@ -951,4 +951,52 @@ mod tests {
         s.handle_datagram(much_later, &mut feedback_echo(&s, 10, &probe, echo)).unwrap();
         assert_eq!(s.pending_count, s.plan.total_seqs() - 10, "a finished sender honours the tail probe");
     }
+
+    /// A hostile receiver's plan fails the session with the reason, before anything is sent.
+    #[test]
+    fn an_invalid_start_plan_fails_the_sender() {
+        let mut start = StartPlan::default();
+        start.add_have(1, vec![(100, 1412)]);
+        let mut s = Sender::with_start(Config::new(9, 1472, 1_000_000_000), vec![10_000, 20_000], Time::ZERO, &start);
+        assert!(matches!(s.state(), SenderState::Failed(m) if m.contains("block grid")), "{:?}", s.state());
+        assert_eq!(s.poll_transmit(Time::ZERO, &mut PatternSource, &mut [0u8; 1500]), Ok(None));
+    }
+
+    /// Held blocks are hashed in order with the sent ones, so the FileHash covers the whole file, and none of
+    /// them is sent.
+    #[test]
+    fn held_blocks_are_hashed_not_sent() {
+        let sizes = vec![10 * 1412 + 5, 3000];
+        let mut start = StartPlan::default();
+        start.add_have(0, vec![(0, 3 * 1412), (9 * 1412, 1412 + 5)]);
+        start.add_have(1, vec![(0, 3000)]);
+        let mut s = Sender::with_start(Config::new(9, 1472, 1_000_000_000), sizes.clone(), Time::ZERO, &start);
+        let mut buf = vec![0u8; 1500];
+        let mut now = Time::ZERO;
+        let mut sent = Vec::new();
+        while !matches!(s.state(), SenderState::AwaitingVerdict) && now < Time(1_000_000_000) {
+            match s.poll_transmit(now, &mut PatternSource, &mut buf).unwrap() {
+                Some(len) => sent.push(DataHeader::parse(&buf[..len]).unwrap().offset / 1412),
+                None => now = now.plus_ns(1_000_000),
+            }
+            if sent.len() == 6 {
+                let mut fb = feedback(&s, 6, &[]);
+                s.handle_datagram(now, &mut fb).unwrap();
+            }
+        }
+        assert_eq!(sent, vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(s.stats().resumed_bytes, 4 * 1412 + 5 + 3000);
+        for (id, &size) in sizes.iter().enumerate() {
+            let mut whole = vec![0u8; size as usize];
+            PatternSource.read_block(id as u32, 0, &mut whole).unwrap();
+            let want = xxhash_rust::xxh3::xxh3_128(&whole);
+            let got = std::iter::from_fn(|| s.poll_control())
+                .find_map(|m| match m {
+                    ControlMsg::FileHash { file_id, hash, .. } if file_id == id as u32 => Some(hash),
+                    _ => None,
+                })
+                .expect("a FileHash per file");
+            assert_eq!(got, want, "file {id}");
+        }
+    }
 }
