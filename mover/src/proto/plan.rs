@@ -125,7 +125,7 @@ impl RoundPlan {
         self.sizes[idx]
     }
 
-    /// Number of blocks of plan entry `idx`.
+    /// Number of blocks of plan entry `idx` the round sends (held blocks excluded).
     pub fn blocks(&self, idx: usize) -> u64 {
         self.first_seq[idx + 1] - self.first_seq[idx]
     }
