@@ -9,15 +9,19 @@
 //! file again whole in round 1.
 
 use crate::wire::control::{ControlMsg, MAX_IDS_PER_MESSAGE, MAX_RANGES_PER_MESSAGE};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// What round 0 does not send. The default plan sends everything.
+///
+/// Ordered sets, not sorted vectors: a peer's messages may come in any order, and inserting into a vector
+/// out of order would cost quadratic time on a hostile plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StartPlan {
-    /// Files the receiver holds whole: not sent, not verified, not committed by the core. Sorted.
-    skip: Vec<u32>,
-    /// Per file (sorted by id), `(offset, len)` ranges the receiver holds: not sent, but hashed.
-    have: Vec<(u32, Vec<(u64, u64)>)>,
+    /// Files the receiver holds whole: not sent, not verified, not committed by the core.
+    skip: BTreeSet<u32>,
+    /// Per file, `(offset, len)` ranges the receiver holds: not sent, but hashed.
+    have: BTreeMap<u32, Vec<(u64, u64)>>,
 }
 
 /// Why a start plan cannot be used. A receiver can send anything here, so each defect is named.
@@ -98,20 +102,19 @@ impl std::error::Error for StartError {}
 impl StartPlan {
     /// Marks `file_id` as held whole: it is not sent.
     pub fn skip_file(&mut self, file_id: u32) {
-        let at = self.skip.partition_point(|&id| id <= file_id);
-        self.skip.insert(at, file_id);
+        self.skip.insert(file_id);
     }
 
-    /// Records `(offset, len)` ranges of `file_id` the receiver holds. An empty list changes nothing. At
-    /// most [`MAX_RANGES_PER_MESSAGE`] are kept (a file appears in one `Have` message); the rest are sent
-    /// again, which is always safe.
+    /// Records the `(offset, len)` ranges of `file_id` the receiver holds, replacing any recorded before.
+    /// An empty list records nothing. At most [`MAX_RANGES_PER_MESSAGE`] are kept (a file appears in one
+    /// `Have` message); the rest are sent again, which is always safe.
     pub fn add_have(&mut self, file_id: u32, mut ranges: Vec<(u64, u64)>) {
         if ranges.is_empty() {
+            self.have.remove(&file_id);
             return;
         }
         ranges.truncate(MAX_RANGES_PER_MESSAGE);
-        let at = self.have.partition_point(|(id, _)| *id <= file_id);
-        self.have.insert(at, (file_id, ranges));
+        self.have.insert(file_id, ranges);
     }
 
     /// Whether the plan sends everything.
@@ -120,21 +123,18 @@ impl StartPlan {
     }
 
     /// The skipped file ids, ascending.
-    pub fn skipped(&self) -> &[u32] {
-        &self.skip
+    pub fn skipped(&self) -> impl Iterator<Item = u32> + '_ {
+        self.skip.iter().copied()
     }
 
     /// Whether `file_id` is skipped.
     pub fn is_skipped(&self, file_id: u32) -> bool {
-        self.skip.binary_search(&file_id).is_ok()
+        self.skip.contains(&file_id)
     }
 
     /// The ranges of `file_id` the receiver holds (empty if none).
     pub fn have(&self, file_id: u32) -> &[(u64, u64)] {
-        match self.have.binary_search_by_key(&file_id, |(id, _)| *id) {
-            Ok(i) => &self.have[i].1,
-            Err(_) => &[],
-        }
+        self.have.get(&file_id).map_or(&[], |r| r.as_slice())
     }
 
     /// Files with held ranges, ascending, with their ranges.
@@ -144,7 +144,7 @@ impl StartPlan {
 
     /// Bytes round 0 does not send because the receiver holds them (of a validated plan).
     pub fn resumed_bytes(&self) -> u64 {
-        self.have.iter().flat_map(|(_, r)| r.iter()).fold(0u64, |a, &(_, len)| a.saturating_add(len))
+        self.have.values().flatten().fold(0u64, |a, &(_, len)| a.saturating_add(len))
     }
 
     /// Files skipped.
@@ -159,20 +159,22 @@ impl StartPlan {
 
     /// The messages that carry the plan, each under the frame limit; send them all before `Accept`.
     pub fn to_messages(&self) -> Vec<ControlMsg> {
+        let skip: Vec<u32> = self.skip.iter().copied().collect();
         let mut out: Vec<ControlMsg> =
-            self.skip.chunks(MAX_IDS_PER_MESSAGE).map(|c| ControlMsg::Skip { file_ids: c.to_vec() }).collect();
+            skip.chunks(MAX_IDS_PER_MESSAGE).map(|c| ControlMsg::Skip { file_ids: c.to_vec() }).collect();
         out.extend(self.have.iter().map(|(id, r)| ControlMsg::Have { file_id: *id, ranges: r.clone() }));
         out
     }
 
     /// Adds a received `Skip` or `Have` to the plan: `Ok(true)` if it was one, `Ok(false)` for any other
     /// message (the caller's to handle). A file named a second time is an error; the sizes and the grid
-    /// are checked by [`StartPlan::validate`] once `Accept` arrived.
+    /// are checked by [`StartPlan::validate`] once `Accept` arrived. Each entry costs the sender about as
+    /// much memory as its bytes on the wire cost the peer.
     pub fn absorb(&mut self, msg: &ControlMsg) -> Result<bool, StartError> {
         match msg {
             ControlMsg::Skip { file_ids } => {
                 for &id in file_ids {
-                    if self.is_skipped(id) || !self.have(id).is_empty() {
+                    if self.is_skipped(id) || self.have.contains_key(&id) {
                         return Err(StartError::Duplicate { file_id: id });
                     }
                     self.skip_file(id);
@@ -183,10 +185,11 @@ impl StartPlan {
                 if self.is_skipped(*file_id) {
                     return Err(StartError::HaveOnSkipped { file_id: *file_id });
                 }
-                if !self.have(*file_id).is_empty() {
+                if self.have.contains_key(file_id) {
                     return Err(StartError::Duplicate { file_id: *file_id });
                 }
-                self.add_have(*file_id, ranges.clone());
+                // Recorded even when empty, so a second `Have` for the file is still a duplicate.
+                self.have.insert(*file_id, ranges.clone());
                 Ok(true)
             }
             _ => Ok(false),
@@ -194,7 +197,7 @@ impl StartPlan {
     }
 
     /// Checks the plan against the manifest's file `sizes` (file id = index) and the block payload `block`:
-    /// every id known and named once, ranges on the grid, ascending, disjoint and inside the file, none on
+    /// every id known, ranges on the grid, ascending, disjoint and inside the file, none on
     /// a skipped file.
     pub fn validate(&self, sizes: &[u64], block: u64) -> Result<(), StartError> {
         assert!(block > 0, "block payload 0");
@@ -206,20 +209,11 @@ impl StartPlan {
                 Err(StartError::UnknownFile { file_id, files })
             }
         };
-        for w in self.skip.windows(2) {
-            if w[0] == w[1] {
-                return Err(StartError::Duplicate { file_id: w[0] });
-            }
-        }
         for &id in &self.skip {
             known(id)?;
         }
-        for (i, (id, ranges)) in self.have.iter().enumerate() {
-            let id = *id;
+        for (&id, ranges) in &self.have {
             known(id)?;
-            if i > 0 && self.have[i - 1].0 == id {
-                return Err(StartError::Duplicate { file_id: id });
-            }
             if self.is_skipped(id) {
                 return Err(StartError::HaveOnSkipped { file_id: id });
             }
@@ -263,7 +257,7 @@ mod tests {
         let sizes = [1000, 250, 0, 10_000];
         let p = plan(&[2, 0], &[(3, &[(0, 300), (500, 200), (9_900, 100)]), (1, &[(200, 50)])]);
         assert_eq!(p.validate(&sizes, B), Ok(()));
-        assert_eq!(p.skipped(), &[0, 2]);
+        assert_eq!(p.skipped().collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!((p.skipped_files(), p.skipped_bytes(&sizes), p.resumed_bytes()), (2, 1000, 650));
         assert_eq!(p.have(1), &[(200, 50)]);
         assert!(p.have(0).is_empty());
@@ -277,8 +271,6 @@ mod tests {
         let cases: Vec<(StartPlan, StartError)> = vec![
             (plan(&[2], &[]), StartError::UnknownFile { file_id: 2, files: 2 }),
             (plan(&[], &[(7, &[(0, 100)])]), StartError::UnknownFile { file_id: 7, files: 2 }),
-            (plan(&[1, 1], &[]), StartError::Duplicate { file_id: 1 }),
-            (plan(&[], &[(0, &[(0, 100)]), (0, &[(200, 100)])]), StartError::Duplicate { file_id: 0 }),
             (plan(&[], &[(0, &[(50, 100)])]), StartError::OffGrid { file_id: 0, offset: 50, len: 100, block: B }),
             (plan(&[], &[(0, &[(0, 150)])]), StartError::OffGrid { file_id: 0, offset: 0, len: 150, block: B }),
             (plan(&[], &[(0, &[(0, 0)])]), StartError::OffGrid { file_id: 0, offset: 0, len: 0, block: B }),
