@@ -79,7 +79,7 @@ fn soak_seed(seed: u64, tally: &mut Tally) -> Result<(), String> {
     sim.forward = impaired(&mut rng, rate, rtt / 2);
     sim.reverse = impaired(&mut rng, rate, rtt / 2);
     // The time a clean transfer would take, to place kills and partitions inside it.
-    let estimate_ns = (total * 8 * 1_000_000_000 / rate) as u64 + 4 * rtt.as_nanos() as u64 + 1_000_000;
+    let estimate_ns = total * 8 * 1_000_000_000 / rate + 4 * rtt.as_nanos() as u64 + 1_000_000;
     if rng.chance(0.4) {
         let cut = (Duration::from_nanos(rng.below(estimate_ns)), Duration::from_millis(200 + rng.below(2_800)));
         sim.forward.partitions = vec![cut];
