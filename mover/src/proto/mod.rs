@@ -18,7 +18,8 @@ pub trait BlockSource {
     /// error, reported to the user.
     fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
-    /// Like [`BlockSource::read_block`], for a block's first transmission. These come strictly in (file id,
+    /// Like [`BlockSource::read_block`], for a block's first transmission, or a block the receiver already
+    /// holds (resume: read only into the whole-file hash, never sent). These come strictly in (file id,
     /// offset) order within a round, so an implementation may read ahead in large chunks; retransmissions
     /// come through `read_block` at any offset.
     fn read_first(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
