@@ -281,9 +281,46 @@ pub fn control_msg(data: &[u8]) {
             assert_eq!(ControlMsg::check_frame_len(len), Ok(frame.len() - 4));
             assert_eq!(ControlMsg::decode(&frame[4..]).as_ref(), Ok(&m), "re-encoded message decodes differently");
             assert_eq!(&frame[4..], data, "encoding of {m:?} is not canonical");
+            start_plan_from(&m);
         }
         Err(e) => {
             let _ = e.to_string();
+        }
+    }
+}
+
+/// A hostile `Skip` or `Have` as a receiver's start plan: absorbing and validating it never panics, and a
+/// plan that validates against small manifests numbers its round 0 consistently (every sequence number maps
+/// to a sent block and back; no held block has one).
+fn start_plan_from(m: &ControlMsg) {
+    use crate::proto::plan::RoundPlan;
+    use crate::proto::StartPlan;
+    let mut plan = StartPlan::default();
+    if plan.absorb(m) != Ok(true) {
+        return;
+    }
+    for (sizes, block) in [(&[0u64, 5000, 100_000][..], 1412u64), (&[1 << 33, 7, 64], 64), (&[300; 8], 100)] {
+        if let Err(e) = plan.validate(sizes, block) {
+            let _ = e.to_string();
+            continue;
+        }
+        let p = RoundPlan::for_start(sizes, block, &plan);
+        let total_blocks: u64 = (0..p.len()).map(|i| p.size(i).div_ceil(block)).sum();
+        let sent_bytes: u64 = (0..p.len()).map(|i| p.size(i)).sum::<u64>() - p.held_bytes();
+        assert!(p.total_seqs() <= total_blocks);
+        for seq in (0..p.total_seqs()).take(4096) {
+            let (idx, offset, len) = p.locate(seq);
+            assert!(p.is_sent(idx, offset) && p.seq_of(idx, offset, len) == Some(seq));
+        }
+        if p.total_seqs() <= 1 << 16 {
+            let sent_seen: u64 = (0..p.total_seqs()).map(|seq| p.locate(seq).2).sum();
+            assert_eq!(sent_seen, sent_bytes, "sent blocks and held ranges do not partition the files");
+        }
+        for (id, ranges) in plan.haves() {
+            let idx = p.index_of(id).expect("a held file is in round 0");
+            for &(offset, _) in ranges.iter().take(64) {
+                assert_eq!(p.seq_of(idx, offset, p.block_len(idx, offset)), None, "held block numbered");
+            }
         }
     }
 }
@@ -911,6 +948,12 @@ pub fn seed_corpus() -> Vec<Seed> {
         frame_body(&ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() })),
     );
     add("control_msg", "auth_bad_kind", vec![11, 9, 0, 0]);
+    // Resume and sync plans (types 13, 14), and counts larger than the bytes present.
+    add("control_msg", "skip", frame_body(&ControlMsg::Skip { file_ids: vec![0, 3, 4] }));
+    let have = ControlMsg::Have { file_id: 2, ranges: vec![(0, 1412 * 8), (1412 * 20, 100_000 - 1412 * 20)] };
+    add("control_msg", "have", frame_body(&have));
+    add("control_msg", "skip_huge_count", vec![13, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1]);
+    add("control_msg", "have_huge_count", vec![14, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

@@ -18,7 +18,8 @@ pub trait BlockSource {
     /// error, reported to the user.
     fn read_block(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
-    /// Like [`BlockSource::read_block`], for a block's first transmission. These come strictly in (file id,
+    /// Like [`BlockSource::read_block`], for a block's first transmission, or a block the receiver already
+    /// holds (resume: read only into the whole-file hash, never sent). These come strictly in (file id,
     /// offset) order within a round, so an implementation may read ahead in large chunks; retransmissions
     /// come through `read_block` at any offset.
     fn read_first(&mut self, file_id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -81,6 +82,7 @@ pub mod rtt;
 pub mod sender;
 pub mod seqbits;
 pub mod session;
+pub mod start;
 
 pub use config::Config;
 pub use failure::FailureKind;
@@ -88,3 +90,4 @@ pub use readback::{HashDone, HashJob};
 pub use receiver::{Delivery, FileReady, Receiver, ReceiverState, ReceiverStats};
 pub use sender::{Sender, SenderState, SenderStats};
 pub use session::ReceiverSession;
+pub use start::{StartError, StartPlan};

@@ -1,9 +1,26 @@
 //! A round's plan: which files are sent and how their blocks map to sequence numbers (PROTOCOL.md §4.1).
 //!
-//! Both ends derive the same plan from the manifest and the block size, so no per-block numbering travels:
-//! block `k` of the plan's `i`-th file has sequence number `first_seq[i] + k`, and its bytes are at offset
-//! `k * block` (the last block of a file may be short). Round 0 sends every file; each later round re-sends
-//! only the files that failed whole-file verification, renumbered from 0.
+//! Both ends derive the same plan from the manifest, the block size and round 0's [`StartPlan`], so no
+//! per-block numbering travels. The plan numbers only the blocks that are sent: the blocks of plan entry `i`
+//! form runs (one run covering the whole file unless the receiver holds parts of it), numbered
+//! consecutively from `first_seq[i]`; a block's bytes are at offset `k * block` (the last block of a file
+//! may be short). Round 0 sends every file but the skipped ones, minus the held ranges; each later round
+//! re-sends only the files that failed whole-file verification, whole, renumbered from 0.
+
+use super::start::StartPlan;
+
+/// A stretch of consecutive blocks of one plan entry that are sent.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// Plan entry.
+    idx: usize,
+    /// Block index in the file of its first block.
+    first_block: u64,
+    /// Sequence number of its first block.
+    first_seq: u64,
+    /// Blocks in the run (never 0).
+    blocks: u64,
+}
 
 /// The files of one round and their sequence-number layout.
 #[derive(Clone, Debug)]
@@ -13,28 +30,69 @@ pub struct RoundPlan {
     sizes: Vec<u64>,
     /// `first_seq[i]` is the first sequence number of plan entry `i`; one extra entry holds the total.
     first_seq: Vec<u64>,
+    /// The runs of all entries in sequence order; `runs[run_start[i]..run_start[i + 1]]` are entry `i`'s.
+    runs: Vec<Run>,
+    run_start: Vec<usize>,
+    /// Bytes of the plan's files that are not sent (held by the receiver).
+    held_bytes: u64,
 }
 
 impl RoundPlan {
     /// The plan for `file_ids` (ascending) of a session whose file sizes are `all_sizes`, with blocks of
-    /// `block` bytes.
+    /// `block` bytes, every block sent.
     pub fn new(file_ids: Vec<u32>, all_sizes: &[u64], block: u64) -> RoundPlan {
+        RoundPlan::build(file_ids, all_sizes, block, |_| &[])
+    }
+
+    /// Every file of the session, for round 0 without a start plan.
+    pub fn all(all_sizes: &[u64], block: u64) -> RoundPlan {
+        RoundPlan::new((0..all_sizes.len() as u32).collect(), all_sizes, block)
+    }
+
+    /// Round 0 from a start plan, which must have passed [`StartPlan::validate`]: every file but the
+    /// skipped ones, without the blocks inside held ranges.
+    pub fn for_start(all_sizes: &[u64], block: u64, start: &StartPlan) -> RoundPlan {
+        let ids = (0..all_sizes.len() as u32).filter(|&id| !start.is_skipped(id)).collect();
+        RoundPlan::build(ids, all_sizes, block, |id| start.have(id))
+    }
+
+    fn build<'a>(
+        file_ids: Vec<u32>,
+        all_sizes: &[u64],
+        block: u64,
+        held: impl Fn(u32) -> &'a [(u64, u64)],
+    ) -> RoundPlan {
         assert!(block > 0);
         assert!(file_ids.windows(2).all(|w| w[0] < w[1]), "file ids must ascend");
         let sizes: Vec<u64> = file_ids.iter().map(|&id| all_sizes[id as usize]).collect();
         let mut first_seq = Vec::with_capacity(sizes.len() + 1);
+        let mut runs = Vec::with_capacity(sizes.len());
+        let mut run_start = Vec::with_capacity(sizes.len() + 1);
         let mut next = 0u64;
-        for &s in &sizes {
+        let mut held_bytes = 0u64;
+        for (idx, (&id, &size)) in file_ids.iter().zip(&sizes).enumerate() {
             first_seq.push(next);
-            next += s.div_ceil(block);
+            run_start.push(runs.len());
+            let total_blocks = size.div_ceil(block);
+            // The gaps between held ranges (validated: on the grid, ascending, disjoint) are the runs.
+            let mut cursor = 0u64;
+            let mut push_run = |from: u64, to: u64, next: &mut u64| {
+                if from < to {
+                    runs.push(Run { idx, first_block: from, first_seq: *next, blocks: to - from });
+                    *next += to - from;
+                }
+            };
+            for &(offset, len) in held(id) {
+                debug_assert!(offset % block == 0 && offset + len <= size, "unvalidated held range");
+                push_run(cursor, offset / block, &mut next);
+                cursor = (offset + len).div_ceil(block);
+                held_bytes += len;
+            }
+            push_run(cursor, total_blocks, &mut next);
         }
         first_seq.push(next);
-        RoundPlan { block, file_ids, sizes, first_seq }
-    }
-
-    /// Every file of the session, for round 0.
-    pub fn all(all_sizes: &[u64], block: u64) -> RoundPlan {
-        RoundPlan::new((0..all_sizes.len() as u32).collect(), all_sizes, block)
+        run_start.push(runs.len());
+        RoundPlan { block, file_ids, sizes, first_seq, runs, run_start, held_bytes }
     }
 
     /// Block payload size in bytes.
@@ -67,7 +125,7 @@ impl RoundPlan {
         self.sizes[idx]
     }
 
-    /// Number of blocks of plan entry `idx`.
+    /// Number of blocks of plan entry `idx` the round sends (held blocks excluded).
     pub fn blocks(&self, idx: usize) -> u64 {
         self.first_seq[idx + 1] - self.first_seq[idx]
     }
@@ -88,23 +146,43 @@ impl RoundPlan {
         (self.sizes[idx] - offset).min(self.block)
     }
 
+    /// Bytes of the plan's files that the receiver holds and the round does not send.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// The run of entry `idx` holding block index `k`, if that block is sent.
+    fn run_of(&self, idx: usize, k: u64) -> Option<&Run> {
+        let runs = &self.runs[self.run_start[idx]..self.run_start[idx + 1]];
+        let r = runs.partition_point(|r| r.first_block <= k).checked_sub(1)?;
+        let run = &runs[r];
+        (k < run.first_block + run.blocks).then_some(run)
+    }
+
+    /// Whether the block at `offset` (on the grid, inside the file) of entry `idx` is sent in this round,
+    /// rather than held by the receiver.
+    pub fn is_sent(&self, idx: usize, offset: u64) -> bool {
+        self.run_of(idx, offset / self.block).is_some()
+    }
+
     /// The sequence number of the block at `offset` of plan entry `idx`, if `offset` and `len` describe one
-    /// of its blocks exactly (anything else is a malformed packet).
+    /// of its blocks exactly and the round sends it (anything else is a malformed packet).
     pub fn seq_of(&self, idx: usize, offset: u64, len: u64) -> Option<u64> {
         if offset % self.block != 0 || offset >= self.sizes[idx] || self.block_len(idx, offset) != len {
             return None;
         }
-        Some(self.first_seq[idx] + offset / self.block)
+        let k = offset / self.block;
+        let run = self.run_of(idx, k)?;
+        Some(run.first_seq + (k - run.first_block))
     }
 
     /// The plan entry, offset and length of sequence number `seq < total_seqs()`.
     pub fn locate(&self, seq: u64) -> (usize, u64, u64) {
         debug_assert!(seq < self.total_seqs());
-        // The last entry starting at or before `seq`: empty files share their successor's first_seq and are
-        // skipped because partition_point goes past all equal starts.
-        let idx = self.first_seq[..self.file_ids.len()].partition_point(|&s| s <= seq) - 1;
-        let offset = (seq - self.first_seq[idx]) * self.block;
-        (idx, offset, self.block_len(idx, offset))
+        // Runs are never empty, so their first sequence numbers strictly ascend.
+        let run = &self.runs[self.runs.partition_point(|r| r.first_seq <= seq) - 1];
+        let offset = (run.first_block + (seq - run.first_seq)) * self.block;
+        (run.idx, offset, self.block_len(run.idx, offset))
     }
 }
 
@@ -149,5 +227,36 @@ mod tests {
         assert_eq!(idx, 0);
         assert!(off > u32::MAX as u64);
         assert_eq!(off + len, 5 << 30);
+    }
+
+    /// Held ranges leave holes in the numbering: only sent blocks have sequence numbers, and a wholly held
+    /// file has none.
+    #[test]
+    fn held_ranges_are_not_numbered() {
+        let sizes = [55, 30, 20, 10];
+        let mut start = StartPlan::default();
+        start.add_have(0, vec![(10, 20), (50, 5)]); // blocks 1, 2 and the short tail 5
+        start.skip_file(1);
+        start.add_have(2, vec![(0, 20)]); // all of it
+        start.validate(&sizes, 10).unwrap();
+        let p = RoundPlan::for_start(&sizes, 10, &start);
+        assert_eq!(p.len(), 3, "file 1 is skipped");
+        assert_eq!((p.file_id(1), p.file_id(2)), (2, 3));
+        assert_eq!(p.held_bytes(), 45);
+        // File 0 sends blocks 0, 3, 4 as seqs 0, 1, 2; file 2 nothing; file 3 seq 3.
+        assert_eq!(p.total_seqs(), 4);
+        assert_eq!((p.blocks(0), p.blocks(1), p.blocks(2)), (3, 0, 1));
+        let sent = [(0, 0, 0), (1, 0, 30), (2, 0, 40), (3, 2, 0)];
+        for (seq, idx, off) in sent {
+            let len = p.block_len(idx, off);
+            assert_eq!(p.locate(seq), (idx, off, len));
+            assert_eq!(p.seq_of(idx, off, len), Some(seq));
+            assert!(p.is_sent(idx, off));
+        }
+        for (idx, off, len) in [(0, 10, 10), (0, 20, 10), (0, 50, 5), (1, 0, 10), (1, 10, 10)] {
+            assert_eq!(p.seq_of(idx, off, len), None, "held block ({idx}, {off}) is malformed on the wire");
+            assert!(!p.is_sent(idx, off));
+        }
+        assert_eq!(p.index_of(1), None);
     }
 }

@@ -18,6 +18,7 @@ use super::failure::FailureKind;
 use super::losslist::LossList;
 use super::plan::RoundPlan;
 use super::seqbits::SeqBits;
+use super::start::StartPlan;
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary, MAX_IDS_PER_MESSAGE};
 use crate::wire::data::DataHeader;
@@ -136,8 +137,20 @@ const KEEPALIVE: Duration = Duration::from_millis(50);
 impl Receiver {
     /// A receiver for files of `sizes` (file id = index), starting at `now`.
     pub fn new(cfg: Config, sizes: Vec<u64>, now: Time) -> Receiver {
+        Receiver::with_start(cfg, sizes, now, &StartPlan::default())
+    }
+
+    /// A receiver whose first round starts from `start`, the plan it sent the sender (PROTOCOL.md §3.2,
+    /// §4.1): skipped files are neither expected nor verified nor committed; held blocks count as received
+    /// from the start (never NAKed, inside the cumulative ACK and [`Receiver::contiguous_prefix`]), and their
+    /// file is ready once the rest arrived. An invalid plan (a bug in the caller) leaves the receiver
+    /// [`ReceiverState::Failed`] with the reason.
+    pub fn with_start(cfg: Config, sizes: Vec<u64>, now: Time, start: &StartPlan) -> Receiver {
         cfg.validate().expect("invalid session configuration");
-        let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
+        let block = cfg.block_payload as u64;
+        let invalid = start.validate(&sizes, block).err();
+        let plan =
+            if invalid.is_none() { RoundPlan::for_start(&sizes, block, start) } else { RoundPlan::all(&sizes, block) };
         let mut r = Receiver {
             sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Receiver),
             replay: ReplayWindow::new(),
@@ -178,6 +191,10 @@ impl Receiver {
             files_committed: 0,
             bytes_committed: 0,
         };
+        if let Some(e) = invalid {
+            r.fail(e.to_string());
+            return r;
+        }
         r.reset_round_state();
         r
     }
@@ -255,14 +272,18 @@ impl Receiver {
         self.failure
     }
 
-    /// Bytes at the start of `file_id` that have all arrived in this round (for incremental hashing).
+    /// Bytes at the start of `file_id` that the store holds for this round: arrived, or held from the
+    /// start (for incremental hashing).
     pub fn contiguous_prefix(&self, file_id: u32) -> u64 {
         let Some(idx) = self.plan.index_of(file_id) else { return 0 };
         if self.remaining_blocks[idx] == 0 {
             return self.plan.size(idx);
         }
-        let first = self.plan.first_seq(idx);
-        (self.cum_ack.saturating_sub(first) * self.plan.block()).min(self.plan.size(idx))
+        // Blocks are missing, so the first unacknowledged sequence number of the file lies inside it: its
+        // block's offset ends the prefix (held blocks before it have no sequence numbers).
+        let seq = self.cum_ack.max(self.plan.first_seq(idx));
+        debug_assert!(seq < self.plan.first_seq(idx + 1));
+        self.plan.locate(seq).1
     }
 
     /// Handles one datagram from the sender. `Ok` means: write the delivery's bytes now.
@@ -609,5 +630,42 @@ mod tests {
         r.handle_control(Time::ZERO, ControlMsg::FileHash { round: 0, file_id: 0, hash: 1 });
         assert_eq!(r.poll_ready(), None);
         assert!(matches!(r.poll_control(), Some(ControlMsg::Error { .. })));
+    }
+
+    /// Held blocks count as received from the start: inside the contiguous prefix, never NAKed, and a file
+    /// held whole is ready as soon as its hash arrives.
+    #[test]
+    fn held_blocks_are_received_from_the_start() {
+        const B: u64 = 1412;
+        let mut start = StartPlan::default();
+        start.add_have(0, vec![(0, 2 * B), (4 * B, B)]); // file 0: blocks 0, 1, 4 held; 2, 3 sent
+        start.add_have(1, vec![(0, 100)]); // file 1: all of it
+        let sizes = vec![5 * B, 100];
+        let mut r = Receiver::with_start(Config::new(9, 1472, 1_000_000_000), sizes, Time::ZERO, &start);
+        assert_eq!(r.contiguous_prefix(0), 2 * B);
+        assert_eq!(r.contiguous_prefix(1), 100);
+        assert_eq!(r.handle_datagram(Time::ZERO, &mut data(&r, 0, 0, B as u16)), Err(DropReason::Malformed));
+        r.handle_control(Time::ZERO, ControlMsg::FileHash { round: 0, file_id: 1, hash: 7 });
+        assert_eq!(r.poll_ready().map(|f| f.file_id), Some(1), "held whole: ready on its hash");
+        // Block 3 arrives first: a gap at block 2 only, never at the held blocks.
+        r.handle_datagram(Time::ZERO, &mut data(&r, 0, 3 * B, B as u16)).unwrap();
+        assert_eq!(r.contiguous_prefix(0), 2 * B);
+        let mut buf = vec![0u8; 2048];
+        let now = Time(100_000_000);
+        let len = r.poll_transmit(now, &mut buf).expect("feedback");
+        let naks: Vec<NakRange> = crate::wire::feedback::nak_ranges(&buf[..len]).collect();
+        assert_eq!(naks, vec![NakRange { start: 0, count: 1 }], "only block 2 (seq 0) is missing");
+        r.handle_datagram(now, &mut data(&r, 0, 2 * B, B as u16)).unwrap();
+        assert_eq!(r.contiguous_prefix(0), 5 * B);
+        r.handle_control(now, ControlMsg::FileHash { round: 0, file_id: 0, hash: 9 });
+        assert_eq!(r.poll_ready().map(|f| (f.file_id, f.size)), Some((0, 5 * B)));
+    }
+
+    #[test]
+    fn an_invalid_plan_fails_the_receiver() {
+        let mut start = StartPlan::default();
+        start.skip_file(3);
+        let r = Receiver::with_start(Config::new(9, 1472, 1_000_000_000), vec![10], Time::ZERO, &start);
+        assert!(matches!(r.state(), ReceiverState::Failed(m) if m.contains("file id 3")), "{:?}", r.state());
     }
 }

@@ -25,6 +25,7 @@ use super::plan::RoundPlan;
 use super::policy::{FeedbackSignal, RateController};
 use super::rtt::RttEstimator;
 use super::seqbits::SeqBits;
+use super::start::StartPlan;
 use super::BlockSource;
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
@@ -91,6 +92,11 @@ const SILENT_PROBE_INTERVAL_NS: u64 = 100_000_000;
 /// Most tail retransmissions remembered for a second copy (PROTOCOL.md §4.5).
 const MAX_TAIL_DUPLICATES: usize = 4096;
 
+/// Most bytes of held blocks (resume, PROTOCOL.md §4.1) read into the whole-file hash per
+/// [`Sender::poll_transmit`] call, so a large held file does not stall the loop; the rest follows on the
+/// next calls, which [`Sender::poll_timeout`] asks for at once.
+const HELD_HASH_PER_CALL: u64 = 16 << 20;
+
 /// Where the sender is in its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SenderState {
@@ -127,6 +133,14 @@ pub struct SenderStats {
     pub silent_pauses: u64,
     /// Datagrams sent as probes while the path was silent.
     pub silent_probes: u64,
+    /// Payload bytes of first transmissions (every round): what the session had to send at least once.
+    pub new_payload_bytes_sent: u64,
+    /// Bytes round 0 did not send because the receiver already held them (resume).
+    pub resumed_bytes: u64,
+    /// Files not sent because the receiver already held them whole (sync).
+    pub skipped_files: u64,
+    /// Bytes of those files.
+    pub skipped_bytes: u64,
 }
 
 /// The block [`Sender::poll_transmit`] is about to send, chosen before it is taken.
@@ -154,8 +168,11 @@ pub struct Sender {
     next_new: u64,
     new_idx: usize,
     new_offset: u64,
-    /// Hash of the file being read for the first time this round (files are first read in order).
+    /// Hash of the file being read for the first time this round (files are first read in order), held
+    /// blocks included.
     hasher: Box<Xxh3>,
+    /// Where the bytes of held blocks are read to be hashed (empty until the first one).
+    held_buf: Vec<u8>,
     /// Everything below this is acknowledged.
     cum_ack: u64,
     /// Blocks NAKed and not yet resent, over the window starting at `cum_ack`.
@@ -191,8 +208,18 @@ pub struct Sender {
 impl Sender {
     /// A sender for files of `sizes` (file id = index), starting its first round at `now`.
     pub fn new(cfg: Config, sizes: Vec<u64>, now: Time) -> Sender {
+        Sender::with_start(cfg, sizes, now, &StartPlan::default())
+    }
+
+    /// A sender whose first round starts from the receiver's `start` plan (PROTOCOL.md §3.2, §4.1): skipped
+    /// files are not sent, held blocks are not sent but still hashed. The plan came from the peer: if it
+    /// fails [`StartPlan::validate`], the sender is created [`SenderState::Failed`] with the reason.
+    pub fn with_start(cfg: Config, sizes: Vec<u64>, now: Time, start: &StartPlan) -> Sender {
         cfg.validate().expect("invalid session configuration");
-        let plan = RoundPlan::all(&sizes, cfg.block_payload as u64);
+        let block = cfg.block_payload as u64;
+        let invalid = start.validate(&sizes, block).err();
+        let plan =
+            if invalid.is_none() { RoundPlan::for_start(&sizes, block, start) } else { RoundPlan::all(&sizes, block) };
         let mut s = Sender {
             sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Sender),
             replay: ReplayWindow::new(),
@@ -218,6 +245,7 @@ impl Sender {
             new_idx: 0,
             new_offset: 0,
             hasher: Box::new(Xxh3::new()),
+            held_buf: Vec::new(),
             cum_ack: 0,
             pending_count: 0,
             pending_scan: 0,
@@ -234,6 +262,13 @@ impl Sender {
         };
         s.rate.trace = s.cfg.trace_rate;
         s.pacer.set_rate_bps(s.rate.rate_bps());
+        if let Some(e) = invalid {
+            s.fail(e.to_string());
+            return s;
+        }
+        s.stats.resumed_bytes = s.plan.held_bytes();
+        s.stats.skipped_files = start.skipped_files();
+        s.stats.skipped_bytes = start.skipped_bytes(&s.sizes);
         s.skip_finished_files();
         s
     }
@@ -518,6 +553,9 @@ impl Sender {
         if self.state == SenderState::Sending {
             silence = silence.min(self.last_progress.plus(self.cfg.peer_timeout));
         }
+        if self.state == SenderState::Sending && self.cursor_on_held() {
+            return Some(now); // held blocks are hashed without pacing
+        }
         if self.state == SenderState::Sending && self.has_block_to_send() {
             if self.path_silent(now) {
                 return Some(self.last_probe.plus_ns(self.probe_interval_ns()).min(silence));
@@ -545,7 +583,45 @@ impl Sender {
     }
 
     fn can_send_new(&self) -> bool {
-        self.next_new < self.plan.total_seqs() && self.next_new < self.cum_ack + self.cfg.window_blocks
+        self.next_new < self.plan.total_seqs()
+            && self.next_new < self.cum_ack + self.cfg.window_blocks
+            && !self.cursor_on_held()
+    }
+
+    /// Whether the first-pass cursor is on a block the receiver holds: it is hashed, not sent.
+    fn cursor_on_held(&self) -> bool {
+        self.new_idx < self.plan.len()
+            && self.new_offset < self.plan.size(self.new_idx)
+            && !self.plan.is_sent(self.new_idx, self.new_offset)
+    }
+
+    /// Reads held blocks at the cursor into the whole-file hash, in order, as first transmissions are read
+    /// (through [`BlockSource::ready`] and [`BlockSource::read_first`]), but with no packet number, pacing
+    /// or window: they never go on the wire. Stops at a sent block, a source that is not ready, or after
+    /// [`HELD_HASH_PER_CALL`] bytes.
+    fn hash_held_blocks(&mut self, source: &mut impl BlockSource) -> Result<(), String> {
+        let mut budget = HELD_HASH_PER_CALL;
+        while budget > 0 && self.cursor_on_held() {
+            let (idx, offset) = (self.new_idx, self.new_offset);
+            let len = self.plan.block_len(idx, offset);
+            let file_id = self.plan.file_id(idx);
+            self.held_buf.resize(len as usize, 0);
+            let read = match source.ready(file_id, offset, len as usize, true) {
+                Ok(false) => return Ok(()),
+                Ok(true) => source.read_first(file_id, offset, &mut self.held_buf),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = read {
+                let msg = format!("reading file id {file_id} at offset {offset}: {e}");
+                self.fail(msg.clone());
+                return Err(msg);
+            }
+            self.hasher.update(&self.held_buf);
+            self.new_offset += len;
+            budget = budget.saturating_sub(len);
+            self.skip_finished_files();
+        }
+        Ok(())
     }
 
     /// Writes the next data datagram into `buf` (at least [`Config::max_datagram`] bytes) and returns its
@@ -557,6 +633,10 @@ impl Sender {
         source: &mut impl BlockSource,
         buf: &mut [u8],
     ) -> Result<Option<usize>, String> {
+        if self.state != SenderState::Sending {
+            return Ok(None);
+        }
+        self.hash_held_blocks(source)?;
         if self.state != SenderState::Sending || !self.may_build(now) {
             return Ok(None);
         }
@@ -656,6 +736,7 @@ impl Sender {
             // Marked at the same clock as tx_time, which the receiver's echo returns.
             self.send_marks.record(departure, self.next_new, interval_ns);
             self.hasher.update(payload);
+            self.stats.new_payload_bytes_sent += len;
             self.next_new += 1;
             self.new_offset += len;
             self.skip_finished_files();
@@ -938,5 +1019,53 @@ mod tests {
         let much_later = now.plus_ns(50_000_000);
         s.handle_datagram(much_later, &mut feedback_echo(&s, 10, &probe, echo)).unwrap();
         assert_eq!(s.pending_count, s.plan.total_seqs() - 10, "a finished sender honours the tail probe");
+    }
+
+    /// A hostile receiver's plan fails the session with the reason, before anything is sent.
+    #[test]
+    fn an_invalid_start_plan_fails_the_sender() {
+        let mut start = StartPlan::default();
+        start.add_have(1, vec![(100, 1412)]);
+        let mut s = Sender::with_start(Config::new(9, 1472, 1_000_000_000), vec![10_000, 20_000], Time::ZERO, &start);
+        assert!(matches!(s.state(), SenderState::Failed(m) if m.contains("block grid")), "{:?}", s.state());
+        assert_eq!(s.poll_transmit(Time::ZERO, &mut PatternSource, &mut [0u8; 1500]), Ok(None));
+    }
+
+    /// Held blocks are hashed in order with the sent ones, so the FileHash covers the whole file, and none of
+    /// them is sent.
+    #[test]
+    fn held_blocks_are_hashed_not_sent() {
+        let sizes = vec![10 * 1412 + 5, 3000];
+        let mut start = StartPlan::default();
+        start.add_have(0, vec![(0, 3 * 1412), (9 * 1412, 1412 + 5)]);
+        start.add_have(1, vec![(0, 3000)]);
+        let mut s = Sender::with_start(Config::new(9, 1472, 1_000_000_000), sizes.clone(), Time::ZERO, &start);
+        let mut buf = vec![0u8; 1500];
+        let mut now = Time::ZERO;
+        let mut sent = Vec::new();
+        while !matches!(s.state(), SenderState::AwaitingVerdict) && now < Time(1_000_000_000) {
+            match s.poll_transmit(now, &mut PatternSource, &mut buf).unwrap() {
+                Some(len) => sent.push(DataHeader::parse(&buf[..len]).unwrap().offset / 1412),
+                None => now = now.plus_ns(1_000_000),
+            }
+            if sent.len() == 6 {
+                let mut fb = feedback(&s, 6, &[]);
+                s.handle_datagram(now, &mut fb).unwrap();
+            }
+        }
+        assert_eq!(sent, vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(s.stats().resumed_bytes, 4 * 1412 + 5 + 3000);
+        for (id, &size) in sizes.iter().enumerate() {
+            let mut whole = vec![0u8; size as usize];
+            PatternSource.read_block(id as u32, 0, &mut whole).unwrap();
+            let want = xxhash_rust::xxh3::xxh3_128(&whole);
+            let got = std::iter::from_fn(|| s.poll_control())
+                .find_map(|m| match m {
+                    ControlMsg::FileHash { file_id, hash, .. } if file_id == id as u32 => Some(hash),
+                    _ => None,
+                })
+                .expect("a FileHash per file");
+            assert_eq!(got, want, "file {id}");
+        }
     }
 }

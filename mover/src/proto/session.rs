@@ -90,9 +90,11 @@ impl<S: BlockStore> ReceiverSession<S> {
         }
         // Hash what the store holds, not what the network delivered: the whole-file check is end to end
         // and must catch a misplaced or damaged write. Start tracking the file so its hash can follow
-        // the contiguous prefix (recently written, so read back from the page cache).
-        if d.offset == 0 && self.active.len() < MAX_ACTIVE_HASHES && !self.active.iter().any(|a| a.file_id == d.file_id)
-        {
+        // the contiguous prefix (recently written, so read back from the page cache). Every hash starts
+        // at offset 0 whatever block arrives first: with held ranges (resume) the first delivered block
+        // may lie anywhere, and the held bytes before it are hashed from the store like the rest; a file
+        // held whole delivers nothing and is hashed in one pass when ready.
+        if self.active.len() < MAX_ACTIVE_HASHES && !self.active.iter().any(|a| a.file_id == d.file_id) {
             self.active.push(ActiveHash { file_id: d.file_id, job: Some(HashJob::new(d.file_id, 0)), ready: None });
         }
         Ok(())

@@ -4,6 +4,7 @@ use super::aimd::{AimdConfig, AimdFlow};
 use super::link::{Link, LinkConfig, LinkStats};
 use crate::proto::{
     BlockSource, BlockStore, Config, Receiver, ReceiverSession, ReceiverStats, Sender, SenderState, SenderStats,
+    StartPlan,
 };
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
@@ -156,10 +157,30 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
     source: &mut Src,
     store: St,
 ) -> (SimReport, St) {
+    run_transfer_from(sim, cfg, sizes, source, store, &StartPlan::default())
+}
+
+/// [`run_transfer`] whose round 0 starts from the receiver's `start` plan (resume and sync). The plan
+/// reaches the sender as it would over the control channel: as `Skip`/`Have` frames, decoded and absorbed.
+pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
+    sim: &SimConfig,
+    cfg: Config,
+    sizes: Vec<u64>,
+    source: &mut Src,
+    store: St,
+    start: &StartPlan,
+) -> (SimReport, St) {
     let mut now = Time::ZERO;
     let payload_bytes: u64 = sizes.iter().sum();
-    let mut sender = Sender::new(cfg.clone(), sizes.clone(), now);
-    let mut rx = ReceiverSession::new(Receiver::new(cfg.clone(), sizes, now), store);
+    let mut absorbed = StartPlan::default();
+    for m in start.to_messages() {
+        let mut frame = Vec::new();
+        m.encode(&mut frame);
+        let m = ControlMsg::decode(&frame[4..]).expect("a plan's messages decode");
+        assert_eq!(absorbed.absorb(&m), Ok(true), "a plan's own messages are absorbed");
+    }
+    let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), now, &absorbed);
+    let mut rx = ReceiverSession::new(Receiver::with_start(cfg.clone(), sizes, now, start), store);
     let mut fwd = Link::new(sim.forward.clone(), sim.seed.wrapping_mul(3) + 1);
     let mut rev = Link::new(sim.reverse.clone(), sim.seed.wrapping_mul(5) + 2);
     let mut q = EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), seq: 0 };

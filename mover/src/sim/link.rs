@@ -1,5 +1,5 @@
 //! One direction of a simulated path: a drop-tail bottleneck queue, then propagation with delay, jitter,
-//! loss (random and bursty), reordering, duplication and corruption.
+//! loss (random and bursty), reordering, duplication, corruption and partitions.
 
 use super::rng::SimRng;
 use crate::time::Time;
@@ -132,6 +132,12 @@ impl Link {
         Some(Time::ZERO.plus(p.0 + p.1))
     }
 
+    /// Whether the link is cut at `t` by one of its partitions.
+    pub fn partitioned_at(&self, t: Time) -> bool {
+        let at = Duration::from_nanos(t.0);
+        self.cfg.partitions.iter().any(|&(start, len)| at >= start && at < start + len)
+    }
+
     /// How long a packet offered at `now` would wait in the queue.
     pub fn queue_delay(&self, now: Time) -> Duration {
         Duration::from_nanos(self.busy_until.since_ns(now))
@@ -157,6 +163,10 @@ impl Link {
             let tx_ns = (len as u128 * 8_000_000_000 / rate as u128) as u64;
             self.busy_until = start.plus_ns(tx_ns);
             depart = self.busy_until;
+        }
+        if self.partitioned_at(depart) {
+            self.stats.partitioned += 1;
+            return None;
         }
         if let Some(b) = &self.cfg.burst {
             self.in_bad_state =
@@ -258,6 +268,19 @@ mod tests {
         }
         assert_eq!(link.stats.delivered, 10);
         assert_eq!(link.stats.queue_drops, 90);
+    }
+
+    #[test]
+    fn a_partition_drops_everything_inside_it_and_nothing_outside() {
+        let mut cfg = LinkConfig::clean(0, Duration::from_millis(5));
+        cfg.partitions = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+        let mut link = Link::new(cfg, 1);
+        let mut arrived = Vec::new();
+        for ms in (0..5000).step_by(10) {
+            link.send(Time(ms * 1_000_000), vec![0; 100], |t, _| arrived.push(t.0 / 1_000_000 - 5));
+        }
+        assert_eq!(link.stats.partitioned, 200);
+        assert!(arrived.iter().all(|&ms| !(1000..3000).contains(&ms)) && arrived.len() == 300);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 pub mod aimd;
 pub mod data;
 pub mod dataset;
+pub mod disk;
 pub mod harness;
 pub mod link;
 pub mod rng;
 
 pub use aimd::{AimdConfig, AimdFlow};
 pub use data::{synth_fill, synth_hash, CheckingStore, MemStore, SynthSource};
-pub use harness::{run_transfer, SimConfig, SimReport, SimSample};
+pub use disk::{Crash, DiskStore};
+pub use harness::{run_transfer, run_transfer_from, SimConfig, SimReport, SimSample};
 pub use link::{BurstLoss, LinkConfig, LinkStats};
 pub use rng::SimRng;

@@ -19,6 +19,8 @@ pub const MAX_FRAME_LEN: usize = 1 << 20;
 pub const MAX_STRING_LEN: usize = 4096;
 /// Most file ids in one `RoundFailed` message.
 pub const MAX_IDS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 4;
+/// Most `(offset, len)` ranges in one `Have` message (PROTOCOL.md §3.2): what fits in one frame.
+pub const MAX_RANGES_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 16;
 
 /// What the sender asks for when it opens a session (PROTOCOL.md §3.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +162,20 @@ pub enum ControlMsg {
     /// Authentication inside the daemon's TLS control channel, before the `Hello` or `Pull` (type 11,
     /// PROTOCOL.md §3.4).
     Auth(AuthMsg),
+    /// Receiver to sender, between `ManifestEnd` and `Accept`: files the receiver already holds, which
+    /// are not sent (type 13, PROTOCOL.md §3.2).
+    Skip {
+        /// File ids (manifest order of regular files).
+        file_ids: Vec<u32>,
+    },
+    /// Receiver to sender, between `ManifestEnd` and `Accept`: byte ranges of a file the receiver already
+    /// holds from an earlier run, which round 0 does not send (type 14, PROTOCOL.md §3.2, §4.1).
+    Have {
+        /// File id.
+        file_id: u32,
+        /// `(offset, len)` ranges on the session's block grid, ascending, not overlapping.
+        ranges: Vec<(u64, u64)>,
+    },
 }
 
 /// The two directions of the authentication step (type 11; the first body byte is the kind).
@@ -331,6 +347,24 @@ impl ControlMsg {
                 out.extend_from_slice(&[11, 2]);
                 put_str(out, identity);
             }
+            ControlMsg::Skip { file_ids } => {
+                assert!(file_ids.len() <= MAX_IDS_PER_MESSAGE);
+                out.push(13);
+                out.extend_from_slice(&(file_ids.len() as u32).to_be_bytes());
+                for id in file_ids {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+            }
+            ControlMsg::Have { file_id, ranges } => {
+                assert!(ranges.len() <= MAX_RANGES_PER_MESSAGE);
+                out.push(14);
+                out.extend_from_slice(&file_id.to_be_bytes());
+                out.extend_from_slice(&(ranges.len() as u32).to_be_bytes());
+                for (offset, len) in ranges {
+                    out.extend_from_slice(&offset.to_be_bytes());
+                    out.extend_from_slice(&len.to_be_bytes());
+                }
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -441,6 +475,30 @@ impl ControlMsg {
                 2 => ControlMsg::Auth(AuthMsg::Accepted { identity: r.string()? }),
                 _ => return Err(ControlError::BadValue("authentication kind")),
             },
+            13 => {
+                let n = r.u32()? as usize;
+                // Check the count against the bytes present before allocating for it.
+                if n > MAX_IDS_PER_MESSAGE || r.buf.len() < n * 4 {
+                    return Err(ControlError::BadValue("file id count"));
+                }
+                let mut file_ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    file_ids.push(r.u32()?);
+                }
+                ControlMsg::Skip { file_ids }
+            }
+            14 => {
+                let file_id = r.u32()?;
+                let n = r.u32()? as usize;
+                if n > MAX_RANGES_PER_MESSAGE || r.buf.len() < n * 16 {
+                    return Err(ControlError::BadValue("range count"));
+                }
+                let mut ranges = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ranges.push((r.u64()?, r.u64()?));
+                }
+                ControlMsg::Have { file_id, ranges }
+            }
             t => return Err(ControlError::UnknownType(t)),
         };
         if !r.buf.is_empty() {
@@ -711,6 +769,10 @@ mod tests {
             ControlMsg::Auth(AuthMsg::Credentials { user: "alice".into(), token: Secret("t0ken".into()) }),
             ControlMsg::Auth(AuthMsg::Credentials { user: "bob".into(), token: Secret::default() }),
             ControlMsg::Auth(AuthMsg::Accepted { identity: "user:alice".into() }),
+            ControlMsg::Skip { file_ids: vec![0, 4, u32::MAX] },
+            ControlMsg::Skip { file_ids: vec![] },
+            ControlMsg::Have { file_id: 3, ranges: vec![(0, 1412 * 4), (1412 * 9, 700), (5 << 32, 1)] },
+            ControlMsg::Have { file_id: 7, ranges: vec![] },
         ]
     }
 
@@ -747,6 +809,12 @@ mod tests {
         // A RoundFailed claiming four billion ids in a few bytes.
         let body = [7u8, 0, 0xff, 0xff, 0xff, 0xff];
         assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadValue("file id count")));
+        // Skip and Have claiming more entries than their bytes hold.
+        assert_eq!(ControlMsg::decode(&[13, 0, 0, 0, 2, 0, 0, 0, 1]), Err(ControlError::BadValue("file id count")));
+        let body = [14u8, 0, 0, 0, 1, 0x10, 0, 0, 0];
+        assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadValue("range count")));
+        let body = [14u8, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadValue("range count")), "15 of 16 bytes");
         // A string claiming more bytes than the limit.
         let body = [5u8, 0xff, 0xff];
         assert_eq!(ControlMsg::decode(&body), Err(ControlError::BadString));
