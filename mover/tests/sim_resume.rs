@@ -162,13 +162,14 @@ fn partitions_pause_and_a_long_one_is_resumed() {
     // Retransmissions: what the partition cut (and at most a second copy of each at the tail).
     assert!(r.sender.packets_retransmitted <= 2 * r.forward.partitioned, "{r:#?}");
 
-    let long = (Duration::from_millis(100), Duration::from_secs(40));
+    // Longer than the default peer timeout (120 s).
+    let long = (Duration::from_millis(100), Duration::from_secs(130));
     sim.forward.partitions = vec![long];
     sim.reverse.partitions = vec![long];
     let disk = DiskStore::new(sim.seed, &sizes, B, 64);
     let (r, mut disk, _) = run(&sim, &sizes, disk);
     let e = r.outcome.unwrap_err();
-    assert!(e.contains("for 30 s"), "{e}");
+    assert!(e.contains("for 120 s"), "{e}");
     assert!(disk.committed[0].is_none(), "nothing under the final name");
     disk.crash(&mut mover::sim::SimRng::new(5), 0.0);
     sim.forward.partitions.clear();
