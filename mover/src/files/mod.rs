@@ -2,18 +2,28 @@
 
 mod confine;
 mod dest;
+mod dest_start;
 mod error;
 mod fdcache;
 pub mod journal;
+mod journaling;
+mod partial;
+pub mod partials;
 mod sanitize;
 mod scan;
 mod source;
+mod start;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
+pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
 pub use error::{relative, FileOp, FilesError};
+pub use journaling::{FileJournals, PlannedJournal, MAX_ACTIVE_JOURNALS};
+pub use partial::{partial_name, PARTIAL_SUFFIX};
+pub use partials::{list_partials, sweep_partials, PartialInfo};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 pub use scan::{scan_sources, Scanned};
 pub use source::SourceFiles;
+pub use start::{FileStart, StartDecision};
