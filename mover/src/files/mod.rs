@@ -27,3 +27,5 @@ pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX
 pub use scan::{scan_sources, Scanned};
 pub use source::SourceFiles;
 pub use start::{FileStart, StartDecision};
+#[cfg(test)]
+mod start_tests;

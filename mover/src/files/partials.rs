@@ -180,3 +180,106 @@ pub fn parse_max_age(s: &str) -> Result<Duration, String> {
     };
     secs.map(Duration::from_secs).ok_or_else(bad)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::partial::claim;
+    use crate::testing::TempDir;
+    use std::fs::{File, FileTimes};
+
+    fn age(p: &Path, by: Duration) {
+        let t = SystemTime::now() - by;
+        File::options().write(true).open(p).unwrap().set_times(FileTimes::new().set_modified(t)).unwrap();
+    }
+
+    fn names(list: &[PartialInfo]) -> Vec<String> {
+        list.iter().map(|p| p.path.display().to_string()).collect()
+    }
+
+    #[test]
+    fn sweeps_only_old_partials_and_their_journals_by_name() {
+        let t = TempDir::new("sweep");
+        let root = t.path();
+        fs::create_dir_all(root.join("d/e")).unwrap();
+        let day = Duration::from_secs(86_400);
+        let mk = |p: &str, old: bool| {
+            fs::write(root.join(p), b"x").unwrap();
+            if old {
+                age(&root.join(p), 8 * day);
+            }
+        };
+        mk(".old.mover.part", true);
+        mk(".old.mover.part.journal", true);
+        mk("d/.fresh.mover.part", false);
+        mk("d/e/.oldj.mover.part", true);
+        // Its journal was written recently: the pair is as young as its newest file.
+        mk("d/e/.oldj.mover.part.journal", false);
+        mk("d/.gone.mover.part.journal", true); // A journal whose partial is gone.
+        mk("d/.legacy.mover-0123456789abcdef.part", true);
+        // Names that only look similar.
+        for n in [
+            "old.mover.part",
+            ".mover.part",
+            ".x.mover.partial",
+            ".x.mover.part.bak",
+            ".y.mover-0123.part",
+            ".z.mover-0123456789ABCDEF.part",
+            "keep.journal",
+        ] {
+            mk(n, true);
+        }
+        let list = sweep_partials(root, 7 * day).unwrap();
+        assert_eq!(
+            names(&list),
+            [
+                ".old.mover.part",
+                "d/.fresh.mover.part",
+                "d/.gone.mover.part.journal",
+                "d/.legacy.mover-0123456789abcdef.part",
+                "d/e/.oldj.mover.part"
+            ]
+        );
+        let removed: Vec<_> = list.iter().filter(|p| p.removed).map(|p| p.path.display().to_string()).collect();
+        assert_eq!(removed, [".old.mover.part", "d/.gone.mover.part.journal", "d/.legacy.mover-0123456789abcdef.part"]);
+        assert!(list[0].journal && !list[1].journal);
+        assert!(!root.join(".old.mover.part.journal").exists(), "the journal stayed behind");
+        assert!(root.join("d/e/.oldj.mover.part").exists() && root.join("d/.fresh.mover.part").exists());
+        for n in ["old.mover.part", ".mover.part", ".x.mover.partial", ".x.mover.part.bak", "keep.journal"] {
+            assert!(root.join(n).exists(), "{n} was removed");
+        }
+        assert!(root.join(".y.mover-0123.part").exists() && root.join(".z.mover-0123456789ABCDEF.part").exists());
+    }
+
+    #[test]
+    fn symlinks_are_not_followed_and_claimed_partials_stay() {
+        let t = TempDir::new("sweep-links");
+        let outside = TempDir::new("sweep-outside");
+        fs::write(outside.path().join(".o.mover.part"), b"x").unwrap();
+        age(&outside.path().join(".o.mover.part"), Duration::from_secs(1_000));
+        std::os::unix::fs::symlink(outside.path(), t.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join(".o.mover.part"), t.path().join(".l.mover.part")).unwrap();
+        let held = t.path().join(".held.mover.part");
+        let c = claim(&held, Path::new(".held.mover.part")).unwrap();
+        age(&held, Duration::from_secs(1_000));
+        let list = sweep_partials(t.path(), Duration::from_secs(10)).unwrap();
+        assert_eq!(names(&list), [".held.mover.part"]);
+        assert!(list[0].in_use && !list[0].removed);
+        assert!(held.exists() && outside.path().join(".o.mover.part").exists());
+        drop(c);
+        let list = sweep_partials(t.path(), Duration::from_secs(10)).unwrap();
+        assert!(list[0].removed && !held.exists());
+    }
+
+    #[test]
+    fn max_ages_parse_with_their_units() {
+        assert_eq!(parse_max_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_max_age("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(parse_max_age("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_max_age("3600s"), Ok(Duration::from_secs(3_600)));
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            let e = parse_max_age(bad).unwrap_err();
+            assert!(e.contains("such as 7d, 12h, 30m or 3600s"), "{bad}: {e}");
+        }
+    }
+}
