@@ -90,21 +90,47 @@ pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
     Ok(Claim { file, existed })
 }
 
-/// Whether the partial at `path` is held by a live session (its lock is taken). Takes and at once releases
-/// the lock when it is free; an error opening it counts as "not held" only when it is gone.
+/// Whether the partial at `path` is held by a live session (its lock is taken).
 pub fn is_claimed(path: &Path) -> io::Result<bool> {
+    Ok(matches!(try_lock(path)?, Lock::Busy))
+}
+
+/// What [`try_lock`] found.
+#[derive(Debug)]
+pub enum Lock {
+    /// The lock is ours while this descriptor is open.
+    Held(File),
+    /// Another session holds it.
+    Busy,
+    /// Nothing is there.
+    Gone,
+}
+
+impl Lock {
+    /// The descriptor holding the lock, if it is ours.
+    pub fn file(&self) -> Option<&File> {
+        match self {
+            Lock::Held(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Takes the lock of an existing partial without creating it or waiting (the sweep removes a partial only
+/// while holding its lock, so a session cannot claim it in between).
+pub fn try_lock(path: &Path) -> io::Result<Lock> {
     let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Gone),
         Err(e) => return Err(e),
     };
     // Safety: as in `claim`.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(false);
+        return Ok(Lock::Held(file));
     }
     let e = io::Error::last_os_error();
     if e.kind() == io::ErrorKind::WouldBlock {
-        return Ok(true);
+        return Ok(Lock::Busy);
     }
     Err(e)
 }

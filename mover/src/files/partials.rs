@@ -4,7 +4,7 @@
 //! ever comes back for would fill the disk silently. The daemon lists them at start and removes those older
 //! than `--partial-max-age` ([`sweep_partials`]), then again every hour.
 
-use super::partial::{is_claimed, PARTIAL_SUFFIX};
+use super::partial::{is_claimed, try_lock, Lock, PARTIAL_SUFFIX};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -74,6 +74,16 @@ pub fn sweep_partials(root: &Path, max_age: Duration) -> io::Result<Vec<PartialI
             continue;
         }
         let path = root.join(&p.path);
+        // Removed while holding its lock: a session that claims it now finds it busy or gone, never
+        // loses it under its writes.
+        let _lock = match try_lock(&path) {
+            Ok(Lock::Busy) => {
+                p.in_use = true;
+                continue;
+            }
+            Ok(lock) => lock,
+            Err(_) => continue,
+        };
         let mut ok = remove_if_there(&path);
         if is_partial(file_name(&p.path)) {
             let journal = with_suffix(&path, ".journal");
