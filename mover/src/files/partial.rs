@@ -106,16 +106,6 @@ pub enum Lock {
     Gone,
 }
 
-impl Lock {
-    /// The descriptor holding the lock, if it is ours.
-    pub fn file(&self) -> Option<&File> {
-        match self {
-            Lock::Held(f) => Some(f),
-            _ => None,
-        }
-    }
-}
-
 /// Takes the lock of an existing partial without creating it or waiting (the sweep removes a partial only
 /// while holding its lock, so a session cannot claim it in between).
 pub fn try_lock(path: &Path) -> io::Result<Lock> {

@@ -81,7 +81,8 @@ pub fn sweep_partials(root: &Path, max_age: Duration) -> io::Result<Vec<PartialI
                 p.in_use = true;
                 continue;
             }
-            Ok(lock) => lock,
+            Ok(Lock::Held(f)) => Some(f),
+            Ok(Lock::Gone) => None,
             Err(_) => continue,
         };
         let mut ok = remove_if_there(&path);
