@@ -230,6 +230,10 @@ impl Stage for WriterStage {
     fn on_stop(mut self, _cx: &mut StageCx) {
         if let Some((journals, _)) = self.journals.as_mut() {
             journals.finish();
+            if std::env::var_os("MOVER_DEBUG_STATS").is_some() {
+                let (n, steps, busy) = (journals.recorded, journals.steps, journals.busy.as_secs_f64());
+                eprintln!("receiver journals: {n} ranges recorded, {steps} steps, {busy:.3} s on this stage");
+            }
             if let Some(e) = &journals.first_error {
                 eprintln!("mover: resume journals of {} files stopped early: {e}", journals.failures);
             }
