@@ -510,7 +510,7 @@ impl BlockStore for DestTree {
     }
 
     fn reset(&mut self, file_id: u32) -> io::Result<()> {
-        if self.slot(file_id)?.state == State::NotCreated {
+        if matches!(self.slot(file_id)?.state, State::NotCreated | State::Skipped) {
             return Ok(());
         }
         // The partial failed verification: its journal vouches for bytes that are not the file's; the file

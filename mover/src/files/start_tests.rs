@@ -7,7 +7,7 @@ use crate::proto::BlockStore;
 use crate::testing::TempDir;
 use crate::wire::entry::{Entry, EntryKind};
 use crate::wire::{Overwrite, TransferOptions};
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -248,7 +248,7 @@ fn a_lost_block_is_dropped_from_the_resumed_ranges() {
     leave_partial(t.path(), &e, &data, &ranges);
     let (partial, _) = partial_paths(t.path(), "f");
     // A block of the second range did not survive (a power cut, an edit).
-    OpenOptions::new().write(true).open(&partial).unwrap();
+
     std::os::unix::fs::FileExt::write_all_at(&File::options().write(true).open(&partial).unwrap(), b"X", 1 << 20)
         .unwrap();
     let (_tree, start) = decide(t.path(), &e, &TransferOptions::default(), None);
@@ -308,7 +308,7 @@ fn reset_removes_the_journal_and_the_next_journal_starts_fresh() {
     // An abort keeps the journaled partial; one without a journal goes.
     drop(tree);
     assert!(t.path().join(partial_name("f")).exists());
-    let _ = tree_with_unjournaled_partial(t.path());
+    tree_with_unjournaled_partial(t.path());
 }
 
 /// A small file (not journaled) written and aborted: its partial is removed.
