@@ -160,8 +160,8 @@ impl fmt::Display for FilesError {
             }
             FilesError::DiskFull { path } => write!(
                 f,
-                "no space left on the destination's disk while writing '{}'; free space and run the same \
-                 command again to resume (the partial file is kept)",
+                "writing '{}': No space left on device; free space and run the same command again to resume \
+                 (the partial file is kept)",
                 path.display()
             ),
         }
