@@ -80,6 +80,10 @@ struct ServeArgs {
     /// fsync each file before renaming it into place (durable commits; slower).
     #[arg(long)]
     fsync: bool,
+    /// Remove partial files (kept for resume) older than this under the root, at start and hourly: 7d, 12h,
+    /// 30m or 3600s.
+    #[arg(long, default_value = "7d", value_parser = mover::files::partials::parse_max_age)]
+    partial_max_age: std::time::Duration,
     /// Pin the receiver's stages: auto, none, a core list (0,1 or 0-3, given to stages in table order) or
     /// stage=core pairs (recv=0,writer=1).
     #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
@@ -348,6 +352,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
         net: a.net,
         auth,
         limits: a.limits.limits(),
+        partial_max_age: a.partial_max_age,
     };
     Ok(serve::run(&opts, a.stdio)?)
 }

@@ -152,10 +152,10 @@ fn garbage_on_the_control_port_does_not_hurt_the_server() {
 }
 
 #[test]
-fn full_disk_fails_with_a_clear_error_and_leaves_no_partial_file() {
+fn full_disk_fails_with_a_clear_error_and_keeps_only_a_resumable_partial() {
     if !is_root() {
         skip_or_fail(
-            "full_disk_fails_with_a_clear_error_and_leaves_no_partial_file",
+            "full_disk_fails_with_a_clear_error_and_keeps_only_a_resumable_partial",
             "needs root to mount a small tmpfs (CI runs as root)",
         );
         return;
@@ -184,13 +184,38 @@ fn full_disk_fails_with_a_clear_error_and_leaves_no_partial_file() {
     let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "--rate", "500M"]).arg(&src).arg(&url), LIMIT);
     let line = error_line(&out);
     assert!(line.contains("No space left on device"), "{line}");
+    assert!(line.contains("free space and run the same command again to resume"), "{line}");
     let status = server.wait(Duration::from_secs(10)).expect("serve --once exits");
     assert!(!status.success());
-    assert!(list_tree(&root).is_empty(), "left behind: {:?}", list_tree(&root));
+    assert_only_a_resumable_partial(&root, &src);
+}
+
+/// Issue 15: a failed session leaves nothing under the final name, and at most the partial with a journal
+/// whose every range still verifies (the next run resumes it); never a partial without one.
+fn assert_only_a_resumable_partial(root: &std::path::Path, src: &std::path::Path) {
+    use mover::files::journal::{self, journal_path_for, FileIdentity};
+    use std::os::unix::fs::MetadataExt;
+    let left = list_tree(root);
+    let partial = root.join(".big.bin.mover.part");
+    let jpath = journal_path_for(&partial);
+    if left.is_empty() {
+        return;
+    }
+    assert_eq!(left, [".big.bin.mover.part", ".big.bin.mover.part.journal"], "left behind: {left:?}");
+    let meta = fs::metadata(src).unwrap();
+    let identity = FileIdentity {
+        size: meta.len(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        mode: meta.mode() & 0o7777,
+        path_hash: FileIdentity::path_hash(b"big.bin"),
+    };
+    let r = journal::load(&jpath, &identity).unwrap();
+    let file = fs::File::open(&partial).unwrap();
+    assert_eq!(journal::verify_ranges(&file, &r.ranges).unwrap(), r.ranges, "a journaled range does not verify");
 }
 
 #[test]
-fn a_client_killed_mid_transfer_fails_the_session_and_leaves_no_partial_file() {
+fn a_client_killed_mid_transfer_fails_the_session_and_leaves_only_a_resumable_partial() {
     let tmp = TempDir::new("killed");
     let src = tmp.path().join("big.bin");
     fs::write(&src, vec![3u8; 64 << 20]).unwrap();
@@ -210,7 +235,15 @@ fn a_client_killed_mid_transfer_fails_the_session_and_leaves_no_partial_file() {
     push.wait().unwrap();
     let status = server.wait(Duration::from_secs(10)).expect("the server notices the closed connection and exits");
     assert!(!status.success());
-    assert!(list_tree(&root).is_empty(), "left behind: {:?}", list_tree(&root));
+    assert_only_a_resumable_partial(&root, &src);
+    // The same push again completes and leaves nothing but the file.
+    let mut server = Server::start(&root, &["--once"]);
+    let url = format!("mover://{}/", server.addr);
+    let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "--rate", "2G"]).arg(&src).arg(&url), LIMIT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(server.wait(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    assert_eq!(list_tree(&root), ["big.bin"]);
+    assert_eq!(fs::read(root.join("big.bin")).unwrap(), vec![3u8; 64 << 20]);
 }
 
 /// Rate options that contradict each other or name no policy are refused before anything connects.

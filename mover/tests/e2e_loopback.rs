@@ -60,7 +60,11 @@ fn one_gib_file_and_mixed_tree_arrive_identical() {
     compare_trees(&big, &dest.join("big.bin")).unwrap();
     compare_trees(&tree, &dest.join("tree")).unwrap();
     // No temporary files left behind.
-    assert!(common::list_tree(&root).iter().all(|p| !p.contains(".mover-")), "{:?}", common::list_tree(&root));
+    assert!(
+        common::list_tree(&root).iter().all(|p| !p.contains(".mover-") && !p.contains(".mover.part")),
+        "{:?}",
+        common::list_tree(&root)
+    );
 }
 
 #[test]
@@ -84,7 +88,11 @@ fn pull_from_the_daemon_arrives_identical() {
     let status = server.wait(Duration::from_secs(10)).expect("serve --once exits");
     assert!(status.success());
     compare_trees(&tree, &dest.join("tree")).unwrap();
-    assert!(common::list_tree(&dest).iter().all(|p| !p.contains(".mover-")), "{:?}", common::list_tree(&dest));
+    assert!(
+        common::list_tree(&dest).iter().all(|p| !p.contains(".mover-") && !p.contains(".mover.part")),
+        "{:?}",
+        common::list_tree(&dest)
+    );
 }
 
 #[test]

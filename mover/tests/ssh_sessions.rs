@@ -168,7 +168,11 @@ fn push_and_pull_a_tree_over_ssh() {
     assert_eq!(json_raw(&out, "files"), Some("5"), "{out}");
     compare_trees(&tree, &local.join("tree")).unwrap();
     for dir in [&remote, &local] {
-        assert!(list_tree(dir).iter().all(|p| !p.contains(".mover-")), "temporary files left in {}", dir.display());
+        assert!(
+            list_tree(dir).iter().all(|p| !p.contains(".mover-") && !p.contains(".mover.part")),
+            "temporary files left in {}",
+            dir.display()
+        );
     }
 }
 

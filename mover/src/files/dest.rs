@@ -1,9 +1,10 @@
 //! The receiver's [`BlockStore`] over a real directory tree.
 //!
-//! Every file is written under a temporary name in its final directory (`.<name>.mover-<tag>.part`: hidden,
-//! recognisable, and on the same file system so that the final `rename` is atomic). Only a file whose
-//! whole-file hash matched is renamed into place, so the final name never holds partial or unverified
-//! contents; an aborted session removes its temporary files and leaves everything else as it was.
+//! Every file is written under a partial name in its final directory (`.<name>.mover.part`: hidden,
+//! recognisable, the same in every run so that a rerun finds it, and on the same file system so that the
+//! final `rename` is atomic). Only a file whose whole-file hash matched is renamed into place, so the final
+//! name never holds partial or unverified contents. An aborted session keeps each partial that has a resume
+//! journal (the next run resumes it, [`DestTree::decide_start`]) and removes the others.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -16,47 +17,58 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::confine::{create_dir_under_root, open_beneath};
 use super::error::{relative, FileOp, FilesError};
 use super::fdcache::FdCache;
+use crate::proto::{BlockStore, HashDone, HashJob};
+use crate::wire::TransferOptions;
+use crate::wire::entry::{Entry, EntryKind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use super::journal::{journal_path_for, FileIdentity, JournalRange};
 use super::links::{create_links, link_blocker, LinkSlot};
 use super::metadata::{EntryMeta, MetaPolicy};
+use super::partial::{claim, partial_name, Claim};
 use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
 use super::sparse::{is_all_zero, punch_hole};
-use crate::proto::{BlockStore, HashDone, HashJob};
-use crate::wire::entry::{Entry, EntryKind};
-use crate::wire::TransferOptions;
+use super::start::start_over;
 
 /// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
 /// announced modes, so nobody else sees (or writes into) a half-received tree.
 const DIR_MODE_DURING: u32 = 0o700;
-/// Mode of temporary files: private, and writable by us whatever the final mode is.
-const TEMP_MODE: u32 = 0o600;
 /// Mode of the destination directory's missing components, created at once for good (subject to the
 /// umask, as `mkdir -p` does): only the manifest's directories are private until [`DestTree::finish`].
 const DEST_DIR_MODE: u32 = 0o777;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// No temporary file yet.
     NotCreated,
-    /// The temporary file exists (and is ours to remove).
+    /// The temporary file exists, claimed by this session (and is ours to remove or keep for resume).
     Created,
     /// Renamed into place; no longer ours to touch.
     Committed,
+    /// The destination is current ([`DestTree::decide_start`]): never created, never committed.
+    Skipped,
 }
 
-struct FileSlot {
-    final_path: PathBuf,
-    temp_path: PathBuf,
+pub(super) struct FileSlot {
+    pub(super) final_path: PathBuf,
+    pub(super) temp_path: PathBuf,
     /// `final_path` relative to the root, for messages: a peer may see them (module `files::error`).
-    shown: PathBuf,
+    pub(super) shown: PathBuf,
     /// `temp_path` relative to the root.
-    shown_temp: PathBuf,
-    size: u64,
-    /// The announced permission bits; which of them are applied is `MetaPolicy::file_mode`'s choice.
-    mode: u32,
-    mtime_s: i64,
-    mtime_ns: u32,
-    state: State,
-    meta: EntryMeta,
+    pub(super) shown_temp: PathBuf,
+    pub(super) size: u64,
+    pub(super) mode: u32,
+    pub(super) mtime_s: i64,
+    pub(super) mtime_ns: u32,
+    pub(super) state: State,
+    /// The source as the sender described it, for the resume journal.
+    pub(super) identity: FileIdentity,
+    /// The partial's lock while this session may write it (`Created`).
+    pub(super) claim: Option<Claim>,
+    /// Ranges a resumed partial already holds (handed to its journal writer).
+    pub(super) trusted: Vec<JournalRange>,
+    /// What to keep of owners, set-ID bits and extended attributes.
+    pub(super) meta: EntryMeta,
 }
 
 struct DirSlot {
@@ -77,8 +89,8 @@ struct DirSlot {
 /// [`DestTree::abort`]).
 pub struct DestTree {
     /// The root everything lies below; messages name paths relative to it.
-    root: PathBuf,
-    files: Vec<FileSlot>,
+    pub(super) root: PathBuf,
+    pub(super) files: Vec<FileSlot>,
     dirs: Vec<DirSlot>,
     cache: FdCache,
     total_bytes: u64,
@@ -87,6 +99,11 @@ pub struct DestTree {
     links: Vec<LinkSlot>,
     /// Owners, set-ID bits and extended attributes: what to keep, and what was dropped.
     policy: MetaPolicy,
+    /// The session's block size once [`DestTree::decide_start`] ran: files are journaled from then on.
+    pub(super) block_size: Option<u32>,
+    /// Per file id, bumped when the file's journal is removed (commit, reset), so the writer stage's
+    /// journal writer of that file stops ([`super::FileJournals`]).
+    pub(super) generations: Arc<[AtomicU32]>,
 }
 
 impl DestTree {
@@ -102,7 +119,8 @@ impl DestTree {
     /// Files are not created until their first block or their commit. A final name that exists as a
     /// directory or a symlink is refused here already, so a doomed transfer fails before it starts.
     ///
-    /// `session_tag` names the temporary files (`.<name>.mover-<tag as 16 hex digits>.part`).
+    /// Partial names are the same in every run (`.<name>.mover.part`, [`super::partial_name`]);
+    /// `session_tag` no longer names them and is kept for the callers' signature.
     /// Every path in an error is relative to `root` ([`FilesError`]), here and in the [`BlockStore`]
     /// methods' `io::Error`s, so a daemon can show them to its client.
     pub fn prepare(
@@ -212,9 +230,7 @@ impl DestTree {
                     let name = rel.file_name().unwrap_or_default();
                     let final_path = dir.join(name);
                     check_replaceable(&final_path).map_err(hide_root)?;
-                    let file_id =
-                        u32::try_from(files.len()).map_err(|_| FilesError::TooManyFiles { count: files.len() + 1 })?;
-                    let temp_path = dir.join(temp_name(name, session_tag, file_id));
+                    let temp_path = dir.join(partial_name(name));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
                     if !temp_names.insert(temp_path.clone()) || seen.contains(temp_rel(&rel, &temp_path).as_str()) {
                         return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
@@ -230,11 +246,20 @@ impl DestTree {
                         mtime_ns: e.mtime_ns,
                         state: State::NotCreated,
                         meta: EntryMeta::of(e),
+                        identity: FileIdentity {
+                            size: e.size,
+                            mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
+                            mode: e.mode,
+                            path_hash: FileIdentity::path_hash(e.rel_path.as_bytes()),
+                        },
+                        claim: None,
+                        trusted: Vec::new(),
                     });
                     file_finals.insert(&e.rel_path, files.last().expect("just pushed").final_path.clone());
                 }
             }
         }
+        let generations = files.iter().map(|_| AtomicU32::new(0)).collect();
         Ok(DestTree {
             root: root.to_path_buf(),
             files,
@@ -244,6 +269,8 @@ impl DestTree {
             fsync: false,
             links,
             policy: MetaPolicy::new(&TransferOptions::default()),
+            block_size: None,
+            generations,
         })
     }
 
@@ -285,7 +312,7 @@ impl DestTree {
     /// read-only early would stop the files below it from being written. Fails (changing nothing) if a file
     /// is not committed; otherwise applies every directory and returns the first error.
     pub fn finish(&mut self) -> io::Result<()> {
-        let pending = self.files.iter().filter(|f| f.state != State::Committed).count();
+        let pending = self.files.iter().filter(|f| !matches!(f.state, State::Committed | State::Skipped)).count();
         if pending > 0 {
             return Err(io::Error::other(format!("{pending} files are not committed")));
         }
@@ -307,17 +334,36 @@ impl DestTree {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Removes every temporary file that was not committed. Committed files and files that existed before
-    /// the session are never touched; directories created by [`DestTree::prepare`] are left (empty).
-    /// Removal is best effort (an abort usually happens because something already went wrong).
+    /// Ends the session's claim on every partial that was not committed: a partial with a resume journal
+    /// is kept (the next run of the same command resumes it), the others are removed. Committed files and
+    /// files that existed before the session are never touched; directories created by
+    /// [`DestTree::prepare`] are left. Removal is best effort (an abort usually happens because something
+    /// already went wrong). Call it only once no write of this session can still reach the files.
     pub fn abort(&mut self) {
         self.cache.clear();
         for f in &mut self.files {
             if f.state == State::Created {
-                let _ = fs::remove_file(&f.temp_path);
+                if !journal_path_for(&f.temp_path).exists() {
+                    let _ = fs::remove_file(&f.temp_path);
+                }
                 f.state = State::NotCreated;
             }
+            // Released only now: until the partial is removed (or left for resume) it is this session's.
+            f.claim = None;
         }
+    }
+
+    /// Removes a file's journal and tells its journal writer to stop: the partial's journaled ranges are
+    /// no longer what it should hold (committed, or started over).
+    fn drop_journal(&self, file_id: u32) -> io::Result<()> {
+        let f = &self.files[file_id as usize];
+        let r = match fs::remove_file(journal_path_for(&f.temp_path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        // After the removal: a writer that sees the new generation creates the next journal afresh.
+        self.generations[file_id as usize].fetch_add(1, Ordering::Release);
+        r
     }
 
     fn slot(&self, file_id: u32) -> io::Result<&FileSlot> {
@@ -377,32 +423,34 @@ impl DestTree {
             .files
             .get_mut(file_id as usize)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))?;
-        if f.state == State::Committed {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("'{}' is already committed", f.shown.display()),
-            ));
+        if matches!(f.state, State::Committed | State::Skipped) {
+            let what =
+                if f.state == State::Committed { "already committed" } else { "skipped (its destination is current)" };
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{}' is {what}", f.shown.display())));
         }
         let root = &self.root;
         self.cache.get_or_open(file_id, || open_temp(f, root))
     }
 }
 
-/// Opens (creating on first use) a temporary file. `O_NOFOLLOW`: a symlink planted under the temporary
-/// name must not redirect our writes.
+/// Opens a partial file, claiming it on first use ([`claim`]: created, or an earlier run's partial emptied
+/// and its journal removed, since no decision said to resume it). The descriptor the writes use is opened
+/// beneath the root without following any symlink on the way (`confine::open_beneath`): a symlink planted
+/// under the partial name, or in a directory above it, must not redirect our writes.
 fn open_temp(f: &mut FileSlot, root: &Path) -> io::Result<File> {
     let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
-    // Beneath the root without following any symlink on the way (`confine::open_beneath`).
-    if f.state == State::Created {
-        return open_beneath(root, &f.temp_path, libc::O_RDWR, 0).map_err(err);
+    if f.state != State::Created {
+        let c = claim(&f.temp_path, &f.shown_temp).map_err(FilesError::into_io)?;
+        // From here on the file is ours (to remove or keep), even if what follows fails.
+        f.state = State::Created;
+        let c = f.claim.insert(c);
+        if c.existed {
+            start_over(&f.temp_path, c, &f.shown_temp).map_err(FilesError::into_io)?;
+        }
+        // Full size at once, so out-of-order blocks do not extend the file again and again.
+        c.file().set_len(f.size).map_err(err)?;
     }
-    // O_EXCL: whatever already has this name (a FIFO or device planted there, say) is refused, not opened.
-    let file = open_beneath(root, &f.temp_path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, TEMP_MODE).map_err(err)?;
-    // From here on the file is ours to clean up, even if set_len fails.
-    f.state = State::Created;
-    // Full size at once, so out-of-order blocks do not extend the file again and again.
-    file.set_len(f.size).map_err(err)?;
-    Ok(file)
+    open_beneath(root, &f.temp_path, libc::O_RDWR, 0).map_err(err)
 }
 
 /// A final name may replace a regular file (or nothing), never a directory, a symlink, a device, a FIFO or
@@ -570,7 +618,7 @@ impl BlockStore for DestTree {
     }
 
     fn commit(&mut self, file_id: u32) -> io::Result<()> {
-        if self.slot(file_id)?.state == State::Committed {
+        if matches!(self.slot(file_id)?.state, State::Committed | State::Skipped) {
             return Ok(());
         }
         // Taken out of the cache: it is closed at the end of the commit either way (a failed commit leaves
@@ -600,6 +648,9 @@ impl BlockStore for DestTree {
         })?;
         fs::rename(&f.temp_path, &f.final_path).map_err(|e| err("rename", e))?;
         self.files[file_id as usize].state = State::Committed;
+        self.files[file_id as usize].claim = None;
+        // The file is in place: its journal has nothing left to resume (one left by a crash here is swept).
+        let _ = self.drop_journal(file_id);
         Ok(())
     }
 
@@ -608,9 +659,16 @@ impl BlockStore for DestTree {
     }
 
     fn reset(&mut self, file_id: u32) -> io::Result<()> {
-        if self.slot(file_id)?.state == State::NotCreated {
+        if matches!(self.slot(file_id)?.state, State::NotCreated | State::Skipped) {
             return Ok(());
         }
+        // The partial failed verification: its journal vouches for bytes that are not the file's; the file
+        // starts over, with a fresh journal.
+        self.drop_journal(file_id).map_err(|e| {
+            let path = self.files[file_id as usize].shown.display();
+            io::Error::new(e.kind(), format!("removing the journal of '{path}': {e}"))
+        })?;
+        self.files[file_id as usize].trusted = Vec::new();
         let size = self.slot(file_id)?.size;
         let r = self.temp_file(file_id).and_then(|f| {
             f.set_len(0)?;
@@ -674,7 +732,7 @@ mod tests {
         for off in [9_000usize, 0, 5_000, 1_000, 7_000, 2_000, 4_000, 8_000, 3_000, 6_000] {
             tree.write_block(0, off as u64, &data[off..off + 1_000]).unwrap();
         }
-        let temp = base.join("d/.a.mover-0123456789abcdef.part");
+        let temp = base.join("d/.a.mover.part");
         assert_eq!(fs::metadata(&temp).unwrap().len(), 10_000);
         assert_eq!(fs::metadata(&temp).unwrap().mode() & 0o7777, 0o600);
         assert!(!base.join("d/a").exists(), "final name visible before commit");
@@ -813,7 +871,7 @@ mod tests {
         // A FIFO planted under the temporary name is refused when the file is created, not opened (an open
         // for writing would block until a reader came).
         let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &[file("f", 1, 0o644, 0, 0)], TAG).unwrap();
-        let temp = t.path().join(temp_name("f", TAG, 0));
+        let temp = t.path().join(partial_name("f"));
         // Safety: as above.
         assert_eq!(unsafe { libc::mkfifo(c(&temp).as_ptr(), 0o600) }, 0);
         let e = tree.write_block(0, 0, b"x").unwrap_err();
@@ -868,10 +926,10 @@ mod tests {
     #[test]
     fn long_names_get_short_distinct_temporaries() {
         let long = "n".repeat(255);
-        let a = temp_name(&long, TAG, 1);
-        let b = temp_name(&long, TAG, 2);
+        let a = partial_name(&long);
+        let b = partial_name(&"m".repeat(255));
         assert!(a.len() <= 255 && b.len() <= 255 && a != b, "{a} {b}");
-        assert_eq!(temp_name("x.bin", TAG, 0), ".x.bin.mover-0123456789abcdef.part");
+        assert_eq!(partial_name("x.bin"), ".x.bin.mover.part");
         let t = TempDir::new("dest");
         let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &[file(&long, 1, 0o644, 0, 0)], TAG).unwrap();
         tree.write_block(0, 0, b"x").unwrap();

@@ -75,6 +75,26 @@ pub enum FilesError {
         /// How many there were.
         count: usize,
     },
+    /// Opening, locking, reading or removing a partial file (or its journal) failed.
+    Partial {
+        /// The partial, relative to the root.
+        path: PathBuf,
+        /// What was being done ("opening", "checking", "removing", ...).
+        op: &'static str,
+        /// What the OS said.
+        error: io::Error,
+    },
+    /// Another session holds the lock of a partial file: it is writing the same file right now.
+    PartialBusy {
+        /// The final name, relative to the root.
+        path: PathBuf,
+    },
+    /// The disk filled while writing a file. Its partial (and journal) are kept, so the same command
+    /// resumes once there is space.
+    DiskFull {
+        /// The final name of the file being written, relative to the root.
+        path: PathBuf,
+    },
 }
 
 impl FilesError {
@@ -103,6 +123,9 @@ impl FilesError {
             FilesError::NotReplaceable { path, what } => FilesError::NotReplaceable { path: rel(path), what },
             FilesError::RootNotADirectory { path } => FilesError::RootNotADirectory { path: rel(path) },
             FilesError::Source { path, problem } => FilesError::Source { path: rel(path), problem },
+            FilesError::Partial { path, op, error } => FilesError::Partial { path: rel(path), op, error },
+            FilesError::PartialBusy { path } => FilesError::PartialBusy { path: rel(path) },
+            FilesError::DiskFull { path } => FilesError::DiskFull { path: rel(path) },
             other => other,
         }
     }
@@ -145,6 +168,18 @@ impl fmt::Display for FilesError {
                 second.display()
             ),
             FilesError::TooManyFiles { count } => write!(f, "too many files: {count} (the limit is {})", u32::MAX),
+            FilesError::Partial { path, op, error } => {
+                write!(f, "{op} the partial file '{}': {error}", path.display())
+            }
+            FilesError::PartialBusy { path } => {
+                write!(f, "another transfer is writing '{}'; wait for it or stop it", path.display())
+            }
+            FilesError::DiskFull { path } => write!(
+                f,
+                "writing '{}': No space left on device; free space and run the same command again to resume \
+                 (the partial file is kept)",
+                path.display()
+            ),
         }
     }
 }
@@ -153,9 +188,28 @@ impl std::error::Error for FilesError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             FilesError::Path(e) => Some(e),
-            FilesError::Io { error, .. } => Some(error),
+            FilesError::Io { error, .. } | FilesError::Partial { error, .. } => Some(error),
             _ => None,
         }
+    }
+}
+
+impl FilesError {
+    /// The `io::ErrorKind` that best says what went wrong, for an `io::Error` carrying this error (the
+    /// block store's methods return `io::Error`s; the typed error stays inside, `get_ref` finds it).
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            FilesError::Io { error, .. } | FilesError::Partial { error, .. } => error.kind(),
+            FilesError::NotReplaceable { .. } => io::ErrorKind::AlreadyExists,
+            FilesError::PartialBusy { .. } => io::ErrorKind::WouldBlock,
+            FilesError::DiskFull { .. } => io::ErrorKind::StorageFull,
+            _ => io::ErrorKind::InvalidInput,
+        }
+    }
+
+    /// This error as an `io::Error` of [`FilesError::io_kind`], keeping it inside.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(self.io_kind(), self)
     }
 }
 

@@ -2,25 +2,37 @@
 
 mod confine;
 mod dest;
+mod dest_start;
 mod error;
 mod fdcache;
 mod files_from;
 pub mod journal;
+mod journaling;
 mod links;
 mod metadata;
+mod partial;
 mod sanitize;
 mod scan;
 mod source;
 mod sparse;
+mod start;
 mod xattr;
+pub mod partials;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
+pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
 pub use error::{relative, FileOp, FilesError};
 pub use files_from::{parse_files_from, read_files_from};
+pub use journaling::{FileJournals, PlannedJournal, MAX_ACTIVE_JOURNALS};
+pub use partial::{partial_name, PARTIAL_SUFFIX};
+pub use partials::{list_partials, sweep_partials, PartialInfo};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 pub use scan::{content_hash, scan_sources, scan_sources_with, ScanOptions, Scanned};
 pub use source::SourceFiles;
 pub use sparse::{is_all_zero, punch_hole};
+pub use start::{FileStart, StartDecision};
+#[cfg(test)]
+mod start_tests;

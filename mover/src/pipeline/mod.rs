@@ -39,5 +39,7 @@ pub mod send;
 pub mod slots;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+mod store_resume_tests;
 pub mod topology;
 pub mod write_stage;

@@ -16,7 +16,7 @@
 pub use super::items::{VerifyItem, WriteItem, Written};
 use super::runtime::{Inbox, Outbox};
 use super::slots::{BufRegion, RegionBuf};
-use crate::files::{is_all_zero, punch_hole, DestTree};
+use crate::files::{is_all_zero, punch_hole, DestTree, FilesError};
 use crate::proto::{BlockStore, HashDone, HashJob};
 use std::collections::VecDeque;
 use std::io;
@@ -112,7 +112,12 @@ impl PipeStore {
             if w.result < 0 && self.error.is_none() {
                 let e = io::Error::from_raw_os_error(-w.result as i32);
                 let name = self.tree.display_name(file_id);
-                self.error = Some(io::Error::new(e.kind(), format!("writing '{name}' at offset {offset}: {e}")));
+                self.error = Some(if w.result == -i64::from(libc::ENOSPC) {
+                    // Its partial and journal are kept (the tree's abort): a rerun resumes once there is space.
+                    FilesError::DiskFull { path: name.into() }.into_io()
+                } else {
+                    io::Error::new(e.kind(), format!("writing '{name}' at offset {offset}: {e}"))
+                });
             }
         }
         self.back.release();

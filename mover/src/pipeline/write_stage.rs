@@ -11,15 +11,24 @@
 //!
 //! A run's [`WriteItem`] (its buffer token and its descriptor) stays in this stage while the write is in
 //! flight, so neither can be reused or closed under the kernel.
+//!
+//! Resume journals ([`FileJournals`], issue 15) are kept here too: a completed run is recorded in its
+//! file's journal before its buffer goes back, and the journal's steps (`fdatasync` of the data, the append,
+//! `fdatasync` of the journal) run on this thread, which waits on the disk anyway; the reassembly stage
+//! never does. A commit or reset (on the reassembly stage) removes the file's journal and signals this
+//! stage through the tree's generations, so a journal never outlives its partial's meaning.
 
 use super::items::{VerifyItem, WriteItem, Written};
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
+use super::slots::BufRegion;
 use super::topology::StageId;
 use crate::disk::{DiskWriter, Full, WriteDone, WriteReq};
+use crate::files::FileJournals;
 use crate::proto::{HashDone, HashJob};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes read back per loop turn for verification.
@@ -73,6 +82,9 @@ pub struct WriterStage {
     latency: usize,
     read_back: ReadBack,
     read_back_latency: usize,
+    /// The files' resume journals and the region their runs' bytes are in (to hash what is recorded).
+    journals: Option<(FileJournals, Arc<BufRegion>)>,
+    journal_latency: usize,
 }
 
 impl WriterStage {
@@ -86,7 +98,26 @@ impl WriterStage {
     ) -> WriterStage {
         assert!(back.capacity() >= buffers, "written ring smaller than the pool");
         let owned = (0..buffers).map(|_| None).collect();
-        WriterStage { writer, input, back, owned, held: None, latency: 0, read_back, read_back_latency: 0 }
+        WriterStage {
+            writer,
+            input,
+            back,
+            owned,
+            held: None,
+            latency: 0,
+            read_back,
+            read_back_latency: 0,
+            journals: None,
+            journal_latency: 0,
+        }
+    }
+
+    /// Keeps `journals` for the runs written, whose bytes lie in `region` (the store's run pool).
+    pub fn with_journals(mut self, journals: FileJournals, region: Arc<BufRegion>) -> WriterStage {
+        if !journals.is_empty() {
+            self.journals = Some((journals, region));
+        }
+        self
     }
 
     /// Submits what arrived; returns whether anything was.
@@ -119,7 +150,6 @@ impl WriterStage {
     /// Closes a finished write's descriptor, records its latency and hands its buffer back (unpublished).
     fn complete(&mut self, done: WriteDone, cx: &mut StageCx) {
         let (item, at) = self.owned[done.buf as usize].take().expect("a completed write owns its item");
-        drop(item.fd);
         cx.meter.record(self.latency, at.elapsed().as_nanos() as u64);
         let result = match done.result {
             Ok(n) => {
@@ -128,6 +158,14 @@ impl WriterStage {
             }
             Err(errno) => -(errno as i64),
         };
+        // Only a write that completed in full is journaled; the journal syncs the data before vouching.
+        if let Some((journals, region)) = self.journals.as_mut().filter(|_| result == i64::from(item.len)) {
+            let t = Instant::now();
+            journals.record(item.file_id, item.fd, item.offset, &region.bytes(&item.buf)[..item.len as usize]);
+            cx.meter.record(self.journal_latency, t.elapsed().as_nanos() as u64);
+        } else {
+            drop(item.fd);
+        }
         assert!(self.back.push(Written { buf: item.buf, result }).is_ok(), "written ring smaller than the pool");
     }
 }
@@ -139,6 +177,13 @@ impl Stage for WriterStage {
     fn on_start(&mut self, cx: &mut StageCx) {
         self.latency = cx.meter.add_latency("block_write");
         self.read_back_latency = cx.meter.add_latency("read_back");
+        self.journal_latency = cx.meter.add_latency("journal");
+    }
+
+    fn housekeeping(&mut self, _cx: &mut StageCx) {
+        if let Some((journals, _)) = self.journals.as_mut() {
+            journals.housekeeping();
+        }
     }
 
     fn poll(&mut self, cx: &mut StageCx) -> Progress {
@@ -181,5 +226,17 @@ impl Stage for WriterStage {
         self.held.is_none() && self.writer.in_flight() == 0 && self.input.available() == 0
     }
 
-    fn on_stop(self, _cx: &mut StageCx) {}
+    /// Every journal gets its last step: an aborted session's partials keep what reached the disk.
+    fn on_stop(mut self, _cx: &mut StageCx) {
+        if let Some((journals, _)) = self.journals.as_mut() {
+            journals.finish();
+            if std::env::var_os("MOVER_DEBUG_STATS").is_some() {
+                let (n, steps, busy) = (journals.recorded, journals.steps, journals.busy.as_secs_f64());
+                eprintln!("receiver journals: {n} ranges recorded, {steps} steps, {busy:.3} s on this stage");
+            }
+            if let Some(e) = &journals.first_error {
+                eprintln!("mover: resume journals of {} files stopped early: {e}", journals.failures);
+            }
+        }
+    }
 }

@@ -85,6 +85,12 @@ pub fn receive_files(
         DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
     tree.set_options(&hello.options);
+    // Issue 15 (branch resume-files): claim, resume or empty each partial of an earlier run, and journal
+    // from here on. HOOK for the lead: once the sender learns the plan (proto StartPlan), pass
+    // `hello.options` and the senders' hashes, send the returned `StartDecision` and report its counts.
+    // Until then the sender sends every byte, so nothing may be skipped: `Always`.
+    let no_skip = crate::wire::TransferOptions { overwrite: crate::wire::Overwrite::Always, ..hello.options };
+    tree.decide_start(&no_skip, &[], u32::from(hello.block_payload)).map_err(|e| e.relative_to(target.root))?;
     let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();

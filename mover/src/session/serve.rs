@@ -46,6 +46,9 @@ pub struct ServeOptions {
     pub auth: ServerAuth,
     /// Per-session and per-client limits.
     pub limits: Limits,
+    /// Partial files under the root older than this are removed, at start and hourly
+    /// (`--partial-max-age`).
+    pub partial_max_age: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -63,6 +66,7 @@ impl ServeOptions {
             net: NetChoice::Auto,
             auth: ServerAuth::Insecure,
             limits: Limits::default(),
+            partial_max_age: super::partial_sweep::DEFAULT_PARTIAL_MAX_AGE,
         }
     }
 }
@@ -86,6 +90,7 @@ pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
         eprintln!("{INSECURE_WARNING}");
     }
     eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
+    super::partial_sweep::spawn_partial_sweeper(opts.root.clone(), opts.partial_max_age);
     serve_with(listener, opts)
 }
 

@@ -1,0 +1,255 @@
+//! [`FileJournals`]: the resume journals of one session's files, kept by the thread that writes them (the
+//! receiver's writer stage), recording each write once it completed.
+//!
+//! The journal is advisory (the whole-file hash decides), so nothing here fails the transfer: a journal
+//! that cannot be written stops being kept for that file (its bytes are sent again by a rerun), and the
+//! first such error is kept for the report. Bounded: at most [`MAX_ACTIVE_JOURNALS`] journals are open at
+//! once (two descriptors and ~14 KiB each); past that the least recently used one is flushed and closed,
+//! and that file is not journaled further in this session.
+
+use super::journal::{JournalConfig, JournalHeader, JournalRange, JournalWriter};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Journals open at once.
+pub const MAX_ACTIVE_JOURNALS: usize = 64;
+/// A journal with ranges recorded but not yet appended is flushed after this long without a new one, so a
+/// stalled transfer (a partition) does not leave them only in memory.
+pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+
+/// What a file's journal is written with.
+pub struct PlannedJournal {
+    /// The journal's path ([`super::journal::journal_path_for`] of the partial).
+    pub path: PathBuf,
+    /// The source's identity and this session's block size.
+    pub header: JournalHeader,
+    /// Ranges a resumed partial already holds (sorted, on the grid): the journal starts with them.
+    pub trusted: Vec<JournalRange>,
+}
+
+struct Planned {
+    journal: PlannedJournal,
+    trusted_bytes: u64,
+    /// The generation in which this file stopped being journaled (finished, evicted or failed).
+    stopped: Option<u32>,
+}
+
+struct Active {
+    file_id: u32,
+    generation: u32,
+    writer: JournalWriter<File>,
+    /// Bytes the journal vouches for or has recorded: the file's whole size means it is done.
+    covered: u64,
+    last_record: Instant,
+}
+
+/// See the [module documentation](self).
+pub struct FileJournals {
+    plan: Vec<Option<Planned>>,
+    /// Per file id, bumped by the tree when it removes the file's journal (commit, reset).
+    generations: Arc<[AtomicU32]>,
+    config: JournalConfig,
+    active: Vec<Active>,
+    /// Ranges recorded.
+    pub recorded: u64,
+    /// Journal steps made (each: a data sync, an append, a journal sync).
+    pub steps: u64,
+    /// Time spent in journal creation and steps (the syncs).
+    pub busy: Duration,
+    /// Files whose journal failed, and the first error.
+    pub failures: u64,
+    /// The first journal error (its text names the journal by file name only).
+    pub first_error: Option<String>,
+}
+
+impl FileJournals {
+    /// Journals for `plan` (by file id; `None`: not journaled), signalled through `generations`.
+    pub fn new(plan: Vec<Option<PlannedJournal>>, generations: Arc<[AtomicU32]>, config: JournalConfig) -> Self {
+        let plan = plan
+            .into_iter()
+            .map(|p| {
+                p.map(|journal| Planned {
+                    trusted_bytes: journal.trusted.iter().map(|r| r.len).sum(),
+                    journal,
+                    stopped: None,
+                })
+            })
+            .collect();
+        FileJournals {
+            plan,
+            generations,
+            config,
+            active: Vec::with_capacity(MAX_ACTIVE_JOURNALS),
+            recorded: 0,
+            steps: 0,
+            busy: Duration::ZERO,
+            failures: 0,
+            first_error: None,
+        }
+    }
+
+    /// Whether any file is journaled at all.
+    pub fn is_empty(&self) -> bool {
+        self.plan.iter().all(Option::is_none)
+    }
+
+    /// Records that `bytes` were written to `file_id` at `offset` (the write completed in full). `fd` is a
+    /// descriptor of the partial, kept as the journal's data file if this starts the file's journal.
+    ///
+    /// A range that is off the journal's block grid or overlaps what the partial already held is not
+    /// recorded (a rerun sends it again): recording never makes the journal refuse itself.
+    pub fn record(&mut self, file_id: u32, fd: OwnedFd, offset: u64, bytes: &[u8]) {
+        let now = Instant::now();
+        self.forget_stale();
+        let Some(Some(planned)) = self.plan.get(file_id as usize) else { return };
+        let generation = self.generations[file_id as usize].load(Ordering::Acquire);
+        if planned.stopped == Some(generation) {
+            return;
+        }
+        let size = planned.journal.header.identity.size;
+        let trusted: &[JournalRange] = if generation == 0 { &planned.journal.trusted } else { &[] };
+        if !on_grid(offset, bytes.len() as u64, &planned.journal.header) || overlaps(trusted, offset, bytes.len()) {
+            return;
+        }
+        let k = match self.active.iter().position(|a| a.file_id == file_id) {
+            Some(k) => k,
+            None => match self.start(file_id, generation, fd, now) {
+                Some(k) => k,
+                None => return,
+            },
+        };
+        let a = &mut self.active[k];
+        let t = Instant::now();
+        let steps_before = a.writer.ranges_written();
+        let r = a.writer.record(offset, bytes);
+        a.covered += bytes.len() as u64;
+        a.last_record = now;
+        let done = a.covered >= size;
+        let r = r.and_then(|()| if done { a.writer.flush() } else { Ok(()) });
+        if a.writer.ranges_written() != steps_before {
+            self.steps += 1;
+        }
+        self.busy += t.elapsed();
+        self.recorded += 1;
+        match r {
+            Err(e) => self.stop(k, Some(e.to_string())),
+            // Every byte is journaled: close it (the commit removes it).
+            Ok(()) if done => self.stop(k, None),
+            Ok(()) => {}
+        }
+    }
+
+    /// Drops the writers of files whose journal the tree removed, and flushes journals idle for
+    /// [`IDLE_FLUSH`]. Call it now and then (the writer stage's housekeeping).
+    pub fn housekeeping(&mut self) {
+        self.forget_stale();
+        let now = Instant::now();
+        let mut k = 0;
+        while k < self.active.len() {
+            let a = &mut self.active[k];
+            if a.writer.pending_runs() > 0 && now.duration_since(a.last_record) >= IDLE_FLUSH {
+                let t = Instant::now();
+                let r = a.writer.flush();
+                self.busy += t.elapsed();
+                self.steps += 1;
+                if let Err(e) = r {
+                    self.stop(k, Some(e.to_string()));
+                    continue;
+                }
+            }
+            k += 1;
+        }
+    }
+
+    /// Flushes every open journal and closes it: the end of the session (its partials are kept or
+    /// committed by the tree).
+    pub fn finish(&mut self) {
+        self.forget_stale();
+        while !self.active.is_empty() {
+            let k = self.active.len() - 1;
+            let t = Instant::now();
+            let r = self.active[k].writer.flush();
+            self.busy += t.elapsed();
+            self.stop(k, r.err().map(|e| e.to_string()));
+        }
+    }
+
+    /// Journals open now.
+    pub fn open_count(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Opens `file_id`'s journal (evicting the least recently used one if all are in use).
+    fn start(&mut self, file_id: u32, generation: u32, fd: OwnedFd, now: Instant) -> Option<usize> {
+        if self.active.len() == MAX_ACTIVE_JOURNALS {
+            let lru = (0..self.active.len()).min_by_key(|&k| self.active[k].last_record).expect("full");
+            let t = Instant::now();
+            let r = self.active[lru].writer.flush();
+            self.busy += t.elapsed();
+            self.stop(lru, r.err().map(|e| e.to_string()));
+        }
+        let planned = self.plan[file_id as usize].as_mut().expect("checked by the caller");
+        // A file started over (generation > 0) has nothing trusted any more.
+        let (trusted, covered) =
+            if generation == 0 { (&planned.journal.trusted[..], planned.trusted_bytes) } else { (&[][..], 0) };
+        let t = Instant::now();
+        let r =
+            JournalWriter::resume(&planned.journal.path, planned.journal.header, trusted, File::from(fd), self.config);
+        self.busy += t.elapsed();
+        match r {
+            Ok(writer) => {
+                self.active.push(Active { file_id, generation, writer, covered, last_record: now });
+                Some(self.active.len() - 1)
+            }
+            Err(e) => {
+                planned.stopped = Some(generation);
+                self.note_failure(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Closes the journal at `k`; the file is not journaled again in its generation.
+    fn stop(&mut self, k: usize, error: Option<String>) {
+        let a = self.active.swap_remove(k);
+        if let Some(Some(p)) = self.plan.get_mut(a.file_id as usize) {
+            p.stopped = Some(a.generation);
+        }
+        if let Some(e) = error {
+            self.note_failure(e);
+        }
+    }
+
+    fn note_failure(&mut self, e: String) {
+        self.failures += 1;
+        self.first_error.get_or_insert(e);
+    }
+
+    /// Drops (without a step) the writers whose file's journal the tree removed since they started.
+    fn forget_stale(&mut self) {
+        let gens = &self.generations;
+        self.active.retain(|a| gens[a.file_id as usize].load(Ordering::Acquire) == a.generation);
+    }
+}
+
+/// Whether `[offset, offset + len)` is a range a journal with `h` may hold (the rule of
+/// `journal::reader::check_range`): non-empty, inside the file, aligned, whole blocks unless it ends the file.
+fn on_grid(offset: u64, len: u64, h: &JournalHeader) -> bool {
+    let bs = u64::from(h.block_size);
+    match offset.checked_add(len) {
+        Some(end) if len > 0 && end <= h.identity.size => offset % bs == 0 && (len % bs == 0 || end == h.identity.size),
+        _ => false,
+    }
+}
+
+/// Whether `[offset, offset + len)` shares a byte with the sorted, disjoint `ranges`.
+fn overlaps(ranges: &[JournalRange], offset: u64, len: usize) -> bool {
+    let end = offset + len as u64;
+    // The first range ending after `offset` is the only candidate.
+    let k = ranges.partition_point(|r| r.end() <= offset);
+    ranges.get(k).is_some_and(|r| r.offset < end)
+}

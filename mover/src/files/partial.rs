@@ -1,0 +1,208 @@
+//! Partial files: their deterministic names, and claiming one for a session.
+//!
+//! A file is received under `.<name>.mover.part` in its final directory, the same name in every run, so a
+//! rerun finds what an earlier one left (with its journal, [`super::journal::journal_path_for`]) and resumes
+//! it. Because the name no longer differs per session, two sessions could pick the same partial: a session
+//! *claims* a partial by holding `flock(LOCK_EX | LOCK_NB)` on it for as long as it may write it, and a held
+//! lock is a clear error for the second session, which then removes nothing.
+
+use super::error::FilesError;
+use super::sanitize::MAX_COMPONENT_LEN;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// What every partial's name ends with.
+pub const PARTIAL_SUFFIX: &str = ".mover.part";
+/// Mode of partial files: private, and writable by us whatever the final mode is.
+const PARTIAL_MODE: u32 = 0o600;
+/// Room a partial's name leaves for its journal's suffix (and the journal's `.new` while it is rewritten),
+/// so that the journal's name fits the 255-byte limit too.
+const JOURNAL_ROOM: usize = ".journal.new".len();
+
+/// The partial file name of a file named `name`: `.<name>.mover.part`. A name too long for that (with room
+/// for the journal's suffix) is cut at a character boundary and marked with the xxh3-64 of the whole name
+/// (`.<prefix>~<16 hex digits>.mover.part`), so the result is the same in every run and still distinct.
+pub fn partial_name(name: &str) -> String {
+    let full = format!(".{name}{PARTIAL_SUFFIX}");
+    if full.len() + JOURNAL_ROOM <= MAX_COMPONENT_LEN {
+        return full;
+    }
+    let marker = format!("~{:016x}", xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
+    let mut cut = MAX_COMPONENT_LEN - JOURNAL_ROOM - 1 - PARTIAL_SUFFIX.len() - marker.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}{marker}{PARTIAL_SUFFIX}", &name[..cut])
+}
+
+/// A partial file this session holds the lock of. Dropping it releases the lock (the file stays).
+#[derive(Debug)]
+pub struct Claim {
+    file: File,
+    /// Whether the partial existed before the claim (left by an earlier run).
+    pub existed: bool,
+}
+
+impl Claim {
+    /// The locked descriptor (reads and writes go through descriptors of their own).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// Claims the partial at `path` (`shown` names it in errors): creates it (mode 0o600) or opens the one an
+/// earlier run left, and takes its lock without waiting.
+///
+/// Refused: a name that exists as anything but a regular file ([`FilesError::NotReplaceable`], nothing is
+/// opened: a FIFO or device planted there is never opened for writing) and a partial another session holds
+/// ([`FilesError::PartialBusy`]). `O_NOFOLLOW`: a symlink planted under the name is refused too.
+pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
+    let (file, existed) = match o.clone().create_new(true).mode(PARTIAL_MODE).open(path) {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            not_special(path, shown)?;
+            let f = o.open(path).map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => FilesError::NotReplaceable { path: shown.to_path_buf(), what: "symbolic link" },
+                _ => io_err(e),
+            })?;
+            // Swapped between the lstat and the open: judged again on what was opened.
+            if !f.metadata().map_err(io_err)?.is_file() {
+                return Err(FilesError::NotReplaceable { path: shown.to_path_buf(), what: "special file" });
+            }
+            (f, true)
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    // Safety: `flock` on a descriptor we own and keep open for the call; it touches no memory of ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Err(FilesError::PartialBusy { path: shown.to_path_buf() });
+        }
+        return Err(io_err(e));
+    }
+    Ok(Claim { file, existed })
+}
+
+/// Whether the partial at `path` is held by a live session (its lock is taken).
+pub fn is_claimed(path: &Path) -> io::Result<bool> {
+    Ok(matches!(try_lock(path)?, Lock::Busy))
+}
+
+/// What [`try_lock`] found.
+#[derive(Debug)]
+pub enum Lock {
+    /// The lock is ours while this descriptor is open.
+    Held(File),
+    /// Another session holds it.
+    Busy,
+    /// Nothing is there.
+    Gone,
+}
+
+/// Takes the lock of an existing partial without creating it or waiting (the sweep removes a partial only
+/// while holding its lock, so a session cannot claim it in between).
+pub fn try_lock(path: &Path) -> io::Result<Lock> {
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Gone),
+        Err(e) => return Err(e),
+    };
+    // Safety: as in `claim`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Lock::Held(file));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        return Ok(Lock::Busy);
+    }
+    Err(e)
+}
+
+/// Refuses a name that exists as anything but a regular file (it is not ours to open or remove).
+fn not_special(path: &Path, shown: &Path) -> Result<(), FilesError> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(FilesError::Partial { path: shown.to_path_buf(), op: "opening", error }),
+    };
+    let t = m.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device file"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    };
+    Err(FilesError::NotReplaceable { path: shown.to_path_buf(), what })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TempDir;
+
+    #[test]
+    fn names_are_deterministic_and_leave_room_for_the_journal() {
+        assert_eq!(partial_name("x.bin"), ".x.bin.mover.part");
+        let long = "n".repeat(255);
+        let a = partial_name(&long);
+        assert_eq!(a, partial_name(&long), "the same in every run");
+        assert!(a.len() + ".journal.new".len() <= 255, "{a}");
+        let other = format!("{}m", "n".repeat(254));
+        assert_ne!(a, partial_name(&other), "two long names that share a prefix stay distinct");
+        // A multi-byte character at the cut is not split.
+        let wide = "é".repeat(127);
+        let w = partial_name(&wide);
+        assert!(w.len() + 12 <= 255 && w.ends_with(PARTIAL_SUFFIX), "{w}");
+        // The longest name kept whole.
+        let fits = "k".repeat(255 - 12 - 1 - PARTIAL_SUFFIX.len());
+        assert_eq!(partial_name(&fits), format!(".{fits}{PARTIAL_SUFFIX}"));
+    }
+
+    #[test]
+    fn a_claimed_partial_is_busy_for_a_second_session_until_released() {
+        let t = TempDir::new("partial-claim");
+        let p = t.path().join(".a.mover.part");
+        let first = claim(&p, Path::new(".a.mover.part")).unwrap();
+        assert!(!first.existed);
+        assert!(is_claimed(&p).unwrap());
+        let e = claim(&p, Path::new(".a.mover.part")).unwrap_err();
+        assert!(matches!(e, FilesError::PartialBusy { .. }), "{e}");
+        assert_eq!(e.to_string(), "another transfer is writing '.a.mover.part'; wait for it or stop it");
+        assert!(p.exists(), "the busy partial was removed");
+        drop(first);
+        assert!(!is_claimed(&p).unwrap());
+        let again = claim(&p, Path::new(".a.mover.part")).unwrap();
+        assert!(again.existed);
+    }
+
+    #[test]
+    fn special_files_and_symlinks_are_refused_without_opening_them() {
+        let t = TempDir::new("partial-special");
+        let outside = t.path().join("target");
+        fs::write(&outside, b"keep").unwrap();
+        let link = t.path().join(".l.mover.part");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let e = claim(&link, Path::new(".l.mover.part")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        fs::create_dir(t.path().join(".d.mover.part")).unwrap();
+        let e = claim(&t.path().join(".d.mover.part"), Path::new(".d.mover.part")).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+    }
+}

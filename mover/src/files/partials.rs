@@ -1,0 +1,296 @@
+//! Finding and sweeping the partial files sessions left under a root (issue 15, item 7: no orphans).
+//!
+//! A partial with a journal is kept by an aborted session so that the next run resumes it; one that no run
+//! ever comes back for would fill the disk silently. The daemon lists them at start and removes those older
+//! than `--partial-max-age` ([`sweep_partials`]), then again every hour.
+
+use super::partial::{is_claimed, try_lock, Lock, PARTIAL_SUFFIX};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// One partial file (or a journal left without its partial) found under a root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialInfo {
+    /// The partial (or the lone journal), relative to the root.
+    pub path: PathBuf,
+    /// Bytes the partial and its journal occupy on disk (allocated blocks: a sparse partial counts what it
+    /// holds, not its announced size).
+    pub disk_bytes: u64,
+    /// Whether it has a journal (a rerun can resume it).
+    pub journal: bool,
+    /// Time since the newest modification of the partial or its journal.
+    pub age: Duration,
+    /// Whether a live session holds it (never removed).
+    pub in_use: bool,
+    /// Whether [`sweep_partials`] removed it.
+    pub removed: bool,
+}
+
+/// Every partial under `root` and every journal whose partial is gone: names `.<name>.mover.part`, their
+/// journals (`.journal`, and `.journal.new` a crash left mid-rewrite), and the per-session names of
+/// earlier versions (`.<name>.mover-<16 hex digits>.part`, never resumed). Walks `root` without following
+/// symbolic links (a link is neither listed nor entered) and lists only regular files. Unreadable
+/// directories are skipped; an error reading `root` itself is returned.
+pub fn list_partials(root: &Path) -> io::Result<Vec<PartialInfo>> {
+    let now = SystemTime::now();
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    let mut first = true;
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if first => return Err(e),
+            Err(_) => continue,
+        };
+        first = false;
+        let mut names: Vec<(String, fs::Metadata)> = Vec::new();
+        for entry in entries.flatten() {
+            // `file_type` and `symlink_metadata` never follow a link.
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else { continue };
+            if meta.file_type().is_dir() {
+                stack.push(entry.path());
+            } else if meta.file_type().is_file() {
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push((name.to_owned(), meta));
+                }
+            }
+        }
+        collect_dir(root, &dir, &names, now, &mut found);
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// Lists the partials under `root` ([`list_partials`]) and removes those (with their journals) whose newest
+/// modification is older than `max_age` and that no live session holds. Returns everything listed, the
+/// removed ones marked. A removal that fails leaves that entry unmarked.
+pub fn sweep_partials(root: &Path, max_age: Duration) -> io::Result<Vec<PartialInfo>> {
+    let mut found = list_partials(root)?;
+    for p in &mut found {
+        if p.age < max_age || p.in_use {
+            continue;
+        }
+        let path = root.join(&p.path);
+        // Removed while holding its lock: a session that claims it now finds it busy or gone, never
+        // loses it under its writes.
+        let _lock = match try_lock(&path) {
+            Ok(Lock::Busy) => {
+                p.in_use = true;
+                continue;
+            }
+            Ok(Lock::Held(f)) => Some(f),
+            Ok(Lock::Gone) => None,
+            Err(_) => continue,
+        };
+        let mut ok = remove_if_there(&path);
+        if is_partial(file_name(&p.path)) {
+            let journal = with_suffix(&path, ".journal");
+            ok &= remove_if_there(&journal) & remove_if_there(&with_suffix(&journal, ".new"));
+        }
+        p.removed = ok;
+    }
+    Ok(found)
+}
+
+/// What is the partial (or lone journal) in one directory, from its regular files' names.
+fn collect_dir(root: &Path, dir: &Path, names: &[(String, fs::Metadata)], now: SystemTime, out: &mut Vec<PartialInfo>) {
+    let meta_of = |n: &str| names.iter().find(|(m, _)| m == n).map(|(_, meta)| meta);
+    for (name, meta) in names {
+        if is_partial(name) || is_legacy_partial(name) {
+            let mut disk_bytes = meta.blocks() * 512;
+            let mut newest = meta.modified().ok();
+            let mut journal = false;
+            for suffix in [".journal", ".journal.new"] {
+                if let Some(j) = meta_of(&format!("{name}{suffix}")) {
+                    journal |= suffix == ".journal";
+                    disk_bytes += j.blocks() * 512;
+                    newest = newest.max(j.modified().ok());
+                }
+            }
+            let path = dir.join(name);
+            out.push(PartialInfo {
+                path: rel(&path, root),
+                disk_bytes,
+                journal,
+                age: newest.and_then(|t| now.duration_since(t).ok()).unwrap_or_default(),
+                // An error asking counts as held: never remove what might be in use.
+                in_use: is_partial(name) && is_claimed(&path).unwrap_or(true),
+                removed: false,
+            });
+            continue;
+        }
+        // A journal (or its rewrite) whose partial is gone: listed on its own, to be swept.
+        let base = name.strip_suffix(".journal.new").or_else(|| name.strip_suffix(".journal"));
+        if let Some(base) = base.filter(|b| is_partial(b) && meta_of(b).is_none()) {
+            let lone_journal = name.ends_with(".journal.new") && meta_of(&format!("{base}.journal")).is_some();
+            if lone_journal {
+                continue; // Listed with its `.journal`.
+            }
+            out.push(PartialInfo {
+                path: rel(&dir.join(name), root),
+                disk_bytes: meta.blocks() * 512,
+                journal: true,
+                age: meta.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default(),
+                in_use: false,
+                removed: false,
+            });
+        }
+    }
+}
+
+/// `.<name>.mover.part` with a non-empty name.
+fn is_partial(name: &str) -> bool {
+    name.len() > 1 + PARTIAL_SUFFIX.len() && name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+}
+
+/// `.<name>.mover-<16 lowercase hex digits>.part`, the per-session names of earlier versions.
+fn is_legacy_partial(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".part") else { return false };
+    let Some((head, tag)) = stem.rsplit_once(".mover-") else { return false };
+    head.len() > 1
+        && head.starts_with('.')
+        && tag.len() == 16
+        && tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn remove_if_there(path: &Path) -> bool {
+    match fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn file_name(p: &Path) -> &str {
+    p.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+}
+
+fn rel(path: &Path, root: &Path) -> PathBuf {
+    path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Parses a `--partial-max-age` value: a whole number with a unit, `7d`, `12h`, `30m` or `3600s`.
+pub fn parse_max_age(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid age '{s}': use a whole number with a unit, such as 7d, 12h, 30m or 3600s");
+    let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        "m" => n.checked_mul(60),
+        "s" => Some(n),
+        _ => None,
+    };
+    secs.map(Duration::from_secs).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::partial::claim;
+    use crate::testing::TempDir;
+    use std::fs::{File, FileTimes};
+
+    fn age(p: &Path, by: Duration) {
+        let t = SystemTime::now() - by;
+        File::options().write(true).open(p).unwrap().set_times(FileTimes::new().set_modified(t)).unwrap();
+    }
+
+    fn names(list: &[PartialInfo]) -> Vec<String> {
+        list.iter().map(|p| p.path.display().to_string()).collect()
+    }
+
+    #[test]
+    fn sweeps_only_old_partials_and_their_journals_by_name() {
+        let t = TempDir::new("sweep");
+        let root = t.path();
+        fs::create_dir_all(root.join("d/e")).unwrap();
+        let day = Duration::from_secs(86_400);
+        let mk = |p: &str, old: bool| {
+            fs::write(root.join(p), b"x").unwrap();
+            if old {
+                age(&root.join(p), 8 * day);
+            }
+        };
+        mk(".old.mover.part", true);
+        mk(".old.mover.part.journal", true);
+        mk("d/.fresh.mover.part", false);
+        mk("d/e/.oldj.mover.part", true);
+        // Its journal was written recently: the pair is as young as its newest file.
+        mk("d/e/.oldj.mover.part.journal", false);
+        mk("d/.gone.mover.part.journal", true); // A journal whose partial is gone.
+        mk("d/.legacy.mover-0123456789abcdef.part", true);
+        // Names that only look similar.
+        for n in [
+            "old.mover.part",
+            ".mover.part",
+            ".x.mover.partial",
+            ".x.mover.part.bak",
+            ".y.mover-0123.part",
+            ".z.mover-0123456789ABCDEF.part",
+            "keep.journal",
+        ] {
+            mk(n, true);
+        }
+        let list = sweep_partials(root, 7 * day).unwrap();
+        assert_eq!(
+            names(&list),
+            [
+                ".old.mover.part",
+                "d/.fresh.mover.part",
+                "d/.gone.mover.part.journal",
+                "d/.legacy.mover-0123456789abcdef.part",
+                "d/e/.oldj.mover.part"
+            ]
+        );
+        let removed: Vec<_> = list.iter().filter(|p| p.removed).map(|p| p.path.display().to_string()).collect();
+        assert_eq!(removed, [".old.mover.part", "d/.gone.mover.part.journal", "d/.legacy.mover-0123456789abcdef.part"]);
+        assert!(list[0].journal && !list[1].journal);
+        assert!(!root.join(".old.mover.part.journal").exists(), "the journal stayed behind");
+        assert!(root.join("d/e/.oldj.mover.part").exists() && root.join("d/.fresh.mover.part").exists());
+        for n in ["old.mover.part", ".mover.part", ".x.mover.partial", ".x.mover.part.bak", "keep.journal"] {
+            assert!(root.join(n).exists(), "{n} was removed");
+        }
+        assert!(root.join(".y.mover-0123.part").exists() && root.join(".z.mover-0123456789ABCDEF.part").exists());
+    }
+
+    #[test]
+    fn symlinks_are_not_followed_and_claimed_partials_stay() {
+        let t = TempDir::new("sweep-links");
+        let outside = TempDir::new("sweep-outside");
+        fs::write(outside.path().join(".o.mover.part"), b"x").unwrap();
+        age(&outside.path().join(".o.mover.part"), Duration::from_secs(1_000));
+        std::os::unix::fs::symlink(outside.path(), t.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join(".o.mover.part"), t.path().join(".l.mover.part")).unwrap();
+        let held = t.path().join(".held.mover.part");
+        let c = claim(&held, Path::new(".held.mover.part")).unwrap();
+        age(&held, Duration::from_secs(1_000));
+        let list = sweep_partials(t.path(), Duration::from_secs(10)).unwrap();
+        assert_eq!(names(&list), [".held.mover.part"]);
+        assert!(list[0].in_use && !list[0].removed);
+        assert!(held.exists() && outside.path().join(".o.mover.part").exists());
+        drop(c);
+        let list = sweep_partials(t.path(), Duration::from_secs(10)).unwrap();
+        assert!(list[0].removed && !held.exists());
+    }
+
+    #[test]
+    fn max_ages_parse_with_their_units() {
+        assert_eq!(parse_max_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_max_age("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(parse_max_age("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_max_age("3600s"), Ok(Duration::from_secs(3_600)));
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            let e = parse_max_age(bad).unwrap_err();
+            assert!(e.contains("such as 7d, 12h, 30m or 3600s"), "{bad}: {e}");
+        }
+    }
+}
