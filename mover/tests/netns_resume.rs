@@ -97,7 +97,17 @@ fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
     let child = net
         .command(
             &net.b,
-            &[MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root", root.to_str().unwrap()],
+            &[
+                MOVER,
+                "serve",
+                "--insecure-no-auth",
+                "--net",
+                "udp",
+                "--listen",
+                &listen,
+                "--root",
+                root.to_str().unwrap(),
+            ],
         )
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -144,7 +154,14 @@ fn push_to_end(net: &NetnsPair, src: &Path, what: &str, server_log: &Path) -> St
 }
 
 /// Checks what a rerun sent against what the receiver was missing, and that the tree is whole.
-fn check_rerun(json: &str, what: &str, total: u64, committed_before: u64, dest: &Path, source: &BTreeMap<String, u128>) {
+fn check_rerun(
+    json: &str,
+    what: &str,
+    total: u64,
+    committed_before: u64,
+    dest: &Path,
+    source: &BTreeMap<String, u128>,
+) {
     let resumed = json_u64(json, "resumed_bytes").unwrap_or_else(|| panic!("{what}: no resumed_bytes in {json}"));
     let skipped = json_u64(json, "skipped_bytes").unwrap_or_else(|| panic!("{what}: no skipped_bytes in {json}"));
     let sent = json_u64(json, "sent_bytes").unwrap_or_else(|| panic!("{what}: no sent_bytes in {json}"));
@@ -157,7 +174,8 @@ fn check_rerun(json: &str, what: &str, total: u64, committed_before: u64, dest: 
     );
     let got: BTreeMap<String, u128> = tree_hashes(&dest.join("in/src"));
     assert_eq!(&got, source, "{what}: the tree differs from the source (or partials were left behind)");
-    let leftovers: Vec<PathBuf> = walk_names(dest).into_iter().filter(|p| p.to_string_lossy().contains(".mover")).collect();
+    let leftovers: Vec<PathBuf> =
+        walk_names(dest).into_iter().filter(|p| p.to_string_lossy().contains(".mover")).collect();
     assert!(leftovers.is_empty(), "{what}: partials or journals left after success: {leftovers:?}");
 }
 
@@ -222,6 +240,12 @@ fn kill_and_rerun(kill_server: bool) {
         }
         let committed_before = committed_bytes(&dest.join("in/src"), &source, &src);
         let json = push_to_end(&net, &src, &what, &log);
+        println!(
+            "{what}: committed before {committed_before}, resumed {:?}, skipped {:?}, rerun sent {:?} of {total}",
+            json_u64(&json, "resumed_bytes"),
+            json_u64(&json, "skipped_bytes"),
+            json_u64(&json, "sent_bytes")
+        );
         if json_u64(&json, "resumed_bytes").unwrap_or(0) > 0 {
             resumed_runs += 1;
         }

@@ -17,11 +17,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::confine::{create_dir_under_root, open_beneath};
 use super::error::{relative, FileOp, FilesError};
 use super::fdcache::FdCache;
-use crate::proto::{BlockStore, HashDone, HashJob};
-use crate::wire::TransferOptions;
-use crate::wire::entry::{Entry, EntryKind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use super::journal::{journal_path_for, FileIdentity, JournalRange};
 use super::links::{create_links, link_blocker, LinkSlot};
 use super::metadata::{EntryMeta, MetaPolicy};
@@ -29,6 +24,11 @@ use super::partial::{claim, partial_name, Claim};
 use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
 use super::sparse::{is_all_zero, punch_hole};
 use super::start::start_over;
+use crate::proto::{BlockStore, HashDone, HashJob};
+use crate::wire::entry::{Entry, EntryKind};
+use crate::wire::TransferOptions;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
 /// announced modes, so nobody else sees (or writes into) a half-received tree.

@@ -11,13 +11,13 @@ mod journaling;
 mod links;
 mod metadata;
 mod partial;
+pub mod partials;
 mod sanitize;
 mod scan;
 mod source;
 mod sparse;
 mod start;
 mod xattr;
-pub mod partials;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};

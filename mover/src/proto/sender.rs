@@ -135,6 +135,9 @@ pub struct SenderStats {
     pub silent_probes: u64,
     /// Payload bytes of first transmissions (every round): what the session had to send at least once.
     pub new_payload_bytes_sent: u64,
+    /// When the first new block left (its departure time), if one did: how long a resumed session took to
+    /// get to new data.
+    pub first_new_at: Option<Time>,
     /// Bytes round 0 did not send because the receiver already held them (resume).
     pub resumed_bytes: u64,
     /// Files not sent because the receiver already held them whole (sync).
@@ -737,6 +740,7 @@ impl Sender {
             self.send_marks.record(departure, self.next_new, interval_ns);
             self.hasher.update(payload);
             self.stats.new_payload_bytes_sent += len;
+            self.stats.first_new_at.get_or_insert(departure);
             self.next_new += 1;
             self.new_offset += len;
             self.skip_finished_files();

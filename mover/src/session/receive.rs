@@ -8,12 +8,12 @@ use super::handshake::{check_hello, read_manifest};
 use super::limits::Limits;
 use super::report::{Direction, Report};
 use crate::disk::BackendChoice;
-use crate::files::{DestTree, EntryKind, RelPath};
+use crate::files::{DestTree, EntryKind, FileStart, RelPath, StartDecision};
 use crate::net::xdp_path::{NetChoice, ReceiverXdp};
 use crate::net::ControlChannel;
 use crate::pipeline::recv::{run_receive, ReceiveSetup};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
-use crate::proto::{Config, Receiver};
+use crate::proto::{Config, Receiver, StartPlan};
 use crate::time::{Clock, MonotonicClock};
 use crate::wire::control::{ControlMsg, Hello};
 use crate::wire::data::DATA_OVERHEAD;
@@ -85,19 +85,27 @@ pub fn receive_files(
         DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
     tree.set_options(&hello.options);
-    // Issue 15 (branch resume-files): claim, resume or empty each partial of an earlier run, and journal
-    // from here on. HOOK for the lead: once the sender learns the plan (proto StartPlan), pass
-    // `hello.options` and the senders' hashes, send the returned `StartDecision` and report its counts.
-    // Until then the sender sends every byte, so nothing may be skipped: `Always`.
-    let no_skip = crate::wire::TransferOptions { overwrite: crate::wire::Overwrite::Always, ..hello.options };
-    tree.decide_start(&no_skip, &[], u32::from(hello.block_payload)).map_err(|e| e.relative_to(target.root))?;
-    let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
+    // Skip what is current, claim and resume (or empty) each partial of an earlier run, and journal from
+    // here on; the sender learns the plan before `Accept` (PROTOCOL.md §3.2, Skip and Have).
+    let files = || entries.iter().filter(|e| e.kind == EntryKind::File);
+    let expected: Vec<Option<u128>> = files().map(|e| e.content_hash).collect();
+    let decision = tree
+        .decide_start(&hello.options, &expected, u32::from(hello.block_payload))
+        .map_err(|e| e.relative_to(target.root))?;
+    for (file_id, why) in &decision.started_over {
+        eprintln!("mover serve: starting file id {file_id} over: {why}");
+    }
+    let plan = start_plan(&decision);
+    let sizes: Vec<u64> = files().map(|e| e.size).collect();
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.
     let datagram = hello.block_payload as usize + DATA_OVERHEAD;
     let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
+    for msg in plan.to_messages() {
+        ch.send(&msg).map_err(|error| SessionError::Io { what: "sending the resume plan", error })?;
+    }
     ch.send(&ControlMsg::Accept { session_id, udp_port, key })
         .map_err(|error| SessionError::Io { what: "sending accept", error })?;
 
@@ -107,7 +115,7 @@ pub fn receive_files(
     cfg.cipher = hello.cipher;
     cfg.key = key;
     let clock = MonotonicClock::new();
-    let core = Receiver::new(cfg.clone(), sizes, clock.now());
+    let core = Receiver::with_start(cfg.clone(), sizes, clock.now(), &plan);
     let setup = ReceiveSetup { topology, disk, queue_depth: p.queue_depth };
     let source = xdp.as_mut().and_then(|x| x.take_source());
     let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
@@ -122,7 +130,8 @@ pub fn receive_files(
         files: summary.files,
         bytes: summary.bytes,
         seconds,
-        goodput_bps: summary.bytes as f64 * 8.0 / seconds.max(1e-9),
+        // What crossed the network: resumed bytes were already here.
+        goodput_bps: summary.bytes.saturating_sub(decision.resumed_bytes) as f64 * 8.0 / seconds.max(1e-9),
         verified: true,
         net: if xdp.is_some() { "xdp" } else { "udp" },
         xdp: xdp.as_ref().map(|x| x.info().clone()),
@@ -132,6 +141,22 @@ pub fn receive_files(
         disk: outcome.disk.name(),
         stages: outcome.stages,
         cipher: hello.cipher,
+        resumed_bytes: decision.resumed_bytes,
+        skipped_files: decision.skipped_files,
+        skipped_bytes: decision.skipped_bytes,
         ..Report::new(Direction::Received, hello.rate_bps, Default::default(), hello.cipher)
     })
+}
+
+/// The sender's view of a start decision: which files to skip, which ranges the receiver holds.
+fn start_plan(decision: &StartDecision) -> StartPlan {
+    let mut plan = StartPlan::default();
+    for (file_id, start) in decision.files.iter().enumerate() {
+        match start {
+            FileStart::Skip => plan.skip_file(file_id as u32),
+            FileStart::Resume { have } if !have.is_empty() => plan.add_have(file_id as u32, have.clone()),
+            FileStart::Resume { .. } | FileStart::Fresh => {}
+        }
+    }
+    plan
 }

@@ -85,6 +85,17 @@ pub struct Report {
     pub error: Option<String>,
     /// The exit code's class of `error` ([`ExitClass::Success`] without one).
     pub exit_class: ExitClass,
+    /// Bytes not sent again because the receiver already held them in partial files (resume).
+    pub resumed_bytes: u64,
+    /// Files not sent because the receiver's copy is current (`--overwrite`, `--checksum`).
+    pub skipped_files: u64,
+    /// Bytes of those files.
+    pub skipped_bytes: u64,
+    /// Payload bytes put on the wire, retransmissions included (sending side).
+    pub sent_bytes: u64,
+    /// Seconds from the start of the command to the first new data datagram (sending side; `None` when
+    /// there was nothing to send).
+    pub first_data_seconds: Option<f64>,
 }
 
 impl Report {
@@ -105,6 +116,16 @@ impl Report {
             .f64("goodput_bps", self.goodput_bps);
         if sent {
             j = j.u64("packets_sent", self.packets_sent).u64("packets_retransmitted", self.packets_retransmitted);
+        }
+        j = j
+            .u64("resumed_bytes", self.resumed_bytes)
+            .u64("skipped_files", self.skipped_files)
+            .u64("skipped_bytes", self.skipped_bytes);
+        if sent {
+            j = j.u64("sent_bytes", self.sent_bytes);
+            if let Some(s) = self.first_data_seconds {
+                j = j.f64("first_data_seconds", s);
+            }
         }
         j = j
             .bool("verified", self.verified)
@@ -265,17 +286,23 @@ mod tests {
     fn each_direction_writes_its_documented_keys_in_order() {
         let mut r = Report::new(Direction::Sent, 1, Policy::Fixed, Cipher::default());
         r.error = Some("x".into());
-        let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted verified net rate_bps policy \
+        let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted resumed_bytes skipped_files \
+                    skipped_bytes sent_bytes verified net rate_bps policy \
                     max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
                     dropped_auth dropped_replayed repaired_files dropped stages error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);
         r.direction = Direction::Received;
         r.error = None;
-        let received = "files bytes seconds goodput_bps verified net rate_bps policy packets_received duplicates \
+        let received = "files bytes seconds goodput_bps resumed_bytes skipped_files skipped_bytes verified net \
+                        rate_bps policy packets_received duplicates \
                         dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher dropped stages";
         assert_eq!(keys(&r.to_json()).join(" "), received);
         assert!(r.to_json().contains(r#""dropped":[]"#), "{}", r.to_json());
+        r.direction = Direction::Sent;
+        r.first_data_seconds = Some(0.25);
+        assert!(r.to_json().contains(r#""sent_bytes":0,"first_data_seconds":0.25"#), "{}", r.to_json());
+        r.direction = Direction::Received;
         r.skipped = 2;
         r.receiver.dropped = crate::wire::entry::dropped::SETID_BITS;
         let json = r.to_json();

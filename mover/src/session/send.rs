@@ -16,8 +16,8 @@ use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::config::DEFAULT_WINDOW_BYTES;
 use crate::proto::policy::Policy;
-use crate::proto::{Config, Sender};
-use crate::time::{Clock, MonotonicClock};
+use crate::proto::{Config, Sender, StartPlan};
+use crate::time::{Clock, MonotonicClock, Time};
 use crate::wire::control::{ControlMsg, Hello};
 use crate::wire::{Cipher, DropReason, TransferOptions, VERSION};
 use std::net::{IpAddr, SocketAddr};
@@ -131,12 +131,29 @@ pub fn send_files(
             _ => SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())),
         });
     }
-    let (session_id, udp_port, key) =
+    // The receiver's plan (files it holds, ranges of partials it holds), then its `Accept`.
+    let mut plan = StartPlan::default();
+    let (session_id, udp_port, key) = loop {
         match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::lost)? {
-            ControlMsg::Accept { session_id, udp_port, key } => (session_id, udp_port, key),
+            ControlMsg::Accept { session_id, udp_port, key } => break (session_id, udp_port, key),
             ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
+            msg @ (ControlMsg::Skip { .. } | ControlMsg::Have { .. }) => {
+                if let Err(e) = plan.absorb(&msg) {
+                    return Err(refuse_plan(ch, who, e.to_string()));
+                }
+            }
             other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
-        };
+        }
+    };
+    if let Err(e) = plan.validate(&sizes, cfg.block_payload as u64) {
+        return Err(refuse_plan(ch, who, e.to_string()));
+    }
+    report.resumed_bytes = plan.resumed_bytes();
+    report.skipped_files = plan.skipped_files();
+    report.skipped_bytes = plan.skipped_bytes(&sizes);
+    // What this session sends and the receiver commits: every file but the skipped ones.
+    report.files -= report.skipped_files;
+    report.bytes -= report.skipped_bytes;
     cfg.session_id = session_id;
     cfg.cipher = p.cipher;
     cfg.key = key;
@@ -162,14 +179,19 @@ pub fn send_files(
     };
 
     let clock = MonotonicClock::new();
-    let mut sender = Sender::new(cfg.clone(), sizes.clone(), clock.now());
+    let clock_start = started.elapsed();
+    let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), clock.now(), &plan);
+    // The reader streams only the files this session sends (a skipped file is never opened or read).
+    let read_sizes: Vec<u64> =
+        sizes.iter().enumerate().map(|(i, &s)| if plan.is_skipped(i as u32) { 0 } else { s }).collect();
     let file_names = p.name_files_by_manifest.then(|| {
         let files = scanned.entries.iter().filter(|e| e.kind == crate::files::EntryKind::File);
         files.map(|e| e.rel_path.clone()).collect::<Vec<String>>()
     });
     debug_assert!(file_names.as_ref().is_none_or(|n| n.len() == scanned.file_paths.len()));
     let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names };
-    let outcome = run_send(&mut sender, scanned.file_paths, sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
+    let outcome =
+        run_send(&mut sender, scanned.file_paths, read_sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
     report.stages = outcome.stages;
     report.disk = outcome.disk.name();
     let outcome = outcome.result;
@@ -183,8 +205,12 @@ pub fn send_files(
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
     report.max_rate_bps = sender.max_rate_bps();
     report.final_rate_bps = sender.rate_bps();
+    report.sent_bytes = stats.payload_bytes_sent;
+    report.first_data_seconds =
+        stats.first_new_at.map(|t| (clock_start + Duration::from_nanos(t.since_ns(Time::ZERO))).as_secs_f64());
     report.seconds = started.elapsed().as_secs_f64();
-    report.goodput_bps = report.bytes as f64 * 8.0 / report.seconds.max(1e-9);
+    // What crossed the network: resumed bytes were already at the receiver.
+    report.goodput_bps = report.bytes.saturating_sub(report.resumed_bytes) as f64 * 8.0 / report.seconds.max(1e-9);
     let failure = sender.failure_kind();
     let summary = outcome.map_err(|m| SessionError::from_transfer(m, failure, who, cfg.peer_timeout))?;
     report.receiver = summary;
@@ -213,4 +239,12 @@ fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files:
         ch.send(&ControlMsg::Entry(e.clone()))?;
     }
     ch.send(&ControlMsg::ManifestEnd)
+}
+
+/// A receiver's plan this sender cannot follow (a bug or a hostile peer): says why to the receiver and
+/// fails the session with the same line.
+fn refuse_plan(ch: &mut ControlChannel, who: &str, why: String) -> SessionError {
+    let message = format!("the {who}'s resume plan is invalid: {why}");
+    let _ = ch.send(&ControlMsg::Error { message: message.clone() });
+    SessionError::Protocol(message)
 }
