@@ -191,9 +191,16 @@ fn a_partition_longer_than_the_timeout_exits_5_and_the_same_command_completes_af
     assert!(line.contains("silent for 5 s") && line.contains("run the same command again"), "{stderr}");
     assert!(!s.root.join("in/data.bin").exists(), "a file under its final name before it was complete");
     // The same command once the path is back.
-    let (status, _, stderr) = finish(s.push(&["--timeout", "5", "--retries", "0"]), Duration::from_secs(120));
+    let (status, json, stderr) = finish(s.push(&["--timeout", "5", "--retries", "0"]), Duration::from_secs(120));
     assert!(matches!(status, Ok(st) if st.success()), "rerun: {status:?}\n{stderr}");
     assert!(s.identical(), "the received file differs after the rerun");
+    // The rerun resumed: about CUT_AT of data had arrived and was journaled (a step at least every 16 MiB,
+    // and one after 1 s without writes, which the partition gave), and it was not sent again.
+    let resumed = json_u64(&json, "resumed_bytes").expect("resumed_bytes");
+    let sent = json_u64(&json, "sent_bytes").expect("sent_bytes");
+    let size = std::fs::metadata(&s.src).unwrap().len();
+    assert!(resumed >= RATE_BYTES_PER_S, "the rerun resumed only {resumed} bytes: {json}");
+    assert!(sent <= size - resumed + (8 << 20), "the rerun sent {sent} of {size} with {resumed} resumed: {json}");
 }
 
 #[test]

@@ -133,3 +133,43 @@ fn checksum_catches_a_same_size_same_mtime_change() {
     assert_eq!(json_u64(&again, "skipped_files"), Some(1), "{again}");
     assert_eq!(json_u64(&again, "sent_bytes"), Some(0), "{again}");
 }
+
+/// A pull killed midway leaves its partial and journal in the local destination; the same command again
+/// resumes into them (sending less than the whole file) and leaves only the verified file.
+#[test]
+fn an_interrupted_pull_resumes_into_its_own_partial() {
+    let dir = TempDir::new("sync-pull-resume");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let size = 96u64 << 20;
+    write_random_file(&root.join("big.bin"), size, 42);
+    let server = Server::start(&root, &[]);
+    let url = format!("mover://{}/big.bin", server.addr);
+    let local = dir.path().join("local");
+    let args = |json: bool| {
+        let mut c = mover();
+        c.args(["pull", "--insecure-no-auth", "--rate", "300M", "--retries", "0"]);
+        if json {
+            c.arg("--json");
+        }
+        c.arg(&url).arg(&local);
+        c
+    };
+    let mut child =
+        args(false).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // At 300 Mbit/s the file takes ~2.7 s: stop it after ~1.4 s, past a few journal steps of 16 MiB.
+    std::thread::sleep(Duration::from_millis(1400));
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let names = common::list_tree(&local);
+    assert!(names.iter().any(|n| n.ends_with(".big.bin.mover.part")), "no partial kept: {names:?}");
+    assert!(!local.join("big.bin").exists(), "nothing under the final name before it is verified");
+    let out = run_with_limit(&mut args(true), LIMIT);
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "rerun failed: {}\n{json}", String::from_utf8_lossy(&out.stderr));
+    let resumed = json_u64(&json, "resumed_bytes").unwrap();
+    assert!(resumed >= 16 << 20 && resumed < size, "resumed {resumed} of {size}: {json}");
+    assert_eq!(hash_file(&local.join("big.bin")), hash_file(&root.join("big.bin")));
+    let names = common::list_tree(&local);
+    assert_eq!(names, ["big.bin"], "only the verified file is left");
+}

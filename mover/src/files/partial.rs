@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// What every partial's name ends with.
 pub const PARTIAL_SUFFIX: &str = ".mover.part";
@@ -53,8 +54,15 @@ impl Claim {
     }
 }
 
+/// How long [`claim`] waits for another session to let go of a partial before it reports it busy.
+#[cfg(not(test))]
+pub const CLAIM_WAIT: Duration = Duration::from_secs(15);
+/// (Shorter in unit tests, which hold a lock on purpose.)
+#[cfg(test)]
+pub const CLAIM_WAIT: Duration = Duration::from_millis(300);
+
 /// Claims the partial at `path` (`shown` names it in errors): creates it (mode 0o600) or opens the one an
-/// earlier run left, and takes its lock without waiting.
+/// earlier run left, and takes its lock, waiting at most [`CLAIM_WAIT`] for a session that holds it.
 ///
 /// Refused: a name that exists as anything but a regular file ([`FilesError::NotReplaceable`], nothing is
 /// opened: a FIFO or device planted there is never opened for writing) and a partial another session holds
@@ -79,15 +87,24 @@ pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
         }
         Err(e) => return Err(io_err(e)),
     };
-    // Safety: `flock` on a descriptor we own and keep open for the call; it touches no memory of ours.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    // A session whose client vanished (killed, or cut off by a partition) holds its partials until its
+    // control channel reports the loss, which can come seconds after the client has already started again:
+    // wait a bounded while for it to let go rather than fail the rerun.
+    let deadline = Instant::now() + CLAIM_WAIT;
+    loop {
+        // Safety: `flock` on a descriptor we own and keep open for the call; it touches no memory of ours.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Claim { file, existed });
+        }
         let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
+        if e.kind() != io::ErrorKind::WouldBlock {
+            return Err(io_err(e));
+        }
+        if Instant::now() >= deadline {
             return Err(FilesError::PartialBusy { path: shown.to_path_buf() });
         }
-        return Err(io_err(e));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Claim { file, existed })
 }
 
 /// Whether the partial at `path` is held by a live session (its lock is taken).
