@@ -12,6 +12,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
+/// The reader thread's buffer.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+/// About how many bytes [`ControlChannel::send_all`] gathers into one write.
+pub const WRITE_BATCH_BYTES: usize = 64 << 10;
+
 /// What the reader thread saw.
 #[derive(Debug)]
 pub enum ControlEvent {
@@ -66,6 +71,8 @@ impl ControlChannel {
         let (tx, events) = mpsc::channel();
         let waker = Arc::new(Mutex::new(None));
         let w = waker.clone();
+        // Buffered: a manifest of many small frames is then a few large reads, not two per frame.
+        let reader = io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
         std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx, w))?;
         Ok(ControlChannel {
             writer: Box::new(writer),
@@ -105,6 +112,25 @@ impl ControlChannel {
         self.frame.clear();
         msg.encode(&mut self.frame);
         self.writer.write_all(&self.frame)?;
+        self.writer.flush()
+    }
+
+    /// Sends messages in order, gathered into writes of about [`WRITE_BATCH_BYTES`] (a manifest of 10,000
+    /// entries is then a few dozen writes, not 10,000), flushed at the end.
+    pub fn send_all<M: std::borrow::Borrow<ControlMsg>>(
+        &mut self,
+        msgs: impl IntoIterator<Item = M>,
+    ) -> io::Result<()> {
+        self.frame.clear();
+        for msg in msgs {
+            msg.borrow().encode(&mut self.frame);
+            if self.frame.len() >= WRITE_BATCH_BYTES {
+                self.writer.write_all(&self.frame)?;
+                self.frame.clear();
+            }
+        }
+        self.writer.write_all(&self.frame)?;
+        self.frame.clear();
         self.writer.flush()
     }
 

@@ -15,7 +15,7 @@ use crate::pipeline::recv::{run_receive, ReceiveSetup};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::{Config, Receiver, StartPlan};
 use crate::time::{Clock, MonotonicClock};
-use crate::wire::control::{ControlMsg, Hello};
+use crate::wire::control::{ControlMsg, Hello, ReceiverSummary};
 use crate::wire::data::DATA_OVERHEAD;
 use crate::wire::{SessionKey, KEY_LEN};
 use std::net::{IpAddr, SocketAddr};
@@ -97,17 +97,18 @@ pub fn receive_files(
     }
     let plan = start_plan(&decision);
     let sizes: Vec<u64> = files().map(|e| e.size).collect();
+    if decision.skipped_files as usize == sizes.len() {
+        // Nothing to receive (a second run of an unchanged tree, or only directories): no data path at all.
+        return finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision);
+    }
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.
     let datagram = hello.block_payload as usize + DATA_OVERHEAD;
     let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
-    for msg in plan.to_messages() {
-        ch.send(&msg).map_err(|error| SessionError::Io { what: "sending the resume plan", error })?;
-    }
-    ch.send(&ControlMsg::Accept { session_id, udp_port, key })
-        .map_err(|error| SessionError::Io { what: "sending accept", error })?;
+    let msgs = plan.to_messages().into_iter().chain(std::iter::once(ControlMsg::Accept { session_id, udp_port, key }));
+    ch.send_all(msgs).map_err(|error| SessionError::Io { what: "sending the resume plan and accept", error })?;
 
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
     cfg.window_blocks = hello.window_blocks;
@@ -159,4 +160,42 @@ fn start_plan(decision: &StartDecision) -> StartPlan {
         }
     }
     plan
+}
+
+/// A session with nothing to send: the plan and `Accept` (no UDP port), then what comes last (directory
+/// metadata, links) and `Complete`, without a data path.
+#[allow(clippy::too_many_arguments)]
+fn finish_without_data(
+    ch: &mut ControlChannel,
+    mut tree: DestTree,
+    plan: &StartPlan,
+    session_id: u64,
+    key: SessionKey,
+    started: Instant,
+    hello: &Hello,
+    decision: &StartDecision,
+) -> Result<Report, SessionError> {
+    let accept = ControlMsg::Accept { session_id, udp_port: 0, key };
+    let msgs = plan.to_messages().into_iter().chain(std::iter::once(accept));
+    ch.send_all(msgs).map_err(|error| SessionError::Io { what: "sending the resume plan and accept", error })?;
+    if let Err(e) = tree.finish() {
+        let message = format!("setting directory metadata: {e}");
+        let _ = ch.send(&ControlMsg::Error { message: message.clone() });
+        return Err(SessionError::Transfer(message));
+    }
+    let summary = ReceiverSummary { dropped: tree.dropped(), ..ReceiverSummary::default() };
+    ch.send(&ControlMsg::Complete(summary)).map_err(|error| SessionError::Io { what: "sending complete", error })?;
+    // Let the sender read `Complete` and close first, so our close cannot reset the connection.
+    let _ = ch.recv_timeout(Duration::from_secs(5));
+    Ok(Report {
+        peer: Some(ch.peer_addr()),
+        seconds: started.elapsed().as_secs_f64(),
+        verified: true,
+        rate_bps: hello.rate_bps,
+        receiver: summary,
+        resumed_bytes: decision.resumed_bytes,
+        skipped_files: decision.skipped_files,
+        skipped_bytes: decision.skipped_bytes,
+        ..Report::new(Direction::Received, hello.rate_bps, Default::default(), hello.cipher)
+    })
 }

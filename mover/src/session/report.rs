@@ -218,14 +218,32 @@ impl Report {
             }
         };
         format!(
-            "{} files, {} in {:.2} s: {} goodput, {packets}, verified; {}{}",
+            "{} files, {} in {:.2} s: {} goodput, {packets}, verified{}; {}{}",
             self.files,
             format_bytes(self.bytes),
             self.seconds,
             format_rate_bps(self.goodput_bps),
+            self.sync_note(),
             cipher_note(self.cipher),
             self.dropped_note()
         )
+    }
+
+    /// What the receiver already held, said in the summary when there was any: files skipped as current,
+    /// bytes of partial files not sent again.
+    fn sync_note(&self) -> String {
+        let mut note = String::new();
+        if self.skipped_files > 0 {
+            note += &format!(
+                "; {} files ({}) skipped, already current",
+                self.skipped_files,
+                format_bytes(self.skipped_bytes)
+            );
+        }
+        if self.resumed_bytes > 0 {
+            note += &format!("; resumed: {} already held", format_bytes(self.resumed_bytes));
+        }
+        note
     }
 
     /// The daemon's log line for a finished session (without the `mover serve: ` prefix): what the client
@@ -308,5 +326,13 @@ mod tests {
         let json = r.to_json();
         assert!(json.contains(r#""dropped":["2 entries not sent"#) && json.contains("set-user-ID"), "{json}");
         assert!(r.summary_line().contains("; dropped: 2 entries not sent"), "{}", r.summary_line());
+        r.skipped_files = 3;
+        r.skipped_bytes = 2048;
+        r.resumed_bytes = 1 << 20;
+        let line = r.summary_line();
+        assert!(
+            line.contains("; 3 files (2.00 KiB) skipped, already current; resumed: 1.00 MiB already held"),
+            "{line}"
+        );
     }
 }

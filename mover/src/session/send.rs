@@ -154,6 +154,19 @@ pub fn send_files(
     // What this session sends and the receiver commits: every file but the skipped ones.
     report.files -= report.skipped_files;
     report.bytes -= report.skipped_bytes;
+    if report.skipped_files as usize == sizes.len() {
+        // Nothing to send (the receiver's copy is current, or there are only directories): no data path;
+        // the receiver applies what comes last and confirms.
+        let summary = match ch.expect_msg(cfg.peer_timeout, "waiting for it to finish").map_err(SessionError::lost)? {
+            ControlMsg::Complete(summary) => summary,
+            ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
+            other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
+        };
+        report.receiver = summary;
+        report.verified = true;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(());
+    }
     cfg.session_id = session_id;
     cfg.cipher = p.cipher;
     cfg.key = key;
@@ -234,11 +247,10 @@ pub fn send_files(
 }
 
 fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {
-    ch.send(&ControlMsg::Hello(hello))?;
-    for e in entries {
-        ch.send(&ControlMsg::Entry(e.clone()))?;
-    }
-    ch.send(&ControlMsg::ManifestEnd)
+    let msgs = std::iter::once(ControlMsg::Hello(hello))
+        .chain(entries.iter().map(|e| ControlMsg::Entry(e.clone())))
+        .chain(std::iter::once(ControlMsg::ManifestEnd));
+    ch.send_all(msgs)
 }
 
 /// A receiver's plan this sender cannot follow (a bug or a hostile peer): says why to the receiver and
