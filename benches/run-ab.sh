@@ -6,7 +6,7 @@
 # Usage (root; NOT part of CI; ~10 min on 2 cores with the defaults):
 #   A=/var/tmp/mover-bench/mover-9b19516 B=target/release/mover benches/run-ab.sh
 # Environment: A, B (the two binaries; B defaults to a fresh release build of the work tree), A_NAME, B_NAME
-# (labels; default: the binaries' file names), SIZE (1G), REPEATS (5), PATHS ("lo veth"), MTUS ("1500 9000"),
+# (labels; default: the binaries' file names), DEST_DIR (where the receiver writes; default tmpfs), SIZE (1G), REPEATS (5), PATHS ("lo veth"), MTUS ("1500 9000"),
 # EXTRA (flags added to every push, e.g. "--net udp"), RESULTS (benches/results/ab-DATE.csv).
 #
 # What it does, so the numbers can be judged:
@@ -39,14 +39,15 @@ IP_R=10.77.201.2
 PORT=7410
 WORK=$(mktemp -d /dev/shm/mover-ab.XXXXXX)
 FILE=$WORK/src-$SIZE.bin
-DEST=$WORK/dest
+# DEST_DIR puts the receiver's files on a real file system (default: the tmpfs work dir: no disk measured).
+DEST=$(mktemp -d "${DEST_DIR:-$WORK}/mover-ab-dest.XXXXXX")
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 RESULTS=${RESULTS:-$HERE/results/ab-$(date -u +%Y-%m-%d-%H%M).csv}
 
 cleanup() {
     set +e
     delete_netns "$NS_S" "$NS_R"
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$DEST"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

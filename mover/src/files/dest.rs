@@ -30,6 +30,8 @@ use crate::wire::TransferOptions;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+/// The journal generation of a committed file: nothing is journaled for it any more.
+pub(crate) const JOURNAL_DONE: u32 = u32::MAX;
 /// Mode of directories created while a transfer runs: private until [`DestTree::finish`] applies the
 /// announced modes, so nobody else sees (or writes into) a half-received tree.
 const DIR_MODE_DURING: u32 = 0o700;
@@ -334,8 +336,9 @@ impl DestTree {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Ends the session's claim on every partial that was not committed: a partial with a resume journal
-    /// is kept (the next run of the same command resumes it), the others are removed. Committed files and
+    /// Ends the session's claim on every partial that was not committed: a partial with a resume journal,
+    /// or of a size that is journaled (its journal may still be on its way: the journal thread records runs
+    /// after their writes), is kept (the next run of the same command resumes it); the others are removed. Committed files and
     /// files that existed before the session are never touched; directories created by
     /// [`DestTree::prepare`] are left. Removal is best effort (an abort usually happens because something
     /// already went wrong). Call it only once no write of this session can still reach the files.
@@ -343,7 +346,7 @@ impl DestTree {
         self.cache.clear();
         for f in &mut self.files {
             if f.state == State::Created {
-                if !journal_path_for(&f.temp_path).exists() {
+                if f.size < super::JOURNAL_MIN_BYTES && !journal_path_for(&f.temp_path).exists() {
                     let _ = fs::remove_file(&f.temp_path);
                 }
                 f.state = State::NotCreated;
@@ -355,14 +358,23 @@ impl DestTree {
 
     /// Removes a file's journal and tells its journal writer to stop: the partial's journaled ranges are
     /// no longer what it should hold (committed, or started over).
-    fn drop_journal(&self, file_id: u32) -> io::Result<()> {
+    ///
+    /// `committed`: the file is done, and its generation becomes [`JOURNAL_DONE`] *before* the removal, so a
+    /// journal writer that is behind (the journal thread records runs after their writes completed) never
+    /// starts a journal for it again. A reset bumps the generation after the removal: a writer that sees the
+    /// new one creates the next journal afresh.
+    fn drop_journal(&self, file_id: u32, committed: bool) -> io::Result<()> {
         let f = &self.files[file_id as usize];
+        if committed {
+            self.generations[file_id as usize].store(JOURNAL_DONE, Ordering::Release);
+        }
         let r = match fs::remove_file(journal_path_for(&f.temp_path)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
-        // After the removal: a writer that sees the new generation creates the next journal afresh.
-        self.generations[file_id as usize].fetch_add(1, Ordering::Release);
+        if !committed {
+            self.generations[file_id as usize].fetch_add(1, Ordering::Release);
+        }
         r
     }
 
@@ -650,7 +662,7 @@ impl BlockStore for DestTree {
         self.files[file_id as usize].state = State::Committed;
         self.files[file_id as usize].claim = None;
         // The file is in place: its journal has nothing left to resume (one left by a crash here is swept).
-        let _ = self.drop_journal(file_id);
+        let _ = self.drop_journal(file_id, true);
         Ok(())
     }
 
@@ -664,7 +676,7 @@ impl BlockStore for DestTree {
         }
         // The partial failed verification: its journal vouches for bytes that are not the file's; the file
         // starts over, with a fresh journal.
-        self.drop_journal(file_id).map_err(|e| {
+        self.drop_journal(file_id, false).map_err(|e| {
             let path = self.files[file_id as usize].shown.display();
             io::Error::new(e.kind(), format!("removing the journal of '{path}': {e}"))
         })?;

@@ -107,7 +107,7 @@ impl FileJournals {
         self.forget_stale();
         let Some(Some(planned)) = self.plan.get(file_id as usize) else { return };
         let generation = self.generations[file_id as usize].load(Ordering::Acquire);
-        if planned.stopped == Some(generation) {
+        if generation == super::dest::JOURNAL_DONE || planned.stopped == Some(generation) {
             return;
         }
         let size = planned.journal.header.identity.size;
@@ -200,6 +200,15 @@ impl FileJournals {
         let r =
             JournalWriter::resume(&planned.journal.path, planned.journal.header, trusted, File::from(fd), self.config);
         self.busy += t.elapsed();
+        // The tree may have committed or reset the file while the journal was being written (this runs on
+        // the journal thread, behind the writes): it changes the generation before it removes a journal, so
+        // seeing the same generation now means a removal to come will find this journal; seeing another
+        // means ours is stale, and is removed here.
+        if r.is_ok() && self.generations[file_id as usize].load(Ordering::Acquire) != generation {
+            let _ = std::fs::remove_file(&planned.journal.path);
+            planned.stopped = Some(generation);
+            return None;
+        }
         match r {
             Ok(writer) => {
                 self.active.push(Active { file_id, generation, writer, covered, last_record: now });

@@ -12,15 +12,15 @@
 //! A run's [`WriteItem`] (its buffer token and its descriptor) stays in this stage while the write is in
 //! flight, so neither can be reused or closed under the kernel.
 //!
-//! Resume journals ([`FileJournals`], issue 15) are kept here too: a completed run is recorded in its
-//! file's journal before its buffer goes back, and the journal's steps (`fdatasync` of the data, the append,
-//! `fdatasync` of the journal) run on this thread, which waits on the disk anyway; the reassembly stage
-//! never does. A commit or reset (on the reassembly stage) removes the file's journal and signals this
+//! Resume journals ([`FileJournals`], issue 15): each run whose write completed in full is handed to the
+//! [`JournalKeeper`] (file, descriptor, offset, length), whose own thread reads it back, records it and makes
+//! the journal's steps (`fdatasync` of the data, the append, `fdatasync` of the journal); neither this stage
+//! nor the reassembly stage ever waits for them. A commit or reset (on the reassembly stage) removes the file's journal and signals this
 //! stage through the tree's generations, so a journal never outlives its partial's meaning.
 
 use super::items::{VerifyItem, WriteItem, Written};
+use super::journal_keeper::JournalKeeper;
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
-use super::slots::BufRegion;
 use super::topology::StageId;
 use crate::disk::{DiskWriter, Full, WriteDone, WriteReq};
 use crate::files::FileJournals;
@@ -28,7 +28,6 @@ use crate::proto::{HashDone, HashJob};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes read back per loop turn for verification.
@@ -82,8 +81,8 @@ pub struct WriterStage {
     latency: usize,
     read_back: ReadBack,
     read_back_latency: usize,
-    /// The files' resume journals and the region their runs' bytes are in (to hash what is recorded).
-    journals: Option<(FileJournals, Arc<BufRegion>)>,
+    /// The files' resume journals, kept on their own thread.
+    journals: Option<JournalKeeper>,
     journal_latency: usize,
 }
 
@@ -112,10 +111,14 @@ impl WriterStage {
         }
     }
 
-    /// Keeps `journals` for the runs written, whose bytes lie in `region` (the store's run pool).
-    pub fn with_journals(mut self, journals: FileJournals, region: Arc<BufRegion>) -> WriterStage {
+    /// Keeps `journals` for the runs written (on a [`JournalKeeper`] thread); without one (the thread could
+    /// not start) nothing is journaled and a rerun sends everything again.
+    pub fn with_journals(mut self, journals: FileJournals) -> WriterStage {
         if !journals.is_empty() {
-            self.journals = Some((journals, region));
+            match JournalKeeper::start(journals) {
+                Ok(k) => self.journals = Some(k),
+                Err(e) => eprintln!("mover: no resume journals for this session: {e}"),
+            }
         }
         self
     }
@@ -159,9 +162,9 @@ impl WriterStage {
             Err(errno) => -(errno as i64),
         };
         // Only a write that completed in full is journaled; the journal syncs the data before vouching.
-        if let Some((journals, region)) = self.journals.as_mut().filter(|_| result == i64::from(item.len)) {
+        if let Some(keeper) = self.journals.as_mut().filter(|_| result == i64::from(item.len)) {
             let t = Instant::now();
-            journals.record(item.file_id, item.fd, item.offset, &region.bytes(&item.buf)[..item.len as usize]);
+            keeper.written(item.file_id, item.fd, item.offset, item.len);
             cx.meter.record(self.journal_latency, t.elapsed().as_nanos() as u64);
         } else {
             drop(item.fd);
@@ -178,12 +181,6 @@ impl Stage for WriterStage {
         self.latency = cx.meter.add_latency("block_write");
         self.read_back_latency = cx.meter.add_latency("read_back");
         self.journal_latency = cx.meter.add_latency("journal");
-    }
-
-    fn housekeeping(&mut self, _cx: &mut StageCx) {
-        if let Some((journals, _)) = self.journals.as_mut() {
-            journals.housekeeping();
-        }
     }
 
     fn poll(&mut self, cx: &mut StageCx) -> Progress {
@@ -228,11 +225,18 @@ impl Stage for WriterStage {
 
     /// Every journal gets its last step: an aborted session's partials keep what reached the disk.
     fn on_stop(mut self, _cx: &mut StageCx) {
-        if let Some((journals, _)) = self.journals.as_mut() {
-            journals.finish();
+        if let Some(keeper) = self.journals.take() {
+            let dropped = keeper.dropped;
+            let Some(journals) = keeper.finish() else {
+                eprintln!("mover: the resume journal thread failed; a rerun sends this session's files again");
+                return;
+            };
             if std::env::var_os("MOVER_DEBUG_STATS").is_some() {
                 let (n, steps, busy) = (journals.recorded, journals.steps, journals.busy.as_secs_f64());
-                eprintln!("receiver journals: {n} ranges recorded, {steps} steps, {busy:.3} s on this stage");
+                eprintln!(
+                    "receiver journals: {n} ranges recorded, {steps} steps, {busy:.3} s on the journal thread, \
+                     {dropped} notices dropped (queue full)"
+                );
             }
             if let Some(e) = &journals.first_error {
                 eprintln!("mover: resume journals of {} files stopped early: {e}", journals.failures);
