@@ -410,12 +410,29 @@ fn xdp_refuses_with_a_clear_reason() {
     let jumbo = NetnsPair::new(Some(9000)).expect("namespaces");
     let ip_j = jumbo.ip_b.to_string();
     let mut server = serve(&jumbo, &jumbo.b, &ip_j, &root, &["--net", "xdp"], &[], &[]);
-    let (ok, _, err) = finish(spawn_push(&jumbo, &jumbo.a, &ip_j, &small, &["--net", "udp", "--mtu", "9000"], &[]));
+    // `--overwrite always`: an earlier case left `small` current in `root`, and an unchanged file would
+    // be skipped without any data path.
+    let always = ["--overwrite", "always"];
+    let (ok, _, err) = finish(spawn_push(
+        &jumbo,
+        &jumbo.a,
+        &ip_j,
+        &small,
+        &["--net", "udp", "--mtu", "9000", always[0], always[1]],
+        &[],
+    ));
     assert!(!ok && err.contains("do not fit an AF_XDP frame") && err.contains("--mtu 3798"), "{err}");
     let _ = server.proc.wait_timeout(Duration::from_secs(10));
     // The XDP sender sizes its datagrams to the frame itself, and generic mode carries them at MTU 9000.
     let mut server = serve(&jumbo, &jumbo.b, &ip_j, &root, &["--net", "xdp"], &[], &[]);
-    let (ok, out, err) = finish(spawn_push(&jumbo, &jumbo.a, &ip_j, &small, &["--net", "xdp", "--mtu", "9000"], &[]));
+    let (ok, out, err) = finish(spawn_push(
+        &jumbo,
+        &jumbo.a,
+        &ip_j,
+        &small,
+        &["--net", "xdp", "--mtu", "9000", always[0], always[1]],
+        &[],
+    ));
     let log = server.wait_ok();
     assert!(ok, "{out}\n{err}\n{log}");
     assert!(json_u64(&out, "datagram_bytes").unwrap() <= 3770, "{out}");
