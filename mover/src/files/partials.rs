@@ -52,8 +52,10 @@ pub fn list_partials(root: &Path) -> io::Result<Vec<PartialInfo>> {
             let Ok(meta) = fs::symlink_metadata(entry.path()) else { continue };
             if meta.file_type().is_dir() {
                 stack.push(entry.path());
-            } else if meta.file_type().is_file() {
-                if let Some(name) = entry.file_name().to_str() {
+            } else if let Some(name) = entry.file_name().to_str() {
+                // A link's temporary name (a crash between creating a link and renaming it) is itself a
+                // symbolic link: listed by its own name, never followed.
+                if meta.file_type().is_file() || (meta.file_type().is_symlink() && is_link_temp(name)) {
                     names.push((name.to_owned(), meta));
                 }
             }
@@ -74,6 +76,11 @@ pub fn sweep_partials(root: &Path, max_age: Duration) -> io::Result<Vec<PartialI
             continue;
         }
         let path = root.join(&p.path);
+        if is_link_temp(file_name(&p.path)) {
+            // Never locked (a session creates and renames it at once); unlinking never follows it.
+            p.removed = remove_if_there(&path);
+            continue;
+        }
         // Removed while holding its lock: a session that claims it now finds it busy or gone, never
         // loses it under its writes.
         let _lock = match try_lock(&path) {
@@ -99,7 +106,7 @@ pub fn sweep_partials(root: &Path, max_age: Duration) -> io::Result<Vec<PartialI
 fn collect_dir(root: &Path, dir: &Path, names: &[(String, fs::Metadata)], now: SystemTime, out: &mut Vec<PartialInfo>) {
     let meta_of = |n: &str| names.iter().find(|(m, _)| m == n).map(|(_, meta)| meta);
     for (name, meta) in names {
-        if is_partial(name) || is_legacy_partial(name) {
+        if is_partial(name) || is_legacy_partial(name) || is_link_temp(name) {
             let mut disk_bytes = meta.blocks() * 512;
             let mut newest = meta.modified().ok();
             let mut journal = false;
@@ -154,6 +161,12 @@ fn is_legacy_partial(name: &str) -> bool {
         && head.starts_with('.')
         && tag.len() == 16
         && tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `.<name>.mover-<16 lowercase hex digits>.link`: the temporary name of a symbolic or hard link, created
+/// and renamed into place at the end of a session (files::links); one is left only by a crash in between.
+fn is_link_temp(name: &str) -> bool {
+    name.strip_suffix(".link").is_some_and(|stem| is_legacy_partial(&format!("{stem}.part")))
 }
 
 fn remove_if_there(path: &Path) -> bool {
@@ -260,6 +273,41 @@ mod tests {
             assert!(root.join(n).exists(), "{n} was removed");
         }
         assert!(root.join(".y.mover-0123.part").exists() && root.join(".z.mover-0123456789ABCDEF.part").exists());
+    }
+
+    #[test]
+    fn old_link_temporaries_are_swept_without_following_them() {
+        let t = TempDir::new("sweep-link-temps");
+        let outside = TempDir::new("sweep-link-target");
+        let target = outside.path().join("precious");
+        fs::write(&target, b"keep").unwrap();
+        let day = Duration::from_secs(86_400);
+        let old = SystemTime::now() - 8 * day;
+        // A symlink's own mtime: set without following it.
+        let lage = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            let s = old.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+            let ts = [libc::timespec { tv_sec: s, tv_nsec: 0 }, libc::timespec { tv_sec: s, tv_nsec: 0 }];
+            // Safety: a NUL-terminated path and two timespecs that outlive the call.
+            let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+            assert_eq!(rc, 0);
+        };
+        let sym = t.path().join(".s.mover-0123456789abcdef.link");
+        std::os::unix::fs::symlink(&target, &sym).unwrap();
+        lage(&sym);
+        let hard = t.path().join(".h.mover-0123456789abcdef.link");
+        fs::write(&hard, b"x").unwrap();
+        age(&hard, 8 * day);
+        let young = t.path().join(".y.mover-0123456789abcdef.link");
+        std::os::unix::fs::symlink(&target, &young).unwrap();
+        let other = t.path().join(".o.mover-0123.link");
+        std::os::unix::fs::symlink(&target, &other).unwrap();
+        lage(&other);
+        let list = sweep_partials(t.path(), 7 * day).unwrap();
+        let removed: Vec<_> = list.iter().filter(|p| p.removed).map(|p| p.path.display().to_string()).collect();
+        assert_eq!(removed, [".h.mover-0123456789abcdef.link", ".s.mover-0123456789abcdef.link"]);
+        assert!(fs::symlink_metadata(&young).is_ok() && fs::symlink_metadata(&other).is_ok());
+        assert_eq!(fs::read(&target).unwrap(), b"keep", "the link's target was touched");
     }
 
     #[test]
