@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::confine::{create_dir_under_root, open_beneath};
-use super::error::{relative, FileOp, FilesError};
+use super::error::{not_a_file, relative, FileOp, FilesError};
 use super::fdcache::FdCache;
 use super::journal::{journal_path_for, FileIdentity, JournalRange};
 use super::links::{create_links, link_blocker, LinkSlot};
@@ -468,28 +468,12 @@ fn open_temp(f: &mut FileSlot, root: &Path) -> io::Result<File> {
 /// A final name may replace a regular file (or nothing), never a directory, a symlink, a device, a FIFO or
 /// a socket: the peer must not choose to destroy (or, through a later open, write into) special files.
 fn check_replaceable(path: &Path) -> Result<(), FilesError> {
-    use std::os::unix::fs::FileTypeExt;
     let m = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(FilesError::Io { op: FileOp::Read, path: path.to_path_buf(), error }),
     };
-    let t = m.file_type();
-    let what = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_block_device() || t.is_char_device() {
-        "device file"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    };
+    let Some(what) = not_a_file(&m.file_type()) else { return Ok(()) };
     Err(FilesError::NotReplaceable { path: path.to_path_buf(), what })
 }
 

@@ -6,12 +6,12 @@
 //! *claims* a partial by holding `flock(LOCK_EX | LOCK_NB)` on it for as long as it may write it, and a held
 //! lock is a clear error for the second session, which then removes nothing.
 
-use super::error::FilesError;
+use super::error::{not_a_file, FilesError};
 use super::sanitize::MAX_COMPONENT_LEN;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -149,22 +149,7 @@ fn not_special(path: &Path, shown: &Path) -> Result<(), FilesError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(FilesError::Partial { path: shown.to_path_buf(), op: "opening", error }),
     };
-    let t = m.file_type();
-    let what = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_block_device() || t.is_char_device() {
-        "device file"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    };
+    let Some(what) = not_a_file(&m.file_type()) else { return Ok(()) };
     Err(FilesError::NotReplaceable { path: shown.to_path_buf(), what })
 }
 
