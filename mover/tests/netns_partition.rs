@@ -50,28 +50,7 @@ fn setup(tag: &str) -> Setup {
 impl Setup {
     /// `mover serve` (not `--once`: a rerun needs it too) in the receiver namespace, listening.
     fn server(&self) -> KillOnDrop {
-        let listen = format!("{}:{PORT}", self.net.ip_b);
-        let log = std::fs::File::create(&self.log).unwrap();
-        let argv = [
-            MOVER,
-            "serve",
-            "--insecure-no-auth",
-            "--net",
-            "udp",
-            "--listen",
-            &listen,
-            "--root",
-            self.root.to_str().unwrap(),
-        ];
-        let child = self.net.command(&self.net.b, &argv).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        let mut server = KillOnDrop(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&self.log).unwrap_or_default().contains("listening on") {
-            assert!(server.0.try_wait().unwrap().is_none(), "serve exited early");
-            assert!(Instant::now() < deadline, "serve did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+        self.net.start_serve(PORT, &self.root, &self.log, &[])
     }
 
     /// `mover push --json --net udp --policy fixed --rate RATE [extra]` from the sender namespace.

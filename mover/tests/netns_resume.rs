@@ -10,7 +10,7 @@ use common::{hash_file, json_u64, write_random_file, KillOnDrop, TempDir};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MOVER: &str = env!("CARGO_BIN_EXE_mover");
 const PORT: u16 = 7460;
@@ -92,40 +92,7 @@ fn committed_bytes(dest: &Path, source: &BTreeMap<String, u128>, src_root: &Path
 }
 
 fn start_server(net: &NetnsPair, root: &Path, log: &Path) -> KillOnDrop {
-    let listen = format!("{}:{PORT}", net.ip_b);
-    let log_file = std::fs::File::create(log).expect("server log");
-    let child = net
-        .command(
-            &net.b,
-            &[
-                MOVER,
-                "serve",
-                "--insecure-no-auth",
-                "--net",
-                "udp",
-                "--listen",
-                &listen,
-                "--root",
-                root.to_str().unwrap(),
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn mover serve");
-    let mut server = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("listening on") {
-            return server;
-        }
-        if let Ok(Some(status)) = server.0.try_wait() {
-            panic!("mover serve exited early ({status}): {text}");
-        }
-        assert!(Instant::now() < deadline, "mover serve did not start listening: {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    net.start_serve(PORT, root, log, &[])
 }
 
 fn push_command(net: &NetnsPair, src: &Path, extra: &[&str]) -> Command {

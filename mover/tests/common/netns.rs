@@ -78,6 +78,38 @@ impl NetnsPair {
         c
     }
 
+    /// Starts `mover serve --insecure-no-auth --net udp --listen IP_B:PORT --root ROOT [extra]` in namespace
+    /// `b`, its stderr in `log`, and waits until it listens (panicking with the log if it exits or takes over
+    /// 10 s). Killed when the guard drops.
+    pub fn start_serve(
+        &self,
+        port: u16,
+        root: &std::path::Path,
+        log: &std::path::Path,
+        extra: &[&str],
+    ) -> super::KillOnDrop {
+        let listen = format!("{}:{port}", self.ip_b);
+        let log_file = std::fs::File::create(log).expect("server log");
+        let mut argv =
+            vec![env!("CARGO_BIN_EXE_mover"), "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen];
+        argv.extend(["--root", root.to_str().unwrap()]);
+        argv.extend(extra);
+        let child = self.command(&self.b, &argv).stdout(Stdio::null()).stderr(log_file).spawn().expect("spawn serve");
+        let mut server = super::KillOnDrop(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains("listening on") {
+                return server;
+            }
+            if let Ok(Some(status)) = server.0.try_wait() {
+                panic!("mover serve exited early ({status}): {text}");
+            }
+            assert!(std::time::Instant::now() < deadline, "mover serve did not start listening: {text}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Runs `argv` inside `ns` to completion; an error carries its stderr.
     pub fn exec(&self, ns: &str, argv: &[&str]) -> Result<Output, String> {
         let out = self.command(ns, argv).output().map_err(|e| format!("{argv:?} in {ns}: {e}"))?;
