@@ -1,5 +1,6 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
+pub mod beneath;
 mod confine;
 mod dest;
 mod dest_start;
@@ -21,6 +22,7 @@ mod xattr;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
+pub use beneath::{Beneath, Dir, Resolve};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
 pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
