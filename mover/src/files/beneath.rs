@@ -84,12 +84,32 @@ impl Stat {
     }
 }
 
+/// What [`symlink_refused`] says.
+const SYMLINK_REFUSED: &str = "its path passes through a symbolic link (nothing is read or written through one)";
+
 /// The error for a path that would pass through a symlink below the root.
 pub fn symlink_refused() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        "its path passes through a symbolic link (nothing is read or written through one)",
-    )
+    io::Error::new(io::ErrorKind::PermissionDenied, SYMLINK_REFUSED)
+}
+
+/// Whether `e` is [`symlink_refused`]'s error (callers turn it into their own "symlink escape").
+pub fn is_symlink_refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+        && e.raw_os_error().is_none()
+        && e.get_ref().is_some_and(|inner| inner.to_string() == SYMLINK_REFUSED)
+}
+
+impl Resolve {
+    /// The mode the daemon's file-system floor uses: [`Resolve::Auto`], unless the environment variable
+    /// `MOVER_RESOLVE` is `walk` (a test hook: the symlink-race tests run a real daemon both ways, proving
+    /// the fallback a kernel without `openat2` gets is as strict). Read once per process.
+    pub fn configured() -> Resolve {
+        static MODE: std::sync::OnceLock<Resolve> = std::sync::OnceLock::new();
+        *MODE.get_or_init(|| match std::env::var("MOVER_RESOLVE").as_deref() {
+            Ok("walk") => Resolve::Walk,
+            _ => Resolve::Auto,
+        })
+    }
 }
 
 impl Beneath {
@@ -339,6 +359,18 @@ impl Dir {
         let proc = CString::new(format!("/proc/self/fd/{}", d.raw())).map_err(|_| invalid("descriptor path"))?;
         // Safety: a NUL-terminated path.
         check(unsafe { libc::chmod(proc.as_ptr(), mode as libc::mode_t) })
+    }
+
+    /// Sets the extended attribute `key` of `name` itself (a symlink's own, never its target's). There is
+    /// no `*at` call for attributes: the path goes through this descriptor's `/proc/self/fd` entry, which
+    /// names exactly the directory held, and `lsetxattr` does not follow `name`.
+    pub fn set_xattr(&self, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
+        let mut path = format!("/proc/self/fd/{}/", self.raw()).into_bytes();
+        path.extend_from_slice(one(name)?.as_bytes());
+        let path = cstr(OsStr::from_bytes(&path))?;
+        let key = CString::new(key).map_err(|_| invalid("a NUL byte in an attribute name"))?;
+        // Safety: NUL-terminated path and name, `value.len()` readable bytes.
+        check(unsafe { libc::lsetxattr(path.as_ptr(), key.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
     }
 
     /// Flushes this directory's entries (after a rename into it).

@@ -7,21 +7,22 @@
 //! journal (the next run resumes it, [`DestTree::decide_start`]) and removes the others.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::confine::{create_dir_under_root, open_beneath};
-use super::error::{not_a_file, relative, FileOp, FilesError};
+use super::beneath::{is_symlink_refused, Beneath, Dir, Resolve};
+use super::error::{FileOp, FilesError};
 use super::fdcache::FdCache;
-use super::journal::{journal_path_for, FileIdentity, JournalRange};
+use super::journal::{with_suffix, FileIdentity, JournalRange};
 use super::links::{create_links, link_blocker, LinkSlot};
 use super::metadata::{EntryMeta, MetaPolicy};
-use super::partial::{claim, partial_name, Claim};
-use super::sanitize::{sanitize_relative, RelPath, MAX_COMPONENT_LEN};
+use super::partial::{claim_at, partial_name, stat_not_a_file, Claim};
+use super::sanitize::{sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 use super::sparse::{is_all_zero, punch_hole};
 use super::start::start_over;
 use crate::proto::{BlockStore, HashDone, HashJob};
@@ -51,12 +52,14 @@ pub(super) enum State {
     Skipped,
 }
 
+/// One file of the manifest. Its names are kept relative to the root, and every operation on them resolves
+/// the parent directory beneath the root by descriptor at that moment ([`Beneath::parent`]: a few syscalls
+/// per file, none per block), so no path is ever handed to the kernel whole.
 pub(super) struct FileSlot {
-    pub(super) final_path: PathBuf,
-    pub(super) temp_path: PathBuf,
-    /// `final_path` relative to the root, for messages: a peer may see them (module `files::error`).
+    /// The final name relative to the root: what operations resolve, and what messages show (a peer may see
+    /// them, module `files::error`).
     pub(super) shown: PathBuf,
-    /// `temp_path` relative to the root.
+    /// The partial's name relative to the root (in the same directory as `shown`).
     pub(super) shown_temp: PathBuf,
     pub(super) size: u64,
     pub(super) mode: u32,
@@ -74,8 +77,7 @@ pub(super) struct FileSlot {
 }
 
 struct DirSlot {
-    path: PathBuf,
-    /// `path` relative to the root, for messages.
+    /// The directory relative to the root (resolved beneath it when its metadata is applied; messages).
     shown: PathBuf,
     depth: usize,
     mode: u32,
@@ -92,6 +94,8 @@ struct DirSlot {
 pub struct DestTree {
     /// The root everything lies below; messages name paths relative to it.
     pub(super) root: PathBuf,
+    /// The root's descriptor: every operation below it goes through it (shared with the journal thread).
+    pub(super) beneath: Arc<Beneath>,
     pub(super) files: Vec<FileSlot>,
     dirs: Vec<DirSlot>,
     cache: FdCache,
@@ -179,9 +183,14 @@ impl DestTree {
             }
         }
 
-        // Pass 2: create the directories. What fails here fails below the root, which a peer must not see.
+        // Pass 2: create the directories, by descriptor beneath the root. Every path from here on is
+        // relative to the root, so nothing a peer may see names what lies above it.
+        let beneath = Beneath::new(root)
+            .map_err(|error| FilesError::Io { op: FileOp::Root, path: root.to_path_buf(), error })?
+            .with_resolve(Resolve::configured());
         let hide_root = |e: FilesError| e.relative_to(root);
-        let dest = create_dir_under_root(root, dest_dir, DEST_DIR_MODE).map_err(|e| hide_root(e.into()))?;
+        let dest = dest_dir.to_path_buf();
+        mkdir_beneath(&beneath, &dest, DEST_DIR_MODE)?;
         let mut ensured: HashSet<RelPath> = HashSet::new();
         ensured.insert(RelPath::root());
         let mut files = Vec::new();
@@ -193,10 +202,10 @@ impl DestTree {
         for (i, (e, rel)) in entries.iter().zip(rels).enumerate() {
             match e.kind {
                 EntryKind::Dir => {
-                    let path = create_dir_under_root(&dest, &rel, DIR_MODE_DURING).map_err(|e| hide_root(e.into()))?;
+                    let shown = dest.join(rel.to_path_buf());
+                    mkdir_beneath(&beneath, &shown, DIR_MODE_DURING)?;
                     dirs.push(DirSlot {
-                        shown: relative(&path, root),
-                        path,
+                        shown,
                         depth: rel.components().len(),
                         mode: e.mode & 0o7777,
                         mtime_s: e.mtime_s,
@@ -206,42 +215,34 @@ impl DestTree {
                     ensured.insert(rel);
                 }
                 EntryKind::Symlink | EntryKind::HardLink => {
-                    let slot = link_slot(&dest, root, e, &rel, session_tag, i, &mut ensured, &file_finals).map_err(
-                        |p| match p {
+                    let slot = link_slot(&beneath, &dest, e, &rel, session_tag, i, &mut ensured, &file_finals)
+                        .map_err(|p| match p {
                             LinkProblem::Files(e) => hide_root(e),
                             LinkProblem::Manifest(m) => manifest(i, m),
-                        },
-                    )?;
-                    if !temp_names.insert(slot.temp_path.clone())
-                        || seen.contains(temp_rel(&rel, &slot.temp_path).as_str())
-                    {
+                        })?;
+                    if !temp_names.insert(slot.temp.clone()) || seen.contains(temp_rel(&rel, &slot.temp).as_str()) {
                         return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
                     }
                     links.push(slot);
                 }
                 EntryKind::File => {
                     let parent = rel.parent().unwrap_or_else(RelPath::root);
-                    let dir = if ensured.contains(&parent) {
-                        dest.join(parent.to_path_buf())
-                    } else {
-                        let dir =
-                            create_dir_under_root(&dest, &parent, DIR_MODE_DURING).map_err(|e| hide_root(e.into()))?;
+                    let dir = dest.join(parent.to_path_buf());
+                    if !ensured.contains(&parent) {
+                        mkdir_beneath(&beneath, &dir, DIR_MODE_DURING)?;
                         ensured.insert(parent);
-                        dir
-                    };
+                    }
                     let name = rel.file_name().unwrap_or_default();
-                    let final_path = dir.join(name);
-                    check_replaceable(&final_path).map_err(hide_root)?;
-                    let temp_path = dir.join(partial_name(name));
+                    let shown = dir.join(name);
+                    check_replaceable(&beneath, &shown).map_err(hide_root)?;
+                    let shown_temp = dir.join(partial_name(name));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
-                    if !temp_names.insert(temp_path.clone()) || seen.contains(temp_rel(&rel, &temp_path).as_str()) {
+                    if !temp_names.insert(shown_temp.clone()) || seen.contains(temp_rel(&rel, &shown_temp).as_str()) {
                         return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
                     }
                     files.push(FileSlot {
-                        shown: relative(&final_path, root),
-                        shown_temp: relative(&temp_path, root),
-                        final_path,
-                        temp_path,
+                        shown,
+                        shown_temp,
                         size: e.size,
                         mode: e.mode & 0o7777,
                         mtime_s: e.mtime_s,
@@ -257,13 +258,14 @@ impl DestTree {
                         claim: None,
                         trusted: Vec::new(),
                     });
-                    file_finals.insert(&e.rel_path, files.last().expect("just pushed").final_path.clone());
+                    file_finals.insert(&e.rel_path, files.last().expect("just pushed").shown.clone());
                 }
             }
         }
         let generations = files.iter().map(|_| AtomicU32::new(0)).collect();
         Ok(DestTree {
             root: root.to_path_buf(),
+            beneath: Arc::new(beneath),
             files,
             dirs,
             cache: FdCache::new(DestTree::MAX_OPEN),
@@ -320,13 +322,13 @@ impl DestTree {
         }
         self.cache.clear();
         // Links last but one: nothing is written after them, so nothing goes through them.
-        let links = create_links(&self.links, &mut self.policy);
+        let links = create_links(&self.beneath, &self.links, &mut self.policy);
         let mut order: Vec<&DirSlot> = self.dirs.iter().collect();
         // Deepest first, so a parent's mode (perhaps read-only) is set after its children are done.
         order.sort_by_key(|d| std::cmp::Reverse(d.depth));
         let mut first_err = links.err();
         for d in order {
-            if let Err(e) = apply_dir_meta(d, &mut self.policy) {
+            if let Err(e) = apply_dir_meta(&self.beneath, d, &mut self.policy) {
                 first_err.get_or_insert(io::Error::new(
                     e.kind(),
                     format!("setting mode and mtime of '{}': {e}", d.shown.display()),
@@ -346,8 +348,8 @@ impl DestTree {
         self.cache.clear();
         for f in &mut self.files {
             if f.state == State::Created {
-                if f.size < super::JOURNAL_MIN_BYTES && !journal_path_for(&f.temp_path).exists() {
-                    let _ = fs::remove_file(&f.temp_path);
+                if f.size < super::JOURNAL_MIN_BYTES {
+                    remove_unjournaled(&self.beneath, &f.shown_temp);
                 }
                 f.state = State::NotCreated;
             }
@@ -368,7 +370,11 @@ impl DestTree {
         if committed {
             self.generations[file_id as usize].store(JOURNAL_DONE, Ordering::Release);
         }
-        let r = match fs::remove_file(journal_path_for(&f.temp_path)) {
+        let r = self
+            .beneath
+            .parent(&f.shown_temp)
+            .and_then(|(dir, name)| dir.unlink(&with_suffix(name, ".journal"), false));
+        let r = match r {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
@@ -440,41 +446,74 @@ impl DestTree {
                 if f.state == State::Committed { "already committed" } else { "skipped (its destination is current)" };
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{}' is {what}", f.shown.display())));
         }
-        let root = &self.root;
-        self.cache.get_or_open(file_id, || open_temp(f, root))
+        let beneath = &self.beneath;
+        self.cache.get_or_open(file_id, || open_temp(f, beneath))
     }
 }
 
-/// Opens a partial file, claiming it on first use ([`claim`]: created, or an earlier run's partial emptied
-/// and its journal removed, since no decision said to resume it). The descriptor the writes use is opened
-/// beneath the root without following any symlink on the way (`confine::open_beneath`): a symlink planted
-/// under the partial name, or in a directory above it, must not redirect our writes.
-fn open_temp(f: &mut FileSlot, root: &Path) -> io::Result<File> {
+/// Opens a partial file, claiming it on first use ([`claim_at`]: created, or an earlier run's partial emptied
+/// and its journal removed, since no decision said to resume it). Both go by descriptor beneath the root
+/// ([`Beneath`]): a symlink planted under the partial name, or swapped for a directory above it, never
+/// redirects our writes.
+fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<File> {
     let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
     if f.state != State::Created {
-        let c = claim(&f.temp_path, &f.shown_temp).map_err(FilesError::into_io)?;
+        let (dir, name) = beneath.parent(&f.shown_temp).map_err(err)?;
+        let c = claim_at(&dir, name, &f.shown_temp).map_err(FilesError::into_io)?;
         // From here on the file is ours (to remove or keep), even if what follows fails.
         f.state = State::Created;
         let c = f.claim.insert(c);
         if c.existed {
-            start_over(&f.temp_path, c, &f.shown_temp).map_err(FilesError::into_io)?;
+            start_over(&dir, name, c, &f.shown_temp).map_err(FilesError::into_io)?;
         }
         // Full size at once, so out-of-order blocks do not extend the file again and again.
         c.file().set_len(f.size).map_err(err)?;
     }
-    open_beneath(root, &f.temp_path, libc::O_RDWR, 0).map_err(err)
+    beneath.open(&f.shown_temp, libc::O_RDWR, 0).map_err(err)
+}
+
+/// Removes an unjournaled partial on abort (best effort): one with a journal is left for the next run.
+fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path) {
+    let Ok((dir, name)) = beneath.parent(shown_temp) else { return };
+    if matches!(dir.stat(&with_suffix(name, ".journal")), Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        let _ = dir.unlink(name, false);
+    }
+}
+
+/// Creates the directory `rel` (relative to the root) and its missing parents, by descriptor beneath the
+/// root; a symlink or a non-directory on the way is refused, naming `rel`.
+fn mkdir_beneath(beneath: &Beneath, rel: &Path, mode: u32) -> Result<(), FilesError> {
+    beneath.mkdir_all(rel, mode).map(drop).map_err(|error| dir_error(rel, error))
+}
+
+/// `error` met resolving the directory `rel`, as the typed error a peer sees (relative to the root).
+fn dir_error(rel: &Path, error: io::Error) -> FilesError {
+    let path = rel.to_path_buf();
+    FilesError::Path(if is_symlink_refused(&error) {
+        PathError::SymlinkEscape { path }
+    } else if error.kind() == io::ErrorKind::NotADirectory {
+        PathError::NotADirectory { path }
+    } else {
+        PathError::Io { path, error }
+    })
 }
 
 /// A final name may replace a regular file (or nothing), never a directory, a symlink, a device, a FIFO or
 /// a socket: the peer must not choose to destroy (or, through a later open, write into) special files.
-fn check_replaceable(path: &Path) -> Result<(), FilesError> {
-    let m = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+fn check_replaceable(beneath: &Beneath, rel: &Path) -> Result<(), FilesError> {
+    let (dir, name) = beneath.parent(rel).map_err(|error| dir_error(rel.parent().unwrap_or(rel), error))?;
+    check_replaceable_at(&dir, name, rel)
+}
+
+/// [`check_replaceable`] of `name` in an already resolved `dir` (`shown` names it).
+fn check_replaceable_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<(), FilesError> {
+    let s = match dir.stat(name) {
+        Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(FilesError::Io { op: FileOp::Read, path: path.to_path_buf(), error }),
+        Err(error) => return Err(FilesError::Io { op: FileOp::Read, path: shown.to_path_buf(), error }),
     };
-    let Some(what) = not_a_file(&m.file_type()) else { return Ok(()) };
-    Err(FilesError::NotReplaceable { path: path.to_path_buf(), what })
+    let Some(what) = stat_not_a_file(&s) else { return Ok(()) };
+    Err(FilesError::NotReplaceable { path: shown.to_path_buf(), what })
 }
 
 /// Why a link entry was refused: a manifest contradiction, or something on disk.
@@ -487,8 +526,8 @@ enum LinkProblem {
 /// for a hard link the final path of the file it names, which must come earlier in the manifest.
 #[allow(clippy::too_many_arguments)]
 fn link_slot(
+    beneath: &Beneath,
     dest: &Path,
-    root: &Path,
     e: &Entry,
     rel: &RelPath,
     tag: u64,
@@ -511,27 +550,24 @@ fn link_slot(
         _ => PathBuf::from(&e.link_target),
     };
     let parent = rel.parent().unwrap_or_else(RelPath::root);
-    let dir = if ensured.contains(&parent) {
-        dest.join(parent.to_path_buf())
-    } else {
-        let dir = create_dir_under_root(dest, &parent, DIR_MODE_DURING).map_err(|e| LinkProblem::Files(e.into()))?;
+    let dir = dest.join(parent.to_path_buf());
+    if !ensured.contains(&parent) {
+        mkdir_beneath(beneath, &dir, DIR_MODE_DURING).map_err(LinkProblem::Files)?;
         ensured.insert(parent);
-        dir
-    };
+    }
     let name = rel.file_name().unwrap_or_default();
-    let final_path = dir.join(name);
-    let blocker = link_blocker(&final_path)
-        .map_err(|error| LinkProblem::Files(FilesError::Io { op: FileOp::Read, path: final_path.clone(), error }))?;
+    let shown = dir.join(name);
+    let blocker = link_blocker(beneath, &shown)
+        .map_err(|error| LinkProblem::Files(FilesError::Io { op: FileOp::Read, path: shown.clone(), error }))?;
     if let Some(what) = blocker {
-        return Err(LinkProblem::Files(FilesError::NotReplaceable { path: final_path, what }));
+        return Err(LinkProblem::Files(FilesError::NotReplaceable { path: shown, what }));
     }
     let part = temp_name(name, tag, index as u32);
     let temp = format!("{}.link", part.strip_suffix(".part").unwrap_or(&part));
     Ok(LinkSlot {
         kind: e.kind,
-        temp_path: dir.join(temp),
-        shown: relative(&final_path, root),
-        final_path,
+        temp: dir.join(temp),
+        shown,
         target,
         mtime_s: e.mtime_s,
         mtime_ns: e.mtime_ns,
@@ -556,8 +592,8 @@ fn temp_name(name: &str, tag: u64, file_id: u32) -> String {
 }
 
 /// The manifest-relative path a temporary file would have, to check it against the entries.
-fn temp_rel(rel: &RelPath, temp_path: &Path) -> String {
-    let name = temp_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+fn temp_rel(rel: &RelPath, temp: &Path) -> String {
+    let name = temp.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match rel.parent() {
         Some(p) if !p.is_root() => format!("{p}/{name}"),
         _ => name,
@@ -582,10 +618,10 @@ fn set_mtime(file: &File, s: i64, ns: u32) -> io::Result<()> {
     file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
 }
 
-fn apply_dir_meta(d: &DirSlot, policy: &mut MetaPolicy) -> io::Result<()> {
-    // Through an fd opened with O_NOFOLLOW, so a directory swapped for a symlink since `prepare` makes this
-    // fail instead of changing the symlink's target.
-    let dir = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(&d.path)?;
+fn apply_dir_meta(beneath: &Beneath, d: &DirSlot, policy: &mut MetaPolicy) -> io::Result<()> {
+    // Through a descriptor opened beneath the root, so a directory swapped for a symlink since `prepare`
+    // makes this fail instead of changing the symlink's target.
+    let dir = beneath.open(&d.shown, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     // Owner before mode: chown clears set-group-ID.
     policy.apply_fd(&dir, &d.meta);
     dir.set_permissions(fs::Permissions::from_mode(d.mode))?;
@@ -635,14 +671,18 @@ impl BlockStore for DestTree {
         if self.fsync {
             file.sync_all().map_err(|e| err("fsync", e))?;
         }
-        check_replaceable(&f.final_path).map_err(|e| {
+        // The directory is resolved once, now, and both names are taken relative to it: whatever is swapped
+        // in above it meanwhile, the rename happens in the directory that was checked.
+        let (dir, name) = self.beneath.parent(&f.shown).map_err(|e| err("opening its directory", e))?;
+        let temp = f.shown_temp.file_name().unwrap_or_default();
+        check_replaceable_at(&dir, name, &f.shown).map_err(|e| {
             let kind = match &e {
                 FilesError::Io { error, .. } => error.kind(),
                 _ => io::ErrorKind::AlreadyExists,
             };
-            io::Error::new(kind, e.relative_to(&self.root).to_string())
+            io::Error::new(kind, e.to_string())
         })?;
-        fs::rename(&f.temp_path, &f.final_path).map_err(|e| err("rename", e))?;
+        dir.rename(temp, &dir, name, false).map_err(|e| err("rename", e))?;
         self.files[file_id as usize].state = State::Committed;
         self.files[file_id as usize].claim = None;
         // The file is in place: its journal has nothing left to resume (one left by a crash here is swept).

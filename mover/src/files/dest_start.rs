@@ -40,8 +40,8 @@ impl DestTree {
         let mut d = StartDecision { files: Vec::with_capacity(self.files.len()), ..StartDecision::default() };
         for (id, f) in self.files.iter_mut().enumerate() {
             let facts = FileFacts {
-                final_path: &f.final_path,
-                temp_path: &f.temp_path,
+                beneath: &self.beneath,
+                shown: &f.shown,
                 shown_temp: &f.shown_temp,
                 identity: f.identity,
                 mtime_s: f.mtime_s,
@@ -100,7 +100,8 @@ impl DestTree {
                     return None;
                 }
                 Some(PlannedJournal {
-                    path: journal_path_for(&f.temp_path),
+                    beneath: self.beneath.clone(),
+                    rel: journal_path_for(&f.shown_temp),
                     header: JournalHeader { identity: f.identity, block_size },
                     trusted: f.trusted.clone(),
                 })

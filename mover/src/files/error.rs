@@ -219,26 +219,6 @@ impl From<PathError> for FilesError {
     }
 }
 
-/// What a name that is not a regular file is, for [`FilesError::NotReplaceable`]; `None` for a regular file.
-pub(super) fn not_a_file(t: &std::fs::FileType) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    Some(if t.is_file() {
-        return None;
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_block_device() || t.is_char_device() {
-        "device file"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

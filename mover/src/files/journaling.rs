@@ -7,7 +7,8 @@
 //! once (two descriptors and ~14 KiB each); past that the least recently used one is flushed and closed,
 //! and that file is not journaled further in this session.
 
-use super::journal::{JournalConfig, JournalHeader, JournalRange, JournalWriter};
+use super::beneath::Beneath;
+use super::journal::{JournalConfig, JournalError, JournalHeader, JournalRange, JournalWriter};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -23,8 +24,11 @@ pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
 
 /// What a file's journal is written with.
 pub struct PlannedJournal {
-    /// The journal's path ([`super::journal::journal_path_for`] of the partial).
-    pub path: PathBuf,
+    /// The root the journal lies beneath: it is created, renamed and removed by descriptor
+    /// ([`Beneath::parent`], resolved when the journal starts).
+    pub beneath: Arc<Beneath>,
+    /// The journal's path relative to the root ([`super::journal::journal_path_for`] of the partial).
+    pub rel: PathBuf,
     /// The source's identity and this session's block size.
     pub header: JournalHeader,
     /// Ranges a resumed partial already holds (sorted, on the grid): the journal starts with them.
@@ -197,20 +201,30 @@ impl FileJournals {
         let (trusted, covered) =
             if generation == 0 { (&planned.journal.trusted[..], planned.trusted_bytes) } else { (&[][..], 0) };
         let t = Instant::now();
-        let r =
-            JournalWriter::resume(&planned.journal.path, planned.journal.header, trusted, File::from(fd), self.config);
+        let j = &planned.journal;
+        let dir = j.beneath.parent(&j.rel).map_err(|error| JournalError::Io {
+            journal: display_name(&j.rel),
+            op: "open the directory of",
+            error,
+        });
+        let r = dir.and_then(|(dir, name)| {
+            let w = JournalWriter::resume_at(&dir, name, j.header, trusted, File::from(fd), self.config);
+            Ok((w?, dir, name))
+        });
         self.busy += t.elapsed();
         // The tree may have committed or reset the file while the journal was being written (this runs on
         // the journal thread, behind the writes): it changes the generation before it removes a journal, so
         // seeing the same generation now means a removal to come will find this journal; seeing another
         // means ours is stale, and is removed here.
-        if r.is_ok() && self.generations[file_id as usize].load(Ordering::Acquire) != generation {
-            let _ = std::fs::remove_file(&planned.journal.path);
-            planned.stopped = Some(generation);
-            return None;
+        if let Ok((_, dir, name)) = &r {
+            if self.generations[file_id as usize].load(Ordering::Acquire) != generation {
+                let _ = dir.unlink(name, false);
+                planned.stopped = Some(generation);
+                return None;
+            }
         }
         match r {
-            Ok(writer) => {
+            Ok((writer, _, _)) => {
                 self.active.push(Active { file_id, generation, writer, covered, last_record: now });
                 Some(self.active.len() - 1)
             }
@@ -261,4 +275,9 @@ fn overlaps(ranges: &[JournalRange], offset: u64, len: usize) -> bool {
     // The first range ending after `offset` is the only candidate.
     let k = ranges.partition_point(|r| r.end() <= offset);
     ranges.get(k).is_some_and(|r| r.offset < end)
+}
+
+/// A journal's file name for errors (never a directory: a daemon shows errors to clients).
+fn display_name(rel: &std::path::Path) -> String {
+    rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }

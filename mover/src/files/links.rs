@@ -1,16 +1,18 @@
 //! Symbolic and hard links on the receiver. Both are created at the very end of a session, after every
-//! file is committed, each under a temporary name and renamed into place:
+//! file is committed, each under a temporary name and renamed into place, all by descriptor beneath the
+//! root ([`Beneath`]: the link's directory is resolved without following any symlink, then `symlinkat`,
+//! `linkat`, `utimensat(AT_SYMLINK_NOFOLLOW)` and `renameat2` work on names inside it):
 //!
 //! - A symlink is only a name: it is created as sent, whatever it points to (inside the tree or not), and
 //!   since nothing is written after it, nothing this session does goes through it. Later sessions cannot
-//!   either: every write path is walked without following symlinks (`files::confine`).
+//!   either: every path below the root is resolved without following symlinks (`files::beneath`).
 //! - A hard link names a file of the manifest committed in this session (`linkat` without
 //!   `AT_SYMLINK_FOLLOW`, so a symlink is never followed to its target).
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::beneath::{Beneath, Dir};
 use super::metadata::{EntryMeta, MetaPolicy};
 use crate::wire::entry::EntryKind;
 
@@ -18,11 +20,11 @@ use crate::wire::entry::EntryKind;
 pub(super) struct LinkSlot {
     /// `Symlink` or `HardLink`.
     pub kind: EntryKind,
-    pub final_path: PathBuf,
-    pub temp_path: PathBuf,
-    /// `final_path` relative to the root, for messages.
+    /// The final name relative to the root (resolved beneath it; messages).
     pub shown: PathBuf,
-    /// The symlink's target text, or the final path of the hard link's first name.
+    /// The temporary name relative to the root (in the same directory).
+    pub temp: PathBuf,
+    /// The symlink's target text, or the hard link's first name relative to the root.
     pub target: PathBuf,
     pub mtime_s: i64,
     pub mtime_ns: u32,
@@ -31,99 +33,108 @@ pub(super) struct LinkSlot {
 
 /// Creates every link, hard links first; returns the first error (with the link's shown name) after trying
 /// them all.
-pub(super) fn create_links(links: &[LinkSlot], policy: &mut MetaPolicy) -> io::Result<()> {
+pub(super) fn create_links(beneath: &Beneath, links: &[LinkSlot], policy: &mut MetaPolicy) -> io::Result<()> {
     let mut first_err = None;
     let order = links
         .iter()
         .filter(|l| l.kind == EntryKind::HardLink)
         .chain(links.iter().filter(|l| l.kind == EntryKind::Symlink));
     for l in order {
-        let r = match l.kind {
-            EntryKind::HardLink => hard_link(l),
-            _ => symlink(l, policy),
-        };
+        let r = beneath.parent(&l.shown).and_then(|(dir, name)| {
+            let temp = l.temp.file_name().unwrap_or_default();
+            let r = match l.kind {
+                EntryKind::HardLink => hard_link(beneath, &dir, name, temp, l),
+                _ => symlink(&dir, name, temp, l, policy),
+            };
+            if r.is_err() {
+                let _ = dir.unlink(temp, false);
+            }
+            r
+        });
         if let Err(e) = r {
-            let _ = fs::remove_file(&l.temp_path);
             first_err.get_or_insert(io::Error::new(e.kind(), format!("creating link '{}': {e}", l.shown.display())));
         }
     }
     first_err.map_or(Ok(()), Err)
 }
 
-/// Whether a link may take `path`'s place: nothing there, a regular file or a symlink (replaced, never
+/// Whether a link may take `rel`'s place: nothing there, a regular file or a symlink (replaced, never
 /// followed), not a directory or a special file. `None` if it may, else what is there.
-pub(super) fn link_blocker(path: &Path) -> io::Result<Option<&'static str>> {
-    let m = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+pub(super) fn link_blocker(beneath: &Beneath, rel: &Path) -> io::Result<Option<&'static str>> {
+    let (dir, name) = beneath.parent(rel)?;
+    blocker_at(&dir, name.as_ref())
+}
+
+fn blocker_at(dir: &Dir, name: &std::ffi::OsStr) -> io::Result<Option<&'static str>> {
+    let s = match dir.stat(name) {
+        Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let t = m.file_type();
-    Ok(if t.is_file() || t.is_symlink() {
+    Ok(if s.is_file() || s.is_symlink() {
         None
-    } else if t.is_dir() {
+    } else if s.is_dir() {
         Some("directory")
     } else {
         Some("special file")
     })
 }
 
-fn check_place(l: &LinkSlot) -> io::Result<()> {
-    match link_blocker(&l.final_path)? {
+fn check_place(dir: &Dir, name: &std::ffi::OsStr) -> io::Result<()> {
+    match blocker_at(dir, name)? {
         None => Ok(()),
         Some(what) => Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("it is a {what}"))),
     }
 }
 
-/// Creates `temp` with `make`, first removing a stale one a crashed session left (a link or an empty name
-/// of ours: never a directory).
-fn create_fresh(temp: &Path, make: impl Fn() -> io::Result<()>) -> io::Result<()> {
+/// Creates `temp` in `dir` with `make`, first removing a stale one a crashed session left (a link or an
+/// empty name of ours: never a directory).
+fn create_fresh(dir: &Dir, temp: &std::ffi::OsStr, make: impl Fn() -> io::Result<()>) -> io::Result<()> {
     match make() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && link_blocker(temp)?.is_none() => {
-            fs::remove_file(temp)?;
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && blocker_at(dir, temp)?.is_none() => {
+            dir.unlink(temp, false)?;
             make()
         }
         r => r,
     }
 }
 
-fn hard_link(l: &LinkSlot) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    check_place(l)?;
-    let first = fs::symlink_metadata(&l.target)?;
-    if let Ok(now) = fs::symlink_metadata(&l.final_path) {
-        if (now.dev(), now.ino()) == (first.dev(), first.ino()) {
+fn hard_link(
+    beneath: &Beneath,
+    dir: &Dir,
+    name: &std::ffi::OsStr,
+    temp: &std::ffi::OsStr,
+    l: &LinkSlot,
+) -> io::Result<()> {
+    check_place(dir, name)?;
+    let (first_dir, first_name) = beneath.parent(&l.target)?;
+    let first = first_dir.stat(first_name)?;
+    if let Ok(now) = dir.stat(name) {
+        if (now.dev, now.ino) == (first.dev, first.ino) {
             // Already this inode (a rerun): rename would do nothing and leave the temporary name behind.
             return Ok(());
         }
     }
-    // std's hard_link is linkat(2) with flags 0: a symlink at the first name would be linked, not followed.
-    create_fresh(&l.temp_path, || fs::hard_link(&l.target, &l.temp_path))?;
-    check_place(l)?;
-    fs::rename(&l.temp_path, &l.final_path)
+    // linkat with flags 0: a symlink at the first name would be linked, not followed.
+    create_fresh(dir, temp, || dir.hard_link(&first_dir, first_name, temp))?;
+    check_place(dir, name)?;
+    dir.rename(temp, dir, name, false)
 }
 
-fn symlink(l: &LinkSlot, policy: &mut MetaPolicy) -> io::Result<()> {
-    check_place(l)?;
-    create_fresh(&l.temp_path, || std::os::unix::fs::symlink(&l.target, &l.temp_path))?;
-    policy.apply_nofollow(&l.temp_path, &l.meta);
-    set_link_mtime(&l.temp_path, l.mtime_s, l.mtime_ns)?;
-    check_place(l)?;
-    fs::rename(&l.temp_path, &l.final_path)
-}
-
-/// The link's own mtime (`utimensat` with `AT_SYMLINK_NOFOLLOW`), never its target's.
-fn set_link_mtime(path: &Path, s: i64, ns: u32) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let t = libc::timespec { tv_sec: s as libc::time_t, tv_nsec: ns as libc::c_long };
-    let times = [t, t];
-    // Safety: a NUL-terminated path and two timespecs, as utimensat(2) takes.
-    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn symlink(
+    dir: &Dir,
+    name: &std::ffi::OsStr,
+    temp: &std::ffi::OsStr,
+    l: &LinkSlot,
+    policy: &mut MetaPolicy,
+) -> io::Result<()> {
+    check_place(dir, name)?;
+    create_fresh(dir, temp, || dir.symlink(l.target.as_os_str(), temp))?;
+    policy.apply_nofollow(dir, temp, &l.meta);
+    // The link's own mtime (`utimensat` with `AT_SYMLINK_NOFOLLOW`), never its target's.
+    dir.set_mtime(temp, l.mtime_s, l.mtime_ns)?;
+    check_place(dir, name)?;
+    dir.rename(temp, dir, name, false)
 }
 
 #[cfg(test)]

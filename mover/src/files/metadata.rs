@@ -4,12 +4,13 @@
 //!
 //! Order on a file: owner first (`fchown` clears set-ID bits), then the mode, then the attributes.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
-use super::xattr::{set_xattr_fd, set_xattr_nofollow};
+use super::beneath::Dir;
+use super::xattr::set_xattr_fd;
 use crate::wire::entry::{dropped, Entry};
 use crate::wire::TransferOptions;
 
@@ -79,12 +80,12 @@ impl MetaPolicy {
         self.apply_xattrs(m, |name, value| set_xattr_fd(file, name, value));
     }
 
-    /// Owner and extended attributes of a symlink itself (never its target).
-    pub fn apply_nofollow(&mut self, path: &Path, m: &EntryMeta) {
-        if self.keep_owner && std::os::unix::fs::lchown(path, Some(m.uid), Some(m.gid)).is_err() {
+    /// Owner and extended attributes of the symlink `name` in `dir` itself (never its target).
+    pub fn apply_nofollow(&mut self, dir: &Dir, name: &OsStr, m: &EntryMeta) {
+        if self.keep_owner && dir.set_owner(name, m.uid, m.gid).is_err() {
             self.dropped |= dropped::OWNERS_FAILED;
         }
-        self.apply_xattrs(m, |name, value| set_xattr_nofollow(path, name, value));
+        self.apply_xattrs(m, |key, value| dir.set_xattr(name, key, value));
     }
 
     fn apply_xattrs(&mut self, m: &EntryMeta, mut set: impl FnMut(&str, &[u8]) -> io::Result<()>) {

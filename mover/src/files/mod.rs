@@ -23,7 +23,7 @@ mod xattr;
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
 pub use beneath::{Beneath, Dir, Resolve};
-pub use confine::{create_dir_under_root, resolve_under_root};
+pub use confine::resolve_under_root;
 pub use dest::DestTree;
 pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
 pub use error::{relative, FileOp, FilesError};

@@ -6,9 +6,11 @@
 //! *claims* a partial by holding `flock(LOCK_EX | LOCK_NB)` on it for as long as it may write it, and a held
 //! lock is a clear error for the second session, which then removes nothing.
 
-use super::error::{not_a_file, FilesError};
+use super::beneath::{is_symlink_refused, Dir, Stat};
+use super::error::FilesError;
 use super::sanitize::MAX_COMPONENT_LEN;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -54,32 +56,45 @@ impl Claim {
     }
 }
 
-/// How long [`claim`] waits for another session to let go of a partial before it reports it busy.
+/// How long [`claim_at`] waits for another session to let go of a partial before it reports it busy.
 #[cfg(not(test))]
 pub const CLAIM_WAIT: Duration = Duration::from_secs(15);
 /// (Shorter in unit tests, which hold a lock on purpose.)
 #[cfg(test)]
 pub const CLAIM_WAIT: Duration = Duration::from_millis(300);
 
-/// Claims the partial at `path` (`shown` names it in errors): creates it (mode 0o600) or opens the one an
-/// earlier run left, and takes its lock, waiting at most [`CLAIM_WAIT`] for a session that holds it.
+/// [`claim_at`] by path (unit tests).
+#[cfg(test)]
+pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
+    let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io_err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let dir = super::Beneath::new(parent).map_err(io_err)?;
+    claim_at(dir.root(), name, shown)
+}
+
+/// Claims the partial `name` in `dir`, a directory resolved beneath the root ([`super::Beneath`]; `shown`
+/// names it in errors): creates it (mode 0o600) or opens the one an earlier run left, and takes its lock, waiting at most [`CLAIM_WAIT`] for a session that holds it.
 ///
 /// Refused: a name that exists as anything but a regular file ([`FilesError::NotReplaceable`], nothing is
 /// opened: a FIFO or device planted there is never opened for writing) and a partial another session holds
-/// ([`FilesError::PartialBusy`]). `O_NOFOLLOW`: a symlink planted under the name is refused too.
-pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+/// ([`FilesError::PartialBusy`]). Everything goes by descriptor: a symlink planted under the name is
+/// refused too.
+pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Claim, FilesError> {
     let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
-    let (file, existed) = match o.clone().create_new(true).mode(PARTIAL_MODE).open(path) {
+    let rw = libc::O_RDWR | libc::O_NONBLOCK;
+    let (file, existed) = match dir.open(name, rw | libc::O_CREAT | libc::O_EXCL, PARTIAL_MODE) {
         Ok(f) => (f, false),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            not_special(path, shown)?;
-            let f = o.open(path).map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => FilesError::NotReplaceable { path: shown.to_path_buf(), what: "symbolic link" },
-                _ => io_err(e),
+            not_special(dir, name, shown)?;
+            let f = dir.open(name, rw, 0).map_err(|e| {
+                if is_symlink_refused(&e) {
+                    FilesError::NotReplaceable { path: shown.to_path_buf(), what: "symbolic link" }
+                } else {
+                    io_err(e)
+                }
             })?;
-            // Swapped between the lstat and the open: judged again on what was opened.
+            // Swapped between the stat and the open: judged again on what was opened.
             if !f.metadata().map_err(io_err)?.is_file() {
                 return Err(FilesError::NotReplaceable { path: shown.to_path_buf(), what: "special file" });
             }
@@ -143,20 +158,35 @@ pub fn try_lock(path: &Path) -> io::Result<Lock> {
 }
 
 /// Refuses a name that exists as anything but a regular file (it is not ours to open or remove).
-fn not_special(path: &Path, shown: &Path) -> Result<(), FilesError> {
-    let m = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+fn not_special(dir: &Dir, name: &OsStr, shown: &Path) -> Result<(), FilesError> {
+    let s = match dir.stat(name) {
+        Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(FilesError::Partial { path: shown.to_path_buf(), op: "opening", error }),
     };
-    let Some(what) = not_a_file(&m.file_type()) else { return Ok(()) };
+    let Some(what) = stat_not_a_file(&s) else { return Ok(()) };
     Err(FilesError::NotReplaceable { path: shown.to_path_buf(), what })
+}
+
+/// What a name that is not a regular file is, from a no-follow [`Stat`], for
+/// [`FilesError::NotReplaceable`]; `None` for a regular file.
+pub(super) fn stat_not_a_file(s: &Stat) -> Option<&'static str> {
+    Some(match s.mode & libc::S_IFMT {
+        libc::S_IFREG => return None,
+        libc::S_IFDIR => "directory",
+        libc::S_IFLNK => "symbolic link",
+        libc::S_IFBLK | libc::S_IFCHR => "device file",
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "socket",
+        _ => "special file",
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::TempDir;
+    use std::fs;
 
     #[test]
     fn names_are_deterministic_and_leave_room_for_the_journal() {

@@ -2,14 +2,15 @@
 //! file whose destination is current, resume one whose partial and journal can be trusted, or start it
 //! fresh. [`crate::files::DestTree::decide_start`] runs it over a manifest and applies the result.
 
+use super::beneath::{Beneath, Dir};
 use super::error::FilesError;
-use super::journal::{self, journal_path_for, FileIdentity, JournalHeader, JournalRange};
-use super::partial::{claim, Claim};
+use super::journal::{self, with_suffix, FileIdentity, JournalHeader, JournalRange};
+use super::partial::{claim_at, Claim};
 use crate::wire::{Overwrite, TransferOptions};
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What the receiver does with one file of the manifest, as the sender is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,11 +43,13 @@ pub struct StartDecision {
     pub started_over: Vec<(u32, String)>,
 }
 
-/// One file as the decision sees it.
+/// One file as the decision sees it: its names relative to the root, every look at them by descriptor
+/// beneath it ([`Beneath`]).
 pub(crate) struct FileFacts<'a> {
-    pub final_path: &'a Path,
-    pub temp_path: &'a Path,
-    /// `temp_path` relative to the root, for errors.
+    pub beneath: &'a Beneath,
+    /// The final name, relative to the root (what errors show, too).
+    pub shown: &'a Path,
+    /// The partial's name, relative to the root.
     pub shown_temp: &'a Path,
     /// The identity the journal must match (the sender's view: manifest size, mtime and mode, path hash).
     pub identity: FileIdentity,
@@ -90,26 +93,37 @@ pub(crate) fn decide_file(
     if destination_is_current(f, opts, expected_hash)? {
         return Ok(Decided::Skip);
     }
-    match fs::symlink_metadata(f.temp_path) {
+    let (dir, name) = f.beneath.parent(f.shown_temp).map_err(|error| partial_err(f, "opening", error))?;
+    match dir.stat(name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Decided::Fresh { claim: None, why: None }),
         _ => {}
     }
-    let claim = claim(f.temp_path, f.shown_temp)?;
+    let claim = claim_at(&dir, name, f.shown_temp)?;
     let why = if opts.resume {
-        match trusted_ranges(f, &claim, block_size) {
+        match trusted_ranges(f, &dir, name, &claim, block_size) {
             Ok(trusted) => return Ok(Decided::Resume { claim, trusted }),
             Err(why) => why,
         }
     } else {
         Some("--no-resume".to_string())
     };
-    start_over(f.temp_path, &claim, f.shown_temp)?;
+    start_over(&dir, name, &claim, f.shown_temp)?;
     Ok(Decided::Fresh { claim: Some(claim), why })
 }
 
+fn partial_err(f: &FileFacts, op: &'static str, error: io::Error) -> FilesError {
+    FilesError::Partial { path: f.shown_temp.to_path_buf(), op, error }
+}
+
 /// The partial's trusted ranges on this session's grid, or why there are none (`None`: no journal).
-fn trusted_ranges(f: &FileFacts, claim: &Claim, block_size: u32) -> Result<Vec<JournalRange>, Option<String>> {
-    let resume = match journal::load(&journal_path_for(f.temp_path), &f.identity) {
+fn trusted_ranges(
+    f: &FileFacts,
+    dir: &Dir,
+    name: &OsStr,
+    claim: &Claim,
+    block_size: u32,
+) -> Result<Vec<JournalRange>, Option<String>> {
+    let resume = match journal::load_at(dir, &with_suffix(name, ".journal"), &f.identity) {
         Ok(r) => r,
         Err(e) if e.is_not_found() => return Err(None),
         Err(e) => return Err(Some(e.to_string())),
@@ -123,13 +137,13 @@ fn trusted_ranges(f: &FileFacts, claim: &Claim, block_size: u32) -> Result<Vec<J
     Ok(trusted)
 }
 
-/// Empties a claimed partial and removes its journal (and a journal rewrite a crash left).
-pub(crate) fn start_over(temp_path: &Path, claim: &Claim, shown: &Path) -> Result<(), FilesError> {
+/// Empties a claimed partial (`name` in `dir`) and removes its journal (and a journal rewrite a crash left).
+pub(crate) fn start_over(dir: &Dir, name: &OsStr, claim: &Claim, shown: &Path) -> Result<(), FilesError> {
     let err = |op, error| FilesError::Partial { path: shown.to_path_buf(), op, error };
     claim.file().set_len(0).map_err(|e| err("emptying", e))?;
-    let journal = journal_path_for(temp_path);
-    for p in [journal.clone(), with_suffix(&journal, ".new")] {
-        match fs::remove_file(&p) {
+    let journal = with_suffix(name, ".journal");
+    for j in [journal.clone(), with_suffix(&journal, ".new")] {
+        match dir.unlink(&j, false) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(err("removing the journal of", e)),
@@ -138,31 +152,25 @@ pub(crate) fn start_over(temp_path: &Path, claim: &Claim, shown: &Path) -> Resul
     Ok(())
 }
 
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// Whether the destination file exists and needs nothing, by the overwrite mode.
 fn destination_is_current(f: &FileFacts, opts: &TransferOptions, expected: Option<u128>) -> Result<bool, FilesError> {
-    let shown = || f.shown_temp.with_file_name(f.final_path.file_name().unwrap_or_default());
-    let m = match fs::symlink_metadata(f.final_path) {
+    let shown = || f.shown.to_path_buf();
+    let m = match f.beneath.stat(f.shown) {
         Ok(m) if m.is_file() => m,
         // Anything but a regular file was refused when the tree was prepared; a vanished one is sent.
         Ok(_) => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(error) => return Err(FilesError::Partial { path: shown(), op: "checking the destination of", error }),
     };
-    let dest_mtime = (m.mtime(), m.mtime_nsec());
+    let dest_mtime = (m.mtime_s, i64::from(m.mtime_ns));
     let src_mtime = (f.mtime_s, i64::from(f.mtime_ns));
     Ok(match opts.overwrite {
         Overwrite::Always => false,
         Overwrite::Never => true,
         Overwrite::IfNewer => dest_mtime >= src_mtime,
-        Overwrite::IfDifferent if m.len() != f.identity.size => false,
+        Overwrite::IfDifferent if m.size != f.identity.size => false,
         Overwrite::IfDifferent if opts.checksum => match expected {
-            Some(want) => content_hash(f.final_path)
+            Some(want) => content_hash(f.beneath, f.shown)
                 .map_err(|error| FilesError::Partial { path: shown(), op: "hashing the destination of", error })?
                 .is_some_and(|h| h == want),
             None => false,
@@ -171,10 +179,10 @@ fn destination_is_current(f: &FileFacts, opts: &TransferOptions, expected: Optio
     })
 }
 
-/// xxh3-128 of a regular file's content (`None` if it is no longer a regular file), read without following
-/// a symlink swapped in.
-fn content_hash(path: &Path) -> io::Result<Option<u128>> {
-    let mut file: File = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+/// xxh3-128 of a regular file's content (`None` if it is no longer a regular file), read by descriptor
+/// beneath the root, never through a symlink swapped in.
+fn content_hash(beneath: &Beneath, rel: &Path) -> io::Result<Option<u128>> {
+    let mut file: File = beneath.open(rel, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
     if !file.metadata()?.is_file() {
         return Ok(None);
     }

@@ -1,5 +1,6 @@
 //! Extended attributes through libc: listed and read without following symlinks (`llistxattr`,
-//! `lgetxattr`), set on an open temporary file (`fsetxattr`) or on a link itself (`lsetxattr`).
+//! `lgetxattr`), set on an open temporary file (`fsetxattr`); a link's own are set by descriptor
+//! ([`super::beneath::Dir::set_xattr`]).
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -41,18 +42,6 @@ pub fn set_xattr_fd(file: &File, name: &str, value: &[u8]) -> io::Result<()> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // Safety: a valid descriptor, a NUL-terminated name and `value.len()` readable bytes.
     let r = unsafe { libc::fsetxattr(file.as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Sets one attribute on `path` itself, not following a symlink.
-pub fn set_xattr_nofollow(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let c = cpath(path)?;
-    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // Safety: NUL-terminated path and name, `value.len()` readable bytes.
-    let r = unsafe { libc::lsetxattr(c.as_ptr(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

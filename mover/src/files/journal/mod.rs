@@ -82,7 +82,7 @@ mod tests;
 pub use error::{Corruption, IdentityField, JournalError};
 pub use format::{HEADER_RECORD_LEN, MAGIC, RANGE_RECORD_LEN, VERSION};
 pub use missing::{missing_ranges, Missing};
-pub use reader::{load, parse, MAX_JOURNAL_BYTES};
+pub use reader::{load, load_at, parse, MAX_JOURNAL_BYTES};
 pub use verify::verify_ranges;
 pub use writer::{ranges_on_grid, JournalConfig, JournalWriter, SyncData};
 
@@ -172,9 +172,14 @@ impl Resume {
 
 /// Where the journal of the temporary file `data_path` lives: next to it, its name plus `.journal`.
 pub fn journal_path_for(data_path: &Path) -> PathBuf {
-    let mut name = data_path.as_os_str().to_owned();
-    name.push(".journal");
-    PathBuf::from(name)
+    PathBuf::from(with_suffix(data_path.as_os_str(), ".journal"))
+}
+
+/// `name` with `suffix` appended (a journal's name from its partial's, a rewrite's from its journal's).
+pub fn with_suffix(name: &std::ffi::OsStr, suffix: &str) -> std::ffi::OsString {
+    let mut s = name.to_owned();
+    s.push(suffix);
+    s
 }
 
 /// A journal's name as errors show it: its file name only (a daemon shows errors to clients, so no

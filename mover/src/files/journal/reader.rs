@@ -5,6 +5,8 @@ use super::{
     display_name, Corruption, FileIdentity, IdentityField, JournalError, JournalHeader, JournalRange, Resume,
     MAX_RANGES,
 };
+use crate::files::beneath::Dir;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -19,8 +21,24 @@ pub const MAX_JOURNAL_BYTES: u64 = HEADER_RECORD_LEN as u64 + MAX_RANGES * RANGE
 /// [`JournalError::is_not_found`] holds.
 pub fn load(path: &Path, expected: &FileIdentity) -> Result<Resume, JournalError> {
     let journal = display_name(path);
+    let file = File::open(path).map_err(|error| JournalError::Io { journal: journal.clone(), op: "open", error })?;
+    load_file(file, journal, expected)
+}
+
+/// [`load`] of the journal `name` in `dir`, opened by descriptor beneath the receiver's root (never through
+/// a symlink, [`crate::files::beneath`]).
+pub fn load_at(dir: &Dir, name: &OsStr, expected: &FileIdentity) -> Result<Resume, JournalError> {
+    let journal = name.to_string_lossy().into_owned();
+    let file = dir.open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0).map_err(|error| JournalError::Io {
+        journal: journal.clone(),
+        op: "open",
+        error,
+    })?;
+    load_file(file, journal, expected)
+}
+
+fn load_file(file: File, journal: String, expected: &FileIdentity) -> Result<Resume, JournalError> {
     let io = |op, error| JournalError::Io { journal: journal.clone(), op, error };
-    let file = File::open(path).map_err(|e| io("open", e))?;
     let bytes = file.metadata().map_err(|e| io("stat", e))?.len();
     if bytes > MAX_JOURNAL_BYTES {
         return Err(JournalError::TooLarge { journal, bytes });

@@ -2,7 +2,9 @@
 
 use super::format::{emit_header, emit_range, RANGE_RECORD_LEN};
 use super::reader::check_range;
-use super::{display_name, JournalError, JournalHeader, JournalRange, MAX_RANGES};
+use super::{display_name, with_suffix, JournalError, JournalHeader, JournalRange, MAX_RANGES};
+use crate::files::beneath::Dir;
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -94,20 +96,40 @@ impl<D: SyncData> JournalWriter<D> {
         data: D,
         config: JournalConfig,
     ) -> Result<Self, JournalError> {
+        let tmp_path = PathBuf::from(with_suffix(path.as_os_str(), ".new"));
+        let place = Place::Path { tmp: &tmp_path, path };
+        Self::start(place, display_name(path), header, trusted, data, config)
+    }
+
+    /// [`JournalWriter::resume`] of the journal `name` in `dir`: created, written and renamed into place
+    /// by descriptor beneath the receiver's root (never through a symlink, [`crate::files::beneath`]).
+    pub fn resume_at(
+        dir: &Dir,
+        name: &OsStr,
+        header: JournalHeader,
+        trusted: &[JournalRange],
+        data: D,
+        config: JournalConfig,
+    ) -> Result<Self, JournalError> {
+        let tmp = with_suffix(name, ".new");
+        let place = Place::At { dir, tmp: &tmp, name };
+        Self::start(place, name.to_string_lossy().into_owned(), header, trusted, data, config)
+    }
+
+    fn start(
+        place: Place,
+        name: String,
+        header: JournalHeader,
+        trusted: &[JournalRange],
+        data: D,
+        config: JournalConfig,
+    ) -> Result<Self, JournalError> {
         assert!(header.block_size > 0 && config.max_open_runs > 0 && config.step_bytes > 0);
         assert!(trusted.len() as u64 <= MAX_RANGES, "more trusted ranges than a journal holds");
         assert!(trusted.windows(2).all(|w| w[0].end() <= w[1].offset), "trusted ranges unsorted or overlapping");
         assert!(trusted.iter().all(|r| check_range(r, &header).is_ok()), "trusted range off the file's grid");
-        let name = display_name(path);
-        let mut tmp_path = path.as_os_str().to_owned();
-        tmp_path.push(".new");
-        let tmp_path = PathBuf::from(tmp_path);
-        let journal = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)
-            .map_err(|error| JournalError::Io { journal: name.clone(), op: "create", error })?;
+        let journal =
+            place.create().map_err(|error| JournalError::Io { journal: name.clone(), op: "create", error })?;
         let mut w = JournalWriter {
             journal,
             name,
@@ -122,22 +144,17 @@ impl<D: SyncData> JournalWriter<D> {
             full: false,
             poisoned: false,
         };
-        match w.write_start(trusted, &tmp_path, path) {
+        match w.write_start(trusted, &place) {
             Ok(()) => Ok(w),
             Err((op, error)) => {
-                let _ = std::fs::remove_file(&tmp_path);
+                place.remove_tmp();
                 Err(JournalError::Io { journal: w.name, op, error })
             }
         }
     }
 
-    /// Writes the header and `trusted` to the new journal `tmp`, makes it durable and renames it to `path`.
-    fn write_start(
-        &mut self,
-        trusted: &[JournalRange],
-        tmp: &Path,
-        path: &Path,
-    ) -> Result<(), (&'static str, io::Error)> {
+    /// Writes the header and `trusted` to the new journal, makes it durable and renames it into place.
+    fn write_start(&mut self, trusted: &[JournalRange], place: &Place) -> Result<(), (&'static str, io::Error)> {
         // The bytes of `trusted` were durable when first journaled; one sync covers a partial file whose
         // last writes a dead process left in the page cache.
         self.data.sync_data().map_err(|e| ("sync data file", e))?;
@@ -153,7 +170,7 @@ impl<D: SyncData> JournalWriter<D> {
         self.ranges_written = trusted.len() as u64;
         self.journal.sync_data().map_err(|e| ("sync", e))?;
         // The directory is not synced: if the rename is lost, the old journal is still a valid one.
-        std::fs::rename(tmp, path).map_err(|e| ("rename", e))
+        place.commit().map_err(|e| ("rename", e))
     }
 
     /// Records that `bytes` were written to the data file at `offset` (the write completed). The range is
@@ -264,5 +281,35 @@ impl<D: SyncData> JournalWriter<D> {
     /// Bytes reserved by the writer's buffers (they never grow after creation).
     pub(crate) fn reserved_bytes(&self) -> usize {
         self.runs.capacity() * std::mem::size_of::<Run>() + self.buf.capacity()
+    }
+}
+
+/// Where a journal is written: by path (tools and tests), or by name in a directory resolved beneath the
+/// receiver's root (a session: nothing goes through a symlink swapped in meanwhile).
+enum Place<'a> {
+    Path { tmp: &'a Path, path: &'a Path },
+    At { dir: &'a Dir, tmp: &'a OsStr, name: &'a OsStr },
+}
+
+impl Place<'_> {
+    fn create(&self) -> io::Result<File> {
+        match self {
+            Place::Path { tmp, .. } => OpenOptions::new().write(true).create(true).truncate(true).open(tmp),
+            Place::At { dir, tmp, .. } => dir.open(tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600),
+        }
+    }
+
+    fn commit(&self) -> io::Result<()> {
+        match self {
+            Place::Path { tmp, path } => std::fs::rename(tmp, path),
+            Place::At { dir, tmp, name } => dir.rename(tmp, dir, name, false),
+        }
+    }
+
+    fn remove_tmp(&self) {
+        let _ = match self {
+            Place::Path { tmp, .. } => std::fs::remove_file(tmp),
+            Place::At { dir, tmp, .. } => dir.unlink(tmp, false),
+        };
     }
 }
