@@ -141,7 +141,9 @@ impl Beneath {
         let flags = libc::O_PATH | libc::O_DIRECTORY;
         if self.resolve == Resolve::Auto {
             match openat2_beneath(self.root.raw(), rel, flags, 0) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+                // ENOTDIR: a component is not a directory, or the last is a symlink (O_DIRECTORY and
+                // O_NOFOLLOW); the walk says which.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::ENOTDIR)) => {}
                 r => return r.map(|fd| Dir { fd }),
             }
         }

@@ -37,4 +37,6 @@ pub use source::SourceFiles;
 pub use sparse::{is_all_zero, punch_hole};
 pub use start::{FileStart, StartDecision};
 #[cfg(test)]
+mod dest_swap_tests;
+#[cfg(test)]
 mod start_tests;
