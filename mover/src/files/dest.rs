@@ -121,7 +121,8 @@ impl DestTree {
     /// `root` must be an existing directory. Every entry's path is sanitized again (it came from the
     /// network); duplicate paths, a path below a file entry and invalid mtimes are refused. All of this is
     /// checked before anything is created. Then the destination directory, every directory entry and any
-    /// missing parent of a file are created (confined to `root`, mode 0o700 until [`DestTree::finish`]).
+    /// missing parent of a file are created (by descriptor beneath `root`, [`Beneath`]; mode 0o700 until
+    /// [`DestTree::finish`]).
     /// Files are not created until their first block or their commit. A final name that exists as a
     /// directory or a symlink is refused here already, so a doomed transfer fails before it starts.
     ///

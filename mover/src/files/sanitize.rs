@@ -3,7 +3,7 @@
 //! Every path the receiver writes to is built from a [`RelPath`], and the only ways to get one are
 //! [`sanitize_relative`], [`sanitize_dest_dir`] and [`RelPath::root`]. A `RelPath` therefore can never name
 //! anything above the directory it is joined to by its *text*; symlinks on disk are the other way out, and
-//! `files::confine` deals with those.
+//! `files::beneath` deals with those (by descriptor).
 
 use std::fmt;
 use std::io;
@@ -77,8 +77,8 @@ impl fmt::Display for RelPath {
 
 /// Why a path was refused.
 ///
-/// The text variants carry the offending path as received; the on-disk variants (from `files::confine`)
-/// carry the full path of the component that stopped the walk.
+/// The text variants carry the offending path as received; the on-disk variants carry the path that was
+/// refused (relative to the root from a `DestTree`, the full path of the component from pull's walk).
 #[derive(Debug)]
 pub enum PathError {
     /// The path is empty.
