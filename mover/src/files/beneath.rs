@@ -567,6 +567,33 @@ mod tests {
     }
 
     #[test]
+    fn attributes_go_on_the_name_itself_never_through_a_link() {
+        let t = TempDir::new("beneath-xattr");
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        symlink("f", t.path().join("l")).unwrap();
+        let root = Beneath::new(t.path()).unwrap();
+        match root.root().set_xattr(OsStr::new("f"), "user.mover", b"v") {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+                return crate::testing::skip_or_fail("attributes_go_on_the_name_itself", "no user xattrs here");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let path = CString::new(t.path().join("f").as_os_str().as_bytes()).unwrap();
+        let mut buf = [0u8; 8];
+        // Safety: a NUL-terminated path and name, and a buffer of the length passed.
+        let n = unsafe { libc::getxattr(path.as_ptr(), c"user.mover".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(&buf[..n.max(0) as usize], b"v");
+        // The kernel refuses user.* attributes on a symlink itself: what matters is that the target did not
+        // get one through it.
+        let _ = root.root().set_xattr(OsStr::new("l"), "user.other", b"w");
+        // Safety: as above.
+        let n = unsafe { libc::getxattr(path.as_ptr(), c"user.other".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n < 0, "set through the symlink");
+        assert!(root.root().set_xattr(OsStr::new("../f"), "user.x", b"v").is_err());
+    }
+
+    #[test]
     fn a_root_that_is_a_symlink_is_trusted() {
         let t = TempDir::new("beneath-via-target");
         let via = TempDir::new("beneath-via");

@@ -62,7 +62,7 @@ pub(super) fn create_links(beneath: &Beneath, links: &[LinkSlot], policy: &mut M
 /// followed), not a directory or a special file. `None` if it may, else what is there.
 pub(super) fn link_blocker(beneath: &Beneath, rel: &Path) -> io::Result<Option<&'static str>> {
     let (dir, name) = beneath.parent(rel)?;
-    blocker_at(&dir, name.as_ref())
+    blocker_at(&dir, name)
 }
 
 fn blocker_at(dir: &Dir, name: &std::ffi::OsStr) -> io::Result<Option<&'static str>> {
