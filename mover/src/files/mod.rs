@@ -15,14 +15,16 @@ mod partial;
 pub mod partials;
 mod sanitize;
 mod scan;
+mod scan_beneath;
 mod source;
+mod source_open;
 mod sparse;
 mod start;
 mod xattr;
 
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
-pub use beneath::{Beneath, Dir, Resolve};
+pub use beneath::{resolve_from_env, Beneath, Dir, Resolve};
 pub use confine::{create_dir_under_root, resolve_under_root};
 pub use dest::DestTree;
 pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
@@ -33,7 +35,9 @@ pub use partial::{partial_name, PARTIAL_SUFFIX};
 pub use partials::{list_partials, sweep_partials, PartialInfo};
 pub use sanitize::{sanitize_dest_dir, sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 pub use scan::{content_hash, scan_sources, scan_sources_with, ScanOptions, Scanned};
+pub use scan_beneath::scan_beneath;
 pub use source::SourceFiles;
+pub use source_open::Opener;
 pub use sparse::{is_all_zero, punch_hole};
 pub use start::{FileStart, StartDecision};
 #[cfg(test)]
