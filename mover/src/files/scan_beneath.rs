@@ -226,3 +226,74 @@ fn entry(rel_path: String, kind: EntryKind, st: &Stat) -> Entry {
         ..Entry::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::{scan_sources_with, Resolve};
+    use crate::testing::TempDir;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
+        let (c, n) =
+            (std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap(), std::ffi::CString::new(name).unwrap());
+        // Safety: NUL-terminated path and name, `value.len()` readable bytes.
+        unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) == 0 }
+    }
+
+    /// The same manifest as the by-path scan of the same tree (order, kinds, sizes, modes, times, owners,
+    /// hard links, symlink targets, sparseness, xattrs, hashes), with paths relative to the root.
+    #[test]
+    fn scans_what_the_path_scan_scans_relative_to_the_root() {
+        let t = TempDir::new("scan-beneath");
+        let d = t.path().join("data");
+        fs::create_dir_all(d.join("sub/deeper")).unwrap();
+        fs::write(d.join("a.txt"), b"hello").unwrap();
+        fs::hard_link(d.join("a.txt"), d.join("sub/again")).unwrap();
+        fs::write(d.join("sub/deeper/c"), b"c").unwrap();
+        let holes = fs::File::create(d.join("holes")).unwrap();
+        holes.set_len(4 << 20).unwrap();
+        symlink("../a.txt", d.join("sub/link")).unwrap();
+        symlink("/etc", d.join("escape")).unwrap();
+        std::os::unix::net::UnixListener::bind(d.join("sock")).unwrap();
+        let xattrs = set_xattr(&d.join("a.txt"), "user.k", b"v") && set_xattr(&d.join("sub"), "user.d", b"w");
+        let opts = ScanOptions { xattrs: true, checksum: true, files_from: None };
+        let by_path = scan_sources_with(std::slice::from_ref(&d), &opts).unwrap();
+        for resolve in [Resolve::Auto, Resolve::Walk] {
+            let root = Arc::new(Beneath::new(t.path()).unwrap().with_resolve(resolve));
+            let s = scan_beneath(root, &sanitize_relative("data").unwrap(), "data".into(), &opts).unwrap();
+            assert_eq!(s.entries, by_path.entries, "{resolve:?}");
+            let files: Vec<_> = ["data/a.txt", "data/holes", "data/sub/deeper/c"].map(PathBuf::from).into();
+            assert_eq!(s.file_paths, files);
+            assert_eq!(s.skipped, [(PathBuf::from("data/sock"), "socket".to_string())]);
+            assert!(matches!(s.opener, Opener::Beneath(_)));
+            if xattrs {
+                assert_eq!(s.entries[1].xattrs, [("user.k".to_string(), b"v".to_vec())]);
+            }
+        }
+        // A single file is sent under its own name.
+        let root = Arc::new(Beneath::new(t.path()).unwrap());
+        let one = scan_beneath(root, &sanitize_relative("data/a.txt").unwrap(), "a.txt".into(), &opts).unwrap();
+        assert_eq!(one.entries.len(), 1);
+        assert_eq!((one.entries[0].rel_path.as_str(), one.entries[0].size), ("a.txt", 5));
+    }
+
+    /// A subdirectory that is a symlink is sent as a link, and the scan never enters it.
+    #[test]
+    fn a_directory_symlink_is_a_link_and_a_symlinked_top_is_refused() {
+        let t = TempDir::new("scan-beneath-links");
+        let outside = TempDir::new("scan-beneath-outside");
+        fs::create_dir(t.path().join("d")).unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        symlink(outside.path(), t.path().join("d/sub")).unwrap();
+        symlink(outside.path(), t.path().join("top")).unwrap();
+        let root = Arc::new(Beneath::new(t.path()).unwrap());
+        let opts = ScanOptions::default();
+        let s = scan_beneath(root.clone(), &sanitize_relative("d").unwrap(), "d".into(), &opts).unwrap();
+        let kinds: Vec<_> = s.entries.iter().map(|e| (e.rel_path.as_str(), e.kind)).collect();
+        assert_eq!(kinds, [("d", EntryKind::Dir), ("d/sub", EntryKind::Symlink)]);
+        // Refused (openat2 says ENOTDIR for a symlink where a directory must be, the walk names the link).
+        assert!(scan_beneath(root, &sanitize_relative("top/secret").unwrap(), "secret".into(), &opts).is_err());
+    }
+}
