@@ -16,9 +16,8 @@ use std::sync::Arc;
 /// symlink escape), the last one a regular file or directory itself. Paths in errors are relative to the
 /// root. `MOVER_RESOLVE=walk` forces the strict walk that stands in for `openat2` where it is missing.
 pub fn scan_pull_source(root: &Path, rel: &RelPath, opts: &ScanOptions) -> Result<Scanned, SessionError> {
-    let beneath = Beneath::new(root)
-        .map_err(|error| SessionError::Root { path: root.to_path_buf(), error: Some(error) })?
-        .with_resolve(resolve_from_env());
+    // Named as the client knows it ('.'): what is sent to a client never shows where the root lies.
+    let beneath = Beneath::new(root).map_err(|e| read_error(Path::new("."), e))?.with_resolve(resolve_from_env());
     let name = match rel.file_name() {
         Some(last) => {
             check_source(&beneath, rel)?;
@@ -61,9 +60,9 @@ fn check_source(beneath: &Beneath, rel: &RelPath) -> Result<(), SessionError> {
         if !st.is_dir() {
             return Err(FilesError::from(PathError::NotADirectory { path: so_far }).into());
         }
-        dir = dir.sub(name).map_err(|e| match e.kind() {
+        dir = dir.sub(name).map_err(|e| match dir.stat(name) {
             // Swapped for a symlink since the stat above.
-            std::io::ErrorKind::PermissionDenied => FilesError::from(PathError::SymlinkEscape { path: so_far.clone() }),
+            Ok(now) if now.is_symlink() => FilesError::from(PathError::SymlinkEscape { path: so_far.clone() }),
             _ => read_error(&so_far, e),
         })?;
     }
