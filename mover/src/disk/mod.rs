@@ -202,7 +202,19 @@ impl DiskReader {
     /// [`open`](Self::open), with the errors of the open and of the file's reads naming it `name`: a daemon
     /// serving a pull names files as its client knows them, not by its own paths.
     pub fn open_named(&mut self, path: &Path, name: &str, direct: bool) -> io::Result<FileId> {
-        each!(self, r => r.core.files.open(path, name, direct))
+        let open = |flags: i32| OpenOptions::new().read(true).custom_flags(flags).open(path);
+        self.open_with(&open, name, direct)
+    }
+
+    /// [`open_named`](Self::open_named) with `open` doing the opening (given the extra flags: `O_DIRECT`
+    /// or 0), e.g. beneath a served root by descriptor ([`crate::files::Opener`]).
+    pub fn open_with(
+        &mut self,
+        open: &dyn Fn(i32) -> io::Result<File>,
+        name: &str,
+        direct: bool,
+    ) -> io::Result<FileId> {
+        each!(self, r => r.core.files.open(open, name, direct))
     }
 
     /// Whether reads of `file` bypass the page cache.
@@ -531,7 +543,7 @@ impl FileTable {
         }
     }
 
-    fn open(&mut self, path: &Path, name: &str, direct: bool) -> io::Result<FileId> {
+    fn open(&mut self, open: &dyn Fn(i32) -> io::Result<File>, name: &str, direct: bool) -> io::Result<FileId> {
         let Some(&id) = self.free.last() else {
             return Err(io::Error::other(format!(
                 "opening '{name}': the reader already has {} files open",
@@ -542,7 +554,7 @@ impl FileTable {
         let (file, direct) = if direct {
             // The probe is the attempt: file systems without O_DIRECT (and some FUSE/network ones) refuse
             // the open with EINVAL.
-            match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
+            match open(libc::O_DIRECT) {
                 Ok(f) => (f, true),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     if !self.warned_direct {
@@ -550,15 +562,15 @@ impl FileTable {
                         eprintln!(
                             "mover: warning: '{}': the file system refuses O_DIRECT ({e}); reading through the \
                              page cache (not repeated for other files)",
-                            path.display()
+                            name
                         );
                     }
-                    (File::open(path).map_err(named)?, false)
+                    (open(0).map_err(named)?, false)
                 }
                 Err(e) => return Err(named(e)),
             }
         } else {
-            (File::open(path).map_err(named)?, false)
+            (open(0).map_err(named)?, false)
         };
         if !direct {
             // Files are read front to back: ask for the larger readahead window (fio does the same by default,

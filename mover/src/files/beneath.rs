@@ -490,6 +490,57 @@ fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
+// ---- For pull's reads and the partial sweep: names for calls without an `*at` form, and opening a file to
+// read only if it is a regular file.
+
+impl Beneath {
+    /// How this root resolves paths.
+    pub fn resolve(&self) -> Resolve {
+        self.resolve
+    }
+
+    /// Opens the file `rel` for reading (`extra_flags`: e.g. `O_DIRECT`) only if it is a regular file: no
+    /// component may be a symlink, and a FIFO or device swapped in is refused without blocking on it
+    /// (opened `O_NONBLOCK`, checked with `fstat`, then made blocking again for the reads).
+    pub fn open_regular(&self, rel: &Path, extra_flags: i32) -> io::Result<File> {
+        regular(self.open(rel, libc::O_RDONLY | libc::O_NONBLOCK | extra_flags, 0)?)
+    }
+}
+
+impl Dir {
+    /// [`Beneath::open_regular`] of `name` in this directory.
+    pub fn open_regular(&self, name: &OsStr, extra_flags: i32) -> io::Result<File> {
+        regular(self.open(name, libc::O_RDONLY | libc::O_NONBLOCK | extra_flags, 0)?)
+    }
+
+    /// A path naming `name` in this directory through this process's descriptor of it
+    /// (`/proc/self/fd/N/name`; `.`: the directory itself), for calls with no `*at` form (`llistxattr`,
+    /// `lgetxattr`): the kernel jumps to the directory this descriptor holds, so a swap of the directory
+    /// by path changes nothing; the last component is then handled by the no-follow call itself.
+    pub fn proc_path(&self, name: &OsStr) -> io::Result<std::path::PathBuf> {
+        let name = if name == "." { name } else { one(name)? };
+        Ok(Path::new(&format!("/proc/self/fd/{}", self.raw())).join(name))
+    }
+}
+
+/// `file` if it is a regular file, made blocking again; an error naming what it is otherwise.
+fn regular(file: File) -> io::Result<File> {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (it changed since it was scanned)",
+        ));
+    }
+    let fd = file.as_raw_fd();
+    // Safety: a valid descriptor; F_GETFL/F_SETFL read and set its status flags only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    check(flags)?;
+    // Safety: as above. O_NONBLOCK would make io_uring answer EAGAIN instead of waiting for the disk.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,13 @@
 //! ever comes back for would fill the disk silently. The daemon lists them at start and removes those older
 //! than `--partial-max-age` ([`sweep_partials`]), then again every hour.
 
-use super::partial::{is_claimed, try_lock, Lock, PARTIAL_SUFFIX};
-use std::fs;
+use super::beneath::{Beneath, Dir, Resolve, Stat};
+use super::partial::{Lock, PARTIAL_SUFFIX};
+use std::ffi::OsStr;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One partial file (or a journal left without its partial) found under a root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,121 +32,171 @@ pub struct PartialInfo {
 
 /// Every partial under `root` and every journal whose partial is gone: names `.<name>.mover.part`, their
 /// journals (`.journal`, and `.journal.new` a crash left mid-rewrite), and the per-session names of
-/// earlier versions (`.<name>.mover-<16 hex digits>.part`, never resumed). Walks `root` without following
-/// symbolic links (a link is neither listed nor entered) and lists only regular files. Unreadable
-/// directories are skipped; an error reading `root` itself is returned.
+/// earlier versions (`.<name>.mover-<16 hex digits>.part`, never resumed). Walks `root` by descriptor
+/// beneath it (each directory opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or the strict
+/// walk, its names examined with no-follow `*at` calls): a symbolic link is neither listed nor entered, and
+/// only regular files are listed. Unreadable directories are skipped; an error reading `root` itself is
+/// returned.
 pub fn list_partials(root: &Path) -> io::Result<Vec<PartialInfo>> {
-    let now = SystemTime::now();
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    let mut first = true;
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if first => return Err(e),
-            Err(_) => continue,
-        };
-        first = false;
-        let mut names: Vec<(String, fs::Metadata)> = Vec::new();
-        for entry in entries.flatten() {
-            // `file_type` and `symlink_metadata` never follow a link.
-            let Ok(meta) = fs::symlink_metadata(entry.path()) else { continue };
-            if meta.file_type().is_dir() {
-                stack.push(entry.path());
-            } else if let Some(name) = entry.file_name().to_str() {
-                // A link's temporary name (a crash between creating a link and renaming it) is itself a
-                // symbolic link: listed by its own name, never followed.
-                if meta.file_type().is_file() || (meta.file_type().is_symlink() && is_link_temp(name)) {
-                    names.push((name.to_owned(), meta));
-                }
-            }
-        }
-        collect_dir(root, &dir, &names, now, &mut found);
-    }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(found)
+    visit(root, Resolve::configured(), None, &mut |_| {})
 }
 
 /// Lists the partials under `root` ([`list_partials`]) and removes those (with their journals) whose newest
 /// modification is older than `max_age` and that no live session holds. Returns everything listed, the
 /// removed ones marked. A removal that fails leaves that entry unmarked.
+///
+/// Each directory's partials are removed with `unlinkat` on the descriptor the directory was listed
+/// through: a directory swapped for a symlink meanwhile changes nothing (the descriptor still names the
+/// directory that was listed), so nothing outside the root is ever removed.
 pub fn sweep_partials(root: &Path, max_age: Duration) -> io::Result<Vec<PartialInfo>> {
-    let mut found = list_partials(root)?;
-    for p in &mut found {
-        if p.age < max_age || p.in_use {
-            continue;
-        }
-        let path = root.join(&p.path);
-        if is_link_temp(file_name(&p.path)) {
-            // Never locked (a session creates and renames it at once); unlinking never follows it.
-            p.removed = remove_if_there(&path);
-            continue;
-        }
-        // Removed while holding its lock: a session that claims it now finds it busy or gone, never
-        // loses it under its writes.
-        let _lock = match try_lock(&path) {
-            Ok(Lock::Busy) => {
-                p.in_use = true;
-                continue;
-            }
-            Ok(Lock::Held(f)) => Some(f),
-            Ok(Lock::Gone) => None,
+    visit(root, Resolve::configured(), Some(max_age), &mut |_| {})
+}
+
+/// The walk of [`list_partials`] and [`sweep_partials`]; `listed` runs after each directory is listed and
+/// before anything in it is removed (tests swap directories there).
+fn visit(
+    root: &Path,
+    resolve: Resolve,
+    sweep: Option<Duration>,
+    listed: &mut dyn FnMut(&Path),
+) -> io::Result<Vec<PartialInfo>> {
+    let beneath = Beneath::new(root)?.with_resolve(resolve);
+    let now = SystemTime::now();
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    let mut first = true;
+    while let Some(rel_dir) = stack.pop() {
+        let opened = beneath.dir(&rel_dir).and_then(|d| d.names().map(|n| (d, n)));
+        let (dir, names) = match opened {
+            Ok(l) => l,
+            Err(e) if first => return Err(e),
             Err(_) => continue,
         };
-        let mut ok = remove_if_there(&path);
-        if is_partial(file_name(&p.path)) {
-            let journal = with_suffix(&path, ".journal");
-            ok &= remove_if_there(&journal) & remove_if_there(&with_suffix(&journal, ".new"));
+        first = false;
+        let mut files: Vec<(String, Stat)> = Vec::new();
+        for name in names {
+            let Ok(st) = dir.stat(&name) else { continue };
+            if st.is_dir() {
+                stack.push(rel_dir.join(&name));
+            } else if let Some(name) = name.to_str() {
+                // A link's temporary name (a crash between creating a link and renaming it) is itself a
+                // symbolic link: listed by its own name, never followed.
+                if st.is_file() || (st.is_symlink() && is_link_temp(name)) {
+                    files.push((name.to_owned(), st));
+                }
+            }
         }
-        p.removed = ok;
+        let start = found.len();
+        collect_dir(&dir, &rel_dir, &files, now, &mut found);
+        listed(&rel_dir);
+        if let Some(max_age) = sweep {
+            for p in &mut found[start..] {
+                remove_if_old(&dir, p, max_age);
+            }
+        }
     }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
-/// What is the partial (or lone journal) in one directory, from its regular files' names.
-fn collect_dir(root: &Path, dir: &Path, names: &[(String, fs::Metadata)], now: SystemTime, out: &mut Vec<PartialInfo>) {
-    let meta_of = |n: &str| names.iter().find(|(m, _)| m == n).map(|(_, meta)| meta);
-    for (name, meta) in names {
+/// Removes `p` (listed in `dir`) and its journals if it is older than `max_age` and nobody holds it.
+fn remove_if_old(dir: &Dir, p: &mut PartialInfo, max_age: Duration) {
+    if p.age < max_age || p.in_use {
+        return;
+    }
+    let name = file_name(&p.path).to_owned();
+    if is_link_temp(&name) {
+        // Never locked (a session creates and renames it at once); unlinking never follows it.
+        p.removed = unlink_if_there(dir, &name);
+        return;
+    }
+    // Removed while holding its lock: a session that claims it now finds it busy or gone, never loses it
+    // under its writes.
+    let _lock = match try_lock_at(dir, &name) {
+        Ok(Lock::Busy) => {
+            p.in_use = true;
+            return;
+        }
+        Ok(Lock::Held(f)) => Some(f),
+        Ok(Lock::Gone) => None,
+        Err(_) => return,
+    };
+    let mut ok = unlink_if_there(dir, &name);
+    if is_partial(&name) {
+        let journal = format!("{name}.journal");
+        ok &= unlink_if_there(dir, &journal) & unlink_if_there(dir, &format!("{journal}.new"));
+    }
+    p.removed = ok;
+}
+
+/// What is the partial (or lone journal) in one directory (`rel_dir` under the root, open as `dir`), from
+/// its regular files' names.
+fn collect_dir(dir: &Dir, rel_dir: &Path, names: &[(String, Stat)], now: SystemTime, out: &mut Vec<PartialInfo>) {
+    let stat_of = |n: &str| names.iter().find(|(m, _)| m == n).map(|(_, st)| st);
+    for (name, st) in names {
         if is_partial(name) || is_legacy_partial(name) || is_link_temp(name) {
-            let mut disk_bytes = meta.blocks() * 512;
-            let mut newest = meta.modified().ok();
+            let mut disk_bytes = st.blocks * 512;
+            let mut newest = modified(st);
             let mut journal = false;
             for suffix in [".journal", ".journal.new"] {
-                if let Some(j) = meta_of(&format!("{name}{suffix}")) {
+                if let Some(j) = stat_of(&format!("{name}{suffix}")) {
                     journal |= suffix == ".journal";
-                    disk_bytes += j.blocks() * 512;
-                    newest = newest.max(j.modified().ok());
+                    disk_bytes += j.blocks * 512;
+                    newest = newest.max(modified(j));
                 }
             }
-            let path = dir.join(name);
             out.push(PartialInfo {
-                path: rel(&path, root),
+                path: rel_dir.join(name),
                 disk_bytes,
                 journal,
                 age: newest.and_then(|t| now.duration_since(t).ok()).unwrap_or_default(),
                 // An error asking counts as held: never remove what might be in use.
-                in_use: is_partial(name) && is_claimed(&path).unwrap_or(true),
+                in_use: is_partial(name) && try_lock_at(dir, name).map_or(true, |l| matches!(l, Lock::Busy)),
                 removed: false,
             });
             continue;
         }
         // A journal (or its rewrite) whose partial is gone: listed on its own, to be swept.
         let base = name.strip_suffix(".journal.new").or_else(|| name.strip_suffix(".journal"));
-        if let Some(base) = base.filter(|b| is_partial(b) && meta_of(b).is_none()) {
-            let lone_journal = name.ends_with(".journal.new") && meta_of(&format!("{base}.journal")).is_some();
+        if let Some(base) = base.filter(|b| is_partial(b) && stat_of(b).is_none()) {
+            let lone_journal = name.ends_with(".journal.new") && stat_of(&format!("{base}.journal")).is_some();
             if lone_journal {
                 continue; // Listed with its `.journal`.
             }
             out.push(PartialInfo {
-                path: rel(&dir.join(name), root),
-                disk_bytes: meta.blocks() * 512,
+                path: rel_dir.join(name),
+                disk_bytes: st.blocks * 512,
                 journal: true,
-                age: meta.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default(),
+                age: modified(st).and_then(|t| now.duration_since(t).ok()).unwrap_or_default(),
                 in_use: false,
                 removed: false,
             });
         }
     }
+}
+
+/// Takes the lock of the existing file `name` in `dir` without creating it, waiting, or following a
+/// symlink (as `partial::try_lock` does by path; a session's claim takes the same `flock`).
+fn try_lock_at(dir: &Dir, name: &str) -> io::Result<Lock> {
+    let file = match dir.open(OsStr::new(name), libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Gone),
+        Err(e) => return Err(e),
+    };
+    // Safety: a valid descriptor owned by `file`; flock touches no memory of ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Lock::Held(file));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        return Ok(Lock::Busy);
+    }
+    Err(e)
+}
+
+fn modified(st: &Stat) -> Option<SystemTime> {
+    let s = u64::try_from(st.mtime_s).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(s, st.mtime_ns.min(999_999_999)))
 }
 
 /// `.<name>.mover.part` with a non-empty name.
@@ -169,25 +220,15 @@ fn is_link_temp(name: &str) -> bool {
     name.strip_suffix(".link").is_some_and(|stem| is_legacy_partial(&format!("{stem}.part")))
 }
 
-fn remove_if_there(path: &Path) -> bool {
-    match fs::remove_file(path) {
+fn unlink_if_there(dir: &Dir, name: &str) -> bool {
+    match dir.unlink(OsStr::new(name), false) {
         Ok(()) => true,
         Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
 }
 
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 fn file_name(p: &Path) -> &str {
     p.file_name().and_then(|n| n.to_str()).unwrap_or_default()
-}
-
-fn rel(path: &Path, root: &Path) -> PathBuf {
-    path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Parses a `--partial-max-age` value: a whole number with a unit, `7d`, `12h`, `30m` or `3600s`.
@@ -210,7 +251,7 @@ mod tests {
     use super::*;
     use crate::files::partial::claim;
     use crate::testing::TempDir;
-    use std::fs::{File, FileTimes};
+    use std::fs::{self, File, FileTimes};
 
     fn age(p: &Path, by: Duration) {
         let t = SystemTime::now() - by;
@@ -328,6 +369,46 @@ mod tests {
         drop(c);
         let list = sweep_partials(t.path(), Duration::from_secs(10)).unwrap();
         assert!(list[0].removed && !held.exists());
+    }
+
+    /// A directory swapped for a symlink to outside between its listing and the removals: the removals go
+    /// through the descriptor it was listed by, so the partial outside survives (either resolve mode).
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_sweep_leads_nowhere_outside() {
+        for resolve in [Resolve::Auto, Resolve::Walk] {
+            let t = TempDir::new("sweep-race");
+            let outside = TempDir::new("sweep-race-outside");
+            let (root, day) = (t.path(), Duration::from_secs(86_400));
+            fs::create_dir_all(root.join("d/sub")).unwrap();
+            fs::create_dir(outside.path().join("sub")).unwrap();
+            for p in [root.join("d/.old.mover.part"), root.join("d/sub/.deep.mover.part")] {
+                fs::write(&p, b"x").unwrap();
+                age(&p, 8 * day);
+            }
+            let secrets = [outside.path().join(".old.mover.part"), outside.path().join("sub/.deep.mover.part")];
+            for p in &secrets {
+                fs::write(p, b"secret").unwrap();
+                age(p, 8 * day);
+            }
+            let mut swaps = 0;
+            let mut swap = |rel: &Path| {
+                if rel == Path::new("d") {
+                    fs::rename(root.join("d"), root.join("moved")).unwrap();
+                    std::os::unix::fs::symlink(outside.path(), root.join("d")).unwrap();
+                    swaps += 1;
+                }
+            };
+            let list = visit(root, resolve, Some(7 * day), &mut swap).unwrap();
+            assert_eq!(swaps, 1, "{resolve:?}");
+            // The listed directory's partial went (from where it now is); `d/sub` was not entered through
+            // the symlink, so nothing below it was listed or removed.
+            assert_eq!(names(&list), ["d/.old.mover.part"], "{resolve:?}");
+            assert!(list[0].removed && !root.join("moved/.old.mover.part").exists(), "{resolve:?}");
+            assert!(root.join("moved/sub/.deep.mover.part").exists());
+            for p in &secrets {
+                assert_eq!(fs::read(p).unwrap(), b"secret", "{resolve:?}: {} was touched", p.display());
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::error::{FileOp, FilesError};
 use super::sanitize::sanitize_relative;
+use super::source_open::Opener;
 use super::xattr::read_xattrs;
 use crate::wire::control::MAX_STRING_LEN;
 use crate::wire::entry::{Entry, EntryKind};
@@ -26,6 +27,9 @@ pub struct Scanned {
     /// would be refused by the receiver, directories that could not be listed, files that vanished during
     /// the scan.
     pub skipped: Vec<(PathBuf, String)>,
+    /// How `file_paths` are opened: as the user named them ([`Opener::Path`]), or beneath a daemon's root
+    /// by descriptor ([`Opener::Beneath`], from [`super::scan_beneath`]).
+    pub opener: Opener,
 }
 
 /// What a scan reads beyond names, sizes, modes, mtimes and owners.
@@ -268,7 +272,11 @@ impl Scan<'_> {
 
 /// xxh3-128 of a file's bytes, read in 1 MiB steps.
 pub fn content_hash(path: &Path) -> io::Result<u128> {
-    let mut f = fs::File::open(path)?;
+    hash_file(&mut fs::File::open(path)?)
+}
+
+/// xxh3-128 of an open file's bytes from where it stands, read in 1 MiB steps.
+pub(super) fn hash_file(f: &mut fs::File) -> io::Result<u128> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -14,6 +14,7 @@ use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::slots::{BufRegion, RegionBuf};
 use super::topology::StageId;
 use crate::disk::{DiskReader, FileId, Full, InOrder, ReadReq};
+use crate::files::Opener;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,8 @@ pub struct ReaderStage {
     paths: Vec<PathBuf>,
     /// How error messages name each file (see [`ReaderStage::set_names`]).
     names: Vec<String>,
+    /// How `paths` are opened (see [`ReaderStage::set_opener`]).
+    opener: Opener,
     sizes: Vec<u64>,
     direct: bool,
     out: Outbox<ReadOutcome>,
@@ -94,6 +97,7 @@ impl ReaderStage {
             region,
             names: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
             paths,
+            opener: Opener::Path,
             sizes,
             direct,
             out,
@@ -120,6 +124,13 @@ impl ReaderStage {
         assert_eq!(names.len(), self.paths.len(), "one name per file");
         self.repairs.set_names(names.clone());
         self.names = names;
+    }
+
+    /// Opens the files with `opener`, here and in the repair reads: a daemon serving a pull opens them
+    /// beneath its root by descriptor ([`Opener::Beneath`]; `paths` are relative to the root).
+    pub fn set_opener(&mut self, opener: Opener) {
+        self.repairs.set_opener(opener.clone());
+        self.opener = opener;
     }
 
     fn fail(&mut self, msg: String) {
@@ -197,8 +208,9 @@ impl ReaderStage {
                 Some(&(f, fid)) if f as usize == self.next_file => fid,
                 _ if self.open.len() == MAX_OPEN => break,
                 _ => {
-                    match self.reader.open_named(&self.paths[self.next_file], &self.names[self.next_file], self.direct)
-                    {
+                    let (path, opener) = (&self.paths[self.next_file], &self.opener);
+                    let open = |flags: i32| opener.open(path, flags);
+                    match self.reader.open_with(&open, &self.names[self.next_file], self.direct) {
                         Ok(fid) => {
                             self.open.push_back((self.next_file as u32, fid));
                             fid

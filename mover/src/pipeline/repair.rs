@@ -9,7 +9,7 @@
 use super::items::{Chunk, RepairReq, Repaired};
 use super::runtime::{Inbox, Outbox, StageCx};
 use super::slots::BufRegion;
-use crate::files::SourceFiles;
+use crate::files::{Opener, SourceFiles};
 use crate::proto::BlockSource;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +35,11 @@ impl RepairServer {
     /// Names the files in error messages by `names` (index = file id) instead of their paths.
     pub fn set_names(&mut self, names: Vec<String>) {
         self.files.set_names(names);
+    }
+
+    /// Opens the files with `opener` (beneath a served root for a daemon's pull).
+    pub fn set_opener(&mut self, opener: Opener) {
+        self.files.set_opener(opener);
     }
 
     /// Reads every waiting request; returns how many.

@@ -65,6 +65,8 @@ pub struct SendSetup {
     /// How read errors name the files (index = file id); `None`: by their paths. A daemon serving a pull
     /// names them by their manifest paths, so its errors can go to the client as they are.
     pub file_names: Option<Vec<String>>,
+    /// How the files are opened: by path, or beneath a daemon's root by descriptor (a pull it serves).
+    pub opener: crate::files::Opener,
 }
 
 /// How a pipelined send ended.
@@ -167,6 +169,7 @@ pub fn run_send(
     if let Some(names) = &setup.file_names {
         reader_stage.set_names(names.clone());
     }
+    reader_stage.set_opener(setup.opener.clone());
     let pacer_stage = PacerStage {
         sink,
         slots: tx_slots.clone(),

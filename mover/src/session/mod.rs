@@ -22,6 +22,7 @@ pub mod limits;
 mod partial_sweep;
 mod paths;
 mod pull;
+mod pull_source;
 mod push;
 mod receive;
 mod report;

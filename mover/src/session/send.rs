@@ -202,7 +202,8 @@ pub fn send_files(
         files.map(|e| e.rel_path.clone()).collect::<Vec<String>>()
     });
     debug_assert!(file_names.as_ref().is_none_or(|n| n.len() == scanned.file_paths.len()));
-    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names };
+    let opener = scanned.opener;
+    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names, opener };
     let outcome =
         run_send(&mut sender, scanned.file_paths, read_sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
     report.stages = outcome.stages;

@@ -6,13 +6,14 @@ use super::caps::SessionCaps;
 use super::error::SessionError;
 use super::handshake::HANDSHAKE_TIMEOUT;
 use super::limits::Limits;
-use super::paths::{path_under_root, source_under_root};
+use super::paths::path_under_root;
+use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{accept_client, accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
-use crate::files::{scan_sources_with, RelPath, ScanOptions};
+use crate::files::{RelPath, ScanOptions};
 use crate::net::xdp_path::NetChoice;
 use crate::net::ControlChannel;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
@@ -246,8 +247,8 @@ fn receive_params(opts: &ServeOptions) -> ReceiveParams {
 }
 
 /// Answers a `Pull`: finds the requested file or directory under the root (confined like a destination,
-/// and the last component must not be a symlink or a device either), then runs the sending side to the
-/// client's address.
+/// and the last component must not be a symlink or a device either) and scans it by descriptor beneath the
+/// root, then runs the sending side to the client's address, which opens each file beneath the root too.
 fn serve_pull(
     ch: &mut ControlChannel,
     pull: Pull,
@@ -269,9 +270,9 @@ fn serve_pull(
     }
     opts.limits.check_cipher(pull.cipher)?;
     let rel = resolve(&pull.path)?;
-    let source = source_under_root(&opts.root, &rel)?;
     let scan = ScanOptions { xattrs: pull.options.xattrs, checksum: pull.options.checksum, files_from: None };
-    let scanned = scan_sources_with(std::slice::from_ref(&source), &scan).map_err(|e| e.relative_to(&opts.root))?;
+    // Beneath the root by descriptor, the scan and every later read: paths in `scanned` are relative to it.
+    let scanned = scan_pull_source(&opts.root, &rel, &scan)?;
     for (path, why) in &scanned.skipped {
         eprintln!("mover serve: not sending '{}': {why}", path.display());
     }
