@@ -10,10 +10,9 @@ use super::beneath::{is_symlink_refused, Dir, Stat};
 use super::error::FilesError;
 use super::sanitize::MAX_COMPONENT_LEN;
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -144,6 +143,8 @@ pub enum Lock {
 /// while holding its lock, so a session cannot claim it in between).
 #[cfg(test)]
 pub fn try_lock(path: &Path) -> io::Result<Lock> {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
     let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Gone),

@@ -5,9 +5,7 @@
 //! outside the root.
 
 use super::error::SessionError;
-use crate::files::{
-    scan_beneath, Beneath, FileOp, FilesError, PathError, RelPath, ScanOptions, Scanned,
-};
+use crate::files::{scan_beneath, Beneath, FileOp, FilesError, PathError, RelPath, Resolve, ScanOptions, Scanned};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
