@@ -156,7 +156,10 @@ fn idle_connections_do_not_lock_out_a_real_client_of_the_same_address() {
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     let out = run_with_limit(
-        mover().args(["push", "--rate", "500M"]).arg(&src).arg(format!("mover://{}/real", server.addr)),
+        mover()
+            .args(["push", "--insecure-no-auth", "--rate", "500M"])
+            .arg(&src)
+            .arg(format!("mover://{}/real", server.addr)),
         LIMIT,
     );
     let took = started.elapsed();
@@ -229,7 +232,10 @@ fn a_client_that_trickles_its_handshake_is_cut_at_the_deadline_while_others_are_
     });
     // A real client is served meanwhile.
     let out = run_with_limit(
-        mover().args(["push", "--rate", "500M"]).arg(&src).arg(format!("mover://{}/real", server.addr)),
+        mover()
+            .args(["push", "--insecure-no-auth", "--rate", "500M"])
+            .arg(&src)
+            .arg(format!("mover://{}/real", server.addr)),
         LIMIT,
     );
     assert!(out.status.success(), "the real push failed: {}", stderr(&out));
@@ -265,12 +271,17 @@ fn only_a_full_queue_refuses_and_the_refusal_is_retryable() {
     let small = source(dir.path(), 2, 64 << 10);
     let server = Server::start(&root, &["--max-sessions", "1", "--max-queue", "1"]);
     let url = |d: &str| format!("mover://{}/{d}", server.addr);
+    let insecure = ["--insecure-no-auth".to_string()];
     // The first runs slowly (8 MB at 20 Mbit/s: over 3 s), the second waits, the third finds the queue full.
-    let first = spawn_push("20M", &[], &big, &url("one"));
+    let first = spawn_push("20M", &insecure, &big, &url("one"));
     std::thread::sleep(Duration::from_millis(1000));
-    let second = spawn_push("500M", &[], &small, &url("two"));
+    let second = spawn_push("500M", &insecure, &small, &url("two"));
     std::thread::sleep(Duration::from_millis(700));
-    let third = run_with_limit(mover().args(["push", "--rate", "500M"]).arg(&small).arg(url("three")), LIMIT);
+    // --retries 0: by default a client retries a busy daemon (retryable), which would hide the refusal.
+    let third = run_with_limit(
+        mover().args(["push", "--insecure-no-auth", "--retries", "0", "--rate", "500M"]).arg(&small).arg(url("three")),
+        LIMIT,
+    );
     let (first, second) = (finish(first), finish(second));
     assert!(first.status.success(), "the running push failed: {}", stderr(&first));
     assert!(second.status.success(), "the queued push failed: {}", stderr(&second));
