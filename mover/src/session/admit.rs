@@ -71,7 +71,7 @@ pub(super) fn admit(
     let mut ticket = match adm.request(&who) {
         Ok(t) => t,
         Err(busy) => {
-            eprintln!("mover serve: {peer} ({who}): refused: {busy}");
+            // The daemon's log gets the one line of run_session's error.
             let _ = ch.send(&ControlMsg::Error { message: busy.clone() });
             return Err((Some(who), SessionError::NotAllowed(busy)));
         }
