@@ -335,3 +335,37 @@ fn a_queued_client_that_leaves_frees_its_place() {
     }
     drop(running);
 }
+
+/// A pull waits its turn too: without authentication its place comes where it waits for the manifest.
+#[test]
+fn a_pull_beyond_the_cap_waits_and_is_served() {
+    let dir = TempDir::new("admission-pull");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let src = source(&root, 2, 64 << 10);
+    let server = Server::start(&root, &["--max-sessions", "1"]);
+    let addr = server.addr.parse().unwrap();
+    // The running session holds the only place: a hello whose entries never come.
+    let mut running = ControlChannel::connect(addr, Duration::from_secs(5)).unwrap();
+    running.send(&hello(5, "running")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let back = dir.path().join("back");
+    let pull = mover()
+        .args(["pull", "--insecure-no-auth", "--rate", "500M"])
+        .arg(format!("mover://{}/data", server.addr))
+        .arg(&back)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let queued = Instant::now() + Duration::from_secs(10);
+    while !daemon_lines(&server).iter().any(|l| l.contains(": queued, place 1 of 1")) {
+        assert!(Instant::now() < queued, "the pull was not queued: {:#?}", daemon_lines(&server));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(running);
+    let out = finish(pull);
+    assert!(out.status.success(), "the queued pull failed: {}", stderr(&out));
+    assert!(stderr(&out).contains("mover: the server is busy: waiting in its queue, place 1 of 1"), "{}", stderr(&out));
+    assert_same_tree(&src, &back.join("data"));
+}
