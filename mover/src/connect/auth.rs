@@ -3,9 +3,10 @@
 //! The control channel runs over TLS 1.3 ([`crate::net::tls`]). The client verifies the daemon's
 //! certificate against `--ca`; the daemon knows the client by a verified client certificate (`--client-ca`)
 //! or by a per-user token (`--tokens`), sent in the first message inside TLS (type 11). The daemon answers
-//! with `Auth::Accepted` or an `Error`, so [`connect_client`] returns only an authenticated channel, and
-//! the session key (in `Accept`) never travels outside TLS. Plain TCP exists only under
-//! `--insecure-no-auth`, on both sides.
+//! with `Auth::Accepted` (once the session has a place: a busy daemon first sends `Queued`, its place in
+//! the queue, which the client prints) or an `Error`, so [`connect_client`] returns only an authenticated
+//! and admitted channel, and the session key (in `Accept`) never travels outside TLS. Plain TCP exists only
+//! under `--insecure-no-auth`, on both sides.
 //!
 //! Token file (`--tokens FILE`): one `USER SHA256-HEX` per line, the SHA-256 of the token's bytes in hex;
 //! blank lines and lines starting with `#` are ignored. `mover token --user NAME` makes a token and its
