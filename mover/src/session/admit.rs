@@ -10,10 +10,9 @@
 //! session runs. A queued client that goes away is seen on its socket (a peer's FIN or reset, polled
 //! without reading), since reading the channel would consume its manifest.
 
-use super::admission::{handshake_deadline, Admission, Progress, SessionSlot};
+use super::admission::{handshake_deadline, Admission, Progress, SessionSlot, MAX_HANDSHAKES_PER_ADDRESS};
 use super::error::SessionError;
-use super::serve::ServeOptions;
-use crate::connect::{authenticate_client, send_accepted, Identity};
+use crate::connect::{authenticate_client, send_accepted, Identity, ServerAuth};
 use crate::net::{ControlChannel, DEADLINE_MISSED};
 use crate::wire::control::ControlMsg;
 use std::net::{SocketAddr, TcpStream};
@@ -41,7 +40,7 @@ pub(super) struct Admitted {
 pub(super) fn admit(
     stream: TcpStream,
     peer: SocketAddr,
-    opts: &ServeOptions,
+    auth: &ServerAuth,
     adm: &Arc<Admission>,
 ) -> Result<Admitted, (Option<Identity>, SessionError)> {
     let started = Instant::now();
@@ -50,10 +49,10 @@ pub(super) fn admit(
     let authenticating = adm.enter_handshake(peer.ip(), probe.try_clone().ok());
     let why = |e: String| {
         if authenticating.was_cut() {
-            SessionError::NotAllowed(
-                "cut: the oldest connection still authenticating, to make room for a newer one (--max-handshakes)"
-                    .into(),
-            )
+            SessionError::NotAllowed(format!(
+                "cut: the oldest connection still authenticating, to make room for a newer one (--max-handshakes, \
+                     or {MAX_HANDSHAKES_PER_ADDRESS} from one address)"
+            ))
         } else {
             if e.contains(DEADLINE_MISSED) || e.contains("TLS handshake: no answer within") {
                 adm.note_cut_deadline();
@@ -61,8 +60,8 @@ pub(super) fn admit(
             SessionError::Protocol(e)
         }
     };
-    let (mut ch, who) = authenticate_client(stream, &opts.auth, deadline).map_err(|e| (None, why(e.to_string())))?;
-    let first = if opts.auth.is_insecure() {
+    let (mut ch, who) = authenticate_client(stream, auth, deadline).map_err(|e| (None, why(e.to_string())))?;
+    let first = if auth.is_insecure() {
         Some(ch.expect_msg_by(deadline, "waiting for its hello").map_err(|e| (None, why(e)))?)
     } else {
         None
@@ -105,7 +104,7 @@ pub(super) fn admit(
             queued_at.elapsed().as_secs_f64()
         );
     }
-    send_accepted(&mut ch, &who, &opts.auth).map_err(|e| (Some(who.clone()), e.into()))?;
+    send_accepted(&mut ch, &who, auth).map_err(|e| (Some(who.clone()), e.into()))?;
     Ok(Admitted { ch, who, first, deadline, _slot: slot })
 }
 

@@ -170,7 +170,7 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
         error: Box::new(error),
     };
     let Admitted { mut ch, who, first, deadline, _slot } =
-        admit(stream, peer, opts, caps).map_err(|(who, e)| served(who.as_ref(), e))?;
+        admit(stream, peer, &opts.auth, caps).map_err(|(who, e)| served(who.as_ref(), e))?;
     serve_first(&mut ch, first, deadline, opts, false).map_err(|e| {
         if e.to_string().contains(crate::net::DEADLINE_MISSED) {
             caps.note_cut_deadline();
