@@ -314,8 +314,8 @@ impl Ticket {
                 return Progress::Admitted(SessionSlot { admission: self.admission.clone(), who: self.who.clone() });
             }
             let left = until.saturating_duration_since(Instant::now());
-            let place = s.queue.iter().position(|w| w.id == self.id);
-            if left.is_zero() || place.is_none() {
+            if left.is_zero() {
+                let place = s.queue.iter().position(|w| w.id == self.id);
                 return Progress::Waiting { position: place.map_or(0, |p| p + 1), waiting: s.queue.len() };
             }
             s = self.admission.granted.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0;

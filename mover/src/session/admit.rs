@@ -85,7 +85,10 @@ pub(super) fn admit(
         if told.is_none() {
             eprintln!("mover serve: {peer} ({who}): queued, place {position} of {waiting}");
         }
-        if told.is_none_or(|(place, at)| place != (position, waiting) || at.elapsed() >= QUEUED_KEEPALIVE) {
+        let due = told.is_none_or(|(place, at)| place != (position, waiting) || at.elapsed() >= QUEUED_KEEPALIVE);
+        // Place 0 (out of the queue, not yet granted) cannot happen: both change under one lock. Never send a
+        // place the client would reject.
+        if due && position > 0 {
             let msg = ControlMsg::Queued { position: clamp(position), waiting: clamp(waiting) };
             if let Err(e) = ch.send(&msg) {
                 return Err((Some(who), SessionError::ConnectionLost(format!("left the queue: {e}"))));
