@@ -954,6 +954,9 @@ pub fn seed_corpus() -> Vec<Seed> {
     add("control_msg", "have", frame_body(&have));
     add("control_msg", "skip_huge_count", vec![13, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1]);
     add("control_msg", "have_huge_count", vec![14, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+    // The daemon's queue place (type 15), and a place past the queue's end.
+    add("control_msg", "queued", frame_body(&ControlMsg::Queued { position: 3, waiting: 7 }));
+    add("control_msg", "queued_past_end", vec![15, 0, 0, 0, 9, 0, 0, 0, 2]);
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

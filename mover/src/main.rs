@@ -1,7 +1,7 @@
 //! The `mover` command line.
 
 use clap::{Args, Parser, Subcommand};
-use mover::cmd::args::{ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
+use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
 use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
@@ -104,6 +104,8 @@ struct ServeArgs {
     auth: ServerAuthArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    admission: AdmissionArgs,
 }
 
 #[derive(Args, Debug)]
@@ -352,6 +354,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
         net: a.net,
         auth,
         limits: a.limits.limits(),
+        admission: a.admission.limits(),
         partial_max_age: a.partial_max_age,
     };
     Ok(serve::run(&opts, a.stdio)?)

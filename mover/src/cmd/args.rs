@@ -4,7 +4,7 @@ use crate::connect::{ClientAuth, ConnectError, ServerAuth};
 use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::parse_size_bytes;
 use crate::session::limits::{Limits, DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS_PER_CLIENT};
-use crate::session::MAX_ENTRIES;
+use crate::session::{AdmissionLimits, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, MAX_ENTRIES};
 use std::path::PathBuf;
 
 /// `mover serve`'s authentication flags.
@@ -202,5 +202,32 @@ impl FilesFromArgs {
     /// `--files-from`.
     pub fn read(&self) -> Result<Option<Vec<String>>, crate::files::FilesError> {
         self.files_from.as_deref().map(|f| crate::files::read_files_from(f, self.from0)).transpose()
+    }
+}
+
+/// `mover serve`'s admission flags: how many sessions run and wait, and how many connections may be
+/// authenticating ([`crate::session::AdmissionLimits`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdmissionArgs {
+    /// Most sessions running at once in the whole daemon; more wait in its queue (--max-queue).
+    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sessions: u64,
+    /// Most sessions waiting for a place (beyond --max-sessions or --max-sessions-per-client); one more is
+    /// refused as busy, which the client may retry.
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUE as u64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub max_queue: u64,
+    /// Most connections still authenticating at once; a new one beyond it cuts the oldest.
+    #[arg(long, default_value_t = DEFAULT_MAX_HANDSHAKES as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_handshakes: u64,
+}
+
+impl AdmissionArgs {
+    /// The limits the flags ask for.
+    pub fn limits(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            max_sessions: self.max_sessions as usize,
+            max_queue: self.max_queue as usize,
+            max_handshakes: self.max_handshakes as usize,
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! The control channel runs over TLS 1.3 ([`crate::net::tls`]). The client verifies the daemon's
 //! certificate against `--ca`; the daemon knows the client by a verified client certificate (`--client-ca`)
 //! or by a per-user token (`--tokens`), sent in the first message inside TLS (type 11). The daemon answers
-//! with `Auth::Accepted` or an `Error`, so [`connect_client`] returns only an authenticated channel, and
-//! the session key (in `Accept`) never travels outside TLS. Plain TCP exists only under
-//! `--insecure-no-auth`, on both sides.
+//! with `Auth::Accepted` (once the session has a place: a busy daemon first sends `Queued`, its place in
+//! the queue, which the client prints) or an `Error`, so [`connect_client`] returns only an authenticated
+//! and admitted channel, and the session key (in `Accept`) never travels outside TLS. Plain TCP exists only
+//! under `--insecure-no-auth`, on both sides.
 //!
 //! Token file (`--tokens FILE`): one `USER SHA256-HEX` per line, the SHA-256 of the token's bytes in hex;
 //! blank lines and lines starting with `#` are ignored. `mover token --user NAME` makes a token and its
@@ -21,14 +22,14 @@ use std::fmt;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Printed on stderr at every start of a daemon without authentication.
 pub const INSECURE_WARNING: &str =
     "mover serve: WARNING: --insecure-no-auth: anyone who can reach this port can write \
      under --root, and session keys cross the network in clear. Use it only on loopback or a trusted test network; \
      otherwise pass --tls-cert, --tls-key and --client-ca and/or --tokens.";
-/// How long the daemon waits for a TLS handshake and for the client's credentials.
+/// How long [`accept_client`] waits for the TLS handshake and the client's credentials, together.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest user name in a token file, in bytes.
 pub const MAX_USER_LEN: usize = 64;
@@ -186,7 +187,16 @@ pub fn start_client(
     let creds = ControlMsg::Auth(AuthMsg::Credentials { user: t.user.clone(), token: t.token.clone() });
     // A failed send is explained by what the server says (or by how the connection failed) below.
     let _ = ch.send(&creds);
-    match ch.expect_msg(timeout, "authenticating") {
+    // A busy daemon answers with its queue place (PROTOCOL.md §3.5) until it admits the session: each
+    // `Queued` restarts the wait, since the daemon sends one at least every few seconds.
+    let mut place = super::queued::QueuePlace::default();
+    let answer = loop {
+        match ch.expect_msg(timeout, "authenticating") {
+            Ok(ControlMsg::Queued { position, waiting }) => place.show(position, waiting),
+            other => break other,
+        }
+    };
+    match answer {
         Ok(ControlMsg::Auth(AuthMsg::Accepted { .. })) => Ok(ch),
         Ok(ControlMsg::Error { message }) => Err(ConnectError::Refused(message)),
         Ok(other) => {
@@ -204,8 +214,33 @@ pub fn start_client(
 }
 
 /// Authenticates the client on an accepted connection; on refusal the client is sent the reason and the
-/// connection is closed.
+/// connection is closed. [`authenticate_client`] then [`send_accepted`].
 pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlChannel, Identity), ConnectError> {
+    let (mut ch, who) = authenticate_client(stream, auth, Instant::now() + AUTH_TIMEOUT)?;
+    send_accepted(&mut ch, &who, auth)?;
+    Ok((ch, who))
+}
+
+/// Tells an authenticated client that it may send its `Hello` or `Pull` (`Auth::Accepted`; nothing under
+/// `--insecure-no-auth`, which has no authentication exchange). The daemon sends it once the session is
+/// admitted (it may first wait in the daemon's queue, sending `Queued`).
+pub fn send_accepted(ch: &mut ControlChannel, who: &Identity, auth: &ServerAuth) -> Result<(), ConnectError> {
+    if auth.is_insecure() {
+        return Ok(());
+    }
+    ch.send(&ControlMsg::Auth(AuthMsg::Accepted { identity: who.0.clone() }))
+        .map_err(|error| ConnectError::Local { what: "sending the authentication result", error })
+}
+
+/// Authenticates the client on an accepted connection by `deadline` (the TLS handshake and the credentials
+/// together), without answering `Accepted` yet ([`send_accepted`]); on refusal the client is sent the
+/// reason and the connection is closed. Under `--insecure-no-auth` the channel comes back at once, the client
+/// known by its address.
+pub fn authenticate_client(
+    stream: TcpStream,
+    auth: &ServerAuth,
+    deadline: Instant,
+) -> Result<(ControlChannel, Identity), ConnectError> {
     let t = match auth {
         ServerAuth::Insecure => {
             let ch = ControlChannel::new(stream)
@@ -215,13 +250,14 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
         }
         ServerAuth::Tls(t) => t,
     };
-    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT).map_err(ConnectError::Channel)?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), left).map_err(ConnectError::Channel)?;
     let refuse = |ch: &mut ControlChannel, why: String| {
         let _ = ch.send(&ControlMsg::Error { message: why.clone() });
         Err(ConnectError::Credentials(why))
     };
     let (user, token) =
-        match ch.expect_msg(AUTH_TIMEOUT, "waiting for its credentials").map_err(ConnectError::Channel)? {
+        match ch.expect_msg_by(deadline, "waiting for its credentials").map_err(ConnectError::Channel)? {
             ControlMsg::Auth(AuthMsg::Credentials { user, token }) => (user, token),
             other => {
                 return refuse(&mut ch, format!("expected credentials first (control message type 11), got {other:?}"))
@@ -247,8 +283,6 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
             }
         }
     };
-    ch.send(&ControlMsg::Auth(AuthMsg::Accepted { identity: who.0.clone() }))
-        .map_err(|error| ConnectError::Local { what: "sending the authentication result", error })?;
     Ok((ch, who))
 }
 

@@ -53,6 +53,8 @@ impl ConnectError {
             ConnectError::Resolve { .. } | ConnectError::Connect { .. } | ConnectError::Channel(_) => {
                 ExitClass::Retryable
             }
+            // A daemon whose queue is full: the same command later may well be served.
+            ConnectError::Refused(m) if m.starts_with(crate::wire::control::SERVER_BUSY) => ExitClass::Retryable,
             ConnectError::Refused(_) | ConnectError::Credentials(_) => ExitClass::AuthRefused,
             ConnectError::Ssh(_) | ConnectError::Local { .. } => ExitClass::Failure,
         }

@@ -8,16 +8,18 @@
 mod addr;
 mod auth;
 mod error;
+mod queued;
 mod ssh;
 mod stdio;
 mod url;
 
 pub use addr::unspecified;
 pub use auth::{
-    accept_client, connect_client, new_token, start_client, ClientAuth, ClientTls, Identity, ServerAuth, ServerTls,
-    TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
+    accept_client, authenticate_client, connect_client, new_token, send_accepted, start_client, ClientAuth, ClientTls,
+    Identity, ServerAuth, ServerTls, TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
 };
 pub use error::ConnectError;
+pub use queued::QueuePlace;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};
 pub use stdio::{accept_stdio, parse_ssh_connection};
 pub use url::{MoverUrl, DEFAULT_PORT};

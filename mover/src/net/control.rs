@@ -177,6 +177,19 @@ impl ControlChannel {
         }
     }
 
+    /// The next message, waiting until `deadline` at most: for a handshake that must finish by a deadline
+    /// as a whole, not per message (a peer that sends one frame just before each per-message timeout is
+    /// cut all the same). A missed deadline's text contains [`DEADLINE_MISSED`].
+    pub fn expect_msg_by(&mut self, deadline: std::time::Instant, what: &str) -> Result<ControlMsg, String> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match self.expect_msg(left, what) {
+            Err(e) if e.contains("did not answer within") => {
+                Err(format!("{} {DEADLINE_MISSED} while {what}: the whole handshake must finish in time", self.peer))
+            }
+            other => other,
+        }
+    }
+
     /// Closes both directions (the reader thread then ends).
     pub fn shutdown(&self) {
         (self.close)();
@@ -207,6 +220,9 @@ fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<M
         }
     }
 }
+
+/// Part of the text of [`ControlChannel::expect_msg_by`]'s error when the deadline passed.
+pub const DEADLINE_MISSED: &str = "missed the handshake's deadline";
 
 /// Part of the text of a channel that failed because the peer speaks TLS where plain frames were expected:
 /// a configuration mismatch, which no retry fixes.

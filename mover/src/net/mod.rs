@@ -11,5 +11,5 @@ pub mod xdp_io;
 pub mod xdp_path;
 pub mod xsk;
 
-pub use control::{ControlChannel, ControlEvent, PEER_SPEAKS_TLS};
+pub use control::{ControlChannel, ControlEvent, DEADLINE_MISSED, PEER_SPEAKS_TLS};
 pub use udp::{DataSocket, RxBatch, TxBatch};

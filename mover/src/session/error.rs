@@ -103,6 +103,10 @@ impl SessionError {
             SessionError::Files(e) => e.exit_class(),
             SessionError::Served { error, .. } => error.exit_class(),
             SessionError::PathSilent { .. } | SessionError::ConnectionLost(_) => ExitClass::Retryable,
+            // The daemon's queue is full: the same command later may well be served.
+            SessionError::Refused { message, .. } if message.starts_with(crate::wire::control::SERVER_BUSY) => {
+                ExitClass::Retryable
+            }
             SessionError::Partial { .. } => ExitClass::Partial,
             _ => ExitClass::Failure,
         }
@@ -215,6 +219,11 @@ mod tests {
         assert_eq!(other.exit_class(), ExitClass::Failure);
         let refused = ConnectError::Refused("wrong token".into());
         assert_eq!(SessionError::from(refused).exit_class(), ExitClass::AuthRefused);
+        // A daemon whose queue is full, over TLS (refused before authentication ends) and over plain TCP.
+        let busy = "the server is busy: 1 sessions running, 1 waiting (--max-queue); try again later";
+        assert_eq!(SessionError::from(ConnectError::Refused(busy.into())).exit_class(), ExitClass::Retryable);
+        assert_eq!(SessionError::Refused { who: "server", message: busy.into() }.exit_class(), ExitClass::Retryable);
+        assert_eq!(SessionError::Refused { who: "server", message: "no".into() }.exit_class(), ExitClass::Failure);
         let partial =
             SessionError::Partial { who: "server", committed_files: 2, files: 3, committed_bytes: 10, bytes: 15 };
         assert_eq!(partial.exit_class(), ExitClass::Partial);

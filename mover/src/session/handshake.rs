@@ -14,7 +14,8 @@ pub const MAX_ENTRIES: u64 = 2_000_000;
 /// Most extended-attribute bytes (names and values) one manifest may carry: each entry is bounded on the
 /// wire, this bounds their sum, which the receiver holds until the session ends.
 pub const MAX_MANIFEST_XATTR_BYTES: usize = 64 << 20;
-/// How long the receiving side waits for each handshake message.
+/// How long the receiving side waits for a handshake message (the daemon's handshake as a whole has
+/// deadlines: [`super::admission::handshake_deadline`], [`super::admission::manifest_deadline`]).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Judges what a `Hello` announces against what any server accepts (the configured limits come after:
@@ -53,8 +54,11 @@ pub fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry
     let mut entries = Vec::with_capacity(hello.entry_count.min(65_536) as usize);
     let mut total: u64 = 0;
     let mut xattr_bytes: usize = 0;
+    // One deadline for the whole manifest, from its announced size: a peer that trickles entries just
+    // inside a per-message timeout is cut all the same.
+    let deadline = super::admission::manifest_deadline(hello.entry_count);
     loop {
-        match ch.expect_msg(HANDSHAKE_TIMEOUT, "reading the manifest").map_err(SessionError::Protocol)? {
+        match ch.expect_msg_by(deadline, "reading the manifest").map_err(SessionError::Protocol)? {
             ControlMsg::Entry(e) => {
                 if !e.xattrs.is_empty() && !hello.options.xattrs {
                     return Err(SessionError::Protocol("extended attributes sent without --xattrs".into()));

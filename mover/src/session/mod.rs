@@ -14,7 +14,8 @@
 //! obtains a channel from `connect` and calls [`send_files`], [`receive_files`] or [`serve_channel`]; what
 //! can newly go wrong becomes a [`SessionError`] variant, whose `Display` a peer may see.
 
-mod caps;
+mod admission;
+mod admit;
 mod data_socket;
 mod error;
 mod handshake;
@@ -30,7 +31,11 @@ mod retry;
 mod send;
 mod serve;
 
-pub use caps::{SessionCaps, SessionSlot, MAX_HANDSHAKES_PER_ADDRESS};
+pub use admission::{
+    handshake_deadline, manifest_deadline, Admission, AdmissionLimits, AdmissionStats, Handshaking, Progress,
+    SessionSlot, Ticket, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, HANDSHAKE_DEADLINE,
+    HANDSHAKE_DEADLINE_ENV, MANIFEST_ENTRIES_PER_SECOND, MAX_HANDSHAKES_PER_ADDRESS,
+};
 pub use data_socket::SOCKET_BUFFER_BYTES;
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
@@ -44,5 +49,6 @@ pub use report::{cipher_note, Direction, Report};
 pub use retry::{backoff, pull_retrying, push_retrying, with_retries, FIRST_BACKOFF, MAX_BACKOFF};
 pub use send::{send_files, SendParams};
 pub use serve::{
-    check_root, run_session, serve, serve_channel, serve_on, serve_stdio, serve_with, ServeOptions, StdioOutcome,
+    check_root, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with, ServeOptions,
+    StdioOutcome,
 };

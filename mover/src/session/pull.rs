@@ -168,7 +168,15 @@ fn receive_pulled(
         }
         return Err(SessionError::lost(format!("sending the request to {}: {e}", ch.peer_addr())));
     }
-    let hello: Hello = match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::lost)? {
+    // A busy daemon under --insecure-no-auth answers with its queue place until it admits the pull.
+    let mut place = crate::connect::QueuePlace::default();
+    let first = loop {
+        match ch.expect_msg(MANIFEST_TIMEOUT, "waiting for the manifest").map_err(SessionError::lost)? {
+            ControlMsg::Queued { position, waiting } => place.show(position, waiting),
+            other => break other,
+        }
+    };
+    let hello: Hello = match first {
         ControlMsg::Hello(h) => h,
         ControlMsg::Error { message } => return Err(refused(message)),
         other => return Err(SessionError::Protocol(format!("unexpected answer from the server: {other:?}"))),

@@ -133,9 +133,12 @@ pub fn send_files(
     }
     // The receiver's plan (files it holds, ranges of partials it holds), then its `Accept`.
     let mut plan = StartPlan::default();
+    // A busy daemon under --insecure-no-auth answers with its queue place until it admits the session.
+    let mut place = crate::connect::QueuePlace::default();
     let (session_id, udp_port, key) = loop {
         match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::lost)? {
             ControlMsg::Accept { session_id, udp_port, key } => break (session_id, udp_port, key),
+            ControlMsg::Queued { position, waiting } => place.show(position, waiting),
             ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
             msg @ (ControlMsg::Skip { .. } | ControlMsg::Have { .. }) => {
                 if let Err(e) = plan.absorb(&msg) {

@@ -2,16 +2,16 @@
 //! session on the stdin and stdout of `mover serve --stdio`, and what both do with a session's first
 //! message (a `Hello` opens a push, a `Pull` a pull).
 
-use super::caps::SessionCaps;
+use super::admission::{Admission, AdmissionLimits};
+use super::admit::{admit, Admitted};
 use super::error::SessionError;
-use super::handshake::HANDSHAKE_TIMEOUT;
 use super::limits::Limits;
 use super::paths::path_under_root;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
-use crate::connect::{accept_client, accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
+use crate::connect::{accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
 use crate::files::{RelPath, ScanOptions};
 use crate::net::xdp_path::NetChoice;
@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub auth: ServerAuth,
     /// Per-session and per-client limits.
     pub limits: Limits,
+    /// Daemon-wide admission: sessions, queue, connections authenticating.
+    pub admission: AdmissionLimits,
     /// Partial files under the root older than this are removed, at start and hourly
     /// (`--partial-max-age`).
     pub partial_max_age: std::time::Duration,
@@ -67,6 +69,7 @@ impl ServeOptions {
             net: NetChoice::Auto,
             auth: ServerAuth::Insecure,
             limits: Limits::default(),
+            admission: AdmissionLimits::default(),
             partial_max_age: super::partial_sweep::DEFAULT_PARTIAL_MAX_AGE,
         }
     }
@@ -116,7 +119,11 @@ pub fn serve_on(listener: TcpListener, root: &Path, once: bool, fsync: bool) -> 
 
 /// Serves sessions from an already bound listener.
 pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), SessionError> {
-    let caps = SessionCaps::new(opts.limits.max_sessions_per_client);
+    serve_admitting(listener, opts, &Admission::new(&opts.admission, opts.limits.max_sessions_per_client))
+}
+
+/// [`serve_with`] with the caller's [`Admission`] (whose [`Admission::stats`] it may publish).
+pub fn serve_admitting(listener: TcpListener, opts: &ServeOptions, caps: &Arc<Admission>) -> Result<(), SessionError> {
     loop {
         let (stream, _) = match listener.accept() {
             Ok(c) => c,
@@ -126,7 +133,7 @@ pub fn serve_with(listener: TcpListener, opts: &ServeOptions) -> Result<(), Sess
             }
         };
         if opts.once {
-            return run_session(stream, opts, &caps).map(|r| log_session(&r, opts.stats));
+            return run_session(stream, opts, caps).map(|r| log_session(&r, opts.stats));
         }
         let opts = opts.clone();
         let caps = caps.clone();
@@ -150,29 +157,25 @@ fn log_session(r: &Report, stats: bool) {
 }
 
 /// Runs one session on an accepted control connection: authentication (TLS and credentials, or none under
-/// `--insecure-no-auth`) and the per-client session cap, then a push (handshake, receive, verify, commit) or a
-/// pull (the server sends).
+/// `--insecure-no-auth`) and admission (the daemon's and the client's session caps, waiting in the queue if
+/// need be: `admit.rs`), then a push (handshake, receive, verify, commit) or a pull (the server sends). The
+/// handshake, from accept to the end of the manifest, has deadlines as a whole, not per message.
 ///
 /// A failure comes back as [`SessionError::Served`], naming the peer and, once authenticated, who it was
 /// (for the daemon's log; the client has already been sent `Display` of the inner error).
-pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCaps>) -> Result<Report, SessionError> {
+pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>) -> Result<Report, SessionError> {
     let peer = stream.peer_addr().map_err(|error| SessionError::Io { what: "accepted connection", error })?;
     let served = |who: Option<&Identity>, error: SessionError| SessionError::Served {
         peer,
         who: who.map(|w| w.to_string()),
         error: Box::new(error),
     };
-    let authenticating = caps.enter_handshake(peer.ip()).map_err(|e| served(None, e))?;
-    let (mut ch, who) = accept_client(stream, &opts.auth).map_err(|e| served(None, e.into()))?;
-    drop(authenticating);
-    let _slot = match caps.enter(&who) {
-        Ok(slot) => slot,
-        Err(e) => {
-            let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
-            return Err(served(Some(&who), e));
+    let Admitted { mut ch, who, first, deadline, _slot } =
+        admit(stream, peer, &opts.auth, caps).map_err(|(who, e)| served(who.as_ref(), e))?;
+    serve_first(&mut ch, first, deadline, opts, false).map_err(|e| {
+        if e.to_string().contains(crate::net::DEADLINE_MISSED) {
+            caps.note_cut_deadline();
         }
-    };
-    serve_channel(&mut ch, opts, false).map_err(|e| {
         // Client-safe by construction: paths in it are relative to the root (SessionError).
         let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
         served(Some(&who), e)
@@ -216,9 +219,25 @@ pub fn serve_channel(
     opts: &ServeOptions,
     absolute_in_root: bool,
 ) -> Result<Report, SessionError> {
+    let deadline = Instant::now() + super::admission::handshake_deadline();
+    serve_first(ch, None, deadline, opts, absolute_in_root)
+}
+
+/// [`serve_channel`] with the first message if it was already read, and the deadline for it.
+fn serve_first(
+    ch: &mut ControlChannel,
+    first: Option<ControlMsg>,
+    deadline: Instant,
+    opts: &ServeOptions,
+    absolute_in_root: bool,
+) -> Result<Report, SessionError> {
     let root = opts.root.clone();
     let dest_of = move |d: &str| path_under_root(&root, d, absolute_in_root);
-    match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello").map_err(SessionError::Protocol)? {
+    let first = match first {
+        Some(m) => m,
+        None => ch.expect_msg_by(deadline, "waiting for its hello").map_err(SessionError::Protocol)?,
+    };
+    match first {
         ControlMsg::Hello(hello) => {
             let target = ReceiveTarget {
                 root: &opts.root,

@@ -176,7 +176,21 @@ pub enum ControlMsg {
         /// `(offset, len)` ranges on the session's block grid, ascending, not overlapping.
         ranges: Vec<(u64, u64)>,
     },
+    /// Daemon to client, while the session waits for a place (`--max-sessions`, `--max-sessions-per-client`):
+    /// its place in the daemon's queue, sent when it changes and at least every few seconds as a keep-alive
+    /// (type 15, PROTOCOL.md §3.5). It comes where the client waits for `Auth::Accepted` (TLS), or for
+    /// `Accept` or the pull's `Hello` (`--insecure-no-auth`).
+    Queued {
+        /// 1-based place in the queue: 1 runs next.
+        position: u32,
+        /// Sessions waiting in all.
+        waiting: u32,
+    },
 }
+
+/// How the text of an `Error` starts when the daemon refuses a session because it is busy (its queue is
+/// full): the client classes it as retryable (exit 5), not as a refusal.
+pub const SERVER_BUSY: &str = "the server is busy";
 
 /// The two directions of the authentication step (type 11; the first body byte is the kind).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -365,6 +379,11 @@ impl ControlMsg {
                     out.extend_from_slice(&len.to_be_bytes());
                 }
             }
+            ControlMsg::Queued { position, waiting } => {
+                out.push(15);
+                out.extend_from_slice(&position.to_be_bytes());
+                out.extend_from_slice(&waiting.to_be_bytes());
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -498,6 +517,13 @@ impl ControlMsg {
                     ranges.push((r.u64()?, r.u64()?));
                 }
                 ControlMsg::Have { file_id, ranges }
+            }
+            15 => {
+                let (position, waiting) = (r.u32()?, r.u32()?);
+                if position == 0 || position > waiting {
+                    return Err(ControlError::BadValue("queue place"));
+                }
+                ControlMsg::Queued { position, waiting }
             }
             t => return Err(ControlError::UnknownType(t)),
         };
@@ -773,6 +799,8 @@ mod tests {
             ControlMsg::Skip { file_ids: vec![] },
             ControlMsg::Have { file_id: 3, ranges: vec![(0, 1412 * 4), (1412 * 9, 700), (5 << 32, 1)] },
             ControlMsg::Have { file_id: 7, ranges: vec![] },
+            ControlMsg::Queued { position: 3, waiting: 7 },
+            ControlMsg::Queued { position: u32::MAX, waiting: u32::MAX },
         ]
     }
 
@@ -835,6 +863,9 @@ mod tests {
         .encode(&mut pull);
         pull[8] = 3;
         assert_eq!(ControlMsg::decode(&pull[4..]), Err(ControlError::BadValue("policy")));
+        // A queue place of 0, or past the end of the queue.
+        assert_eq!(ControlMsg::decode(&[15, 0, 0, 0, 0, 0, 0, 0, 5]), Err(ControlError::BadValue("queue place")));
+        assert_eq!(ControlMsg::decode(&[15, 0, 0, 0, 6, 0, 0, 0, 5]), Err(ControlError::BadValue("queue place")));
     }
 
     #[test]
