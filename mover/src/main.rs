@@ -353,6 +353,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
         auth,
         limits: a.limits.limits(),
         partial_max_age: a.partial_max_age,
+        memory: a.limits.memory_budget(),
     };
     Ok(serve::run(&opts, a.stdio)?)
 }

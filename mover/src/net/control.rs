@@ -14,6 +14,11 @@ use std::time::Duration;
 
 /// The reader thread's buffer.
 const READ_BUFFER_BYTES: usize = 64 << 10;
+/// Messages the reader thread may hold decoded before the channel's owner takes them. Past it, the reader
+/// stops reading, and TCP's flow control (or the TLS pump's bounded buffer) pushes back on the peer: a
+/// client cannot make the daemon buffer what it sends faster than its session reads. Each message is at
+/// most [`crate::wire::control::MAX_FRAME_LEN`], so one channel holds at most this many MiB decoded.
+pub const EVENT_QUEUE_DEPTH: usize = 8;
 /// About how many bytes [`ControlChannel::send_all`] gathers into one write.
 pub const WRITE_BATCH_BYTES: usize = 64 << 10;
 
@@ -68,7 +73,7 @@ impl ControlChannel {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> io::Result<ControlChannel> {
-        let (tx, events) = mpsc::channel();
+        let (tx, events) = mpsc::sync_channel(EVENT_QUEUE_DEPTH);
         let waker = Arc::new(Mutex::new(None));
         let w = waker.clone();
         // Buffered: a manifest of many small frames is then a few large reads, not two per frame.
@@ -189,7 +194,7 @@ impl Drop for ControlChannel {
     }
 }
 
-fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<Mutex<Option<Thread>>>) {
+fn read_loop(mut stream: impl Read, tx: mpsc::SyncSender<ControlEvent>, waker: Arc<Mutex<Option<Thread>>>) {
     let mut body = Vec::new();
     loop {
         let event = match read_frame(&mut stream, &mut body) {
@@ -197,7 +202,12 @@ fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<M
             Ok(None) => ControlEvent::Closed,
             Err(e) => ControlEvent::Failed(e),
         };
+        if body.capacity() > READ_BUFFER_BYTES {
+            // A rare large frame: do not hold its buffer for the rest of a long session.
+            body = Vec::new();
+        }
         let last = !matches!(event, ControlEvent::Msg(_));
+        // Blocks while the queue is full; fails once the channel is dropped (which ends this thread).
         let gone = tx.send(event).is_err();
         if let Some(t) = waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             t.unpark();
@@ -263,5 +273,35 @@ mod tests {
         assert!(ch.try_recv().is_none());
         assert!(ch.recv_timeout(Duration::from_millis(10)).is_none());
         client.join().unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_floods_is_pushed_back_until_the_owner_reads() {
+        const FRAMES: usize = 20_000;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let flooder = std::thread::spawn(move || {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            let mut frame = Vec::new();
+            ControlMsg::Error { message: "x".repeat(4000) }.encode(&mut frame);
+            // Everything unread must stall the peer: 80 MB would not fit any socket buffer.
+            raw.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut sent = 0;
+            while sent < FRAMES && raw.write_all(&frame).is_ok() {
+                sent += 1;
+            }
+            sent
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let mut ch = ControlChannel::new(stream).unwrap();
+        let sent_before_reading = flooder.join().unwrap();
+        assert!(sent_before_reading < FRAMES / 2, "{sent_before_reading} frames went out unread");
+        // What was sent is all there, in order, and nothing beyond what the socket buffers held.
+        let mut received = 0;
+        while let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_millis(500)) {
+            assert_eq!(message.len(), 4000);
+            received += 1;
+        }
+        assert!(received >= sent_before_reading.saturating_sub(1), "{received} of {sent_before_reading}");
     }
 }

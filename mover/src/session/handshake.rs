@@ -2,6 +2,7 @@
 //! what any server accepts, and the manifest it announces (PROTOCOL.md §3).
 
 use super::error::SessionError;
+use super::memory::{entry_heap_bytes, Reservation};
 use crate::files::{Entry, EntryKind};
 use crate::net::ControlChannel;
 use crate::wire::control::{ControlMsg, Hello};
@@ -48,9 +49,19 @@ pub fn check_hello(h: &Hello) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// Entries the manifest's vector grows by at least: its growth is reserved before it happens.
+const MANIFEST_GROWTH_ENTRIES: usize = 4096;
+
 /// Reads the manifest a `Hello` announced, up to `ManifestEnd`, checking that it matches the announcement.
-pub fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry>, SessionError> {
-    let mut entries = Vec::with_capacity(hello.entry_count.min(65_536) as usize);
+/// Every entry's bytes (and each growth of the vector) are reserved from `memory` before the entry is
+/// kept, so a manifest past the session's or the daemon's budget is refused as it arrives, not when it
+/// has been held.
+pub fn read_manifest(
+    ch: &mut ControlChannel,
+    hello: &Hello,
+    memory: &mut Reservation,
+) -> Result<Vec<Entry>, SessionError> {
+    let mut entries: Vec<Entry> = Vec::new();
     let mut total: u64 = 0;
     let mut xattr_bytes: usize = 0;
     loop {
@@ -75,6 +86,14 @@ pub fn read_manifest(ch: &mut ControlChannel, hello: &Hello) -> Result<Vec<Entry
                 total = total
                     .checked_add(e.size)
                     .ok_or_else(|| SessionError::Protocol("manifest sizes overflow".into()))?;
+                if entries.len() == entries.capacity() {
+                    // Doubling, but never past what was announced (which the count above holds to).
+                    let more =
+                        entries.len().max(MANIFEST_GROWTH_ENTRIES).min(hello.entry_count as usize - entries.len());
+                    memory.grow_manifest((more * std::mem::size_of::<Entry>()) as u64)?;
+                    entries.reserve_exact(more);
+                }
+                memory.grow_manifest(entry_heap_bytes(&e))?;
                 entries.push(e);
             }
             ControlMsg::ManifestEnd => break,
