@@ -112,7 +112,7 @@ fn flood(addr: SocketAddr, pause_after: Option<(u64, Arc<AtomicBool>)>) -> Strin
     let mut i = 0;
     let failed = loop {
         if let Some((n, resume)) = &pause_after {
-            if i == *n {
+            if i >= *n {
                 while !resume.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -216,8 +216,9 @@ fn floods_at_once_are_each_refused_while_a_real_push_is_served() {
         let message = f.join().unwrap();
         assert!(message.contains("--max-manifest-memory"), "{message}");
     }
-    assert_eq!(common::hash_file(&root.join("real/a.bin")), common::hash_file(&src.join("a.bin")));
-    assert_eq!(common::hash_file(&root.join("real/sub/b.bin")), common::hash_file(&src.join("sub/b.bin")));
+    // `push SRC URL` copies the directory itself, as `cp -r` does.
+    assert_eq!(common::hash_file(&root.join("real/src/a.bin")), common::hash_file(&src.join("a.bin")));
+    assert_eq!(common::hash_file(&root.join("real/src/sub/b.bin")), common::hash_file(&src.join("sub/b.bin")));
     assert_rss_within(&watch, 192);
 }
 
@@ -251,4 +252,50 @@ fn a_client_that_sends_and_never_reads_is_pushed_back_and_cut_off() {
     // The budget (32 MiB of entries), the socket buffers on both sides, and no more.
     assert!(sent_bytes < 128 << 20, "{} MiB went out before the daemon cut the client off", sent_bytes >> 20);
     assert_rss_within(&watch, 64);
+}
+
+#[test]
+fn an_idle_daemon_gives_back_what_rounds_of_concurrent_sessions_used() {
+    const ROUNDS: usize = 3;
+    const AT_ONCE: usize = 6;
+    const IDLE_MIB: u64 = 64;
+    let dir = TempDir::new("hostile-idle");
+    let root = dir.path().join("root");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&src).unwrap();
+    for f in 0..4 {
+        write_random_file(&src.join(format!("f{f}.bin")), 8 << 20, f);
+    }
+    let server = Server::start(&root, &["--max-sessions-per-client", "16"]);
+    let pid = server.child.id();
+    let idle_before = rss_kib(pid).unwrap() >> 10;
+    let watch = RssWatch::start(pid);
+    for round in 0..ROUNDS {
+        let pushes: Vec<_> = (0..AT_ONCE)
+            .map(|k| {
+                let url = format!("mover://{}/r{round}-{k}", server.addr);
+                let src = src.clone();
+                std::thread::spawn(move || {
+                    run_with_limit(
+                        mover().args(["push", "--insecure-no-auth", "--rate", "2G"]).arg(&src).arg(&url),
+                        LIMIT,
+                    )
+                })
+            })
+            .collect();
+        for p in pushes {
+            let out = p.join().unwrap();
+            assert!(out.status.success(), "a push failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    // The session threads end just after their clients' pushes: give them a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_after = rss_kib(pid).unwrap() >> 10;
+    eprintln!(
+        "daemon VmRSS: {idle_before} MiB idle at start, {} MiB at peak over {ROUNDS} rounds of {AT_ONCE} pushes, \
+         {idle_after} MiB idle after",
+        watch.peak_mib()
+    );
+    assert!(idle_after < IDLE_MIB, "the idle daemon holds {idle_after} MiB after rounds of sessions");
 }

@@ -133,10 +133,10 @@ pub struct LimitArgs {
     /// manifest is refused as it arrives.
     #[arg(long, value_name = "BYTES", default_value = "512M", value_parser = parse_size_bytes)]
     pub max_manifest_memory: u64,
-    /// Most memory all sessions together may reserve (manifests and data-path buffers); a session past it is
-    /// refused with "try again later".
-    #[arg(long, value_name = "BYTES", default_value = "2G", value_parser = parse_size_bytes)]
-    pub max_memory: u64,
+    /// Most memory all sessions together may reserve (manifests and data-path buffers; default: half of
+    /// this machine's memory); a session past it is refused with "try again later".
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_bytes)]
+    pub max_memory: Option<u64>,
 }
 
 impl LimitArgs {
@@ -154,7 +154,7 @@ impl LimitArgs {
 
     /// The daemon-wide memory account `--max-memory` asks for (one per daemon: sessions share it).
     pub fn memory_budget(&self) -> MemoryBudget {
-        MemoryBudget::new(self.max_memory)
+        MemoryBudget::new(self.max_memory.unwrap_or_else(crate::session::memory::default_max_memory))
     }
 }
 

@@ -113,3 +113,67 @@ pub fn read_manifest(
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::memory::{entry_bytes, MemoryBudget};
+    use crate::wire::Cipher;
+    use std::net::TcpListener;
+
+    fn hello(entries: u64) -> Hello {
+        Hello {
+            version: VERSION as u16,
+            block_payload: 1400,
+            rate_bps: 1,
+            window_blocks: 64,
+            entry_count: entries,
+            total_bytes: 0,
+            cipher: Cipher::default(),
+            options: Default::default(),
+            dest: String::new(),
+        }
+    }
+
+    fn entry(i: u64) -> Entry {
+        Entry { rel_path: format!("{i:06}/{}", "x".repeat(1000)), kind: EntryKind::Dir, ..Entry::default() }
+    }
+
+    /// A channel that has received `n` entries (and `ManifestEnd`) from a peer that has closed.
+    fn channel_with(n: u64) -> ControlChannel {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sender = std::thread::spawn(move || {
+            let mut ch = ControlChannel::connect(addr, Duration::from_secs(5)).unwrap();
+            // Past the budget the reader stops taking them: a failed send is what a refused peer sees.
+            let _ = ch.send_all((0..n).map(|i| ControlMsg::Entry(entry(i))).chain([ControlMsg::ManifestEnd]));
+        });
+        let ch = ControlChannel::new(listener.accept().unwrap().0).unwrap();
+        std::thread::spawn(move || sender.join());
+        ch
+    }
+
+    #[test]
+    fn a_manifest_within_its_budget_is_reserved_entry_by_entry() {
+        let budget = MemoryBudget::new(64 << 20);
+        let mut memory = budget.reservation(8 << 20);
+        let entries = read_manifest(&mut channel_with(5000), &hello(5000), &mut memory).unwrap();
+        assert_eq!(entries.len(), 5000);
+        let held: u64 = entries.iter().map(entry_bytes).sum();
+        // Every entry, and the vector's spare capacity too.
+        assert!(memory.manifest_bytes() >= held, "{} < {held}", memory.manifest_bytes());
+        assert_eq!(budget.stats().reserved_bytes, memory.bytes());
+        drop(memory);
+        assert_eq!(budget.stats().reserved_bytes, 0);
+    }
+
+    #[test]
+    fn a_manifest_past_its_budget_is_refused_as_it_arrives() {
+        let budget = MemoryBudget::new(64 << 20);
+        let mut memory = budget.reservation(1 << 20);
+        let err = read_manifest(&mut channel_with(5000), &hello(5000), &mut memory).unwrap_err().to_string();
+        assert!(err.contains("--max-manifest-memory"), "{err}");
+        assert!(memory.manifest_bytes() <= 1 << 20);
+        assert_eq!(budget.stats().session_refusals, 1);
+    }
+}

@@ -17,8 +17,21 @@ use std::sync::Arc;
 /// Default `--max-manifest-memory`: what one session's manifest may occupy on the server. 2,000,000
 /// entries (the `--max-files` default) with paths of about 100 bytes need about 500 MiB.
 pub const DEFAULT_MAX_MANIFEST_MEMORY: u64 = 512 << 20;
-/// Default `--max-memory`: what all sessions together may reserve (manifests and pipeline buffers).
-pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
+/// `--max-memory` where this machine's memory cannot be read: what all sessions together may reserve
+/// (manifests and pipeline buffers).
+pub const DEFAULT_MAX_MEMORY: u64 = 4 << 30;
+
+/// Default `--max-memory`: half of this machine's physical memory (a receive session's buffers alone are
+/// about 64 MiB, so 40 concurrent pushes need about 2.5 GiB), or [`DEFAULT_MAX_MEMORY`] where it cannot
+/// be read.
+pub fn default_max_memory() -> u64 {
+    // Safety: sysconf takes an integer name and reads no memory of ours.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages <= 0 || page <= 0 {
+        return DEFAULT_MAX_MEMORY;
+    }
+    (pages as u64).saturating_mul(page as u64) / 2
+}
 
 /// The daemon-wide account: a cheap handle, clones share it.
 #[derive(Clone, Debug)]
@@ -259,6 +272,12 @@ mod tests {
         let err = b.grow_manifest(300).unwrap_err().to_string();
         assert!(err.contains("out of memory for sessions"), "{err}");
         assert_eq!((b.manifest_bytes(), budget.stats().daemon_refusals), (0, 1));
+    }
+
+    #[test]
+    fn the_default_daemon_budget_is_half_of_this_machine() {
+        let half = default_max_memory();
+        assert!(half >= 64 << 20 && half < 1 << 50, "{half}");
     }
 
     #[test]

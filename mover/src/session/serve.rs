@@ -70,13 +70,15 @@ impl ServeOptions {
             auth: ServerAuth::Insecure,
             limits: Limits::default(),
             partial_max_age: super::partial_sweep::DEFAULT_PARTIAL_MAX_AGE,
-            memory: MemoryBudget::new(super::memory::DEFAULT_MAX_MEMORY),
+            memory: MemoryBudget::new(super::memory::default_max_memory()),
         }
     }
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
 pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
+    // Before any thread starts, so that no thread gets an arena of its own beyond the bound.
+    super::allocator::configure_for_daemon();
     check_root(&opts.root)?;
     // Checked now, so a bad --cores fails at start-up rather than at the first session.
     Topology::new(Side::Receiver, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
@@ -95,7 +97,6 @@ pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
     }
     eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
     super::partial_sweep::spawn_partial_sweeper(opts.root.clone(), opts.partial_max_age);
-    super::allocator::configure_for_daemon();
     serve_with(listener, opts)
 }
 
