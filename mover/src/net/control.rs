@@ -239,8 +239,14 @@ pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<Contro
         ),
         _ => e.to_string(),
     })?;
-    body.resize(n, 0);
-    r.read_exact(body).map_err(|e| format!("reading a {n}-byte control frame: {e}"))?;
+    // Grown as the bytes arrive, not to the announced length: a peer that announces 1 MiB and sends nothing
+    // costs no more than what it sent.
+    body.clear();
+    let got =
+        r.by_ref().take(n as u64).read_to_end(body).map_err(|e| format!("reading a {n}-byte control frame: {e}"))?;
+    if got < n {
+        return Err(format!("reading a {n}-byte control frame: the stream ended after {got} bytes"));
+    }
     ControlMsg::decode(body).map(Some).map_err(|e: ControlError| e.to_string())
 }
 
