@@ -23,8 +23,9 @@ const T: Duration = Duration::from_secs(20);
 const LIMIT: Duration = Duration::from_secs(60);
 /// What the daemon holds besides the sessions' reservations: its code and static data (~10 MiB of the
 /// binary's pages), thread stacks, and per connection the control reader's 64 KiB buffer, one frame
-/// buffer and [`mover::net::control::EVENT_QUEUE_DEPTH`] decoded frames (a few hundred KiB for frames of
-/// 4 KB), and the allocator's per-arena slack.
+/// buffer and the frames its session has not taken yet (at most
+/// [`mover::net::control::EVENT_QUEUE_BYTES`]; a session reading a manifest takes them as they come), and the
+/// allocator's per-arena slack.
 const UNRESERVED_MIB: u64 = 32;
 /// Entries a flood sends at most: 2,000,000 announced, about 8 GB of paths.
 const FLOOD_ENTRIES: u64 = 2_000_000;
