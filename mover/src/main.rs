@@ -356,6 +356,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
         limits: a.limits.limits(),
         admission: a.admission.limits(),
         partial_max_age: a.partial_max_age,
+        memory: a.limits.memory_budget(),
     };
     Ok(serve::run(&opts, a.stdio)?)
 }

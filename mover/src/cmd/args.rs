@@ -4,7 +4,9 @@ use crate::connect::{ClientAuth, ConnectError, ServerAuth};
 use crate::files::MAX_COMPONENT_LEN;
 use crate::rate::parse_size_bytes;
 use crate::session::limits::{Limits, DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS_PER_CLIENT};
-use crate::session::{AdmissionLimits, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, MAX_ENTRIES};
+use crate::session::{
+    AdmissionLimits, MemoryBudget, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, MAX_ENTRIES,
+};
 use std::path::PathBuf;
 
 /// `mover serve`'s authentication flags.
@@ -129,6 +131,14 @@ pub struct LimitArgs {
     /// authenticated.
     #[arg(long)]
     pub require_encryption: bool,
+    /// Most memory one session's manifest may occupy on this server (binary suffixes: 256M, 1G); a larger
+    /// manifest is refused as it arrives.
+    #[arg(long, value_name = "BYTES", default_value = "512M", value_parser = parse_size_bytes)]
+    pub max_manifest_memory: u64,
+    /// Most memory all sessions together may reserve (manifests and data-path buffers; default: half of
+    /// this machine's memory); a session past it is refused with "try again later".
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_bytes)]
+    pub max_memory: Option<u64>,
 }
 
 impl LimitArgs {
@@ -140,7 +150,13 @@ impl LimitArgs {
             max_name_len: self.max_name_len as usize,
             max_sessions_per_client: self.max_sessions_per_client as usize,
             require_encryption: self.require_encryption,
+            max_manifest_memory: self.max_manifest_memory,
         }
+    }
+
+    /// The daemon-wide memory account `--max-memory` asks for (one per daemon: sessions share it).
+    pub fn memory_budget(&self) -> MemoryBudget {
+        MemoryBudget::new(self.max_memory.unwrap_or_else(crate::session::memory::default_max_memory))
     }
 }
 

@@ -8,12 +8,20 @@
 use crate::wire::control::{ControlError, ControlMsg};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
 /// The reader thread's buffer.
 const READ_BUFFER_BYTES: usize = 64 << 10;
+/// Frame bytes the reader thread may hold decoded before the channel's owner takes them. Past it, the
+/// reader stops reading, and TCP's flow control (or the TLS pump's bounded buffer) pushes back on the peer:
+/// a client cannot make the daemon buffer what it sends faster than its session reads. Large enough that
+/// both sides may write a burst of large messages before reading (each side's reader absorbs the other's),
+/// which the protocol does; one channel holds at most this plus one frame
+/// ([`crate::wire::control::MAX_FRAME_LEN`]).
+pub const EVENT_QUEUE_BYTES: usize = 16 << 20;
 /// About how many bytes [`ControlChannel::send_all`] gathers into one write.
 pub const WRITE_BATCH_BYTES: usize = 64 << 10;
 
@@ -32,7 +40,9 @@ pub enum ControlEvent {
 pub struct ControlChannel {
     writer: Box<dyn Write + Send>,
     close: Box<dyn Fn() + Send>,
-    events: mpsc::Receiver<ControlEvent>,
+    events: mpsc::Receiver<(ControlEvent, usize)>,
+    /// Frame bytes of the events queued in `events` ([`EVENT_QUEUE_BYTES`]).
+    backlog: Arc<Backlog>,
     peer: SocketAddr,
     local: SocketAddr,
     frame: Vec<u8>,
@@ -71,13 +81,16 @@ impl ControlChannel {
         let (tx, events) = mpsc::channel();
         let waker = Arc::new(Mutex::new(None));
         let w = waker.clone();
+        let backlog = Arc::new(Backlog::default());
+        let b = backlog.clone();
         // Buffered: a manifest of many small frames is then a few large reads, not two per frame.
         let reader = io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-        std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx, w))?;
+        std::thread::Builder::new().name("mover-control".into()).spawn(move || read_loop(reader, tx, w, b))?;
         Ok(ControlChannel {
             writer: Box::new(writer),
             close: Box::new(close),
             events,
+            backlog,
             peer,
             local,
             frame: Vec::with_capacity(256),
@@ -140,7 +153,7 @@ impl ControlChannel {
             return None;
         }
         let event = match self.events.try_recv() {
-            Ok(e) => e,
+            Ok((e, bytes)) => self.backlog.take(bytes, e),
             Err(mpsc::TryRecvError::Empty) => return None,
             Err(mpsc::TryRecvError::Disconnected) => ControlEvent::Closed,
         };
@@ -153,7 +166,7 @@ impl ControlChannel {
             return None;
         }
         let event = match self.events.recv_timeout(timeout) {
-            Ok(e) => e,
+            Ok((e, bytes)) => self.backlog.take(bytes, e),
             Err(mpsc::RecvTimeoutError::Timeout) => return None,
             Err(mpsc::RecvTimeoutError::Disconnected) => ControlEvent::Closed,
         };
@@ -198,11 +211,52 @@ impl ControlChannel {
 
 impl Drop for ControlChannel {
     fn drop(&mut self) {
+        self.backlog.close();
         self.shutdown();
     }
 }
 
-fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<Mutex<Option<Thread>>>) {
+/// What the reader thread has queued and the owner not yet taken, in frame bytes; the reader waits for room.
+#[derive(Default)]
+struct Backlog {
+    bytes: Mutex<usize>,
+    room: Condvar,
+    /// The channel was dropped: the reader stops waiting for room.
+    closed: AtomicBool,
+}
+
+impl Backlog {
+    /// Waits until the backlog is under [`EVENT_QUEUE_BYTES`] (or the channel is gone), then counts `bytes`
+    /// in. Under the limit one more frame always fits, so a frame larger than the room left never waits
+    /// forever.
+    fn put(&self, bytes: usize) {
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *queued >= EVENT_QUEUE_BYTES && !self.closed.load(Ordering::Acquire) {
+            // Timed, so that a close that raced the check is seen.
+            queued = self.room.wait_timeout(queued, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        *queued += bytes;
+    }
+
+    /// Counts `bytes` out (the owner took an event) and wakes the reader; passes the event through.
+    fn take(&self, bytes: usize, event: ControlEvent) -> ControlEvent {
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner()) -= bytes;
+        self.room.notify_one();
+        event
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.room.notify_all();
+    }
+}
+
+fn read_loop(
+    mut stream: impl Read,
+    tx: mpsc::Sender<(ControlEvent, usize)>,
+    waker: Arc<Mutex<Option<Thread>>>,
+    backlog: Arc<Backlog>,
+) {
     let mut body = Vec::new();
     loop {
         let event = match read_frame(&mut stream, &mut body) {
@@ -211,7 +265,14 @@ fn read_loop(mut stream: impl Read, tx: mpsc::Sender<ControlEvent>, waker: Arc<M
             Err(e) => ControlEvent::Failed(e),
         };
         let last = !matches!(event, ControlEvent::Msg(_));
-        let gone = tx.send(event).is_err();
+        let bytes = if last { 0 } else { body.len() + 4 };
+        if body.capacity() > READ_BUFFER_BYTES {
+            // A rare large frame: do not hold its buffer for the rest of a long session.
+            body = Vec::new();
+        }
+        // Waits while the backlog is full; the send fails once the channel is dropped (which ends this thread).
+        backlog.put(bytes);
+        let gone = tx.send((event, bytes)).is_err();
         if let Some(t) = waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             t.unpark();
         }
@@ -245,8 +306,14 @@ pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<Contro
         ),
         _ => e.to_string(),
     })?;
-    body.resize(n, 0);
-    r.read_exact(body).map_err(|e| format!("reading a {n}-byte control frame: {e}"))?;
+    // Grown as the bytes arrive, not to the announced length: a peer that announces 1 MiB and sends nothing
+    // costs no more than what it sent.
+    body.clear();
+    let got =
+        r.by_ref().take(n as u64).read_to_end(body).map_err(|e| format!("reading a {n}-byte control frame: {e}"))?;
+    if got < n {
+        return Err(format!("reading a {n}-byte control frame: the stream ended after {got} bytes"));
+    }
     ControlMsg::decode(body).map(Some).map_err(|e: ControlError| e.to_string())
 }
 
@@ -279,5 +346,38 @@ mod tests {
         assert!(ch.try_recv().is_none());
         assert!(ch.recv_timeout(Duration::from_millis(10)).is_none());
         client.join().unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_floods_is_pushed_back_until_the_owner_reads() {
+        const FRAMES: usize = 40_000;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut frame = Vec::new();
+        ControlMsg::Error { message: "x".repeat(4000) }.encode(&mut frame);
+        let frame_len = frame.len();
+        let flooder = std::thread::spawn(move || {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            // 160 MB would fit no socket buffer and no backlog: the writes must stall.
+            raw.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut sent = 0;
+            while sent < FRAMES && raw.write_all(&frame).is_ok() {
+                sent += 1;
+            }
+            sent
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let mut ch = ControlChannel::new(stream).unwrap();
+        let sent = flooder.join().unwrap();
+        // The backlog, the socket buffers of both ends (a few MiB each on loopback) and no more.
+        assert!(sent * frame_len < EVENT_QUEUE_BYTES + (32 << 20), "{} MiB went out unread", (sent * frame_len) >> 20);
+        assert!(sent * frame_len >= EVENT_QUEUE_BYTES, "the backlog took only {sent} frames");
+        // What was sent is all there, in order.
+        let mut received = 0;
+        while let Some(ControlEvent::Msg(ControlMsg::Error { message })) = ch.recv_timeout(Duration::from_millis(500)) {
+            assert_eq!(message.len(), 4000);
+            received += 1;
+        }
+        assert_eq!(received, sent);
     }
 }

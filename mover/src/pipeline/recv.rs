@@ -36,6 +36,14 @@ const RX_NAP: Duration = Duration::from_micros(50);
 /// Receive slots per batch with GRO (each up to 64 datagrams).
 const RX_SLOTS_GRO: usize = 16;
 
+/// The bytes of buffers [`run_receive`] allocates for `topology` (write runs, receive batches with or
+/// without GRO): what a daemon reserves from its memory budget before the data path starts.
+pub fn buffer_bytes(topology: &Topology, max_datagram: usize) -> u64 {
+    let runs = topology.depth(RingId::Writes) * RUN_BYTES;
+    let batch = (RX_SLOTS * max_datagram).max(RX_SLOTS_GRO * RxBatch::GRO_DATAGRAM);
+    (runs + topology.depth(RingId::Rx) * batch) as u64
+}
+
 /// How the receiver's pipeline is set up.
 #[derive(Debug, Clone)]
 pub struct ReceiveSetup {

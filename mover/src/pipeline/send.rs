@@ -51,6 +51,13 @@ const REPAIR_NAP: Duration = Duration::from_micros(500);
 /// Datagrams per feedback receive.
 const FEEDBACK_RX: usize = 16;
 
+/// The bytes of buffers [`run_send`] allocates for `topology` (read chunks and repairs, transmit batches):
+/// what a daemon reserves from its memory budget before a pull's data path starts.
+pub fn buffer_bytes(topology: &Topology, max_datagram: usize) -> u64 {
+    let chunks = (topology.depth(RingId::Chunks) + topology.depth(RingId::Repair)) * CHUNK_BYTES;
+    (chunks + topology.depth(RingId::Tx) * TX_BATCH * max_datagram) as u64
+}
+
 /// How the sender's pipeline is set up.
 #[derive(Debug, Clone)]
 pub struct SendSetup {

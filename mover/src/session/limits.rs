@@ -31,6 +31,10 @@ pub struct Limits {
     pub max_sessions_per_client: usize,
     /// Refuse sessions that ask for `--cipher none` (`--require-encryption`).
     pub require_encryption: bool,
+    // Memory (issue 16): the daemon-wide `--max-memory` is a shared account, `ServeOptions::memory`.
+    /// Most bytes one session's manifest may occupy on the server (`--max-manifest-memory`), counted as
+    /// entries arrive ([`super::memory::entry_bytes`]).
+    pub max_manifest_memory: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +45,7 @@ impl Default for Limits {
             max_name_len: MAX_COMPONENT_LEN,
             max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
             require_encryption: false,
+            max_manifest_memory: super::memory::DEFAULT_MAX_MANIFEST_MEMORY,
         }
     }
 }
@@ -132,6 +137,7 @@ mod tests {
             max_name_len: 8,
             max_sessions_per_client: 1,
             require_encryption: false,
+            max_manifest_memory: 1 << 20,
         };
         assert!(l.check_hello(&hello(10, 1000, "abcdefgh/x")).is_ok());
         assert!(l.check_hello(&hello(11, 0, "")).unwrap_err().to_string().contains("--max-files"));

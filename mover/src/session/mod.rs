@@ -16,10 +16,12 @@
 
 mod admission;
 mod admit;
+mod allocator;
 mod data_socket;
 mod error;
 mod handshake;
 pub mod limits;
+pub mod memory;
 mod partial_sweep;
 mod paths;
 mod pull;
@@ -40,6 +42,7 @@ pub use data_socket::SOCKET_BUFFER_BYTES;
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
 pub use limits::Limits;
+pub use memory::{MemoryBudget, MemoryStats};
 pub use partial_sweep::{sweep_and_log, sweep_lines, DEFAULT_PARTIAL_MAX_AGE};
 pub use paths::{path_under_root, source_under_root};
 pub use pull::{pull, PullOptions};

@@ -4,6 +4,7 @@
 
 use super::error::SessionError;
 use super::limits::Limits;
+use super::memory::MemoryBudget;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
 use crate::connect::{connect_client, unspecified, ClientAuth, ConnectError, Location, SshLink, SshOptions};
@@ -194,9 +195,10 @@ fn receive_pulled(
         net: opts.net,
         fsync: opts.fsync,
         // A puller receives what it asked for; the server's limits guard servers against clients.
-        limits: Limits::default(),
+        limits: Limits { max_manifest_memory: u64::MAX, ..Limits::default() },
         peer_timeout: opts.timeout,
         peer_name: "server",
+        memory: MemoryBudget::unlimited(),
     };
     let result = receive_files(ch, hello, &target, &params);
     if let Err(e) = &result {

@@ -6,6 +6,7 @@ use super::data_socket::{bind_data_socket, udp_socket};
 use super::error::SessionError;
 use super::handshake::{check_hello, read_manifest};
 use super::limits::Limits;
+use super::memory::MemoryBudget;
 use super::report::{Direction, Report};
 use crate::disk::BackendChoice;
 use crate::files::{DestTree, EntryKind, FileStart, RelPath, StartDecision};
@@ -40,6 +41,8 @@ pub struct ReceiveParams {
     pub peer_timeout: Duration,
     /// Who the sender is, for errors: "client" (the daemon receiving a push) or "server" (a pull).
     pub peer_name: &'static str,
+    /// The memory account the session reserves its manifest and buffers from (a daemon's `--max-memory`).
+    pub memory: MemoryBudget,
 }
 
 /// Where a receiver puts what arrives, and which addresses its data path uses.
@@ -70,8 +73,12 @@ pub fn receive_files(
     p.limits.check_hello(&hello)?;
     // Read the whole manifest before judging the destination, so a refusal reaches a sender that has
     // finished writing (it would otherwise see a broken pipe instead of the reason).
-    let entries = read_manifest(ch, &hello)?;
+    // Given back when the session ends, whichever way.
+    let mut memory = p.memory.reservation(p.limits.max_manifest_memory);
+    let entries = read_manifest(ch, &hello, &mut memory)?;
     p.limits.check_entries(&entries)?;
+    // The tree keeps about one more copy of every path (its slots, and the sets that judge the manifest).
+    memory.grow(memory.manifest_bytes(), "its destination tree")?;
     let dest = (target.dest_of)(&hello.dest)?;
     let session_id = crate::random::random_u64();
     let key = SessionKey(if hello.cipher.is_aead() {
@@ -101,11 +108,12 @@ pub fn receive_files(
         // Nothing to receive (a second run of an unchanged tree, or only directories): no data path at all.
         return finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision);
     }
+    let datagram = hello.block_payload as usize + DATA_OVERHEAD;
+    memory.grow(crate::pipeline::recv::buffer_bytes(&topology, datagram), "its data-path buffers")?;
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.
-    let datagram = hello.block_payload as usize + DATA_OVERHEAD;
     let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
     let msgs = plan.to_messages().into_iter().chain(std::iter::once(ControlMsg::Accept { session_id, udp_port, key }));
     ch.send_all(msgs).map_err(|error| SessionError::Io { what: "sending the resume plan and accept", error })?;

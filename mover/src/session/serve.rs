@@ -6,6 +6,7 @@ use super::admission::{Admission, AdmissionLimits};
 use super::admit::{admit, Admitted};
 use super::error::SessionError;
 use super::limits::Limits;
+use super::memory::MemoryBudget;
 use super::paths::path_under_root;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
@@ -52,6 +53,8 @@ pub struct ServeOptions {
     /// Partial files under the root older than this are removed, at start and hourly
     /// (`--partial-max-age`).
     pub partial_max_age: std::time::Duration,
+    /// The daemon-wide memory account (`--max-memory`) every session reserves from; clones share it.
+    pub memory: MemoryBudget,
 }
 
 impl ServeOptions {
@@ -71,12 +74,15 @@ impl ServeOptions {
             limits: Limits::default(),
             admission: AdmissionLimits::default(),
             partial_max_age: super::partial_sweep::DEFAULT_PARTIAL_MAX_AGE,
+            memory: MemoryBudget::new(super::memory::default_max_memory()),
         }
     }
 }
 
 /// Runs the daemon until killed (or after one session with `once`).
 pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
+    // Before any thread starts, so that no thread gets an arena of its own beyond the bound.
+    super::allocator::configure_for_daemon();
     check_root(&opts.root)?;
     // Checked now, so a bad --cores fails at start-up rather than at the first session.
     Topology::new(Side::Receiver, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
@@ -138,6 +144,8 @@ pub fn serve_admitting(listener: TcpListener, opts: &ServeOptions, caps: &Arc<Ad
         let opts = opts.clone();
         let caps = caps.clone();
         let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
+            // Dropped last: when the daemon's last session ends, what it freed goes back to the system.
+            let _alive = opts.memory.session();
             match run_session(stream, &opts, &caps) {
                 Ok(r) => log_session(&r, opts.stats),
                 Err(e) => eprintln!("mover serve: {e}"),
@@ -262,7 +270,25 @@ fn receive_params(opts: &ServeOptions) -> ReceiveParams {
         limits: opts.limits.clone(),
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         peer_name: "client",
+        memory: opts.memory.clone(),
     }
+}
+
+/// Reserves what a pull's sending side holds (the manifest of our own files, the pipeline's buffers) from
+/// the daemon-wide budget; given back when the returned guard drops.
+fn reserve_for_pull(
+    opts: &ServeOptions,
+    scanned: &crate::files::Scanned,
+    params: &SendParams,
+) -> Result<super::memory::Reservation, SessionError> {
+    let topology = Topology::new(Side::Sender, &params.cores, &available_cores()).map_err(SessionError::Setup)?;
+    let mut memory = opts.memory.reservation(u64::MAX);
+    let per_file = std::mem::size_of::<std::path::PathBuf>() as u64;
+    let manifest: u64 =
+        scanned.entries.iter().map(|e| super::memory::entry_bytes(e) + per_file + e.rel_path.len() as u64).sum();
+    memory.grow(manifest, "its manifest")?;
+    memory.grow(crate::pipeline::send::buffer_bytes(&topology, params.mtu), "its data-path buffers")?;
+    Ok(memory)
 }
 
 /// Answers a `Pull`: finds the requested file or directory under the root (confined like a destination,
@@ -326,6 +352,7 @@ fn serve_pull(
             "the client's address is unknown (no $SSH_CONNECTION): cannot send it data".into(),
         ));
     }
+    let _memory = reserve_for_pull(opts, &scanned, &params)?;
     send_files(ch, data_ip, scanned, &params, started, &mut report)?;
     Ok(report)
 }
