@@ -297,7 +297,9 @@ impl TokenTable {
             }
         }
         if users.is_empty() {
-            return Err("no users (lines 'USER SHA256-HEX'; see `mover token`)".into());
+            return Err("no users: expected 'USER SHA256-HEX' per line (blank lines and lines starting with '#' are \
+                        ignored; `mover token --user NAME` prints a line)"
+                .into());
         }
         Ok(TokenTable { users })
     }
@@ -394,6 +396,14 @@ mod tests {
         bad(&format!("{} {ABC_SHA256}\n", "u".repeat(65)), "user name");
         bad(&format!("é {ABC_SHA256}\n"), "user name");
         bad("# nothing\n", "no users");
+    }
+
+    #[test]
+    fn token_file_with_crlf_and_a_blank_first_line_parses() {
+        let t = TokenTable::parse(&format!("\r\n# tokens\r\nalice {ABC_SHA256} \r\n\r\n")).unwrap();
+        assert!(t.verify("alice", "abc"));
+        let e = TokenTable::parse("\r\n\r\n").unwrap_err();
+        assert!(e.contains("USER SHA256-HEX' per line"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod ssh;
 mod stdio;
+mod token_file;
 mod url;
 
 pub use addr::unspecified;
@@ -20,4 +21,5 @@ pub use auth::{
 pub use error::ConnectError;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};
 pub use stdio::{accept_stdio, parse_ssh_connection};
+pub use token_file::read_token_file;
 pub use url::{MoverUrl, DEFAULT_PORT};

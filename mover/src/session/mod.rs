@@ -15,6 +15,7 @@
 //! can newly go wrong becomes a [`SessionError`] variant, whose `Display` a peer may see.
 
 mod caps;
+mod client_text;
 mod data_socket;
 mod error;
 mod handshake;
@@ -26,10 +27,12 @@ mod push;
 mod receive;
 mod report;
 mod retry;
+mod room;
 mod send;
 mod serve;
 
 pub use caps::{SessionCaps, SessionSlot, MAX_HANDSHAKES_PER_ADDRESS};
+pub use client_text::{ClientText, RootScrub};
 pub use data_socket::SOCKET_BUFFER_BYTES;
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};

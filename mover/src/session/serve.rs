@@ -3,6 +3,7 @@
 //! message (a `Hello` opens a push, a `Pull` a pull).
 
 use super::caps::SessionCaps;
+use super::client_text::RootScrub;
 use super::error::SessionError;
 use super::handshake::HANDSHAKE_TIMEOUT;
 use super::limits::Limits;
@@ -164,16 +165,18 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<SessionCap
     let authenticating = caps.enter_handshake(peer.ip()).map_err(|e| served(None, e))?;
     let (mut ch, who) = accept_client(stream, &opts.auth).map_err(|e| served(None, e.into()))?;
     drop(authenticating);
+    // From here on every `Error` the client is sent passes the scrub of the root (session/client_text.rs).
+    let scrub = Arc::new(RootScrub::new(&opts.root));
+    scrub.install(&mut ch);
     let _slot = match caps.enter(&who) {
         Ok(slot) => slot,
         Err(e) => {
-            let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+            let _ = ch.send(&scrub.message(&e));
             return Err(served(Some(&who), e));
         }
     };
     serve_channel(&mut ch, opts, false).map_err(|e| {
-        // Client-safe by construction: paths in it are relative to the root (SessionError).
-        let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+        let _ = ch.send(&scrub.message(&e));
         served(Some(&who), e)
     })
 }
@@ -192,6 +195,8 @@ pub enum StdioOutcome {
 /// `ssh host mover serve --stdio` (PROTOCOL.md §3.3).
 pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
     let mut ch = accept_stdio()?;
+    let scrub = Arc::new(RootScrub::new(&opts.root));
+    scrub.install(&mut ch);
     match check_root(&opts.root).and_then(|()| serve_channel(&mut ch, opts, true)) {
         Ok(r) => {
             if opts.stats && r.direction == Direction::Received {
@@ -199,7 +204,7 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
             }
             Ok(StdioOutcome::Done)
         }
-        Err(e) => match ch.send(&ControlMsg::Error { message: e.to_string() }) {
+        Err(e) => match ch.send(&scrub.message(&e)) {
             Ok(()) => Ok(StdioOutcome::FailedAndReported),
             Err(_) => Err(e),
         },
@@ -215,6 +220,8 @@ pub fn serve_channel(
     opts: &ServeOptions,
     absolute_in_root: bool,
 ) -> Result<Report, SessionError> {
+    // Whoever calls this, the client is never shown the root (session/client_text.rs).
+    Arc::new(RootScrub::new(&opts.root)).install(ch);
     let root = opts.root.clone();
     let dest_of = move |d: &str| path_under_root(&root, d, absolute_in_root);
     match ch.expect_msg(HANDSHAKE_TIMEOUT, "waiting for its hello").map_err(SessionError::Protocol)? {

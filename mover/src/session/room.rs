@@ -1,0 +1,39 @@
+//! The receiver's free-space check (`files::free_space`), run once the start decision says what is still
+//! to write and before `Accept`: nothing has flowed, so a refusal costs the sender nothing.
+
+use super::error::SessionError;
+use super::receive::ReceiveParams;
+use crate::files::{free_space, Entry, RelPath, SpaceNeed, SpaceShortfall, StartDecision};
+use std::path::Path;
+
+/// Refuses the session if the file system under `root`/`dest` cannot hold what is still to write. A
+/// daemon (its peer is the "client") names the destination relative to its root; a puller names its own
+/// path. A file system that cannot be asked is not a reason to refuse: the transfer then finds out.
+pub fn check_room(
+    root: &Path,
+    dest: &RelPath,
+    entries: &[Entry],
+    decision: &StartDecision,
+    p: &ReceiveParams,
+) -> Result<(), SessionError> {
+    let dir = root.join(dest.to_path_buf());
+    let serving = p.peer_name == "client";
+    let free = match free_space(&dir) {
+        Ok(free) => free,
+        Err(e) => {
+            let who = if serving { "mover serve" } else { "mover" };
+            eprintln!("{who}: warning: cannot tell the free space under '{}': {e}; not checked", dir.display());
+            return Ok(());
+        }
+    };
+    let need = SpaceNeed::of(entries, decision);
+    let (where_, shown) = if serving {
+        ("on the server", if dest.is_root() { ".".to_string() } else { dest.to_string() })
+    } else {
+        ("here", dir.display().to_string())
+    };
+    match SpaceShortfall::judge(need, free, where_, shown) {
+        None => Ok(()),
+        Some(short) => Err(SessionError::NoSpace(short)),
+    }
+}
