@@ -13,13 +13,14 @@
 //! The daemon stores only hashes and compares them in constant time.
 
 use super::error::ConnectError;
+use crate::net::tls_words::{CLIENT_CERT_REFUSED, CLIENT_CERT_REQUIRED};
 use crate::net::{tls, ControlChannel};
 use crate::wire::control::{AuthMsg, ControlMsg, Secret};
 use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct ServerTls {
     config: Arc<ServerConfig>,
     tokens: Option<TokenTable>,
     client_certs: bool,
+    /// The `--client-ca` file, for the words of a refused client certificate.
+    client_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerAuth {
@@ -79,7 +82,9 @@ impl ServerAuth {
         }
         let tokens = tokens.map(TokenTable::load).transpose()?;
         let config = tls::server_config(cert, key, client_ca, tokens.is_some()).map_err(ConnectError::Credentials)?;
-        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs: client_ca.is_some() })))
+        let client_certs = client_ca.is_some();
+        let client_ca = client_ca.map(Path::to_path_buf);
+        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca })))
     }
 
     /// True for [`ServerAuth::Insecure`].
@@ -100,6 +105,8 @@ pub enum ClientAuth {
 /// A client's TLS configuration and credentials.
 pub struct ClientTls {
     config: Arc<ClientConfig>,
+    /// The `--ca` file, for the words of a certificate that does not verify.
+    ca: PathBuf,
     user: String,
     token: Secret,
 }
@@ -129,7 +136,8 @@ impl ClientAuth {
             ));
         }
         let config = tls::client_config(ca, cert_key).map_err(ConnectError::Credentials)?;
-        Ok(ClientAuth::Tls(Arc::new(ClientTls { config, user: user.to_string(), token: Secret(token.to_string()) })))
+        let (ca, user, token) = (ca.to_path_buf(), user.to_string(), Secret(token.to_string()));
+        Ok(ClientAuth::Tls(Arc::new(ClientTls { config, ca, user, token })))
     }
 }
 
@@ -172,7 +180,7 @@ pub fn start_client(
         }
         ClientAuth::Tls(t) => t,
     };
-    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| {
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, &t.ca, timeout).map_err(|e| {
         // A handshake that times out is the network's (retryable); one the peer answered and broke off (a
         // certificate that does not verify, a peer that does not speak TLS) is a mismatch of settings that
         // no rerun fixes.
@@ -192,12 +200,10 @@ pub fn start_client(
         Ok(other) => {
             Err(ConnectError::Channel(format!("unexpected answer from the server while authenticating: {other:?}")))
         }
-        // rustls names the TLS alert the server sent; say what it means for the user's flags.
-        Err(e) if e.contains("CertificateRequired") => {
-            Err(ConnectError::Credentials(format!("{e}: the server requires a client certificate (--cert and --key)")))
-        }
-        Err(e) if e.contains("BadCertificate") || e.contains("UnknownCA") || e.contains("CertificateUnknown") => {
-            Err(ConnectError::Credentials(format!("{e}: the server does not accept this client certificate")))
+        // TLS 1.3 refuses a client certificate after the client's side of the handshake: the channel's
+        // failure carries the alert in words (net::tls_words).
+        Err(e) if e.contains(CLIENT_CERT_REQUIRED) || e.contains(CLIENT_CERT_REFUSED) => {
+            Err(ConnectError::Credentials(format!("{peer}: {e}")))
         }
         Err(e) => Err(ConnectError::Channel(e)),
     }
@@ -215,7 +221,8 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
         }
         ServerAuth::Tls(t) => t,
     };
-    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), AUTH_TIMEOUT).map_err(ConnectError::Channel)?;
+    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), t.client_ca.as_deref(), AUTH_TIMEOUT)
+        .map_err(ConnectError::Channel)?;
     let refuse = |ch: &mut ControlChannel, why: String| {
         let _ = ch.send(&ControlMsg::Error { message: why.clone() });
         Err(ConnectError::Credentials(why))
