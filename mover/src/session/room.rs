@@ -16,7 +16,8 @@ pub fn check_room(
     decision: &StartDecision,
     p: &ReceiveParams,
 ) -> Result<(), SessionError> {
-    let dir = root.join(dest.to_path_buf());
+    // `join` of the root's own RelPath would add a trailing slash to what the puller is shown.
+    let dir = if dest.is_root() { root.to_path_buf() } else { root.join(dest.to_path_buf()) };
     let serving = p.peer_name == "client";
     let free = match free_space(&dir) {
         Ok(free) => free,
