@@ -122,6 +122,33 @@ mod tests {
         assert_eq!(RootScrub::new(Path::new("/")).text("/etc/x").as_str(), "/etc/x");
     }
 
+    /// The last line: an `Error` any layer sends on a channel with the scrub installed reaches the peer
+    /// scrubbed, through `send` and `send_all` alike; other messages pass untouched.
+    #[test]
+    fn the_channel_scrubs_every_error_it_sends() {
+        use crate::net::ControlEvent;
+        use std::net::{TcpListener, TcpStream};
+        use std::time::Duration;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || ControlChannel::new(TcpStream::connect(addr).unwrap()).unwrap());
+        let mut server = ControlChannel::new(listener.accept().unwrap().0).unwrap();
+        let mut client = peer.join().unwrap();
+        let root = Path::new("/srv/very-secret-root");
+        Arc::new(RootScrub::new(root)).install(&mut server);
+        let error = |m: &str| ControlMsg::Error { message: m.to_string() };
+        server.send(&error("writing '/srv/very-secret-root/a/b' at offset 0: EIO")).unwrap();
+        server.send_all([error("in /srv/very-secret-root"), ControlMsg::ManifestEnd]).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            match client.recv_timeout(Duration::from_secs(10)) {
+                Some(ControlEvent::Msg(m)) => got.push(m),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+        assert_eq!(got, [error("writing 'a/b' at offset 0: EIO"), error("in ."), ControlMsg::ManifestEnd]);
+    }
+
     #[test]
     fn a_relative_root_is_scrubbed_in_its_absolute_form() {
         let cwd = std::env::current_dir().unwrap();
