@@ -102,7 +102,7 @@ pub fn receive_files(
         return finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision);
     }
     // Before any data flows: a transfer that cannot fit is refused with the numbers (session/room.rs).
-    super::room::check_room(target.root, &dest, &entries, &decision, p)?;
+    super::room::check_room(target.root, &dest, &entries, &decision, p.peer_name == "client")?;
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the

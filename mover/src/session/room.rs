@@ -2,23 +2,20 @@
 //! to write and before `Accept`: nothing has flowed, so a refusal costs the sender nothing.
 
 use super::error::SessionError;
-use super::receive::ReceiveParams;
 use crate::files::{free_space, Entry, RelPath, SpaceNeed, SpaceShortfall, StartDecision};
 use std::path::Path;
 
 /// Refuses the session if the file system under `root`/`dest` cannot hold what is still to write. A
-/// daemon (its peer is the "client") names the destination relative to its root; a puller names its own
-/// path. A file system that cannot be asked is not a reason to refuse: the transfer then finds out.
+/// daemon (`serving`) names the destination relative to its root; a puller names its own path. A file system that cannot be asked is not a reason to refuse: the transfer then finds out.
 pub fn check_room(
     root: &Path,
     dest: &RelPath,
     entries: &[Entry],
     decision: &StartDecision,
-    p: &ReceiveParams,
+    serving: bool,
 ) -> Result<(), SessionError> {
     // `join` of the root's own RelPath would add a trailing slash to what the puller is shown.
     let dir = if dest.is_root() { root.to_path_buf() } else { root.join(dest.to_path_buf()) };
-    let serving = p.peer_name == "client";
     let free = match free_space(&dir) {
         Ok(free) => free,
         Err(e) => {
