@@ -6,7 +6,8 @@ use crate::files::{free_space, Entry, RelPath, SpaceNeed, SpaceShortfall, StartD
 use std::path::Path;
 
 /// Refuses the session if the file system under `root`/`dest` cannot hold what is still to write. A
-/// daemon (`serving`) names the destination relative to its root; a puller names its own path. A file system that cannot be asked is not a reason to refuse: the transfer then finds out.
+/// daemon (`serving`) names the destination relative to its root; a puller names its own path. A file
+/// system that cannot be asked is not a reason to refuse: the transfer then finds out.
 pub fn check_room(
     root: &Path,
     dest: &RelPath,
