@@ -178,7 +178,10 @@ fn full_disk_fails_with_a_clear_error_and_keeps_only_a_resumable_partial() {
     }
     let _unmount = Unmount(root.clone());
     let src = tmp.path().join("big.bin");
-    fs::write(&src, vec![1u8; 8 << 20]).unwrap();
+    // 6 MiB of data and a hole to 8 MiB: the free-space check counts no sparse file (the manifest does not
+    // say how much of it is data), so the transfer starts and the disk fills mid-transfer.
+    fs::write(&src, vec![1u8; 6 << 20]).unwrap();
+    fs::OpenOptions::new().write(true).open(&src).unwrap().set_len(8 << 20).unwrap();
     let mut server = Server::start(&root, &["--once"]);
     let url = format!("mover://{}/", server.addr);
     let out = run_with_limit(mover().args(["push", "--insecure-no-auth", "--rate", "500M"]).arg(&src).arg(&url), LIMIT);

@@ -275,7 +275,7 @@ fn a_client_that_does_not_trust_the_daemon_stops_in_the_handshake() {
     let server = s.server(&[]);
     let mut args = s.token_args();
     args[1] = s.certs.other_ca.to_str().unwrap().into();
-    assert_refused(&push(&args, &s.src, &url(&server, "x")), "certificate is not trusted");
+    assert_refused(&push(&args, &s.src, &url(&server, "x")), "certificate is not signed by --ca");
     assert!(listing(&s.root).is_empty());
 }
 
@@ -297,7 +297,7 @@ fn a_self_signed_daemon_certificate_is_pinned_by_the_clients_ca() {
     let out = push(&pinned, &s.src, &url(&server, "pinned"));
     assert!(out.status.success(), "push to a pinned daemon failed: {}", stderr(&out));
     // Another certificate (the CA-issued one) does not match the pin, and the CA does not vouch for it.
-    assert_refused(&push(&s.token_args(), &s.src, &url(&server, "x")), "certificate is not trusted");
+    assert_refused(&push(&s.token_args(), &s.src, &url(&server, "x")), "certificate is not signed by --ca");
     assert!(!s.root.join("x").exists());
 }
 

@@ -246,7 +246,10 @@ fn a_full_disk_exits_1_with_the_fix_and_nothing_under_the_final_name() {
     fs::create_dir(&root).unwrap();
     let Some(_mount) = Tmpfs::mount(test, &root, "size=2m") else { return };
     let src = tmp.path().join("big.bin");
-    fs::write(&src, vec![1u8; 8 << 20]).unwrap();
+    // 6 MiB of data and a hole to 8 MiB: the free-space check counts no sparse file (the manifest does not
+    // say how much of it is data), so the transfer starts and the disk fills mid-transfer.
+    fs::write(&src, vec![1u8; 6 << 20]).unwrap();
+    fs::OpenOptions::new().write(true).open(&src).unwrap().set_len(8 << 20).unwrap();
     let server = Server::start(&root, &[]);
     let url = format!("mover://{}/", server.addr);
     let started = Instant::now();

@@ -67,7 +67,7 @@ pub struct ClientAuthArgs {
     /// The private key of --cert (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// File holding the token (first line), for a daemon with --tokens. The environment variable
+    /// File holding the token (its first line that is not blank or a '#' comment), for a daemon with --tokens. The environment variable
     /// MOVER_TOKEN is used when this is not given.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -91,11 +91,7 @@ impl ClientAuthArgs {
             ));
         };
         let token = match &self.token_file {
-            Some(f) => {
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| ConnectError::Credentials(format!("--token-file '{}': {e}", f.display())))?;
-                Some(text.lines().next().unwrap_or_default().trim().to_string())
-            }
+            Some(f) => Some(crate::connect::read_token_file(f)?),
             None => std::env::var("MOVER_TOKEN").ok().map(|t| t.trim().to_string()),
         };
         let user = match &self.user {

@@ -14,13 +14,14 @@
 //! The daemon stores only hashes and compares them in constant time.
 
 use super::error::ConnectError;
+use crate::net::tls_words::{CLIENT_CERT_REFUSED, CLIENT_CERT_REQUIRED};
 use crate::net::{tls, ControlChannel};
 use crate::wire::control::{AuthMsg, ControlMsg, Secret};
 use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub struct ServerTls {
     config: Arc<ServerConfig>,
     tokens: Option<TokenTable>,
     client_certs: bool,
+    /// The `--client-ca` file, for the words of a refused client certificate.
+    client_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerAuth {
@@ -80,7 +83,9 @@ impl ServerAuth {
         }
         let tokens = tokens.map(TokenTable::load).transpose()?;
         let config = tls::server_config(cert, key, client_ca, tokens.is_some()).map_err(ConnectError::Credentials)?;
-        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs: client_ca.is_some() })))
+        let client_certs = client_ca.is_some();
+        let client_ca = client_ca.map(Path::to_path_buf);
+        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca })))
     }
 
     /// True for [`ServerAuth::Insecure`].
@@ -101,6 +106,8 @@ pub enum ClientAuth {
 /// A client's TLS configuration and credentials.
 pub struct ClientTls {
     config: Arc<ClientConfig>,
+    /// The `--ca` file, for the words of a certificate that does not verify.
+    ca: PathBuf,
     user: String,
     token: Secret,
 }
@@ -130,7 +137,8 @@ impl ClientAuth {
             ));
         }
         let config = tls::client_config(ca, cert_key).map_err(ConnectError::Credentials)?;
-        Ok(ClientAuth::Tls(Arc::new(ClientTls { config, user: user.to_string(), token: Secret(token.to_string()) })))
+        let (ca, user, token) = (ca.to_path_buf(), user.to_string(), Secret(token.to_string()));
+        Ok(ClientAuth::Tls(Arc::new(ClientTls { config, ca, user, token })))
     }
 }
 
@@ -173,7 +181,7 @@ pub fn start_client(
         }
         ClientAuth::Tls(t) => t,
     };
-    let mut ch = tls::client_channel(stream, t.config.clone(), host, timeout).map_err(|e| {
+    let mut ch = tls::client_channel(stream, t.config.clone(), host, &t.ca, timeout).map_err(|e| {
         // A handshake that times out is the network's (retryable); one the peer answered and broke off (a
         // certificate that does not verify, a peer that does not speak TLS) is a mismatch of settings that
         // no rerun fixes.
@@ -202,12 +210,10 @@ pub fn start_client(
         Ok(other) => {
             Err(ConnectError::Channel(format!("unexpected answer from the server while authenticating: {other:?}")))
         }
-        // rustls names the TLS alert the server sent; say what it means for the user's flags.
-        Err(e) if e.contains("CertificateRequired") => {
-            Err(ConnectError::Credentials(format!("{e}: the server requires a client certificate (--cert and --key)")))
-        }
-        Err(e) if e.contains("BadCertificate") || e.contains("UnknownCA") || e.contains("CertificateUnknown") => {
-            Err(ConnectError::Credentials(format!("{e}: the server does not accept this client certificate")))
+        // TLS 1.3 refuses a client certificate after the client's side of the handshake: the channel's
+        // failure carries the alert in words (net::tls_words).
+        Err(e) if e.contains(CLIENT_CERT_REQUIRED) || e.contains(CLIENT_CERT_REFUSED) => {
+            Err(ConnectError::Credentials(format!("{peer}: {e}")))
         }
         Err(e) => Err(ConnectError::Channel(e)),
     }
@@ -251,7 +257,8 @@ pub fn authenticate_client(
         ServerAuth::Tls(t) => t,
     };
     let left = deadline.saturating_duration_since(Instant::now());
-    let (mut ch, certs) = tls::server_channel(stream, t.config.clone(), left).map_err(ConnectError::Channel)?;
+    let (mut ch, certs) =
+        tls::server_channel(stream, t.config.clone(), t.client_ca.as_deref(), left).map_err(ConnectError::Channel)?;
     let refuse = |ch: &mut ControlChannel, why: String| {
         let _ = ch.send(&ControlMsg::Error { message: why.clone() });
         Err(ConnectError::Credentials(why))
@@ -331,7 +338,9 @@ impl TokenTable {
             }
         }
         if users.is_empty() {
-            return Err("no users (lines 'USER SHA256-HEX'; see `mover token`)".into());
+            return Err("no users: expected 'USER SHA256-HEX' per line (blank lines and lines starting with '#' are \
+                        ignored; `mover token --user NAME` prints a line)"
+                .into());
         }
         Ok(TokenTable { users })
     }
@@ -428,6 +437,14 @@ mod tests {
         bad(&format!("{} {ABC_SHA256}\n", "u".repeat(65)), "user name");
         bad(&format!("é {ABC_SHA256}\n"), "user name");
         bad("# nothing\n", "no users");
+    }
+
+    #[test]
+    fn token_file_with_crlf_and_a_blank_first_line_parses() {
+        let t = TokenTable::parse(&format!("\r\n# tokens\r\nalice {ABC_SHA256} \r\n\r\n")).unwrap();
+        assert!(t.verify("alice", "abc"));
+        let e = TokenTable::parse("\r\n\r\n").unwrap_err();
+        assert!(e.contains("USER SHA256-HEX' per line"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod error;
 mod queued;
 mod ssh;
 mod stdio;
+mod token_file;
 mod url;
 
 pub use addr::unspecified;
@@ -22,4 +23,5 @@ pub use error::ConnectError;
 pub use queued::QueuePlace;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};
 pub use stdio::{accept_stdio, parse_ssh_connection};
+pub use token_file::read_token_file;
 pub use url::{MoverUrl, DEFAULT_PORT};

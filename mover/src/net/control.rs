@@ -51,7 +51,12 @@ pub struct ControlChannel {
     ended: bool,
     /// A thread to unpark after each event (a parked pipeline stage that polls this channel).
     waker: Arc<Mutex<Option<Thread>>>,
+    /// Rewrites the text of every `Error` sent (a server's scrub of its root: `session::RootScrub`).
+    error_filter: Option<ErrorFilter>,
 }
+
+/// A rewrite of outgoing `Error` texts ([`ControlChannel::set_error_filter`]).
+type ErrorFilter = Box<dyn Fn(&str) -> String + Send>;
 
 impl ControlChannel {
     /// Takes over a connected TCP stream and starts its reader thread.
@@ -96,6 +101,7 @@ impl ControlChannel {
             frame: Vec::with_capacity(256),
             ended: false,
             waker,
+            error_filter: None,
         })
     }
 
@@ -120,10 +126,16 @@ impl ControlChannel {
         self.local
     }
 
+    /// Passes the text of every `Error` sent from now on through `filter`: a server installs the scrub of
+    /// its root here, so that no layer that sends on this channel can show the client a server path.
+    pub fn set_error_filter(&mut self, filter: impl Fn(&str) -> String + Send + 'static) {
+        self.error_filter = Some(Box::new(filter));
+    }
+
     /// Sends one message (blocking until the kernel has it).
     pub fn send(&mut self, msg: &ControlMsg) -> io::Result<()> {
         self.frame.clear();
-        msg.encode(&mut self.frame);
+        encode_filtered(msg, self.error_filter.as_ref(), &mut self.frame);
         self.writer.write_all(&self.frame)?;
         self.writer.flush()
     }
@@ -136,7 +148,7 @@ impl ControlChannel {
     ) -> io::Result<()> {
         self.frame.clear();
         for msg in msgs {
-            msg.borrow().encode(&mut self.frame);
+            encode_filtered(msg.borrow(), self.error_filter.as_ref(), &mut self.frame);
             if self.frame.len() >= WRITE_BATCH_BYTES {
                 self.writer.write_all(&self.frame)?;
                 self.frame.clear();
@@ -206,6 +218,14 @@ impl ControlChannel {
     /// Closes both directions (the reader thread then ends).
     pub fn shutdown(&self) {
         (self.close)();
+    }
+}
+
+/// Appends `msg`'s frame to `frame`, an `Error`'s text passed through `filter` first.
+fn encode_filtered(msg: &ControlMsg, filter: Option<&ErrorFilter>, frame: &mut Vec<u8>) {
+    match (msg, filter) {
+        (ControlMsg::Error { message }, Some(filter)) => ControlMsg::Error { message: filter(message) }.encode(frame),
+        _ => msg.encode(frame),
     }
 }
 

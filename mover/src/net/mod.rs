@@ -6,6 +6,7 @@ pub mod control;
 pub mod frame;
 pub mod netlink;
 pub mod tls;
+pub mod tls_words;
 pub mod udp;
 pub mod xdp_io;
 pub mod xdp_path;

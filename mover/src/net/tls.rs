@@ -20,6 +20,7 @@
 //! caller of [`client_channel`] or [`server_channel`] directly.
 
 use super::control::ControlChannel;
+use super::tls_words::{after_handshake_in_words, handshake_in_words, Checking};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -174,40 +175,45 @@ impl ServerCertVerifier for PinnedOrWebPki {
 
 /// Runs the client side of the handshake on a connected stream (within `timeout`) and returns the control
 /// channel over it. `server_name` is what the server's certificate must name (the URL's host: a DNS name or
-/// an IP address).
+/// an IP address); `ca` is the `--ca` file `config` was made from (for the words of a failure).
 pub fn client_channel(
     stream: TcpStream,
     config: Arc<ClientConfig>,
     server_name: &str,
+    ca: &Path,
     timeout: Duration,
 ) -> Result<ControlChannel, String> {
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| format!("'{server_name}' cannot be checked against a certificate: {e}"))?;
     let conn = ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
-    let (ch, _) = start(stream, Connection::Client(conn), timeout)?;
+    let checking = Checking::Daemon { ca, host: server_name };
+    let (ch, _) = start(stream, Connection::Client(conn), timeout, checking)?;
     Ok(ch)
 }
 
 /// Runs the server side of the handshake on an accepted stream (within `timeout`) and returns the control
-/// channel and the client's verified certificate chain (empty when it presented none).
+/// channel and the client's verified certificate chain (empty when it presented none). `client_ca` is the
+/// `--client-ca` file `config` was made from, if any (for the words of a failure).
 pub fn server_channel(
     stream: TcpStream,
     config: Arc<ServerConfig>,
+    client_ca: Option<&Path>,
     timeout: Duration,
 ) -> Result<(ControlChannel, Vec<CertificateDer<'static>>), String> {
     let conn = ServerConnection::new(config).map_err(|e| format!("TLS setup: {e}"))?;
-    start(stream, Connection::Server(conn), timeout)
+    start(stream, Connection::Server(conn), timeout, Checking::Client { client_ca })
 }
 
 fn start(
     mut tcp: TcpStream,
     mut conn: Connection,
     timeout: Duration,
+    checking: Checking,
 ) -> Result<(ControlChannel, Vec<CertificateDer<'static>>), String> {
     let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    if let Err(e) = handshake(&mut tcp, &mut conn, timeout) {
+    if let Err(e) = handshake(&mut tcp, &mut conn, timeout, checking) {
         linger_close(&mut tcp);
         return Err(e);
     }
@@ -229,13 +235,13 @@ fn start(
 }
 
 /// Blocking handshake with a deadline: each read and write is limited by what is left of `timeout`.
-fn handshake(tcp: &mut TcpStream, conn: &mut Connection, timeout: Duration) -> Result<(), String> {
+fn handshake(tcp: &mut TcpStream, conn: &mut Connection, timeout: Duration, checking: Checking) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         tcp.set_read_timeout(Some(left)).and_then(|()| tcp.set_write_timeout(Some(left))).map_err(|e| e.to_string())?;
         if let Err(e) = conn.complete_io(tcp) {
-            return Err(explain_handshake_error(&e, timeout));
+            return Err(explain_handshake_error(&e, timeout, checking));
         }
     }
     // The client's Finished (and a server's first records) may still be buffered.
@@ -265,7 +271,12 @@ fn linger_close(tcp: &mut TcpStream) {
     }
 }
 
-fn explain_handshake_error(e: &io::Error, timeout: Duration) -> String {
+fn explain_handshake_error(e: &io::Error, timeout: Duration, checking: Checking) -> String {
+    // rustls' own error, when it is one, says which certificate failed which check.
+    let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if let Some(words) = rustls_error.and_then(|r| handshake_in_words(r, checking)) {
+        return format!("TLS handshake: {words}");
+    }
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             format!("TLS handshake: no answer within {} s", timeout.as_secs_f64())
@@ -403,7 +414,8 @@ impl Pump {
                         if let Err(e) = self.conn.process_new_packets() {
                             // Send our alert, if any, before giving up.
                             let _ = self.conn.write_tls(&mut self.tcp);
-                            return self.fail(format!("TLS: {e}"));
+                            let client = matches!(self.conn, Connection::Client(_));
+                            return self.fail(format!("TLS: {}", after_handshake_in_words(&e, client)));
                         }
                         progress = true;
                     }
@@ -513,17 +525,36 @@ mod tests {
         };
         let server = std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
-            let (ch, certs) = server_channel(stream, server_cfg, T).unwrap();
+            let (ch, certs) = server_channel(stream, server_cfg, None, T).unwrap();
             assert_eq!(certs.len(), 1, "the client's certificate is reported");
             let mut ch = exchange(ch);
             // The client closes: a clean end, once.
             assert!(matches!(ch.recv_timeout(T), Some(ControlEvent::Closed)));
         });
         let stream = TcpStream::connect(addr).unwrap();
-        let ch = client_channel(stream, client_cfg, "127.0.0.1", T).unwrap();
+        let ch = client_channel(stream, client_cfg, "127.0.0.1", &c.ca, T).unwrap();
         let ch = exchange(ch);
         drop(ch);
         server.join().unwrap();
+    }
+
+    /// One handshake over loopback: the client's and the server's results (errors as their text).
+    fn handshake_pair(
+        server_cfg: Arc<ServerConfig>,
+        client_ca: Option<&Path>,
+        client_cfg: Arc<ClientConfig>,
+        ca: &Path,
+        name: &str,
+    ) -> (Result<ControlChannel, String>, Result<ControlChannel, String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client_ca = client_ca.map(Path::to_path_buf);
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            server_channel(stream, server_cfg, client_ca.as_deref(), T).map(|(ch, _)| ch)
+        });
+        let client = client_channel(TcpStream::connect(addr).unwrap(), client_cfg, name, ca, T);
+        (client, server.join().unwrap())
     }
 
     #[test]
@@ -532,15 +563,56 @@ mod tests {
         let c = certs::make(dir.path());
         let server_cfg = server_config(&c.server_cert, &c.server_key, Some(&c.ca), true).unwrap();
         let client_cfg = client_config(&c.other_ca, None).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            server_channel(stream, server_cfg, T).err().unwrap()
-        });
-        let e = client_channel(TcpStream::connect(addr).unwrap(), client_cfg, "127.0.0.1", T).err().unwrap();
-        assert!(e.contains("UnknownIssuer") && e.contains("not trusted"), "{e}");
-        let e = server.join().unwrap();
-        assert!(e.contains("alert"), "{e}");
+        let (client, server) = handshake_pair(server_cfg, Some(&c.ca), client_cfg, &c.other_ca, "127.0.0.1");
+        let e = client.err().unwrap();
+        let want = format!("TLS handshake: the daemon's certificate is not signed by --ca '{}'", c.other_ca.display());
+        assert!(e.starts_with(&want) && !e.contains("UnknownIssuer"), "{e}");
+        let e = server.err().unwrap();
+        assert!(
+            e.contains("the client does not trust this daemon's certificate") && e.contains("unknown CA alert"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_says_which_names() {
+        let dir = TempDir::new("tls-name");
+        let c = certs::make(dir.path());
+        let server_cfg = server_config(&c.server_cert, &c.server_key, None, true).unwrap();
+        let client_cfg = client_config(&c.ca, None).unwrap();
+        let (client, _) = handshake_pair(server_cfg, None, client_cfg, &c.ca, "files.invalid");
+        let e = client.err().unwrap();
+        assert!(e.contains("the daemon's certificate is for 127.0.0.1, localhost, not files.invalid"), "{e}");
+    }
+
+    #[test]
+    fn a_self_signed_daemon_certificate_not_pinned_is_said_in_words() {
+        let dir = TempDir::new("tls-self-signed");
+        let c = certs::make(dir.path());
+        let server_cfg = server_config(&c.self_signed_cert, &c.self_signed_key, None, true).unwrap();
+        let client_cfg = client_config(&c.ca, None).unwrap();
+        let (client, _) = handshake_pair(server_cfg, None, client_cfg, &c.ca, "127.0.0.1");
+        let e = client.err().unwrap();
+        assert!(e.contains(&format!("the daemon's certificate is not signed by --ca '{}'", c.ca.display())), "{e}");
+        assert!(!e.contains("Other") && !e.contains("CaUsedAsEndEntity"), "{e}");
+    }
+
+    #[test]
+    fn the_daemon_names_a_client_certificate_it_refuses() {
+        let dir = TempDir::new("tls-client-cert");
+        let c = certs::make(dir.path());
+        // A certificate from another CA.
+        let server_cfg = server_config(&c.server_cert, &c.server_key, Some(&c.ca), true).unwrap();
+        let client_cfg = client_config(&c.ca, Some((&c.other_client_cert, &c.other_client_key))).unwrap();
+        let (_, server) = handshake_pair(server_cfg, Some(&c.ca), client_cfg, &c.ca, "127.0.0.1");
+        let e = server.err().unwrap();
+        let want = format!("TLS handshake: the client's certificate is not signed by --client-ca '{}'", c.ca.display());
+        assert_eq!(e, want);
+        // No certificate where one is required.
+        let server_cfg = server_config(&c.server_cert, &c.server_key, Some(&c.ca), false).unwrap();
+        let client_cfg = client_config(&c.ca, None).unwrap();
+        let (_, server) = handshake_pair(server_cfg, Some(&c.ca), client_cfg, &c.ca, "127.0.0.1");
+        let e = server.err().unwrap();
+        assert!(e.contains("the client presented no certificate, and this daemon requires one"), "{e}");
     }
 }

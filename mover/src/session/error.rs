@@ -3,7 +3,7 @@
 
 use crate::connect::ConnectError;
 use crate::exit::ExitClass;
-use crate::files::FilesError;
+use crate::files::{FilesError, SpaceShortfall};
 use crate::proto::FailureKind;
 use std::fmt;
 use std::io;
@@ -85,6 +85,9 @@ pub enum SessionError {
         /// Bytes in the session.
         bytes: u64,
     },
+    /// The receiving file system cannot hold what is still to write (checked before data flows). No rerun
+    /// fixes it until space is freed.
+    NoSpace(SpaceShortfall),
     /// A local operation failed.
     Io {
         /// What was being done.
@@ -148,6 +151,7 @@ impl fmt::Display for SessionError {
             SessionError::OutsideRoot { path } => write!(f, "'{path}' lies outside this server's root"),
             SessionError::NotSendable { path, why } => write!(f, "'{path}' {why}"),
             SessionError::Io { what, error } => write!(f, "{what}: {error}"),
+            SessionError::NoSpace(short) => short.fmt(f),
             SessionError::PathSilent { who, seconds } => write!(
                 f,
                 "the path to the {who} was silent for {seconds} s (--timeout {seconds}): nothing got through \

@@ -17,6 +17,7 @@
 mod admission;
 mod admit;
 mod allocator;
+mod client_text;
 mod data_socket;
 mod error;
 mod handshake;
@@ -30,6 +31,7 @@ mod push;
 mod receive;
 mod report;
 mod retry;
+mod room;
 mod send;
 mod serve;
 
@@ -38,6 +40,7 @@ pub use admission::{
     SessionSlot, Ticket, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, HANDSHAKE_DEADLINE,
     HANDSHAKE_DEADLINE_ENV, MANIFEST_ENTRIES_PER_SECOND, MAX_HANDSHAKES_PER_ADDRESS,
 };
+pub use client_text::{ClientText, RootScrub};
 pub use data_socket::SOCKET_BUFFER_BYTES;
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};

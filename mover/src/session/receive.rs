@@ -108,6 +108,8 @@ pub fn receive_files(
         // Nothing to receive (a second run of an unchanged tree, or only directories): no data path at all.
         return finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision);
     }
+    // Before any data flows: a transfer that cannot fit is refused with the numbers (session/room.rs).
+    super::room::check_room(target.root, &dest, &entries, &decision, p.peer_name == "client")?;
     let datagram = hello.block_payload as usize + DATA_OVERHEAD;
     memory.grow(crate::pipeline::recv::buffer_bytes(&topology, datagram), "its data-path buffers")?;
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;

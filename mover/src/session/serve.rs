@@ -4,6 +4,7 @@
 
 use super::admission::{Admission, AdmissionLimits};
 use super::admit::{admit, Admitted};
+use super::client_text::RootScrub;
 use super::error::SessionError;
 use super::limits::Limits;
 use super::memory::MemoryBudget;
@@ -180,12 +181,14 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
     };
     let Admitted { mut ch, who, first, deadline, _slot } =
         admit(stream, peer, &opts.auth, caps).map_err(|(who, e)| served(who.as_ref(), e))?;
+    // From here on every `Error` the client is sent passes the scrub of the root (session/client_text.rs).
+    let scrub = Arc::new(RootScrub::new(&opts.root));
+    scrub.install(&mut ch);
     serve_first(&mut ch, first, deadline, opts, false).map_err(|e| {
         if e.to_string().contains(crate::net::DEADLINE_MISSED) {
             caps.note_cut_deadline();
         }
-        // Client-safe by construction: paths in it are relative to the root (SessionError).
-        let _ = ch.send(&ControlMsg::Error { message: e.to_string() });
+        let _ = ch.send(&scrub.message(&e));
         served(Some(&who), e)
     })
 }
@@ -204,6 +207,8 @@ pub enum StdioOutcome {
 /// `ssh host mover serve --stdio` (PROTOCOL.md §3.3).
 pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
     let mut ch = accept_stdio()?;
+    let scrub = Arc::new(RootScrub::new(&opts.root));
+    scrub.install(&mut ch);
     match check_root(&opts.root).and_then(|()| serve_channel(&mut ch, opts, true)) {
         Ok(r) => {
             if opts.stats && r.direction == Direction::Received {
@@ -211,7 +216,7 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
             }
             Ok(StdioOutcome::Done)
         }
-        Err(e) => match ch.send(&ControlMsg::Error { message: e.to_string() }) {
+        Err(e) => match ch.send(&scrub.message(&e)) {
             Ok(()) => Ok(StdioOutcome::FailedAndReported),
             Err(_) => Err(e),
         },
@@ -227,6 +232,8 @@ pub fn serve_channel(
     opts: &ServeOptions,
     absolute_in_root: bool,
 ) -> Result<Report, SessionError> {
+    // Whoever calls this, the client is never shown the root (session/client_text.rs).
+    Arc::new(RootScrub::new(&opts.root)).install(ch);
     let deadline = Instant::now() + super::admission::handshake_deadline();
     serve_first(ch, None, deadline, opts, absolute_in_root)
 }
