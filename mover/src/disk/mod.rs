@@ -207,7 +207,7 @@ impl DiskReader {
     }
 
     /// [`open_named`](Self::open_named) with `open` doing the opening (given the extra flags: `O_DIRECT`
-    /// or 0), e.g. beneath a served root by descriptor ([`crate::files::Opener`]).
+    /// or 0), e.g. beneath a served root by descriptor (a daemon serving a pull).
     pub fn open_with(
         &mut self,
         open: &dyn Fn(i32) -> io::Result<File>,

@@ -1,25 +1,25 @@
 //! Giving freed memory back to the system. glibc's allocator keeps what threads free in per-thread arenas
 //! (up to eight per core) and below its top-of-heap threshold, so a daemon that served rounds of
 //! concurrent sessions sat idle at hundreds of MiB it no longer used. [`configure_for_daemon`] bounds the
-//! arenas and sends large buffers to `mmap` (unmapped on free); [`release_idle`] trims what is left when
-//! the last session ends. Elsewhere than glibc both do nothing.
+//! arenas; [`release_idle`] trims what they hold free when the last session ends. Elsewhere than glibc both
+//! do nothing.
+//!
+//! The `mmap` threshold is left to glibc's dynamic rule on purpose: a fixed 1 MiB threshold would map and
+//! unmap (and fault in) every buffer of a MiB or more that the data path allocates, while the trim at idle
+//! returns those buffers anyway.
 
 /// Most glibc arenas: enough that a few sessions' threads do not contend on one lock, few enough that
 /// freed memory is not scattered over dozens of heaps.
 pub const ARENA_MAX: i32 = 4;
-/// Allocations of at least this many bytes are `mmap`ed and returned to the system on free (glibc would
-/// otherwise raise its threshold dynamically up to 32 MiB and keep such buffers in its heaps).
-pub const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
 
-/// Sets the allocator up for a long-running daemon ([`ARENA_MAX`], [`MMAP_THRESHOLD_BYTES`]). Call it
-/// once at start-up, before the session threads start (arenas already created stay).
+/// Sets the allocator up for a long-running daemon ([`ARENA_MAX`]). Call it once at start-up, before the
+/// session threads start (arenas already created stay).
 pub fn configure_for_daemon() {
     #[cfg(target_env = "gnu")]
     // Safety: mallopt only changes glibc's tuning parameters; it takes plain integers and is safe to call
     // at any time (it takes the arena locks itself).
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     }
 }
 
