@@ -1,7 +1,6 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
 pub mod beneath;
-mod confine;
 mod dest;
 mod dest_start;
 mod error;
@@ -26,7 +25,6 @@ mod xattr;
 /// Manifest entries are a wire type (the manifest message serialises them); re-exported where they are used.
 pub use crate::wire::entry::{Entry, EntryKind};
 pub use beneath::{Beneath, Dir, Resolve};
-pub use confine::resolve_under_root;
 pub use dest::DestTree;
 pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
 pub use error::{relative, FileOp, FilesError};

@@ -168,8 +168,9 @@ impl Reservation {
         if let Err(reserved) = self.budget.take(bytes) {
             self.budget.shared.daemon_refusals.fetch_add(1, Ordering::Relaxed);
             return Err(SessionError::NotAllowed(format!(
-                "the server is out of memory for sessions (--max-memory {}, {} reserved; this session needs {} \
-                 more for {what}): try again later",
+                "{}: out of memory for sessions (--max-memory {}, {} reserved; this session needs {} more \
+                 for {what}): try again later",
+                crate::wire::control::SERVER_BUSY,
                 format_bytes(self.budget.shared.limit_bytes),
                 format_bytes(reserved),
                 format_bytes(bytes)
@@ -271,6 +272,9 @@ mod tests {
         let mut b = budget.reservation(800);
         let err = b.grow_manifest(300).unwrap_err().to_string();
         assert!(err.contains("out of memory for sessions"), "{err}");
+        // The client classes a busy server as retryable (exit 5), as for a full queue.
+        let seen = SessionError::Refused { who: "server", message: err };
+        assert_eq!(seen.exit_class(), crate::exit::ExitClass::Retryable);
         assert_eq!((b.manifest_bytes(), budget.stats().daemon_refusals), (0, 1));
     }
 

@@ -1,10 +1,10 @@
-//! Paths a client names, confined to the server's root: where a push lands and what a pull may read.
+//! Paths a client names, confined to the server's root: where a push lands and what a pull asks for
+//! (read beneath the root by descriptor: `pull_source`).
 
 use super::error::SessionError;
-use crate::files::{resolve_under_root, sanitize_dest_dir, FileOp, FilesError, RelPath};
+use crate::files::{sanitize_dest_dir, FilesError, RelPath};
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A path a client named, relative to `root`: the rules of a destination (`sanitize_dest_dir`), and with
 /// `absolute_in_root` an absolute path is accepted when it lies inside `root` (as given or canonical),
@@ -22,34 +22,6 @@ pub fn path_under_root(root: &Path, path: &str, absolute_in_root: bool) -> Resul
         };
     }
     Ok(sanitize_dest_dir(path).map_err(FilesError::from)?)
-}
-
-/// The file or directory `root/rel` for sending: every component below the root walked without following
-/// symlinks (as for a destination), and the last one a regular file or directory itself, not a symlink.
-pub fn source_under_root(root: &Path, rel: &RelPath) -> Result<PathBuf, SessionError> {
-    let Some(parent) = rel.parent() else {
-        // The root itself: sent under its own name.
-        return fs::canonicalize(root)
-            .map_err(|error| FilesError::Io { op: FileOp::Read, path: ".".into(), error }.into());
-    };
-    let dir = resolve_under_root(root, &parent).map_err(|e| FilesError::from(e).relative_to(root))?;
-    let path = dir.join(rel.file_name().expect("a non-root path has a last component"));
-    let meta = fs::symlink_metadata(&path).map_err(|error| FilesError::Io {
-        op: FileOp::Read,
-        path: rel.to_path_buf(),
-        error,
-    })?;
-    let t = meta.file_type();
-    if t.is_symlink() {
-        return Err(SessionError::NotSendable {
-            path: rel.to_string(),
-            why: "is a symbolic link: not sent (symlink escape)",
-        });
-    }
-    if t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket() {
-        return Err(SessionError::NotSendable { path: rel.to_string(), why: "is not a regular file or directory" });
-    }
-    Ok(path)
 }
 
 #[cfg(test)]
@@ -80,22 +52,5 @@ mod tests {
         assert!(ok(&root, &format!("{}/../x", root.display()), true).unwrap_err().contains("'..'"));
         assert!(ok(&root, &format!("{}-other/x", root.display()), true).unwrap_err().contains("outside"));
         assert!(ok(&root, "../x", true).is_err());
-    }
-
-    #[test]
-    fn sources_are_regular_files_or_directories_reached_without_symlinks() {
-        let t = TempDir::new("session-sources");
-        let root = t.path();
-        fs::create_dir(root.join("d")).unwrap();
-        fs::write(root.join("d/f"), b"x").unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("d/link")).unwrap();
-        let rel = |s: &str| crate::files::sanitize_relative(s).unwrap();
-        assert_eq!(source_under_root(root, &rel("d/f")).unwrap(), root.join("d/f"));
-        assert_eq!(source_under_root(root, &rel("d")).unwrap(), root.join("d"));
-        assert!(source_under_root(root, &rel("d/link")).unwrap_err().to_string().contains("symlink"));
-        assert!(source_under_root(root, &rel("d/link/passwd")).unwrap_err().to_string().contains("symlink"));
-        assert!(source_under_root(root, &rel("d/missing")).unwrap_err().to_string().contains("No such file"));
-        assert!(source_under_root(root, &rel("d/f/x")).is_err());
-        assert_eq!(source_under_root(root, &RelPath::root()).unwrap(), fs::canonicalize(root).unwrap());
     }
 }
