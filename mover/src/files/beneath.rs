@@ -44,6 +44,12 @@ pub struct Dir {
     fd: OwnedFd,
 }
 
+/// The directory one pass resolved last ([`Beneath::parent_cached`]); start a new one for each pass.
+#[derive(Debug, Default)]
+pub struct ParentCache {
+    last: Option<(std::path::PathBuf, Dir)>,
+}
+
 /// What `fstatat(AT_SYMLINK_NOFOLLOW)` says of one name.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
@@ -175,6 +181,22 @@ impl Beneath {
         let rel = checked(rel)?;
         let name = rel.file_name().ok_or_else(|| invalid("an empty path has no parent"))?;
         let dir = self.dir(rel.parent().unwrap_or(Path::new("")))?;
+        Ok((dir, name))
+    }
+
+    /// [`Beneath::parent`], reusing the directory `cache` resolved last when `rel` lies in it too: one pass
+    /// over a manifest (whose files come grouped by directory) resolves each directory once instead of once
+    /// per file. The cached descriptor was resolved beneath the root like any other, moments before; a swap
+    /// after that leaves it naming the directory that was checked.
+    pub fn parent_cached<'c, 'a>(&self, cache: &'c mut ParentCache, rel: &'a Path) -> io::Result<(&'c Dir, &'a OsStr)> {
+        let rel = checked(rel)?;
+        let name = rel.file_name().ok_or_else(|| invalid("an empty path has no parent"))?;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        if !matches!(&cache.last, Some((p, _)) if p == parent) {
+            cache.last = None;
+            cache.last = Some((parent.to_path_buf(), self.dir(parent)?));
+        }
+        let (_, dir) = cache.last.as_ref().expect("resolved just above");
         Ok((dir, name))
     }
 
@@ -600,6 +622,26 @@ mod tests {
         names.sort();
         assert_eq!(names, vec![OsString::from("secret")], "something was created outside");
         assert_ne!(std::fs::metadata(outside.path().join("secret")).unwrap().permissions().mode() & 0o777, 0o777);
+    }
+
+    #[test]
+    fn the_parent_cache_follows_the_directory_of_each_name() {
+        let t = TempDir::new("beneath-cache");
+        for b in both(t.path()) {
+            b.mkdir_all(Path::new("a/x"), 0o700).unwrap();
+            b.mkdir_all(Path::new("b"), 0o700).unwrap();
+            let mut cache = ParentCache::default();
+            for (rel, want) in [("a/x/f", "a/x"), ("a/x/g", "a/x"), ("b/f", "b"), ("top", ""), ("a/x/h", "a/x")] {
+                let (dir, name) = b.parent_cached(&mut cache, Path::new(rel)).unwrap();
+                dir.open(name, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap();
+                assert!(t.path().join(want).join(name).is_file(), "{rel}");
+            }
+            // A miss on a refused parent leaves nothing cached that a later name could use.
+            symlink("/tmp", t.path().join("link")).unwrap();
+            assert!(b.parent_cached(&mut cache, Path::new("link/f")).is_err());
+            assert!(cache.last.is_none());
+            std::fs::remove_file(t.path().join("link")).unwrap();
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::beneath::{is_symlink_refused, Beneath, Dir, Resolve};
+use super::beneath::{is_symlink_refused, Beneath, Dir, ParentCache, Resolve};
 use super::error::{FileOp, FilesError};
 use super::fdcache::FdCache;
 use super::journal::{with_suffix, FileIdentity, JournalRange};
@@ -200,6 +200,7 @@ impl DestTree {
         // Final paths of the files so far, by manifest path: what a hard link may name.
         let mut file_finals: std::collections::HashMap<&str, PathBuf> = std::collections::HashMap::new();
         let mut temp_names: HashSet<PathBuf> = HashSet::new();
+        let mut parents = ParentCache::default();
         for (i, (e, rel)) in entries.iter().zip(rels).enumerate() {
             match e.kind {
                 EntryKind::Dir => {
@@ -235,7 +236,7 @@ impl DestTree {
                     }
                     let name = rel.file_name().unwrap_or_default();
                     let shown = dir.join(name);
-                    check_replaceable(&beneath, &shown).map_err(hide_root)?;
+                    check_replaceable(&beneath, &mut parents, &shown).map_err(hide_root)?;
                     let shown_temp = dir.join(partial_name(name));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
                     if !temp_names.insert(shown_temp.clone()) || seen.contains(temp_rel(&rel, &shown_temp).as_str()) {
@@ -501,9 +502,10 @@ fn dir_error(rel: &Path, error: io::Error) -> FilesError {
 
 /// A final name may replace a regular file (or nothing), never a directory, a symlink, a device, a FIFO or
 /// a socket: the peer must not choose to destroy (or, through a later open, write into) special files.
-fn check_replaceable(beneath: &Beneath, rel: &Path) -> Result<(), FilesError> {
-    let (dir, name) = beneath.parent(rel).map_err(|error| dir_error(rel.parent().unwrap_or(rel), error))?;
-    check_replaceable_at(&dir, name, rel)
+fn check_replaceable(beneath: &Beneath, parents: &mut ParentCache, rel: &Path) -> Result<(), FilesError> {
+    let (dir, name) =
+        beneath.parent_cached(parents, rel).map_err(|error| dir_error(rel.parent().unwrap_or(rel), error))?;
+    check_replaceable_at(dir, name, rel)
 }
 
 /// [`check_replaceable`] of `name` in an already resolved `dir` (`shown` names it).

@@ -38,6 +38,7 @@ impl DestTree {
         assert!(self.files.iter().all(|f| f.state == State::NotCreated), "decide_start after writing began");
         self.block_size = Some(block_size);
         let mut d = StartDecision { files: Vec::with_capacity(self.files.len()), ..StartDecision::default() };
+        let mut parents = super::beneath::ParentCache::default();
         for (id, f) in self.files.iter_mut().enumerate() {
             let facts = FileFacts {
                 beneath: &self.beneath,
@@ -48,7 +49,8 @@ impl DestTree {
                 mtime_ns: f.mtime_ns,
             };
             let expected = expected_hashes.get(id).copied().flatten();
-            let decided = decide_file(&facts, opts, expected, block_size).map_err(|e| e.relative_to(&self.root))?;
+            let decided =
+                decide_file(&facts, &mut parents, opts, expected, block_size).map_err(|e| e.relative_to(&self.root))?;
             let start = match decided {
                 Decided::Skip => {
                     f.state = State::Skipped;

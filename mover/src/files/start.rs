@@ -2,7 +2,7 @@
 //! file whose destination is current, resume one whose partial and journal can be trusted, or start it
 //! fresh. [`crate::files::DestTree::decide_start`] runs it over a manifest and applies the result.
 
-use super::beneath::{Beneath, Dir};
+use super::beneath::{Beneath, Dir, ParentCache};
 use super::error::FilesError;
 use super::journal::{self, with_suffix, FileIdentity, JournalHeader, JournalRange};
 use super::partial::{claim_at, Claim};
@@ -85,29 +85,31 @@ pub(crate) enum Decided {
 /// changed) empties the partial and removes its journal.
 pub(crate) fn decide_file(
     f: &FileFacts,
+    parents: &mut ParentCache,
     opts: &TransferOptions,
     expected_hash: Option<u128>,
     block_size: u32,
 ) -> Result<Decided, FilesError> {
     assert!(block_size > 0, "block size 0");
-    if destination_is_current(f, opts, expected_hash)? {
+    if destination_is_current(f, parents, opts, expected_hash)? {
         return Ok(Decided::Skip);
     }
-    let (dir, name) = f.beneath.parent(f.shown_temp).map_err(|error| partial_err(f, "opening", error))?;
+    let (dir, name) =
+        f.beneath.parent_cached(parents, f.shown_temp).map_err(|error| partial_err(f, "opening", error))?;
     match dir.stat(name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Decided::Fresh { claim: None, why: None }),
         _ => {}
     }
-    let claim = claim_at(&dir, name, f.shown_temp)?;
+    let claim = claim_at(dir, name, f.shown_temp)?;
     let why = if opts.resume {
-        match trusted_ranges(f, &dir, name, &claim, block_size) {
+        match trusted_ranges(f, dir, name, &claim, block_size) {
             Ok(trusted) => return Ok(Decided::Resume { claim, trusted }),
             Err(why) => why,
         }
     } else {
         Some("--no-resume".to_string())
     };
-    start_over(&dir, name, &claim, f.shown_temp)?;
+    start_over(dir, name, &claim, f.shown_temp)?;
     Ok(Decided::Fresh { claim: Some(claim), why })
 }
 
@@ -153,9 +155,14 @@ pub(crate) fn start_over(dir: &Dir, name: &OsStr, claim: &Claim, shown: &Path) -
 }
 
 /// Whether the destination file exists and needs nothing, by the overwrite mode.
-fn destination_is_current(f: &FileFacts, opts: &TransferOptions, expected: Option<u128>) -> Result<bool, FilesError> {
+fn destination_is_current(
+    f: &FileFacts,
+    parents: &mut ParentCache,
+    opts: &TransferOptions,
+    expected: Option<u128>,
+) -> Result<bool, FilesError> {
     let shown = || f.shown.to_path_buf();
-    let m = match f.beneath.stat(f.shown) {
+    let m = match f.beneath.parent_cached(parents, f.shown).and_then(|(dir, name)| dir.stat(name)) {
         Ok(m) if m.is_file() => m,
         // Anything but a regular file was refused when the tree was prepared; a vanished one is sent.
         Ok(_) => return Ok(false),
