@@ -140,17 +140,23 @@ pub enum Lock {
 }
 
 /// Takes the lock of an existing partial without creating it or waiting (the sweep removes a partial only
-/// while holding its lock, so a session cannot claim it in between).
+/// while holding its lock, so a session cannot claim it in between); by path, for the tests here.
 #[cfg(test)]
 pub fn try_lock(path: &Path) -> io::Result<Lock> {
-    use std::fs::OpenOptions;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = super::beneath::Beneath::new(parent)?;
+    try_lock_at(dir.root(), path.file_name().unwrap_or_default())
+}
+
+/// Takes the lock of the existing file `name` in `dir` without creating it, waiting, or following a
+/// symlink (a session's claim takes the same `flock`).
+pub(crate) fn try_lock_at(dir: &Dir, name: &OsStr) -> io::Result<Lock> {
+    let file = match dir.open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Gone),
         Err(e) => return Err(e),
     };
-    // Safety: as in `claim`.
+    // Safety: a valid descriptor owned by `file`; flock touches no memory of ours.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Lock::Held(file));
     }

@@ -5,10 +5,9 @@
 //! than `--partial-max-age` ([`sweep_partials`]), then again every hour.
 
 use super::beneath::{Beneath, Dir, Resolve, Stat};
-use super::partial::{Lock, PARTIAL_SUFFIX};
+use super::partial::{try_lock_at, Lock, PARTIAL_SUFFIX};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -112,7 +111,7 @@ fn remove_if_old(dir: &Dir, p: &mut PartialInfo, max_age: Duration) {
     }
     // Removed while holding its lock: a session that claims it now finds it busy or gone, never loses it
     // under its writes.
-    let _lock = match try_lock_at(dir, &name) {
+    let _lock = match try_lock_at(dir, OsStr::new(&name)) {
         Ok(Lock::Busy) => {
             p.in_use = true;
             return;
@@ -151,7 +150,8 @@ fn collect_dir(dir: &Dir, rel_dir: &Path, names: &[(String, Stat)], now: SystemT
                 journal,
                 age: newest.and_then(|t| now.duration_since(t).ok()).unwrap_or_default(),
                 // An error asking counts as held: never remove what might be in use.
-                in_use: is_partial(name) && try_lock_at(dir, name).map_or(true, |l| matches!(l, Lock::Busy)),
+                in_use: is_partial(name)
+                    && try_lock_at(dir, OsStr::new(name)).map_or(true, |l| matches!(l, Lock::Busy)),
                 removed: false,
             });
             continue;
@@ -173,25 +173,6 @@ fn collect_dir(dir: &Dir, rel_dir: &Path, names: &[(String, Stat)], now: SystemT
             });
         }
     }
-}
-
-/// Takes the lock of the existing file `name` in `dir` without creating it, waiting, or following a
-/// symlink (as `partial::try_lock` does by path; a session's claim takes the same `flock`).
-fn try_lock_at(dir: &Dir, name: &str) -> io::Result<Lock> {
-    let file = match dir.open(OsStr::new(name), libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lock::Gone),
-        Err(e) => return Err(e),
-    };
-    // Safety: a valid descriptor owned by `file`; flock touches no memory of ours.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(Lock::Held(file));
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::WouldBlock {
-        return Ok(Lock::Busy);
-    }
-    Err(e)
 }
 
 fn modified(st: &Stat) -> Option<SystemTime> {
