@@ -229,8 +229,10 @@ pub fn accept_client(stream: TcpStream, auth: &ServerAuth) -> Result<(ControlCha
 
 /// Tells an authenticated client that it may send its `Hello` or `Pull` (`Auth::Accepted`; nothing under
 /// `--insecure-no-auth`, which has no authentication exchange). The daemon sends it once the session is
-/// admitted (it may first wait in the daemon's queue, sending `Queued`).
+/// admitted (it may first wait in the daemon's queue, sending `Queued`); from then on the channel may hold
+/// the full backlog ([`crate::net::control::EVENT_QUEUE_BYTES`]: a manifest, a resume plan).
 pub fn send_accepted(ch: &mut ControlChannel, who: &Identity, auth: &ServerAuth) -> Result<(), ConnectError> {
+    ch.set_backlog_limit(crate::net::control::EVENT_QUEUE_BYTES);
     if auth.is_insecure() {
         return Ok(());
     }
@@ -251,6 +253,8 @@ pub fn authenticate_client(
         ServerAuth::Insecure => {
             let ch = ControlChannel::new(stream)
                 .map_err(|error| ConnectError::Local { what: "control connection", error })?;
+            // Small until the daemon admits the session (`session::admit` raises it).
+            ch.set_backlog_limit(crate::net::control::UNADMITTED_QUEUE_BYTES);
             let who = Identity(format!("ip:{}", ch.peer_addr().ip()));
             return Ok((ch, who));
         }

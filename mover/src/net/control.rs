@@ -8,7 +8,7 @@
 use crate::wire::control::{ControlError, ControlMsg};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
@@ -22,6 +22,10 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 /// which the protocol does; one channel holds at most this plus one frame
 /// ([`crate::wire::control::MAX_FRAME_LEN`]).
 pub const EVENT_QUEUE_BYTES: usize = 16 << 20;
+/// The backlog of a daemon's connection until it is admitted ([`ControlChannel::set_backlog_limit`]):
+/// credentials and a first request are small, and a connection that is still authenticating or waiting in
+/// the queue then holds at most this plus one frame, however much its peer sends.
+pub const UNADMITTED_QUEUE_BYTES: usize = 64 << 10;
 /// About how many bytes [`ControlChannel::send_all`] gathers into one write.
 pub const WRITE_BATCH_BYTES: usize = 64 << 10;
 
@@ -215,6 +219,14 @@ impl ControlChannel {
         }
     }
 
+    /// Bounds what the reader thread holds decoded before the owner takes it (default
+    /// [`EVENT_QUEUE_BYTES`]): a daemon keeps a connection to [`UNADMITTED_QUEUE_BYTES`] until it is
+    /// admitted, then raises it.
+    pub fn set_backlog_limit(&self, bytes: usize) {
+        self.backlog.limit.store(bytes, Ordering::Release);
+        self.backlog.room.notify_all();
+    }
+
     /// Closes both directions (the reader thread then ends).
     pub fn shutdown(&self) {
         (self.close)();
@@ -237,21 +249,33 @@ impl Drop for ControlChannel {
 }
 
 /// What the reader thread has queued and the owner not yet taken, in frame bytes; the reader waits for room.
-#[derive(Default)]
 struct Backlog {
     bytes: Mutex<usize>,
+    /// The most it may hold before the reader waits ([`EVENT_QUEUE_BYTES`] unless set).
+    limit: AtomicUsize,
     room: Condvar,
     /// The channel was dropped: the reader stops waiting for room.
     closed: AtomicBool,
 }
 
+impl Default for Backlog {
+    fn default() -> Backlog {
+        Backlog {
+            bytes: Mutex::new(0),
+            limit: AtomicUsize::new(EVENT_QUEUE_BYTES),
+            room: Condvar::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
 impl Backlog {
-    /// Waits until the backlog is under [`EVENT_QUEUE_BYTES`] (or the channel is gone), then counts `bytes`
+    /// Waits until the backlog is under its limit (or the channel is gone), then counts `bytes`
     /// in. Under the limit one more frame always fits, so a frame larger than the room left never waits
     /// forever.
     fn put(&self, bytes: usize) {
         let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *queued >= EVENT_QUEUE_BYTES && !self.closed.load(Ordering::Acquire) {
+        while *queued >= self.limit.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire) {
             // Timed, so that a close that raced the check is seen.
             queued = self.room.wait_timeout(queued, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
@@ -366,6 +390,33 @@ mod tests {
         assert!(ch.try_recv().is_none());
         assert!(ch.recv_timeout(Duration::from_millis(10)).is_none());
         client.join().unwrap();
+    }
+
+    #[test]
+    fn an_unadmitted_connection_holds_little_whatever_its_peer_sends() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut frame = Vec::new();
+        ControlMsg::Error { message: "x".repeat(4000) }.encode(&mut frame);
+        let flooder = std::thread::spawn(move || {
+            let mut raw = TcpStream::connect(addr).unwrap();
+            raw.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            while raw.write_all(&frame).is_ok() {}
+            raw
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let ch = ControlChannel::new(stream).unwrap();
+        ch.set_backlog_limit(UNADMITTED_QUEUE_BYTES);
+        let _raw = flooder.join().unwrap();
+        let held = *ch.backlog.bytes.lock().unwrap();
+        // What the reader read before the limit was set (socket-buffer sized at most) or the limit plus one
+        // frame: far below the admitted backlog.
+        assert!(held < 8 << 20, "an unadmitted channel holds {} KiB", held >> 10);
+        // Raised on admission: the reader takes more again.
+        let before = held;
+        ch.set_backlog_limit(EVENT_QUEUE_BYTES);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(*ch.backlog.bytes.lock().unwrap() > before, "raising the limit let nothing more in");
     }
 
     #[test]

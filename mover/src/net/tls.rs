@@ -231,6 +231,8 @@ fn start(
         let _ = closer.shutdown(Shutdown::Both);
     };
     let ch = ControlChannel::from_parts(reader, theirs, close, peer, local).map_err(|e| e.to_string())?;
+    // Small until the daemon admits the session (`session::admit` raises it).
+    ch.set_backlog_limit(crate::net::control::UNADMITTED_QUEUE_BYTES);
     Ok((ch, peer_certs))
 }
 
@@ -527,6 +529,8 @@ mod tests {
             let (stream, _) = listener.accept().unwrap();
             let (ch, certs) = server_channel(stream, server_cfg, None, T).unwrap();
             assert_eq!(certs.len(), 1, "the client's certificate is reported");
+            // An admitted session (the daemon raises the backlog when it sends `Accepted`).
+            ch.set_backlog_limit(crate::net::control::EVENT_QUEUE_BYTES);
             let mut ch = exchange(ch);
             // The client closes: a clean end, once.
             assert!(matches!(ch.recv_timeout(T), Some(ControlEvent::Closed)));
