@@ -189,9 +189,31 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
             caps.note_cut_deadline();
         }
         let _ = ch.send(&scrub.message(&e));
+        linger_for_close(&mut ch);
         served(Some(&who), e)
     })
 }
+
+/// After a refusal, lets the client read it and close first (at most [`REFUSAL_LINGER`] and
+/// [`REFUSAL_LINGER_MESSAGES`], so a client that keeps sending is not read on and on): closing while its
+/// unread messages sit in our buffers would reset the connection, and a reset can destroy the refusal
+/// before the client reads it (seen under load with TLS).
+fn linger_for_close(ch: &mut ControlChannel) {
+    let until = Instant::now() + REFUSAL_LINGER;
+    for _ in 0..REFUSAL_LINGER_MESSAGES {
+        let Some(left) = until.checked_duration_since(Instant::now()) else { return };
+        match ch.recv_timeout(left) {
+            Some(crate::net::ControlEvent::Msg(_)) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Most messages a refused session reads (and drops) while it waits for its client to close.
+const REFUSAL_LINGER_MESSAGES: usize = 1024;
+
+/// How long a refused session waits for its client to close ([`linger_for_close`]).
+const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How a `--stdio` session ended, when it got as far as greeting the client.
 #[derive(Debug, PartialEq, Eq)]
