@@ -284,8 +284,14 @@ impl Backlog {
 
     /// Counts `bytes` out (the owner took an event) and wakes the reader; passes the event through.
     fn take(&self, bytes: usize, event: ControlEvent) -> ControlEvent {
-        *self.bytes.lock().unwrap_or_else(|e| e.into_inner()) -= bytes;
-        self.room.notify_one();
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let was_full = *queued >= self.limit.load(Ordering::Acquire);
+        *queued -= bytes;
+        // The reader waits only while the backlog is at its limit; waking it on every message would be a
+        // futex syscall per control message (std's notify does not know whether anyone waits).
+        if was_full {
+            self.room.notify_one();
+        }
         event
     }
 
