@@ -75,6 +75,24 @@ pub struct Stat {
     pub blocks: u64,
 }
 
+impl From<&std::fs::Metadata> for Stat {
+    fn from(m: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            mode: m.mode(),
+            size: m.size(),
+            mtime_s: m.mtime(),
+            mtime_ns: u32::try_from(m.mtime_nsec().clamp(0, 999_999_999)).unwrap_or(0),
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            uid: m.uid(),
+            gid: m.gid(),
+            blocks: m.blocks(),
+        }
+    }
+}
+
 impl Stat {
     /// A directory.
     pub fn is_dir(&self) -> bool {

@@ -6,9 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::beneath::Stat;
 use super::error::{FileOp, FilesError};
 use super::sanitize::sanitize_relative;
 use super::source_open::Opener;
@@ -243,7 +244,7 @@ impl Scan<'_> {
             self.out.entries.push(e);
             return Ok(());
         }
-        self.out.skipped.push((path.to_path_buf(), not_sent_reason(&t).to_string()));
+        self.out.skipped.push((path.to_path_buf(), not_sent_reason(meta.mode()).to_string()));
         Ok(())
     }
 
@@ -257,7 +258,7 @@ impl Scan<'_> {
     }
 
     fn entry_of(&self, path: &Path, rel: String, kind: EntryKind, meta: &fs::Metadata) -> Result<Entry, FilesError> {
-        let mut e = entry(rel, kind, meta);
+        let mut e = entry(rel, kind, &Stat::from(meta));
         // A hard link's attributes are its inode's, sent with the first name.
         if self.opts.xattrs && kind != EntryKind::HardLink {
             e.xattrs = read_xattrs(path).map_err(|err| cannot_read(path, err))?;
@@ -324,33 +325,33 @@ fn list_dir(dir: &Path) -> io::Result<Vec<(OsString, PathBuf)>> {
     Ok(children)
 }
 
-fn not_sent_reason(t: &fs::FileType) -> &'static str {
-    if t.is_socket() {
-        "socket"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_block_device() || t.is_char_device() {
-        "device"
-    } else {
-        "not a regular file, directory or symbolic link"
+/// Why a name of type `mode` (`st_mode`) is not sent.
+pub(super) fn not_sent_reason(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFSOCK => "socket",
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFBLK | libc::S_IFCHR => "device",
+        _ => "not a regular file, directory or symbolic link",
     }
 }
 
-fn entry(rel_path: String, kind: EntryKind, meta: &fs::Metadata) -> Entry {
+/// The manifest entry of what `st` describes: both scans (by path here, by descriptor in `scan_beneath`)
+/// build entries with this one function.
+pub(super) fn entry(rel_path: String, kind: EntryKind, st: &Stat) -> Entry {
     let file = kind == EntryKind::File;
     Entry {
         rel_path,
         kind,
-        size: if file { meta.size() } else { 0 },
-        mode: meta.mode() & 0o7777,
-        mtime_s: meta.mtime(),
+        size: if file { st.size } else { 0 },
+        mode: st.mode & 0o7777,
+        mtime_s: st.mtime_s,
         // Always 0..1e9 from the kernel; clamp rather than trust it blindly.
-        mtime_ns: u32::try_from(meta.mtime_nsec().clamp(0, 999_999_999)).unwrap_or(0),
-        uid: meta.uid(),
-        gid: meta.gid(),
+        mtime_ns: st.mtime_ns.min(999_999_999),
+        uid: st.uid,
+        gid: st.gid,
         // Fewer allocated bytes than the size: the file has holes (a file system that compresses shows
         // the same; keeping zero runs as holes is right for it too).
-        sparse: file && meta.blocks().saturating_mul(512) < meta.size(),
+        sparse: file && st.blocks.saturating_mul(512) < st.size,
         ..Entry::default()
     }
 }

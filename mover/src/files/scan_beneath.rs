@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::beneath::{Beneath, Dir, Stat};
 use super::error::{FileOp, FilesError};
 use super::sanitize::{sanitize_relative, RelPath};
-use super::scan::{hash_file, ScanOptions, Scanned};
+use super::scan::{entry, hash_file, not_sent_reason, ScanOptions, Scanned};
 use super::source_open::Opener;
 use super::xattr::read_xattrs;
 use crate::wire::control::MAX_STRING_LEN;
@@ -198,33 +198,6 @@ impl BeneathScan<'_> {
 
 fn cannot_read(path: &Path, error: io::Error) -> FilesError {
     FilesError::Io { op: FileOp::Read, path: path.to_path_buf(), error }
-}
-
-fn not_sent_reason(mode: u32) -> &'static str {
-    match mode & libc::S_IFMT {
-        libc::S_IFSOCK => "socket",
-        libc::S_IFIFO => "FIFO",
-        libc::S_IFBLK | libc::S_IFCHR => "device",
-        _ => "not a regular file, directory or symbolic link",
-    }
-}
-
-/// The manifest entry of what `st` describes (as `scan::entry` from `fs::Metadata`).
-fn entry(rel_path: String, kind: EntryKind, st: &Stat) -> Entry {
-    let file = kind == EntryKind::File;
-    Entry {
-        rel_path,
-        kind,
-        size: if file { st.size } else { 0 },
-        mode: st.mode & 0o7777,
-        mtime_s: st.mtime_s,
-        mtime_ns: st.mtime_ns.min(999_999_999),
-        uid: st.uid,
-        gid: st.gid,
-        // Fewer allocated bytes than the size: the file has holes.
-        sparse: file && st.blocks.saturating_mul(512) < st.size,
-        ..Entry::default()
-    }
 }
 
 #[cfg(test)]
