@@ -144,16 +144,7 @@ fi
 if [[ " $PARTS " == *" sync "* ]]; then
     TREE=$WORK/tree
     log "making a tree of $FILES files"
-    python3 - "$TREE" "$FILES" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(15)
-for i in range(n):
-    d = os.path.join(root, f"d{i % 100:03}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:06}.bin"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
-PY
+    python3 "$HERE/lib/small-tree.py" "$TREE" "$FILES" 15
     cat >"$WORK/rsyncd.conf" <<EOF
 pid file = $WORK/rsyncd.pid
 port = $RSYNC_PORT

@@ -28,16 +28,7 @@ WORK=$(mktemp -d /dev/shm/mover-small.XXXXXX)
 DEST=$(mktemp -d "$DEST_DIR/mover-small-dest.XXXXXX")
 trap 'rm -rf "$WORK" "$DEST"' EXIT
 
-python3 - "$WORK/tree" "$FILES" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(16)
-for i in range(n):
-    d = os.path.join(root, f"d{i % 100:03}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:06}.bin"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
-PY
+python3 "$HERE/lib/small-tree.py" "$WORK/tree" "$FILES" 16
 
 push() { # BIN NAME -> seconds on stdout
     local bin=$1 name=$2
