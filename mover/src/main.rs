@@ -411,6 +411,7 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         options: a.sync.options(),
         files_from: a.files_from.read()?,
         timeout: Duration::from_secs(a.transfer.timeout),
+        live: mover::pipeline::live::Live::new(),
     };
     Ok(push::run(&opts, a.transfer.retries, a.stats, a.transfer.json)?)
 }
@@ -445,6 +446,7 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         auth,
         options: a.sync.options(),
         timeout: Duration::from_secs(a.transfer.timeout),
+        live: mover::pipeline::live::Live::new(),
     };
     Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json)?)
 }

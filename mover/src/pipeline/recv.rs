@@ -7,6 +7,7 @@
 //! batches it fills; the writer stage owns the [`DiskWriter`] and does the verification read-backs (the
 //! reassembly stage hands it each file's running hash and gets it back advanced: it never reads the disk).
 
+use super::live::{self, Live, PUBLISH_INTERVAL};
 use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
 use super::slots::{BufRegion, Slot, SlotPool};
 use super::stats::StageReport;
@@ -53,6 +54,9 @@ pub struct ReceiveSetup {
     pub disk: BackendChoice,
     /// Writes in flight (1 ..= the run pool's size).
     pub queue_depth: u32,
+    /// Where the reassembly stage publishes progress for other threads (a progress bar, the daemon's
+    /// metrics).
+    pub live: Arc<Live>,
 }
 
 /// How a pipelined receive ended.
@@ -147,6 +151,8 @@ pub fn run_receive(
         result: None,
         failure: FailureKind::Other,
         clock,
+        live: setup.live.clone(),
+        next_publish: std::time::Instant::now(),
     };
 
     std::thread::scope(|scope| {
@@ -258,6 +264,25 @@ struct Reassembly<'a> {
     /// What kind of failure `result` is, if it is one.
     failure: FailureKind,
     clock: MonotonicClock,
+    live: Arc<Live>,
+    next_publish: std::time::Instant,
+}
+
+impl Reassembly<'_> {
+    /// Copies the core's progress and counters into [`Live`] (a handful of relaxed stores).
+    fn publish(&self) {
+        let core = &self.session.core;
+        let (files, bytes) = core.progress();
+        self.live.set_done(files, bytes);
+        let st = core.stats();
+        let sum = core.summary();
+        let l = &self.live;
+        live::set(&l.packets_received, st.packets_received);
+        live::set(&l.duplicates, sum.duplicates);
+        live::set(&l.dropped_invalid, sum.dropped_invalid);
+        live::set(&l.dropped_auth, sum.dropped_auth);
+        live::set(&l.dropped_replayed, sum.dropped_replayed);
+    }
 }
 
 /// The reassembly stage: datagrams into the protocol core and the store, verification, feedback and
@@ -337,6 +362,11 @@ impl Stage for Reassembly<'_> {
     /// The time the store spent waiting for the writer is the stage's output stall.
     fn housekeeping(&mut self, cx: &mut StageCx) {
         cx.meter.stalled_on_output(std::mem::take(&mut self.session.store.stalled));
+        let now = std::time::Instant::now();
+        if now >= self.next_publish {
+            self.publish();
+            self.next_publish = now + PUBLISH_INTERVAL;
+        }
     }
 
     /// It ends the session itself.
@@ -345,6 +375,7 @@ impl Stage for Reassembly<'_> {
     }
 
     fn on_stop(mut self, _cx: &mut StageCx) -> Self::Output {
+        self.publish();
         self.ch.wake_on_event(None);
         let result =
             self.result.take().unwrap_or_else(|| Err("the reassembly stage stopped before the session ended".into()));

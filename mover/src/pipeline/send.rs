@@ -7,6 +7,7 @@
 
 use super::chunks::{ChunkSource, Repairs};
 pub use super::items::FeedbackBuf;
+use super::live::{self, Live, PUBLISH_INTERVAL};
 use super::pace::{AnySink, PacerStage, TxSlot};
 use super::reader::{ReaderShared, ReaderStage};
 use super::repair::RepairServer;
@@ -74,6 +75,8 @@ pub struct SendSetup {
     pub file_names: Option<Vec<String>>,
     /// How the files are opened: by path, or beneath a daemon's root by descriptor (a pull it serves).
     pub opener: crate::files::Opener,
+    /// Where the packetizer publishes progress for other threads (a progress bar, the daemon's metrics).
+    pub live: Arc<Live>,
 }
 
 /// How a pipelined send ended.
@@ -216,6 +219,8 @@ pub fn run_send(
         naks: NakClock::default(),
         result: None,
         clock,
+        live: setup.live.clone(),
+        next_publish: std::time::Instant::now(),
     };
 
     let mut stages = Vec::new();
@@ -361,6 +366,27 @@ struct Packetizer<'a> {
     /// How the session ended, once it has.
     result: Option<Result<ReceiverSummary, String>>,
     clock: MonotonicClock,
+    live: Arc<Live>,
+    next_publish: std::time::Instant,
+}
+
+impl Packetizer<'_> {
+    /// Copies the core's progress and counters into [`Live`] (a handful of relaxed stores).
+    fn publish(&self) {
+        let (files, bytes) = self.sender.progress();
+        self.live.set_done(files, bytes);
+        let st = self.sender.stats();
+        let l = &self.live;
+        live::set(&l.packets_sent, st.packets_sent);
+        live::set(&l.packets_retransmitted, st.packets_retransmitted);
+        live::set(&l.payload_bytes_sent, st.payload_bytes_sent);
+        live::set(&l.rate_bps, self.sender.rate_bps());
+        live::set(&l.rtt_us, self.sender.srtt_ns() / 1_000);
+        live::set(&l.dropped_invalid, st.drops.invalid());
+        live::set(&l.dropped_auth, st.drops.get(crate::wire::DropReason::BadTag));
+        let replayed = st.drops.get(crate::wire::DropReason::Replayed) + st.drops.get(crate::wire::DropReason::TooOld);
+        live::set(&l.dropped_replayed, replayed);
+    }
 }
 
 /// The packetizer: feedback and control into the protocol core, datagrams out into send batches, until the
@@ -443,6 +469,11 @@ impl Stage for Packetizer<'_> {
     /// The time spent waiting for chunks inside the core's reads is the stage's input stall.
     fn housekeeping(&mut self, cx: &mut StageCx) {
         cx.meter.stalled_on_input(std::mem::take(&mut self.source.stalled));
+        let now = std::time::Instant::now();
+        if now >= self.next_publish {
+            self.publish();
+            self.next_publish = now + PUBLISH_INTERVAL;
+        }
     }
 
     /// It ends the session itself.
@@ -451,6 +482,7 @@ impl Stage for Packetizer<'_> {
     }
 
     fn on_stop(mut self, cx: &mut StageCx) -> Self::Output {
+        self.publish();
         self.ch.wake_on_event(None);
         self.source.release_all();
         cx.stop_all();

@@ -146,6 +146,18 @@ impl RoundPlan {
         (self.sizes[idx] - offset).min(self.block)
     }
 
+    /// Plan entries fully acknowledged and the share of the round's sent bytes acknowledged when every
+    /// sequence number below `cum_ack` is (the bytes are pro rata by block count: exact at both ends, within
+    /// one short last block per file in between).
+    pub fn acknowledged(&self, cum_ack: u64) -> (u64, u64) {
+        let total = self.total_seqs();
+        let cum_ack = cum_ack.min(total);
+        let entries = self.first_seq[1..].partition_point(|&end| end <= cum_ack) as u64;
+        let sent: u64 = self.sizes.iter().sum::<u64>() - self.held_bytes;
+        let bytes = if total == 0 { sent } else { (sent as u128 * cum_ack as u128 / total as u128) as u64 };
+        (entries, bytes)
+    }
+
     /// Bytes of the plan's files that the receiver holds and the round does not send.
     pub fn held_bytes(&self) -> u64 {
         self.held_bytes
@@ -189,6 +201,17 @@ impl RoundPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledged_counts_whole_entries_and_ends_exact() {
+        let sizes = [0, 25, 0, 10, 30];
+        let p = RoundPlan::all(&sizes, 10);
+        assert_eq!(p.acknowledged(0), (1, 0), "the empty first file needs no block");
+        assert_eq!(p.acknowledged(3), (3, 65 * 3 / 7), "file 1 (3 blocks) and the empty file 2 after it");
+        assert_eq!(p.acknowledged(4), (4, 65 * 4 / 7));
+        assert_eq!(p.acknowledged(7), (5, 65));
+        assert_eq!(p.acknowledged(99), (5, 65));
+    }
 
     #[test]
     #[allow(clippy::needless_range_loop)]

@@ -127,6 +127,8 @@ pub struct Receiver {
     stats: ReceiverStats,
     files_committed: u64,
     bytes_committed: u64,
+    /// Files and bytes done before any datagram: the skipped files, and the held bytes of round 0.
+    done_at_start: (u64, u64),
 }
 
 /// Feedback datagrams at most per feedback interval, so a burst of NAKs is bounded (PROTOCOL.md §4.4).
@@ -190,11 +192,15 @@ impl Receiver {
             stats: ReceiverStats::default(),
             files_committed: 0,
             bytes_committed: 0,
+            done_at_start: (0, 0),
         };
         if let Some(e) = invalid {
             r.fail(e.to_string());
             return r;
         }
+        let planned: u64 = (0..r.plan.len()).map(|i| r.plan.size(i)).sum();
+        let skipped_files = (r.sizes.len() - r.plan.len()) as u64;
+        r.done_at_start = (skipped_files, r.sizes.iter().sum::<u64>() - planned + r.plan.held_bytes());
         r.reset_round_state();
         r
     }
@@ -234,6 +240,13 @@ impl Receiver {
     /// The current round.
     pub fn round(&self) -> u8 {
         self.round
+    }
+
+    /// Files and bytes of the session done so far, for a progress display: skipped files and held bytes,
+    /// plus the files committed and the new bytes delivered to files.
+    pub fn progress(&self) -> (u64, u64) {
+        let (files, bytes) = self.done_at_start;
+        (files + self.files_committed, bytes + self.stats.bytes_delivered)
     }
 
     /// The summary sent to the sender at the end.

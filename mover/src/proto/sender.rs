@@ -291,6 +291,17 @@ impl Sender {
         &self.stats
     }
 
+    /// Files and bytes of the session done so far, for a progress display: the skipped files and the held
+    /// bytes, plus what the cumulative ACK covers in the first round. Later rounds only re-send files that
+    /// were already counted, so from the second round on everything counts as done.
+    pub fn progress(&self) -> (u64, u64) {
+        if self.round > 0 || matches!(self.state, SenderState::Done(_)) {
+            return (self.sizes.len() as u64, self.sizes.iter().sum());
+        }
+        let (files, bytes) = self.plan.acknowledged(self.cum_ack);
+        (self.stats.skipped_files + files, self.stats.skipped_bytes + self.stats.resumed_bytes + bytes)
+    }
+
     /// NAKed blocks waiting to be sent again.
     pub fn pending_retransmits(&self) -> u64 {
         self.pending_count

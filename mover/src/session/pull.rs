@@ -63,6 +63,9 @@ pub struct PullOptions {
     /// Sync, resume and metadata choices (the receiver's own; `checksum` and `xattrs` also go to the sender in
     /// the `Pull`).
     pub options: TransferOptions,
+    /// Progress and counters while the pull runs, for a progress display on another thread (shared by
+    /// every retry).
+    pub live: std::sync::Arc<crate::pipeline::live::Live>,
 }
 
 impl PullOptions {
@@ -87,6 +90,7 @@ impl PullOptions {
             auth: ClientAuth::Insecure,
             timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
             options: TransferOptions::default(),
+            live: crate::pipeline::live::Live::new(),
         }
     }
 }
@@ -101,11 +105,14 @@ pub fn pull(opts: &PullOptions) -> Report {
             r.goodput_bps = r.bytes as f64 * 8.0 / r.seconds.max(1e-9);
             r
         }
-        Err(e) => Report {
-            error: Some(e.to_string()),
-            exit_class: e.exit_class(),
-            ..Report::new(Direction::Received, opts.rate_bps, opts.policy, opts.cipher)
-        },
+        Err(e) => {
+            opts.live.set_phase(crate::pipeline::live::Phase::Failed);
+            Report {
+                error: Some(e.to_string()),
+                exit_class: e.exit_class(),
+                ..Report::new(Direction::Received, opts.rate_bps, opts.policy, opts.cipher)
+            }
+        }
     }
 }
 
@@ -199,6 +206,7 @@ fn receive_pulled(
         peer_timeout: opts.timeout,
         peer_name: "server",
         memory: MemoryBudget::unlimited(),
+        live: opts.live.clone(),
     };
     let result = receive_files(ch, hello, &target, &params);
     if let Err(e) = &result {

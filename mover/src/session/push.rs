@@ -54,6 +54,9 @@ pub struct PushOptions {
     pub files_from: Option<Vec<String>>,
     /// How long a silent path is tolerated before the push fails as retryable (`--timeout`).
     pub timeout: Duration,
+    /// Progress and counters while the push runs, for a progress display on another thread (shared by
+    /// every retry).
+    pub live: std::sync::Arc<crate::pipeline::live::Live>,
 }
 
 impl PushOptions {
@@ -78,6 +81,7 @@ impl PushOptions {
             options: TransferOptions::default(),
             files_from: None,
             timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
+            live: crate::pipeline::live::Live::new(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl PushOptions {
 pub fn push(opts: &PushOptions) -> Report {
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
     if let Err(e) = run(opts, &mut report) {
+        opts.live.set_phase(crate::pipeline::live::Phase::Failed);
         report.verified = false;
         report.error = Some(e.to_string());
         report.exit_class = e.exit_class();
@@ -126,6 +131,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
         name_files_by_manifest: false,
         options: opts.options,
         peer_timeout: opts.timeout,
+        live: opts.live.clone(),
     };
     match dest {
         Location::Daemon(url) => {

@@ -12,6 +12,7 @@ use crate::disk::BackendChoice;
 use crate::files::{DestTree, EntryKind, FileStart, RelPath, StartDecision};
 use crate::net::xdp_path::{NetChoice, ReceiverXdp};
 use crate::net::ControlChannel;
+use crate::pipeline::live::{Live, Phase};
 use crate::pipeline::recv::{run_receive, ReceiveSetup};
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::{Config, Receiver, StartPlan};
@@ -21,6 +22,7 @@ use crate::wire::data::DATA_OVERHEAD;
 use crate::wire::{SessionKey, KEY_LEN};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How the receiving side runs: the receiver's half of `serve`'s options.
@@ -43,6 +45,8 @@ pub struct ReceiveParams {
     pub peer_name: &'static str,
     /// The memory account the session reserves its manifest and buffers from (a daemon's `--max-memory`).
     pub memory: MemoryBudget,
+    /// Progress and counters while the session runs, for other threads (a progress bar, metrics).
+    pub live: Arc<Live>,
 }
 
 /// Where a receiver puts what arrives, and which addresses its data path uses.
@@ -104,6 +108,7 @@ pub fn receive_files(
     }
     let plan = start_plan(&decision);
     let sizes: Vec<u64> = files().map(|e| e.size).collect();
+    p.live.set_totals(sizes.len() as u64, sizes.iter().sum());
     if decision.skipped_files as usize == sizes.len() {
         // Nothing to receive (a second run of an unchanged tree, or only directories): no data path at all.
         return finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision);
@@ -127,12 +132,14 @@ pub fn receive_files(
     cfg.key = key;
     let clock = MonotonicClock::new();
     let core = Receiver::with_start(cfg.clone(), sizes, clock.now(), &plan);
-    let setup = ReceiveSetup { topology, disk, queue_depth: p.queue_depth };
+    let setup = ReceiveSetup { topology, disk, queue_depth: p.queue_depth, live: p.live.clone() };
+    p.live.set_phase(Phase::Transferring);
     let source = xdp.as_mut().and_then(|x| x.take_source());
     let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
     let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
     let (failure, timeout) = (outcome.failure, cfg.peer_timeout);
     let summary = outcome.result.map_err(|m| SessionError::from_transfer(m, failure, p.peer_name, timeout))?;
+    p.live.finish();
     // Let the sender read `Complete` and close first, so our close cannot reset the connection.
     let _ = ch.recv_timeout(Duration::from_secs(5));
     let seconds = started.elapsed().as_secs_f64();

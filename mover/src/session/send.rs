@@ -11,6 +11,7 @@ use crate::files::{EntryKind, Scanned};
 use crate::net::xdp_path::{NetChoice, SenderXdp};
 use crate::net::xsk;
 use crate::net::{ControlChannel, ControlEvent};
+use crate::pipeline::live::{Live, Phase};
 use crate::pipeline::send::{run_send, SendSetup, XdpTx, TX_BATCH, XDP_TX_FRAMES};
 use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
@@ -21,6 +22,7 @@ use crate::time::{Clock, MonotonicClock, Time};
 use crate::wire::control::{ControlMsg, Hello};
 use crate::wire::{Cipher, DropReason, TransferOptions, VERSION};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The protocol core's pacer burst when it runs in the packetizer stage, ahead of the pacer stage.
@@ -66,6 +68,8 @@ pub struct SendParams {
     /// the session fails as retryable (`--timeout`); sending pauses long before, and resumes when feedback
     /// returns.
     pub peer_timeout: Duration,
+    /// Progress and counters while the session runs, for other threads (a progress bar, metrics).
+    pub live: Arc<Live>,
 }
 
 /// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
@@ -82,6 +86,7 @@ pub fn send_files(
     let sizes: Vec<u64> = scanned.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
     report.files = sizes.len() as u64;
     report.bytes = sizes.iter().sum();
+    p.live.set_totals(report.files, report.bytes);
     let topology = Topology::new(Side::Sender, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
     let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
     let ip_overhead = if data_ip.is_ipv4() { 28 } else { 48 };
@@ -168,6 +173,7 @@ pub fn send_files(
         report.receiver = summary;
         report.verified = true;
         report.seconds = started.elapsed().as_secs_f64();
+        p.live.finish();
         return Ok(());
     }
     cfg.session_id = session_id;
@@ -206,7 +212,9 @@ pub fn send_files(
     });
     debug_assert!(file_names.as_ref().is_none_or(|n| n.len() == scanned.file_paths.len()));
     let opener = scanned.opener;
-    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names, opener };
+    let live = p.live.clone();
+    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names, opener, live };
+    p.live.set_phase(Phase::Transferring);
     let outcome =
         run_send(&mut sender, scanned.file_paths, read_sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
     report.stages = outcome.stages;
@@ -247,6 +255,7 @@ pub fn send_files(
             summary.files, summary.bytes, report.files, report.bytes
         )));
     }
+    p.live.finish();
     Ok(())
 }
 

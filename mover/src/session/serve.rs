@@ -300,6 +300,7 @@ fn receive_params(opts: &ServeOptions) -> ReceiveParams {
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         peer_name: "client",
         memory: opts.memory.clone(),
+        live: crate::pipeline::live::Live::new(),
     }
 }
 
@@ -374,6 +375,7 @@ fn serve_pull(
         // The client's --timeout does not travel (no wire change): the client gives up on its own and
         // closes the control connection, which ends this side at once.
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
+        live: crate::pipeline::live::Live::new(),
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {
