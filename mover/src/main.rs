@@ -155,6 +155,8 @@ struct TransferArgs {
     /// a silent path past --timeout), waiting 1 s, 2 s, 4 s, ... (at most 30 s) in between; 0 for none.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
+    #[command(flatten)]
+    progress: mover::cmd::progress::ProgressArgs,
 }
 
 #[derive(Args, Debug)]
@@ -413,7 +415,7 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
     };
-    Ok(push::run(&opts, a.transfer.retries, a.stats, a.transfer.json)?)
+    Ok(push::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
 }
 
 fn run_token(a: &TokenArgs) -> Result<(), CliError> {
@@ -448,7 +450,7 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
     };
-    Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json)?)
+    Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), CliError> {

@@ -111,7 +111,10 @@ pub fn receive_files(
     p.live.set_totals(sizes.len() as u64, sizes.iter().sum());
     if decision.skipped_files as usize == sizes.len() {
         // Nothing to receive (a second run of an unchanged tree, or only directories): no data path at all.
-        return finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision);
+        let report = finish_without_data(ch, tree, &plan, session_id, key, started, &hello, &decision)?;
+        // Everything is current: done, for whoever reads the counters (a pull's progress, the metrics).
+        p.live.finish();
+        return Ok(report);
     }
     // Before any data flows: a transfer that cannot fit is refused with the numbers (session/room.rs).
     super::room::check_room(target.root, &dest, &entries, &decision, p.peer_name == "client")?;
