@@ -7,9 +7,9 @@ use crate::session::{pull, with_retries, PullOptions};
 
 /// Runs the pull and prints: the progress (`--progress`, a bar on a terminal; the sender is remote, so it
 /// shows what arrives, without the remote policy's rate or retransmissions) while it runs, the summary line
-/// on stderr once verified (not with `--quiet`), the stage table with `stats`, the JSON object on stdout
-/// with `json`. A session the network broke is run again up to `retries` times (`--retries`). The error,
-/// if any, is returned with its exit class for `main` to print.
+/// on stderr once verified (not with `--quiet` or `--progress json`), the stage table with `stats`, the JSON
+/// object on stdout with `json`. A session the network broke is run again up to `retries` times
+/// (`--retries`). The error, if any, is returned with its exit class for `main` to print.
 pub fn run(opts: &PullOptions, retries: u32, stats: bool, json: bool, progress: &ProgressArgs) -> Result<(), Failed> {
     let display = progress.start(opts.live.clone(), End::Receiving)?;
     let attempt = || {
@@ -24,9 +24,9 @@ pub fn run(opts: &PullOptions, retries: u32, stats: bool, json: bool, progress: 
         std::thread::sleep(wait);
         display.resume();
     });
-    let quiet = display.quiet();
+    let summary = display.prints_summary();
     display.end(report.error.as_deref().map_or(Ok(()), Err));
-    if report.verified && !quiet {
+    if report.verified && summary {
         eprintln!("mover pull: {}", report.summary_line());
     }
     if stats {

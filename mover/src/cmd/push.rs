@@ -6,9 +6,9 @@ use crate::exit::Failed;
 use crate::session::{push, with_retries, PushOptions};
 
 /// Runs the push and prints: the progress (`--progress`, a bar on a terminal) while it runs, the summary
-/// line on stderr once verified (not with `--quiet`), the stage table with `stats`, the JSON object on
-/// stdout with `json`. A session the network broke is run again up to `retries` times (`--retries`). The
-/// error, if any, is returned with its exit class for `main` to print.
+/// line on stderr once verified (not with `--quiet` or `--progress json`), the stage table with `stats`, the
+/// JSON object on stdout with `json`. A session the network broke is run again up to `retries` times
+/// (`--retries`). The error, if any, is returned with its exit class for `main` to print.
 pub fn run(opts: &PushOptions, retries: u32, stats: bool, json: bool, progress: &ProgressArgs) -> Result<(), Failed> {
     let display = progress.start(opts.live.clone(), End::Sending)?;
     let attempt = || {
@@ -23,9 +23,9 @@ pub fn run(opts: &PushOptions, retries: u32, stats: bool, json: bool, progress: 
         std::thread::sleep(wait);
         display.resume();
     });
-    let quiet = display.quiet();
+    let summary = display.prints_summary();
     display.end(report.error.as_deref().map_or(Ok(()), Err));
-    if report.error.is_none() && !quiet {
+    if report.error.is_none() && summary {
         eprintln!("mover push: {}", report.summary_line());
     }
     if stats {

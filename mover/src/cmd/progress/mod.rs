@@ -46,12 +46,13 @@ pub enum ProgressMode {
 /// The progress flags of `push` and `pull`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ProgressArgs {
-    /// Print nothing on success: no progress and no summary line (errors still print; --json and --stats
-    /// still print what they ask for).
+    /// Print nothing on success: no progress bar and no summary line (errors still print; --json, --stats
+    /// and --progress json still print what they ask for).
     #[arg(short, long)]
     pub quiet: bool,
     /// Progress on stderr: auto (a bar when stderr is a terminal), bar, json (one object a second: bytes,
-    /// files, rate_bps, eta_seconds, retransmitted, ...), none.
+    /// files, rate_bps, eta_seconds, retransmitted, ...; a final one with phase done or failed; no summary
+    /// line), none.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub progress: ProgressMode,
 }
@@ -85,15 +86,17 @@ impl ProgressArgs {
     /// Starts the display of `live` (a thread, unless nothing is shown), for the `end` this process runs.
     pub fn start(&self, live: Arc<Live>, end: End) -> Result<Progress, Failed> {
         let show = self.show(std::io::stderr().is_terminal())?;
+        // With JSON events stderr is for machines: the final event stands for the summary line.
+        let summary = !self.quiet && show != Show::Json;
         if show == Show::Nothing {
-            return Ok(Progress { tx: None, thread: None, quiet: self.quiet });
+            return Ok(Progress { tx: None, thread: None, summary });
         }
         let (tx, rx) = mpsc::channel();
         let thread =
             std::thread::Builder::new().name("progress".into()).spawn(move || display(&live, end, show, &rx)).map_err(
                 |e| Failed { class: ExitClass::Failure, message: format!("starting the progress display: {e}") },
             )?;
-        Ok(Progress { tx: Some(tx), thread: Some(thread), quiet: self.quiet })
+        Ok(Progress { tx: Some(tx), thread: Some(thread), summary })
     }
 }
 
@@ -111,13 +114,14 @@ enum Msg {
 pub struct Progress {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
-    quiet: bool,
+    summary: bool,
 }
 
 impl Progress {
-    /// Whether the summary line is silenced (`--quiet`).
-    pub fn quiet(&self) -> bool {
-        self.quiet
+    /// Whether the human summary line is printed on stderr: not with `--quiet`, nor with `--progress
+    /// json`, whose final event says the same to a script.
+    pub fn prints_summary(&self) -> bool {
+        self.summary
     }
 
     /// Clears the bar from the screen and returns once it is gone, so that a line printed next (a retry's)
@@ -246,7 +250,7 @@ mod tests {
     #[test]
     fn nothing_shown_starts_no_thread_and_ends_at_once() {
         let p = args(true, ProgressMode::None).start(Live::new(), End::Sending).unwrap();
-        assert!(p.thread.is_none() && p.quiet());
+        assert!(p.thread.is_none() && !p.prints_summary());
         p.pause();
         p.resume();
         p.end(Ok(()));
