@@ -415,6 +415,21 @@ fn open_pty(cols: u16) -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(controller), OwnedFd::from_raw_fd(terminal)) }
 }
 
+/// Everything the child wrote to the terminal, until its last terminal end is closed.
+fn read_all(controller: OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut f = fs::File::from(controller);
+    let mut buf = [0u8; 8192];
+    // Linux answers EIO once the last terminal end is closed: that is the end.
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[test]
 fn under_a_terminal_the_bar_appears_updates_and_ends_at_100_percent() {
     let tmp = TempDir::new("h1-progress-pty");
@@ -439,19 +454,7 @@ fn under_a_terminal_the_bar_appears_updates_and_ends_at_100_percent() {
             .stderr(Stdio::from(terminal));
         common::KillOnDrop(cmd.spawn().expect("spawn mover push"))
     };
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let mut f = fs::File::from(controller);
-        let mut buf = [0u8; 8192];
-        // Linux answers EIO once the last terminal end is closed: that is the end.
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    });
+    let reader = std::thread::spawn(move || read_all(controller));
     let status = child.wait_timeout(Duration::from_secs(120)).expect("push finishes");
     let out = reader.join().unwrap();
     assert!(status.success(), "push failed: {out:?}");
@@ -473,4 +476,63 @@ fn under_a_terminal_the_bar_appears_updates_and_ends_at_100_percent() {
     let summary = out.find("mover push: 3 files").expect("the summary line");
     assert!(summary > out.rfind("100%").unwrap(), "{out:?}");
     assert!(server.wait(Duration::from_secs(10)).expect("serve --once exits").success());
+}
+
+/// A loopback port nobody listens on (bound, then closed).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_failed_push_ends_its_json_events_with_failed_and_the_error() {
+    let tmp = TempDir::new("h1-progress-json-fail");
+    let src = tmp.path().join("tree");
+    make_tree(&src, &[1 << 20, 10]);
+    let url = format!("mover://127.0.0.1:{}/in", closed_port());
+    let out = run_with_limit(
+        mover().args(["push", "--insecure-no-auth", "--progress", "json", "--retries", "1"]).arg(&src).arg(&url),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "a refused connection is retryable: {stderr}");
+    // The retry's notice and the error line stay plain text; every other line is an event.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("mover push: ") && l.contains("retry 1 of 1")), "{stderr}");
+    assert!(lines.last().unwrap().starts_with("mover: error: "), "{stderr}");
+    let ev = events(&lines.iter().filter(|l| l.starts_with('{')).copied().collect::<Vec<_>>().join("\n"));
+    let (last, running) = ev.split_last().expect("a final event");
+    assert_eq!(last.str("phase"), "failed");
+    assert!(last.str("error").contains("127.0.0.1"), "{stderr}");
+    assert_eq!(last.get("eta_seconds"), &Value::Null, "a failed transfer has no ETA");
+    assert!(running.iter().all(|e| e.str("phase") != "done" && e.str("phase") != "failed"), "{stderr}");
+}
+
+#[test]
+fn under_a_terminal_a_failed_push_leaves_the_bar_marked_failed() {
+    let tmp = TempDir::new("h1-progress-pty-fail");
+    let src = tmp.path().join("tree");
+    make_tree(&src, &[1 << 20]);
+    let url = format!("mover://127.0.0.1:{}/in", closed_port());
+    let (controller, terminal) = open_pty(160);
+    let mut child = {
+        let mut cmd: Command = mover();
+        cmd.args(["push", "--insecure-no-auth", "--retries", "1"])
+            .arg(&src)
+            .arg(&url)
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(terminal));
+        common::KillOnDrop(cmd.spawn().expect("spawn mover push"))
+    };
+    let reader = std::thread::spawn(move || read_all(controller));
+    let status = child.wait_timeout(Duration::from_secs(60)).expect("push finishes");
+    let out = reader.join().unwrap();
+    assert_eq!(status.code(), Some(5), "{out:?}");
+    assert!(out.contains(": failed"), "the bar is not marked failed: {out:?}");
+    assert!(!out.contains("100%"), "{out:?}");
+    // The retry's notice starts on a line of its own (the bar was cleared first), and so does the error.
+    let notice = out.find("mover push: ").expect("the retry notice");
+    assert!(out[..notice].ends_with('\n') || out[..notice].ends_with("\x1b[2K") || notice == 0, "{out:?}");
+    assert!(out.contains("mover: error: "), "{out:?}");
 }
