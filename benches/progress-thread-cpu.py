@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # CPU time of the progress display thread of `mover push` under a pseudo-terminal (issue 17, item 1).
-# Usage: benches/progress-thread-cpu.py bar|json|none mover://127.0.0.1:PORT/DIR   (a `mover serve
-# --insecure-no-auth` listening there; FILE a 1 GiB file, default /tmp/h1t/big.bin; MOVER the binary). Polls /proc/PID/task/*/stat every
-# 50 ms and keeps the last utime+stime of each thread (the display thread is named "progress").
+# Usage: benches/progress-thread-cpu.py bar|json|none mover://127.0.0.1:PORT/DIR
+# with a `mover serve --insecure-no-auth` listening there. FILE: the file to push (default /tmp/h1t/big.bin,
+# 1 GiB); MOVER: the binary (default target/ci/mover). Polls /proc/PID/task/*/stat every 50 ms and keeps
+# the last utime+stime of each thread (the display thread is named "progress").
 import os, subprocess, sys, time, pty
 M=os.environ.get("MOVER", "target/ci/mover")
 mode=sys.argv[1]; dest=sys.argv[2]
