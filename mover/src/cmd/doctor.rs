@@ -157,7 +157,7 @@ fn measure_dir(dir: Option<&Path>) -> Result<PathBuf, Failed> {
         return Ok(d.to_path_buf());
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    // SAFETY-free probe: access(2) answers for the real user, which is who will create the file.
+    // access(2) answers for the real user, who is the one that will create the file.
     let c = std::ffi::CString::new(cwd.as_os_str().as_encoded_bytes()).unwrap_or_default();
     // Safety: access reads a NUL-terminated path.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
@@ -197,7 +197,7 @@ fn disk_finding(d: &DiskSpeeds) -> Finding {
                 d.read_cached_fraction * 100.0,
                 if d.read.direct { "" } else { "; O_DIRECT refused by the file system" }
             ),
-            format!("mover doctor --dir DIR on a file system that takes O_DIRECT, or echo 1 > /proc/sys/vm/drop_caches before `mover bench disk --direct --file FILE` (drops every cached page: not on a busy host)"),
+            "mover doctor --dir DIR on a file system that takes O_DIRECT, or echo 1 > /proc/sys/vm/drop_caches before `mover bench disk --direct --file FILE` (drops every cached page: not on a busy host)".to_string(),
         )
     } else {
         (
@@ -219,7 +219,7 @@ fn is_tmpfs(dir: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
     // Safety: statfs writes one struct into `s`; the path is NUL-terminated.
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == libc::TMPFS_MAGIC as i64 }
+    unsafe { libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type == libc::TMPFS_MAGIC }
 }
 
 fn gbs(bps: f64) -> String {
@@ -275,7 +275,7 @@ fn describe(findings: &[Finding], m: &Measured, verdict: Option<&Bottleneck>, se
     }
     o += "findings:\n";
     let mut sorted: Vec<&Finding> = findings.iter().collect();
-    sorted.sort_by(|a, b| b.severity.cmp(&a.severity));
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in sorted {
         o += &format!("  [{:<4}] {}: {}\n", f.severity.name(), f.check, f.seen);
         if f.severity != Severity::Ok {

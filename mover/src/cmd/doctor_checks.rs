@@ -343,7 +343,7 @@ fn cpu_findings(h: &HostReadings, out: &mut Vec<Finding>) {
             Severity::Warn,
             format!("deepest enabled {name} ({lat} us exit latency)"),
             why,
-            "cpupower idle-set -D 10 (disable idle states above 10 us)",
+            "cpupower idle-set -D 10 (disables the idle states with an exit latency of 10 us or more)",
         )),
         Some((name, lat)) => out.push(Finding::new(
             "cpu idle states",
