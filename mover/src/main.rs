@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, doctor, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -51,6 +51,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check this host for a fast transfer: measures disk, cipher and UDP (and --peer's path), reads the
+    /// network, CPU and memory settings, prints each finding's fix and the bottleneck. Changes nothing.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -316,6 +319,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a).map_err(CliError::from),
+        Command::Doctor(a) => doctor::run(&a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,13 @@
 //! Sockets: batched UDP for data, AF_XDP for the kernel-bypass data path, TCP for the control channel, and
-//! rtnetlink for the routes, neighbours and XDP attachments the AF_XDP path needs.
+//! rtnetlink for the routes, neighbours and XDP attachments the AF_XDP path needs; reading the host's network
+//! settings (`sysinfo`, `ethtool`) for `mover doctor`.
 
 pub mod caps;
 pub mod control;
+pub mod ethtool;
 pub mod frame;
 pub mod netlink;
+pub mod sysinfo;
 pub mod tls;
 pub mod tls_words;
 pub mod udp;

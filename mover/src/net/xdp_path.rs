@@ -524,3 +524,25 @@ mod signal_detach {
         }
     }
 }
+
+/// Whether an AF_XDP socket can be opened on queue 0 of `ifindex`, and in which mode: `Ok("zero-copy")` or
+/// `Ok("copy")`, or why not. For `mover doctor`: it opens a transmit-only socket, as the sender does, with a
+/// small UMEM, and closes it again; no XDP program is attached and nothing on the interface is changed.
+pub fn probe_bind_mode(ifindex: u32) -> Result<&'static str, String> {
+    let missing = caps::missing_for_xdp(false);
+    if !missing.is_empty() {
+        return Err(format!("needs {} (run as root)", missing.join(" and ")));
+    }
+    const FRAMES: usize = 64;
+    let area = UmemArea::new(FRAMES).map_err(|e| e.to_string())?;
+    let opts = XskOptions {
+        ifindex,
+        queue: 0,
+        rx_entries: 0,
+        tx_entries: FRAMES as u32,
+        try_zero_copy: true,
+        busy_poll_us: None,
+    };
+    let xsk = Xsk::open(area, 0, FRAMES * FRAME_SIZE, &opts).map_err(|e| e.to_string())?;
+    Ok(xsk.mode().name())
+}
