@@ -1,8 +1,8 @@
 //! The `mover` command line.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, packaging, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -51,6 +51,10 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print the shell completion script for bash, zsh or fish on stdout.
+    Completions(packaging::CompletionsArgs),
+    /// Write the man pages (one per command) into --dir, or mover.1 on stdout.
+    Man(packaging::ManArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -314,6 +318,8 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a).map_err(CliError::from),
+        Command::Completions(a) => packaging::completions(Cli::command(), &a).map_err(CliError::from),
+        Command::Man(a) => packaging::man(Cli::command(), &a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
