@@ -66,7 +66,7 @@ impl Namespace {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.strip_prefix(key))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("ethtool {flag} has no {key}"))
             .split_whitespace()
             .next()
