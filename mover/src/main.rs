@@ -1,8 +1,8 @@
 //! The `mover` command line.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, doctor, pull, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, doctor, packaging, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -54,6 +54,10 @@ enum Command {
     /// Check this host for a fast transfer: measures disk, cipher and UDP (and --peer's path), reads the
     /// network, CPU and memory settings, prints each finding's fix and the bottleneck. Changes nothing.
     Doctor(doctor::DoctorArgs),
+    /// Print the shell completion script for bash, zsh or fish on stdout.
+    Completions(packaging::CompletionsArgs),
+    /// Write the man pages (one per command) into --dir, or mover.1 on stdout.
+    Man(packaging::ManArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -320,6 +324,8 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a).map_err(CliError::from),
         Command::Doctor(a) => doctor::run(&a).map_err(CliError::from),
+        Command::Completions(a) => packaging::completions(Cli::command(), &a).map_err(CliError::from),
+        Command::Man(a) => packaging::man(Cli::command(), &a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

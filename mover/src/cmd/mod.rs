@@ -13,6 +13,7 @@ pub mod doctor_checks;
 pub mod doctor_host;
 pub mod doctor_measure;
 pub mod doctor_peer;
+pub mod packaging;
 pub mod pull;
 pub mod push;
 pub mod serve;
