@@ -9,3 +9,4 @@ pub mod demo;
 pub mod pull;
 pub mod push;
 pub mod serve;
+pub mod serve_config;
