@@ -2,7 +2,7 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, doctor, packaging, pull, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, doctor, packaging, pull, push, serve, serve_config};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -34,6 +34,7 @@ struct Cli {
 enum Command {
     /// A daemon that accepts pushes into --root and serves pulls from it (or, with --stdio, one session for
     /// ssh).
+    #[command(args_override_self = true)]
     Serve(ServeArgs),
     /// Send files and directory trees to a `mover serve` daemon (mover://HOST[:PORT]/DIR) or over SSH
     /// ([user@]host:DIR).
@@ -113,6 +114,8 @@ struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     admission: AdmissionArgs,
+    #[command(flatten)]
+    service: serve_config::ServiceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -313,9 +316,17 @@ fn exit_class(e: &CliError) -> ExitClass {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `serve --config FILE` becomes flags before the command line's own (cmd/serve_config.rs).
+    let argv = match serve_config::with_config_file(&Cli::command(), std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("mover: error: {e}");
+            return ExitCode::from(e.class.code());
+        }
+    };
+    let cli = Cli::parse_from(&argv);
     let result = match cli.command {
-        Command::Serve(a) => run_serve(a),
+        Command::Serve(a) => run_serve(a, &argv),
         Command::Push(a) => run_push(a),
         Command::Pull(a) => run_pull(a),
         Command::Demo(a) => run_demo(a),
@@ -344,10 +355,23 @@ fn show_topology(side: Side, plan: &CorePlan) -> Result<(), CliError> {
     Ok(())
 }
 
-fn run_serve(a: ServeArgs) -> Result<(), CliError> {
+fn run_serve(a: ServeArgs, argv: &[std::ffi::OsString]) -> Result<(), CliError> {
+    if a.service.check_config {
+        // Whatever fails here is the configuration's fault: the usage code.
+        let settings = serve_config::effective_settings(Cli::command(), argv)?;
+        let usage = |e: CliError| Failed { class: ExitClass::Usage, message: e.to_string() };
+        let opts = serve_options(a).map_err(usage)?;
+        return Ok(serve_config::check_config(&opts, &settings)?);
+    }
     if a.show_topology {
         return show_topology(Side::Receiver, &a.cores);
     }
+    let stdio = a.stdio;
+    Ok(serve::run(&serve_options(a)?, stdio)?)
+}
+
+/// The daemon's options from its flags (authentication loaded: TLS files and tokens are read here).
+fn serve_options(a: ServeArgs) -> Result<session::ServeOptions, CliError> {
     let root = match a.root {
         Some(r) => r,
         None => serve::default_root()?,
@@ -369,8 +393,11 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
         admission: a.admission.limits(),
         partial_max_age: a.partial_max_age,
         memory: a.limits.memory_budget(),
+        metrics: a.service.metrics,
+        log_format: a.service.log_format,
+        registry: session::registry::SessionRegistry::new(),
     };
-    Ok(serve::run(&opts, a.stdio)?)
+    Ok(opts)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.

@@ -17,3 +17,4 @@ pub mod packaging;
 pub mod pull;
 pub mod push;
 pub mod serve;
+pub mod serve_config;

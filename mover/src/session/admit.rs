@@ -83,7 +83,7 @@ pub(super) fn admit(
             Progress::Waiting { position, waiting } => (position, waiting),
         };
         if told.is_none() {
-            eprintln!("mover serve: {peer} ({who}): queued, place {position} of {waiting}");
+            super::daemon_log::info("queued", &format!("{peer} ({who}): queued, place {position} of {waiting}"));
         }
         let due = told.is_none_or(|(place, at)| place != (position, waiting) || at.elapsed() >= QUEUED_KEEPALIVE);
         // Place 0 (out of the queue, not yet granted) cannot happen: both change under one lock. Never send a
@@ -102,10 +102,8 @@ pub(super) fn admit(
     if told.is_some() {
         // The wait was the daemon's doing: it does not count against the client's deadline.
         deadline += queued_at.elapsed();
-        eprintln!(
-            "mover serve: {peer} ({who}): admitted after {:.1} s in the queue",
-            queued_at.elapsed().as_secs_f64()
-        );
+        let waited = queued_at.elapsed().as_secs_f64();
+        super::daemon_log::info("admitted", &format!("{peer} ({who}): admitted after {waited:.1} s in the queue"));
     }
     send_accepted(&mut ch, &who, auth).map_err(|e| (Some(who.clone()), e.into()))?;
     Ok(Admitted { ch, who, first, deadline, _slot: slot })

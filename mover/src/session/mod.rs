@@ -18,17 +18,20 @@ mod admission;
 mod admit;
 mod allocator;
 mod client_text;
+pub mod daemon_log;
 mod data_socket;
 mod error;
 mod handshake;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 mod partial_sweep;
 mod paths;
 mod pull;
 mod pull_source;
 mod push;
 mod receive;
+pub mod registry;
 mod report;
 mod retry;
 mod room;
@@ -55,6 +58,6 @@ pub use report::{cipher_note, Direction, Report};
 pub use retry::{backoff, pull_retrying, push_retrying, with_retries, FIRST_BACKOFF, MAX_BACKOFF};
 pub use send::{send_files, SendParams};
 pub use serve::{
-    check_root, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with, ServeOptions,
-    StdioOutcome,
+    check_root, check_serve, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with,
+    ServeOptions, StdioOutcome,
 };

@@ -20,7 +20,7 @@ pub fn spawn_partial_sweeper(root: PathBuf, max_age: Duration) {
         std::thread::sleep(SWEEP_EVERY);
     });
     if let Err(e) = spawned {
-        eprintln!("mover serve: cannot start the hourly sweep of partial files: {e}");
+        super::daemon_log::warn("partial_sweep", &format!("cannot start the hourly sweep of partial files: {e}"));
     }
 }
 
@@ -29,10 +29,10 @@ pub fn sweep_and_log(root: &Path, max_age: Duration) {
     match sweep_partials(root, max_age) {
         Ok(list) => {
             for line in sweep_lines(&list, max_age) {
-                eprintln!("mover serve: {line}");
+                super::daemon_log::info("partial_sweep", &line);
             }
         }
-        Err(e) => eprintln!("mover serve: cannot list partial files under the root: {e}"),
+        Err(e) => super::daemon_log::warn("partial_sweep", &format!("cannot list partial files under the root: {e}")),
     }
 }
 

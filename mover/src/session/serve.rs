@@ -5,12 +5,15 @@
 use super::admission::{Admission, AdmissionLimits};
 use super::admit::{admit, Admitted};
 use super::client_text::RootScrub;
+use super::daemon_log::{self, Level, LogFormat, Value};
 use super::error::SessionError;
 use super::limits::Limits;
 use super::memory::MemoryBudget;
+use super::metrics::{spawn_metrics, MetricsSource};
 use super::paths::path_under_root;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
+use super::registry::{RunningSession, SessionRegistry};
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
@@ -18,6 +21,7 @@ use crate::disk::BackendChoice;
 use crate::files::{RelPath, ScanOptions};
 use crate::net::xdp_path::NetChoice;
 use crate::net::ControlChannel;
+use crate::pipeline::live::Live;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::wire::control::{ControlMsg, Pull};
 use crate::wire::VERSION;
@@ -56,6 +60,12 @@ pub struct ServeOptions {
     pub partial_max_age: std::time::Duration,
     /// The daemon-wide memory account (`--max-memory`) every session reserves from; clones share it.
     pub memory: MemoryBudget,
+    /// Where to serve Prometheus metrics over HTTP (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// How log lines are written (`--log-format`).
+    pub log_format: LogFormat,
+    /// The daemon's running and ended sessions, for metrics and log lines; clones share it.
+    pub registry: Arc<SessionRegistry>,
 }
 
 impl ServeOptions {
@@ -76,6 +86,9 @@ impl ServeOptions {
             admission: AdmissionLimits::default(),
             partial_max_age: super::partial_sweep::DEFAULT_PARTIAL_MAX_AGE,
             memory: MemoryBudget::new(super::memory::default_max_memory()),
+            metrics: None,
+            log_format: LogFormat::Text,
+            registry: SessionRegistry::new(),
         }
     }
 }
@@ -84,6 +97,45 @@ impl ServeOptions {
 pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
     // Before any thread starts, so that no thread gets an arena of its own beyond the bound.
     super::allocator::configure_for_daemon();
+    daemon_log::set_format(opts.log_format);
+    daemon_log::capture_stderr()
+        .map_err(|error| SessionError::Io { what: "sending stderr through the JSON log", error })?;
+    check_serve(opts)?;
+    let listener = TcpListener::bind(opts.listen)
+        .map_err(|e| SessionError::Setup(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let local = listener.local_addr().map_err(|error| SessionError::Io { what: "listening socket", error })?;
+    let admission = Admission::new(&opts.admission, opts.limits.max_sessions_per_client);
+    if let Some(addr) = opts.metrics {
+        let source = MetricsSource {
+            registry: opts.registry.clone(),
+            admission: admission.clone(),
+            memory: opts.memory.clone(),
+        };
+        let at = spawn_metrics(addr, source)?;
+        let url = format!("http://{at}/metrics");
+        daemon_log::log(Level::Info, "metrics", &format!("metrics on {url}"), &[("url", Value::Str(&url))]);
+    }
+    if opts.auth.is_insecure() {
+        daemon_log::warn("insecure", INSECURE_WARNING);
+    }
+    let (listen, root) = (local.to_string(), opts.root.display().to_string());
+    daemon_log::log(
+        Level::Info,
+        "listening",
+        &format!("listening on {listen}, root {root}"),
+        &[("listen", Value::Str(&listen)), ("root", Value::Str(&root)), ("version", Value::Str(VERSION_TEXT))],
+    );
+    super::partial_sweep::spawn_partial_sweeper(opts.root.clone(), opts.partial_max_age);
+    serve_admitting(listener, opts, &admission)
+}
+
+/// The program's version, for the listening line.
+const VERSION_TEXT: &str = env!("CARGO_PKG_VERSION");
+
+/// What [`serve`] checks before it listens (`serve --check-config` runs it alone): the root is a
+/// directory, `--cores` places the receiver's stages, the disk backend can be chosen, `--net xdp` has its
+/// capabilities. Authentication (TLS files, tokens) was loaded when the options were built.
+pub fn check_serve(opts: &ServeOptions) -> Result<(), SessionError> {
     check_root(&opts.root)?;
     // Checked now, so a bad --cores fails at start-up rather than at the first session.
     Topology::new(Side::Receiver, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;
@@ -94,15 +146,7 @@ pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
             return Err(SessionError::Setup(format!("--net xdp: needs {} (run as root)", missing.join(" and "))));
         }
     }
-    let listener = TcpListener::bind(opts.listen)
-        .map_err(|e| SessionError::Setup(format!("cannot listen on {}: {e}", opts.listen)))?;
-    let local = listener.local_addr().map_err(|error| SessionError::Io { what: "listening socket", error })?;
-    if opts.auth.is_insecure() {
-        eprintln!("{INSECURE_WARNING}");
-    }
-    eprintln!("mover serve: listening on {local}, root {}", opts.root.display());
-    super::partial_sweep::spawn_partial_sweeper(opts.root.clone(), opts.partial_max_age);
-    serve_with(listener, opts)
+    Ok(())
 }
 
 /// Checks that `root` is an existing directory.
@@ -135,7 +179,7 @@ pub fn serve_admitting(listener: TcpListener, opts: &ServeOptions, caps: &Arc<Ad
         let (stream, _) = match listener.accept() {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("mover serve: accept failed: {e}");
+                daemon_log::log(Level::Error, "accept_failed", &format!("accept failed: {e}"), &[]);
                 continue;
             }
         };
@@ -147,21 +191,26 @@ pub fn serve_admitting(listener: TcpListener, opts: &ServeOptions, caps: &Arc<Ad
         let spawned = std::thread::Builder::new().name("mover-session".into()).spawn(move || {
             // Dropped last: when the daemon's last session ends, what it freed goes back to the system.
             let _alive = opts.memory.session();
-            match run_session(stream, &opts, &caps) {
-                Ok(r) => log_session(&r, opts.stats),
-                Err(e) => eprintln!("mover serve: {e}"),
+            // Its start and end (or refusal) were logged by run_session.
+            if let Ok(r) = run_session(stream, &opts, &caps) {
+                log_session(&r, opts.stats);
             }
         });
         if let Err(e) = spawned {
-            eprintln!("mover serve: cannot start a session thread: {e}");
+            daemon_log::log(Level::Error, "thread_failed", &format!("cannot start a session thread: {e}"), &[]);
         }
     }
 }
 
+/// The session's per-stage table under `--stats` (its end line was logged by [`run_session`]).
 fn log_session(r: &Report, stats: bool) {
-    eprintln!("mover serve: {}", r.served_line());
-    if stats {
-        eprint!("{}", r.stage_table(if r.direction == Direction::Sent { "serve, pulled" } else { "serve" }));
+    if !stats {
+        return;
+    }
+    let table = r.stage_table(if r.direction == Direction::Sent { "serve, pulled" } else { "serve" });
+    match daemon_log::format() {
+        LogFormat::Text => eprint!("{table}"),
+        LogFormat::Json => daemon_log::info("stats", table.trim_end()),
     }
 }
 
@@ -179,12 +228,23 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
         who: who.map(|w| w.to_string()),
         error: Box::new(error),
     };
-    let Admitted { mut ch, who, first, deadline, _slot } =
-        admit(stream, peer, &opts.auth, caps).map_err(|(who, e)| served(who.as_ref(), e))?;
+    let admitted = admit(stream, peer, &opts.auth, caps).map_err(|(who, e)| served(who.as_ref(), e));
+    let Admitted { mut ch, who, first, deadline, _slot } = match admitted {
+        Ok(a) => a,
+        Err(e) => {
+            opts.registry.note_refused();
+            let p = peer.to_string();
+            daemon_log::log(Level::Warn, "session_refused", &e.to_string(), &[("peer", Value::Str(&p))]);
+            return Err(e);
+        }
+    };
     // From here on every `Error` the client is sent passes the scrub of the root (session/client_text.rs).
     let scrub = Arc::new(RootScrub::new(&opts.root));
     scrub.install(&mut ch);
-    serve_first(&mut ch, first, deadline, opts, false).map_err(|e| {
+    let mut tracked = Tracked { registry: &opts.registry, peer, user: who.to_string(), running: None, dest: None };
+    let result = serve_first(&mut ch, first, deadline, opts, false, Some(&mut tracked));
+    tracked.end(&result);
+    result.map_err(|e| {
         if e.to_string().contains(crate::net::DEADLINE_MISSED) {
             caps.note_cut_deadline();
         }
@@ -192,6 +252,117 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
         linger_for_close(&mut ch);
         served(Some(&who), e)
     })
+}
+
+/// A daemon session's place in the registry and its log lines: one when it starts (who, which way, where,
+/// what was announced) and one when it ends (the result and its numbers). `--stdio` sessions have none:
+/// their stderr is the client's terminal.
+struct Tracked<'a> {
+    registry: &'a Arc<SessionRegistry>,
+    peer: SocketAddr,
+    user: String,
+    running: Option<RunningSession>,
+    /// The direction and destination (or source) once the first message was read, until the start line
+    /// is written.
+    dest: Option<(Direction, String)>,
+}
+
+impl Tracked<'_> {
+    /// Registers the session once its first message says which way it goes; returns its counters.
+    fn begin(&mut self, direction: Direction, dest: &str) -> Arc<Live> {
+        let running = self.registry.begin(self.peer, &self.user, direction);
+        let live = running.live.clone();
+        self.running = Some(running);
+        self.dest = Some((direction, dest.to_string()));
+        live
+    }
+
+    /// Writes the start line with what the client announced (a push's manifest) or the scan found (a pull).
+    fn announce(&mut self, entries: u64, bytes: u64) {
+        let (Some(running), Some((direction, dest))) = (&self.running, self.dest.take()) else { return };
+        let (peer, way) = (self.peer.to_string(), direction_name(direction));
+        daemon_log::log(
+            Level::Info,
+            "session_start",
+            &format!("session {} started", running.id),
+            &[
+                ("session", Value::U64(running.id)),
+                ("peer", Value::Str(&peer)),
+                ("user", Value::Str(&self.user)),
+                ("direction", Value::Str(way)),
+                (if direction == Direction::Received { "dest" } else { "source" }, Value::Str(&dest)),
+                ("entries", Value::U64(entries)),
+                ("bytes", Value::U64(bytes)),
+            ],
+        );
+    }
+
+    /// Writes the end line and moves the session's counts to the registry's totals.
+    fn end(mut self, result: &Result<Report, SessionError>) {
+        // A session that failed before it announced anything still gets its start line.
+        self.announce(0, 0);
+        let peer = self.peer.to_string();
+        let Some(running) = self.running.take() else {
+            // It failed before its first message said which way it would go.
+            self.registry.note_failed();
+            if let Err(e) = result {
+                let message = format!("session from {peer} ({}) failed before it started: {e}", self.user);
+                let error = e.to_string();
+                let fields =
+                    [("peer", Value::Str(&peer)), ("result", Value::Str("failed")), ("error", Value::Str(&error))];
+                daemon_log::log(Level::Warn, "session_end", &message, &fields);
+            }
+            return;
+        };
+        let id = running.id;
+        let seconds = running.started.elapsed().as_secs_f64();
+        let s = running.live.snapshot();
+        running.end(result.is_ok());
+        let (level, message, files, bytes, seconds, goodput, retransmitted, error) = match result {
+            Ok(r) => (
+                Level::Info,
+                format!("session {id} ended: {}", r.served_line()),
+                r.files,
+                r.bytes,
+                r.seconds,
+                r.goodput_bps,
+                r.packets_retransmitted,
+                String::new(),
+            ),
+            Err(e) => (
+                Level::Warn,
+                format!("session {id} failed: {e}"),
+                s.files_done,
+                s.bytes_done,
+                seconds,
+                s.bytes_done as f64 * 8.0 / seconds.max(1e-9),
+                s.packets_retransmitted,
+                e.to_string(),
+            ),
+        };
+        let mut fields = vec![
+            ("session", Value::U64(id)),
+            ("peer", Value::Str(&peer)),
+            ("result", Value::Str(if result.is_ok() { "ok" } else { "failed" })),
+            ("files", Value::U64(files)),
+            ("bytes", Value::U64(bytes)),
+            ("seconds", Value::F64(seconds)),
+            ("goodput_bps", Value::F64(goodput)),
+            ("retransmitted", Value::U64(retransmitted)),
+        ];
+        if !error.is_empty() {
+            fields.push(("error", Value::Str(&error)));
+        }
+        daemon_log::log(level, "session_end", &message, &fields);
+    }
+}
+
+/// A direction as the log and the metrics name it, from the daemon's side.
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Received => "receive",
+        Direction::Sent => "send",
+    }
 }
 
 /// After a refusal, lets the client read it and close first (at most [`REFUSAL_LINGER`] and
@@ -257,16 +428,18 @@ pub fn serve_channel(
     // Whoever calls this, the client is never shown the root (session/client_text.rs).
     Arc::new(RootScrub::new(&opts.root)).install(ch);
     let deadline = Instant::now() + super::admission::handshake_deadline();
-    serve_first(ch, None, deadline, opts, absolute_in_root)
+    serve_first(ch, None, deadline, opts, absolute_in_root, None)
 }
 
-/// [`serve_channel`] with the first message if it was already read, and the deadline for it.
+/// [`serve_channel`] with the first message if it was already read, and the deadline for it; a daemon's
+/// session is `tracked` (registered and logged) once its first message says which way it goes.
 fn serve_first(
     ch: &mut ControlChannel,
     first: Option<ControlMsg>,
     deadline: Instant,
     opts: &ServeOptions,
     absolute_in_root: bool,
+    mut tracked: Option<&mut Tracked>,
 ) -> Result<Report, SessionError> {
     let root = opts.root.clone();
     let dest_of = move |d: &str| path_under_root(&root, d, absolute_in_root);
@@ -282,15 +455,26 @@ fn serve_first(
                 bind_ip: ch.local_addr().ip(),
                 peer_ip: ch.peer_addr().ip(),
             };
-            receive_files(ch, hello, &target, &receive_params(opts))
+            let live = match tracked {
+                Some(t) => {
+                    let live = t.begin(Direction::Received, &hello.dest);
+                    t.announce(hello.entry_count, hello.total_bytes);
+                    live
+                }
+                None => Live::new(),
+            };
+            receive_files(ch, hello, &target, &receive_params(opts, live))
         }
-        ControlMsg::Pull(pull) => serve_pull(ch, pull, &dest_of, opts),
+        ControlMsg::Pull(pull) => {
+            let live = tracked.as_mut().map_or_else(Live::new, |t| t.begin(Direction::Sent, &pull.path));
+            serve_pull(ch, pull, &dest_of, opts, live, tracked)
+        }
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
     }
 }
 
-/// The receiving half of a server's options.
-fn receive_params(opts: &ServeOptions) -> ReceiveParams {
+/// The receiving half of a server's options, with the session's counters.
+fn receive_params(opts: &ServeOptions, live: Arc<Live>) -> ReceiveParams {
     ReceiveParams {
         cores: opts.cores.clone(),
         queue_depth: opts.queue_depth,
@@ -300,7 +484,7 @@ fn receive_params(opts: &ServeOptions) -> ReceiveParams {
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         peer_name: "client",
         memory: opts.memory.clone(),
-        live: crate::pipeline::live::Live::new(),
+        live,
     }
 }
 
@@ -329,6 +513,8 @@ fn serve_pull(
     pull: Pull,
     resolve: &dyn Fn(&str) -> Result<RelPath, SessionError>,
     opts: &ServeOptions,
+    live: Arc<Live>,
+    tracked: Option<&mut Tracked>,
 ) -> Result<Report, SessionError> {
     let started = Instant::now();
     if pull.version != VERSION as u16 {
@@ -349,7 +535,11 @@ fn serve_pull(
     // Beneath the root by descriptor, the scan and every later read: paths in `scanned` are relative to it.
     let scanned = scan_pull_source(&opts.root, &rel, &scan)?;
     for (path, why) in &scanned.skipped {
-        eprintln!("mover serve: not sending '{}': {why}", path.display());
+        daemon_log::info("not_sending", &format!("not sending '{}': {why}", path.display()));
+    }
+    if let Some(t) = tracked {
+        let files = scanned.entries.iter().filter(|e| e.kind == crate::files::EntryKind::File);
+        t.announce(scanned.entries.len() as u64, files.map(|e| e.size).sum());
     }
     let mut report = Report::new(Direction::Sent, pull.rate_bps, pull.policy, pull.cipher);
     report.peer = Some(ch.peer_addr());
@@ -375,7 +565,7 @@ fn serve_pull(
         // The client's --timeout does not travel (no wire change): the client gives up on its own and
         // closes the control connection, which ends this side at once.
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
-        live: crate::pipeline::live::Live::new(),
+        live,
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {
