@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_e2e, bench_net, demo, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -61,6 +61,9 @@ enum BenchCommand {
     Disk(bench_disk::BenchDiskArgs),
     /// Sealing and opening speed of each --cipher on one core.
     Cipher(bench_cipher::BenchCipherArgs),
+    /// End to end, disk -> network -> disk: one verified push on loopback (a daemon in this process) or to
+    /// a running `mover serve` (--to).
+    E2e(bench_e2e::BenchE2eArgs),
 }
 
 #[derive(Args, Debug)]
@@ -314,6 +317,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Disk(a)) => bench_disk::run(&a).map_err(CliError::from),
         Command::Bench(BenchCommand::Cipher(a)) => bench_cipher::run(&a).map_err(CliError::from),
+        Command::Bench(BenchCommand::E2e(a)) => bench_e2e::run(&a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
