@@ -2,7 +2,7 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, doctor, packaging, pull, push, serve, serve_config};
+use mover::cmd::{bench_cipher, bench_disk, bench_e2e, bench_net, demo, doctor, packaging, pull, push, serve, serve_config};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -69,6 +69,9 @@ enum BenchCommand {
     Disk(bench_disk::BenchDiskArgs),
     /// Sealing and opening speed of each --cipher on one core.
     Cipher(bench_cipher::BenchCipherArgs),
+    /// End to end, disk -> network -> disk: one verified push on loopback (a daemon in this process) or to
+    /// a running `mover serve` (--to).
+    E2e(bench_e2e::BenchE2eArgs),
 }
 
 #[derive(Args, Debug)]
@@ -337,6 +340,7 @@ fn main() -> ExitCode {
         Command::Doctor(a) => doctor::run(&a).map_err(CliError::from),
         Command::Completions(a) => packaging::completions(Cli::command(), &a).map_err(CliError::from),
         Command::Man(a) => packaging::man(Cli::command(), &a).map_err(CliError::from),
+        Command::Bench(BenchCommand::E2e(a)) => bench_e2e::run(&a).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,9 +11,14 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::bench_plot::{write_svg, PlotSpec};
+use super::bench_sampler::{active, intervals, Interval, RatePercentiles, Reading, Sampler, INTERVAL};
 use crate::net::{DataSocket, RxBatch, TxBatch};
 use crate::rate::{format_bytes, format_rate_bps, parse_rate_bps};
 
@@ -62,6 +67,98 @@ pub struct BenchNetArgs {
     /// Print one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+    /// Draw the rate over time (sent and received, Gbit/s per 100 ms) into this SVG file
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Bytes sent and received so far, stored by the sending and receiving loops after each batch and read by
+/// the [`Sampler`] for the per-interval rates.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Payload bytes the sender handed to the kernel.
+    pub sent_bytes: AtomicU64,
+    /// Payload bytes the receiver counted.
+    pub received_bytes: AtomicU64,
+}
+
+/// Which counter a role's per-interval rate follows: what the receiver counted, except on a sender alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Loopback,
+    Sender,
+    Receiver,
+}
+
+/// The sampler of a run's counters in `role`.
+fn start_sampler(counters: &Arc<NetCounters>, role: Role) -> Result<Sampler, String> {
+    let c = Arc::clone(counters);
+    Sampler::start(move || {
+        let sent = c.sent_bytes.load(Ordering::Relaxed);
+        let received = c.received_bytes.load(Ordering::Relaxed);
+        match role {
+            Role::Sender => Reading { bytes: sent, ..Reading::default() },
+            Role::Receiver => Reading { bytes: received, ..Reading::default() },
+            Role::Loopback => Reading { bytes: received, other_bytes: sent, ..Reading::default() },
+        }
+    })
+    .map_err(|e| format!("starting the sampler thread: {e}"))
+}
+
+/// The sampled intervals: percentiles for the JSON, the plot if `--plot`.
+fn finish_sampler(sampler: Sampler, args: &BenchNetArgs, role: Role, gso: bool) -> Result<Sampled, String> {
+    let all = intervals(&sampler.finish());
+    let sampled = Sampled { rate: RatePercentiles::of(active(&all)), intervals: all.len() };
+    if let Some(path) = &args.plot {
+        plot(path, args, role, gso, &all)?;
+    }
+    Ok(sampled)
+}
+
+fn plot(path: &std::path::Path, args: &BenchNetArgs, role: Role, gso: bool, all: &[Interval]) -> Result<(), String> {
+    let (where_, rate_name, other_name) = match role {
+        Role::Loopback => ("loopback".to_string(), "received", Some("sent")),
+        Role::Sender => (format!("--to {}", args.to.map_or(String::new(), |a| a.to_string())), "sent", None),
+        Role::Receiver => {
+            (format!("--listen {}", args.listen.map_or(String::new(), |a| a.to_string())), "received", None)
+        }
+    };
+    let spec = PlotSpec {
+        title: format!(
+            "mover bench net ({where_}) --size {} --seconds {} --rate {}, GSO {}",
+            args.size,
+            args.seconds,
+            args.rate.as_deref().unwrap_or("unpaced"),
+            if gso { "on" } else { "off" },
+        ),
+        rate_name,
+        other_name,
+        target_name: None,
+        events_name: None,
+    };
+    write_svg(path, &spec, all)?;
+    eprintln!("bench net: plot written to {}", path.display());
+    Ok(())
+}
+
+/// What the sampler saw of a run.
+#[derive(Clone, Copy, Debug)]
+struct Sampled {
+    /// Percentiles of the rate of the 100 ms intervals with traffic.
+    rate: RatePercentiles,
+    /// Intervals sampled (the plot's points).
+    intervals: usize,
+}
+
+/// `json` with the sampler's keys added at the end: `interval_ms`, `intervals`, `interval_rate_bps`.
+fn with_intervals(json: String, s: &Sampled) -> String {
+    let body = json.strip_suffix('}').unwrap_or(&json);
+    format!(
+        "{body},\"interval_ms\":{},\"intervals\":{},\"interval_rate_bps\":{}}}",
+        INTERVAL.as_millis(),
+        s.intervals,
+        s.rate.to_json().finish()
+    )
 }
 
 /// What the sending end did.
@@ -168,24 +265,37 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
         (Some(listen), None) => {
             let rx = receiver_socket(listen, args.no_gso)?;
             eprintln!("bench net: listening on {}", rx.local_addr().map_err(|e| e.to_string())?);
-            let report = receive(rx, args.seconds)?;
+            let counters = Arc::new(NetCounters::default());
+            let sampler = start_sampler(&counters, Role::Receiver)?;
+            let report = receive(rx, args.seconds, &counters);
+            let sampled = finish_sampler(sampler, args, Role::Receiver, report.as_ref().is_ok_and(|r| r.gro))?;
+            let report = report?;
             print_recv(&report, args.size);
             if args.json {
-                println!("{}", recv_json("receiver", &report, report.gro, None));
+                println!("{}", with_intervals(recv_json("receiver", &report, report.gro, None), &sampled));
             }
             Ok(())
         }
         (None, Some(to)) => {
             let tx = sender_socket(to, args.no_gso, args.size)?;
-            let report = send(tx, args)?;
+            let gso = tx.gso_enabled();
+            let counters = Arc::new(NetCounters::default());
+            let sampler = start_sampler(&counters, Role::Sender)?;
+            let report = send(tx, args, &counters);
+            let sampled = finish_sampler(sampler, args, Role::Sender, gso)?;
+            let report = report?;
             print_send(&report);
             if args.json {
-                println!("{}", send_json(&report));
+                println!("{}", with_intervals(send_json(&report), &sampled));
             }
             Ok(())
         }
         (None, None) => {
-            let (tx, rx) = self_test(args)?;
+            let counters = Arc::new(NetCounters::default());
+            let sampler = start_sampler(&counters, Role::Loopback)?;
+            let run = self_test_counted(args, !args.no_gso, &counters);
+            let sampled = finish_sampler(sampler, args, Role::Loopback, run.as_ref().is_ok_and(|(tx, _)| tx.gso))?;
+            let (tx, rx) = run?;
             print_send(&tx);
             print_recv(&rx, args.size);
             if tx.gso && rx.gro {
@@ -195,7 +305,7 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
                 );
             }
             if args.json {
-                println!("{}", recv_json("loopback", &rx, tx.gso, Some(tx.datagrams)));
+                println!("{}", with_intervals(recv_json("loopback", &rx, tx.gso, Some(tx.datagrams)), &sampled));
             }
             Ok(())
         }
@@ -222,16 +332,26 @@ pub fn self_test(args: &BenchNetArgs) -> Result<(SendReport, RecvReport), String
 
 /// [`self_test`] with GRO on the receiver chosen separately (`gro`) from GSO on the sender.
 fn self_test_with(args: &BenchNetArgs, gro: bool) -> Result<(SendReport, RecvReport), String> {
+    self_test_counted(args, gro, &Arc::new(NetCounters::default()))
+}
+
+/// [`self_test_with`] that keeps `counters` up to date as it runs.
+fn self_test_counted(
+    args: &BenchNetArgs,
+    gro: bool,
+    counters: &Arc<NetCounters>,
+) -> Result<(SendReport, RecvReport), String> {
     check_args(args)?;
     let rx = receiver_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), !gro)?;
     let to = rx.local_addr().map_err(|e| format!("self-test receiver address: {e}"))?;
     let wait = args.seconds;
+    let rx_counters = Arc::clone(counters);
     let receiver = thread::Builder::new()
         .name("bench-net-rx".into())
-        .spawn(move || receive(rx, wait))
+        .spawn(move || receive(rx, wait, &rx_counters))
         .map_err(|e| format!("starting the receiver thread: {e}"))?;
     let tx = sender_socket(to, args.no_gso, args.size)?;
-    let sent = send(tx, args);
+    let sent = send(tx, args, counters);
     let received = receiver.join().map_err(|_| "the receiver thread panicked".to_string())?;
     Ok((sent?, received?))
 }
@@ -291,8 +411,8 @@ fn send_some(sock: &mut DataSocket, batch: &mut TxBatch, refused: &mut u64) -> R
     }
 }
 
-/// Sends for `args.seconds`, then the end datagrams.
-fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String> {
+/// Sends for `args.seconds`, then the end datagrams; `counters.sent_bytes` follows what was sent.
+fn send(mut sock: DataSocket, args: &BenchNetArgs, counters: &NetCounters) -> Result<SendReport, String> {
     let size = args.size;
     let mut pacer = match &args.rate {
         Some(r) => Some(Pacer::new(parse_rate_bps(r).map_err(|e| format!("--rate: {e}"))?, size)),
@@ -333,6 +453,7 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
         }
         let n = send_some(&mut sock, &mut batch, &mut refused)?;
         sent += n;
+        counters.sent_bytes.store(sent * size as u64, Ordering::Relaxed);
         if n == 0 && !batch.is_empty() {
             sock.wait_writable(Duration::from_millis(1)).map_err(|e| format!("sender: {e}"))?;
         } else if pacer.is_some() && !batch.is_full() {
@@ -344,6 +465,7 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
     while !batch.is_empty() && Instant::now() < flush_until {
         let n = send_some(&mut sock, &mut batch, &mut refused)?;
         sent += n;
+        counters.sent_bytes.store(sent * size as u64, Ordering::Relaxed);
         if n == 0 {
             sock.wait_writable(Duration::from_millis(1)).map_err(|e| format!("sender: {e}"))?;
         }
@@ -373,7 +495,8 @@ fn send(mut sock: DataSocket, args: &BenchNetArgs) -> Result<SendReport, String>
 
 /// Counts datagrams until the end datagram (plus a short drain), a second of silence after traffic, or
 /// `seconds + 1` s after the first datagram; gives up if nothing arrives within `seconds + 1` s.
-fn receive(mut sock: DataSocket, seconds: f64) -> Result<RecvReport, String> {
+/// `counters.received_bytes` follows what was counted.
+fn receive(mut sock: DataSocket, seconds: f64, counters: &NetCounters) -> Result<RecvReport, String> {
     let gro = sock.gro_enabled();
     // 64 KiB slots: any datagram fits, and GRO needs them. 16 slots with GRO (up to 1024 datagrams).
     let mut batch = RxBatch::new(if gro { 16 } else { 64 }, RxBatch::GRO_DATAGRAM);
@@ -413,6 +536,7 @@ fn receive(mut sock: DataSocket, seconds: f64) -> Result<RecvReport, String> {
             first.get_or_insert(now);
             last = now;
         }
+        counters.received_bytes.store(report.bytes, Ordering::Relaxed);
         if end_seen.is_some_and(|e| now - e >= END_DRAIN) {
             break;
         }
@@ -521,6 +645,7 @@ mod tests {
             rate: rate.map(str::to_string),
             no_gso,
             json: false,
+            plot: None,
         }
     }
 

@@ -4,7 +4,10 @@
 pub mod args;
 pub mod bench_cipher;
 pub mod bench_disk;
+pub mod bench_e2e;
 pub mod bench_net;
+pub mod bench_plot;
+pub mod bench_sampler;
 pub mod demo;
 pub mod progress;
 pub mod doctor;
