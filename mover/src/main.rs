@@ -68,7 +68,8 @@ struct ServeArgs {
     /// Address to listen on for control connections.
     #[arg(long, default_value = "0.0.0.0:7400")]
     listen: SocketAddr,
-    /// Directory every destination lies below (with --stdio: default $HOME).
+    /// Directory every destination lies below (with --stdio: default none, as scp: absolute paths as they
+    /// are, relative ones from $HOME).
     #[arg(long, required_unless_present_any = ["show_topology", "stdio"])]
     root: Option<PathBuf>,
     /// Serve one session over stdin/stdout, as started by `mover push/pull` through ssh; no listening port.
@@ -196,14 +197,15 @@ struct PushArgs {
 /// How a `[user@]host:PATH` operand is reached.
 #[derive(Args, Debug)]
 struct SshArgs {
-    /// The ssh command, split on whitespace (e.g. 'ssh -p 2222 -i key').
+    /// The ssh command, split into words as a shell does (e.g. "ssh -p 2222 -o 'ProxyCommand nc %h %p'").
     #[arg(long, value_name = "COMMAND")]
     ssh: Option<String>,
     /// Path of mover on the remote host, when it is not on the remote PATH.
     #[arg(long, value_name = "PATH")]
     remote_mover: Option<String>,
-    /// Confine the remote side to this directory (passed as `serve --stdio --root DIR`; a relative DIR is
-    /// relative to the remote home, which is also the default).
+    /// Confine the remote side to this directory (passed as serve --stdio --root DIR; a relative DIR is
+    /// relative to the remote home). Default: none, as scp: absolute paths as they are, relative ones from
+    /// the remote home.
     #[arg(long, value_name = "DIR")]
     remote_root: Option<String>,
 }
@@ -336,10 +338,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
     if a.show_topology {
         return show_topology(Side::Receiver, &a.cores);
     }
-    let root = match a.root {
-        Some(r) => r,
-        None => serve::default_root()?,
-    };
+    let (root, stdio) = serve::root_and_rule(a.root, a.stdio)?;
     // Under --stdio, ssh has authenticated the user and carries the channel; the daemon's own TLS and
     // credentials are for --listen.
     let auth = if a.stdio { ServerAuth::Insecure } else { a.auth.resolve()? };
@@ -358,7 +357,7 @@ fn run_serve(a: ServeArgs) -> Result<(), CliError> {
         partial_max_age: a.partial_max_age,
         memory: a.limits.memory_budget(),
     };
-    Ok(serve::run(&opts, a.stdio)?)
+    Ok(serve::run(&opts, stdio)?)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
