@@ -95,7 +95,8 @@ struct ServeArgs {
     /// Print the receiver's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
-    /// Data path: auto (AF_XDP where the driver runs XDP natively, else UDP), xdp (AF_XDP or fail), udp.
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets; net_reason says why), xdp (AF_XDP
+    /// in any mode, or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
     /// Writes in flight in the writer stage (1-32).
@@ -179,7 +180,8 @@ struct PushArgs {
     /// Reads in flight in the reader stage (1-32).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
-    /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets; net_reason says why), xdp (AF_XDP
+    /// in any mode, or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
     /// Print the sender's stages, rings and cores, and exit.
@@ -234,7 +236,8 @@ struct PullArgs {
     /// Writes in flight in the writer stage (1-32).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
-    /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets; net_reason says why), xdp (AF_XDP
+    /// in any mode, or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
     #[command(flatten)]
