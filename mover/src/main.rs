@@ -43,7 +43,8 @@ enum Command {
     /// ([user@]host:PATH) into a local directory.
     #[command(after_help = EXIT_CODES_HELP)]
     Pull(PullArgs),
-    /// The embedded default: a local server and a push of a generated data set over loopback; prints goodput.
+    /// The embedded default: a local server and a push of a generated data set over loopback, at the rate
+    /// this host achieves; prints goodput, time and what limited it.
     Demo(DemoArgs),
     /// Make a token for `mover serve --tokens`: prints the token (give it to the user, for --token-file or
     /// MOVER_TOKEN) on stdout and the line for the tokens file on stderr.
@@ -253,11 +254,12 @@ struct PullArgs {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Size of the generated data set (binary suffixes: 256M, 1G).
-    #[arg(long, default_value = "1G", value_parser = parse_size_bytes)]
+    #[arg(long, default_value = demo::DEFAULT_SIZE, value_parser = parse_size_bytes)]
     size: u64,
-    /// Sending rate in bits/s with SI suffix.
-    #[arg(long, default_value = "2.5G", value_parser = parse_rate_bps)]
-    rate: u64,
+    /// A ceiling for the sending rate in bits/s with SI suffix (default: none; the fair policy finds what
+    /// this host achieves).
+    #[arg(long, value_parser = parse_rate_bps)]
+    rate: Option<u64>,
     /// MTU of the simulated path (loopback itself allows 64 KiB).
     #[arg(long, default_value_t = 9000)]
     mtu: usize,
@@ -462,11 +464,11 @@ fn run_demo(a: DemoArgs) -> Result<(), CliError> {
         keep: a.keep,
         cipher: a.cipher,
     };
-    let report = demo::run(&opts)?;
+    let result = demo::run(&opts)?;
     if a.json {
-        println!("{}", report.to_json());
+        println!("{}", demo::to_json(&result));
     } else {
-        println!("{}", demo::describe(&report));
+        println!("{}", demo::describe(&result));
     }
     Ok(())
 }
