@@ -4,7 +4,9 @@
 #
 # Usage (root; NOT part of CI; ~3 min on 2 cores):
 #   benches/run-xdp.sh                   # SIZE=1G REPEATS=3
-# Environment: SIZE, REPEATS, RATES_1500, RATES_9000 (push --rate list), MOVER (binary; default: build it).
+#   PATHS="udp xdp auto" MTUS=1500 RATES_1500=4G benches/run-xdp.sh   # what --net auto picks, side by side
+# Environment: SIZE, REPEATS, RATES_1500, RATES_9000 (push --rate list), PATHS (--net values, both ends;
+# default "udp xdp"), MTUS (default "1500 9000"), MOVER (binary; default: build it).
 #
 # What it does, so the numbers can be judged:
 # - Its own namespaces (mvx-<pid>-s/-r) and 10.77.201.1/.2 on its own veth; an EXIT trap deletes them.
@@ -19,6 +21,8 @@ SIZE=${SIZE:-1G}
 REPEATS=${REPEATS:-3}
 RATES_1500=${RATES_1500:-2G 4G}
 RATES_9000=${RATES_9000:-4G 8G}
+PATHS=${PATHS:-udp xdp}
+MTUS=${MTUS:-1500 9000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 NS_S="mvx-$$-s"; NS_R="mvx-$$-r"; IP_S=10.77.201.1; IP_R=10.77.201.2; PORT=7450
@@ -42,7 +46,7 @@ mkdir -p "$HERE/results"
 # Plain TCP control channel on the test path: builds with daemon authentication need the flag on both sides.
 INSECURE=()
 "$MOVER" serve --help 2>/dev/null | grep -q -- '--insecure-no-auth' && INSECURE=(--insecure-no-auth)
-echo "mtu,path,rate,repeat,goodput_gbps,mpps,datagram_bytes,retransmitted_pct,sender_cpu_s_per_gib,receiver_cpu_s_per_gib,mode,attach" > "$CSV"
+echo "mtu,path,rate,repeat,goodput_gbps,mpps,datagram_bytes,retransmitted_pct,sender_cpu_s_per_gib,receiver_cpu_s_per_gib,mode,attach,net" > "$CSV"
 
 setup() { # $1 = MTU
   cleanup 2>/dev/null || true; mkdir -p "$WORK"; [ -f "$WORK/src.bin" ] || head -c "$(numfmt --from=iec "$SIZE")" /dev/urandom > "$WORK/src.bin"
@@ -79,18 +83,18 @@ mode, attach = (m.group(1), m.group(2)) if m else ("-", "-")
 print(",".join(map(str, [mtu, path, rate, rep, round(j["goodput_bps"] / 1e9, 3),
     round(j["packets_sent"] / j["seconds"] / 1e6, 3), j["datagram_bytes"],
     round(100 * j["packets_retransmitted"] / max(1, j["packets_sent"]), 2),
-    round(cpu(f"{work}/push.time") / gib, 3), round(cpu(f"{work}/serve.time") / gib, 3), mode, attach])))
+    round(cpu(f"{work}/push.time") / gib, 3), round(cpu(f"{work}/serve.time") / gib, 3), mode, attach,
+    j["net"]])))
 PY
   tail -1 "$CSV"
 }
 
-for mtu in 1500 9000; do
+for mtu in $MTUS; do
   setup "$mtu"
   rates=$RATES_1500; [ "$mtu" = 9000 ] && rates=$RATES_9000
   for rate in $rates; do
     for rep in $(seq "$REPEATS"); do
-      one "$mtu" udp "$rate" "$rep"
-      one "$mtu" xdp "$rate" "$rep"
+      for path in $PATHS; do one "$mtu" "$path" "$rate" "$rep"; done
     done
   done
 done
@@ -99,11 +103,12 @@ python3 - "$CSV" <<'PY'
 import csv, sys, statistics as st
 rows = list(csv.DictReader(open(sys.argv[1])))
 keys = sorted({(r["mtu"], r["rate"], r["path"]) for r in rows}, key=lambda k: (int(k[0]), k[1], k[2]))
-print("| MTU | --rate | path | goodput Gbit/s | Mpps | datagram B | retrans % | sender CPU s/GiB | receiver CPU s/GiB | mode |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| MTU | --rate | --net | took | goodput Gbit/s | Mpps | datagram B | retrans % | sender CPU s/GiB | receiver CPU s/GiB | mode |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for k in keys:
     rs = [r for r in rows if (r["mtu"], r["rate"], r["path"]) == k]
     med = lambda c: st.median(float(r[c]) for r in rs)
-    mode = rs[0]["mode"] + "/" + rs[0]["attach"] if k[2] == "xdp" else "-"
-    print(f"| {k[0]} | {k[1]} | {k[2]} | {med('goodput_gbps'):.2f} | {med('mpps'):.3f} | {rs[0]['datagram_bytes']} | {med('retransmitted_pct'):.2f} | {med('sender_cpu_s_per_gib'):.2f} | {med('receiver_cpu_s_per_gib'):.2f} | {mode} |")
+    mode = rs[0]["mode"] + "/" + rs[0]["attach"] if rs[0]["mode"] != "-" else "-"
+    took = "/".join(sorted({r.get("net") or k[2] for r in rs}))
+    print(f"| {k[0]} | {k[1]} | {k[2]} | {took} | {med('goodput_gbps'):.2f} | {med('mpps'):.3f} | {rs[0]['datagram_bytes']} | {med('retransmitted_pct'):.2f} | {med('sender_cpu_s_per_gib'):.2f} | {med('receiver_cpu_s_per_gib'):.2f} | {mode} |")
 PY

@@ -44,7 +44,8 @@ enum Command {
     /// ([user@]host:PATH) into a local directory.
     #[command(after_help = EXIT_CODES_HELP)]
     Pull(PullArgs),
-    /// The embedded default: a local server and a push of a generated data set over loopback; prints goodput.
+    /// The embedded default: a local server and a push of a generated data set over loopback, at the rate
+    /// this host achieves; prints goodput, time and what limited it.
     Demo(DemoArgs),
     /// Make a token for `mover serve --tokens`: prints the token (give it to the user, for --token-file or
     /// MOVER_TOKEN) on stdout and the line for the tokens file on stderr.
@@ -79,7 +80,8 @@ struct ServeArgs {
     /// Address to listen on for control connections.
     #[arg(long, default_value = "0.0.0.0:7400")]
     listen: SocketAddr,
-    /// Directory every destination lies below (with --stdio: default $HOME).
+    /// Directory every destination lies below (with --stdio: default none, as scp: absolute paths as they
+    /// are, relative ones from $HOME).
     #[arg(long, required_unless_present_any = ["show_topology", "stdio"])]
     root: Option<PathBuf>,
     /// Serve one session over stdin/stdout, as started by `mover push/pull` through ssh; no listening port.
@@ -105,7 +107,8 @@ struct ServeArgs {
     /// Print the receiver's stages, rings and cores, and exit.
     #[arg(long)]
     show_topology: bool,
-    /// Data path: auto (AF_XDP where the driver runs XDP natively, else UDP), xdp (AF_XDP or fail), udp.
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets; net_reason says why), xdp (AF_XDP
+    /// in any mode, or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
     /// Writes in flight in the writer stage (1-32).
@@ -193,7 +196,8 @@ struct PushArgs {
     /// Reads in flight in the reader stage (1-32).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
-    /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets; net_reason says why), xdp (AF_XDP
+    /// in any mode, or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
     /// Print the sender's stages, rings and cores, and exit.
@@ -211,14 +215,15 @@ struct PushArgs {
 /// How a `[user@]host:PATH` operand is reached.
 #[derive(Args, Debug)]
 struct SshArgs {
-    /// The ssh command, split on whitespace (e.g. 'ssh -p 2222 -i key').
+    /// The ssh command, split into words as a shell does (e.g. "ssh -p 2222 -o 'ProxyCommand nc %h %p'").
     #[arg(long, value_name = "COMMAND")]
     ssh: Option<String>,
     /// Path of mover on the remote host, when it is not on the remote PATH.
     #[arg(long, value_name = "PATH")]
     remote_mover: Option<String>,
-    /// Confine the remote side to this directory (passed as `serve --stdio --root DIR`; a relative DIR is
-    /// relative to the remote home, which is also the default).
+    /// Confine the remote side to this directory (passed as serve --stdio --root DIR; a relative DIR is
+    /// relative to the remote home). Default: none, as scp: absolute paths as they are, relative ones from
+    /// the remote home.
     #[arg(long, value_name = "DIR")]
     remote_root: Option<String>,
 }
@@ -247,7 +252,8 @@ struct PullArgs {
     /// Writes in flight in the writer stage (1-32).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=32))]
     queue_depth: u32,
-    /// Data path: auto (AF_XDP where it works, else UDP), xdp (AF_XDP or fail), udp.
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets; net_reason says why), xdp (AF_XDP
+    /// in any mode, or fail), udp.
     #[arg(long, default_value = "auto")]
     net: NetChoice,
     #[command(flatten)]
@@ -263,11 +269,12 @@ struct PullArgs {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Size of the generated data set (binary suffixes: 256M, 1G).
-    #[arg(long, default_value = "1G", value_parser = parse_size_bytes)]
+    #[arg(long, default_value = demo::DEFAULT_SIZE, value_parser = parse_size_bytes)]
     size: u64,
-    /// Sending rate in bits/s with SI suffix.
-    #[arg(long, default_value = "2.5G", value_parser = parse_rate_bps)]
-    rate: u64,
+    /// A ceiling for the sending rate in bits/s with SI suffix (default: none; the fair policy finds what
+    /// this host achieves).
+    #[arg(long, value_parser = parse_rate_bps)]
+    rate: Option<u64>,
     /// MTU of the simulated path (loopback itself allows 64 KiB).
     #[arg(long, default_value_t = 9000)]
     mtu: usize,
@@ -380,6 +387,7 @@ fn serve_options(a: ServeArgs) -> Result<session::ServeOptions, CliError> {
         Some(r) => r,
         None => serve::default_root()?,
     };
+    let (root, stdio) = serve::root_and_rule(a.root, a.stdio)?;
     // Under --stdio, ssh has authenticated the user and carries the channel; the daemon's own TLS and
     // credentials are for --listen.
     let auth = if a.stdio { ServerAuth::Insecure } else { a.auth.resolve()? };
@@ -402,6 +410,7 @@ fn serve_options(a: ServeArgs) -> Result<session::ServeOptions, CliError> {
         registry: session::registry::SessionRegistry::new(),
     };
     Ok(opts)
+    Ok(serve::run(&opts, stdio)?)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
@@ -503,11 +512,11 @@ fn run_demo(a: DemoArgs) -> Result<(), CliError> {
         keep: a.keep,
         cipher: a.cipher,
     };
-    let report = demo::run(&opts)?;
+    let result = demo::run(&opts)?;
     if a.json {
-        println!("{}", report.to_json());
+        println!("{}", demo::to_json(&result));
     } else {
-        println!("{}", demo::describe(&report));
+        println!("{}", demo::describe(&result));
     }
     Ok(())
 }

@@ -438,3 +438,45 @@ fn xdp_refuses_with_a_clear_reason() {
     assert!(json_u64(&out, "datagram_bytes").unwrap() <= 3770, "{out}");
     assert!(log.contains("generic"), "native XDP on a veth needs the peer's MTU <= 3506: {log}");
 }
+
+#[test]
+fn auto_takes_udp_on_a_copy_mode_veth_and_says_why() {
+    if skip_unless_root("auto_takes_udp_on_a_copy_mode_veth_and_says_why") {
+        return;
+    }
+    let net = NetnsPair::new(None).expect("namespaces");
+    let dir = TempDir::new("h6-xdp-auto");
+    let src = dir.path().join("auto.bin");
+    write_random_file(&src, 8 << 20, 21);
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let ip_b = net.ip_b.to_string();
+    let copy_only = format!("AF_XDP on {VETH} is copy mode only (no zero-copy); UDP sockets are faster there");
+
+    // Both ends on the default (auto): a veth binds AF_XDP in copy mode only, so both take UDP sockets,
+    // say why in --json, --stats and the daemon's log, and attach no program.
+    let mut server = serve(&net, &net.b, &ip_b, &root, &["--stats"], &[], &[]);
+    let (ok, out, err) = finish(spawn_push(&net, &net.a, &ip_b, &src, &["--stats"], &[]));
+    let log = server.wait_ok();
+    assert!(ok, "{out}\n{err}\n{log}");
+    assert_eq!(json_raw(&out, "net"), Some("\"udp\""), "{out}");
+    assert!(out.contains(&format!(r#""net_reason":"udp: {copy_only}""#)), "{out}");
+    assert!(err.contains(&format!("data path (push): udp: {copy_only}")), "--stats lacks the reason: {err}");
+    assert!(!err.contains("using UDP sockets for data"), "a choice is not a failure to report: {err}");
+    assert!(log.contains(&format!("net udp ({copy_only})")), "serve log lacks the reason: {log}");
+    assert!(log.contains(&format!("data path (serve): udp: {copy_only}")), "{log}");
+    assert!(!has_xdp(&net, &net.b, VETH));
+    assert_eq!(hash_file(&root.join("in/auto.bin")), hash_file(&src));
+
+    // --net xdp still forces AF_XDP, on both ends, and says it was forced.
+    let mut server = serve(&net, &net.b, &ip_b, &root, &["--net", "xdp"], &[], &[]);
+    let always = ["--overwrite", "always"];
+    let (ok, out, err) = finish(spawn_push(&net, &net.a, &ip_b, &src, &["--net", "xdp", always[0], always[1]], &[]));
+    let log = server.wait_ok();
+    assert!(ok, "{out}\n{err}\n{log}");
+    assert_eq!(json_raw(&out, "net"), Some("\"xdp\""), "{out}");
+    let forced = format!(r#""net_reason":"xdp: --net xdp (AF_XDP on {VETH}, copy mode)""#);
+    assert!(out.contains(&forced), "{out}");
+    assert!(log.contains(&format!("net xdp ({VETH}, copy, native")), "{log}");
+    assert_eq!(hash_file(&root.join("in/auto.bin")), hash_file(&src));
+}

@@ -113,6 +113,15 @@ impl Sshd {
             .arg(remote_root);
         c
     }
+
+    /// `mover VERB --ssh ... --remote-mover <this mover>` without `--remote-root`: scp's semantics.
+    fn mover_unconfined(&self, verb: &str) -> Command {
+        let mut c = mover();
+        c.arg(verb)
+            .args(["--ssh", &self.ssh_command(self.port, &self.user_key)])
+            .args(["--remote-mover", env!("CARGO_BIN_EXE_mover")]);
+        c
+    }
 }
 
 fn free_port() -> u16 {
@@ -263,4 +272,73 @@ fn ssh_failures_are_clear_errors() {
         assert!(started.elapsed() < Duration::from_secs(20), "{ssh}: took {:?}", started.elapsed());
     }
     assert!(list_tree(&remote).is_empty());
+}
+
+/// root's home directory as sshd gives it to the session (from /etc/passwd, not this process's $HOME).
+fn root_home() -> PathBuf {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd.lines().find(|l| l.starts_with("root:")).expect("root in /etc/passwd");
+    PathBuf::from(line.split(':').nth(5).expect("home field"))
+}
+
+/// A directory removed on drop (one in root's home, which is no TempDir).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn without_remote_root_paths_work_as_with_scp() {
+    let tmp = TempDir::new("h6-ssh-scp");
+    let Some(sshd) = Sshd::start(tmp.path(), "without_remote_root_paths_work_as_with_scp") else { return };
+    let tree = tmp.path().join("src/tree");
+    fs::create_dir_all(tree.join("a")).unwrap();
+    write_random_file(&tree.join("a/one-mib.bin"), 1 << 20, 3);
+    fs::write(tree.join("small"), b"small").unwrap();
+    // The destination is outside root's home, in the temp directory: refused before issue 17.
+    let remote = tmp.path().join("remote");
+    fs::create_dir(&remote).unwrap();
+    // An old partial file next to it: a --stdio session must not sweep (its root is `/`).
+    let old_partial = tmp.path().join(".left-behind.mover.part");
+    fs::write(&old_partial, b"partial").unwrap();
+    let weeks_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    fs::File::options().write(true).open(&old_partial).unwrap().set_modified(weeks_ago).unwrap();
+
+    // Absolute, through a symlink on the way (followed, as scp follows it).
+    std::os::unix::fs::symlink(&remote, tmp.path().join("remote-link")).unwrap();
+    let dest = format!("root@127.0.0.1:{}", tmp.path().join("remote-link/in/coming").display());
+    let out = succeed(sshd.mover_unconfined("push").args(["--json"]).arg(&tree).arg(&dest), &sshd);
+    assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
+    compare_trees(&tree, &remote.join("in/coming/tree")).unwrap();
+    assert!(old_partial.exists(), "the --stdio session swept a partial outside where it wrote");
+
+    // Pull it back by its absolute path.
+    let local = tmp.path().join("local");
+    let source = format!("root@127.0.0.1:{}", remote.join("in/coming/tree").display());
+    let out = succeed(sshd.mover_unconfined("pull").args(["--json"]).arg(&source).arg(&local), &sshd);
+    assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
+    compare_trees(&tree, &local.join("tree")).unwrap();
+
+    // Relative: lands under the remote home, as `host:projects` does with scp and rsync.
+    let name = format!("mover-h6-ssh-rel-{}", std::process::id());
+    let in_home = RemoveOnDrop(root_home().join(&name));
+    let out = succeed(
+        sshd.mover_unconfined("push").args(["--json"]).arg(&tree).arg(format!("root@127.0.0.1:{name}/dir")),
+        &sshd,
+    );
+    assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
+    compare_trees(&tree, &in_home.0.join("dir/tree")).unwrap();
+    let local2 = tmp.path().join("local2");
+    succeed(sshd.mover_unconfined("pull").arg(format!("root@127.0.0.1:{name}/dir/tree")).arg(&local2), &sshd);
+    compare_trees(&tree, &local2.join("tree")).unwrap();
+
+    // --remote-root is still a confinement: the same absolute path is refused outside it.
+    let confined = tmp.path().join("confined");
+    fs::create_dir(&confined).unwrap();
+    let out = run_with_limit(sshd.mover("pull", &confined).arg(&source).arg(tmp.path().join("local3")), LIMIT);
+    let line = error_line(&out);
+    assert!(line.contains("outside this server's root"), "{line}");
 }

@@ -1,22 +1,35 @@
 //! `mover demo`: the embedded default job. Generates a data set, starts a server on loopback in this process,
-//! pushes the data set to it, checks the received tree byte for byte, and prints the goodput.
+//! pushes the data set to it under the adaptive `fair` policy (no fixed rate, so the goodput is what this host
+//! achieves), checks the received tree byte for byte, and prints a short result: goodput, time, verified,
+//! the data path in words, and which stage limited it (CPU or disk).
 
 use crate::connect::ClientAuth;
+use crate::json::JsonObject;
+use crate::net::xdp_path::NetChoice;
+use crate::pipeline::stats::StageReport;
+use crate::proto::policy::Policy;
 use crate::rate::{format_bytes, format_rate_bps};
-use crate::session::{cipher_note, push, serve_on, PushOptions, Report};
+use crate::session::{push, run_session, Admission, PushOptions, Report, ServeOptions};
 use crate::sim::dataset::{compare_trees, generate_dataset};
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// `--size`'s default: large enough for the policy to find the host's ceiling, small enough to finish in
+/// seconds on a 2-core machine.
+pub const DEFAULT_SIZE: &str = "512M";
+
+/// The ceiling of the `fair` policy when no `--rate` is given: above anything a host sends today.
+const NO_CEILING_BPS: u64 = 400_000_000_000;
 
 /// What `mover demo` was asked to do.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     /// Total bytes in the generated data set.
     pub size_bytes: u64,
-    /// Sending rate, bits per second.
-    pub rate_bps: u64,
+    /// A ceiling for the sending rate, bits per second (`None`: none; the policy finds the host's rate).
+    pub rate_bps: Option<u64>,
     /// Path MTU for the push.
     pub mtu: usize,
     /// Where to put the data set and the received copy (a fresh directory is made inside).
@@ -27,8 +40,22 @@ pub struct DemoOptions {
     pub cipher: crate::wire::Cipher,
 }
 
-/// Runs the demo and returns the push report (verified against the source tree).
-pub fn run(opts: &DemoOptions) -> Result<Report, String> {
+/// What the demo did: both ends' reports (the push's, verified against the source tree, and the
+/// in-process server's) and how long generating the data set took.
+#[derive(Clone, Debug)]
+pub struct DemoResult {
+    /// The sending side's report.
+    pub push: Report,
+    /// The receiving side's report (its stages say whether the writer was the limit).
+    pub serve: Report,
+    /// Seconds spent writing the data set before the push.
+    pub generate_seconds: f64,
+    /// CPU time of this process (both ends) during the push, divided by its wall time: cores kept busy.
+    pub cpu_cores_used: f64,
+}
+
+/// Runs the demo and returns what both ends reported (the received tree was compared with the source).
+pub fn run(opts: &DemoOptions) -> Result<DemoResult, String> {
     let base = opts.workdir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("mover-demo-{}", std::process::id()));
     let result = run_in(&dir, opts);
@@ -38,46 +65,156 @@ pub fn run(opts: &DemoOptions) -> Result<Report, String> {
     result
 }
 
-fn run_in(dir: &Path, opts: &DemoOptions) -> Result<Report, String> {
+fn run_in(dir: &Path, opts: &DemoOptions) -> Result<DemoResult, String> {
     let src = dir.join("src").join("dataset");
     let dst_root = dir.join("dst");
     fs::create_dir_all(&dst_root).map_err(|e| format!("creating {}: {e}", dst_root.display()))?;
-    eprintln!("mover demo: generating {} in {}", format_bytes(opts.size_bytes), src.display());
+    eprintln!("mover demo: generating {} of files in {}", format_bytes(opts.size_bytes), src.display());
+    let generating = Instant::now();
     generate_dataset(&src, opts.size_bytes).map_err(|e| format!("generating the data set: {e}"))?;
+    let generate_seconds = generating.elapsed().as_secs_f64();
 
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listening on loopback: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let root = dst_root.clone();
-    // In-process on 127.0.0.1 only: no authentication on either side (`serve_on` and `ClientAuth::Insecure`),
-    // as with --insecure-no-auth; nothing outside this host can reach the listener.
-    let server = std::thread::spawn(move || serve_on(listener, &root, true, false));
-    let mut push_opts = PushOptions::new(vec![src.clone()], format!("mover://127.0.0.1:{port}/demo"), opts.rate_bps);
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // In-process on 127.0.0.1 only: no authentication on either side (`ServerAuth::Insecure` in
+    // `ServeOptions::new`, `ClientAuth::Insecure`), as with --insecure-no-auth; nothing outside this host can
+    // reach the listener. One session, run here rather than by the daemon's loop, so that its report comes
+    // back (for the receiver's stages) instead of a log line.
+    let mut serve_opts = ServeOptions::new(local, dst_root.clone());
+    // Loopback: nothing for AF_XDP to bypass.
+    serve_opts.net = NetChoice::Udp;
+    let server = std::thread::spawn(move || -> Result<Report, String> {
+        let (stream, _) = listener.accept().map_err(|e| format!("accepting on loopback: {e}"))?;
+        let admission = Admission::new(&serve_opts.admission, serve_opts.limits.max_sessions_per_client);
+        run_session(stream, &serve_opts, &admission).map_err(|e| e.to_string())
+    });
+    let mut push_opts =
+        PushOptions::new(vec![src.clone()], format!("mover://{local}/demo"), opts.rate_bps.unwrap_or(NO_CEILING_BPS));
+    push_opts.policy = Policy::Fair;
     push_opts.auth = ClientAuth::Insecure;
     push_opts.mtu = opts.mtu;
     push_opts.cipher = opts.cipher;
-    // Loopback: nothing for AF_XDP to bypass, and no reason to say so on every demo.
-    push_opts.net = crate::net::xdp_path::NetChoice::Udp;
+    push_opts.net = NetChoice::Udp;
     push_opts.connect_timeout = Duration::from_secs(5);
+    // A floor, so that a host whose CPU is taken by something else still finishes the demo in seconds (a
+    // starved receiver drops datagrams, and `fair` would back off far below what the host can do).
+    push_opts.min_rate_bps = DEMO_FLOOR_BPS.min(push_opts.rate_bps);
+    let (cpu_before, wall) = (cpu_seconds(), Instant::now());
     let report = push(&push_opts);
+    let cpu_cores_used = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64().max(1e-9);
     if let Some(e) = &report.error {
         return Err(e.clone());
     }
-    server.join().map_err(|_| "the server thread panicked".to_string())?.map_err(|e| e.to_string())?;
+    let serve = server.join().map_err(|_| "the server thread panicked".to_string())??;
     let received = dst_root.join("demo").join("dataset");
     compare_trees(&src, &received)?;
-    Ok(report)
+    Ok(DemoResult { push: report, serve, generate_seconds, cpu_cores_used })
 }
 
-/// Prints the demo's result line.
-pub fn describe(r: &Report) -> String {
+/// The lowest rate the demo's `fair` policy goes down to.
+const DEMO_FLOOR_BPS: u64 = 250_000_000;
+
+/// User and system CPU seconds of this process so far (every thread: both ends of the demo).
+fn cpu_seconds() -> f64 {
+    // Safety: getrusage fills the struct it is given; all-zero is a valid initial value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Safety: RUSAGE_SELF with a valid pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The stage that was busy the largest share of its time, on either side, with that share.
+pub fn busiest_stage(r: &DemoResult) -> Option<(&'static str, &'static str, f64)> {
+    let share = |s: &StageReport| if s.seconds > 0.0 { s.busy_seconds / s.seconds } else { 0.0 };
+    let sides = [("sender", &r.push.stages), ("receiver", &r.serve.stages)];
+    sides
+        .iter()
+        .flat_map(|(side, stages)| stages.iter().map(move |s| (*side, s.name, share(s))))
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+}
+
+/// What a stage's work is limited by, in words.
+fn stage_work(name: &str) -> &'static str {
+    match name {
+        "reader" => "reading files: the disk",
+        "packetizer" => "sealing datagrams: CPU",
+        "pacer" => "sending datagrams: CPU in the network stack",
+        "nak" => "handling feedback: CPU",
+        "recv" => "receiving datagrams: CPU in the network stack",
+        "reassembly" => "opening and checking datagrams: CPU",
+        "writer" => "writing files: the disk",
+        _ => "CPU",
+    }
+}
+
+/// The limit, in one phrase: the CPU when both ends kept (nearly) every core busy, else the busiest stage
+/// and what it waits on, or that nothing here was saturated.
+fn limit_line(r: &DemoResult) -> String {
+    let cores = crate::pipeline::topology::available_cores().len();
+    let used = format!("both ends used {:.1} of {cores} cores", r.cpu_cores_used);
+    let busiest = busiest_stage(r);
+    match busiest {
+        _ if r.cpu_cores_used >= 0.8 * cores as f64 => {
+            let stage = busiest.map_or(String::new(), |(side, name, _)| {
+                format!(" (busiest stage: the {side}'s {name}, {})", stage_work(name))
+            });
+            format!("CPU: {used}{stage}; on a real path each end has its own host")
+        }
+        Some((side, name, share)) if share >= 0.6 => format!(
+            "the {side}'s {name} stage ({}) was busy {:.0}% of the time; {used}",
+            stage_work(name),
+            share * 100.0
+        ),
+        _ => format!("no stage and no core was saturated ({used}): other work on this host shares them"),
+    }
+}
+
+/// The demo's result, a few short lines for a person.
+pub fn describe(r: &DemoResult) -> String {
+    let p = &r.push;
+    let retransmitted = 100.0 * p.packets_retransmitted as f64 / p.packets_sent.max(1) as f64;
+    let cipher = if p.cipher.is_aead() {
+        format!("encrypted and authenticated ({})", p.cipher)
+    } else {
+        "NOT encrypted or authenticated (--cipher none)".to_string()
+    };
+    let ceiling = if p.rate_bps >= NO_CEILING_BPS {
+        "fair policy, no rate cap: what this host achieves".to_string()
+    } else {
+        format!("fair policy, capped at --rate {}", format_rate_bps(p.rate_bps as f64))
+    };
     format!(
-        "mover demo: moved {} files ({}) over loopback in {:.2} s: goodput {} ({} packets, {} retransmitted), verified byte for byte; {}",
-        r.files,
-        format_bytes(r.bytes),
-        r.seconds,
-        format_rate_bps(r.goodput_bps),
-        r.packets_sent,
-        r.packets_retransmitted,
-        cipher_note(r.cipher)
+        "mover demo: pushed {} in {} files to a server in this process, over loopback\n  \
+         goodput:  {} ({ceiling})\n  \
+         time:     {:.2} s from connecting to the verified commit (generating the files took {:.2} s)\n  \
+         verified: yes: every file's hash matched at the receiver, and the copy equals the source byte for byte\n  \
+         data:     {cipher}; UDP sockets (loopback has nothing for AF_XDP to bypass); {:.1}% of packets \
+         retransmitted\n  \
+         limit:    {}",
+        format_bytes(p.bytes),
+        p.files,
+        format_rate_bps(p.goodput_bps),
+        p.seconds,
+        r.generate_seconds,
+        retransmitted,
+        limit_line(r),
     )
+}
+
+/// `--json`: the push's report (its keys at the top level, as scripts read `goodput_bps` and `verified`)
+/// followed by the demo's own: `generate_seconds`, `cpu_cores_used`, `cores`, `busiest_stage` {`side`, `name`, `busy_share`}.
+pub fn to_json(r: &DemoResult) -> String {
+    let mut extra = JsonObject::new()
+        .f64("generate_seconds", r.generate_seconds)
+        .f64("cpu_cores_used", r.cpu_cores_used)
+        .u64("cores", crate::pipeline::topology::available_cores().len() as u64);
+    if let Some((side, name, share)) = busiest_stage(r) {
+        extra = extra.obj("busiest_stage", JsonObject::new().str("side", side).str("name", name).f64("busy_share", share));
+    }
+    // Two objects made into one: the push's without its `}`, the demo's without its `{`.
+    let (push, extra) = (r.push.to_json(), extra.finish());
+    format!("{},{}", &push[..push.len() - 1], &extra[1..])
 }

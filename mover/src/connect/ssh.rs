@@ -40,7 +40,8 @@ pub struct SshTarget {
     pub user: Option<String>,
     /// The host as written (an ssh config alias, a name or an address; IPv6 without brackets).
     pub host: String,
-    /// The remote path as written: relative to the remote root, or absolute inside it; empty for the root.
+    /// The remote path as written: absolute, or relative to the remote home (or to `--remote-root`); empty
+    /// for the home (or that root).
     pub path: String,
 }
 
@@ -106,11 +107,12 @@ fn split_user<'a>(authority: &'a str, whole: &str) -> Result<(Option<String>, &'
 /// How to start the remote side: the client's `--ssh`, `--remote-mover` and `--remote-root`.
 #[derive(Clone, Debug, Default)]
 pub struct SshOptions {
-    /// The ssh command, split on whitespace (`None`: `ssh`).
+    /// The ssh command, split like a POSIX shell splits it (`None`: `ssh`).
     pub ssh: Option<String>,
     /// The mover binary on the remote host (`None`: `mover`, found on the remote PATH).
     pub remote_mover: Option<String>,
-    /// `--root` for the remote `mover serve --stdio` (`None`: the remote user's home).
+    /// `--root` for the remote `mover serve --stdio` (`None`: no confinement but the remote account's own,
+    /// as scp: absolute paths as they are, relative ones from the remote home).
     pub remote_root: Option<String>,
 }
 
@@ -118,10 +120,7 @@ impl SshOptions {
     /// The ssh command line for `target`: the `--ssh` words, `--`, the destination and one remote command
     /// (ssh hands it to the remote shell, so its words are quoted).
     pub fn command_line(&self, target: &SshTarget) -> Result<Vec<String>, ConnectError> {
-        let mut argv: Vec<String> = self.ssh.as_deref().unwrap_or("ssh").split_whitespace().map(String::from).collect();
-        if argv.is_empty() {
-            return Err(ConnectError::Ssh("--ssh is empty".into()));
-        }
+        let mut argv = split_ssh_command(self.ssh.as_deref().unwrap_or("ssh"))?;
         if target.host.starts_with('-') {
             return Err(ConnectError::Ssh(format!("host '{}' starts with '-'", target.host)));
         }
@@ -138,6 +137,20 @@ impl SshOptions {
         argv.push(remote.join(" "));
         Ok(argv)
     }
+}
+
+/// Splits `--ssh COMMAND` into words as a POSIX shell does (`-o 'ProxyCommand nc %h %p'` is two words), so
+/// that what works on a command line works here; unbalanced quotes and an empty command are refused.
+pub fn split_ssh_command(command: &str) -> Result<Vec<String>, ConnectError> {
+    let words = shlex::split(command).ok_or_else(|| {
+        ConnectError::Ssh(format!(
+            "--ssh '{command}' has an unbalanced quote or a trailing backslash: quote it as you would in a shell"
+        ))
+    })?;
+    if words.is_empty() {
+        return Err(ConnectError::Ssh("--ssh is empty: give the ssh command, e.g. --ssh 'ssh -p 2222'".into()));
+    }
+    Ok(words)
 }
 
 /// Quotes `s` for a POSIX shell: single quotes, with `'` written as `'\''`. Plain words stay as they are.
@@ -406,5 +419,19 @@ mod tests {
         assert!(SshOptions { ssh: Some(" ".into()), ..SshOptions::default() }.command_line(&t).is_err());
         let dash = SshTarget { user: None, host: "-oProxyCommand=x".into(), path: String::new() };
         assert!(o.command_line(&dash).is_err());
+    }
+
+    #[test]
+    fn the_ssh_command_splits_like_a_shell() {
+        let split = |s: &str| split_ssh_command(s).map_err(|e| e.to_string());
+        assert_eq!(
+            split(r#"ssh -o 'ProxyCommand nc %h %p' -p 2222"#).unwrap(),
+            ["ssh", "-o", "ProxyCommand nc %h %p", "-p", "2222"]
+        );
+        assert_eq!(split(r#"ssh -i "my key" -o A\ B"#).unwrap(), ["ssh", "-i", "my key", "-o", "A B"]);
+        assert_eq!(split(r#"ssh -o "it's""#).unwrap(), ["ssh", "-o", "it's"]);
+        assert!(split("ssh -o 'ProxyCommand nc").unwrap_err().contains("unbalanced quote"));
+        assert!(split(r#"ssh -o "x"#).unwrap_err().contains("unbalanced quote"));
+        assert!(split("  ").unwrap_err().contains("--ssh is empty"));
     }
 }

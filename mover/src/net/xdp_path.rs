@@ -2,9 +2,13 @@
 //!
 //! All privileged set-up of the XDP path happens here, in one place, before the pipeline starts
 //! (ENGINEERING.md 4): capabilities, the interface (from the routing table), the UMEM, the AF_XDP sockets,
-//! and on the receiver the XDP program and its maps. `auto` takes the XDP path when every step works and
-//! the interface's driver runs XDP natively, and otherwise says once why it uses UDP; `xdp` turns the same
-//! reasons into errors.
+//! and on the receiver the XDP program and its maps. `auto` takes the XDP path only where it is expected to
+//! beat UDP sockets: every step works, the driver runs XDP natively, and the AF_XDP socket binds in
+//! **zero-copy** mode. Copy mode (a veth, most virtual NICs) measured slower than UDP sockets with GSO
+//! (2.07 vs 2.40 Gbit/s on a veth at MTU 1500, retransmitting more: docs/decisions/0020), so `auto` takes
+//! UDP there. Each end decides for itself by the same rule, and says why ([`NetPick::reason`], the
+//! `net_reason` of `--json`); a failure on the way is also said once on stderr. `xdp` takes AF_XDP in any
+//! mode and turns the failures into errors.
 //!
 //! **Who uses what.** The sender sends data through an AF_XDP TX ring and needs no XDP program: its
 //! feedback (a few hundred datagrams a second) arrives on the kernel UDP socket that also holds its port.
@@ -21,7 +25,7 @@ use super::caps;
 use super::frame::{FlowAddrs, FrameTemplate};
 use super::netlink::{self, XdpMode};
 use super::xdp_io::{SharedTemplate, XdpSink, XdpSource};
-use super::xsk::{UmemArea, Xsk, XskOptions, FRAME_SIZE};
+use super::xsk::{BindMode, UmemArea, Xsk, XskOptions, FRAME_SIZE};
 use mover_ebpf::program::PROGRAM_NAME;
 use mover_ebpf::sys::{self as bpf, LoadedProgram};
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +37,7 @@ use std::time::{Duration, Instant};
 /// `--net`: which data path to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NetChoice {
-    /// AF_XDP where it works natively, else UDP (saying why).
+    /// AF_XDP where it binds zero-copy on a native attach, else UDP (saying why).
     #[default]
     Auto,
     /// AF_XDP or fail with the reason.
@@ -77,61 +81,85 @@ const RX_RING: u32 = 2048;
 /// How often the sender re-reads the route and neighbour tables.
 const NEIGHBOUR_RECHECK: Duration = Duration::from_millis(500);
 
-/// Why the XDP path is not used, or an error under `--net xdp`.
-fn refuse(choice: NetChoice, why: String) -> Result<Option<std::convert::Infallible>, String> {
+/// The data path one end of a session takes, and why: `xdp` is the opened XDP path, `None` for UDP sockets.
+pub struct NetPick<T> {
+    /// The XDP path, when taken.
+    pub xdp: Option<T>,
+    /// Why, in words, starting with the path's name: "udp: AF_XDP on veth0 is copy mode only (no zero-copy);
+    /// UDP sockets are faster there", "xdp: AF_XDP on eth0 binds zero-copy" (`--json`'s `net_reason`).
+    pub reason: String,
+}
+
+impl<T> NetPick<T> {
+    fn udp(why: impl std::fmt::Display) -> NetPick<T> {
+        NetPick { xdp: None, reason: format!("udp: {why}") }
+    }
+}
+
+/// The reason `auto` gives for UDP sockets on an interface whose AF_XDP sockets bind only in copy mode.
+pub fn copy_mode_reason(interface: &str) -> String {
+    format!("AF_XDP on {interface} is copy mode only (no zero-copy); UDP sockets are faster there")
+}
+
+/// Why the XDP path is not used: under `--net xdp` an error, under `auto` said once on stderr (something
+/// failed on the way) and returned as the UDP path's reason.
+fn refuse<T>(choice: NetChoice, why: String) -> Result<NetPick<T>, String> {
     match choice {
         NetChoice::Xdp => Err(format!("--net xdp: {why}")),
         _ => {
             eprintln!("mover: using UDP sockets for data: {why}");
-            Ok(None)
+            Ok(NetPick::udp(why))
         }
     }
 }
 
 /// The checks both ends make before opening anything: the choice, capabilities (`with_bpf` on the receiver),
 /// the datagram size (`datagram`, the receiver's session), the interface towards `peer`, loopback. Returns the
-/// interface, or `None` (said once under `auto`; an error under `xdp`).
-fn preflight(
+/// interface, or the UDP path with its reason (said once under `auto` when something failed; an error under
+/// `xdp`).
+fn preflight<T>(
     peer: IpAddr,
     choice: NetChoice,
     with_bpf: bool,
     datagram: Option<usize>,
-) -> Result<Option<netlink::LinkInfo>, String> {
+) -> Result<Result<netlink::LinkInfo, NetPick<T>>, String> {
     if choice == NetChoice::Udp {
-        return Ok(None);
+        return Ok(Err(NetPick::udp("--net udp")));
     }
     let missing = caps::missing_for_xdp(with_bpf);
     if !missing.is_empty() {
-        refuse(choice, format!("needs {} (run as root)", missing.join(" and ")))?;
-        return Ok(None);
+        return refuse(choice, format!("needs {} (run as root)", missing.join(" and "))).map(Err);
     }
     if let Some(d) = datagram.filter(|&d| d > super::xsk::MAX_DATAGRAM) {
         let max = super::xsk::MAX_DATAGRAM;
         let mtu = max + if peer.is_ipv4() { 28 } else { 48 };
-        refuse(
-            choice,
-            format!(
-                "the sender's datagrams of {d} bytes do not fit an AF_XDP frame (at most {max} bytes: push with \
-                 --mtu {mtu} or less)"
-            ),
-        )?;
-        return Ok(None);
+        let why = format!(
+            "the sender's datagrams of {d} bytes do not fit an AF_XDP frame (at most {max} bytes: push with --mtu \
+             {mtu} or less)"
+        );
+        return refuse(choice, why).map(Err);
     }
     let link = match interface_to(peer) {
         Ok((_, link)) => link,
-        Err(e) => {
-            refuse(choice, e)?;
-            return Ok(None);
-        }
+        Err(e) => return refuse(choice, e).map(Err),
     };
     if link.is_loopback {
+        let why = format!("{peer} is on the loopback device, where AF_XDP has nothing to bypass");
         // Not worth a word under `auto`: loopback is where tests and the demo run.
-        if choice == NetChoice::Xdp {
-            refuse(choice, format!("{peer} is on the loopback device, where AF_XDP has nothing to bypass"))?;
-        }
-        return Ok(None);
+        return match choice {
+            NetChoice::Xdp => refuse(choice, why).map(Err),
+            _ => Ok(Err(NetPick::udp(why))),
+        };
     }
-    Ok(Some(link))
+    Ok(Ok(link))
+}
+
+/// Why an opened XDP path is used: zero-copy under `auto`, anything under `--net xdp`.
+fn xdp_reason(choice: NetChoice, interface: &str, mode: BindMode) -> String {
+    match choice {
+        NetChoice::Xdp => format!("xdp: --net xdp (AF_XDP on {interface}, {} mode)", mode.name()),
+        _ => format!("xdp: AF_XDP on {interface} binds zero-copy"),
+    }
 }
 
 /// The interface the kernel routes `peer` through, with its details.
@@ -152,9 +180,12 @@ pub struct SenderXdp {
 
 impl SenderXdp {
     /// Opens the AF_XDP socket on the interface towards `peer` with `tx_frames` frames, or explains why not
-    /// (`Ok(None)` under `auto`, an error under `xdp`). `Ok(None)` at once for `udp`.
-    pub fn open(peer: IpAddr, choice: NetChoice, tx_frames: usize) -> Result<Option<SenderXdp>, String> {
-        let Some(link) = preflight(peer, choice, false, None)? else { return Ok(None) };
+    /// (UDP and its reason under `auto`, an error under `xdp`). UDP at once for `udp`.
+    pub fn open(peer: IpAddr, choice: NetChoice, tx_frames: usize) -> Result<NetPick<SenderXdp>, String> {
+        let link = match preflight(peer, choice, false, None)? {
+            Ok(link) => link,
+            Err(udp) => return Ok(udp),
+        };
         let area = UmemArea::new(tx_frames).map_err(|e| e.to_string())?;
         let opts = XskOptions {
             ifindex: link.ifindex,
@@ -166,11 +197,12 @@ impl SenderXdp {
         };
         let xsk = match Xsk::open(area.clone(), 0, tx_frames * FRAME_SIZE, &opts) {
             Ok(x) => x,
-            Err(e) => {
-                refuse(choice, format!("{}: {e}", link.name))?;
-                return Ok(None);
-            }
+            Err(e) => return refuse(choice, format!("{}: {e}", link.name)),
         };
+        if choice == NetChoice::Auto && xsk.mode() == BindMode::Copy {
+            return Ok(NetPick::udp(copy_mode_reason(&link.name)));
+        }
+        let reason = xdp_reason(choice, &link.name, xsk.mode());
         let info = XdpInfo {
             interface: link.name.clone(),
             mode: xsk.mode().name(),
@@ -178,7 +210,7 @@ impl SenderXdp {
             queues: 1,
             huge_pages: area.huge_pages(),
         };
-        Ok(Some(SenderXdp { xsk, area, ifindex: link.ifindex, src_mac: link.mac, info }))
+        Ok(NetPick { xdp: Some(SenderXdp { xsk, area, ifindex: link.ifindex, src_mac: link.mac, info }), reason })
     }
 
     /// What the path runs on.
@@ -273,6 +305,7 @@ pub struct ReceiverXdp {
     /// Held only for its `Drop`, which detaches the program.
     _attachment: Attachment,
     info: XdpInfo,
+    mode: BindMode,
 }
 
 /// How the program is attached; detaches on drop.
@@ -298,20 +331,28 @@ const XDP_FLAGS_SKB_MODE: u32 = 2;
 const XDP_FLAGS_DRV_MODE: u32 = 4;
 
 impl ReceiverXdp {
-    /// Sets up the XDP path for datagrams from `peer` to local UDP port `port`, or explains why not.
-    /// `datagram` is the session's datagram size, which must fit a frame.
-    pub fn open(peer: IpAddr, port: u16, datagram: usize, choice: NetChoice) -> Result<Option<ReceiverXdp>, String> {
-        let Some(link) = preflight(peer, choice, true, Some(datagram))? else { return Ok(None) };
+    /// Sets up the XDP path for datagrams from `peer` to local UDP port `port`, or explains why not (UDP and
+    /// its reason under `auto`, an error under `xdp`). `datagram` is the session's datagram size, which must
+    /// fit a frame.
+    pub fn open(peer: IpAddr, port: u16, datagram: usize, choice: NetChoice) -> Result<NetPick<ReceiverXdp>, String> {
+        let link = match preflight(peer, choice, true, Some(datagram))? {
+            Ok(link) => link,
+            Err(udp) => return Ok(udp),
+        };
         match Self::set_up(&link, port, choice) {
-            Ok(x) => Ok(Some(x)),
-            Err(e) => {
-                refuse(choice, format!("{}: {e}", link.name))?;
-                Ok(None)
+            Ok(Some(x)) => {
+                let reason = xdp_reason(choice, &link.name, x.mode);
+                Ok(NetPick { xdp: Some(x), reason })
             }
+            // `auto` on a copy-mode interface: a choice, not a failure, so nothing on stderr.
+            Ok(None) => Ok(NetPick::udp(copy_mode_reason(&link.name))),
+            Err(e) => refuse(choice, format!("{}: {e}", link.name)),
         }
     }
 
-    fn set_up(link: &netlink::LinkInfo, port: u16, choice: NetChoice) -> Result<ReceiverXdp, String> {
+    /// Opens the sockets, loads and attaches the program; `None` when `auto` finds the first socket bound in
+    /// copy mode (before anything is attached).
+    fn set_up(link: &netlink::LinkInfo, port: u16, choice: NetChoice) -> Result<Option<ReceiverXdp>, String> {
         replace_stale_program(link)?;
         let queues = rx_queue_count(link).max(1);
         let program = bpf::load_classifier(queues).map_err(|e| format!("loading the XDP program: {e}"))?;
@@ -329,6 +370,9 @@ impl ReceiverXdp {
             let start = q as usize * RX_FRAMES_PER_QUEUE * FRAME_SIZE;
             let xsk =
                 Xsk::open(area.clone(), start, RX_FRAMES_PER_QUEUE * FRAME_SIZE, &opts).map_err(|e| e.to_string())?;
+            if choice == NetChoice::Auto && xsk.mode() == BindMode::Copy {
+                return Ok(None);
+            }
             program.set_xsk(q, xsk.raw_fd()).map_err(|e| format!("XSKMAP: {e}"))?;
             sockets.push(xsk);
         }
@@ -342,7 +386,7 @@ impl ReceiverXdp {
             (0..RX_FRAMES_PER_QUEUE as u64).map(|f| start + f * FRAME_SIZE as u64).collect()
         })
         .map_err(|e| e.to_string())?;
-        Ok(ReceiverXdp { source: Some(source), program, _attachment: attachment, info })
+        Ok(Some(ReceiverXdp { source: Some(source), program, _attachment: attachment, info, mode }))
     }
 
     /// What the path runs on.

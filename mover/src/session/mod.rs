@@ -50,7 +50,7 @@ pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
 pub use limits::Limits;
 pub use memory::{MemoryBudget, MemoryStats};
 pub use partial_sweep::{sweep_and_log, sweep_lines, DEFAULT_PARTIAL_MAX_AGE};
-pub use paths::path_under_root;
+pub use paths::{path_under_root, PathRule};
 pub use pull::{pull, PullOptions};
 pub use push::{push, PushOptions};
 pub use receive::{receive_files, ReceiveParams, ReceiveTarget};

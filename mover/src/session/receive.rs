@@ -124,7 +124,8 @@ pub fn receive_files(
     let udp_port = sock.local_addr().map_err(udp_socket)?.port();
     // Before the accept, so that the first datagram finds the program and sockets in place. Dropped (the
     // program detached) when the session ends.
-    let mut xdp = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
+    let pick = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
+    let (mut xdp, net_reason) = (pick.xdp, pick.reason);
     let msgs = plan.to_messages().into_iter().chain(std::iter::once(ControlMsg::Accept { session_id, udp_port, key }));
     ch.send_all(msgs).map_err(|error| SessionError::Io { what: "sending the resume plan and accept", error })?;
 
@@ -155,6 +156,7 @@ pub fn receive_files(
         goodput_bps: summary.bytes.saturating_sub(decision.resumed_bytes) as f64 * 8.0 / seconds.max(1e-9),
         verified: true,
         net: if xdp.is_some() { "xdp" } else { "udp" },
+        net_reason,
         xdp: xdp.as_ref().map(|x| x.info().clone()),
         xdp_counters,
         rate_bps: hello.rate_bps,

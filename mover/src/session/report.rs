@@ -45,6 +45,9 @@ pub struct Report {
     pub verified: bool,
     /// The data path used: "udp" or "xdp".
     pub net: &'static str,
+    /// Why this end took that path, starting with its name ("udp: AF_XDP on veth0 is copy mode only ...");
+    /// empty when no data path was opened (nothing to send).
+    pub net_reason: String,
     /// The XDP path's details when `net` is "xdp".
     pub xdp: Option<XdpInfo>,
     /// The XDP program's counters at the end (receiving side): redirected, matched without a socket, passed.
@@ -130,6 +133,7 @@ impl Report {
         j = j
             .bool("verified", self.verified)
             .str("net", self.net)
+            .str("net_reason", &self.net_reason)
             .u64("rate_bps", self.rate_bps)
             .str("policy", self.policy.name());
         j = if sent {
@@ -182,7 +186,11 @@ impl Report {
             Direction::Sent => "sender",
             Direction::Received => "receiver",
         };
-        render_table(&format!("{side} stages ({role}):"), &self.stages)
+        let mut table = String::new();
+        if !self.net_reason.is_empty() {
+            table += &format!("data path ({role}): {}\n", self.net_reason);
+        }
+        table + &render_table(&format!("{side} stages ({role}):"), &self.stages)
     }
 
     /// What did not arrive as it is at the source, one phrase each: entries the scan did not send, and
@@ -265,7 +273,8 @@ impl Report {
                     "xdp ({}, {}, {}, {} queue(s); program: {} redirected, {} passed)",
                     x.interface, x.mode, x.attach, x.queues, self.xdp_counters[0], self.xdp_counters[2]
                 ),
-                None => "udp".into(),
+                None if self.net_reason.is_empty() => "udp".into(),
+                None => format!("udp ({})", self.net_reason.trim_start_matches("udp: ")),
             },
             self.dropped_note()
         )
@@ -305,7 +314,7 @@ mod tests {
         let mut r = Report::new(Direction::Sent, 1, Policy::Fixed, Cipher::default());
         r.error = Some("x".into());
         let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted resumed_bytes skipped_files \
-                    skipped_bytes sent_bytes verified net rate_bps policy \
+                    skipped_bytes sent_bytes verified net net_reason rate_bps policy \
                     max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
                     dropped_auth dropped_replayed repaired_files dropped stages error";
@@ -313,7 +322,7 @@ mod tests {
         r.direction = Direction::Received;
         r.error = None;
         let received = "files bytes seconds goodput_bps resumed_bytes skipped_files skipped_bytes verified net \
-                        rate_bps policy packets_received duplicates \
+                        net_reason rate_bps policy packets_received duplicates \
                         dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher dropped stages";
         assert_eq!(keys(&r.to_json()).join(" "), received);
         assert!(r.to_json().contains(r#""dropped":[]"#), "{}", r.to_json());

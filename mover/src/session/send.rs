@@ -96,7 +96,9 @@ pub fn send_files(
         .filter(|&d| d >= 256)
         .ok_or_else(|| SessionError::Setup(format!("MTU {} is too small", p.mtu)))?;
     let datagram = datagram.min(65_507);
-    let xdp = SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES).map_err(SessionError::Setup)?;
+    let pick = SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES).map_err(SessionError::Setup)?;
+    report.net_reason = pick.reason;
+    let xdp = pick.xdp;
     // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
     let datagram = if xdp.is_some() { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
     let mut cfg = Config::new(0, datagram, p.rate_bps);

@@ -11,6 +11,7 @@ use super::limits::Limits;
 use super::memory::MemoryBudget;
 use super::metrics::{spawn_metrics, MetricsSource};
 use super::paths::path_under_root;
+use super::paths::PathRule;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::registry::{RunningSession, SessionRegistry};
@@ -245,6 +246,7 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
     let result = serve_first(&mut ch, first, deadline, opts, false, Some(&mut tracked));
     tracked.end(&result);
     result.map_err(|e| {
+    serve_first(&mut ch, first, deadline, opts, &PathRule::Relative).map_err(|e| {
         if e.to_string().contains(crate::net::DEADLINE_MISSED) {
             caps.note_cut_deadline();
         }
@@ -397,12 +399,17 @@ pub enum StdioOutcome {
 }
 
 /// Runs one session over this process's stdin and stdout ([`accept_stdio`]), as started by a client's
-/// `ssh host mover serve --stdio` (PROTOCOL.md §3.3).
-pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
+/// `ssh host mover serve --stdio` (PROTOCOL.md §3.3), with the paths it names mapped by `rule`
+/// ([`PathRule::Account`] without `--root`, as scp; [`PathRule::AbsoluteInRoot`] with one).
+///
+/// Unlike the daemon it does not sweep partial files: its root may be `/`, and a walk of the whole file
+/// system at every ssh session is not what anyone asked for. A partial it leaves is resumed by the next
+/// session to the same place, or removed by hand (the daemon's sweep is for trees it owns).
+pub fn serve_stdio(opts: &ServeOptions, rule: &PathRule) -> Result<StdioOutcome, SessionError> {
     let mut ch = accept_stdio()?;
     let scrub = Arc::new(RootScrub::new(&opts.root));
     scrub.install(&mut ch);
-    match check_root(&opts.root).and_then(|()| serve_channel(&mut ch, opts, true)) {
+    match check_root(&opts.root).and_then(|()| serve_channel(&mut ch, opts, rule)) {
         Ok(r) => {
             if opts.stats && r.direction == Direction::Received {
                 eprint!("{}", r.stage_table("serve"));
@@ -418,17 +425,14 @@ pub fn serve_stdio(opts: &ServeOptions) -> Result<StdioOutcome, SessionError> {
 
 /// Serves one session on a control channel that is up (and, for the daemon, authenticated): its first
 /// message decides the direction. A `Hello` opens a push (the server receives), a `Pull` a pull (the
-/// server sends); the report says which. `absolute_in_root` lets paths name the root by its absolute path, as
-/// `mover serve --stdio` does for scp-style `host:/home/me/x` (PROTOCOL.md §3.3).
-pub fn serve_channel(
-    ch: &mut ControlChannel,
-    opts: &ServeOptions,
-    absolute_in_root: bool,
-) -> Result<Report, SessionError> {
+/// server sends); the report says which. `rule` maps the paths the client names onto the root
+/// ([`PathRule`]: `mover serve --stdio` takes scp-style `host:/home/me/x`, PROTOCOL.md §3.3).
+pub fn serve_channel(ch: &mut ControlChannel, opts: &ServeOptions, rule: &PathRule) -> Result<Report, SessionError> {
     // Whoever calls this, the client is never shown the root (session/client_text.rs).
     Arc::new(RootScrub::new(&opts.root)).install(ch);
     let deadline = Instant::now() + super::admission::handshake_deadline();
     serve_first(ch, None, deadline, opts, absolute_in_root, None)
+    serve_first(ch, None, deadline, opts, rule)
 }
 
 /// [`serve_channel`] with the first message if it was already read, and the deadline for it; a daemon's
@@ -440,9 +444,13 @@ fn serve_first(
     opts: &ServeOptions,
     absolute_in_root: bool,
     mut tracked: Option<&mut Tracked>,
+    rule: &PathRule,
 ) -> Result<Report, SessionError> {
     let root = opts.root.clone();
-    let dest_of = move |d: &str| path_under_root(&root, d, absolute_in_root);
+    // A push's destination directory may be reached through a link (`host:/data -> /mnt/data`); what a
+    // pull reads may not be one (the root's rules).
+    let dest_of = |d: &str| rule.resolve(&root, d, true);
+    let source_of = |d: &str| rule.resolve(&root, d, false);
     let first = match first {
         Some(m) => m,
         None => ch.expect_msg_by(deadline, "waiting for its hello").map_err(SessionError::Protocol)?,
@@ -469,6 +477,7 @@ fn serve_first(
             let live = tracked.as_mut().map_or_else(Live::new, |t| t.begin(Direction::Sent, &pull.path));
             serve_pull(ch, pull, &dest_of, opts, live, tracked)
         }
+        ControlMsg::Pull(pull) => serve_pull(ch, pull, &source_of, opts),
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
     }
 }
