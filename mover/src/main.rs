@@ -371,22 +371,19 @@ fn run_serve(a: ServeArgs, argv: &[std::ffi::OsString]) -> Result<(), CliError> 
         // Whatever fails here is the configuration's fault: the usage code.
         let settings = serve_config::effective_settings(Cli::command(), argv)?;
         let usage = |e: CliError| Failed { class: ExitClass::Usage, message: e.to_string() };
-        let opts = serve_options(a).map_err(usage)?;
+        let (opts, _) = serve_options(a).map_err(usage)?;
         return Ok(serve_config::check_config(&opts, &settings)?);
     }
     if a.show_topology {
         return show_topology(Side::Receiver, &a.cores);
     }
-    let stdio = a.stdio;
-    Ok(serve::run(&serve_options(a)?, stdio)?)
+    let (opts, stdio) = serve_options(a)?;
+    Ok(serve::run(&opts, stdio)?)
 }
 
-/// The daemon's options from its flags (authentication loaded: TLS files and tokens are read here).
-fn serve_options(a: ServeArgs) -> Result<session::ServeOptions, CliError> {
-    let root = match a.root {
-        Some(r) => r,
-        None => serve::default_root()?,
-    };
+/// The daemon's options from its flags (authentication loaded: TLS files and tokens are read here), and
+/// under `--stdio` the rule for the paths the client names.
+fn serve_options(a: ServeArgs) -> Result<(session::ServeOptions, Option<session::PathRule>), CliError> {
     let (root, stdio) = serve::root_and_rule(a.root, a.stdio)?;
     // Under --stdio, ssh has authenticated the user and carries the channel; the daemon's own TLS and
     // credentials are for --listen.
@@ -409,8 +406,7 @@ fn serve_options(a: ServeArgs) -> Result<session::ServeOptions, CliError> {
         log_format: a.service.log_format,
         registry: session::registry::SessionRegistry::new(),
     };
-    Ok(opts)
-    Ok(serve::run(&opts, stdio)?)
+    Ok((opts, stdio))
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.

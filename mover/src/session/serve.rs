@@ -10,7 +10,6 @@ use super::error::SessionError;
 use super::limits::Limits;
 use super::memory::MemoryBudget;
 use super::metrics::{spawn_metrics, MetricsSource};
-use super::paths::path_under_root;
 use super::paths::PathRule;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
@@ -243,10 +242,9 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
     let scrub = Arc::new(RootScrub::new(&opts.root));
     scrub.install(&mut ch);
     let mut tracked = Tracked { registry: &opts.registry, peer, user: who.to_string(), running: None, dest: None };
-    let result = serve_first(&mut ch, first, deadline, opts, false, Some(&mut tracked));
+    let result = serve_first(&mut ch, first, deadline, opts, &PathRule::Relative, Some(&mut tracked));
     tracked.end(&result);
     result.map_err(|e| {
-    serve_first(&mut ch, first, deadline, opts, &PathRule::Relative).map_err(|e| {
         if e.to_string().contains(crate::net::DEADLINE_MISSED) {
             caps.note_cut_deadline();
         }
@@ -431,8 +429,7 @@ pub fn serve_channel(ch: &mut ControlChannel, opts: &ServeOptions, rule: &PathRu
     // Whoever calls this, the client is never shown the root (session/client_text.rs).
     Arc::new(RootScrub::new(&opts.root)).install(ch);
     let deadline = Instant::now() + super::admission::handshake_deadline();
-    serve_first(ch, None, deadline, opts, absolute_in_root, None)
-    serve_first(ch, None, deadline, opts, rule)
+    serve_first(ch, None, deadline, opts, rule, None)
 }
 
 /// [`serve_channel`] with the first message if it was already read, and the deadline for it; a daemon's
@@ -442,9 +439,8 @@ fn serve_first(
     first: Option<ControlMsg>,
     deadline: Instant,
     opts: &ServeOptions,
-    absolute_in_root: bool,
-    mut tracked: Option<&mut Tracked>,
     rule: &PathRule,
+    mut tracked: Option<&mut Tracked>,
 ) -> Result<Report, SessionError> {
     let root = opts.root.clone();
     // A push's destination directory may be reached through a link (`host:/data -> /mnt/data`); what a
@@ -475,9 +471,8 @@ fn serve_first(
         }
         ControlMsg::Pull(pull) => {
             let live = tracked.as_mut().map_or_else(Live::new, |t| t.begin(Direction::Sent, &pull.path));
-            serve_pull(ch, pull, &dest_of, opts, live, tracked)
+            serve_pull(ch, pull, &source_of, opts, live, tracked)
         }
-        ControlMsg::Pull(pull) => serve_pull(ch, pull, &source_of, opts),
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
     }
 }
