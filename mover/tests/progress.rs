@@ -301,6 +301,8 @@ fn pull_prints_json_events_and_a_second_pull_with_nothing_to_do_ends_done() {
     assert_eq!(last.str("phase"), "done");
     assert_eq!((last.u64("bytes"), last.u64("bytes_total")), (bytes, bytes), "{stderr}");
     assert_eq!((last.u64("files"), last.u64("files_total")), (4, 4), "{stderr}");
+    // Files skipped as current are done at once, but nothing moved: no rate (not bytes over milliseconds).
+    assert!(matches!(last.get("rate_bps"), Value::Null | Value::Num(0.0)), "{stderr}");
 }
 
 #[test]

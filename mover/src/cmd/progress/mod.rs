@@ -2,8 +2,8 @@
 //! JSON event a second for scripts and GUIs (`--progress json`), or nothing (`--quiet`, `--progress
 //! none`, or stderr not a terminal).
 //!
-//! A thread of its own reads [`Live`], the counters the session's protocol stage publishes every 50 ms:
-//! relaxed loads of a few atomics, so the display never slows the transfer. Retries share the same
+//! A thread of its own reads [`Live`], the counters the session's protocol stage publishes every 50 ms, ten
+//! times a second: relaxed loads of a few atomics, so the display never slows the transfer. Retries share the same
 //! `Live`, so one display covers every attempt. The final event or frame is drawn when the command knows
 //! how the transfer ended ([`Progress::end`]), before the summary line.
 
@@ -12,7 +12,7 @@ pub mod event;
 pub mod meter;
 
 use crate::exit::{ExitClass, Failed};
-use crate::pipeline::live::Live;
+use crate::pipeline::live::{Live, Phase};
 use bar::Bar;
 use event::{running_phase, End, Reading};
 use meter::{eta_seconds, Meter};
@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often the bar reads the counters (and redraws at most).
-const BAR_TICK: Duration = Duration::from_millis(100);
-/// The bar's rate covers this much time: 100 ms ticks alone would flicker.
+/// How often the display reads the counters (and the bar redraws, at most).
+const TICK: Duration = Duration::from_millis(100);
+/// The bar's rate covers this much time: 100 ms frames alone would flicker.
 const BAR_RATE_WINDOW: Duration = Duration::from_secs(2);
 /// One JSON event this often; its rate covers the interval since the previous one.
-const JSON_TICK: Duration = Duration::from_secs(1);
+const JSON_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What `--progress` shows.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,20 +157,17 @@ impl Progress {
 /// The display thread: reads `live` every tick and draws, until the command says how the transfer ended.
 fn display(live: &Live, end: End, show: Show, rx: &mpsc::Receiver<Msg>) {
     let started = Instant::now();
-    let (tick, window) = match show {
-        Show::Json => (JSON_TICK, JSON_TICK),
-        _ => (BAR_TICK, BAR_RATE_WINDOW),
-    };
     let mut bar = match show {
         Show::Bar { forced } => Some(Bar::new(forced)),
         _ => None,
     };
-    let mut meter = Meter::new(window);
-    meter.record(Duration::ZERO, 0);
-    let mut next = started + tick;
+    // Readings every tick in both modes, so that the meter sees when data starts to flow.
+    let mut meter = Meter::new(if bar.is_some() { BAR_RATE_WINDOW } else { JSON_INTERVAL });
+    let mut next_tick = started + TICK;
+    let mut next_event = started + JSON_INTERVAL;
     let mut paused = false;
     loop {
-        let msg = rx.recv_timeout(next.saturating_duration_since(Instant::now()));
+        let msg = rx.recv_timeout(next_tick.saturating_duration_since(Instant::now()));
         let outcome = match msg {
             Ok(Msg::Pause(ack)) => {
                 if let Some(b) = bar.as_mut() {
@@ -190,8 +187,10 @@ fn display(live: &Live, end: End, show: Show, rx: &mpsc::Receiver<Msg>) {
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let snap = live.snapshot();
-        let elapsed = started.elapsed();
-        meter.record(elapsed, snap.bytes_done);
+        let now = Instant::now();
+        let elapsed = now.duration_since(started);
+        let flows = matches!(snap.phase, Phase::Transferring | Phase::Done);
+        meter.observe(elapsed, snap.bytes_done, flows);
         let rate_bps = meter.rate_bps();
         let phase = match &outcome {
             None => running_phase(snap.phase),
@@ -209,18 +208,28 @@ fn display(live: &Live, end: End, show: Show, rx: &mpsc::Receiver<Msg>) {
             (Some(b), None) if !paused => b.show(&reading),
             (Some(_), None) => {}
             // Lines of JSON need no pause: each is printed whole.
-            (None, _) => eprintln!("{}", reading.to_json()),
+            (None, Some(_)) => eprintln!("{}", reading.to_json()),
+            (None, None) if now >= next_event => {
+                eprintln!("{}", reading.to_json());
+                next_event = later(next_event, JSON_INTERVAL, now);
+            }
+            (None, None) => {}
         }
         if outcome.is_some() {
             return;
         }
-        // A fixed schedule (one event a second, not a second after the last one drawn), skipping ticks
-        // missed while the machine was busy.
-        next += tick;
-        let now = Instant::now();
-        if next <= now {
-            next = now + tick;
-        }
+        next_tick = later(next_tick, TICK, now);
+    }
+}
+
+/// The next time on a fixed schedule (one event a second, not a second after the last one drawn),
+/// skipping what was missed while the machine was busy.
+fn later(at: Instant, every: Duration, now: Instant) -> Instant {
+    let next = at + every;
+    if next <= now {
+        now + every
+    } else {
+        next
     }
 }
 
@@ -245,6 +254,16 @@ mod tests {
         assert_eq!(show(true, Json, false), Ok(Show::Json));
         assert_eq!(show(true, None, true), Ok(Show::Nothing));
         assert_eq!(show(true, Bar, true), Err(ExitClass::Usage));
+    }
+
+    #[test]
+    fn events_keep_a_fixed_schedule_and_skip_what_was_missed() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        // Due at 1 s, printed at the tick at 1.05 s: the next is due at 2 s.
+        assert_eq!(later(t0 + s, s, t0 + Duration::from_millis(1050)), t0 + 2 * s, "a late tick keeps the schedule");
+        // Due at 1 s, printed at 5 s (a stalled machine): the next is a second later, not three at once.
+        assert_eq!(later(t0 + s, s, t0 + 5 * s), t0 + 6 * s, "missed events are not printed in a burst");
     }
 
     #[test]
