@@ -338,7 +338,10 @@ fn doctor_in_a_namespace_reports_small_socket_buffers_with_the_fix_and_not_large
     let f = finding(&small, "sysctl net.core.netdev_max_backlog");
     assert!(f.str("seen").unwrap().contains("not in this network namespace"), "{f:?}");
     // The veth is probed for AF_XDP: root can open it in copy mode (veth has no zero-copy).
-    assert!(finding(&small, &format!("{VETH} af_xdp")).str("seen").unwrap().contains("copy"), "{small:?}");
+    let xdp = finding(&small, &format!("{VETH} af_xdp")).str("seen").unwrap().to_string();
+    assert!(xdp.contains("copy") && xdp.contains("xdp-features"), "{xdp}");
+    let Some(Json::Arr(probed)) = small.get("measured").and_then(|m| m.get("xdp")) else { panic!("{small:?}") };
+    assert!(probed.iter().any(|x| x.str("interface") == Some(VETH)), "{probed:?}");
 
     let out = doctor_in(&pair, &pair.b, 268_435_456, dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);

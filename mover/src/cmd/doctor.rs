@@ -131,7 +131,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failed> {
     let verdict = bottleneck::judge(&m.stages());
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", to_json(&findings, &m, &host.xdp, verdict.as_ref(), seconds));
+        println!("{}", to_json(&findings, &m, &host, verdict.as_ref(), seconds));
     } else {
         print!("{}", describe(&findings, &m, verdict.as_ref(), seconds));
     }
@@ -303,7 +303,7 @@ fn describe(findings: &[Finding], m: &Measured, verdict: Option<&Bottleneck>, se
 fn to_json(
     findings: &[Finding],
     m: &Measured,
-    xdp: &[(String, Result<&'static str, String>)],
+    host: &doctor_host::HostReadings,
     verdict: Option<&Bottleneck>,
     seconds: f64,
 ) -> String {
@@ -343,8 +343,11 @@ fn to_json(
     }
     meas = meas.array(
         "xdp",
-        xdp.iter().map(|(name, mode)| {
-            let o = JsonObject::new().str("interface", name);
+        host.xdp.iter().map(|(name, mode)| {
+            let features = host.xdp_features.iter().find(|(n, _)| n == name).map_or(0, |(_, f)| *f);
+            let o = JsonObject::new()
+                .str("interface", name)
+                .strs("driver_xdp_features", crate::net::xdp_features::names(features));
             match mode {
                 Ok(m) => o.str("mode", m),
                 Err(e) => o.str("mode", "none").str("error", e),
