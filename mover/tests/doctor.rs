@@ -396,9 +396,15 @@ fn doctor_peer_measures_rtt_and_goodput_against_a_real_daemon() {
 }
 
 #[test]
-fn doctor_refuses_a_peer_that_is_not_a_daemon_url() {
+fn doctor_refuses_bad_arguments_with_one_line_and_exit_code_2() {
     let out = mover().args(["doctor", "--peer", "http://host/x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("mover: error: --peer takes a daemon's URL, mover://HOST[:PORT]"), "{err}");
+    let out = mover().args(["doctor", "--dir", "/nonexistent/h2-doctor"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mover: error: --dir '/nonexistent/h2-doctor' is not a directory"), "{err}");
+    let out = mover().args(["doctor", "--peer-seconds", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -262,7 +262,7 @@ fn describe(findings: &[Finding], m: &Measured, verdict: Option<&Bottleneck>, se
     }
     if let Some(p) = &m.peer {
         o += &format!(
-            "  peer        {:<28} {}: TCP connect RTT {:.3} ms (median {:.3}), push of {} in {:.2} s, protocol RTT {:.3} ms, {:.2}% retransmitted\n",
+            "  peer        {:<28} {}: TCP connect RTT {:.3} ms (median {:.3}), push of {} in {:.2} s, protocol RTT {:.3} ms (smoothed: includes the queue in socket buffers), {:.2}% retransmitted\n",
             gbs(p.goodput_bps),
             p.addr,
             p.rtt_ms,
