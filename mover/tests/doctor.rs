@@ -338,7 +338,10 @@ fn doctor_in_a_namespace_reports_small_socket_buffers_with_the_fix_and_not_large
     let f = finding(&small, "sysctl net.core.netdev_max_backlog");
     assert!(f.str("seen").unwrap().contains("not in this network namespace"), "{f:?}");
     // The veth is probed for AF_XDP: root can open it in copy mode (veth has no zero-copy).
-    assert!(finding(&small, &format!("{VETH} af_xdp")).str("seen").unwrap().contains("copy"), "{small:?}");
+    let xdp = finding(&small, &format!("{VETH} af_xdp")).str("seen").unwrap().to_string();
+    assert!(xdp.contains("copy") && xdp.contains("xdp-features"), "{xdp}");
+    let Some(Json::Arr(probed)) = small.get("measured").and_then(|m| m.get("xdp")) else { panic!("{small:?}") };
+    assert!(probed.iter().any(|x| x.str("interface") == Some(VETH)), "{probed:?}");
 
     let out = doctor_in(&pair, &pair.b, 268_435_456, dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -393,9 +396,15 @@ fn doctor_peer_measures_rtt_and_goodput_against_a_real_daemon() {
 }
 
 #[test]
-fn doctor_refuses_a_peer_that_is_not_a_daemon_url() {
+fn doctor_refuses_bad_arguments_with_one_line_and_exit_code_2() {
     let out = mover().args(["doctor", "--peer", "http://host/x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("mover: error: --peer takes a daemon's URL, mover://HOST[:PORT]"), "{err}");
+    let out = mover().args(["doctor", "--dir", "/nonexistent/h2-doctor"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mover: error: --dir '/nonexistent/h2-doctor' is not a directory"), "{err}");
+    let out = mover().args(["doctor", "--peer-seconds", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

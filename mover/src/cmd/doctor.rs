@@ -131,7 +131,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failed> {
     let verdict = bottleneck::judge(&m.stages());
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", to_json(&findings, &m, &host.xdp, verdict.as_ref(), seconds));
+        println!("{}", to_json(&findings, &m, &host, verdict.as_ref(), seconds));
     } else {
         print!("{}", describe(&findings, &m, verdict.as_ref(), seconds));
     }
@@ -262,7 +262,7 @@ fn describe(findings: &[Finding], m: &Measured, verdict: Option<&Bottleneck>, se
     }
     if let Some(p) = &m.peer {
         o += &format!(
-            "  peer        {:<28} {}: TCP connect RTT {:.3} ms (median {:.3}), push of {} in {:.2} s, protocol RTT {:.3} ms, {:.2}% retransmitted\n",
+            "  peer        {:<28} {}: TCP connect RTT {:.3} ms (median {:.3}), push of {} in {:.2} s, protocol RTT {:.3} ms (smoothed: includes the queue in socket buffers), {:.2}% retransmitted\n",
             gbs(p.goodput_bps),
             p.addr,
             p.rtt_ms,
@@ -303,7 +303,7 @@ fn describe(findings: &[Finding], m: &Measured, verdict: Option<&Bottleneck>, se
 fn to_json(
     findings: &[Finding],
     m: &Measured,
-    xdp: &[(String, Result<&'static str, String>)],
+    host: &doctor_host::HostReadings,
     verdict: Option<&Bottleneck>,
     seconds: f64,
 ) -> String {
@@ -343,8 +343,11 @@ fn to_json(
     }
     meas = meas.array(
         "xdp",
-        xdp.iter().map(|(name, mode)| {
-            let o = JsonObject::new().str("interface", name);
+        host.xdp.iter().map(|(name, mode)| {
+            let features = host.xdp_features.iter().find(|(n, _)| n == name).map_or(0, |(_, f)| *f);
+            let o = JsonObject::new()
+                .str("interface", name)
+                .strs("driver_xdp_features", crate::net::xdp_features::names(features));
             match mode {
                 Ok(m) => o.str("mode", m),
                 Err(e) => o.str("mode", "none").str("error", e),

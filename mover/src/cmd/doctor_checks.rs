@@ -89,7 +89,8 @@ pub fn judge(h: &HostReadings) -> Vec<Finding> {
         interface_findings(i, h.cores, &mut out);
     }
     for (name, mode) in &h.xdp {
-        out.push(xdp_finding(name, mode));
+        let features = h.xdp_features.iter().find(|(n, _)| n == name).map(|(_, f)| *f);
+        out.push(xdp_finding(name, mode, features));
     }
     cpu_findings(h, &mut out);
     memory_findings(h, &mut out);
@@ -290,24 +291,47 @@ fn interface_findings(i: &Interface, cores: usize, out: &mut Vec<Finding>) {
     }
 }
 
-fn xdp_finding(name: &str, mode: &Result<&'static str, String>) -> Finding {
+fn xdp_finding(name: &str, mode: &Result<&'static str, String>, features: Option<u64>) -> Finding {
+    use crate::net::xdp_features::{names, XDP_ACT_BASIC, XDP_ACT_XSK_ZEROCOPY};
     let why = "AF_XDP bypasses the kernel's UDP stack; zero-copy mode lets the NIC use mover's frames directly, \
-               copy mode copies each frame once and measured slower than UDP sockets on a veth; see \
-               hardware-notes/nic.md#af-xdp";
+               copy mode copies each frame once and measured slower than UDP sockets on a veth; --net auto takes \
+               AF_XDP only where the driver runs XDP natively; see hardware-notes/nic.md#af-xdp";
     let check = format!("{name} af_xdp");
+    let driver = match features {
+        Some(f) => format!(
+            "driver xdp-features: {} ({}, {})",
+            if f == 0 { "none".to_string() } else { names(f).join(", ") },
+            if f & XDP_ACT_BASIC != 0 { "native XDP" } else { "generic XDP only" },
+            if f & XDP_ACT_XSK_ZEROCOPY != 0 { "zero-copy capable" } else { "no zero-copy" }
+        ),
+        None => "driver xdp-features not reported (Linux before 6.3)".to_string(),
+    };
     match mode {
-        Ok("zero-copy") => Finding::new(check, Severity::Ok, "zero-copy bind works", why, ""),
+        Ok("zero-copy") => Finding::new(check, Severity::Ok, format!("zero-copy bind works; {driver}"), why, ""),
+        Ok(m) if features.is_some_and(|f| f & XDP_ACT_XSK_ZEROCOPY != 0) => Finding::new(
+            check,
+            Severity::Ok,
+            format!(
+                "{m} bind on queue 0 although the {driver}: the driver refused zero-copy for this socket \
+                 (a transmit-only socket, the queue's set-up or the device's features); UDP sockets are the faster \
+                 path unless zero-copy binds"
+            ),
+            why,
+            "",
+        ),
         Ok(m) => Finding::new(
             check,
             Severity::Ok,
-            format!("{m} mode only (the driver has no zero-copy AF_XDP): UDP sockets are the faster path"),
+            format!("{m} bind only; {driver}: UDP sockets are the faster path"),
             why,
             "",
         ),
         Err(e) if e.contains("run as root") => {
-            Finding::new(check, Severity::Warn, format!("not checked: {e}"), why, "sudo mover doctor")
+            Finding::new(check, Severity::Warn, format!("bind not checked: {e}; {driver}"), why, "sudo mover doctor")
         }
-        Err(e) => Finding::new(check, Severity::Ok, format!("cannot open: {e}: UDP sockets will be used"), why, ""),
+        Err(e) => {
+            Finding::new(check, Severity::Ok, format!("cannot bind: {e}; {driver}: UDP sockets will be used"), why, "")
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct HostReadings {
     pub interfaces: Vec<Interface>,
     /// Per non-loopback interface: the AF_XDP bind mode it allows ("zero-copy"/"copy") or why none.
     pub xdp: Vec<(String, Result<&'static str, String>)>,
+    /// Per interface name: the driver's `xdp-features` bits (`net::xdp_features`); empty before Linux 6.3.
+    pub xdp_features: Vec<(String, u64)>,
     /// CPU frequency scaling.
     pub cpu: CpuFreq,
     /// Idle states of cpu0 that are enabled: (name, exit latency in us).
@@ -67,7 +69,13 @@ pub fn read(probe_xdp: bool) -> HostReadings {
         .filter(|i| !i.is_loopback && probe_xdp)
         .map(|i| (i.name.clone(), crate::net::xdp_path::probe_bind_mode(i.ifindex)))
         .collect();
+    let by_index = crate::net::xdp_features::dump().ok().flatten().unwrap_or_default();
+    let xdp_features = interfaces
+        .iter()
+        .filter_map(|i| by_index.iter().find(|(x, _)| *x == i.ifindex).map(|(_, f)| (i.name.clone(), *f)))
+        .collect();
     HostReadings {
+        xdp_features,
         sysctls: SYSCTLS.iter().map(|&k| (k, sysinfo::sysctl(k))).collect(),
         interfaces,
         xdp,

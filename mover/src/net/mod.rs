@@ -11,6 +11,7 @@ pub mod sysinfo;
 pub mod tls;
 pub mod tls_words;
 pub mod udp;
+pub mod xdp_features;
 pub mod xdp_io;
 pub mod xdp_path;
 pub mod xsk;
