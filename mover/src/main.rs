@@ -2,7 +2,8 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, packaging, pull, push, serve};
+use mover::cmd::packaging;
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
