@@ -2,7 +2,6 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::packaging;
 use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
@@ -18,6 +17,7 @@ use mover::wire::Cipher;
 const DEFAULT_FIXED_RATE_BPS: u64 = 1_000_000_000;
 /// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
 const NO_CEILING_BPS: u64 = 400_000_000_000;
+use mover::cmd::packaging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
