@@ -19,6 +19,8 @@ command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
+command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]}"

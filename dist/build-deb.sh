@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${PROFILE:-release}
-if ! command -v cargo-deb >/dev/null 2>&1; then
+if ! cargo deb --version >/dev/null 2>&1; then
   echo "build-deb.sh: error: cargo-deb is not installed: cargo install cargo-deb --locked" >&2
   exit 1
 fi

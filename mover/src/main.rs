@@ -17,6 +17,7 @@ use mover::wire::Cipher;
 const DEFAULT_FIXED_RATE_BPS: u64 = 1_000_000_000;
 /// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
 const NO_CEILING_BPS: u64 = 400_000_000_000;
+use mover::cmd::packaging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -78,6 +78,10 @@ fn unit_passes_systemd_analyze_verify() {
         ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_IPC_LOCK"].iter().map(|s| s.to_string()).collect();
     assert_eq!(caps, want, "the bounding set is what AF_XDP and SO_RCVBUFFORCE need");
     assert_eq!(unit_values("AmbientCapabilities").into_iter().collect::<BTreeSet<_>>(), want);
+    // The one writable path is the example config's receive root.
+    let example = std::fs::read_to_string(dist().join("serve.example.toml")).expect("read example config");
+    let root = example.lines().find_map(|l| l.strip_prefix("root = ")).expect("the example sets root");
+    assert_eq!(unit_values("ReadWritePaths"), vec![root.trim_matches('"').to_string()]);
 }
 
 /// The system calls a `@group` or a name of `systemd-analyze syscall-filter` stands for.

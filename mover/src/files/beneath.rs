@@ -300,8 +300,10 @@ impl Dir {
     pub fn rename(&self, name: &OsStr, to: &Dir, to_name: &OsStr, no_replace: bool) -> io::Result<()> {
         let (a, b) = (cstr(one(name)?)?, cstr(one(to_name)?)?);
         let flags = if no_replace { libc::RENAME_NOREPLACE } else { 0 };
-        // Safety: valid descriptors and NUL-terminated names.
-        check(unsafe { libc::renameat2(self.raw(), a.as_ptr(), to.raw(), b.as_ptr(), flags) })
+        // Through syscall(2): the musl libc of the static build has no renameat2 wrapper (musl < 1.2.5).
+        // Safety: valid descriptors and NUL-terminated names; the call returns 0 or -1.
+        let rc = unsafe { libc::syscall(libc::SYS_renameat2, self.raw(), a.as_ptr(), to.raw(), b.as_ptr(), flags) };
+        check(rc as libc::c_int)
     }
 
     /// Removes the file, symlink or (with `dir`) empty directory `name`.

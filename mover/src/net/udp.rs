@@ -326,7 +326,8 @@ impl DataSocket {
                     self.fd.as_raw_fd(),
                     batch.hdrs.as_mut_ptr(),
                     messages as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                    // The flags are an int on glibc and an unsigned on musl.
+                    libc::MSG_DONTWAIT as _,
                 )
             };
             if rc >= 0 {
@@ -400,7 +401,7 @@ impl DataSocket {
                 self.fd.as_raw_fd(),
                 batch.hdrs.as_mut_ptr(),
                 messages as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
                 ptr::null_mut(),
             )
         };
@@ -732,7 +733,7 @@ impl TxBatch {
                 hdr.msg_control = cbuf.0.as_mut_ptr() as *mut libc::c_void;
                 // Safety: CMSG_SPACE is a pure size computation.
                 hdr.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as _;
-                debug_assert!(hdr.msg_controllen <= mem::size_of::<CmsgBuf>());
+                debug_assert!(hdr.msg_controllen <= mem::size_of::<CmsgBuf>() as _);
                 // Safety: msg_control points at a CmsgBuf (aligned for cmsghdr) of at least msg_controllen
                 // bytes, so CMSG_FIRSTHDR returns a non-null, in-bounds, aligned pointer to its start; the
                 // header and its u16 payload (CMSG_LEN(2) bytes) fit in CMSG_SPACE(2).

@@ -416,7 +416,8 @@ fn rx_queue_count(link: &netlink::LinkInfo) -> u32 {
 
 /// Combined + RX channels of `name` from ethtool, if the driver reports them.
 fn ethtool_channels(name: &str) -> Option<u32> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    // An unsigned long on glibc, an int on musl: `libc::Ioctl` is whichever the target takes.
+    const SIOCETHTOOL: libc::Ioctl = 0x8946;
     const ETHTOOL_GCHANNELS: u32 = 0x3c;
     #[repr(C)]
     #[derive(Default)]
