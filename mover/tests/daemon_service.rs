@@ -255,7 +255,7 @@ fn json_logs_every_line_for_a_push_a_pull_and_a_failure() {
         std::fs::create_dir(d).unwrap();
     }
     write_random_file(&src.join("f"), 1_000_000, 3);
-    let server = Server::start(&root, &["--log-format", "json", "--stats"]);
+    let server = Server::start(&root, &["--log-format", "json", "--stats", "--metrics", "127.0.0.1:0"]);
     let base = format!("mover://{}", server.addr);
     let push = run_with_limit(mover().args(["push", "--insecure-no-auth"]).arg(&src).arg(format!("{base}/in")), LIMIT);
     assert!(push.status.success(), "{}", stderr(&push));
@@ -283,6 +283,61 @@ fn json_logs_every_line_for_a_push_a_pull_and_a_failure() {
     assert!(ends[1].contains(r#""result":"ok","files":1,"bytes":1000000,"seconds":"#), "{}", ends[1]);
     assert!(ends[2].contains(r#""level":"warn""#) && ends[2].contains(r#""result":"failed""#), "{}", ends[2]);
     assert!(ends[2].contains(r#""error":""#) && ends[2].contains("missing"), "{}", ends[2]);
+    let m = scrape(&metrics_addr(&server));
+    assert_eq!(metric(&m, "mover_sessions_total{result=\"ok\"}"), 2.0, "{m}");
+    assert_eq!(metric(&m, "mover_sessions_total{result=\"failed\"}"), 1.0, "{m}");
+}
+
+#[test]
+fn refused_sessions_are_counted_and_logged_and_the_endpoint_answers_only_get_metrics() {
+    let dir = TempDir::new("h4-refused");
+    let (root, src) = (dir.path().join("root"), dir.path().join("src"));
+    std::fs::create_dir(&root).unwrap();
+    std::fs::create_dir(&src).unwrap();
+    write_random_file(&src.join("f"), 10_000_000, 4);
+    // One session at a time and no queue: a second push while the first runs is refused as busy.
+    let args = ["--metrics", "127.0.0.1:0", "--max-sessions", "1", "--max-queue", "0"];
+    let server = Server::start(&root, &args);
+    let at = metrics_addr(&server);
+    let url = format!("mover://{}/in", server.addr);
+    let slow = mover()
+        .args(["push", "--insecure-no-auth", "--policy", "fixed", "--rate", "20M", "--retries", "0"])
+        .arg(&src)
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut slow = KillOnDrop(slow);
+    wait_line(&server, "session 1 started");
+    let busy =
+        run_with_limit(mover().args(["push", "--insecure-no-auth", "--retries", "0"]).arg(&src).arg(&url), LIMIT);
+    assert!(!busy.status.success(), "a push beyond --max-sessions and --max-queue ran");
+    let refused = wait_line(&server, "busy");
+    assert!(refused.starts_with("mover serve: ") && refused.contains("peer=127.0.0.1:"), "{refused}");
+    let m = scrape(&at);
+    assert_eq!(metric(&m, "mover_sessions_total{result=\"refused\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "mover_sessions_refused_busy_total"), 1.0, "{m}");
+    assert_eq!(metric(&m, "mover_sessions_active"), 1.0, "{m}");
+    let _ = slow.0.kill();
+
+    assert_eq!(get(&at, "/").0, "HTTP/1.1 404 Not Found");
+    let mut post = TcpStream::connect(&at).unwrap();
+    write!(post, "POST /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    post.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    // The endpoint waits (at most 2 s) for a client to close after its answer.
+    drop(post);
+    // Headers past the request limit are refused, not buffered.
+    let mut big = TcpStream::connect(&at).unwrap();
+    let _ = write!(big, "GET /metrics HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(20_000));
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    drop(big);
+    // And the endpoint still serves.
+    scrape(&at);
 }
 
 #[test]

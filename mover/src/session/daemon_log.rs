@@ -100,6 +100,11 @@ pub fn log(level: Level, event: &str, message: &str, fields: &[(&str, Value)]) {
     eprintln!("{}", line(format(), level, event, message, fields, SystemTime::now()));
 }
 
+/// [`log`] with `fields` only in JSON: for lines whose text already says everything.
+pub fn log_json_fields(level: Level, event: &str, message: &str, fields: &[(&str, Value)]) {
+    log(level, event, message, if format() == LogFormat::Json { fields } else { &[] });
+}
+
 /// [`log`] at [`Level::Info`] without fields.
 pub fn info(event: &str, message: &str) {
     log(Level::Info, event, message, &[]);
@@ -128,6 +133,8 @@ pub fn line(
                     Value::Str(s) if s.is_empty() || s.contains([' ', '"', '=']) => format!("{s:?}"),
                     Value::Str(s) => s.to_string(),
                     Value::U64(n) => n.to_string(),
+                    // Rates in whole bits per second, durations to the millisecond.
+                    Value::F64(x) if x.abs() >= 1000.0 => format!("{x:.0}"),
                     Value::F64(x) => format!("{x:.3}"),
                 };
                 out.push_str(&format!(" {k}={v}"));

@@ -7,7 +7,9 @@
 //!
 //! The server answers one request per connection, reads at most [`MAX_REQUEST`] bytes with a
 //! [`IO_TIMEOUT`] per read and write, and answers anything but `GET /metrics` with 404 (405 for another
-//! method): a scraper on the network cannot hold it or make it buffer.
+//! method), then waits for the client to close (at most [`IO_TIMEOUT`] and 64 KiB read and dropped): a
+//! scraper on the network cannot hold it longer or make it buffer. One connection at a time: a client
+//! that stalls delays the next scrape by at most a few seconds.
 
 use super::admission::{Admission, AdmissionStats};
 use super::memory::{MemoryBudget, MemoryStats};
@@ -100,8 +102,23 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())?;
-    stream.flush()
+    stream.flush()?;
+    // Close only after the client has: closing with its unread bytes in our buffer (a refused large
+    // request) would reset the connection, and a reset can destroy the answer before it is read.
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < MAX_DRAIN {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
 }
+
+/// Most bytes read and dropped after an answer while waiting for the client to close.
+const MAX_DRAIN: usize = 64 * 1024;
 
 /// A label value as the text format quotes it: backslash, double quote and newline escaped.
 pub fn escape_label(v: &str) -> String {

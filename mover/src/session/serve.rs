@@ -113,13 +113,14 @@ pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
         };
         let at = spawn_metrics(addr, source)?;
         let url = format!("http://{at}/metrics");
-        daemon_log::log(Level::Info, "metrics", &format!("metrics on {url}"), &[("url", Value::Str(&url))]);
+        daemon_log::log_json_fields(Level::Info, "metrics", &format!("metrics on {url}"), &[("url", Value::Str(&url))]);
     }
     if opts.auth.is_insecure() {
-        daemon_log::warn("insecure", INSECURE_WARNING);
+        // The warning is also the client-facing constant: it names the daemon itself.
+        daemon_log::warn("insecure", INSECURE_WARNING.trim_start_matches("mover serve: "));
     }
     let (listen, root) = (local.to_string(), opts.root.display().to_string());
-    daemon_log::log(
+    daemon_log::log_json_fields(
         Level::Info,
         "listening",
         &format!("listening on {listen}, root {root}"),
