@@ -307,3 +307,26 @@ fn a_wrong_to_is_one_clear_error_line() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("mover: error: pass --ca FILE"), "{lines:?}");
 }
+
+#[test]
+fn a_missing_file_or_a_dir_inside_it_is_one_clear_error_line() {
+    let tmp = TempDir::new("h5-e2e-badfile");
+    let one_line = |out: &std::process::Output| -> String {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+    let out = run_with_limit(
+        mover().args(["bench", "e2e", "--file"]).arg(tmp.path().join("missing")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(3), "source not found");
+    assert!(one_line(&out).starts_with("mover: error: --file "));
+    let out = run_with_limit(
+        mover().args(["bench", "e2e", "--file"]).arg(tmp.path()).arg("--dir").arg(tmp.path().join("work")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2), "usage");
+    assert!(one_line(&out).contains("lies inside --file"));
+    assert!(list_tree(tmp.path()).is_empty(), "nothing was generated: {:?}", list_tree(tmp.path()));
+}

@@ -38,7 +38,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchE2eArgs {
     /// Push to this running daemon (mover://HOST[:PORT]/DIR) instead of one started in this process on
-    /// 127.0.0.1.
+    /// 127.0.0.1; what is pushed stays in DIR there.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// Size of the generated data set (one large file and 200 small ones; binary suffixes: 64M, 1G).
@@ -245,17 +245,28 @@ pub fn run(args: &BenchE2eArgs) -> Result<(), Failed> {
         }
         None => None,
     };
-    if let Some(f) = &args.file {
-        if fs::symlink_metadata(f).is_err() {
-            return Err(Failed {
-                class: ExitClass::SourceNotFound,
-                message: format!("--file {}: no such file or directory", f.display()),
-            });
-        }
-    }
+    // Canonical, so that `--file .` or `--file dir/` lands under its real name.
+    let file = match &args.file {
+        Some(f) => Some(fs::canonicalize(f).map_err(|e| Failed {
+            class: ExitClass::SourceNotFound,
+            message: format!("--file {}: {e}: give an existing file or directory", f.display()),
+        })?),
+        None => None,
+    };
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = base.join(format!("mover-bench-e2e-{}", std::process::id()));
-    let result = run_in(&work, args, peer);
+    if let Some(f) = &file {
+        // The receiving root and a generated set must not become part of what is pushed.
+        let base_abs = fs::canonicalize(&base).or_else(|_| std::path::absolute(&base)).unwrap_or(base.clone());
+        if base_abs.starts_with(f) {
+            return Err(usage(format!(
+                "--dir {} lies inside --file {}: give a --dir outside what is pushed",
+                base.display(),
+                f.display()
+            )));
+        }
+    }
+    let result = run_in(&work, args, file, peer);
     let _ = fs::remove_dir_all(&work);
     let result = result?;
     eprintln!("{}", result.describe());
@@ -267,10 +278,15 @@ pub fn run(args: &BenchE2eArgs) -> Result<(), Failed> {
 
 /// Generates the data set (unless `--file`) and pushes it to `peer` (its URL and credentials) or, without
 /// one, to a daemon started here on loopback.
-fn run_in(work: &Path, args: &BenchE2eArgs, peer: Option<(String, ClientAuth)>) -> Result<E2eResult, Failed> {
+fn run_in(
+    work: &Path,
+    args: &BenchE2eArgs,
+    file: Option<PathBuf>,
+    peer: Option<(String, ClientAuth)>,
+) -> Result<E2eResult, Failed> {
     fs::create_dir_all(work).map_err(|e| usage(format!("--dir: creating {}: {e}", work.display())))?;
-    let source = match &args.file {
-        Some(f) => f.clone(),
+    let source = match file {
+        Some(f) => f,
         None => {
             let src = work.join("src").join("dataset");
             eprintln!("bench e2e: generating {} in {}", format_bytes(args.size), src.display());

@@ -12,13 +12,12 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::bench_plot::{write_svg, PlotSpec};
-use super::bench_sampler::{active, intervals, Interval, RatePercentiles, Reading, Sampler, INTERVAL};
+use super::bench_net_series::{finish_sampler, start_sampler, with_intervals, NetCounters, Role};
 use crate::net::{DataSocket, RxBatch, TxBatch};
 use crate::rate::{format_bytes, format_rate_bps, parse_rate_bps};
 
@@ -70,95 +69,6 @@ pub struct BenchNetArgs {
     /// Draw the rate over time (sent and received, Gbit/s per 100 ms) into this SVG file
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
-}
-
-/// Bytes sent and received so far, stored by the sending and receiving loops after each batch and read by
-/// the [`Sampler`] for the per-interval rates.
-#[derive(Debug, Default)]
-pub struct NetCounters {
-    /// Payload bytes the sender handed to the kernel.
-    pub sent_bytes: AtomicU64,
-    /// Payload bytes the receiver counted.
-    pub received_bytes: AtomicU64,
-}
-
-/// Which counter a role's per-interval rate follows: what the receiver counted, except on a sender alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Loopback,
-    Sender,
-    Receiver,
-}
-
-/// The sampler of a run's counters in `role`.
-fn start_sampler(counters: &Arc<NetCounters>, role: Role) -> Result<Sampler, String> {
-    let c = Arc::clone(counters);
-    Sampler::start(move || {
-        let sent = c.sent_bytes.load(Ordering::Relaxed);
-        let received = c.received_bytes.load(Ordering::Relaxed);
-        match role {
-            Role::Sender => Reading { bytes: sent, ..Reading::default() },
-            Role::Receiver => Reading { bytes: received, ..Reading::default() },
-            Role::Loopback => Reading { bytes: received, other_bytes: sent, ..Reading::default() },
-        }
-    })
-    .map_err(|e| format!("starting the sampler thread: {e}"))
-}
-
-/// The sampled intervals: percentiles for the JSON, the plot if `--plot`.
-fn finish_sampler(sampler: Sampler, args: &BenchNetArgs, role: Role, gso: bool) -> Result<Sampled, String> {
-    let all = intervals(&sampler.finish());
-    let sampled = Sampled { rate: RatePercentiles::of(active(&all)), intervals: all.len() };
-    if let Some(path) = &args.plot {
-        plot(path, args, role, gso, &all)?;
-    }
-    Ok(sampled)
-}
-
-fn plot(path: &std::path::Path, args: &BenchNetArgs, role: Role, gso: bool, all: &[Interval]) -> Result<(), String> {
-    let (where_, rate_name, other_name) = match role {
-        Role::Loopback => ("loopback".to_string(), "received", Some("sent")),
-        Role::Sender => (format!("--to {}", args.to.map_or(String::new(), |a| a.to_string())), "sent", None),
-        Role::Receiver => {
-            (format!("--listen {}", args.listen.map_or(String::new(), |a| a.to_string())), "received", None)
-        }
-    };
-    let spec = PlotSpec {
-        title: format!(
-            "mover bench net ({where_}) --size {} --seconds {} --rate {}, GSO {}",
-            args.size,
-            args.seconds,
-            args.rate.as_deref().unwrap_or("unpaced"),
-            if gso { "on" } else { "off" },
-        ),
-        rate_name,
-        other_name,
-        target_name: None,
-        events_name: None,
-    };
-    write_svg(path, &spec, all)?;
-    eprintln!("bench net: plot written to {}", path.display());
-    Ok(())
-}
-
-/// What the sampler saw of a run.
-#[derive(Clone, Copy, Debug)]
-struct Sampled {
-    /// Percentiles of the rate of the 100 ms intervals with traffic.
-    rate: RatePercentiles,
-    /// Intervals sampled (the plot's points).
-    intervals: usize,
-}
-
-/// `json` with the sampler's keys added at the end: `interval_ms`, `intervals`, `interval_rate_bps`.
-fn with_intervals(json: String, s: &Sampled) -> String {
-    let body = json.strip_suffix('}').unwrap_or(&json);
-    format!(
-        "{body},\"interval_ms\":{},\"intervals\":{},\"interval_rate_bps\":{}}}",
-        INTERVAL.as_millis(),
-        s.intervals,
-        s.rate.to_json().finish()
-    )
 }
 
 /// What the sending end did.
@@ -268,7 +178,11 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
             let counters = Arc::new(NetCounters::default());
             let sampler = start_sampler(&counters, Role::Receiver)?;
             let report = receive(rx, args.seconds, &counters);
-            let sampled = finish_sampler(sampler, args, Role::Receiver, report.as_ref().is_ok_and(|r| r.gro))?;
+            let sampled = finish_sampler(
+                sampler,
+                Role::Receiver,
+                plot_request(args, Role::Receiver, report.as_ref().is_ok_and(|r| r.gro)),
+            )?;
             let report = report?;
             print_recv(&report, args.size);
             if args.json {
@@ -282,7 +196,7 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
             let counters = Arc::new(NetCounters::default());
             let sampler = start_sampler(&counters, Role::Sender)?;
             let report = send(tx, args, &counters);
-            let sampled = finish_sampler(sampler, args, Role::Sender, gso)?;
+            let sampled = finish_sampler(sampler, Role::Sender, plot_request(args, Role::Sender, gso))?;
             let report = report?;
             print_send(&report);
             if args.json {
@@ -294,7 +208,11 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
             let counters = Arc::new(NetCounters::default());
             let sampler = start_sampler(&counters, Role::Loopback)?;
             let run = self_test_counted(args, !args.no_gso, &counters);
-            let sampled = finish_sampler(sampler, args, Role::Loopback, run.as_ref().is_ok_and(|(tx, _)| tx.gso))?;
+            let sampled = finish_sampler(
+                sampler,
+                Role::Loopback,
+                plot_request(args, Role::Loopback, run.as_ref().is_ok_and(|(tx, _)| tx.gso)),
+            )?;
             let (tx, rx) = run?;
             print_send(&tx);
             print_recv(&rx, args.size);
@@ -310,6 +228,24 @@ pub fn run(args: &BenchNetArgs) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The `--plot` file and the chart's title (the run's parameters), if `--plot` was given.
+fn plot_request(args: &BenchNetArgs, role: Role, gso: bool) -> Option<(&std::path::Path, String)> {
+    let path = args.plot.as_deref()?;
+    let where_ = match role {
+        Role::Loopback => "loopback".to_string(),
+        Role::Sender => format!("--to {}", args.to.map_or(String::new(), |a| a.to_string())),
+        Role::Receiver => format!("--listen {}", args.listen.map_or(String::new(), |a| a.to_string())),
+    };
+    let title = format!(
+        "mover bench net ({where_}) --size {} --seconds {} --rate {}, GSO {}",
+        args.size,
+        args.seconds,
+        args.rate.as_deref().unwrap_or("unpaced"),
+        if gso { "on" } else { "off" },
+    );
+    Some((path, title))
 }
 
 fn check_args(args: &BenchNetArgs) -> Result<(), String> {

@@ -26,6 +26,8 @@ pub struct PlotSpec {
 const WIDTH: u32 = 1000;
 const HEIGHT_ONE_PANEL: u32 = 460;
 const HEIGHT_TWO_PANELS: u32 = 700;
+/// The rate axis reaches this many times the highest rate: the top quarter is left to the legend.
+const LEGEND_HEADROOM: f64 = 1.4;
 /// Share of the height the rate panel takes when there are two.
 const RATE_PANEL_SHARE: f64 = 0.62;
 
@@ -69,8 +71,9 @@ pub fn write_svg(path: &Path, spec: &PlotSpec, intervals: &[Interval]) -> Result
             gbit(y)
         })
         .fold(0.0, f64::max);
-    // Headroom above the highest point; a floor so an idle run still has an axis.
-    let y_max = (y_max * 1.1).max(0.01);
+    // Headroom above the highest point, where the legend goes (no line runs through it); a floor so an
+    // idle run still has an axis.
+    let y_max = (y_max * LEGEND_HEADROOM).max(0.01);
     let mut chart = ChartBuilder::on(&rate_area)
         .margin(12)
         .x_label_area_size(40)
@@ -102,7 +105,7 @@ pub fn write_svg(path: &Path, spec: &PlotSpec, intervals: &[Interval]) -> Result
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(|e| failed(&e))?;
 

@@ -6,6 +6,7 @@ pub mod bench_cipher;
 pub mod bench_disk;
 pub mod bench_e2e;
 pub mod bench_net;
+mod bench_net_series;
 pub mod bench_plot;
 pub mod bench_sampler;
 pub mod demo;
