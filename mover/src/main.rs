@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, pull, push, serve};
+use mover::cmd::{bench_cipher, bench_disk, bench_net, demo, foreign_flags, pull, push, serve};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -311,7 +311,8 @@ fn exit_class(e: &CliError) -> ExitClass {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
+    let cli = Cli::try_parse().unwrap_or_else(|e| foreign_flags::exit(e));
     let result = match cli.command {
         Command::Serve(a) => run_serve(a),
         Command::Push(a) => run_push(a),

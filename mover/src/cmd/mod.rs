@@ -6,6 +6,7 @@ pub mod bench_cipher;
 pub mod bench_disk;
 pub mod bench_net;
 pub mod demo;
+pub mod foreign_flags;
 pub mod pull;
 pub mod push;
 pub mod serve;
