@@ -46,9 +46,9 @@ pub struct SshTarget {
 }
 
 impl Location {
-    /// Classifies an operand like scp does: `mover://...` is the daemon; a `:` before any `/` makes it
-    /// remote (`host:PATH`, `user@host:PATH`, `[::1]:PATH`); anything else is a local path (write
-    /// `./a:b` for a local file with a colon in its name).
+    /// Classifies an operand like scp does: `mover://...` is the daemon (another scheme, `http://...`, is
+    /// refused); a `:` before any `/` makes it remote (`host:PATH`, `user@host:PATH`, `[::1]:PATH`); anything
+    /// else is a local path (write `./a:b` for a local file with a colon in its name).
     pub fn parse(s: &str) -> Result<Location, ConnectError> {
         if s.starts_with("mover://") {
             return MoverUrl::parse(s).map(Location::Daemon);
