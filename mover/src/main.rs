@@ -2,7 +2,7 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_e2e, bench_net, demo, doctor, packaging, pull, push, serve, serve_config};
+use mover::cmd::{bench_cipher, bench_disk, bench_e2e, bench_net, demo, doctor, foreign_flags, packaging, pull, push, serve, serve_config};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -336,6 +336,8 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(&argv);
+    // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
+    let cli = Cli::try_parse().unwrap_or_else(|e| foreign_flags::exit(e));
     let result = match cli.command {
         Command::Serve(a) => run_serve(a, &argv),
         Command::Push(a) => run_push(a),

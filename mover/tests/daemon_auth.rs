@@ -308,7 +308,10 @@ fn tls_and_plain_tcp_mismatches_fail_fast_and_clearly() {
     let plain = Server::start(&s.root, &[]);
     let started = Instant::now();
     let insecure = vec!["--insecure-no-auth".to_string()];
-    assert_refused(&push(&insecure, &s.src, &url(&tls, "x")), "the peer speaks TLS");
+    assert_refused(
+        &push(&insecure, &s.src, &url(&tls, "x")),
+        "is a TLS daemon, and this client was started with --insecure-no-auth",
+    );
     assert_refused(&push(&s.token_args(), &s.src, &url(&plain, "x")), "does not speak TLS");
     assert!(started.elapsed() < Duration::from_secs(10), "mismatches took {:?}", started.elapsed());
     assert!(listing(&s.root).is_empty());

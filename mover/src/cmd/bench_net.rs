@@ -57,7 +57,7 @@ pub struct BenchNetArgs {
     /// Seconds to send (sender) / maximum seconds to wait (receiver)
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-    /// Optional send rate in bits/s with SI suffix (default: as fast as possible); parse with crate::rate::parse_rate_bps
+    /// Send rate in bits/s with SI suffix: 500M, 2G, 10G (default: as fast as possible)
     #[arg(long)]
     pub rate: Option<String>,
     /// Use UDP GSO/GRO when available (default on); --no-gso to disable

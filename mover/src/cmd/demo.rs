@@ -212,7 +212,8 @@ pub fn to_json(r: &DemoResult) -> String {
         .f64("cpu_cores_used", r.cpu_cores_used)
         .u64("cores", crate::pipeline::topology::available_cores().len() as u64);
     if let Some((side, name, share)) = busiest_stage(r) {
-        extra = extra.obj("busiest_stage", JsonObject::new().str("side", side).str("name", name).f64("busy_share", share));
+        extra =
+            extra.obj("busiest_stage", JsonObject::new().str("side", side).str("name", name).f64("busy_share", share));
     }
     // Two objects made into one: the push's without its `}`, the demo's without its `{`.
     let (push, extra) = (r.push.to_json(), extra.finish());

@@ -18,6 +18,7 @@ pub mod doctor_host;
 pub mod doctor_measure;
 pub mod doctor_peer;
 pub mod packaging;
+pub mod foreign_flags;
 pub mod pull;
 pub mod push;
 pub mod serve;

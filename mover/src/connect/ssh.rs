@@ -46,12 +46,23 @@ pub struct SshTarget {
 }
 
 impl Location {
-    /// Classifies an operand like scp does: `mover://...` is the daemon; a `:` before any `/` makes it
-    /// remote (`host:PATH`, `user@host:PATH`, `[::1]:PATH`); anything else is a local path (write
-    /// `./a:b` for a local file with a colon in its name).
+    /// Classifies an operand like scp does: `mover://...` is the daemon (another scheme, `http://...`, is
+    /// refused); a `:` before any `/` makes it remote (`host:PATH`, `user@host:PATH`, `[::1]:PATH`); anything
+    /// else is a local path (write `./a:b` for a local file with a colon in its name).
     pub fn parse(s: &str) -> Result<Location, ConnectError> {
         if s.starts_with("mover://") {
             return MoverUrl::parse(s).map(Location::Daemon);
+        }
+        // `http://host/x` is a URL of another scheme, not an ssh host named `http`: say so.
+        if let Some((scheme, _)) = s.split_once("://") {
+            let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b));
+            if is_scheme {
+                return Err(ConnectError::BadAddress(format!(
+                    "'{s}': {scheme}:// is not a mover URL; name a mover serve daemon as mover://HOST[:PORT]/DIR, or \
+                     a host over SSH as [user@]host:DIR"
+                )));
+            }
         }
         let colon = s.find(':');
         let slash = s.find('/');
@@ -144,7 +155,7 @@ impl SshOptions {
 pub fn split_ssh_command(command: &str) -> Result<Vec<String>, ConnectError> {
     let words = shlex::split(command).ok_or_else(|| {
         ConnectError::Ssh(format!(
-            "--ssh '{command}' has an unbalanced quote or a trailing backslash: quote it as you would in a shell"
+            "--ssh has an unbalanced quote or a trailing backslash ({command}): quote it as you would in a shell"
         ))
     })?;
     if words.is_empty() {
@@ -385,9 +396,14 @@ mod tests {
         assert_eq!(p("/abs/path"), Location::Local("/abs/path".into()));
         assert_eq!(p("plain"), Location::Local("plain".into()));
         assert_eq!(p("dir/[x]:y"), Location::Local("dir/[x]:y".into()));
+        assert_eq!(p("./a://b"), Location::Local("./a://b".into()));
+        let http = Location::parse("http://host/x").unwrap_err().to_string();
+        assert!(http.contains("http:// is not a mover URL") && http.contains("[user@]host:DIR"), "{http}");
         assert!(matches!(p("mover://h:1/x"), Location::Daemon(u) if u.port == 1 && u.path == "x"));
         assert!(!p("x").is_remote() && p("h:x").is_remote() && p("mover://h/").is_remote());
-        for bad in [":x", "@host:x", "me@:x", "[::1]x", "[::1", "[]:x", "u@v[::1]:x", "mover://:1/"] {
+        for bad in
+            [":x", "@host:x", "me@:x", "[::1]x", "[::1", "[]:x", "u@v[::1]:x", "mover://:1/", "http://h/x", "s3://b/k"]
+        {
             assert!(Location::parse(bad).is_err(), "{bad} accepted");
         }
     }

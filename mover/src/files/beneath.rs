@@ -249,6 +249,13 @@ impl Beneath {
 }
 
 impl Dir {
+    /// Whether this process may create names in the directory (`faccessat(W_OK, AT_EACCESS)`): a read-only
+    /// file system or a missing permission, found before a transfer starts rather than at its first file.
+    pub fn check_writable(&self) -> io::Result<()> {
+        // Safety: a valid descriptor and a NUL-terminated name.
+        check(unsafe { libc::faccessat(self.raw(), c".".as_ptr(), libc::W_OK, libc::AT_EACCESS) })
+    }
+
     /// The raw descriptor (for `*at` calls elsewhere, e.g. io_uring).
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -581,6 +588,13 @@ fn regular(file: File) -> io::Result<File> {
     // Safety: as above. O_NONBLOCK would make io_uring answer EAGAIN instead of waiting for the disk.
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
     Ok(file)
+}
+
+/// [`Dir::check_writable`] of a directory named by path (a pull's local destination, which the user chose).
+pub fn check_writable_path(path: &Path) -> io::Result<()> {
+    let c = cstr(path.as_os_str())?;
+    // Safety: a NUL-terminated path.
+    check(unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) })
 }
 
 #[cfg(test)]

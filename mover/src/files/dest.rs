@@ -191,7 +191,16 @@ impl DestTree {
             .with_resolve(Resolve::configured());
         let hide_root = |e: FilesError| e.relative_to(root);
         let dest = dest_dir.to_path_buf();
-        mkdir_beneath(&beneath, &dest, DEST_DIR_MODE)?;
+        let dest_fd = beneath.mkdir_all(&dest, DEST_DIR_MODE).map_err(|error| dir_error(&dest, error))?;
+        // A destination that cannot be written is refused now, by its name, not at the first partial file
+        // deep in the transfer.
+        if let Err(error) = dest_fd.check_writable() {
+            return Err(if dest_dir.is_root() {
+                FilesError::Io { op: FileOp::Root, path: root.to_path_buf(), error }
+            } else {
+                FilesError::Path(PathError::Io { path: dest, error })
+            });
+        }
         let mut ensured: HashSet<RelPath> = HashSet::new();
         ensured.insert(RelPath::root());
         let mut files = Vec::new();

@@ -350,9 +350,10 @@ pub fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<Contro
     }
     let n = ControlMsg::check_frame_len(u32::from_be_bytes(len)).map_err(|e| match len {
         // A TLS record header (content type 20-23, version 3.x) where a frame length should be.
+        // Said in words: the length those bytes would make means nothing to anyone.
         [20..=23, 3, _, _] => format!(
-            "{e}: {PEER_SPEAKS_TLS}: one side runs with --insecure-no-auth and the other does not (pass it on \
-             both, or neither)"
+            "{PEER_SPEAKS_TLS} where plain TCP was expected: one side runs with --insecure-no-auth and the other \
+             does not (pass it on both, or neither)"
         ),
         _ => e.to_string(),
     })?;

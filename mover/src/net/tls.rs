@@ -285,14 +285,18 @@ fn explain_handshake_error(e: &io::Error, timeout: Duration, checking: Checking)
         }
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
             format!(
-                "TLS handshake: the peer closed the connection ({e}): it does not speak TLS (a server started with \
-                 --insecure-no-auth), or it refused the connection (too many from this address)"
+                "TLS handshake: the peer closed the connection ({e}): it does not speak TLS (a daemon started with \
+                 --insecure-no-auth: pass --insecure-no-auth here too, on loopback or a trusted network only), or it \
+                 refused the connection (too many from this address)"
             )
         }
         _ => {
             let text = e.to_string();
             if text.contains("corrupt message") || text.contains("InvalidContentType") {
-                format!("TLS handshake: {text}: the peer does not speak TLS (a server started with --insecure-no-auth needs --insecure-no-auth on the client too)")
+                format!(
+                    "TLS handshake: the peer does not speak TLS ({text}): one side runs with --insecure-no-auth and \
+                     the other does not (pass it on both, or neither)"
+                )
             } else if text.contains("invalid peer certificate") {
                 format!("TLS handshake: {text}: the peer's certificate is not trusted (check --ca, or the server's --client-ca)")
             } else {

@@ -126,6 +126,19 @@ impl SessionError {
         }
     }
 
+    /// What a client with `--insecure-no-auth` (`plain`) is told when the daemon at `server` answered in TLS:
+    /// the mismatch in words and the flags that fix it, instead of the channel's failure.
+    pub fn for_plain_client(self, server: &str, plain: bool) -> SessionError {
+        if plain && self.to_string().contains(crate::net::PEER_SPEAKS_TLS) {
+            return SessionError::Protocol(format!(
+                "{server} is a TLS daemon, and this client was started with --insecure-no-auth (plain TCP): drop \
+                 --insecure-no-auth and pass --ca FILE (the daemon's certificate or its CA) with --token-file FILE, \
+                 or --cert and --key"
+            ));
+        }
+        self
+    }
+
     /// The error for a data phase that failed with `message`, of `kind` as the state machine recorded it:
     /// a silent path and a lost control connection become the retryable variants.
     pub fn from_transfer(message: String, kind: FailureKind, who: &'static str, timeout: Duration) -> SessionError {

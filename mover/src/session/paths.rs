@@ -152,6 +152,9 @@ mod tests {
         assert!(ok("missing/../x", true).unwrap_err().to_string().contains("'..'"));
         // The other rules are unchanged.
         assert!(PathRule::Relative.resolve(&home, "/etc", true).is_err());
-        assert_eq!(PathRule::AbsoluteInRoot.resolve(&home, home.join("a").to_str().unwrap(), true).unwrap().to_string(), "a");
+        assert_eq!(
+            PathRule::AbsoluteInRoot.resolve(&home, home.join("a").to_str().unwrap(), true).unwrap().to_string(),
+            "a"
+        );
     }
 }

@@ -138,7 +138,9 @@ fn run(opts: &PullOptions) -> Result<Report, SessionError> {
             let mut ch = connect_client(&url.host, server, &opts.auth, opts.connect_timeout)?;
             request.path = url.path;
             let (bind_ip, peer_ip) = (ch.local_addr().ip(), server.ip());
-            receive_pulled(&mut ch, request, opts, bind_ip, peer_ip)?
+            let plain = matches!(opts.auth, ClientAuth::Insecure);
+            receive_pulled(&mut ch, request, opts, bind_ip, peer_ip)
+                .map_err(|e| e.for_plain_client(&format!("{}:{}", url.host, url.port), plain))?
         }
         Location::Ssh(target) => {
             let mut link = SshLink::open(&target, &opts.ssh)?;
@@ -194,6 +196,8 @@ fn receive_pulled(
         fs::create_dir(&opts.dest)
             .map_err(|e| SessionError::Setup(format!("cannot create '{}': {}", opts.dest.display(), with_fix(&e))))?;
     }
+    crate::files::beneath::check_writable_path(&opts.dest)
+        .map_err(|e| SessionError::Setup(format!("cannot write into '{}': {}", opts.dest.display(), with_fix(&e))))?;
     let dest_of = |_: &str| Ok(RelPath::root());
     let target = ReceiveTarget { root: &opts.dest, dest_of: &dest_of, bind_ip, peer_ip };
     let params = ReceiveParams {

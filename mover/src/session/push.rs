@@ -143,7 +143,9 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
             let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
             report.peer = Some(ch.peer_addr());
             params.dest = url.path;
-            send_files(&mut ch, server.ip(), scanned, &params, started, report)?;
+            let plain = matches!(opts.auth, ClientAuth::Insecure);
+            send_files(&mut ch, server.ip(), scanned, &params, started, report)
+                .map_err(|e| e.for_plain_client(&format!("{}:{}", url.host, url.port), plain))?;
         }
         Location::Ssh(target) => {
             let mut link = SshLink::open(&target, &opts.ssh)?;
