@@ -2,7 +2,10 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
-use mover::cmd::{bench_cipher, bench_disk, bench_e2e, bench_net, demo, doctor, foreign_flags, packaging, pull, push, serve, serve_config};
+use mover::cmd::{
+    bench_cipher, bench_disk, bench_e2e, bench_net, demo, doctor, foreign_flags, packaging, pull, push, serve,
+    serve_config,
+};
 use mover::connect::{ClientAuth, ConnectError, ServerAuth, SshOptions};
 use mover::exit::{ExitClass, Failed, EXIT_CODES_HELP};
 use mover::files::FilesError;
@@ -17,7 +20,6 @@ use mover::wire::Cipher;
 const DEFAULT_FIXED_RATE_BPS: u64 = 1_000_000_000;
 /// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
 const NO_CEILING_BPS: u64 = 400_000_000_000;
-use mover::cmd::packaging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -335,9 +337,8 @@ fn main() -> ExitCode {
             return ExitCode::from(e.class.code());
         }
     };
-    let cli = Cli::parse_from(&argv);
     // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
-    let cli = Cli::try_parse().unwrap_or_else(|e| foreign_flags::exit(e));
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| foreign_flags::exit(e));
     let result = match cli.command {
         Command::Serve(a) => run_serve(a, &argv),
         Command::Push(a) => run_push(a),

@@ -173,7 +173,8 @@ pub fn cipher() -> Result<(Cipher, f64, f64), String> {
 /// UDP over loopback for `seconds`, 1472-byte datagrams without GSO/GRO (the per-datagram cost a NIC path
 /// pays): (received bits per second, loss fraction).
 pub fn udp(seconds: f64) -> Result<(f64, f64), String> {
-    let args = BenchNetArgs { listen: None, to: None, size: 1472, seconds, rate: None, no_gso: true, json: false, plot: None };
+    let args =
+        BenchNetArgs { listen: None, to: None, size: 1472, seconds, rate: None, no_gso: true, json: false, plot: None };
     let (_, rx) = bench_net::self_test(&args)?;
     if rx.seconds <= 0.0 || rx.bytes == 0 {
         return Err("no datagram crossed loopback".into());
