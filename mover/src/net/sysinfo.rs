@@ -137,10 +137,7 @@ fn irqs_of(name: &str, device: &Path, interrupts: &str) -> Vec<(u32, String)> {
             let (num, rest) = l.trim_start().split_once(':')?;
             let num: u32 = num.parse().ok()?;
             let label = rest.split_whitespace().last()?;
-            let mine = label.starts_with(name)
-                || dev_name
-                    .as_deref()
-                    .is_some_and(|d| label.starts_with(&format!("{d}-")) && !label.ends_with("-config"));
+            let mine = irq_label_is_of(label, name, dev_name.as_deref());
             mine.then_some(num)
         })
         .collect();
@@ -159,6 +156,17 @@ fn irqs_of(name: &str, device: &Path, interrupts: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// Whether a `/proc/interrupts` label names a packet interrupt of interface `name` (bus device `dev`).
+/// Drivers name queue interrupts after the interface ("eth0-TxRx-0" ixgbe, "i40e-eth0-TxRx-0") or the bus
+/// device ("virtio2-input.0"); a device's "-config" interrupt carries no packets.
+fn irq_label_is_of(label: &str, name: &str, dev: Option<&str>) -> bool {
+    label == name
+        || label.starts_with(&format!("{name}-"))
+        || label.contains(&format!("-{name}-"))
+        || label.ends_with(&format!("-{name}"))
+        || dev.is_some_and(|d| label.starts_with(&format!("{d}-")) && !label.ends_with("-config"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +179,15 @@ mod tests {
         let lo = interfaces().into_iter().find(|i| i.name == "lo").expect("lo");
         assert!(lo.is_loopback && lo.mtu > 0 && lo.ifindex == 1, "{lo:?}");
         assert!(lo.feature("rx-gro").is_some());
+    }
+
+    #[test]
+    fn interrupt_labels_are_matched_to_their_interface() {
+        assert!(irq_label_is_of("eth0-TxRx-0", "eth0", None));
+        assert!(irq_label_is_of("i40e-eth0-TxRx-3", "eth0", None));
+        assert!(irq_label_is_of("virtio2-input.0", "eth0", Some("virtio2")));
+        assert!(!irq_label_is_of("virtio2-config", "eth0", Some("virtio2")));
+        assert!(!irq_label_is_of("eth01-TxRx-0", "eth0", None));
+        assert!(!irq_label_is_of("virtio20-input.0", "eth0", Some("virtio2")));
     }
 }
