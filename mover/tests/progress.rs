@@ -468,7 +468,7 @@ fn under_a_terminal_the_bar_appears_updates_and_ends_at_100_percent() {
     assert!(frames.windows(2).all(|w| w[1].percent >= w[0].percent), "percent went back: {frames:?}");
     let last = frames.last().expect("a frame");
     assert_eq!(last.percent, 100, "{out:?}");
-    assert!(last.head.contains("259.00 MiB of 259.00 MiB"), "{last:?}");
+    assert!(last.head.contains("259.00 MiB of 259.00 MiB, done"), "{last:?}");
     assert!(out.contains("3 of 3 files"), "{out:?}");
     assert_eq!(
         frames.iter().filter(|f| f.percent == 100).count(),

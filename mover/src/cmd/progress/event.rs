@@ -103,13 +103,14 @@ impl Reading<'_> {
     /// Two short lines fit an 80-column terminal.
     pub fn bar_lines(&self) -> [String; 2] {
         let s = &self.snap;
-        let head = format!(
-            "{:>3}% {} of {}, ETA {}",
-            self.percent(),
-            format_bytes(s.bytes_done),
-            format_bytes(s.bytes_total),
-            format_eta(self.eta_seconds),
-        );
+        let percent = self.percent();
+        // Every byte acknowledged or delivered, and the session not over: the receiver verifies and commits.
+        let when = match (percent, self.phase) {
+            (_, "done") => "done".to_string(),
+            (100, _) => "verifying".to_string(),
+            _ => format!("ETA {}", format_eta(self.eta_seconds)),
+        };
+        let head = format!("{percent:>3}% {} of {}, {when}", format_bytes(s.bytes_done), format_bytes(s.bytes_total));
         let rate = self.rate_bps.map_or_else(|| "--".into(), format_rate_bps);
         let mut tail = format!("{} of {} files, {rate}", s.files_done, s.files_total);
         if self.end == End::Sending {
@@ -196,6 +197,11 @@ mod tests {
         r.rate_bps = None;
         r.eta_seconds = None;
         assert_eq!(r.bar_lines(), [" 25% 1.00 GiB of 4.00 GiB, ETA --:--".to_string(), "1 of 4 files, --".to_string()]);
+        r.snap.bytes_done = r.snap.bytes_total;
+        r.eta_seconds = Some(0.0);
+        assert_eq!(r.bar_lines()[0], "100% 4.00 GiB of 4.00 GiB, verifying", "all sent, not yet committed");
+        r.phase = "done";
+        assert_eq!(r.bar_lines()[0], "100% 4.00 GiB of 4.00 GiB, done");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! none`, or stderr not a terminal).
 //!
 //! A thread of its own reads [`Live`], the counters the session's protocol stage publishes every 50 ms, ten
-//! times a second: relaxed loads of a few atomics, so the display never slows the transfer. Retries share the same
-//! `Live`, so one display covers every attempt. The final event or frame is drawn when the command knows
+//! times a second: relaxed loads of a few atomics, so the display never slows the transfer. Retries share
+//! the same `Live`, so one display covers every attempt. The final event or frame is drawn when the command knows
 //! how the transfer ended ([`Progress::end`]), before the summary line.
 
 mod bar;
@@ -50,9 +50,9 @@ pub struct ProgressArgs {
     /// and --progress json still print what they ask for).
     #[arg(short, long)]
     pub quiet: bool,
-    /// Progress on stderr: auto (a bar when stderr is a terminal), bar, json (one object a second: bytes,
-    /// files, rate_bps, eta_seconds, retransmitted, ...; a final one with phase done or failed; no summary
-    /// line), none.
+    /// Progress on stderr while the transfer runs.
+    /// `json`: one object a second (bytes, files, rate_bps, eta_seconds, retransmitted, ...) and a final one
+    /// (phase done or failed), instead of the summary line.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub progress: ProgressMode,
 }
