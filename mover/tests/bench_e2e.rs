@@ -328,5 +328,58 @@ fn a_missing_file_or_a_dir_inside_it_is_one_clear_error_line() {
     );
     assert_eq!(out.status.code(), Some(2), "usage");
     assert!(one_line(&out).contains("lies inside --file"));
+    let out = run_with_limit(
+        mover().args(["bench", "e2e", "--dir"]).arg(tmp.path()).arg("--plot").arg(tmp.path().join("no/such/x.svg")),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2), "usage");
+    assert!(one_line(&out).contains("--plot "), "a --plot that cannot be written is refused before the run");
+    let out = run_with_limit(
+        mover().args(["bench", "net", "--seconds", "0.2", "--plot"]).arg(tmp.path().join("no/such/x.svg")),
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success());
+    assert!(one_line(&out).starts_with("mover: error: --plot "));
     assert!(list_tree(tmp.path()).is_empty(), "nothing was generated: {:?}", list_tree(tmp.path()));
+}
+
+#[test]
+fn net_plot_of_a_separate_sender_and_receiver() {
+    let tmp = TempDir::new("h5-net-pair");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let rx_svg = tmp.path().join("rx.svg");
+    let tx_svg = tmp.path().join("tx.svg");
+    let mut rx = common::KillOnDrop(
+        mover()
+            .args(["bench", "net", "--seconds", "4", "--json", "--listen", &addr, "--plot"])
+            .arg(&rx_svg)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The receiver binds at once; a send before it does is refused and counted, not fatal.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run_with_limit(
+        mover()
+            .args(["bench", "net", "--seconds", "1", "--rate", "100M", "--json", "--to", &addr, "--plot"])
+            .arg(&tx_svg),
+        Duration::from_secs(30),
+    );
+    let tx_json = stdout_of(&out);
+    rx.wait_timeout(Duration::from_secs(15)).unwrap();
+    let mut rx_json = String::new();
+    std::io::Read::read_to_string(rx.0.stdout.as_mut().unwrap(), &mut rx_json).unwrap();
+    for (json, role, svg) in [(tx_json.trim(), "sender", &tx_svg), (rx_json.trim(), "receiver", &rx_svg)] {
+        assert!(json_valid(json), "{json}");
+        assert!(json.starts_with(&format!("{{\"role\":\"{role}\"")), "{json}");
+        let (count, p50) = check_percentiles(json, "interval_rate_bps");
+        assert!(count >= 8 && p50 as f64 > 100e6 * 0.6 && (p50 as f64) < 100e6 * 1.2, "{role}: {json}");
+        let svg = std::fs::read_to_string(svg).unwrap();
+        let lines = svg_polylines(&svg);
+        let points = *lines.iter().max().unwrap();
+        assert_eq!(points as u64, json_u64(json, "intervals").unwrap(), "{role}: {lines:?}");
+        assert_eq!(lines.iter().filter(|&&n| n == points).count(), 1, "{role}: one series: {lines:?}");
+    }
 }

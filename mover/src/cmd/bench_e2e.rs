@@ -8,7 +8,7 @@
 //! process), percentiles of the goodput of each 100 ms interval, and the stage latencies the pipeline
 //! records. `--plot FILE` draws the run (see [`super::bench_plot`]).
 
-use super::bench_plot::{write_svg, PlotSpec};
+use super::bench_plot::{check_path, write_svg, PlotSpec};
 use super::bench_sampler::{active, intervals, RatePercentiles, Reading, Sampler, INTERVAL};
 use crate::connect::ClientAuth;
 use crate::exit::{ExitClass, Failed};
@@ -231,6 +231,9 @@ fn failure(message: String) -> Failed {
 
 /// Runs `mover bench e2e` and prints its results.
 pub fn run(args: &BenchE2eArgs) -> Result<(), Failed> {
+    if let Some(p) = &args.plot {
+        check_path(p).map_err(usage)?;
+    }
     // The destination and the credentials are checked before a data set is generated for them.
     let peer = match &args.to {
         Some(to) if !to.starts_with("mover://") => {

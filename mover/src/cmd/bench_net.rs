@@ -258,6 +258,9 @@ fn check_args(args: &BenchNetArgs) -> Result<(), String> {
     if let Some(rate) = &args.rate {
         parse_rate_bps(rate).map_err(|e| format!("--rate: {e}"))?;
     }
+    if let Some(p) = &args.plot {
+        super::bench_plot::check_path(p)?;
+    }
     Ok(())
 }
 

@@ -39,6 +39,19 @@ fn gbit(bps: f64) -> f64 {
     bps / 1e9
 }
 
+/// Checks, before a run, that `--plot FILE` can be written where it is asked for: its directory exists.
+pub fn check_path(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(format!("--plot {}: no directory {}: create it or give another path", path.display(), dir.display()))
+        }
+        _ if path.is_dir() => {
+            Err(format!("--plot {} is a directory: give a file name such as run.svg", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Writes the chart of `intervals` to `path` as SVG.
 pub fn write_svg(path: &Path, spec: &PlotSpec, intervals: &[Interval]) -> Result<(), String> {
     let failed = |e: &dyn std::fmt::Display| format!("--plot {}: {e}", path.display());
