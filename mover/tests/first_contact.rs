@@ -283,3 +283,16 @@ fn the_demo_prints_a_short_clear_result_at_the_rate_this_host_achieves() {
     assert!(json.contains(r#""busiest_stage":{"side":"#), "{json}");
     assert!(common::list_tree(tmp.path()).is_empty(), "demo cleans up after itself");
 }
+
+/// A reader that goes away (`mover ... | head`) ends the command quietly, as with any Unix tool: no panic
+/// from `println!` (seen with `mover demo --json | head -c 600`).
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    let bin = env!("CARGO_BIN_EXE_mover");
+    let dir = TempDir::new("first-closed-stdout");
+    let script = format!("'{bin}' demo --json --size 16M --workdir '{}' | true", dir.path().display());
+    let out = Command::new("sh").arg("-c").arg(&script).output().expect("sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "demo into a closed pipe panicked: {stderr}");
+    assert!(!stderr.contains("Broken pipe"), "demo into a closed pipe complained: {stderr}");
+}

@@ -1,6 +1,7 @@
 //! `mover completions SHELL` and `mover man [--dir DIR]`: shell completions and man pages generated from
 //! the command-line definition itself, so they can never drift from the flags `mover` accepts
 //! (docs/decisions/0017-packaging.md). `main.rs` passes its `clap::Command`; nothing here knows the flags.
+//! Also how output to a closed stdout ends (`mover ... | head`): quietly, never with a panic.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,4 +96,21 @@ fn write_stdout(bytes: &[u8]) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(format!("cannot write to stdout: {e}")),
     }
+}
+
+/// Restores the default action of SIGPIPE, so a command whose stdout reader went away (`| head`) ends
+/// quietly instead of panicking in `println!`. Only for commands that write to no pipe of their own (no ssh
+/// child): a session must see `EPIPE` as an error it can report and retry.
+pub fn die_quietly_on_closed_stdout() {
+    // SAFETY: setting a signal's disposition to its default is async-signal-safe and touches no memory.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Writes `text` and a newline to stdout; a reader that went away (`| head`) is not an error of the
+/// transfer, whose exit status stands.
+pub fn print_stdout_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }

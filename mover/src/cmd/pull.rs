@@ -33,7 +33,7 @@ pub fn run(opts: &PullOptions, retries: u32, stats: bool, json: bool, progress: 
         eprint!("{}", report.stage_table("pull"));
     }
     if json {
-        println!("{}", report.to_json());
+        super::packaging::print_stdout_line(&report.to_json());
     }
     report.error.map_or(Ok(()), |message| Err(Failed { class: report.exit_class, message }))
 }

@@ -32,7 +32,7 @@ pub fn run(opts: &PushOptions, retries: u32, stats: bool, json: bool, progress: 
         eprint!("{}", report.stage_table("push"));
     }
     if json {
-        println!("{}", report.to_json());
+        super::packaging::print_stdout_line(&report.to_json());
     }
     report.error.map_or(Ok(()), |message| Err(Failed { class: report.exit_class, message }))
 }
