@@ -414,6 +414,7 @@ fn serve_options(a: ServeArgs) -> Result<(session::ServeOptions, Option<session:
         metrics: a.service.metrics,
         log_format: a.service.log_format,
         registry: session::registry::SessionRegistry::new(),
+        log_sessions: true,
     };
     Ok((opts, stdio))
 }

@@ -83,6 +83,8 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<DemoResult, String> {
     let mut serve_opts = ServeOptions::new(local, dst_root.clone());
     // Loopback: nothing for AF_XDP to bypass.
     serve_opts.net = NetChoice::Udp;
+    // Its summary says what the session did: no daemon log lines in between.
+    serve_opts.log_sessions = false;
     let server = std::thread::spawn(move || -> Result<Report, String> {
         let (stream, _) = listener.accept().map_err(|e| format!("accepting on loopback: {e}"))?;
         let admission = Admission::new(&serve_opts.admission, serve_opts.limits.max_sessions_per_client);

@@ -66,6 +66,9 @@ pub struct ServeOptions {
     pub log_format: LogFormat,
     /// The daemon's running and ended sessions, for metrics and log lines; clones share it.
     pub registry: Arc<SessionRegistry>,
+    /// Log one line per session at its start and its end (the daemon does; the server inside `mover demo`,
+    /// whose own summary says it all, does not).
+    pub log_sessions: bool,
 }
 
 impl ServeOptions {
@@ -89,6 +92,7 @@ impl ServeOptions {
             metrics: None,
             log_format: LogFormat::Text,
             registry: SessionRegistry::new(),
+            log_sessions: true,
         }
     }
 }
@@ -242,7 +246,14 @@ pub fn run_session(stream: TcpStream, opts: &ServeOptions, caps: &Arc<Admission>
     // From here on every `Error` the client is sent passes the scrub of the root (session/client_text.rs).
     let scrub = Arc::new(RootScrub::new(&opts.root));
     scrub.install(&mut ch);
-    let mut tracked = Tracked { registry: &opts.registry, peer, user: who.to_string(), running: None, dest: None };
+    let mut tracked = Tracked {
+        registry: &opts.registry,
+        peer,
+        user: who.to_string(),
+        running: None,
+        dest: None,
+        log: opts.log_sessions,
+    };
     let result = serve_first(&mut ch, first, deadline, opts, &PathRule::Relative, Some(&mut tracked));
     tracked.end(&result);
     result.map_err(|e| {
@@ -266,6 +277,8 @@ struct Tracked<'a> {
     /// The direction and destination (or source) once the first message was read, until the start line
     /// is written.
     dest: Option<(Direction, String)>,
+    /// Whether to write the lines ([`ServeOptions::log_sessions`]); the registry counts either way.
+    log: bool,
 }
 
 impl Tracked<'_> {
@@ -281,6 +294,9 @@ impl Tracked<'_> {
     /// Writes the start line with what the client announced (a push's manifest) or the scan found (a pull).
     fn announce(&mut self, entries: u64, bytes: u64) {
         let (Some(running), Some((direction, dest))) = (&self.running, self.dest.take()) else { return };
+        if !self.log {
+            return;
+        }
         let (peer, way) = (self.peer.to_string(), direction_name(direction));
         daemon_log::log(
             Level::Info,
@@ -306,7 +322,7 @@ impl Tracked<'_> {
         let Some(running) = self.running.take() else {
             // It failed before its first message said which way it would go.
             self.registry.note_failed();
-            if let Err(e) = result {
+            if let (Err(e), true) = (result, self.log) {
                 let message = format!("session from {peer} ({}) failed before it started: {e}", self.user);
                 let error = e.to_string();
                 let fields =
@@ -354,7 +370,9 @@ impl Tracked<'_> {
         if !error.is_empty() {
             fields.push(("error", Value::Str(&error)));
         }
-        daemon_log::log(level, "session_end", &message, &fields);
+        if self.log {
+            daemon_log::log(level, "session_end", &message, &fields);
+        }
     }
 }
 
