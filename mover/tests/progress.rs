@@ -11,7 +11,7 @@ use std::fs;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 /// A fixed rate low enough that a few hundred MiB take seconds, so that progress is seen moving.
@@ -432,6 +432,29 @@ fn read_all(controller: OwnedFd) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Runs `mover push --insecure-no-auth ARGS SRC URL` with stderr on a pseudo-terminal of 160 columns
+/// (`TERM=xterm`), for at most `limit`; returns its exit status and everything it wrote to the terminal.
+fn push_under_a_terminal(args: &[&str], src: &Path, url: &str, limit: Duration) -> (ExitStatus, String) {
+    let (controller, terminal) = open_pty(160);
+    let mut child = {
+        // The command (and its copy of the terminal end) is dropped right after the spawn, so that the
+        // controller reads end of file once the child exits.
+        let mut cmd: Command = mover();
+        cmd.args(["push", "--insecure-no-auth"])
+            .args(args)
+            .arg(src)
+            .arg(url)
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(terminal));
+        common::KillOnDrop(cmd.spawn().expect("spawn mover push"))
+    };
+    let reader = std::thread::spawn(move || read_all(controller));
+    let status = child.wait_timeout(limit).expect("push finishes");
+    (status, reader.join().unwrap())
+}
+
 #[test]
 fn under_a_terminal_the_bar_appears_updates_and_ends_at_100_percent() {
     let tmp = TempDir::new("h1-progress-pty");
@@ -442,23 +465,8 @@ fn under_a_terminal_the_bar_appears_updates_and_ends_at_100_percent() {
     fs::create_dir(&root).unwrap();
     let mut server = Server::start(&root, &["--once"]);
     let url = format!("mover://{}/in", server.addr);
-    let (controller, terminal) = open_pty(160);
-    let mut child = {
-        // The command (and its copy of the terminal end) is dropped right after the spawn, so that the
-        // controller reads end of file once the child exits.
-        let mut cmd: Command = mover();
-        cmd.args(["push", "--insecure-no-auth", "--net", "udp", "--policy", "fixed", "--rate", RATE])
-            .arg(&src)
-            .arg(&url)
-            .env("TERM", "xterm")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(terminal));
-        common::KillOnDrop(cmd.spawn().expect("spawn mover push"))
-    };
-    let reader = std::thread::spawn(move || read_all(controller));
-    let status = child.wait_timeout(Duration::from_secs(120)).expect("push finishes");
-    let out = reader.join().unwrap();
+    let args = ["--net", "udp", "--policy", "fixed", "--rate", RATE];
+    let (status, out) = push_under_a_terminal(&args, &src, &url, Duration::from_secs(120));
     assert!(status.success(), "push failed: {out:?}");
     let frames = bar_frames(&out);
     let distinct: std::collections::BTreeSet<&str> = frames.iter().map(|f| f.head.as_str()).collect();
@@ -515,21 +523,7 @@ fn under_a_terminal_a_failed_push_leaves_the_bar_marked_failed() {
     let src = tmp.path().join("tree");
     make_tree(&src, &[1 << 20]);
     let url = format!("mover://127.0.0.1:{}/in", closed_port());
-    let (controller, terminal) = open_pty(160);
-    let mut child = {
-        let mut cmd: Command = mover();
-        cmd.args(["push", "--insecure-no-auth", "--retries", "1"])
-            .arg(&src)
-            .arg(&url)
-            .env("TERM", "xterm")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(terminal));
-        common::KillOnDrop(cmd.spawn().expect("spawn mover push"))
-    };
-    let reader = std::thread::spawn(move || read_all(controller));
-    let status = child.wait_timeout(Duration::from_secs(60)).expect("push finishes");
-    let out = reader.join().unwrap();
+    let (status, out) = push_under_a_terminal(&["--retries", "1"], &src, &url, Duration::from_secs(60));
     assert_eq!(status.code(), Some(5), "{out:?}");
     assert!(out.contains(": failed"), "the bar is not marked failed: {out:?}");
     assert!(!out.contains("100%"), "{out:?}");

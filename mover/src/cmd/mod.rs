@@ -23,3 +23,4 @@ pub mod pull;
 pub mod push;
 pub mod serve;
 pub mod serve_config;
+pub mod transfer;
