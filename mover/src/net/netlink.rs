@@ -17,6 +17,8 @@
 //! (for dumps, until `NLMSG_DONE`). This is set-up and housekeeping, never the hot path, so the answer buffer is
 //! an ordinary `Vec`. Everything the kernel sends is parsed defensively: message and attribute lengths are
 //! checked against the buffer before use, and anything malformed becomes an `InvalidData` error, never a panic.
+//! The same machinery (`Request`, `Attrs`, `transact_on`) serves the generic-netlink reader in
+//! `xdp_features` on a `NETLINK_GENERIC` socket, so the crate has one netlink implementation, not two.
 //!
 //! Constants are from the kernel's UAPI headers: `linux/netlink.h`, `linux/rtnetlink.h`, `linux/if_link.h`,
 //! `linux/neighbour.h`; each names its header.
@@ -309,10 +311,12 @@ const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
 
 // nlmsg_flags (`linux/netlink.h`).
-const NLM_F_REQUEST: u16 = 0x01;
+/// `NLM_F_REQUEST`: every request carries it.
+pub(super) const NLM_F_REQUEST: u16 = 0x01;
 const NLM_F_MULTI: u16 = 0x02;
 const NLM_F_ACK: u16 = 0x04;
-const NLM_F_DUMP: u16 = 0x100 | 0x200; // NLM_F_ROOT | NLM_F_MATCH
+/// `NLM_F_DUMP`: answer with every object, ending with `NLMSG_DONE`.
+pub(super) const NLM_F_DUMP: u16 = 0x100 | 0x200; // NLM_F_ROOT | NLM_F_MATCH
 /// In an `NLMSG_ERROR`: the echoed request is only its header.
 const NLM_F_CAPPED: u16 = 0x100;
 /// In an `NLMSG_ERROR` or `NLMSG_DONE`: extended-ack TLVs follow.
@@ -395,13 +399,15 @@ const fn align4(len: usize) -> usize {
 /// A netlink request under construction, in a fixed buffer (no allocation, so a [`PrebuiltRequest`] can be
 /// made of one). `nlmsg_len` is kept current by every push. Overflowing [`REQUEST_CAP`] is a programmer error.
 #[derive(Clone, Copy)]
-struct Request {
+pub(super) struct Request {
     bytes: [u8; REQUEST_CAP],
     len: usize,
 }
 
 impl Request {
-    fn new(msg_type: u16, flags: u16) -> Request {
+    /// A request of `msg_type` (for generic netlink, the family id) with netlink `flags`; the sequence number
+    /// is set when it is sent.
+    pub(super) fn new(msg_type: u16, flags: u16) -> Request {
         let mut req = Request { bytes: [0; REQUEST_CAP], len: NLMSG_HDRLEN };
         req.bytes[4..6].copy_from_slice(&msg_type.to_ne_bytes());
         req.bytes[6..8].copy_from_slice(&flags.to_ne_bytes());
@@ -421,14 +427,15 @@ impl Request {
         self.bytes[8..12].copy_from_slice(&seq.to_ne_bytes());
     }
 
-    /// Appends the family-specific fixed header (`rtmsg`, `ndmsg`, `ifinfomsg`), padded to 4 bytes.
-    fn push_header(&mut self, header: &[u8]) {
+    /// Appends the family-specific fixed header (`rtmsg`, `ndmsg`, `ifinfomsg`, `genlmsghdr`), padded to 4
+    /// bytes.
+    pub(super) fn push_header(&mut self, header: &[u8]) {
         debug_assert_eq!(self.len, NLMSG_HDRLEN, "the fixed header comes right after nlmsghdr");
         self.push_padded(header);
     }
 
     /// Appends one attribute, padded to 4 bytes.
-    fn push_attr(&mut self, attr_type: u16, value: &[u8]) {
+    pub(super) fn push_attr(&mut self, attr_type: u16, value: &[u8]) {
         let attr_len = u16::try_from(NLA_HDRLEN + value.len()).expect("attribute too long");
         let [l0, l1] = attr_len.to_ne_bytes();
         let [t0, t1] = attr_type.to_ne_bytes();
@@ -618,12 +625,13 @@ impl<'a> Iterator for Messages<'a> {
 
 /// The attributes in a buffer, as `(type without flags, value)`. A malformed one yields one error and ends
 /// the iteration.
-struct Attrs<'a> {
+pub(super) struct Attrs<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Attrs<'a> {
-    fn new(buf: &'a [u8]) -> Attrs<'a> {
+    /// The attributes in `buf`, which starts at an attribute header.
+    pub(super) fn new(buf: &'a [u8]) -> Attrs<'a> {
         Attrs { rest: buf }
     }
 }
@@ -894,8 +902,19 @@ static NEXT_SEQ: AtomicU32 = AtomicU32::new(1);
 
 /// Sends `req` on a fresh `NETLINK_ROUTE` socket and feeds every answer message to `on_msg` until the answer
 /// is complete.
-fn transact(req: &mut Request, mut on_msg: impl FnMut(u16, &[u8]) -> io::Result<()>) -> io::Result<()> {
-    let sock = open_socket()?;
+fn transact(req: &mut Request, on_msg: impl FnMut(u16, &[u8]) -> io::Result<()>) -> io::Result<()> {
+    transact_on(libc::NETLINK_ROUTE, req, on_msg)
+}
+
+/// [`transact`] on a socket of netlink `protocol` (`NETLINK_ROUTE`, `NETLINK_GENERIC`): sends `req` and feeds
+/// every answer message (type, payload) to `on_msg` until the answer is complete. A refusal is the kernel's
+/// error (see [`errno`]).
+pub(super) fn transact_on(
+    protocol: libc::c_int,
+    req: &mut Request,
+    mut on_msg: impl FnMut(u16, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let sock = open_socket(protocol)?;
     req.set_seq(NEXT_SEQ.fetch_add(1, Ordering::Relaxed));
     send_to_kernel(&sock, req.as_bytes())?;
     let mut buf = vec![0u8; 32 * 1024];
@@ -907,9 +926,9 @@ fn transact(req: &mut Request, mut on_msg: impl FnMut(u16, &[u8]) -> io::Result<
     }
 }
 
-fn open_socket() -> io::Result<OwnedFd> {
+fn open_socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
     // Safety: plain socket(2); the fd is owned from here on.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
