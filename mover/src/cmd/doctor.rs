@@ -219,7 +219,8 @@ fn is_tmpfs(dir: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
     // Safety: statfs writes one struct into `s`; the path is NUL-terminated.
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type == libc::TMPFS_MAGIC }
+    // `f_type` is signed in glibc and unsigned in musl: compare the bits.
+    unsafe { libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as u64 == libc::TMPFS_MAGIC as u64 }
 }
 
 fn gbs(bps: f64) -> String {

@@ -387,7 +387,8 @@ const IFINFOMSG_LEN: usize = 16;
 const REQUEST_CAP: usize = 128;
 
 /// Give up on a kernel answer after this long (it comes at once; this only bounds a bug).
-const RECV_TIMEOUT_S: libc::time_t = 5;
+// Not `libc::time_t`: musl's libc crate deprecates the name (its width changed in musl 1.2).
+const RECV_TIMEOUT_S: i32 = 5;
 
 /// Round up to the 4-byte alignment of netlink messages and attributes (`NLMSG_ALIGN`, `NLA_ALIGN`).
 const fn align4(len: usize) -> usize {
@@ -936,7 +937,7 @@ fn open_socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // Extended acks (Linux 4.12+) carry the kernel's reason for a refusal; without them we still get the errno.
     let _ = set_sockopt(&sock, libc::SOL_NETLINK, NETLINK_EXT_ACK, &1 as &libc::c_int);
-    let timeout = libc::timeval { tv_sec: RECV_TIMEOUT_S, tv_usec: 0 };
+    let timeout = libc::timeval { tv_sec: RECV_TIMEOUT_S.into(), tv_usec: 0 };
     set_sockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
     Ok(sock)
 }

@@ -420,7 +420,7 @@ impl DataSocket {
         let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events, revents: 0 };
         // ppoll, not poll: the pacer sleeps for tens of microseconds, and poll(2) rounds up to milliseconds.
         let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // Safety: `pfd` is one valid pollfd and `ts` a valid timespec, both live for the call; no signal mask.

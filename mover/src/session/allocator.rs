@@ -10,6 +10,7 @@
 
 /// Most glibc arenas: enough that a few sessions' threads do not contend on one lock, few enough that
 /// freed memory is not scattered over dozens of heaps.
+#[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
 pub const ARENA_MAX: i32 = 4;
 
 /// Sets the allocator up for a long-running daemon ([`ARENA_MAX`]). Call it once at start-up, before the
