@@ -213,7 +213,10 @@ fn interface_findings(i: &Interface, cores: usize, out: &mut Vec<Finding>) {
         let (sev, fix) = if short {
             (
                 Severity::Warn,
-                format!("ethtool -G {name} rx {} tx {} (or: tuning/mover-tune --apply 10g)", r.rx_max, r.tx_max),
+                format!(
+                    "ethtool -G {name} rx {} tx {} (or: tuning/mover-tune --apply 10g --iface {name})",
+                    r.rx_max, r.tx_max
+                ),
             )
         } else {
             (Severity::Ok, String::new())
@@ -283,7 +286,8 @@ fn interface_findings(i: &Interface, cores: usize, out: &mut Vec<Finding>) {
             i.irqs.len() > 1 && i.irqs.windows(2).all(|w| w[0].1 == w[1].1) && !i.irqs[0].1.contains([',', '-']);
         let (sev, fix) = if all_one_cpu && cores > 1 {
             let (n, _) = i.irqs[1];
-            (Severity::Warn, format!("echo 1 > /proc/irq/{n}/smp_affinity_list (spread queues over cores; or: tuning/mover-tune --apply 10g)"))
+            let tune = format!("tuning/mover-tune --apply 10g --iface {name}");
+            (Severity::Warn, format!("echo 1 > /proc/irq/{n}/smp_affinity_list (spread queues over cores; or: {tune})"))
         } else {
             (Severity::Ok, String::new())
         };
@@ -355,7 +359,7 @@ fn cpu_findings(h: &HostReadings, out: &mut Vec<Finding>) {
             Severity::Warn,
             format!("{}{freq}", h.cpu.governors.join(", ")),
             why,
-            "cpupower frequency-set -g performance (or: tuning/mover-tune --apply 10g)",
+            "cpupower frequency-set -g performance (or: tuning/mover-tune --apply 10g --governor)",
         ));
     }
     let why = "waking from a deep idle state takes its exit latency; a receiver core that sleeps between \
