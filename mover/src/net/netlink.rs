@@ -857,7 +857,10 @@ fn handle_datagram(
             NLMSG_OVERRUN => return Err(invalid_data("netlink overrun: answer lost")),
             msg_type => {
                 on_msg(msg_type, msg.payload)?;
-                if msg.flags & NLM_F_MULTI == 0 && request_flags & NLM_F_ACK == 0 {
+                // A dump ends only at NLMSG_DONE: some generic-netlink families (netdev's dev-get) send
+                // their dump's parts without NLM_F_MULTI.
+                let dump = request_flags & NLM_F_DUMP == NLM_F_DUMP;
+                if msg.flags & NLM_F_MULTI == 0 && request_flags & NLM_F_ACK == 0 && !dump {
                     return Ok(Progress::Done);
                 }
             }
@@ -1272,6 +1275,17 @@ mod tests {
     }
 
     // ---- Answers ----
+
+    #[test]
+    fn a_dump_whose_parts_lack_nlm_f_multi_runs_until_done() {
+        // netdev's dev-get dump (generic netlink) sends each device without NLM_F_MULTI.
+        let parts = cat(&[&msg(0x1d, 0, 4, b"lo"), &msg(0x1d, 0, 4, b"eth0")]);
+        let (progress, seen) = collect(&parts, 4, NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(progress.unwrap(), Progress::More, "the dump goes on after a part without NLM_F_MULTI");
+        assert_eq!(seen.len(), 2);
+        let done = msg(NLMSG_DONE, 0, 4, &0i32.to_ne_bytes());
+        assert_eq!(collect(&done, 4, NLM_F_REQUEST | NLM_F_DUMP).0.unwrap(), Progress::Done);
+    }
 
     #[test]
     fn acks_replies_dumps_and_sequence_numbers() {
