@@ -83,7 +83,7 @@ pub fn read(probe_xdp: bool) -> HostReadings {
         idle_states: idle_states(),
         huge_pages: huge_pages(),
         thp: fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok().and_then(|s| bracketed(&s)),
-        io_uring_error: probe_io_uring().err(),
+        io_uring_error: crate::disk::io_uring_available().err(),
         io_uring_disabled: sysinfo::sysctl_u64("kernel.io_uring_disabled"),
         memlock: memlock(),
         ipc_lock: crate::net::caps::has(14), // CAP_IPC_LOCK
@@ -147,10 +147,6 @@ fn huge_pages() -> (u64, u64) {
 }
 
 /// Sets up (and drops) a small io_uring, as the disk engines do first.
-fn probe_io_uring() -> Result<(), String> {
-    io_uring::IoUring::new(8).map(drop).map_err(|e| e.to_string())
-}
-
 fn memlock() -> Option<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // Safety: getrlimit writes one rlimit into `lim`.

@@ -37,6 +37,12 @@ use std::path::Path;
 pub use pool::{BufIdx, BufferPool, Region, ALIGN_BYTES};
 pub use pread::PreadReader;
 pub use uring::UringReader;
+
+/// Whether this process can set up an io_uring at all; the error is the engines' own, with its hint (kernel
+/// version, `kernel.io_uring_disabled`, seccomp, memlock). For `mover doctor`: it checks, it keeps nothing.
+pub fn io_uring_available() -> Result<(), String> {
+    uring::build_ring(8).map(drop)
+}
 pub use writer::{DiskWriter, WriteDone, WriteReq};
 
 /// The environment variable that forces a backend: `pread` or `io_uring` (unset or `auto`: try io_uring).

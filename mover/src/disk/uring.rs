@@ -146,23 +146,7 @@ pub(crate) fn setup_for(
     opcode_code: u8,
     opcode_name: &str,
 ) -> Result<IoUring, String> {
-    let entries = queue_depth.next_power_of_two();
-    let ring = IoUring::builder().build(entries).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOSYS) => format!(
-            "io_uring_setup: {e}; the kernel is older than 5.1 or built without io_uring (hint: Linux 5.6 or newer)"
-        ),
-        Some(libc::EPERM) | Some(libc::EACCES) => format!(
-            "io_uring_setup: {e}; io_uring is disabled for this process (hint: `sysctl kernel.io_uring_disabled` is \
-             {}: 0 allows it; or a seccomp profile, e.g. a container runtime's, blocks it)",
-            std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unreadable".into())
-        ),
-        Some(libc::ENOMEM) => {
-            format!("io_uring_setup: {e} (hint: raise the locked-memory limit, `ulimit -l`, or use Linux 5.12+)")
-        }
-        _ => format!("io_uring_setup: {e}"),
-    })?;
+    let ring = build_ring(queue_depth)?;
     let mut probe = Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
@@ -185,4 +169,26 @@ pub(crate) fn setup_for(
         }
     })?;
     Ok(ring)
+}
+
+/// Sets up a ring of at least `queue_depth` entries; the error says why it failed and what to do (kernel
+/// version, `kernel.io_uring_disabled`, a seccomp profile, the locked-memory limit).
+pub(crate) fn build_ring(queue_depth: u32) -> Result<IoUring, String> {
+    let entries = queue_depth.next_power_of_two();
+    IoUring::builder().build(entries).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS) => format!(
+            "io_uring_setup: {e}; the kernel is older than 5.1 or built without io_uring (hint: Linux 5.6 or newer)"
+        ),
+        Some(libc::EPERM) | Some(libc::EACCES) => format!(
+            "io_uring_setup: {e}; io_uring is disabled for this process (hint: `sysctl kernel.io_uring_disabled` is \
+             {}: 0 allows it; or a seccomp profile, e.g. a container runtime's, blocks it)",
+            std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unreadable".into())
+        ),
+        Some(libc::ENOMEM) => {
+            format!("io_uring_setup: {e} (hint: raise the locked-memory limit, `ulimit -l`, or use Linux 5.12+)")
+        }
+        _ => format!("io_uring_setup: {e}"),
+    })
 }
