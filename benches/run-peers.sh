@@ -48,8 +48,8 @@ REPO=$(cd "$HERE/.." && pwd)
 SMOKE=${SMOKE:-0}
 if [[ $SMOKE == 1 ]]; then
     : "${REPEATS:=1}" "${CLEAN_SIZE:=256M}" "${WAN_SIZE:=64M}" "${WAN_RATE:=200M}" "${WAN_REPEATS:=1}"
-    : "${SMALL_FILES:=2000}" "${MIXED_FILES:=200}" "${IPERF_SECONDS:=2}" "${FAIR_LEAD:=2}" "${FAIR_OVERLAP:=4}"
-    : "${FAIR_TAIL:=2}" "${FAIR_SETTLE:=1}" "${TIME_LIMIT:=3}" "${MIXED_MAX:=1048576}"
+    : "${SMALL_FILES:=2000}" "${MIXED_FILES:=200}" "${IPERF_SECONDS:=2}" "${FAIR_LEAD:=4}" "${FAIR_OVERLAP:=5}"
+    : "${FAIR_TAIL:=4}" "${FAIR_SETTLE:=1}" "${TIME_LIMIT:=3}" "${MIXED_MAX:=1048576}"
 fi
 MODES=${MODES:-clean wan share small}
 REPEATS=${REPEATS:-3}
@@ -280,15 +280,15 @@ check_tree() { # DIR FILES: every file arrived (then removed)
 
 # ---------------------------------------------------------------- wan, share: run-wan.sh, imported
 wan_run() { # MODE RESULTS_SUBDIR ENV...: run-wan.sh with its own namespaces, then its medians into our CSV
-    local mode=$1 dir=$WORK/$2
+    local mode=$1 sub=$2 dir=$WORK/$2
     shift 2
     mkdir -p "$dir"
     env RESULTS_DIR="$dir" MOVER="$MOVER" WORKDIR_BASE="$TMP_BASE" "$@" "$HERE/run-wan.sh" >"$dir/out.md" 2>"$dir/log" ||
-        { FAILED+=("$mode ($2): run-wan.sh failed: $(tail -1 "$dir/log")"); log "${FAILED[-1]}"; return 0; }
+        { FAILED+=("$mode ($sub): run-wan.sh failed: $(tail -1 "$dir/log")"); log "${FAILED[-1]}"; return 0; }
     local median; median=$(find "$dir" -name 'wan-*.csv' ! -name '*-raw.csv' ! -name '*-ts.csv' | head -1)
-    [[ -n $median ]] || { FAILED+=("$mode ($2): run-wan.sh wrote no CSV: $(tail -1 "$dir/log")"); log "${FAILED[-1]}"; return 0; }
+    [[ -n $median ]] || { FAILED+=("$mode ($sub): run-wan.sh wrote no CSV: $(tail -1 "$dir/log")"); log "${FAILED[-1]}"; return 0; }
     $PY import-wan "$median" "$mode" >>"$CSV"
-    cp "$median" "${CSV%.csv}-$2.csv"
+    cp "$median" "${CSV%.csv}-$sub.csv"
 }
 wan_mode() {
     local common=(RATE="$WAN_RATE" SIZE="$WAN_SIZE" REPEATS="$WAN_REPEATS" RATE_HIGH= BLAST=0 FAIR=0

@@ -163,7 +163,7 @@ def verdict_table(mode, g):
 
 def share_table(rows):
     """Fairness runs (run-wan.sh): fair takes 0.5x-2x of TCP's rate next to it; low leaves TCP >= 85% of what
-    TCP alone got (the TCP-alone phase of the fair run with the same congestion control)."""
+    TCP alone got (the TCP-alone phases of the fair run with the same congestion control)."""
     rs = [r for r in rows if r["mode"] == "share"]
     print("| run | TCP alone Gbit/s | TCP next to mover Gbit/s | mover next to TCP Gbit/s | aim | ratio | aim is | verdict |")
     print("|---|---:|---:|---:|---|---:|---:|---|")
@@ -171,7 +171,10 @@ def share_table(rows):
         tcp = f"iperf3-{cc}"
         fair = [r for r in rs if r["scenario"] == f"mover-fair+{tcp}" and r["ok"] == "1"]
         low = [r for r in rs if r["scenario"] == f"mover-low+{tcp}" and r["ok"] == "1"]
+        # TCP alone: before mover joined the fair run, else after it left (a phase too short to sample is empty).
         alone = med([r for r in fair if r["tool"] == tcp and r["note"] == "before"], "goodput_bps")
+        if alone is None:
+            alone = med([r for r in fair if r["tool"] == tcp and r["note"] == "after"], "goodput_bps")
         for name, run, policy in (("fair", fair, "fair"), ("low", low, "low")):
             if not run:
                 continue

@@ -284,6 +284,39 @@ fn the_demo_prints_a_short_clear_result_at_the_rate_this_host_achieves() {
     assert!(common::list_tree(tmp.path()).is_empty(), "demo cleans up after itself");
 }
 
+/// The demo says how close it came to what this machine can do at all (issue 18): its goodput as a share of
+/// the raw UDP ceiling of loopback, a number a reader can trust: positive, consistent with the goodput and
+/// the ceiling it prints, and not far above 100% (the push seals and writes files; the ceiling does neither).
+#[test]
+fn the_demo_reports_its_share_of_this_machines_ceiling() {
+    let tmp = TempDir::new("i18-demo-share");
+    let out = run_with_limit(mover().args(["demo", "--size", "32M", "--workdir"]).arg(tmp.path()), LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let share_line = stdout.lines().find(|l| l.trim_start().starts_with("share:")).unwrap_or_else(|| {
+        panic!("no share line: {stdout}");
+    });
+    assert!(share_line.contains("% of this machine's ceiling (") && share_line.contains("limited by"), "{share_line}");
+    let percent: f64 =
+        share_line.trim_start()["share:".len()..].trim_start().split('%').next().unwrap().parse().unwrap();
+    assert!(percent > 0.0 && percent <= 150.0, "share {percent}% is not a sane share: {share_line}");
+    // The goodput line comes first: the share comes after what it is a share of.
+    let goodput_at = stdout.find("goodput:").expect("goodput line");
+    assert!(goodput_at < stdout.find("share:").unwrap(), "{stdout}");
+
+    let out = run_with_limit(mover().args(["demo", "--size", "32M", "--json", "--workdir"]).arg(tmp.path()), LIMIT);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let goodput = common::json_f64(&json, "goodput_bps").expect("goodput_bps");
+    let ceiling = common::json_f64(&json, "ceiling_bps").expect("ceiling_bps");
+    let share = common::json_f64(&json, "ceiling_share").expect("ceiling_share");
+    assert_eq!(common::json_u64(&json, "ceiling_datagram_bytes"), Some(9000 - 28), "the push's datagram size: {json}");
+    // Loopback moves at least 100 Mbit/s of UDP on any machine that runs this suite.
+    assert!(ceiling > 1e8, "ceiling {ceiling} bit/s: {json}");
+    assert!(share > 0.0 && share <= 1.5, "share {share}: {json}");
+    assert!((share - goodput / ceiling).abs() <= 1e-6 * share.max(1.0), "share {share} != {goodput} / {ceiling}");
+}
+
 /// A reader that goes away (`mover ... | head`) ends the command quietly, as with any Unix tool: no panic
 /// from `println!` (seen with `mover demo --json | head -c 600`).
 #[test]

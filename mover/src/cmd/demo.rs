@@ -1,8 +1,11 @@
 //! `mover demo`: the embedded default job. Generates a data set, starts a server on loopback in this process,
 //! pushes the data set to it under the adaptive `fair` policy (no fixed rate, so the goodput is what this host
 //! achieves), checks the received tree byte for byte, and prints a short result: goodput, time, verified,
-//! the data path in words, and which stage limited it (CPU or disk).
+//! the data path in words, which stage limited it (CPU or disk), and the share of this machine's ceiling: the
+//! raw UDP rate of loopback at the push's datagram size (`mover bench net`'s self-test, one second, after the
+//! push so the two do not compete), the most any protocol on these sockets could reach here.
 
+use super::bench_net::{self, BenchNetArgs};
 use crate::connect::ClientAuth;
 use crate::json::JsonObject;
 use crate::net::xdp_path::NetChoice;
@@ -52,6 +55,56 @@ pub struct DemoResult {
     pub generate_seconds: f64,
     /// CPU time of this process (both ends) during the push, divided by its wall time: cores kept busy.
     pub cpu_cores_used: f64,
+    /// The path's ceiling measured after the push (`None` if the measurement failed: the demo still reports).
+    pub ceiling: Option<Ceiling>,
+}
+
+/// The raw UDP ceiling of loopback on this machine: `mover bench net`'s self-test at the push's datagram size,
+/// with GSO/GRO as the push uses them, no sealing, no files.
+#[derive(Clone, Debug)]
+pub struct Ceiling {
+    /// Payload bits per second that arrived.
+    pub bps: f64,
+    /// Datagram payload size measured, bytes.
+    pub datagram_bytes: usize,
+    /// UDP GSO was on at the sender (then GRO at the receiver too).
+    pub gso: bool,
+    /// Seconds of sending.
+    pub seconds: f64,
+}
+
+/// How long the ceiling is measured: long enough for a stable rate, short enough to keep the demo quick.
+const CEILING_SECONDS: f64 = 1.0;
+
+/// IPv4 and UDP headers: the UDP payload of a datagram that fills an MTU.
+const IP_UDP_HEADERS: usize = 28;
+
+/// Measures the ceiling (see [`Ceiling`]) for datagrams that fill `mtu`.
+pub fn measure_ceiling(mtu: usize) -> Result<Ceiling, String> {
+    let datagram_bytes = mtu.saturating_sub(IP_UDP_HEADERS).clamp(64, 65_507);
+    let args = BenchNetArgs {
+        listen: None,
+        to: None,
+        size: datagram_bytes,
+        seconds: CEILING_SECONDS,
+        rate: None,
+        no_gso: false,
+        json: false,
+        plot: None,
+    };
+    let (sent, received) = bench_net::self_test(&args)?;
+    let bps = if received.seconds > 0.0 { received.bytes as f64 * 8.0 / received.seconds } else { 0.0 };
+    if bps <= 0.0 {
+        return Err("no datagram arrived".into());
+    }
+    Ok(Ceiling { bps, datagram_bytes, gso: sent.gso, seconds: sent.seconds })
+}
+
+impl DemoResult {
+    /// The push's goodput as a share (0..) of the ceiling, if the ceiling was measured.
+    pub fn ceiling_share(&self) -> Option<f64> {
+        self.ceiling.as_ref().map(|c| self.push.goodput_bps / c.bps)
+    }
 }
 
 /// Runs the demo and returns what both ends reported (the received tree was compared with the source).
@@ -110,7 +163,14 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<DemoResult, String> {
     let serve = server.join().map_err(|_| "the server thread panicked".to_string())??;
     let received = dst_root.join("demo").join("dataset");
     compare_trees(&src, &received)?;
-    Ok(DemoResult { push: report, serve, generate_seconds, cpu_cores_used })
+    let ceiling = match measure_ceiling(opts.mtu) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("mover demo: could not measure this machine's ceiling (raw UDP over loopback): {e}");
+            None
+        }
+    };
+    Ok(DemoResult { push: report, serve, generate_seconds, cpu_cores_used, ceiling })
 }
 
 /// The lowest rate the demo's `fair` policy goes down to.
@@ -174,6 +234,23 @@ fn limit_line(r: &DemoResult) -> String {
     }
 }
 
+/// The goodput as a share of the ceiling, with the ceiling and what limits it, in one phrase.
+fn share_line(r: &DemoResult) -> String {
+    let (Some(c), Some(share)) = (&r.ceiling, r.ceiling_share()) else {
+        return "unknown: this machine's ceiling (raw UDP over loopback) could not be measured".to_string();
+    };
+    let cores = crate::pipeline::topology::available_cores().len();
+    format!(
+        "{:.0}% of this machine's ceiling ({} of raw UDP over loopback, {}-byte datagrams, GSO {}, measured for \
+         {:.1} s after the push; limited by CPU: sender and receiver share {cores} cores, no sealing or files)",
+        share * 100.0,
+        format_rate_bps(c.bps),
+        c.datagram_bytes,
+        if c.gso { "on" } else { "off" },
+        c.seconds,
+    )
+}
+
 /// The demo's result, a few short lines for a person.
 pub fn describe(r: &DemoResult) -> String {
     let p = &r.push;
@@ -191,6 +268,7 @@ pub fn describe(r: &DemoResult) -> String {
     format!(
         "mover demo: pushed {} in {} files to a server in this process, over loopback\n  \
          goodput:  {} ({ceiling})\n  \
+         share:    {}\n  \
          time:     {:.2} s from connecting to the verified commit (generating the files took {:.2} s)\n  \
          verified: yes: every file's hash matched at the receiver, and the copy equals the source byte for byte\n  \
          data:     {cipher}; UDP sockets (loopback has nothing for AF_XDP to bypass); {:.1}% of packets \
@@ -199,6 +277,7 @@ pub fn describe(r: &DemoResult) -> String {
         format_bytes(p.bytes),
         p.files,
         format_rate_bps(p.goodput_bps),
+        share_line(r),
         p.seconds,
         r.generate_seconds,
         retransmitted,
@@ -207,7 +286,9 @@ pub fn describe(r: &DemoResult) -> String {
 }
 
 /// `--json`: the push's report (its keys at the top level, as scripts read `goodput_bps` and `verified`)
-/// followed by the demo's own: `generate_seconds`, `cpu_cores_used`, `cores`, `busiest_stage` {`side`, `name`, `busy_share`}.
+/// followed by the demo's own: `generate_seconds`, `cpu_cores_used`, `cores`, `busiest_stage` {`side`, `name`, `busy_share`},
+/// and, when the ceiling was measured, `ceiling_bps` (raw UDP over loopback), `ceiling_datagram_bytes` and
+/// `ceiling_share` (goodput / ceiling, 0..).
 pub fn to_json(r: &DemoResult) -> String {
     let mut extra = JsonObject::new()
         .f64("generate_seconds", r.generate_seconds)
@@ -217,7 +298,59 @@ pub fn to_json(r: &DemoResult) -> String {
         extra =
             extra.obj("busiest_stage", JsonObject::new().str("side", side).str("name", name).f64("busy_share", share));
     }
+    if let (Some(c), Some(share)) = (&r.ceiling, r.ceiling_share()) {
+        extra = extra
+            .f64("ceiling_bps", c.bps)
+            .u64("ceiling_datagram_bytes", c.datagram_bytes as u64)
+            .f64("ceiling_share", share);
+    }
     // Two objects made into one: the push's without its `}`, the demo's without its `{`.
     let (push, extra) = (r.push.to_json(), extra.finish());
     format!("{},{}", &push[..push.len() - 1], &extra[1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(goodput_bps: f64, ceiling: Option<Ceiling>) -> DemoResult {
+        let mut push = Report { goodput_bps, ..Report::default() };
+        push.packets_sent = 1000;
+        DemoResult { push, serve: Report::default(), generate_seconds: 0.1, cpu_cores_used: 1.0, ceiling }
+    }
+
+    fn ceiling(bps: f64) -> Ceiling {
+        Ceiling { bps, datagram_bytes: 8972, gso: true, seconds: 1.0 }
+    }
+
+    #[test]
+    fn the_share_is_the_goodput_over_the_ceiling_in_words_and_in_json() {
+        let r = result(2e9, Some(ceiling(8e9)));
+        assert_eq!(r.ceiling_share(), Some(0.25));
+        let line = share_line(&r);
+        assert!(line.starts_with("25% of this machine's ceiling (8"), "{line}");
+        assert!(line.contains("8972-byte datagrams, GSO on") && line.contains("limited by CPU"), "{line}");
+        assert!(describe(&r).contains("\n  share:    25% of this machine's ceiling"), "{}", describe(&r));
+        let json = to_json(&r);
+        assert!(json.contains(r#""ceiling_bps":8000000000"#), "{json}");
+        assert!(
+            json.contains(r#""ceiling_datagram_bytes":8972"#) && json.contains(r#""ceiling_share":0.25"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn a_ceiling_that_could_not_be_measured_is_said_and_left_out_of_the_json() {
+        let r = result(2e9, None);
+        assert_eq!(r.ceiling_share(), None);
+        assert!(share_line(&r).starts_with("unknown:"), "{}", share_line(&r));
+        assert!(!to_json(&r).contains("ceiling_"), "{}", to_json(&r));
+    }
+
+    #[test]
+    fn the_ceiling_is_measured_at_the_datagram_size_that_fills_the_mtu() {
+        let c = measure_ceiling(1500).expect("loopback UDP works");
+        assert_eq!(c.datagram_bytes, 1472);
+        assert!(c.bps > 0.0 && c.seconds > 0.5, "{c:?}");
+    }
 }
