@@ -3,9 +3,9 @@
 # path, with a ratio per aim of the issue and "met"/"missed" for each.
 #
 # The lead's full run (root, a quiet machine; ~60 min on 2 cores):
-#   sudo MOVER=target/release/mover benches/run-peers.sh
-# Smoke run (small sizes, every mode's plumbing, ~4 min; numbers under load say nothing about the aims):
-#   sudo SMOKE=1 MOVER=target/release/mover benches/run-peers.sh
+#   sudo MOVER=target/release/mover WANEM=target/release/mover-wanem benches/run-peers.sh
+# Smoke run (small sizes, every mode's plumbing, ~10 min at load 12; numbers under load say nothing about aims):
+#   sudo SMOKE=1 MOVER=target/release/mover WANEM=target/release/mover-wanem benches/run-peers.sh
 # One mode:  MODES=clean | wan | share | small   (default: all four: "clean wan share small")
 #
 # Modes and what each runs (peers are the distribution's packages: rsync, openssh-server/-client, iperf3, tar):
