@@ -42,7 +42,7 @@ export LC_ALL=C
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # log die bytes_of now jget median wait_for wait_pid make_file delete_netns start_sshd wait_sshd
-# shellcheck source=lib/netns.sh
+# shellcheck source-path=SCRIPTDIR source=lib/netns.sh
 . "$HERE/lib/netns.sh"
 
 SMOKE=${SMOKE:-0}
@@ -90,6 +90,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# shellcheck disable=SC2154 # rc is assigned inside the trap's own string
 trap 'rc=$?; if [[ $BASHPID == "$$" ]]; then log "FATAL: line $LINENO: \"$BASH_COMMAND\" returned $rc"; fi' ERR
 
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces, veths, sshd): run it with sudo"
@@ -106,7 +107,7 @@ fi
 MOVER=$(readlink -f "$MOVER")
 
 # lib/peers.sh: in_s in_r load1 proc_cpu_s measure start_rsyncd make_mover_auth start/finish_mover_serve ...
-# shellcheck source=lib/peers.sh
+# shellcheck source-path=SCRIPTDIR source=lib/peers.sh
 . "$HERE/lib/peers.sh"
 
 mkdir -p "$RESULTS_DIR"

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # RSYNCD_PID, MOVER_AUTH and the M_* results are for the sourcing script
 # Peers of benches/run-peers.sh: how each tool is started, timed and charged for CPU, so that every row of its
 # table is measured the same way (docs/decisions/0026). Sourced after lib/netns.sh; needs NS_S, NS_R, IP_R,
 # WORK, SSH_PORT, SSH_OPTS (start_sshd), RSYNC_PORT, MOVER_PORT, MOVER and the MOVER_AUTH array of the caller.
