@@ -23,11 +23,13 @@
 #   share  benches/run-wan.sh's fairness runs: 1G x 40 ms, mover --policy fair next to one cubic and one bbr
 #          flow (0.5x-2x of TCP), --policy low (TCP keeps >= 85% of what it had alone).
 #   small  SMALL_FILES [100000] files of 4 KiB and a mixed tree of MIXED_FILES [10000] files, log-uniform
-#          1 KiB-10 MiB (~11 GB), from tmpfs to tmpfs through the veth (MTU 1500, defaults): mover push, rsync
+#          1 KiB-10 MiB (~11 GB), from tmpfs to SMALL_DEST_BASE [/var/tmp] (a disk file system, no fsync; two
+#          copies of the mixed tree do not fit in 24 GiB of tmpfs) through the veth (MTU 1500, defaults): mover push, rsync
 #          over ssh (-a), tar | ssh tar, the rsync daemon (-a); files per second, ratios 5x / 2x / 1.0x.
 # Environment: MOVER (binary; default: cargo build --release), WANEM (mover-wanem; default: built by
 #   run-wan.sh), REPEATS, CLEAN_SIZE, MTUS, OFFLOADS, WAN_RATE, WAN_SIZE, WAN_REPEATS [3], SMALL_FILES,
-#   MIXED_FILES, IPERF_SECONDS [8], TMP_BASE [/dev/shm] (sources and destinations), TOOL_TIMEOUT [600].
+#   MIXED_FILES, MIXED_MAX, IPERF_SECONDS [8], TMP_BASE [/dev/shm] (sources; the clean mode's destination),
+#   SMALL_DEST_BASE [/var/tmp] (the small mode's destination), TOOL_TIMEOUT [600], RESULTS_DIR.
 #
 # CPU and memory (docs/decisions/0026): every client runs under GNU time (user + sys, children included: ssh
 # under scp, tar and ssh under tar|ssh); the server side is charged too: mover serve --once and iperf3 -s -1
@@ -64,6 +66,7 @@ MIXED_FILES=${MIXED_FILES:-10000}
 MIXED_MAX=${MIXED_MAX:-10485760}
 IPERF_SECONDS=${IPERF_SECONDS:-8}
 TMP_BASE=${TMP_BASE:-/dev/shm}
+SMALL_DEST_BASE=${SMALL_DEST_BASE:-/var/tmp}
 export TOOL_TIMEOUT=${TOOL_TIMEOUT:-600}
 
 NS_S="mvp-$$-s"
@@ -81,12 +84,13 @@ CSV=$RESULTS_DIR/peers-$STAMP$([[ $SMOKE == 1 ]] && echo -smoke).csv
 MD=${CSV%.csv}.md
 CMDLINE="$([[ $SMOKE == 1 ]] && echo "SMOKE=1 ")MODES=\"$MODES\" REPEATS=$REPEATS benches/run-peers.sh"
 
-WORK=
+WORK='' SMALL_DST=''
 cleanup() {
     set +e
     trap - EXIT INT TERM ERR
     delete_netns "$NS_S" "$NS_R"
     [[ -n $WORK ]] && rm -rf "$WORK"
+    [[ -n $SMALL_DST ]] && rm -rf "$SMALL_DST"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -241,8 +245,10 @@ clean_iperf() { # OFFLOADS MTU REPEAT CC: memory to memory, for reference
 # ---------------------------------------------------------------- small: trees of many files
 small_mode() {
     set_path defaults 1500
-    local dst=$WORK/small-dst name n lo hi dist
-    mkdir -p "$dst"
+    local dst name n lo hi dist
+    # Not beside the source in tmpfs: the mixed tree (~11 GB) twice would not fit in this machine's memory.
+    SMALL_DST=$(mktemp -d "$SMALL_DEST_BASE/mover-peers-dst.XXXXXX")
+    dst=$SMALL_DST
     start_rsyncd "$dst"
     for spec in "4k-x-$SMALL_FILES $SMALL_FILES 4096 4096 uniform" "mixed-x-$MIXED_FILES $MIXED_FILES 1024 $MIXED_MAX log"; do
         read -r name n lo hi dist <<<"$spec"
@@ -328,7 +334,8 @@ done
     echo "Machine: $(nproc) cores, $(lscpu | grep 'Model name' | sed 's/Model name: *//;s/  */ /g'), kernel $(uname -r)," \
         "$(free -g | awk '/Mem:/ {print $2}') GiB RAM; load average $LOAD_START at the start, $(load1) at the end" \
         "(per row in the CSV). Clean and small: two namespaces, one veth; veth defaults here: ${VETH_DEFAULTS:-n/a};" \
-        "\"off\": tso gso gro tx-udp-segmentation off. Sources and destinations on $TMP_BASE." \
+        "\"off\": tso gso gro tx-udp-segmentation off. Sources on $TMP_BASE; destinations there too for the clean" \
+        "mode, on $SMALL_DEST_BASE (no fsync) for the small mode." \
         "mover: default flags (TLS control channel with a pinned self-signed certificate and a token, --net auto," \
         "aes256gcm); wan/share: run-wan.sh (--insecure-no-auth, --policy fair/low). Goodput: bytes / the client's" \
         "wall time; CPU: GNU time around clients, daemons' own counters (see the script's header)."
