@@ -144,7 +144,6 @@ impl DestTree {
         let manifest = |entry: usize, problem: String| FilesError::Manifest { entry, problem };
 
         // Pass 1: judge the whole manifest before touching the disk.
-        let mut rels = Vec::with_capacity(entries.len());
         let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
         let mut file_paths: HashSet<&str> = HashSet::new();
         let mut total_bytes: u64 = 0;
@@ -165,7 +164,6 @@ impl DestTree {
                     .checked_add(e.size)
                     .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
             }
-            rels.push(rel);
         }
         let file_count = entries.iter().filter(|e| e.kind == EntryKind::File).count();
         if file_count > u32::MAX as usize {
@@ -178,7 +176,7 @@ impl DestTree {
                 if file_paths.contains(ancestor) {
                     return Err(manifest(
                         i,
-                        format!("'{}' lies inside '{ancestor}', which is a file or link", rels[i]),
+                        format!("'{}' lies inside '{ancestor}', which is a file or link", shown_rel(e)),
                     ));
                 }
             }
@@ -206,11 +204,17 @@ impl DestTree {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut links = Vec::new();
-        // Final paths of the files so far, by manifest path: what a hard link may name.
-        let mut file_finals: std::collections::HashMap<&str, PathBuf> = std::collections::HashMap::new();
-        let mut temp_names: HashSet<PathBuf> = HashSet::new();
+        // Manifest paths of the files so far: what a hard link may name (its final path is the destination
+        // joined with it; a set of borrowed names, not a copy of every final path, which cost about 90 bytes
+        // a file at the session's peak).
+        let mut file_finals: HashSet<&str> = HashSet::new();
+        // Temporary names so far, by their 128-bit hash ([`temp_key`]) rather than a copy of each path.
+        let mut temp_names: HashSet<u128> = HashSet::new();
         let mut parents = ParentCache::default();
-        for (i, (e, rel)) in entries.iter().zip(rels).enumerate() {
+        // Each path is sanitized again here rather than kept from pass 1: a `RelPath` per entry (a vector of
+        // component strings) cost about 200 bytes a file at the session's peak.
+        for (i, e) in entries.iter().enumerate() {
+            let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
             match e.kind {
                 EntryKind::Dir => {
                     let shown = dest.join(rel.to_path_buf());
@@ -231,7 +235,7 @@ impl DestTree {
                             LinkProblem::Files(e) => hide_root(e),
                             LinkProblem::Manifest(m) => manifest(i, m),
                         })?;
-                    if !temp_names.insert(slot.temp.clone()) || seen.contains(temp_rel(&rel, &slot.temp).as_str()) {
+                    if !temp_names.insert(temp_key(&slot.temp)) || seen.contains(temp_rel(&rel, &slot.temp).as_str()) {
                         return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
                     }
                     links.push(slot);
@@ -248,7 +252,8 @@ impl DestTree {
                     check_replaceable(&beneath, &mut parents, &shown).map_err(hide_root)?;
                     let shown_temp = dir.join(partial_name(name));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
-                    if !temp_names.insert(shown_temp.clone()) || seen.contains(temp_rel(&rel, &shown_temp).as_str()) {
+                    if !temp_names.insert(temp_key(&shown_temp)) || seen.contains(temp_rel(&rel, &shown_temp).as_str())
+                    {
                         return Err(manifest(i, format!("'{rel}': its temporary name collides with another entry")));
                     }
                     files.push(FileSlot {
@@ -269,7 +274,7 @@ impl DestTree {
                         claim: None,
                         trusted: Vec::new(),
                     });
-                    file_finals.insert(&e.rel_path, files.last().expect("just pushed").shown.clone());
+                    file_finals.insert(&e.rel_path);
                 }
             }
         }
@@ -545,19 +550,18 @@ fn link_slot(
     tag: u64,
     index: usize,
     ensured: &mut HashSet<RelPath>,
-    file_finals: &std::collections::HashMap<&str, PathBuf>,
+    file_finals: &HashSet<&str>,
 ) -> Result<LinkSlot, LinkProblem> {
     let target = match e.kind {
         EntryKind::HardLink => {
             let first = sanitize_relative(&e.link_target).map_err(|err| LinkProblem::Manifest(err.to_string()))?;
-            match file_finals.get(first.to_string().as_str()) {
-                Some(p) => p.clone(),
-                None => {
-                    return Err(LinkProblem::Manifest(format!(
-                        "'{rel}' is a hard link to '{first}', which is not a file earlier in the manifest"
-                    )))
-                }
+            if !file_finals.contains(first.to_string().as_str()) {
+                return Err(LinkProblem::Manifest(format!(
+                    "'{rel}' is a hard link to '{first}', which is not a file earlier in the manifest"
+                )));
             }
+            // The file's final path, as its slot has it (the destination, its parent, its name).
+            dest.join(first.to_path_buf())
         }
         _ => PathBuf::from(&e.link_target),
     };
@@ -601,6 +605,18 @@ fn temp_name(name: &str, tag: u64, file_id: u32) -> String {
         cut -= 1;
     }
     format!(".{}{marker}{suffix}", &name[..cut])
+}
+
+/// An entry's path as messages show it (sanitized: pass 1 of [`DestTree::prepare`] refused any other).
+fn shown_rel(e: &Entry) -> String {
+    sanitize_relative(&e.rel_path).map_or_else(|_| e.rel_path.clone(), |r| r.to_string())
+}
+
+/// A temporary path's key in the set that finds collisions: equal paths have equal keys, so no collision
+/// is missed; two different paths share one only if a peer crafted them to, which refuses its own manifest.
+fn temp_key(temp: &Path) -> u128 {
+    use std::os::unix::ffi::OsStrExt;
+    xxhash_rust::xxh3::xxh3_128(temp.as_os_str().as_bytes())
 }
 
 /// The manifest-relative path a temporary file would have, to check it against the entries.

@@ -92,23 +92,20 @@ impl DestTree {
     pub fn journals(&self) -> FileJournals {
         let config = JournalConfig { step_bytes: JOURNAL_STEP_BYTES, ..JournalConfig::default() };
         let Some(block_size) = self.block_size else {
-            return FileJournals::new(Vec::new(), self.generations.clone(), config);
+            return FileJournals::new([], self.generations.clone(), config);
         };
-        let plan = self
-            .files
-            .iter()
-            .map(|f| {
-                if f.size < JOURNAL_MIN_BYTES || f.state == State::Skipped {
-                    return None;
-                }
-                Some(PlannedJournal {
-                    beneath: self.beneath.clone(),
-                    rel: journal_path_for(&f.shown_temp),
-                    header: JournalHeader { identity: f.identity, block_size },
-                    trusted: f.trusted.clone(),
-                })
-            })
-            .collect();
+        let plan = self.files.iter().enumerate().filter_map(|(file_id, f)| {
+            if f.size < JOURNAL_MIN_BYTES || f.state == State::Skipped {
+                return None;
+            }
+            let journal = PlannedJournal {
+                beneath: self.beneath.clone(),
+                rel: journal_path_for(&f.shown_temp),
+                header: JournalHeader { identity: f.identity, block_size },
+                trusted: f.trusted.clone(),
+            };
+            Some((file_id as u32, journal))
+        });
         FileJournals::new(plan, self.generations.clone(), config)
     }
 }

@@ -13,9 +13,10 @@ use crate::proto::BlockSource;
 /// keeping a bounded number of them open.
 pub struct SourceFiles {
     paths: Vec<PathBuf>,
-    /// How error messages name each file: its path, unless [`SourceFiles::set_names`] gave names a peer may
-    /// see (a daemon serving a pull).
-    names: Vec<String>,
+    /// How error messages name each file, if [`SourceFiles::set_names`] gave names a peer may see (a daemon
+    /// serving a pull); otherwise its path, made into text only for a message (a copy of every path would
+    /// cost about 80 bytes a file, twice per session: the reader and the repair server each hold a source).
+    names: Option<Vec<String>>,
     cache: FdCache,
     /// How `paths` are opened (by path, or beneath a served root).
     opener: Opener,
@@ -44,7 +45,7 @@ impl SourceFiles {
     /// A source keeping at most `max_open` files open (at least one).
     pub fn with_max_open(paths: Vec<PathBuf>, max_open: usize) -> SourceFiles {
         SourceFiles {
-            names: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+            names: None,
             paths,
             cache: FdCache::new(max_open),
             opener: Opener::Path,
@@ -64,12 +65,26 @@ impl SourceFiles {
     /// Names the files in error messages by `names` (index = file id) instead of their paths.
     pub fn set_names(&mut self, names: Vec<String>) {
         assert_eq!(names.len(), self.paths.len(), "one name per file");
-        self.names = names;
+        self.names = Some(names);
+    }
+
+    /// How messages name `file_id` (see `names`).
+    fn name(&self, file_id: u32) -> String {
+        name_of(&self.paths, self.names.as_deref(), file_id)
     }
 
     /// Opens the files with `opener` ([`Opener::Beneath`]: `paths` are relative to a served root).
     pub fn set_opener(&mut self, opener: Opener) {
         self.opener = opener;
+    }
+}
+
+/// How messages name `file_id`: its given name, else its path.
+fn name_of(paths: &[PathBuf], names: Option<&[String]>, file_id: u32) -> String {
+    let i = file_id as usize;
+    match names {
+        Some(names) => names.get(i).cloned().unwrap_or_default(),
+        None => paths.get(i).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
     }
 }
 
@@ -80,14 +95,17 @@ impl SourceFiles {
         let path = paths
             .get(file_id as usize)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no file with id {file_id}")))?;
-        let name = &names[file_id as usize];
+        let names = names.as_deref();
         cache.get_or_open(file_id, || {
-            opener.open(path, 0).map_err(|e| io::Error::new(e.kind(), format!("opening '{name}': {e}")))
+            opener.open(path, 0).map_err(|e| {
+                let name = name_of(paths, names, file_id);
+                io::Error::new(e.kind(), format!("opening '{name}': {e}"))
+            })
         })
     }
 
     fn shrank(&self, file_id: u32, offset: u64, len: usize) -> io::Error {
-        let name = &self.names[file_id as usize];
+        let name = self.name(file_id);
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("reading '{name}': the file shrank since it was scanned (no {len} bytes at offset {offset})"),
@@ -119,7 +137,7 @@ impl BlockSource for SourceFiles {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 self.shrank(file_id, offset, buf.len())
             } else {
-                io::Error::new(e.kind(), format!("reading '{}': {e}", self.names[file_id as usize]))
+                io::Error::new(e.kind(), format!("reading '{}': {e}", self.name(file_id)))
             }
         })
     }
@@ -151,7 +169,7 @@ impl BlockSource for SourceFiles {
         })();
         self.reads += reads;
         self.ahead = ahead;
-        result.map_err(|e| io::Error::new(e.kind(), format!("reading '{}': {e}", self.names[file_id as usize])))?;
+        result.map_err(|e| io::Error::new(e.kind(), format!("reading '{}': {e}", self.name(file_id))))?;
         self.ahead_file = file_id;
         self.ahead_offset = offset;
         self.ahead_len = filled;

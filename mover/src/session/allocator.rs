@@ -27,6 +27,12 @@ pub fn configure_for_daemon() {
 /// Returns free memory at the top of every arena (and free pages inside them) to the system: called when
 /// the daemon has no session left, so an idle daemon is small again.
 pub fn release_idle() {
+    release_freed();
+}
+
+/// Returns what is free in every arena to the system now: after a session dropped its manifest (a
+/// million entries' paths are small chunks in the middle of the heap, which `free` alone keeps).
+pub fn release_freed() {
     #[cfg(target_env = "gnu")]
     // Safety: malloc_trim takes no pointers; it walks glibc's arenas under their locks.
     unsafe {

@@ -118,6 +118,10 @@ pub fn receive_files(
     }
     // Before any data flows: a transfer that cannot fit is refused with the numbers (session/room.rs).
     super::room::check_room(target.root, &dest, &entries, &decision, p.peer_name == "client")?;
+    // The manifest is judged and laid out: the tree holds what the data path needs. Freed (and its pages
+    // given back) before the data-path buffers are allocated, so the two never add up to the peak.
+    drop(entries);
+    super::allocator::release_freed();
     let datagram = hello.block_payload as usize + DATA_OVERHEAD;
     memory.grow(crate::pipeline::recv::buffer_bytes(&topology, datagram), "its data-path buffers")?;
     let sock = bind_data_socket(SocketAddr::new(target.bind_ip, 0), None)?;

@@ -27,8 +27,17 @@ use std::time::{Duration, Instant};
 
 /// The protocol core's pacer burst when it runs in the packetizer stage, ahead of the pacer stage.
 const PACKETIZER_BURST: Duration = Duration::from_millis(2);
-/// How long the sender waits for the receiver's answer to the manifest.
+/// How long the sender waits for the receiver's answer to the manifest, plus [`accept_timeout`]'s share
+/// per entry.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the receiver may take to answer a manifest of `entries`: it lays out the whole tree (a
+/// directory created, a name checked per entry) before it answers, which took over 60 s for a million
+/// files on a loaded two-core machine. One second more per [`super::MANIFEST_ENTRIES_PER_SECOND`] entries,
+/// the rate the daemon itself allows for receiving the manifest.
+fn accept_timeout(entries: usize) -> Duration {
+    ACCEPT_TIMEOUT + Duration::from_secs(entries as u64 / super::MANIFEST_ENTRIES_PER_SECOND)
+}
 
 /// How the sending side runs: the sender's half of `push`'s options, or what a `Pull` asked for.
 #[derive(Clone, Debug)]
@@ -142,8 +151,9 @@ pub fn send_files(
     let mut plan = StartPlan::default();
     // A busy daemon under --insecure-no-auth answers with its queue place until it admits the session.
     let mut place = crate::connect::QueuePlace::default();
+    let accept_within = accept_timeout(scanned.entries.len());
     let (session_id, udp_port, key) = loop {
-        match ch.expect_msg(ACCEPT_TIMEOUT, "waiting for it to accept the session").map_err(SessionError::lost)? {
+        match ch.expect_msg(accept_within, "waiting for it to accept the session").map_err(SessionError::lost)? {
             ControlMsg::Accept { session_id, udp_port, key } => break (session_id, udp_port, key),
             ControlMsg::Queued { position, waiting } => place.show(position, waiting),
             ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
