@@ -22,6 +22,7 @@ use super::config::Config;
 use super::failure::FailureKind;
 use super::pacer::Pacer;
 use super::plan::RoundPlan;
+use super::pmtu::{PmtuEvent, PmtuWatch};
 use super::policy::{FeedbackSignal, RateController};
 use super::rtt::RttEstimator;
 use super::seqbits::SeqBits;
@@ -142,6 +143,8 @@ pub struct SenderStats {
     pub resumed_bytes: u64,
     /// Files not sent because the receiver already held them whole (sync).
     pub skipped_files: u64,
+    /// The receiver counted a data packet of the session's size: the path carries it (PROTOCOL.md §4.8).
+    pub pmtu_confirmed: bool,
     /// Bytes of those files.
     pub skipped_bytes: u64,
 }
@@ -205,6 +208,8 @@ pub struct Sender {
     /// When the cumulative ACK last advanced (or the round started): keepalives alone are not progress.
     last_progress: Time,
     control_out: VecDeque<ControlMsg>,
+    /// Confirms the datagram size and catches a black hole (PROTOCOL.md §4.8).
+    pmtu: PmtuWatch,
     stats: SenderStats,
 }
 
@@ -223,6 +228,7 @@ impl Sender {
         let invalid = start.validate(&sizes, block).err();
         let plan =
             if invalid.is_none() { RoundPlan::for_start(&sizes, block, start) } else { RoundPlan::all(&sizes, block) };
+        let (cfg_datagram, cfg_base) = (cfg.max_datagram(), cfg.base_datagram);
         let mut s = Sender {
             sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Sender),
             replay: ReplayWindow::new(),
@@ -261,6 +267,7 @@ impl Sender {
             failure: FailureKind::Other,
             last_progress: now,
             control_out: VecDeque::new(),
+            pmtu: PmtuWatch::new(cfg_datagram, cfg_base),
             stats: SenderStats { rounds: 1, ..SenderStats::default() },
         };
         s.rate.trace = s.cfg.trace_rate;
@@ -486,6 +493,18 @@ impl Sender {
         };
         self.rate.on_feedback(now, signal);
         self.pacer.set_rate_bps(self.rate.rate_bps());
+        let srtt = self.rtt.srtt_ns();
+        match self.pmtu.on_feedback(now, fb.received_packets, self.stats.packets_sent, srtt) {
+            Some(PmtuEvent::BlackHole) if !self.is_finished() => {
+                let size = self.cfg.max_datagram();
+                self.fail_as(
+                    FailureKind::PathMtu,
+                    format!("datagrams of {size} bytes stopped arriving while the receiver's feedback still did: a hop on the path carries less (a path MTU black hole)"),
+                );
+            }
+            Some(PmtuEvent::Confirmed) => self.stats.pmtu_confirmed = true,
+            _ => {}
+        }
         self.check_round_acknowledged();
         Ok(())
     }
