@@ -21,6 +21,8 @@ fn config(policy: Policy, datagram: usize) -> Config {
 }
 
 fn transfer(sim: &SimConfig, cfg: Config, sizes: &[u64]) -> (SimReport, bool) {
+    // As the real receiver: no feedback until a data packet told it where the sender is.
+    let sim = &SimConfig { feedback_after_first_data: true, ..sim.clone() };
     let mut src = SynthSource { seed: sim.seed };
     let (r, store) = run_transfer(sim, cfg, sizes.to_vec(), &mut src, CheckingStore::new(sim.seed, sizes.to_vec()));
     let whole = r.outcome.is_ok() && store.all_identical() && store.finished;

@@ -116,6 +116,34 @@ impl PmtuWatch {
     }
 }
 
+impl PmtuWatch {
+    /// The check without feedback, from the sender's timer: a receiver learns where to send feedback from
+    /// the first data packet it gets, so when none arrives there is no feedback to judge by. Data of the
+    /// session's size sent since `first_sent_at`, at least [`BLACK_HOLE_PACKETS`] packets, and for
+    /// [`BLACK_HOLE_MIN`] (and 4 RTTs) not one feedback (`heard_feedback` false): a black hole at the start.
+    /// A path that drops all UDP looks the same; the rerun at the base size then meets the same silence and
+    /// fails by the silence rules, one short session later.
+    pub fn on_tick(
+        &mut self,
+        now: Time,
+        heard_feedback: bool,
+        packets_sent: u64,
+        first_sent_at: Option<Time>,
+        srtt_ns: u64,
+    ) -> Option<PmtuEvent> {
+        if self.black_hole || self.confirmed || self.at_base || heard_feedback || packets_sent < BLACK_HOLE_PACKETS {
+            return None;
+        }
+        let since = first_sent_at?;
+        let wait_ns = (BLACK_HOLE_MIN.as_nanos() as u64).max(srtt_ns.saturating_mul(4));
+        if now.0 >= since.0 && now.since_ns(since) >= wait_ns {
+            self.black_hole = true;
+            return Some(PmtuEvent::BlackHole);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +189,24 @@ mod tests {
             assert_eq!(base.on_feedback(Time(i * 50 * MS), 0, 1000 + i * 100, MS), None);
             assert_eq!(idle.on_feedback(Time(i * 50 * MS), 0, 10, MS), None);
         }
+    }
+
+    #[test]
+    fn no_feedback_at_all_after_the_first_data_is_a_black_hole_at_the_start() {
+        let mut w = PmtuWatch::new(8972, BASE_DATAGRAM_V4);
+        let first = Some(Time(10 * MS));
+        assert_eq!(w.on_tick(Time(100 * MS), false, 500, first, MS), None);
+        assert_eq!(w.on_tick(Time(600 * MS), false, 10, first, MS), None, "too few packets sent");
+        assert_eq!(w.on_tick(Time(600 * MS), true, 500, first, MS), None, "feedback came");
+        assert_eq!(w.on_tick(Time(600 * MS), false, 500, None, MS), None, "nothing sent yet");
+        assert_eq!(w.on_tick(Time(600 * MS), false, 500, first, 200 * MS), None, "4 RTTs not over");
+        assert_eq!(w.on_tick(Time(510 * MS), false, 500, first, MS), Some(PmtuEvent::BlackHole));
+        assert_eq!(w.on_tick(Time(900 * MS), false, 500, first, MS), None, "reported once");
+        let mut base = PmtuWatch::new(BASE_DATAGRAM_V4, BASE_DATAGRAM_V4);
+        assert_eq!(base.on_tick(Time(900 * MS), false, 500, first, MS), None, "nothing below the base");
+        let mut confirmed = PmtuWatch::new(8972, BASE_DATAGRAM_V4);
+        confirmed.on_feedback(Time(20 * MS), 1, 40, MS);
+        assert_eq!(confirmed.on_tick(Time(900 * MS), false, 500, first, MS), None);
     }
 
     #[test]

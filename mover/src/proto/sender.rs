@@ -495,13 +495,7 @@ impl Sender {
         self.pacer.set_rate_bps(self.rate.rate_bps());
         let srtt = self.rtt.srtt_ns();
         match self.pmtu.on_feedback(now, fb.received_packets, self.stats.packets_sent, srtt) {
-            Some(PmtuEvent::BlackHole) if !self.is_finished() => {
-                let size = self.cfg.max_datagram();
-                self.fail_as(
-                    FailureKind::PathMtu,
-                    format!("datagrams of {size} bytes stopped arriving while the receiver's feedback still did: a hop on the path carries less (a path MTU black hole)"),
-                );
-            }
+            Some(PmtuEvent::BlackHole) => self.fail_black_hole(),
             Some(PmtuEvent::Confirmed) => self.stats.pmtu_confirmed = true,
             _ => {}
         }
@@ -566,8 +560,28 @@ impl Sender {
         self.skip_finished_files();
     }
 
+    /// Ends the session on a path MTU black hole (PROTOCOL.md §4.8), for a rerun at the base size.
+    fn fail_black_hole(&mut self) {
+        if self.is_finished() {
+            return;
+        }
+        let size = self.cfg.max_datagram();
+        self.fail_as(
+            FailureKind::PathMtu,
+            format!(
+                "datagrams of {size} bytes do not reach the receiver though smaller packets do: a hop on the path \
+                 carries less (a path MTU black hole)"
+            ),
+        );
+    }
+
     /// Handles the passing of the deadline from [`Sender::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
+        let heard = self.stats.feedback_received > 0;
+        let (sent, first) = (self.stats.packets_sent, self.stats.first_new_at);
+        if self.pmtu.on_tick(now, heard, sent, first, self.rtt.srtt_ns()) == Some(PmtuEvent::BlackHole) {
+            self.fail_black_hole();
+        }
         let secs = self.cfg.peer_timeout.as_secs();
         if !self.is_finished() && now.since(self.last_heard) >= self.cfg.peer_timeout {
             self.fail_as(FailureKind::Silent, format!("no word from the receiver for {secs} s"));

@@ -104,7 +104,8 @@ pub fn send_files(
         .filter(|&d| d >= 256)
         .ok_or_else(|| SessionError::Setup(format!("MTU {mtu} is too small")))?;
     let datagram = datagram.min(65_507);
-    let pick = if p.net == NetChoice::Auto && source == MtuSource::Route && datagram > xsk::MAX_DATAGRAM {
+    let too_big_for_xdp = source == MtuSource::Route && datagram > xsk::MAX_DATAGRAM && !data_ip.is_loopback();
+    let pick = if p.net == NetChoice::Auto && too_big_for_xdp {
         // Larger datagrams through the kernel beat AF_XDP's one-frame limit: per-packet cost is the limit.
         NetPick::udp(format!(
             "the path MTU {mtu} carries datagrams of {datagram} bytes, more than an AF_XDP frame holds ({})",
