@@ -81,10 +81,12 @@ struct Routed {
 }
 
 impl Routed {
-    fn new() -> Result<Routed, String> {
+    fn new(hop_mtu: &str) -> Result<Routed, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let n = (pid % 200 + 20) as u8;
-        let names = ["a", "r", "b"].map(|s| format!("mvpm-{pid}-{s}"));
+        let n = ((pid * 7 + k) % 200 + 20) as u8;
+        let names = ["a", "r", "b"].map(|s| format!("mvpm-{pid}-{k}-{s}"));
         let t = Routed { names, ip_b: Ipv4Addr::new(10, 79, n, 2) };
         let [a, r, b] = &t.names;
         for ns in &t.names {
@@ -97,8 +99,8 @@ impl Routed {
         for (ns, dev, mtu, addr) in [
             (a, "pa", "9000", format!("{net_a}.1/24")),
             (r, "ra", "9000", format!("{net_a}.254/24")),
-            (r, "rb", "1500", format!("{net_b}.254/24")),
-            (b, "pb", "1500", format!("{net_b}.2/24")),
+            (r, "rb", hop_mtu, format!("{net_b}.254/24")),
+            (b, "pb", hop_mtu, format!("{net_b}.2/24")),
         ] {
             run(&["ip", "-n", ns, "link", "set", dev, "mtu", mtu])?;
             run(&["ip", "-n", ns, "addr", "add", &addr, "dev", dev])?;
@@ -113,6 +115,24 @@ impl Routed {
         nft(&["add", "chain", "inet", "pmtu", "out", "{ type filter hook output priority 0; }"])?;
         nft(&["add", "rule", "inet", "pmtu", "out", "icmp", "type", "destination-unreachable", "drop"])?;
         Ok(t)
+    }
+}
+
+impl Routed {
+    /// Starts `mover serve --net udp` in the receiver's namespace and waits until it listens.
+    fn serve(&self, root: &Path, log: &Path) -> KillOnDrop {
+        let listen = format!("{}:{PORT}", self.ip_b);
+        let argv = [MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root"];
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[2]]).args(argv).arg(root);
+        let log_file = std::fs::File::create(log).unwrap();
+        let server = KillOnDrop(c.stdout(Stdio::null()).stderr(log_file).spawn().expect("spawn serve"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(log).unwrap_or_default().contains("listening on") {
+            assert!(std::time::Instant::now() < deadline, "serve did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
     }
 }
 
@@ -145,24 +165,14 @@ fn a_middle_hop_at_1500_black_holes_jumbo_datagrams_and_push_falls_back_to_1472(
     if skip_unless_root("a_middle_hop_at_1500_black_holes_jumbo_datagrams_and_push_falls_back_to_1472") {
         return;
     }
-    let net = Routed::new().expect("three namespaces");
+    let net = Routed::new("1500").expect("three namespaces");
     let dir = TempDir::new("netns-pmtu-hop");
     let src = dir.path().join("big");
     write_random_file(&src, SIZE, 19);
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let log = dir.path().join("serve.log");
-    let listen = format!("{}:{PORT}", net.ip_b);
-    let argv = [MOVER, "serve", "--insecure-no-auth", "--net", "udp", "--listen", &listen, "--root"];
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &net.names[2]]).args(argv).arg(&root);
-    let log_file = std::fs::File::create(&log).unwrap();
-    let _server = KillOnDrop(c.stdout(Stdio::null()).stderr(log_file).spawn().expect("spawn serve"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
-        assert!(std::time::Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _server = net.serve(&root, &log);
 
     let started = std::time::Instant::now();
     let (ok, json, err) = push(&net.names[0], net.ip_b, &src, "in", &["--net", "udp"]);
@@ -175,4 +185,34 @@ fn a_middle_hop_at_1500_black_holes_jumbo_datagrams_and_push_falls_back_to_1472(
     assert_eq!(json_bool(&json, "pmtu_confirmed"), Some(true), "{json}");
     check_copy(&src, &root, "in");
     assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_route_change_mid_transfer_into_a_1500_hop_is_caught_and_the_rerun_resumes_at_1472() {
+    if skip_unless_root("a_route_change_mid_transfer_into_a_1500_hop_is_caught_and_the_rerun_resumes_at_1472") {
+        return;
+    }
+    let net = Routed::new("9000").expect("three namespaces");
+    let dir = TempDir::new("netns-pmtu-change");
+    let src = dir.path().join("big");
+    write_random_file(&src, 4 * SIZE, 20);
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let log = dir.path().join("serve.log");
+    let _server = net.serve(&root, &log);
+    // Jumbo all the way at first; once data flows, the router's way to the receiver drops to MTU 1500.
+    let router = net.names[1].clone();
+    let change = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1200));
+        run(&["ip", "-n", &router, "link", "set", "rb", "mtu", "1500"]).expect("lower the hop's MTU");
+    });
+    let (ok, json, err) = push(&net.names[0], net.ip_b, &src, "in", &["--net", "udp", "--rate", "300M"]);
+    change.join().unwrap();
+    let server = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ok, "push failed: {json}\n{err}\n{server}");
+    assert!(err.contains("path MTU black hole") && err.contains("sending again at MTU 1500"), "{err}");
+    assert_eq!(json_bool(&json, "verified"), Some(true), "{json}");
+    assert_eq!(json_u64(&json, "datagram_bytes"), Some(1472), "{json}");
+    assert!(json_u64(&json, "resumed_bytes").unwrap_or(0) > 0, "the rerun resumed what arrived at 8972: {json}");
+    check_copy(&src, &root, "in");
 }
