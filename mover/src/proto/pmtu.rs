@@ -177,7 +177,7 @@ mod tests {
         }
         let (e, at) = verdict.expect("a black hole is found");
         assert_eq!(e, PmtuEvent::BlackHole);
-        assert!(at >= 500 * MS && at <= 700 * MS, "{at}");
+        assert!((500 * MS..=700 * MS).contains(&at), "{at}");
         assert_eq!(w.on_feedback(Time(t + MS), 0, 99_999, MS), None, "reported once");
     }
 
