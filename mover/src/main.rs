@@ -152,9 +152,11 @@ struct TransferArgs {
     /// Print one JSON object with the summary on stdout.
     #[arg(long)]
     json: bool,
-    /// Path MTU in bytes; the sender sizes datagrams to fit it.
-    #[arg(long, default_value_t = 1500)]
-    mtu: usize,
+    /// Path MTU in bytes; the sender sizes datagrams to fit it and tries nothing larger. Default for push:
+    /// the route's MTU towards the receiver (at most 9000), confirmed by the first data, with a fallback
+    /// to 1500 when full-size datagrams vanish on the way (a path MTU black hole); for pull: 1500.
+    #[arg(long)]
+    mtu: Option<usize>,
     /// Receive window (bytes in flight beyond the cumulative ACK), e.g. 512M.
     #[arg(long, value_parser = parse_size_bytes)]
     window: Option<u64>,
@@ -492,7 +494,7 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         rate_bps,
         policy: a.transfer.policy,
         min_rate_bps,
-        mtu: a.transfer.mtu,
+        mtu: a.transfer.mtu.unwrap_or(1500),
         window_bytes: a.transfer.window,
         connect_timeout: connect_timeout(a.transfer.connect_timeout)?,
         cores: a.cores,

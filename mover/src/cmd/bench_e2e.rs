@@ -327,7 +327,7 @@ fn run_in(
     let mut opts = PushOptions::new(vec![source.clone()], url, rate_bps);
     opts.auth = auth;
     opts.policy = args.policy;
-    opts.mtu = args.mtu;
+    opts.mtu = Some(args.mtu);
     opts.cipher = args.cipher;
     opts.net = args.net;
     opts.connect_timeout = Duration::from_secs(10);

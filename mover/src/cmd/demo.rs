@@ -147,7 +147,7 @@ fn run_in(dir: &Path, opts: &DemoOptions) -> Result<DemoResult, String> {
         PushOptions::new(vec![src.clone()], format!("mover://{local}/demo"), opts.rate_bps.unwrap_or(NO_CEILING_BPS));
     push_opts.policy = Policy::Fair;
     push_opts.auth = ClientAuth::Insecure;
-    push_opts.mtu = opts.mtu;
+    push_opts.mtu = Some(opts.mtu);
     push_opts.cipher = opts.cipher;
     push_opts.net = NetChoice::Udp;
     push_opts.connect_timeout = Duration::from_secs(5);

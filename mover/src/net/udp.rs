@@ -183,6 +183,30 @@ impl DataSocket {
         Ok(())
     }
 
+    /// Sets the don't-fragment bit on every datagram without letting the kernel's path MTU cache shrink or
+    /// refuse them (`IP_PMTUDISC_PROBE`, `IPV6_PMTUDISC_PROBE`): the sender sizes datagrams itself and
+    /// learns what the path carries from what arrives (PROTOCOL.md §4.8), so a router on the way never
+    /// fragments them and a stale cache entry never turns a send into `EMSGSIZE`.
+    pub fn set_pmtu_probe(&self) -> io::Result<()> {
+        if self.v6 {
+            self.set_int_opt(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
+        } else {
+            self.set_int_opt(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+        }
+        .map_err(|e| context(e, "setting IP_PMTUDISC_PROBE on the UDP socket"))
+    }
+
+    /// The path MTU the kernel knows towards the connected peer (`IP_MTU`, `IPV6_MTU`): the route's MTU,
+    /// or less when an ICMP "fragmentation needed" or "packet too big" taught it better.
+    pub fn path_mtu(&self) -> io::Result<usize> {
+        let v = if self.v6 {
+            self.get_int_opt(libc::IPPROTO_IPV6, libc::IPV6_MTU)
+        } else {
+            self.get_int_opt(libc::IPPROTO_IP, libc::IP_MTU)
+        };
+        v.map(|m| m.max(0) as usize).map_err(|e| context(e, "reading IP_MTU of the UDP socket"))
+    }
+
     /// A second handle to the same socket (a duplicated descriptor with the same settings), so that one stage
     /// can send while another receives.
     pub fn try_clone(&self) -> io::Result<DataSocket> {

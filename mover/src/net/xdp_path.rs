@@ -91,7 +91,8 @@ pub struct NetPick<T> {
 }
 
 impl<T> NetPick<T> {
-    fn udp(why: impl std::fmt::Display) -> NetPick<T> {
+    /// The kernel's UDP sockets, for the reason `why`.
+    pub fn udp(why: impl std::fmt::Display) -> NetPick<T> {
         NetPick { xdp: None, reason: format!("udp: {why}") }
     }
 }

@@ -57,6 +57,9 @@ pub struct Config {
     pub max_rounds: u8,
     /// Silence after which the session fails.
     pub peer_timeout: Duration,
+    /// The largest datagram every path is assumed to carry (RFC 8899's BASE_PLPMTU less headers): above
+    /// it, a black hole fails the session for a rerun at this size (PROTOCOL.md §4.8).
+    pub base_datagram: usize,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
             initial_rtt: DEFAULT_INITIAL_RTT,
             max_rounds: DEFAULT_MAX_ROUNDS,
             peer_timeout: DEFAULT_PEER_TIMEOUT,
+            base_datagram: super::pmtu::BASE_DATAGRAM_V4,
         }
     }
 

@@ -13,6 +13,9 @@ pub enum FailureKind {
     Silent,
     /// The control connection closed or failed mid-session. A rerun resumes.
     ControlLost,
+    /// Full-size datagrams stopped arriving while feedback still did: a path MTU black hole
+    /// (PROTOCOL.md §4.8). A rerun at the base datagram size resumes.
+    PathMtu,
 }
 
 impl FailureKind {

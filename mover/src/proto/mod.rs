@@ -75,6 +75,7 @@ pub mod failure;
 pub mod losslist;
 pub mod pacer;
 pub mod plan;
+pub mod pmtu;
 pub mod policy;
 pub mod readback;
 pub mod receiver;

@@ -22,6 +22,7 @@ use super::config::Config;
 use super::failure::FailureKind;
 use super::pacer::Pacer;
 use super::plan::RoundPlan;
+use super::pmtu::{PmtuEvent, PmtuWatch};
 use super::policy::{FeedbackSignal, RateController};
 use super::rtt::RttEstimator;
 use super::seqbits::SeqBits;
@@ -142,6 +143,8 @@ pub struct SenderStats {
     pub resumed_bytes: u64,
     /// Files not sent because the receiver already held them whole (sync).
     pub skipped_files: u64,
+    /// The receiver counted a data packet of the session's size: the path carries it (PROTOCOL.md §4.8).
+    pub pmtu_confirmed: bool,
     /// Bytes of those files.
     pub skipped_bytes: u64,
 }
@@ -207,6 +210,8 @@ pub struct Sender {
     /// The sender's only control messages, `FileHash`, queued compactly: a round of a million empty files
     /// queues a million at once (24 bytes each here, 144 as a `ControlMsg`).
     control_out: VecDeque<QueuedHash>,
+    /// Confirms the datagram size and catches a black hole (PROTOCOL.md §4.8).
+    pmtu: PmtuWatch,
     stats: SenderStats,
 }
 
@@ -233,6 +238,7 @@ impl Sender {
         let invalid = start.validate(&sizes, block).err();
         let plan =
             if invalid.is_none() { RoundPlan::for_start(&sizes, block, start) } else { RoundPlan::all(&sizes, block) };
+        let (cfg_datagram, cfg_base) = (cfg.max_datagram(), cfg.base_datagram);
         let mut s = Sender {
             sealer: Sealer::new(cfg.cipher, &cfg.key.0, cfg.session_id, Role::Sender),
             replay: ReplayWindow::new(),
@@ -271,6 +277,7 @@ impl Sender {
             failure: FailureKind::Other,
             last_progress: now,
             control_out: VecDeque::new(),
+            pmtu: PmtuWatch::new(cfg_datagram, cfg_base),
             stats: SenderStats { rounds: 1, ..SenderStats::default() },
         };
         s.rate.trace = s.cfg.trace_rate;
@@ -496,6 +503,12 @@ impl Sender {
         };
         self.rate.on_feedback(now, signal);
         self.pacer.set_rate_bps(self.rate.rate_bps());
+        let srtt = self.rtt.srtt_ns();
+        match self.pmtu.on_feedback(now, fb.received_packets, self.stats.packets_sent, srtt) {
+            Some(PmtuEvent::BlackHole) => self.fail_black_hole(),
+            Some(PmtuEvent::Confirmed) => self.stats.pmtu_confirmed = true,
+            _ => {}
+        }
         self.check_round_acknowledged();
         Ok(())
     }
@@ -557,8 +570,28 @@ impl Sender {
         self.skip_finished_files();
     }
 
+    /// Ends the session on a path MTU black hole (PROTOCOL.md §4.8), for a rerun at the base size.
+    fn fail_black_hole(&mut self) {
+        if self.is_finished() {
+            return;
+        }
+        let size = self.cfg.max_datagram();
+        self.fail_as(
+            FailureKind::PathMtu,
+            format!(
+                "datagrams of {size} bytes do not reach the receiver though smaller packets do: a hop on the path \
+                 carries less (a path MTU black hole)"
+            ),
+        );
+    }
+
     /// Handles the passing of the deadline from [`Sender::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
+        let heard = self.stats.feedback_received > 0;
+        let (sent, first) = (self.stats.packets_sent, self.stats.first_new_at);
+        if self.pmtu.on_tick(now, heard, sent, first, self.rtt.srtt_ns()) == Some(PmtuEvent::BlackHole) {
+            self.fail_black_hole();
+        }
         let secs = self.cfg.peer_timeout.as_secs();
         if !self.is_finished() && now.since(self.last_heard) >= self.cfg.peer_timeout {
             self.fail_as(FailureKind::Silent, format!("no word from the receiver for {secs} s"));

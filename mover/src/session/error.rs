@@ -72,6 +72,9 @@ pub enum SessionError {
     },
     /// The control connection closed, failed or did not answer mid-session (text from `net`). Retryable.
     ConnectionLost(String),
+    /// Full-size datagrams stopped arriving while feedback did: a path MTU black hole (PROTOCOL.md §4.8).
+    /// `push` runs the session again at the base size by itself; a rerun at `--mtu 1500` resumes.
+    PathMtuBlackHole(String),
     /// Some files were committed and some were not.
     Partial {
         /// Who committed them: "server" or "client".
@@ -105,7 +108,9 @@ impl SessionError {
             SessionError::Connect(e) => e.exit_class(),
             SessionError::Files(e) => e.exit_class(),
             SessionError::Served { error, .. } => error.exit_class(),
-            SessionError::PathSilent { .. } | SessionError::ConnectionLost(_) => ExitClass::Retryable,
+            SessionError::PathSilent { .. } | SessionError::ConnectionLost(_) | SessionError::PathMtuBlackHole(_) => {
+                ExitClass::Retryable
+            }
             // The daemon's queue is full: the same command later may well be served.
             SessionError::Refused { message, .. } if message.starts_with(crate::wire::control::SERVER_BUSY) => {
                 ExitClass::Retryable
@@ -145,6 +150,7 @@ impl SessionError {
         match kind {
             FailureKind::Silent => SessionError::PathSilent { who, seconds: timeout.as_secs() },
             FailureKind::ControlLost => SessionError::ConnectionLost(message),
+            FailureKind::PathMtu => SessionError::PathMtuBlackHole(message),
             FailureKind::Other => SessionError::Transfer(message),
         }
     }
@@ -171,6 +177,7 @@ impl fmt::Display for SessionError {
                  (a partition, or the {who} stalled); {RERUN_RESUMES}"
             ),
             SessionError::ConnectionLost(m) => write!(f, "{m}; {RERUN_RESUMES}"),
+            SessionError::PathMtuBlackHole(m) => write!(f, "{m}; run it again with --mtu 1500: it resumes"),
             SessionError::Partial { who, committed_files, files, committed_bytes, bytes } => write!(
                 f,
                 "partial transfer: the {who} committed {committed_files} of {files} files ({committed_bytes} of \

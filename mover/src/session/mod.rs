@@ -26,6 +26,7 @@ pub mod limits;
 pub mod memory;
 pub mod metrics;
 mod partial_sweep;
+mod path_mtu;
 mod paths;
 mod pull;
 mod pull_source;

@@ -2,6 +2,7 @@
 //! TLS or TCP, or `[user@]host:DIR` over SSH), then the sending side of the session.
 
 use super::error::SessionError;
+use super::path_mtu::BASE_MTU;
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
@@ -27,8 +28,9 @@ pub struct PushOptions {
     pub policy: Policy,
     /// The adaptive policies' floor (`--min-rate`), bits per second; 0 for none.
     pub min_rate_bps: u64,
-    /// Path MTU: datagrams are sized to fit it with IP and UDP headers.
-    pub mtu: usize,
+    /// Path MTU: datagrams are sized to fit it with IP and UDP headers (`--mtu`). `None`: the route's MTU,
+    /// confirmed by the first data, and the base MTU for a rerun after a black hole (PROTOCOL.md §4.8).
+    pub mtu: Option<usize>,
     /// Receive window in bytes (default 2 GiB).
     pub window_bytes: Option<u64>,
     /// TCP connect timeout.
@@ -68,7 +70,7 @@ impl PushOptions {
             rate_bps,
             policy: Policy::Fixed,
             min_rate_bps: 0,
-            mtu: 1500,
+            mtu: None,
             window_bytes: None,
             connect_timeout: Duration::from_secs(10),
             cores: CorePlan::Auto,
@@ -89,7 +91,17 @@ impl PushOptions {
 /// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> Report {
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
-    if let Err(e) = run(opts, &mut report) {
+    let mut result = run(opts, &mut report, false);
+    if let Err(SessionError::PathMtuBlackHole(why)) = &result {
+        if opts.mtu.is_none() {
+            // The route's MTU was a black hole: once more at the base, which resumes what arrived.
+            eprintln!("mover push: {why}; sending again at MTU {BASE_MTU}");
+            report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+            let base = PushOptions { mtu: Some(BASE_MTU), ..opts.clone() };
+            result = run(&base, &mut report, true);
+        }
+    }
+    if let Err(e) = result {
         opts.live.set_phase(crate::pipeline::live::Phase::Failed);
         report.verified = false;
         report.error = Some(e.to_string());
@@ -98,7 +110,7 @@ pub fn push(opts: &PushOptions) -> Report {
     report
 }
 
-fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
+fn run(opts: &PushOptions, report: &mut Report, after_black_hole: bool) -> Result<(), SessionError> {
     let dest = Location::parse(&opts.url)?;
     let scan = ScanOptions {
         xattrs: opts.options.xattrs,
@@ -119,6 +131,7 @@ fn run(opts: &PushOptions, report: &mut Report) -> Result<(), SessionError> {
         policy: opts.policy,
         min_rate_bps: opts.min_rate_bps,
         mtu: opts.mtu,
+        mtu_after_black_hole: after_black_hole,
         window_bytes: opts.window_bytes,
         initial_rtt: None,
         cores: opts.cores.clone(),

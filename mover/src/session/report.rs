@@ -66,6 +66,12 @@ pub struct Report {
     pub rounds: u32,
     /// UDP payload bytes per data datagram (sending side).
     pub datagram_bytes: u64,
+    /// The path MTU the datagrams were sized for (sending side; PROTOCOL.md §4.8).
+    pub path_mtu: u64,
+    /// Where `path_mtu` came from: "flag" (`--mtu`), "route", "base" or "black-hole-fallback" (sending side).
+    pub pmtu_source: &'static str,
+    /// The receiver counted a full-size data packet: the path carries `datagram_bytes` (sending side).
+    pub pmtu_confirmed: bool,
     /// Whether UDP GSO was used (sending side).
     pub gso: bool,
     /// Entries skipped while scanning: symlinks, devices, ... (sending side).
@@ -142,6 +148,9 @@ impl Report {
                 .f64("rtt_ms", self.rtt_ms)
                 .u64("rounds", self.rounds as u64)
                 .u64("datagram_bytes", self.datagram_bytes)
+                .u64("path_mtu", self.path_mtu)
+                .str("pmtu_source", self.pmtu_source)
+                .bool("pmtu_confirmed", self.pmtu_confirmed)
                 .bool("gso", self.gso)
                 .u64("skipped", self.skipped)
         } else {
@@ -315,7 +324,7 @@ mod tests {
         r.error = Some("x".into());
         let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted resumed_bytes skipped_files \
                     skipped_bytes sent_bytes verified net net_reason rate_bps policy \
-                    max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes gso skipped disk cipher feedback_dropped \
+                    max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
                     dropped_auth dropped_replayed repaired_files dropped stages error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);

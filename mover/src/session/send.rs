@@ -4,11 +4,12 @@
 
 use super::data_socket::{bind_data_socket, udp_socket};
 use super::error::SessionError;
+use super::path_mtu::{choose_mtu, MtuSource};
 use super::report::Report;
 use crate::connect::unspecified;
 use crate::disk::BackendChoice;
 use crate::files::{EntryKind, Scanned};
-use crate::net::xdp_path::{NetChoice, SenderXdp};
+use crate::net::xdp_path::{NetChoice, NetPick, SenderXdp};
 use crate::net::xsk;
 use crate::net::{ControlChannel, ControlEvent};
 use crate::pipeline::live::{Live, Phase};
@@ -16,6 +17,7 @@ use crate::pipeline::send::{run_send, SendSetup, XdpTx, TX_BATCH, XDP_TX_FRAMES}
 use crate::pipeline::topology::depth;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::config::DEFAULT_WINDOW_BYTES;
+use crate::proto::pmtu::{BASE_DATAGRAM_V4, BASE_DATAGRAM_V6};
 use crate::proto::policy::Policy;
 use crate::proto::{Config, Sender, StartPlan};
 use crate::time::{Clock, MonotonicClock, Time};
@@ -48,8 +50,11 @@ pub struct SendParams {
     pub policy: Policy,
     /// The adaptive policies' floor, bits per second; 0 for none.
     pub min_rate_bps: u64,
-    /// Path MTU: datagrams are sized to fit it with IP and UDP headers.
-    pub mtu: usize,
+    /// Path MTU: datagrams are sized to fit it with IP and UDP headers. `None`: the route's, confirmed by
+    /// the first data (PROTOCOL.md §4.8).
+    pub mtu: Option<usize>,
+    /// The MTU is the base after a black hole at the route's (set by `push` for its rerun).
+    pub mtu_after_black_hole: bool,
     /// Receive window in bytes (`None`: the default).
     pub window_bytes: Option<u64>,
     /// Initial RTT estimate (`None`: the protocol default), e.g. the TCP handshake's.
@@ -99,13 +104,25 @@ pub fn send_files(
     let topology = Topology::new(Side::Sender, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
     let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
     let ip_overhead = if data_ip.is_ipv4() { 28 } else { 48 };
-    let datagram = p
-        .mtu
+    let (mtu, source) = choose_mtu(data_ip, p.mtu);
+    let source = if p.mtu_after_black_hole { MtuSource::BlackHole } else { source };
+    report.path_mtu = mtu as u64;
+    report.pmtu_source = source.name();
+    let datagram = mtu
         .checked_sub(ip_overhead)
         .filter(|&d| d >= 256)
-        .ok_or_else(|| SessionError::Setup(format!("MTU {} is too small", p.mtu)))?;
+        .ok_or_else(|| SessionError::Setup(format!("MTU {mtu} is too small")))?;
     let datagram = datagram.min(65_507);
-    let pick = SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES).map_err(SessionError::Setup)?;
+    let too_big_for_xdp = source == MtuSource::Route && datagram > xsk::MAX_DATAGRAM && !data_ip.is_loopback();
+    let pick = if p.net == NetChoice::Auto && too_big_for_xdp {
+        // Larger datagrams through the kernel beat AF_XDP's one-frame limit: per-packet cost is the limit.
+        NetPick::udp(format!(
+            "the path MTU {mtu} carries datagrams of {datagram} bytes, more than an AF_XDP frame holds ({})",
+            xsk::MAX_DATAGRAM
+        ))
+    } else {
+        SenderXdp::open(data_ip, p.net, XDP_TX_FRAMES).map_err(SessionError::Setup)?
+    };
     report.net_reason = pick.reason;
     let xdp = pick.xdp;
     // An AF_XDP frame bounds the datagram on the XDP path (jumbo frames need multi-buffer AF_XDP).
@@ -123,6 +140,7 @@ pub fn send_files(
     // a late packetizer refill the ring without losing rate (PROTOCOL.md §5).
     cfg.burst = PACKETIZER_BURST;
     cfg.peer_timeout = p.peer_timeout;
+    cfg.base_datagram = if data_ip.is_ipv4() { BASE_DATAGRAM_V4 } else { BASE_DATAGRAM_V6 };
     cfg.validate().map_err(SessionError::Setup)?;
     report.datagram_bytes = cfg.max_datagram() as u64;
 
@@ -194,6 +212,9 @@ pub fn send_files(
 
     let peer = SocketAddr::new(data_ip, udp_port);
     let mut sock = bind_data_socket(SocketAddr::new(unspecified(data_ip), 0), Some(peer))?;
+    // DF on every datagram, and no kernel fragmentation or EMSGSIZE from its PMTU cache: the session's
+    // size is confirmed or refuted by what arrives (PROTOCOL.md §4.8).
+    sock.set_pmtu_probe().map_err(udp_socket)?;
     let mut _watcher = None;
     let xdp_tx = match xdp {
         Some(x) => {
@@ -236,6 +257,7 @@ pub fn send_files(
     report.packets_sent = stats.packets_sent;
     report.packets_retransmitted = stats.packets_retransmitted;
     report.rounds = stats.rounds;
+    report.pmtu_confirmed = stats.pmtu_confirmed;
     report.feedback_dropped_invalid = stats.drops.invalid();
     report.feedback_dropped_auth = stats.drops.get(DropReason::BadTag);
     report.feedback_dropped_replayed = stats.drops.get(DropReason::Replayed) + stats.drops.get(DropReason::TooOld);

@@ -524,7 +524,10 @@ fn reserve_for_pull(
     let manifest: u64 =
         scanned.entries.iter().map(|e| super::memory::entry_bytes(e) + per_file + e.rel_path.len() as u64).sum();
     memory.grow(manifest, "its manifest")?;
-    memory.grow(crate::pipeline::send::buffer_bytes(&topology, params.mtu), "its data-path buffers")?;
+    memory.grow(
+        crate::pipeline::send::buffer_bytes(&topology, params.mtu.unwrap_or(super::path_mtu::MAX_DISCOVERED_MTU)),
+        "its data-path buffers",
+    )?;
     Ok(memory)
 }
 
@@ -571,7 +574,8 @@ fn serve_pull(
         rate_bps: pull.rate_bps,
         policy: pull.policy,
         min_rate_bps: pull.min_rate_bps,
-        mtu: pull.mtu.min(1 << 16) as usize,
+        mtu: Some(pull.mtu.min(1 << 16) as usize),
+        mtu_after_black_hole: false,
         window_bytes: (pull.window_bytes != 0).then_some(pull.window_bytes),
         initial_rtt: None,
         // The server's --cores names receiver stages; its sending side places itself.

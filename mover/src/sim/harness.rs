@@ -34,6 +34,10 @@ pub struct SimConfig {
     pub stop_at: Option<Duration>,
     /// Record a [`SimSample`] this often.
     pub sample_every: Option<Duration>,
+    /// The receiver sends no feedback before a data packet reached it, as the real one, whose data socket
+    /// learns the sender's address from the first datagram (what a black hole at the start looks like,
+    /// PROTOCOL.md §4.8). Off by default, which keeps the older runs and the goodput snapshot as they were.
+    pub feedback_after_first_data: bool,
 }
 
 impl SimConfig {
@@ -50,6 +54,7 @@ impl SimConfig {
             competitor: None,
             stop_at: None,
             sample_every: None,
+            feedback_after_first_data: false,
         }
     }
 }
@@ -191,6 +196,7 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
     let limit = Time::ZERO.plus(sim.time_limit);
     let mut steps = 0u64;
     let mut receiver_done_at = None;
+    let mut rx_heard_data = false;
     let stalled_until = |now: Time| -> Option<Time> {
         let (period, pause) = sim.sender_stalls?;
         let (period, pause) = (period.as_nanos() as u64, pause.as_nanos() as u64);
@@ -227,7 +233,7 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
             }
             match ev {
                 Event::ToReceiver(mut p) => {
-                    let _ = rx.handle_datagram(now, &mut p);
+                    rx_heard_data |= rx.handle_datagram(now, &mut p).is_ok();
                 }
                 Event::ToSender(mut p) => {
                     let _ = sender.handle_datagram(now, &mut p);
@@ -265,6 +271,9 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
             q.push(ctrl_to_rx_at, Event::ControlToReceiver(m));
         }
         while let Some(len) = rx.poll_transmit(now, &mut fb_buf) {
+            if sim.feedback_after_first_data && !rx_heard_data {
+                continue;
+            }
             rev.send(now, fb_buf[..len].to_vec(), |t, p| q.push(t, Event::ToSender(p)));
         }
         while let Some(m) = rx.poll_control() {

@@ -46,6 +46,10 @@ pub struct LinkConfig {
     /// pulled, a firewall dropping everything). The harness holds the control channel's messages until the
     /// partition ends, as TCP would.
     pub partitions: Vec<(Duration, Duration)>,
+    /// The path's MTU as the largest datagram it carries: from each `(time, bytes)` on, a datagram longer
+    /// than `bytes` is dropped (a hop with a smaller MTU and DF set, its ICMP never seen). Empty: no limit.
+    /// A later entry with a smaller size is a route change into a black hole.
+    pub max_datagram_schedule: Vec<(Duration, usize)>,
 }
 
 impl LinkConfig {
@@ -64,6 +68,7 @@ impl LinkConfig {
             queue_bytes: (rate_bps / 8 / 500).max(256 << 10),
             rate_schedule: Vec::new(),
             partitions: Vec::new(),
+            max_datagram_schedule: Vec::new(),
         }
     }
 }
@@ -87,6 +92,8 @@ pub struct LinkStats {
     pub reordered: u64,
     /// Dropped by a partition.
     pub partitioned: u64,
+    /// Dropped for being longer than the path's MTU allowed at the time.
+    pub too_big: u64,
 }
 
 /// One direction of a path.
@@ -130,6 +137,12 @@ impl Link {
         let at = Duration::from_nanos(now.0);
         let p = self.cfg.partitions.iter().find(|&&(start, len)| start <= at && at < start + len)?;
         Some(Time::ZERO.plus(p.0 + p.1))
+    }
+
+    /// The largest datagram the link carries at `now` (`usize::MAX`: no limit).
+    pub fn max_datagram_at(&self, now: Time) -> usize {
+        let at = Duration::from_nanos(now.0);
+        self.cfg.max_datagram_schedule.iter().rev().find(|(t, _)| *t <= at).map_or(usize::MAX, |&(_, m)| m)
     }
 
     /// Whether the link is cut at `t` by one of its partitions.
@@ -194,6 +207,11 @@ impl Link {
     /// Offers `packet` at `now`; calls `deliver(arrival_time, packet)` for each copy that arrives.
     pub fn send(&mut self, now: Time, mut packet: Vec<u8>, mut deliver: impl FnMut(Time, Vec<u8>)) {
         let len = packet.len() as u64;
+        if packet.len() > self.max_datagram_at(now) {
+            self.stats.offered += 1;
+            self.stats.too_big += 1;
+            return;
+        }
         let Some(depart) = self.pass(now, len) else { return };
         if self.rng.chance(self.cfg.corrupt) && !packet.is_empty() {
             let bit = self.rng.below(len * 8);
