@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 /// 965 before decision 0025: the bounds lie between, with room for the allocator's noise.
 const PUSH_BYTES_PER_ENTRY: u64 = 560;
 const SERVE_BYTES_PER_ENTRY: u64 = 800;
-/// How much more either end may hold for a 1 GiB file than for a 64 MiB one: nothing is sized by the
-/// transfer, so only allocator noise (a few MiB) is allowed.
+/// How much more either end may hold for a 2 GiB file than for a 1 GiB one: nothing is sized by the
+/// transfer, so only allocator noise (a few MiB) is allowed. (A much smaller file ends before the data
+/// path has touched every page of its fixed buffers: the receiver then peaks ~15 MiB lower.)
 const SIZE_GROWTH_BYTES: u64 = 8 << 20;
 
 /// Waits for `pid` (a child of this process) to exit, at most `limit`, and returns whether it succeeded and
@@ -117,15 +118,15 @@ fn peak_memory_does_not_grow_with_the_size_of_a_file() {
     let tmp = TempDir::new("peak-size");
     let (small, large) = (tmp.path().join("small.bin"), tmp.path().join("large.bin"));
     // Sparse: read as zeros at memory speed, and nothing to write on the test's disk.
-    fs::File::create(&small).unwrap().set_len(64 << 20).unwrap();
-    fs::File::create(&large).unwrap().set_len(1 << 30).unwrap();
+    fs::File::create(&small).unwrap().set_len(1 << 30).unwrap();
+    fs::File::create(&large).unwrap().set_len(2 << 30).unwrap();
     let (push_small, serve_small) = push_peaks(tmp.path(), &small);
     let (push_large, serve_large) = push_peaks(tmp.path(), &large);
     eprintln!("peak RSS: push {push_small} -> {push_large}, serve {serve_small} -> {serve_large}");
     for (end, a, b) in [("push", push_small, push_large), ("serve", serve_small, serve_large)] {
         assert!(
             b <= a + SIZE_GROWTH_BYTES,
-            "{end} peaked at {b} bytes for 1 GiB, {a} for 64 MiB: it grows with the size of the transfer"
+            "{end} peaked at {b} bytes for 2 GiB, {a} for 1 GiB: it grows with the size of the transfer"
         );
     }
 }
