@@ -48,6 +48,7 @@ fn wait_peak(pid: u32, limit: Duration) -> (bool, u64) {
 }
 
 /// Pushes `src` into a fresh `serve --once` and returns the peak RSS of (push, serve) in bytes.
+#[allow(clippy::zombie_processes)] // Both children are reaped by `wait_peak` (wait4, which reports the peak).
 fn push_peaks(tmp: &Path, src: &Path) -> (u64, u64) {
     let root = tmp.join("root");
     let _ = fs::remove_dir_all(&root);
