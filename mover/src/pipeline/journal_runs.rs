@@ -47,6 +47,21 @@ pub enum Notice {
     Range(ClosedRange),
 }
 
+/// A write that completed in full: `bytes` of file `file_id` at `offset`, through `fd` (a descriptor of the
+/// partial), submitted in the file's generation `generation` ([`JournalRuns::generation`]).
+pub struct WrittenRun<'a> {
+    /// File id.
+    pub file_id: u32,
+    /// The file's generation when the write was submitted.
+    pub generation: u32,
+    /// The write's descriptor of the partial.
+    pub fd: OwnedFd,
+    /// File offset.
+    pub offset: u64,
+    /// The bytes written (the run's buffer).
+    pub bytes: &'a [u8],
+}
+
 /// A finished range for the journal keeper: `range` of file `file_id`, written through descriptors of the
 /// partial (`fd`, one of them) in generation `generation`, hashing to `range.xxh3`.
 #[derive(Debug)]
@@ -96,18 +111,10 @@ impl JournalRuns {
         self.generations.get(file_id as usize).map_or(0, |g| g.load(Ordering::Acquire))
     }
 
-    /// `bytes` were written in full to `file_id` at `offset` through `fd`, by a write submitted in
-    /// `generation`: hash them into the range they extend (or a new one). Ranges this closes go to `emit`.
-    pub fn written(
-        &mut self,
-        file_id: u32,
-        generation: u32,
-        fd: OwnedFd,
-        offset: u64,
-        bytes: &[u8],
-        now: Instant,
-        emit: &mut impl FnMut(Notice),
-    ) {
+    /// `run.bytes` were written in full (see [`WrittenRun`]): hash them into the range they extend (or a new
+    /// one). Ranges this closes go to `emit`.
+    pub fn written(&mut self, run: WrittenRun, now: Instant, emit: &mut impl FnMut(Notice)) {
+        let WrittenRun { file_id, generation, fd, offset, bytes } = run;
         debug_assert!(!bytes.is_empty(), "an empty write is not journaled");
         if let Some(k) = self.open.iter().position(|r| r.file_id == file_id && r.offset + r.len == offset) {
             if self.open[k].generation == generation {
@@ -191,11 +198,31 @@ mod tests {
             Notice::Range(c) => out.push((c.file_id, c.generation, c.range)),
             Notice::Begin { file_id, generation, .. } => begun.push((file_id, generation)),
         };
-        runs.written(0, 0, fd(), 0, &data[..10_000], now, &mut emit);
-        runs.written(0, 0, fd(), 10_000, &data[10_000..20_000], now, &mut emit);
-        runs.written(1, 0, fd(), 20_000, &data[20_000..30_000], now, &mut emit); // another file
-        runs.written(0, 0, fd(), 30_000, &data[30_000..40_000], now, &mut emit); // a gap
-        runs.written(0, 1, fd(), 40_000, &data[..1], now, &mut emit); // extends 30_000.. but a new generation
+        runs.written(
+            WrittenRun { file_id: 0, generation: 0, fd: fd(), offset: 0, bytes: &data[..10_000] },
+            now,
+            &mut emit,
+        );
+        runs.written(
+            WrittenRun { file_id: 0, generation: 0, fd: fd(), offset: 10_000, bytes: &data[10_000..20_000] },
+            now,
+            &mut emit,
+        );
+        runs.written(
+            WrittenRun { file_id: 1, generation: 0, fd: fd(), offset: 20_000, bytes: &data[20_000..30_000] },
+            now,
+            &mut emit,
+        ); // another file
+        runs.written(
+            WrittenRun { file_id: 0, generation: 0, fd: fd(), offset: 30_000, bytes: &data[30_000..40_000] },
+            now,
+            &mut emit,
+        ); // a gap
+        runs.written(
+            WrittenRun { file_id: 0, generation: 1, fd: fd(), offset: 40_000, bytes: &data[..1] },
+            now,
+            &mut emit,
+        ); // extends 30_000.. but a new generation
         assert_eq!(runs.open_count(), 3, "the stale range was closed when the new generation touched it");
         runs.close_all(&mut emit);
         // A Begin for each file's first range of a generation, and for the range after the gap only if
@@ -227,15 +254,27 @@ mod tests {
             }
         };
         for k in 0..(CLOSE_BYTES >> 20) {
-            runs.written(0, 0, fd(), k << 20, &chunk, t0, &mut emit);
+            runs.written(
+                WrittenRun { file_id: 0, generation: 0, fd: fd(), offset: k << 20, bytes: &chunk },
+                t0,
+                &mut emit,
+            );
         }
         assert_eq!(closed.borrow().len(), 1, "a range closes at CLOSE_BYTES");
         assert_eq!((closed.borrow()[0].1.offset, closed.borrow()[0].1.len), (0, CLOSE_BYTES));
         for f in 1..=MAX_OPEN as u32 {
-            runs.written(f, 0, fd(), 0, &chunk, t0 + Duration::from_millis(u64::from(f)), &mut emit);
+            runs.written(
+                WrittenRun { file_id: f, generation: 0, fd: fd(), offset: 0, bytes: &chunk },
+                t0 + Duration::from_millis(u64::from(f)),
+                &mut emit,
+            );
         }
         assert_eq!(runs.open_count(), MAX_OPEN);
-        runs.written(MAX_OPEN as u32 + 1, 0, fd(), 0, &chunk, t0 + Duration::from_secs(1), &mut emit);
+        runs.written(
+            WrittenRun { file_id: MAX_OPEN as u32 + 1, generation: 0, fd: fd(), offset: 0, bytes: &chunk },
+            t0 + Duration::from_secs(1),
+            &mut emit,
+        );
         assert_eq!(closed.borrow().last().unwrap().0, 1, "the least recently extended range was evicted");
         let before = closed.borrow().len();
         runs.close_idle(t0 + Duration::from_millis(50), &mut emit);

@@ -21,7 +21,7 @@
 
 use super::items::{VerifyItem, WriteItem, Written};
 use super::journal_keeper::JournalKeeper;
-use super::journal_runs::JournalRuns;
+use super::journal_runs::{JournalRuns, WrittenRun};
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
 use super::slots::BufRegion;
 use super::topology::StageId;
@@ -176,7 +176,8 @@ impl WriterStage {
         let WriteItem { buf, file_id, fd, offset, len } = item;
         if let Some((keeper, runs, region)) = self.journals.as_mut().filter(|_| result == i64::from(len)) {
             let bytes = &region.bytes(&buf)[..len as usize];
-            runs.written(file_id, generation, fd, offset, bytes, now, &mut |c| keeper.notice(c));
+            let run = WrittenRun { file_id, generation, fd, offset, bytes };
+            runs.written(run, now, &mut |c| keeper.notice(c));
             cx.meter.record(self.journal_latency, now.elapsed().as_nanos() as u64);
         } else {
             drop(fd);
