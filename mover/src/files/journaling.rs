@@ -125,16 +125,67 @@ impl FileJournals {
     /// A range that is off the journal's block grid or overlaps what the partial already held is not
     /// recorded (a rerun sends it again): recording never makes the journal refuse itself.
     pub fn record(&mut self, file_id: u32, fd: OwnedFd, offset: u64, bytes: &[u8]) {
+        let generation = self.generation(file_id);
+        self.record_with(file_id, generation, fd, offset, bytes.len() as u64, |w| w.record(offset, bytes));
+    }
+
+    /// The generation of `file_id` now (see [`FileJournals::generations`]).
+    pub fn generation(&self, file_id: u32) -> u32 {
+        self.generations.get(file_id as usize).map_or(0, |g| g.load(Ordering::Acquire))
+    }
+
+    /// The per-file generations the tree bumps when it removes a file's journal (commit, reset): a thread
+    /// that hashes written ranges for [`FileJournals::record_hashed`] tags each range with the generation in
+    /// which its first byte was written, and never extends a range across a change.
+    pub fn generations(&self) -> Arc<[AtomicU32]> {
+        self.generations.clone()
+    }
+
+    /// [`FileJournals::record`] of a range hashed by the caller as it was written: `range.xxh3` is the
+    /// xxh3-64 of the bytes a write that completed in full put at `[range.offset, range.end())`, all of them
+    /// written in generation `generation` of the file. A range of an older generation (the tree reset or
+    /// committed the file since) is not recorded: its bytes may not be what the partial holds now.
+    pub fn record_hashed(&mut self, file_id: u32, generation: u32, fd: OwnedFd, range: JournalRange) {
+        self.record_with(file_id, generation, fd, range.offset, range.len, |w| w.record_hashed(range));
+    }
+
+    /// Starts `file_id`'s journal (in `generation`, with `fd` as its data file) if it has none open yet,
+    /// so that it exists from the file's first completed write on; ranges come later
+    /// ([`FileJournals::record_hashed`]).
+    pub fn begin(&mut self, file_id: u32, generation: u32, fd: OwnedFd) {
+        self.forget_stale();
+        let Some(planned) = self.planned(file_id) else { return };
+        if generation != self.generation(file_id)
+            || generation == super::dest::JOURNAL_DONE
+            || planned.stopped == Some(generation)
+            || self.active.iter().any(|a| a.file_id == file_id)
+        {
+            return;
+        }
+        let _ = self.start(file_id, generation, fd, Instant::now());
+    }
+
+    fn record_with(
+        &mut self,
+        file_id: u32,
+        generation: u32,
+        fd: OwnedFd,
+        offset: u64,
+        len: u64,
+        record: impl FnOnce(&mut JournalWriter<File>) -> Result<(), JournalError>,
+    ) {
         let now = Instant::now();
         self.forget_stale();
         let Some(planned) = self.planned(file_id) else { return };
-        let generation = self.generations[file_id as usize].load(Ordering::Acquire);
-        if generation == super::dest::JOURNAL_DONE || planned.stopped == Some(generation) {
+        if generation != self.generation(file_id)
+            || generation == super::dest::JOURNAL_DONE
+            || planned.stopped == Some(generation)
+        {
             return;
         }
         let size = planned.journal.header.identity.size;
         let trusted: &[JournalRange] = if generation == 0 { &planned.journal.trusted } else { &[] };
-        if !on_grid(offset, bytes.len() as u64, &planned.journal.header) || overlaps(trusted, offset, bytes.len()) {
+        if !on_grid(offset, len, &planned.journal.header) || overlaps(trusted, offset, len) {
             return;
         }
         let k = match self.active.iter().position(|a| a.file_id == file_id) {
@@ -147,8 +198,8 @@ impl FileJournals {
         let a = &mut self.active[k];
         let t = Instant::now();
         let steps_before = a.writer.ranges_written();
-        let r = a.writer.record(offset, bytes);
-        a.covered += bytes.len() as u64;
+        let r = record(&mut a.writer);
+        a.covered += len;
         a.last_record = now;
         let done = a.covered >= size;
         let r = r.and_then(|()| if done { a.writer.flush() } else { Ok(()) });
@@ -290,8 +341,8 @@ fn on_grid(offset: u64, len: u64, h: &JournalHeader) -> bool {
 }
 
 /// Whether `[offset, offset + len)` shares a byte with the sorted, disjoint `ranges`.
-fn overlaps(ranges: &[JournalRange], offset: u64, len: usize) -> bool {
-    let end = offset + len as u64;
+fn overlaps(ranges: &[JournalRange], offset: u64, len: u64) -> bool {
+    let end = offset + len;
     // The first range ending after `offset` is the only candidate.
     let k = ranges.partition_point(|r| r.end() <= offset);
     ranges.get(k).is_some_and(|r| r.offset < end)

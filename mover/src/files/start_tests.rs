@@ -351,3 +351,40 @@ fn a_journal_is_never_fed_a_range_it_would_refuse() {
     let r = journal::load(&journal, &identity(&e)).unwrap();
     assert_eq!(r.ranges.iter().map(|r| (r.offset, r.len)).collect::<Vec<_>>(), [(0, 8192), (8192, 4096)]);
 }
+
+/// Ranges hashed by the writer (`record_hashed`, issue 18): `begin` makes the journal exist before any
+/// range; a range of the generation before a reset is never recorded (its bytes may not be what the partial
+/// holds now), one of the current generation is, with the caller's hash, and it verifies against the disk.
+#[test]
+fn hashed_ranges_are_recorded_only_in_their_generation() {
+    let t = TempDir::new("start-hashed");
+    let size = JOURNAL_MIN_BYTES;
+    let e = entry("f", size);
+    let data = content(size, 9);
+    let mut tree = DestTree::prepare(t.path(), &RelPath::root(), std::slice::from_ref(&e), 0).unwrap();
+    tree.decide_start(&TransferOptions::default(), &[], BS).unwrap();
+    let mut journals: FileJournals = tree.journals();
+    let range = |offset: usize, len: usize| JournalRange {
+        offset: offset as u64,
+        len: len as u64,
+        xxh3: xxhash_rust::xxh3::xxh3_64(&data[offset..offset + len]),
+    };
+    let (_, journal) = partial_paths(t.path(), "f");
+    tree.write_block(0, 0, &data[..8192]).unwrap();
+    let old = journals.generation(0);
+    journals.begin(0, old, tree.write_handle(0, 0, 1).unwrap());
+    assert!(journal.exists(), "begin did not start the journal");
+    tree.reset(0).unwrap();
+    // Written before the reset: stale, dropped (and the stale journal is not recreated by it).
+    journals.record_hashed(0, old, tree.write_handle(0, 0, 1).unwrap(), range(0, 8192));
+    assert!(!journal.exists(), "a range of the old generation restarted the journal");
+    let now = journals.generation(0);
+    assert_ne!(now, old);
+    tree.write_block(0, 8192, &data[8192..16384]).unwrap();
+    journals.record_hashed(0, now, tree.write_handle(0, 0, 1).unwrap(), range(8192, 8192));
+    journals.finish();
+    let r = journal::load(&journal, &identity(&e)).unwrap();
+    assert_eq!(r.ranges, [range(8192, 8192)]);
+    let partial = t.path().join(partial_name("f"));
+    assert_eq!(journal::verify_ranges(&File::open(&partial).unwrap(), &r.ranges).unwrap(), r.ranges);
+}

@@ -3,31 +3,24 @@
 //! never stalls the writer stage, and through it the reassembly and receive stages (ENGINEERING: nothing
 //! blocks the receive path).
 //!
-//! The writer stage hands over, per run whose write completed in full, the file, a descriptor of the
-//! partial, the offset and the length: no bytes. The keeper reads the run back (`pread`, a page-cache hit
-//! of what was just written) to hash it into the journal, which syncs the data before it vouches for it,
-//! as before. The queue is bounded and the writer never waits on it: a notice that finds it full is
-//! dropped (that range is not journaled, so a rerun sends it again; counted).
+//! The writer stage hands over ranges of written runs it already hashed from their buffers
+//! ([`super::journal_runs::JournalRuns`]): the file, its generation, a descriptor of the partial and the
+//! range with its xxh3-64; no bytes, and the keeper reads nothing back (it did, once per byte, until issue
+//! 18). The journal syncs the data before it vouches for a range, as before. The queue is bounded and the
+//! writer never waits on it: a notice that finds it full is dropped (that range is not journaled, so a
+//! rerun sends it again; counted).
 
+use super::journal_runs::{ClosedRange, Notice};
 use crate::files::FileJournals;
-use std::fs::File;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Notices queued at most: 4 GiB of 1 MiB runs, far more than a journal step takes to sync on any disk
-/// that keeps up with the network.
+/// Ranges queued at most (each one or more 1 MiB runs, up to 64 MiB): far more than a journal step takes to
+/// sync on any disk that keeps up with the network.
 const QUEUE: usize = 4096;
 /// How often the keeper looks for idle journals to flush when no notice arrives.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
-/// The largest run the keeper reads back at once (a write run is at most 1 MiB).
-const MAX_RUN_BYTES: usize = 1 << 20;
-
-enum Notice {
-    Written { file_id: u32, fd: OwnedFd, offset: u64, len: u32 },
-}
 
 /// See the [module documentation](self).
 pub struct JournalKeeper {
@@ -43,20 +36,12 @@ impl JournalKeeper {
         let (tx, rx) = sync_channel::<Notice>(QUEUE);
         let thread = std::thread::Builder::new().name("mover-journal".into()).spawn(move || {
             let mut journals = journals;
-            let mut buf = vec![0u8; MAX_RUN_BYTES];
             loop {
                 match rx.recv_timeout(HOUSEKEEPING) {
-                    Ok(Notice::Written { file_id, fd, offset, len }) => {
-                        let len = len as usize;
-                        if len > buf.len() {
-                            buf.resize(len, 0);
-                        }
-                        let file = File::from(fd);
-                        // A run that cannot be read back is not journaled: a rerun sends it again.
-                        if file.read_exact_at(&mut buf[..len], offset).is_ok() {
-                            journals.record(file_id, file.into(), offset, &buf[..len]);
-                        }
+                    Ok(Notice::Range(ClosedRange { file_id, generation, fd, range })) => {
+                        journals.record_hashed(file_id, generation, fd, range);
                     }
+                    Ok(Notice::Begin { file_id, generation, fd }) => journals.begin(file_id, generation, fd),
                     Err(RecvTimeoutError::Timeout) => journals.housekeeping(),
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -69,11 +54,11 @@ impl JournalKeeper {
         Ok(JournalKeeper { tx: Some(tx), thread: Some(thread), dropped: 0 })
     }
 
-    /// `len` bytes of `file_id` at `offset` were written in full through `fd` (a descriptor of the partial).
-    /// Never blocks.
-    pub fn written(&mut self, file_id: u32, fd: OwnedFd, offset: u64, len: u32) {
+    /// A notice of the writer's [`super::journal_runs::JournalRuns`]: a file's journal to start, or a range
+    /// of written runs it hashed. Never blocks.
+    pub fn notice(&mut self, notice: Notice) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Notice::Written { file_id, fd, offset, len }) {
+        match tx.try_send(notice) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.dropped += 1,
             Err(TrySendError::Disconnected(_)) => self.tx = None,

@@ -30,6 +30,7 @@ pub mod bell;
 pub mod chunks;
 pub mod items;
 pub mod journal_keeper;
+pub mod journal_runs;
 pub mod live;
 pub mod pace;
 pub mod reader;

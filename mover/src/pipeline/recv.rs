@@ -134,10 +134,11 @@ pub fn run_receive(
     let buffers =
         (0..run_buffers).map(|_| region.adopt(pool.alloc().expect("the pool has a buffer per slot"))).collect();
     let journals = tree.journals();
-    let store = PipeStore::new(tree, region, buffers, (writes_tx, written_rx), (verify_tx, verified_rx));
+    let store = PipeStore::new(tree, region.clone(), buffers, (writes_tx, written_rx), (verify_tx, verified_rx));
     let session = ReceiverSession::new(core, store);
     let read_back = ReadBack::new(verify_rx, verified_tx);
-    let writer = WriterStage::new(writer, run_buffers, writes_rx, written_tx, read_back).with_journals(journals);
+    let writer =
+        WriterStage::new(writer, run_buffers, writes_rx, written_tx, read_back).with_journals(journals, region);
     let recv = RecvStage { sock: rx_sock, slots: rx_slots.clone(), spare: rx_spare, out: rx_tx, free: rx_free_rx };
     let reassembly = Reassembly {
         fb_buf: vec![0u8; session.core.max_datagram()],

@@ -69,7 +69,8 @@ impl Rig {
         let read_back = ReadBack::new(verify_rx, Outbox::from_ring(verified_tx, store_bell.clone()));
         let written = Outbox::from_ring(written_tx, store_bell.clone());
         let region = BufRegion::new(pool.region().clone());
-        let stage = WriterStage::new(writer, BUFFERS as usize, writes, written, read_back).with_journals(journals);
+        let stage = WriterStage::new(writer, BUFFERS as usize, writes, written, read_back)
+            .with_journals(journals, region.clone());
         let (wb, st) = (writer_bell.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             run(stage, &wb, StageCx::new(StageId::Writer, None, st));

@@ -12,15 +12,18 @@
 //! A run's [`WriteItem`] (its buffer token and its descriptor) stays in this stage while the write is in
 //! flight, so neither can be reused or closed under the kernel.
 //!
-//! Resume journals ([`FileJournals`], issue 15): each run whose write completed in full is handed to the
-//! [`JournalKeeper`] (file, descriptor, offset, length), whose own thread reads it back, records it and makes
-//! the journal's steps (`fdatasync` of the data, the append, `fdatasync` of the journal); neither this stage
-//! nor the reassembly stage ever waits for them. A commit or reset (on the reassembly stage) removes the file's journal and signals this
+//! Resume journals ([`FileJournals`], issue 15): each run whose write completed in full is hashed from its
+//! buffer, before the buffer goes back, into a range of its file ([`JournalRuns`]; issue 18: the journal
+//! no longer reads the data back); closed ranges go to the [`JournalKeeper`], whose own thread records them
+//! and makes the journal's steps (`fdatasync` of the data, the append, `fdatasync` of the journal); neither
+//! this stage nor the reassembly stage ever waits for them. A commit or reset (on the reassembly stage) removes the file's journal and signals this
 //! stage through the tree's generations, so a journal never outlives its partial's meaning.
 
 use super::items::{VerifyItem, WriteItem, Written};
 use super::journal_keeper::JournalKeeper;
+use super::journal_runs::{JournalRuns, WrittenRun};
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
+use super::slots::BufRegion;
 use super::topology::StageId;
 use crate::disk::{DiskWriter, Full, WriteDone, WriteReq};
 use crate::files::FileJournals;
@@ -28,6 +31,7 @@ use crate::proto::{HashDone, HashJob};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes read back per loop turn for verification.
@@ -74,15 +78,17 @@ pub struct WriterStage {
     writer: DiskWriter,
     input: Inbox<WriteItem>,
     back: Outbox<Written>,
-    /// Per buffer index: the item whose write is in flight, and when it was submitted.
-    owned: Vec<Option<(WriteItem, Instant)>>,
+    /// Per buffer index: the item whose write is in flight, when it was submitted, and its file's
+    /// generation then (for the journal).
+    owned: Vec<Option<(WriteItem, Instant, u32)>>,
     /// An item the writer had no room for yet.
     held: Option<WriteItem>,
     latency: usize,
     read_back: ReadBack,
     read_back_latency: usize,
-    /// The files' resume journals, kept on their own thread.
-    journals: Option<JournalKeeper>,
+    /// The files' resume journals, kept on their own thread, the ranges being hashed for them, and the
+    /// region the runs are written from.
+    journals: Option<(JournalKeeper, JournalRuns, Arc<BufRegion>)>,
     journal_latency: usize,
 }
 
@@ -111,12 +117,14 @@ impl WriterStage {
         }
     }
 
-    /// Keeps `journals` for the runs written (on a [`JournalKeeper`] thread); without one (the thread could
-    /// not start) nothing is journaled and a rerun sends everything again.
-    pub fn with_journals(mut self, journals: FileJournals) -> WriterStage {
+    /// Keeps `journals` for the runs written from `region` (hashed here, recorded on a [`JournalKeeper`]
+    /// thread); without one (the thread could not start) nothing is journaled and a rerun sends everything
+    /// again.
+    pub fn with_journals(mut self, journals: FileJournals, region: Arc<BufRegion>) -> WriterStage {
         if !journals.is_empty() {
+            let runs = JournalRuns::new(journals.generations());
             match JournalKeeper::start(journals) {
-                Ok(k) => self.journals = Some(k),
+                Ok(k) => self.journals = Some((k, runs, region)),
                 Err(e) => eprintln!("mover: no resume journals for this session: {e}"),
             }
         }
@@ -137,7 +145,8 @@ impl WriterStage {
             match self.writer.submit(req) {
                 Ok(()) => {
                     debug_assert!(self.owned[i as usize].is_none(), "buffer {i} written twice at once");
-                    self.owned[i as usize] = Some((item, Instant::now()));
+                    let generation = self.journals.as_ref().map_or(0, |(_, runs, _)| runs.generation(item.file_id));
+                    self.owned[i as usize] = Some((item, Instant::now(), generation));
                     submitted = true;
                 }
                 Err(Full) => {
@@ -152,8 +161,9 @@ impl WriterStage {
 
     /// Closes a finished write's descriptor, records its latency and hands its buffer back (unpublished).
     fn complete(&mut self, done: WriteDone, cx: &mut StageCx) {
-        let (item, at) = self.owned[done.buf as usize].take().expect("a completed write owns its item");
-        cx.meter.record(self.latency, at.elapsed().as_nanos() as u64);
+        let (item, at, generation) = self.owned[done.buf as usize].take().expect("a completed write owns its item");
+        let now = Instant::now();
+        cx.meter.record(self.latency, now.duration_since(at).as_nanos() as u64);
         let result = match done.result {
             Ok(n) => {
                 cx.meter.add(1, n as u64);
@@ -161,15 +171,18 @@ impl WriterStage {
             }
             Err(errno) => -(errno as i64),
         };
-        // Only a write that completed in full is journaled; the journal syncs the data before vouching.
-        if let Some(keeper) = self.journals.as_mut().filter(|_| result == i64::from(item.len)) {
-            let t = Instant::now();
-            keeper.written(item.file_id, item.fd, item.offset, item.len);
-            cx.meter.record(self.journal_latency, t.elapsed().as_nanos() as u64);
+        // Only a write that completed in full is journaled, hashed from the buffer it was written from
+        // (still this stage's: it goes back below); the journal syncs the data before vouching.
+        let WriteItem { buf, file_id, fd, offset, len } = item;
+        if let Some((keeper, runs, region)) = self.journals.as_mut().filter(|_| result == i64::from(len)) {
+            let bytes = &region.bytes(&buf)[..len as usize];
+            let run = WrittenRun { file_id, generation, fd, offset, bytes };
+            runs.written(run, now, &mut |c| keeper.notice(c));
+            cx.meter.record(self.journal_latency, now.elapsed().as_nanos() as u64);
         } else {
-            drop(item.fd);
+            drop(fd);
         }
-        assert!(self.back.push(Written { buf: item.buf, result }).is_ok(), "written ring smaller than the pool");
+        assert!(self.back.push(Written { buf, result }).is_ok(), "written ring smaller than the pool");
     }
 }
 
@@ -217,6 +230,13 @@ impl Stage for WriterStage {
         Progress::WaitInput(Duration::from_millis(5))
     }
 
+    /// Ranges not extended for a while go to the journal, so a stalled transfer's bytes are journaled.
+    fn housekeeping(&mut self, _cx: &mut StageCx) {
+        if let Some((keeper, runs, _)) = self.journals.as_mut() {
+            runs.close_idle(Instant::now(), &mut |c| keeper.notice(c));
+        }
+    }
+
     /// Every accepted write completes first: the store's buffers and the files' descriptors are in them.
     /// Read-backs are dropped: the session that asked for them has ended.
     fn may_stop(&mut self) -> bool {
@@ -225,7 +245,8 @@ impl Stage for WriterStage {
 
     /// Every journal gets its last step: an aborted session's partials keep what reached the disk.
     fn on_stop(mut self, _cx: &mut StageCx) {
-        if let Some(keeper) = self.journals.take() {
+        if let Some((mut keeper, mut runs, _)) = self.journals.take() {
+            runs.close_all(&mut |c| keeper.notice(c));
             let dropped = keeper.dropped;
             let Some(journals) = keeper.finish() else {
                 eprintln!("mover: the resume journal thread failed; a rerun sends this session's files again");

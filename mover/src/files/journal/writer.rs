@@ -46,6 +46,9 @@ struct Run {
     offset: u64,
     len: u64,
     hash: Xxh3Default,
+    /// The hash of a range recorded already hashed ([`JournalWriter::record_hashed`]): such a run is closed
+    /// (nothing extends it, `hash` is unused).
+    digest: Option<u64>,
 }
 
 /// Appends the ranges of one data file to its journal, in bounded steps, each range only once its bytes
@@ -186,21 +189,53 @@ impl<D: SyncData> JournalWriter<D> {
         if self.full {
             return Ok(());
         }
-        if let Some(run) = self.runs.iter_mut().find(|r| r.offset + r.len == offset) {
+        if let Some(run) = self.runs.iter_mut().find(|r| r.digest.is_none() && r.offset + r.len == offset) {
             run.hash.update(bytes);
             run.len += len;
         } else {
-            if self.runs.len() == self.config.max_open_runs {
-                self.flush()?;
-            }
-            if self.ranges_written + self.runs.len() as u64 == MAX_RANGES {
-                self.full = true;
-                return Ok(());
-            }
             let mut hash = Xxh3Default::new();
             hash.update(bytes);
-            self.runs.push(Run { offset, len, hash });
+            if !self.push_run(Run { offset, len, hash, digest: None })? {
+                return Ok(());
+            }
         }
+        self.after_record(len)
+    }
+
+    /// Records `range`, whose bytes were written to the data file (the write completed) and hash to
+    /// `range.xxh3`: the caller hashed them as it wrote them, so the journal does not read them back. It is
+    /// journaled at the next step, after the data file is synced, as one record (nothing extends it).
+    ///
+    /// Panics if the range is empty, outside the file or off the block grid (a caller's bug).
+    pub fn record_hashed(&mut self, range: JournalRange) -> Result<(), JournalError> {
+        self.check_usable()?;
+        assert!(check_range(&range, &self.header).is_ok(), "recorded range {range:?} off the file's grid");
+        debug_assert!(self.runs.iter().all(|r| range.offset >= r.offset + r.len || range.end() <= r.offset), "overlap");
+        if self.full {
+            return Ok(());
+        }
+        let run = Run { offset: range.offset, len: range.len, hash: Xxh3Default::new(), digest: Some(range.xxh3) };
+        if !self.push_run(run)? {
+            return Ok(());
+        }
+        self.after_record(range.len)
+    }
+
+    /// Opens `run` (making a step first if every run is in use); false if the journal just became full.
+    fn push_run(&mut self, run: Run) -> Result<bool, JournalError> {
+        if self.runs.len() == self.config.max_open_runs {
+            self.flush()?;
+        }
+        if self.ranges_written + self.runs.len() as u64 == MAX_RANGES {
+            self.full = true;
+            return Ok(false);
+        }
+        self.runs.push(run);
+        Ok(true)
+    }
+
+    /// Counts `len` recorded bytes and makes a step once a step's worth is pending.
+    fn after_record(&mut self, len: u64) -> Result<(), JournalError> {
         self.pending_bytes += len;
         if self.pending_bytes >= self.config.step_bytes {
             self.flush()?;
@@ -253,7 +288,8 @@ impl<D: SyncData> JournalWriter<D> {
     fn encode_runs(&mut self) -> io::Result<()> {
         self.buf.clear();
         for run in &self.runs {
-            let range = JournalRange { offset: run.offset, len: run.len, xxh3: run.hash.digest() };
+            let xxh3 = run.digest.unwrap_or_else(|| run.hash.digest());
+            let range = JournalRange { offset: run.offset, len: run.len, xxh3 };
             self.buf.extend_from_slice(&emit_range(self.next_seq, &range));
             self.next_seq += 1;
         }
