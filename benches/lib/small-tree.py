@@ -1,13 +1,38 @@
 """Makes a tree of N small files (1-16 KiB, sizes and bytes from SEED) in 100 directories: the many-small-files
-case of the benchmarks. Usage: python3 benches/lib/small-tree.py ROOT N SEED"""
+case of the benchmarks. Usage: python3 benches/lib/small-tree.py ROOT N SEED [SHAPE]
+
+SHAPE (issue 18, item 4): `small` (the default: 1-16 KiB), `4k` (every file 4 KiB), `mixed` (sizes spread
+evenly in log scale from 1 KiB to 10 MiB, so most files are small and most bytes are in the large ones)."""
+import math
 import os
 import random
 import sys
 
 root, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+shape = sys.argv[4] if len(sys.argv) > 4 else "small"
 rng = random.Random(seed)
+# Random bytes cost more than the files' creation at 100k files: slices of one random pool, at a random
+# offset, so no two files are alike (no dedup or compression anywhere could help).
+pool = rng.randbytes(32 << 20)
+
+
+def size():
+    if shape == "small":
+        return rng.randint(1024, 16384)
+    if shape == "4k":
+        return 4096
+    if shape == "mixed":
+        return int(math.exp(rng.uniform(math.log(1024), math.log(10 << 20))))
+    sys.exit(f"small-tree.py: error: unknown shape {shape!r}; use small, 4k or mixed")
+
+
 for i in range(n):
     d = os.path.join(root, f"d{i % 100:03}")
     os.makedirs(d, exist_ok=True)
+    s = size()
+    at = rng.randrange(0, len(pool) - min(s, len(pool)) + 1)
+    data = pool[at:at + s]
+    while len(data) < s:
+        data += pool[: s - len(data)]
     with open(os.path.join(d, f"f{i:06}.bin"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
+        f.write(data)
