@@ -22,7 +22,7 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
         }
         l = raised;
     }
-    Ok(l.rlim_cur as u64)
+    Ok(l.rlim_cur)
 }
 
 /// What to do about `error` if it is "too many open files", for the end of a message.
@@ -45,7 +45,7 @@ mod tests {
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // Safety: getrlimit writes only the struct we pass.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) }, 0);
-        assert_eq!((l.rlim_cur, now), (l.rlim_max, l.rlim_max as u64));
+        assert_eq!((l.rlim_cur, now), (l.rlim_max, l.rlim_max));
     }
 
     #[test]
