@@ -485,7 +485,13 @@ fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<File> {
         // Full size at once, so out-of-order blocks do not extend the file again and again.
         c.file().set_len(f.size).map_err(err)?;
     }
-    beneath.open(&f.shown_temp, libc::O_RDWR, 0).map_err(err)
+    // The claimed descriptor is the very file created (or judged) in the directory resolved beneath the
+    // root: a duplicate of it costs one syscall where opening the name again cost a parent resolution, an
+    // open and a close per file (issue 18, item 4), and cannot meet anything swapped in since.
+    match &f.claim {
+        Some(c) => c.file().try_clone().map_err(err),
+        None => beneath.open(&f.shown_temp, libc::O_RDWR, 0).map_err(err),
+    }
 }
 
 /// Removes an unjournaled partial on abort (best effort): one with a journal is left for the next run.
@@ -711,10 +717,17 @@ impl BlockStore for DestTree {
             io::Error::new(kind, e.to_string())
         })?;
         dir.rename(temp, &dir, name, false).map_err(|e| err("rename", e))?;
+        // Only a journaled size or a partial an earlier run left can have a journal: for the small files
+        // this session created, looking for one cost a parent resolution and a failed unlink per file.
+        let journal_possible = f.size >= super::JOURNAL_MIN_BYTES || f.claim.as_ref().is_none_or(|c| c.existed);
         self.files[file_id as usize].state = State::Committed;
         self.files[file_id as usize].claim = None;
-        // The file is in place: its journal has nothing left to resume (one left by a crash here is swept).
-        let _ = self.drop_journal(file_id, true);
+        if journal_possible {
+            // The file is in place: its journal has nothing left to resume (one left by a crash here is swept).
+            let _ = self.drop_journal(file_id, true);
+        } else {
+            self.generations[file_id as usize].store(JOURNAL_DONE, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -834,6 +847,45 @@ mod tests {
         assert_eq!(fs::read(base.join("top")).unwrap(), b"hello");
         // Nothing left over: d, d/a, d/sub, d/sub/empty, top.
         assert_eq!(count_all(&base), 5);
+    }
+
+    /// Issue 18, item 4: many small files are written through their claimed descriptor (not reopened by name)
+    /// and committed without a journal lookup. More files than the descriptor cache holds, written in two
+    /// interleaved passes so every file is evicted and reopened: each lands byte-identical with its mode and
+    /// mtime, no partial stays, and a stale journal an earlier run left beside a partial is still removed.
+    #[test]
+    fn many_small_files_land_whole_through_their_claims() {
+        let t = TempDir::new("dest-many");
+        let n = DestTree::MAX_OPEN + 44;
+        let entries: Vec<Entry> =
+            (0..n).map(|i| file(&format!("d{}/f{i}", i % 3), 4096, 0o644, 1_600_000_000 + i as i64, 7)).collect();
+        let base = t.path().join("in");
+        // An earlier run's partial of f5 (never journaled at this size) with a journal beside it.
+        fs::create_dir_all(base.join("d2")).unwrap();
+        fs::write(base.join("d2/.f5.mover.part"), vec![0xee; 4096]).unwrap();
+        let stale = base.join("d2/.f5.mover.part.journal");
+        fs::write(&stale, b"not a journal").unwrap();
+        let mut tree = DestTree::prepare(t.path(), &sanitize_dest_dir("in").unwrap(), &entries, TAG).unwrap();
+        let data = |i: usize| -> Vec<u8> { (0..4096).map(|k| (k * 13 + i * 7) as u8).collect() };
+        for half in [2048usize, 0] {
+            for i in 0..n {
+                tree.write_block(i as u32, half as u64, &data(i)[half..half + 2048]).unwrap();
+            }
+        }
+        for i in 0..n {
+            tree.commit(i as u32).unwrap();
+        }
+        tree.finish().unwrap();
+        drop(tree);
+        for (i, e) in entries.iter().enumerate() {
+            let p = base.join(&e.rel_path);
+            let m = fs::metadata(&p).unwrap();
+            assert_eq!((m.mode() & 0o7777, m.mtime(), m.mtime_nsec()), (0o644, 1_600_000_000 + i as i64, 7));
+            assert_eq!(fs::read(&p).unwrap(), data(i), "{}", e.rel_path);
+        }
+        assert!(!stale.exists(), "the stale journal of a partial an earlier run left stayed");
+        // Nothing but the three directories and the files.
+        assert_eq!(count_all(&base), n + 3);
     }
 
     #[test]

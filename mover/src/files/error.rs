@@ -169,7 +169,7 @@ impl fmt::Display for FilesError {
             ),
             FilesError::TooManyFiles { count } => write!(f, "too many files: {count} (the limit is {})", u32::MAX),
             FilesError::Partial { path, op, error } => {
-                write!(f, "{op} the partial file '{}': {error}", path.display())
+                write!(f, "{op} the partial file '{}': {error}{}", path.display(), super::emfile_hint(error))
             }
             FilesError::PartialBusy { path } => {
                 write!(f, "another transfer is writing '{}'; wait for it or stop it", path.display())

@@ -433,8 +433,12 @@ impl Stage for Packetizer<'_> {
 
         let out_stalled = self.fill_batches(now, cx);
 
-        while let Some(m) = self.sender.poll_control() {
-            if let Err(e) = self.ch.send(&m) {
+        // Gathered into one write: with many small files this is a `FileHash` per file, and a write each
+        // cost a syscall per file here and a read per file on the receiver (issue 18, item 4).
+        if let Some(first) = self.sender.poll_control() {
+            let sender = &mut self.sender;
+            let msgs = std::iter::once(first).chain(std::iter::from_fn(|| sender.poll_control()));
+            if let Err(e) = self.ch.send_all(msgs) {
                 self.sender.fail_as(FailureKind::ControlLost, format!("sending to the server: {e}"));
             }
         }
