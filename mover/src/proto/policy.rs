@@ -52,8 +52,9 @@ const SEND_WINDOW_NS: u64 = 10_000_000;
 /// Sending-rate windows remembered: 2.5 s at 10 ms, longer than any RTT the policies are built for.
 const SEND_HISTORY: usize = 256;
 /// Startup paces at this multiple of the best delivery rate measured so far (each feedback raises it as
-/// what was sent one RTT ago arrives): the rate grows 2.5x per RTT of the path itself, not 2x per controller
-/// round of 1.25 RTT + 15 ms, and an app- or receiver-limited sender does not grow past what gets through.
+/// what was sent one RTT ago arrives): the rate grows 2.5x per RTT of the path (plus up to 25 ms for the
+/// send windows matched to a delivery to be all at the new rate), not 2x per controller round of
+/// 1.25 RTT + 15 ms, and an app- or receiver-limited sender does not grow past what gets through.
 const STARTUP_GAIN: f64 = 2.5;
 /// Startup ends when the receive rate stays below this fraction of what was sent one RTT before.
 const STARTUP_DELIVERY_RATIO: f64 = 0.8;
@@ -593,7 +594,7 @@ mod tests {
         // no queue, random loss.
         let mut sent = Vec::new();
         let mut now = Time::ZERO;
-        for step in 0..125 {
+        for step in 0..150 {
             now = now.plus_ns(2_000_000);
             let rate = c.rate_bps() as f64;
             c.on_send(now, (rate / 8.0 / 500.0) as usize);
@@ -609,8 +610,9 @@ mod tests {
             }
         }
         assert!(c.in_startup());
-        // 250 ms: four round trips of growth from 100 Mbit/s, the first blind.
-        assert!(c.rate_bps() >= 2_000_000_000, "after 5 RTTs: {}", c.rate_bps());
+        // 300 ms: 100 -> 250 -> 625 -> 1560 Mbit/s, a step each time a whole RTT-old send window (matched
+        // within 15 ms) was at the previous rate and its delivery came back: every 75 ms here.
+        assert!(c.rate_bps() >= 1_500_000_000, "after 6 RTTs: {}", c.rate_bps());
         // A queue of 5 ms ends startup at once, 10% below the best receive rate of the last two rounds (the
         // queue the last step built then drains).
         let best = c.round_max_delivery.max(c.prev_round_max_delivery).max(600e6);
