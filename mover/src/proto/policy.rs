@@ -621,7 +621,7 @@ mod tests {
             feed(&mut c, now, 15_000, 600e6, 0);
         }
         assert!(!c.in_startup());
-        assert_eq!(c.rate_bps(), (best.min(c.max_rate as f64) * 0.9) as u64);
+        assert_eq!(c.rate_bps(), (best.min(c.max_rate) * 0.9) as u64);
     }
 
     #[test]
