@@ -51,6 +51,11 @@ const MIN_QUEUE_BOUND_NS: u64 = 2_000_000;
 const SEND_WINDOW_NS: u64 = 10_000_000;
 /// Sending-rate windows remembered: 2.5 s at 10 ms, longer than any RTT the policies are built for.
 const SEND_HISTORY: usize = 256;
+/// Startup paces at this multiple of the best delivery rate measured so far (each feedback raises it as
+/// what was sent one RTT ago arrives): the rate grows 2.5x per RTT of the path (plus up to 25 ms for the
+/// send windows matched to a delivery to be all at the new rate), not 2x per controller round of
+/// 1.25 RTT + 15 ms, and an app- or receiver-limited sender does not grow past what gets through.
+const STARTUP_GAIN: f64 = 2.5;
 /// Startup ends when the receive rate stays below this fraction of what was sent one RTT before.
 const STARTUP_DELIVERY_RATIO: f64 = 0.8;
 /// In steady state, a receive rate below this fraction of what was sent one RTT before, with a queue, is
@@ -348,6 +353,16 @@ impl RateController {
                 self.end_startup(now);
                 return;
             }
+            // Delivery-rate probing (as BBR's startup): what the path carried of what was sent one RTT ago
+            // is a measured lower bound of the bottleneck, and the pace is a multiple of it, raised on every
+            // feedback rather than once per round. The bound is capped by what was sent (a receive window
+            // that caught a backlog reads more than the path carries).
+            if let Some(r) = ratio.filter(|&r| r >= STARTUP_DELIVERY_RATIO) {
+                let measured = delivered.min(delivered / r * DELIVERY_OVER_SENT_MAX);
+                if measured * STARTUP_GAIN > self.rate {
+                    self.set_rate(measured * STARTUP_GAIN);
+                }
+            }
         }
         // A startup round outlasts the RTT by the feedback delay, so each doubling is judged before the next.
         let round_ns = match self.phase {
@@ -426,11 +441,9 @@ impl RateController {
             );
         }
         match self.phase {
-            Phase::Startup => {
-                if !app_limited {
-                    self.set_rate(self.rate * 2.0);
-                }
-            }
+            // Growth in startup follows the delivery rate (see `on_feedback`); a round only keeps the
+            // trace and the round-trip bookkeeping.
+            Phase::Startup => {}
             Phase::Steady => self.steady_round(queue, min_queue, delivered, app_limited, target, round_ns),
         }
         self.start_round(now);
@@ -567,37 +580,48 @@ mod tests {
         c.on_feedback(now, sig);
     }
 
-    /// A fixed rate ignores everything; fair starts low, doubles without a queue, and stops at a queue.
+    /// A fixed rate ignores everything; fair starts low, grows with what the path delivers (2.5x per RTT,
+    /// never faster), despite random loss, and stops at a queue.
     #[test]
-    fn fixed_holds_and_fair_doubles_until_a_queue_shows() {
+    fn fixed_holds_and_fair_grows_with_delivery_until_a_queue_shows() {
         let mut f = RateController::new(Policy::Fixed, 2_000_000_000, 0, 1000, 1000, Time::ZERO);
         feed(&mut f, Time(1_000_000_000), 90_000, 1e6, 1000);
         assert_eq!(f.rate_bps(), 2_000_000_000);
 
         let mut c = RateController::new(Policy::Fair, 10_000_000_000, 0, 1000, 1000, Time::ZERO);
         assert_eq!(c.rate_bps(), START_RATE_BPS as u64);
+        // Feedback every 2 ms; the receiver sees what was sent one RTT (50 ms, 25 steps) before, all of it,
+        // no queue, random loss.
+        let mut sent = Vec::new();
         let mut now = Time::ZERO;
-        for _ in 0..3 {
-            // One startup round (1.25 x 50 ms + 15 ms) of feedback every 2 ms, everything sent delivered, no
-            // queue, random loss.
-            for _ in 0..40 {
-                now = now.plus_ns(2_000_000);
-                let bytes = (c.rate_bps() / 8 / 500) as usize;
-                c.on_send(now, bytes);
-                let rate = c.rate_bps() as f64;
-                feed(&mut c, now, 10_000, rate, 1);
+        for step in 0..150 {
+            now = now.plus_ns(2_000_000);
+            let rate = c.rate_bps() as f64;
+            c.on_send(now, (rate / 8.0 / 500.0) as usize);
+            sent.push(rate);
+            let seen = if step >= 25 { sent[step - 25] } else { 0.0 };
+            feed(&mut c, now, 10_000, seen, 1);
+            if step >= 50 {
+                assert!(
+                    c.rate_bps() as f64 <= sent[step - 25] * 2.5 * 1.03,
+                    "step {step}: {} grew faster than 2.5x what was sent one RTT before",
+                    c.rate_bps()
+                );
             }
         }
         assert!(c.in_startup());
-        assert_eq!(c.rate_bps(), 800_000_000, "three doublings from 100 Mbit/s despite the loss");
+        // 300 ms: 100 -> 250 -> 625 -> 1560 Mbit/s, a step each time a whole RTT-old send window (matched
+        // within 15 ms) was at the previous rate and its delivery came back: every 75 ms here.
+        assert!(c.rate_bps() >= 1_500_000_000, "after 6 RTTs: {}", c.rate_bps());
         // A queue of 5 ms ends startup at once, 10% below the best receive rate of the last two rounds (the
-        // queue the last doubling built then drains).
+        // queue the last step built then drains).
+        let best = c.round_max_delivery.max(c.prev_round_max_delivery).max(600e6);
         now = now.plus_ns(2_000_000);
         for _ in 0..CURRENT_FILTER {
             feed(&mut c, now, 15_000, 600e6, 0);
         }
         assert!(!c.in_startup());
-        assert_eq!(c.rate_bps(), 720_000_000);
+        assert_eq!(c.rate_bps(), (best.min(c.max_rate) * 0.9) as u64);
     }
 
     #[test]
