@@ -94,7 +94,8 @@ pub fn push(opts: &PushOptions) -> Report {
     let mut result = run(opts, &mut report, false);
     if let Err(SessionError::PathMtuBlackHole(why)) = &result {
         if opts.mtu.is_none() {
-            // The route's MTU was a black hole: once more at the base, which resumes what arrived.
+            // The route's MTU was a black hole: once more at the base (the journals may let it resume what arrived;
+            // the netns test did not see that happen: decision 0022).
             eprintln!("mover push: {why}; sending again at MTU {BASE_MTU}");
             report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
             let base = PushOptions { mtu: Some(BASE_MTU), ..opts.clone() };
