@@ -80,9 +80,9 @@ SSH_PORT=2222
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 STAMP=$(date -u +%Y-%m-%d-%H%M)
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
-CSV=$RESULTS_DIR/peers-$STAMP$([[ $SMOKE == 1 ]] && echo -smoke).csv
+CSV=$RESULTS_DIR/peers-$STAMP$([[ $SMOKE == 1 ]] && echo -smoke || true).csv
 MD=${CSV%.csv}.md
-CMDLINE="$([[ $SMOKE == 1 ]] && echo "SMOKE=1 ")MODES=\"$MODES\" REPEATS=$REPEATS benches/run-peers.sh"
+CMDLINE="$([[ $SMOKE == 1 ]] && echo "SMOKE=1 " || true)MODES=\"$MODES\" REPEATS=$REPEATS benches/run-peers.sh"
 
 WORK='' SMALL_DST=''
 cleanup() {
