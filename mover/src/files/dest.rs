@@ -365,7 +365,7 @@ impl DestTree {
         for f in &mut self.files {
             if f.state == State::Created {
                 if f.size < super::JOURNAL_MIN_BYTES {
-                    remove_unjournaled(&self.beneath, &f.shown_temp);
+                    remove_unjournaled(&self.beneath, &f.shown_temp, f.claim.as_ref());
                 }
                 f.state = State::NotCreated;
             }
@@ -495,8 +495,20 @@ fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<File> {
 }
 
 /// Removes an unjournaled partial on abort (best effort): one with a journal is left for the next run.
-fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path) {
+/// With a claim, only the claimed file itself: if the name now holds another file (this session's partial
+/// was removed or replaced while it ran, and a newer session created and claimed its own under the same
+/// name), that file is the other session's and stays (`symlink_race` met it: a later push's commit found
+/// its partial unlinked by an aborting session).
+fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path, claim: Option<&Claim>) {
+    use std::os::unix::fs::MetadataExt;
     let Ok((dir, name)) = beneath.parent(shown_temp) else { return };
+    if let Some(c) = claim {
+        let Ok(held) = c.file().metadata() else { return };
+        match dir.stat(name) {
+            Ok(now) if now.dev == held.dev() && now.ino == held.ino() => {}
+            _ => return,
+        }
+    }
     if matches!(dir.stat(&with_suffix(name, ".journal")), Err(e) if e.kind() == io::ErrorKind::NotFound) {
         let _ = dir.unlink(name, false);
     }
@@ -909,6 +921,24 @@ mod tests {
         tree.write_block(1, 0, b"abc").unwrap();
         tree.abort();
         assert_eq!(count_all(t.path()), 2);
+    }
+
+    /// An aborting session removes its own partial, never a newer one under the same name: here the partial
+    /// it claimed is replaced (as when it was removed and a later session created and claimed its own) and
+    /// the abort must leave the replacement, bytes and all.
+    #[test]
+    fn abort_leaves_a_partial_that_replaced_the_claimed_one() {
+        let t = TempDir::new("dest-abort-replaced");
+        let entries = [file("a", 3, 0o644, 0, 0), file("b", 3, 0o644, 0, 0)];
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
+        tree.write_block(0, 0, b"abc").unwrap();
+        tree.write_block(1, 0, b"abc").unwrap();
+        let temp = t.path().join(partial_name("a"));
+        fs::remove_file(&temp).unwrap();
+        fs::write(&temp, b"another session's").unwrap();
+        tree.abort();
+        assert_eq!(fs::read(&temp).unwrap(), b"another session's", "the abort removed a partial it did not claim");
+        assert!(!t.path().join(partial_name("b")).exists(), "the abort left its own partial");
     }
 
     #[test]
