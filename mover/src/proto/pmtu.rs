@@ -23,9 +23,12 @@ use std::time::Duration;
 /// The largest datagram every path is assumed to carry: an IPv4 MTU of 1500 less 28 bytes of headers.
 /// RFC 8899 puts BASE_PLPMTU at 1200 for IPv6; 1500-byte Ethernet is where every path mover meets starts,
 /// and a path below it is one the user names with `--mtu`.
-pub const BASE_DATAGRAM_V4: usize = 1500 - 28;
+pub const BASE_DATAGRAM_V4: usize = BASE_MTU - 28;
 /// The same for IPv6 (40-byte header).
-pub const BASE_DATAGRAM_V6: usize = 1500 - 48;
+pub const BASE_DATAGRAM_V6: usize = BASE_MTU - 48;
+/// The MTU every path is assumed to carry (RFC 8899's BASE_PLPMTU, taken as Ethernet's 1500): the one a
+/// sender falls back to after a black hole, and the one assumed when the route cannot be read.
+pub const BASE_MTU: usize = 1500;
 /// How long feedback must keep arriving without any new data packet counted before the size is called a
 /// black hole: long against a feedback interval and a queue drained, short against a transfer.
 pub const BLACK_HOLE_MIN: Duration = Duration::from_millis(500);

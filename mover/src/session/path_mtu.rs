@@ -10,9 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 /// The largest MTU taken from a route: jumbo frames. Loopback's 64 KiB would buy little more per packet and
 /// multiply every buffer sized in datagrams (TX and RX batches, socket queues).
 pub const MAX_DISCOVERED_MTU: usize = 9000;
-/// The MTU assumed when the route cannot be read, and the one a black hole falls back to (RFC 8899's
-/// BASE_PLPMTU, taken as Ethernet's 1500 as in [`crate::proto::pmtu::BASE_DATAGRAM_V4`]).
-pub const BASE_MTU: usize = 1500;
+pub use crate::proto::pmtu::BASE_MTU;
 
 /// Where a session's MTU came from (`pmtu_source` in the report).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
