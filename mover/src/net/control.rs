@@ -373,6 +373,41 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
+    /// Counts the writes a channel makes (and keeps the bytes), for the batching test.
+    #[derive(Clone, Default)]
+    struct CountingWriter(Arc<Mutex<(usize, Vec<u8>)>>);
+
+    impl Write for CountingWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut g = self.0.lock().unwrap();
+            g.0 += 1;
+            g.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 18, item 4: a sender poll's `FileHash`es (one per small file) go out in one write, not one each,
+    /// and arrive whole and in order.
+    #[test]
+    fn send_all_gathers_many_messages_into_few_writes() {
+        let w = CountingWriter::default();
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut ch = ControlChannel::from_parts(io::empty(), w.clone(), || {}, addr, addr).unwrap();
+        let msgs: Vec<ControlMsg> =
+            (0..1000u32).map(|i| ControlMsg::FileHash { round: 0, file_id: i, hash: u128::from(i) << 64 }).collect();
+        ch.send_all(&msgs).unwrap();
+        let (writes, bytes) = w.0.lock().unwrap().clone();
+        assert!(writes <= 2, "{writes} writes for 1000 messages");
+        let (mut r, mut body, mut got) = (&bytes[..], Vec::new(), Vec::new());
+        while let Some(m) = read_frame(&mut r, &mut body).unwrap() {
+            got.push(m);
+        }
+        assert_eq!(got, msgs);
+    }
+
     #[test]
     fn messages_cross_and_absurd_frames_are_refused() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
