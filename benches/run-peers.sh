@@ -19,7 +19,8 @@
 #          offload. The aims are judged on "defaults" (the issue's); both are shown.
 #   wan    benches/run-wan.sh through mover-wanem at WAN_RATE [500M] x 100 ms / 1% and 200 ms / 3%, WAN_SIZE [1G]
 #          for mover (default flags apart from --insecure-no-auth, run-wan.sh's), TCP tools for TIME_LIMIT;
-#          mover / bottleneck against 0.95 and 0.90, cubic and bbr in the same run.
+#          mover / bottleneck against 0.95 and 0.90, cubic and bbr in the same run. WAN_MTUS ["1500"]: the
+#          path MTUs to run ("1500 9000" adds a jumbo path: mover discovers it with default flags).
 #   share  benches/run-wan.sh's fairness runs: 1G x 40 ms, mover --policy fair next to one cubic and one bbr
 #          flow (0.5x-2x of TCP), --policy low (TCP keeps >= 85% of what it had alone).
 #   small  SMALL_FILES [100000] files of 4 KiB and a mixed tree of MIXED_FILES [10000] files, log-uniform
@@ -27,7 +28,7 @@
 #          copies of the mixed tree do not fit in 24 GiB of tmpfs) through the veth (MTU 1500, defaults): mover push, rsync
 #          over ssh (-a), tar | ssh tar, the rsync daemon (-a); files per second, ratios 5x / 2x / 1.0x.
 # Environment: MOVER (binary; default: cargo build --release), WANEM (mover-wanem; default: built by
-#   run-wan.sh), REPEATS, CLEAN_SIZE, MTUS, OFFLOADS, WAN_RATE, WAN_SIZE, WAN_REPEATS [3], SMALL_FILES,
+#   run-wan.sh), REPEATS, CLEAN_SIZE, MTUS, OFFLOADS, WAN_RATE, WAN_SIZE, WAN_REPEATS [3], WAN_MTUS, SMALL_FILES,
 #   MIXED_FILES, MIXED_MAX, IPERF_SECONDS [8], TMP_BASE [/dev/shm] (sources; the clean mode's destination),
 #   SMALL_DEST_BASE [/var/tmp] (the small mode's destination), TOOL_TIMEOUT [600], RESULTS_DIR.
 #
@@ -61,6 +62,7 @@ OFFLOADS=${OFFLOADS:-defaults off}
 WAN_RATE=${WAN_RATE:-500M}
 WAN_SIZE=${WAN_SIZE:-1G}
 WAN_REPEATS=${WAN_REPEATS:-3}
+WAN_MTUS=${WAN_MTUS:-1500}
 SMALL_FILES=${SMALL_FILES:-100000}
 MIXED_FILES=${MIXED_FILES:-10000}
 MIXED_MAX=${MIXED_MAX:-10485760}
@@ -294,17 +296,21 @@ wan_run() { # MODE RESULTS_SUBDIR ENV...: run-wan.sh with its own namespaces, th
         { FAILED+=("$mode ($sub): run-wan.sh failed: $(tail -1 "$dir/log")"); log "${FAILED[-1]}"; return 0; }
     local median; median=$(find "$dir" -name 'wan-*.csv' ! -name '*-raw.csv' ! -name '*-ts.csv' | head -1)
     [[ -n $median ]] || { FAILED+=("$mode ($sub): run-wan.sh wrote no CSV: $(tail -1 "$dir/log")"); log "${FAILED[-1]}"; return 0; }
-    $PY import-wan "$median" "$mode" >>"$CSV"
+    $PY import-wan "$median" "$mode" "${WAN_MTU:-1500}" >>"$CSV"
     cp "$median" "${CSV%.csv}-$sub.csv"
 }
 wan_mode() {
     local common=(RATE="$WAN_RATE" SIZE="$WAN_SIZE" REPEATS="$WAN_REPEATS" RATE_HIGH= BLAST=0 FAIR=0
         TIME_LIMIT="${TIME_LIMIT:-10}" TOOLS="mover iperf3-cubic iperf3-bbr scp rsync")
     [[ -n ${WANEM:-} ]] && common+=(WANEM="$WANEM")
-    log "wan: $WAN_RATE bottleneck, 100 ms / 1% (run-wan.sh)"
-    wan_run wan wan-100 "${common[@]}" RTTS=100 LOSSES=1
-    log "wan: $WAN_RATE bottleneck, 200 ms / 3% (run-wan.sh)"
-    wan_run wan wan-200 "${common[@]}" RTTS=200 LOSSES=3
+    local mtu sfx
+    for mtu in $WAN_MTUS; do
+        sfx=; [[ $mtu == 1500 ]] || sfx=-mtu$mtu
+        log "wan: $WAN_RATE bottleneck, 100 ms / 1%, MTU $mtu (run-wan.sh)"
+        WAN_MTU=$mtu wan_run wan wan-100$sfx "${common[@]}" RTTS=100 LOSSES=1 MTU="$mtu"
+        log "wan: $WAN_RATE bottleneck, 200 ms / 3%, MTU $mtu (run-wan.sh)"
+        WAN_MTU=$mtu wan_run wan wan-200$sfx "${common[@]}" RTTS=200 LOSSES=3 MTU="$mtu"
+    done
 }
 share_mode() {
     local env=(GRID=0 FAIR=1 RATE=1G FAIR_RTT=40 SIZE="${SHARE_SIZE:-256M}" RATE_HIGH=)

@@ -45,6 +45,8 @@
 #                        MOVER_PUSH_ARGS: extra push arguments, also the stand-in while the build has no
 #                        --policy (then the default is --rate 95% of the bottleneck, and rows say "fixed")
 #   TCP_BUF [64M]        tcp_rmem/tcp_wmem maximum in the end namespaces (1 Gbit/s x 200 ms = 25 MB)
+#   MTU [1500]           MTU of all four veths (the path's MTU): 9000 is a research WAN's jumbo path, where
+#                        mover's default flags discover 8972-byte datagrams and TCP's MSS grows alike
 #   WORKDIR_BASE [/tmp]  where the work dir (files, receivers' destinations) goes; RESULTS_DIR [benches/results]
 #   CARGO_TARGET_DIR     used for the builds (default: the repo's target/)
 #   MOVER_RATE_TRACE=1   the fairness pushes print their rate controller's rounds; kept as <base>-trace-*.log
@@ -142,6 +144,7 @@ MOVER_PUSH_ARGS=${MOVER_PUSH_ARGS:-}
 WANEM=${WANEM:-}
 WANEM_ARGS=${WANEM_ARGS:-}
 TCP_BUF=${TCP_BUF:-64M}
+MTU=${MTU:-1500}
 WORKDIR_BASE=${WORKDIR_BASE:-/tmp}
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -357,6 +360,7 @@ for ns_if in "$NS_S:wan0" "$NS_M:wan-a" "$NS_M:wan-b" "$NS_R:wan0"; do
     ns=${ns_if%%:*} dev=${ns_if#*:}
     # shellcheck disable=SC2086
     ip netns exec "$ns" ethtool -K "$dev" $OFFLOADS >/dev/null 2>&1 || die "ethtool -K $dev $OFFLOADS failed"
+    ip netns exec "$ns" ip link set "$dev" mtu "$MTU" || die "ip link set $dev mtu $MTU failed"
     ip netns exec "$ns" ip link set "$dev" up
 done
 for ns in "$NS_S" "$NS_R"; do
@@ -786,8 +790,8 @@ PY
 log "results: $CSV (medians), $RAW (every run)$([[ $FAIR == 1 ]] && echo ", $TS (fairness counters)")"
 
 MACHINE="$(nproc) cores, $(lscpu | grep 'Model name' | sed 's/Model name: *//;s/  */ /g'), kernel $(uname -r)"
-PATH_NOTE="$([[ $EMU == bridge ]] && echo "NO EMULATOR (WANEM=bridge: a Linux bridge in the middle; RTT, loss and rate are labels only)" || echo "mover-wanem${WANEM_ARGS:+ $WANEM_ARGS} in a middle namespace (drop-tail queue before the bottleneck: $([[ $WANEM_ARGS == *--queue* ]] && echo "as WANEM_ARGS says" || echo "its default, max(RTT, 10 ms) at the rate"))"); veth offloads off; tcp_[rw]mem max $TCP_BUF; mover --net $MOVER_NET; file $SIZE of random bytes; TIME_LIMIT ${TIME_LIMIT}s; medians of $REPEATS; load average at start $LOAD"
-python3 "$HERE/plot-wan.py" "$CSV" --cmdline "$CMDLINE" --date "$DATE" --machine "$MACHINE" --path "$PATH_NOTE" --repo "$REPO" \
+PATH_NOTE="$([[ $EMU == bridge ]] && echo "NO EMULATOR (WANEM=bridge: a Linux bridge in the middle; RTT, loss and rate are labels only)" || echo "mover-wanem${WANEM_ARGS:+ $WANEM_ARGS} in a middle namespace (drop-tail queue before the bottleneck: $([[ $WANEM_ARGS == *--queue* ]] && echo "as WANEM_ARGS says" || echo "its default, max(RTT, 10 ms) at the rate"))"); veth offloads off, MTU $MTU; tcp_[rw]mem max $TCP_BUF; mover --net $MOVER_NET; file $SIZE of random bytes; TIME_LIMIT ${TIME_LIMIT}s; medians of $REPEATS; load average at start $LOAD"
+python3 "$HERE/plot-wan.py" "$CSV" --cmdline "$CMDLINE" --date "$DATE" --machine "$MACHINE" --path "$PATH_NOTE" --repo "$REPO" --mtu "$MTU" \
     >"$BASE.md" || log "plot-wan.py failed (the CSV is complete)"
 cat "$BASE.md"
 log "table: $BASE.md; plots: $BASE-*.png"

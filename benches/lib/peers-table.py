@@ -3,7 +3,7 @@ Markdown table per mode with medians, a ratio column per aim of issue 18 and "me
 
 Usage:
   python3 benches/lib/peers-table.py table RUN.csv            # the tables (stdout)
-  python3 benches/lib/peers-table.py import-wan WAN.csv MODE  # run-wan.sh's median CSV -> rows of RUN.csv
+  python3 benches/lib/peers-table.py import-wan WAN.csv MODE [MTU]  # run-wan.sh's median CSV -> rows of RUN.csv
 
 Every ratio is taken between medians of the same run and the same path (mode, scenario, offloads, MTU), so a
 busy machine slows both sides of it; a missing side gives "n/a", never a verdict.
@@ -207,14 +207,14 @@ def table(path):
         verdict_table(mode, g)
 
 
-def import_wan(path, mode):
+def import_wan(path, mode, mtu="1500"):
     """run-wan.sh's median CSV -> RUN.csv rows: the transfer rows (mode wan) or the fairness phases (share)."""
     w = csv.DictWriter(sys.stdout, COLUMNS)
     for r in csv.DictReader(open(path)):
         out = dict.fromkeys(COLUMNS, "")
         scen = f"{r['rtt_ms']}ms-{r['loss_pct']}pct" if r["section"] != "fairness" else r["scenario"]
         ok = "1" if int(r["ok"] or 0) > 0 and r["goodput_bps"] else "0"
-        out.update(date=r["date"], mode=mode, scenario=scen, offloads="off", mtu="1500", tool=r["tool"], repeat="median",
+        out.update(date=r["date"], mode=mode, scenario=scen, offloads="off", mtu=mtu, tool=r["tool"], repeat="median",
                    ok=ok, goodput_bps=r["goodput_bps"], retx=r["retransmitted"], sent=r["sent"],
                    ceiling_bps=r["rate_bps"], note=r["phase"] if r["section"] == "fairness" else r["note"])
         if (mode == "share") == (r["section"] == "fairness"):
@@ -224,7 +224,7 @@ def import_wan(path, mode):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "table":
         table(sys.argv[2])
-    elif len(sys.argv) == 4 and sys.argv[1] == "import-wan":
-        import_wan(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "import-wan":
+        import_wan(*sys.argv[2:])
     else:
         sys.exit(__doc__)
