@@ -342,7 +342,7 @@ fn main() -> ExitCode {
     // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| foreign_flags::exit(e));
     if matches!(cli.command, Command::Serve(_) | Command::Push(_) | Command::Pull(_)) {
-        // A receiver holds a descriptor per file in flight: many small files outgrow a soft limit of 1,024.
+        // A receiver bounds its claims by this limit (files::claims): the higher, the fewer reopens.
         let _ = mover::files::raise_open_files_limit();
     }
     if !matches!(cli.command, Command::Serve(_) | Command::Push(_) | Command::Pull(_)) {

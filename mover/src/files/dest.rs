@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::beneath::{is_symlink_refused, Beneath, Dir, ParentCache, Resolve};
+use super::claims::{claims_for_this_process, ClaimBound};
 use super::error::{FileOp, FilesError};
-use super::fdcache::FdCache;
 use super::journal::{with_suffix, FileIdentity, JournalRange};
 use super::links::{create_links, link_blocker, LinkSlot};
 use super::metadata::{EntryMeta, MetaPolicy};
-use super::partial::{claim_at, partial_name, stat_not_a_file, Claim};
+use super::partial::{claim_at, partial_name, reclaim_at, stat_not_a_file, try_lock_at, Claim, Lock, Released};
 use super::sanitize::{sanitize_relative, PathError, RelPath, MAX_COMPONENT_LEN};
 use super::sparse::{is_all_zero, punch_hole};
 use super::start::start_over;
@@ -68,8 +68,12 @@ pub(super) struct FileSlot {
     pub(super) state: State,
     /// The source as the sender described it, for the resume journal.
     pub(super) identity: FileIdentity,
-    /// The partial's lock while this session may write it (`Created`).
+    /// The partial's lock while this session may write it (`Created`); its descriptor is the one every
+    /// write and read-back of the file duplicates. `None` while released to bound the descriptors held
+    /// ([`ClaimBound`]; then `released` says which file to take again).
     pub(super) claim: Option<Claim>,
+    /// The partial this session claimed and let go of to stay within its bound on claims.
+    pub(super) released: Option<Released>,
     /// Ranges a resumed partial already holds (handed to its journal writer).
     pub(super) trusted: Vec<JournalRange>,
     /// What to keep of owners, set-ID bits and extended attributes.
@@ -98,7 +102,8 @@ pub struct DestTree {
     pub(super) beneath: Arc<Beneath>,
     pub(super) files: Vec<FileSlot>,
     dirs: Vec<DirSlot>,
-    cache: FdCache,
+    /// How many files hold a claim (a descriptor) at once: bounded, whatever the files in flight.
+    pub(super) claims: ClaimBound,
     total_bytes: u64,
     fsync: bool,
     /// Symbolic and hard links, created by [`DestTree::finish`] after every file.
@@ -113,9 +118,6 @@ pub struct DestTree {
 }
 
 impl DestTree {
-    /// How many temporary files are kept open at once.
-    pub const MAX_OPEN: usize = 256;
-
     /// Validates the manifest and lays out the tree under `root/dest_dir`.
     ///
     /// `root` must be an existing directory. Every entry's path is sanitized again (it came from the
@@ -272,6 +274,7 @@ impl DestTree {
                             path_hash: FileIdentity::path_hash(e.rel_path.as_bytes()),
                         },
                         claim: None,
+                        released: None,
                         trusted: Vec::new(),
                     });
                     file_finals.insert(&e.rel_path);
@@ -279,12 +282,13 @@ impl DestTree {
             }
         }
         let generations = files.iter().map(|_| AtomicU32::new(0)).collect();
+        let claims = ClaimBound::new(files.len(), claims_for_this_process());
         Ok(DestTree {
             root: root.to_path_buf(),
             beneath: Arc::new(beneath),
             files,
             dirs,
-            cache: FdCache::new(DestTree::MAX_OPEN),
+            claims,
             total_bytes,
             fsync: false,
             links,
@@ -336,7 +340,6 @@ impl DestTree {
         if pending > 0 {
             return Err(io::Error::other(format!("{pending} files are not committed")));
         }
-        self.cache.clear();
         // Links last but one: nothing is written after them, so nothing goes through them.
         let links = create_links(&self.beneath, &self.links, &mut self.policy);
         let mut order: Vec<&DirSlot> = self.dirs.iter().collect();
@@ -361,16 +364,54 @@ impl DestTree {
     /// [`DestTree::prepare`] are left. Removal is best effort (an abort usually happens because something
     /// already went wrong). Call it only once no write of this session can still reach the files.
     pub fn abort(&mut self) {
-        self.cache.clear();
         for f in &mut self.files {
             if f.state == State::Created {
                 if f.size < super::JOURNAL_MIN_BYTES {
-                    remove_unjournaled(&self.beneath, &f.shown_temp, f.claim.as_ref());
+                    match (&f.claim, f.released) {
+                        (Some(c), _) => remove_unjournaled(&self.beneath, &f.shown_temp, Some(c.file())),
+                        // Released to bound the claims: removed only if its lock is free and the name still
+                        // holds the very file (else another session has taken it since, and it stays).
+                        (None, Some(r)) => remove_released(&self.beneath, &f.shown_temp, r),
+                        (None, None) => remove_unjournaled(&self.beneath, &f.shown_temp, None),
+                    }
                 }
                 f.state = State::NotCreated;
             }
             // Released only now: until the partial is removed (or left for resume) it is this session's.
             f.claim = None;
+            f.released = None;
+        }
+        self.claims.clear();
+    }
+
+    /// Gives `claim` to `file_id` (which holds none) and releases the least recently written claims past
+    /// the bound ([`ClaimBound`]). A claim whose identity cannot be read is kept (the bound is exceeded by
+    /// it rather than losing track of the file).
+    pub(super) fn hold_claim(&mut self, file_id: u32, claim: Claim) {
+        let f = &mut self.files[file_id as usize];
+        debug_assert!(f.claim.is_none(), "a second claim on one file");
+        f.claim = Some(claim);
+        f.released = None;
+        self.claims.claimed(file_id);
+        self.bound_claims(file_id);
+    }
+
+    /// Releases claims while more than the bound are held.
+    fn bound_claims(&mut self, newest: u32) {
+        let files = &mut self.files;
+        while let Some(victim) = self.claims.victim(newest, |id| files[id as usize].claim.is_some()) {
+            let f = &mut files[victim as usize];
+            let Some(claim) = f.claim.take() else { continue };
+            match claim.identity() {
+                Ok(r) => {
+                    f.released = Some(r);
+                    self.claims.ended();
+                }
+                Err(_) => {
+                    f.claim = Some(claim);
+                    break;
+                }
+            }
         }
     }
 
@@ -462,16 +503,31 @@ impl DestTree {
                 if f.state == State::Committed { "already committed" } else { "skipped (its destination is current)" };
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{}' is {what}", f.shown.display())));
         }
-        let beneath = &self.beneath;
-        self.cache.get_or_open(file_id, || open_temp(f, beneath))
+        if f.claim.is_some() {
+            self.claims.touched(file_id);
+        } else {
+            let r = open_temp(f, &self.beneath);
+            // Counted even if what followed the claim failed: the file is ours (to remove or keep) either way.
+            if let Some(c) = f.claim.take() {
+                self.hold_claim(file_id, c);
+            }
+            r?;
+        }
+        let f = &self.files[file_id as usize];
+        f.claim.as_ref().map(Claim::file).ok_or_else(|| io::Error::other("the partial's claim was released"))
     }
 }
 
-/// Opens a partial file, claiming it on first use ([`claim_at`]: created, or an earlier run's partial emptied
-/// and its journal removed, since no decision said to resume it). Both go by descriptor beneath the root
-/// ([`Beneath`]): a symlink planted under the partial name, or swapped for a directory above it, never
+/// Claims a partial file (into `f.claim`) on first use ([`claim_at`]: created, or an earlier run's partial emptied
+/// and its journal removed, since no decision said to resume it), or again after its claim was released to
+/// bound the claims held ([`reclaim_at`]: only the very file released). All go by descriptor beneath the
+/// root ([`Beneath`]): a symlink planted under the partial name, or swapped for a directory above it, never
 /// redirects our writes.
-fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<File> {
+///
+/// The claimed descriptor is the one every write and read-back duplicates: it is the very file created (or
+/// judged) in the directory resolved beneath the root, so nothing swapped in since can meet a write, and no
+/// second descriptor is opened or duplicated per file (issue 18, item 4).
+fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<()> {
     let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
     if f.state != State::Created {
         let (dir, name) = beneath.parent(&f.shown_temp).map_err(err)?;
@@ -483,14 +539,25 @@ fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<File> {
             start_over(&dir, name, c, &f.shown_temp).map_err(FilesError::into_io)?;
         }
         // Full size at once, so out-of-order blocks do not extend the file again and again.
-        c.file().set_len(f.size).map_err(err)?;
+        return c.file().set_len(f.size).map_err(err);
     }
-    // The claimed descriptor is the very file created (or judged) in the directory resolved beneath the
-    // root: a duplicate of it costs one syscall where opening the name again cost a parent resolution, an
-    // open and a close per file (issue 18, item 4), and cannot meet anything swapped in since.
-    match &f.claim {
-        Some(c) => c.file().try_clone().map_err(err),
-        None => beneath.open(&f.shown_temp, libc::O_RDWR, 0).map_err(err),
+    let Some(released) = f.released else {
+        return Err(io::Error::other(format!("'{}' lost its claim", f.shown_temp.display())));
+    };
+    let (dir, name) = beneath.parent(&f.shown_temp).map_err(err)?;
+    f.claim = Some(reclaim_at(&dir, name, &f.shown_temp, released).map_err(FilesError::into_io)?);
+    f.released = None;
+    Ok(())
+}
+
+/// Removes on abort an unjournaled partial whose claim was released ([`ClaimBound`]): only if its lock is
+/// free now and its name still holds the file released; otherwise another session has it, and it stays.
+fn remove_released(beneath: &Beneath, shown_temp: &Path, released: Released) {
+    let Ok((dir, name)) = beneath.parent(shown_temp) else { return };
+    if let Ok(Lock::Held(file)) = try_lock_at(&dir, name) {
+        if released.is(&file) {
+            remove_unjournaled(beneath, shown_temp, Some(&file));
+        }
     }
 }
 
@@ -499,11 +566,11 @@ fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<File> {
 /// was removed or replaced while it ran, and a newer session created and claimed its own under the same
 /// name), that file is the other session's and stays (`symlink_race` met it: a later push's commit found
 /// its partial unlinked by an aborting session).
-fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path, claim: Option<&Claim>) {
+fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path, claimed: Option<&File>) {
     use std::os::unix::fs::MetadataExt;
     let Ok((dir, name)) = beneath.parent(shown_temp) else { return };
-    if let Some(c) = claim {
-        let Ok(held) = c.file().metadata() else { return };
+    if let Some(c) = claimed {
+        let Ok(held) = c.metadata() else { return };
         match dir.stat(name) {
             Ok(now) if now.dev == held.dev() && now.ino == held.ino() => {}
             _ => return,
@@ -699,13 +766,12 @@ impl BlockStore for DestTree {
         if matches!(self.slot(file_id)?.state, State::Committed | State::Skipped) {
             return Ok(());
         }
-        // Taken out of the cache: it is closed at the end of the commit either way (a failed commit leaves
-        // the file `Created`, and it is reopened if the protocol tries again).
+        // Through the claim's descriptor (taken again if it was released); a failed commit leaves the file
+        // `Created` and claimed, for the protocol to try again or the abort to remove.
         self.temp_file(file_id)?;
-        let file =
-            self.cache.remove(file_id).ok_or_else(|| io::Error::other("temporary file vanished from the cache"))?;
-        let file = &file;
         let f = &self.files[file_id as usize];
+        let file =
+            f.claim.as_ref().map(Claim::file).ok_or_else(|| io::Error::other("the partial's claim was released"))?;
         let err = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.shown.display()))
         };
@@ -733,7 +799,9 @@ impl BlockStore for DestTree {
         // this session created, looking for one cost a parent resolution and a failed unlink per file.
         let journal_possible = f.size >= super::JOURNAL_MIN_BYTES || f.claim.as_ref().is_none_or(|c| c.existed);
         self.files[file_id as usize].state = State::Committed;
+        // The claim ends, closing the partial's last descriptor of this tree.
         self.files[file_id as usize].claim = None;
+        self.claims.ended();
         if journal_possible {
             // The file is in place: its journal has nothing left to resume (one left by a crash here is swept).
             let _ = self.drop_journal(file_id, true);
@@ -862,13 +930,14 @@ mod tests {
     }
 
     /// Issue 18, item 4: many small files are written through their claimed descriptor (not reopened by name)
-    /// and committed without a journal lookup. More files than the descriptor cache holds, written in two
-    /// interleaved passes so every file is evicted and reopened: each lands byte-identical with its mode and
-    /// mtime, no partial stays, and a stale journal an earlier run left beside a partial is still removed.
+    /// and committed without a journal lookup. Far more files than the bound on claims, written in two
+    /// interleaved passes so every claim is released and taken again: never more claims than the bound, each
+    /// file lands byte-identical with its mode and mtime, no partial stays, and a stale journal an earlier
+    /// run left beside a partial is still removed.
     #[test]
     fn many_small_files_land_whole_through_their_claims() {
         let t = TempDir::new("dest-many");
-        let n = DestTree::MAX_OPEN + 44;
+        let n = 300;
         let entries: Vec<Entry> =
             (0..n).map(|i| file(&format!("d{}/f{i}", i % 3), 4096, 0o644, 1_600_000_000 + i as i64, 7)).collect();
         let base = t.path().join("in");
@@ -878,12 +947,16 @@ mod tests {
         let stale = base.join("d2/.f5.mover.part.journal");
         fs::write(&stale, b"not a journal").unwrap();
         let mut tree = DestTree::prepare(t.path(), &sanitize_dest_dir("in").unwrap(), &entries, TAG).unwrap();
+        tree.claims = ClaimBound::new(n, 16);
         let data = |i: usize| -> Vec<u8> { (0..4096).map(|k| (k * 13 + i * 7) as u8).collect() };
         for half in [2048usize, 0] {
             for i in 0..n {
                 tree.write_block(i as u32, half as u64, &data(i)[half..half + 2048]).unwrap();
+                assert!(tree.claims.held() <= 16, "{} claims held", tree.claims.held());
             }
         }
+        let held = tree.files.iter().filter(|f| f.claim.is_some()).count();
+        assert_eq!((held, tree.claims.held()), (16, 16));
         for i in 0..n {
             tree.commit(i as u32).unwrap();
         }
@@ -946,13 +1019,13 @@ mod tests {
         let t = TempDir::new("dest");
         let entries: Vec<Entry> = (0..5).map(|i| file(&format!("f{i}"), 8, 0o644, 0, 0)).collect();
         let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
-        tree.cache = FdCache::new(2);
+        tree.claims = ClaimBound::new(tree.files.len(), 2);
         for i in 0..5 {
             tree.write_block(i, 0, b"1234").unwrap();
         }
         for i in 0..5 {
             tree.write_block(i, 4, b"5678").unwrap();
-            assert!(tree.cache.len() <= 2);
+            assert!(tree.claims.held() <= 2);
         }
         let mut buf = [0u8; 8];
         tree.read_at(0, 0, &mut buf).unwrap();
@@ -965,6 +1038,37 @@ mod tests {
         tree.commit(1).unwrap();
         assert_eq!(fs::read(t.path().join("f1")).unwrap(), b"abcdefgh");
         assert!(tree.reset(1).is_err(), "reset after commit");
+    }
+
+    /// A partial whose claim was released to bound the claims is taken again only if its name still holds
+    /// that very file: one replaced meanwhile (by another session) is refused with its name and left alone
+    /// by the abort, while the abort removes the released partials that are still this session's.
+    #[test]
+    fn a_released_partial_is_taken_again_only_if_it_is_the_same_file() {
+        let t = TempDir::new("dest-released");
+        let entries: Vec<Entry> = (0..6).map(|i| file(&format!("f{i}"), 8, 0o644, 0, 0)).collect();
+        let mut tree = DestTree::prepare(t.path(), &RelPath::root(), &entries, TAG).unwrap();
+        tree.claims = ClaimBound::new(tree.files.len(), 2);
+        for i in 0..6 {
+            tree.write_block(i, 0, b"1234").unwrap();
+        }
+        assert!(tree.files[0].claim.is_none() && tree.files[0].released.is_some(), "f0's claim was kept");
+        // Another session replaces f0's partial while its claim is released.
+        let p0 = t.path().join(partial_name("f0"));
+        fs::remove_file(&p0).unwrap();
+        fs::write(&p0, b"theirs!!").unwrap();
+        let e = tree.write_block(0, 4, b"5678").unwrap_err();
+        assert!(e.to_string().contains(".f0.mover.part") && e.to_string().contains("another file"), "{e}");
+        // f1 is taken again (the same file) and holds both writes.
+        tree.write_block(1, 4, b"5678").unwrap();
+        let mut buf = [0u8; 8];
+        tree.read_at(1, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"12345678");
+        tree.abort();
+        assert_eq!(fs::read(&p0).unwrap(), b"theirs!!", "the abort removed a partial it no longer held");
+        for i in 1..6 {
+            assert!(!t.path().join(partial_name(&format!("f{i}"))).exists(), "f{i}'s partial stayed");
+        }
     }
 
     #[test]

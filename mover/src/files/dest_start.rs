@@ -39,7 +39,8 @@ impl DestTree {
         self.block_size = Some(block_size);
         let mut d = StartDecision { files: Vec::with_capacity(self.files.len()), ..StartDecision::default() };
         let mut parents = super::beneath::ParentCache::default();
-        for (id, f) in self.files.iter_mut().enumerate() {
+        for id in 0..self.files.len() {
+            let f = &self.files[id];
             let facts = FileFacts {
                 beneath: &self.beneath,
                 shown: &f.shown,
@@ -51,6 +52,8 @@ impl DestTree {
             let expected = expected_hashes.get(id).copied().flatten();
             let decided =
                 decide_file(&facts, &mut parents, opts, expected, block_size).map_err(|e| e.relative_to(&self.root))?;
+            let f = &mut self.files[id];
+            let err = |op, error| FilesError::Partial { path: f.shown_temp.clone(), op, error };
             let start = match decided {
                 Decided::Skip => {
                     f.state = State::Skipped;
@@ -60,20 +63,21 @@ impl DestTree {
                 }
                 Decided::Resume { claim, trusted } => {
                     f.state = State::Created;
-                    let c = f.claim.insert(claim);
-                    let err = |op, error| FilesError::Partial { path: f.shown_temp.clone(), op, error };
-                    c.file().set_len(f.size).map_err(|e| err("sizing", e))?;
+                    let sized = claim.file().set_len(f.size).map_err(|e| err("sizing", e));
                     let have: Vec<(u64, u64)> = trusted.iter().map(|r| (r.offset, r.len)).collect();
                     d.resumed_bytes += have.iter().map(|&(_, len)| len).sum::<u64>();
                     f.trusted = trusted;
+                    // Held within the bound on claims: a rerun may find more partials than descriptors.
+                    self.hold_claim(id as u32, claim);
+                    sized?;
                     FileStart::Resume { have }
                 }
                 Decided::Fresh { claim, why } => {
                     if let Some(c) = claim {
                         f.state = State::Created;
-                        let c = f.claim.insert(c);
-                        let err = |op, error| FilesError::Partial { path: f.shown_temp.clone(), op, error };
-                        c.file().set_len(f.size).map_err(|e| err("sizing", e))?;
+                        let sized = c.file().set_len(f.size).map_err(|e| err("sizing", e));
+                        self.hold_claim(id as u32, c);
+                        sized?;
                     }
                     if let Some(why) = why {
                         d.started_over.push((id as u32, why));

@@ -1,7 +1,8 @@
 //! A bounded set of open files keyed by file id, closing the least recently used one when full.
 //!
 //! A session may hold millions of files, and the per-process fd limit is often 1024: the sender and the
-//! receiver keep only a few files open and reopen the rest on demand. Blocks are requested mostly in file
+//! receiver keep only a few files open and reopen the rest on demand (the receiver through its bounded
+//! claims, module `claims`, this cache the sender). Blocks are requested mostly in file
 //! order, so hits dominate and the linear scan on a miss (over at most `max` entries) is cheap.
 
 use std::collections::HashMap;
@@ -37,16 +38,6 @@ impl FdCache {
         let slot = self.open.get_mut(&id).ok_or_else(|| io::Error::other("file cache lost an entry"))?;
         slot.1 = self.tick;
         Ok(&slot.0)
-    }
-
-    /// Closes `id` if it is open (returning the file so the caller can close it explicitly).
-    pub(crate) fn remove(&mut self, id: u32) -> Option<File> {
-        self.open.remove(&id).map(|(f, _)| f)
-    }
-
-    /// Closes every file.
-    pub(crate) fn clear(&mut self) {
-        self.open.clear();
     }
 
     /// How many files are open.

@@ -1,7 +1,8 @@
-//! The process's open-files limit. A receiver holds one descriptor per file whose data has started arriving
-//! and that is not committed yet (its partial's claim, module `partial`): with many small files in flight
-//! (issue 18, item 4: 100,000 files of 4 KiB reached ~19,000 at once) the usual soft limit of 1,024, or even
-//! a few thousand, is too low, while the hard limit is usually far higher.
+//! The process's open-files limit. A receiver holds a descriptor per file whose data has started arriving
+//! and that is not committed yet (its partial's claim, module `partial`), up to a bound taken from this
+//! limit (module `claims`: half of what is left after a reserve, at most 4,096); past it, claims are
+//! released and taken again. A higher limit means fewer of those reopens (issue 18, item 4: 100,000 files
+//! of 4 KiB had ~19,000 in flight at once), so the soft limit is raised to the hard one.
 
 use std::io;
 
@@ -28,8 +29,8 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 /// What to do about `error` if it is "too many open files", for the end of a message.
 pub fn emfile_hint(error: &io::Error) -> &'static str {
     if error.raw_os_error() == Some(libc::EMFILE) {
-        "; raise the open-files limit (ulimit -n, or LimitNOFILE= of the service): the receiver holds a \
-         descriptor for every file with data in flight"
+        "; raise the open-files limit (ulimit -n, or LimitNOFILE= of the service): a transfer holds \
+         descriptors for its sockets, disk I/O and files in flight"
     } else {
         ""
     }

@@ -104,20 +104,79 @@ pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Claim, FilesErr
     // A session whose client vanished (killed, or cut off by a partition) holds its partials until its
     // control channel reports the loss, which can come seconds after the client has already started again:
     // wait a bounded while for it to let go rather than fail the rerun.
+    lock_waiting(&file, shown, Duration::from_millis(50))?;
+    Ok(Claim { file, existed })
+}
+
+/// The identity of a partial whose claim this session let go of to bound its open descriptors
+/// ([`Claim::identity`]), to take it again later ([`reclaim_at`]) only if the name still holds that file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    dev: u64,
+    ino: u64,
+    /// The birth time where the file system keeps one: an inode number is reused as soon as a removed
+    /// file's last descriptor closes, so a partial removed and created again by another session can have
+    /// the released one's `(dev, ino)`.
+    born: Option<std::time::SystemTime>,
+    /// [`Claim::existed`] of the first claim.
+    pub existed: bool,
+}
+
+impl Claim {
+    /// Which file the claim holds, to let go of it (dropping the claim closes its descriptor, which
+    /// releases the lock once no write of it is in flight) and take it again later ([`reclaim_at`]).
+    pub fn identity(&self) -> io::Result<Released> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata()?;
+        Ok(Released { dev: m.dev(), ino: m.ino(), born: m.created().ok(), existed: self.existed })
+    }
+}
+
+impl Released {
+    /// Whether `file` is the file released.
+    pub fn is(&self, file: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().is_ok_and(|m| (m.dev(), m.ino(), m.created().ok()) == (self.dev, self.ino, self.born))
+    }
+}
+
+/// Takes again the claim of a partial released by this session ([`Claim::identity`]): opens `name` in
+/// `dir` (never creating it, never following a symlink), refuses it unless it is the very file released
+/// (`shown` names it in errors), and takes its lock. The lock may still be held by this session's own
+/// writes of the old descriptor (they finish within milliseconds) or, if another session claimed the
+/// partial meanwhile, by that session: then it is busy, as for [`claim_at`].
+pub fn reclaim_at(dir: &Dir, name: &OsStr, shown: &Path, released: Released) -> Result<Claim, FilesError> {
+    let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "reopening", error };
+    let file = dir.open(name, libc::O_RDWR | libc::O_NONBLOCK, 0).map_err(|e| {
+        if is_symlink_refused(&e) {
+            FilesError::NotReplaceable { path: shown.to_path_buf(), what: "symbolic link" }
+        } else {
+            io_err(e)
+        }
+    })?;
+    if !released.is(&file) {
+        return Err(io_err(io::Error::other("another file took its name while this transfer ran")));
+    }
+    lock_waiting(&file, shown, Duration::from_millis(2))?;
+    Ok(Claim { file, existed: released.existed })
+}
+
+/// Takes `file`'s lock, polling every `poll` for at most [`CLAIM_WAIT`] while another descriptor holds it.
+fn lock_waiting(file: &File, shown: &Path, poll: Duration) -> Result<(), FilesError> {
     let deadline = Instant::now() + CLAIM_WAIT;
     loop {
         // Safety: `flock` on a descriptor we own and keep open for the call; it touches no memory of ours.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Claim { file, existed });
+            return Ok(());
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::WouldBlock {
-            return Err(io_err(e));
+            return Err(FilesError::Partial { path: shown.to_path_buf(), op: "opening", error: e });
         }
         if Instant::now() >= deadline {
             return Err(FilesError::PartialBusy { path: shown.to_path_buf() });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(poll);
     }
 }
 

@@ -152,8 +152,17 @@ impl Server {
 
     /// Like [`Server::start`], with extra environment variables.
     pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_command(mover(), root, extra, env)
+    }
+
+    /// Like [`Server::start`], with the server's open-files limit (soft and hard) set to `nofile`.
+    pub fn start_with_nofile(root: &Path, extra: &[&str], nofile: u64) -> Server {
+        Server::start_command(with_nofile(mover(), nofile), root, extra, &[])
+    }
+
+    fn start_command(mut cmd: Command, root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let insecure: &[&str] = if extra.contains(&"--tls-cert") { &[] } else { &["--insecure-no-auth"] };
-        let mut child = mover()
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(root)
             .args(insecure)
@@ -202,6 +211,24 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `cmd` with its open-files limit, soft and hard, set to `nofile` in the child before it runs (as
+/// `prlimit --nofile=N:N` would): the process cannot raise it again.
+pub fn with_nofile(mut cmd: Command, nofile: u64) -> Command {
+    use std::os::unix::process::CommandExt;
+    // Safety: the closure runs in the forked child before exec and only calls setrlimit, which is
+    // async-signal-safe, on a struct on its own stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// Runs a command to completion with a time limit, killing it if it overruns.
