@@ -30,7 +30,8 @@
 # Environment: MOVER (binary; default: cargo build --release), WANEM (mover-wanem; default: built by
 #   run-wan.sh), REPEATS, CLEAN_SIZE, MTUS, OFFLOADS, WAN_RATE, WAN_SIZE, WAN_REPEATS [3], WAN_MTUS, SMALL_FILES,
 #   MIXED_FILES, MIXED_MAX, IPERF_SECONDS [8], TMP_BASE [/dev/shm] (sources; the clean mode's destination),
-#   SMALL_DEST_BASE [/var/tmp] (the small mode's destination), TOOL_TIMEOUT [600], RESULTS_DIR.
+#   SMALL_DEST_BASE [/var/tmp] (the small mode's destination), TOOL_TIMEOUT [600], RESULTS_DIR, NS_PREFIX [mvp]
+#   (the namespaces are NS_PREFIX-PID-s and -r).
 #
 # CPU and memory (docs/decisions/0026): every client runs under GNU time (user + sys, children included: ssh
 # under scp, tar and ssh under tar|ssh); the server side is charged too: mover serve --once and iperf3 -s -1
@@ -71,8 +72,10 @@ TMP_BASE=${TMP_BASE:-/dev/shm}
 SMALL_DEST_BASE=${SMALL_DEST_BASE:-/var/tmp}
 export TOOL_TIMEOUT=${TOOL_TIMEOUT:-600}
 
-NS_S="mvp-$$-s"
-NS_R="mvp-$$-r"
+# NS_PREFIX: so that several people benchmarking on one machine can tell their namespaces apart.
+NS_PREFIX=${NS_PREFIX:-mvp}
+NS_S="$NS_PREFIX-$$-s"
+NS_R="$NS_PREFIX-$$-r"
 VETH=mvp0
 IP_S=10.77.210.1
 IP_R=10.77.210.2

@@ -170,11 +170,15 @@ impl<K: DatagramSink, C: Clock> Stage for Pacing<K, C> {
             pacer.set_rate_bps(slot.rate_bps);
         }
         let mut now = st.clock.now();
-        let mut ready = pacer.ready_at(now);
-        if ready > now && !st.own_core {
-            // Wait for a release's worth, not for the first datagram.
-            ready = ready.plus(SHARED_CORE_RELEASE);
-        }
+        let ready = if st.own_core {
+            pacer.ready_at(now)
+        } else {
+            // Wait for a release's worth (the batch, or SHARED_CORE_RELEASE of the rate if that is less), not
+            // for the first datagram: releasing whatever trickled in during the last send made a send call of
+            // a few datagrams per wake-up when the rate binds, small GSO messages, and each costs the kernel
+            // (and, on a veth, the receiver's softirq) per message, not per byte.
+            pacer.ready_after(now, release_bytes_before_last(&slot.batch, pacer.rate_bps()))
+        };
         if ready > now {
             let gap = Duration::from_nanos(ready.since_ns(now));
             let (own_core, clock) = (st.own_core, &st.clock);
@@ -271,6 +275,23 @@ impl<K: DatagramSink, C: Clock> Pacing<K, C> {
     }
 }
 
+/// The bytes before the last datagram of one release on a shared core: the oldest datagrams of `batch` (at
+/// most [`MAX_RELEASE`]) that fit in [`SHARED_CORE_RELEASE`] at `rate_bps`, at least one.
+fn release_bytes_before_last(batch: &TxBatch, rate_bps: u64) -> u64 {
+    let budget = (rate_bps as u128 * SHARED_CORE_RELEASE.as_nanos() / 8_000_000_000) as u64;
+    let mut total = 0u64;
+    let mut last = 0u64;
+    for i in 0..batch.len().min(MAX_RELEASE) {
+        let len = batch.get(i).len() as u64;
+        if i > 0 && total + len > budget {
+            break;
+        }
+        total += len;
+        last = len;
+    }
+    total - last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,11 +306,22 @@ mod tests {
     struct Recorder {
         sent: Arc<Mutex<Vec<(u32, Instant)>>>,
         per_call: usize,
+        /// How many datagrams each call sent.
+        calls: Arc<Mutex<Vec<usize>>>,
+        /// How long each call takes, as a `sendmmsg` does.
+        call_time: Duration,
     }
 
     impl DatagramSink for Recorder {
         fn send_upto(&mut self, batch: &mut TxBatch, limit: usize) -> io::Result<usize> {
             let n = limit.min(self.per_call).min(batch.len());
+            self.calls.lock().unwrap().push(n);
+            if !self.call_time.is_zero() {
+                let until = Instant::now() + self.call_time;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
             let mut sent = self.sent.lock().unwrap();
             for i in 0..n {
                 let d = batch.get(i);
@@ -325,7 +357,7 @@ mod tests {
         let own_bell = Bell::new();
         let clock = MonotonicClock::new();
         let stage = PacerStage {
-            sink: Recorder { sent: sent.clone(), per_call: 7 },
+            sink: Recorder { sent: sent.clone(), per_call: 7, calls: Arc::default(), call_time: Duration::ZERO },
             slots: slots.clone(),
             input,
             free: Outbox::from_ring(free, Bell::new()),
@@ -384,5 +416,81 @@ mod tests {
         let nak = report.latencies.iter().find(|l| l.name == "nak_to_retransmit").unwrap();
         assert_eq!(nak.count, 1);
         assert!(report.latencies.iter().any(|l| l.name == "pacer_gap_error" && l.count > 0));
+    }
+
+    /// On a shared core, when the rate binds, each send gets a whole release (here: the whole batch), not the
+    /// few datagrams the bucket gained while the previous send ran: every send call costs the kernel per
+    /// message, so a trickle of small sends costs CPU per byte.
+    #[test]
+    fn a_shared_core_releases_whole_batches_when_the_rate_binds() {
+        const BATCHES: u32 = 60;
+        const PER_BATCH: usize = 32;
+        const LEN: usize = 1000;
+        // 4 us a datagram; a 32-datagram batch (128 us) is less than SHARED_CORE_RELEASE, so a release is the
+        // batch. Each send "takes" 20 us: five datagrams' worth of the rate.
+        const RATE_BPS: u64 = 2_000_000_000;
+        const _: () = assert!(
+            (PER_BATCH * LEN * 8) as u128 * 1_000_000_000 / (RATE_BPS as u128) < SHARED_CORE_RELEASE.as_nanos()
+        );
+        let (slots, mut spare) =
+            SlotPool::new(4, |_| TxSlot { batch: TxBatch::new(PER_BATCH, LEN), rate_bps: RATE_BPS, nak_at: None });
+        let (mut to_pacer, input) = ring::<Slot<TxSlot>>(4);
+        let (free, mut back) = ring::<Slot<TxSlot>>(4);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let own_bell = Bell::new();
+        let sink = Recorder {
+            sent: sent.clone(),
+            per_call: usize::MAX,
+            calls: calls.clone(),
+            call_time: Duration::from_micros(20),
+        };
+        let stage = PacerStage {
+            sink,
+            slots: slots.clone(),
+            input,
+            free: Outbox::from_ring(free, Bell::new()),
+            rate_bps: RATE_BPS,
+            released_bytes: Arc::new(AtomicU64::new(0)),
+            own_core: false,
+            error: Arc::default(),
+            clock: MonotonicClock::new(),
+        };
+        let (bell, st) = (own_bell.clone(), stop.clone());
+        let pacer =
+            std::thread::spawn(move || run(stage.into_stage(), &bell, StageCx::new(StageId::Pacer, None, st)).1);
+        let (mut next, mut returned) = (0u32, 0u32);
+        while returned < BATCHES {
+            while let Some(t) = back.pop() {
+                spare.push(t);
+                returned += 1;
+            }
+            back.release();
+            if next < BATCHES * PER_BATCH as u32 {
+                if let Some(mut t) = spare.pop() {
+                    let slot = slots.get(&mut t);
+                    for _ in 0..PER_BATCH {
+                        let buf = slot.batch.slot().unwrap();
+                        buf[..4].copy_from_slice(&next.to_le_bytes());
+                        slot.batch.commit(LEN);
+                        next += 1;
+                    }
+                    assert!(to_pacer.push(t).is_ok());
+                    to_pacer.publish();
+                    own_bell.ring();
+                    continue;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        own_bell.ring();
+        let report = pacer.join().unwrap();
+        let order: Vec<u32> = sent.lock().unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(order, (0..BATCHES * PER_BATCH as u32).collect::<Vec<_>>());
+        assert_eq!(report.items, (BATCHES as usize * PER_BATCH) as u64);
+        let calls = calls.lock().unwrap();
+        assert!(calls.iter().all(|&n| n == PER_BATCH), "send calls of other than a whole batch: {calls:?}");
     }
 }

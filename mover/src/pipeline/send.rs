@@ -31,8 +31,10 @@ use std::time::Duration;
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Reads in flight in the reader stage by default (`push --queue-depth`); at most the chunk pool's size.
 pub const READ_QUEUE_DEPTH: u32 = 8;
-/// Datagrams per send batch.
-pub const TX_BATCH: usize = 32;
+/// Datagrams per send batch. 64 rather than 32: a batch is at most one `sendmmsg` and one wake-up of the
+/// pacer, and at 1472-byte datagrams 44 of them make one 64 KiB GSO message, so 32 capped every message
+/// (and the kernel's per-message work, on a veth the receiver's softirq too) at 32 segments (issue 18).
+pub const TX_BATCH: usize = 64;
 /// Bytes in front of each datagram in an AF_XDP send frame, for the Ethernet, IP and UDP headers.
 pub const TX_HEADROOM: usize = 128;
 /// AF_XDP frames the sender's TX area needs: one per slot of every send batch.

@@ -162,7 +162,7 @@ impl RingId {
             RingId::Repaired => {
                 ("repaired", Reader, Packetizer, REPAIRS, "repair buffer read, or the error", "cannot fill")
             }
-            RingId::Tx => ("tx", Packetizer, Pacer, TX_BATCHES, "send batch index (up to 32 datagrams)", "block"),
+            RingId::Tx => ("tx", Packetizer, Pacer, TX_BATCHES, "send batch index (up to 64 datagrams)", "block"),
             RingId::TxFree => ("tx_free", Pacer, Packetizer, TX_BATCHES, "sent batch index back", "cannot fill"),
             RingId::Feedback => {
                 ("feedback", Nak, Packetizer, FEEDBACK, "feedback datagram index, arrival time", "drop, count")
@@ -354,7 +354,7 @@ pub mod depth {
     /// Repair buffers (each a chunk buffer, set aside from the reader's pool): retransmissions' reads in
     /// flight or held by the packetizer.
     pub const REPAIRS: usize = 8;
-    /// Send batches between packetizer and pacer (each up to 32 datagrams): kept short, since every queued
+    /// Send batches between packetizer and pacer (each up to 64 datagrams): kept short, since every queued
     /// datagram delays a retransmission queued behind it.
     pub const TX_BATCHES: usize = 4;
     /// Feedback datagrams between the NAK stage and the packetizer.

@@ -44,6 +44,24 @@ impl Pacer {
         }
     }
 
+    /// The earliest time the last of a run of datagrams may go when the run is sent back to back and the
+    /// datagrams before it hold `bytes_before_last` bytes: `now` if the whole run may go now. A driver that
+    /// waits for this time releases the run in one send instead of a few datagrams per wake-up. A run longer
+    /// than the burst can never go whole: for it, the time the bucket is full.
+    pub fn ready_after(&self, now: Time, bytes_before_last: u64) -> Time {
+        let cost_ps = bytes_before_last as u128 * 8 * 1_000_000_000_000 / self.rate_bps as u128;
+        let cost_ps = cost_ps.min(self.burst_ns as u128 * 1000);
+        // Sending the run moves TAT from max(TAT, now) on; the last datagram may go once that is within a
+        // burst of the clock.
+        let tat_ps = self.tat_ps.max(now.0 as u128 * 1000) + cost_ps;
+        let allowed_ps = (now.0 as u128 + self.burst_ns as u128) * 1000;
+        if tat_ps <= allowed_ps {
+            now
+        } else {
+            Time(((tat_ps / 1000) as u64).saturating_sub(self.burst_ns))
+        }
+    }
+
     /// When the next datagram leaves at exactly the rate: `now` if the bucket has been idle, else the
     /// bucket's theoretical arrival time. A driver that releases datagrams at the rate downstream (the
     /// pipeline's pacer stage) sends it at about this time even though it is built up to a burst earlier.
@@ -88,6 +106,50 @@ mod tests {
         assert!((rate - 1e9).abs() / 1e9 < 0.002, "rate {rate}");
         // 100 us of burst at 1 Gbit/s is 12.5 kB: at most 9 datagrams of 1500 B back to back.
         assert!(max_burst <= 10, "burst {max_burst}");
+    }
+
+    /// Waiting until `ready_after` the bytes of a run lets exactly that run (and no more) go back to back,
+    /// whether the bucket was empty, part full or full.
+    #[test]
+    fn ready_after_a_run_lets_the_whole_run_go() {
+        const LEN: usize = 1500;
+        for (rate, burst_ns, run) in
+            [(1_000_000_000u64, 400_000u64, 32usize), (10_000_000_000, 400_000, 32), (1_000_000_000, 100_000, 5)]
+        {
+            for sent_before in [0usize, 1, 3, 40, 400] {
+                let mut p = Pacer::new(rate, burst_ns);
+                let start = Time(1_000_000_000);
+                for _ in 0..sent_before {
+                    p.on_send(start, LEN);
+                }
+                assert_eq!(p.ready_after(start, 0), p.ready_at(start), "a run of one is one datagram");
+                let at = p.ready_after(start, ((run - 1) * LEN) as u64);
+                assert!(at >= start);
+                let mut q = p.clone();
+                let mut n = 0;
+                while q.can_send(at) && n < 10 * run {
+                    q.on_send(at, LEN);
+                    n += 1;
+                }
+                assert!(n >= run, "rate {rate} burst {burst_ns} after {sent_before}: {n} of a run of {run} at {at:?}");
+                if at > start {
+                    // Not a moment earlier: one nanosecond before, the run could not go whole.
+                    let mut q = p.clone();
+                    let before = Time(at.0 - 1);
+                    let mut m = 0;
+                    while q.can_send(before) && m < run {
+                        q.on_send(before, LEN);
+                        m += 1;
+                    }
+                    assert!(m < run, "the run could go at {before:?}, before {at:?}");
+                }
+            }
+        }
+        // A run longer than the burst (20 us at 1 Gbit/s is 2500 B): wait until the bucket is full, no longer.
+        let mut p = Pacer::new(1_000_000_000, 20_000);
+        p.on_send(Time(0), 1500);
+        assert_eq!(p.ready_after(Time(0), 30_000), Time(12_000));
+        assert_eq!(p.ready_after(Time(50_000), 30_000), Time(50_000));
     }
 
     #[test]
