@@ -733,6 +733,13 @@ impl RateController {
             c.epoch = now;
             c.epoch_rate = rate * COMP_BETA;
             c.recovery_until = now.plus_ns(2 * srtt_ns);
+            if heavy {
+                // A floor the path cannot carry without heavy loss is no floor: the best delivery it came
+                // from was a noisy reading (a receive window that caught a backlog reads high), or the
+                // path got slower. Seen on the loaded test machine: a lone flow on a 500 Mbit/s path held
+                // at a floor of 633 Mbit/s, its own queue full, 15% of its datagrams resent.
+                c.best_delivery *= COMP_BETA;
+            }
             rate * COMP_BETA
         } else if lost {
             rate
