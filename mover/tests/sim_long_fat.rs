@@ -6,7 +6,7 @@
 use mover::proto::policy::Policy;
 use mover::proto::Config;
 use mover::sim::harness::rates_between;
-use mover::sim::{run_transfer, CheckingStore, SimConfig, SimReport, SynthSource};
+use mover::sim::{run_transfer, AimdConfig, CheckingStore, Competitor, SimConfig, SimReport, SynthSource};
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
@@ -103,34 +103,74 @@ fn fair_1g_200ms_3pct() {
     assert!(share >= 0.90, "goodput {:.1}% of achievable", share * 100.0);
 }
 
-/// Issue 18 item 3 in the simulator: `fair` next to one Reno-like flow (the simulator's only TCP model: no
-/// cubic or bbr) on 1 Gbit/s x 40 ms with a one-BDP buffer, the emulator's default. Prints both rates after
-/// convergence; the aim is between 0.5x and 2x of TCP's rate.
-#[test]
-#[ignore = "issue 18 item 3 missed in the simulator: fair took 930 Mbit/s, the Reno model 30 (30.6x) on \
-            2026-12-02; Reno's one segment per RTT cannot regrow at 1 Gbit/s x 40 ms, and the simulator has no \
-            cubic or bbr model, so this is not the emulator's 0.12x either"]
-fn fair_next_to_aimd_at_1g_40ms() {
+/// Issue 18 item 3 in the simulator: `fair` joins an established loss-based flow (`cc`) on 1 Gbit/s x
+/// 40 ms with a one-BDP drop-tail buffer (the emulator's default), as benches/run-wan.sh's fairness runs do
+/// (TCP alone for 4 s, then both). Returns (fair's rate, TCP's rate) from 2 s after fair joined to the end,
+/// and the competitive episodes fair entered.
+fn fair_joins_tcp(cc: Competitor, seed: u64, together: Duration) -> (f64, f64, u64) {
+    let lead = Duration::from_secs(4);
     let mut sim = SimConfig::path(1_000_000_000, Duration::from_millis(40), 0.0);
+    sim.seed = seed;
     sim.forward.queue_bytes = 1_000_000_000 / 8 * 40 / 1000;
-    sim.competitor = Some(mover::sim::AimdConfig { start: Duration::ZERO, stop: None });
+    sim.competitor = Some(AimdConfig { start: Duration::ZERO, stop: None, cc });
+    sim.start_delay = lead;
     sim.sample_every = Some(Duration::from_millis(100));
-    sim.stop_at = Some(Duration::from_secs(30));
+    sim.stop_at = Some(lead + together);
     let mut cfg = Config::new(7, DATAGRAM, 10_000_000_000);
     cfg.policy = Policy::Fair;
     cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
     let size = 8192 * MIB;
     let mut src = SynthSource { seed: sim.seed };
     let (r, _) = run_transfer(&sim, cfg, vec![size], &mut src, CheckingStore::new(sim.seed, vec![size]));
-    let a = r.samples.iter().find(|s| s.at >= Duration::from_secs(10)).expect("sample at 10 s");
+    for w in r.samples.chunks(10).collect::<Vec<_>>().windows(2) {
+        let (m, c) = rates_between(&w[0][0], &w[1][0]);
+        eprintln!(
+            "  t={:5.1}s fair {:6.1} Mbit/s, {cc:?} {:6.1} Mbit/s, queue {:5.1} ms",
+            w[0][0].at.as_secs_f64(),
+            m / 1e6,
+            c / 1e6,
+            w[0][0].queue.as_secs_f64() * 1e3
+        );
+    }
+    let a = r.samples.iter().find(|s| s.at >= lead + Duration::from_secs(2)).expect("sample after joining");
     let b = r.samples.last().expect("samples");
     let (m, c) = rates_between(a, b);
     eprintln!(
-        "1 Gbit/s x 40 ms: fair {:.1} Mbit/s, reno {:.1} Mbit/s, ratio {:.2}, reno halvings {}",
+        "1 Gbit/s x 40 ms, fair joins {cc:?}: fair {:.1} Mbit/s, TCP {:.1} Mbit/s, ratio {:.2}, TCP decreases {}, \
+         competitive episodes {}",
         m / 1e6,
         c / 1e6,
         m / c,
-        r.competitor_halvings
+        r.competitor_halvings,
+        r.rate_competitions
     );
-    assert!(m / c >= 0.5 && m / c <= 2.0, "fair {m} vs reno {c}");
+    (m, c, r.rate_competitions)
+}
+
+/// Next to CUBIC (Linux's default TCP), `fair` takes between 0.5x and 2x of its rate, within the 10 s the
+/// emulator's fairness run gives it, and the link stays used. (The path has no random loss, so the run
+/// is the same for every seed.)
+#[test]
+fn fair_shares_with_cubic_at_1g_40ms() {
+    let (m, c, episodes) = fair_joins_tcp(Competitor::Cubic, 1, Duration::from_secs(10));
+    assert!(episodes >= 1, "fair never saw the standing queue as another flow's");
+    assert!(m / c >= 0.5 && m / c <= 2.0, "fair {:.1} vs cubic {:.1} Mbit/s", m / 1e6, c / 1e6);
+    assert!(m + c > 0.85e9 * PAYLOAD_SHARE, "the link is used: {:.1} Mbit/s", (m + c) / 1e6);
+}
+
+/// Over a longer run the share holds (no slow drift to either side as CUBIC's epochs come and go).
+#[test]
+fn fair_keeps_its_share_with_cubic_over_30s() {
+    let (m, c, _) = fair_joins_tcp(Competitor::Cubic, 3, Duration::from_secs(30));
+    assert!(m / c >= 0.5 && m / c <= 2.0, "fair {:.1} vs cubic {:.1} Mbit/s", m / 1e6, c / 1e6);
+}
+
+/// Next to the Reno model `fair` is not starved either. Only the lower bound is asserted: Reno's queue
+/// after its slow start (about 6 ms) is within the hosts' allowance, so `fair` yields for ~6 s before it
+/// competes, and once it has, Reno's one segment per round trip never regrows its share (the last 15 s
+/// ran at about 3x in `fair`'s favour on 2026-12-03: decision 0028).
+#[test]
+fn fair_is_not_starved_by_reno_at_1g_40ms() {
+    let (m, c, _) = fair_joins_tcp(Competitor::Reno, 1, Duration::from_secs(30));
+    assert!(m / c >= 0.5, "fair {:.1} vs reno {:.1} Mbit/s", m / 1e6, c / 1e6);
 }

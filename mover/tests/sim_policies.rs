@@ -4,7 +4,7 @@
 use mover::proto::policy::Policy;
 use mover::proto::Config;
 use mover::sim::harness::rates_between;
-use mover::sim::{run_transfer, AimdConfig, CheckingStore, SimConfig, SimReport, SimSample, SynthSource};
+use mover::sim::{run_transfer, AimdConfig, CheckingStore, Competitor, SimConfig, SimReport, SimSample, SynthSource};
 use std::time::Duration;
 
 const MB: u64 = 1 << 20;
@@ -70,7 +70,7 @@ fn fair_fills_a_long_lossy_10g_path() {
 fn fair_shares_with_aimd() {
     let mut sim = SimConfig::path(50_000_000, Duration::from_millis(20), 0.0);
     sim.forward.queue_bytes = 50_000_000 / 8 * 20 / 1000;
-    sim.competitor = Some(AimdConfig { start: Duration::ZERO, stop: None });
+    sim.competitor = Some(AimdConfig { start: Duration::ZERO, stop: None, cc: Competitor::Reno });
     sim.sample_every = Some(Duration::from_millis(100));
     sim.stop_at = Some(Duration::from_secs(60));
     let r = run(&sim, Policy::Fair, 10_000_000_000, 1472, 4000 * MB);
@@ -87,7 +87,8 @@ fn fair_shares_with_aimd() {
 fn low_yields_to_aimd_and_takes_the_link_back() {
     let mut sim = SimConfig::path(50_000_000, Duration::from_millis(20), 0.0);
     sim.forward.queue_bytes = 50_000_000 / 8 * 20 / 1000;
-    sim.competitor = Some(AimdConfig { start: Duration::ZERO, stop: Some(Duration::from_secs(40)) });
+    sim.competitor =
+        Some(AimdConfig { start: Duration::ZERO, stop: Some(Duration::from_secs(40)), cc: Competitor::Reno });
     sim.sample_every = Some(Duration::from_millis(100));
     sim.stop_at = Some(Duration::from_secs(50));
     let r = run(&sim, Policy::Low, 10_000_000_000, 1472, 4000 * MB);

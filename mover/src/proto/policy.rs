@@ -5,6 +5,13 @@
 //!   queueing delay (the one-way delay above its minimum, from the receiver's timestamps) and the receive
 //!   rate. Random loss without a rising queue does not slow it. Against loss-driven TCP it adds a Reno-like
 //!   additive-increase, multiplicative-decrease share, so it neither starves nor is starved.
+//! - `fair`'s competitive mode: a queue that its own drains do not empty belongs to another flow (a
+//!   loss-based TCP flow keeps a drop-tail buffer full whatever this flow does). Yielding to it would
+//!   starve this flow, so `fair` then stops reading the delay and competes as TCP does: from a slow start
+//!   (doubling per round until the buffer overflows) to a CUBIC-like window curve in rate space, 0.7x on a
+//!   round with loss, never below a floor of half the best delivery rate of the episode. When the queue
+//!   empties (the other flow left or backed off for good) it returns to the delay mode.
+//!   (docs/decisions/0028-competitive-mode.md.)
 //! - `low` is a scavenger: it keeps the queue below a lower target than `fair`, backs off harder, and so
 //!   yields the link to any flow that builds a queue, taking it back when that flow stops.
 //!
@@ -78,6 +85,33 @@ const DELIVERY_OVER_SENT_MAX: f64 = 1.02;
 /// On small BDPs (under 100 datagrams) Reno's step is the larger and this changes nothing.
 const AIMD_SCALABLE_STEP: f64 = 0.01;
 
+/// Competitive mode: CUBIC's decrease on a round with loss (RFC 9438 §4.6).
+const COMP_BETA: f64 = 0.7;
+/// Competitive mode: CUBIC's scaling constant in segments per second cubed (RFC 9438 §4.2), the
+/// segment taken as [`AIMD_STEP_BYTES`].
+const COMP_CUBIC_C: f64 = 0.4;
+/// Competitive mode never paces below this share of the best delivery rate of the episode: a TCP flow
+/// that ignores loss (BBR) keeps the buffer overflowing, and a purely loss-driven share would halve every
+/// round to nothing. Half the best is what an even split of the bottleneck gives each of two flows.
+const COMP_FLOOR_SHARE: f64 = 0.5;
+/// Competitive mode: a round with loss while the queue stood near its highest of the episode (at least
+/// this share of it) is an overflow of the buffer, answered as TCP answers loss: that is how both flows
+/// learn of the same overflow, and what keeps the shares even.
+const COMP_FULL_QUEUE_SHARE: f64 = 0.75;
+/// Competitive mode: a round whose losses exceed this share of the datagrams sent is an overflow whatever
+/// the queue read (as BBRv2's 2% loss threshold). Below it, and with the queue below its top, loss is
+/// random loss, which does not slow `fair` in either mode.
+const COMP_LOSS_THRESHOLD: f64 = 0.02;
+/// Competitive mode: rounds in a row with the queue below half the target before it ends (a BBR flow
+/// drains the queue for 200 ms every 10 s to measure its RTT; that is no reason to leave).
+const COMP_EXIT_ROUNDS: u32 = 4;
+/// Competitive mode: the least time the queue must stay empty before it ends.
+const COMP_EXIT_NS: u64 = 300_000_000;
+/// An episode that starts within this long of the last one's end carries on from it (its window curve,
+/// its floor) instead of slow-starting again: after both flows backed off from an overflow, a one-BDP
+/// buffer empties until they regrow, which ends the episode; the next overflow is the same contest.
+const COMP_MEMORY_NS: u64 = 10_000_000_000;
+
 /// What one feedback packet tells the controller.
 #[derive(Copy, Clone, Debug, Default)]
 pub struct FeedbackSignal {
@@ -89,6 +123,29 @@ pub struct FeedbackSignal {
     pub lost: u64,
     /// The sender's smoothed RTT, nanoseconds.
     pub srtt_ns: u64,
+}
+
+/// `fair`'s competitive mode (see the module header): a loss-driven rate against a queue this flow
+/// does not own.
+#[derive(Copy, Clone, Debug)]
+struct Competition {
+    /// Doubling per round until the first round with loss.
+    slow_start: bool,
+    /// The rate before the last decrease (CUBIC's W_max), bits per second.
+    peak: f64,
+    /// When the last decrease happened (the start of the window curve).
+    epoch: Time,
+    /// The rate right after the last decrease (for the Reno-friendly estimate).
+    epoch_rate: f64,
+    /// Losses reported before this time belong to an overflow already answered.
+    recovery_until: Time,
+    /// The best delivery rate of the episode: the floor is a share of it.
+    best_delivery: f64,
+    /// The highest queue of the episode: about the buffer's size, once it overflowed.
+    max_queue: u64,
+    /// Rounds in a row with the queue empty, and since when.
+    empty_rounds: u32,
+    empty_since: Time,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -143,6 +200,8 @@ pub struct RateController {
     floor: f64,
     /// Datagram bytes per payload byte, to compare the receiver's payload rate with the pacing rate.
     overhead: f64,
+    /// Datagram size, bytes (to turn the bytes sent in a round into datagrams).
+    datagram: f64,
     phase: Phase,
     /// Pacing rate in bits per second of datagram bytes.
     rate: f64,
@@ -159,6 +218,7 @@ pub struct RateController {
     round_start: Time,
     round_sent_bytes: u64,
     round_min_queue: Option<u64>,
+    round_max_queue: u64,
     round_max_delivery: f64,
     prev_round_max_delivery: f64,
     round_lost: u64,
@@ -168,6 +228,8 @@ pub struct RateController {
     drained_from: Option<u64>,
     /// Drains in a row after which the queue did not shrink.
     ineffective_drains: u32,
+    /// Drains in a row that left a queue beyond the hosts' allowance where it was (see `steady_round`).
+    foreign_drains: u32,
     /// Delay above the base that did not respond to draining: the hosts' own (their pipelines and
     /// schedulers on a busy machine), not a queue this flow builds. Subtracted from the samples.
     offset_ns: u64,
@@ -187,6 +249,12 @@ pub struct RateController {
     srtt_ns: u64,
     /// The largest rate set so far.
     max_rate: f64,
+    /// `fair` competing with a flow that keeps the queue standing (None: the delay mode).
+    competition: Option<Competition>,
+    /// Competitive episodes entered so far.
+    competitions: u64,
+    /// The last episode, and when it ended (see [`COMP_MEMORY_NS`]).
+    last_competition: Option<(Time, Competition)>,
     /// Print each round on stderr.
     pub trace: bool,
 }
@@ -214,6 +282,7 @@ impl RateController {
             ceiling,
             floor,
             overhead: datagram as f64 / payload as f64,
+            datagram: datagram as f64,
             phase: if policy == Policy::Fixed { Phase::Steady } else { Phase::Startup },
             rate,
             aimd: 0.0,
@@ -226,12 +295,14 @@ impl RateController {
             round_start: now,
             round_sent_bytes: 0,
             round_min_queue: None,
+            round_max_queue: 0,
             round_max_delivery: 0.0,
             prev_round_max_delivery: 0.0,
             round_lost: 0,
             drained: false,
             drained_from: None,
             ineffective_drains: 0,
+            foreign_drains: 0,
             offset_ns: 0,
             prev_rate: rate,
             rate_before: rate,
@@ -242,6 +313,9 @@ impl RateController {
             round_min_delivery_ratio: f64::INFINITY,
             srtt_ns: 0,
             max_rate: rate,
+            competition: None,
+            competitions: 0,
+            last_competition: None,
             trace: false,
         }
     }
@@ -259,6 +333,16 @@ impl RateController {
     /// The largest rate chosen so far, bits per second.
     pub fn max_rate_bps(&self) -> u64 {
         self.max_rate as u64
+    }
+
+    /// Whether `fair` is in its competitive mode (a standing queue that is not its own).
+    pub fn competing(&self) -> bool {
+        self.competition.is_some()
+    }
+
+    /// How many times `fair` entered its competitive mode.
+    pub fn competitions(&self) -> u64 {
+        self.competitions
     }
 
     /// Whether startup is still running.
@@ -330,6 +414,7 @@ impl RateController {
                 let q = raw - self.offset_ns;
                 self.queue_ns = Some(q);
                 self.round_min_queue = Some(self.round_min_queue.map_or(q, |m| m.min(q)));
+                self.round_max_queue = self.round_max_queue.max(q);
             }
         }
         let delivered = fb.recv_rate as f64 * 8.0 * self.overhead;
@@ -405,6 +490,7 @@ impl RateController {
         self.round_start = now;
         self.round_sent_bytes = 0;
         self.round_min_queue = None;
+        self.round_max_queue = 0;
         self.round_max_delivery = 0.0;
         self.round_lost = 0;
         self.round_min_delivery_ratio = f64::INFINITY;
@@ -426,10 +512,11 @@ impl RateController {
         let delivered = self.round_max_delivery.min(sent_recently * DELIVERY_OVER_SENT_MAX);
         if self.trace {
             eprintln!(
-                "rate: t={:.3}s {:?} rate={:.1}M sent={:.1}M delivered={:.1}M queue={:.2}ms min_queue={:.2}ms \
+                "rate: t={:.3}s {:?}{} rate={:.1}M sent={:.1}M delivered={:.1}M queue={:.2}ms min_queue={:.2}ms \
                  min_ratio={:.2} lost={} srtt={:.2}ms",
                 now.0 as f64 / 1e9,
                 self.phase,
+                if self.competition.is_some() { "/competing" } else { "" },
                 self.rate / 1e6,
                 sent_rate / 1e6,
                 delivered / 1e6,
@@ -444,13 +531,16 @@ impl RateController {
             // Growth in startup follows the delivery rate (see `on_feedback`); a round only keeps the
             // trace and the round-trip bookkeeping.
             Phase::Startup => {}
-            Phase::Steady => self.steady_round(queue, min_queue, delivered, app_limited, target, round_ns),
+            Phase::Steady if self.competition.is_some() => self.competitive_round(now, min_queue, delivered),
+            Phase::Steady => self.steady_round(now, queue, min_queue, delivered, app_limited, target, round_ns),
         }
         self.start_round(now);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn steady_round(
         &mut self,
+        now: Time,
         queue: u64,
         min_queue: u64,
         delivered: f64,
@@ -479,14 +569,34 @@ impl RateController {
         }
         let capacity = self.capacity.unwrap_or(0.0);
         let mut queue = queue;
+        // A queue beyond what the hosts can account for (their allowance not yet taken, plus the target).
+        let foreign_above = target + HOST_DELAY_ALLOWANCE_NS.saturating_sub(self.offset_ns);
         if !self.drained {
             if let Some(from) = self.drained_from.take() {
                 if queue * 5 >= from * 4 {
                     self.ineffective_drains += 1;
+                    if from > foreign_above && queue > foreign_above {
+                        self.foreign_drains += 1;
+                    } else {
+                        self.foreign_drains = 0;
+                    }
                 } else {
                     self.ineffective_drains = 0;
+                    self.foreign_drains = 0;
                 }
             }
+        }
+        if self.policy == Policy::Fair && self.foreign_drains >= INEFFECTIVE_DRAINS {
+            // Two drains in a row, each from more than the hosts can account for, left that queue where it
+            // was: another flow keeps it there (a loss-based TCP flow fills a drop-tail buffer whatever this
+            // one does). Draining further only hands it the link: compete as it does. Both drains are
+            // judged against a queue that stood before them, so a queue this flow built itself (a link that
+            // slowed down) shrinks under the first drain and never counts. `low` never competes: yielding
+            // is its job.
+            self.foreign_drains = 0;
+            self.ineffective_drains = 0;
+            self.enter_competition(now, delivered);
+            return;
         }
         if self.ineffective_drains >= INEFFECTIVE_DRAINS {
             // Two drains in a row left the delay where it was: it is not a queue this flow controls. Take up
@@ -539,6 +649,117 @@ impl RateController {
             total = total.max(self.aimd);
         }
         self.set_rate(total);
+    }
+
+    fn enter_competition(&mut self, now: Time, delivered: f64) {
+        let start = self.rate.max(delivered).max(self.capacity.unwrap_or(0.0));
+        let fresh = Competition {
+            slow_start: true,
+            peak: start,
+            epoch: now,
+            epoch_rate: start,
+            recovery_until: now,
+            best_delivery: delivered.max(self.capacity.unwrap_or(0.0)),
+            max_queue: self.round_max_queue,
+            empty_rounds: 0,
+            empty_since: now,
+        };
+        let c = match self.last_competition.take() {
+            Some((ended, last)) if now.since_ns(ended) < COMP_MEMORY_NS => Competition {
+                best_delivery: last.best_delivery.max(fresh.best_delivery),
+                max_queue: last.max_queue.max(fresh.max_queue),
+                empty_rounds: 0,
+                ..last
+            },
+            _ => fresh,
+        };
+        let start = if c.slow_start { start } else { start.max(c.best_delivery * COMP_FLOOR_SHARE) };
+        self.competition = Some(c);
+        self.competitions += 1;
+        self.drained = false;
+        self.drained_from = None;
+        self.velocity = START_VELOCITY;
+        self.set_rate(start);
+    }
+
+    /// One round of the competitive mode: loss-driven, the delay read only to see the queue empty.
+    fn competitive_round(&mut self, now: Time, min_queue: u64, delivered: f64) {
+        let srtt_ns = self.srtt_ns.max(1);
+        let target = self.target_ns();
+        let sent = (self.round_sent_bytes as f64 / self.datagram).max(1.0);
+        let round_max_queue = self.round_max_queue;
+        let Some(c) = self.competition.as_mut() else { return };
+        c.max_queue = c.max_queue.max(round_max_queue);
+        let near_full = round_max_queue as f64 >= COMP_FULL_QUEUE_SHARE * c.max_queue as f64;
+        let heavy = self.round_lost as f64 > COMP_LOSS_THRESHOLD * sent;
+        // Slow start ends on heavy loss only: next to BBR every round has some loss at a full queue, and
+        // ending it at the first would leave the floor at a share of the rate this flow was starved to.
+        let lost = heavy || (self.round_lost > 0 && near_full && !c.slow_start);
+        c.best_delivery = c.best_delivery.max(delivered);
+        if min_queue < target / 2 {
+            if c.empty_rounds == 0 {
+                c.empty_since = now;
+            }
+            c.empty_rounds += 1;
+            if c.empty_rounds >= COMP_EXIT_ROUNDS && now.since_ns(c.empty_since) >= COMP_EXIT_NS {
+                // The other flow left (or backs off for good): the delay mode takes over from this rate, and
+                // probes upwards while the queue stays empty.
+                self.last_competition = self.competition.take().map(|c| (now, c));
+                self.capacity = Some(self.rate.max(delivered));
+                self.ineffective_drains = 0;
+                return;
+            }
+        } else {
+            c.empty_rounds = 0;
+        }
+        let floor = c.best_delivery * COMP_FLOOR_SHARE;
+        let rate = self.rate;
+        // The slow start's doubling is judged a round late: it ends as soon as less gets through than was
+        // sent a round before (the delivery seen now left then), at what gets through. The round's best
+        // delivery, not its worst sample: single receive windows on a loaded host read far below the rate.
+        let short = delivered < STARTUP_DELIVERY_RATIO * self.rate_before;
+        let next = if c.slow_start && short && !lost {
+            c.slow_start = false;
+            c.peak = rate;
+            c.epoch = now;
+            c.epoch_rate = delivered.min(rate);
+            c.epoch_rate
+        } else if lost && now >= c.recovery_until {
+            // The buffer overflowed: back off as CUBIC does, with fast convergence (a flow that lost
+            // before regaining its last peak releases some of it to the newcomer), once per overflow: the
+            // losses of the next round trip are news of the same one.
+            c.peak = if !c.slow_start && rate < c.peak { rate * (1.0 + COMP_BETA) / 2.0 } else { rate };
+            c.slow_start = false;
+            c.epoch = now;
+            c.epoch_rate = rate * COMP_BETA;
+            c.recovery_until = now.plus_ns(2 * srtt_ns);
+            if heavy {
+                // A floor the path cannot carry without heavy loss is no floor: the best delivery it came
+                // from was a noisy reading (a receive window that caught a backlog reads high), or the
+                // path got slower. Seen on the loaded test machine: a lone flow on a 500 Mbit/s path held
+                // at a floor of 633 Mbit/s, its own queue full, 15% of its datagrams resent.
+                c.best_delivery *= COMP_BETA;
+            }
+            rate * COMP_BETA
+        } else if lost {
+            rate
+        } else if c.slow_start {
+            // Doubling, but from what got through: a rate the path did not carry is not doubled again.
+            (rate * 2.0).min(delivered.max(c.epoch_rate) * 2.0)
+        } else {
+            // CUBIC's window one round ahead, in segments of this RTT, as a rate; never slower than Reno's
+            // growth from the same decrease, and at most 1.5x per round.
+            let rtt = srtt_ns as f64 / 1e9;
+            let seg_rate = AIMD_STEP_BYTES * 8.0 / rtt;
+            let (w, w_max, w_epoch) = (rate / seg_rate, c.peak / seg_rate, c.epoch_rate / seg_rate);
+            let t = now.since_ns(c.epoch) as f64 / 1e9;
+            let k = (w_max * (1.0 - COMP_BETA) / COMP_CUBIC_C).cbrt();
+            let cubic = COMP_CUBIC_C * (t + rtt - k).powi(3) + w_max;
+            let reno = w_epoch + 3.0 * (1.0 - COMP_BETA) / (1.0 + COMP_BETA) * t / rtt;
+            cubic.max(reno).clamp(w, 1.5 * w) * seg_rate
+        };
+        debug_assert!(next.is_finite() && next > 0.0, "competitive rate {next}");
+        self.set_rate(next.max(floor));
     }
 
     fn set_rate(&mut self, rate: f64) {
@@ -707,13 +928,17 @@ mod tests {
             step(&mut c, &mut now, 16_000);
         }
         assert!(c.rate_bps() > before * 8 / 10, "fair drained to {} from {before} on late stamps", c.rate_bps());
-        // A real queue (it shows in the round trip too) still counts.
+        assert_eq!(c.competitions(), 0, "late stamps are no other flow's queue either");
+        // A real queue (it shows in the round trip too) still counts: fair drains against it. (This one
+        // does not move whatever fair sends, so after two drains fair takes it as another flow's and
+        // competes: `fair_competes_for_a_queue_it_does_not_own_and_low_yields`.)
         let mut q = RateController::new(Policy::Fair, 950_000_000, 0, 1000, 1000, Time::ZERO);
         let mut now = Time::ZERO;
         while now.0 < 1_000_000_000 {
             step(&mut q, &mut now, 1000);
         }
         let before = q.rate_bps();
+        let mut lowest = before;
         for _ in 0..1500 {
             now = now.plus_ns(2_000_000);
             let rate = q.rate_bps() as f64;
@@ -721,7 +946,61 @@ mod tests {
             let sig =
                 FeedbackSignal { owd_us: Some(16_000), recv_rate: (rate / 8.0) as u64, lost: 1, srtt_ns: 16_000_000 };
             q.on_feedback(now, sig);
+            lowest = lowest.min(q.rate_bps());
         }
-        assert!(q.rate_bps() < before * 8 / 10, "a 15 ms queue seen in the RTT too must slow fair: {}", q.rate_bps());
+        assert!(lowest < before * 8 / 10, "a 15 ms queue seen in the RTT too must slow fair: {lowest}");
+    }
+
+    /// A queue of 30 ms that no drain moves (another flow keeps the buffer full): `fair` competes for its
+    /// share instead of draining to nothing, and slow-starts only as far as deliveries follow; `low` keeps
+    /// yielding and never competes. Random loss on an idle path never starts it.
+    #[test]
+    fn fair_competes_for_a_queue_it_does_not_own_and_low_yields() {
+        let run = |policy: Policy, lost: u64| {
+            let mut c = RateController::new(policy, 10_000_000_000, 1_000_000, 1500, 1400, Time::ZERO);
+            let mut now = Time::ZERO;
+            let mut min_after_entry = f64::INFINITY;
+            for step in 0..2500u64 {
+                now = now.plus_ns(2_000_000);
+                let rate = c.rate_bps() as f64;
+                c.on_send(now, (rate * 0.002 / 8.0) as usize);
+                // Alone for 1 s, then a TCP flow fills the buffer: 30 ms of queue whatever this flow
+                // sends, and the path carries at most 400 Mbit/s of this flow.
+                let (owd, queue_ns) = if step < 500 { (1000, 0) } else { (31_000, 30_000_000) };
+                let recv = if step < 500 { rate } else { rate.min(400e6) };
+                let sig = FeedbackSignal {
+                    owd_us: Some(owd),
+                    recv_rate: (recv / 8.0 * 1400.0 / 1500.0) as u64,
+                    lost,
+                    srtt_ns: 40_000_000 + queue_ns,
+                };
+                c.on_feedback(now, sig);
+                if c.competing() {
+                    min_after_entry = min_after_entry.min(c.rate_bps() as f64);
+                }
+            }
+            (c, min_after_entry)
+        };
+        let (fair, _) = run(Policy::Fair, 0);
+        assert!(fair.competitions() >= 1 && fair.competing(), "fair did not take the queue as another flow's");
+        assert!(
+            (300e6..=1000e6).contains(&(fair.rate_bps() as f64)),
+            "fair competing at {} (the path carries 400 Mbit/s of it)",
+            fair.rate_bps()
+        );
+        let (low, _) = run(Policy::Low, 0);
+        assert_eq!(low.competitions(), 0, "low must keep yielding");
+        assert!(low.rate_bps() < 50_000_000, "low held {} against a standing queue", low.rate_bps());
+        // Random loss alone (about 1%, no queue) never looks like another flow's queue.
+        let mut c = RateController::new(Policy::Fair, 950_000_000, 0, 1000, 1000, Time::ZERO);
+        let mut now = Time::ZERO;
+        for _ in 0..2000 {
+            now = now.plus_ns(2_000_000);
+            let rate = c.rate_bps() as f64;
+            c.on_send(now, (rate * 0.002 / 8.0) as usize);
+            feed(&mut c, now, 1000, rate, 1);
+        }
+        assert_eq!(c.competitions(), 0);
+        assert!(c.rate_bps() > 900_000_000, "random loss slowed fair to {}", c.rate_bps());
     }
 }

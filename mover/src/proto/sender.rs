@@ -371,6 +371,11 @@ impl Sender {
         self.pacer.rate_bps()
     }
 
+    /// Times the policy (`fair`) entered its competitive mode: a standing queue it does not own.
+    pub fn rate_competitions(&self) -> u64 {
+        self.rate.competitions()
+    }
+
     /// The largest rate the policy chose so far, bits per second.
     pub fn max_rate_bps(&self) -> u64 {
         self.rate.max_rate_bps()

@@ -27,8 +27,11 @@ pub struct SimConfig {
     /// The sender is descheduled for `.1` out of every `.0` (a busy or shared machine): it neither sends nor
     /// reads feedback then.
     pub sender_stalls: Option<(Duration, Duration)>,
-    /// A Reno-like TCP flow sharing the forward link's queue.
+    /// A Reno- or CUBIC-like TCP flow sharing the forward link's queue.
     pub competitor: Option<AimdConfig>,
+    /// The transfer starts this long after the run (and the competitor, if it starts at zero): a session
+    /// that joins a bottleneck another flow already fills, as benches/run-wan.sh's fairness runs do.
+    pub start_delay: Duration,
     /// End the run at this virtual time even if the transfer is not finished (for tests that only look at
     /// `samples`); the outcome is then an error saying so.
     pub stop_at: Option<Duration>,
@@ -52,6 +55,7 @@ impl SimConfig {
             time_limit: Duration::from_secs(600),
             sender_stalls: None,
             competitor: None,
+            start_delay: Duration::ZERO,
             stop_at: None,
             sample_every: None,
             feedback_after_first_data: false,
@@ -108,6 +112,8 @@ pub struct SimReport {
     pub samples: Vec<SimSample>,
     /// The competing flow's window halvings.
     pub competitor_halvings: u64,
+    /// Times `fair` entered its competitive mode (a standing queue that is not its own).
+    pub rate_competitions: u64,
 }
 
 enum Event {
@@ -176,6 +182,30 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
     start: &StartPlan,
 ) -> (SimReport, St) {
     let mut now = Time::ZERO;
+    let mut fwd = Link::new(sim.forward.clone(), sim.seed.wrapping_mul(3) + 1);
+    let mut competitor = sim.competitor.clone().map(AimdFlow::new);
+    let mut samples = Vec::new();
+    let mut next_sample = sim.sample_every.map(|_| Time::ZERO);
+    // Before the transfer starts, only the competitor runs (and the samples show it alone).
+    let joins_at = Time::ZERO.plus(sim.start_delay);
+    while now < joins_at {
+        if let (Some(at), Some(every)) = (next_sample, sim.sample_every) {
+            if now >= at {
+                samples.push(SimSample {
+                    at: Duration::from_nanos(now.0),
+                    competitor_bytes: competitor.as_ref().map_or(0, |c| c.delivered_bytes()),
+                    queue: fwd.queue_delay(now),
+                    ..SimSample::default()
+                });
+                next_sample = Some(at.plus(every));
+            }
+        }
+        if let Some(c) = competitor.as_mut() {
+            c.step(now, &mut fwd, sim.reverse.delay);
+        }
+        let next = [competitor.as_ref().and_then(|c| c.next_event(now)), next_sample, Some(joins_at)];
+        now = next.into_iter().flatten().min().unwrap_or(joins_at).max(now.plus_ns(1)).min(joins_at);
+    }
     let payload_bytes: u64 = sizes.iter().sum();
     let mut absorbed = StartPlan::default();
     for m in start.to_messages() {
@@ -186,7 +216,6 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
     }
     let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), now, &absorbed);
     let mut rx = ReceiverSession::new(Receiver::with_start(cfg.clone(), sizes, now, start), store);
-    let mut fwd = Link::new(sim.forward.clone(), sim.seed.wrapping_mul(3) + 1);
     let mut rev = Link::new(sim.reverse.clone(), sim.seed.wrapping_mul(5) + 2);
     let mut q = EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), seq: 0 };
     let mut ctrl_to_rx_at = Time::ZERO;
@@ -204,9 +233,6 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
         (phase >= period - pause).then(|| Time(now.0 - phase + period))
     };
     let mut sender_inbox: Vec<Event> = Vec::new();
-    let mut competitor = sim.competitor.clone().map(AimdFlow::new);
-    let mut samples = Vec::new();
-    let mut next_sample = sim.sample_every.map(|_| Time::ZERO);
     let stop_at = sim.stop_at.map(|d| Time::ZERO.plus(d));
     let outcome = loop {
         steps += 1;
@@ -324,6 +350,7 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
         steps,
         samples,
         competitor_halvings: competitor.map_or(0, |c| c.halvings),
+        rate_competitions: sender.rate_competitions(),
     };
     (report, rx.store)
 }

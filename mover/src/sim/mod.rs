@@ -12,7 +12,7 @@ pub mod harness;
 pub mod link;
 pub mod rng;
 
-pub use aimd::{AimdConfig, AimdFlow};
+pub use aimd::{AimdConfig, AimdFlow, Competitor};
 pub use data::{synth_fill, synth_hash, CheckingStore, MemStore, SynthSource};
 pub use disk::{Crash, DiskStore};
 pub use harness::{run_transfer, run_transfer_from, SimConfig, SimReport, SimSample};
