@@ -7,7 +7,8 @@
 #   A=/var/tmp/mover-bench/mover-9b19516 B=target/release/mover benches/run-ab.sh
 # Environment: A, B (the two binaries; B defaults to a fresh release build of the work tree), A_NAME, B_NAME
 # (labels; default: the binaries' file names), DEST_DIR (where the receiver writes; default tmpfs), SIZE (1G), REPEATS (5), PATHS ("lo veth"), MTUS ("1500 9000"),
-# EXTRA (flags added to every push, e.g. "--net udp"), RESULTS (benches/results/ab-DATE.csv).
+# EXTRA (flags added to every push, e.g. "--net udp"), RESULTS (benches/results/ab-DATE.csv), OFFLOADS ("off";
+# "defaults" keeps the veth's own offloads, as run-peers.sh's default clean rows and the issue's table do).
 #
 # What it does, so the numbers can be judged:
 # - The file is random bytes on tmpfs (/dev/shm) and the receiver writes to tmpfs: the disk is not measured.
@@ -30,6 +31,7 @@ REPEATS=${REPEATS:-5}
 PATHS=${PATHS:-lo veth}
 MTUS=${MTUS:-1500 9000}
 EXTRA=${EXTRA:-}
+OFFLOADS=${OFFLOADS:-off}
 PUSH_TIMEOUT=${PUSH_TIMEOUT:-300}
 NS_S="mvab-$$-s"
 NS_R="mvab-$$-r"
@@ -77,8 +79,10 @@ for ns in "$NS_S" "$NS_R"; do
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" ip addr add "$ip/24" dev "$VETH"
     ip netns exec "$ns" ip link set "$VETH" up
-    ip netns exec "$ns" ethtool -K "$VETH" tso off gso off gro off tx-udp-segmentation off >/dev/null 2>&1 ||
-        die "ethtool -K on $VETH failed"
+    if [[ $OFFLOADS == off ]]; then
+        ip netns exec "$ns" ethtool -K "$VETH" tso off gso off gro off tx-udp-segmentation off >/dev/null 2>&1 ||
+            die "ethtool -K on $VETH failed"
+    fi
 done
 
 # push_once PATH MTU BUILD_NAME BINARY REPEAT: one push, one CSV row.
@@ -115,7 +119,7 @@ push_once() {
     rm -rf "$DEST/in"
 }
 
-log "A=$A ($A_NAME)  B=$B ($B_NAME)  SIZE=$SIZE REPEATS=$REPEATS PATHS=$PATHS MTUS=$MTUS EXTRA=$EXTRA"
+log "A=$A ($A_NAME)  B=$B ($B_NAME)  SIZE=$SIZE REPEATS=$REPEATS PATHS=$PATHS MTUS=$MTUS EXTRA=$EXTRA OFFLOADS=$OFFLOADS"
 for path in $PATHS; do
     for mtu in $MTUS; do
         for rep in $(seq "$REPEATS"); do

@@ -88,7 +88,7 @@
 #   "low" runs: mover push --policy low alone, TCP joins for FAIR_OVERLAP s, then mover alone again. Rates per
 #   phase come from counters sampled every 0.25 s (TCP: bytes_acked of the iperf3 sockets, `ss -ti`, sender
 #   side; mover: allocated bytes in the receiver's destination) and skip the first FAIR_SETTLE s of each
-#   phase. The pushed "file" is a set of hard links to the SIZE file, enough for the whole run at FAIR_RATE.
+#   phase. The pushed "file" is a set of copies of the SIZE file, enough for the whole run at FAIR_RATE.
 # - Files: one SIZE file of random bytes in the work dir (ext4 /tmp by default). mover reads it with O_DIRECT
 #   (its default; ~1.5 GB/s here, far above any bottleneck), scp and rsync through the page cache; receivers
 #   write to the work dir without fsync. mover runs with --net auto (AF_XDP on these veths where it works;
@@ -338,12 +338,14 @@ WORK=$(mktemp -d "$WORKDIR_BASE/mover-bench-wan.XXXXXX")
 mkdir -p "$WORK/src" "$WORK/fair" "$WORK/dst"
 FILE=$WORK/src/data.bin
 make_file "$FILE" "$SIZE"
-# The fairness pushes send hard links of FILE: enough for FAIR_RATE over a whole run, plus 30%.
+# The fairness pushes send copies of FILE: enough for FAIR_RATE over a whole run, plus 30%. Copies, not hard
+# links: push sends a file with several names once and makes the other names links at the end, so a push of
+# links finished after one file (its "rate" then read as the links' sizes appearing at once).
 FAIR_LINKS=$(awk -v r="$(bps_of "$FAIR_RATE")" -v s=$((FAIR_LEAD + FAIR_OVERLAP + FAIR_TAIL)) -v b="$FILE_BYTES" \
     'BEGIN { n = int(r * s * 1.3 / 8 / b) + 1; print n }')
 FAIR_FILES=()
 for i in $(seq "$FAIR_LINKS"); do
-    ln "$FILE" "$WORK/fair/part-$i.bin"
+    cp --reflink=never "$FILE" "$WORK/fair/part-$i.bin"
     FAIR_FILES+=("$WORK/fair/part-$i.bin")
 done
 
