@@ -107,6 +107,17 @@ const COMP_LOSS_THRESHOLD: f64 = 0.02;
 const COMP_EXIT_ROUNDS: u32 = 4;
 /// Competitive mode: the least time the queue must stay empty before it ends.
 const COMP_EXIT_NS: u64 = 300_000_000;
+/// Competitive mode: the least time after a decrease during which further losses are news of the same
+/// overflow. Twice the RTT on long paths (as CUBIC's one decrease per window); on sub-millisecond paths a
+/// control round ([`MIN_ROUND_NS`]) spans dozens of RTTs and losses are reported a feedback interval or
+/// more after the gap shows, so two rounds. Without it a lone flow on loopback whose receiver stalled
+/// (dirty-page writeback) cut 0.7x every 10 ms on the stall's late loss reports: 5 Gbit/s to 0.1 Mbit/s in
+/// 0.4 s, and a 3 s push of 1,000 files took 113 s.
+const COMP_RECOVERY_MIN_NS: u64 = 2 * MIN_ROUND_NS;
+/// Competitive mode: heavy loss lowers the floor's base (the episode's best delivery), but never below this
+/// share of the best delivery the episode started from: the floor is what stops a loss-driven share from
+/// halving to nothing, and a floor that decays geometrically is none (the same 113 s push).
+const COMP_FLOOR_DECAY_MIN: f64 = 0.5;
 /// An episode that starts within this long of the last one's end carries on from it (its window curve,
 /// its floor) instead of slow-starting again: after both flows backed off from an overflow, a one-BDP
 /// buffer empties until they regrow, which ends the episode; the next overflow is the same contest.
@@ -141,6 +152,9 @@ struct Competition {
     recovery_until: Time,
     /// The best delivery rate of the episode: the floor is a share of it.
     best_delivery: f64,
+    /// The best delivery rate when the episode started: heavy loss lowers `best_delivery` to no less than
+    /// [`COMP_FLOOR_DECAY_MIN`] of it.
+    entry_delivery: f64,
     /// The highest queue of the episode: about the buffer's size, once it overflowed.
     max_queue: u64,
     /// Rounds in a row with the queue empty, and since when.
@@ -660,6 +674,7 @@ impl RateController {
             epoch_rate: start,
             recovery_until: now,
             best_delivery: delivered.max(self.capacity.unwrap_or(0.0)),
+            entry_delivery: delivered.max(self.capacity.unwrap_or(0.0)),
             max_queue: self.round_max_queue,
             empty_rounds: 0,
             empty_since: now,
@@ -732,13 +747,13 @@ impl RateController {
             c.slow_start = false;
             c.epoch = now;
             c.epoch_rate = rate * COMP_BETA;
-            c.recovery_until = now.plus_ns(2 * srtt_ns);
+            c.recovery_until = now.plus_ns((2 * srtt_ns).max(COMP_RECOVERY_MIN_NS));
             if heavy {
                 // A floor the path cannot carry without heavy loss is no floor: the best delivery it came
                 // from was a noisy reading (a receive window that caught a backlog reads high), or the
                 // path got slower. Seen on the loaded test machine: a lone flow on a 500 Mbit/s path held
                 // at a floor of 633 Mbit/s, its own queue full, 15% of its datagrams resent.
-                c.best_delivery *= COMP_BETA;
+                c.best_delivery = (c.best_delivery * COMP_BETA).max(c.entry_delivery * COMP_FLOOR_DECAY_MIN);
             }
             rate * COMP_BETA
         } else if lost {
@@ -1002,5 +1017,45 @@ mod tests {
         }
         assert_eq!(c.competitions(), 0);
         assert!(c.rate_bps() > 900_000_000, "random loss slowed fair to {}", c.rate_bps());
+    }
+
+    /// A lone flow on a sub-millisecond path whose receiver stalls (dirty-page writeback) may take the stall
+    /// for another flow's queue: 100 ms of a 12 ms backlog no drain moves, the RTT inflated by it, 5% of the
+    /// datagrams lost; then 400 ms in which the RTT is back but the late loss reports (3%) and a few
+    /// milliseconds of host delay go on. It must not spiral down (one decrease per overflow, and a floor that
+    /// heavy loss lowers only so far), and it is back at speed soon after. Traced on loopback before the fix:
+    /// 0.7x every 10 ms round with a decaying floor, gigabits to 0.1 Mbit/s, a 3 s push took 113 s.
+    #[test]
+    fn a_stalled_receiver_does_not_spiral_a_lone_flow_down() {
+        let mut c = RateController::new(Policy::Fair, 4_000_000_000, 0, 1500, 1400, Time::ZERO);
+        c.trace = std::env::var_os("MOVER_RATE_TRACE").is_some();
+        let mut now = Time::ZERO;
+        let (mut before, mut min_in_stall, mut after) = (0.0, f64::INFINITY, 0.0);
+        for step in 0..2000u64 {
+            now = now.plus_ns(1_000_000);
+            let rate = c.rate_bps() as f64;
+            c.on_send(now, (rate * 0.001 / 8.0) as usize);
+            let datagrams = rate * 0.001 / 8.0 / 1500.0;
+            let (owd, srtt_ns, recv, lost) = match step {
+                500..=599 => (13_000, 12_300_000, rate.min(2e9), (datagrams * 0.05).ceil() as u64),
+                600..=999 => (3_000, 300_000, rate, (datagrams * 0.03).ceil() as u64),
+                _ => (1000, 300_000, rate, 0),
+            };
+            let sig =
+                FeedbackSignal { owd_us: Some(owd), recv_rate: (recv / 8.0 * 1400.0 / 1500.0) as u64, lost, srtt_ns };
+            c.on_feedback(now, sig);
+            match step {
+                499 => before = rate,
+                500..=999 => min_in_stall = min_in_stall.min(c.rate_bps() as f64),
+                _ => {}
+            }
+            after = c.rate_bps() as f64;
+        }
+        assert!(before > 3e9, "alone, fair reached only {before}");
+        assert!(c.competitions() >= 1, "the stall was not taken for a foreign queue: the test tests nothing");
+        // The delay mode's drains take it to 500 Mbit/s before the episode starts (the backlog stands); the
+        // episode's floor holds it at no less than a quarter of that, whatever the loss.
+        assert!(min_in_stall >= 0.1e9, "the stall spiralled the rate down to {min_in_stall} (from {before})");
+        assert!(after > 3e9, "1 s after the stall fair is at {after}");
     }
 }
