@@ -666,15 +666,16 @@ impl RateController {
     }
 
     fn enter_competition(&mut self, now: Time, delivered: f64) {
-        let start = self.rate.max(delivered).max(self.capacity.unwrap_or(0.0));
+        let best = delivered.max(self.capacity.unwrap_or(0.0));
+        let start = self.rate.max(best);
         let fresh = Competition {
             slow_start: true,
             peak: start,
             epoch: now,
             epoch_rate: start,
             recovery_until: now,
-            best_delivery: delivered.max(self.capacity.unwrap_or(0.0)),
-            entry_delivery: delivered.max(self.capacity.unwrap_or(0.0)),
+            best_delivery: best,
+            entry_delivery: best,
             max_queue: self.round_max_queue,
             empty_rounds: 0,
             empty_since: now,
