@@ -7,7 +7,7 @@
 #   sudo benches/run-wan.sh                                   # the default grid: ~35 min on 2 cores
 #   WANEM=bridge RTTS="0 20" LOSSES="0 1" REPEATS=1 SIZE=128M RATE_HIGH= benches/run-wan.sh    # plumbing smoke run
 #   WANEM=/path/to/mover-wanem RTTS=20 LOSSES=1 REPEATS=1 RATE_HIGH= FAIR=0 benches/run-wan.sh  # one real point
-#   MOVER_RATE_TRACE=1   the fairness pushes print their rate controller's rounds; kept as <base>-trace-*.log
+#   MOVER_RATE_TRACE=1   every push prints its rate controller's rounds; kept as <base>-trace-*.log
 #   DRY_RUN=1 benches/run-wan.sh                              # only the plan and the run time estimate
 # The estimate printed at the start (2084 s for the defaults) models each measurement: mover's SIZE at the
 # bottleneck plus 1.2 s and 8 RTTs; iperf3 TIME_LIMIT plus 0.6 s and 4 RTTs; scp/rsync TIME_LIMIT (less on a
@@ -49,7 +49,7 @@
 #                        mover's default flags discover 8972-byte datagrams and TCP's MSS grows alike
 #   WORKDIR_BASE [/tmp]  where the work dir (files, receivers' destinations) goes; RESULTS_DIR [benches/results]
 #   CARGO_TARGET_DIR     used for the builds (default: the repo's target/)
-#   MOVER_RATE_TRACE=1   the fairness pushes print their rate controller's rounds; kept as <base>-trace-*.log
+#   MOVER_RATE_TRACE=1   every push prints its rate controller's rounds; kept as <base>-trace-*.log
 #   DRY_RUN=1            print the plan and the run time estimate, then exit (builds the binaries first)
 #
 # Needs (Debian/Ubuntu packages; the script installs nothing): iproute2 ethtool iperf3 openssh-server
@@ -505,6 +505,8 @@ run_mover() {
     # the server's, next to the results.
     if [[ $status != ok ]]; then
         cat "$WORK/push.err" - "$WORK/serve.log" <<<"--- serve.log ---" >"$BASE-$status-$P_RATE-${P_RTT}ms-${P_LOSS}pct-$P_REP.log"
+    elif [[ ${MOVER_RATE_TRACE:-0} == 1 ]]; then
+        cp "$WORK/push.err" "$BASE-trace-$P_RATE-${P_RTT}ms-${P_LOSS}pct-$P_REP.log"
     fi
     local extra
     extra=$(grep -oE '"(policy|max_rate_bps|final_rate_bps|[a-z_]*loss[a-z_]*)":[^,}]*' "$j" 2>/dev/null | tr -d '"' | tr ':' '=' | paste -sd';' || true)

@@ -134,6 +134,8 @@ pub struct SenderStats {
     pub silent_pauses: u64,
     /// Datagrams sent as probes while the path was silent.
     pub silent_probes: u64,
+    /// Times sending held because feedback was overdue (see [`Sender::feedback_overdue`]).
+    pub overdue_holds: u64,
     /// Payload bytes of first transmissions (every round): what the session had to send at least once.
     pub new_payload_bytes_sent: u64,
     /// When the first new block left (its departure time), if one did: how long a resumed session took to
@@ -201,6 +203,10 @@ pub struct Sender {
     rate: RateController,
     rtt: RttEstimator,
     last_heard: Time,
+    /// The first datagram sent since the receiver was last heard from (see [`Sender::feedback_overdue`]).
+    sent_unheard_since: Option<Time>,
+    /// This overdue hold is counted in the stats.
+    overdue_counted: bool,
     /// The last datagram sent while the path was silent (a probe).
     last_probe: Time,
     /// Why the session failed, once it has: what a rerun can fix.
@@ -273,6 +279,8 @@ impl Sender {
             failed_ids: Vec::new(),
             packet_number: 0,
             last_heard: now,
+            sent_unheard_since: None,
+            overdue_counted: false,
             last_probe: Time::ZERO,
             failure: FailureKind::Other,
             last_progress: now,
@@ -418,6 +426,21 @@ impl Sender {
         self.state == SenderState::Sending && now.since_ns(self.last_heard) >= self.silence_after_ns()
     }
 
+    /// Whether feedback is overdue at `now`: datagrams went out more than twice the least RTT plus
+    /// [`crate::proto::policy::FEEDBACK_STALL_NS`] ago and nothing was heard since, though the receiver reports every 2 ms
+    /// while data arrives. Its receiving threads are stalled (descheduled, throttled, behind on a disk)
+    /// and its socket buffer is filling: sending holds until it answers, as a TCP sender with no acks
+    /// does. Without it, a sender paced at 8.4 Gbit/s into a receiver silent for 120 ms, and its buffer
+    /// overflowed (13,271 datagrams resent). Only after the first feedback (the first answer takes an
+    /// RTT), and the silence rule (probes) takes over once the path looks dead.
+    pub fn feedback_overdue(&self, now: Time) -> bool {
+        let due = 2 * self.rtt.min_ns().min(self.rtt.srtt_ns()) + crate::proto::policy::FEEDBACK_STALL_NS;
+        self.state == SenderState::Sending
+            && self.stats.feedback_received > 0
+            && self.sent_unheard_since.is_some_and(|t| now.since_ns(t) >= due)
+            && !self.path_silent(now)
+    }
+
     fn silence_after_ns(&self) -> u64 {
         (4 * self.rtt.srtt_ns()).max(SILENCE_PAUSE_MIN_NS)
     }
@@ -432,6 +455,8 @@ impl Sender {
             self.rate.on_path_resumed(now);
         }
         self.last_heard = now;
+        self.sent_unheard_since = None;
+        self.overdue_counted = false;
     }
 
     /// Handles one datagram from the receiver.
@@ -459,11 +484,13 @@ impl Sender {
         }
         self.stats.feedback_received += 1;
         self.stats.peer_recv_rate = fb.recv_rate;
+        let mut rtt_sample_ns = None;
         if fb.echo_tx_time_us != 0 {
             let sample_us = now.wire_us().wrapping_sub(fb.echo_tx_time_us).wrapping_sub(fb.echo_delay_us);
             // A wrapped (negative) or absurd sample comes from a stale or forged echo: ignore it.
             if sample_us > 0 && sample_us < 60_000_000 {
                 self.rtt.update(sample_us as u64 * 1000);
+                rtt_sample_ns = Some(sample_us as u64 * 1000);
             }
         }
         let ack = fb.cum_ack.min(self.next_new);
@@ -505,6 +532,8 @@ impl Sender {
             recv_rate: fb.recv_rate,
             lost: newly_lost,
             srtt_ns: self.rtt.srtt_ns(),
+            rtt_sample_ns,
+            received_packets: fb.received_packets,
         };
         self.rate.on_feedback(now, signal);
         self.pacer.set_rate_bps(self.rate.rate_bps());
@@ -622,6 +651,10 @@ impl Sender {
             if self.path_silent(now) {
                 return Some(self.last_probe.plus_ns(self.probe_interval_ns()).min(silence));
             }
+            if self.feedback_overdue(now) {
+                // Feedback wakes the driver; otherwise the silence rule's start.
+                return Some(self.last_heard.plus_ns(self.silence_after_ns()).min(silence));
+            }
             let ready = if self.driver_paces {
                 // When the driver will have released enough of its backlog (it also wakes the driver's loop
                 // when it hands buffers back).
@@ -705,6 +738,13 @@ impl Sender {
         }
         let silent = self.path_silent(now);
         if silent && now.since_ns(self.last_probe) < self.probe_interval_ns() {
+            return Ok(None);
+        }
+        if self.feedback_overdue(now) {
+            if !self.overdue_counted {
+                self.overdue_counted = true;
+                self.stats.overdue_holds += 1;
+            }
             return Ok(None);
         }
         // Which block, without taking it yet: if its bytes are not in memory, nothing may change (the block
@@ -812,6 +852,7 @@ impl Sender {
         }
         self.rate.on_send(now, total);
         self.stats.packets_sent += 1;
+        self.sent_unheard_since.get_or_insert(now);
         self.stats.packets_retransmitted += retransmit as u64;
         if silent {
             // The first probe of a silence marks a pause: the last datagram sent before it is older.
@@ -1091,10 +1132,12 @@ mod tests {
         let probe = [NakRange { start: 10, count: 1000 }];
         s.handle_datagram(later, &mut feedback_echo(&s, 10, &probe, echo)).unwrap();
         assert_eq!(s.pending_count, 0, "a streaming sender ignores a probe for blocks sent after the echo");
-        // Send everything, then probe again much later: now the tail is resent.
+        // Send everything (the receiver reporting as it does every 2 ms, so the sender never holds for
+        // overdue feedback), then probe again much later: now the tail is resent.
         while s.next_new < s.plan.total_seqs() {
             if s.poll_transmit(now, &mut src, &mut buf).unwrap().is_none() {
                 now = now.plus_ns(1_000_000);
+                s.handle_datagram(now, &mut feedback_echo(&s, 10, &[], echo)).unwrap();
             }
         }
         let much_later = now.plus_ns(50_000_000);

@@ -64,6 +64,9 @@ pub struct Report {
     pub rtt_ms: f64,
     /// Verification rounds, 1 when no file needed repair (sending side).
     pub rounds: u32,
+    /// Times sending held because the receiver's feedback was overdue: it stalled (sending side;
+    /// PROTOCOL.md §4.5).
+    pub receiver_stalls: u64,
     /// UDP payload bytes per data datagram (sending side).
     pub datagram_bytes: u64,
     /// The path MTU the datagrams were sized for (sending side; PROTOCOL.md §4.8).
@@ -147,6 +150,7 @@ impl Report {
                 .u64("final_rate_bps", self.final_rate_bps)
                 .f64("rtt_ms", self.rtt_ms)
                 .u64("rounds", self.rounds as u64)
+                .u64("receiver_stalls", self.receiver_stalls)
                 .u64("datagram_bytes", self.datagram_bytes)
                 .u64("path_mtu", self.path_mtu)
                 .str("pmtu_source", self.pmtu_source)
@@ -324,7 +328,7 @@ mod tests {
         r.error = Some("x".into());
         let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted resumed_bytes skipped_files \
                     skipped_bytes sent_bytes verified net net_reason rate_bps policy \
-                    max_rate_bps final_rate_bps rtt_ms rounds datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
+                    max_rate_bps final_rate_bps rtt_ms rounds receiver_stalls datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
                     dropped_auth dropped_replayed repaired_files dropped stages error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);

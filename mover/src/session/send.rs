@@ -257,6 +257,7 @@ pub fn send_files(
     report.packets_sent = stats.packets_sent;
     report.packets_retransmitted = stats.packets_retransmitted;
     report.rounds = stats.rounds;
+    report.receiver_stalls = stats.overdue_holds;
     report.pmtu_confirmed = stats.pmtu_confirmed;
     report.feedback_dropped_invalid = stats.drops.invalid();
     report.feedback_dropped_auth = stats.drops.get(DropReason::BadTag);

@@ -50,6 +50,12 @@ pub struct LinkConfig {
     /// than `bytes` is dropped (a hop with a smaller MTU and DF set, its ICMP never seen). Empty: no limit.
     /// A later entry with a smaller size is a route change into a black hole.
     pub max_datagram_schedule: Vec<(Duration, usize)>,
+    /// `(period, pause)`: the bottleneck serves nothing during the last `pause` of every `period`, and its
+    /// queue waits. This is a receiving host rather than a wire: a receive thread descheduled by its CPU
+    /// share (a cgroup quota, a busy core, a VM's stolen time) while its socket buffer, the queue, fills.
+    /// It serves at `rate_bps` otherwise, so it takes `rate_bps x (1 - pause / period)` on average, in
+    /// bursts that a short rate window reads as up to `rate_bps`.
+    pub service_pauses: Option<(Duration, Duration)>,
 }
 
 impl LinkConfig {
@@ -69,6 +75,7 @@ impl LinkConfig {
             rate_schedule: Vec::new(),
             partitions: Vec::new(),
             max_datagram_schedule: Vec::new(),
+            service_pauses: None,
         }
     }
 }
@@ -156,6 +163,23 @@ impl Link {
         Duration::from_nanos(self.busy_until.since_ns(now))
     }
 
+    /// The end of the service pause `t` falls in, if it falls in one (see [`LinkConfig::service_pauses`]).
+    fn paused_until(&self, t: Time) -> Option<Time> {
+        let (period, pause) = self.cfg.service_pauses?;
+        let (period, pause) = (period.as_nanos() as u64, pause.as_nanos() as u64);
+        let phase = t.0 % period;
+        (phase >= period - pause).then(|| Time(t.0 - phase + period))
+    }
+
+    /// Nanoseconds of service pauses between `a` and `b` (the queue's wait that is no backlog of bytes).
+    fn paused_ns_between(&self, a: Time, b: Time) -> u64 {
+        let Some((period, pause)) = self.cfg.service_pauses else { return 0 };
+        let (period, pause) = (period.as_nanos() as u64, pause.as_nanos() as u64);
+        // Pauses in [0, t): whole periods, plus the part of the current one past its serving time.
+        let upto = |t: u64| (t / period) * pause + (t % period).saturating_sub(period - pause);
+        upto(b.0).saturating_sub(upto(a.0))
+    }
+
     /// The queue and the loss processes: when a packet of `len` bytes offered at `now` leaves the
     /// bottleneck, or `None` if it is dropped.
     fn pass(&mut self, now: Time, len: u64) -> Option<Time> {
@@ -167,8 +191,12 @@ impl Link {
         let mut depart = now;
         let rate = self.rate_at(now);
         if rate > 0 {
-            let start = self.busy_until.max(now);
-            let backlog_bytes = (start.since_ns(now) as u128 * rate as u128 / 8_000_000_000) as u64;
+            let mut start = self.busy_until.max(now);
+            if let Some(resume) = self.paused_until(start) {
+                start = resume;
+            }
+            let serving_ns = start.since_ns(now) - self.paused_ns_between(now, start);
+            let backlog_bytes = (serving_ns as u128 * rate as u128 / 8_000_000_000) as u64;
             if backlog_bytes + len > self.cfg.queue_bytes {
                 self.stats.queue_drops += 1;
                 return None;
@@ -299,6 +327,27 @@ mod tests {
         }
         assert_eq!(link.stats.partitioned, 200);
         assert!(arrived.iter().all(|&ms| !(1000..3000).contains(&ms)) && arrived.len() == 300);
+    }
+
+    #[test]
+    fn service_pauses_hold_the_queue_and_keep_the_average_rate() {
+        // 1 Gbit/s serving, paused the last 4 ms of every 10 ms: 0.6 Gbit/s on average, nothing departs
+        // inside a pause, and the queue limit counts bytes, not the pause's wait.
+        let mut cfg = LinkConfig::clean(1_000_000_000, Duration::ZERO);
+        cfg.queue_bytes = 1_000_000;
+        cfg.service_pauses = Some((Duration::from_millis(10), Duration::from_millis(4)));
+        let mut link = Link::new(cfg, 1);
+        let mut departures = Vec::new();
+        // Offered at 1 Gbit/s for 1 s: 1250 B every 10 us.
+        for k in 0..100_000u64 {
+            link.send(Time(k * 10_000), vec![0; 1250], |t, _| departures.push(t.0));
+        }
+        assert!(departures.iter().all(|&t| t % 10_000_000 <= 6_000_000), "a departure inside a pause");
+        let last = *departures.last().unwrap() as f64 / 1e9;
+        let rate = departures.len() as f64 * 1250.0 * 8.0 / last;
+        assert!((rate / 0.6e9 - 1.0).abs() < 0.02, "average {rate} bit/s");
+        // 40% more offered than served: the queue overflowed, but not before holding a pause's worth.
+        assert!(link.stats.queue_drops > 30_000, "{:?}", link.stats);
     }
 
     #[test]
