@@ -148,55 +148,20 @@ fn fair_startup_finds_1g_at_100ms_without_a_loss_storm() {
     assert!(dropped < 12_500_000, "queue drops: {dropped} bytes");
 }
 
-/// A receiver that cannot keep up, on a sub-millisecond path: it takes datagrams at 10 Gbit/s but is
-/// descheduled 4 ms in every 10 (a CPU quota, a busy core), so it takes 6 Gbit/s on average, in bursts,
-/// behind a 64 MiB socket buffer. Measured on the test machine with the receiver's CPU capped this way
-/// (`cpu.cfs_quota_us`), `fair` probed to 15-37 Gbit/s and resent 4-37% of its datagrams: its 10 ms receive
-/// windows caught the bursts and read 6-7.5 Gbit/s as the capacity, and the backlog never read as a queue
-/// (on a path of 0.2 ms, delay above twice the RTT is taken as the hosts' own). Here `fair` must deliver
-/// most of the average rate and resend almost nothing: the buffer is large enough for a pause at any rate
-/// the receiver can sustain.
-#[test]
-fn fair_does_not_overflow_a_receiver_that_pauses() {
+/// A 1 GiB `fair` transfer on a 0.2 ms path into a receiving host that serves its 64 MiB socket buffer at
+/// 10 Gbit/s except for the last `pause` of every `period` (its feedback waits with it): the report, after
+/// checking that it finished, resent at most 0.5% and delivered at least `min_share` of the host's average.
+fn into_a_pausing_receiver(period_ms: u64, pause_ms: u64, min_share: f64) -> SimReport {
     let mut sim = SimConfig::path(10_000_000_000, Duration::from_micros(200), 0.0);
     sim.forward.queue_bytes = 64 * MB;
-    // The receiving host pauses, so its feedback waits too.
-    sim.forward.service_pauses = Some((Duration::from_millis(10), Duration::from_millis(4)));
-    sim.reverse.service_pauses = sim.forward.service_pauses;
-    sim.sample_every = Some(Duration::from_millis(20));
-    let r = run(&sim, Policy::Fair, 40_000_000_000, 1472, 1024 * MB);
-    print_samples(&r.samples, 5);
-    eprintln!("{:?}\n{:?}\n{:?}", r.outcome, r.sender, r.forward);
-    assert!(r.outcome.is_ok(), "{:?}", r.outcome);
-    let resent = r.sender.packets_retransmitted as f64 / r.sender.packets_sent as f64;
-    let share = r.goodput_bps / 6e9;
-    eprintln!(
-        "goodput {:.2} Gbit/s = {:.1}% of the receiver's average, {:.2}% resent",
-        r.goodput_bps / 1e9,
-        share * 100.0,
-        resent * 100.0
-    );
-    assert!(resent <= 0.005, "{:.2}% of datagrams resent", resent * 100.0);
-    assert!(share >= 0.8, "goodput {:.1}% of what the receiver takes", share * 100.0);
-}
-
-/// A receiver that stalls for 60 ms in every 150 (a disk flush, a long deschedule) behind a 64 MiB socket
-/// buffer, its feedback stalled with it. It takes 10 Gbit/s while it runs (6 on average), so a sender
-/// paced near that fills 70 MB in one stall: sending on through the silence at the rate of the last
-/// feedback overflows the buffer (measured on the test machine: a sender paced at 8.4 Gbit/s into a
-/// receiver silent for 120 ms, 13,271 datagrams resent). `fair` holds sending once feedback is overdue, so
-/// what it sends into a stall stays within the buffer, and a round with the stall in it decides nothing.
-#[test]
-fn fair_holds_while_a_stalled_receiver_is_silent() {
-    let mut sim = SimConfig::path(10_000_000_000, Duration::from_micros(200), 0.0);
-    sim.forward.queue_bytes = 64 * MB;
-    sim.forward.service_pauses = Some((Duration::from_millis(150), Duration::from_millis(60)));
+    sim.forward.service_pauses = Some((Duration::from_millis(period_ms), Duration::from_millis(pause_ms)));
     sim.reverse.service_pauses = sim.forward.service_pauses;
     let r = run(&sim, Policy::Fair, 40_000_000_000, 1472, 1024 * MB);
     eprintln!("{:?}\n{:?}\n{:?}", r.outcome, r.sender, r.forward);
     assert!(r.outcome.is_ok(), "{:?}", r.outcome);
     let resent = r.sender.packets_retransmitted as f64 / r.sender.packets_sent as f64;
-    let share = r.goodput_bps / 6e9;
+    let average = 10e9 * (period_ms - pause_ms) as f64 / period_ms as f64;
+    let share = r.goodput_bps / average;
     eprintln!(
         "goodput {:.2} Gbit/s = {:.1}% of the receiver's average, {:.2}% resent, {} holds",
         r.goodput_bps / 1e9,
@@ -204,7 +169,33 @@ fn fair_holds_while_a_stalled_receiver_is_silent() {
         resent * 100.0,
         r.sender.overdue_holds
     );
-    assert!(r.sender.overdue_holds > 0, "never held");
     assert!(resent <= 0.005, "{:.2}% of datagrams resent", resent * 100.0);
-    assert!(share >= 0.7, "goodput {:.1}% of what the receiver takes", share * 100.0);
+    assert!(share >= min_share, "goodput {:.1}% of what the receiver takes", share * 100.0);
+    r
+}
+
+/// A receiver that cannot keep up, on a sub-millisecond path: it takes datagrams at 10 Gbit/s but is
+/// descheduled 4 ms in every 10 (a CPU quota, a busy core), so it takes 6 Gbit/s on average, in bursts,
+/// behind a 64 MiB socket buffer. Measured on the test machine with the receiver's CPU capped this way
+/// (`cpu.cfs_quota_us`), `fair` probed to 15-37 Gbit/s and resent 4-37% of its datagrams: its 10 ms receive
+/// windows caught the bursts and read 6-7.5 Gbit/s as the capacity, and the backlog never read as a queue
+/// (on a path of 0.2 ms, delay above twice the RTT is taken as the hosts' own). Here `fair` must deliver
+/// most of the average rate and resend almost nothing (4.4% before decision 0030): the buffer is large
+/// enough for a pause at any rate the receiver can sustain.
+#[test]
+fn fair_does_not_overflow_a_receiver_that_pauses() {
+    into_a_pausing_receiver(10, 4, 0.8);
+}
+
+/// A receiver that stalls for 60 ms in every 150 (a disk flush, a long deschedule) behind a 64 MiB socket
+/// buffer, its feedback stalled with it. It takes 10 Gbit/s while it runs (6 on average), so a sender
+/// paced near that fills 70 MB in one stall: sending on through the silence at the rate of the last
+/// feedback overflows the buffer (measured on the test machine: a sender paced at 8.4 Gbit/s into a
+/// receiver silent for 120 ms, 13,271 datagrams resent; here 10.6% without the hold). `fair` holds sending
+/// once feedback is overdue, so what it sends into a stall stays within the buffer, and a round with the
+/// stall in it decides nothing.
+#[test]
+fn fair_holds_while_a_stalled_receiver_is_silent() {
+    let r = into_a_pausing_receiver(150, 60, 0.7);
+    assert!(r.sender.overdue_holds > 0, "never held");
 }

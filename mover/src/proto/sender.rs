@@ -427,12 +427,12 @@ impl Sender {
     }
 
     /// Whether feedback is overdue at `now`: datagrams went out more than twice the least RTT plus
-    /// [`crate::proto::policy::FEEDBACK_STALL_NS`] ago and nothing was heard since, though the receiver reports every 2 ms
-    /// while data arrives. Its receiving threads are stalled (descheduled, throttled, behind on a disk)
-    /// and its socket buffer is filling: sending holds until it answers, as a TCP sender with no acks
-    /// does. Without it, a sender paced at 8.4 Gbit/s into a receiver silent for 120 ms, and its buffer
-    /// overflowed (13,271 datagrams resent). Only after the first feedback (the first answer takes an
-    /// RTT), and the silence rule (probes) takes over once the path looks dead.
+    /// [`crate::proto::policy::FEEDBACK_STALL_NS`] ago and nothing was heard since, though the receiver
+    /// reports every 2 ms while data arrives. Its receiving threads are stalled (descheduled, throttled,
+    /// behind on a disk) and its socket buffer is filling: sending holds until it answers, as a TCP
+    /// sender with no acks does. Without it, a sender paced on at 8.4 Gbit/s into a receiver silent for
+    /// 120 ms and overflowed its buffer (13,271 datagrams resent). Only after the first feedback (the
+    /// first answer takes an RTT); the silence rule (probes) takes over once the path looks dead.
     pub fn feedback_overdue(&self, now: Time) -> bool {
         let due = 2 * self.rtt.min_ns().min(self.rtt.srtt_ns()) + crate::proto::policy::FEEDBACK_STALL_NS;
         self.state == SenderState::Sending
