@@ -150,8 +150,9 @@ fn fair_startup_finds_1g_at_100ms_without_a_loss_storm() {
 
 /// A 1 GiB `fair` transfer on a 0.2 ms path into a receiving host that serves its 64 MiB socket buffer at
 /// 10 Gbit/s except for the last `pause` of every `period` (its feedback waits with it): the report, after
-/// checking that it finished, resent at most 0.5% and delivered at least `min_share` of the host's average.
-fn into_a_pausing_receiver(period_ms: u64, pause_ms: u64, min_share: f64) -> SimReport {
+/// checking that it finished, resent at most `max_resent` and delivered at least `min_share` of the host's
+/// average.
+fn into_a_pausing_receiver(period_ms: u64, pause_ms: u64, max_resent: f64, min_share: f64) -> SimReport {
     let mut sim = SimConfig::path(10_000_000_000, Duration::from_micros(200), 0.0);
     sim.forward.queue_bytes = 64 * MB;
     sim.forward.service_pauses = Some((Duration::from_millis(period_ms), Duration::from_millis(pause_ms)));
@@ -169,7 +170,7 @@ fn into_a_pausing_receiver(period_ms: u64, pause_ms: u64, min_share: f64) -> Sim
         resent * 100.0,
         r.sender.overdue_holds
     );
-    assert!(resent <= 0.005, "{:.2}% of datagrams resent", resent * 100.0);
+    assert!(resent <= max_resent, "{:.2}% of datagrams resent", resent * 100.0);
     assert!(share >= min_share, "goodput {:.1}% of what the receiver takes", share * 100.0);
     r
 }
@@ -184,7 +185,7 @@ fn into_a_pausing_receiver(period_ms: u64, pause_ms: u64, min_share: f64) -> Sim
 /// enough for a pause at any rate the receiver can sustain.
 #[test]
 fn fair_does_not_overflow_a_receiver_that_pauses() {
-    into_a_pausing_receiver(10, 4, 0.8);
+    into_a_pausing_receiver(10, 4, 0.005, 0.8);
 }
 
 /// A receiver that stalls for 60 ms in every 150 (a disk flush, a long deschedule) behind a 64 MiB socket
@@ -196,6 +197,6 @@ fn fair_does_not_overflow_a_receiver_that_pauses() {
 /// stall in it decides nothing.
 #[test]
 fn fair_holds_while_a_stalled_receiver_is_silent() {
-    let r = into_a_pausing_receiver(150, 60, 0.7);
+    let r = into_a_pausing_receiver(150, 60, 0.005, 0.7);
     assert!(r.sender.overdue_holds > 0, "never held");
 }

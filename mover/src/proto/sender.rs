@@ -427,14 +427,20 @@ impl Sender {
     }
 
     /// Whether feedback is overdue at `now`: datagrams went out more than twice the least RTT plus
-    /// [`crate::proto::policy::FEEDBACK_STALL_NS`] ago and nothing was heard since, though the receiver
-    /// reports every 2 ms while data arrives. Its receiving threads are stalled (descheduled, throttled,
+    /// [`crate::proto::policy::FEEDBACK_STALL_NS`] (and two datagrams' time at the rate) ago and nothing
+    /// was heard since, though the receiver reports every 2 ms while data arrives. Its receiving threads are stalled (descheduled, throttled,
     /// behind on a disk) and its socket buffer is filling: sending holds until it answers, as a TCP
     /// sender with no acks does. Without it, a sender paced on at 8.4 Gbit/s into a receiver silent for
     /// 120 ms and overflowed its buffer (13,271 datagrams resent). Only after the first feedback (the
     /// first answer takes an RTT); the silence rule (probes) takes over once the path looks dead.
     pub fn feedback_overdue(&self, now: Time) -> bool {
-        let due = 2 * self.rtt.min_ns().min(self.rtt.srtt_ns()) + crate::proto::policy::FEEDBACK_STALL_NS;
+        // Twice the least RTT: feedback flows every 2 ms while data arrives, behind a standing queue too, so
+        // only a gap counts, and a stall's backlog (which inflates the smoothed RTT) must not delay the
+        // hold. Plus two datagrams' time at the rate: at a low rate the receiver has nothing to report on
+        // between them.
+        let datagram_ns = (self.cfg.max_datagram() as f64 * 8e9 / self.rate.rate_bps().max(1) as f64) as u64;
+        let least = self.rtt.min_ns().min(self.rtt.srtt_ns());
+        let due = 2 * least + crate::proto::policy::FEEDBACK_STALL_NS + 2 * datagram_ns;
         self.state == SenderState::Sending
             && self.stats.feedback_received > 0
             && self.sent_unheard_since.is_some_and(|t| now.since_ns(t) >= due)
