@@ -960,7 +960,10 @@ impl RateController {
         // sent a round before (the delivery seen now left then), at what gets through. The round's best
         // delivery, not its worst sample: single receive windows on a loaded host read far below the rate.
         let short = delivered < STARTUP_DELIVERY_RATIO * self.rate_before;
-        let next = if c.slow_start && short && !lost {
+        // A round that measured no delivery at all (no packet counted, no receive window) says nothing:
+        // ending the slow start on it, or doubling from it, set a rate of 0 (seen with six pushes into
+        // one busy daemon).
+        let next = if c.slow_start && short && !lost && delivered > 0.0 {
             c.slow_start = false;
             c.peak = rate;
             c.epoch = now;
@@ -987,7 +990,12 @@ impl RateController {
             rate
         } else if c.slow_start {
             // Doubling, but from what got through: a rate the path did not carry is not doubled again.
-            (rate * 2.0).min(delivered.max(c.epoch_rate) * 2.0)
+            let carried = delivered.max(c.epoch_rate);
+            if carried > 0.0 {
+                (rate * 2.0).min(carried * 2.0)
+            } else {
+                rate
+            }
         } else {
             // CUBIC's window one round ahead, in segments of this RTT, as a rate; never slower than Reno's
             // growth from the same decrease, and at most 1.5x per round.
