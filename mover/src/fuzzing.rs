@@ -677,7 +677,7 @@ pub struct Seed {
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: the function each runs.
-pub const TARGETS: [(&str, Check); 10] = [
+pub const TARGETS: [(&str, Check); 11] = [
     ("data_packet", data_packet),
     ("feedback_packet", feedback_packet),
     ("control_msg", control_msg),
@@ -688,7 +688,51 @@ pub const TARGETS: [(&str, Check); 10] = [
     ("xdp_frame", xdp_frame),
     ("datagram_open", datagram_open),
     ("journal_load", crate::files::journal::fuzz::journal_load),
+    ("sealed_block", sealed_block),
 ];
+
+/// `sealed_block`: what a relay hands a striped transfer's receiver (`wire::stripe`). The first byte picks
+/// the mode: odd, the rest is a sealed block file as it came (opened against the place its own header
+/// claims); even, the rest chooses a header and a body that are sealed with the transfer's key, then
+/// possibly one byte flipped. Properties: never a panic; an untouched sealed block opens to exactly its
+/// plaintext; any flipped byte is refused; whatever opens is the block that was asked for.
+pub fn sealed_block(data: &[u8]) {
+    use crate::wire::stripe::{BlockHeader, BlockKey};
+    let key = BlockKey::new(Cipher::Aes256Gcm, &[0x5au8; crate::wire::KEY_LEN], 0x1234).expect("an AEAD key");
+    let mut input = Input { buf: data };
+    if input.is_empty() {
+        return;
+    }
+    if input.u8() % 2 == 1 {
+        let mut raw = input.buf.to_vec();
+        if let Ok(h) = BlockHeader::decode(&raw) {
+            if let Ok((got, plain)) = key.open(&mut raw, &h) {
+                assert_eq!(got, h);
+                assert_eq!(plain.len(), h.len as usize);
+            }
+        }
+        return;
+    }
+    let h = BlockHeader {
+        attempt: input.u16(),
+        global: input.u64(),
+        file_id: input.u16() as u32,
+        offset: input.u64(),
+        len: input.u16() as u32,
+    };
+    let flip = input.u16() as usize;
+    let mut plain = input.take(h.len as usize).to_vec();
+    plain.resize(h.len as usize, 0x3c);
+    let mut sealed = key.seal(&h, &plain);
+    if flip == 0 {
+        let (got, opened) = key.open(&mut sealed, &h).expect("an untouched block opens");
+        assert_eq!((got, opened), (h, &plain[..]));
+    } else {
+        let at = (flip - 1) % sealed.len();
+        sealed[at] ^= 1 << (flip % 8);
+        assert!(key.open(&mut sealed, &h).is_err(), "a flipped byte at {at} was not caught");
+    }
+}
 
 fn sealed_data(h: &DataHeader, fill: u8) -> Vec<u8> {
     let mut d = vec![fill; h.datagram_len()];
@@ -957,6 +1001,52 @@ pub fn seed_corpus() -> Vec<Seed> {
     // The daemon's queue place (type 15), and a place past the queue's end.
     add("control_msg", "queued", frame_body(&ControlMsg::Queued { position: 3, waiting: 7 }));
     add("control_msg", "queued_past_end", vec![15, 0, 0, 0, 9, 0, 0, 0, 2]);
+    // Sealed blocks: one built and untouched, one with a flipped byte, one sealed block file as a relay
+    // would serve it, and a truncated one.
+    let mut built = vec![0u8];
+    built.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 64, 0, 0]);
+    built.extend_from_slice(&[0x61; 64]);
+    add("sealed_block", "built", built.clone());
+    built[23..25].copy_from_slice(&[0, 40]);
+    add("sealed_block", "flipped", built);
+    {
+        use crate::wire::stripe::{BlockHeader, BlockKey};
+        let key = BlockKey::new(Cipher::Aes256Gcm, &[0x5au8; crate::wire::KEY_LEN], 0x1234).expect("an AEAD key");
+        let h = BlockHeader { attempt: 0, global: 3, file_id: 1, offset: 4096, len: 100 };
+        let mut file = vec![1u8];
+        file.extend_from_slice(&key.seal(&h, &[0x42; 100]));
+        add("sealed_block", "file", file.clone());
+        file.truncate(50);
+        add("sealed_block", "file_truncated", file);
+    }
+    // Striped sessions (types 16-20): each, a block count past the bytes present, a relay offer for leg 0.
+    let blocks_at = ControlMsg::BlocksAt { leg: 2, batch: 9, blocks: vec![4, 5, 6] };
+    add("control_msg", "blocks_at", frame_body(&blocks_at));
+    add("control_msg", "refetch", frame_body(&ControlMsg::Refetch { blocks: vec![1, 2] }));
+    add("control_msg", "stripe_done", frame_body(&ControlMsg::StripeDone));
+    let offer =
+        ControlMsg::RelayOffer { leg: 1, url: "mover://r1:7710".into(), ca_pem: String::new(), capability: "c".into() };
+    add("control_msg", "relay_offer", frame_body(&offer));
+    add("control_msg", "relay_offer_leg0", vec![17, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    add("control_msg", "refetch_huge_count", vec![20, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let stripe = ControlMsg::Stripe(crate::wire::control::StripeHello {
+        hello: crate::wire::control::Hello {
+            version: 3,
+            block_payload: 0,
+            rate_bps: 1_000_000,
+            window_blocks: 0,
+            entry_count: 1,
+            total_bytes: 10,
+            cipher: crate::wire::Cipher::Aes256Gcm,
+            options: Default::default(),
+            dest: "d".into(),
+        },
+        transfer_id: 1,
+        block_bytes: 1 << 20,
+        overlap: true,
+        detach: true,
+    });
+    add("control_msg", "stripe", frame_body(&stripe));
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

@@ -12,14 +12,12 @@ use mover::files::FilesError;
 use mover::net::xdp_path::NetChoice;
 use mover::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use mover::proto::policy::Policy;
-use mover::rate::{parse_rate_bps, parse_size_bytes};
+use mover::rate::{parse_rate_bps, parse_size_bytes, NO_CEILING_BPS};
 use mover::session;
 use mover::wire::Cipher;
 
 /// `--rate` under `--policy fixed` when none is given.
 const DEFAULT_FIXED_RATE_BPS: u64 = 1_000_000_000;
-/// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
-const NO_CEILING_BPS: u64 = 400_000_000_000;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +45,10 @@ enum Command {
     /// ([user@]host:PATH) into a local directory.
     #[command(after_help = EXIT_CODES_HELP)]
     Pull(PullArgs),
+    /// A relay for striped pushes (`push --via`): holds transfers' sealed blocks in a bounded spool, which
+    /// it cannot read, and serves each batch once to the receiver, then deletes it.
+    #[command(args_override_self = true)]
+    Relay(RelayArgs),
     /// The embedded default: a local server and a push of a generated data set over loopback, at the rate
     /// this host achieves; prints goodput, time and what limited it.
     Demo(DemoArgs),
@@ -125,6 +127,79 @@ struct ServeArgs {
     admission: AdmissionArgs,
     #[command(flatten)]
     service: serve_config::ServiceArgs,
+}
+
+#[derive(Args, Debug)]
+struct RelayArgs {
+    /// Address to listen on for control connections.
+    #[arg(long, default_value = "0.0.0.0:7400")]
+    listen: SocketAddr,
+    /// Directory that holds the blocks in transit (created if missing).
+    #[arg(long)]
+    spool: PathBuf,
+    /// Most bytes the spool holds, stored and being stored (binary suffixes: 512M, 20G); a push that does
+    /// not fit is refused until the receivers have collected enough, and its sender waits or goes elsewhere.
+    #[arg(long, value_parser = parse_size_bytes)]
+    spool_max: u64,
+    /// Pin the receiving stages: auto, none, a core list or stage=core pairs.
+    #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
+    cores: CorePlan,
+    /// Data path: auto (AF_XDP where it binds zero-copy, else UDP sockets), xdp, udp.
+    #[arg(long, default_value = "auto")]
+    net: NetChoice,
+    #[command(flatten)]
+    auth: ServerAuthArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    admission: AdmissionArgs,
+}
+
+/// `mover push --via`: striping through relays (the Fast Send Protocol).
+#[derive(Args, Debug)]
+struct StripeArgs {
+    /// Stripe the push through these relays (`mover relay`), comma-separated mover://HOST[:PORT]: the push
+    /// is done once every block is held by a relay (or the receiver, with --direct), and the receiver
+    /// collects the blocks from them. Relays see sealed blocks only.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    via: Vec<String>,
+    /// With --via: the receiver takes blocks in the striping phase too.
+    #[arg(long, requires = "via")]
+    direct: bool,
+    /// With --via: how blocks are dealt to the relays: fcfs (faster relays take more), cyclic (round
+    /// robin) or partitioned (an equal contiguous share of each file).
+    #[arg(long, default_value = "fcfs", requires = "via")]
+    stripe: session::StripeMode,
+    /// With --via: the receiver collects only once striping is done (default: while it goes on).
+    #[arg(long, requires = "via")]
+    no_overlap: bool,
+    /// With --via: return once every block is held by a relay or the receiver; the receiver finishes on
+    /// its own.
+    #[arg(long, requires = "via")]
+    detach: bool,
+    /// With --via: plaintext bytes per sealed block (64K to 64M).
+    #[arg(long, default_value = "4M", value_parser = parse_size_bytes, requires = "via")]
+    block_size: u64,
+}
+
+impl StripeArgs {
+    fn options(self) -> Result<Option<session::StripeOptions>, Usage> {
+        if self.via.is_empty() {
+            return Ok(None);
+        }
+        let (lo, hi) = (mover::wire::stripe::MIN_BLOCK_BYTES, mover::wire::stripe::MAX_BLOCK_BYTES);
+        if !(u64::from(lo)..=u64::from(hi)).contains(&self.block_size) {
+            return Err(Usage(format!("--block-size {} is outside 64K..64M", self.block_size)));
+        }
+        Ok(Some(session::StripeOptions {
+            via: self.via,
+            direct: self.direct,
+            mode: self.stripe,
+            overlap: !self.no_overlap,
+            detach: self.detach,
+            block_bytes: self.block_size as u32,
+        }))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +287,8 @@ struct PushArgs {
     auth: ClientAuthArgs,
     #[command(flatten)]
     ssh: SshArgs,
+    #[command(flatten)]
+    stripe: StripeArgs,
     /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR or [user@]host:DIR.
     #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... DEST")]
     paths: Vec<String>,
@@ -341,17 +418,18 @@ fn main() -> ExitCode {
     };
     // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| foreign_flags::exit(e));
-    if matches!(cli.command, Command::Serve(_) | Command::Push(_) | Command::Pull(_)) {
+    if matches!(cli.command, Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_)) {
         // A receiver bounds its claims by this limit (files::claims): the higher, the fewer reopens.
         let _ = mover::files::raise_open_files_limit();
     }
-    if !matches!(cli.command, Command::Serve(_) | Command::Push(_) | Command::Pull(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_)) {
         // `mover demo --json | head` should end quietly, as any Unix tool does, not panic in println!.
         // Sessions keep Rust's SIGPIPE-ignored default: a dead ssh child must be an error they can retry.
         packaging::die_quietly_on_closed_stdout();
     }
     let result = match cli.command {
         Command::Serve(a) => run_serve(a, &argv),
+        Command::Relay(a) => run_relay(a),
         Command::Push(a) => run_push(a),
         Command::Pull(a) => run_pull(a),
         Command::Demo(a) => run_demo(a),
@@ -421,8 +499,23 @@ fn serve_options(a: ServeArgs) -> Result<(session::ServeOptions, Option<session:
         log_format: a.service.log_format,
         registry: session::registry::SessionRegistry::new(),
         log_sessions: true,
+        relay: None,
     };
     Ok((opts, stdio))
+}
+
+fn run_relay(a: RelayArgs) -> Result<(), CliError> {
+    std::fs::create_dir_all(&a.spool)
+        .map_err(|e| Usage(format!("cannot create the spool '{}': {e}", a.spool.display())))?;
+    let mut opts = session::ServeOptions::new(a.listen, a.spool);
+    opts.cores = a.cores;
+    opts.net = a.net;
+    opts.auth = a.auth.resolve()?;
+    opts.limits = a.limits.limits();
+    opts.admission = a.admission.limits();
+    opts.memory = a.limits.memory_budget();
+    opts.relay = Some(session::RelaySpool::new(a.spool_max));
+    Ok(session::serve(&opts)?)
 }
 
 /// The rate and floor from `--policy`, `--rate` and `--min-rate`.
@@ -476,6 +569,7 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         files_from: a.files_from.read()?,
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
+        stripe: a.stripe.options()?,
     };
     Ok(push::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
 }

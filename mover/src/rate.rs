@@ -111,3 +111,6 @@ mod tests {
         assert!(parse_size_bytes("x").is_err());
     }
 }
+
+/// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
+pub const NO_CEILING_BPS: u64 = 400_000_000_000;

@@ -142,6 +142,16 @@ impl ClientAuth {
     }
 }
 
+impl ClientAuth {
+    /// The `--ca` file the server's certificate is checked against (`None` for plain TCP).
+    pub fn ca_file(&self) -> Option<&Path> {
+        match self {
+            ClientAuth::Insecure => None,
+            ClientAuth::Tls(t) => Some(&t.ca),
+        }
+    }
+}
+
 /// How the daemon knows a client: `user:NAME` (token), `cert:HEX` (the first 16 bytes of the SHA-256 of
 /// its certificate) or `ip:ADDR` (no authentication). Sessions are capped per identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -33,11 +33,15 @@ mod pull_source;
 mod push;
 mod receive;
 pub mod registry;
+pub mod relay;
 mod report;
 mod retry;
 mod room;
 mod send;
 mod serve;
+mod stripe_plan;
+mod stripe_receive;
+mod stripe_send;
 
 pub use admission::{
     handshake_deadline, manifest_deadline, Admission, AdmissionLimits, AdmissionStats, Handshaking, Progress,
@@ -55,10 +59,13 @@ pub use paths::{path_under_root, PathRule};
 pub use pull::{pull, PullOptions};
 pub use push::{push, PushOptions};
 pub use receive::{receive_files, ReceiveParams, ReceiveTarget};
-pub use report::{cipher_note, Direction, Report};
+pub use relay::RelaySpool;
+pub use report::{cipher_note, Direction, LegReport, Report, StripeReport};
 pub use retry::{backoff, pull_retrying, push_retrying, with_retries, FIRST_BACKOFF, MAX_BACKOFF};
 pub use send::{send_files, SendParams};
 pub use serve::{
     check_root, check_serve, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with,
     ServeOptions, StdioOutcome,
 };
+pub use stripe_plan::{BlockPlan, Scheduler, StripeMode, MAX_BATCH_BLOCKS};
+pub use stripe_send::{push_striped, StripeOptions, RECEIVER_STAGING};

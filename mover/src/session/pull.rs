@@ -211,6 +211,7 @@ fn receive_pulled(
         peer_name: "server",
         memory: MemoryBudget::unlimited(),
         live: opts.live.clone(),
+        files_and_dirs_only: false,
     };
     let result = receive_files(ch, hello, &target, &params);
     if let Err(e) = &result {

@@ -59,6 +59,8 @@ pub struct PushOptions {
     /// Progress and counters while the push runs, for a progress display on another thread (shared by
     /// every retry).
     pub live: std::sync::Arc<crate::pipeline::live::Live>,
+    /// `--via`: stripe through relays (the Fast Send Protocol, `session::stripe_send`).
+    pub stripe: Option<super::stripe_send::StripeOptions>,
 }
 
 impl PushOptions {
@@ -84,12 +86,16 @@ impl PushOptions {
             files_from: None,
             timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
             live: crate::pipeline::live::Live::new(),
+            stripe: None,
         }
     }
 }
 
 /// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> Report {
+    if let Some(s) = &opts.stripe {
+        return super::stripe_send::push_striped(opts, s);
+    }
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
     let mut result = run(opts, &mut report, false);
     if let Err(SessionError::PathMtuBlackHole(why)) = &result {

@@ -47,6 +47,8 @@ pub struct ReceiveParams {
     pub memory: MemoryBudget,
     /// Progress and counters while the session runs, for other threads (a progress bar, metrics).
     pub live: Arc<Live>,
+    /// Take directories and regular files only (a relay's spool holds nothing else).
+    pub files_and_dirs_only: bool,
 }
 
 /// Where a receiver puts what arrives, and which addresses its data path uses.
@@ -81,6 +83,9 @@ pub fn receive_files(
     let mut memory = p.memory.reservation(p.limits.max_manifest_memory);
     let entries = read_manifest(ch, &hello, &mut memory)?;
     p.limits.check_entries(&entries)?;
+    if p.files_and_dirs_only {
+        super::relay::check_entries(&entries)?;
+    }
     // The tree keeps about one more copy of every path (its slots, and the sets that judge the manifest).
     memory.grow(memory.manifest_bytes(), "its destination tree")?;
     let dest = (target.dest_of)(&hello.dest)?;

@@ -108,6 +108,62 @@ pub struct Report {
     /// Seconds from the start of the command to the first new data datagram (sending side; `None` when
     /// there was nothing to send).
     pub first_data_seconds: Option<f64>,
+    /// A striped push's (`--via`) send phase and legs.
+    pub stripe: Option<StripeReport>,
+    /// A striped push returned once striping was done (`--detach`): the receiver finishes on its own.
+    pub detached: bool,
+}
+
+/// What a striped push (`--via`, PROTOCOL.md §8) adds to its report.
+#[derive(Clone, Debug, Default)]
+pub struct StripeReport {
+    /// The transfer's id (what `mover status ID` asks the receiving daemon about).
+    pub transfer: String,
+    /// Seconds until every block was held by a relay or the receiver.
+    pub send_seconds: f64,
+    /// The files' bytes over `send_seconds`, bits per second.
+    pub send_goodput_bps: f64,
+    /// Blocks the receiver asked for again.
+    pub refetched: u64,
+    /// Each leg: "direct" (the receiver) and each relay.
+    pub legs: Vec<LegReport>,
+}
+
+/// One leg of a striped push.
+#[derive(Clone, Debug, Default)]
+pub struct LegReport {
+    /// "direct" or the relay's URL.
+    pub name: String,
+    /// Sealed bytes the leg stored (headers and tags included).
+    pub bytes: u64,
+    /// Blocks it stored.
+    pub blocks: u64,
+    /// Batches (one push each).
+    pub batches: u64,
+    /// Seconds from the start of the push to its last stored batch.
+    pub seconds: f64,
+    /// `bytes` over `seconds`, bits per second.
+    pub goodput_bps: f64,
+    /// Datagrams its pushes sent again.
+    pub retransmitted: u64,
+    /// Why it stopped taking batches, if it failed.
+    pub failed: Option<String>,
+}
+
+impl LegReport {
+    fn to_json(&self) -> JsonObject {
+        let j = JsonObject::new()
+            .str("name", &self.name)
+            .u64("bytes", self.bytes)
+            .u64("blocks", self.blocks)
+            .u64("batches", self.batches)
+            .f64("goodput_bps", self.goodput_bps)
+            .u64("retransmitted", self.retransmitted);
+        match &self.failed {
+            Some(why) => j.str("failed", why),
+            None => j,
+        }
+    }
 }
 
 impl Report {
@@ -187,6 +243,15 @@ impl Report {
         let dropped = self.dropped_list();
         j = j.strs("dropped", dropped.iter().map(String::as_str));
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
+        if let Some(st) = &self.stripe {
+            j = j
+                .str("transfer", &st.transfer)
+                .f64("send_seconds", st.send_seconds)
+                .f64("send_goodput_bps", st.send_goodput_bps)
+                .u64("refetched_blocks", st.refetched)
+                .bool("detached", self.detached)
+                .array("legs", st.legs.iter().map(LegReport::to_json));
+        }
         if let Some(e) = &self.error {
             j = j.str("error", e);
         }

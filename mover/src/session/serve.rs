@@ -14,8 +14,10 @@ use super::paths::PathRule;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::registry::{RunningSession, SessionRegistry};
+use super::relay::{check_pull_path, check_push_dest, delete_batch, RelaySpool};
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
+use super::stripe_receive::receive_striped;
 use crate::connect::{accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
 use crate::files::{RelPath, ScanOptions};
@@ -69,6 +71,8 @@ pub struct ServeOptions {
     /// Log one line per session at its start and its end (the daemon does; the server inside `mover demo`,
     /// whose own summary says it all, does not).
     pub log_sessions: bool,
+    /// `mover relay`: the root is a spool of sealed blocks, with the relay's rules (`session::relay`).
+    pub relay: Option<RelaySpool>,
 }
 
 impl ServeOptions {
@@ -93,6 +97,7 @@ impl ServeOptions {
             log_format: LogFormat::Text,
             registry: SessionRegistry::new(),
             log_sessions: true,
+            relay: None,
         }
     }
 }
@@ -472,6 +477,14 @@ fn serve_first(
     };
     match first {
         ControlMsg::Hello(hello) => {
+            // A relay's spool takes a transfer's blocks while it has room for them.
+            let _spool = match &opts.relay {
+                Some(spool) => {
+                    check_push_dest(&hello.dest)?;
+                    Some(spool.reserve(&opts.root, hello.total_bytes)?)
+                }
+                None => None,
+            };
             let target = ReceiveTarget {
                 root: &opts.root,
                 dest_of: &dest_of,
@@ -489,8 +502,39 @@ fn serve_first(
             receive_files(ch, hello, &target, &receive_params(opts, live))
         }
         ControlMsg::Pull(pull) => {
+            if opts.relay.is_some() {
+                check_pull_path(&pull.path)?;
+            }
             let live = tracked.as_mut().map_or_else(Live::new, |t| t.begin(Direction::Sent, &pull.path));
-            serve_pull(ch, pull, &source_of, opts, live, tracked)
+            let path = pull.path.clone();
+            let report = serve_pull(ch, pull, &source_of, opts, live, tracked)?;
+            if opts.relay.is_some() && report.verified {
+                // The receiver holds the batch now: a relay keeps nothing it has delivered.
+                if let Err(e) = delete_batch(&opts.root, &path) {
+                    daemon_log::warn("relay_delete", &format!("cannot delete the delivered batch '{path}': {e}"));
+                }
+            }
+            Ok(report)
+        }
+        ControlMsg::Stripe(stripe) => {
+            if opts.relay.is_some() {
+                return Err(SessionError::NotAllowed("this is a relay: it does not receive striped transfers".into()));
+            }
+            let target = ReceiveTarget {
+                root: &opts.root,
+                dest_of: &dest_of,
+                bind_ip: ch.local_addr().ip(),
+                peer_ip: ch.peer_addr().ip(),
+            };
+            let live = match tracked {
+                Some(t) => {
+                    let live = t.begin(Direction::Received, &stripe.hello.dest);
+                    t.announce(stripe.hello.entry_count, stripe.hello.total_bytes);
+                    live
+                }
+                None => Live::new(),
+            };
+            receive_striped(ch, stripe, &target, &receive_params(opts, live))
         }
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
     }
@@ -508,6 +552,7 @@ fn receive_params(opts: &ServeOptions, live: Arc<Live>) -> ReceiveParams {
         peer_name: "client",
         memory: opts.memory.clone(),
         live,
+        files_and_dirs_only: opts.relay.is_some(),
     }
 }
 

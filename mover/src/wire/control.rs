@@ -80,6 +80,28 @@ pub struct Welcome {
     pub server: Option<SocketAddr>,
 }
 
+/// A sender opens a striped session through relays (type 16, PROTOCOL.md §8.3): the push's `Hello` and
+/// what striping adds to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StripeHello {
+    /// What a push's `Hello` says (its `block_payload` and `window_blocks` are unused: 0).
+    pub hello: Hello,
+    /// The transfer's id: names its directories on the relays and in the receiver's staging, and goes
+    /// into the block key's derivation.
+    pub transfer_id: u128,
+    /// Plaintext bytes per block (every block but a file's last).
+    pub block_bytes: u32,
+    /// Collect from the relays while striping goes on (false: `--no-overlap`, only after `StripeDone`).
+    pub overlap: bool,
+    /// The sender leaves once striping is done (`--detach`): the receiver finishes on its own.
+    pub detach: bool,
+}
+
+/// Most block indexes in one `BlocksAt` or `Refetch` message.
+pub const MAX_BLOCKS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 8;
+/// Longest CA certificate text in a `RelayOffer`.
+pub const MAX_CA_PEM_LEN: usize = 64 << 10;
+
 /// Receiver's statistics at the end of a session.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReceiverSummary {
@@ -186,6 +208,39 @@ pub enum ControlMsg {
         /// Sessions waiting in all.
         waiting: u32,
     },
+    /// Sender opens a striped session (type 16, PROTOCOL.md §8.3).
+    Stripe(StripeHello),
+    /// Sender to receiver: a relay that holds (or will hold) blocks of this transfer, and how to fetch
+    /// from it (type 17).
+    RelayOffer {
+        /// The leg's number in `BlocksAt` (1..; 0 is the receiver itself).
+        leg: u8,
+        /// `mover://HOST:PORT` of the relay.
+        url: String,
+        /// The CA certificates (PEM) the sender trusts the relay's certificate by; empty: plain TCP
+        /// (`--insecure-no-auth`).
+        ca_pem: String,
+        /// The fetch capability the relay accepts for this transfer's blocks (empty without TLS).
+        capability: String,
+    },
+    /// Sender to receiver: these blocks are held on `leg` in batch `batch` (type 18).
+    BlocksAt {
+        /// 0: in the receiver's own staging; n: the relay of `RelayOffer { leg: n }`.
+        leg: u8,
+        /// The batch (its directory `b<batch>`).
+        batch: u32,
+        /// Global block indexes.
+        blocks: Vec<u64>,
+    },
+    /// Sender to receiver: every block is held by a relay or the receiver; the whole-file hashes were all
+    /// sent (type 19).
+    StripeDone,
+    /// Receiver to sender: these blocks could not be collected (lost, altered, refused): send them again
+    /// (type 20).
+    Refetch {
+        /// Global block indexes.
+        blocks: Vec<u64>,
+    },
 }
 
 /// How the text of an `Error` starts when the daemon refuses a session because it is busy (its queue is
@@ -262,15 +317,7 @@ impl ControlMsg {
         match self {
             ControlMsg::Hello(h) => {
                 out.push(1);
-                out.extend_from_slice(&h.version.to_be_bytes());
-                out.extend_from_slice(&h.block_payload.to_be_bytes());
-                out.extend_from_slice(&h.rate_bps.to_be_bytes());
-                out.extend_from_slice(&h.window_blocks.to_be_bytes());
-                out.extend_from_slice(&h.entry_count.to_be_bytes());
-                out.extend_from_slice(&h.total_bytes.to_be_bytes());
-                out.push(h.cipher.code());
-                out.extend_from_slice(&h.options.to_bits().to_be_bytes());
-                put_str(out, &h.dest);
+                put_hello(out, h);
             }
             ControlMsg::Entry(e) => {
                 out.push(2);
@@ -384,6 +431,35 @@ impl ControlMsg {
                 out.extend_from_slice(&position.to_be_bytes());
                 out.extend_from_slice(&waiting.to_be_bytes());
             }
+            ControlMsg::Stripe(s) => {
+                out.push(16);
+                out.extend_from_slice(&s.transfer_id.to_be_bytes());
+                out.extend_from_slice(&s.block_bytes.to_be_bytes());
+                out.push(u8::from(s.overlap) | (u8::from(s.detach) << 1));
+                put_hello(out, &s.hello);
+            }
+            ControlMsg::RelayOffer { leg, url, ca_pem, capability } => {
+                out.push(17);
+                out.push(*leg);
+                put_str(out, url);
+                let pem = &ca_pem.as_bytes()[..ca_pem.len().min(MAX_CA_PEM_LEN)];
+                out.extend_from_slice(&(pem.len() as u32).to_be_bytes());
+                out.extend_from_slice(pem);
+                put_str(out, capability);
+            }
+            ControlMsg::BlocksAt { leg, batch, blocks } => {
+                assert!(blocks.len() <= MAX_BLOCKS_PER_MESSAGE);
+                out.push(18);
+                out.push(*leg);
+                out.extend_from_slice(&batch.to_be_bytes());
+                put_blocks(out, blocks);
+            }
+            ControlMsg::StripeDone => out.push(19),
+            ControlMsg::Refetch { blocks } => {
+                assert!(blocks.len() <= MAX_BLOCKS_PER_MESSAGE);
+                out.push(20);
+                put_blocks(out, blocks);
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -404,17 +480,7 @@ impl ControlMsg {
         }
         let mut r = Reader { buf: body };
         let msg = match r.u8()? {
-            1 => ControlMsg::Hello(Hello {
-                version: r.u16()?,
-                block_payload: r.u16()?,
-                rate_bps: r.u64()?,
-                window_blocks: r.u64()?,
-                entry_count: r.u64()?,
-                total_bytes: r.u64()?,
-                cipher: Cipher::from_code(r.u8()?).ok_or(ControlError::BadValue("cipher"))?,
-                options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
-                dest: r.string()?,
-            }),
+            1 => ControlMsg::Hello(r.hello()?),
             2 => {
                 let kind = match r.u8()? {
                     1 => EntryKind::File,
@@ -525,6 +591,45 @@ impl ControlMsg {
                 }
                 ControlMsg::Queued { position, waiting }
             }
+            16 => {
+                let transfer_id = r.u128()?;
+                let block_bytes = r.u32()?;
+                let flags = r.u8()?;
+                if flags & !3 != 0 {
+                    return Err(ControlError::BadValue("stripe flags"));
+                }
+                if !(super::stripe::MIN_BLOCK_BYTES..=super::stripe::MAX_BLOCK_BYTES).contains(&block_bytes) {
+                    return Err(ControlError::BadValue("block size"));
+                }
+                let hello = r.hello()?;
+                ControlMsg::Stripe(StripeHello {
+                    hello,
+                    transfer_id,
+                    block_bytes,
+                    overlap: flags & 1 != 0,
+                    detach: flags & 2 != 0,
+                })
+            }
+            17 => {
+                let leg = r.u8()?;
+                let url = r.string()?;
+                let n = r.u32()? as usize;
+                if n > MAX_CA_PEM_LEN {
+                    return Err(ControlError::BadValue("certificate length"));
+                }
+                let ca_pem = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| ControlError::BadString)?;
+                let capability = r.string()?;
+                if leg == 0 {
+                    return Err(ControlError::BadValue("relay leg"));
+                }
+                ControlMsg::RelayOffer { leg, url, ca_pem, capability }
+            }
+            18 => {
+                let (leg, batch) = (r.u8()?, r.u32()?);
+                ControlMsg::BlocksAt { leg, batch, blocks: r.blocks()? }
+            }
+            19 => ControlMsg::StripeDone,
+            20 => ControlMsg::Refetch { blocks: r.blocks()? },
             t => return Err(ControlError::UnknownType(t)),
         };
         if !r.buf.is_empty() {
@@ -571,6 +676,27 @@ fn check_link_target(kind: EntryKind, target: &str) -> Result<(), ControlError> 
             bad("hard link target")
         }
         _ => Ok(()),
+    }
+}
+
+/// A `Hello`'s body (after the type byte), also inside a `Stripe`.
+fn put_hello(out: &mut Vec<u8>, h: &Hello) {
+    out.extend_from_slice(&h.version.to_be_bytes());
+    out.extend_from_slice(&h.block_payload.to_be_bytes());
+    out.extend_from_slice(&h.rate_bps.to_be_bytes());
+    out.extend_from_slice(&h.window_blocks.to_be_bytes());
+    out.extend_from_slice(&h.entry_count.to_be_bytes());
+    out.extend_from_slice(&h.total_bytes.to_be_bytes());
+    out.push(h.cipher.code());
+    out.extend_from_slice(&h.options.to_bits().to_be_bytes());
+    put_str(out, &h.dest);
+}
+
+/// A count (`u32`) and that many global block indexes (`u64`).
+fn put_blocks(out: &mut Vec<u8>, blocks: &[u64]) {
+    out.extend_from_slice(&(blocks.len() as u32).to_be_bytes());
+    for b in blocks {
+        out.extend_from_slice(&b.to_be_bytes());
     }
 }
 
@@ -646,6 +772,27 @@ impl<'a> Reader<'a> {
     }
     fn u128(&mut self) -> Result<u128, ControlError> {
         Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16 bytes")))
+    }
+    fn hello(&mut self) -> Result<Hello, ControlError> {
+        Ok(Hello {
+            version: self.u16()?,
+            block_payload: self.u16()?,
+            rate_bps: self.u64()?,
+            window_blocks: self.u64()?,
+            entry_count: self.u64()?,
+            total_bytes: self.u64()?,
+            cipher: Cipher::from_code(self.u8()?).ok_or(ControlError::BadValue("cipher"))?,
+            options: TransferOptions::from_bits(self.u32()?).ok_or(ControlError::BadValue("options"))?,
+            dest: self.string()?,
+        })
+    }
+    fn blocks(&mut self) -> Result<Vec<u64>, ControlError> {
+        let n = self.u32()? as usize;
+        // Check the count against the bytes present before allocating for it.
+        if n > MAX_BLOCKS_PER_MESSAGE || self.buf.len() < n * 8 {
+            return Err(ControlError::BadValue("block count"));
+        }
+        (0..n).map(|_| self.u64()).collect()
     }
     fn addr(&mut self) -> Result<Option<SocketAddr>, ControlError> {
         let ip: IpAddr = match self.u8()? {
@@ -801,6 +948,33 @@ mod tests {
             ControlMsg::Have { file_id: 7, ranges: vec![] },
             ControlMsg::Queued { position: 3, waiting: 7 },
             ControlMsg::Queued { position: u32::MAX, waiting: u32::MAX },
+            ControlMsg::Stripe(StripeHello {
+                hello: Hello {
+                    version: 3,
+                    block_payload: 0,
+                    rate_bps: 1_000_000_000,
+                    window_blocks: 0,
+                    entry_count: 2,
+                    total_bytes: 1 << 30,
+                    cipher: Cipher::Aes256Gcm,
+                    options: Default::default(),
+                    dest: "evacuated".into(),
+                },
+                transfer_id: u128::MAX - 5,
+                block_bytes: 4 << 20,
+                overlap: true,
+                detach: false,
+            }),
+            ControlMsg::RelayOffer {
+                leg: 3,
+                url: "mover://10.0.0.3:7710".into(),
+                ca_pem: "-----BEGIN CERTIFICATE-----\n...".into(),
+                capability: "abcd".into(),
+            },
+            ControlMsg::BlocksAt { leg: 0, batch: 7, blocks: vec![0, 3, u64::MAX] },
+            ControlMsg::StripeDone,
+            ControlMsg::Refetch { blocks: vec![5] },
+            ControlMsg::Refetch { blocks: vec![] },
         ]
     }
 

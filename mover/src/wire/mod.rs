@@ -16,6 +16,7 @@ pub mod options;
 pub mod policy;
 pub mod replay;
 pub mod seal;
+pub mod stripe;
 
 pub use cipher::Cipher;
 pub use entry::{Entry, EntryKind};

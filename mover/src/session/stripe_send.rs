@@ -1,0 +1,518 @@
+//! `mover push --via R1,R2,...`: a striped push (the Fast Send Protocol, PROTOCOL.md §8).
+//!
+//! The sender opens a striped session with the receiver (`Stripe`, the manifest, `Accept` with the
+//! session key), then runs one thread per *leg*: each relay, and with `--direct` the receiver itself.
+//! A leg takes a batch of blocks from the [`Scheduler`], seals each block with the transfer's block key
+//! (`wire::stripe`) into a staging directory, and pushes the batch as an ordinary verified push (its own
+//! rate control, NAK retransmission and datagram AEAD) into the relay's spool, or into the receiver's
+//! staging for the direct leg. Once a batch is stored the receiver is told where its blocks are
+//! (`BlocksAt`) and collects them, while striping goes on unless `--no-overlap`.
+//!
+//! `send_seconds` ends when every block is held by a relay or the receiver and every file's stripe hash
+//! was sent (`StripeDone`); `seconds` when the receiver has verified and committed everything
+//! (`Complete`). With `--detach` the push returns at `StripeDone`. Until then, a block the receiver
+//! could not collect (a relay died, altered it or lost it) comes back in a `Refetch` and is sealed again
+//! (a new attempt, so a new nonce) and sent through another live leg.
+
+use super::error::SessionError;
+use super::push::PushOptions;
+use super::relay::SPOOL_FULL;
+use super::report::{Direction, LegReport, Report, StripeReport};
+use super::stripe_plan::{BlockPlan, Scheduler, StripeMode};
+use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl};
+use crate::files::{scan_sources_with, EntryKind, ScanOptions};
+use crate::net::control::ControlEvent;
+use crate::net::ControlChannel;
+use crate::wire::control::{ControlMsg, Hello, StripeHello, MAX_BLOCKS_PER_MESSAGE};
+use crate::wire::stripe::{batch_name, block_digest, stripe_hash, transfer_name, BlockKey, DEFAULT_BLOCK_BYTES};
+use crate::wire::VERSION;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a leg waits after a relay refused a batch for want of room before it tries again.
+const SPOOL_FULL_BACKOFF: Duration = Duration::from_millis(300);
+/// The receiver's staging directory below its root, where direct batches land and relays' batches are
+/// fetched to (PROTOCOL.md §8.3).
+pub const RECEIVER_STAGING: &str = ".mover-stripe";
+
+/// What `--via` and its companions ask for.
+#[derive(Clone, Debug)]
+pub struct StripeOptions {
+    /// The relays, `mover://HOST[:PORT]` each.
+    pub via: Vec<String>,
+    /// `--direct`: the receiver takes blocks in the striping phase too.
+    pub direct: bool,
+    /// `--stripe`.
+    pub mode: StripeMode,
+    /// Collect while striping goes on (false: `--no-overlap`).
+    pub overlap: bool,
+    /// `--detach`: return once striping is done.
+    pub detach: bool,
+    /// Plaintext bytes per block.
+    pub block_bytes: u32,
+}
+
+impl Default for StripeOptions {
+    fn default() -> StripeOptions {
+        StripeOptions {
+            via: Vec::new(),
+            direct: false,
+            mode: StripeMode::Fcfs,
+            overlap: true,
+            detach: false,
+            block_bytes: DEFAULT_BLOCK_BYTES,
+        }
+    }
+}
+
+/// One leg: where its batches go.
+#[derive(Clone, Debug)]
+struct Leg {
+    /// "direct", or the relay's URL as given.
+    name: String,
+    /// The push URL of its batches: `mover://HOST:PORT/DIR`.
+    url: String,
+    /// Its number in `RelayOffer` and `BlocksAt`: 0 for the receiver, 1.. for the relays in `--via` order.
+    wire: u8,
+}
+
+/// What leg threads tell the main thread.
+enum Event {
+    /// A batch is held by the leg: the receiver may collect it.
+    Stored { leg: usize, batch: u32, blocks: Vec<u64>, report: Box<Report> },
+    /// A file's every block was sealed: its stripe hash.
+    Hashed { file_id: u32, hash: u128 },
+    /// The leg failed and takes no more batches.
+    Failed { leg: usize, why: String },
+    /// Sealing failed (a source could not be read): the push fails.
+    Fatal(SessionError),
+}
+
+/// What the leg threads share.
+struct Shared {
+    sched: Scheduler,
+    /// Each block's digest once sealed, and how often it was sealed.
+    digests: Vec<Option<u128>>,
+    attempts: Vec<u16>,
+    /// Per file, blocks not yet digested; its stripe hash goes out when it reaches 0.
+    undigested: Vec<u64>,
+}
+
+/// Runs a striped push. The report always comes back: on failure `verified` is false and `error` says why.
+pub fn push_striped(opts: &PushOptions, s: &StripeOptions) -> Report {
+    let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+    if let Err(e) = run(opts, s, &mut report) {
+        opts.live.set_phase(crate::pipeline::live::Phase::Failed);
+        report.verified = false;
+        report.error = Some(e.to_string());
+        report.exit_class = e.exit_class();
+    }
+    report
+}
+
+fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(), SessionError> {
+    let started = Instant::now();
+    let url = match Location::parse(&opts.url)? {
+        Location::Daemon(url) => url,
+        _ => {
+            return Err(SessionError::Setup(
+                "--via stripes to a mover:// daemon: the destination must be mover://HOST[:PORT]/DIR".into(),
+            ))
+        }
+    };
+    if !opts.cipher.is_aead() {
+        return Err(SessionError::Setup(
+            "--via needs an AEAD cipher (relays are not trusted): drop --cipher none".into(),
+        ));
+    }
+    if s.via.is_empty() {
+        return Err(SessionError::Setup("--via names no relay".into()));
+    }
+    let mut legs = Vec::new();
+    if s.direct {
+        legs.push(Leg { name: "direct".into(), url: String::new(), wire: 0 });
+    }
+    if s.via.len() > 250 {
+        return Err(SessionError::Setup("--via names more than 250 relays".into()));
+    }
+    for (i, r) in s.via.iter().enumerate() {
+        let relay = MoverUrl::parse(r)?;
+        if !relay.path.is_empty() {
+            return Err(SessionError::Setup(format!("--via {r}: a relay is mover://HOST[:PORT], without a path")));
+        }
+        let url = format!("mover://{}:{}", bracket(&relay.host), relay.port);
+        legs.push(Leg { name: r.clone(), url, wire: i as u8 + 1 });
+    }
+    let scan = ScanOptions { xattrs: opts.options.xattrs, checksum: false, files_from: opts.files_from.clone() };
+    let scanned = scan_sources_with(&opts.sources, &scan)?;
+    for (path, why) in &scanned.skipped {
+        eprintln!("mover push: skipping '{}': {why}", path.display());
+    }
+    if let Some(e) = scanned.entries.iter().find(|e| !matches!(e.kind, EntryKind::File | EntryKind::Dir)) {
+        return Err(SessionError::Setup(format!(
+            "--via stripes regular files and directories; '{}' is a link: push it without --via",
+            e.rel_path
+        )));
+    }
+    let sizes: Vec<u64> = scanned.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
+    report.files = sizes.len() as u64;
+    report.bytes = sizes.iter().sum();
+    report.skipped = scanned.skipped.len() as u64;
+    let plan = BlockPlan::new(&sizes, s.block_bytes);
+    let transfer_id = u128::from_be_bytes(
+        crate::random::random_bytes::<16>()
+            .map_err(|error| SessionError::Io { what: "getrandom for a transfer id", error })?,
+    );
+    let hex = transfer_name(transfer_id);
+
+    // The control session with the receiver.
+    let server = url.socket_addr()?;
+    let stream = std::net::TcpStream::connect_timeout(&server, opts.connect_timeout)
+        .map_err(|error| ConnectError::Connect { target: format!("{}:{}", url.host, url.port), error })?;
+    let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
+    report.peer = Some(ch.peer_addr());
+    let hello = Hello {
+        version: VERSION as u16,
+        block_payload: 0,
+        rate_bps: opts.rate_bps,
+        window_blocks: 0,
+        entry_count: scanned.entries.len() as u64,
+        total_bytes: report.bytes,
+        cipher: opts.cipher,
+        options: opts.options,
+        dest: url.path.clone(),
+    };
+    let first = ControlMsg::Stripe(StripeHello {
+        hello,
+        transfer_id,
+        block_bytes: s.block_bytes,
+        overlap: s.overlap,
+        detach: s.detach,
+    });
+    let manifest = std::iter::once(first)
+        .chain(scanned.entries.iter().cloned().map(ControlMsg::Entry))
+        .chain(std::iter::once(ControlMsg::ManifestEnd));
+    let who = "server";
+    for m in manifest {
+        ch.send(&m).map_err(|e| SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())))?;
+    }
+    let mut place = crate::connect::QueuePlace::default();
+    let key = loop {
+        match ch
+            .expect_msg(Duration::from_secs(300), "waiting for it to accept the session")
+            .map_err(SessionError::lost)?
+        {
+            ControlMsg::Accept { key, .. } => break key,
+            ControlMsg::Queued { position, waiting } => place.show(position, waiting),
+            ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
+            other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
+        }
+    };
+    let block_key = Arc::new(BlockKey::new(opts.cipher, &key.0, transfer_id).expect("an AEAD cipher"));
+    for leg in legs.iter_mut() {
+        if leg.wire == 0 {
+            leg.url = format!("mover://{}:{}/{RECEIVER_STAGING}/{hex}", bracket(&url.host), url.port);
+        } else {
+            let ca_pem = match &opts.auth {
+                ClientAuth::Insecure => String::new(),
+                ClientAuth::Tls(_) => opts
+                    .auth
+                    .ca_file()
+                    .map(std::fs::read_to_string)
+                    .transpose()
+                    .map_err(|error| SessionError::Io { what: "reading --ca for the receiver", error })?
+                    .unwrap_or_default(),
+            };
+            let offer =
+                ControlMsg::RelayOffer { leg: leg.wire, url: leg.url.clone(), ca_pem, capability: String::new() };
+            ch.send(&offer).map_err(|e| SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())))?;
+            leg.url = format!("{}/{hex}", leg.url);
+        }
+    }
+
+    let staging = staging_dir(&hex)?;
+    let shared = Arc::new(Mutex::new(Shared {
+        sched: Scheduler::new(&plan, s.mode, legs.len()),
+        digests: vec![None; plan.total_blocks() as usize],
+        attempts: vec![0; plan.total_blocks() as usize],
+        undigested: (0..sizes.len() as u32).map(|f| plan.blocks_of(f).end - plan.blocks_of(f).start).collect(),
+    }));
+    let finished = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    // Empty files have no block to seal: their stripe hash goes now.
+    for (file_id, size) in sizes.iter().enumerate() {
+        if *size == 0 {
+            let _ = tx.send(Event::Hashed { file_id: file_id as u32, hash: stripe_hash(&[]) });
+        }
+    }
+    let mut threads = Vec::new();
+    for (i, leg) in legs.iter().enumerate() {
+        let ctx = LegCtx {
+            leg: i,
+            target: leg.clone(),
+            opts: opts.clone(),
+            plan: plan.clone(),
+            files: scanned.file_paths.clone(),
+            key: block_key.clone(),
+            shared: shared.clone(),
+            finished: finished.clone(),
+            tx: tx.clone(),
+            staging: staging.join(format!("l{i}")),
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("mover-leg{i}"))
+            .spawn(move || run_leg(ctx))
+            .map_err(|error| SessionError::Io { what: "starting a leg's thread", error })?;
+        threads.push(t);
+    }
+    drop(tx);
+    let result = drive(&mut ch, &rx, &shared, &legs, &plan, s, &hex, started, report);
+    finished.store(true, Ordering::Release);
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// The main thread's loop: tells the receiver what the legs stored, answers its re-fetches, ends at
+/// `Complete` (or at `StripeDone` with `--detach`).
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    ch: &mut ControlChannel,
+    rx: &mpsc::Receiver<Event>,
+    shared: &Arc<Mutex<Shared>>,
+    legs: &[Leg],
+    plan: &BlockPlan,
+    s: &StripeOptions,
+    hex: &str,
+    started: Instant,
+    report: &mut Report,
+) -> Result<(), SessionError> {
+    let total = plan.total_blocks() as usize;
+    let mut stored = vec![false; total];
+    let mut stored_count = 0usize;
+    let mut hashed = 0usize;
+    let files = plan.file_count();
+    let mut stripe = StripeReport {
+        transfer: hex.to_string(),
+        legs: legs.iter().map(|l| LegReport { name: l.name.clone(), ..LegReport::default() }).collect(),
+        ..StripeReport::default()
+    };
+    let mut done_sent = false;
+    let send = |ch: &mut ControlChannel, m: &ControlMsg| {
+        ch.send(m).map_err(|e| SessionError::lost(format!("sending to the receiver {}: {e}", ch.peer_addr())))
+    };
+    let outcome = loop {
+        // What the legs did.
+        loop {
+            match rx.try_recv() {
+                Ok(Event::Stored { leg, batch, blocks, report: r }) => {
+                    let l = &mut stripe.legs[leg];
+                    l.bytes += r.bytes;
+                    l.blocks += blocks.len() as u64;
+                    l.batches += 1;
+                    l.retransmitted += r.packets_retransmitted;
+                    l.seconds = started.elapsed().as_secs_f64();
+                    for chunk in blocks.chunks(MAX_BLOCKS_PER_MESSAGE) {
+                        send(ch, &ControlMsg::BlocksAt { leg: legs[leg].wire, batch, blocks: chunk.to_vec() })?;
+                    }
+                    for b in blocks {
+                        if !std::mem::replace(&mut stored[b as usize], true) {
+                            stored_count += 1;
+                        }
+                    }
+                }
+                Ok(Event::Hashed { file_id, hash }) => {
+                    hashed += 1;
+                    send(ch, &ControlMsg::FileHash { round: 0, file_id, hash })?;
+                }
+                Ok(Event::Failed { leg, why }) => {
+                    eprintln!("mover push: leg {} failed, its blocks go to the others: {why}", legs[leg].name);
+                    stripe.legs[leg].failed = Some(why.clone());
+                    if shared.lock().unwrap_or_else(|e| e.into_inner()).sched.live_legs() == 0 {
+                        break;
+                    }
+                }
+                Ok(Event::Fatal(e)) => return Err(e),
+                Err(_) => break,
+            }
+        }
+        let live = shared.lock().unwrap_or_else(|e| e.into_inner()).sched.live_legs();
+        if live == 0 {
+            let why: Vec<String> =
+                stripe.legs.iter().filter_map(|l| l.failed.as_ref().map(|w| format!("{}: {w}", l.name))).collect();
+            break Err(SessionError::Transfer(format!("every leg failed ({})", why.join("; "))));
+        }
+        if !done_sent && stored_count == total && hashed == files {
+            send(ch, &ControlMsg::StripeDone)?;
+            done_sent = true;
+            stripe.send_seconds = started.elapsed().as_secs_f64();
+            if s.detach {
+                break Ok(None);
+            }
+        }
+        match ch.recv_timeout(Duration::from_millis(10)) {
+            None => {}
+            Some(ControlEvent::Msg(ControlMsg::Refetch { blocks })) => {
+                let mut sh = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let blocks: Vec<u64> = blocks.into_iter().filter(|&b| b < total as u64).collect();
+                stripe.refetched += blocks.len() as u64;
+                sh.sched.give_back(blocks);
+            }
+            Some(ControlEvent::Msg(ControlMsg::Complete(summary))) => break Ok(Some(summary)),
+            Some(ControlEvent::Msg(ControlMsg::Error { message })) => {
+                break Err(SessionError::Refused { who: "server", message })
+            }
+            Some(ControlEvent::Msg(other)) => {
+                break Err(SessionError::Protocol(format!("unexpected message from the receiver: {other:?}")))
+            }
+            Some(ControlEvent::Failed(why)) => break Err(SessionError::lost(why)),
+            Some(ControlEvent::Closed) => break Err(SessionError::lost("the receiver closed the connection".into())),
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    for l in &mut stripe.legs {
+        l.goodput_bps = if l.seconds > 0.0 { l.bytes as f64 * 8.0 / l.seconds } else { 0.0 };
+    }
+    if stripe.send_seconds > 0.0 {
+        stripe.send_goodput_bps = report.bytes as f64 * 8.0 / stripe.send_seconds;
+    }
+    report.packets_retransmitted = stripe.legs.iter().map(|l| l.retransmitted).sum();
+    report.stripe = Some(stripe);
+    let summary = outcome?;
+    report.seconds = seconds;
+    match summary {
+        Some(summary) => {
+            report.receiver = summary;
+            report.verified = true;
+            report.goodput_bps = if seconds > 0.0 { report.bytes as f64 * 8.0 / seconds } else { 0.0 };
+        }
+        // Detached: the receiver finishes on its own (`mover status`).
+        None => report.detached = true,
+    }
+    Ok(())
+}
+
+/// What one leg's thread needs.
+struct LegCtx {
+    leg: usize,
+    target: Leg,
+    opts: PushOptions,
+    plan: BlockPlan,
+    files: Vec<PathBuf>,
+    key: Arc<BlockKey>,
+    shared: Arc<Mutex<Shared>>,
+    finished: Arc<AtomicBool>,
+    tx: mpsc::Sender<Event>,
+    staging: PathBuf,
+}
+
+/// A leg's thread: batches from the scheduler, sealed and pushed, until the transfer is over. A leg
+/// stays while the transfer runs, for blocks the receiver may ask for again.
+fn run_leg(cx: LegCtx) {
+    let lock = || cx.shared.lock().unwrap_or_else(|e| e.into_inner());
+    while !cx.finished.load(Ordering::Acquire) {
+        let Some((batch, blocks)) = lock().sched.next(cx.leg) else {
+            if !lock().sched.is_alive(cx.leg) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let dir = cx.staging.join(batch_name(batch));
+        if let Err(e) = seal_batch(&cx, &dir, &blocks) {
+            let _ = cx.tx.send(Event::Fatal(e));
+            return;
+        }
+        let mut popts = cx.opts.clone();
+        popts.sources = vec![dir.clone()];
+        popts.url = cx.target.url.clone();
+        popts.files_from = None;
+        popts.stripe = None;
+        popts.live = crate::pipeline::live::Live::new();
+        let r = super::push::push(&popts);
+        let _ = std::fs::remove_dir_all(&dir);
+        if r.verified {
+            let _ = cx.tx.send(Event::Stored { leg: cx.leg, batch, blocks, report: Box::new(r) });
+            continue;
+        }
+        let why = r.error.unwrap_or_else(|| "the push was not verified".into());
+        lock().sched.give_back(blocks);
+        if why.contains(SPOOL_FULL) {
+            // Back-pressure, not a failure: the relay takes more once the receiver has collected some.
+            std::thread::sleep(SPOOL_FULL_BACKOFF);
+            continue;
+        }
+        lock().sched.leg_failed(cx.leg);
+        let _ = cx.tx.send(Event::Failed { leg: cx.leg, why });
+        return;
+    }
+}
+
+/// Seals `blocks` into `dir`, one file per block named by its global index; each block's digest is kept,
+/// and a file whose last block was digested gets its stripe hash sent.
+fn seal_batch(cx: &LegCtx, dir: &Path, blocks: &[u64]) -> Result<(), SessionError> {
+    std::fs::create_dir_all(dir).map_err(|error| SessionError::Io { what: "creating the staging directory", error })?;
+    let mut buf = Vec::new();
+    let mut open: Option<(u32, File)> = None;
+    for &b in blocks {
+        let mut h = cx.plan.header(b).expect("the scheduler deals planned blocks");
+        if open.as_ref().is_none_or(|(f, _)| *f != h.file_id) {
+            let path = &cx.files[h.file_id as usize];
+            let f = File::open(path).map_err(|error| SessionError::Io { what: "opening a source", error })?;
+            open = Some((h.file_id, f));
+        }
+        let file = &open.as_ref().expect("opened above").1;
+        buf.resize(h.len as usize, 0);
+        file.read_exact_at(&mut buf, h.offset).map_err(|error| SessionError::Io { what: "reading a source", error })?;
+        let digest = block_digest(&buf);
+        {
+            let mut sh = cx.shared.lock().unwrap_or_else(|e| e.into_inner());
+            h.attempt = sh.attempts[b as usize];
+            sh.attempts[b as usize] = h.attempt.saturating_add(1);
+            if sh.digests[b as usize].replace(digest).is_none() {
+                let left = &mut sh.undigested[h.file_id as usize];
+                *left -= 1;
+                if *left == 0 {
+                    let r = cx.plan.blocks_of(h.file_id);
+                    let ds: Vec<u128> =
+                        sh.digests[r.start as usize..r.end as usize].iter().map(|d| d.expect("all digested")).collect();
+                    let _ = cx.tx.send(Event::Hashed { file_id: h.file_id, hash: stripe_hash(&ds) });
+                }
+            }
+        }
+        let sealed = cx.key.seal(&h, &buf);
+        std::fs::write(dir.join(b.to_string()), sealed)
+            .map_err(|error| SessionError::Io { what: "writing a sealed block to the staging directory", error })?;
+    }
+    Ok(())
+}
+
+/// Where the sender seals batches before pushing them: `$MOVER_STAGING`, else /dev/shm (memory: the
+/// blocks are read once more, by the leg's push), else the temporary directory.
+fn staging_dir(hex: &str) -> Result<PathBuf, SessionError> {
+    let base = match std::env::var_os("MOVER_STAGING") {
+        Some(d) => PathBuf::from(d),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+        None => std::env::temp_dir(),
+    };
+    let dir = base.join(format!("mover-stripe-{hex}"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| SessionError::Io { what: "creating the staging directory", error })?;
+    Ok(dir)
+}
+
+/// A host for a URL: IPv6 addresses in brackets.
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
