@@ -20,6 +20,7 @@ command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
 command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
+command -v tcpdump >/dev/null 2>&1 || need_pkgs+=(tcpdump)
 command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -108,9 +108,16 @@ pub fn receive_striped(
     };
     rx.have = vec![None; rx.plan.total_blocks() as usize];
     let result = rx.run(ch, &sh, p, &hex);
+    // Before `Complete`: once the sender has it, nothing of the transfer is left here.
     let _ = std::fs::remove_dir_all(&staging);
     let _ = std::fs::remove_dir(target.root.join(RECEIVER_STAGING));
-    let summary = result?;
+    let (summary, sender_here) = result?;
+    if sender_here {
+        ch.send(&ControlMsg::Complete(summary))
+            .map_err(|error| SessionError::Io { what: "sending complete", error })?;
+        // Let the sender read `Complete` and close first, so our close cannot reset the connection.
+        let _ = ch.recv_timeout(Duration::from_secs(5));
+    }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Report {
         peer: Some(ch.peer_addr()),
@@ -148,7 +155,7 @@ impl Collector {
         sh: &StripeHello,
         p: &ReceiveParams,
         hex: &str,
-    ) -> Result<ReceiverSummary, SessionError> {
+    ) -> Result<(ReceiverSummary, bool), SessionError> {
         let (done_tx, done_rx) = mpsc::channel::<(Fetch, Result<PathBuf, String>)>();
         let mut relays: HashMap<u8, mpsc::Sender<Fetch>> = HashMap::new();
         let mut held: Vec<Fetch> = Vec::new();
@@ -168,12 +175,7 @@ impl Collector {
                     ..ReceiverSummary::default()
                 };
                 p.live.finish();
-                if sender_here {
-                    ch.send(&ControlMsg::Complete(summary))
-                        .map_err(|error| SessionError::Io { what: "sending complete", error })?;
-                    let _ = ch.recv_timeout(Duration::from_secs(5));
-                }
-                return Ok(summary);
+                return Ok((summary, sender_here));
             }
             if !refetch.is_empty() {
                 refetch.sort_unstable();
