@@ -510,7 +510,7 @@ fn run_relay(a: RelayArgs) -> Result<(), CliError> {
     let mut opts = session::ServeOptions::new(a.listen, a.spool);
     opts.cores = a.cores;
     opts.net = a.net;
-    opts.auth = a.auth.resolve()?;
+    opts.auth = a.auth.resolve_relay(&opts.root)?;
     opts.limits = a.limits.limits();
     opts.admission = a.admission.limits();
     opts.memory = a.limits.memory_budget();

@@ -85,6 +85,9 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{v:.2} {unit}")
 }
 
+/// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
+pub const NO_CEILING_BPS: u64 = 400_000_000_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +114,3 @@ mod tests {
         assert!(parse_size_bytes("x").is_err());
     }
 }
-
-/// The ceiling of `fair` and `low` when no `--rate` is given: above anything a host sends today.
-pub const NO_CEILING_BPS: u64 = 400_000_000_000;

@@ -76,6 +76,19 @@ pub struct ClientAuthArgs {
     pub user: Option<String>,
 }
 
+impl ServerAuthArgs {
+    /// [`ServerAuthArgs::resolve`] for `mover relay` with its spool: receivers may also fetch with a
+    /// transfer's capability (PROTOCOL.md §8.5).
+    pub fn resolve_relay(&self, spool: &std::path::Path) -> Result<ServerAuth, ConnectError> {
+        match (self.insecure_no_auth, &self.tls_cert, &self.tls_key) {
+            (false, Some(cert), Some(key)) if self.client_ca.is_some() || self.tokens.is_some() => {
+                ServerAuth::tls_relay(cert, key, self.client_ca.as_deref(), self.tokens.as_deref(), spool)
+            }
+            _ => self.resolve(),
+        }
+    }
+}
+
 impl ClientAuthArgs {
     /// The authentication the flags (and MOVER_TOKEN, USER) ask for.
     pub fn resolve(&self) -> Result<ClientAuth, ConnectError> {

@@ -51,6 +51,9 @@ pub struct ServerTls {
     client_certs: bool,
     /// The `--client-ca` file, for the words of a refused client certificate.
     client_ca: Option<PathBuf>,
+    /// A relay's spool (`mover relay`): a receiver may authenticate as `fetch-TRANSFER` with the
+    /// transfer's fetch capability, whose SHA-256 the sender stored there (`TRANSFER/.fetch`).
+    fetch_spool: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerAuth {
@@ -85,7 +88,31 @@ impl ServerAuth {
         let config = tls::server_config(cert, key, client_ca, tokens.is_some()).map_err(ConnectError::Credentials)?;
         let client_certs = client_ca.is_some();
         let client_ca = client_ca.map(Path::to_path_buf);
-        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca })))
+        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca, fetch_spool: None })))
+    }
+
+    /// [`ServerAuth::tls`] for a relay whose spool is `spool`: senders authenticate as for `serve`, and a
+    /// receiver with no certificate and no token of the table may fetch one transfer's blocks with its fetch
+    /// capability (user `fetch-TRANSFER`, PROTOCOL.md §8.5).
+    pub fn tls_relay(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        tokens: Option<&Path>,
+        spool: &Path,
+    ) -> Result<ServerAuth, ConnectError> {
+        if client_ca.is_none() && tokens.is_none() {
+            return Err(ConnectError::Credentials(
+                "TLS without a way to authenticate senders: pass --client-ca FILE and/or --tokens FILE".into(),
+            ));
+        }
+        let tokens = tokens.map(TokenTable::load).transpose()?;
+        // Receivers come without a certificate: certificates are optional, checked when presented.
+        let config = tls::server_config(cert, key, client_ca, true).map_err(ConnectError::Credentials)?;
+        let client_certs = client_ca.is_some();
+        let client_ca = client_ca.map(Path::to_path_buf);
+        let fetch_spool = Some(spool.to_path_buf());
+        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca, fetch_spool })))
     }
 
     /// True for [`ServerAuth::Insecure`].
@@ -287,6 +314,11 @@ pub fn authenticate_client(
     // rustls has verified any certificate against --client-ca during the handshake.
     let who = if let Some(cert) = certs.first() {
         Identity(format!("cert:{}", hex(&sha256(cert.as_ref())[..16])))
+    } else if let (Some(spool), Some(transfer)) = (&t.fetch_spool, user.strip_prefix(FETCH_USER_PREFIX)) {
+        if !fetch_capability_holds(spool, transfer, &token.0) {
+            return refuse(&mut ch, format!("no fetch capability for transfer '{}' here", shown(transfer)));
+        }
+        Identity(format!("fetch:{transfer}"))
     } else {
         match &t.tokens {
             Some(table) if !token.0.is_empty() => {
@@ -305,6 +337,28 @@ pub fn authenticate_client(
         }
     };
     Ok((ch, who))
+}
+
+/// How a receiver's user name at a relay starts: `fetch-` and the transfer's id.
+pub const FETCH_USER_PREFIX: &str = "fetch-";
+/// The file, in a transfer's directory on a relay, that holds the SHA-256 (hex) of its fetch capability.
+pub const FETCH_FILE: &str = ".fetch";
+
+/// Whether `token` is the fetch capability of `transfer` in the relay's `spool`: its SHA-256 matches what
+/// the sender stored in `TRANSFER/.fetch` (compared in full, without an early exit).
+fn fetch_capability_holds(spool: &Path, transfer: &str, token: &str) -> bool {
+    if crate::wire::stripe::parse_transfer_name(transfer).is_none() || token.is_empty() {
+        return false;
+    }
+    let Ok(stored) = std::fs::read_to_string(spool.join(transfer).join(FETCH_FILE)) else { return false };
+    let want = hex(&sha256(token.as_bytes()));
+    let stored = stored.trim().as_bytes();
+    stored.len() == want.len() && stored.iter().zip(want.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The SHA-256 (hex) of a fetch capability, as a sender stores it on a relay.
+pub fn fetch_capability_digest(token: &str) -> String {
+    hex(&sha256(token.as_bytes()))
 }
 
 /// A user name for a message: printable, at most [`MAX_USER_LEN`] characters.

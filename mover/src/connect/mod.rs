@@ -19,6 +19,7 @@ pub use auth::{
     accept_client, authenticate_client, connect_client, new_token, send_accepted, start_client, ClientAuth, ClientTls,
     Identity, ServerAuth, ServerTls, TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
 };
+pub use auth::{fetch_capability_digest, FETCH_FILE, FETCH_USER_PREFIX};
 pub use error::ConnectError;
 pub use queued::QueuePlace;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};

@@ -104,6 +104,29 @@ pub fn check_pull_path(path: &str) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// Who may do what on a relay: a receiver known by its fetch capability (`fetch:TRANSFER`) only pulls that
+/// transfer's batches; with authentication on, only such receivers pull (a sender's token fetches nothing,
+/// for a pull deletes what it fetched); without it (`--insecure-no-auth`), anyone may.
+pub fn check_relay_client(
+    who: &str,
+    first: &crate::wire::control::ControlMsg,
+    authenticated: bool,
+) -> Result<(), SessionError> {
+    use crate::wire::control::ControlMsg;
+    let fetcher = who.strip_prefix("fetch:");
+    match (first, fetcher) {
+        (ControlMsg::Pull(p), Some(t)) if p.path.split('/').next() == Some(t) => Ok(()),
+        (ControlMsg::Pull(_), Some(_)) => {
+            Err(SessionError::NotAllowed("this fetch capability is for another transfer".into()))
+        }
+        (_, Some(_)) => Err(SessionError::NotAllowed("a fetch capability only fetches".into())),
+        (ControlMsg::Pull(_), None) if authenticated => {
+            Err(SessionError::NotAllowed("this is a relay: only a transfer's receiver fetches its blocks".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Deletes a batch the receiver has verified (`path` passed [`check_pull_path`]), and its transfer's
 /// directory once empty.
 pub fn delete_batch(root: &Path, path: &str) -> std::io::Result<()> {
@@ -112,7 +135,14 @@ pub fn delete_batch(root: &Path, path: &str) -> std::io::Result<()> {
     // remove_dir_all does not follow symbolic links.
     std::fs::remove_dir_all(&batch)?;
     if let Some(transfer) = batch.parent() {
-        // Fails while other batches are there (or a push is creating one): that is fine.
+        // The transfer's directory goes once only its fetch capability is left; both fail while other
+        // batches are there (or a push is creating one): that is fine, the last delivery removes it.
+        let only_fetch = std::fs::read_dir(transfer)
+            .map(|rd| rd.flatten().all(|e| e.file_name() == crate::connect::FETCH_FILE))
+            .unwrap_or(false);
+        if only_fetch {
+            let _ = std::fs::remove_file(transfer.join(crate::connect::FETCH_FILE));
+        }
         let _ = std::fs::remove_dir(transfer);
     }
     Ok(())

@@ -14,7 +14,7 @@ use super::paths::PathRule;
 use super::pull_source::scan_pull_source;
 use super::receive::{receive_files, ReceiveParams, ReceiveTarget};
 use super::registry::{RunningSession, SessionRegistry};
-use super::relay::{check_pull_path, check_push_dest, delete_batch, RelaySpool};
+use super::relay::{check_pull_path, check_push_dest, check_relay_client, delete_batch, RelaySpool};
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use super::stripe_receive::receive_striped;
@@ -475,6 +475,10 @@ fn serve_first(
         Some(m) => m,
         None => ch.expect_msg_by(deadline, "waiting for its hello").map_err(SessionError::Protocol)?,
     };
+    if opts.relay.is_some() {
+        let who = tracked.as_ref().map(|t| t.user.as_str()).unwrap_or_default();
+        check_relay_client(who, &first, !opts.auth.is_insecure())?;
+    }
     match first {
         ControlMsg::Hello(hello) => {
             // A relay's spool takes a transfer's blocks while it has room for them.

@@ -214,6 +214,13 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
         }
     };
     let block_key = Arc::new(BlockKey::new(opts.cipher, &key.0, transfer_id).expect("an AEAD cipher"));
+    let capability = match opts.auth {
+        ClientAuth::Insecure => None,
+        ClientAuth::Tls(_) => Some(transfer_name(u128::from_be_bytes(
+            crate::random::random_bytes::<16>()
+                .map_err(|error| SessionError::Io { what: "getrandom for a fetch capability", error })?,
+        ))),
+    };
     for leg in legs.iter_mut() {
         if leg.wire == 0 {
             leg.url = format!("mover://{}:{}/{RECEIVER_STAGING}/{hex}", bracket(&url.host), url.port);
@@ -228,14 +235,29 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
                     .map_err(|error| SessionError::Io { what: "reading --ca for the receiver", error })?
                     .unwrap_or_default(),
             };
-            let offer =
-                ControlMsg::RelayOffer { leg: leg.wire, url: leg.url.clone(), ca_pem, capability: String::new() };
+            let offer = ControlMsg::RelayOffer {
+                leg: leg.wire,
+                url: leg.url.clone(),
+                ca_pem,
+                capability: capability.clone().unwrap_or_default(),
+            };
             ch.send(&offer).map_err(|e| SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())))?;
             leg.url = format!("{}/{hex}", leg.url);
         }
     }
 
     let staging = staging_dir(&hex)?;
+    // Over TLS, the relays let the receiver fetch with the transfer's capability, whose digest each relay
+    // gets with the first batch (PROTOCOL.md §8.5).
+    let fetch_file = match &capability {
+        Some(c) => {
+            let f = staging.join(crate::connect::FETCH_FILE);
+            std::fs::write(&f, crate::connect::fetch_capability_digest(c))
+                .map_err(|error| SessionError::Io { what: "writing the fetch capability", error })?;
+            Some(f)
+        }
+        None => None,
+    };
     let shared = Arc::new(Mutex::new(Shared {
         sched: Scheduler::new(&plan, s.mode, legs.len()),
         digests: vec![None; plan.total_blocks() as usize],
@@ -263,6 +285,7 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
             finished: finished.clone(),
             tx: tx.clone(),
             staging: staging.join(format!("l{i}")),
+            fetch_file: fetch_file.clone().filter(|_| leg.wire != 0),
         };
         let t = std::thread::Builder::new()
             .name(format!("mover-leg{i}"))
@@ -411,6 +434,8 @@ struct LegCtx {
     finished: Arc<AtomicBool>,
     tx: mpsc::Sender<Event>,
     staging: PathBuf,
+    /// The capability's digest, pushed with every batch to a relay (`.fetch` beside the batches).
+    fetch_file: Option<PathBuf>,
 }
 
 /// A leg's thread: batches from the scheduler, sealed and pushed, until the transfer is over. A leg
@@ -431,7 +456,7 @@ fn run_leg(cx: LegCtx) {
             return;
         }
         let mut popts = cx.opts.clone();
-        popts.sources = vec![dir.clone()];
+        popts.sources = cx.fetch_file.iter().cloned().chain([dir.clone()]).collect();
         popts.url = cx.target.url.clone();
         popts.files_from = None;
         popts.stripe = None;

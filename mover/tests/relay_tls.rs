@@ -1,0 +1,110 @@
+//! Relays with the daemon's authentication (issue 19): a striped push whose receiver and relays all run TLS
+//! with tokens arrives identical, the receiver fetching from the relays with the transfer's fetch
+//! capability (it holds no relay account); a sender's own token fetches nothing from a relay, and a wrong
+//! capability is refused. Real processes over loopback.
+
+mod common;
+
+use common::{certs, hash_file, json_u64, mover, run_with_limit, write_random_file, Server, TempDir};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Tls {
+    certs: certs::Certs,
+    tokens: PathBuf,
+    token: PathBuf,
+}
+
+fn tls(dir: &Path) -> Tls {
+    let certs = certs::make(dir);
+    let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
+    assert!(out.status.success(), "mover token: {}", String::from_utf8_lossy(&out.stderr));
+    let token = dir.join("alice.token");
+    std::fs::write(&token, &out.stdout).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, &out.stderr).unwrap();
+    Tls { certs, tokens, token }
+}
+
+/// A TLS relay with alice's token, on a free loopback port: its address.
+fn relay(t: &Tls, spool: &Path) -> (common::KillOnDrop, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = mover();
+    cmd.args(["relay", "--listen", &listen, "--spool", s(spool), "--spool-max", "256M", "--net", "udp"]);
+    cmd.args(["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)]);
+    let log = spool.with_extension("log");
+    let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    let guard = common::KillOnDrop(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "relay did not start: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (guard, listen)
+}
+
+fn client_args(t: &Tls) -> Vec<String> {
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    vec!["--ca".into(), p(&t.certs.ca), "--token-file".into(), p(&t.token), "--user".into(), "alice".into()]
+}
+
+#[test]
+fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
+    let dir = TempDir::new("relay_tls");
+    let t = tls(dir.path());
+    let root = dir.path().join("recv");
+    std::fs::create_dir_all(&root).unwrap();
+    let tls_flags =
+        ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
+    let server = Server::start(&root, &tls_flags);
+    let (_r1, a1) = relay(&t, &dir.path().join("spool1"));
+    let (_r2, a2) = relay(&t, &dir.path().join("spool2"));
+    let src = dir.path().join("data.bin");
+    write_random_file(&src, 3 << 20, 7);
+    let via = format!("mover://{a1},mover://{a2}");
+    let url = format!("mover://{}/in", server.addr);
+    let mut cmd = mover();
+    cmd.args(["push", "--json", "--net", "udp", "--via", &via, "--block-size", "256K"]).args(client_args(&t));
+    cmd.args([s(&src), &url]);
+    let out = run_with_limit(&mut cmd, LIMIT);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "push: {json}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hash_file(&src), hash_file(&root.join("in/data.bin")));
+    assert_eq!(json_u64(&json, "refetched_blocks"), Some(0), "{json}");
+    // Both relays carried blocks, and kept nothing (the capability's digest included).
+    assert_eq!(json.matches("\"batches\":0").count(), 0, "a relay took no batch: {json}");
+    for spool in ["spool1", "spool2"] {
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(spool)).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "{spool} kept {left:?}");
+    }
+
+    // A sender's token does not fetch from a relay, and a capability must be the transfer's.
+    let hex = "0123456789abcdef0123456789abcdef";
+    let got = dir.path().join("got");
+    std::fs::create_dir_all(&got).unwrap();
+    let mut pull = mover();
+    pull.args(["pull", "--net", "udp"]).args(client_args(&t)).args([&format!("mover://{a1}/{hex}/b0"), s(&got)]);
+    let out = run_with_limit(&mut pull, LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("only a transfer's receiver fetches"), "{err}");
+    let bad_token = dir.path().join("bad.token");
+    std::fs::write(&bad_token, "not-the-capability").unwrap();
+    let mut pull = mover();
+    pull.args(["pull", "--net", "udp", "--ca", s(&t.certs.ca), "--token-file", s(&bad_token)]);
+    pull.args(["--user", &format!("fetch-{hex}"), &format!("mover://{a1}/{hex}/b0"), s(&got)]);
+    let out = run_with_limit(&mut pull, LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no fetch capability"), "{err}");
+}
