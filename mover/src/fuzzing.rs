@@ -1047,6 +1047,15 @@ pub fn seed_corpus() -> Vec<Seed> {
         detach: true,
     });
     add("control_msg", "stripe", frame_body(&stripe));
+    let query = ControlMsg::StatusQuery { transfer: "0123456789abcdef0123456789abcdef".into() };
+    add("control_msg", "status_query", frame_body(&query));
+    let reply = ControlMsg::StatusReply(crate::wire::control::TransferStatus {
+        state: 2,
+        files_total: 3,
+        ..Default::default()
+    });
+    add("control_msg", "status_reply", frame_body(&reply));
+    add("control_msg", "status_reply_bad_state", vec![22, 9, 0, 0]);
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

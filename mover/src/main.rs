@@ -49,6 +49,9 @@ enum Command {
     /// it cannot read, and serves each batch once to the receiver, then deletes it.
     #[command(args_override_self = true)]
     Relay(RelayArgs),
+    /// How a striped transfer (`push --via`) is doing at its receiving daemon: running, done or failed (the
+    /// end of a `push --detach`).
+    Status(mover::cmd::status::StatusArgs),
     /// The embedded default: a local server and a push of a generated data set over loopback, at the rate
     /// this host achieves; prints goodput, time and what limited it.
     Demo(DemoArgs),
@@ -430,6 +433,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => run_serve(a, &argv),
         Command::Relay(a) => run_relay(a),
+        Command::Status(a) => mover::cmd::status::run(&a).map_err(CliError::from),
         Command::Push(a) => run_push(a),
         Command::Pull(a) => run_pull(a),
         Command::Demo(a) => run_demo(a),

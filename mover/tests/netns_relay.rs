@@ -304,3 +304,46 @@ fn a_relay_killed_mid_transfer_is_survived() {
     assert!(refetched > 0 || json.contains("\"failed\":"), "the killed relay left no trace: {json}");
     assert!(refetched > 0, "relay 2's stored blocks were not fetched again from elsewhere: {json}");
 }
+
+#[test]
+fn a_detached_push_ends_at_the_receiver_and_a_lost_block_is_named_then_resumed_from_the_sender() {
+    let Some(mut rig) = Rig::new("netns_relay_detach") else { return };
+    let server = format!("mover://{}:{PORT}", rig.star.ip(RECEIVER));
+    let status = |rig: &Rig, id: &str| {
+        let argv =
+            [env!("CARGO_BIN_EXE_mover"), "status", id, "--server", &server, "--insecure-no-auth", "--wait", "--json"];
+        common::run_with_limit(rig.star.command(SENDER, &argv).stdin(Stdio::null()), Duration::from_secs(120))
+    };
+    // 1. Detached: the push returns once striping is done; the receiver finishes and says so.
+    let json = rig.push("detached", &["--detach"]);
+    assert!(json.contains("\"detached\":true"), "{json}");
+    let id = common::json_raw(&json, "transfer").unwrap().trim_matches('"').to_string();
+    let out = status(&rig, &id);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("\"state\":\"done\""),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_u64(&text, "files_done"), Some(4), "{text}");
+    rig.assert_identical("detached");
+
+    // 2. Detached, and relay 1 dies with blocks nobody else holds: the receiver names what is lost.
+    let json = rig.push("lost", &["--detach", "--no-overlap", "--stripe", "cyclic"]);
+    drop(rig.relays[0].take());
+    let batches: u64 = json.split("\"batches\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(batches >= 2, "relay 1 held {batches} batch: the kill may come after its collection: {json}");
+    let id = common::json_raw(&json, "transfer").unwrap().trim_matches('"').to_string();
+    let out = status(&rig, &id);
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.contains("\"state\":\"failed\""), "{text}{err}");
+    assert!(
+        err.contains("were lost") && err.contains("the sender has left") && err.contains("run the same push again"),
+        "{err}"
+    );
+    assert!(err.contains("src/big.bin'"), "the lost file is not named: {err}");
+    // 3. The same push again, from the sender, completes it (relay 1 is gone: the others take its share).
+    let json = rig.push("lost", &["--stripe", "cyclic"]);
+    assert!(json.contains("\"failed\":"), "relay 1's leg should have failed: {json}");
+    rig.assert_identical("lost");
+}

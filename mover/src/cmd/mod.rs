@@ -23,4 +23,5 @@ pub mod pull;
 pub mod push;
 pub mod serve;
 pub mod serve_config;
+pub mod status;
 pub mod transfer;

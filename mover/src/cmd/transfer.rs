@@ -37,6 +37,10 @@ pub fn run(
     if report.verified && summary {
         eprintln!("mover {what}: {}", report.summary_line());
     }
+    if report.detached && summary {
+        let server = report.peer.map_or_else(|| "mover://HOST:PORT".to_string(), |p| format!("mover://{p}"));
+        eprintln!("mover {what}: {}", report.detached_line(&server));
+    }
     if stats {
         eprint!("{}", report.stage_table(what));
     }

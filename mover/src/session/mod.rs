@@ -39,9 +39,11 @@ mod retry;
 mod room;
 mod send;
 mod serve;
+mod status;
 mod stripe_plan;
 mod stripe_receive;
 mod stripe_send;
+mod stripe_status;
 
 pub use admission::{
     handshake_deadline, manifest_deadline, Admission, AdmissionLimits, AdmissionStats, Handshaking, Progress,
@@ -67,5 +69,6 @@ pub use serve::{
     check_root, check_serve, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with,
     ServeOptions, StdioOutcome,
 };
+pub use status::transfer_status;
 pub use stripe_plan::{BlockPlan, Scheduler, StripeMode, MAX_BATCH_BLOCKS};
 pub use stripe_send::{push_striped, StripeOptions, RECEIVER_STAGING};

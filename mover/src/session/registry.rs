@@ -121,6 +121,8 @@ struct Inner {
 pub struct SessionRegistry {
     next_id: AtomicU64,
     inner: Mutex<Inner>,
+    /// Striped transfers received, for `mover status`.
+    pub stripes: super::stripe_status::StripeBook,
 }
 
 impl std::fmt::Debug for SessionRegistry {

@@ -297,9 +297,18 @@ impl Report {
 
     /// The client's summary line after a verified transfer (without the `mover push: ` prefix).
     pub fn summary_line(&self) -> String {
-        let packets = match self.direction {
-            Direction::Sent => format!("{} packets ({} retransmitted)", self.packets_sent, self.packets_retransmitted),
-            Direction::Received => {
+        let packets = match (&self.stripe, self.direction) {
+            (Some(st), _) => format!(
+                "sent in {:.2} s ({}) through {} legs, {} packets retransmitted",
+                st.send_seconds,
+                format_rate_bps(st.send_goodput_bps),
+                st.legs.len(),
+                self.packets_retransmitted
+            ),
+            (None, Direction::Sent) => {
+                format!("{} packets ({} retransmitted)", self.packets_sent, self.packets_retransmitted)
+            }
+            (None, Direction::Received) => {
                 format!("{} packets ({} duplicates)", self.receiver.packets_received, self.receiver.duplicates)
             }
         };
@@ -312,6 +321,20 @@ impl Report {
             self.sync_note(),
             cipher_note(self.cipher),
             self.dropped_note()
+        )
+    }
+
+    /// The line of a striped push that left once striping was done (`--detach`), with how to learn the end.
+    pub fn detached_line(&self, server: &str) -> String {
+        let st = self.stripe.as_ref().map_or((0.0, 0.0, ""), |s| (s.send_seconds, s.send_goodput_bps, &s.transfer));
+        format!(
+            "{} files, {} striped in {:.2} s ({}); the receiver finishes on its own: \
+             mover status {} --server {server}",
+            self.files,
+            format_bytes(self.bytes),
+            st.0,
+            format_rate_bps(st.1),
+            st.2
         )
     }
 

@@ -325,6 +325,10 @@ impl Tracked<'_> {
         self.announce(0, 0);
         let peer = self.peer.to_string();
         let Some(running) = self.running.take() else {
+            // A status query is no session.
+            if result.is_ok() {
+                return;
+            }
             // It failed before its first message said which way it would go.
             self.registry.note_failed();
             if let (Err(e), true) = (result, self.log) {
@@ -538,7 +542,14 @@ fn serve_first(
                 }
                 None => Live::new(),
             };
-            receive_striped(ch, stripe, &target, &receive_params(opts, live))
+            receive_striped(ch, stripe, &target, &receive_params(opts, live), &opts.registry.stripes)
+        }
+        ControlMsg::StatusQuery { transfer } => {
+            let status = opts.registry.stripes.get(&transfer);
+            ch.send(&ControlMsg::StatusReply(status))
+                .map_err(|error| SessionError::Io { what: "answering a status query", error })?;
+            let _ = ch.recv_timeout(std::time::Duration::from_secs(2));
+            Ok(Report::new(Direction::Received, 0, Default::default(), Default::default()))
         }
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
     }

@@ -16,13 +16,16 @@ use super::receive::{ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
 use super::stripe_plan::BlockPlan;
 use super::stripe_send::RECEIVER_STAGING;
+use super::stripe_status::StripeBook;
 use crate::connect::ClientAuth;
 use crate::files::{DestTree, EntryKind};
 use crate::net::control::ControlEvent;
 use crate::net::ControlChannel;
 use crate::proto::policy::Policy;
 use crate::proto::BlockStore;
-use crate::wire::control::{ControlMsg, ReceiverSummary, StripeHello, MAX_BLOCKS_PER_MESSAGE};
+use crate::wire::control::{
+    transfer_state, ControlMsg, ReceiverSummary, StripeHello, TransferStatus, MAX_BLOCKS_PER_MESSAGE,
+};
 use crate::wire::stripe::{batch_name, block_digest, stripe_hash, transfer_name, BlockKey};
 use crate::wire::{SessionKey, KEY_LEN, VERSION};
 use std::collections::HashMap;
@@ -48,6 +51,7 @@ pub fn receive_striped(
     sh: StripeHello,
     target: &ReceiveTarget,
     p: &ReceiveParams,
+    book: &StripeBook,
 ) -> Result<Report, SessionError> {
     let started = Instant::now();
     let hello = &sh.hello;
@@ -87,6 +91,13 @@ pub fn receive_striped(
     );
     let block_key = BlockKey::new(hello.cipher, &key.0, sh.transfer_id).expect("an AEAD cipher");
     let hex = transfer_name(sh.transfer_id);
+    let totals = TransferStatus {
+        state: transfer_state::RUNNING,
+        files_total: sizes.len() as u64,
+        bytes_total: sizes.iter().sum(),
+        ..TransferStatus::default()
+    };
+    book.update(&hex, totals.clone());
     let staging = target.root.join(RECEIVER_STAGING).join(&hex);
     std::fs::create_dir_all(&staging)
         .map_err(|error| SessionError::Io { what: "creating the stripe staging", error })?;
@@ -107,7 +118,23 @@ pub fn receive_striped(
         scratch: Vec::new(),
     };
     rx.have = vec![None; rx.plan.total_blocks() as usize];
-    let result = rx.run(ch, &sh, p, &hex);
+    let result = rx.run(ch, &sh, p, &hex, book, &totals);
+    let outcome = match &result {
+        Ok((summary, _)) => TransferStatus {
+            state: transfer_state::DONE,
+            files_done: summary.files,
+            bytes_done: summary.bytes,
+            ..totals.clone()
+        },
+        Err(e) => TransferStatus {
+            state: transfer_state::FAILED,
+            files_done: rx.committed_count as u64,
+            bytes_done: rx.bytes,
+            message: e.to_string(),
+            ..totals.clone()
+        },
+    };
+    book.update(&hex, outcome);
     // Before `Complete`: once the sender has it, nothing of the transfer is left here.
     let _ = std::fs::remove_dir_all(&staging);
     let _ = std::fs::remove_dir(target.root.join(RECEIVER_STAGING));
@@ -155,6 +182,8 @@ impl Collector {
         sh: &StripeHello,
         p: &ReceiveParams,
         hex: &str,
+        book: &StripeBook,
+        totals: &TransferStatus,
     ) -> Result<(ReceiverSummary, bool), SessionError> {
         let (done_tx, done_rx) = mpsc::channel::<(Fetch, Result<PathBuf, String>)>();
         let mut relays: HashMap<u8, mpsc::Sender<Fetch>> = HashMap::new();
@@ -165,7 +194,16 @@ impl Collector {
         let mut lost: Vec<(u64, String)> = Vec::new();
         // Empty files have nothing to collect: verified as soon as their hash is in.
         loop {
+            let before = self.committed_count;
             self.commit_ready(&mut refetch)?;
+            if self.committed_count != before {
+                let status = TransferStatus {
+                    files_done: self.committed_count as u64,
+                    bytes_done: self.bytes,
+                    ..totals.clone()
+                };
+                book.update(hex, status);
+            }
             if self.committed_count == self.committed.len() {
                 self.tree.finish().map_err(|error| SessionError::Io { what: "finishing the destination", error })?;
                 let summary = ReceiverSummary {
@@ -380,10 +418,14 @@ fn fetch_loop(
             o.auth = auth.clone();
             o.timeout = RELAY_TIMEOUT;
             let r = pull(&o);
+            // The pull's own words name the relay as "the sender" and suggest a rerun: say which relay.
+            let relay = source.split('/').take(3).collect::<Vec<_>>().join("/");
             match r.error {
                 None if r.verified => Ok(dir.join(&name)),
-                None => Err("the pull was not verified".into()),
-                Some(e) => Err(e),
+                None => Err(format!("fetching from {relay}: the pull was not verified")),
+                Some(e) => {
+                    Err(format!("fetching from {relay}: {}", e.split("; run the same command").next().unwrap_or(&e)))
+                }
             }
         });
         if done.send((f, r)).is_err() {

@@ -241,6 +241,43 @@ pub enum ControlMsg {
         /// Global block indexes.
         blocks: Vec<u64>,
     },
+    /// Client to daemon, as its first message: how is the striped transfer `transfer` doing (`mover status`,
+    /// type 21)?
+    StatusQuery {
+        /// The transfer's id, 32 hex digits.
+        transfer: String,
+    },
+    /// Daemon to client: the answer to a `StatusQuery` (type 22).
+    StatusReply(TransferStatus),
+}
+
+/// What a receiving daemon knows of a striped transfer (`mover status`, PROTOCOL.md §8.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferStatus {
+    /// 0: unknown here, 1: running, 2: done (every file verified and committed), 3: failed.
+    pub state: u8,
+    /// Files verified and committed so far.
+    pub files_done: u64,
+    /// Files in the transfer.
+    pub files_total: u64,
+    /// Bytes of the committed files.
+    pub bytes_done: u64,
+    /// Bytes in the transfer.
+    pub bytes_total: u64,
+    /// Why it failed (state 3), else empty.
+    pub message: String,
+}
+
+/// `TransferStatus::state` values.
+pub mod transfer_state {
+    /// The daemon knows no such transfer.
+    pub const UNKNOWN: u8 = 0;
+    /// Still collecting.
+    pub const RUNNING: u8 = 1;
+    /// Every file verified and committed.
+    pub const DONE: u8 = 2;
+    /// Ended without completing.
+    pub const FAILED: u8 = 3;
 }
 
 /// How the text of an `Error` starts when the daemon refuses a session because it is busy (its queue is
@@ -460,6 +497,18 @@ impl ControlMsg {
                 out.push(20);
                 put_blocks(out, blocks);
             }
+            ControlMsg::StatusQuery { transfer } => {
+                out.push(21);
+                put_str(out, transfer);
+            }
+            ControlMsg::StatusReply(t) => {
+                out.push(22);
+                out.push(t.state);
+                for v in [t.files_done, t.files_total, t.bytes_done, t.bytes_total] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                put_str(out, &t.message);
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -630,6 +679,21 @@ impl ControlMsg {
             }
             19 => ControlMsg::StripeDone,
             20 => ControlMsg::Refetch { blocks: r.blocks()? },
+            21 => ControlMsg::StatusQuery { transfer: r.string()? },
+            22 => {
+                let state = r.u8()?;
+                if state > transfer_state::FAILED {
+                    return Err(ControlError::BadValue("transfer state"));
+                }
+                ControlMsg::StatusReply(TransferStatus {
+                    state,
+                    files_done: r.u64()?,
+                    files_total: r.u64()?,
+                    bytes_done: r.u64()?,
+                    bytes_total: r.u64()?,
+                    message: r.string()?,
+                })
+            }
             t => return Err(ControlError::UnknownType(t)),
         };
         if !r.buf.is_empty() {
@@ -975,6 +1039,15 @@ mod tests {
             ControlMsg::StripeDone,
             ControlMsg::Refetch { blocks: vec![5] },
             ControlMsg::Refetch { blocks: vec![] },
+            ControlMsg::StatusQuery { transfer: "0123456789abcdef0123456789abcdef".into() },
+            ControlMsg::StatusReply(TransferStatus {
+                state: transfer_state::FAILED,
+                files_done: 1,
+                files_total: 2,
+                bytes_done: 3,
+                bytes_total: 4,
+                message: "lost".into(),
+            }),
         ]
     }
 
