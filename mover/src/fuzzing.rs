@@ -1056,6 +1056,9 @@ pub fn seed_corpus() -> Vec<Seed> {
     });
     add("control_msg", "status_reply", frame_body(&reply));
     add("control_msg", "status_reply_bad_state", vec![22, 9, 0, 0]);
+    add("control_msg", "measure_rtt", frame_body(&ControlMsg::MeasureRtt { urls: vec!["mover://r1".into()] }));
+    add("control_msg", "rtts", frame_body(&ControlMsg::Rtts { micros: vec![5000, u32::MAX] }));
+    add("control_msg", "rtts_too_many", vec![24, 200, 0, 0, 0, 1]);
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

@@ -183,6 +183,18 @@ struct StripeArgs {
     /// With --via: plaintext bytes per sealed block (64K to 64M).
     #[arg(long, default_value = "4M", value_parser = parse_size_bytes, requires = "via")]
     block_size: u64,
+    /// With --via auto: the candidate relays, one mover://HOST[:PORT] per line (# comments).
+    #[arg(long, value_name = "FILE", requires = "via")]
+    relays: Option<PathBuf>,
+    /// With --via auto: the round-trip time from the sender to a relay it may use, in milliseconds.
+    #[arg(long, value_name = "MS", requires = "relays")]
+    max_rtt_sender: Option<f64>,
+    /// With --via auto: the round-trip time from the receiver to a relay it may use, in milliseconds.
+    #[arg(long, value_name = "MS", requires = "relays")]
+    max_rtt_receiver: Option<f64>,
+    /// With --via auto: the most relays to stripe through (those within both RTTs, nearest first).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "relays")]
+    max_relays: usize,
 }
 
 impl StripeArgs {
@@ -190,17 +202,43 @@ impl StripeArgs {
         if self.via.is_empty() {
             return Ok(None);
         }
+        let auto = self.via == ["auto"];
+        let auto = match (auto, &self.relays) {
+            (true, Some(file)) => {
+                let text =
+                    std::fs::read_to_string(file).map_err(|e| Usage(format!("--relays '{}': {e}", file.display())))?;
+                let candidates = session::relay_choice::parse_relays_file(&text)
+                    .map_err(|e| Usage(format!("--relays '{}': {e}", file.display())))?;
+                for (flag, v) in
+                    [("--max-rtt-sender", self.max_rtt_sender), ("--max-rtt-receiver", self.max_rtt_receiver)]
+                {
+                    if v.is_some_and(|v| !(v > 0.0 && v < 1e6)) {
+                        return Err(Usage(format!("{flag} must be a positive number of milliseconds")));
+                    }
+                }
+                Some(session::AutoChoice {
+                    candidates,
+                    max_rtt_sender_ms: self.max_rtt_sender,
+                    max_rtt_receiver_ms: self.max_rtt_receiver,
+                    max_relays: self.max_relays.max(1),
+                })
+            }
+            (true, None) => return Err(Usage("--via auto chooses among --relays FILE: pass it".into())),
+            (false, Some(_)) => return Err(Usage("--relays is for --via auto".into())),
+            (false, None) => None,
+        };
         let (lo, hi) = (mover::wire::stripe::MIN_BLOCK_BYTES, mover::wire::stripe::MAX_BLOCK_BYTES);
         if !(u64::from(lo)..=u64::from(hi)).contains(&self.block_size) {
             return Err(Usage(format!("--block-size {} is outside 64K..64M", self.block_size)));
         }
         Ok(Some(session::StripeOptions {
-            via: self.via,
             direct: self.direct,
             mode: self.stripe,
             overlap: !self.no_overlap,
             detach: self.detach,
             block_bytes: self.block_size as u32,
+            via: if auto.is_some() { Vec::new() } else { self.via },
+            auto,
         }))
     }
 }

@@ -34,10 +34,15 @@ struct Rig {
 
 impl Rig {
     fn new(tag: &str) -> Option<Rig> {
+        Rig::with_delays(tag, &[None; 5])
+    }
+
+    /// A rig whose hosts reach the bridge with these one-way delays (`mover-wanem`).
+    fn with_delays(tag: &str, delays: &[Option<&str>]) -> Option<Rig> {
         if skip_unless_root(tag) {
             return None;
         }
-        let star = NetnsStar::new(5).expect("namespaces");
+        let star = NetnsStar::with_delays(delays).expect("namespaces");
         let dir = TempDir::new(tag);
         make_source(&dir.path().join("src"));
         let root = dir.path().join("recv");
@@ -81,7 +86,10 @@ impl Rig {
         let via = self.via();
         let src = self.dir.path().join("src");
         let mut argv = vec![env!("CARGO_BIN_EXE_mover"), "push", "--insecure-no-auth", "--net", "udp", "--json"];
-        argv.extend(["--via", &via, "--block-size", BLOCK]);
+        if !extra.contains(&"--via") {
+            argv.extend(["--via", &via]);
+        }
+        argv.extend(["--block-size", BLOCK]);
         argv.extend(extra);
         argv.extend([src.to_str().unwrap(), &url]);
         let mut cmd = self.star.command(SENDER, &argv);
@@ -346,4 +354,36 @@ fn a_detached_push_ends_at_the_receiver_and_a_lost_block_is_named_then_resumed_f
     let json = rig.push("lost", &["--stripe", "cyclic"]);
     assert!(json.contains("\"failed\":"), "relay 1's leg should have failed: {json}");
     rig.assert_identical("lost");
+}
+
+/// The `relay_choice` entry of `url` in a push's JSON: (RTT sender, RTT receiver, chosen).
+fn choice_of(json: &str, url: &str) -> (f64, f64, bool) {
+    let at = json.find(&format!("\"url\":\"{url}\"")).unwrap_or_else(|| panic!("{url} not in {json}"));
+    let entry = &json[at..json[at..].find('}').map_or(json.len(), |e| at + e)];
+    let num = |k: &str| json_f64(entry, k).unwrap_or(f64::NAN);
+    (num("rtt_sender_ms"), num("rtt_receiver_ms"), entry.contains("\"chosen\":true"))
+}
+
+#[test]
+fn via_auto_chooses_the_relays_within_both_round_trip_times() {
+    // Relay 1 is next door, relay 2 is 5 ms away each way (RTT ~10 ms), relay 3 is 25 ms (RTT ~50 ms).
+    let Some(rig) = Rig::with_delays("netns_relay_auto", &[None, None, None, Some("5ms"), Some("25ms")]) else {
+        return;
+    };
+    let relays = rig.dir.path().join("relays");
+    std::fs::write(&relays, format!("# the site's relays\n{}\n", rig.via().replace(',', "\n"))).unwrap();
+    let url = |i: usize| format!("mover://{}:{PORT}", rig.star.ip(RELAYS[i]));
+    let relays = relays.to_str().unwrap();
+    let json =
+        rig.push("auto", &["--via", "auto", "--relays", relays, "--max-rtt-sender", "25", "--max-rtt-receiver", "25"]);
+    rig.assert_identical("auto");
+    let (near, mid, far) = (choice_of(&json, &url(0)), choice_of(&json, &url(1)), choice_of(&json, &url(2)));
+    assert!(near.0 < 5.0 && near.1 < 5.0 && near.2, "relay 1: {near:?}: {json}");
+    assert!((8.0..25.0).contains(&mid.0) && (8.0..25.0).contains(&mid.1) && mid.2, "relay 2: {mid:?}: {json}");
+    assert!(far.0 > 45.0 && far.1 > 45.0 && !far.2, "relay 3: {far:?}: {json}");
+    assert!(!json.contains(&format!("\"name\":\"{}\"", url(2))), "relay 3 carried blocks: {json}");
+    // A tighter constraint at the sender leaves only the next-door relay.
+    let json = rig.push("auto2", &["--via", "auto", "--relays", relays, "--max-rtt-sender", "4"]);
+    rig.assert_identical("auto2");
+    assert!(choice_of(&json, &url(0)).2 && !choice_of(&json, &url(1)).2 && !choice_of(&json, &url(2)).2, "{json}");
 }

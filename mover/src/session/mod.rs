@@ -34,6 +34,7 @@ mod push;
 mod receive;
 pub mod registry;
 pub mod relay;
+pub mod relay_choice;
 mod report;
 mod retry;
 mod room;
@@ -71,4 +72,4 @@ pub use serve::{
 };
 pub use status::transfer_status;
 pub use stripe_plan::{BlockPlan, Scheduler, StripeMode, MAX_BATCH_BLOCKS};
-pub use stripe_send::{push_striped, StripeOptions, RECEIVER_STAGING};
+pub use stripe_send::{push_striped, AutoChoice, StripeOptions, RECEIVER_STAGING};

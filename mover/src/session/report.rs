@@ -112,6 +112,8 @@ pub struct Report {
     pub stripe: Option<StripeReport>,
     /// A striped push returned once striping was done (`--detach`): the receiver finishes on its own.
     pub detached: bool,
+    /// `--via auto`: every candidate relay with its RTTs and score, chosen ones first.
+    pub relay_choice: Vec<super::relay_choice::Candidate>,
 }
 
 /// What a striped push (`--via`, PROTOCOL.md §8) adds to its report.
@@ -251,6 +253,22 @@ impl Report {
                 .u64("refetched_blocks", st.refetched)
                 .bool("detached", self.detached)
                 .array("legs", st.legs.iter().map(LegReport::to_json));
+        }
+        if !self.relay_choice.is_empty() {
+            let ms = |j: JsonObject, k: &str, v: Option<f64>| match v {
+                Some(v) => j.f64(k, v),
+                None => j.raw(k, "null"),
+            };
+            j = j.array(
+                "relay_choice",
+                self.relay_choice.iter().map(|c| {
+                    let o = JsonObject::new().str("url", &c.url);
+                    let o = ms(o, "rtt_sender_ms", c.rtt_sender_ms);
+                    let o = ms(o, "rtt_receiver_ms", c.rtt_receiver_ms);
+                    let o = if c.score.is_finite() { o.f64("score", c.score) } else { o.raw("score", "null") };
+                    o.bool("chosen", c.chosen)
+                }),
+            );
         }
         if let Some(e) = &self.error {
             j = j.str("error", e);

@@ -287,6 +287,15 @@ impl Collector {
                     })?;
                     *slot = Some(hash);
                 }
+                Some(ControlEvent::Msg(ControlMsg::MeasureRtt { urls })) => {
+                    // `--via auto`: our RTT to each candidate (TCP handshakes only), for the sender to rank.
+                    let micros = super::relay_choice::measure_all(&urls)
+                        .into_iter()
+                        .map(|ms| ms.map_or(u32::MAX, |ms| (ms * 1e3).min(f64::from(u32::MAX - 1)) as u32))
+                        .collect();
+                    ch.send(&ControlMsg::Rtts { micros })
+                        .map_err(|error| SessionError::Io { what: "sending RTTs", error })?;
+                }
                 Some(ControlEvent::Msg(ControlMsg::StripeDone)) => {
                     stripe_done = true;
                     for f in held.drain(..) {

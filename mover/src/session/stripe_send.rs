@@ -17,6 +17,7 @@
 use super::error::SessionError;
 use super::push::PushOptions;
 use super::relay::SPOOL_FULL;
+use super::relay_choice;
 use super::report::{Direction, LegReport, Report, StripeReport};
 use super::stripe_plan::{BlockPlan, Scheduler, StripeMode};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl};
@@ -55,6 +56,21 @@ pub struct StripeOptions {
     pub detach: bool,
     /// Plaintext bytes per block.
     pub block_bytes: u32,
+    /// `--via auto`: the candidates of `--relays FILE`, chosen by RTT after the receiver answered.
+    pub auto: Option<AutoChoice>,
+}
+
+/// `--via auto --relays FILE --max-rtt-sender MS --max-rtt-receiver MS --max-relays N`.
+#[derive(Clone, Debug, Default)]
+pub struct AutoChoice {
+    /// The candidates, `mover://HOST[:PORT]` each.
+    pub candidates: Vec<String>,
+    /// The sender's constraint, milliseconds.
+    pub max_rtt_sender_ms: Option<f64>,
+    /// The receiver's constraint, milliseconds.
+    pub max_rtt_receiver_ms: Option<f64>,
+    /// Most relays to use.
+    pub max_relays: usize,
 }
 
 impl Default for StripeOptions {
@@ -66,6 +82,7 @@ impl Default for StripeOptions {
             overlap: true,
             detach: false,
             block_bytes: DEFAULT_BLOCK_BYTES,
+            auto: None,
         }
     }
 }
@@ -130,24 +147,11 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
             "--via needs an AEAD cipher (relays are not trusted): drop --cipher none".into(),
         ));
     }
-    if s.via.is_empty() {
+    if s.via.is_empty() && s.auto.is_none() {
         return Err(SessionError::Setup("--via names no relay".into()));
     }
-    let mut legs = Vec::new();
-    if s.direct {
-        legs.push(Leg { name: "direct".into(), url: String::new(), wire: 0 });
-    }
-    if s.via.len() > 250 {
-        return Err(SessionError::Setup("--via names more than 250 relays".into()));
-    }
-    for (i, r) in s.via.iter().enumerate() {
-        let relay = MoverUrl::parse(r)?;
-        if !relay.path.is_empty() {
-            return Err(SessionError::Setup(format!("--via {r}: a relay is mover://HOST[:PORT], without a path")));
-        }
-        let url = format!("mover://{}:{}", bracket(&relay.host), relay.port);
-        legs.push(Leg { name: r.clone(), url, wire: i as u8 + 1 });
-    }
+    // Checked before connecting; with --via auto the relays are known once the RTTs are.
+    let mut legs = legs_of(&s.via, s.direct)?;
     let scan = ScanOptions { xattrs: opts.options.xattrs, checksum: false, files_from: opts.files_from.clone() };
     let scanned = scan_sources_with(&opts.sources, &scan)?;
     for (path, why) in &scanned.skipped {
@@ -213,6 +217,10 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
             other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
         }
     };
+    if let Some(auto) = &s.auto {
+        let chosen = choose_relays(&mut ch, auto, report)?;
+        legs = legs_of(&chosen, s.direct)?;
+    }
     let block_key = Arc::new(BlockKey::new(opts.cipher, &key.0, transfer_id).expect("an AEAD cipher"));
     let capability = match opts.auth {
         ClientAuth::Insecure => None,
@@ -531,6 +539,73 @@ fn staging_dir(hex: &str) -> Result<PathBuf, SessionError> {
     std::fs::create_dir_all(&dir)
         .map_err(|error| SessionError::Io { what: "creating the staging directory", error })?;
     Ok(dir)
+}
+
+/// The legs of `relays` (and the receiver first, with `direct`).
+fn legs_of(relays: &[String], direct: bool) -> Result<Vec<Leg>, SessionError> {
+    let mut legs = Vec::new();
+    if direct {
+        legs.push(Leg { name: "direct".into(), url: String::new(), wire: 0 });
+    }
+    if relays.len() > 250 {
+        return Err(SessionError::Setup("--via names more than 250 relays".into()));
+    }
+    for (i, r) in relays.iter().enumerate() {
+        let relay = MoverUrl::parse(r)?;
+        if !relay.path.is_empty() {
+            return Err(SessionError::Setup(format!("--via {r}: a relay is mover://HOST[:PORT], without a path")));
+        }
+        let url = format!("mover://{}:{}", bracket(&relay.host), relay.port);
+        legs.push(Leg { name: r.clone(), url, wire: i as u8 + 1 });
+    }
+    Ok(legs)
+}
+
+/// `--via auto`: the receiver measures its RTTs to the candidates while we measure ours; the relays are
+/// ranked by their distance to the constraints (`relay_choice`), printed, and the chosen ones returned.
+fn choose_relays(ch: &mut ControlChannel, auto: &AutoChoice, report: &mut Report) -> Result<Vec<String>, SessionError> {
+    ch.send(&ControlMsg::MeasureRtt { urls: auto.candidates.clone() })
+        .map_err(|e| SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())))?;
+    let ours = relay_choice::measure_all(&auto.candidates);
+    let theirs = match ch.expect_msg(Duration::from_secs(60), "waiting for its RTTs").map_err(SessionError::lost)? {
+        ControlMsg::Rtts { micros } if micros.len() == auto.candidates.len() => micros,
+        ControlMsg::Error { message } => return Err(SessionError::Refused { who: "server", message }),
+        other => return Err(SessionError::Protocol(format!("expected the receiver's RTTs, got {other:?}"))),
+    };
+    let cands = auto
+        .candidates
+        .iter()
+        .zip(ours)
+        .zip(theirs)
+        .map(|((url, s), r)| relay_choice::Candidate {
+            url: url.clone(),
+            rtt_sender_ms: s,
+            rtt_receiver_ms: (r != u32::MAX).then(|| f64::from(r) / 1e3),
+            score: 0.0,
+            chosen: false,
+        })
+        .collect();
+    let ranked = relay_choice::choose(cands, auto.max_rtt_sender_ms, auto.max_rtt_receiver_ms, auto.max_relays);
+    let ms = |d: Option<f64>| d.map_or_else(|| "unreachable".to_string(), |d| format!("{d:.2} ms"));
+    for c in &ranked {
+        eprintln!(
+            "mover push: relay {}: RTT sender {}, receiver {}, s = {}{}",
+            c.url,
+            ms(c.rtt_sender_ms),
+            ms(c.rtt_receiver_ms),
+            if c.score.is_finite() { format!("{:.1}", c.score) } else { "inf".into() },
+            if c.chosen { ", chosen" } else { "" }
+        );
+    }
+    let chosen: Vec<String> = ranked.iter().filter(|c| c.chosen).map(|c| c.url.clone()).collect();
+    if chosen.is_empty() {
+        return Err(SessionError::Setup("--via auto: no relay of --relays answered".into()));
+    }
+    if ranked.iter().all(|c| c.score > 0.0) {
+        eprintln!("mover push: no relay meets --max-rtt-sender and --max-rtt-receiver: taking the closest one");
+    }
+    report.relay_choice = ranked;
+    Ok(chosen)
 }
 
 /// A host for a URL: IPv6 addresses in brackets.

@@ -249,7 +249,22 @@ pub enum ControlMsg {
     },
     /// Daemon to client: the answer to a `StatusQuery` (type 22).
     StatusReply(TransferStatus),
+    /// Sender to receiver in a striped session, before any block (`--via auto`): measure your RTT to these
+    /// relays (type 23, PROTOCOL.md §8.7).
+    MeasureRtt {
+        /// `mover://HOST[:PORT]` each, at most [`MAX_RTT_CANDIDATES`].
+        urls: Vec<String>,
+    },
+    /// Receiver to sender: the RTTs, in microseconds, in the order asked; `u32::MAX` for a relay it could
+    /// not reach (type 24).
+    Rtts {
+        /// One per URL of the `MeasureRtt`.
+        micros: Vec<u32>,
+    },
 }
+
+/// Most relays one `MeasureRtt` names.
+pub const MAX_RTT_CANDIDATES: usize = 64;
 
 /// What a receiving daemon knows of a striped transfer (`mover status`, PROTOCOL.md §8.6).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -497,6 +512,22 @@ impl ControlMsg {
                 out.push(20);
                 put_blocks(out, blocks);
             }
+            ControlMsg::MeasureRtt { urls } => {
+                assert!(urls.len() <= MAX_RTT_CANDIDATES);
+                out.push(23);
+                out.push(urls.len() as u8);
+                for u in urls {
+                    put_str(out, u);
+                }
+            }
+            ControlMsg::Rtts { micros } => {
+                assert!(micros.len() <= MAX_RTT_CANDIDATES);
+                out.push(24);
+                out.push(micros.len() as u8);
+                for m in micros {
+                    out.extend_from_slice(&m.to_be_bytes());
+                }
+            }
             ControlMsg::StatusQuery { transfer } => {
                 out.push(21);
                 put_str(out, transfer);
@@ -680,6 +711,20 @@ impl ControlMsg {
             19 => ControlMsg::StripeDone,
             20 => ControlMsg::Refetch { blocks: r.blocks()? },
             21 => ControlMsg::StatusQuery { transfer: r.string()? },
+            23 => {
+                let n = r.u8()? as usize;
+                if n > MAX_RTT_CANDIDATES {
+                    return Err(ControlError::BadValue("relay count"));
+                }
+                ControlMsg::MeasureRtt { urls: (0..n).map(|_| r.string()).collect::<Result<_, _>>()? }
+            }
+            24 => {
+                let n = r.u8()? as usize;
+                if n > MAX_RTT_CANDIDATES {
+                    return Err(ControlError::BadValue("relay count"));
+                }
+                ControlMsg::Rtts { micros: (0..n).map(|_| r.u32()).collect::<Result<_, _>>()? }
+            }
             22 => {
                 let state = r.u8()?;
                 if state > transfer_state::FAILED {
@@ -1040,6 +1085,8 @@ mod tests {
             ControlMsg::Refetch { blocks: vec![5] },
             ControlMsg::Refetch { blocks: vec![] },
             ControlMsg::StatusQuery { transfer: "0123456789abcdef0123456789abcdef".into() },
+            ControlMsg::MeasureRtt { urls: vec!["mover://r1:7400".into(), "mover://[::1]".into()] },
+            ControlMsg::Rtts { micros: vec![1200, u32::MAX] },
             ControlMsg::StatusReply(TransferStatus {
                 state: transfer_state::FAILED,
                 files_done: 1,

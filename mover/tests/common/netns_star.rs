@@ -18,15 +18,25 @@ pub struct NetnsStar {
     pub hub: String,
     /// Each host's namespace and address, in the order given.
     pub hosts: Vec<(String, Ipv4Addr)>,
+    /// Middle namespaces of delayed hosts, and their emulators.
+    middles: Vec<(String, Option<KillOnDrop>)>,
 }
 
 impl NetnsStar {
     /// Creates a hub and `count` hosts.
     pub fn new(count: usize) -> Result<NetnsStar, String> {
+        NetnsStar::with_delays(&vec![None; count])
+    }
+
+    /// Creates a hub and one host per entry; a host with a delay (`"5ms"`) reaches the bridge through
+    /// `mover-wanem` (benches/wanem) in a middle namespace, which adds that one-way delay each way (so every
+    /// RTT to it grows by twice the delay). The emulator is the one `cargo test --workspace` built.
+    pub fn with_delays(delays: &[Option<&str>]) -> Result<NetnsStar, String> {
+        let count = delays.len();
         let n = NEXT_STAR.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let subnet = (pid.wrapping_mul(37).wrapping_add(n) % 250 + 1) as u8;
-        let mut star = NetnsStar { hub: format!("mvs-{pid}-{n}-hub"), hosts: Vec::new() };
+        let mut star = NetnsStar { hub: format!("mvs-{pid}-{n}-hub"), hosts: Vec::new(), middles: Vec::new() };
         run(&["ip", "netns", "add", &star.hub])?;
         star.exec_in(&star.hub.clone(), &["ip", "link", "add", "br0", "type", "bridge"])?;
         star.exec_in(&star.hub.clone(), &["ip", "link", "set", "br0", "up"])?;
@@ -37,9 +47,35 @@ impl NetnsStar {
             run(&["ip", "netns", "add", &ns])?;
             star.hosts.push((ns.clone(), ip));
             let port = format!("p{i}");
-            run(&[
-                "ip", "link", "add", "mv0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &star.hub,
-            ])?;
+            match delays[i] {
+                None => run(&[
+                    "ip", "link", "add", "mv0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &star.hub,
+                ])?,
+                Some(delay) => {
+                    let mid = format!("mvs-{pid}-{n}-m{i}");
+                    run(&["ip", "netns", "add", &mid])?;
+                    star.middles.push((mid.clone(), None));
+                    run(&[
+                        "ip", "link", "add", "mv0", "netns", &ns, "type", "veth", "peer", "name", "a0", "netns", &mid,
+                    ])?;
+                    run(&[
+                        "ip", "link", "add", "b0", "netns", &mid, "type", "veth", "peer", "name", &port, "netns",
+                        &star.hub,
+                    ])?;
+                    for dev in ["a0", "b0"] {
+                        // The middle kernel must neither answer nor route: no IPv6 link-local addresses.
+                        let _ = star.exec_in(&mid, &["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+                        star.exec_in(&mid, &["ip", "link", "set", dev, "up"])?;
+                    }
+                    let emulator = start_wanem(&mid, delay)?;
+                    star.middles.last_mut().expect("pushed").1 = Some(emulator);
+                }
+            }
+            // Frames as on a wire (no 64 KB segments) wherever an emulator may forward them.
+            if delays.iter().any(Option::is_some) {
+                let _ =
+                    star.exec_in(&ns, &["ethtool", "-K", "mv0", "tso", "off", "gso", "off", "gro", "off", "tx", "off"]);
+            }
             star.exec_in(&star.hub.clone(), &["ip", "link", "set", &port, "master", "br0"])?;
             star.exec_in(&star.hub.clone(), &["ip", "link", "set", &port, "up"])?;
             star.exec_in(&ns, &["ip", "link", "set", "lo", "up"])?;
@@ -96,9 +132,43 @@ impl NetnsStar {
     }
 }
 
+/// Starts `mover-wanem --a a0 --b b0 --delay DELAY` in `mid` and waits for its `ready`.
+fn start_wanem(mid: &str, delay: &str) -> Result<KillOnDrop, String> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe.parent().and_then(Path::parent).ok_or("no target dir")?.join("mover-wanem");
+    if !bin.exists() {
+        return Err(format!("{} missing: run the tests with `cargo test --workspace`", bin.display()));
+    }
+    let child = Command::new("ip")
+        .args(["netns", "exec", mid])
+        .arg(&bin)
+        .args(["--a", "a0", "--b", "b0", "--delay", delay, "--rt-priority", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("mover-wanem: {e}"))?;
+    let mut child = KillOnDrop(child);
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().expect("piped")).read_line(&mut line).map_err(|e| e.to_string())?;
+    if line.trim() != "ready" {
+        return Err(format!("mover-wanem did not come up: {line:?}"));
+    }
+    Ok(child)
+}
+
 impl Drop for NetnsStar {
     fn drop(&mut self) {
-        let all: Vec<String> = self.hosts.iter().map(|(ns, _)| ns.clone()).chain([self.hub.clone()]).collect();
+        for (_, emulator) in &mut self.middles {
+            drop(emulator.take());
+        }
+        let all: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|(ns, _)| ns.clone())
+            .chain(self.middles.iter().map(|(ns, _)| ns.clone()))
+            .chain([self.hub.clone()])
+            .collect();
         for ns in &all {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
