@@ -1059,6 +1059,7 @@ pub fn seed_corpus() -> Vec<Seed> {
     add("control_msg", "measure_rtt", frame_body(&ControlMsg::MeasureRtt { urls: vec!["mover://r1".into()] }));
     add("control_msg", "rtts", frame_body(&ControlMsg::Rtts { micros: vec![5000, u32::MAX] }));
     add("control_msg", "rtts_too_many", vec![24, 200, 0, 0, 0, 1]);
+    add("control_msg", "drain", frame_body(&ControlMsg::Drain));
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

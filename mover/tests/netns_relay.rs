@@ -39,6 +39,10 @@ impl Rig {
 
     /// A rig whose hosts reach the bridge with these one-way delays (`mover-wanem`).
     fn with_delays(tag: &str, delays: &[Option<&str>]) -> Option<Rig> {
+        Rig::build(tag, delays, "1G")
+    }
+
+    fn build(tag: &str, delays: &[Option<&str>], spool_max: &str) -> Option<Rig> {
         if skip_unless_root(tag) {
             return None;
         }
@@ -65,7 +69,7 @@ impl Rig {
                 "--spool",
                 spool.to_str().unwrap(),
                 "--spool-max",
-                "1G",
+                spool_max,
             ];
             relays.push(Some(star.start_daemon(host, &args, &dir.path().join(format!("relay{i}.log")))));
         }
@@ -386,4 +390,27 @@ fn via_auto_chooses_the_relays_within_both_round_trip_times() {
     let json = rig.push("auto2", &["--via", "auto", "--relays", relays, "--max-rtt-sender", "4"]);
     rig.assert_identical("auto2");
     assert!(choice_of(&json, &url(0)).2 && !choice_of(&json, &url(1)).2 && !choice_of(&json, &url(2)).2, "{json}");
+}
+
+#[test]
+fn full_spools_push_back_without_failing_the_transfer() {
+    // Spools of 1 MiB (four sealed blocks) for 9 MiB, without overlap: the relays refuse, batches shrink,
+    // and once every spool is full the receiver is told to collect before striping is done.
+    let Some(rig) = Rig::build("netns_relay_full", &[None; 5], "1M") else { return };
+    let json = rig.push("full", &["--no-overlap"]);
+    rig.assert_identical("full");
+    let refusals: u64 = json
+        .split("\"spool_full\":")
+        .skip(1)
+        .map(|s| s.split(['}', ',']).next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(refusals > 0, "no relay refused for room: {json}");
+    assert_eq!(json_u64(&json, "refetched_blocks"), Some(0), "{json}");
+    for i in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !files_below(&rig.spool(i)).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(files_below(&rig.spool(i)).is_empty(), "spool {i} kept {:?}", files_below(&rig.spool(i)));
+    }
 }

@@ -148,6 +148,8 @@ pub struct LegReport {
     pub goodput_bps: f64,
     /// Datagrams its pushes sent again.
     pub retransmitted: u64,
+    /// Batches its relay refused for want of room (each waited and went again, or elsewhere).
+    pub spool_full: u64,
     /// Why it stopped taking batches, if it failed.
     pub failed: Option<String>,
 }
@@ -160,7 +162,8 @@ impl LegReport {
             .u64("blocks", self.blocks)
             .u64("batches", self.batches)
             .f64("goodput_bps", self.goodput_bps)
-            .u64("retransmitted", self.retransmitted);
+            .u64("retransmitted", self.retransmitted)
+            .u64("spool_full", self.spool_full);
         match &self.failed {
             Some(why) => j.str("failed", why),
             None => j,

@@ -148,6 +148,11 @@ impl Scheduler {
 
     /// The next batch for `leg` (its number and blocks), or `None` when nothing is left for it.
     pub fn next(&mut self, leg: usize) -> Option<(u32, Vec<u64>)> {
+        self.next_at_most(leg, MAX_BATCH_BLOCKS)
+    }
+
+    /// [`Scheduler::next`] with at most `cap` blocks (a relay whose spool refused a larger batch).
+    pub fn next_at_most(&mut self, leg: usize, cap: usize) -> Option<(u32, Vec<u64>)> {
         if !self.alive[leg] {
             return None;
         }
@@ -161,7 +166,7 @@ impl Scheduler {
         if queue.is_empty() {
             return None;
         }
-        let n = queue.len().div_ceil(2 * share).clamp(1, MAX_BATCH_BLOCKS);
+        let n = queue.len().div_ceil(2 * share).clamp(1, cap.clamp(1, MAX_BATCH_BLOCKS));
         let blocks: Vec<u64> = queue.drain(..n).collect();
         self.next_batch += 1;
         Some((self.next_batch - 1, blocks))

@@ -189,6 +189,7 @@ impl Collector {
         let mut relays: HashMap<u8, mpsc::Sender<Fetch>> = HashMap::new();
         let mut held: Vec<Fetch> = Vec::new();
         let mut stripe_done = false;
+        let mut collect_now = sh.overlap;
         let mut sender_here = true;
         let mut refetch: Vec<u64> = Vec::new();
         let mut lost: Vec<(u64, String)> = Vec::new();
@@ -275,7 +276,7 @@ impl Collector {
                         let _ = std::fs::remove_dir_all(&dir);
                     } else if !relays.contains_key(&leg) {
                         return Err(SessionError::Protocol(format!("blocks on leg {leg}, which no relay offer named")));
-                    } else if sh.overlap || stripe_done {
+                    } else if collect_now || stripe_done {
                         let _ = relays[&leg].send(Fetch { leg, batch, blocks });
                     } else {
                         held.push(Fetch { leg, batch, blocks });
@@ -295,6 +296,13 @@ impl Collector {
                         .collect();
                     ch.send(&ControlMsg::Rtts { micros })
                         .map_err(|error| SessionError::Io { what: "sending RTTs", error })?;
+                }
+                Some(ControlEvent::Msg(ControlMsg::Drain)) => {
+                    // The relays are full and striping waits on us: collect from now on.
+                    collect_now = true;
+                    for f in held.drain(..) {
+                        let _ = relays[&f.leg].send(f);
+                    }
                 }
                 Some(ControlEvent::Msg(ControlMsg::StripeDone)) => {
                     stripe_done = true;

@@ -106,6 +106,8 @@ enum Event {
     Hashed { file_id: u32, hash: u128 },
     /// The leg failed and takes no more batches.
     Failed { leg: usize, why: String },
+    /// The leg's relay refused a batch for want of room (`blocked`), or took one again after that.
+    Room { leg: usize, blocked: bool },
     /// Sealing failed (a source could not be read): the push fails.
     Fatal(SessionError),
 }
@@ -336,6 +338,8 @@ fn drive(
         ..StripeReport::default()
     };
     let mut done_sent = false;
+    let mut drain_sent = false;
+    let mut blocked = vec![false; legs.len()];
     let send = |ch: &mut ControlChannel, m: &ControlMsg| {
         ch.send(m).map_err(|e| SessionError::lost(format!("sending to the receiver {}: {e}", ch.peer_addr())))
     };
@@ -343,7 +347,12 @@ fn drive(
         // What the legs did.
         loop {
             match rx.try_recv() {
+                Ok(Event::Room { leg, blocked: b }) => {
+                    blocked[leg] = b;
+                    stripe.legs[leg].spool_full += u64::from(b);
+                }
                 Ok(Event::Stored { leg, batch, blocks, report: r }) => {
+                    blocked[leg] = false;
                     let l = &mut stripe.legs[leg];
                     l.bytes += r.bytes;
                     l.blocks += blocks.len() as u64;
@@ -374,7 +383,18 @@ fn drive(
                 Err(_) => break,
             }
         }
-        let live = shared.lock().unwrap_or_else(|e| e.into_inner()).sched.live_legs();
+        let (live, all_blocked) = {
+            let sh = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let all_blocked = (0..legs.len()).filter(|&l| sh.sched.is_alive(l)).all(|l| blocked[l]);
+            (sh.sched.live_legs(), all_blocked)
+        };
+        if !s.overlap && !drain_sent && live > 0 && all_blocked {
+            // Without overlap nothing leaves the spools before `StripeDone`: with all of them full, the
+            // receiver must start collecting or striping never ends.
+            eprintln!("mover push: every relay's spool is full: the receiver collects now (overlap from here on)");
+            send(ch, &ControlMsg::Drain)?;
+            drain_sent = true;
+        }
         if live == 0 {
             let why: Vec<String> =
                 stripe.legs.iter().filter_map(|l| l.failed.as_ref().map(|w| format!("{}: {w}", l.name))).collect();
@@ -450,8 +470,10 @@ struct LegCtx {
 /// stays while the transfer runs, for blocks the receiver may ask for again.
 fn run_leg(cx: LegCtx) {
     let lock = || cx.shared.lock().unwrap_or_else(|e| e.into_inner());
+    // Halved at each refusal for room, so a batch fits a small spool; grows back after each success.
+    let mut cap = super::stripe_plan::MAX_BATCH_BLOCKS;
     while !cx.finished.load(Ordering::Acquire) {
-        let Some((batch, blocks)) = lock().sched.next(cx.leg) else {
+        let Some((batch, blocks)) = lock().sched.next_at_most(cx.leg, cap) else {
             if !lock().sched.is_alive(cx.leg) {
                 return;
             }
@@ -472,13 +494,18 @@ fn run_leg(cx: LegCtx) {
         let r = super::push::push(&popts);
         let _ = std::fs::remove_dir_all(&dir);
         if r.verified {
+            cap = (cap * 2).min(super::stripe_plan::MAX_BATCH_BLOCKS);
             let _ = cx.tx.send(Event::Stored { leg: cx.leg, batch, blocks, report: Box::new(r) });
             continue;
         }
         let why = r.error.unwrap_or_else(|| "the push was not verified".into());
+        let n = blocks.len();
         lock().sched.give_back(blocks);
         if why.contains(SPOOL_FULL) {
-            // Back-pressure, not a failure: the relay takes more once the receiver has collected some.
+            // Back-pressure, not a failure: the relay takes more once the receiver has collected some,
+            // and a smaller batch may fit now. Meanwhile the other legs take what this one gave back.
+            let _ = cx.tx.send(Event::Room { leg: cx.leg, blocked: cap == 1 || n == 1 });
+            cap = (n / 2).max(1);
             std::thread::sleep(SPOOL_FULL_BACKOFF);
             continue;
         }

@@ -255,6 +255,9 @@ pub enum ControlMsg {
         /// `mover://HOST[:PORT]` each, at most [`MAX_RTT_CANDIDATES`].
         urls: Vec<String>,
     },
+    /// Sender to receiver under `--no-overlap`: every relay refuses more for want of room, so collect now
+    /// rather than at `StripeDone`, or striping never ends (type 25, PROTOCOL.md §8.4).
+    Drain,
     /// Receiver to sender: the RTTs, in microseconds, in the order asked; `u32::MAX` for a relay it could
     /// not reach (type 24).
     Rtts {
@@ -512,6 +515,7 @@ impl ControlMsg {
                 out.push(20);
                 put_blocks(out, blocks);
             }
+            ControlMsg::Drain => out.push(25),
             ControlMsg::MeasureRtt { urls } => {
                 assert!(urls.len() <= MAX_RTT_CANDIDATES);
                 out.push(23);
@@ -711,6 +715,7 @@ impl ControlMsg {
             19 => ControlMsg::StripeDone,
             20 => ControlMsg::Refetch { blocks: r.blocks()? },
             21 => ControlMsg::StatusQuery { transfer: r.string()? },
+            25 => ControlMsg::Drain,
             23 => {
                 let n = r.u8()? as usize;
                 if n > MAX_RTT_CANDIDATES {
@@ -1087,6 +1092,7 @@ mod tests {
             ControlMsg::StatusQuery { transfer: "0123456789abcdef0123456789abcdef".into() },
             ControlMsg::MeasureRtt { urls: vec!["mover://r1:7400".into(), "mover://[::1]".into()] },
             ControlMsg::Rtts { micros: vec![1200, u32::MAX] },
+            ControlMsg::Drain,
             ControlMsg::StatusReply(TransferStatus {
                 state: transfer_state::FAILED,
                 files_done: 1,
