@@ -472,35 +472,68 @@ fn run_leg(cx: LegCtx) {
     let lock = || cx.shared.lock().unwrap_or_else(|e| e.into_inner());
     // Halved at each refusal for room, so a batch fits a small spool; grows back after each success.
     let mut cap = super::stripe_plan::MAX_BATCH_BLOCKS;
+    // The batch sealed while the previous one was pushed: sealing never idles the leg's path.
+    let mut ready: Option<Sealed> = None;
     while !cx.finished.load(Ordering::Acquire) {
-        let Some((batch, blocks)) = lock().sched.next_at_most(cx.leg, cap) else {
-            if !lock().sched.is_alive(cx.leg) {
-                return;
+        let current = match ready.take() {
+            Some(s) => s,
+            None => {
+                let Some((batch, blocks)) = lock().sched.next_at_most(cx.leg, cap) else {
+                    if !lock().sched.is_alive(cx.leg) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                match seal_into_staging(&cx, batch, blocks) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = cx.tx.send(Event::Fatal(e));
+                        return;
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
         };
-        let dir = cx.staging.join(batch_name(batch));
-        if let Err(e) = seal_batch(&cx, &dir, &blocks) {
-            let _ = cx.tx.send(Event::Fatal(e));
-            return;
-        }
+        let following = lock().sched.next_at_most(cx.leg, cap);
         let mut popts = cx.opts.clone();
-        popts.sources = cx.fetch_file.iter().cloned().chain([dir.clone()]).collect();
+        popts.sources = cx.fetch_file.iter().cloned().chain([current.dir.clone()]).collect();
         popts.url = cx.target.url.clone();
         popts.files_from = None;
         popts.stripe = None;
         popts.live = crate::pipeline::live::Live::new();
-        let r = super::push::push(&popts);
-        let _ = std::fs::remove_dir_all(&dir);
+        let (r, next) = std::thread::scope(|sc| {
+            let cx = &cx;
+            let sealing = following.map(|(batch, blocks)| sc.spawn(move || seal_into_staging(cx, batch, blocks)));
+            let r = super::push::push(&popts);
+            (r, sealing.map(|h| h.join().expect("sealing does not panic")))
+        });
+        let _ = std::fs::remove_dir_all(&current.dir);
+        let next = match next.transpose() {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = cx.tx.send(Event::Fatal(e));
+                return;
+            }
+        };
         if r.verified {
             cap = (cap * 2).min(super::stripe_plan::MAX_BATCH_BLOCKS);
-            let _ = cx.tx.send(Event::Stored { leg: cx.leg, batch, blocks, report: Box::new(r) });
+            let _ = cx.tx.send(Event::Stored {
+                leg: cx.leg,
+                batch: current.batch,
+                blocks: current.blocks,
+                report: Box::new(r),
+            });
+            ready = next;
             continue;
         }
+        // What this leg holds goes back to every leg: the batch that failed and the one sealed meanwhile.
         let why = r.error.unwrap_or_else(|| "the push was not verified".into());
-        let n = blocks.len();
-        lock().sched.give_back(blocks);
+        let n = current.blocks.len();
+        lock().sched.give_back(current.blocks);
+        if let Some(next) = next {
+            let _ = std::fs::remove_dir_all(&next.dir);
+            lock().sched.give_back(next.blocks);
+        }
         if why.contains(SPOOL_FULL) {
             // Back-pressure, not a failure: the relay takes more once the receiver has collected some,
             // and a smaller batch may fit now. Meanwhile the other legs take what this one gave back.
@@ -513,6 +546,22 @@ fn run_leg(cx: LegCtx) {
         let _ = cx.tx.send(Event::Failed { leg: cx.leg, why });
         return;
     }
+    if let Some(r) = ready {
+        let _ = std::fs::remove_dir_all(&r.dir);
+    }
+}
+
+/// A batch sealed into the staging directory, ready to push.
+struct Sealed {
+    batch: u32,
+    blocks: Vec<u64>,
+    dir: PathBuf,
+}
+
+fn seal_into_staging(cx: &LegCtx, batch: u32, blocks: Vec<u64>) -> Result<Sealed, SessionError> {
+    let dir = cx.staging.join(batch_name(batch));
+    seal_batch(cx, &dir, &blocks)?;
+    Ok(Sealed { batch, blocks, dir })
 }
 
 /// Seals `blocks` into `dir`, one file per block named by its global index; each block's digest is kept,
