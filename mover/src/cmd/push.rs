@@ -3,7 +3,7 @@
 use super::progress::event::End;
 use super::progress::ProgressArgs;
 use crate::exit::Failed;
-use crate::session::{push, PushOptions};
+use crate::session::{push, push_striped, PushOptions};
 
 /// Runs the push and prints: the progress (`--progress`, a bar on a terminal) while it runs, the summary
 /// line on stderr once verified (not with `--quiet` or `--progress json`), the stage table with `stats`, the
@@ -12,5 +12,9 @@ use crate::session::{push, PushOptions};
 /// [`super::transfer::run`]'s, shared with `mover pull`.
 pub fn run(opts: &PushOptions, retries: u32, stats: bool, json: bool, progress: &ProgressArgs) -> Result<(), Failed> {
     let display = progress.start(opts.live.clone(), End::Sending)?;
-    super::transfer::run("push", display, || push(opts), retries, stats, json)
+    let session = || match &opts.stripe {
+        Some(s) => push_striped(opts, s),
+        None => push(opts),
+    };
+    super::transfer::run("push", display, session, retries, stats, json)
 }

@@ -84,6 +84,7 @@ pub mod sender;
 pub mod seqbits;
 pub mod session;
 pub mod start;
+pub mod stripe_plan;
 
 pub use config::Config;
 pub use failure::FailureKind;

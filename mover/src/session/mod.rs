@@ -41,11 +41,12 @@ mod room;
 mod send;
 mod serve;
 mod status;
-mod stripe_plan;
+mod stripe_options;
 mod stripe_receive;
 mod stripe_send;
 mod stripe_status;
 
+pub use crate::proto::stripe_plan::{BlockPlan, Scheduler, StripeMode, MAX_BATCH_BLOCKS};
 pub use admission::{
     handshake_deadline, manifest_deadline, Admission, AdmissionLimits, AdmissionStats, Handshaking, Progress,
     SessionSlot, Ticket, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, HANDSHAKE_DEADLINE,
@@ -71,5 +72,5 @@ pub use serve::{
     ServeOptions, StdioOutcome,
 };
 pub use status::transfer_status;
-pub use stripe_plan::{BlockPlan, Scheduler, StripeMode, MAX_BATCH_BLOCKS};
-pub use stripe_send::{push_striped, AutoChoice, StripeOptions, RECEIVER_STAGING};
+pub use stripe_options::{AutoChoice, StripeOptions};
+pub use stripe_send::{push_striped, RECEIVER_STAGING};

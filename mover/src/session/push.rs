@@ -60,7 +60,7 @@ pub struct PushOptions {
     /// every retry).
     pub live: std::sync::Arc<crate::pipeline::live::Live>,
     /// `--via`: stripe through relays (the Fast Send Protocol, `session::stripe_send`).
-    pub stripe: Option<super::stripe_send::StripeOptions>,
+    pub stripe: Option<super::stripe_options::StripeOptions>,
 }
 
 impl PushOptions {
@@ -91,11 +91,9 @@ impl PushOptions {
     }
 }
 
-/// Runs a push. The report always comes back: on failure `verified` is false and `error` says why.
+/// Runs a push (not a striped one: `session::push_striped` runs `opts.stripe`). The report always comes
+/// back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> Report {
-    if let Some(s) = &opts.stripe {
-        return super::stripe_send::push_striped(opts, s);
-    }
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
     let mut result = run(opts, &mut report, false);
     if let Err(SessionError::PathMtuBlackHole(why)) = &result {

@@ -14,7 +14,6 @@ use super::handshake::read_manifest;
 use super::pull::{pull, PullOptions};
 use super::receive::{ReceiveParams, ReceiveTarget};
 use super::report::{Direction, Report};
-use super::stripe_plan::BlockPlan;
 use super::stripe_send::RECEIVER_STAGING;
 use super::stripe_status::StripeBook;
 use crate::connect::ClientAuth;
@@ -22,6 +21,7 @@ use crate::files::{DestTree, EntryKind};
 use crate::net::control::ControlEvent;
 use crate::net::ControlChannel;
 use crate::proto::policy::Policy;
+use crate::proto::stripe_plan::BlockPlan;
 use crate::proto::BlockStore;
 use crate::wire::control::{
     transfer_state, ControlMsg, ReceiverSummary, StripeHello, TransferStatus, MAX_BLOCKS_PER_MESSAGE,

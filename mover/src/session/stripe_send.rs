@@ -19,13 +19,14 @@ use super::push::PushOptions;
 use super::relay::SPOOL_FULL;
 use super::relay_choice;
 use super::report::{Direction, LegReport, Report, StripeReport};
-use super::stripe_plan::{BlockPlan, Scheduler, StripeMode};
+use super::stripe_options::{AutoChoice, StripeOptions};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl};
 use crate::files::{scan_sources_with, EntryKind, ScanOptions};
 use crate::net::control::ControlEvent;
 use crate::net::ControlChannel;
+use crate::proto::stripe_plan::{BlockPlan, Scheduler, MAX_BATCH_BLOCKS};
 use crate::wire::control::{ControlMsg, Hello, StripeHello, MAX_BLOCKS_PER_MESSAGE};
-use crate::wire::stripe::{batch_name, block_digest, stripe_hash, transfer_name, BlockKey, DEFAULT_BLOCK_BYTES};
+use crate::wire::stripe::{batch_name, block_digest, stripe_hash, transfer_name, BlockKey};
 use crate::wire::VERSION;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -40,52 +41,6 @@ const SPOOL_FULL_BACKOFF: Duration = Duration::from_millis(300);
 /// The receiver's staging directory below its root, where direct batches land and relays' batches are
 /// fetched to (PROTOCOL.md §8.3).
 pub const RECEIVER_STAGING: &str = ".mover-stripe";
-
-/// What `--via` and its companions ask for.
-#[derive(Clone, Debug)]
-pub struct StripeOptions {
-    /// The relays, `mover://HOST[:PORT]` each.
-    pub via: Vec<String>,
-    /// `--direct`: the receiver takes blocks in the striping phase too.
-    pub direct: bool,
-    /// `--stripe`.
-    pub mode: StripeMode,
-    /// Collect while striping goes on (false: `--no-overlap`).
-    pub overlap: bool,
-    /// `--detach`: return once striping is done.
-    pub detach: bool,
-    /// Plaintext bytes per block.
-    pub block_bytes: u32,
-    /// `--via auto`: the candidates of `--relays FILE`, chosen by RTT after the receiver answered.
-    pub auto: Option<AutoChoice>,
-}
-
-/// `--via auto --relays FILE --max-rtt-sender MS --max-rtt-receiver MS --max-relays N`.
-#[derive(Clone, Debug, Default)]
-pub struct AutoChoice {
-    /// The candidates, `mover://HOST[:PORT]` each.
-    pub candidates: Vec<String>,
-    /// The sender's constraint, milliseconds.
-    pub max_rtt_sender_ms: Option<f64>,
-    /// The receiver's constraint, milliseconds.
-    pub max_rtt_receiver_ms: Option<f64>,
-    /// Most relays to use.
-    pub max_relays: usize,
-}
-
-impl Default for StripeOptions {
-    fn default() -> StripeOptions {
-        StripeOptions {
-            via: Vec::new(),
-            direct: false,
-            mode: StripeMode::Fcfs,
-            overlap: true,
-            detach: false,
-            block_bytes: DEFAULT_BLOCK_BYTES,
-            auto: None,
-        }
-    }
-}
 
 /// One leg: where its batches go.
 #[derive(Clone, Debug)]
@@ -471,7 +426,7 @@ struct LegCtx {
 fn run_leg(cx: LegCtx) {
     let lock = || cx.shared.lock().unwrap_or_else(|e| e.into_inner());
     // Halved at each refusal for room, so a batch fits a small spool; grows back after each success.
-    let mut cap = super::stripe_plan::MAX_BATCH_BLOCKS;
+    let mut cap = MAX_BATCH_BLOCKS;
     // The batch sealed while the previous one was pushed: sealing never idles the leg's path.
     let mut ready: Option<Sealed> = None;
     while !cx.finished.load(Ordering::Acquire) {
@@ -516,7 +471,7 @@ fn run_leg(cx: LegCtx) {
             }
         };
         if r.verified {
-            cap = (cap * 2).min(super::stripe_plan::MAX_BATCH_BLOCKS);
+            cap = (cap * 2).min(MAX_BATCH_BLOCKS);
             let _ = cx.tx.send(Event::Stored {
                 leg: cx.leg,
                 batch: current.batch,

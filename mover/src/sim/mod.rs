@@ -11,6 +11,7 @@ pub mod disk;
 pub mod harness;
 pub mod link;
 pub mod rng;
+pub mod stripe;
 
 pub use aimd::{AimdConfig, AimdFlow, Competitor};
 pub use data::{synth_fill, synth_hash, CheckingStore, MemStore, SynthSource};

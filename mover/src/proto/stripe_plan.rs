@@ -1,4 +1,4 @@
-//! Which block goes where in a striped transfer (PROTOCOL.md §8): the blocks of a manifest
+//! Which block goes where in a striped transfer (PROTOCOL.md §8.4): the blocks of a manifest
 //! ([`BlockPlan`]) and the order legs take them in ([`Scheduler`], `--stripe fcfs|cyclic|partitioned`).
 //!
 //! Legs take blocks in *batches*, one verified push each. A batch is half of what the leg could still
