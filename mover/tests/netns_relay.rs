@@ -109,6 +109,18 @@ impl Rig {
         json
     }
 
+    /// Every relay deleted what it delivered. (A relay deletes a batch once its pull has ended, which may
+    /// come just after the push's end: a few seconds of grace.)
+    fn assert_spools_empty(&self) {
+        for i in 0..3 {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !files_below(&self.spool(i)).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(files_below(&self.spool(i)).is_empty(), "spool {i} kept {:?}", files_below(&self.spool(i)));
+        }
+    }
+
     fn assert_identical(&self, dest: &str) {
         let src = self.dir.path().join("src");
         let got = self.dir.path().join("recv").join(dest).join("src");
@@ -217,14 +229,7 @@ fn striped_pushes_in_every_mode_arrive_identical_and_relays_see_no_plaintext() {
                 assert!(blocks >= 37, "{blocks} blocks stored: {json}");
                 assert_eq!(json_u64(&json, "refetched_blocks"), Some(0), "{json}");
                 // Delivered batches are deleted: the spools and the receiver's staging are empty.
-                // (A relay deletes a batch once its pull has ended, which may come just after the push's end.)
-                for i in 0..3 {
-                    let deadline = Instant::now() + Duration::from_secs(3);
-                    while !files_below(&rig.spool(i)).is_empty() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    assert!(files_below(&rig.spool(i)).is_empty(), "spool {i} kept {:?}", files_below(&rig.spool(i)));
-                }
+                rig.assert_spools_empty();
                 assert!(!rig.dir.path().join("recv/.mover-stripe").exists(), "the receiver's staging was left");
                 run += 1;
                 if run == 2 {
@@ -406,11 +411,25 @@ fn full_spools_push_back_without_failing_the_transfer() {
         .sum();
     assert!(refusals > 0, "no relay refused for room: {json}");
     assert_eq!(json_u64(&json, "refetched_blocks"), Some(0), "{json}");
-    for i in 0..3 {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !files_below(&rig.spool(i)).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(files_below(&rig.spool(i)).is_empty(), "spool {i} kept {:?}", files_below(&rig.spool(i)));
-    }
+    rig.assert_spools_empty();
+}
+
+#[test]
+fn a_second_striped_push_sends_only_what_changed() {
+    let Some(rig) = Rig::new("netns_relay_sync") else { return };
+    rig.push("twice", &[]);
+    // Unchanged: every file is current at the receiver, and no block is sent.
+    let json = rig.push("twice", &[]);
+    assert_eq!((json_u64(&json, "skipped_files"), json_u64(&json, "files")), (Some(4), Some(0)), "{json}");
+    let blocks: u64 =
+        json.split("\"blocks\":").skip(1).map(|s| s.split(',').next().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(blocks, 0, "{json}");
+    // One file changed: only its blocks go.
+    write_random_file(&rig.dir.path().join("src/sub/small.bin"), 7000, 21);
+    let json = rig.push("twice", &[]);
+    assert_eq!((json_u64(&json, "skipped_files"), json_u64(&json, "files")), (Some(3), Some(1)), "{json}");
+    let blocks: u64 =
+        json.split("\"blocks\":").skip(1).map(|s| s.split(',').next().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(blocks, 1, "{json}");
+    rig.assert_identical("twice");
 }

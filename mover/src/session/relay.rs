@@ -180,6 +180,32 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_capability_only_fetches_its_own_transfer() {
+        use crate::wire::control::{ControlMsg, Pull};
+        let t = "0123456789abcdef0123456789abcdef";
+        let pull = |path: &str| {
+            ControlMsg::Pull(Pull {
+                version: 3,
+                cipher: Default::default(),
+                policy: Default::default(),
+                mtu: 1500,
+                rate_bps: 1,
+                min_rate_bps: 0,
+                window_bytes: 0,
+                options: Default::default(),
+                path: path.into(),
+            })
+        };
+        let mine = format!("fetch:{t}");
+        check_relay_client(&mine, &pull(&format!("{t}/b1")), true).unwrap();
+        assert!(check_relay_client(&mine, &pull("ffffffffffffffffffffffffffffffff/b1"), true).is_err());
+        assert!(check_relay_client(&mine, &ControlMsg::StatusQuery { transfer: t.into() }, true).is_err());
+        // A sender's token pushes but does not pull; without authentication anyone pulls.
+        assert!(check_relay_client("user:alice", &pull(&format!("{t}/b1")), true).is_err());
+        check_relay_client("ip:10.0.0.1", &pull(&format!("{t}/b1")), false).unwrap();
+    }
+
+    #[test]
     fn only_transfer_names_and_batches_pass() {
         let t = "0123456789abcdef0123456789abcdef";
         check_push_dest(t).unwrap();

@@ -466,4 +466,33 @@ mod tests {
             "{line}"
         );
     }
+
+    #[test]
+    fn a_striped_push_adds_its_documented_keys_in_order() {
+        let mut r = Report::new(Direction::Sent, 1, Policy::Fair, Cipher::default());
+        let leg = LegReport { name: "mover://r1:7400".into(), failed: Some("gone".into()), ..LegReport::default() };
+        r.stripe =
+            Some(StripeReport { transfer: "ab".into(), send_seconds: 2.0, legs: vec![leg], ..Default::default() });
+        r.relay_choice = vec![super::super::relay_choice::Candidate {
+            url: "mover://r1:7400".into(),
+            rtt_sender_ms: Some(1.5),
+            rtt_receiver_ms: None,
+            score: f64::INFINITY,
+            chosen: false,
+        }];
+        r.detached = true;
+        let json = r.to_json();
+        let all = keys(&json).join(" ");
+        let tail = "stages transfer send_seconds send_goodput_bps refetched_blocks detached legs name bytes blocks \
+                    batches goodput_bps retransmitted spool_full failed relay_choice url rtt_sender_ms \
+                    rtt_receiver_ms score chosen";
+        assert!(all.ends_with(tail), "{all}");
+        assert!(json.contains(r#""rtt_receiver_ms":null,"score":null,"chosen":false"#), "{json}");
+        assert!(json.contains(r#""detached":true"#), "{json}");
+        assert!(
+            r.detached_line("mover://h:1").contains("mover status ab --server mover://h:1"),
+            "{}",
+            r.detached_line("x")
+        );
+    }
 }

@@ -499,14 +499,7 @@ fn serve_first(
                 bind_ip: ch.local_addr().ip(),
                 peer_ip: ch.peer_addr().ip(),
             };
-            let live = match tracked {
-                Some(t) => {
-                    let live = t.begin(Direction::Received, &hello.dest);
-                    t.announce(hello.entry_count, hello.total_bytes);
-                    live
-                }
-                None => Live::new(),
-            };
+            let live = begin_receiving(tracked, &hello);
             receive_files(ch, hello, &target, &receive_params(opts, live))
         }
         ControlMsg::Pull(pull) => {
@@ -534,14 +527,7 @@ fn serve_first(
                 bind_ip: ch.local_addr().ip(),
                 peer_ip: ch.peer_addr().ip(),
             };
-            let live = match tracked {
-                Some(t) => {
-                    let live = t.begin(Direction::Received, &stripe.hello.dest);
-                    t.announce(stripe.hello.entry_count, stripe.hello.total_bytes);
-                    live
-                }
-                None => Live::new(),
-            };
+            let live = begin_receiving(tracked, &stripe.hello);
             receive_striped(ch, stripe, &target, &receive_params(opts, live), &opts.registry.stripes)
         }
         ControlMsg::StatusQuery { transfer } => {
@@ -552,6 +538,18 @@ fn serve_first(
             Ok(Report::new(Direction::Received, 0, Default::default(), Default::default()))
         }
         other => Err(SessionError::Protocol(format!("expected a hello or a pull request, got {other:?}"))),
+    }
+}
+
+/// Registers a receiving session (a push or a striped push) with what its `Hello` announces; its counters.
+fn begin_receiving(tracked: Option<&mut Tracked>, hello: &crate::wire::control::Hello) -> Arc<Live> {
+    match tracked {
+        Some(t) => {
+            let live = t.begin(Direction::Received, &hello.dest);
+            t.announce(hello.entry_count, hello.total_bytes);
+            live
+        }
+        None => Live::new(),
     }
 }
 

@@ -17,6 +17,7 @@ use super::report::{Direction, Report};
 use super::stripe_send::RECEIVER_STAGING;
 use super::stripe_status::StripeBook;
 use crate::connect::ClientAuth;
+use crate::files::FileStart;
 use crate::files::{DestTree, EntryKind};
 use crate::net::control::ControlEvent;
 use crate::net::ControlChannel;
@@ -25,6 +26,7 @@ use crate::proto::stripe_plan::BlockPlan;
 use crate::proto::BlockStore;
 use crate::wire::control::{
     transfer_state, ControlMsg, ReceiverSummary, StripeHello, TransferStatus, MAX_BLOCKS_PER_MESSAGE,
+    MAX_IDS_PER_MESSAGE,
 };
 use crate::wire::stripe::{batch_name, block_digest, stripe_hash, transfer_name, BlockKey};
 use crate::wire::{SessionKey, KEY_LEN, VERSION};
@@ -82,9 +84,17 @@ pub fn receive_striped(
         DestTree::prepare(target.root, &dest, &entries, session_id).map_err(|e| e.relative_to(target.root))?;
     tree.set_fsync(p.fsync);
     tree.set_options(&hello.options);
-    let sizes: Vec<u64> = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).collect();
+    let files = || entries.iter().filter(|e| e.kind == EntryKind::File);
+    let sizes: Vec<u64> = files().map(|e| e.size).collect();
+    // Sync rules as for a push (`--overwrite`, `--checksum`): a file whose destination is current is not
+    // sent; both sides then plan its blocks as none (PROTOCOL.md §8.3). Partials are not resumed by range.
+    let expected: Vec<Option<u128>> = files().map(|e| e.content_hash).collect();
+    let decision =
+        tree.decide_start(&hello.options, &expected, sh.block_bytes).map_err(|e| e.relative_to(target.root))?;
     drop(entries);
-    let plan = BlockPlan::new(&sizes, sh.block_bytes);
+    let skipped: Vec<bool> = decision.files.iter().map(|f| matches!(f, FileStart::Skip)).collect();
+    let planned: Vec<u64> = sizes.iter().zip(&skipped).map(|(&size, &skip)| if skip { 0 } else { size }).collect();
+    let plan = BlockPlan::new(&planned, sh.block_bytes);
     let key = SessionKey(
         crate::random::random_bytes::<{ KEY_LEN }>()
             .map_err(|error| SessionError::Io { what: "getrandom for a session key", error })?,
@@ -102,8 +112,10 @@ pub fn receive_striped(
     std::fs::create_dir_all(&staging)
         .map_err(|error| SessionError::Io { what: "creating the stripe staging", error })?;
     p.live.set_totals(sizes.len() as u64, sizes.iter().sum());
-    ch.send(&ControlMsg::Accept { session_id, udp_port: 0, key })
-        .map_err(|error| SessionError::Io { what: "sending accept", error })?;
+    let skip_ids: Vec<u32> = (0..sizes.len() as u32).filter(|&f| skipped[f as usize]).collect();
+    let plan_msgs = skip_ids.chunks(MAX_IDS_PER_MESSAGE).map(|c| ControlMsg::Skip { file_ids: c.to_vec() });
+    ch.send_all(plan_msgs.chain([ControlMsg::Accept { session_id, udp_port: 0, key }]))
+        .map_err(|error| SessionError::Io { what: "sending the sync plan and accept", error })?;
     let mut rx = Collector {
         plan,
         key: block_key,
@@ -111,9 +123,10 @@ pub fn receive_striped(
         staging: staging.clone(),
         have: vec![None; 0],
         expected: vec![None; sizes.len()],
-        committed: vec![false; sizes.len()],
+        committed: skipped.clone(),
         file_failures: vec![0; sizes.len()],
-        committed_count: 0,
+        committed_count: skip_ids.len(),
+        skipped: skip_ids.len(),
         bytes: 0,
         scratch: Vec::new(),
     };
@@ -169,6 +182,8 @@ struct Collector {
     /// Each file's stripe hash from the sender.
     expected: Vec<Option<u128>>,
     committed: Vec<bool>,
+    /// Files not sent because the destination is current (counted as committed).
+    skipped: usize,
     file_failures: Vec<u32>,
     committed_count: usize,
     bytes: u64,
@@ -208,7 +223,7 @@ impl Collector {
             if self.committed_count == self.committed.len() {
                 self.tree.finish().map_err(|error| SessionError::Io { what: "finishing the destination", error })?;
                 let summary = ReceiverSummary {
-                    files: self.committed.len() as u64,
+                    files: (self.committed.len() - self.skipped) as u64,
                     bytes: self.bytes,
                     dropped: self.tree.dropped(),
                     ..ReceiverSummary::default()

@@ -109,7 +109,11 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
     }
     // Checked before connecting; with --via auto the relays are known once the RTTs are.
     let mut legs = legs_of(&s.via, s.direct)?;
-    let scan = ScanOptions { xattrs: opts.options.xattrs, checksum: false, files_from: opts.files_from.clone() };
+    let scan = ScanOptions {
+        xattrs: opts.options.xattrs,
+        checksum: opts.options.checksum,
+        files_from: opts.files_from.clone(),
+    };
     let scanned = scan_sources_with(&opts.sources, &scan)?;
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
@@ -124,7 +128,6 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
     report.files = sizes.len() as u64;
     report.bytes = sizes.iter().sum();
     report.skipped = scanned.skipped.len() as u64;
-    let plan = BlockPlan::new(&sizes, s.block_bytes);
     let transfer_id = u128::from_be_bytes(
         crate::random::random_bytes::<16>()
             .map_err(|error| SessionError::Io { what: "getrandom for a transfer id", error })?,
@@ -163,17 +166,34 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
         ch.send(&m).map_err(|e| SessionError::lost(format!("sending to {}: {e}", ch.peer_addr())))?;
     }
     let mut place = crate::connect::QueuePlace::default();
+    let mut skipped = vec![false; sizes.len()];
     let key = loop {
         match ch
             .expect_msg(Duration::from_secs(300), "waiting for it to accept the session")
             .map_err(SessionError::lost)?
         {
             ControlMsg::Accept { key, .. } => break key,
+            // Files the receiver holds current: not sent (PROTOCOL.md §8.3).
+            ControlMsg::Skip { file_ids } => {
+                for id in file_ids {
+                    let slot = skipped.get_mut(id as usize).ok_or_else(|| {
+                        SessionError::Protocol(format!("the {who} skips file id {id}, beyond the manifest"))
+                    })?;
+                    *slot = true;
+                }
+            }
             ControlMsg::Queued { position, waiting } => place.show(position, waiting),
             ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
             other => return Err(SessionError::Protocol(format!("unexpected answer from the {who}: {other:?}"))),
         }
     };
+    // Skipped files have no blocks: both sides plan them as empty.
+    let sizes: Vec<u64> = sizes.iter().zip(&skipped).map(|(&size, &skip)| if skip { 0 } else { size }).collect();
+    let plan = BlockPlan::new(&sizes, s.block_bytes);
+    report.skipped_files = skipped.iter().filter(|s| **s).count() as u64;
+    report.skipped_bytes = report.bytes - sizes.iter().sum::<u64>();
+    report.files -= report.skipped_files;
+    report.bytes -= report.skipped_bytes;
     if let Some(auto) = &s.auto {
         let chosen = choose_relays(&mut ch, auto, report)?;
         legs = legs_of(&chosen, s.direct)?;

@@ -131,22 +131,28 @@ impl NetnsPair {
 
 impl Drop for NetnsPair {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            // Only processes inside our own namespaces: children the test started and may have lost track of.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
-                        // Safety: kill has no memory-safety preconditions; the pid was listed in our namespace.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "delete", ns]).stderr(Stdio::null()).status();
-        }
+        remove_namespaces([&self.a, &self.b]);
     }
 }
 
-fn run(argv: &[&str]) -> Result<(), String> {
+/// Kills what still runs in each namespace and deletes it (which removes its links).
+pub fn remove_namespaces<'a>(names: impl IntoIterator<Item = &'a String>) {
+    for ns in names {
+        // Only processes inside our own namespaces: children the test started and may have lost track of.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                    // Safety: kill has no memory-safety preconditions; the pid was listed in our namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "delete", ns]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Runs `argv` (outside any namespace); an error carries its stderr.
+pub fn run(argv: &[&str]) -> Result<(), String> {
     let out = Command::new(argv[0]).args(&argv[1..]).output().map_err(|e| format!("{argv:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{argv:?}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));

@@ -3,6 +3,7 @@
 //! the hub namespace's bridge `br0`. Dropping the guard kills whatever runs in the namespaces and deletes
 //! them (which removes the links).
 
+use super::netns::run;
 use super::KillOnDrop;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -169,24 +170,6 @@ impl Drop for NetnsStar {
             .chain(self.middles.iter().map(|(ns, _)| ns.clone()))
             .chain([self.hub.clone()])
             .collect();
-        for ns in &all {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
-                        // Safety: kill has no memory-safety preconditions; the pid was listed in our namespace.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "delete", ns]).stderr(Stdio::null()).status();
-        }
+        super::netns::remove_namespaces(&all);
     }
-}
-
-fn run(argv: &[&str]) -> Result<(), String> {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().map_err(|e| format!("{argv:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{argv:?}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(())
 }
