@@ -290,9 +290,8 @@ pub struct RateController {
     round_max_delivery: f64,
     prev_round_max_delivery: f64,
     round_lost: u64,
-    /// The latest feedback's arrival and the receiver's packet count in it.
-    last_count: Option<(Time, u64)>,
-    /// The last few of those, oldest first (startup's exit rate).
+    /// The latest feedbacks' arrivals and the receiver's packet counts in them, oldest first (startup's exit
+    /// rate; the newest ends each round's delivery span).
     counts: VecDeque<(Time, u64)>,
     /// The best delivery over 20 ms or more from the count during startup: the rate it ends at. The best,
     /// not the last: a sender that stalls on its own disk delivers nothing for a while, and startup ending
@@ -300,8 +299,6 @@ pub struct RateController {
     startup_best_delivery: f64,
     /// The same at the start of the round: the round's delivery rate is the count's growth since.
     round_count_start: Option<(Time, u64)>,
-    /// The previous round's delivery rate from the count, bits per second of datagrams.
-    prev_round_avg_delivery: Option<f64>,
     /// What was sent in the previous round, bits per second.
     prev_round_sent_rate: f64,
     /// When the last feedback arrived, and whether a gap before one in this round says the receiver stalled.
@@ -392,11 +389,9 @@ impl RateController {
             round_max_delivery: 0.0,
             prev_round_max_delivery: 0.0,
             round_lost: 0,
-            last_count: None,
             counts: VecDeque::with_capacity(COUNT_HISTORY),
             startup_best_delivery: 0.0,
             round_count_start: None,
-            prev_round_avg_delivery: None,
             prev_round_sent_rate: 0.0,
             min_rtt_ns: None,
             latest_rtt_ns: None,
@@ -528,7 +523,6 @@ impl RateController {
             }
         }
         if fb.received_packets > 0 {
-            self.last_count = Some((now, fb.received_packets));
             if self.counts.len() == COUNT_HISTORY {
                 self.counts.pop_front();
             }
@@ -594,7 +588,6 @@ impl RateController {
     /// collapse of the path (which would leave `fair` at its floor for many rounds).
     pub fn on_path_resumed(&mut self, now: Time) {
         // The count's growth across the silence is no delivery rate.
-        self.last_count = None;
         self.counts.clear();
         self.sent_history.clear();
         self.window_start = now;
@@ -618,7 +611,7 @@ impl RateController {
     /// if the round spans long enough to tell. Unlike the receiver's 10 ms windows, which catch a bursty
     /// receiver's catch-up and read up to twice what it takes, this is what arrived over the whole span.
     fn round_avg_delivery(&self) -> Option<f64> {
-        let ((t0, n0), (t1, n1)) = (self.round_count_start?, self.last_count?);
+        let ((t0, n0), &(t1, n1)) = (self.round_count_start?, self.counts.back()?);
         let span = t1.since_ns(t0);
         (span >= MIN_DELIVERY_SPAN_NS && n1 > n0).then(|| (n1 - n0) as f64 * self.datagram * 8.0 * 1e9 / span as f64)
     }
@@ -659,8 +652,7 @@ impl RateController {
         self.round_max_queue = 0;
         self.round_max_delivery = 0.0;
         self.round_lost = 0;
-        self.prev_round_avg_delivery = self.round_avg_delivery();
-        self.round_count_start = self.last_count;
+        self.round_count_start = self.counts.back().copied();
         self.round_min_delivery_ratio = f64::INFINITY;
     }
 
