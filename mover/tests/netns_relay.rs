@@ -318,7 +318,6 @@ fn a_relay_killed_mid_transfer_is_survived() {
     assert!(killer.join().unwrap(), "relay 2 never held a block");
     rig.assert_identical("survived");
     let refetched = json_u64(&json, "refetched_blocks").unwrap();
-    assert!(refetched > 0 || json.contains("\"failed\":"), "the killed relay left no trace: {json}");
     assert!(refetched > 0, "relay 2's stored blocks were not fetched again from elsewhere: {json}");
 }
 

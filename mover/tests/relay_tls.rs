@@ -107,4 +107,18 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     let out = run_with_limit(&mut pull, LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no fetch capability"), "{err}");
+
+    // The receiving daemon reports the transfer as done; an id it never saw is an error (exit 1).
+    let id = common::json_raw(&json, "transfer").unwrap().trim_matches('"').to_string();
+    let server_url = format!("mover://{}", server.addr);
+    let mut st = mover();
+    st.args(["status", &id, "--server", &server_url, "--json"]).args(client_args(&t));
+    let out = run_with_limit(&mut st, LIMIT);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"state\":\"done\""), "{out:?}");
+    let mut st = mover();
+    st.args(["status", hex, "--server", &server_url]).args(client_args(&t));
+    let out = run_with_limit(&mut st, LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("knows no transfer") && out.stdout.is_empty(), "{err}");
 }

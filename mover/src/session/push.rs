@@ -115,8 +115,9 @@ pub fn push(opts: &PushOptions) -> Report {
     report
 }
 
-fn run(opts: &PushOptions, report: &mut Report, after_black_hole: bool) -> Result<(), SessionError> {
-    let dest = Location::parse(&opts.url)?;
+/// Scans a push's sources with its options (`--xattrs`, `--checksum`, `--files-from`), saying on stderr
+/// what is not sent and why; a striped push scans the same way.
+pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<crate::files::Scanned, SessionError> {
     let scan = ScanOptions {
         xattrs: opts.options.xattrs,
         checksum: opts.options.checksum,
@@ -126,6 +127,12 @@ fn run(opts: &PushOptions, report: &mut Report, after_black_hole: bool) -> Resul
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
     }
+    Ok(scanned)
+}
+
+fn run(opts: &PushOptions, report: &mut Report, after_black_hole: bool) -> Result<(), SessionError> {
+    let dest = Location::parse(&opts.url)?;
+    let scanned = scan_push_sources(opts)?;
     report.skipped = scanned.skipped.len() as u64;
     // Checked before connecting, so a bad --cores fails without a session.
     Topology::new(Side::Sender, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;

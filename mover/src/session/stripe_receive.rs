@@ -117,11 +117,11 @@ pub fn receive_striped(
     ch.send_all(plan_msgs.chain([ControlMsg::Accept { session_id, udp_port: 0, key }]))
         .map_err(|error| SessionError::Io { what: "sending the sync plan and accept", error })?;
     let mut rx = Collector {
+        have: vec![None; plan.total_blocks() as usize],
         plan,
         key: block_key,
         tree,
         staging: staging.clone(),
-        have: vec![None; 0],
         expected: vec![None; sizes.len()],
         committed: skipped.clone(),
         file_failures: vec![0; sizes.len()],
@@ -129,8 +129,8 @@ pub fn receive_striped(
         skipped: skip_ids.len(),
         bytes: 0,
         scratch: Vec::new(),
+        sizes: sizes.clone(),
     };
-    rx.have = vec![None; rx.plan.total_blocks() as usize];
     let result = rx.run(ch, &sh, p, &hex, book, &totals);
     let outcome = match &result {
         Ok((summary, _)) => TransferStatus {
@@ -174,6 +174,8 @@ pub fn receive_striped(
 /// The receiving side's state: which blocks are in, which files are verified.
 struct Collector {
     plan: BlockPlan,
+    /// Each file's size (what a commit adds to the bytes received).
+    sizes: Vec<u64>,
     key: BlockKey,
     tree: DestTree,
     staging: PathBuf,
@@ -392,7 +394,7 @@ impl Collector {
                     .map_err(|error| SessionError::Io { what: "committing a file", error })?;
                 self.committed[file_id] = true;
                 self.committed_count += 1;
-                self.bytes += self.tree_size(file_id as u32);
+                self.bytes += self.sizes[file_id];
                 continue;
             }
             self.file_failures[file_id] += 1;
@@ -409,11 +411,6 @@ impl Collector {
             }
         }
         Ok(())
-    }
-
-    fn tree_size(&self, file_id: u32) -> u64 {
-        let r = self.plan.blocks_of(file_id);
-        r.map(|b| u64::from(self.plan.header(b).expect("a planned block").len)).sum()
     }
 
     /// The error of blocks lost after the sender left: the files they belong to, and why.

@@ -21,7 +21,7 @@ use super::relay_choice;
 use super::report::{Direction, LegReport, Report, StripeReport};
 use super::stripe_options::{AutoChoice, StripeOptions};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl};
-use crate::files::{scan_sources_with, EntryKind, ScanOptions};
+use crate::files::EntryKind;
 use crate::net::control::ControlEvent;
 use crate::net::ControlChannel;
 use crate::proto::stripe_plan::{BlockPlan, Scheduler, MAX_BATCH_BLOCKS};
@@ -109,15 +109,7 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
     }
     // Checked before connecting; with --via auto the relays are known once the RTTs are.
     let mut legs = legs_of(&s.via, s.direct)?;
-    let scan = ScanOptions {
-        xattrs: opts.options.xattrs,
-        checksum: opts.options.checksum,
-        files_from: opts.files_from.clone(),
-    };
-    let scanned = scan_sources_with(&opts.sources, &scan)?;
-    for (path, why) in &scanned.skipped {
-        eprintln!("mover push: skipping '{}': {why}", path.display());
-    }
+    let scanned = super::push::scan_push_sources(opts)?;
     if let Some(e) = scanned.entries.iter().find(|e| !matches!(e.kind, EntryKind::File | EntryKind::Dir)) {
         return Err(SessionError::Setup(format!(
             "--via stripes regular files and directories; '{}' is a link: push it without --via",

@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn fcfs_comes_near_the_sum_of_the_legs_and_cyclic_waits_for_the_slowest() {
         // The paper's test bed, roughly: two full relays and one halved by cross traffic; a session's set-up
-        // of 0.2 s per batch, as measured with 1 GiB on 100 Mbit/s legs (benches/RESULTS.md).
+        // of 0.2 s per batch, assumed: benches/RESULTS.md does not separate a leg's set-up from its rate.
         let legs = [LegModel::new(88.0 * M, 0.2), LegModel::new(88.0 * M, 0.2), LegModel::new(44.0 * M, 0.2)];
         let ideal = StripeOutcome::ideal_seconds(GIB, &legs);
         let fcfs = simulate(&[GIB], BLOCK, StripeMode::Fcfs, &legs);
