@@ -677,7 +677,7 @@ pub struct Seed {
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by name: the function each runs.
-pub const TARGETS: [(&str, Check); 11] = [
+pub const TARGETS: [(&str, Check); 12] = [
     ("data_packet", data_packet),
     ("feedback_packet", feedback_packet),
     ("control_msg", control_msg),
@@ -689,7 +689,88 @@ pub const TARGETS: [(&str, Check); 11] = [
     ("datagram_open", datagram_open),
     ("journal_load", crate::files::journal::fuzz::journal_load),
     ("sealed_block", sealed_block),
+    ("compressed_block", compressed_block),
 ];
+
+/// `compressed_block`: the decompressor's input (`--compress`, `wire::compress`), as a datagram's or a
+/// sealed block's body carries it once its tag verified. The first byte picks the mode:
+/// - 0: the next two bytes are the block length the receiver expects (1-65536), the rest the frame as it
+///   came: never a panic, never a block of another length;
+/// - 1: the rest is a block, compressed at level 1, then possibly one byte of the frame flipped (the next two
+///   bytes say where, 0 for none): an untouched frame comes back exactly; a flipped one is refused or
+///   yields a block of the same length;
+/// - 2: the rest (after a length byte) is a frame in a data datagram flagged compressed, sealed, handed to a
+///   receiver that expects a block there: it is dropped (`bad_compression` or `malformed`) or delivered as
+///   exactly the block's bytes.
+pub fn compressed_block(data: &[u8]) {
+    use crate::wire::compress::{BlockCompressor, BlockUnpacker};
+    use crate::wire::data::FLAG_COMPRESSED;
+    let mut input = Input { buf: data };
+    if input.is_empty() {
+        return;
+    }
+    let mut un = BlockUnpacker::new().expect("a zstd context");
+    match input.u8() % 3 {
+        0 => {
+            let len = input.u16() as usize + 1;
+            let mut out = vec![0u8; len];
+            let _ = un.unpack(input.buf, &mut out);
+            assert_eq!(out.len(), len);
+        }
+        1 => {
+            let flip = input.u16() as usize;
+            let block = input.buf.to_vec();
+            let mut frame = vec![0u8; block.len()];
+            let Some(n) = BlockCompressor::new(1).expect("a zstd context").compress(&block, &mut frame) else {
+                return;
+            };
+            let mut frame = frame[..n].to_vec();
+            let mut out = vec![0u8; block.len()];
+            if flip == 0 {
+                un.unpack(&frame, &mut out).expect("an untouched frame decompresses");
+                assert_eq!(out, block);
+            } else {
+                frame[(flip - 1) % n] ^= 1 << (flip % 8);
+                let _ = un.unpack(&frame, &mut out);
+                assert_eq!(out.len(), block.len());
+            }
+        }
+        _ => {
+            let sizes = vec![3000u64];
+            let cfg = Config::new(SESSION_ID, MAX_DATAGRAM, 1_000_000_000);
+            let block = cfg.block_payload as u64;
+            let mut rx = Receiver::new(cfg.clone(), sizes.clone(), Time(1));
+            let offset = (input.u8() as u64 % 3) * block;
+            let frame = input.buf;
+            let h = DataHeader {
+                session_id: SESSION_ID,
+                packet_number: 0,
+                file_id: 0,
+                offset,
+                len: frame.len().min(u16::MAX as usize) as u16,
+                flags: FLAG_COMPRESSED,
+                round: 0,
+                tx_time_us: 1,
+                srtt_us: 0,
+            };
+            let mut d = vec![0u8; h.datagram_len()];
+            h.emit(&mut d);
+            d[h.payload_range()].copy_from_slice(&frame[..h.len as usize]);
+            Sealer::integrity(SESSION_ID).seal(&mut d);
+            match rx.handle_datagram(Time(2), &mut d) {
+                Ok(delivery) => {
+                    let want = sizes[0].saturating_sub(offset).min(block) as usize;
+                    assert_eq!(delivery.unpacked, want, "a compressed block delivers its plan length");
+                    assert!(rx.unpacked().len() >= want);
+                }
+                Err(reason) => assert!(
+                    matches!(reason, DropReason::BadCompression | DropReason::Malformed | DropReason::Oversized),
+                    "{reason:?}"
+                ),
+            }
+        }
+    }
+}
 
 /// `sealed_block`: what a relay hands a striped transfer's receiver (`wire::stripe`). The first byte picks
 /// the mode: odd, the rest is a sealed block file as it came (opened against the place its own header
@@ -719,6 +800,7 @@ pub fn sealed_block(data: &[u8]) {
         file_id: input.u16() as u32,
         offset: input.u64(),
         len: input.u16() as u32,
+        frame: 0,
     };
     let flip = input.u16() as usize;
     let mut plain = input.take(h.len as usize).to_vec();
@@ -1012,12 +1094,37 @@ pub fn seed_corpus() -> Vec<Seed> {
     {
         use crate::wire::stripe::{BlockHeader, BlockKey};
         let key = BlockKey::new(Cipher::Aes256Gcm, &[0x5au8; crate::wire::KEY_LEN], 0x1234).expect("an AEAD key");
-        let h = BlockHeader { attempt: 0, global: 3, file_id: 1, offset: 4096, len: 100 };
+        let h = BlockHeader { attempt: 0, global: 3, file_id: 1, offset: 4096, len: 100, frame: 0 };
         let mut file = vec![1u8];
         file.extend_from_slice(&key.seal(&h, &[0x42; 100]));
         add("sealed_block", "file", file.clone());
         file.truncate(50);
         add("sealed_block", "file_truncated", file);
+    }
+    // Compressed blocks: a frame of text (through the unpacker, built and flipped, in a datagram), garbage, a
+    // frame that claims a huge block.
+    {
+        use crate::wire::compress::BlockCompressor;
+        let text = b"@r1 1:N:0\nACGTTGCAAC\n+\nFFFF:FFF,F\n".repeat(40);
+        let mut frame = vec![0u8; text.len()];
+        let n = BlockCompressor::new(1).expect("zstd").compress(&text, &mut frame).expect("text shrinks");
+        let mut unpack = vec![0u8];
+        unpack.extend_from_slice(&((text.len() - 1) as u16).to_be_bytes());
+        unpack.extend_from_slice(&frame[..n]);
+        add("compressed_block", "frame", unpack.clone());
+        unpack[1..3].copy_from_slice(&[0, 9]);
+        add("compressed_block", "frame_wrong_length", unpack);
+        let mut built = vec![1u8, 0, 0];
+        built.extend_from_slice(&text);
+        add("compressed_block", "built", built.clone());
+        built[1..3].copy_from_slice(&[0, 7]);
+        add("compressed_block", "built_flipped", built);
+        let mut datagram = vec![2u8, 0];
+        datagram.extend_from_slice(&frame[..n]);
+        add("compressed_block", "datagram", datagram);
+        add("compressed_block", "datagram_garbage", vec![2, 1, 0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff]);
+        // A frame header declaring 2^40 bytes of content.
+        add("compressed_block", "huge_claim", vec![0, 0, 9, 0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0, 0, 0, 0, 1, 0, 0, 0]);
     }
     // Striped sessions (types 16-20): each, a block count past the bytes present, a relay offer for leg 0.
     let blocks_at = ControlMsg::BlocksAt { leg: 2, batch: 9, blocks: vec![4, 5, 6] };

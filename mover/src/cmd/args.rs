@@ -195,6 +195,11 @@ pub struct SyncArgs {
     /// Send and set extended attributes.
     #[arg(long)]
     pub xattrs: bool,
+    /// Compress each block before it is sealed: none, zstd (level 3), zstd:LEVEL (1-19), or auto (zstd:1
+    /// only while it raises goodput: measured compression speed and ratio against the path's rate). A block
+    /// that does not shrink goes raw. The sender compresses: on a pull the server does, as asked.
+    #[arg(long, value_name = "HOW", default_value = "none")]
+    pub compress: crate::wire::Compression,
 }
 
 impl SyncArgs {
@@ -206,6 +211,7 @@ impl SyncArgs {
             resume: !self.no_resume,
             preserve_owner: self.preserve.contains(&PreserveWhat::Owner),
             xattrs: self.xattrs,
+            compress: self.compress,
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct ReceiveOutcome {
     pub stages: Vec<StageReport>,
     /// The disk backend the writer used.
     pub disk: DiskBackend,
+    /// New payload bytes delivered, and the bytes they took on the wire (compressed blocks at their frame's
+    /// length).
+    pub delivered: (u64, u64),
 }
 
 /// Runs a session's data phase through the pipeline until the session completes or fails. With `xdp`, datagrams
@@ -98,6 +101,7 @@ pub fn run_receive(
                     failure: FailureKind::Other,
                     stages: vec![],
                     disk: DiskBackend::Pread,
+                    delivered: (0, 0),
                 }
             }
         };
@@ -110,7 +114,8 @@ pub fn run_receive(
         None => match sock.try_clone() {
             Ok(s) => (sock, AnySource::Udp(s)),
             Err(e) => {
-                return ReceiveOutcome { result: Err(e.to_string()), failure: FailureKind::Other, stages: vec![], disk }
+                let failure = FailureKind::Other;
+                return ReceiveOutcome { result: Err(e.to_string()), failure, stages: vec![], disk, delivered: (0, 0) };
             }
         },
     };
@@ -160,9 +165,9 @@ pub fn run_receive(
         let writer_handle = wiring.spawn(scope, writer);
         let recv_handle = wiring.spawn(scope, recv);
         let handle = wiring.spawn(scope, reassembly);
-        let ((result, failure), report) = match join(handle, StageId::Reassembly) {
+        let ((result, failure, delivered), report) = match join(handle, StageId::Reassembly) {
             Some((result, report)) => (result, Some(report)),
-            None => ((Err("the reassembly stage panicked".into()), FailureKind::Other), None),
+            None => ((Err("the reassembly stage panicked".into()), FailureKind::Other, (0, 0)), None),
         };
         wiring.stop_all();
         let recv_report = join(recv_handle, StageId::Recv);
@@ -171,7 +176,7 @@ pub fn run_receive(
         stages.extend(recv_report.map(|(_, r)| r));
         stages.extend(report);
         stages.extend(writer_report.map(|(_, r)| r));
-        ReceiveOutcome { result, failure, stages, disk }
+        ReceiveOutcome { result, failure, stages, disk, delivered }
     })
 }
 
@@ -289,7 +294,7 @@ impl Reassembly<'_> {
 /// The reassembly stage: datagrams into the protocol core and the store, verification, feedback and
 /// control, until the session ends.
 impl Stage for Reassembly<'_> {
-    type Output = (Result<ReceiverSummary, String>, FailureKind);
+    type Output = (Result<ReceiverSummary, String>, FailureKind, (u64, u64));
     const ID: StageId = StageId::Reassembly;
 
     fn on_start(&mut self, _cx: &mut StageCx) {
@@ -380,6 +385,7 @@ impl Stage for Reassembly<'_> {
         self.ch.wake_on_event(None);
         let result =
             self.result.take().unwrap_or_else(|| Err("the reassembly stage stopped before the session ended".into()));
-        (result, self.failure)
+        let st = self.session.core.stats();
+        (result, self.failure, (st.bytes_delivered, st.wire_bytes_delivered))
     }
 }

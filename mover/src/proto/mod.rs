@@ -70,6 +70,7 @@ pub trait BlockStore {
     }
 }
 
+pub mod compress;
 pub mod config;
 pub mod failure;
 pub mod losslist;

@@ -20,15 +20,17 @@ use super::plan::RoundPlan;
 use super::seqbits::SeqBits;
 use super::start::StartPlan;
 use crate::time::Time;
+use crate::wire::compress::BlockUnpacker;
 use crate::wire::control::{ControlMsg, ReceiverSummary, MAX_IDS_PER_MESSAGE};
-use crate::wire::data::DataHeader;
+use crate::wire::data::{DataHeader, FLAG_COMPRESSED};
 use crate::wire::feedback::{max_naks, FeedbackHeader, NakRange};
 use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, ReplayWindow, Role, Sealer};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
 
-/// A block to write: `datagram[payload]` belongs at `offset` of file `file_id`.
+/// A block to write: `datagram[payload]` (or, for a compressed block, [`Receiver::unpacked`]) belongs at
+/// `offset` of file `file_id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// File id.
@@ -37,6 +39,9 @@ pub struct Delivery {
     pub offset: u64,
     /// Where the bytes are in the datagram that was handed in.
     pub payload: Range<usize>,
+    /// The block came compressed: its bytes are the first `unpacked` bytes of [`Receiver::unpacked`]
+    /// (0 for a raw block).
+    pub unpacked: usize,
 }
 
 /// A file whose every block has arrived and whose sender-side hash is known: verify it.
@@ -80,6 +85,11 @@ pub struct ReceiverStats {
     pub gaps_detected: u64,
     /// Files that failed whole-file verification (each then re-sent).
     pub files_failed_verification: u64,
+    /// Payload bytes the path delivered for new blocks, as they crossed it (compressed frames at their
+    /// length): `bytes_delivered` over this is the compression ratio.
+    pub wire_bytes_delivered: u64,
+    /// New blocks that came compressed.
+    pub blocks_unpacked: u64,
 }
 
 /// The receiver's side of a session.
@@ -129,6 +139,8 @@ pub struct Receiver {
     bytes_committed: u64,
     /// Files and bytes done before any datagram: the skipped files, and the held bytes of round 0.
     done_at_start: (u64, u64),
+    /// The decompressor and the block it decompressed last, made at the first compressed block.
+    unpacker: Option<(BlockUnpacker, Vec<u8>)>,
 }
 
 /// Feedback datagrams at most per feedback interval, so a burst of NAKs is bounded (PROTOCOL.md §4.4).
@@ -193,6 +205,7 @@ impl Receiver {
             files_committed: 0,
             bytes_committed: 0,
             done_at_start: (0, 0),
+            unpacker: None,
         };
         if let Some(e) = invalid {
             r.fail(e.to_string());
@@ -322,7 +335,19 @@ impl Receiver {
             return Err(DropReason::StaleRound);
         }
         let idx = self.plan.index_of(h.file_id).ok_or(DropReason::Malformed)?;
-        let seq = self.plan.seq_of(idx, h.offset, h.len as u64).ok_or(DropReason::Malformed)?;
+        let compressed = h.flags & FLAG_COMPRESSED != 0;
+        // A compressed block's length is the plan's for its offset; its frame must be shorter.
+        let block_len = match compressed {
+            false => h.len as u64,
+            true if h.offset % self.cfg.block_payload as u64 == 0 && h.offset < self.plan.size(idx) => {
+                self.plan.block_len(idx, h.offset)
+            }
+            true => return Err(DropReason::Malformed),
+        };
+        if compressed && h.len as u64 >= block_len {
+            return Err(DropReason::Malformed);
+        }
+        let seq = self.plan.seq_of(idx, h.offset, block_len).ok_or(DropReason::Malformed)?;
         self.stats.packets_received += 1;
         // The receive rate is what the path delivered, duplicates included: it measures the bottleneck for
         // the rate policies. Counting only new blocks read a busy link as a slow one whenever repairs of
@@ -347,9 +372,27 @@ impl Receiver {
         if seq - self.cum_ack >= self.cfg.window_blocks {
             return Err(DropReason::OutOfWindow);
         }
-        if self.received.set(seq) {
+        if self.received.get(seq) {
             return Err(DropReason::Duplicate);
         }
+        // Decompressed before the block counts as received: one that does not decompress is dropped and
+        // NAKed like a lost one.
+        let unpacked = if compressed {
+            let (unpacker, out) = match &mut self.unpacker {
+                Some(u) => u,
+                None => {
+                    let u = BlockUnpacker::new().map_err(|_| DropReason::BadCompression)?;
+                    self.unpacker.insert((u, vec![0; self.cfg.block_payload as usize]))
+                }
+            };
+            let out = &mut out[..block_len as usize];
+            unpacker.unpack(&datagram[h.payload_range()], out).map_err(|_| DropReason::BadCompression)?;
+            self.stats.blocks_unpacked += 1;
+            block_len as usize
+        } else {
+            0
+        };
+        self.received.set(seq);
         if seq > self.highest_seen {
             self.stats.gaps_detected += 1;
             self.losses.push(self.highest_seen, seq, now.plus_ns(self.nak_delay_ns()));
@@ -360,10 +403,16 @@ impl Receiver {
             self.received.advance_to(new_ack);
             self.cum_ack = new_ack;
         }
-        self.stats.bytes_delivered += h.len as u64;
+        self.stats.bytes_delivered += block_len;
+        self.stats.wire_bytes_delivered += h.len as u64;
         self.remaining_blocks[idx] -= 1;
         self.maybe_ready(idx);
-        Ok(Delivery { file_id: h.file_id, offset: h.offset, payload: h.payload_range() })
+        Ok(Delivery { file_id: h.file_id, offset: h.offset, payload: h.payload_range(), unpacked })
+    }
+
+    /// The bytes of the last compressed block delivered ([`Delivery::unpacked`]).
+    pub fn unpacked(&self) -> &[u8] {
+        self.unpacker.as_ref().map_or(&[], |(_, out)| out.as_slice())
     }
 
     fn maybe_ready(&mut self, idx: usize) {

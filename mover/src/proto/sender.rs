@@ -18,6 +18,7 @@
 //! and the rate ([`Sender::rate_bps`]) and builds ahead only while the driver's backlog
 //! ([`Sender::set_send_backlog`]) is below one burst of the rate.
 
+use super::compress::{BlockEncoder, SendSignal};
 use super::config::Config;
 use super::failure::FailureKind;
 use super::pacer::Pacer;
@@ -30,7 +31,7 @@ use super::start::StartPlan;
 use super::BlockSource;
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
-use crate::wire::data::{DataHeader, FLAG_RETRANSMIT};
+use crate::wire::data::{DataHeader, FLAG_COMPRESSED, FLAG_RETRANSMIT};
 use crate::wire::feedback::{nak_ranges, FeedbackHeader};
 use crate::wire::{open_datagram, DropCounters, DropReason, PacketType, ReplayWindow, Role, Sealer};
 use std::collections::VecDeque;
@@ -122,6 +123,11 @@ pub struct SenderStats {
     pub payload_bytes_sent: u64,
     /// Datagram bytes sent.
     pub datagram_bytes_sent: u64,
+    /// Payload bytes as they went on the wire (compressed blocks at their frame's length), including
+    /// retransmissions: `payload_bytes_sent` over this is the compression ratio.
+    pub wire_payload_bytes_sent: u64,
+    /// Data packets whose block went compressed.
+    pub blocks_compressed: u64,
     /// Valid feedback packets received.
     pub feedback_received: u64,
     /// Datagrams dropped, by reason.
@@ -218,6 +224,9 @@ pub struct Sender {
     control_out: VecDeque<QueuedHash>,
     /// Confirms the datagram size and catches a black hole (PROTOCOL.md §4.8).
     pmtu: PmtuWatch,
+    /// `--compress`: the encoder that compresses blocks, and the raw block it compresses from.
+    encoder: Option<Box<dyn BlockEncoder>>,
+    raw: Vec<u8>,
     stats: SenderStats,
 }
 
@@ -286,6 +295,8 @@ impl Sender {
             last_progress: now,
             control_out: VecDeque::new(),
             pmtu: PmtuWatch::new(cfg_datagram, cfg_base),
+            encoder: None,
+            raw: Vec::new(),
             stats: SenderStats { rounds: 1, ..SenderStats::default() },
         };
         s.rate.trace = s.cfg.trace_rate;
@@ -377,6 +388,17 @@ impl Sender {
     /// The rate the sender paces at now, bits per second of datagram bytes (the policy's choice).
     pub fn rate_bps(&self) -> u64 {
         self.pacer.rate_bps()
+    }
+
+    /// Compresses blocks with `encoder` from now on (`--compress`, PROTOCOL.md §4.9); `None` sends raw.
+    pub fn set_encoder(&mut self, encoder: Option<Box<dyn BlockEncoder>>) {
+        self.raw = if encoder.is_some() { vec![0; self.cfg.block_payload as usize] } else { Vec::new() };
+        self.encoder = encoder;
+    }
+
+    /// Whether the encoder compresses at the moment (`false` without one).
+    pub fn compressing(&self) -> bool {
+        self.encoder.as_ref().is_some_and(|e| e.compressing())
     }
 
     /// Times the policy (`fair`) entered its competitive mode: a standing queue it does not own.
@@ -815,7 +837,7 @@ impl Sender {
         let backlog_departure = now.plus_ns(self.time_at_rate_ns(self.send_backlog_bytes));
         let departure =
             if self.driver_paces { backlog_departure } else { self.pacer.departure(now).max(backlog_departure) };
-        let header = DataHeader {
+        let mut header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
             file_id,
@@ -826,25 +848,48 @@ impl Sender {
             tx_time_us: departure.wire_us().max(1),
             srtt_us: (self.rtt.srtt_ns() / 1000).min(u32::MAX as u64) as u32,
         };
-        let total = header.datagram_len();
-        assert!(buf.len() >= total, "transmit buffer of {} bytes, need {total}", buf.len());
-        header.emit(buf);
-        let payload = &mut buf[header.payload_range()];
+        let raw_total = header.datagram_len();
+        assert!(buf.len() >= raw_total, "transmit buffer of {} bytes, need {raw_total}", buf.len());
+        let rate_bps = self.pacer.rate_bps();
+        // A block to compress is read into `raw` and compressed into the datagram; any other is read in place.
+        let encode = self.encoder.as_mut().is_some_and(|e| e.wants());
+        let raw_range = header.payload_range();
+        let block = if encode { &mut self.raw[..len as usize] } else { &mut buf[raw_range.clone()] };
         let read = if retransmit {
-            source.read_block(header.file_id, offset, payload)
+            source.read_block(file_id, offset, block)
         } else {
-            source.read_first(header.file_id, offset, payload)
+            source.read_first(file_id, offset, block)
         };
         if let Err(e) = read {
-            let msg = format!("reading file id {} at offset {offset}: {e}", header.file_id);
+            let msg = format!("reading file id {file_id} at offset {offset}: {e}");
             self.fail(msg.clone());
             return Err(msg);
         }
+        if encode {
+            let raw = &self.raw[..len as usize];
+            let encoder = self.encoder.as_mut().expect("encode implies an encoder");
+            match encoder.encode(raw, &mut buf[raw_range.clone()]) {
+                Some(n) => {
+                    debug_assert!(n < raw.len(), "a frame is sent only if it is shorter than its block");
+                    header.len = n as u16;
+                    header.flags |= FLAG_COMPRESSED;
+                    self.stats.blocks_compressed += 1;
+                }
+                None => buf[raw_range].copy_from_slice(raw),
+            }
+        }
+        if let Some(encoder) = self.encoder.as_mut() {
+            let signal = SendSignal { rate_bps, startup: self.rate.in_startup() };
+            encoder.sent(len as usize, header.len as usize, signal);
+        }
+        let total = header.datagram_len();
+        header.emit(buf);
         if !retransmit {
             let interval_ns = (self.rtt.srtt_ns() / 256).max(1_000_000);
             // Marked at the same clock as tx_time, which the receiver's echo returns.
             self.send_marks.record(departure, self.next_new, interval_ns);
-            self.hasher.update(payload);
+            // The whole-file hash is over the file's bytes, not what the wire carried.
+            self.hasher.update(if encode { &self.raw[..len as usize] } else { &buf[header.payload_range()] });
             self.stats.new_payload_bytes_sent += len;
             self.stats.first_new_at.get_or_insert(departure);
             self.next_new += 1;
@@ -867,6 +912,7 @@ impl Sender {
             self.last_probe = now;
         }
         self.stats.payload_bytes_sent += len;
+        self.stats.wire_payload_bytes_sent += header.len as u64;
         self.stats.datagram_bytes_sent += total as u64;
         Ok(Some(total))
     }

@@ -82,7 +82,7 @@ impl<S: BlockStore> ReceiverSession<S> {
     /// Handles one datagram: a delivered block is written at once.
     pub fn handle_datagram(&mut self, now: Time, datagram: &mut [u8]) -> Result<(), DropReason> {
         let d = self.core.handle_datagram(now, datagram)?;
-        let data = &datagram[d.payload];
+        let data = if d.unpacked > 0 { &self.core.unpacked()[..d.unpacked] } else { &datagram[d.payload] };
         if let Err(e) = self.store.write_block(d.file_id, d.offset, data) {
             // One line naming the file (the store's text) and, for a full or read-only disk, the fix.
             self.fail(crate::exit::with_fix(&e));

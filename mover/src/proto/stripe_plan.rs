@@ -67,7 +67,7 @@ impl BlockPlan {
         let (size, first) = self.files[file_id];
         let offset = (global - first) * self.block_bytes;
         let len = (size - offset).min(self.block_bytes) as u32;
-        Some(BlockHeader { attempt: 0, global, file_id: file_id as u32, offset, len })
+        Some(BlockHeader { attempt: 0, global, file_id: file_id as u32, offset, len, frame: 0 })
     }
 }
 

@@ -176,6 +176,9 @@ pub fn receive_files(
         resumed_bytes: decision.resumed_bytes,
         skipped_files: decision.skipped_files,
         skipped_bytes: decision.skipped_bytes,
+        compress: hello.options.compress,
+        wire_bytes: outcome.delivered.1,
+        raw_wire_bytes: outcome.delivered.0,
         ..Report::new(Direction::Received, hello.rate_bps, Default::default(), hello.cipher)
     })
 }

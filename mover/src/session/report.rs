@@ -114,6 +114,13 @@ pub struct Report {
     pub detached: bool,
     /// `--via auto`: every candidate relay with its RTTs and score, chosen ones first.
     pub relay_choice: Vec<super::relay_choice::Candidate>,
+    /// `--compress`: how the sender compressed blocks.
+    pub compress: crate::wire::Compression,
+    /// Payload bytes as they crossed the wire: compressed blocks at their frames' length, raw ones whole
+    /// (sending side: every block sent, retransmissions included; receiving side: new blocks delivered).
+    pub wire_bytes: u64,
+    /// The same blocks' bytes before compression (`compression_ratio` is this over `wire_bytes`).
+    pub raw_wire_bytes: u64,
 }
 
 /// What a striped push (`--via`, PROTOCOL.md §8) adds to its report.
@@ -248,6 +255,10 @@ impl Report {
         let dropped = self.dropped_list();
         j = j.strs("dropped", dropped.iter().map(String::as_str));
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
+        j = j
+            .str("compress", &self.compress.to_string())
+            .u64("wire_bytes", self.wire_bytes)
+            .f64("compression_ratio", self.compression_ratio());
         if let Some(st) = &self.stripe {
             j = j
                 .str("transfer", &st.transfer)
@@ -290,6 +301,15 @@ impl Report {
             table += &format!("data path ({role}): {}\n", self.net_reason);
         }
         table + &render_table(&format!("{side} stages ({role}):"), &self.stages)
+    }
+
+    /// Payload bytes before compression per byte on the wire (`compression_ratio`; 1.0 when nothing went).
+    pub fn compression_ratio(&self) -> f64 {
+        if self.wire_bytes == 0 {
+            1.0
+        } else {
+            self.raw_wire_bytes as f64 / self.wire_bytes as f64
+        }
     }
 
     /// What did not arrive as it is at the source, one phrase each: entries the scan did not send, and
@@ -439,13 +459,14 @@ mod tests {
                     skipped_bytes sent_bytes verified net net_reason rate_bps policy \
                     max_rate_bps final_rate_bps rtt_ms rounds receiver_stalls datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
-                    dropped_auth dropped_replayed repaired_files dropped stages error";
+                    dropped_auth dropped_replayed repaired_files dropped stages compress wire_bytes compression_ratio error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);
         r.direction = Direction::Received;
         r.error = None;
         let received = "files bytes seconds goodput_bps resumed_bytes skipped_files skipped_bytes verified net \
                         net_reason rate_bps policy packets_received duplicates \
-                        dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher dropped stages";
+                        dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher dropped stages compress \
+                        wire_bytes compression_ratio";
         assert_eq!(keys(&r.to_json()).join(" "), received);
         assert!(r.to_json().contains(r#""dropped":[]"#), "{}", r.to_json());
         r.direction = Direction::Sent;
@@ -483,12 +504,16 @@ mod tests {
         r.detached = true;
         let json = r.to_json();
         let all = keys(&json).join(" ");
-        let tail = "stages transfer send_seconds send_goodput_bps refetched_blocks detached legs name bytes blocks \
+        let tail = "stages compress wire_bytes compression_ratio transfer send_seconds send_goodput_bps refetched_blocks detached legs name bytes blocks \
                     batches goodput_bps retransmitted spool_full failed relay_choice url rtt_sender_ms \
                     rtt_receiver_ms score chosen";
         assert!(all.ends_with(tail), "{all}");
         assert!(json.contains(r#""rtt_receiver_ms":null,"score":null,"chosen":false"#), "{json}");
         assert!(json.contains(r#""detached":true"#), "{json}");
+        // Nothing sent: the ratio is 1; zstd:1 that halved the bytes: 2.
+        assert!(json.contains(r#""compress":"none","wire_bytes":0,"compression_ratio":1"#), "{json}");
+        (r.compress, r.raw_wire_bytes, r.wire_bytes) = (crate::wire::Compression::Zstd(1), 2000, 1000);
+        assert!(r.to_json().contains(r#""compress":"zstd:1","wire_bytes":1000,"compression_ratio":2"#));
         assert!(
             r.detached_line("mover://h:1").contains("mover status ab --server mover://h:1"),
             "{}",

@@ -236,6 +236,9 @@ pub fn send_files(
     let clock = MonotonicClock::new();
     let clock_start = started.elapsed();
     let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), clock.now(), &plan);
+    let encoder = crate::proto::compress::encoder_for(p.options.compress, crate::time::monotonic_ns)
+        .map_err(|error| SessionError::Io { what: "creating the zstd compressor", error })?;
+    sender.set_encoder(encoder);
     // The reader streams only the files this session sends (a skipped file is never opened or read).
     let read_sizes: Vec<u64> =
         sizes.iter().enumerate().map(|(i, &s)| if plan.is_skipped(i as u32) { 0 } else { s }).collect();
@@ -266,6 +269,9 @@ pub fn send_files(
     report.max_rate_bps = sender.max_rate_bps();
     report.final_rate_bps = sender.rate_bps();
     report.sent_bytes = stats.payload_bytes_sent;
+    report.raw_wire_bytes = stats.payload_bytes_sent;
+    report.wire_bytes = stats.wire_payload_bytes_sent;
+    report.compress = p.options.compress;
     report.first_data_seconds =
         stats.first_new_at.map(|t| (clock_start + Duration::from_nanos(t.since_ns(Time::ZERO))).as_secs_f64());
     report.seconds = started.elapsed().as_secs_f64();

@@ -24,6 +24,7 @@ use crate::net::ControlChannel;
 use crate::proto::policy::Policy;
 use crate::proto::stripe_plan::BlockPlan;
 use crate::proto::BlockStore;
+use crate::wire::compress::BlockUnpacker;
 use crate::wire::control::{
     transfer_state, ControlMsg, ReceiverSummary, StripeHello, TransferStatus, MAX_BLOCKS_PER_MESSAGE,
     MAX_IDS_PER_MESSAGE,
@@ -129,6 +130,8 @@ pub fn receive_striped(
         skipped: skip_ids.len(),
         bytes: 0,
         scratch: Vec::new(),
+        unpacker: None,
+        unpacked: Vec::new(),
         sizes: sizes.clone(),
     };
     let result = rx.run(ch, &sh, p, &hex, book, &totals);
@@ -190,6 +193,9 @@ struct Collector {
     committed_count: usize,
     bytes: u64,
     scratch: Vec<u8>,
+    /// The decompressor of compressed blocks (made at the first), and the block it decompressed.
+    unpacker: Option<BlockUnpacker>,
+    unpacked: Vec<u8>,
 }
 
 impl Collector {
@@ -359,7 +365,18 @@ impl Collector {
                 continue;
             }
             let opened = std::fs::read(dir.join(b.to_string())).map_err(|e| e.to_string()).and_then(|mut sealed| {
-                let (_, plain) = self.key.open(&mut sealed, &expected).map_err(|e| e.to_string())?;
+                let (got, body) = self.key.open(&mut sealed, &expected).map_err(|e| e.to_string())?;
+                let plain = if got.frame > 0 {
+                    let unpacker = match &mut self.unpacker {
+                        Some(u) => u,
+                        None => self.unpacker.insert(BlockUnpacker::new().map_err(|e| e.to_string())?),
+                    };
+                    self.unpacked.resize(got.len as usize, 0);
+                    unpacker.unpack(body, &mut self.unpacked).map_err(|e| e.to_string())?;
+                    &self.unpacked[..]
+                } else {
+                    body
+                };
                 self.tree.write_block(expected.file_id, expected.offset, plain).map_err(|e| e.to_string())?;
                 // Read back what was written, so the stripe hash covers the write path.
                 self.scratch.resize(plain.len(), 0);

@@ -24,10 +24,14 @@ use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl}
 use crate::files::EntryKind;
 use crate::net::control::ControlEvent;
 use crate::net::ControlChannel;
+use crate::proto::compress::AUTO_MIN_GAIN;
 use crate::proto::stripe_plan::{BlockPlan, Scheduler, MAX_BATCH_BLOCKS};
+use crate::wire::compress::{BlockCompressor, AUTO_LEVEL};
 use crate::wire::control::{ControlMsg, Hello, StripeHello, MAX_BLOCKS_PER_MESSAGE};
-use crate::wire::stripe::{batch_name, block_digest, stripe_hash, transfer_name, BlockKey};
-use crate::wire::VERSION;
+use crate::wire::stripe::{
+    batch_name, block_digest, stripe_hash, transfer_name, BlockHeader, BlockKey, BLOCK_HEADER_LEN,
+};
+use crate::wire::{Compression, VERSION};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -75,6 +79,9 @@ struct Shared {
     attempts: Vec<u16>,
     /// Per file, blocks not yet digested; its stripe hash goes out when it reaches 0.
     undigested: Vec<u64>,
+    /// Plaintext bytes sealed, and the bodies' bytes (compressed frames at their length): the report's
+    /// `compression_ratio`.
+    sealed_bytes: (u64, u64),
 }
 
 /// Runs a striped push. The report always comes back: on failure `verified` is false and `error` says why.
@@ -240,6 +247,7 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
         digests: vec![None; plan.total_blocks() as usize],
         attempts: vec![0; plan.total_blocks() as usize],
         undigested: (0..sizes.len() as u32).map(|f| plan.blocks_of(f).end - plan.blocks_of(f).start).collect(),
+        sealed_bytes: (0, 0),
     }));
     let finished = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -271,6 +279,7 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
         threads.push(t);
     }
     drop(tx);
+    report.compress = opts.options.compress;
     let result = drive(&mut ch, &rx, &shared, &legs, &plan, s, &hex, started, report);
     finished.store(true, Ordering::Release);
     for t in threads {
@@ -403,6 +412,7 @@ fn drive(
     }
     report.packets_retransmitted = stripe.legs.iter().map(|l| l.retransmitted).sum();
     report.stripe = Some(stripe);
+    (report.raw_wire_bytes, report.wire_bytes) = shared.lock().unwrap_or_else(|e| e.into_inner()).sealed_bytes;
     let summary = outcome?;
     report.seconds = seconds;
     match summary {
@@ -467,6 +477,8 @@ fn run_leg(cx: LegCtx) {
         popts.url = cx.target.url.clone();
         popts.files_from = None;
         popts.stripe = None;
+        // Sealed blocks were compressed (or not) before sealing; ciphertext does not compress.
+        popts.options.compress = crate::wire::Compression::None;
         popts.live = crate::pipeline::live::Live::new();
         let (r, next) = std::thread::scope(|sc| {
             let cx = &cx;
@@ -536,6 +548,7 @@ fn seal_into_staging(cx: &LegCtx, batch: u32, blocks: Vec<u64>) -> Result<Sealed
 fn seal_batch(cx: &LegCtx, dir: &Path, blocks: &[u64]) -> Result<(), SessionError> {
     std::fs::create_dir_all(dir).map_err(|error| SessionError::Io { what: "creating the staging directory", error })?;
     let mut buf = Vec::new();
+    let mut packer = BlockPacker::new(cx.opts.options.compress)?;
     let mut open: Option<(u32, File)> = None;
     for &b in blocks {
         let mut h = cx.plan.header(b).expect("the scheduler deals planned blocks");
@@ -563,11 +576,62 @@ fn seal_batch(cx: &LegCtx, dir: &Path, blocks: &[u64]) -> Result<(), SessionErro
                 }
             }
         }
-        let sealed = cx.key.seal(&h, &buf);
+        let sealed = match packer.pack(&buf) {
+            Some(frame) => cx.key.seal(&BlockHeader { frame: frame.len() as u32, ..h }, frame),
+            None => cx.key.seal(&h, &buf),
+        };
+        {
+            let mut sh = cx.shared.lock().unwrap_or_else(|e| e.into_inner());
+            sh.sealed_bytes.0 += buf.len() as u64;
+            sh.sealed_bytes.1 += (sealed.len() - BLOCK_HEADER_LEN - crate::wire::TAG_LEN) as u64;
+        }
         std::fs::write(dir.join(b.to_string()), sealed)
             .map_err(|error| SessionError::Io { what: "writing a sealed block to the staging directory", error })?;
     }
     Ok(())
+}
+
+/// `--compress` for sealed blocks: each block is compressed before it is sealed, so relays hold (and never
+/// open) compressed blocks. `zstd:LEVEL` keeps every frame shorter than its block; `auto` (zstd:1) keeps
+/// only frames that save at least `AUTO_MIN_GAIN` and, after 4 blocks in a row that did not, tries only
+/// one block in 8: sealing runs ahead of the legs on its own thread, so the ratio is what decides.
+struct BlockPacker {
+    cx: Option<BlockCompressor>,
+    auto: bool,
+    misses: u32,
+    out: Vec<u8>,
+}
+
+impl BlockPacker {
+    fn new(choice: Compression) -> Result<BlockPacker, SessionError> {
+        let level = match choice {
+            Compression::None => None,
+            Compression::Zstd(level) => Some(level),
+            Compression::Auto => Some(AUTO_LEVEL),
+        };
+        let cx = level
+            .map(BlockCompressor::new)
+            .transpose()
+            .map_err(|error| SessionError::Io { what: "creating the zstd compressor", error })?;
+        Ok(BlockPacker { cx, auto: choice == Compression::Auto, misses: 0, out: Vec::new() })
+    }
+
+    /// The block's frame, if it goes compressed.
+    fn pack(&mut self, block: &[u8]) -> Option<&[u8]> {
+        let cx = self.cx.as_mut()?;
+        if self.auto && self.misses >= 4 && self.misses % 8 != 0 {
+            self.misses += 1;
+            return None;
+        }
+        self.out.resize(block.len(), 0);
+        let n = cx.compress(block, &mut self.out);
+        let kept = match n {
+            Some(n) if self.auto && (n as f64) * AUTO_MIN_GAIN > block.len() as f64 => None,
+            n => n,
+        };
+        self.misses = if kept.is_some() { 0 } else { self.misses + 1 };
+        kept.map(|n| &self.out[..n])
+    }
 }
 
 /// Where the sender seals batches before pushing them: `$MOVER_STAGING`, else /dev/shm (memory: the

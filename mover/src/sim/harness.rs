@@ -2,12 +2,14 @@
 
 use super::aimd::{AimdConfig, AimdFlow};
 use super::link::{Link, LinkConfig, LinkStats};
+use crate::proto::compress::encoder_for;
 use crate::proto::{
     BlockSource, BlockStore, Config, Receiver, ReceiverSession, ReceiverStats, Sender, SenderState, SenderStats,
     StartPlan,
 };
 use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
+use crate::wire::Compression;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -41,6 +43,9 @@ pub struct SimConfig {
     /// learns the sender's address from the first datagram (what a black hole at the start looks like,
     /// PROTOCOL.md §4.8). Off by default, which keeps the older runs and the goodput snapshot as they were.
     pub feedback_after_first_data: bool,
+    /// `--compress`: how the sender compresses blocks (`auto` measures with the real clock, so its choices are
+    /// not deterministic; the fixed levels are).
+    pub compress: Compression,
 }
 
 impl SimConfig {
@@ -59,6 +64,7 @@ impl SimConfig {
             stop_at: None,
             sample_every: None,
             feedback_after_first_data: false,
+            compress: Compression::None,
         }
     }
 }
@@ -215,6 +221,7 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
         assert_eq!(absorbed.absorb(&m), Ok(true), "a plan's own messages are absorbed");
     }
     let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), now, &absorbed);
+    sender.set_encoder(encoder_for(sim.compress, crate::time::monotonic_ns).expect("a zstd context"));
     let mut rx = ReceiverSession::new(Receiver::with_start(cfg.clone(), sizes, now, start), store);
     let mut rev = Link::new(sim.reverse.clone(), sim.seed.wrapping_mul(5) + 2);
     let mut q = EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), seq: 0 };

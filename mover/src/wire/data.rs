@@ -23,6 +23,9 @@ pub const DATA_HEADER_LEN: usize = COMMON_HEADER_LEN + 24;
 pub const DATA_OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
 /// Flag bit: this block was sent before.
 pub const FLAG_RETRANSMIT: u8 = 0x01;
+/// Flag: the payload is one zstd frame of the block (PROTOCOL.md §4.8); `len` is the frame's length, and the
+/// block's own length is what the plan says for its offset.
+pub const FLAG_COMPRESSED: u8 = 0x02;
 
 /// The fields of a data packet's header.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! input; the fuzz targets in `fuzz/` and the seed-corpus tests hold them to that.
 
 pub mod cipher;
+pub mod compress;
 pub mod control;
 pub mod data;
 pub mod entry;
@@ -19,6 +20,7 @@ pub mod seal;
 pub mod stripe;
 
 pub use cipher::Cipher;
+pub use compress::Compression;
 pub use entry::{Entry, EntryKind};
 pub use header::{CommonHeader, PacketType, COMMON_HEADER_LEN, MAGIC, VERSION};
 pub use options::{Overwrite, TransferOptions};
@@ -55,11 +57,14 @@ pub enum DropReason {
     Replayed,
     /// A packet number too far behind the newest to tell whether it was seen (beyond the replay window).
     TooOld,
+    /// A block flagged compressed that does not decompress to the block's length (a damaged or hostile
+    /// sender: the tag verified).
+    BadCompression,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::BadMagic,
@@ -73,6 +78,7 @@ impl DropReason {
         DropReason::Duplicate,
         DropReason::Replayed,
         DropReason::TooOld,
+        DropReason::BadCompression,
     ];
 
     /// A stable, short name for summaries and JSON.
@@ -91,6 +97,7 @@ impl DropReason {
             DropReason::Duplicate => "duplicate",
             DropReason::Replayed => "replayed",
             DropReason::TooOld => "too_old",
+            DropReason::BadCompression => "bad_compression",
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct TransferOptions {
     pub preserve_owner: bool,
     /// Send and set extended attributes (`--xattrs`).
     pub xattrs: bool,
+    /// How the sender compresses blocks (`--compress`); a receiver takes whatever it is sent.
+    pub compress: super::Compression,
 }
 
 impl Default for TransferOptions {
@@ -92,6 +94,7 @@ impl Default for TransferOptions {
             resume: true,
             preserve_owner: false,
             xattrs: false,
+            compress: super::Compression::None,
         }
     }
 }
@@ -100,9 +103,12 @@ const BIT_CHECKSUM: u32 = 1 << 2;
 const BIT_NO_RESUME: u32 = 1 << 3;
 const BIT_PRESERVE_OWNER: u32 = 1 << 4;
 const BIT_XATTRS: u32 = 1 << 5;
+/// Bits 6-12: the compression choice (`Compression::to_bits`, two bits of mode, five of level).
+const COMPRESS_SHIFT: u32 = 6;
+const COMPRESS_BITS: u32 = 0x7f << COMPRESS_SHIFT;
 /// Every bit a peer of this version may set; others are refused (a newer client asking for something this
 /// receiver cannot do must hear so, not be ignored).
-const KNOWN_BITS: u32 = 3 | BIT_CHECKSUM | BIT_NO_RESUME | BIT_PRESERVE_OWNER | BIT_XATTRS;
+const KNOWN_BITS: u32 = 3 | BIT_CHECKSUM | BIT_NO_RESUME | BIT_PRESERVE_OWNER | BIT_XATTRS | COMPRESS_BITS;
 
 impl TransferOptions {
     /// The options as wire bits: bits 0-1 the overwrite mode, then one bit per flag.
@@ -120,7 +126,7 @@ impl TransferOptions {
         if self.xattrs {
             bits |= BIT_XATTRS;
         }
-        bits
+        bits | (self.compress.to_bits() << COMPRESS_SHIFT)
     }
 
     /// Options from wire bits; `None` if a bit this version does not know is set.
@@ -134,6 +140,7 @@ impl TransferOptions {
             resume: bits & BIT_NO_RESUME == 0,
             preserve_owner: bits & BIT_PRESERVE_OWNER != 0,
             xattrs: bits & BIT_XATTRS != 0,
+            compress: super::Compression::from_bits((bits & COMPRESS_BITS) >> COMPRESS_SHIFT)?,
         })
     }
 }
@@ -141,6 +148,7 @@ impl TransferOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Compression;
 
     #[test]
     fn bits_round_trip_and_unknown_bits_are_refused() {
@@ -152,13 +160,16 @@ mod tests {
                     resume: flags & 2 != 0,
                     preserve_owner: flags & 4 != 0,
                     xattrs: flags & 8 != 0,
+                    compress: [Compression::None, Compression::Zstd(19), Compression::Auto][flags as usize % 3],
                 };
                 assert_eq!(TransferOptions::from_bits(o.to_bits()), Some(o));
                 assert_eq!(o.overwrite.name().parse::<Overwrite>(), Ok(overwrite));
             }
         }
         assert_eq!(TransferOptions::from_bits(0), Some(TransferOptions::default()));
-        assert_eq!(TransferOptions::from_bits(1 << 6), None);
+        assert_eq!(TransferOptions::from_bits(1 << 13), None);
+        // Compression bits that name nothing (mode 3).
+        assert_eq!(TransferOptions::from_bits(3 << 6), None);
         assert!("sometimes".parse::<Overwrite>().is_err());
     }
 }

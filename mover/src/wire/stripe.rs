@@ -29,6 +29,8 @@ pub const LABEL_BLOCKS: &[u8] = b"mover v3 stripe blocks";
 pub const BLOCK_MAGIC: [u8; 4] = *b"MVSB";
 /// Version of the sealed block layout.
 pub const BLOCK_VERSION: u8 = 1;
+/// Header flag: the body is a zstd frame of the block.
+pub const FLAG_COMPRESSED: u8 = 1;
 /// Bytes of the sealed block header.
 pub const BLOCK_HEADER_LEN: usize = 36;
 /// Largest block a striped transfer may use (and the smallest), in plaintext bytes.
@@ -51,6 +53,20 @@ pub struct BlockHeader {
     pub offset: u64,
     /// Plaintext bytes.
     pub len: u32,
+    /// 0 when the body is the plaintext; otherwise the body is one zstd frame of this many bytes (fewer
+    /// than `len`) that decompresses to the plaintext (`--compress`, PROTOCOL.md §8.2).
+    pub frame: u32,
+}
+
+impl BlockHeader {
+    /// Bytes of the sealed body: the frame's, or the plaintext's.
+    pub fn body_len(&self) -> usize {
+        if self.frame > 0 {
+            self.frame as usize
+        } else {
+            self.len as usize
+        }
+    }
 }
 
 /// Why a sealed block was refused.
@@ -80,7 +96,8 @@ impl fmt::Display for BlockError {
 impl std::error::Error for BlockError {}
 
 impl BlockHeader {
-    /// The 36 header bytes: magic, version, a zero byte, attempt, global index, file id, offset, length.
+    /// The 36 header bytes: magic, version, flags (bit 0: compressed), attempt, global index, file id,
+    /// offset, length, frame length (0 when raw).
     pub fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
         let mut h = [0u8; BLOCK_HEADER_LEN];
         h[..4].copy_from_slice(&BLOCK_MAGIC);
@@ -90,7 +107,10 @@ impl BlockHeader {
         h[16..20].copy_from_slice(&self.file_id.to_be_bytes());
         h[20..28].copy_from_slice(&self.offset.to_be_bytes());
         h[28..32].copy_from_slice(&self.len.to_be_bytes());
-        // Bytes 32..36 are reserved, zero.
+        if self.frame > 0 {
+            h[5] = FLAG_COMPRESSED;
+            h[32..36].copy_from_slice(&self.frame.to_be_bytes());
+        }
         h
     }
 
@@ -99,7 +119,7 @@ impl BlockHeader {
         if b.len() < BLOCK_HEADER_LEN + TAG_LEN {
             return Err(BlockError::Truncated);
         }
-        if b[..4] != BLOCK_MAGIC || b[4] != BLOCK_VERSION || b[5] != 0 || b[32..36] != [0; 4] {
+        if b[..4] != BLOCK_MAGIC || b[4] != BLOCK_VERSION || b[5] & !FLAG_COMPRESSED != 0 {
             return Err(BlockError::NotABlock);
         }
         let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
@@ -110,8 +130,14 @@ impl BlockHeader {
             file_id: u32_at(16),
             offset: u64_at(20),
             len: u32_at(28),
+            frame: u32_at(32),
         };
-        if h.len > MAX_BLOCK_BYTES || b.len() != BLOCK_HEADER_LEN + h.len as usize + TAG_LEN {
+        // A compressed block's frame is shorter than its plaintext, and not empty; a raw one has none.
+        let frame_ok = if b[5] & FLAG_COMPRESSED != 0 { h.frame > 0 && h.frame < h.len } else { h.frame == 0 };
+        if !frame_ok {
+            return Err(BlockError::NotABlock);
+        }
+        if h.len > MAX_BLOCK_BYTES || b.len() != BLOCK_HEADER_LEN + h.body_len() + TAG_LEN {
             return Err(BlockError::Truncated);
         }
         Ok(h)
@@ -146,9 +172,11 @@ impl BlockKey {
         Some(BlockKey { key: d.derive((transfer_id >> 64) as u64) })
     }
 
-    /// Seals `plain` (the block `h` describes; `h.len` must be its length) into a sealed block file's bytes.
-    pub fn seal(&self, h: &BlockHeader, plain: &[u8]) -> Vec<u8> {
-        assert_eq!(plain.len(), h.len as usize, "the header's length is the block's");
+    /// Seals `body` (the block `h` describes: its plaintext, or with `h.frame` its zstd frame) into a sealed
+    /// block file's bytes.
+    pub fn seal(&self, h: &BlockHeader, body: &[u8]) -> Vec<u8> {
+        let plain = body;
+        assert_eq!(plain.len(), h.body_len(), "the header's length is the body's");
         let header = h.encode();
         let mut out = Vec::with_capacity(BLOCK_HEADER_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(&header);
@@ -162,7 +190,8 @@ impl BlockKey {
     }
 
     /// Opens a sealed block in place: checks its tag and that it is `expected` (the block the plan puts at
-    /// that index; `attempt` is not compared), and returns the header and the plaintext.
+    /// that index; `attempt` and `frame` are not compared), and returns the header and the body (the
+    /// plaintext, or with `frame` the zstd frame to decompress into `len` bytes).
     pub fn open<'a>(
         &self,
         sealed: &'a mut [u8],
@@ -234,7 +263,7 @@ mod tests {
     }
 
     fn header(global: u64, len: u32) -> BlockHeader {
-        BlockHeader { attempt: 0, global, file_id: 2, offset: global * 4096, len }
+        BlockHeader { attempt: 0, global, file_id: 2, offset: global * 4096, len, frame: 0 }
     }
 
     #[test]
@@ -247,6 +276,34 @@ mod tests {
         let (got, opened) = key(1).open(&mut sealed, &h).unwrap();
         assert_eq!(got, h);
         assert_eq!(opened, &plain[..]);
+    }
+
+    #[test]
+    fn a_compressed_block_round_trips_and_its_header_is_checked() {
+        use crate::wire::compress::{BlockCompressor, BlockUnpacker};
+        let plain = b"ACGTTGCA+FFFF:FFF\n".repeat(500);
+        let mut frame = vec![0u8; plain.len()];
+        let n = BlockCompressor::new(1).unwrap().compress(&plain, &mut frame).unwrap();
+        let h = BlockHeader { frame: n as u32, ..header(6, plain.len() as u32) };
+        let sealed = key(1).seal(&h, &frame[..n]);
+        assert_eq!(sealed.len(), BLOCK_HEADER_LEN + n + TAG_LEN);
+        // The plan's header has no frame: the frame length is not part of the place check.
+        let mut opened = sealed.clone();
+        let (got, body) = key(1).open(&mut opened, &header(6, plain.len() as u32)).unwrap();
+        assert_eq!(got, h);
+        let mut back = vec![0u8; got.len as usize];
+        BlockUnpacker::new().unwrap().unpack(body, &mut back).unwrap();
+        assert_eq!(back, plain);
+        // The flag without a frame length, a frame length without the flag, a frame as long as the block.
+        let mut no_len = sealed.clone();
+        no_len[32..36].copy_from_slice(&[0; 4]);
+        assert_eq!(BlockHeader::decode(&no_len), Err(BlockError::NotABlock));
+        let mut no_flag = sealed.clone();
+        no_flag[5] = 0;
+        assert_eq!(BlockHeader::decode(&no_flag), Err(BlockError::NotABlock));
+        let mut long = sealed.clone();
+        long[32..36].copy_from_slice(&(plain.len() as u32).to_be_bytes());
+        assert_eq!(BlockHeader::decode(&long), Err(BlockError::NotABlock));
     }
 
     #[test]
