@@ -41,6 +41,20 @@ impl ExitClass {
         }
     }
 
+    /// The class of exit code `code` (an unknown code is a [`ExitClass::Failure`]): what a remote end's
+    /// outcome becomes here.
+    pub const fn from_code(code: u8) -> ExitClass {
+        match code {
+            0 => ExitClass::Success,
+            2 => ExitClass::Usage,
+            3 => ExitClass::SourceNotFound,
+            4 => ExitClass::AuthRefused,
+            5 => ExitClass::Retryable,
+            6 => ExitClass::Partial,
+            _ => ExitClass::Failure,
+        }
+    }
+
     /// Whether running the session again (`--retries`, or the user) may succeed.
     pub const fn is_retryable(self) -> bool {
         matches!(self, ExitClass::Retryable)

@@ -45,6 +45,11 @@ enum Command {
     /// ([user@]host:PATH) into a local directory.
     #[command(after_help = EXIT_CODES_HELP)]
     Pull(PullArgs),
+    /// Copy between any two ends: a local path, mover://HOST[:PORT]/PATH or [user@]host:PATH. With one local
+    /// end it is a push or a pull; with two remote ends this host only directs: the sending end pushes
+    /// straight to the receiving daemon with a one-time delegation, and no file data passes through here.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Copy(CopyArgs),
     /// A relay for striped pushes (`push --via`): holds transfers' sealed blocks in a bounded spool, which
     /// it cannot read, and serves each batch once to the receiver, then deletes it.
     #[command(args_override_self = true)]
@@ -198,6 +203,22 @@ struct StripeArgs {
 }
 
 impl StripeArgs {
+    /// No striping (`mover copy` with a local source).
+    fn none() -> StripeArgs {
+        StripeArgs {
+            via: Vec::new(),
+            direct: false,
+            stripe: session::StripeMode::Fcfs,
+            no_overlap: false,
+            detach: false,
+            block_size: mover::wire::stripe::DEFAULT_BLOCK_BYTES as u64,
+            relays: None,
+            max_rtt_sender: None,
+            max_rtt_receiver: None,
+            max_relays: 4,
+        }
+    }
+
     fn options(self) -> Result<Option<session::StripeOptions>, Usage> {
         if self.via.is_empty() {
             return Ok(None);
@@ -358,6 +379,31 @@ impl SshArgs {
 }
 
 #[derive(Args, Debug)]
+struct CopyArgs {
+    #[command(flatten)]
+    transfer: TransferArgs,
+    #[command(flatten)]
+    sync: SyncArgs,
+    /// Pin this side's stages (a copy with one local end): auto, none, a core list or stage=core pairs.
+    #[arg(long, default_value = "auto", value_parser = CorePlan::parse)]
+    cores: CorePlan,
+    /// Print a per-stage table at the end on stderr (a copy with one local end).
+    #[arg(long)]
+    stats: bool,
+    /// Data path of this side (a copy with one local end): auto, xdp, udp.
+    #[arg(long, default_value = "auto")]
+    net: NetChoice,
+    #[command(flatten)]
+    auth: ClientAuthArgs,
+    #[command(flatten)]
+    ssh: SshArgs,
+    /// Sources, then the destination. Two remote ends: one source, mover://HOST[:PORT]/PATH or
+    /// [user@]host:PATH (which must reach the destination), and a mover:// destination daemon with --tokens.
+    #[arg(num_args = 2.., value_name = "SRC... DEST")]
+    paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 struct PullArgs {
     #[command(flatten)]
     transfer: TransferArgs,
@@ -459,11 +505,17 @@ fn main() -> ExitCode {
     };
     // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| foreign_flags::exit(e));
-    if matches!(cli.command, Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_)) {
+    if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_) | Command::Copy(_)
+    ) {
         // A receiver bounds its claims by this limit (files::claims): the higher, the fewer reopens.
         let _ = mover::files::raise_open_files_limit();
     }
-    if !matches!(cli.command, Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_)) {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_) | Command::Copy(_)
+    ) {
         // `mover demo --json | head` should end quietly, as any Unix tool does, not panic in println!.
         // Sessions keep Rust's SIGPIPE-ignored default: a dead ssh child must be an error they can retry.
         packaging::die_quietly_on_closed_stdout();
@@ -474,6 +526,7 @@ fn main() -> ExitCode {
         Command::Status(a) => mover::cmd::status::run(&a).map_err(CliError::from),
         Command::Push(a) => run_push(a),
         Command::Pull(a) => run_pull(a),
+        Command::Copy(a) => run_copy(a),
         Command::Demo(a) => run_demo(a),
         Command::Token(a) => run_token(&a),
         Command::Bench(BenchCommand::Net(a)) => bench_net::run(&a).map_err(CliError::from),
@@ -649,6 +702,86 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         live: mover::pipeline::live::Live::new(),
     };
     Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
+}
+
+/// `mover copy`: a push, a pull, or (two remote ends) a third-party copy this host only directs.
+fn run_copy(a: CopyArgs) -> Result<(), CliError> {
+    let mut paths = a.paths;
+    let dest = paths.pop().expect("clap requires at least two paths");
+    let remote = |p: &str| !matches!(mover::connect::Location::parse(p), Ok(mover::connect::Location::Local(_)));
+    let remote_sources = paths.iter().filter(|p| remote(p)).count();
+    match (remote_sources, remote(&dest)) {
+        (0, true) => {
+            let push = PushArgs {
+                transfer: a.transfer,
+                sync: a.sync,
+                files_from: FilesFromArgs::default(),
+                cores: a.cores,
+                stats: a.stats,
+                buffered: false,
+                queue_depth: mover::pipeline::send::READ_QUEUE_DEPTH,
+                net: a.net,
+                show_topology: false,
+                auth: a.auth,
+                ssh: a.ssh,
+                stripe: StripeArgs::none(),
+                paths: paths.into_iter().chain([dest]).collect(),
+            };
+            run_push(push)
+        }
+        (0, false) => Err(Usage(
+            "both ends are local: mover copy moves data between hosts (mover://HOST/PATH or host:PATH); use cp or \
+             rsync for a local copy"
+                .into(),
+        )
+        .into()),
+        (n, _) if n != paths.len() => {
+            Err(Usage("the sources mix local and remote paths: copy from one side at a time".into()).into())
+        }
+        (n, _) if n > 1 => Err(Usage(
+            "a copy from a remote end takes one source (a file or directory): run one copy per source".into(),
+        )
+        .into()),
+        (_, false) => {
+            let pull = PullArgs {
+                transfer: a.transfer,
+                sync: a.sync,
+                cores: a.cores,
+                stats: a.stats,
+                fsync: false,
+                queue_depth: mover::pipeline::recv::WRITE_QUEUE_DEPTH,
+                net: a.net,
+                auth: a.auth,
+                ssh: a.ssh,
+                source: paths.pop().expect("one source"),
+                dest: PathBuf::from(dest),
+            };
+            run_pull(pull)
+        }
+        (_, true) => {
+            let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
+            let source = paths.pop().expect("one source");
+            // Credentials are for the daemons; an SSH source is authenticated by ssh.
+            let needs_auth = source.starts_with("mover://") || dest.starts_with("mover://");
+            let auth = if needs_auth { a.auth.resolve()? } else { ClientAuth::Insecure };
+            let opts = session::CopyOptions {
+                source,
+                dest,
+                auth,
+                ssh: a.ssh.options(),
+                rate_bps,
+                policy: a.transfer.policy,
+                min_rate_bps,
+                mtu: a.transfer.mtu,
+                window_bytes: a.transfer.window,
+                cipher: a.transfer.cipher,
+                options: a.sync.options(),
+                connect_timeout: connect_timeout(a.transfer.connect_timeout)?,
+                live: mover::pipeline::live::Live::new(),
+            };
+            Ok(mover::cmd::copy::run(&opts, a.transfer.json, &a.transfer.progress)?)
+        }
+    }
 }
 
 fn run_demo(a: DemoArgs) -> Result<(), CliError> {

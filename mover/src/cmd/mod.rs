@@ -9,6 +9,7 @@ pub mod bench_net;
 mod bench_net_series;
 pub mod bench_plot;
 pub mod bench_sampler;
+pub mod copy;
 pub mod demo;
 pub mod doctor;
 pub mod doctor_bottleneck;

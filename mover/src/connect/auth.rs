@@ -13,6 +13,7 @@
 //! line; by hand: `t=$(head -c 32 /dev/urandom | xxd -p -c 64); printf '%s' "$t" | sha256sum`.
 //! The daemon stores only hashes and compares them in constant time.
 
+use super::delegation::{Delegations, DELEGATED_IDENTITY_PREFIX, DELEGATE_USER_PREFIX};
 use super::error::ConnectError;
 use crate::net::tls_words::{CLIENT_CERT_REFUSED, CLIENT_CERT_REQUIRED};
 use crate::net::{tls, ControlChannel};
@@ -54,6 +55,9 @@ pub struct ServerTls {
     /// A relay's spool (`mover relay`): a receiver may authenticate as `fetch-TRANSFER` with the
     /// transfer's fetch capability, whose SHA-256 the sender stored there (`TRANSFER/.fetch`).
     fetch_spool: Option<PathBuf>,
+    /// One-time delegations for third-party pushes (`mover copy`): the sending end authenticates as
+    /// `delegate-TRANSFER` with the secret (PROTOCOL.md §9).
+    delegations: Arc<Delegations>,
 }
 
 impl fmt::Debug for ServerAuth {
@@ -88,7 +92,15 @@ impl ServerAuth {
         let config = tls::server_config(cert, key, client_ca, tokens.is_some()).map_err(ConnectError::Credentials)?;
         let client_certs = client_ca.is_some();
         let client_ca = client_ca.map(Path::to_path_buf);
-        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca, fetch_spool: None })))
+        let delegations = Arc::default();
+        Ok(ServerAuth::Tls(Arc::new(ServerTls {
+            config,
+            tokens,
+            client_certs,
+            client_ca,
+            fetch_spool: None,
+            delegations,
+        })))
     }
 
     /// [`ServerAuth::tls`] for a relay whose spool is `spool`: senders authenticate as for `serve`, and a
@@ -112,7 +124,16 @@ impl ServerAuth {
         let client_certs = client_ca.is_some();
         let client_ca = client_ca.map(Path::to_path_buf);
         let fetch_spool = Some(spool.to_path_buf());
-        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca, fetch_spool })))
+        let delegations = Arc::default();
+        Ok(ServerAuth::Tls(Arc::new(ServerTls { config, tokens, client_certs, client_ca, fetch_spool, delegations })))
+    }
+
+    /// The daemon's delegations (`None` without TLS: there is no credential to delegate).
+    pub fn delegations(&self) -> Option<&Arc<Delegations>> {
+        match self {
+            ServerAuth::Insecure => None,
+            ServerAuth::Tls(t) => Some(&t.delegations),
+        }
     }
 
     /// True for [`ServerAuth::Insecure`].
@@ -319,6 +340,17 @@ pub fn authenticate_client(
             return refuse(&mut ch, format!("no fetch capability for transfer '{}' here", shown(transfer)));
         }
         Identity(format!("fetch:{transfer}"))
+    } else if let Some(transfer) = user.strip_prefix(DELEGATE_USER_PREFIX) {
+        // Used up by this attempt, whatever its outcome (connect/delegation.rs).
+        match t.delegations.redeem(transfer, &token.0) {
+            Some(grant) => Identity(format!("{DELEGATED_IDENTITY_PREFIX}{transfer}:{}", grant.controller)),
+            None => {
+                return refuse(
+                    &mut ch,
+                    format!("delegation '{}' is unknown, used or expired: run mover copy again", shown(transfer)),
+                )
+            }
+        }
     } else {
         match &t.tokens {
             Some(table) if !token.0.is_empty() => {

@@ -7,6 +7,7 @@
 
 mod addr;
 mod auth;
+mod delegation;
 mod error;
 mod queued;
 mod ssh;
@@ -20,6 +21,7 @@ pub use auth::{
     Identity, ServerAuth, ServerTls, TokenTable, AUTH_TIMEOUT, INSECURE_WARNING, MAX_USER_LEN,
 };
 pub use auth::{fetch_capability_digest, FETCH_FILE, FETCH_USER_PREFIX};
+pub use delegation::{delegated_transfer, Delegations, Grant, DELEGATED_IDENTITY_PREFIX, DELEGATE_USER_PREFIX};
 pub use error::ConnectError;
 pub use queued::QueuePlace;
 pub use ssh::{shell_quote, Location, SshLink, SshOptions, SshTarget};

@@ -18,6 +18,7 @@ mod admission;
 mod admit;
 mod allocator;
 mod client_text;
+mod copy;
 pub mod daemon_log;
 mod data_socket;
 mod error;
@@ -45,6 +46,7 @@ mod stripe_options;
 mod stripe_receive;
 mod stripe_send;
 mod stripe_status;
+mod third_party;
 
 pub use crate::proto::stripe_plan::{BlockPlan, Scheduler, StripeMode, MAX_BATCH_BLOCKS};
 pub use admission::{
@@ -53,6 +55,7 @@ pub use admission::{
     HANDSHAKE_DEADLINE_ENV, MANIFEST_ENTRIES_PER_SECOND, MAX_HANDSHAKES_PER_ADDRESS,
 };
 pub use client_text::{ClientText, RootScrub};
+pub use copy::{copy_third_party, server_of, CopyOptions, CopyOutcome};
 pub use data_socket::SOCKET_BUFFER_BYTES;
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};

@@ -6,7 +6,7 @@ use super::path_mtu::BASE_MTU;
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
-use crate::files::{scan_sources_with, ScanOptions};
+use crate::files::{scan_sources_with, ScanOptions, Scanned};
 use crate::net::xdp_path::NetChoice;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
@@ -94,8 +94,14 @@ impl PushOptions {
 /// Runs a push (not a striped one: `session::push_striped` runs `opts.stripe`). The report always comes
 /// back: on failure `verified` is false and `error` says why.
 pub fn push(opts: &PushOptions) -> Report {
+    push_with(opts, &|| scan_push_sources(opts))
+}
+
+/// [`push`] of what `scan` finds (called again for a rerun): a daemon sending a third-party copy scans its
+/// source beneath its root, not `opts.sources`.
+pub fn push_with(opts: &PushOptions, scan: &dyn Fn() -> Result<Scanned, SessionError>) -> Report {
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
-    let mut result = run(opts, &mut report, false);
+    let mut result = run(opts, scan, &mut report, false);
     if let Err(SessionError::PathMtuBlackHole(why)) = &result {
         if opts.mtu.is_none() {
             // The route's MTU was a black hole: once more at the base (the journals may let it resume what arrived;
@@ -103,7 +109,7 @@ pub fn push(opts: &PushOptions) -> Report {
             eprintln!("mover push: {why}; sending again at MTU {BASE_MTU}");
             report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
             let base = PushOptions { mtu: Some(BASE_MTU), ..opts.clone() };
-            result = run(&base, &mut report, true);
+            result = run(&base, scan, &mut report, true);
         }
     }
     if let Err(e) = result {
@@ -117,7 +123,7 @@ pub fn push(opts: &PushOptions) -> Report {
 
 /// Scans a push's sources with its options (`--xattrs`, `--checksum`, `--files-from`), saying on stderr
 /// what is not sent and why; a striped push scans the same way.
-pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<crate::files::Scanned, SessionError> {
+pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<Scanned, SessionError> {
     let scan = ScanOptions {
         xattrs: opts.options.xattrs,
         checksum: opts.options.checksum,
@@ -130,9 +136,14 @@ pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<crate::files::Scan
     Ok(scanned)
 }
 
-fn run(opts: &PushOptions, report: &mut Report, after_black_hole: bool) -> Result<(), SessionError> {
+fn run(
+    opts: &PushOptions,
+    scan: &dyn Fn() -> Result<Scanned, SessionError>,
+    report: &mut Report,
+    after_black_hole: bool,
+) -> Result<(), SessionError> {
     let dest = Location::parse(&opts.url)?;
-    let scanned = scan_push_sources(opts)?;
+    let scanned = scan()?;
     report.skipped = scanned.skipped.len() as u64;
     // Checked before connecting, so a bad --cores fails without a session.
     Topology::new(Side::Sender, &opts.cores, &available_cores()).map_err(SessionError::Setup)?;

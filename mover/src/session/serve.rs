@@ -18,6 +18,7 @@ use super::relay::{check_pull_path, check_push_dest, check_relay_client, delete_
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use super::stripe_receive::receive_striped;
+use super::third_party::{check_delegated, note_delegated, serve_delegate, serve_third_party};
 use crate::connect::{accept_stdio, Identity, ServerAuth, INSECURE_WARNING};
 use crate::disk::BackendChoice;
 use crate::files::{RelPath, ScanOptions};
@@ -25,6 +26,7 @@ use crate::net::xdp_path::NetChoice;
 use crate::net::ControlChannel;
 use crate::pipeline::live::Live;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
+use crate::wire::control::{transfer_state, TransferStatus};
 use crate::wire::control::{ControlMsg, Pull};
 use crate::wire::VERSION;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -479,11 +481,46 @@ fn serve_first(
         Some(m) => m,
         None => ch.expect_msg_by(deadline, "waiting for its hello").map_err(SessionError::Protocol)?,
     };
+    let who = tracked.as_ref().map(|t| t.user.clone()).unwrap_or_default();
     if opts.relay.is_some() {
-        let who = tracked.as_ref().map(|t| t.user.as_str()).unwrap_or_default();
-        check_relay_client(who, &first, !opts.auth.is_insecure())?;
+        check_relay_client(&who, &first, !opts.auth.is_insecure())?;
     }
+    // A third-party copy's sending end, with its delegation: one push into the granted directory.
+    let delegated = check_delegated(&who, &first, opts.auth.delegations())?;
     match first {
+        ControlMsg::Hello(hello) if delegated.is_some() => {
+            let transfer = delegated.expect("matched");
+            let running = TransferStatus {
+                state: transfer_state::RUNNING,
+                bytes_total: hello.total_bytes,
+                ..TransferStatus::default()
+            };
+            opts.registry.stripes.update(&transfer, running);
+            let target = ReceiveTarget {
+                root: &opts.root,
+                dest_of: &dest_of,
+                bind_ip: ch.local_addr().ip(),
+                peer_ip: ch.peer_addr().ip(),
+            };
+            let live = begin_receiving(tracked, &hello);
+            let result = receive_files(ch, hello, &target, &receive_params(opts, live));
+            note_delegated(&opts.registry.stripes, &transfer, &result);
+            result
+        }
+        ControlMsg::Delegate { dest } => {
+            if opts.relay.is_some() {
+                return Err(SessionError::NotAllowed("this is a relay: it does not receive third-party copies".into()));
+            }
+            serve_delegate(ch, &dest, &who, &opts.auth, &dest_of)
+        }
+        ControlMsg::ThirdParty(t) => {
+            if opts.relay.is_some() {
+                return Err(SessionError::NotAllowed("this is a relay: it does not send third-party copies".into()));
+            }
+            let rel = source_of(&t.source)?;
+            let live = tracked.as_mut().map_or_else(Live::new, |tr| tr.begin(Direction::Sent, &t.source));
+            serve_third_party(ch, t, &opts.root, &rel, live)
+        }
         ControlMsg::Hello(hello) => {
             // A relay's spool takes a transfer's blocks while it has room for them.
             let _spool = match &opts.relay {

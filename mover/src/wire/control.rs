@@ -264,6 +264,68 @@ pub enum ControlMsg {
         /// One per URL of the `MeasureRtt`.
         micros: Vec<u32>,
     },
+    /// Controller to the receiving daemon, as its first message (`mover copy`, PROTOCOL.md §9): mint a
+    /// one-time delegation for a push into `dest` (type 26).
+    Delegate {
+        /// The destination directory, as a push's `Hello.dest` will name it.
+        dest: String,
+    },
+    /// Receiving daemon to controller: the delegation, good for one push into the asked `dest` within a
+    /// short time (type 27). `user` and `token` are the credentials the sending end presents.
+    Delegation {
+        /// The transfer's id (32 hex digits), for `mover status`.
+        transfer: String,
+        /// `delegate-` and the transfer's id; empty when the daemon runs without authentication.
+        user: String,
+        /// The one-time secret; empty when the daemon runs without authentication.
+        token: Secret,
+    },
+    /// Controller to the sending end, as its first message: push `source` to the receiving daemon with the
+    /// delegation (type 28).
+    ThirdParty(ThirdParty),
+    /// Sending end to controller at the end of a third-party push: its exit code, its `--json` report and
+    /// its summary line (type 29). Progress before it comes as `StatusReply` (state running).
+    CopyDone {
+        /// The exit code a push with that outcome would have (0 for success).
+        exit_code: u8,
+        /// The sending end's report, as `push --json` prints it.
+        json: String,
+        /// Its summary line, or the error.
+        summary: String,
+    },
+}
+
+/// What the sending end of a third-party copy is asked to do (PROTOCOL.md §9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThirdParty {
+    /// Wire protocol version the controller speaks.
+    pub version: u16,
+    /// What to send: a file or directory, as a pull names it (relative to the sending daemon's root).
+    pub source: String,
+    /// The receiving daemon and directory, `mover://HOST[:PORT]/DIR`.
+    pub dest_url: String,
+    /// The receiving daemon's trust anchor (PEM, the controller's `--ca`); empty without TLS.
+    pub ca_pem: String,
+    /// The delegation's credentials (`Delegation`).
+    pub user: String,
+    /// The delegation's one-time secret.
+    pub token: Secret,
+    /// The transfer's id (the delegation's).
+    pub transfer: String,
+    /// How datagrams are sealed.
+    pub cipher: Cipher,
+    /// The rate policy.
+    pub policy: Policy,
+    /// Sending rate (fixed) or ceiling (fair, low), bits per second.
+    pub rate_bps: u64,
+    /// The adaptive policies' floor, bits per second; 0 for none.
+    pub min_rate_bps: u64,
+    /// Path MTU; 0 for the route's.
+    pub mtu: u32,
+    /// Receive window in bytes; 0 for the default.
+    pub window_bytes: u64,
+    /// Sync, resume, metadata and compression choices.
+    pub options: TransferOptions,
 }
 
 /// Most relays one `MeasureRtt` names.
@@ -544,6 +606,42 @@ impl ControlMsg {
                 }
                 put_str(out, &t.message);
             }
+            ControlMsg::Delegate { dest } => {
+                out.push(26);
+                put_str(out, dest);
+            }
+            ControlMsg::Delegation { transfer, user, token } => {
+                out.push(27);
+                put_str(out, transfer);
+                put_str(out, user);
+                put_str(out, &token.0);
+            }
+            ControlMsg::ThirdParty(t) => {
+                out.push(28);
+                out.extend_from_slice(&t.version.to_be_bytes());
+                put_str(out, &t.source);
+                put_str(out, &t.dest_url);
+                out.extend_from_slice(&(t.ca_pem.len() as u32).to_be_bytes());
+                out.extend_from_slice(t.ca_pem.as_bytes());
+                put_str(out, &t.user);
+                put_str(out, &t.token.0);
+                put_str(out, &t.transfer);
+                out.push(t.cipher.code());
+                out.push(policy_code(t.policy));
+                for v in [t.rate_bps, t.min_rate_bps] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                out.extend_from_slice(&t.mtu.to_be_bytes());
+                out.extend_from_slice(&t.window_bytes.to_be_bytes());
+                out.extend_from_slice(&t.options.to_bits().to_be_bytes());
+            }
+            ControlMsg::CopyDone { exit_code, json, summary } => {
+                out.push(29);
+                out.push(*exit_code);
+                out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+                out.extend_from_slice(json.as_bytes());
+                put_str(out, summary);
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -715,6 +813,43 @@ impl ControlMsg {
             19 => ControlMsg::StripeDone,
             20 => ControlMsg::Refetch { blocks: r.blocks()? },
             21 => ControlMsg::StatusQuery { transfer: r.string()? },
+            26 => ControlMsg::Delegate { dest: r.string()? },
+            27 => ControlMsg::Delegation { transfer: r.string()?, user: r.string()?, token: Secret(r.string()?) },
+            28 => {
+                let version = r.u16()?;
+                let (source, dest_url) = (r.string()?, r.string()?);
+                let n = r.u32()? as usize;
+                if n > MAX_CA_PEM_LEN {
+                    return Err(ControlError::BadValue("certificate length"));
+                }
+                let ca_pem = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| ControlError::BadString)?;
+                let (user, token, transfer) = (r.string()?, Secret(r.string()?), r.string()?);
+                ControlMsg::ThirdParty(ThirdParty {
+                    version,
+                    source,
+                    dest_url,
+                    ca_pem,
+                    user,
+                    token,
+                    transfer,
+                    cipher: Cipher::from_code(r.u8()?).ok_or(ControlError::BadValue("cipher"))?,
+                    policy: policy_from_code(r.u8()?).ok_or(ControlError::BadValue("policy"))?,
+                    rate_bps: r.u64()?,
+                    min_rate_bps: r.u64()?,
+                    mtu: r.u32()?,
+                    window_bytes: r.u64()?,
+                    options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
+                })
+            }
+            29 => {
+                let exit_code = r.u8()?;
+                let n = r.u32()? as usize;
+                if n > MAX_FRAME_LEN {
+                    return Err(ControlError::BadValue("report length"));
+                }
+                let json = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| ControlError::BadString)?;
+                ControlMsg::CopyDone { exit_code, json, summary: r.string()? }
+            }
             25 => ControlMsg::Drain,
             23 => {
                 let n = r.u8()? as usize;
@@ -1090,6 +1225,29 @@ mod tests {
             ControlMsg::Refetch { blocks: vec![5] },
             ControlMsg::Refetch { blocks: vec![] },
             ControlMsg::StatusQuery { transfer: "0123456789abcdef0123456789abcdef".into() },
+            ControlMsg::Delegate { dest: "incoming/run-7".into() },
+            ControlMsg::Delegation {
+                transfer: "0123456789abcdef0123456789abcdef".into(),
+                user: "delegate-0123456789abcdef0123456789abcdef".into(),
+                token: Secret("s3cret".into()),
+            },
+            ControlMsg::ThirdParty(ThirdParty {
+                version: 3,
+                source: "runs/7".into(),
+                dest_url: "mover://[fd00::2]:7400/in".into(),
+                ca_pem: "-----BEGIN CERTIFICATE-----\n...".into(),
+                user: "delegate-ab".into(),
+                token: Secret("t".into()),
+                transfer: "ab".into(),
+                cipher: Cipher::default(),
+                policy: Policy::Fair,
+                rate_bps: 10_000_000_000,
+                min_rate_bps: 0,
+                mtu: 9000,
+                window_bytes: 0,
+                options: TransferOptions { compress: crate::wire::Compression::Zstd(3), ..Default::default() },
+            }),
+            ControlMsg::CopyDone { exit_code: 0, json: "{\"files\":1}".into(), summary: "done".into() },
             ControlMsg::MeasureRtt { urls: vec!["mover://r1:7400".into(), "mover://[::1]".into()] },
             ControlMsg::Rtts { micros: vec![1200, u32::MAX] },
             ControlMsg::Drain,
