@@ -342,3 +342,37 @@ fn without_remote_root_paths_work_as_with_scp() {
     let line = error_line(&out);
     assert!(line.contains("outside this server's root"), "{line}");
 }
+
+/// `mover copy host:PATH mover://DAEMON/DIR`: the SSH host pushes straight to the daemon with a one-time
+/// delegation (third party); this process only directs.
+#[test]
+fn copy_from_an_ssh_host_to_a_daemon() {
+    let tmp = TempDir::new("ssh-copy");
+    let Some(sshd) = Sshd::start(tmp.path(), "copy_from_an_ssh_host_to_a_daemon") else { return };
+    let c = common::certs::make(tmp.path());
+    let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
+    assert!(out.status.success());
+    let token = tmp.path().join("alice.token");
+    fs::write(&token, &out.stdout).unwrap();
+    let tokens = tmp.path().join("tokens");
+    fs::write(&tokens, &out.stderr).unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let daemon_root = tmp.path().join("daemon");
+    fs::create_dir(&daemon_root).unwrap();
+    let tls = [p(&c.server_cert), p(&c.server_key), p(&tokens)];
+    let server = common::Server::start(
+        &daemon_root,
+        &["--tls-cert", &tls[0], "--tls-key", &tls[1], "--tokens", &tls[2], "--net", "udp"],
+    );
+    let remote = tmp.path().join("remote");
+    fs::create_dir_all(remote.join("runs/9")).unwrap();
+    write_random_file(&remote.join("runs/9/reads.bin"), 3 << 20, 4);
+    fs::write(remote.join("runs/9/sample.txt"), b"ACGTACGT\n".repeat(1000)).unwrap();
+    let mut cmd = sshd.mover("copy", &remote);
+    cmd.args(["--json", "--net", "udp", "--ca", &p(&c.ca), "--token-file", &p(&token), "--user", "alice"]);
+    cmd.args(["root@127.0.0.1:runs/9".to_string(), format!("mover://{}/in", server.addr)]);
+    let out = succeed(&mut cmd, &sshd);
+    assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");
+    assert!(json_raw(&out, "transfer").is_some(), "{out}");
+    compare_trees(&remote.join("runs/9"), &daemon_root.join("in/9")).unwrap();
+}
