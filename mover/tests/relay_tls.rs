@@ -122,3 +122,38 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("knows no transfer") && out.stdout.is_empty(), "{err}");
 }
+
+/// `--compress` on a striped push: blocks are compressed before they are sealed, so the relays store and
+/// serve fewer bytes (which they cannot open), and the files arrive identical.
+#[test]
+fn a_compressed_striped_push_stores_smaller_sealed_blocks() {
+    let dir = TempDir::new("relay_compress");
+    let t = tls(dir.path());
+    let root = dir.path().join("recv");
+    std::fs::create_dir_all(&root).unwrap();
+    let tls_flags =
+        ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
+    let server = Server::start(&root, &tls_flags);
+    let (_r1, a1) = relay(&t, &dir.path().join("spool1"));
+    let src = dir.path().join("data");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("reads.txt"), b"@r 1:N:0\nACGTTGCAACGT\n+\nFFFF:FFF,FFF\n".repeat(60_000)).unwrap();
+    write_random_file(&src.join("random.bin"), 1 << 20, 8);
+    let text_len = std::fs::metadata(src.join("reads.txt")).unwrap().len();
+    let mut cmd = mover();
+    cmd.args(["push", "--json", "--net", "udp", "--via", &format!("mover://{a1}"), "--block-size", "256K"]);
+    cmd.args(["--compress", "zstd:1"]).args(client_args(&t)).args([s(&src), &format!("mover://{}/in", server.addr)]);
+    let out = run_with_limit(&mut cmd, LIMIT);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "push: {json}\n{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["reads.txt", "random.bin"] {
+        assert_eq!(hash_file(&src.join(f)), hash_file(&root.join("in/data").join(f)), "{f}");
+    }
+    let ratio: f64 = common::json_raw(&json, "compression_ratio").unwrap().parse().unwrap();
+    let wire = json_u64(&json, "wire_bytes").unwrap();
+    assert!(ratio > 2.0, "{json}");
+    // The relay's leg stored the sealed bodies: the random MiB raw, the text much smaller than it was.
+    let leg_bytes = json_u64(&json[json.find("\"legs\"").unwrap()..], "bytes").unwrap();
+    assert!(leg_bytes < (1 << 20) + text_len / 2, "the relay stored {leg_bytes} bytes: {json}");
+    assert!(wire < (1 << 20) + text_len / 2, "{json}");
+}
