@@ -274,7 +274,11 @@ for rep in $(seq "$REPEATS"); do
     for path in $PATHS; do
         set_path "$path"
         for ds in $DATASETS; do
-            for mode in $MODES; do
+            # The modes' order turns by one each repeat, so no mode always runs first or after the same one
+            # (the clean veth drifts by 10-20% between neighbouring runs).
+            read -r -a order <<<"$MODES"
+            k=$(( (rep - 1) % ${#order[@]} ))
+            for mode in "${order[@]:k}" "${order[@]:0:k}"; do
                 push_once "$path" "$ds" "$mode" "$rep"
             done
         done
@@ -335,7 +339,7 @@ print(f"Path: two network namespaces joined by one veth pair, MTU 1500, offloads
       f"`mover push --insecure-no-auth --net udp --json --compress MODE{(' ' + push_args) if push_args else ''}`, "
       f"`mover serve --once --insecure-no-auth{(' ' + serve_args) if serve_args else ''}`; CPU = user + sys of "
       f"each process (GNU time) per GiB of file bytes. Medians of the ok runs of {repeats} per cell; runs "
-      "interleaved (repeat, path, data set, mode); \"/ none\": median goodput over that of `none` on the same "
+      "interleaved (repeat, path, data set, mode; the modes' order turned by one each repeat); \"/ none\": median goodput over that of `none` on the same "
       "path and data set, this run.\n")
 print("| path | data set | mode | goodput Mbit/s | / none | compression ratio | sender CPU s/GiB | "
       "receiver CPU s/GiB | ok runs |")

@@ -74,8 +74,9 @@ pub const AUTO_MIN_SAMPLES: u32 = 32;
 /// While `auto` does not compress and the path holds the sender back, one block in this many is compressed
 /// anyway, to keep measuring: data changes (a text file after an archive) and so does the path's rate.
 pub const AUTO_PROBE_EVERY: u32 = 32;
-/// While the sender's own CPU holds it back (compression cannot help), probes are this rare: at 1 in 32 they
-/// cost a sender that compresses at a third of its raw speed ~9% of its goodput (the clean veth, measured).
+/// Once `auto` judged raw the better (its CPU holds it back, or compression would not pay), probes are this
+/// rare: at 1 in 32 they cost a sender that compresses at a third of its raw speed ~9% of its goodput (the
+/// clean veth, benches/RESULTS.md).
 pub const AUTO_PROBE_IDLE: u32 = 1024;
 /// How much more goodput compression must promise (or deliver) than sending raw before `auto` turns it on
 /// (and keeps it on): measurements are noisy, and the receiver's decompression costs CPU the sender's
@@ -126,19 +127,26 @@ pub fn auto_decides(w: &AutoWindow, rate_bps: u64) -> bool {
 /// `--compress auto`: zstd at [`AUTO_LEVEL`] only while it raises goodput.
 ///
 /// It starts raw, compressing one block in [`AUTO_PROBE_EVERY`] to measure the data's ratio and its own
-/// speed, and judges every [`AUTO_WINDOW_NS`], once the rate policy has left startup (before that, the rate
-/// is a probe, not the path's):
+/// speed (the samples, kept until a judgement uses them), and looks at what it sent every
+/// [`AUTO_WINDOW_NS`]; it turns compression on only once the rate policy has left startup (before that,
+/// the rate is a probe, not the path's) and with [`AUTO_MIN_SAMPLES`] samples:
 /// - sending raw, and held by the path (it sent at [`AUTO_PATH_BOUND`] of the rate or more): compress if
 ///   [`auto_decides`]; the raw goodput it had is remembered;
 /// - sending raw, held by its own CPU: stay raw (compressing only costs more CPU per byte);
 /// - compressing, held by the path: stay on while the ratio clears [`AUTO_MIN_GAIN`];
 /// - compressing, held by its CPU: stay on only while the goodput it measures beats the remembered raw
 ///   goodput by [`AUTO_MIN_GAIN`].
+///
+/// Once it has judged that raw is better, it probes only one block in [`AUTO_PROBE_IDLE`]: enough to
+/// notice data or a path that changed within a few tens of MB, too few to cost goodput.
 pub struct AutoEncoder {
     cx: BlockCompressor,
     clock: fn() -> u64,
     on: bool,
-    window: AutoWindow,
+    /// Compressed samples since the last judgement that used them.
+    samples: AutoWindow,
+    /// What was sent since `window_start` (its `all_*` fields).
+    sent: AutoWindow,
     window_start: u64,
     blocks_since_clock: u32,
     /// Raw goodput (bytes per second) of the last span sent raw and held by the path.
@@ -158,7 +166,8 @@ impl AutoEncoder {
             window_start: clock(),
             clock,
             on: false,
-            window: AutoWindow::default(),
+            samples: AutoWindow::default(),
+            sent: AutoWindow::default(),
             blocks_since_clock: 0,
             raw_goodput: 0.0,
             until_probe: 1,
@@ -174,24 +183,27 @@ impl AutoEncoder {
 
     /// The judgement at the end of a span of `wall_ns`.
     fn judge(&mut self, wall_ns: u64, signal: SendSignal) {
-        let w = &self.window;
         let rate = signal.rate_bps as f64 / 8.0;
-        let wire_rate = w.all_wire as f64 * 1e9 / wall_ns.max(1) as f64;
-        let goodput = w.all_raw as f64 * 1e9 / wall_ns.max(1) as f64;
+        let wire_rate = self.sent.all_wire as f64 * 1e9 / wall_ns.max(1) as f64;
+        let goodput = self.sent.all_raw as f64 * 1e9 / wall_ns.max(1) as f64;
         let path_bound = wire_rate >= rate * AUTO_PATH_BOUND;
-        let on = match (self.on, path_bound) {
-            // Too few probes yet (they were rare while the CPU held the sender back): measure first.
-            (false, true) if w.samples < AUTO_MIN_SAMPLES => false,
+        let enough = self.samples.samples >= AUTO_MIN_SAMPLES;
+        let (on, judged) = match (self.on, path_bound) {
+            // In startup the rate is a probe, not the path's; and too few samples say nothing yet.
+            (false, true) if signal.startup || !enough => (false, false),
             (false, true) => {
                 self.raw_goodput = goodput;
-                auto_decides(w, signal.rate_bps)
+                (auto_decides(&self.samples, signal.rate_bps), true)
             }
-            (false, false) => false,
-            (true, true) => w.ratio() >= AUTO_MIN_GAIN,
-            (true, false) => goodput >= self.raw_goodput * AUTO_MIN_GAIN,
+            (false, false) => (false, true),
+            (true, true) => (self.samples.ratio() >= AUTO_MIN_GAIN, true),
+            (true, false) => (goodput >= self.raw_goodput * AUTO_MIN_GAIN, true),
         };
-        self.probe_every = if !on && !path_bound { AUTO_PROBE_IDLE } else { AUTO_PROBE_EVERY };
-        self.until_probe = self.until_probe.min(self.probe_every);
+        if judged {
+            self.samples = AutoWindow::default();
+            self.probe_every = if on { AUTO_PROBE_EVERY } else { AUTO_PROBE_IDLE };
+            self.until_probe = self.until_probe.min(self.probe_every);
+        }
         self.switches += (on != self.on) as u64;
         self.on = on;
     }
@@ -214,16 +226,16 @@ impl BlockEncoder for AutoEncoder {
         let t0 = (self.clock)();
         let r = self.cx.compress(raw, out);
         let ns = (self.clock)().saturating_sub(t0);
-        self.window.raw += raw.len() as u64;
-        self.window.out += r.unwrap_or(raw.len()) as u64;
-        self.window.ns += ns;
-        self.window.samples += 1;
+        self.samples.raw += raw.len() as u64;
+        self.samples.out += r.unwrap_or(raw.len()) as u64;
+        self.samples.ns += ns;
+        self.samples.samples += 1;
         r
     }
 
     fn sent(&mut self, raw: usize, wire: usize, signal: SendSignal) {
-        self.window.all_raw += raw as u64;
-        self.window.all_wire += wire as u64;
+        self.sent.all_raw += raw as u64;
+        self.sent.all_wire += wire as u64;
         // The clock is read every 64 blocks, not per block.
         self.blocks_since_clock += 1;
         if self.blocks_since_clock < 64 {
@@ -235,10 +247,8 @@ impl BlockEncoder for AutoEncoder {
         if wall < AUTO_WINDOW_NS {
             return;
         }
-        if !signal.startup {
-            self.judge(wall, signal);
-        }
-        self.window = AutoWindow::default();
+        self.judge(wall, signal);
+        self.sent = AutoWindow::default();
         self.window_start = now;
     }
 
