@@ -7,11 +7,12 @@
 
 mod common;
 
-use common::{certs, hash_file, json_raw, mover, run_with_limit, write_random_file, Server, TempDir};
+use common::tokens::{token_tls, TokenTls};
+use common::{hash_file, json_raw, mover, run_with_limit, write_random_file, Server, TempDir};
 use mover::connect::{start_client, ClientAuth};
 use mover::session::{push, PushOptions};
 use mover::wire::control::ControlMsg;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -20,42 +21,14 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-struct Tls {
-    certs: certs::Certs,
-    tokens: PathBuf,
-    token: PathBuf,
-}
-
-fn tls(dir: &Path) -> Tls {
-    let certs = certs::make(dir);
-    let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
-    assert!(out.status.success(), "mover token: {}", String::from_utf8_lossy(&out.stderr));
-    let token = dir.join("alice.token");
-    std::fs::write(&token, &out.stdout).unwrap();
-    let tokens = dir.join("tokens");
-    std::fs::write(&tokens, &out.stderr).unwrap();
-    Tls { certs, tokens, token }
-}
-
-fn daemon(t: &Tls, root: &Path) -> Server {
+fn daemon(t: &TokenTls, root: &Path) -> Server {
     std::fs::create_dir_all(root).unwrap();
     let flags = ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
     Server::start(root, &[&flags[..], &["--net", "udp"]].concat())
 }
 
-fn client_args(t: &Tls) -> Vec<String> {
-    vec![
-        "--ca".into(),
-        s(&t.certs.ca).into(),
-        "--token-file".into(),
-        s(&t.token).into(),
-        "--user".into(),
-        "alice".into(),
-    ]
-}
-
 /// Asks the daemon at `addr` for a delegation into `dest` as alice; the answer (a delegation or an error).
-fn delegate(t: &Tls, addr: &str, dest: &str) -> ControlMsg {
+fn delegate(t: &TokenTls, addr: &str, dest: &str) -> ControlMsg {
     let token = std::fs::read_to_string(&t.token).unwrap();
     let auth = ClientAuth::tls(&t.certs.ca, None, "alice", Some(token.trim())).unwrap();
     let stream = std::net::TcpStream::connect(addr).unwrap();
@@ -70,7 +43,7 @@ fn delegate(t: &Tls, addr: &str, dest: &str) -> ControlMsg {
 }
 
 /// A push of `src` to `url` with a delegation's credentials, as the sending end would make it.
-fn delegated_push(t: &Tls, src: &Path, url: &str, user: &str, token: &str) -> mover::session::Report {
+fn delegated_push(t: &TokenTls, src: &Path, url: &str, user: &str, token: &str) -> mover::session::Report {
     let mut opts = PushOptions::new(vec![src.to_path_buf()], url.into(), 1_000_000_000);
     opts.auth = ClientAuth::tls(&t.certs.ca, None, user, Some(token)).unwrap();
     opts.net = "udp".parse().unwrap();
@@ -80,7 +53,7 @@ fn delegated_push(t: &Tls, src: &Path, url: &str, user: &str, token: &str) -> mo
 #[test]
 fn a_copy_between_two_daemons_arrives_and_status_knows_it() {
     let dir = TempDir::new("copy-daemons");
-    let t = tls(dir.path());
+    let t = token_tls(dir.path());
     let (ra, rb) = (dir.path().join("a"), dir.path().join("b"));
     let a = daemon(&t, &ra);
     let b = daemon(&t, &rb);
@@ -88,7 +61,7 @@ fn a_copy_between_two_daemons_arrives_and_status_knows_it() {
     write_random_file(&ra.join("runs/7/data.bin"), 2 << 20, 1);
     std::fs::write(ra.join("runs/7/sub/notes.txt"), b"ACGT\n".repeat(600_000)).unwrap();
     let mut cmd = mover();
-    cmd.args(["copy", "--json", "--compress", "zstd:1", "--net", "udp"]).args(client_args(&t));
+    cmd.args(["copy", "--json", "--compress", "zstd:1", "--net", "udp"]).args(t.client_args());
     cmd.args([format!("mover://{}/runs/7", a.addr), format!("mover://{}/in", b.addr)]);
     let out = run_with_limit(&mut cmd, LIMIT);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -103,7 +76,7 @@ fn a_copy_between_two_daemons_arrives_and_status_knows_it() {
         assert_eq!(hash_file(&ra.join("runs/7").join(f)), hash_file(&rb.join("in/7").join(f)), "{f}");
     }
     let mut st = mover();
-    st.args(["status", &transfer, "--server", &format!("mover://{}", b.addr), "--json"]).args(client_args(&t));
+    st.args(["status", &transfer, "--server", &format!("mover://{}", b.addr), "--json"]).args(t.client_args());
     let out = run_with_limit(&mut st, LIMIT);
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
@@ -114,7 +87,7 @@ fn a_copy_between_two_daemons_arrives_and_status_knows_it() {
 #[test]
 fn a_delegation_is_one_push_into_its_destination_with_its_own_secret() {
     let dir = TempDir::new("copy-refusals");
-    let t = tls(dir.path());
+    let t = token_tls(dir.path());
     let rb = dir.path().join("b");
     let b = daemon(&t, &rb);
     let src = dir.path().join("f.bin");

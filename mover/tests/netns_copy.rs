@@ -6,7 +6,8 @@ mod common;
 
 use common::netns::skip_unless_root;
 use common::netns_star::NetnsStar;
-use common::{certs, hash_file, json_raw, mover, run_with_limit, write_random_file, KillOnDrop, TempDir};
+use common::tokens::token_tls;
+use common::{hash_file, json_raw, write_random_file, KillOnDrop, TempDir};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,13 +39,8 @@ struct Setup {
 fn setup(tag: &str) -> Setup {
     let star = NetnsStar::new(3).expect("namespaces");
     let dir = TempDir::new(tag);
-    let c = certs::make(dir.path());
-    let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
-    assert!(out.status.success());
-    let token = dir.path().join("alice.token");
-    std::fs::write(&token, &out.stdout).unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, &out.stderr).unwrap();
+    let t = token_tls(dir.path());
+    let (c, tokens) = (&t.certs, &t.tokens);
     let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
     let mut daemons = Vec::new();
     for (i, root) in [(SENDER, &root_a), (RECEIVER, &root_b)] {
@@ -63,18 +59,11 @@ fn setup(tag: &str) -> Setup {
             "--tls-key",
             s(&c.self_signed_key),
             "--tokens",
-            s(&tokens),
+            s(tokens),
         ];
         daemons.push(star.start_daemon(i, &args, &dir.path().join(format!("serve{i}.log"))));
     }
-    let client = vec![
-        "--ca".into(),
-        s(&c.self_signed_cert).into(),
-        "--token-file".into(),
-        s(&token).into(),
-        "--user".into(),
-        "alice".into(),
-    ];
+    let client = t.client_args_with(&c.self_signed_cert);
     Setup { star, dir, _daemons: daemons, client, root_a, root_b }
 }
 

@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{certs, hash_file, json_u64, mover, run_with_limit, write_random_file, Server, TempDir};
-use std::path::{Path, PathBuf};
+use common::tokens::{token_tls, TokenTls};
+use common::{hash_file, json_u64, mover, run_with_limit, write_random_file, Server, TempDir};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,25 +17,8 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-struct Tls {
-    certs: certs::Certs,
-    tokens: PathBuf,
-    token: PathBuf,
-}
-
-fn tls(dir: &Path) -> Tls {
-    let certs = certs::make(dir);
-    let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
-    assert!(out.status.success(), "mover token: {}", String::from_utf8_lossy(&out.stderr));
-    let token = dir.join("alice.token");
-    std::fs::write(&token, &out.stdout).unwrap();
-    let tokens = dir.join("tokens");
-    std::fs::write(&tokens, &out.stderr).unwrap();
-    Tls { certs, tokens, token }
-}
-
 /// A TLS relay with alice's token, on a free loopback port: its address.
-fn relay(t: &Tls, spool: &Path) -> (common::KillOnDrop, String) {
+fn relay(t: &TokenTls, spool: &Path) -> (common::KillOnDrop, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let mut cmd = mover();
@@ -55,15 +39,10 @@ fn relay(t: &Tls, spool: &Path) -> (common::KillOnDrop, String) {
     (guard, listen)
 }
 
-fn client_args(t: &Tls) -> Vec<String> {
-    let p = |p: &Path| p.to_str().unwrap().to_string();
-    vec!["--ca".into(), p(&t.certs.ca), "--token-file".into(), p(&t.token), "--user".into(), "alice".into()]
-}
-
 #[test]
 fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     let dir = TempDir::new("relay_tls");
-    let t = tls(dir.path());
+    let t = token_tls(dir.path());
     let root = dir.path().join("recv");
     std::fs::create_dir_all(&root).unwrap();
     let tls_flags =
@@ -76,7 +55,7 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     let via = format!("mover://{a1},mover://{a2}");
     let url = format!("mover://{}/in", server.addr);
     let mut cmd = mover();
-    cmd.args(["push", "--json", "--net", "udp", "--via", &via, "--block-size", "256K"]).args(client_args(&t));
+    cmd.args(["push", "--json", "--net", "udp", "--via", &via, "--block-size", "256K"]).args(t.client_args());
     cmd.args([s(&src), &url]);
     let out = run_with_limit(&mut cmd, LIMIT);
     let json = String::from_utf8_lossy(&out.stdout);
@@ -95,7 +74,7 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     let got = dir.path().join("got");
     std::fs::create_dir_all(&got).unwrap();
     let mut pull = mover();
-    pull.args(["pull", "--net", "udp"]).args(client_args(&t)).args([&format!("mover://{a1}/{hex}/b0"), s(&got)]);
+    pull.args(["pull", "--net", "udp"]).args(t.client_args()).args([&format!("mover://{a1}/{hex}/b0"), s(&got)]);
     let out = run_with_limit(&mut pull, LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("only a transfer's receiver fetches"), "{err}");
@@ -112,11 +91,11 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     let id = common::json_raw(&json, "transfer").unwrap().trim_matches('"').to_string();
     let server_url = format!("mover://{}", server.addr);
     let mut st = mover();
-    st.args(["status", &id, "--server", &server_url, "--json"]).args(client_args(&t));
+    st.args(["status", &id, "--server", &server_url, "--json"]).args(t.client_args());
     let out = run_with_limit(&mut st, LIMIT);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"state\":\"done\""), "{out:?}");
     let mut st = mover();
-    st.args(["status", hex, "--server", &server_url]).args(client_args(&t));
+    st.args(["status", hex, "--server", &server_url]).args(t.client_args());
     let out = run_with_limit(&mut st, LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -128,7 +107,7 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
 #[test]
 fn a_compressed_striped_push_stores_smaller_sealed_blocks() {
     let dir = TempDir::new("relay_compress");
-    let t = tls(dir.path());
+    let t = token_tls(dir.path());
     let root = dir.path().join("recv");
     std::fs::create_dir_all(&root).unwrap();
     let tls_flags =
@@ -142,7 +121,7 @@ fn a_compressed_striped_push_stores_smaller_sealed_blocks() {
     let text_len = std::fs::metadata(src.join("reads.txt")).unwrap().len();
     let mut cmd = mover();
     cmd.args(["push", "--json", "--net", "udp", "--via", &format!("mover://{a1}"), "--block-size", "256K"]);
-    cmd.args(["--compress", "zstd:1"]).args(client_args(&t)).args([s(&src), &format!("mover://{}/in", server.addr)]);
+    cmd.args(["--compress", "zstd:1"]).args(t.client_args()).args([s(&src), &format!("mover://{}/in", server.addr)]);
     let out = run_with_limit(&mut cmd, LIMIT);
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "push: {json}\n{}", String::from_utf8_lossy(&out.stderr));

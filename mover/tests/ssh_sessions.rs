@@ -349,17 +349,11 @@ fn without_remote_root_paths_work_as_with_scp() {
 fn copy_from_an_ssh_host_to_a_daemon() {
     let tmp = TempDir::new("ssh-copy");
     let Some(sshd) = Sshd::start(tmp.path(), "copy_from_an_ssh_host_to_a_daemon") else { return };
-    let c = common::certs::make(tmp.path());
-    let out = run_with_limit(mover().args(["token", "--user", "alice"]), LIMIT);
-    assert!(out.status.success());
-    let token = tmp.path().join("alice.token");
-    fs::write(&token, &out.stdout).unwrap();
-    let tokens = tmp.path().join("tokens");
-    fs::write(&tokens, &out.stderr).unwrap();
+    let t = common::tokens::token_tls(tmp.path());
     let p = |p: &Path| p.to_str().unwrap().to_string();
     let daemon_root = tmp.path().join("daemon");
     fs::create_dir(&daemon_root).unwrap();
-    let tls = [p(&c.server_cert), p(&c.server_key), p(&tokens)];
+    let tls = [p(&t.certs.server_cert), p(&t.certs.server_key), p(&t.tokens)];
     let server = common::Server::start(
         &daemon_root,
         &["--tls-cert", &tls[0], "--tls-key", &tls[1], "--tokens", &tls[2], "--net", "udp"],
@@ -369,7 +363,7 @@ fn copy_from_an_ssh_host_to_a_daemon() {
     write_random_file(&remote.join("runs/9/reads.bin"), 3 << 20, 4);
     fs::write(remote.join("runs/9/sample.txt"), b"ACGTACGT\n".repeat(1000)).unwrap();
     let mut cmd = sshd.mover("copy", &remote);
-    cmd.args(["--json", "--net", "udp", "--ca", &p(&c.ca), "--token-file", &p(&token), "--user", "alice"]);
+    cmd.args(["--json", "--net", "udp"]).args(t.client_args());
     cmd.args(["root@127.0.0.1:runs/9".to_string(), format!("mover://{}/in", server.addr)]);
     let out = succeed(&mut cmd, &sshd);
     assert_eq!(json_raw(&out, "verified"), Some("true"), "{out}");

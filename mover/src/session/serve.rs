@@ -488,25 +488,6 @@ fn serve_first(
     // A third-party copy's sending end, with its delegation: one push into the granted directory.
     let delegated = check_delegated(&who, &first, opts.auth.delegations())?;
     match first {
-        ControlMsg::Hello(hello) if delegated.is_some() => {
-            let transfer = delegated.expect("matched");
-            let running = TransferStatus {
-                state: transfer_state::RUNNING,
-                bytes_total: hello.total_bytes,
-                ..TransferStatus::default()
-            };
-            opts.registry.stripes.update(&transfer, running);
-            let target = ReceiveTarget {
-                root: &opts.root,
-                dest_of: &dest_of,
-                bind_ip: ch.local_addr().ip(),
-                peer_ip: ch.peer_addr().ip(),
-            };
-            let live = begin_receiving(tracked, &hello);
-            let result = receive_files(ch, hello, &target, &receive_params(opts, live));
-            note_delegated(&opts.registry.stripes, &transfer, &result);
-            result
-        }
         ControlMsg::Delegate { dest } => {
             if opts.relay.is_some() {
                 return Err(SessionError::NotAllowed("this is a relay: it does not receive third-party copies".into()));
@@ -537,7 +518,17 @@ fn serve_first(
                 peer_ip: ch.peer_addr().ip(),
             };
             let live = begin_receiving(tracked, &hello);
-            receive_files(ch, hello, &target, &receive_params(opts, live))
+            if let Some(transfer) = &delegated {
+                let total = hello.total_bytes;
+                let running =
+                    TransferStatus { state: transfer_state::RUNNING, bytes_total: total, ..Default::default() };
+                opts.registry.stripes.update(transfer, running);
+            }
+            let result = receive_files(ch, hello, &target, &receive_params(opts, live));
+            if let Some(transfer) = &delegated {
+                note_delegated(&opts.registry.stripes, transfer, &result);
+            }
+            result
         }
         ControlMsg::Pull(pull) => {
             if opts.relay.is_some() {

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod netns;
 pub mod netns_star;
+pub mod tokens;
 
 /// Skips a test that lacks a capability (root, sshd, a network namespace, a tmpfs): prints `SKIPPED <test>:
 /// <why>` and returns, so the caller returns too; under `MOVER_REQUIRE_CAPS=1` (set by `.ci/run`) it panics
