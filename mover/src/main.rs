@@ -106,6 +106,10 @@ struct ServeArgs {
     /// fsync each file before renaming it into place (durable commits; slower).
     #[arg(long)]
     fsync: bool,
+    /// Refuse to send third-party copies (`mover copy mover://THIS/... mover://OTHER/...`): this daemon then
+    /// never connects out on a client's behalf. Receiving them (delegations) is unaffected.
+    #[arg(long)]
+    no_third_party: bool,
     /// Remove partial files (kept for resume) older than this under the root, at start and hourly: 7d, 12h,
     /// 30m or 3600s.
     #[arg(long, default_value = "7d", value_parser = mover::files::partials::parse_max_age)]
@@ -595,6 +599,7 @@ fn serve_options(a: ServeArgs) -> Result<(session::ServeOptions, Option<session:
         registry: session::registry::SessionRegistry::new(),
         log_sessions: true,
         relay: None,
+        no_third_party: a.no_third_party,
     };
     Ok((opts, stdio))
 }

@@ -127,6 +127,25 @@ fn a_delegation_is_one_push_into_its_destination_with_its_own_secret() {
 }
 
 #[test]
+fn a_daemon_with_no_third_party_refuses_to_send_a_copy() {
+    let dir = TempDir::new("copy-no-third-party");
+    let t = token_tls(dir.path());
+    let (ra, rb) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&ra).unwrap();
+    std::fs::write(ra.join("f"), b"data").unwrap();
+    let flags = ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
+    let a = Server::start(&ra, &[&flags[..], &["--no-third-party"]].concat());
+    let b = daemon(&t, &rb);
+    let mut cmd = mover();
+    cmd.args(["copy"]).args(t.client_args());
+    cmd.args([format!("mover://{}/f", a.addr), format!("mover://{}/in", b.addr)]);
+    let out = run_with_limit(&mut cmd, LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("does not send third-party copies"), "{err}");
+    assert!(!rb.join("in/f").exists());
+}
+
+#[test]
 fn copy_says_what_it_cannot_do() {
     let dir = TempDir::new("copy-usage");
     let local = dir.path().join("x");

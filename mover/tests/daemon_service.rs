@@ -424,6 +424,7 @@ fn every_serve_flag_has_a_key_and_a_file_gives_what_the_flags_give() {
         ("root", q(&root)),
         ("once", s("true")),
         ("fsync", s("true")),
+        ("no-third-party", s("true")),
         ("partial-max-age", s("\"12h\"")),
         ("cores", s("\"none\"")),
         ("stats", s("true")),

@@ -75,6 +75,8 @@ pub struct ServeOptions {
     pub log_sessions: bool,
     /// `mover relay`: the root is a spool of sealed blocks, with the relay's rules (`session::relay`).
     pub relay: Option<RelaySpool>,
+    /// `--no-third-party`: refuse `ThirdParty` requests (sending a copy to another daemon for a client).
+    pub no_third_party: bool,
 }
 
 impl ServeOptions {
@@ -100,6 +102,7 @@ impl ServeOptions {
             registry: SessionRegistry::new(),
             log_sessions: true,
             relay: None,
+            no_third_party: false,
         }
     }
 }
@@ -497,6 +500,12 @@ fn serve_first(
         ControlMsg::ThirdParty(t) => {
             if opts.relay.is_some() {
                 return Err(SessionError::NotAllowed("this is a relay: it does not send third-party copies".into()));
+            }
+            if opts.no_third_party {
+                return Err(SessionError::NotAllowed(
+                    "this daemon does not send third-party copies (serve --no-third-party): pull from it instead"
+                        .into(),
+                ));
             }
             let rel = source_of(&t.source)?;
             let live = tracked.as_mut().map_or_else(Live::new, |tr| tr.begin(Direction::Sent, &t.source));
