@@ -102,8 +102,14 @@ fn peak_memory_per_manifest_entry_stays_small() {
     let (small, large) = (tmp.path().join("small"), tmp.path().join("large"));
     empty_tree(&small, small_n as usize);
     empty_tree(&large, large_n as usize);
-    let (push_small, serve_small) = push_peaks(tmp.path(), &small);
-    let (push_large, serve_large) = push_peaks(tmp.path(), &large);
+    // Peak RSS only ever reads high (the allocator keeps what it freed a while): the least of two runs per
+    // size is the better estimate; one run put serve's slope between 612 and 814 B/entry.
+    let least = |tree: &std::path::Path| {
+        let (a, b) = (push_peaks(tmp.path(), tree), push_peaks(tmp.path(), tree));
+        (a.0.min(b.0), a.1.min(b.1))
+    };
+    let (push_small, serve_small) = least(&small);
+    let (push_large, serve_large) = least(&large);
     let per_entry = |a: u64, b: u64| b.saturating_sub(a) / (large_n - small_n);
     let (push, serve) = (per_entry(push_small, push_large), per_entry(serve_small, serve_large));
     eprintln!(
