@@ -88,8 +88,6 @@ pub struct ReceiverStats {
     /// Payload bytes the path delivered for new blocks, as they crossed it (compressed frames at their
     /// length): `bytes_delivered` over this is the compression ratio.
     pub wire_bytes_delivered: u64,
-    /// New blocks that came compressed.
-    pub blocks_unpacked: u64,
 }
 
 /// The receiver's side of a session.
@@ -336,12 +334,11 @@ impl Receiver {
         }
         let idx = self.plan.index_of(h.file_id).ok_or(DropReason::Malformed)?;
         let compressed = h.flags & FLAG_COMPRESSED != 0;
-        // A compressed block's length is the plan's for its offset; its frame must be shorter.
+        // A compressed block's length is the plan's for its offset (`seq_of` checks the offset is on the
+        // grid); its frame must be shorter.
         let block_len = match compressed {
             false => h.len as u64,
-            true if h.offset % self.cfg.block_payload as u64 == 0 && h.offset < self.plan.size(idx) => {
-                self.plan.block_len(idx, h.offset)
-            }
+            true if h.offset < self.plan.size(idx) => self.plan.block_len(idx, h.offset),
             true => return Err(DropReason::Malformed),
         };
         if compressed && h.len as u64 >= block_len {
@@ -387,7 +384,6 @@ impl Receiver {
             };
             let out = &mut out[..block_len as usize];
             unpacker.unpack(&datagram[h.payload_range()], out).map_err(|_| DropReason::BadCompression)?;
-            self.stats.blocks_unpacked += 1;
             block_len as usize
         } else {
             0

@@ -396,11 +396,6 @@ impl Sender {
         self.encoder = encoder;
     }
 
-    /// Whether the encoder compresses at the moment (`false` without one).
-    pub fn compressing(&self) -> bool {
-        self.encoder.as_ref().is_some_and(|e| e.compressing())
-    }
-
     /// Times the policy (`fair`) entered its competitive mode: a standing queue it does not own.
     pub fn rate_competitions(&self) -> u64 {
         self.rate.competitions()
