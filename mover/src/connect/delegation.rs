@@ -47,9 +47,15 @@ struct Book {
 }
 
 /// A daemon's delegations.
-#[derive(Default)]
 pub struct Delegations {
     book: Mutex<Book>,
+    ttl: Duration,
+}
+
+impl Default for Delegations {
+    fn default() -> Self {
+        Delegations::with_ttl(DELEGATION_TTL)
+    }
 }
 
 impl std::fmt::Debug for Delegations {
@@ -67,6 +73,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Delegations {
+    /// Delegations that expire unused after `ttl` (the daemon's: [`DELEGATION_TTL`]).
+    pub fn with_ttl(ttl: Duration) -> Delegations {
+        Delegations { book: Mutex::default(), ttl }
+    }
+
     /// Mints a delegation for `controller` to have a push into `dest` made: the transfer id and the secret.
     pub fn mint(&self, controller: &str, dest: &str) -> Result<(String, String), String> {
         let now = Instant::now();
@@ -78,8 +89,7 @@ impl Delegations {
             return Err(format!("{MAX_PENDING} delegations are waiting to be used; try again shortly"));
         }
         let grant = Grant { transfer: transfer.clone(), controller: controller.into(), dest: dest.into() };
-        b.pending
-            .insert(transfer.clone(), Pending { secret_sha256: sha256(&secret), grant, expires: now + DELEGATION_TTL });
+        b.pending.insert(transfer.clone(), Pending { secret_sha256: sha256(&secret), grant, expires: now + self.ttl });
         Ok((transfer, secret))
     }
 
@@ -134,5 +144,17 @@ mod tests {
         assert_eq!(d.redeem("0123", &secret), None, "an unknown id");
         assert_eq!(delegated_transfer(&format!("delegated:{id}:user:alice")), Some(id.as_str()));
         assert_eq!(delegated_transfer("user:alice"), None);
+    }
+
+    #[test]
+    fn an_unused_delegation_expires() {
+        let d = Delegations::with_ttl(Duration::from_millis(20));
+        let (id, secret) = d.mint("user:alice", "in").unwrap();
+        d.mint("user:alice", "in").unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(d.redeem(&id, &secret), None, "redeemed after its time");
+        // The other expired one is swept at the next mint, so it does not count against MAX_PENDING.
+        d.mint("user:alice", "in").unwrap();
+        assert_eq!(d.book.lock().unwrap().pending.len(), 1);
     }
 }
