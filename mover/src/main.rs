@@ -643,6 +643,14 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
     if a.show_topology {
         return show_topology(Side::Sender, &a.cores);
     }
+    let (retries, stats, json, progress) = (a.transfer.retries, a.stats, a.transfer.json, a.transfer.progress.clone());
+    let opts = push_options(a)?;
+    Ok(push::run(&opts, retries, stats, json, &progress)?)
+}
+
+/// The session's options for `push`'s flags (`mover copy` between two remote ends takes them too: the
+/// sending end's push is this one, to the last path).
+fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
     let mut paths = a.paths;
     let url = paths.pop().expect("clap requires at least two paths");
     let connect_timeout = connect_timeout(a.transfer.connect_timeout)?;
@@ -671,7 +679,7 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         live: mover::pipeline::live::Live::new(),
         stripe: a.stripe.options()?,
     };
-    Ok(push::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
+    Ok(opts)
 }
 
 fn run_token(a: &TokenArgs) -> Result<(), CliError> {
@@ -710,30 +718,29 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
 }
 
 /// `mover copy`: a push, a pull, or (two remote ends) a third-party copy this host only directs.
-fn run_copy(a: CopyArgs) -> Result<(), CliError> {
-    let mut paths = a.paths;
+fn run_copy(mut a: CopyArgs) -> Result<(), CliError> {
+    let mut paths = std::mem::take(&mut a.paths);
     let dest = paths.pop().expect("clap requires at least two paths");
     let remote = |p: &str| !matches!(mover::connect::Location::parse(p), Ok(mover::connect::Location::Local(_)));
     let remote_sources = paths.iter().filter(|p| remote(p)).count();
+    // A push of `sources` to `dest` with copy's flags: the local push itself, or what a sending end runs.
+    let push_args = |sources: Vec<String>, dest: String, a: CopyArgs| PushArgs {
+        transfer: a.transfer,
+        sync: a.sync,
+        files_from: FilesFromArgs::default(),
+        cores: a.cores,
+        stats: a.stats,
+        buffered: false,
+        queue_depth: mover::pipeline::send::READ_QUEUE_DEPTH,
+        net: a.net,
+        show_topology: false,
+        auth: a.auth,
+        ssh: a.ssh,
+        stripe: StripeArgs::none(),
+        paths: sources.into_iter().chain([dest]).collect(),
+    };
     match (remote_sources, remote(&dest)) {
-        (0, true) => {
-            let push = PushArgs {
-                transfer: a.transfer,
-                sync: a.sync,
-                files_from: FilesFromArgs::default(),
-                cores: a.cores,
-                stats: a.stats,
-                buffered: false,
-                queue_depth: mover::pipeline::send::READ_QUEUE_DEPTH,
-                net: a.net,
-                show_topology: false,
-                auth: a.auth,
-                ssh: a.ssh,
-                stripe: StripeArgs::none(),
-                paths: paths.into_iter().chain([dest]).collect(),
-            };
-            run_push(push)
-        }
+        (0, true) => run_push(push_args(paths, dest, a)),
         (0, false) => Err(Usage(
             "both ends are local: mover copy moves data between hosts (mover://HOST/PATH or host:PATH); use cp or \
              rsync for a local copy"
@@ -764,27 +771,11 @@ fn run_copy(a: CopyArgs) -> Result<(), CliError> {
             run_pull(pull)
         }
         (_, true) => {
-            let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
             let source = paths.pop().expect("one source");
-            // Credentials are for the daemons; an SSH source is authenticated by ssh.
-            let needs_auth = source.starts_with("mover://") || dest.starts_with("mover://");
-            let auth = if needs_auth { a.auth.resolve()? } else { ClientAuth::Insecure };
-            let opts = session::CopyOptions {
-                source,
-                dest,
-                auth,
-                ssh: a.ssh.options(),
-                rate_bps,
-                policy: a.transfer.policy,
-                min_rate_bps,
-                mtu: a.transfer.mtu,
-                window_bytes: a.transfer.window,
-                cipher: a.transfer.cipher,
-                options: a.sync.options(),
-                connect_timeout: connect_timeout(a.transfer.connect_timeout)?,
-                live: mover::pipeline::live::Live::new(),
-            };
-            Ok(mover::cmd::copy::run(&opts, a.transfer.json, &a.transfer.progress)?)
+            let (json, progress) = (a.transfer.json, a.transfer.progress.clone());
+            let push = push_options(push_args(Vec::new(), dest, a))?;
+            let opts = session::CopyOptions { source, push };
+            Ok(mover::cmd::copy::run(&opts, json, &progress)?)
         }
     }
 }

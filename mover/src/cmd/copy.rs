@@ -10,7 +10,7 @@ use crate::session::{copy_third_party, CopyOptions};
 /// Runs the copy and prints: the transfer's id on stderr as soon as it is known (unless `quiet`), the
 /// progress the sending end reports, its summary line, and with `json` its report with `transfer` first.
 pub fn run(opts: &CopyOptions, json: bool, progress: &ProgressArgs) -> Result<(), Failed> {
-    let display = progress.start(opts.live.clone(), End::Receiving)?;
+    let display = progress.start(opts.push.live.clone(), End::Receiving)?;
     let summary = display.prints_summary();
     let announce = |transfer: &str| {
         if summary {
@@ -18,8 +18,8 @@ pub fn run(opts: &CopyOptions, json: bool, progress: &ProgressArgs) -> Result<()
             eprintln!(
                 "mover copy: transfer {transfer}: the sending end pushes straight to {}; `mover status {transfer} \
                  --server {}` follows it from anywhere",
-                opts.dest,
-                server_of_dest(&opts.dest)
+                opts.push.url,
+                server_of_dest(&opts.push.url)
             );
             display.resume();
         }

@@ -5,13 +5,12 @@
 //! end to the receiving daemon directly. The daemons' side is `session::third_party`.
 
 use super::error::SessionError;
-use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl, SshLink, SshOptions};
+use super::push::PushOptions;
+use crate::connect::{start_client, ClientAuth, ConnectError, Location, MoverUrl, SshLink};
 use crate::net::ControlChannel;
-use crate::pipeline::live::{Live, Phase};
-use crate::proto::policy::Policy;
+use crate::pipeline::live::Phase;
 use crate::wire::control::{transfer_state, ControlMsg, ThirdParty};
-use crate::wire::{Cipher, TransferOptions, VERSION};
-use std::sync::Arc;
+use crate::wire::VERSION;
 use std::time::Duration;
 
 /// The sending end reports at least every half second; this long without a word, it is gone.
@@ -22,30 +21,11 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(120);
 pub struct CopyOptions {
     /// The sending end: `mover://HOST[:PORT]/PATH` or `[user@]host:PATH`.
     pub source: String,
-    /// The receiving daemon: `mover://HOST[:PORT]/DIR`.
-    pub dest: String,
-    /// How this controller authenticates to the daemons (the same credentials for both).
-    pub auth: ClientAuth,
-    /// How an SSH source is reached.
-    pub ssh: SshOptions,
-    /// Rate (fixed) or ceiling (fair, low), bits per second.
-    pub rate_bps: u64,
-    /// The rate policy.
-    pub policy: Policy,
-    /// The adaptive policies' floor, bits per second; 0 for none.
-    pub min_rate_bps: u64,
-    /// Path MTU (`None`: the route's).
-    pub mtu: Option<usize>,
-    /// Receive window in bytes (`None`: the default).
-    pub window_bytes: Option<u64>,
-    /// How datagrams are sealed.
-    pub cipher: Cipher,
-    /// Sync, resume, metadata and compression choices.
-    pub options: TransferOptions,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// The sending end's progress, as it reports it.
-    pub live: Arc<Live>,
+    /// The push the sending end is to run: `url` is the receiving daemon (`mover://HOST[:PORT]/DIR`), the
+    /// rate, policy, cipher and transfer options are handed over as they are; `auth` is how this controller
+    /// authenticates to both daemons, `ssh` how it reaches an SSH source, `live` the progress the sending
+    /// end reports. Its `sources` are not used.
+    pub push: PushOptions,
 }
 
 /// How a third-party copy ended, as the sending end reported it.
@@ -75,23 +55,23 @@ fn send(ch: &mut ControlChannel, m: &ControlMsg) -> Result<(), SessionError> {
 /// Runs a third-party copy; `on_transfer` is told the transfer's id as soon as the delegation is minted
 /// (before any data moves), so a controller that is stopped can still be asked about.
 pub fn copy_third_party(opts: &CopyOptions, on_transfer: &dyn Fn(&str)) -> Result<CopyOutcome, SessionError> {
-    let dest = match Location::parse(&opts.dest)? {
+    let dest = match Location::parse(&opts.push.url)? {
         Location::Daemon(url) => url,
         _ => {
             return Err(ConnectError::BadAddress(format!(
                 "the receiving end of a copy between two remote ends must be a mover daemon (mover://HOST[:PORT]/DIR), \
                  not '{}'",
-                opts.dest
+                opts.push.url
             ))
             .into())
         }
     };
-    opts.live.set_phase(Phase::Starting);
+    opts.push.live.set_phase(Phase::Starting);
     // The delegation first: a refused destination fails before the sending end is bothered.
-    let mut rx = connect(&dest, &opts.auth, opts.connect_timeout)?;
+    let mut rx = connect(&dest, &opts.push.auth, opts.push.connect_timeout)?;
     send(&mut rx, &ControlMsg::Delegate { dest: dest.path.clone() })?;
     let (transfer, user, token) = loop {
-        match rx.expect_msg(opts.connect_timeout.max(Duration::from_secs(30)), "waiting for the delegation") {
+        match rx.expect_msg(opts.push.connect_timeout.max(Duration::from_secs(30)), "waiting for the delegation") {
             Ok(ControlMsg::Delegation { transfer, user, token }) => break (transfer, user, token),
             Ok(ControlMsg::Queued { .. }) => continue,
             Ok(ControlMsg::Error { message }) => return Err(SessionError::Refused { who: "server", message }),
@@ -101,7 +81,7 @@ pub fn copy_third_party(opts: &CopyOptions, on_transfer: &dyn Fn(&str)) -> Resul
     };
     drop(rx);
     on_transfer(&transfer);
-    let ca_pem = match opts.auth.ca_file() {
+    let ca_pem = match opts.push.auth.ca_file() {
         Some(ca) => std::fs::read_to_string(ca)
             .map_err(|error| SessionError::Io { what: "reading --ca for the sending end", error })?,
         None => String::new(),
@@ -110,28 +90,28 @@ pub fn copy_third_party(opts: &CopyOptions, on_transfer: &dyn Fn(&str)) -> Resul
         ControlMsg::ThirdParty(ThirdParty {
             version: VERSION as u16,
             source,
-            dest_url: opts.dest.clone(),
+            dest_url: opts.push.url.clone(),
             ca_pem: ca_pem.clone(),
             user: user.clone(),
             token: token.clone(),
             transfer: transfer.clone(),
-            cipher: opts.cipher,
-            policy: opts.policy,
-            rate_bps: opts.rate_bps,
-            min_rate_bps: opts.min_rate_bps,
-            mtu: opts.mtu.unwrap_or(0) as u32,
-            window_bytes: opts.window_bytes.unwrap_or(0),
-            options: opts.options,
+            cipher: opts.push.cipher,
+            policy: opts.push.policy,
+            rate_bps: opts.push.rate_bps,
+            min_rate_bps: opts.push.min_rate_bps,
+            mtu: opts.push.mtu.unwrap_or(0) as u32,
+            window_bytes: opts.push.window_bytes.unwrap_or(0),
+            options: opts.push.options,
         })
     };
     let mut sender = match Location::parse(&opts.source)? {
         Location::Daemon(url) => {
-            let mut ch = connect(&url, &opts.auth, opts.connect_timeout)?;
+            let mut ch = connect(&url, &opts.push.auth, opts.push.connect_timeout)?;
             send(&mut ch, &request(url.path.clone()))?;
             SendingEnd::Daemon(ch)
         }
         Location::Ssh(target) => {
-            let mut link = SshLink::open(&target, &opts.ssh)?;
+            let mut link = SshLink::open(&target, &opts.push.ssh)?;
             send(&mut link.ch, &request(target.path.clone()))?;
             SendingEnd::Ssh(Box::new(link))
         }
@@ -143,7 +123,7 @@ pub fn copy_third_party(opts: &CopyOptions, on_transfer: &dyn Fn(&str)) -> Resul
             .into())
         }
     };
-    opts.live.set_phase(Phase::Transferring);
+    opts.push.live.set_phase(Phase::Transferring);
     let ch = match &mut sender {
         SendingEnd::Daemon(ch) => ch,
         SendingEnd::Ssh(link) => &mut link.ch,
@@ -151,14 +131,14 @@ pub fn copy_third_party(opts: &CopyOptions, on_transfer: &dyn Fn(&str)) -> Resul
     loop {
         match ch.expect_msg(SILENCE_LIMIT, "waiting for the sending end's progress") {
             Ok(ControlMsg::StatusReply(s)) if s.state == transfer_state::RUNNING => {
-                opts.live.set_totals(s.files_total, s.bytes_total);
-                opts.live.set_done(s.files_done, s.bytes_done);
+                opts.push.live.set_totals(s.files_total, s.bytes_total);
+                opts.push.live.set_done(s.files_done, s.bytes_done);
             }
             Ok(ControlMsg::CopyDone { exit_code, json, summary }) => {
                 if exit_code == 0 {
-                    opts.live.finish();
+                    opts.push.live.finish();
                 } else {
-                    opts.live.set_phase(Phase::Failed);
+                    opts.push.live.set_phase(Phase::Failed);
                 }
                 return Ok(CopyOutcome { transfer, exit_code, json, summary });
             }
