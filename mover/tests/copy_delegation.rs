@@ -21,12 +21,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn daemon(t: &TokenTls, root: &Path) -> Server {
-    std::fs::create_dir_all(root).unwrap();
-    let flags = ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
-    Server::start(root, &[&flags[..], &["--net", "udp"]].concat())
-}
-
 /// Asks the daemon at `addr` for a delegation into `dest` as alice; the answer (a delegation or an error).
 fn delegate(t: &TokenTls, addr: &str, dest: &str) -> ControlMsg {
     let token = std::fs::read_to_string(&t.token).unwrap();
@@ -55,8 +49,8 @@ fn a_copy_between_two_daemons_arrives_and_status_knows_it() {
     let dir = TempDir::new("copy-daemons");
     let t = token_tls(dir.path());
     let (ra, rb) = (dir.path().join("a"), dir.path().join("b"));
-    let a = daemon(&t, &ra);
-    let b = daemon(&t, &rb);
+    let a = t.daemon(&ra);
+    let b = t.daemon(&rb);
     std::fs::create_dir_all(ra.join("runs/7/sub")).unwrap();
     write_random_file(&ra.join("runs/7/data.bin"), 2 << 20, 1);
     std::fs::write(ra.join("runs/7/sub/notes.txt"), b"ACGT\n".repeat(600_000)).unwrap();
@@ -89,7 +83,7 @@ fn a_delegation_is_one_push_into_its_destination_with_its_own_secret() {
     let dir = TempDir::new("copy-refusals");
     let t = token_tls(dir.path());
     let rb = dir.path().join("b");
-    let b = daemon(&t, &rb);
+    let b = t.daemon(&rb);
     let src = dir.path().join("f.bin");
     write_random_file(&src, 200_000, 3);
     let url = format!("mover://{}/in", b.addr);
@@ -133,9 +127,11 @@ fn a_daemon_with_no_third_party_refuses_to_send_a_copy() {
     let (ra, rb) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&ra).unwrap();
     std::fs::write(ra.join("f"), b"data").unwrap();
-    let flags = ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
-    let a = Server::start(&ra, &[&flags[..], &["--no-third-party"]].concat());
-    let b = daemon(&t, &rb);
+    let mut flags = t.server_args();
+    flags.push("--no-third-party".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let a = Server::start(&ra, &flags);
+    let b = t.daemon(&rb);
     let mut cmd = mover();
     cmd.args(["copy"]).args(t.client_args());
     cmd.args([format!("mover://{}/f", a.addr), format!("mover://{}/in", b.addr)]);

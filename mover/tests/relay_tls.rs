@@ -6,7 +6,7 @@
 mod common;
 
 use common::tokens::{token_tls, TokenTls};
-use common::{hash_file, json_u64, mover, run_with_limit, write_random_file, Server, TempDir};
+use common::{hash_file, json_u64, mover, run_with_limit, write_random_file, TempDir};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -44,10 +44,7 @@ fn a_striped_push_over_tls_is_fetched_with_the_transfer_capability() {
     let dir = TempDir::new("relay_tls");
     let t = token_tls(dir.path());
     let root = dir.path().join("recv");
-    std::fs::create_dir_all(&root).unwrap();
-    let tls_flags =
-        ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
-    let server = Server::start(&root, &tls_flags);
+    let server = t.daemon(&root);
     let (_r1, a1) = relay(&t, &dir.path().join("spool1"));
     let (_r2, a2) = relay(&t, &dir.path().join("spool2"));
     let src = dir.path().join("data.bin");
@@ -109,10 +106,7 @@ fn a_compressed_striped_push_stores_smaller_sealed_blocks() {
     let dir = TempDir::new("relay_compress");
     let t = token_tls(dir.path());
     let root = dir.path().join("recv");
-    std::fs::create_dir_all(&root).unwrap();
-    let tls_flags =
-        ["--tls-cert", s(&t.certs.server_cert), "--tls-key", s(&t.certs.server_key), "--tokens", s(&t.tokens)];
-    let server = Server::start(&root, &tls_flags);
+    let server = t.daemon(&root);
     let (_r1, a1) = relay(&t, &dir.path().join("spool1"));
     let src = dir.path().join("data");
     std::fs::create_dir_all(&src).unwrap();

@@ -34,6 +34,29 @@ impl TokenTls {
         vec!["--ca".into(), p(ca), "--token-file".into(), p(&self.token), "--user".into(), "alice".into()]
     }
 
+    /// `--tls-cert CERT --tls-key KEY --tokens TOKENS`: a daemon's (or a relay's) TLS with alice's token.
+    pub fn server_args(&self) -> Vec<String> {
+        let p = |p: &Path| p.to_str().unwrap().to_string();
+        let c = &self.certs;
+        vec![
+            "--tls-cert".into(),
+            p(&c.server_cert),
+            "--tls-key".into(),
+            p(&c.server_key),
+            "--tokens".into(),
+            p(&self.tokens),
+        ]
+    }
+
+    /// A TLS daemon (`common::Server`, `--net udp`) on `root`, created if missing, with [`TokenTls::server_args`].
+    pub fn daemon(&self, root: &Path) -> super::Server {
+        std::fs::create_dir_all(root).unwrap();
+        let mut args = self.server_args();
+        args.extend(["--net".into(), "udp".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        super::Server::start(root, &args)
+    }
+
     /// [`TokenTls::client_args_with`] the test CA.
     pub fn client_args(&self) -> Vec<String> {
         self.client_args_with(&self.certs.ca)
