@@ -1043,6 +1043,7 @@ pub fn seed_corpus() -> Vec<Seed> {
                 min_rate_bps: 0,
                 window_bytes: 1 << 30,
                 options: Default::default(),
+                shard: crate::wire::shard::Shard { index: 1, count: 3 },
                 path: "projects/run42".into(),
             }),
         ),

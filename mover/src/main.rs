@@ -317,8 +317,24 @@ struct TransferArgs {
     /// a silent path past --timeout), waiting 1 s, 2 s, 4 s, ... (at most 30 s) in between; 0 for none.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
+    /// Move one shard of the work, so that N runs (one per node) together move everything exactly once:
+    /// I/N (I from 0), auto (a Slurm array task's SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT) or auto/N
+    /// (the index from Slurm or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX, N shards). Shards are
+    /// balanced by bytes and the same on every node; directories go with every shard.
+    #[arg(long, value_name = "I/N|auto[/N]")]
+    shard: Option<String>,
     #[command(flatten)]
     progress: mover::cmd::progress::ProgressArgs,
+}
+
+impl TransferArgs {
+    /// `--shard`, with `auto` read from this process's environment.
+    fn shard(&self) -> Result<mover::files::Shard, Usage> {
+        match &self.shard {
+            None => Ok(mover::files::Shard::WHOLE),
+            Some(text) => mover::files::Shard::parse(text, &|name| std::env::var(name).ok()).map_err(Usage),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -657,6 +673,7 @@ fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
     let auth = if url.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
+    let shard = a.transfer.shard()?;
     let opts = session::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
@@ -678,6 +695,7 @@ fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
         stripe: a.stripe.options()?,
+        shard,
     };
     Ok(opts)
 }
@@ -713,6 +731,7 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         options: a.sync.options(),
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
+        shard: a.transfer.shard()?,
     };
     Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
 }

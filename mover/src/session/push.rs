@@ -61,6 +61,8 @@ pub struct PushOptions {
     pub live: std::sync::Arc<crate::pipeline::live::Live>,
     /// `--via`: stripe through relays (the Fast Send Protocol, `session::stripe_send`).
     pub stripe: Option<super::stripe_options::StripeOptions>,
+    /// `--shard I/N`: send only this shard of the sources (`files::shard`).
+    pub shard: crate::files::Shard,
 }
 
 impl PushOptions {
@@ -87,6 +89,7 @@ impl PushOptions {
             timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
             live: crate::pipeline::live::Live::new(),
             stripe: None,
+            shard: crate::files::Shard::WHOLE,
         }
     }
 }
@@ -101,6 +104,7 @@ pub fn push(opts: &PushOptions) -> Report {
 /// source beneath its root, not `opts.sources`.
 pub fn push_with(opts: &PushOptions, scan: &dyn Fn() -> Result<Scanned, SessionError>) -> Report {
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+    report.shard = opts.shard;
     let mut result = run(opts, scan, &mut report, false);
     if let Err(SessionError::PathMtuBlackHole(why)) = &result {
         if opts.mtu.is_none() {
@@ -108,6 +112,7 @@ pub fn push_with(opts: &PushOptions, scan: &dyn Fn() -> Result<Scanned, SessionE
             // the netns test did not see that happen: decision 0022).
             eprintln!("mover push: {why}; sending again at MTU {BASE_MTU}");
             report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+            report.shard = opts.shard;
             let base = PushOptions { mtu: Some(BASE_MTU), ..opts.clone() };
             result = run(&base, scan, &mut report, true);
         }
@@ -129,7 +134,7 @@ pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<Scanned, SessionEr
         checksum: opts.options.checksum,
         files_from: opts.files_from.clone(),
     };
-    let scanned = scan_sources_with(&opts.sources, &scan)?;
+    let scanned = crate::files::keep_shard(scan_sources_with(&opts.sources, &scan)?, opts.shard);
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
     }

@@ -114,6 +114,8 @@ pub struct Report {
     pub detached: bool,
     /// `--via auto`: every candidate relay with its RTTs and score, chosen ones first.
     pub relay_choice: Vec<super::relay_choice::Candidate>,
+    /// `--shard`: which shard of the work this run moved (`0/1`: all of it).
+    pub shard: crate::files::Shard,
     /// `--compress`: how the sender compressed blocks.
     pub compress: crate::wire::Compression,
     /// Payload bytes as they crossed the wire: compressed blocks at their frames' length, raw ones whole
@@ -257,6 +259,7 @@ impl Report {
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
         j = j
             .str("compress", &self.compress.to_string())
+            .str("shard", &self.shard.to_string())
             .u64("wire_bytes", self.wire_bytes)
             .f64("compression_ratio", self.compression_ratio());
         if let Some(st) = &self.stripe {

@@ -654,7 +654,7 @@ fn serve_pull(
     let rel = resolve(&pull.path)?;
     let scan = ScanOptions { xattrs: pull.options.xattrs, checksum: pull.options.checksum, files_from: None };
     // Beneath the root by descriptor, the scan and every later read: paths in `scanned` are relative to it.
-    let scanned = scan_pull_source(&opts.root, &rel, &scan)?;
+    let scanned = crate::files::keep_shard(scan_pull_source(&opts.root, &rel, &scan)?, pull.shard);
     for (path, why) in &scanned.skipped {
         daemon_log::info("not_sending", &format!("not sending '{}': {why}", path.display()));
     }
@@ -663,6 +663,7 @@ fn serve_pull(
         t.announce(scanned.entries.len() as u64, files.map(|e| e.size).sum());
     }
     let mut report = Report::new(Direction::Sent, pull.rate_bps, pull.policy, pull.cipher);
+    report.shard = pull.shard;
     report.peer = Some(ch.peer_addr());
     report.skipped = scanned.skipped.len() as u64;
     let params = SendParams {

@@ -10,6 +10,7 @@ use super::entry::{Entry, EntryKind, MAX_XATTRS_PER_ENTRY};
 use super::options::TransferOptions;
 use super::policy::Policy;
 use super::seal::{SessionKey, KEY_LEN};
+use super::shard::Shard;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -66,6 +67,8 @@ pub struct Pull {
     pub options: TransferOptions,
     /// What to send: a file or directory, relative to the server's root.
     pub path: String,
+    /// `--shard I/N`: the server sends only this shard of what it scans (`files::shard`).
+    pub shard: Shard,
 }
 
 /// A `mover serve --stdio` server's first message: its version and the addresses of the SSH connection it
@@ -326,6 +329,8 @@ pub struct ThirdParty {
     pub window_bytes: u64,
     /// Sync, resume, metadata and compression choices.
     pub options: TransferOptions,
+    /// `--shard I/N`: the sending daemon sends only this shard of the source.
+    pub shard: Shard,
 }
 
 /// Most relays one `MeasureRtt` names.
@@ -509,6 +514,7 @@ impl ControlMsg {
                 out.extend_from_slice(&p.window_bytes.to_be_bytes());
                 out.extend_from_slice(&p.options.to_bits().to_be_bytes());
                 put_str(out, &p.path);
+                put_shard(out, p.shard);
             }
             ControlMsg::Welcome(w) => {
                 out.push(12);
@@ -634,6 +640,7 @@ impl ControlMsg {
                 out.extend_from_slice(&t.mtu.to_be_bytes());
                 out.extend_from_slice(&t.window_bytes.to_be_bytes());
                 out.extend_from_slice(&t.options.to_bits().to_be_bytes());
+                put_shard(out, t.shard);
             }
             ControlMsg::CopyDone { exit_code, json, summary } => {
                 out.push(29);
@@ -735,6 +742,7 @@ impl ControlMsg {
                 window_bytes: r.u64()?,
                 options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
                 path: r.string()?,
+                shard: r.shard()?,
             }),
             12 => ControlMsg::Welcome(Welcome { version: r.u16()?, client: r.addr()?, server: r.addr()? }),
             11 => match r.u8()? {
@@ -839,6 +847,7 @@ impl ControlMsg {
                     mtu: r.u32()?,
                     window_bytes: r.u64()?,
                     options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
+                    shard: r.shard()?,
                 })
             }
             29 => {
@@ -959,6 +968,12 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&s.as_bytes()[..end]);
 }
 
+/// A shard: `index: u32`, `count: u32` (`0, 1` for the whole set).
+fn put_shard(out: &mut Vec<u8>, shard: Shard) {
+    out.extend_from_slice(&shard.index.to_be_bytes());
+    out.extend_from_slice(&shard.count.to_be_bytes());
+}
+
 /// Policy codes in `Pull` (PROTOCOL.md §3.3).
 fn policy_code(p: Policy) -> u8 {
     match p {
@@ -1018,6 +1033,13 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64, ControlError> {
         Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn shard(&mut self) -> Result<Shard, ControlError> {
+        let (index, count) = (self.u32()?, self.u32()?);
+        if count == 0 || count > super::shard::MAX_SHARDS || index >= count {
+            return Err(ControlError::BadValue("shard"));
+        }
+        Ok(Shard { index, count })
     }
     fn u128(&mut self) -> Result<u128, ControlError> {
         Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16 bytes")))
@@ -1181,6 +1203,7 @@ mod tests {
                 window_bytes: 0,
                 options: Default::default(),
                 path: "/home/me/run42".into(),
+                shard: Shard { index: 2, count: 4 },
             }),
             ControlMsg::Welcome(Welcome {
                 version: 3,
@@ -1246,6 +1269,7 @@ mod tests {
                 mtu: 9000,
                 window_bytes: 0,
                 options: TransferOptions { compress: crate::wire::Compression::Zstd(3), ..Default::default() },
+                shard: Shard::WHOLE,
             }),
             ControlMsg::CopyDone { exit_code: 0, json: "{\"files\":1}".into(), summary: "done".into() },
             ControlMsg::MeasureRtt { urls: vec!["mover://r1:7400".into(), "mover://[::1]".into()] },
@@ -1317,6 +1341,7 @@ mod tests {
             window_bytes: 0,
             options: Default::default(),
             path: String::new(),
+            shard: Shard::WHOLE,
         })
         .encode(&mut pull);
         pull[8] = 3;

@@ -17,6 +17,7 @@ pub mod options;
 pub mod policy;
 pub mod replay;
 pub mod seal;
+pub mod shard;
 pub mod stripe;
 
 pub use cipher::Cipher;
