@@ -987,6 +987,18 @@ pub fn seed_corpus() -> Vec<Seed> {
             }),
         ),
         (
+            "entry_file_range",
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/huge.bin".into(),
+                kind: EntryKind::File,
+                size: 64 << 20,
+                mode: 0o644,
+                content_hash: Some(5),
+                piece: Some(crate::wire::shard::Piece { offset: 64 << 20, file_size: 150 << 20 }),
+                ..Entry::default()
+            }),
+        ),
+        (
             "entry_symlink",
             ControlMsg::Entry(Entry {
                 rel_path: "dataset/link".into(),

@@ -135,3 +135,51 @@ fn bad_shards_are_usage_errors_that_name_the_fix() {
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
 }
+
+#[test]
+fn a_large_file_is_split_between_concurrent_shards_and_assembled_once() {
+    let dir = TempDir::new("shards-split");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    // 150 MiB: ranges of 64, 64 and 22 MiB.
+    let big = (150 << 20) + 12_345;
+    write_random_file(&src.join("sub/big.bin"), big, 1);
+    let mut total = big;
+    for i in 0..12u64 {
+        write_random_file(&src.join(format!("f{i}")), 50_000 * i, 10 + i);
+        total += 50_000 * i;
+    }
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = Server::start(&root, &[]);
+    let url = format!("mover://{}/in", server.addr);
+    let count = 3;
+    let pushes: Vec<_> = (0..count)
+        .map(|i| {
+            let mut cmd = mover();
+            cmd.args(["push", "--insecure-no-auth", "--json", "--net", "udp", "--rate", "1G", "--shard"])
+                .arg(format!("{i}/{count}"))
+                .arg(&src)
+                .arg(&url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let (mut bytes, mut files) = (0, 0);
+    for p in pushes {
+        let out = p.wait_with_output().unwrap();
+        let json = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "failed: {}\n{json}", String::from_utf8_lossy(&out.stderr));
+        bytes += json_u64(&json, "bytes").unwrap();
+        files += json_u64(&json, "files").unwrap();
+    }
+    assert_eq!(bytes, total, "every byte sent exactly once");
+    assert_eq!(files, 12 + 3, "12 small files and the large one's 3 ranges, each once");
+    assert_same_tree(&src, &root.join("in/src"));
+    let leftovers: Vec<String> = list_tree(&root).into_iter().filter(|p| p.contains(".mover.")).collect();
+    assert!(leftovers.is_empty(), "ranges left behind: {leftovers:?}");
+    // A rerun of one shard finds its ranges in the whole file: nothing is sent.
+    let json = run_ok(mover().args(["push", "--insecure-no-auth", "--json", "--shard", "1/3"]).arg(&src).arg(&url));
+    assert_eq!(json_u64(&json, "sent_bytes"), Some(0), "{json}");
+}

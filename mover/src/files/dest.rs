@@ -78,6 +78,9 @@ pub(super) struct FileSlot {
     pub(super) trusted: Vec<JournalRange>,
     /// What to keep of owners, set-ID bits and extended attributes.
     pub(super) meta: EntryMeta,
+    /// A range of a file split between shards, and the source version it belongs to
+    /// ([`super::pieces`]): committed under a done name, and the file assembled once every range is done.
+    pub(super) piece: Option<(crate::wire::shard::Piece, u64)>,
 }
 
 struct DirSlot {
@@ -148,10 +151,25 @@ impl DestTree {
         // Pass 1: judge the whole manifest before touching the disk.
         let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
         let mut file_paths: HashSet<&str> = HashSet::new();
+        // The ranges of split files: a path may come once per range (of one size), never also whole.
+        let mut ranges: HashSet<(&str, u64)> = HashSet::new();
+        let mut split: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
         let mut total_bytes: u64 = 0;
         for (i, e) in entries.iter().enumerate() {
             let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
-            if !seen.insert(&e.rel_path) {
+            if let Some(p) = e.piece {
+                if e.kind != EntryKind::File || !p.is_on_layout(e.size) {
+                    return Err(manifest(i, format!("'{rel}': a range that is not one of the file's ranges")));
+                }
+                let first_range = !split.contains_key(e.rel_path.as_str());
+                if (first_range && seen.contains(e.rel_path.as_str()))
+                    || *split.entry(&e.rel_path).or_insert(p.file_size) != p.file_size
+                    || !ranges.insert((&e.rel_path, p.offset))
+                {
+                    return Err(manifest(i, format!("duplicate path or range '{rel}' at {}", p.offset)));
+                }
+                seen.insert(&e.rel_path);
+            } else if !seen.insert(&e.rel_path) {
                 return Err(manifest(i, format!("duplicate path '{rel}'")));
             }
             if e.mtime_ns >= 1_000_000_000 {
@@ -252,7 +270,10 @@ impl DestTree {
                     let name = rel.file_name().unwrap_or_default();
                     let shown = dir.join(name);
                     check_replaceable(&beneath, &mut parents, &shown).map_err(hide_root)?;
-                    let shown_temp = dir.join(partial_name(name));
+                    let shown_temp = match e.piece {
+                        Some(p) => dir.join(super::pieces::piece_partial_name(name, p.offset)),
+                        None => dir.join(partial_name(name)),
+                    };
                     // Only a crafted manifest can make a temporary name collide with another file's name.
                     if !temp_names.insert(temp_key(&shown_temp)) || seen.contains(temp_rel(&rel, &shown_temp).as_str())
                     {
@@ -271,11 +292,18 @@ impl DestTree {
                             size: e.size,
                             mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
                             mode: e.mode,
-                            path_hash: FileIdentity::path_hash(e.rel_path.as_bytes()),
+                            path_hash: match e.piece {
+                                // A range's journal is the range's alone.
+                                Some(p) => FileIdentity::path_hash(format!("{}~{}", e.rel_path, p.offset).as_bytes()),
+                                None => FileIdentity::path_hash(e.rel_path.as_bytes()),
+                            },
                         },
                         claim: None,
                         released: None,
                         trusted: Vec::new(),
+                        piece: e
+                            .piece
+                            .map(|p| (p, super::pieces::version_of(p, e.mtime_s, e.mtime_ns, e.mode, &e.rel_path))),
                     });
                     file_finals.insert(&e.rel_path);
                 }
@@ -439,6 +467,35 @@ impl DestTree {
             self.generations[file_id as usize].fetch_add(1, Ordering::Release);
         }
         r
+    }
+
+    /// Assembles the file of the range `file_id` if every range of its version is done
+    /// ([`super::pieces::assemble`]), with the file's metadata; a no-op for a whole file.
+    pub(super) fn assemble(&mut self, file_id: u32) -> io::Result<()> {
+        let DestTree { files, beneath, policy, fsync, .. } = self;
+        let f = &files[file_id as usize];
+        let Some((piece, version)) = f.piece else { return Ok(()) };
+        let err = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("assembling '{}': {what}: {e}", f.shown.display()))
+        };
+        let (dir, name) = beneath.parent(&f.shown).map_err(|e| err("opening its directory", e))?;
+        let text = name.to_str().unwrap_or_default();
+        let replaceable = || {
+            check_replaceable_at(&dir, name, &f.shown)
+                .map_err(|e| io::Error::new(io::ErrorKind::AlreadyExists, e.to_string()))
+        };
+        let finish = |file: &File| {
+            policy.apply_fd(file, &f.meta);
+            file.set_permissions(fs::Permissions::from_mode(policy.file_mode(f.mode)))?;
+            set_mtime(file, f.mtime_s, f.mtime_ns)?;
+            if *fsync {
+                file.sync_all()?;
+            }
+            Ok(())
+        };
+        super::pieces::assemble(&dir, text, piece, version, replaceable, finish)
+            .map(drop)
+            .map_err(|e| err("joining its ranges", e))
     }
 
     fn slot(&self, file_id: u32) -> io::Result<&FileSlot> {
@@ -775,6 +832,22 @@ impl BlockStore for DestTree {
         let err = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.shown.display()))
         };
+        if let Some((piece, version)) = f.piece {
+            // A verified range: kept under its done name until every range of the file is (module `pieces`).
+            if self.fsync {
+                file.sync_all().map_err(|e| err("fsync", e))?;
+            }
+            let (dir, temp) = self.beneath.parent(&f.shown_temp).map_err(|e| err("opening its directory", e))?;
+            let name = f.shown.file_name().and_then(OsStr::to_str).unwrap_or_default();
+            let done = super::pieces::piece_done_name(name, piece.offset, version);
+            dir.rename(temp, &dir, OsStr::new(&done), false).map_err(|e| err("rename", e))?;
+            let f = &mut self.files[file_id as usize];
+            f.state = State::Committed;
+            f.claim = None;
+            self.claims.ended();
+            let _ = self.drop_journal(file_id, true);
+            return self.assemble(file_id);
+        }
         // Owner and attributes before the mode: chown clears set-ID bits.
         self.policy.apply_fd(file, &f.meta);
         let mode = self.policy.file_mode(f.mode);

@@ -15,6 +15,7 @@ mod metadata;
 mod open_files;
 mod partial;
 pub mod partials;
+mod pieces;
 mod sanitize;
 mod scan;
 mod scan_beneath;

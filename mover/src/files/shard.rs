@@ -15,23 +15,11 @@
 //! that range's file is committed.
 
 use super::{Entry, EntryKind};
-pub use crate::wire::shard::{Shard, MAX_SHARDS};
+pub use crate::wire::shard::{piece_bytes, Piece, Shard, MAX_SHARDS, SPLIT_ABOVE_BYTES};
 
 /// A unit costs this many bytes besides its size: a file's per-file work (a manifest entry, an open, a commit)
 /// is worth roughly this much data, so a shard of ten thousand empty files is not "free".
 pub const UNIT_COST_BYTES: u64 = 4096;
-
-/// A file larger than this is cut into ranges of [`piece_bytes`] that may go to different shards.
-pub const SPLIT_ABOVE_BYTES: u64 = 64 << 20;
-
-/// The range size of a file of `size` bytes: 64 MiB, or a 1024th of the file (rounded up to a MiB) for files
-/// over 64 GiB, so no file has more than 1024 ranges (each range is a manifest entry and a journal on the
-/// receiver). A function of the file's size alone, so every node cuts a file the same way.
-pub fn piece_bytes(size: u64) -> u64 {
-    const MIB: u64 = 1 << 20;
-    let base = SPLIT_ABOVE_BYTES;
-    base.max(size.div_ceil(1024).div_ceil(MIB) * MIB)
-}
 
 /// One unit of work: a link, a whole file, or the range `offset .. offset + len` of a file.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -45,13 +33,17 @@ pub struct Unit {
 }
 
 /// The units of `entries` (directories are in every shard and are no unit). With `split`, files over
-/// [`SPLIT_ABOVE_BYTES`] are cut into ranges of [`piece_bytes`]; without it every file is one unit.
+/// [`SPLIT_ABOVE_BYTES`] are cut into ranges of [`piece_bytes`]; without it every file is one unit. A file
+/// that a hard link names stays whole: the receiver links it once it is committed, which a file assembled
+/// from other nodes' ranges may not be when this shard ends.
 pub fn units(entries: &[Entry], split: bool) -> Vec<Unit> {
+    let linked: std::collections::HashSet<&str> =
+        entries.iter().filter(|e| e.kind == EntryKind::HardLink).map(|e| e.link_target.as_str()).collect();
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         match e.kind {
             EntryKind::Dir => {}
-            EntryKind::File if split && e.size > SPLIT_ABOVE_BYTES => {
+            EntryKind::File if split && e.size > SPLIT_ABOVE_BYTES && !linked.contains(e.rel_path.as_str()) => {
                 let piece = piece_bytes(e.size);
                 let mut offset = 0;
                 while offset < e.size {
@@ -129,25 +121,49 @@ pub fn shard_units(entries: &[Entry], shard: Shard, split: bool) -> Vec<Unit> {
     all.into_iter().zip(owner).filter(|&(_, s)| s == shard.index).map(|(u, _)| u).collect()
 }
 
-/// Keeps of `scanned` what shard `shard` moves: every directory, and the files and links of its units
-/// (whole files only: ranges of one file are not yet sent apart, so `split` is off here). File ids are
-/// renumbered with the manifest, as the receiver numbers them.
-pub fn keep_shard(scanned: super::Scanned, shard: Shard) -> super::Scanned {
+/// Keeps of `scanned` what shard `shard` moves: every directory, and the files, ranges and links of its
+/// units. A range becomes an entry of its own ([`Entry::piece`], `size` the range's length) read from its
+/// offset in the file ([`super::Scanned::file_bases`]). File ids are renumbered with the manifest, as the
+/// receiver numbers them. `split`: cut large files into ranges (a striped push keeps files whole).
+pub fn keep_shard(scanned: super::Scanned, shard: Shard, split: bool) -> super::Scanned {
     if shard.is_whole() {
         return scanned;
     }
-    let keep: std::collections::HashSet<usize> =
-        shard_units(&scanned.entries, shard, false).into_iter().map(|u| u.entry).collect();
+    let mut mine: std::collections::HashMap<usize, Vec<Unit>> = std::collections::HashMap::new();
+    for u in shard_units(&scanned.entries, shard, split) {
+        mine.entry(u.entry).or_default().push(u);
+    }
     let mut out = super::Scanned { skipped: scanned.skipped, opener: scanned.opener, ..Default::default() };
     let mut paths = scanned.file_paths.into_iter();
+    let mut bases = Vec::new();
     for (i, e) in scanned.entries.into_iter().enumerate() {
         let path = if e.kind == EntryKind::File { paths.next() } else { None };
-        if e.kind == EntryKind::Dir || keep.contains(&i) {
-            if let Some(p) = path {
-                out.file_paths.push(p);
-            }
+        if e.kind == EntryKind::Dir {
             out.entries.push(e);
+            continue;
         }
+        let Some(units) = mine.get(&i) else { continue };
+        match path {
+            Some(p) if units[0].len != e.size || units.len() > 1 => {
+                // Ranges, in offset order (shard_units keeps manifest order, ranges of a file ascending).
+                for u in units {
+                    let piece = crate::wire::shard::Piece { offset: u.offset, file_size: e.size };
+                    debug_assert!(piece.is_on_layout(u.len));
+                    out.entries.push(Entry { size: u.len, piece: Some(piece), sparse: false, ..e.clone() });
+                    out.file_paths.push(p.clone());
+                    bases.push(u.offset);
+                }
+            }
+            Some(p) => {
+                out.entries.push(e);
+                out.file_paths.push(p);
+                bases.push(0);
+            }
+            None => out.entries.push(e),
+        }
+    }
+    if bases.iter().any(|&b| b != 0) {
+        out.file_bases = bases;
     }
     out
 }

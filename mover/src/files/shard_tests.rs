@@ -153,7 +153,7 @@ fn hard_links_go_with_their_target_and_directories_go_everywhere() {
                     .collect(),
                 ..Default::default()
             };
-            let k = keep_shard(s, shard);
+            let k = keep_shard(s, shard, false);
             assert_eq!(k.entries.iter().filter(|e| e.kind == EntryKind::Dir).count(), 5);
             let files: Vec<&Entry> = k.entries.iter().filter(|e| e.kind == EntryKind::File).collect();
             assert_eq!(files.len(), k.file_paths.len());

@@ -53,6 +53,12 @@ pub(crate) struct FileFacts<'a> {
     pub shown_temp: &'a Path,
     /// The identity the journal must match (the sender's view: manifest size, mtime and mode, path hash).
     pub identity: FileIdentity,
+    /// The size the destination file must have to be current: the whole file's, for a range of a split
+    /// file (`identity.size` is then the range's).
+    pub final_size: u64,
+    /// For a range of a split file: the final name's text, the range and its version (module `pieces`); a
+    /// range already verified is skipped.
+    pub piece: Option<(&'a str, crate::wire::shard::Piece, u64)>,
     pub mtime_s: i64,
     pub mtime_ns: u32,
 }
@@ -96,6 +102,12 @@ pub(crate) fn decide_file(
     }
     let (dir, name) =
         f.beneath.parent_cached(parents, f.shown_temp).map_err(|error| partial_err(f, "opening", error))?;
+    if let Some((final_name, piece, version)) = f.piece {
+        let done = super::pieces::is_done(dir, final_name, piece.offset, version);
+        if done.map_err(|error| partial_err(f, "checking the verified range of", error))? {
+            return Ok(Decided::Skip);
+        }
+    }
     match dir.stat(name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Decided::Fresh { claim: None, why: None }),
         _ => {}
@@ -175,7 +187,7 @@ fn destination_is_current(
         Overwrite::Always => false,
         Overwrite::Never => true,
         Overwrite::IfNewer => dest_mtime >= src_mtime,
-        Overwrite::IfDifferent if m.size != f.identity.size => false,
+        Overwrite::IfDifferent if m.size != f.final_size => false,
         Overwrite::IfDifferent if opts.checksum => match expected {
             Some(want) => content_hash(f.beneath, f.shown)
                 .map_err(|error| FilesError::Partial { path: shown(), op: "hashing the destination of", error })?

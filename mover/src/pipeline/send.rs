@@ -79,6 +79,8 @@ pub struct SendSetup {
     pub opener: crate::files::Opener,
     /// Where the packetizer publishes progress for other threads (a progress bar, the daemon's metrics).
     pub live: Arc<Live>,
+    /// Where each file id's bytes start in its file (`Scanned::file_bases`: ranges of split files).
+    pub bases: Vec<u64>,
 }
 
 /// How a pipelined send ended.
@@ -182,6 +184,7 @@ pub fn run_send(
         reader_stage.set_names(names.clone());
     }
     reader_stage.set_opener(setup.opener.clone());
+    reader_stage.set_bases(setup.bases.clone());
     let pacer_stage = PacerStage {
         sink,
         slots: tx_slots.clone(),

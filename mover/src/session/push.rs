@@ -134,7 +134,12 @@ pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<Scanned, SessionEr
         checksum: opts.options.checksum,
         files_from: opts.files_from.clone(),
     };
-    let scanned = crate::files::keep_shard(scan_sources_with(&opts.sources, &scan)?, opts.shard);
+    let scanned = crate::files::keep_shard(
+        scan_sources_with(&opts.sources, &scan)?,
+        opts.shard,
+        // A striped push keeps files whole: its sealed blocks are cut from whole files.
+        opts.stripe.is_none(),
+    );
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
     }

@@ -249,7 +249,9 @@ pub fn send_files(
     debug_assert!(file_names.as_ref().is_none_or(|n| n.len() == scanned.file_paths.len()));
     let opener = scanned.opener;
     let live = p.live.clone();
-    let setup = SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names, opener, live };
+    let bases = scanned.file_bases;
+    let setup =
+        SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names, opener, live, bases };
     p.live.set_phase(Phase::Transferring);
     let outcome =
         run_send(&mut sender, scanned.file_paths, read_sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);

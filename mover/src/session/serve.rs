@@ -654,7 +654,7 @@ fn serve_pull(
     let rel = resolve(&pull.path)?;
     let scan = ScanOptions { xattrs: pull.options.xattrs, checksum: pull.options.checksum, files_from: None };
     // Beneath the root by descriptor, the scan and every later read: paths in `scanned` are relative to it.
-    let scanned = crate::files::keep_shard(scan_pull_source(&opts.root, &rel, &scan)?, pull.shard);
+    let scanned = crate::files::keep_shard(scan_pull_source(&opts.root, &rel, &scan)?, pull.shard, true);
     for (path, why) in &scanned.skipped {
         daemon_log::info("not_sending", &format!("not sending '{}': {why}", path.display()));
     }

@@ -147,7 +147,9 @@ pub(super) fn serve_third_party(
             let live = opts.live.clone();
             std::thread::scope(|s| {
                 let pushing = s.spawn(|| {
-                    push_with(&opts, &|| Ok(crate::files::keep_shard(scan_pull_source(root, rel, &scan)?, opts.shard)))
+                    push_with(&opts, &|| {
+                        Ok(crate::files::keep_shard(scan_pull_source(root, rel, &scan)?, opts.shard, true))
+                    })
                 });
                 // Progress until the push ends; sends that fail (the controller left) are not retried.
                 let mut controller_here = true;

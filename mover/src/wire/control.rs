@@ -902,10 +902,16 @@ impl ControlMsg {
 fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
     out.extend_from_slice(&e.uid.to_be_bytes());
     out.extend_from_slice(&e.gid.to_be_bytes());
-    let flags = (u8::from(e.sparse) * ENTRY_SPARSE) | (u8::from(e.content_hash.is_some()) * ENTRY_HASH);
+    let flags = (u8::from(e.sparse) * ENTRY_SPARSE)
+        | (u8::from(e.content_hash.is_some()) * ENTRY_HASH)
+        | (u8::from(e.piece.is_some()) * ENTRY_PIECE);
     out.push(flags);
     if let Some(h) = e.content_hash {
         out.extend_from_slice(&h.to_be_bytes());
+    }
+    if let Some(p) = e.piece {
+        out.extend_from_slice(&p.offset.to_be_bytes());
+        out.extend_from_slice(&p.file_size.to_be_bytes());
     }
     put_str(out, &e.link_target);
     // The scan refuses more (Entry::check_xattrs); an encoder never emits what the decoder refuses.
@@ -922,6 +928,9 @@ fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
 const ENTRY_SPARSE: u8 = 1;
 /// Entry flag: a 16-byte content hash follows.
 const ENTRY_HASH: u8 = 2;
+/// Entry flag: the entry is one range of a split file; `offset` u64 and `file_size` u64 follow (after the
+/// hash, if any).
+const ENTRY_PIECE: u8 = 4;
 
 /// Link targets as text: a hard link's names a manifest path (the receiver sanitizes it again); neither
 /// may hold a NUL (no system call could take it).
@@ -1079,12 +1088,21 @@ impl<'a> Reader<'a> {
         e.uid = self.u32()?;
         e.gid = self.u32()?;
         let flags = self.u8()?;
-        if flags & !(ENTRY_SPARSE | ENTRY_HASH) != 0 {
+        if flags & !(ENTRY_SPARSE | ENTRY_HASH | ENTRY_PIECE) != 0 {
             return Err(ControlError::BadValue("entry flags"));
         }
         e.sparse = flags & ENTRY_SPARSE != 0;
         if flags & ENTRY_HASH != 0 {
             e.content_hash = Some(self.u128()?);
+        }
+        if flags & ENTRY_PIECE != 0 {
+            let piece = super::shard::Piece { offset: self.u64()?, file_size: self.u64()? };
+            // Only the ranges the receiver assembles files from, of regular files, never sparse (a range is
+            // written as it comes).
+            if e.kind != EntryKind::File || e.sparse || !piece.is_on_layout(e.size) {
+                return Err(ControlError::BadValue("file range"));
+            }
+            e.piece = Some(piece);
         }
         e.link_target = self.string()?;
         check_link_target(e.kind, &e.link_target)?;
@@ -1150,6 +1168,14 @@ mod tests {
                 sparse: true,
                 content_hash: Some(u128::MAX / 3),
                 xattrs: vec![("user.test".into(), b"v\0x".to_vec()), ("user.empty".into(), Vec::new())],
+                ..Entry::default()
+            }),
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/huge.bin".into(),
+                kind: EntryKind::File,
+                size: 64 << 20,
+                content_hash: Some(7),
+                piece: Some(crate::wire::shard::Piece { offset: 128 << 20, file_size: 200 << 20 }),
                 ..Entry::default()
             }),
             ControlMsg::Entry(Entry {
@@ -1371,6 +1397,30 @@ mod tests {
         assert_eq!(enc(sized), Err(ControlError::BadValue("link size or flags")));
         let hashed_dir = Entry { kind: EntryKind::Dir, content_hash: Some(1), ..Entry::default() };
         assert_eq!(enc(hashed_dir), Err(ControlError::BadValue("directory flags")));
+        // File ranges: only those of the layout, of regular files that are not sparse.
+        let piece = |offset, size, file_size| Entry {
+            size,
+            piece: Some(crate::wire::shard::Piece { offset, file_size }),
+            ..Entry::default()
+        };
+        assert!(enc(piece(64 << 20, 36 << 20, 100 << 20)).is_ok());
+        for (offset, size, file_size) in [
+            (1, 64 << 20, 200 << 20),
+            (0, 64 << 20, 64 << 20),
+            (0, 1 << 20, 200 << 20),
+            (192 << 20, 64 << 20, 200 << 20),
+            (256 << 20, 1, 200 << 20),
+        ] {
+            assert_eq!(
+                enc(piece(offset, size, file_size)),
+                Err(ControlError::BadValue("file range")),
+                "{offset} {size}"
+            );
+        }
+        let sparse = Entry { sparse: true, ..piece(0, 64 << 20, 100 << 20) };
+        assert_eq!(enc(sparse), Err(ControlError::BadValue("file range")));
+        let dir = Entry { kind: EntryKind::Dir, ..piece(0, 0, 100 << 20) };
+        assert_eq!(enc(dir), Err(ControlError::BadValue("file range")));
         // A value over 64 KiB, and a count of attributes the frame cannot hold.
         let big = Entry { xattrs: vec![("user.a".into(), vec![0; (64 << 10) + 1])], ..Entry::default() };
         assert_eq!(enc(big), Err(ControlError::BadValue("extended attributes")));
@@ -1383,7 +1433,7 @@ mod tests {
         let mut f = Vec::new();
         ControlMsg::Entry(Entry::default()).encode(&mut f);
         let flags_at = f.len() - 2 - 2 - 1;
-        f[flags_at] = 4;
+        f[flags_at] = 8;
         assert_eq!(ControlMsg::decode(&f[4..]), Err(ControlError::BadValue("entry flags")));
     }
 

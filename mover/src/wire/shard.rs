@@ -121,3 +121,42 @@ fn auto(env: &dyn Fn(&str) -> Option<String>, count: Option<u32>) -> Result<Shar
          JOB_COMPLETION_INDEX from a Kubernetes Indexed Job); use --shard I/N"
         .into())
 }
+
+/// A file larger than this is cut into ranges of [`piece_bytes`] that may go to different shards.
+pub const SPLIT_ABOVE_BYTES: u64 = 64 << 20;
+
+/// The range size of a file of `size` bytes: 64 MiB, or a 1024th of the file (rounded up to a MiB) for files
+/// over 64 GiB, so no file has more than 1024 ranges (each range is a manifest entry and a journal on the
+/// receiver). A function of the file's size alone, so every node cuts a file the same way.
+pub fn piece_bytes(size: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let base = SPLIT_ABOVE_BYTES;
+    base.max(size.div_ceil(1024).div_ceil(MIB) * MIB)
+}
+
+/// One range of a file split between shards: the manifest entry's `size` is the range's length, and these
+/// say where it lies in the whole file (PROTOCOL.md §3.2).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The range's first byte in the file: a multiple of [`piece_bytes`] of `file_size`.
+    pub offset: u64,
+    /// The whole file's size.
+    pub file_size: u64,
+}
+
+impl Piece {
+    /// Whether a range of `len` bytes at this offset is one of the ranges [`piece_bytes`] cuts the file
+    /// into: the receiver assembles a file from exactly these, so any other range is refused.
+    pub fn is_on_layout(&self, len: u64) -> bool {
+        let p = piece_bytes(self.file_size);
+        self.file_size > SPLIT_ABOVE_BYTES
+            && self.offset % p == 0
+            && self.offset < self.file_size
+            && len == p.min(self.file_size - self.offset)
+    }
+
+    /// How many ranges the file has.
+    pub fn count(&self) -> u64 {
+        self.file_size.div_ceil(piece_bytes(self.file_size))
+    }
+}
