@@ -1,12 +1,15 @@
-//! `--shard auto` under a real Slurm (issue 21 item 3), on a cluster of one controller and one node on this
-//! machine (common/slurm.rs). First the harness on its own: an array's tasks see their index and the count,
-//! and a stopped cluster leaves no task running.
+//! `--shard auto` under a real Slurm (issue 21 item 3): a cluster of one controller and one node on this
+//! machine (common/slurm.rs) runs an array job of 4 tasks, each `mover push --shard auto` of the same tree to
+//! one daemon; together they deliver the tree byte for byte, and no byte is sent twice. Before that, the
+//! harness on its own: an array's tasks see their index and the count, and a stopped cluster leaves no task
+//! running.
 
 mod common;
 
 use common::slurm::Slurm;
-use common::TempDir;
-use std::path::Path;
+use common::{hash_file, json_bool, json_u64, write_random_file, Server, TempDir};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The tasks of each array: as many shards as the issue's test asks for.
@@ -60,9 +63,128 @@ fn a_stopped_cluster_leaves_no_task_running() {
     }
 }
 
+/// The issue's test: each task of a 4-task array pushes the whole tree with `--shard auto`, so each moves the
+/// shard its `SLURM_ARRAY_TASK_ID` names, all at once to one daemon.
+#[test]
+fn four_shards_of_an_array_move_a_tree_exactly_once() {
+    let Some(slurm) = Slurm::start("four_shards_of_an_array_move_a_tree_exactly_once") else { return };
+    let tmp = TempDir::new("slurm-shards");
+    let src = tmp.path().join("src");
+    let tree = src.join("tree");
+    let total_bytes = random_tree(&tree, 21);
+    let root = tmp.path().join("root");
+    let reports = tmp.path().join("reports");
+    for dir in [&root, &reports] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let server = Server::start(&root, &["--net", "udp"]);
+
+    let push = format!(
+        "exec {mover} push --shard auto --json --net udp --insecure-no-auth {tree} mover://{addr}/ \
+         > {reports}/report-\"$SLURM_ARRAY_TASK_ID\".json",
+        mover = quote(Path::new(env!("CARGO_BIN_EXE_mover"))),
+        tree = quote(&tree),
+        addr = server.addr,
+        reports = quote(&reports),
+    );
+    let job = slurm.submit_array(TASKS, &push);
+    let ends = slurm.wait(&job, Duration::from_secs(300));
+
+    let mut sent_bytes = 0;
+    for end in &ends {
+        let report = std::fs::read_to_string(reports.join(format!("report-{}.json", end.index))).unwrap_or_default();
+        assert!(
+            end.succeeded(),
+            "shard {} failed ({} {}): {report}\n{}",
+            end.index,
+            end.state,
+            end.exit_code,
+            end.output_text()
+        );
+        let bytes = json_u64(&report, "bytes").unwrap_or_else(|| panic!("shard {}: no bytes in {report:?}", end.index));
+        assert!(bytes > 0, "shard {} moved nothing: {report}", end.index);
+        assert_eq!(json_bool(&report, "verified"), Some(true), "shard {}: {report}", end.index);
+        sent_bytes += bytes;
+    }
+    // The destination holds the tree and nothing else (no partial or temporary files).
+    assert_same_trees(&src, &root);
+    assert_eq!(sent_bytes, total_bytes, "the shards together moved every byte of the tree once");
+}
+
+/// Writes a tree of several dozen files of random sizes (every seventh empty) in nested directories, an
+/// empty directory, and a file larger than the sharder's 64 MiB range, so its ranges go to different
+/// shards. Returns the tree's total bytes.
+fn random_tree(root: &Path, seed: u64) -> u64 {
+    const DIRS: [&str; 6] = ["", "a", "a/b", "a/b/c", "d", "d/e"];
+    for dir in DIRS {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    let mut rng = SplitMix(seed);
+    let mut total = 0;
+    for i in 0..48u64 {
+        let size = match rng.next() % 8 {
+            _ if i % 7 == 0 => 0,
+            0..=3 => rng.next() % 4096,
+            _ => rng.next() % (3 << 20),
+        };
+        write_random_file(&root.join(DIRS[i as usize % DIRS.len()]).join(format!("f{i:02}.bin")), size, seed + i);
+        total += size;
+    }
+    let large = (96 << 20) + 4321;
+    write_random_file(&root.join("a/b/large.bin"), large, seed + 1000);
+    total + large
+}
+
+/// Asserts that the trees under `a` and `b` have the same paths and the same contents.
+fn assert_same_trees(a: &Path, b: &Path) {
+    let (want, got) = (listing(a), listing(b));
+    let missing: Vec<_> = want.keys().filter(|p| !got.contains_key(*p)).collect();
+    let extra: Vec<_> = got.keys().filter(|p| !want.contains_key(*p)).collect();
+    let differ: Vec<_> = want.iter().filter(|(p, h)| got.get(*p).is_some_and(|g| g != *h)).map(|(p, _)| p).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && differ.is_empty(),
+        "{} differs from {}: missing {missing:?}, extra {extra:?}, different contents {differ:?}",
+        b.display(),
+        a.display()
+    );
+}
+
+/// Every path under `root`, relative, with its contents' hash (`None` for a directory).
+fn listing(root: &Path) -> BTreeMap<PathBuf, Option<u128>> {
+    let mut found = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap().to_path_buf();
+            if entry.file_type().unwrap().is_dir() {
+                found.insert(relative, None);
+                dirs.push(path);
+            } else {
+                found.insert(relative, Some(hash_file(&path)));
+            }
+        }
+    }
+    found
+}
+
 /// `path` quoted for `/bin/sh`.
 fn quote(path: &Path) -> String {
     let text = path.to_str().expect("a UTF-8 path");
     assert!(!text.contains('\''), "a path without single quotes: {text}");
     format!("'{text}'")
+}
+
+/// splitmix64: the tree's sizes from a seed, so a failure is reproducible.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
