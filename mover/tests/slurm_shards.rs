@@ -1,12 +1,13 @@
 //! `--shard auto` under a real Slurm (issue 21 item 3): a cluster of one controller and one node on this
 //! machine (common/slurm.rs) runs an array job of 4 tasks, each `mover push --shard auto` of the same tree to
-//! one daemon; together they deliver the tree byte for byte, and no byte is sent twice. Before that, the
-//! harness on its own: an array's tasks see their index and the count, and a stopped cluster leaves no task
-//! running.
+//! one daemon; together they deliver the tree byte for byte, and no byte is sent twice. The shipped batch
+//! script (dist/examples/shard-array.sbatch) does the same over TLS with a token. Before that, the harness on
+//! its own: an array's tasks see their index and the count, and a stopped cluster leaves no task running.
 
 mod common;
 
 use common::slurm::Slurm;
+use common::tokens::token_tls;
 use common::{hash_file, json_bool, json_u64, write_random_file, Server, TempDir};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ fn four_shards_of_an_array_move_a_tree_exactly_once() {
     let tmp = TempDir::new("slurm-shards");
     let src = tmp.path().join("src");
     let tree = src.join("tree");
-    let total_bytes = random_tree(&tree, 21);
+    let total_bytes = random_tree(&tree, 21, (96 << 20) + 4321);
     let root = tmp.path().join("root");
     let reports = tmp.path().join("reports");
     for dir in [&root, &reports] {
@@ -111,10 +112,61 @@ fn four_shards_of_an_array_move_a_tree_exactly_once() {
     assert_eq!(sent_bytes, total_bytes, "the shards together moved every byte of the tree once");
 }
 
+/// The shipped example, dist/examples/shard-array.sbatch, as it is (its `#SBATCH --array=0-7`, TLS and a
+/// token), with its settings from the environment: its 8 tasks deliver a tree, each byte once.
+#[test]
+fn the_example_batch_script_moves_a_tree_over_tls() {
+    let Some(slurm) = Slurm::start("the_example_batch_script_moves_a_tree_over_tls") else { return };
+    let tmp = TempDir::new("slurm-example");
+    let src = tmp.path().join("src");
+    let total_bytes = random_tree(&src.join("run42"), 8, 0);
+    let credentials = tmp.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let tls = token_tls(&credentials);
+    let root = tmp.path().join("root");
+    let server = tls.daemon(&root);
+    let logs = tmp.path().join("logs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/examples/shard-array.sbatch");
+
+    let text = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    let dest = format!("mover://{}/", server.addr);
+    let env = [
+        ("MOVER_BIN", env!("CARGO_BIN_EXE_mover").to_string()),
+        ("SHARD_SRC", text(&src.join("run42"))),
+        ("SHARD_DEST", dest),
+        ("SHARD_CA", text(&tls.certs.ca)),
+        ("SHARD_TOKEN_FILE", text(&tls.token)),
+        ("SHARD_USER", "alice".to_string()),
+        ("SHARD_LOGS", text(&logs)),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let job = slurm.submit_script(&script, 8, &env);
+    let ends = slurm.wait(&job, Duration::from_secs(300));
+
+    let mut sent_bytes = 0;
+    for end in &ends {
+        let report = std::fs::read_to_string(logs.join(format!("shard-{}.json", end.index))).unwrap_or_default();
+        let log = std::fs::read_to_string(logs.join(format!("shard-{}.log", end.index))).unwrap_or_default();
+        assert!(
+            end.succeeded(),
+            "task {} failed ({} {}): {report}\n{log}\n{}",
+            end.index,
+            end.state,
+            end.exit_code,
+            end.output_text()
+        );
+        assert_eq!(json_bool(&report, "verified"), Some(true), "task {}: {report}", end.index);
+        sent_bytes +=
+            json_u64(&report, "bytes").unwrap_or_else(|| panic!("task {}: no bytes in {report:?}", end.index));
+    }
+    assert_same_trees(&src, &root);
+    assert_eq!(sent_bytes, total_bytes, "the tasks together moved every byte of the tree once");
+}
+
 /// Writes a tree of several dozen files of random sizes (every seventh empty) in nested directories, an
-/// empty directory, and a file larger than the sharder's 64 MiB range, so its ranges go to different
-/// shards. Returns the tree's total bytes.
-fn random_tree(root: &Path, seed: u64) -> u64 {
+/// empty directory, and a file of `large` bytes (none if 0): over the sharder's 64 MiB range, its ranges go
+/// to different shards. Returns the tree's total bytes.
+fn random_tree(root: &Path, seed: u64, large: u64) -> u64 {
     const DIRS: [&str; 6] = ["", "a", "a/b", "a/b/c", "d", "d/e"];
     for dir in DIRS {
         std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -131,8 +183,9 @@ fn random_tree(root: &Path, seed: u64) -> u64 {
         write_random_file(&root.join(DIRS[i as usize % DIRS.len()]).join(format!("f{i:02}.bin")), size, seed + i);
         total += size;
     }
-    let large = (96 << 20) + 4321;
-    write_random_file(&root.join("a/b/large.bin"), large, seed + 1000);
+    if large > 0 {
+        write_random_file(&root.join("a/b/large.bin"), large, seed + 1000);
+    }
     total + large
 }
 
