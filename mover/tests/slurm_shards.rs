@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// The tasks of each array: as many shards as the test asks for.
 const TASKS: u32 = 4;
 
+/// The sharded tree's large file: more than the sharder's 64 MiB range, and most of the tree.
+const LARGE_BYTES: u64 = (96 << 20) + 4321;
+
 #[test]
 fn an_array_runs_every_task_with_its_index_and_the_count() {
     let Some(slurm) = Slurm::start("an_array_runs_every_task_with_its_index_and_the_count") else { return };
@@ -72,7 +75,7 @@ fn four_shards_of_an_array_move_a_tree_exactly_once() {
     let tmp = TempDir::new("slurm-shards");
     let src = tmp.path().join("src");
     let tree = src.join("tree");
-    let total_bytes = random_tree(&tree, 21, (96 << 20) + 4321);
+    let total_bytes = random_tree(&tree, 21, LARGE_BYTES);
     let root = tmp.path().join("root");
     let reports = tmp.path().join("reports");
     for dir in [&root, &reports] {
@@ -103,7 +106,12 @@ fn four_shards_of_an_array_move_a_tree_exactly_once() {
             end.output_text()
         );
         let bytes = json_u64(&report, "bytes").unwrap_or_else(|| panic!("shard {}: no bytes in {report:?}", end.index));
-        assert!(bytes > 0, "shard {} moved nothing: {report}", end.index);
+        // A file larger than a shard's share must be cut into ranges for every shard to get some of it.
+        assert!(
+            bytes > 0,
+            "shard {} moved nothing (is the {LARGE_BYTES}-byte file cut into ranges?): {report}",
+            end.index
+        );
         assert_eq!(json_bool(&report, "verified"), Some(true), "shard {}: {report}", end.index);
         sent_bytes += bytes;
     }
