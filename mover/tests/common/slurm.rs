@@ -270,8 +270,8 @@ impl Slurm {
             cmd.args(["-D", "-c", "-f"]).arg(&conf);
         });
         self.daemons.push(slurmctld);
-        // slurmd registers once at start; if the controller is not listening yet, the node would wait for
-        // the controller's next ping of unresponsive nodes, which takes many seconds.
+        // slurmd registers with the controller as it starts: once the controller answers, that first
+        // registration succeeds, and the node's readiness does not hang on slurmd's retries.
         self.until("slurmctld answers", || {
             let out = self.command("scontrol").arg("ping").output();
             out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(" is UP"))
