@@ -89,7 +89,11 @@ fn pushes_of_each_shard_move_every_file_once() {
 fn pulls_of_each_shard_and_auto_from_the_scheduler() {
     let dir = TempDir::new("shards-pull");
     let root = dir.path().join("root");
-    let (src, total) = tree(&root);
+    let (src, mut total) = tree(&root);
+    // Two ranges (64 MiB and the rest), which the daemon may send from different shards.
+    let big = (100 << 20) + 7;
+    write_random_file(&src.join("d1/big.bin"), big, 77);
+    total += big;
     let server = Server::start(&root, &[]);
     let here = dir.path().join("here");
     std::fs::create_dir_all(&here).unwrap();
@@ -108,6 +112,7 @@ fn pulls_of_each_shard_and_auto_from_the_scheduler() {
     assert_eq!(json_u64(&a, "bytes").unwrap() + json_u64(&b, "bytes").unwrap(), total);
     assert!(json_u64(&a, "bytes").unwrap() > 0 && json_u64(&b, "bytes").unwrap() > 0);
     assert_same_tree(&src, &here.join("src"));
+    assert_eq!(json_u64(&a, "files").unwrap() + json_u64(&b, "files").unwrap(), 60 + 2, "the large file as 2 ranges");
 }
 
 #[test]
