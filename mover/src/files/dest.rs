@@ -144,45 +144,8 @@ impl DestTree {
             Err(error) => return Err(FilesError::Io { op: FileOp::Root, path: root.to_path_buf(), error }),
         }
         let manifest = |entry: usize, problem: String| FilesError::Manifest { entry, problem };
-
         // Pass 1: judge the whole manifest before touching the disk.
-        let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
-        let mut file_paths: HashSet<&str> = HashSet::new();
-        let mut total_bytes: u64 = 0;
-        for (i, e) in entries.iter().enumerate() {
-            let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
-            if !seen.insert(&e.rel_path) {
-                return Err(manifest(i, format!("duplicate path '{rel}'")));
-            }
-            if e.mtime_ns >= 1_000_000_000 {
-                return Err(manifest(i, format!("'{rel}' has invalid mtime nanoseconds {}", e.mtime_ns)));
-            }
-            if e.kind != EntryKind::Dir {
-                // Nothing may lie below a file or a link (a path through a link would be written through it).
-                file_paths.insert(&e.rel_path);
-            }
-            if e.kind == EntryKind::File {
-                total_bytes = total_bytes
-                    .checked_add(e.size)
-                    .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
-            }
-        }
-        let file_count = entries.iter().filter(|e| e.kind == EntryKind::File).count();
-        if file_count > u32::MAX as usize {
-            return Err(FilesError::TooManyFiles { count: file_count });
-        }
-        // `a` as a file and `a/b` as anything cannot both exist.
-        for (i, e) in entries.iter().enumerate() {
-            for (pos, _) in e.rel_path.match_indices('/') {
-                let ancestor = &e.rel_path[..pos];
-                if file_paths.contains(ancestor) {
-                    return Err(manifest(
-                        i,
-                        format!("'{}' lies inside '{ancestor}', which is a file or link", shown_rel(e)),
-                    ));
-                }
-            }
-        }
+        let (total_bytes, seen) = judge_manifest(entries)?;
 
         // Pass 2: create the directories, by descriptor beneath the root. Every path from here on is
         // relative to the root, so nothing a peer may see names what lies above it.
@@ -267,12 +230,7 @@ impl DestTree {
                         mtime_ns: e.mtime_ns,
                         state: State::NotCreated,
                         meta: EntryMeta::of(e),
-                        identity: FileIdentity {
-                            size: e.size,
-                            mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
-                            mode: e.mode,
-                            path_hash: FileIdentity::path_hash(e.rel_path.as_bytes()),
-                        },
+                        identity: identity_of(e),
                         claim: None,
                         released: None,
                         trusted: Vec::new(),
@@ -581,6 +539,63 @@ fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path, claimed: Option<&Fil
     }
 }
 
+/// Judges a manifest as a whole before anything on disk is touched: every path sanitized, no duplicates, valid
+/// mtimes, nothing below a file or a link, at most `u32::MAX` files; returns the files' total size. Both
+/// [`DestTree::prepare`] and a dry run ([`super::dry_run`]) start with it, so they refuse the same manifests.
+/// The set of manifest paths comes back too: `prepare` checks temporary names against it.
+pub(super) fn judge_manifest(entries: &[Entry]) -> Result<(u64, HashSet<&str>), FilesError> {
+    let manifest = |entry: usize, problem: String| FilesError::Manifest { entry, problem };
+    let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+    let mut file_paths: HashSet<&str> = HashSet::new();
+    let mut total_bytes: u64 = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
+        if !seen.insert(&e.rel_path) {
+            return Err(manifest(i, format!("duplicate path '{rel}'")));
+        }
+        if e.mtime_ns >= 1_000_000_000 {
+            return Err(manifest(i, format!("'{rel}' has invalid mtime nanoseconds {}", e.mtime_ns)));
+        }
+        if e.kind != EntryKind::Dir {
+            // Nothing may lie below a file or a link (a path through a link would be written through it).
+            file_paths.insert(&e.rel_path);
+        }
+        if e.kind == EntryKind::File {
+            total_bytes = total_bytes
+                .checked_add(e.size)
+                .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
+        }
+    }
+    let file_count = entries.iter().filter(|e| e.kind == EntryKind::File).count();
+    if file_count > u32::MAX as usize {
+        return Err(FilesError::TooManyFiles { count: file_count });
+    }
+    // `a` as a file and `a/b` as anything cannot both exist.
+    for (i, e) in entries.iter().enumerate() {
+        for (pos, _) in e.rel_path.match_indices('/') {
+            let ancestor = &e.rel_path[..pos];
+            if file_paths.contains(ancestor) {
+                return Err(manifest(
+                    i,
+                    format!("'{}' lies inside '{ancestor}', which is a file or link", shown_rel(e)),
+                ));
+            }
+        }
+    }
+    Ok((total_bytes, seen))
+}
+
+/// The identity a file's resume journal must match: the source as the sender announced it (size, mtime,
+/// mode) and its manifest path.
+pub(super) fn identity_of(e: &Entry) -> FileIdentity {
+    FileIdentity {
+        size: e.size,
+        mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
+        mode: e.mode,
+        path_hash: FileIdentity::path_hash(e.rel_path.as_bytes()),
+    }
+}
+
 /// Creates the directory `rel` (relative to the root) and its missing parents, by descriptor beneath the
 /// root; a symlink or a non-directory on the way is refused, naming `rel`.
 fn mkdir_beneath(beneath: &Beneath, rel: &Path, mode: u32) -> Result<(), FilesError> {
@@ -608,7 +623,7 @@ fn check_replaceable(beneath: &Beneath, parents: &mut ParentCache, rel: &Path) -
 }
 
 /// [`check_replaceable`] of `name` in an already resolved `dir` (`shown` names it).
-fn check_replaceable_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<(), FilesError> {
+pub(super) fn check_replaceable_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<(), FilesError> {
     let s = match dir.stat(name) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
