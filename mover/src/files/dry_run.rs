@@ -43,7 +43,8 @@ pub fn dry_run_verdicts(
     let mut parents = ParentCache::default();
     let mut verdicts = Vec::new();
     for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::File) {
-        let rel = sanitize_relative(&e.rel_path).map_err(|err| FilesError::Manifest { entry: i, problem: err.to_string() })?;
+        let rel = sanitize_relative(&e.rel_path)
+            .map_err(|err| FilesError::Manifest { entry: i, problem: err.to_string() })?;
         let dir = dest.join(rel.parent().unwrap_or_else(RelPath::root).to_path_buf());
         let name = rel.file_name().unwrap_or_default();
         let (shown, shown_temp) = (dir.join(name), dir.join(partial_name(name)));

@@ -135,7 +135,9 @@ pub(crate) fn peek_file(
     let exists = match f.beneath.parent_cached(parents, f.shown).and_then(|(dir, name)| dir.stat(name)) {
         Ok(m) => m.is_file(),
         Err(e) if dir_missing(&e) => false,
-        Err(error) => return Err(FilesError::Partial { path: f.shown.to_path_buf(), op: "checking the destination of", error }),
+        Err(error) => {
+            return Err(FilesError::Partial { path: f.shown.to_path_buf(), op: "checking the destination of", error })
+        }
     };
     let otherwise = if exists { VerdictKind::Changed } else { VerdictKind::New };
     if !opts.resume {

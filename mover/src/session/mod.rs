@@ -70,9 +70,7 @@ pub use push::{push, PushOptions};
 pub use receive::{receive_files, ReceiveParams, ReceiveTarget};
 pub use relay::RelaySpool;
 pub use report::{cipher_note, Direction, LegReport, Report, StripeReport};
-pub use retry::{
-    backoff, pull_retrying, push_retrying, with_retries, with_retries_noting, FIRST_BACKOFF, MAX_BACKOFF,
-};
+pub use retry::{backoff, pull_retrying, push_retrying, with_retries, with_retries_noting, FIRST_BACKOFF, MAX_BACKOFF};
 pub use send::{send_files, SendParams};
 pub use serve::{
     check_root, check_serve, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with,

@@ -6,13 +6,13 @@ use super::path_mtu::BASE_MTU;
 use super::report::{Direction, Report};
 use super::send::{send_files, SendParams};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
-use crate::net::ControlChannel;
-use std::net::IpAddr;
 use crate::files::{scan_sources_with, ScanOptions, Scanned};
 use crate::net::xdp_path::NetChoice;
+use crate::net::ControlChannel;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
 use crate::wire::{Cipher, TransferOptions};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -230,14 +230,7 @@ pub(super) fn reach(opts: &PushOptions, dest: Location) -> Result<Reached, Sessi
                 .map_err(|error| ConnectError::Connect { target: target.clone(), error })?;
             let tcp_rtt = Some(started.elapsed());
             let ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
-            Ok(Reached {
-                ch: Some(ch),
-                ssh: None,
-                data_ip: server.ip(),
-                dest: url.path,
-                daemon: Some(target),
-                tcp_rtt,
-            })
+            Ok(Reached { ch: Some(ch), ssh: None, data_ip: server.ip(), dest: url.path, daemon: Some(target), tcp_rtt })
         }
         Location::Ssh(target) => {
             let link = SshLink::open(&target, &opts.ssh)?;

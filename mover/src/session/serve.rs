@@ -2,11 +2,11 @@
 //! session on the stdin and stdout of `mover serve --stdio`, and what both do with a session's first
 //! message (a `Hello` opens a push, a `Pull` a pull).
 
-use super::dry_run::answer_dry_run;
 use super::admission::{Admission, AdmissionLimits};
 use super::admit::{admit, Admitted};
 use super::client_text::RootScrub;
 use super::daemon_log::{self, Level, LogFormat, Value};
+use super::dry_run::answer_dry_run;
 use super::error::SessionError;
 use super::limits::Limits;
 use super::memory::MemoryBudget;
