@@ -6,6 +6,7 @@ use super::admission::{Admission, AdmissionLimits};
 use super::admit::{admit, Admitted};
 use super::client_text::RootScrub;
 use super::daemon_log::{self, Level, LogFormat, Value};
+use super::dry_run::answer_dry_run;
 use super::error::SessionError;
 use super::limits::Limits;
 use super::memory::MemoryBudget;
@@ -566,6 +567,17 @@ fn serve_first(
             };
             let live = begin_receiving(tracked, &stripe.hello);
             receive_striped(ch, stripe, &target, &receive_params(opts, live), &opts.registry.stripes)
+        }
+        ControlMsg::DryRun(hello) => {
+            if opts.relay.is_some() {
+                return Err(SessionError::NotAllowed("this is a relay: it does not answer dry runs".into()));
+            }
+            let report = answer_dry_run(ch, hello, &opts.root, &dest_of, &opts.limits, &opts.memory)?;
+            if tracked.as_ref().is_some_and(|t| t.log) {
+                let peer = ch.peer_addr().to_string();
+                daemon_log::info("dry_run", &format!("answered a dry run from {peer} ({who}): nothing changed"));
+            }
+            Ok(report)
         }
         ControlMsg::StatusQuery { transfer } => {
             let status = opts.registry.stripes.get(&transfer);

@@ -11,6 +11,7 @@ use super::options::TransferOptions;
 use super::policy::Policy;
 use super::seal::{SessionKey, KEY_LEN};
 use super::shard::Shard;
+use super::verdict::{Verdict, VERDICT_LEN};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -22,6 +23,8 @@ pub const MAX_STRING_LEN: usize = 4096;
 pub const MAX_IDS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 4;
 /// Most `(offset, len)` ranges in one `Have` message (PROTOCOL.md §3.2): what fits in one frame.
 pub const MAX_RANGES_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 16;
+/// Most verdicts in one `Verdicts` message (PROTOCOL.md §3.6): what fits in one frame.
+pub const MAX_VERDICTS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / VERDICT_LEN;
 
 /// What the sender asks for when it opens a session (PROTOCOL.md §3.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -295,6 +298,24 @@ pub enum ControlMsg {
         json: String,
         /// Its summary line, or the error.
         summary: String,
+    },
+    /// Client to daemon, as its first message (`mover job --dry-run`, PROTOCOL.md §3.6): what would a
+    /// push of this `Hello` and the manifest that follows (entries, `ManifestEnd`, as after a `Hello`) do?
+    /// The receiver answers with `Verdicts` and `DryRunDone` and creates, claims and changes nothing
+    /// (type 31).
+    DryRun(Hello),
+    /// Receiver to client: the verdicts of files `first_file_id..` in manifest order of regular files; as
+    /// many messages as the manifest needs, in order (type 32).
+    Verdicts {
+        /// The file id of the first verdict.
+        first_file_id: u32,
+        /// One per file.
+        verdicts: Vec<Verdict>,
+    },
+    /// Receiver to client: every file's verdict was sent; `files` of them (type 33).
+    DryRunDone {
+        /// The manifest's regular files.
+        files: u32,
     },
 }
 
@@ -649,6 +670,23 @@ impl ControlMsg {
                 out.extend_from_slice(json.as_bytes());
                 put_str(out, summary);
             }
+            ControlMsg::DryRun(h) => {
+                out.push(31);
+                put_hello(out, h);
+            }
+            ControlMsg::Verdicts { first_file_id, verdicts } => {
+                assert!(verdicts.len() <= MAX_VERDICTS_PER_MESSAGE);
+                out.push(32);
+                out.extend_from_slice(&first_file_id.to_be_bytes());
+                out.extend_from_slice(&(verdicts.len() as u32).to_be_bytes());
+                for v in verdicts {
+                    v.put(out);
+                }
+            }
+            ControlMsg::DryRunDone { files } => {
+                out.push(33);
+                out.extend_from_slice(&files.to_be_bytes());
+            }
         }
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -860,6 +898,25 @@ impl ControlMsg {
                 ControlMsg::CopyDone { exit_code, json, summary: r.string()? }
             }
             25 => ControlMsg::Drain,
+            31 => ControlMsg::DryRun(r.hello()?),
+            32 => {
+                let first_file_id = r.u32()?;
+                let n = r.u32()? as usize;
+                // Check the count against the bytes present before allocating for it.
+                if n > MAX_VERDICTS_PER_MESSAGE || r.buf.len() < n * VERDICT_LEN {
+                    return Err(ControlError::BadValue("verdict count"));
+                }
+                if u64::from(first_file_id) + n as u64 > 1 << 32 {
+                    return Err(ControlError::BadValue("file id"));
+                }
+                let mut verdicts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let bytes: &[u8; VERDICT_LEN] = r.take(VERDICT_LEN)?.try_into().expect("VERDICT_LEN bytes");
+                    verdicts.push(Verdict::parse(bytes).ok_or(ControlError::BadValue("verdict"))?);
+                }
+                ControlMsg::Verdicts { first_file_id, verdicts }
+            }
+            33 => ControlMsg::DryRunDone { files: r.u32()? },
             23 => {
                 let n = r.u8()? as usize;
                 if n > MAX_RTT_CANDIDATES {
@@ -1142,6 +1199,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::verdict::VerdictKind;
 
     pub(crate) fn samples() -> Vec<ControlMsg> {
         vec![
@@ -1309,6 +1367,27 @@ mod tests {
                 bytes_total: 4,
                 message: "lost".into(),
             }),
+            ControlMsg::DryRun(Hello {
+                version: 1,
+                block_payload: 8912,
+                rate_bps: 200_000_000,
+                window_blocks: 1 << 16,
+                entry_count: 2,
+                total_bytes: 5,
+                cipher: Cipher::None,
+                options: TransferOptions { checksum: true, ..Default::default() },
+                dest: "in".into(),
+            }),
+            ControlMsg::Verdicts {
+                first_file_id: 7,
+                verdicts: vec![
+                    Verdict { kind: VerdictKind::New, held: 0 },
+                    Verdict { kind: VerdictKind::Changed, held: 1 << 24 },
+                    Verdict { kind: VerdictKind::Unchanged, held: 0 },
+                ],
+            },
+            ControlMsg::Verdicts { first_file_id: 0, verdicts: Vec::new() },
+            ControlMsg::DryRunDone { files: 3 },
         ]
     }
 
@@ -1375,6 +1454,12 @@ mod tests {
         // A queue place of 0, or past the end of the queue.
         assert_eq!(ControlMsg::decode(&[15, 0, 0, 0, 0, 0, 0, 0, 5]), Err(ControlError::BadValue("queue place")));
         assert_eq!(ControlMsg::decode(&[15, 0, 0, 0, 6, 0, 0, 0, 5]), Err(ControlError::BadValue("queue place")));
+        // Verdicts claiming more than their bytes hold, past the last file id, or of an unknown kind.
+        assert_eq!(ControlMsg::decode(&[32, 0, 0, 0, 0, 0, 0, 0, 2, 0]), Err(ControlError::BadValue("verdict count")));
+        let past_end = [32u8, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(ControlMsg::decode(&past_end), Err(ControlError::BadValue("file id")));
+        let odd = [32u8, 0, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(ControlMsg::decode(&odd), Err(ControlError::BadValue("verdict")));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod replay;
 pub mod seal;
 pub mod shard;
 pub mod stripe;
+pub mod verdict;
 
 pub use cipher::Cipher;
 pub use compress::Compression;
