@@ -3,10 +3,11 @@
 # its own RATE link, into one receiver namespace whose link is 4 x RATE, against one sender pushing the whole
 # tree through its RATE link: aggregate goodput, and the issue's aim (b / a >= 3.5) met or missed.
 #
-# Usage (root; NOT part of CI; ~8 min with the defaults on 2 cores, most of it the single-sender runs):
-#   sudo benches/run-shards.sh                        # full run: SIZE=1536M, REPEATS=3, RATE=150M
+# Usage (root; NOT part of CI; ~12 min with the defaults on 2 cores, most of it the single-sender runs):
+#   sudo benches/run-shards.sh                        # full run: SIZE=1536M, REPEATS=3, RATE=100M
 #   sudo SMOKE=1 benches/run-shards.sh                # plumbing smoke run: SIZE=256M, REPEATS=1
 #   sudo POLICY=fixed benches/run-shards.sh           # push --policy fixed --rate PUSH_RATE instead of fair
+#   sudo RATE=150M benches/run-shards.sh              # 150 Mbit/s senders, 600 Mbit/s into the receiver
 # Not root: prints why and exits 0 (skipped).
 #
 # Environment (defaults in brackets):
@@ -22,12 +23,21 @@
 #                        b: the four senders push --shard i/4 of the same tree at the same time;
 #                        c: calibration: sender 0 alone with its link NOT shaped, into the 4 x RATE link (what
 #                        one push reaches on the receiver's link on this machine: b's ceiling)
-#   RATE [150M]          each sender's link, SI bits/s (tbf); RX_RATE [4 x RATE]: the receiver's link
+#   RATE [100M]          each sender's link, SI bits/s (tbf); RX_RATE [4 x RATE]: the receiver's link. Why 100M:
+#                        all five namespaces share the VM's 2 cores, and a push paced at 100-200 Mbit/s costs
+#                        ~0.3 core whatever its rate (15-19 s of CPU per GiB at 150-200M, run-compress.sh), so
+#                        four senders take ~1.1 cores and the receiver of 400 Mbit/s ~0.75 more. With RATE=150M
+#                        one unshaped push into the 600M link (run c) reached 306 Mbit/s (CPU-bound, at a load
+#                        of 7-11 from other users' compilers); at 100M it reached 323 of 400 Mbit/s with drops
+#                        at the link's queue: 4 x 100M is (nearly) reachable here, 4 x 150M is not.
 #   POLICY [fair]        push --policy; PUSH_RATE [1.1 x RATE; "none": no --rate]: push --rate (a ceiling under
-#                        fair, the rate under fixed); run c uses PUSH_RATE x 4
+#                        fair, the rate under fixed); run c uses PUSH_RATE x 4. Tried at RATE=150M, 512 MiB,
+#                        one run each: fair 406 Mbit/s in b (a 130), fixed 261 (a 131): fixed senders hold
+#                        their rate through the CPU contention of four pushes on two cores and lose more
+#                        datagrams; --rate 140M, 165M and none gave a 121, 132 and 130 Mbit/s (noise)
 #   QUEUE_MS [20]        the tbf's latency (queue) on each link
 #   CHECK [1]            compare the receiver's tree with the source after every run (sha256 of every file)
-#   PUSH_TIMEOUT [SIZE at RATE / 4 + 120 s]; MOVER_PUSH_ARGS, MOVER_SERVE_ARGS: extra arguments (words)
+#   PUSH_TIMEOUT [4 x (SIZE at RATE) + 120 s]; MOVER_PUSH_ARGS, MOVER_SERVE_ARGS: extra arguments (words)
 #   RESULTS_DIR [benches/results]
 #
 # Topology (no other address is ever used; everything stays inside these namespaces), MTU 1500, IPv6 off:
@@ -99,7 +109,7 @@ KINDS=${KINDS:-a b c}
 SMALL_FILES=${SMALL_FILES:-300}
 LARGE_FILES=${LARGE_FILES:-5}
 SEED=${SEED:-1}
-RATE=${RATE:-150M}
+RATE=${RATE:-100M}
 POLICY=${POLICY:-fair}
 QUEUE_MS=${QUEUE_MS:-20}
 CHECK=${CHECK:-1}
@@ -533,12 +543,23 @@ for kind in ["a", "b", "c"]:
             ideal.append(sum(b) / max(b))
             tail.append(max(e) - min(e))
             slow.append(b.index(max(b)) == e.index(max(e)))
+        # Each shard's own goodput (its JSON) against the single sender's in the same repeat: below 1 when
+        # the shards ran slower side by side than one push alone (CPU, the receiver, the shared link).
+        speed = []
+        for r in rk:
+            a = [p for p in pushes if p["repeat"] == r["repeat"] and p["kind"] == "a" and p["verified"] == "true"]
+            bs = [float(p["goodput_bps"]) for p in pushes if p["repeat"] == r["repeat"] and p["kind"] == "b"
+                  and p["goodput_bps"]]
+            if a and bs and a[0]["goodput_bps"]:
+                speed.append(st.median(bs) / float(a[0]["goodput_bps"]))
+        sp = (f"each shard's own goodput {st.median(speed):.2f}x the single sender's (median shard, same repeat); "
+              if speed else "")
         sl = [float(x) for r in rk for x in r["send_link_util_pct"].split()]
         print(f"- **b** (four shards): receiver's link busy {rx:.0f}% of the wall ({drops:.0f} drops at its queue); "
               f"the senders' links {min(sl):.0f}-{max(sl):.0f}% busy over each push's own time; largest shard "
               f"{(st.median(imb) - 1) * 100:.1f}% above the mean, so with equal rates b / a could reach at most "
               f"{st.median(ideal):.2f} (tree / largest shard); the first and last shard ended {st.median(tail):.2f} s "
-              f"apart (the largest shard ended last in {sum(slow)} of {len(rk)}); {cpu}.")
+              f"apart (the largest shard ended last in {sum(slow)} of {len(rk)}); {sp}{cpu}.")
     elif kind == "a":
         sl = st.median(float(r["send_link_util_pct"]) for r in rk)
         print(f"- **a** (one sender): its link busy {sl:.0f}% over the push's time (receiver's link {rx:.0f}%); {cpu}.")
