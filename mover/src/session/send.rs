@@ -153,6 +153,7 @@ pub fn send_files(
         total_bytes: report.bytes,
         cipher: p.cipher,
         options: p.options,
+        policy: p.policy,
         dest: p.dest.clone(),
     };
     let who = p.peer_name;
