@@ -390,6 +390,21 @@ impl Sender {
         self.pacer.rate_bps()
     }
 
+    /// Caps the rate at `bps` from now on: the receiving daemon's share of its rate cap (`RateShare`,
+    /// PROTOCOL.md §3.6), told before `Accept` and whenever it changes; a daemon that sends (a pull) applies
+    /// its share here itself. The pacer takes the capped rate at once, so nothing built after this call
+    /// leaves faster.
+    pub fn set_rate_share(&mut self, bps: u64) {
+        self.rate.set_share(bps);
+        self.pacer.set_rate_bps(self.rate.rate_bps());
+        debug_assert!(self.pacer.rate_bps() <= bps.max(1), "paced {} above the share {bps}", self.pacer.rate_bps());
+    }
+
+    /// The share of the receiving daemon's rate cap this session was last told, bits per second, if any.
+    pub fn rate_share_bps(&self) -> Option<u64> {
+        self.rate.share_bps()
+    }
+
     /// Compresses blocks with `encoder` from now on (`--compress`, PROTOCOL.md §4.9); `None` sends raw.
     pub fn set_encoder(&mut self, encoder: Option<Box<dyn BlockEncoder>>) {
         self.raw = if encoder.is_some() { vec![0; self.cfg.block_payload as usize] } else { Vec::new() };
@@ -604,6 +619,7 @@ impl Sender {
             }
             ControlMsg::Complete(summary) => self.state = SenderState::Done(summary),
             ControlMsg::Error { message } => self.fail(format!("receiver: {message}")),
+            ControlMsg::RateShare { bps } => self.set_rate_share(bps),
             _ => {}
         }
     }
