@@ -22,6 +22,7 @@ mod copy;
 pub mod daemon_log;
 mod data_socket;
 mod error;
+pub mod governor;
 mod handshake;
 pub mod limits;
 pub mod memory;
