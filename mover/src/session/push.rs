@@ -168,6 +168,7 @@ fn run(
         options: opts.options,
         peer_timeout: opts.timeout,
         live: opts.live.clone(),
+        governor: None,
     };
     match dest {
         Location::Daemon(url) => {
