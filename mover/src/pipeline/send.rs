@@ -486,7 +486,7 @@ impl Stage for Packetizer<'_> {
         // A changed share is applied within a millisecond of the governor's change, and costs one load here.
         let share = self.rate_share.as_ref().and_then(|cell| cell.get());
         if let Some(bps) = share.filter(|&bps| self.sender.rate_share_bps() != Some(bps)) {
-            self.sender.set_rate_share(bps);
+            self.sender.set_rate_share(self.clock.now(), bps);
         }
         let now = std::time::Instant::now();
         if now >= self.next_publish {

@@ -443,11 +443,31 @@ impl RateController {
     /// keep their ceiling at min(ceiling, share), a rate above it cut at once, and grow into a larger share
     /// as they grow into any free capacity (by probing). The share wins over `--min-rate`: the daemon's cap
     /// is a promise to its site, the floor only the user's wish.
-    pub fn set_share(&mut self, share_bps: u64) {
+    ///
+    /// A share that grows (another of the daemon's sessions ended: its capacity is free) while `fair` or
+    /// `low` runs below the rate a session starts at restarts startup from there, as a new session would.
+    /// Probing up from a few Mbit/s takes long where it can take at all: with jumbo datagrams one is many
+    /// milliseconds apart, each delay sample carries the hosts' wake-up latency, and on the loaded 2-core
+    /// test machine a `low` session held at its 6 Mbit/s floor share read that as 7-30 ms of queue and
+    /// stayed near 1 Mbit/s for seconds after the other sessions had ended and its share was 600.
+    pub fn set_share(&mut self, now: Time, share_bps: u64) {
         debug_assert!(share_bps > 0, "a share of nothing is refused on the wire");
+        let grew = self.share.is_finite() && share_bps as f64 > self.share;
         self.share = share_bps.max(1) as f64;
+        let restart = grew
+            && self.policy != Policy::Fixed
+            && self.competition.is_none()
+            && self.rate < START_RATE_BPS.min(self.cap());
         match self.policy {
             Policy::Fixed => self.set_rate(self.ceiling),
+            Policy::Fair | Policy::Low if restart => {
+                self.phase = Phase::Startup;
+                self.startup_best_delivery = 0.0;
+                self.short_deliveries = 0;
+                self.velocity = START_VELOCITY;
+                self.set_rate(START_RATE_BPS);
+                self.start_round(now);
+            }
             Policy::Fair | Policy::Low => self.set_rate(self.rate),
         }
         debug_assert!(self.rate <= self.share, "rate {} above the share {}", self.rate, self.share);
@@ -1193,35 +1213,40 @@ mod tests {
     fn a_share_caps_every_policy_and_a_larger_one_is_grown_into() {
         let mut f = RateController::new(Policy::Fixed, 1_000_000_000, 0, 1000, 1000, Time::ZERO);
         assert_eq!(f.share_bps(), None);
-        f.set_share(300_000_000);
+        f.set_share(Time::ZERO, 300_000_000);
         assert_eq!((f.rate_bps(), f.share_bps()), (300_000_000, Some(300_000_000)));
-        f.set_share(2_000_000_000);
+        f.set_share(Time::ZERO, 2_000_000_000);
         assert_eq!(f.rate_bps(), 1_000_000_000, "back at its rate, never above it");
 
+        // An idle path that carries everything: the receiver sees what was sent, no queue.
+        fn run(c: &mut RateController, now: &mut Time, steps: usize, bound: f64) -> f64 {
+            for _ in 0..steps {
+                *now = now.plus_ns(2_000_000);
+                let rate = c.rate_bps() as f64;
+                c.on_send(*now, (rate * 0.002 / 8.0) as usize);
+                feed(c, *now, 1000, rate, 0);
+                assert!(c.rate_bps() as f64 <= bound, "{}: {} above the share {bound}", c.policy(), c.rate_bps());
+            }
+            c.rate_bps() as f64
+        }
         for policy in [Policy::Fair, Policy::Low] {
             let mut c = RateController::new(policy, 10_000_000_000, 50_000_000, 1000, 1000, Time::ZERO);
             let mut now = Time::ZERO;
-            // An idle path that carries everything: the receiver sees what was sent, no queue.
-            let mut run = |c: &mut RateController, steps: usize, bound: f64| -> f64 {
-                for _ in 0..steps {
-                    now = now.plus_ns(2_000_000);
-                    let rate = c.rate_bps() as f64;
-                    c.on_send(now, (rate * 0.002 / 8.0) as usize);
-                    feed(c, now, 1000, rate, 0);
-                    assert!(c.rate_bps() as f64 <= bound, "{policy}: {} above the share {bound}", c.rate_bps());
-                }
-                c.rate_bps() as f64
-            };
-            let grown = run(&mut c, 500, f64::INFINITY);
+            let grown = run(&mut c, &mut now, 500, f64::INFINITY);
             assert!(grown > 1e9, "{policy} grew on an idle path: {grown}");
-            c.set_share(200_000_000);
+            c.set_share(now, 200_000_000);
             assert_eq!(c.rate_bps(), 200_000_000, "{policy}: cut to the share at once");
-            assert_eq!(run(&mut c, 500, 200e6), 200e6, "{policy} holds at the share on an idle path");
-            c.set_share(400_000_000);
-            assert_eq!(run(&mut c, 100, 400e6), 400e6, "{policy} grew into the larger share within 200 ms");
-            c.set_share(10_000_000);
+            assert_eq!(run(&mut c, &mut now, 500, 200e6), 200e6, "{policy} holds at the share on an idle path");
+            c.set_share(now, 400_000_000);
+            assert_eq!(c.rate_bps(), 200_000_000, "{policy}: above the start rate a larger share is grown into");
+            assert_eq!(run(&mut c, &mut now, 100, 400e6), 400e6, "{policy} grew into the larger share within 200 ms");
+            c.set_share(now, 10_000_000);
             assert_eq!(c.rate_bps(), 10_000_000, "{policy}: the share wins over the 50 Mbit/s floor");
-            assert_eq!(run(&mut c, 100, 10e6), 10e6);
+            assert_eq!(run(&mut c, &mut now, 100, 10e6), 10e6);
+            // The others ended: from a share below the start rate, startup again from the start rate.
+            c.set_share(now, 600_000_000);
+            assert!(c.in_startup() && c.rate_bps() == START_RATE_BPS as u64, "{policy}: {}", c.rate_bps());
+            assert_eq!(run(&mut c, &mut now, 150, 600e6), 600e6, "{policy} took the larger share within 300 ms");
         }
     }
 

@@ -394,8 +394,8 @@ impl Sender {
     /// PROTOCOL.md §3.6), told before `Accept` and whenever it changes; a daemon that sends (a pull) applies
     /// its share here itself. The pacer takes the capped rate at once, so nothing built after this call
     /// leaves faster.
-    pub fn set_rate_share(&mut self, bps: u64) {
-        self.rate.set_share(bps);
+    pub fn set_rate_share(&mut self, now: Time, bps: u64) {
+        self.rate.set_share(now, bps);
         self.pacer.set_rate_bps(self.rate.rate_bps());
         debug_assert!(self.pacer.rate_bps() <= bps.max(1), "paced {} above the share {bps}", self.pacer.rate_bps());
     }
@@ -619,7 +619,7 @@ impl Sender {
             }
             ControlMsg::Complete(summary) => self.state = SenderState::Done(summary),
             ControlMsg::Error { message } => self.fail(format!("receiver: {message}")),
-            ControlMsg::RateShare { bps } => self.set_rate_share(bps),
+            ControlMsg::RateShare { bps } => self.set_rate_share(now, bps),
             _ => {}
         }
     }

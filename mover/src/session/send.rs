@@ -250,7 +250,7 @@ pub fn send_files(
     let seat = p.governor.as_ref().map(|t| t.join(p.policy, p.rate_bps));
     let rate_share = seat.as_ref().map(|s| s.share.clone());
     if let Some(bps) = rate_share.as_ref().and_then(|cell| cell.get()).or(told_share) {
-        sender.set_rate_share(bps);
+        sender.set_rate_share(clock.now(), bps);
     }
     let encoder = crate::proto::compress::encoder_for(p.options.compress, crate::time::monotonic_ns)
         .map_err(|error| SessionError::Io { what: "creating the zstd compressor", error })?;
