@@ -1,4 +1,4 @@
-//! Site-wide bandwidth governance with real processes (issue 21, item 4; PROTOCOL.md §3.6): one daemon with
+//! Site-wide bandwidth governance with real processes (issue 21, item 4; PROTOCOL.md §3.7): one daemon with
 //! `--max-rate 600M` on loopback (`--net udp`, `--insecure-no-auth`) and concurrent pushes whose `--rate` is
 //! far above it.
 //!

@@ -1,4 +1,4 @@
-//! The daemon's rate share in the deterministic simulator (PROTOCOL.md §3.6): a sender told a share never
+//! The daemon's rate share in the deterministic simulator (PROTOCOL.md §3.7): a sender told a share never
 //! sends faster, whatever its policy, and a share changed mid-transfer is followed within a few round trips.
 //! The receiver core tells the share (`RateShare` over the simulated control channel) as the daemon's
 //! reassembly stage does; the rates are measured from the bytes the sender put on the wire.

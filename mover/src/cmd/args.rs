@@ -237,7 +237,7 @@ impl FilesFromArgs {
     }
 }
 
-/// `mover serve`'s rate caps: site-wide bandwidth governance (PROTOCOL.md §3.6, decision 0035).
+/// `mover serve`'s rate caps: site-wide bandwidth governance (PROTOCOL.md §3.7, decision 0035).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RateCapArgs {
     /// The most all sessions together may send, bits/s with SI suffix (600M, 10G): shared between the

@@ -71,7 +71,7 @@ pub struct Live {
     pub rate_bps: AtomicU64,
     /// Smoothed round-trip time, microseconds (sending side).
     pub rtt_us: AtomicU64,
-    /// The share of a daemon's rate cap the session keeps to, bits per second; 0 for none (PROTOCOL.md §3.6).
+    /// The share of a daemon's rate cap the session keeps to, bits per second; 0 for none (PROTOCOL.md §3.7).
     /// Sending side: the last share the receiver told, or a daemon's own on a pull it serves; receiving
     /// side: the last share told to the sender.
     pub rate_share_bps: AtomicU64,

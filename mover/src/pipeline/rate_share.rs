@@ -1,5 +1,5 @@
 //! A session's share of the daemon's rate cap, handed from the daemon's governor (any thread, when sessions
-//! start and end) to the stage that owns the session's protocol core (PROTOCOL.md §3.6).
+//! start and end) to the stage that owns the session's protocol core (PROTOCOL.md §3.7).
 //!
 //! One relaxed atomic: the governor stores, the stage loads it in its housekeeping step (at most once per
 //! millisecond, never per packet) and gives a changed value to the core (`Receiver::set_rate_share`, which

@@ -59,7 +59,7 @@ pub struct ReceiveSetup {
     /// metrics).
     pub live: Arc<Live>,
     /// A daemon's governor's share for this session: the reassembly stage tells the sender each new value
-    /// (`RateShare`, PROTOCOL.md §3.6). `None` where nothing is capped (a pull's client).
+    /// (`RateShare`, PROTOCOL.md §3.7). `None` where nothing is capped (a pull's client).
     pub rate_share: Option<Arc<RateShareCell>>,
 }
 

@@ -81,7 +81,7 @@ pub struct SendSetup {
     /// Where the packetizer publishes progress for other threads (a progress bar, the daemon's metrics).
     pub live: Arc<Live>,
     /// A daemon serving a pull: its governor's share for the session, which the packetizer gives the core
-    /// as it changes (PROTOCOL.md §3.6). `None` on a client, whose share comes as `RateShare` messages.
+    /// as it changes (PROTOCOL.md §3.7). `None` on a client, whose share comes as `RateShare` messages.
     pub rate_share: Option<Arc<RateShareCell>>,
 }
 

@@ -260,7 +260,7 @@ pub struct RateController {
     policy: Policy,
     ceiling: f64,
     floor: f64,
-    /// The most the receiving daemon lets this session send (`RateShare`, PROTOCOL.md §3.6); infinite until
+    /// The most the receiving daemon lets this session send (`RateShare`, PROTOCOL.md §3.7); infinite until
     /// one is told. The rate stays within min(ceiling, share), and the floor gives way to it.
     share: f64,
     /// Datagram bytes per payload byte, to compare the receiver's payload rate with the pacing rate.
@@ -438,7 +438,7 @@ impl RateController {
         self.max_rate as u64
     }
 
-    /// Caps the rate at `share_bps` from now on (the daemon's share of its rate cap, PROTOCOL.md §3.6):
+    /// Caps the rate at `share_bps` from now on (the daemon's share of its rate cap, PROTOCOL.md §3.7):
     /// `fixed` paces at min(rate, share), and back at its rate when the share grows again; `fair` and `low`
     /// keep their ceiling at min(ceiling, share), a rate above it cut at once, and grow into a larger share
     /// as they grow into any free capacity (by probing). The share wins over `--min-rate`: the daemon's cap

@@ -139,7 +139,7 @@ pub struct Receiver {
     done_at_start: (u64, u64),
     /// The decompressor and the block it decompressed last, made at the first compressed block.
     unpacker: Option<(BlockUnpacker, Vec<u8>)>,
-    /// The rate share last told to the sender (`RateShare`, PROTOCOL.md §3.6).
+    /// The rate share last told to the sender (`RateShare`, PROTOCOL.md §3.7).
     told_share_bps: Option<u64>,
 }
 
@@ -497,7 +497,7 @@ impl Receiver {
         self.reset_round_state();
     }
 
-    /// Gives the sender a share of the daemon's rate cap, `bps` bits per second (PROTOCOL.md §3.6): a
+    /// Gives the sender a share of the daemon's rate cap, `bps` bits per second (PROTOCOL.md §3.7): a
     /// `RateShare` for it comes out of [`Receiver::poll_control`] when the share differs from the last one
     /// told, so a driver may call this as often as it likes (the daemon's reassembly stage does from its
     /// housekeeping). Nothing is told once the session has ended.

@@ -393,7 +393,7 @@ impl Sender {
     }
 
     /// Caps the rate at `bps` from now on: the receiving daemon's share of its rate cap (`RateShare`,
-    /// PROTOCOL.md §3.6), told before `Accept` and whenever it changes; a daemon that sends (a pull) applies
+    /// PROTOCOL.md §3.7), told before `Accept` and whenever it changes; a daemon that sends (a pull) applies
     /// its share here itself. The pacer takes the capped rate at once, so nothing built after this call
     /// leaves faster.
     pub fn set_rate_share(&mut self, now: Time, bps: u64) {

@@ -1,4 +1,4 @@
-//! Site-wide bandwidth governance (`serve --max-rate`, `--user-max-rate`; PROTOCOL.md §3.6, decision 0035):
+//! Site-wide bandwidth governance (`serve --max-rate`, `--user-max-rate`; PROTOCOL.md §3.7, decision 0035):
 //! the daemon shares its rate caps between the sessions whose data path runs, and each session's sender
 //! keeps to its share.
 //!
@@ -34,7 +34,7 @@ pub const LOW_FLOOR_PERCENT: u64 = 1;
 /// The `low` sessions under one cap keep at most this percentage of it together: many of them split it.
 pub const LOW_FLOORS_MAX_PERCENT: u64 = 5;
 /// No governed session's share is below this: a cap smaller than the number of sessions in bits per
-/// second is no cap a sender can keep to, and a share of 0 cannot be told (PROTOCOL.md §3.6).
+/// second is no cap a sender can keep to, and a share of 0 cannot be told (PROTOCOL.md §3.7).
 pub const MIN_SHARE_BPS: u64 = 1;
 
 /// The daemon's caps (`--max-rate`, `--user-max-rate`), in bits per second of datagram bytes.

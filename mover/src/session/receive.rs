@@ -51,7 +51,7 @@ pub struct ReceiveParams {
     /// Take directories and regular files only (a relay's spool holds nothing else).
     pub files_and_dirs_only: bool,
     /// A daemon with rate caps (`--max-rate`, `--user-max-rate`): the session joins its governor when its
-    /// data path starts and tells the sender its share (PROTOCOL.md §3.6). `None`: nothing is capped.
+    /// data path starts and tells the sender its share (PROTOCOL.md §3.7). `None`: nothing is capped.
     pub governor: Option<GovernorTicket>,
 }
 

@@ -61,7 +61,7 @@ pub struct Report {
     /// The rate the policy chose last, bits per second (sending side).
     pub final_rate_bps: u64,
     /// The last share of the receiving daemon's rate cap the sender was told (or, on a pull the daemon
-    /// serves, its own), bits per second; `None` when no cap applied (sending side; PROTOCOL.md §3.6).
+    /// serves, its own), bits per second; `None` when no cap applied (sending side; PROTOCOL.md §3.7).
     pub rate_share_bps: Option<u64>,
     /// Smoothed RTT at the end, milliseconds (sending side).
     pub rtt_ms: f64,

@@ -86,7 +86,7 @@ pub struct SendParams {
     /// Progress and counters while the session runs, for other threads (a progress bar, metrics).
     pub live: Arc<Live>,
     /// A daemon with rate caps serving a pull: the session joins its governor when its data path starts
-    /// and paces within its share itself (PROTOCOL.md §3.6). `None` for a client, whose share (if the
+    /// and paces within its share itself (PROTOCOL.md §3.7). `None` for a client, whose share (if the
     /// receiving daemon caps) comes as `RateShare` messages.
     pub governor: Option<GovernorTicket>,
 }
@@ -176,7 +176,7 @@ pub fn send_files(
     // A busy daemon under --insecure-no-auth answers with its queue place until it admits the session.
     let mut place = crate::connect::QueuePlace::default();
     let accept_within = accept_timeout(scanned.entries.len());
-    // A receiving daemon that caps rates tells the share before `Accept` (PROTOCOL.md §3.6).
+    // A receiving daemon that caps rates tells the share before `Accept` (PROTOCOL.md §3.7).
     let mut told_share = None;
     let (session_id, udp_port, key) = loop {
         match ch.expect_msg(accept_within, "waiting for it to accept the session").map_err(SessionError::lost)? {

@@ -46,7 +46,7 @@ pub struct SimConfig {
     /// `--compress`: how the sender compresses blocks (`auto` measures with the real clock, so its choices are
     /// not deterministic; the fixed levels are).
     pub compress: Compression,
-    /// The daemon's rate shares (PROTOCOL.md §3.6): at each (time, bits per second) the receiver is given
+    /// The daemon's rate shares (PROTOCOL.md §3.7): at each (time, bits per second) the receiver is given
     /// that share, and tells the sender over the control channel. One at time zero reaches the sender before
     /// its first datagram, as the real one comes before `Accept`.
     pub rate_shares: Vec<(Duration, u64)>,

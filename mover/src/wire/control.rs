@@ -42,7 +42,7 @@ pub struct Hello {
     /// Sync, resume and metadata choices (`--overwrite`, `--checksum`, `--no-resume`, ...).
     pub options: TransferOptions,
     /// The sender's rate policy (`--policy`): informational, for a daemon that shares a rate cap between its
-    /// sessions by policy (`low` yields first, PROTOCOL.md §3.6). It travels in the options word's bits
+    /// sessions by policy (`low` yields first, PROTOCOL.md §3.7). It travels in the options word's bits
     /// 13-14 ([`HELLO_POLICY_SHIFT`]).
     pub policy: Policy,
     /// Destination directory, relative to the receiver's root.
@@ -304,7 +304,7 @@ pub enum ControlMsg {
         summary: String,
     },
     /// Receiver to sender: the most this session may send, in bits per second of datagram bytes (the
-    /// daemon's rate cap shared between its sessions, PROTOCOL.md §3.6). Sent before `Accept` and again
+    /// daemon's rate cap shared between its sessions, PROTOCOL.md §3.7). Sent before `Accept` and again
     /// whenever the share changes; the sender never paces above the latest (type 30).
     RateShare {
         /// The share, bits per second; never 0.
