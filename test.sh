@@ -22,6 +22,10 @@ command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
 command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 command -v tcpdump >/dev/null 2>&1 || need_pkgs+=(tcpdump)
 command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+# A private Slurm cluster (one slurmctld, one slurmd and its own munged) runs the sharded pushes of
+# mover/tests/slurm_shards.rs; the test starts and stops it, the packages' own services are not used.
+{ [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v sbatch; } >/dev/null 2>&1 || need_pkgs+=(slurm-wlm)
+[ -x /usr/sbin/munged ] || need_pkgs+=(munge)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]}"

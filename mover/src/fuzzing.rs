@@ -988,6 +988,18 @@ pub fn seed_corpus() -> Vec<Seed> {
             }),
         ),
         (
+            "entry_file_range",
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/huge.bin".into(),
+                kind: EntryKind::File,
+                size: 64 << 20,
+                mode: 0o644,
+                content_hash: Some(5),
+                piece: Some(crate::wire::shard::Piece { offset: 64 << 20, file_size: 150 << 20 }),
+                ..Entry::default()
+            }),
+        ),
+        (
             "entry_symlink",
             ControlMsg::Entry(Entry {
                 rel_path: "dataset/link".into(),
@@ -1044,6 +1056,7 @@ pub fn seed_corpus() -> Vec<Seed> {
                 min_rate_bps: 0,
                 window_bytes: 1 << 30,
                 options: Default::default(),
+                shard: crate::wire::shard::Shard { index: 1, count: 3 },
                 path: "projects/run42".into(),
             }),
         ),
@@ -1172,6 +1185,38 @@ pub fn seed_corpus() -> Vec<Seed> {
     add("control_msg", "rtts", frame_body(&ControlMsg::Rtts { micros: vec![5000, u32::MAX] }));
     add("control_msg", "rtts_too_many", vec![24, 200, 0, 0, 0, 1]);
     add("control_msg", "drain", frame_body(&ControlMsg::Drain));
+    // Dry runs (types 31-33): each, a verdict count past the bytes present, an unknown kind, held bytes on
+    // a new file, file ids past u32.
+    let dry_run = ControlMsg::DryRun(crate::wire::control::Hello {
+        version: 3,
+        block_payload: 8912,
+        rate_bps: 200_000_000,
+        window_blocks: 1 << 16,
+        entry_count: 2,
+        total_bytes: 10,
+        cipher: crate::wire::Cipher::Aes256Gcm,
+        options: Default::default(),
+        policy: crate::proto::policy::Policy::Fair,
+        dest: "in".into(),
+    });
+    add("control_msg", "dry_run", frame_body(&dry_run));
+    use crate::wire::verdict::{Verdict, VerdictKind};
+    let verdicts = ControlMsg::Verdicts {
+        first_file_id: 2,
+        verdicts: vec![
+            Verdict { kind: VerdictKind::New, held: 0 },
+            Verdict { kind: VerdictKind::Changed, held: 1 << 24 },
+            Verdict { kind: VerdictKind::Unchanged, held: 0 },
+        ],
+    };
+    add("control_msg", "verdicts", frame_body(&verdicts));
+    add("control_msg", "verdicts_huge_count", vec![32, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]);
+    add("control_msg", "verdicts_bad_kind", vec![32, 0, 0, 0, 0, 0, 0, 0, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
+    add("control_msg", "verdicts_new_holds", vec![32, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+    let mut past_end = vec![32, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2];
+    past_end.extend_from_slice(&[0; 18]);
+    add("control_msg", "verdicts_past_last_id", past_end);
+    add("control_msg", "dry_run_done", frame_body(&ControlMsg::DryRunDone { files: 3 }));
 
     for (name, p) in [
         ("plain", "dataset/sub/a.txt"),

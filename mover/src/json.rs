@@ -96,6 +96,19 @@ impl JsonObject {
         self
     }
 
+    /// Adds every field of `object`, a finished object's text (`{...}`): the caller vouches for it. A job's
+    /// summary puts each push's report fields after its own.
+    pub fn fields(mut self, object: &str) -> Self {
+        let inner = object.trim().strip_prefix('{').and_then(|o| o.strip_suffix('}')).unwrap_or_default();
+        if !inner.is_empty() {
+            if self.out.len() > 1 {
+                self.out.push(',');
+            }
+            self.out.push_str(inner);
+        }
+        self
+    }
+
     /// The object's text.
     pub fn finish(mut self) -> String {
         self.out.push('}');
@@ -142,5 +155,13 @@ mod tests {
             j,
             r#"{"a\"b":"x\ny\u0001","n":5,"f":1.5,"nan":null,"t":true,"o":{"z":0},"a":[{"i":1},{}],"e":[],"r":null}"#
         );
+    }
+
+    #[test]
+    fn fields_of_another_object_follow_in_order() {
+        let inner = JsonObject::new().u64("files", 2).str("error", "x").finish();
+        assert_eq!(JsonObject::new().str("name", "a").fields(&inner).finish(), r#"{"name":"a","files":2,"error":"x"}"#);
+        assert_eq!(JsonObject::new().fields(&inner).u64("z", 1).finish(), r#"{"files":2,"error":"x","z":1}"#);
+        assert_eq!(JsonObject::new().u64("z", 1).fields("{}").finish(), r#"{"z":1}"#);
     }
 }

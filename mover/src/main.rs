@@ -52,6 +52,12 @@ enum Command {
     /// straight to the receiving daemon with a one-time delegation, and no file data passes through here.
     #[command(after_help = EXIT_CODES_HELP)]
     Copy(CopyArgs),
+    /// Run many pushes from a TOML job file: each [[transfer]] sends its sources to one or more
+    /// destinations with its own flags (inheriting the file's defaults), at most `concurrency` at once,
+    /// with retries and resume; one progress view, then a summary table (and --json). --dry-run lists
+    /// what would move and why, changing nothing.
+    #[command(after_help = mover::cmd::job::JOB_EXIT_HELP)]
+    Job(mover::cmd::job::JobArgs),
     /// A relay for striped pushes (`push --via`): holds transfers' sealed blocks in a bounded spool, which
     /// it cannot read, and serves each batch once to the receiver, then deletes it.
     #[command(args_override_self = true)]
@@ -321,8 +327,24 @@ struct TransferArgs {
     /// a silent path past --timeout), waiting 1 s, 2 s, 4 s, ... (at most 30 s) in between; 0 for none.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
+    /// Move one shard of the work, so that N runs (one per node) together move everything exactly once:
+    /// I/N (I from 0), auto (a Slurm array task's SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT) or auto/N
+    /// (the index from Slurm or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX, N shards). Shards are
+    /// balanced by bytes and the same on every node; directories go with every shard.
+    #[arg(long, value_name = "I/N|auto[/N]")]
+    shard: Option<String>,
     #[command(flatten)]
     progress: mover::cmd::progress::ProgressArgs,
+}
+
+impl TransferArgs {
+    /// `--shard`, with `auto` read from this process's environment.
+    fn shard(&self) -> Result<mover::files::Shard, Usage> {
+        match &self.shard {
+            None => Ok(mover::files::Shard::WHOLE),
+            Some(text) => mover::files::Shard::parse(text, &|name| std::env::var(name).ok()).map_err(Usage),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -515,14 +537,24 @@ fn main() -> ExitCode {
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| foreign_flags::exit(e));
     if matches!(
         cli.command,
-        Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_) | Command::Copy(_)
+        Command::Serve(_)
+            | Command::Relay(_)
+            | Command::Push(_)
+            | Command::Pull(_)
+            | Command::Copy(_)
+            | Command::Job(_)
     ) {
         // A receiver bounds its claims by this limit (files::claims): the higher, the fewer reopens.
         let _ = mover::files::raise_open_files_limit();
     }
     if !matches!(
         cli.command,
-        Command::Serve(_) | Command::Relay(_) | Command::Push(_) | Command::Pull(_) | Command::Copy(_)
+        Command::Serve(_)
+            | Command::Relay(_)
+            | Command::Push(_)
+            | Command::Pull(_)
+            | Command::Copy(_)
+            | Command::Job(_)
     ) {
         // `mover demo --json | head` should end quietly, as any Unix tool does, not panic in println!.
         // Sessions keep Rust's SIGPIPE-ignored default: a dead ssh child must be an error they can retry.
@@ -533,6 +565,7 @@ fn main() -> ExitCode {
         Command::Relay(a) => run_relay(a),
         Command::Status(a) => mover::cmd::status::run(&a).map_err(CliError::from),
         Command::Push(a) => run_push(a),
+        Command::Job(a) => run_job(a),
         Command::Pull(a) => run_pull(a),
         Command::Copy(a) => run_copy(a),
         Command::Demo(a) => run_demo(a),
@@ -662,6 +695,7 @@ fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
     let auth = if url.starts_with("mover://") { a.auth.resolve()? } else { ClientAuth::Insecure };
+    let shard = a.transfer.shard()?;
     let opts = session::PushOptions {
         sources: paths.into_iter().map(PathBuf::from).collect(),
         url,
@@ -683,8 +717,52 @@ fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
         stripe: a.stripe.options()?,
+        shard,
     };
     Ok(opts)
+}
+
+/// `mover job FILE`: the file read into push flags (`cmd::job::file`), each transfer x destination parsed
+/// by push's own definition and turned into its options as `mover push` would, then the job run or, with
+/// `--dry-run`, asked about.
+fn run_job(a: mover::cmd::job::JobArgs) -> Result<(), CliError> {
+    use mover::cmd::job::{dry_run, file, run, JobTransfer};
+    let shown = a.file.display().to_string();
+    let text =
+        std::fs::read_to_string(&a.file).map_err(|e| Usage(format!("cannot read the job file '{shown}': {e}")))?;
+    let overrides: Vec<(&str, String)> = a.shard.iter().map(|s| ("shard", s.clone())).collect();
+    let cli = Cli::command();
+    let push_command = cli.find_subcommand("push").expect("mover has a push subcommand");
+    let job = file::parse_job(push_command, &text, &shown, &overrides)?;
+    let mut transfers = Vec::with_capacity(job.transfers.len());
+    for t in &job.transfers {
+        let mut pushes = Vec::with_capacity(t.to.len());
+        let mut retries = 0;
+        for to in &t.to {
+            // Whatever fails here is the file's: named with it and the transfer, with its own class.
+            let at = |e: &dyn std::fmt::Display| format!("{shown}: {}: {e}", t.label());
+            let args = JobPush::try_parse_from(t.push_argv(to)).map_err(|e| {
+                let text = e.render().to_string();
+                Usage(at(&text.lines().next().unwrap_or("invalid flags").trim_start_matches("error: ")))
+            })?;
+            retries = args.push.transfer.retries;
+            let opts = push_options(args.push).map_err(|e| Failed { class: exit_class(&e), message: at(&e) })?;
+            pushes.push(opts);
+        }
+        transfers.push(JobTransfer { name: t.name.clone(), pushes, retries });
+    }
+    if a.dry_run {
+        return Ok(dry_run::run(&transfers, job.concurrency, a.json)?);
+    }
+    Ok(run::run(&transfers, job.concurrency, a.json, &a.progress)?)
+}
+
+/// One push of a job, parsed from the flags its transfer stands for.
+#[derive(Parser, Debug)]
+#[command(name = "mover job")]
+struct JobPush {
+    #[command(flatten)]
+    push: PushArgs,
 }
 
 fn run_token(a: &TokenArgs) -> Result<(), CliError> {
@@ -718,6 +796,7 @@ fn run_pull(a: PullArgs) -> Result<(), CliError> {
         options: a.sync.options(),
         timeout: Duration::from_secs(a.transfer.timeout),
         live: mover::pipeline::live::Live::new(),
+        shard: a.transfer.shard()?,
     };
     Ok(pull::run(&opts, a.transfer.retries, a.stats, a.transfer.json, &a.transfer.progress)?)
 }

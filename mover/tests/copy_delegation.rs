@@ -158,3 +158,36 @@ fn copy_says_what_it_cannot_do() {
         assert!(err.starts_with("mover: error: ") && err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn sharded_copies_between_two_daemons_move_each_file_once() {
+    let dir = TempDir::new("copy-shards");
+    let t = token_tls(dir.path());
+    let (ra, rb) = (dir.path().join("a"), dir.path().join("b"));
+    let a = t.daemon(&ra);
+    let b = t.daemon(&rb);
+    std::fs::create_dir_all(ra.join("runs/8")).unwrap();
+    let mut total = 0;
+    for i in 0..16u64 {
+        write_random_file(&ra.join(format!("runs/8/f{i}")), 20_000 * i + 1, i);
+        total += 20_000 * i + 1;
+    }
+    let mut bytes = 0;
+    for i in 0..2 {
+        let mut cmd = mover();
+        cmd.args(["copy", "--json", "--net", "udp", "--shard", &format!("{i}/2")]).args(t.client_args());
+        cmd.args([format!("mover://{}/runs/8", a.addr), format!("mover://{}/in", b.addr)]);
+        let out = run_with_limit(&mut cmd, LIMIT);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "copy failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json_raw(&stdout, "shard"), Some(format!("\"{i}/2\"").as_str()), "{stdout}");
+        let b = common::json_u64(&stdout, "bytes").unwrap();
+        assert!(b > 0 && b < total, "shard {i}/2 moved {b} of {total}: {stdout}");
+        bytes += b;
+    }
+    assert_eq!(bytes, total, "each byte once");
+    for i in 0..16 {
+        let f = format!("f{i}");
+        assert_eq!(hash_file(&ra.join("runs/8").join(&f)), hash_file(&rb.join("in/8").join(&f)), "{f}");
+    }
+}

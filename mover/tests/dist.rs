@@ -1,7 +1,8 @@
 //! What `dist/` ships (issue 17 items 5 and 6): the systemd unit, checked by `systemd-analyze verify` and
 //! against what a real daemon does (every system call of a traced push and pull, and every socket family,
-//! must be allowed by the unit's filters), and the example config, whose keys must be `mover serve` flags
-//! and which `serve --check-config` must accept.
+//! must be allowed by the unit's filters), the example config, whose keys must be `mover serve` flags and
+//! which `serve --check-config` must accept, and the Kubernetes Indexed Job example, whose `mover push` flags
+//! must exist (the Slurm example runs for real in slurm_shards.rs).
 
 mod common;
 
@@ -262,4 +263,43 @@ fn example_config_is_accepted_by_serve() {
     {
         assert!(settings.lines().any(|l| l.starts_with(line)), "effective settings lack {line}:\n{settings}");
     }
+}
+
+/// The arguments of the Kubernetes example's container command (dist/examples/shard-indexed-job.yaml): the
+/// block sequence under `command:`, each item without its trailing comment.
+fn indexed_job_command(yaml: &str) -> Vec<String> {
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "command:").skip(1);
+    let mut args = Vec::new();
+    while let Some(item) = lines.next().and_then(|l| l.trim().strip_prefix("- ")) {
+        args.push(item.split(" #").next().unwrap().trim().to_string());
+    }
+    args
+}
+
+/// The value of the first `KEY: VALUE` line (any indentation) of the Kubernetes example, comment removed.
+fn indexed_job_value<'a>(yaml: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}: ");
+    yaml.lines().find_map(|l| l.trim().strip_prefix(&prefix)).map(|v| v.split(" #").next().unwrap().trim())
+}
+
+#[test]
+fn indexed_job_example_runs_a_push_with_flags_it_has_over_its_completions() {
+    let yaml = std::fs::read_to_string(dist().join("examples/shard-indexed-job.yaml")).expect("read the example");
+    let command = indexed_job_command(&yaml);
+    assert_eq!(command.get(..2), Some(&["mover".to_string(), "push".to_string()][..]), "{command:?}");
+    let out = mover().args(["push", "--help"]).output().expect("mover push --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let flags: BTreeSet<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == ']')
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    for arg in command.iter().filter(|a| a.starts_with("--")) {
+        assert!(flags.contains(arg.as_str()), "mover push has no {arg}: {flags:?}");
+    }
+    // Each pod takes its index from JOB_COMPLETION_INDEX, and the count only from the flag.
+    let shard = command.iter().skip_while(|a| *a != "--shard").nth(1).expect("a --shard value");
+    assert_eq!(indexed_job_value(&yaml, "completionMode"), Some("Indexed"));
+    let completions = indexed_job_value(&yaml, "completions").expect("completions");
+    assert_eq!(shard, &format!("auto/{completions}"), "--shard auto/N, N the Job's completions");
+    assert_eq!(indexed_job_value(&yaml, "parallelism"), Some(completions), "every shard runs at once");
 }

@@ -18,6 +18,7 @@ pub mod doctor_host;
 pub mod doctor_measure;
 pub mod doctor_peer;
 pub mod foreign_flags;
+pub mod job;
 pub mod packaging;
 pub mod progress;
 pub mod pull;

@@ -90,7 +90,7 @@ pub fn with_config_file(cli: &Command, argv: Vec<OsString>) -> Result<Vec<OsStri
 }
 
 /// The 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
+pub(crate) fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
@@ -156,7 +156,7 @@ fn takes_pairs(arg: &Arg) -> bool {
 }
 
 /// A value that stands for one flag value: a string, a number.
-fn scalar(v: &DeValue, at: &str, key: &str) -> Result<String, Failed> {
+pub(crate) fn scalar(v: &DeValue, at: &str, key: &str) -> Result<String, Failed> {
     match v {
         DeValue::String(s) => Ok(s.to_string()),
         DeValue::Integer(i) => {
@@ -175,7 +175,7 @@ fn scalar(v: &DeValue, at: &str, key: &str) -> Result<String, Failed> {
 
 /// Runs the flag's own value parser on `value`, alone, so a bad value is reported with the file and line
 /// (the whole command line's parse would name only the flag).
-fn check_value(arg: &Arg, value: &str) -> Result<(), String> {
+pub(crate) fn check_value(arg: &Arg, value: &str) -> Result<(), String> {
     // Positional, since clap's long names are static strings: the value is the only word.
     let probe = Command::new("mover serve").no_binary_name(true).arg(
         Arg::new(arg.get_id().clone())
@@ -206,7 +206,7 @@ fn unknown_key(at: &str, given: &str, keys: &[&str]) -> String {
 }
 
 /// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -222,7 +222,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A value as TOML: a plain decimal number bare, anything else a quoted string.
-fn toml_value(v: &str) -> String {
+pub(crate) fn toml_value(v: &str) -> String {
     let plain_number = !v.is_empty()
         && v.bytes().all(|b| b.is_ascii_digit())
         && (v == "0" || !v.starts_with('0'))

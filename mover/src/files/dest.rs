@@ -78,6 +78,9 @@ pub(super) struct FileSlot {
     pub(super) trusted: Vec<JournalRange>,
     /// What to keep of owners, set-ID bits and extended attributes.
     pub(super) meta: EntryMeta,
+    /// A range of a file split between shards, and the source version it belongs to
+    /// ([`super::pieces`]): committed under a done name, and the file assembled once every range is done.
+    pub(super) piece: Option<(crate::wire::shard::Piece, u64)>,
 }
 
 struct DirSlot {
@@ -144,45 +147,8 @@ impl DestTree {
             Err(error) => return Err(FilesError::Io { op: FileOp::Root, path: root.to_path_buf(), error }),
         }
         let manifest = |entry: usize, problem: String| FilesError::Manifest { entry, problem };
-
         // Pass 1: judge the whole manifest before touching the disk.
-        let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
-        let mut file_paths: HashSet<&str> = HashSet::new();
-        let mut total_bytes: u64 = 0;
-        for (i, e) in entries.iter().enumerate() {
-            let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
-            if !seen.insert(&e.rel_path) {
-                return Err(manifest(i, format!("duplicate path '{rel}'")));
-            }
-            if e.mtime_ns >= 1_000_000_000 {
-                return Err(manifest(i, format!("'{rel}' has invalid mtime nanoseconds {}", e.mtime_ns)));
-            }
-            if e.kind != EntryKind::Dir {
-                // Nothing may lie below a file or a link (a path through a link would be written through it).
-                file_paths.insert(&e.rel_path);
-            }
-            if e.kind == EntryKind::File {
-                total_bytes = total_bytes
-                    .checked_add(e.size)
-                    .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
-            }
-        }
-        let file_count = entries.iter().filter(|e| e.kind == EntryKind::File).count();
-        if file_count > u32::MAX as usize {
-            return Err(FilesError::TooManyFiles { count: file_count });
-        }
-        // `a` as a file and `a/b` as anything cannot both exist.
-        for (i, e) in entries.iter().enumerate() {
-            for (pos, _) in e.rel_path.match_indices('/') {
-                let ancestor = &e.rel_path[..pos];
-                if file_paths.contains(ancestor) {
-                    return Err(manifest(
-                        i,
-                        format!("'{}' lies inside '{ancestor}', which is a file or link", shown_rel(e)),
-                    ));
-                }
-            }
-        }
+        let (total_bytes, seen) = judge_manifest(entries)?;
 
         // Pass 2: create the directories, by descriptor beneath the root. Every path from here on is
         // relative to the root, so nothing a peer may see names what lies above it.
@@ -252,7 +218,7 @@ impl DestTree {
                     let name = rel.file_name().unwrap_or_default();
                     let shown = dir.join(name);
                     check_replaceable(&beneath, &mut parents, &shown).map_err(hide_root)?;
-                    let shown_temp = dir.join(partial_name(name));
+                    let shown_temp = dir.join(partial_name_of(e, name));
                     // Only a crafted manifest can make a temporary name collide with another file's name.
                     if !temp_names.insert(temp_key(&shown_temp)) || seen.contains(temp_rel(&rel, &shown_temp).as_str())
                     {
@@ -267,15 +233,13 @@ impl DestTree {
                         mtime_ns: e.mtime_ns,
                         state: State::NotCreated,
                         meta: EntryMeta::of(e),
-                        identity: FileIdentity {
-                            size: e.size,
-                            mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
-                            mode: e.mode,
-                            path_hash: FileIdentity::path_hash(e.rel_path.as_bytes()),
-                        },
+                        identity: identity_of(e),
                         claim: None,
                         released: None,
                         trusted: Vec::new(),
+                        piece: e
+                            .piece
+                            .map(|p| (p, super::pieces::version_of(p, e.mtime_s, e.mtime_ns, e.mode, &e.rel_path))),
                     });
                     file_finals.insert(&e.rel_path);
                 }
@@ -441,6 +405,35 @@ impl DestTree {
         r
     }
 
+    /// Assembles the file of the range `file_id` if every range of its version is done
+    /// ([`super::pieces::assemble`]), with the file's metadata; a no-op for a whole file.
+    pub(super) fn assemble(&mut self, file_id: u32) -> io::Result<()> {
+        let DestTree { files, beneath, policy, fsync, .. } = self;
+        let f = &files[file_id as usize];
+        let Some((piece, version)) = f.piece else { return Ok(()) };
+        let err = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("assembling '{}': {what}: {e}", f.shown.display()))
+        };
+        let (dir, name) = beneath.parent(&f.shown).map_err(|e| err("opening its directory", e))?;
+        let text = name.to_str().unwrap_or_default();
+        let replaceable = || {
+            check_replaceable_at(&dir, name, &f.shown)
+                .map_err(|e| io::Error::new(io::ErrorKind::AlreadyExists, e.to_string()))
+        };
+        let finish = |file: &File| {
+            policy.apply_fd(file, &f.meta);
+            file.set_permissions(fs::Permissions::from_mode(policy.file_mode(f.mode)))?;
+            set_mtime(file, f.mtime_s, f.mtime_ns)?;
+            if *fsync {
+                file.sync_all()?;
+            }
+            Ok(())
+        };
+        super::pieces::assemble(&dir, text, piece, version, replaceable, finish)
+            .map(drop)
+            .map_err(|e| err("joining its ranges", e))
+    }
+
     fn slot(&self, file_id: u32) -> io::Result<&FileSlot> {
         self.files
             .get(file_id as usize)
@@ -581,6 +574,90 @@ fn remove_unjournaled(beneath: &Beneath, shown_temp: &Path, claimed: Option<&Fil
     }
 }
 
+/// Judges a manifest as a whole before anything on disk is touched: every path sanitized, no duplicates, valid
+/// mtimes, nothing below a file or a link, at most `u32::MAX` files; returns the files' total size. Both
+/// [`DestTree::prepare`] and a dry run ([`super::dry_run`]) start with it, so they refuse the same manifests.
+/// The set of manifest paths comes back too: `prepare` checks temporary names against it.
+pub(super) fn judge_manifest(entries: &[Entry]) -> Result<(u64, HashSet<&str>), FilesError> {
+    let manifest = |entry: usize, problem: String| FilesError::Manifest { entry, problem };
+    let mut seen: HashSet<&str> = HashSet::with_capacity(entries.len());
+    let mut file_paths: HashSet<&str> = HashSet::new();
+    // The ranges of split files: a path may come once per range (of one size), never also whole.
+    let mut ranges: HashSet<(&str, u64)> = HashSet::new();
+    let mut split: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut total_bytes: u64 = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
+        if let Some(p) = e.piece {
+            if e.kind != EntryKind::File || !p.is_on_layout(e.size) {
+                return Err(manifest(i, format!("'{rel}': a range that is not one of the file's ranges")));
+            }
+            let first_range = !split.contains_key(e.rel_path.as_str());
+            if (first_range && seen.contains(e.rel_path.as_str()))
+                || *split.entry(&e.rel_path).or_insert(p.file_size) != p.file_size
+                || !ranges.insert((&e.rel_path, p.offset))
+            {
+                return Err(manifest(i, format!("duplicate path or range '{rel}' at {}", p.offset)));
+            }
+            seen.insert(&e.rel_path);
+        } else if !seen.insert(&e.rel_path) {
+            return Err(manifest(i, format!("duplicate path '{rel}'")));
+        }
+        if e.mtime_ns >= 1_000_000_000 {
+            return Err(manifest(i, format!("'{rel}' has invalid mtime nanoseconds {}", e.mtime_ns)));
+        }
+        if e.kind != EntryKind::Dir {
+            // Nothing may lie below a file or a link (a path through a link would be written through it).
+            file_paths.insert(&e.rel_path);
+        }
+        if e.kind == EntryKind::File {
+            total_bytes = total_bytes
+                .checked_add(e.size)
+                .ok_or_else(|| manifest(i, format!("'{rel}': the total size overflows")))?;
+        }
+    }
+    let file_count = entries.iter().filter(|e| e.kind == EntryKind::File).count();
+    if file_count > u32::MAX as usize {
+        return Err(FilesError::TooManyFiles { count: file_count });
+    }
+    // `a` as a file and `a/b` as anything cannot both exist.
+    for (i, e) in entries.iter().enumerate() {
+        for (pos, _) in e.rel_path.match_indices('/') {
+            let ancestor = &e.rel_path[..pos];
+            if file_paths.contains(ancestor) {
+                return Err(manifest(
+                    i,
+                    format!("'{}' lies inside '{ancestor}', which is a file or link", shown_rel(e)),
+                ));
+            }
+        }
+    }
+    Ok((total_bytes, seen))
+}
+
+/// The identity a file's resume journal must match: the source as the sender announced it (size, mtime,
+/// mode) and its manifest path.
+pub(super) fn identity_of(e: &Entry) -> FileIdentity {
+    FileIdentity {
+        size: e.size,
+        mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
+        mode: e.mode,
+        path_hash: match e.piece {
+            // A range's journal is the range's alone.
+            Some(p) => FileIdentity::path_hash(format!("{}~{}", e.rel_path, p.offset).as_bytes()),
+            None => FileIdentity::path_hash(e.rel_path.as_bytes()),
+        },
+    }
+}
+
+/// The partial name of a file entry named `name`: its own, or its range's (module `pieces`).
+pub(super) fn partial_name_of(e: &Entry, name: &str) -> String {
+    match e.piece {
+        Some(p) => super::pieces::piece_partial_name(name, p.offset),
+        None => partial_name(name),
+    }
+}
+
 /// Creates the directory `rel` (relative to the root) and its missing parents, by descriptor beneath the
 /// root; a symlink or a non-directory on the way is refused, naming `rel`.
 fn mkdir_beneath(beneath: &Beneath, rel: &Path, mode: u32) -> Result<(), FilesError> {
@@ -608,7 +685,7 @@ fn check_replaceable(beneath: &Beneath, parents: &mut ParentCache, rel: &Path) -
 }
 
 /// [`check_replaceable`] of `name` in an already resolved `dir` (`shown` names it).
-fn check_replaceable_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<(), FilesError> {
+pub(super) fn check_replaceable_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<(), FilesError> {
     let s = match dir.stat(name) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -775,6 +852,22 @@ impl BlockStore for DestTree {
         let err = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.shown.display()))
         };
+        if let Some((piece, version)) = f.piece {
+            // A verified range: kept under its done name until every range of the file is (module `pieces`).
+            if self.fsync {
+                file.sync_all().map_err(|e| err("fsync", e))?;
+            }
+            let (dir, temp) = self.beneath.parent(&f.shown_temp).map_err(|e| err("opening its directory", e))?;
+            let name = f.shown.file_name().and_then(OsStr::to_str).unwrap_or_default();
+            let done = super::pieces::piece_done_name(name, piece.offset, version);
+            dir.rename(temp, &dir, OsStr::new(&done), false).map_err(|e| err("rename", e))?;
+            let f = &mut self.files[file_id as usize];
+            f.state = State::Committed;
+            f.claim = None;
+            self.claims.ended();
+            let _ = self.drop_journal(file_id, true);
+            return self.assemble(file_id);
+        }
         // Owner and attributes before the mode: chown clears set-ID bits.
         self.policy.apply_fd(file, &f.meta);
         let mode = self.policy.file_mode(f.mode);

@@ -41,11 +41,14 @@ impl DestTree {
         let mut parents = super::beneath::ParentCache::default();
         for id in 0..self.files.len() {
             let f = &self.files[id];
+            let final_name = f.shown.file_name().and_then(std::ffi::OsStr::to_str).unwrap_or_default();
             let facts = FileFacts {
                 beneath: &self.beneath,
                 shown: &f.shown,
                 shown_temp: &f.shown_temp,
                 identity: f.identity,
+                final_size: f.piece.map_or(f.size, |(p, _)| p.file_size),
+                piece: f.piece.map(|(p, version)| (final_name, p, version)),
                 mtime_s: f.mtime_s,
                 mtime_ns: f.mtime_ns,
             };
@@ -86,6 +89,17 @@ impl DestTree {
                 }
             };
             d.files.push(start);
+        }
+        // Ranges verified by earlier runs (of this node or others): a file whose every range is now done is
+        // assembled here, as no commit of this session may come for it.
+        for id in 0..self.files.len() {
+            if self.files[id].piece.is_some() && self.files[id].state == State::Skipped {
+                self.assemble(id as u32).map_err(|error| FilesError::Partial {
+                    path: self.files[id].shown.clone(),
+                    op: "assembling",
+                    error,
+                })?;
+            }
         }
         Ok(d)
     }

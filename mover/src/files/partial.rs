@@ -80,13 +80,52 @@ pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
 /// ([`FilesError::PartialBusy`]). Everything goes by descriptor: a symlink planted under the name is
 /// refused too.
 pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Claim, FilesError> {
+    // The lock is taken on what was opened; by then the session that held it may have committed it (renamed
+    // it to its final name) or removed it. Locking that file would truncate and rewrite a committed file
+    // under its final name (seen with concurrent pushes of one tree), so a claim holds only if the name
+    // still leads to the locked file; otherwise it starts again with whatever the name holds now.
+    for _ in 0..CLAIM_ATTEMPTS {
+        let Some(claim) = claim_once(dir, name, shown)? else { continue };
+        if still_named(dir, name, &claim.file).map_err(|error| FilesError::Partial {
+            path: shown.to_path_buf(),
+            op: "opening",
+            error,
+        })? {
+            return Ok(claim);
+        }
+    }
+    Err(FilesError::PartialBusy { path: shown.to_path_buf() })
+}
+
+/// Times [`claim_at`] tries again when the partial it locked was committed or replaced meanwhile: each try
+/// means another session finished with the name, so this many only under a storm of sessions on one file.
+const CLAIM_ATTEMPTS: usize = 16;
+
+/// Whether `name` in `dir` is still the very file `file`.
+fn still_named(dir: &Dir, name: &OsStr, file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = file.metadata()?;
+    match dir.stat(name) {
+        Ok(now) => Ok(now.dev == held.dev() && now.ino == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// One try of [`claim_at`]: open or create, then lock; `None` when the name vanished between the two opens
+/// (another session committed it): try again.
+fn claim_once(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Option<Claim>, FilesError> {
     let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
     let rw = libc::O_RDWR | libc::O_NONBLOCK;
     let (file, existed) = match dir.open(name, rw | libc::O_CREAT | libc::O_EXCL, PARTIAL_MODE) {
         Ok(f) => (f, false),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             not_special(dir, name, shown)?;
-            let f = dir.open(name, rw, 0).map_err(|e| {
+            let f = match dir.open(name, rw, 0) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                r => r,
+            };
+            let f = f.map_err(|e| {
                 if is_symlink_refused(&e) {
                     FilesError::NotReplaceable { path: shown.to_path_buf(), what: "symbolic link" }
                 } else {
@@ -105,7 +144,7 @@ pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Claim, FilesErr
     // control channel reports the loss, which can come seconds after the client has already started again:
     // wait a bounded while for it to let go rather than fail the rerun.
     lock_waiting(&file, shown, Duration::from_millis(50))?;
-    Ok(Claim { file, existed })
+    Ok(Some(Claim { file, existed }))
 }
 
 /// The identity of a partial whose claim this session let go of to bound its open descriptors
@@ -273,6 +312,29 @@ mod tests {
         // The longest name kept whole.
         let fits = "k".repeat(255 - 12 - 1 - PARTIAL_SUFFIX.len());
         assert_eq!(partial_name(&fits), format!(".{fits}{PARTIAL_SUFFIX}"));
+    }
+
+    #[test]
+    fn a_partial_committed_while_waiting_for_its_lock_is_not_claimed() {
+        use std::os::unix::fs::MetadataExt;
+        let t = TempDir::new("partial-committed");
+        let p = t.path().join(".a.mover.part");
+        let done = t.path().join("a");
+        let first = claim(&p, Path::new(".a.mover.part")).unwrap();
+        fs::write(&p, b"verified").unwrap();
+        let waiter = {
+            let p = p.clone();
+            std::thread::spawn(move || claim(&p, Path::new(".a.mover.part")))
+        };
+        // The second session is waiting on the lock of the very file the first now commits.
+        std::thread::sleep(Duration::from_millis(100));
+        fs::rename(&p, &done).unwrap();
+        drop(first);
+        let second = waiter.join().unwrap().unwrap();
+        assert!(!second.existed, "a new partial, not the committed file");
+        assert_ne!(second.file().metadata().unwrap().ino(), fs::metadata(&done).unwrap().ino());
+        second.file().set_len(0).unwrap();
+        assert_eq!(fs::read(&done).unwrap(), b"verified", "the committed file is untouched");
     }
 
     #[test]

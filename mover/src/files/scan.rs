@@ -24,6 +24,9 @@ pub struct Scanned {
     pub entries: Vec<Entry>,
     /// The openable path of each regular file; index = file id (the n-th `File` entry of `entries`).
     pub file_paths: Vec<PathBuf>,
+    /// Where each file id's bytes start in its file: the offset of a range of a split file
+    /// ([`crate::wire::entry::Entry::piece`], from `files::keep_shard`); empty when every file is whole.
+    pub file_bases: Vec<u64>,
     /// Things that were not sent, with the reason: sockets, devices, FIFOs, names that are not UTF-8 or
     /// would be refused by the receiver, directories that could not be listed, files that vanished during
     /// the scan.

@@ -28,6 +28,8 @@ pub struct SourceFiles {
     ahead_len: usize,
     /// Reads issued to the kernel (for tests).
     pub reads: u64,
+    /// Where each file id's bytes start in its file ([`super::Scanned::file_bases`]); empty: all at 0.
+    bases: Vec<u64>,
 }
 
 /// Read-ahead chunk size.
@@ -54,6 +56,7 @@ impl SourceFiles {
             ahead_offset: 0,
             ahead_len: 0,
             reads: 0,
+            bases: Vec::new(),
         }
     }
 
@@ -76,6 +79,17 @@ impl SourceFiles {
     /// Opens the files with `opener` ([`Opener::Beneath`]: `paths` are relative to a served root).
     pub fn set_opener(&mut self, opener: Opener) {
         self.opener = opener;
+    }
+
+    /// Reads file id `i`'s offset `o` at `bases[i] + o` of its file (a range of a split file); empty: at `o`.
+    pub fn set_bases(&mut self, bases: Vec<u64>) {
+        assert!(bases.is_empty() || bases.len() == self.paths.len(), "one base per file");
+        self.bases = bases;
+    }
+
+    /// Where `file_id`'s bytes start in its file.
+    fn base(&self, file_id: u32) -> u64 {
+        self.bases.get(file_id as usize).copied().unwrap_or(0)
     }
 }
 
@@ -132,7 +146,8 @@ impl BlockSource for SourceFiles {
             return Ok(());
         }
         self.reads += 1;
-        let r = self.file(file_id)?.read_exact_at(buf, offset);
+        let base = self.base(file_id);
+        let r = self.file(file_id)?.read_exact_at(buf, base + offset);
         r.map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 self.shrank(file_id, offset, buf.len())
@@ -154,10 +169,11 @@ impl BlockSource for SourceFiles {
         let mut ahead = std::mem::take(&mut self.ahead);
         let mut filled = 0;
         let mut reads = 0;
+        let base = self.base(file_id);
         let result = (|| {
             let file = self.file(file_id)?;
             while filled < ahead.len() {
-                match file.read_at(&mut ahead[filled..], offset + filled as u64) {
+                match file.read_at(&mut ahead[filled..], base + offset + filled as u64) {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -6,6 +6,7 @@ use super::beneath::{Beneath, Dir, ParentCache};
 use super::error::FilesError;
 use super::journal::{self, with_suffix, FileIdentity, JournalHeader, JournalRange};
 use super::partial::{claim_at, Claim};
+use crate::wire::verdict::{Verdict, VerdictKind};
 use crate::wire::{Overwrite, TransferOptions};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -53,6 +54,12 @@ pub(crate) struct FileFacts<'a> {
     pub shown_temp: &'a Path,
     /// The identity the journal must match (the sender's view: manifest size, mtime and mode, path hash).
     pub identity: FileIdentity,
+    /// The size the destination file must have to be current: the whole file's, for a range of a split
+    /// file (`identity.size` is then the range's).
+    pub final_size: u64,
+    /// For a range of a split file: the final name's text, the range and its version (module `pieces`); a
+    /// range already verified is skipped.
+    pub piece: Option<(&'a str, crate::wire::shard::Piece, u64)>,
     pub mtime_s: i64,
     pub mtime_ns: u32,
 }
@@ -96,13 +103,19 @@ pub(crate) fn decide_file(
     }
     let (dir, name) =
         f.beneath.parent_cached(parents, f.shown_temp).map_err(|error| partial_err(f, "opening", error))?;
+    if let Some((final_name, piece, version)) = f.piece {
+        let done = super::pieces::is_done(dir, final_name, piece.offset, version);
+        if done.map_err(|error| partial_err(f, "checking the verified range of", error))? {
+            return Ok(Decided::Skip);
+        }
+    }
     match dir.stat(name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Decided::Fresh { claim: None, why: None }),
         _ => {}
     }
     let claim = claim_at(dir, name, f.shown_temp)?;
     let why = if opts.resume {
-        match trusted_ranges(f, dir, name, &claim, block_size) {
+        match trusted_ranges(f, dir, name, claim.file(), block_size) {
             Ok(trusted) => return Ok(Decided::Resume { claim, trusted }),
             Err(why) => why,
         }
@@ -111,6 +124,62 @@ pub(crate) fn decide_file(
     };
     start_over(dir, name, &claim, f.shown_temp)?;
     Ok(Decided::Fresh { claim: Some(claim), why })
+}
+
+/// What [`decide_file`] would decide for one file, found without changing anything: no claim is taken (a
+/// partial another session writes is read all the same), no partial is emptied, no journal removed
+/// (`mover job --dry-run`, [`super::dry_run`]). The same rules in the same order, so a push that follows
+/// with the same options and block size decides the same unless the destination changed in between.
+/// A destination whose directory does not exist yet holds nothing: every file there is new.
+pub(crate) fn peek_file(
+    f: &FileFacts,
+    parents: &mut ParentCache,
+    opts: &TransferOptions,
+    expected_hash: Option<u128>,
+    block_size: u32,
+) -> Result<Verdict, FilesError> {
+    assert!(block_size > 0, "block size 0");
+    let verdict = |kind, held| Ok(Verdict { kind, held });
+    let dir_missing = |e: &io::Error| matches!(e.kind(), io::ErrorKind::NotFound);
+    if destination_is_current(f, parents, opts, expected_hash)? {
+        return verdict(VerdictKind::Unchanged, 0);
+    }
+    if let Some((final_name, piece, version)) = f.piece {
+        // A range verified by an earlier run is skipped by a push, as a current file is.
+        let done = match f.beneath.parent_cached(parents, f.shown_temp) {
+            Ok((dir, _)) => super::pieces::is_done(dir, final_name, piece.offset, version),
+            Err(e) if dir_missing(&e) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if done.map_err(|error| partial_err(f, "checking the verified range of", error))? {
+            return verdict(VerdictKind::Unchanged, 0);
+        }
+    }
+    let exists = match f.beneath.parent_cached(parents, f.shown).and_then(|(dir, name)| dir.stat(name)) {
+        Ok(m) => m.is_file(),
+        Err(e) if dir_missing(&e) => false,
+        Err(error) => {
+            return Err(FilesError::Partial { path: f.shown.to_path_buf(), op: "checking the destination of", error })
+        }
+    };
+    let otherwise = if exists { VerdictKind::Changed } else { VerdictKind::New };
+    if !opts.resume {
+        return verdict(otherwise, 0);
+    }
+    let (dir, name) = match f.beneath.parent_cached(parents, f.shown_temp) {
+        Ok(found) => found,
+        Err(e) if dir_missing(&e) => return verdict(otherwise, 0),
+        Err(error) => return Err(partial_err(f, "opening", error)),
+    };
+    let partial = match dir.open(name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0) {
+        Ok(file) => file,
+        Err(e) if dir_missing(&e) => return verdict(otherwise, 0),
+        Err(error) => return Err(partial_err(f, "opening", error)),
+    };
+    match trusted_ranges(f, dir, name, &partial, block_size) {
+        Ok(trusted) => verdict(VerdictKind::Changed, trusted.iter().map(|r| r.len).sum()),
+        Err(_) => verdict(otherwise, 0),
+    }
 }
 
 fn partial_err(f: &FileFacts, op: &'static str, error: io::Error) -> FilesError {
@@ -122,7 +191,7 @@ fn trusted_ranges(
     f: &FileFacts,
     dir: &Dir,
     name: &OsStr,
-    claim: &Claim,
+    partial: &File,
     block_size: u32,
 ) -> Result<Vec<JournalRange>, Option<String>> {
     let resume = match journal::load_at(dir, &with_suffix(name, ".journal"), &f.identity) {
@@ -130,7 +199,7 @@ fn trusted_ranges(
         Err(e) if e.is_not_found() => return Err(None),
         Err(e) => return Err(Some(e.to_string())),
     };
-    let on_disk = journal::verify_ranges(claim.file(), &resume.ranges).map_err(|e| Some(e.to_string()))?;
+    let on_disk = journal::verify_ranges(partial, &resume.ranges).map_err(|e| Some(e.to_string()))?;
     let header = JournalHeader { identity: f.identity, block_size };
     let trusted = journal::ranges_on_grid(&on_disk, &header);
     if trusted.is_empty() {
@@ -175,7 +244,7 @@ fn destination_is_current(
         Overwrite::Always => false,
         Overwrite::Never => true,
         Overwrite::IfNewer => dest_mtime >= src_mtime,
-        Overwrite::IfDifferent if m.size != f.identity.size => false,
+        Overwrite::IfDifferent if m.size != f.final_size => false,
         Overwrite::IfDifferent if opts.checksum => match expected {
             Some(want) => content_hash(f.beneath, f.shown)
                 .map_err(|error| FilesError::Partial { path: shown(), op: "hashing the destination of", error })?

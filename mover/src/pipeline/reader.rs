@@ -72,6 +72,9 @@ pub struct ReaderStage {
     read_latency: usize,
     repairs: RepairServer,
     repair_latency: usize,
+    /// Where each file id's bytes start in its file (a range of a split file, `Scanned::file_bases`); empty:
+    /// all at 0.
+    bases: Vec<u64>,
 }
 
 impl ReaderStage {
@@ -115,7 +118,16 @@ impl ReaderStage {
             read_latency: 0,
             repairs,
             repair_latency: 0,
+            bases: Vec::new(),
         }
+    }
+
+    /// Reads file id `i` from `bases[i]` of its file on, here and in the repair reads (the ranges of split
+    /// files, `files::keep_shard`); offsets in chunks stay relative to that base, as the plan counts them.
+    pub fn set_bases(&mut self, bases: Vec<u64>) {
+        assert!(bases.is_empty() || bases.len() == self.paths.len(), "one base per file");
+        self.repairs.set_bases(bases.clone());
+        self.bases = bases;
     }
 
     /// Names the files in error messages by `names` (index = file id) instead of their paths, here and in
@@ -223,7 +235,8 @@ impl ReaderStage {
                 }
             };
             let len = (size - self.next_off).min(block) as u32;
-            match self.reader.submit(ReadReq { req_id: self.next_req, file: fid, offset: self.next_off, len }) {
+            let base = self.bases.get(self.next_file).copied().unwrap_or(0);
+            match self.reader.submit(ReadReq { req_id: self.next_req, file: fid, offset: base + self.next_off, len }) {
                 Err(Full) => break,
                 Ok(()) => {
                     self.meta[(self.next_req % cap) as usize] =

@@ -42,6 +42,11 @@ impl RepairServer {
         self.files.set_opener(opener);
     }
 
+    /// Reads the ranges of split files from their offsets ([`crate::files::SourceFiles::set_bases`]).
+    pub fn set_bases(&mut self, bases: Vec<u64>) {
+        self.files.set_bases(bases);
+    }
+
     /// Reads every waiting request; returns how many.
     pub fn serve(&mut self, cx: &mut StageCx, latency: usize) -> usize {
         let mut served = 0;

@@ -83,6 +83,8 @@ pub struct SendSetup {
     /// A daemon serving a pull: its governor's share for the session, which the packetizer gives the core
     /// as it changes (PROTOCOL.md §3.7). `None` on a client, whose share comes as `RateShare` messages.
     pub rate_share: Option<Arc<RateShareCell>>,
+    /// Where each file id's bytes start in its file (`Scanned::file_bases`: ranges of split files).
+    pub bases: Vec<u64>,
 }
 
 /// How a pipelined send ended.
@@ -186,6 +188,7 @@ pub fn run_send(
         reader_stage.set_names(names.clone());
     }
     reader_stage.set_opener(setup.opener.clone());
+    reader_stage.set_bases(setup.bases.clone());
     let pacer_stage = PacerStage {
         sink,
         slots: tx_slots.clone(),

@@ -102,6 +102,7 @@ pub fn copy_third_party(opts: &CopyOptions, on_transfer: &dyn Fn(&str)) -> Resul
             mtu: opts.push.mtu.unwrap_or(0) as u32,
             window_bytes: opts.push.window_bytes.unwrap_or(0),
             options: opts.push.options,
+            shard: opts.push.shard,
         })
     };
     let mut sender = match Location::parse(&opts.source)? {

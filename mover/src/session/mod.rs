@@ -21,6 +21,7 @@ mod client_text;
 mod copy;
 pub mod daemon_log;
 mod data_socket;
+mod dry_run;
 mod error;
 pub mod governor;
 mod handshake;
@@ -58,6 +59,7 @@ pub use admission::{
 pub use client_text::{ClientText, RootScrub};
 pub use copy::{copy_third_party, server_of, CopyOptions, CopyOutcome};
 pub use data_socket::SOCKET_BUFFER_BYTES;
+pub use dry_run::{dry_run, DryRunReport, FileVerdict};
 pub use error::SessionError;
 pub use handshake::{check_hello, read_manifest, HANDSHAKE_TIMEOUT, MAX_ENTRIES};
 pub use limits::Limits;
@@ -69,7 +71,7 @@ pub use push::{push, PushOptions};
 pub use receive::{receive_files, ReceiveParams, ReceiveTarget};
 pub use relay::RelaySpool;
 pub use report::{cipher_note, Direction, LegReport, Report, StripeReport};
-pub use retry::{backoff, pull_retrying, push_retrying, with_retries, FIRST_BACKOFF, MAX_BACKOFF};
+pub use retry::{backoff, pull_retrying, push_retrying, with_retries, with_retries_noting, FIRST_BACKOFF, MAX_BACKOFF};
 pub use send::{send_files, SendParams};
 pub use serve::{
     check_root, check_serve, run_session, serve, serve_admitting, serve_channel, serve_on, serve_stdio, serve_with,

@@ -66,6 +66,8 @@ pub struct PullOptions {
     /// Progress and counters while the pull runs, for a progress display on another thread (shared by
     /// every retry).
     pub live: std::sync::Arc<crate::pipeline::live::Live>,
+    /// `--shard I/N`: ask the sender for only this shard of the source.
+    pub shard: crate::files::Shard,
 }
 
 impl PullOptions {
@@ -91,6 +93,7 @@ impl PullOptions {
             timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
             options: TransferOptions::default(),
             live: crate::pipeline::live::Live::new(),
+            shard: crate::files::Shard::WHOLE,
         }
     }
 }
@@ -102,6 +105,7 @@ pub fn pull(opts: &PullOptions) -> Report {
             // The request's rate and policy: the `Hello` carries the rate only.
             r.rate_bps = opts.rate_bps;
             r.policy = opts.policy;
+            r.shard = opts.shard;
             r.goodput_bps = r.bytes as f64 * 8.0 / r.seconds.max(1e-9);
             r
         }
@@ -110,6 +114,7 @@ pub fn pull(opts: &PullOptions) -> Report {
             Report {
                 error: Some(e.to_string()),
                 exit_class: e.exit_class(),
+                shard: opts.shard,
                 ..Report::new(Direction::Received, opts.rate_bps, opts.policy, opts.cipher)
             }
         }
@@ -131,6 +136,7 @@ fn run(opts: &PullOptions) -> Result<Report, SessionError> {
         window_bytes: opts.window_bytes.unwrap_or(0),
         options: opts.options,
         path: String::new(),
+        shard: opts.shard,
     };
     let mut report = match source {
         Location::Daemon(url) => {

@@ -8,9 +8,11 @@ use super::send::{send_files, SendParams};
 use crate::connect::{start_client, ClientAuth, ConnectError, Location, SshLink, SshOptions};
 use crate::files::{scan_sources_with, ScanOptions, Scanned};
 use crate::net::xdp_path::NetChoice;
+use crate::net::ControlChannel;
 use crate::pipeline::topology::{available_cores, CorePlan, Side, Topology};
 use crate::proto::policy::Policy;
 use crate::wire::{Cipher, TransferOptions};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,8 @@ pub struct PushOptions {
     pub live: std::sync::Arc<crate::pipeline::live::Live>,
     /// `--via`: stripe through relays (the Fast Send Protocol, `session::stripe_send`).
     pub stripe: Option<super::stripe_options::StripeOptions>,
+    /// `--shard I/N`: send only this shard of the sources (`files::shard`).
+    pub shard: crate::files::Shard,
 }
 
 impl PushOptions {
@@ -87,6 +91,7 @@ impl PushOptions {
             timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
             live: crate::pipeline::live::Live::new(),
             stripe: None,
+            shard: crate::files::Shard::WHOLE,
         }
     }
 }
@@ -101,6 +106,7 @@ pub fn push(opts: &PushOptions) -> Report {
 /// source beneath its root, not `opts.sources`.
 pub fn push_with(opts: &PushOptions, scan: &dyn Fn() -> Result<Scanned, SessionError>) -> Report {
     let mut report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+    report.shard = opts.shard;
     let mut result = run(opts, scan, &mut report, false);
     if let Err(SessionError::PathMtuBlackHole(why)) = &result {
         if opts.mtu.is_none() {
@@ -108,6 +114,7 @@ pub fn push_with(opts: &PushOptions, scan: &dyn Fn() -> Result<Scanned, SessionE
             // the netns test did not see that happen: decision 0022).
             eprintln!("mover push: {why}; sending again at MTU {BASE_MTU}");
             report = Report::new(Direction::Sent, opts.rate_bps, opts.policy, opts.cipher);
+            report.shard = opts.shard;
             let base = PushOptions { mtu: Some(BASE_MTU), ..opts.clone() };
             result = run(&base, scan, &mut report, true);
         }
@@ -129,7 +136,12 @@ pub(super) fn scan_push_sources(opts: &PushOptions) -> Result<Scanned, SessionEr
         checksum: opts.options.checksum,
         files_from: opts.files_from.clone(),
     };
-    let scanned = scan_sources_with(&opts.sources, &scan)?;
+    let scanned = crate::files::keep_shard(
+        scan_sources_with(&opts.sources, &scan)?,
+        opts.shard,
+        // A striped push keeps files whole: its sealed blocks are cut from whole files.
+        opts.stripe.is_none(),
+    );
     for (path, why) in &scanned.skipped {
         eprintln!("mover push: skipping '{}': {why}", path.display());
     }
@@ -170,34 +182,71 @@ fn run(
         live: opts.live.clone(),
         governor: None,
     };
+    let plain = matches!(opts.auth, ClientAuth::Insecure);
+    let mut reached = reach(opts, dest)?;
+    params.initial_rtt = reached.tcp_rtt;
+    report.peer = Some(reached.ch().peer_addr());
+    params.dest = reached.dest.clone();
+    let data_ip = reached.data_ip;
+    let result = send_files(reached.ch(), data_ip, scanned, &params, started, report);
+    match &reached.daemon {
+        Some(target) => result.map_err(|e| e.for_plain_client(target, plain))?,
+        None => result?,
+    }
+    Ok(())
+}
+
+/// A push's destination reached: an authenticated control channel to a daemon, or an SSH session to
+/// `mover serve --stdio`, with what a session over it needs. A dry run (`session::dry_run`) reaches its
+/// destination the same way.
+pub(super) struct Reached {
+    /// The daemon's channel (`None` over SSH, whose channel is `ssh`'s).
+    ch: Option<ControlChannel>,
+    /// The SSH session, kept open while the channel is in use.
+    ssh: Option<SshLink>,
+    /// Where data datagrams go: the daemon's address, or the address sshd accepted the connection on.
+    pub data_ip: IpAddr,
+    /// The destination directory as the URL names it (the `Hello`'s `dest`).
+    pub dest: String,
+    /// `HOST:PORT` of a daemon, for errors.
+    pub daemon: Option<String>,
+    /// The TCP handshake's time to a daemon: the path's RTT without TLS's computation.
+    pub tcp_rtt: Option<Duration>,
+}
+
+impl Reached {
+    /// The control channel, whichever way it runs.
+    pub fn ch(&mut self) -> &mut ControlChannel {
+        match (&mut self.ch, &mut self.ssh) {
+            (Some(ch), _) => ch,
+            (None, Some(link)) => &mut link.ch,
+            (None, None) => unreachable!("a reached destination has a channel"),
+        }
+    }
+}
+
+/// Connects to `dest` with `opts`' credentials, timeout and SSH settings.
+pub(super) fn reach(opts: &PushOptions, dest: Location) -> Result<Reached, SessionError> {
     match dest {
         Location::Daemon(url) => {
             let server = url.socket_addr()?;
+            let target = format!("{}:{}", url.host, url.port);
+            let started = Instant::now();
             let stream = std::net::TcpStream::connect_timeout(&server, opts.connect_timeout)
-                .map_err(|error| ConnectError::Connect { target: format!("{}:{}", url.host, url.port), error })?;
-            // The TCP handshake alone: the TLS one adds computation that is no part of the path's RTT.
-            params.initial_rtt = Some(started.elapsed());
-            let mut ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
-            report.peer = Some(ch.peer_addr());
-            params.dest = url.path;
-            let plain = matches!(opts.auth, ClientAuth::Insecure);
-            send_files(&mut ch, server.ip(), scanned, &params, started, report)
-                .map_err(|e| e.for_plain_client(&format!("{}:{}", url.host, url.port), plain))?;
+                .map_err(|error| ConnectError::Connect { target: target.clone(), error })?;
+            let tcp_rtt = Some(started.elapsed());
+            let ch = start_client(stream, &url.host, &opts.auth, opts.connect_timeout)?;
+            Ok(Reached { ch: Some(ch), ssh: None, data_ip: server.ip(), dest: url.path, daemon: Some(target), tcp_rtt })
         }
         Location::Ssh(target) => {
-            let mut link = SshLink::open(&target, &opts.ssh)?;
-            params.dest = target.path.clone();
-            let server_ip = link.server_ip();
-            report.peer = Some(link.ch.peer_addr());
-            send_files(&mut link.ch, server_ip, scanned, &params, started, report)?;
+            let link = SshLink::open(&target, &opts.ssh)?;
+            let data_ip = link.server_ip();
+            Ok(Reached { ch: None, ssh: Some(link), data_ip, dest: target.path.clone(), daemon: None, tcp_rtt: None })
         }
-        Location::Local(p) => {
-            return Err(ConnectError::BadAddress(format!(
-                "the destination '{}' is not remote: use mover://HOST[:PORT]/DIR or [user@]host:DIR",
-                p.display()
-            ))
-            .into())
-        }
+        Location::Local(p) => Err(ConnectError::BadAddress(format!(
+            "the destination '{}' is not remote: use mover://HOST[:PORT]/DIR or [user@]host:DIR",
+            p.display()
+        ))
+        .into()),
     }
-    Ok(())
 }

@@ -194,6 +194,7 @@ mod tests {
                 window_bytes: 0,
                 options: Default::default(),
                 path: path.into(),
+                shard: Default::default(),
             })
         };
         let mine = format!("fetch:{t}");

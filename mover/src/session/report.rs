@@ -117,6 +117,8 @@ pub struct Report {
     pub detached: bool,
     /// `--via auto`: every candidate relay with its RTTs and score, chosen ones first.
     pub relay_choice: Vec<super::relay_choice::Candidate>,
+    /// `--shard`: which shard of the work this run moved (`0/1`: all of it).
+    pub shard: crate::files::Shard,
     /// `--compress`: how the sender compressed blocks.
     pub compress: crate::wire::Compression,
     /// Payload bytes as they crossed the wire: compressed blocks at their frames' length, raw ones whole
@@ -261,6 +263,7 @@ impl Report {
         j = j.array("stages", self.stages.iter().map(StageReport::to_json));
         j = j
             .str("compress", &self.compress.to_string())
+            .str("shard", &self.shard.to_string())
             .u64("wire_bytes", self.wire_bytes)
             .f64("compression_ratio", self.compression_ratio());
         if let Some(st) = &self.stripe {
@@ -463,14 +466,14 @@ mod tests {
                     skipped_bytes sent_bytes verified net net_reason rate_bps policy \
                     max_rate_bps final_rate_bps rate_share_bps rtt_ms rounds receiver_stalls datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
-                    dropped_auth dropped_replayed repaired_files dropped stages compress wire_bytes compression_ratio error";
+                    dropped_auth dropped_replayed repaired_files dropped stages compress shard wire_bytes compression_ratio error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);
         r.direction = Direction::Received;
         r.error = None;
         let received = "files bytes seconds goodput_bps resumed_bytes skipped_files skipped_bytes verified net \
                         net_reason rate_bps policy packets_received duplicates \
                         dropped_invalid dropped_auth dropped_replayed repaired_files disk cipher dropped stages compress \
-                        wire_bytes compression_ratio";
+                        shard wire_bytes compression_ratio";
         assert_eq!(keys(&r.to_json()).join(" "), received);
         assert!(r.to_json().contains(r#""dropped":[]"#), "{}", r.to_json());
         r.direction = Direction::Sent;
@@ -508,16 +511,16 @@ mod tests {
         r.detached = true;
         let json = r.to_json();
         let all = keys(&json).join(" ");
-        let tail = "stages compress wire_bytes compression_ratio transfer send_seconds send_goodput_bps refetched_blocks detached legs name bytes blocks \
+        let tail = "stages compress shard wire_bytes compression_ratio transfer send_seconds send_goodput_bps refetched_blocks detached legs name bytes blocks \
                     batches goodput_bps retransmitted spool_full failed relay_choice url rtt_sender_ms \
                     rtt_receiver_ms score chosen";
         assert!(all.ends_with(tail), "{all}");
         assert!(json.contains(r#""rtt_receiver_ms":null,"score":null,"chosen":false"#), "{json}");
         assert!(json.contains(r#""detached":true"#), "{json}");
         // Nothing sent: the ratio is 1; zstd:1 that halved the bytes: 2.
-        assert!(json.contains(r#""compress":"none","wire_bytes":0,"compression_ratio":1"#), "{json}");
+        assert!(json.contains(r#""compress":"none","shard":"0/1","wire_bytes":0,"compression_ratio":1"#), "{json}");
         (r.compress, r.raw_wire_bytes, r.wire_bytes) = (crate::wire::Compression::Zstd(1), 2000, 1000);
-        assert!(r.to_json().contains(r#""compress":"zstd:1","wire_bytes":1000,"compression_ratio":2"#));
+        assert!(r.to_json().contains(r#""compress":"zstd:1","shard":"0/1","wire_bytes":1000,"compression_ratio":2"#));
         assert!(
             r.detached_line("mover://h:1").contains("mover status ab --server mover://h:1"),
             "{}",

@@ -25,8 +25,21 @@ pub fn backoff(retry: u32) -> Duration {
 pub fn with_retries(
     retries: u32,
     what: &str,
-    mut attempt: impl FnMut() -> Report,
+    attempt: impl FnMut() -> Report,
     mut sleep: impl FnMut(Duration),
+) -> Report {
+    with_retries_noting(retries, attempt, |retry, error, wait| {
+        eprintln!("mover {what}: {error}; retry {retry} of {retries} in {} s", wait.as_secs());
+        sleep(wait);
+    })
+}
+
+/// [`with_retries`] that leaves the notice and the wait to `before_retry(retry, error, wait)` (1-based
+/// retry, the failed attempt's error, the back-off): `mover job` says it in its own display and events.
+pub fn with_retries_noting(
+    retries: u32,
+    mut attempt: impl FnMut() -> Report,
+    mut before_retry: impl FnMut(u32, &str, Duration),
 ) -> Report {
     let mut retry = 0;
     loop {
@@ -37,9 +50,7 @@ pub fn with_retries(
         }
         let wait = backoff(retry);
         retry += 1;
-        let error = report.error.as_deref().unwrap_or_default();
-        eprintln!("mover {what}: {error}; retry {retry} of {retries} in {} s", wait.as_secs());
-        sleep(wait);
+        before_retry(retry, report.error.as_deref().unwrap_or_default(), wait);
     }
 }
 

@@ -108,16 +108,10 @@ pub fn send_files(
     p.live.set_totals(report.files, report.bytes);
     let topology = Topology::new(Side::Sender, &p.cores, &available_cores()).map_err(SessionError::Setup)?;
     let disk = BackendChoice::from_env().map_err(SessionError::Setup)?;
-    let ip_overhead = if data_ip.is_ipv4() { 28 } else { 48 };
-    let (mtu, source) = choose_mtu(data_ip, p.mtu);
+    let (mtu, source, datagram) = datagram_for(data_ip, p.mtu)?;
     let source = if p.mtu_after_black_hole { MtuSource::BlackHole } else { source };
     report.path_mtu = mtu as u64;
     report.pmtu_source = source.name();
-    let datagram = mtu
-        .checked_sub(ip_overhead)
-        .filter(|&d| d >= 256)
-        .ok_or_else(|| SessionError::Setup(format!("MTU {mtu} is too small")))?;
-    let datagram = datagram.min(65_507);
     let too_big_for_xdp = source == MtuSource::Route && datagram > xsk::MAX_DATAGRAM && !data_ip.is_loopback();
     let pick = if p.net == NetChoice::Auto && too_big_for_xdp {
         // Larger datagrams through the kernel beat AF_XDP's one-frame limit: per-packet cost is the limit.
@@ -265,6 +259,7 @@ pub fn send_files(
     debug_assert!(file_names.as_ref().is_none_or(|n| n.len() == scanned.file_paths.len()));
     let opener = scanned.opener;
     let live = p.live.clone();
+    let bases = scanned.file_bases;
     let setup = SendSetup {
         topology,
         disk,
@@ -273,6 +268,7 @@ pub fn send_files(
         file_names,
         opener,
         live,
+        bases,
         rate_share,
     };
     p.live.set_phase(Phase::Transferring);
@@ -326,6 +322,28 @@ pub fn send_files(
     }
     p.live.finish();
     Ok(())
+}
+
+/// The path MTU towards `data_ip` (`mtu`: `--mtu`, else the route's), where it came from, and the UDP
+/// payload of a full-size datagram on it (before the AF_XDP frame's bound).
+fn datagram_for(data_ip: IpAddr, mtu: Option<usize>) -> Result<(usize, MtuSource, usize), SessionError> {
+    let ip_overhead = if data_ip.is_ipv4() { 28 } else { 48 };
+    let (mtu, source) = choose_mtu(data_ip, mtu);
+    let datagram = mtu
+        .checked_sub(ip_overhead)
+        .filter(|&d| d >= 256)
+        .ok_or_else(|| SessionError::Setup(format!("MTU {mtu} is too small")))?;
+    Ok((mtu, source, datagram.min(65_507)))
+}
+
+/// The block payload a push to `data_ip` announces in its `Hello` on a UDP-socket path (and under `--net
+/// xdp`, whose frames bound it): what the receiver's resume grid is cut by, so a dry run asks with it
+/// (`session::dry_run`). Under `--net auto` on a NIC where AF_XDP binds zero-copy the push's may be smaller
+/// (decision 0038).
+pub(super) fn block_payload(data_ip: IpAddr, mtu: Option<usize>, net: NetChoice) -> Result<u16, SessionError> {
+    let (_, _, datagram) = datagram_for(data_ip, mtu)?;
+    let datagram = if net == NetChoice::Xdp { datagram.min(xsk::MAX_DATAGRAM) } else { datagram };
+    Ok(crate::proto::config::block_payload_for(datagram))
 }
 
 fn send_manifest(ch: &mut ControlChannel, hello: Hello, entries: &[crate::files::Entry]) -> std::io::Result<()> {

@@ -6,6 +6,7 @@ use super::admission::{Admission, AdmissionLimits};
 use super::admit::{admit, Admitted};
 use super::client_text::RootScrub;
 use super::daemon_log::{self, Level, LogFormat, Value};
+use super::dry_run::answer_dry_run;
 use super::error::SessionError;
 use super::governor::{account_of, Governor, GovernorTicket};
 use super::limits::Limits;
@@ -580,6 +581,17 @@ fn serve_first(
             let live = begin_receiving(tracked, &stripe.hello);
             receive_striped(ch, stripe, &target, &receive_params(opts, live, &who), &opts.registry.stripes)
         }
+        ControlMsg::DryRun(hello) => {
+            if opts.relay.is_some() {
+                return Err(SessionError::NotAllowed("this is a relay: it does not answer dry runs".into()));
+            }
+            let report = answer_dry_run(ch, hello, &opts.root, &dest_of, &opts.limits, &opts.memory)?;
+            if tracked.as_ref().is_some_and(|t| t.log) {
+                let peer = ch.peer_addr().to_string();
+                daemon_log::info("dry_run", &format!("answered a dry run from {peer} ({who}): nothing changed"));
+            }
+            Ok(report)
+        }
         ControlMsg::StatusQuery { transfer } => {
             let status = opts.registry.stripes.get(&transfer);
             ch.send(&ControlMsg::StatusReply(status))
@@ -669,7 +681,7 @@ fn serve_pull(
     let rel = resolve(&pull.path)?;
     let scan = ScanOptions { xattrs: pull.options.xattrs, checksum: pull.options.checksum, files_from: None };
     // Beneath the root by descriptor, the scan and every later read: paths in `scanned` are relative to it.
-    let scanned = scan_pull_source(&opts.root, &rel, &scan)?;
+    let scanned = crate::files::keep_shard(scan_pull_source(&opts.root, &rel, &scan)?, pull.shard, true);
     for (path, why) in &scanned.skipped {
         daemon_log::info("not_sending", &format!("not sending '{}': {why}", path.display()));
     }
@@ -678,6 +690,7 @@ fn serve_pull(
         t.announce(scanned.entries.len() as u64, files.map(|e| e.size).sum());
     }
     let mut report = Report::new(Direction::Sent, pull.rate_bps, pull.policy, pull.cipher);
+    report.shard = pull.shard;
     report.peer = Some(ch.peer_addr());
     report.skipped = scanned.skipped.len() as u64;
     let params = SendParams {

@@ -138,6 +138,7 @@ pub(super) fn serve_third_party(
     opts.window_bytes = (t.window_bytes != 0).then_some(t.window_bytes);
     opts.cipher = t.cipher;
     opts.options = t.options;
+    opts.shard = t.shard;
     opts.live = live;
     let scan = ScanOptions { xattrs: t.options.xattrs, checksum: t.options.checksum, files_from: None };
     let report = match auth {
@@ -145,7 +146,11 @@ pub(super) fn serve_third_party(
             opts.auth = auth;
             let live = opts.live.clone();
             std::thread::scope(|s| {
-                let pushing = s.spawn(|| push_with(&opts, &|| scan_pull_source(root, rel, &scan)));
+                let pushing = s.spawn(|| {
+                    push_with(&opts, &|| {
+                        Ok(crate::files::keep_shard(scan_pull_source(root, rel, &scan)?, opts.shard, true))
+                    })
+                });
                 // Progress until the push ends; sends that fail (the controller left) are not retried.
                 let mut controller_here = true;
                 let mut next = std::time::Instant::now();

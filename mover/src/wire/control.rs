@@ -10,6 +10,8 @@ use super::entry::{Entry, EntryKind, MAX_XATTRS_PER_ENTRY};
 use super::options::TransferOptions;
 use super::policy::Policy;
 use super::seal::{SessionKey, KEY_LEN};
+use super::shard::Shard;
+use super::verdict::{Verdict, VERDICT_LEN};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -21,6 +23,8 @@ pub const MAX_STRING_LEN: usize = 4096;
 pub const MAX_IDS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 4;
 /// Most `(offset, len)` ranges in one `Have` message (PROTOCOL.md §3.2): what fits in one frame.
 pub const MAX_RANGES_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / 16;
+/// Most verdicts in one `Verdicts` message (PROTOCOL.md §3.6): what fits in one frame.
+pub const MAX_VERDICTS_PER_MESSAGE: usize = (MAX_FRAME_LEN - 16) / VERDICT_LEN;
 
 /// What the sender asks for when it opens a session (PROTOCOL.md §3.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +80,8 @@ pub struct Pull {
     pub options: TransferOptions,
     /// What to send: a file or directory, relative to the server's root.
     pub path: String,
+    /// `--shard I/N`: the server sends only this shard of what it scans (`files::shard`).
+    pub shard: Shard,
 }
 
 /// A `mover serve --stdio` server's first message: its version and the addresses of the SSH connection it
@@ -310,6 +316,24 @@ pub enum ControlMsg {
         /// The share, bits per second; never 0.
         bps: u64,
     },
+    /// Client to daemon, as its first message (`mover job --dry-run`, PROTOCOL.md §3.6): what would a
+    /// push of this `Hello` and the manifest that follows (entries, `ManifestEnd`, as after a `Hello`) do?
+    /// The receiver answers with `Verdicts` and `DryRunDone` and creates, claims and changes nothing
+    /// (type 31).
+    DryRun(Hello),
+    /// Receiver to client: the verdicts of files `first_file_id..` in manifest order of regular files; as
+    /// many messages as the manifest needs, in order (type 32).
+    Verdicts {
+        /// The file id of the first verdict.
+        first_file_id: u32,
+        /// One per file.
+        verdicts: Vec<Verdict>,
+    },
+    /// Receiver to client: every file's verdict was sent; `files` of them (type 33).
+    DryRunDone {
+        /// The manifest's regular files.
+        files: u32,
+    },
 }
 
 /// What the sending end of a third-party copy is asked to do (PROTOCOL.md §9).
@@ -343,6 +367,8 @@ pub struct ThirdParty {
     pub window_bytes: u64,
     /// Sync, resume, metadata and compression choices.
     pub options: TransferOptions,
+    /// `--shard I/N`: the sending daemon sends only this shard of the source.
+    pub shard: Shard,
 }
 
 /// Most relays one `MeasureRtt` names.
@@ -526,6 +552,7 @@ impl ControlMsg {
                 out.extend_from_slice(&p.window_bytes.to_be_bytes());
                 out.extend_from_slice(&p.options.to_bits().to_be_bytes());
                 put_str(out, &p.path);
+                put_shard(out, p.shard);
             }
             ControlMsg::Welcome(w) => {
                 out.push(12);
@@ -651,6 +678,7 @@ impl ControlMsg {
                 out.extend_from_slice(&t.mtu.to_be_bytes());
                 out.extend_from_slice(&t.window_bytes.to_be_bytes());
                 out.extend_from_slice(&t.options.to_bits().to_be_bytes());
+                put_shard(out, t.shard);
             }
             ControlMsg::RateShare { bps } => {
                 out.push(30);
@@ -662,6 +690,23 @@ impl ControlMsg {
                 out.extend_from_slice(&(json.len() as u32).to_be_bytes());
                 out.extend_from_slice(json.as_bytes());
                 put_str(out, summary);
+            }
+            ControlMsg::DryRun(h) => {
+                out.push(31);
+                put_hello(out, h);
+            }
+            ControlMsg::Verdicts { first_file_id, verdicts } => {
+                assert!(verdicts.len() <= MAX_VERDICTS_PER_MESSAGE);
+                out.push(32);
+                out.extend_from_slice(&first_file_id.to_be_bytes());
+                out.extend_from_slice(&(verdicts.len() as u32).to_be_bytes());
+                for v in verdicts {
+                    v.put(out);
+                }
+            }
+            ControlMsg::DryRunDone { files } => {
+                out.push(33);
+                out.extend_from_slice(&files.to_be_bytes());
             }
         }
         let len = (out.len() - start - 4) as u32;
@@ -756,6 +801,7 @@ impl ControlMsg {
                 window_bytes: r.u64()?,
                 options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
                 path: r.string()?,
+                shard: r.shard()?,
             }),
             12 => ControlMsg::Welcome(Welcome { version: r.u16()?, client: r.addr()?, server: r.addr()? }),
             11 => match r.u8()? {
@@ -860,6 +906,7 @@ impl ControlMsg {
                     mtu: r.u32()?,
                     window_bytes: r.u64()?,
                     options: TransferOptions::from_bits(r.u32()?).ok_or(ControlError::BadValue("options"))?,
+                    shard: r.shard()?,
                 })
             }
             29 => {
@@ -876,6 +923,25 @@ impl ControlMsg {
                 0 => return Err(ControlError::BadValue("rate share")),
                 bps => ControlMsg::RateShare { bps },
             },
+            31 => ControlMsg::DryRun(r.hello()?),
+            32 => {
+                let first_file_id = r.u32()?;
+                let n = r.u32()? as usize;
+                // Check the count against the bytes present before allocating for it.
+                if n > MAX_VERDICTS_PER_MESSAGE || r.buf.len() < n * VERDICT_LEN {
+                    return Err(ControlError::BadValue("verdict count"));
+                }
+                if u64::from(first_file_id) + n as u64 > 1 << 32 {
+                    return Err(ControlError::BadValue("file id"));
+                }
+                let mut verdicts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let bytes: &[u8; VERDICT_LEN] = r.take(VERDICT_LEN)?.try_into().expect("VERDICT_LEN bytes");
+                    verdicts.push(Verdict::parse(bytes).ok_or(ControlError::BadValue("verdict"))?);
+                }
+                ControlMsg::Verdicts { first_file_id, verdicts }
+            }
+            33 => ControlMsg::DryRunDone { files: r.u32()? },
             23 => {
                 let n = r.u8()? as usize;
                 if n > MAX_RTT_CANDIDATES {
@@ -918,10 +984,16 @@ impl ControlMsg {
 fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
     out.extend_from_slice(&e.uid.to_be_bytes());
     out.extend_from_slice(&e.gid.to_be_bytes());
-    let flags = (u8::from(e.sparse) * ENTRY_SPARSE) | (u8::from(e.content_hash.is_some()) * ENTRY_HASH);
+    let flags = (u8::from(e.sparse) * ENTRY_SPARSE)
+        | (u8::from(e.content_hash.is_some()) * ENTRY_HASH)
+        | (u8::from(e.piece.is_some()) * ENTRY_PIECE);
     out.push(flags);
     if let Some(h) = e.content_hash {
         out.extend_from_slice(&h.to_be_bytes());
+    }
+    if let Some(p) = e.piece {
+        out.extend_from_slice(&p.offset.to_be_bytes());
+        out.extend_from_slice(&p.file_size.to_be_bytes());
     }
     put_str(out, &e.link_target);
     // The scan refuses more (Entry::check_xattrs); an encoder never emits what the decoder refuses.
@@ -938,6 +1010,9 @@ fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
 const ENTRY_SPARSE: u8 = 1;
 /// Entry flag: a 16-byte content hash follows.
 const ENTRY_HASH: u8 = 2;
+/// Entry flag: the entry is one range of a split file; `offset` u64 and `file_size` u64 follow (after the
+/// hash, if any).
+const ENTRY_PIECE: u8 = 4;
 
 /// Link targets as text: a hard link's names a manifest path (the receiver sanitizes it again); neither
 /// may hold a NUL (no system call could take it).
@@ -987,6 +1062,12 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&(end as u16).to_be_bytes());
     out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+/// A shard: `index: u32`, `count: u32` (`0, 1` for the whole set).
+fn put_shard(out: &mut Vec<u8>, shard: Shard) {
+    out.extend_from_slice(&shard.index.to_be_bytes());
+    out.extend_from_slice(&shard.count.to_be_bytes());
 }
 
 /// Policy codes in `Pull` (PROTOCOL.md §3.3).
@@ -1049,6 +1130,13 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, ControlError> {
         Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
+    fn shard(&mut self) -> Result<Shard, ControlError> {
+        let (index, count) = (self.u32()?, self.u32()?);
+        if count == 0 || count > super::shard::MAX_SHARDS || index >= count {
+            return Err(ControlError::BadValue("shard"));
+        }
+        Ok(Shard { index, count })
+    }
     fn u128(&mut self) -> Result<u128, ControlError> {
         Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16 bytes")))
     }
@@ -1100,12 +1188,21 @@ impl<'a> Reader<'a> {
         e.uid = self.u32()?;
         e.gid = self.u32()?;
         let flags = self.u8()?;
-        if flags & !(ENTRY_SPARSE | ENTRY_HASH) != 0 {
+        if flags & !(ENTRY_SPARSE | ENTRY_HASH | ENTRY_PIECE) != 0 {
             return Err(ControlError::BadValue("entry flags"));
         }
         e.sparse = flags & ENTRY_SPARSE != 0;
         if flags & ENTRY_HASH != 0 {
             e.content_hash = Some(self.u128()?);
+        }
+        if flags & ENTRY_PIECE != 0 {
+            let piece = super::shard::Piece { offset: self.u64()?, file_size: self.u64()? };
+            // Only the ranges the receiver assembles files from, of regular files, never sparse (a range is
+            // written as it comes).
+            if e.kind != EntryKind::File || e.sparse || !piece.is_on_layout(e.size) {
+                return Err(ControlError::BadValue("file range"));
+            }
+            e.piece = Some(piece);
         }
         e.link_target = self.string()?;
         check_link_target(e.kind, &e.link_target)?;
@@ -1145,6 +1242,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::verdict::VerdictKind;
 
     pub(crate) fn samples() -> Vec<ControlMsg> {
         vec![
@@ -1172,6 +1270,14 @@ mod tests {
                 sparse: true,
                 content_hash: Some(u128::MAX / 3),
                 xattrs: vec![("user.test".into(), b"v\0x".to_vec()), ("user.empty".into(), Vec::new())],
+                ..Entry::default()
+            }),
+            ControlMsg::Entry(Entry {
+                rel_path: "dataset/huge.bin".into(),
+                kind: EntryKind::File,
+                size: 64 << 20,
+                content_hash: Some(7),
+                piece: Some(crate::wire::shard::Piece { offset: 128 << 20, file_size: 200 << 20 }),
                 ..Entry::default()
             }),
             ControlMsg::Entry(Entry {
@@ -1225,6 +1331,7 @@ mod tests {
                 window_bytes: 0,
                 options: Default::default(),
                 path: "/home/me/run42".into(),
+                shard: Shard { index: 2, count: 4 },
             }),
             ControlMsg::Welcome(Welcome {
                 version: 3,
@@ -1291,6 +1398,7 @@ mod tests {
                 mtu: 9000,
                 window_bytes: 0,
                 options: TransferOptions { compress: crate::wire::Compression::Zstd(3), ..Default::default() },
+                shard: Shard::WHOLE,
             }),
             ControlMsg::CopyDone { exit_code: 0, json: "{\"files\":1}".into(), summary: "done".into() },
             ControlMsg::MeasureRtt { urls: vec!["mover://r1:7400".into(), "mover://[::1]".into()] },
@@ -1306,6 +1414,28 @@ mod tests {
                 bytes_total: 4,
                 message: "lost".into(),
             }),
+            ControlMsg::DryRun(Hello {
+                version: 1,
+                block_payload: 8912,
+                rate_bps: 200_000_000,
+                window_blocks: 1 << 16,
+                entry_count: 2,
+                total_bytes: 5,
+                cipher: Cipher::None,
+                options: TransferOptions { checksum: true, ..Default::default() },
+                policy: Policy::Fair,
+                dest: "in".into(),
+            }),
+            ControlMsg::Verdicts {
+                first_file_id: 7,
+                verdicts: vec![
+                    Verdict { kind: VerdictKind::New, held: 0 },
+                    Verdict { kind: VerdictKind::Changed, held: 1 << 24 },
+                    Verdict { kind: VerdictKind::Unchanged, held: 0 },
+                ],
+            },
+            ControlMsg::Verdicts { first_file_id: 0, verdicts: Vec::new() },
+            ControlMsg::DryRunDone { files: 3 },
         ]
     }
 
@@ -1364,6 +1494,7 @@ mod tests {
             window_bytes: 0,
             options: Default::default(),
             path: String::new(),
+            shard: Shard::WHOLE,
         })
         .encode(&mut pull);
         pull[8] = 3;
@@ -1371,6 +1502,12 @@ mod tests {
         // A queue place of 0, or past the end of the queue.
         assert_eq!(ControlMsg::decode(&[15, 0, 0, 0, 0, 0, 0, 0, 5]), Err(ControlError::BadValue("queue place")));
         assert_eq!(ControlMsg::decode(&[15, 0, 0, 0, 6, 0, 0, 0, 5]), Err(ControlError::BadValue("queue place")));
+        // Verdicts claiming more than their bytes hold, past the last file id, or of an unknown kind.
+        assert_eq!(ControlMsg::decode(&[32, 0, 0, 0, 0, 0, 0, 0, 2, 0]), Err(ControlError::BadValue("verdict count")));
+        let past_end = [32u8, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(ControlMsg::decode(&past_end), Err(ControlError::BadValue("file id")));
+        let odd = [32u8, 0, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(ControlMsg::decode(&odd), Err(ControlError::BadValue("verdict")));
         // A rate share of nothing: no sender could keep to it.
         assert_eq!(ControlMsg::decode(&[30, 0, 0, 0, 0, 0, 0, 0, 0]), Err(ControlError::BadValue("rate share")));
     }
@@ -1415,6 +1552,30 @@ mod tests {
         assert_eq!(enc(sized), Err(ControlError::BadValue("link size or flags")));
         let hashed_dir = Entry { kind: EntryKind::Dir, content_hash: Some(1), ..Entry::default() };
         assert_eq!(enc(hashed_dir), Err(ControlError::BadValue("directory flags")));
+        // File ranges: only those of the layout, of regular files that are not sparse.
+        let piece = |offset, size, file_size| Entry {
+            size,
+            piece: Some(crate::wire::shard::Piece { offset, file_size }),
+            ..Entry::default()
+        };
+        assert!(enc(piece(64 << 20, 36 << 20, 100 << 20)).is_ok());
+        for (offset, size, file_size) in [
+            (1, 64 << 20, 200 << 20),
+            (0, 64 << 20, 64 << 20),
+            (0, 1 << 20, 200 << 20),
+            (192 << 20, 64 << 20, 200 << 20),
+            (256 << 20, 1, 200 << 20),
+        ] {
+            assert_eq!(
+                enc(piece(offset, size, file_size)),
+                Err(ControlError::BadValue("file range")),
+                "{offset} {size}"
+            );
+        }
+        let sparse = Entry { sparse: true, ..piece(0, 64 << 20, 100 << 20) };
+        assert_eq!(enc(sparse), Err(ControlError::BadValue("file range")));
+        let dir = Entry { kind: EntryKind::Dir, ..piece(0, 0, 100 << 20) };
+        assert_eq!(enc(dir), Err(ControlError::BadValue("file range")));
         // A value over 64 KiB, and a count of attributes the frame cannot hold.
         let big = Entry { xattrs: vec![("user.a".into(), vec![0; (64 << 10) + 1])], ..Entry::default() };
         assert_eq!(enc(big), Err(ControlError::BadValue("extended attributes")));
@@ -1427,7 +1588,7 @@ mod tests {
         let mut f = Vec::new();
         ControlMsg::Entry(Entry::default()).encode(&mut f);
         let flags_at = f.len() - 2 - 2 - 1;
-        f[flags_at] = 4;
+        f[flags_at] = 8;
         assert_eq!(ControlMsg::decode(&f[4..]), Err(ControlError::BadValue("entry flags")));
     }
 

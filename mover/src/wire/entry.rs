@@ -58,6 +58,9 @@ pub struct Entry {
     /// xxh3-128 of the file's content, sent with `--checksum` so the receiver can compare it with what it
     /// holds instead of size and mtime.
     pub content_hash: Option<u128>,
+    /// For one range of a file split between shards (`--shard`): where the range lies in the whole file;
+    /// `size` is the range's length. `None` for a whole file.
+    pub piece: Option<super::shard::Piece>,
 }
 
 impl Entry {

@@ -17,7 +17,9 @@ pub mod options;
 pub mod policy;
 pub mod replay;
 pub mod seal;
+pub mod shard;
 pub mod stripe;
+pub mod verdict;
 
 pub use cipher::Cipher;
 pub use compress::Compression;

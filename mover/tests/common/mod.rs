@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod netns;
 pub mod netns_star;
+pub mod slurm;
 pub mod tokens;
 
 /// Skips a test that lacks a capability (root, sshd, a network namespace, a tmpfs): prints `SKIPPED <test>:

@@ -23,11 +23,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How often the display reads the counters (and the bar redraws, at most).
-const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// The bar's rate covers this much time: 100 ms frames alone would flicker.
-const BAR_RATE_WINDOW: Duration = Duration::from_secs(2);
+pub(crate) const BAR_RATE_WINDOW: Duration = Duration::from_secs(2);
 /// One JSON event this often; its rate covers the interval since the previous one.
-const JSON_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const JSON_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What `--progress` shows.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,16 +59,22 @@ pub struct ProgressArgs {
 
 /// What the display draws, from the flags and whether stderr is a terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Show {
+pub(crate) enum Show {
+    /// No display.
     Nothing,
-    Bar { forced: bool },
+    /// A bar; `forced` draws it even when stderr is not a terminal.
+    Bar {
+        /// `--progress bar`.
+        forced: bool,
+    },
+    /// One JSON event a second.
     Json,
 }
 
 impl ProgressArgs {
     /// What to draw. `--quiet` silences the bar (a contradicting `--progress bar` is refused); JSON events
     /// are machine output a script asked for, so `--quiet --progress json` keeps them.
-    fn show(&self, stderr_is_terminal: bool) -> Result<Show, Failed> {
+    pub(crate) fn show(&self, stderr_is_terminal: bool) -> Result<Show, Failed> {
         Ok(match (self.progress, self.quiet) {
             (ProgressMode::Bar, true) => {
                 return Err(Failed {
@@ -224,7 +230,7 @@ fn display(live: &Live, end: End, show: Show, rx: &mpsc::Receiver<Msg>) {
 
 /// The next time on a fixed schedule (one event a second, not a second after the last one drawn),
 /// skipping what was missed while the machine was busy.
-fn later(at: Instant, every: Duration, now: Instant) -> Instant {
+pub(crate) fn later(at: Instant, every: Duration, now: Instant) -> Instant {
     let next = at + every;
     if next <= now {
         now + every
