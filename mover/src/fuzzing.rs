@@ -956,6 +956,7 @@ pub fn seed_corpus() -> Vec<Seed> {
                 total_bytes: 1 << 33,
                 cipher: crate::wire::Cipher::Aes256Gcm,
                 options: Default::default(),
+                policy: crate::proto::policy::Policy::Fair,
                 dest: "projects/run42".into(),
             }),
         ),
@@ -1096,6 +1097,9 @@ pub fn seed_corpus() -> Vec<Seed> {
     // The daemon's queue place (type 15), and a place past the queue's end.
     add("control_msg", "queued", frame_body(&ControlMsg::Queued { position: 3, waiting: 7 }));
     add("control_msg", "queued_past_end", vec![15, 0, 0, 0, 9, 0, 0, 0, 2]);
+    // The daemon's rate share (type 30), and a share of nothing, which is refused.
+    add("control_msg", "rate_share", frame_body(&ControlMsg::RateShare { bps: 200_000_000 }));
+    add("control_msg", "rate_share_zero", vec![30, 0, 0, 0, 0, 0, 0, 0, 0]);
     // Sealed blocks: one built and untouched, one with a flipped byte, one sealed block file as a relay
     // would serve it, and a truncated one.
     let mut built = vec![0u8];
@@ -1159,6 +1163,7 @@ pub fn seed_corpus() -> Vec<Seed> {
             total_bytes: 10,
             cipher: crate::wire::Cipher::Aes256Gcm,
             options: Default::default(),
+            policy: crate::proto::policy::Policy::Fair,
             dest: "d".into(),
         },
         transfer_id: 1,
@@ -1191,6 +1196,7 @@ pub fn seed_corpus() -> Vec<Seed> {
         total_bytes: 10,
         cipher: crate::wire::Cipher::Aes256Gcm,
         options: Default::default(),
+        policy: crate::proto::policy::Policy::Fair,
         dest: "in".into(),
     });
     add("control_msg", "dry_run", frame_body(&dry_run));

@@ -1,7 +1,9 @@
 //! The `mover` command line.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use mover::cmd::args::{AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, ServerAuthArgs, SyncArgs};
+use mover::cmd::args::{
+    AdmissionArgs, ClientAuthArgs, FilesFromArgs, LimitArgs, RateCapArgs, ServerAuthArgs, SyncArgs,
+};
 use mover::cmd::{
     bench_cipher, bench_disk, bench_e2e, bench_net, demo, doctor, foreign_flags, packaging, pull, push, serve,
     serve_config,
@@ -143,6 +145,8 @@ struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     admission: AdmissionArgs,
+    #[command(flatten)]
+    rate_caps: RateCapArgs,
     #[command(flatten)]
     service: serve_config::ServiceArgs,
 }
@@ -633,6 +637,7 @@ fn serve_options(a: ServeArgs) -> Result<(session::ServeOptions, Option<session:
         log_sessions: true,
         relay: None,
         no_third_party: a.no_third_party,
+        governor: session::governor::Governor::new(a.rate_caps.caps()),
     };
     Ok((opts, stdio))
 }

@@ -187,6 +187,7 @@ fn hello(entries: u64, dest: &str) -> ControlMsg {
         total_bytes: 0,
         cipher: Cipher::None,
         options: Default::default(),
+        policy: Default::default(),
         dest: dest.into(),
     })
 }

@@ -161,6 +161,7 @@ fn refusal(server: &Server, auth: &ClientAuth, dest: &str, entries: &[Entry]) ->
         total_bytes: entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum(),
         cipher: Cipher::default(),
         options: Default::default(),
+        policy: Default::default(),
         dest: dest.into(),
     };
     let mut msgs = vec![ControlMsg::Hello(hello)];

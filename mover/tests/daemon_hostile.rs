@@ -90,6 +90,7 @@ fn hostile_hello(dest: &str) -> ControlMsg {
         total_bytes: 0,
         cipher: Cipher::default(),
         options: Default::default(),
+        policy: Default::default(),
         dest: dest.into(),
     })
 }

@@ -441,6 +441,8 @@ fn every_serve_flag_has_a_key_and_a_file_gives_what_the_flags_give() {
         ("max-sessions", s("4")),
         ("max-queue", s("9")),
         ("max-handshakes", s("7")),
+        ("max-rate", s("\"600M\"")),
+        ("user-max-rate", s("\"alice=200M\"")),
         ("metrics", s("\"127.0.0.1:9400\"")),
         ("log-format", s("\"json\"")),
     ];

@@ -204,6 +204,7 @@ fn check_events(ev: &[Event], bytes: u64, files: u64, min_running: usize, sendin
             "retransmitted",
             "retransmitted_percent",
             "policy_rate_bps",
+            "rate_share_bps",
         ] {
             e.get(key);
         }

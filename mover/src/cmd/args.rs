@@ -2,7 +2,8 @@
 
 use crate::connect::{ClientAuth, ConnectError, ServerAuth};
 use crate::files::MAX_COMPONENT_LEN;
-use crate::rate::parse_size_bytes;
+use crate::rate::{parse_rate_bps, parse_size_bytes};
+use crate::session::governor::{parse_user_cap, RateCaps};
 use crate::session::limits::{Limits, DEFAULT_MAX_FILES, DEFAULT_MAX_SESSIONS_PER_CLIENT};
 use crate::session::{
     AdmissionLimits, MemoryBudget, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS, MAX_ENTRIES,
@@ -233,6 +234,29 @@ impl FilesFromArgs {
     /// `--files-from`.
     pub fn read(&self) -> Result<Option<Vec<String>>, crate::files::FilesError> {
         self.files_from.as_deref().map(|f| crate::files::read_files_from(f, self.from0)).transpose()
+    }
+}
+
+/// `mover serve`'s rate caps: site-wide bandwidth governance (PROTOCOL.md §3.7, decision 0035).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RateCapArgs {
+    /// The most all sessions together may send, bits/s with SI suffix (600M, 10G): shared between the
+    /// running sessions by their policies (fair and fixed evenly up to what each asks, low only what they
+    /// leave), each sender told its share and kept to it; re-balanced as sessions start and end.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate_bps)]
+    pub max_rate: Option<u64>,
+    /// The most one user's sessions may send together, NAME=RATE (alice=200M; cert:HEX=RATE or
+    /// ip:ADDR=RATE for clients known so); repeat for each user. In --config: user-max-rate =
+    /// ["alice=200M"], or a [user-max-rate] table of alice = "200M".
+    #[arg(long, value_name = "NAME=RATE", value_parser = parse_user_cap)]
+    pub user_max_rate: Vec<(String, u64)>,
+}
+
+impl RateCapArgs {
+    /// The caps the flags ask for; a user named twice keeps the later rate (the command line's over the
+    /// config file's).
+    pub fn caps(&self) -> RateCaps {
+        RateCaps { max_rate_bps: self.max_rate, user_max_rate_bps: self.user_max_rate.iter().cloned().collect() }
     }
 }
 

@@ -3,8 +3,9 @@
 //! A config file is TOML whose keys are `serve`'s long flag names (`listen`, `root`, `max-sessions`; `_`
 //! may stand for `-`). It is read before clap parses the command line and becomes flags inserted right
 //! after `serve` (`key = "v"` -> `--key=v`, `key = true` -> `--key`, `false` -> nothing, an array -> the
-//! flag once per element), so every flag has a key by construction and clap checks every value the same
-//! way. `serve` overrides repeated flags with the later one, so the command line wins over the file
+//! flag once per element, and for a flag whose values are `NAME=VALUE` pairs a table -> the flag once per
+//! entry: `[user-max-rate]` with `alice = "200M"` is `--user-max-rate=alice=200M`), so every flag has a key
+//! by construction and clap checks every value the same way. `serve` overrides repeated flags with the later one, so the command line wins over the file
 //! (decision 0018). What a key may not be set to is reported with the file, its line and the key.
 
 use crate::exit::{ExitClass, Failed};
@@ -135,6 +136,10 @@ pub fn flags_from_toml(serve: &Command, text: &str, file: &str) -> Result<Vec<Os
         }
         let values: Vec<String> = match value {
             DeValue::Array(items) => items.iter().map(|v| scalar(v.get_ref(), &at, given)).collect::<Result<_, _>>()?,
+            DeValue::Table(entries) if takes_pairs(arg) => entries
+                .iter()
+                .map(|(k, v)| Ok(format!("{}={}", k.get_ref(), scalar(v.get_ref(), &at, given)?)))
+                .collect::<Result<_, Failed>>()?,
             v => vec![scalar(v, &at, given)?],
         };
         for v in values {
@@ -143,6 +148,11 @@ pub fn flags_from_toml(serve: &Command, text: &str, file: &str) -> Result<Vec<Os
         }
     }
     Ok(flags)
+}
+
+/// Whether the flag's values are `NAME=VALUE` pairs (its value name says so), which a table may give.
+fn takes_pairs(arg: &Arg) -> bool {
+    arg.get_value_names().is_some_and(|names| names.iter().any(|n| n.as_str().contains('=')))
 }
 
 /// A value that stands for one flag value: a string, a number.
@@ -290,6 +300,8 @@ mod tests {
             max_sessions: Option<u64>,
             #[arg(long)]
             once: bool,
+            #[arg(long, value_name = "NAME=RATE")]
+            cap: Vec<String>,
             #[command(flatten)]
             service: ServiceArgs,
         },
@@ -319,7 +331,7 @@ mod tests {
         let e = flags("\nmax-sesions = 3").unwrap_err();
         assert!(e.starts_with("f.toml line 2: unknown key 'max-sesions': did you mean 'max-sessions'?"), "{e}");
         let e = flags("zzzzzzzzzz = 1").unwrap_err();
-        assert!(e.contains("listen, max-sessions, once, metrics, log-format"), "{e}");
+        assert!(e.contains("listen, max-sessions, once, cap, metrics, log-format"), "{e}");
         let e = flags("max-sessions = 10").unwrap_err();
         assert_eq!(e, "f.toml line 1: max-sessions = 10: invalid value '10': 10 is not in 1..=9");
         assert!(flags("once = \"yes\"").unwrap_err().contains("is a switch"));
@@ -327,6 +339,15 @@ mod tests {
         assert!(flags("config = \"x\"").unwrap_err().contains("cannot be set in a config file"));
         assert!(flags("once = true\nonce = true").unwrap_err().contains("not valid TOML"));
         assert!(flags("once = true\n[users]\na = 1").unwrap_err().contains("unknown key 'users'"));
+    }
+
+    /// A flag of NAME=VALUE pairs takes an array of them or a table; other flags take no table.
+    #[test]
+    fn a_table_gives_a_pairs_flag_once_per_entry() {
+        assert_eq!(flags("cap = [\"a=1M\", \"b=2M\"]").unwrap(), ["--cap=a=1M", "--cap=b=2M"]);
+        assert_eq!(flags("[cap]\nalice = \"200M\"\nbob = 5").unwrap(), ["--cap=alice=200M", "--cap=bob=5"]);
+        assert!(flags("[listen]\na = 1").unwrap_err().contains("takes a value"));
+        assert!(flags("[cap]\na = true").unwrap_err().contains("takes a value"));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct Live {
     pub rate_bps: AtomicU64,
     /// Smoothed round-trip time, microseconds (sending side).
     pub rtt_us: AtomicU64,
+    /// The share of a daemon's rate cap the session keeps to, bits per second; 0 for none (PROTOCOL.md §3.7).
+    /// Sending side: the last share the receiver told, or a daemon's own on a pull it serves; receiving
+    /// side: the last share told to the sender.
+    pub rate_share_bps: AtomicU64,
     /// Valid data packets received (receiving side).
     pub packets_received: AtomicU64,
     /// Duplicates received (receiving side).
@@ -107,6 +111,8 @@ pub struct LiveSnapshot {
     pub rate_bps: u64,
     /// See [`Live::rtt_us`].
     pub rtt_us: u64,
+    /// See [`Live::rate_share_bps`].
+    pub rate_share_bps: u64,
     /// See [`Live::packets_received`].
     pub packets_received: u64,
     /// See [`Live::duplicates`].
@@ -187,6 +193,7 @@ impl Live {
             payload_bytes_sent: get(&self.payload_bytes_sent),
             rate_bps: get(&self.rate_bps),
             rtt_us: get(&self.rtt_us),
+            rate_share_bps: get(&self.rate_share_bps),
             packets_received: get(&self.packets_received),
             duplicates: get(&self.duplicates),
             dropped_invalid: get(&self.dropped_invalid),

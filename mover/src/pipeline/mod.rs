@@ -33,6 +33,7 @@ pub mod journal_keeper;
 pub mod journal_runs;
 pub mod live;
 pub mod pace;
+pub mod rate_share;
 pub mod reader;
 pub mod recv;
 pub mod repair;

@@ -8,6 +8,7 @@
 //! reassembly stage hands it each file's running hash and gets it back advanced: it never reads the disk).
 
 use super::live::{self, Live, PUBLISH_INTERVAL};
+use super::rate_share::RateShareCell;
 use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
 use super::slots::{BufRegion, Slot, SlotPool};
 use super::stats::StageReport;
@@ -57,6 +58,9 @@ pub struct ReceiveSetup {
     /// Where the reassembly stage publishes progress for other threads (a progress bar, the daemon's
     /// metrics).
     pub live: Arc<Live>,
+    /// A daemon's governor's share for this session: the reassembly stage tells the sender each new value
+    /// (`RateShare`, PROTOCOL.md §3.7). `None` where nothing is capped (a pull's client).
+    pub rate_share: Option<Arc<RateShareCell>>,
 }
 
 /// How a pipelined receive ended.
@@ -159,6 +163,7 @@ pub fn run_receive(
         clock,
         live: setup.live.clone(),
         next_publish: std::time::Instant::now(),
+        rate_share: setup.rate_share.clone(),
     };
 
     std::thread::scope(|scope| {
@@ -272,6 +277,8 @@ struct Reassembly<'a> {
     clock: MonotonicClock,
     live: Arc<Live>,
     next_publish: std::time::Instant,
+    /// The daemon's share for the session (see [`ReceiveSetup::rate_share`]).
+    rate_share: Option<Arc<RateShareCell>>,
 }
 
 impl Reassembly<'_> {
@@ -288,6 +295,7 @@ impl Reassembly<'_> {
         live::set(&l.dropped_invalid, sum.dropped_invalid);
         live::set(&l.dropped_auth, sum.dropped_auth);
         live::set(&l.dropped_replayed, sum.dropped_replayed);
+        live::set(&l.rate_share_bps, core.rate_share_bps().unwrap_or(0));
     }
 }
 
@@ -368,6 +376,11 @@ impl Stage for Reassembly<'_> {
     /// The time the store spent waiting for the writer is the stage's output stall.
     fn housekeeping(&mut self, cx: &mut StageCx) {
         cx.meter.stalled_on_output(std::mem::take(&mut self.session.store.stalled));
+        // A changed share is queued for the sender within a millisecond of the governor's change (the core
+        // tells only changes), and goes out with the next poll's control messages.
+        if let Some(bps) = self.rate_share.as_ref().and_then(|cell| cell.get()) {
+            self.session.core.set_rate_share(bps);
+        }
         let now = std::time::Instant::now();
         if now >= self.next_publish {
             self.publish();

@@ -9,6 +9,7 @@ use super::chunks::{ChunkSource, Repairs};
 pub use super::items::FeedbackBuf;
 use super::live::{self, Live, PUBLISH_INTERVAL};
 use super::pace::{AnySink, PacerStage, TxSlot};
+use super::rate_share::RateShareCell;
 use super::reader::{ReaderShared, ReaderStage};
 use super::repair::RepairServer;
 use super::runtime::{join, Inbox, Outbox, Progress, Stage, StageCx, Wiring};
@@ -79,6 +80,9 @@ pub struct SendSetup {
     pub opener: crate::files::Opener,
     /// Where the packetizer publishes progress for other threads (a progress bar, the daemon's metrics).
     pub live: Arc<Live>,
+    /// A daemon serving a pull: its governor's share for the session, which the packetizer gives the core
+    /// as it changes (PROTOCOL.md §3.7). `None` on a client, whose share comes as `RateShare` messages.
+    pub rate_share: Option<Arc<RateShareCell>>,
     /// Where each file id's bytes start in its file (`Scanned::file_bases`: ranges of split files).
     pub bases: Vec<u64>,
 }
@@ -226,6 +230,7 @@ pub fn run_send(
         clock,
         live: setup.live.clone(),
         next_publish: std::time::Instant::now(),
+        rate_share: setup.rate_share.clone(),
     };
 
     let mut stages = Vec::new();
@@ -373,6 +378,8 @@ struct Packetizer<'a> {
     clock: MonotonicClock,
     live: Arc<Live>,
     next_publish: std::time::Instant,
+    /// The daemon's share for a pull it serves (see [`SendSetup::rate_share`]).
+    rate_share: Option<Arc<RateShareCell>>,
 }
 
 impl Packetizer<'_> {
@@ -387,6 +394,7 @@ impl Packetizer<'_> {
         live::set(&l.payload_bytes_sent, st.payload_bytes_sent);
         live::set(&l.rate_bps, self.sender.rate_bps());
         live::set(&l.rtt_us, self.sender.srtt_ns() / 1_000);
+        live::set(&l.rate_share_bps, self.sender.rate_share_bps().unwrap_or(0));
         live::set(&l.dropped_invalid, st.drops.invalid());
         live::set(&l.dropped_auth, st.drops.get(crate::wire::DropReason::BadTag));
         let replayed = st.drops.get(crate::wire::DropReason::Replayed) + st.drops.get(crate::wire::DropReason::TooOld);
@@ -478,6 +486,11 @@ impl Stage for Packetizer<'_> {
     /// The time spent waiting for chunks inside the core's reads is the stage's input stall.
     fn housekeeping(&mut self, cx: &mut StageCx) {
         cx.meter.stalled_on_input(std::mem::take(&mut self.source.stalled));
+        // A changed share is applied within a millisecond of the governor's change, and costs one load here.
+        let share = self.rate_share.as_ref().and_then(|cell| cell.get());
+        if let Some(bps) = share.filter(|&bps| self.sender.rate_share_bps() != Some(bps)) {
+            self.sender.set_rate_share(self.clock.now(), bps);
+        }
         let now = std::time::Instant::now();
         if now >= self.next_publish {
             self.publish();

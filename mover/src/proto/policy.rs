@@ -260,6 +260,9 @@ pub struct RateController {
     policy: Policy,
     ceiling: f64,
     floor: f64,
+    /// The most the receiving daemon lets this session send (`RateShare`, PROTOCOL.md §3.7); infinite until
+    /// one is told. The rate stays within min(ceiling, share), and the floor gives way to it.
+    share: f64,
     /// Datagram bytes per payload byte, to compare the receiver's payload rate with the pacing rate.
     overhead: f64,
     /// Datagram size, bytes (to turn the bytes sent in a round into datagrams).
@@ -368,6 +371,7 @@ impl RateController {
             policy,
             ceiling,
             floor,
+            share: f64::INFINITY,
             overhead: datagram as f64 / payload as f64,
             datagram: datagram as f64,
             phase: if policy == Policy::Fixed { Phase::Steady } else { Phase::Startup },
@@ -432,6 +436,51 @@ impl RateController {
     /// The largest rate chosen so far, bits per second.
     pub fn max_rate_bps(&self) -> u64 {
         self.max_rate as u64
+    }
+
+    /// Caps the rate at `share_bps` from now on (the daemon's share of its rate cap, PROTOCOL.md §3.7):
+    /// `fixed` paces at min(rate, share), and back at its rate when the share grows again; `fair` and `low`
+    /// keep their ceiling at min(ceiling, share), a rate above it cut at once, and grow into a larger share
+    /// as they grow into any free capacity (by probing). The share wins over `--min-rate`: the daemon's cap
+    /// is a promise to its site, the floor only the user's wish.
+    ///
+    /// A share that grows (another of the daemon's sessions ended: its capacity is free) while `fair` or
+    /// `low` runs below the rate a session starts at restarts startup from there, as a new session would.
+    /// Probing up from a few Mbit/s takes long where it can take at all: with jumbo datagrams one is many
+    /// milliseconds apart, each delay sample carries the hosts' wake-up latency, and on the loaded 2-core
+    /// test machine a `low` session held at its 6 Mbit/s floor share read that as 7-30 ms of queue and
+    /// stayed near 1 Mbit/s for seconds after the other sessions had ended and its share was 600.
+    pub fn set_share(&mut self, now: Time, share_bps: u64) {
+        debug_assert!(share_bps > 0, "a share of nothing is refused on the wire");
+        let grew = self.share.is_finite() && share_bps as f64 > self.share;
+        self.share = share_bps.max(1) as f64;
+        let restart = grew
+            && self.policy != Policy::Fixed
+            && self.competition.is_none()
+            && self.rate < START_RATE_BPS.min(self.cap());
+        match self.policy {
+            Policy::Fixed => self.set_rate(self.ceiling),
+            Policy::Fair | Policy::Low if restart => {
+                self.phase = Phase::Startup;
+                self.startup_best_delivery = 0.0;
+                self.short_deliveries = 0;
+                self.velocity = START_VELOCITY;
+                self.set_rate(START_RATE_BPS);
+                self.start_round(now);
+            }
+            Policy::Fair | Policy::Low => self.set_rate(self.rate),
+        }
+        debug_assert!(self.rate <= self.share, "rate {} above the share {}", self.rate, self.share);
+    }
+
+    /// The share the daemon last gave, bits per second, if it gave one.
+    pub fn share_bps(&self) -> Option<u64> {
+        self.share.is_finite().then_some(self.share as u64)
+    }
+
+    /// The most the rate may be: the user's ceiling, or the daemon's share if it is lower.
+    fn cap(&self) -> f64 {
+        self.ceiling.min(self.share)
     }
 
     /// Whether `fair` is in its competitive mode (a standing queue that is not its own).
@@ -873,7 +922,7 @@ impl RateController {
         self.prev_min_queue = Some(min_queue);
         if self.policy == Policy::Fair {
             // The loss-driven share is a floor under the total: the delay-driven share shrinks to zero first.
-            self.aimd = self.aimd.min(self.ceiling);
+            self.aimd = self.aimd.min(self.cap());
             total = total.max(self.aimd);
         }
         self.set_rate(total);
@@ -1005,7 +1054,8 @@ impl RateController {
     }
 
     fn set_rate(&mut self, rate: f64) {
-        self.rate = rate.clamp(self.floor, self.ceiling);
+        let cap = self.cap();
+        self.rate = rate.clamp(self.floor.min(cap), cap);
         self.max_rate = self.max_rate.max(self.rate);
     }
 }
@@ -1154,6 +1204,50 @@ mod tests {
         }
         assert_eq!(c.rate_bps(), 50_000_000, "a standing 80 ms queue pushes low down to its floor");
         assert_eq!(c.max_rate_bps(), 300_000_000);
+    }
+
+    /// The daemon's share caps every policy at once and for good: `fixed` paces at min(rate, share) and
+    /// returns to its rate when the share grows; `fair` and `low` are cut to the share and never probe above
+    /// it, and grow into a larger one; the share wins over `--min-rate`.
+    #[test]
+    fn a_share_caps_every_policy_and_a_larger_one_is_grown_into() {
+        let mut f = RateController::new(Policy::Fixed, 1_000_000_000, 0, 1000, 1000, Time::ZERO);
+        assert_eq!(f.share_bps(), None);
+        f.set_share(Time::ZERO, 300_000_000);
+        assert_eq!((f.rate_bps(), f.share_bps()), (300_000_000, Some(300_000_000)));
+        f.set_share(Time::ZERO, 2_000_000_000);
+        assert_eq!(f.rate_bps(), 1_000_000_000, "back at its rate, never above it");
+
+        // An idle path that carries everything: the receiver sees what was sent, no queue.
+        fn run(c: &mut RateController, now: &mut Time, steps: usize, bound: f64) -> f64 {
+            for _ in 0..steps {
+                *now = now.plus_ns(2_000_000);
+                let rate = c.rate_bps() as f64;
+                c.on_send(*now, (rate * 0.002 / 8.0) as usize);
+                feed(c, *now, 1000, rate, 0);
+                assert!(c.rate_bps() as f64 <= bound, "{}: {} above the share {bound}", c.policy(), c.rate_bps());
+            }
+            c.rate_bps() as f64
+        }
+        for policy in [Policy::Fair, Policy::Low] {
+            let mut c = RateController::new(policy, 10_000_000_000, 50_000_000, 1000, 1000, Time::ZERO);
+            let mut now = Time::ZERO;
+            let grown = run(&mut c, &mut now, 500, f64::INFINITY);
+            assert!(grown > 1e9, "{policy} grew on an idle path: {grown}");
+            c.set_share(now, 200_000_000);
+            assert_eq!(c.rate_bps(), 200_000_000, "{policy}: cut to the share at once");
+            assert_eq!(run(&mut c, &mut now, 500, 200e6), 200e6, "{policy} holds at the share on an idle path");
+            c.set_share(now, 400_000_000);
+            assert_eq!(c.rate_bps(), 200_000_000, "{policy}: above the start rate a larger share is grown into");
+            assert_eq!(run(&mut c, &mut now, 100, 400e6), 400e6, "{policy} grew into the larger share within 200 ms");
+            c.set_share(now, 10_000_000);
+            assert_eq!(c.rate_bps(), 10_000_000, "{policy}: the share wins over the 50 Mbit/s floor");
+            assert_eq!(run(&mut c, &mut now, 100, 10e6), 10e6);
+            // The others ended: from a share below the start rate, startup again from the start rate.
+            c.set_share(now, 600_000_000);
+            assert!(c.in_startup() && c.rate_bps() == START_RATE_BPS as u64, "{policy}: {}", c.rate_bps());
+            assert_eq!(run(&mut c, &mut now, 150, 600e6), 600e6, "{policy} took the larger share within 300 ms");
+        }
     }
 
     /// A receiver that stamps arrivals late (a backlog of its own) adds delay to the one-way samples but not

@@ -139,6 +139,8 @@ pub struct Receiver {
     done_at_start: (u64, u64),
     /// The decompressor and the block it decompressed last, made at the first compressed block.
     unpacker: Option<(BlockUnpacker, Vec<u8>)>,
+    /// The rate share last told to the sender (`RateShare`, PROTOCOL.md §3.7).
+    told_share_bps: Option<u64>,
 }
 
 /// Feedback datagrams at most per feedback interval, so a burst of NAKs is bounded (PROTOCOL.md §4.4).
@@ -204,6 +206,7 @@ impl Receiver {
             bytes_committed: 0,
             done_at_start: (0, 0),
             unpacker: None,
+            told_share_bps: None,
         };
         if let Some(e) = invalid {
             r.fail(e.to_string());
@@ -494,6 +497,24 @@ impl Receiver {
         self.reset_round_state();
     }
 
+    /// Gives the sender a share of the daemon's rate cap, `bps` bits per second (PROTOCOL.md §3.7): a
+    /// `RateShare` for it comes out of [`Receiver::poll_control`] when the share differs from the last one
+    /// told, so a driver may call this as often as it likes (the daemon's reassembly stage does from its
+    /// housekeeping). Nothing is told once the session has ended.
+    pub fn set_rate_share(&mut self, bps: u64) {
+        debug_assert!(bps > 0, "a share of nothing cannot be told (the wire refuses it)");
+        if self.told_share_bps == Some(bps) || bps == 0 || self.state != ReceiverState::Receiving {
+            return;
+        }
+        self.told_share_bps = Some(bps);
+        self.control_out.push_back(ControlMsg::RateShare { bps });
+    }
+
+    /// The rate share last told to the sender, if any.
+    pub fn rate_share_bps(&self) -> Option<u64> {
+        self.told_share_bps
+    }
+
     /// The next control message for the sender, if any.
     pub fn poll_control(&mut self) -> Option<ControlMsg> {
         self.control_out.pop_front()
@@ -640,6 +661,24 @@ mod tests {
         h.emit(&mut buf);
         r.sealer.clone().seal(&mut buf);
         buf
+    }
+
+    /// A share is told once per change, and never after the session ended.
+    #[test]
+    fn a_rate_share_is_told_once_per_change() {
+        let mut r = Receiver::new(Config::new(9, 1472, 1_000_000_000), vec![5000], Time::ZERO);
+        assert_eq!(r.rate_share_bps(), None);
+        r.set_rate_share(300_000_000);
+        r.set_rate_share(300_000_000);
+        r.set_rate_share(200_000_000);
+        let told: Vec<ControlMsg> = std::iter::from_fn(|| r.poll_control()).collect();
+        let want = [ControlMsg::RateShare { bps: 300_000_000 }, ControlMsg::RateShare { bps: 200_000_000 }];
+        assert_eq!(told, want);
+        assert_eq!(r.rate_share_bps(), Some(200_000_000));
+        r.fail("gone".into());
+        let _ = std::iter::from_fn(|| r.poll_control()).count();
+        r.set_rate_share(100_000_000);
+        assert_eq!(r.poll_control(), None, "an ended session is told nothing");
     }
 
     #[test]

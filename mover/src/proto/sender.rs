@@ -14,9 +14,10 @@
 //!
 //! Who paces: by default the core's own [`Pacer`] (the simulator and any driver that sends at once). A driver
 //! that releases datagrams at the rate itself (the pipeline's pacer stage) calls
-//! [`Sender::set_driver_pacing`]: the core then keeps no token bucket; it supplies the order of departures
-//! and the rate ([`Sender::rate_bps`]) and builds ahead only while the driver's backlog
-//! ([`Sender::set_send_backlog`]) is below one burst of the rate.
+//! [`Sender::set_driver_pacing`]: the core's bucket then no longer holds datagrams back; it supplies the
+//! order of departures and the rate ([`Sender::rate_bps`]), builds ahead only while the driver's backlog
+//! ([`Sender::set_send_backlog`]) is below one burst of the rate, and keeps its bucket only to stamp each
+//! datagram with the departure the driver's own bucket will give it.
 
 use super::compress::{BlockEncoder, SendSignal};
 use super::config::Config;
@@ -354,8 +355,9 @@ impl Sender {
 
     /// Hands pacing to the driver, which releases datagrams at [`Sender::rate_bps`] and reports what it still
     /// holds through [`Sender::set_send_backlog`]. From then on a datagram may be built while that backlog is
-    /// below the configured burst's worth of the rate (at least one datagram), and its `tx_time` is `now`
-    /// plus the backlog's time at the rate: when the driver will release it.
+    /// below the configured burst's worth of the rate (at least one datagram), and its `tx_time` is when the
+    /// driver will release it: `now` plus the backlog's time at the rate, or later while the rate's bucket
+    /// is still paying for the datagrams before it (at a low rate one datagram is many milliseconds).
     pub fn set_driver_pacing(&mut self) {
         self.driver_paces = true;
     }
@@ -388,6 +390,21 @@ impl Sender {
     /// The rate the sender paces at now, bits per second of datagram bytes (the policy's choice).
     pub fn rate_bps(&self) -> u64 {
         self.pacer.rate_bps()
+    }
+
+    /// Caps the rate at `bps` from now on: the receiving daemon's share of its rate cap (`RateShare`,
+    /// PROTOCOL.md §3.7), told before `Accept` and whenever it changes; a daemon that sends (a pull) applies
+    /// its share here itself. The pacer takes the capped rate at once, so nothing built after this call
+    /// leaves faster.
+    pub fn set_rate_share(&mut self, now: Time, bps: u64) {
+        self.rate.set_share(now, bps);
+        self.pacer.set_rate_bps(self.rate.rate_bps());
+        debug_assert!(self.pacer.rate_bps() <= bps.max(1), "paced {} above the share {bps}", self.pacer.rate_bps());
+    }
+
+    /// The share of the receiving daemon's rate cap this session was last told, bits per second, if any.
+    pub fn rate_share_bps(&self) -> Option<u64> {
+        self.rate.share_bps()
     }
 
     /// Compresses blocks with `encoder` from now on (`--compress`, PROTOCOL.md §4.9); `None` sends raw.
@@ -604,6 +621,7 @@ impl Sender {
             }
             ControlMsg::Complete(summary) => self.state = SenderState::Done(summary),
             ControlMsg::Error { message } => self.fail(format!("receiver: {message}")),
+            ControlMsg::RateShare { bps } => self.set_rate_share(now, bps),
             _ => {}
         }
     }
@@ -828,10 +846,13 @@ impl Sender {
             Pick::New => {}
         }
         // The scheduled departure, not the build time: the packetizer runs up to a burst ahead of the pacer
-        // stage, and that lead (longer at low rates) would read as queueing delay at the receiver.
+        // stage, and that lead (longer at low rates) would read as queueing delay at the receiver. Under
+        // driver pacing too the bucket's time counts, not only the backlog: a datagram built the moment the
+        // driver released the one before leaves a datagram's time at the rate later (12 ms for 8972 bytes at
+        // 6 Mbit/s), and stamped at once it read as that much queue, which `low` drained into a spiral down
+        // to 0.1 Mbit/s, and from which neither policy climbs back quickly.
         let backlog_departure = now.plus_ns(self.time_at_rate_ns(self.send_backlog_bytes));
-        let departure =
-            if self.driver_paces { backlog_departure } else { self.pacer.departure(now).max(backlog_departure) };
+        let departure = self.pacer.departure(now).max(backlog_departure);
         let mut header = DataHeader {
             session_id: self.cfg.session_id,
             packet_number: self.packet_number,
@@ -893,9 +914,8 @@ impl Sender {
         }
         self.sealer.seal(&mut buf[..total]);
         self.packet_number += 1;
-        if !self.driver_paces {
-            self.pacer.on_send(now, total);
-        }
+        // Under driver pacing the bucket only stamps departures (`may_build` does not ask it).
+        self.pacer.on_send(now, total);
         self.rate.on_send(now, total);
         self.stats.packets_sent += 1;
         self.sent_unheard_since.get_or_insert(now);
@@ -1155,6 +1175,28 @@ mod tests {
         // The driver released half of it: the core builds again, at the same instant.
         s.set_send_backlog(backlog / 2);
         assert!(s.poll_transmit(now, &mut src, &mut buf).unwrap().is_some());
+    }
+
+    /// At a low rate one datagram is many milliseconds: one built the moment the driver released the one
+    /// before (its backlog back to 0) is stamped with the departure the driver's bucket gives it, a
+    /// datagram's time at the rate later, not with the build time (which read as a queue of that much).
+    #[test]
+    fn driver_pacing_stamps_the_departure_the_rate_gives_at_low_rates() {
+        let mut s = Sender::new(Config::new(9, 8972, 6_000_000), vec![8912 * 100], Time::ZERO);
+        s.set_driver_pacing();
+        let mut buf = vec![0u8; 9000];
+        let now = Time(5_000_000);
+        let datagram_ns = 8972 * 8 * 1_000_000_000 / 6_000_000;
+        let mut expect_us = now.0 / 1000;
+        for k in 0..4u64 {
+            // The driver took the last one: nothing is queued ahead of this datagram but the rate's bucket.
+            s.set_send_backlog(0);
+            let at = now.plus_ns(k * 1000);
+            let len = s.poll_transmit(at, &mut PatternSource, &mut buf).unwrap().expect("a datagram");
+            let h = DataHeader::parse(&buf[..len]).unwrap();
+            assert_eq!(h.tx_time_us as u64, expect_us, "datagram {k}");
+            expect_us = (now.0 + (k + 1) * datagram_ns) / 1000;
+        }
     }
 
     /// The sender was descheduled after its core produced blocks 10.. but before they reached the network;

@@ -82,6 +82,7 @@ pub fn dry_run(opts: &PushOptions) -> Result<DryRunReport, SessionError> {
         total_bytes: files.iter().map(|e| e.size).sum(),
         cipher: opts.cipher,
         options: opts.options,
+        policy: opts.policy,
         dest: reached.dest.clone(),
     };
     let ch = reached.ch();

@@ -135,6 +135,7 @@ mod tests {
             total_bytes: 0,
             cipher: Cipher::default(),
             options: Default::default(),
+            policy: Default::default(),
             dest: String::new(),
         }
     }

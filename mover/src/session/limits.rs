@@ -125,6 +125,7 @@ mod tests {
             total_bytes: bytes,
             cipher: Cipher::default(),
             options: Default::default(),
+            policy: Default::default(),
             dest: dest.into(),
         }
     }

@@ -12,6 +12,7 @@
 //! that stalls delays the next scrape by at most a few seconds.
 
 use super::admission::{Admission, AdmissionStats};
+use super::governor::RateCaps;
 use super::memory::{MemoryBudget, MemoryStats};
 use super::registry::{RegistrySnapshot, SessionRegistry};
 use super::report::Direction;
@@ -36,12 +37,16 @@ pub struct MetricsSource {
     pub admission: Arc<Admission>,
     /// The daemon-wide memory account.
     pub memory: MemoryBudget,
+    /// The rate caps (`--max-rate`, `--user-max-rate`), if any.
+    pub caps: RateCaps,
 }
 
 impl MetricsSource {
     /// The text a scrape returns now.
     pub fn render(&self) -> String {
-        render(&self.registry.snapshot(), &self.admission.stats(), &self.memory.stats())
+        let mut text = render(&self.registry.snapshot(), &self.admission.stats(), &self.memory.stats());
+        render_caps(&mut text, &self.caps);
+        text
     }
 }
 
@@ -204,25 +209,31 @@ pub fn render(reg: &RegistrySnapshot, adm: &AdmissionStats, mem: &MemoryStats) -
             ],
         ),
     );
-    let rates: Vec<(String, f64)> = reg
-        .active
-        .iter()
-        .map(|a| {
-            let direction = if a.direction == Direction::Received { "receive" } else { "send" };
-            let labels = format!(
-                "session=\"{}\",peer=\"{}\",direction=\"{direction}\"",
-                a.id,
-                escape_label(&a.peer.to_string())
-            );
-            (labels, a.rate_bps.round())
-        })
-        .collect();
+    let labels = |a: &super::registry::ActiveInfo| {
+        let direction = if a.direction == Direction::Received { "receive" } else { "send" };
+        format!("session=\"{}\",peer=\"{}\",direction=\"{direction}\"", a.id, escape_label(&a.peer.to_string()))
+    };
+    let rates: Vec<(String, f64)> = reg.active.iter().map(|a| (labels(a), a.rate_bps.round())).collect();
     family(
         &mut o,
         "mover_session_rate_bps",
         gauge,
         "Goodput of each running session over the last second or more between scrapes, bits per second.",
         &rates,
+    );
+    let shares: Vec<(String, f64)> = reg
+        .active
+        .iter()
+        .filter(|a| a.live.rate_share_bps > 0)
+        .map(|a| (labels(a), a.live.rate_share_bps as f64))
+        .collect();
+    family(
+        &mut o,
+        "mover_session_rate_share_bps",
+        gauge,
+        "Each running session's share of the rate caps (--max-rate, --user-max-rate), bits per second of \
+         datagrams; sessions no cap applies to have none.",
+        &shares,
     );
     family(
         &mut o,
@@ -292,6 +303,21 @@ pub fn render(reg: &RegistrySnapshot, adm: &AdmissionStats, mem: &MemoryStats) -
     o
 }
 
+/// The rate caps, appended to a scrape's text: the daemon's (when set) and each capped account's.
+fn render_caps(o: &mut String, caps: &RateCaps) {
+    let daemon: Vec<(String, f64)> = caps.max_rate_bps.map(|c| (String::new(), c as f64)).into_iter().collect();
+    family(o, "mover_rate_cap_bps", "gauge", "The daemon's rate cap (--max-rate), bits per second.", &daemon);
+    let users: Vec<(String, f64)> =
+        caps.user_max_rate_bps.iter().map(|(u, &c)| (format!("account=\"{}\"", escape_label(u)), c as f64)).collect();
+    family(
+        o,
+        "mover_account_rate_cap_bps",
+        "gauge",
+        "Each account's rate cap (--user-max-rate), bits per second.",
+        &users,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,8 +355,18 @@ mod tests {
         s.live.set_totals(1, 10);
         s.live.set_done(0, 5);
         set(&s.live.duplicates, 4);
-        let text = render(&reg.snapshot(), &AdmissionStats::default(), &MemoryStats::default());
+        set(&s.live.rate_share_bps, 200_000_000);
+        let mut text = render(&reg.snapshot(), &AdmissionStats::default(), &MemoryStats::default());
+        let caps = RateCaps { max_rate_bps: Some(600_000_000), user_max_rate_bps: [("user:a".into(), 1)].into() };
+        render_caps(&mut text, &caps);
         check_exposition(&text);
+        assert!(text.contains(
+            "mover_session_rate_share_bps{session=\"1\",peer=\"[::1]:7\",direction=\"receive\"} 200000000\n"
+        ));
+        assert!(
+            text.contains("mover_rate_cap_bps 600000000\n")
+                && text.contains("mover_account_rate_cap_bps{account=\"user:a\"} 1\n")
+        );
         assert!(text.contains("mover_bytes_received_total 5\n"), "{text}");
         assert!(text.contains("mover_sessions_active 1\n"), "{text}");
         assert!(text.contains("mover_datagrams_dropped_total{cause=\"duplicate\"} 4\n"), "{text}");

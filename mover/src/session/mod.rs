@@ -23,6 +23,7 @@ pub mod daemon_log;
 mod data_socket;
 mod dry_run;
 mod error;
+pub mod governor;
 mod handshake;
 pub mod limits;
 pub mod memory;

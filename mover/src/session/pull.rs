@@ -218,6 +218,7 @@ fn receive_pulled(
         memory: MemoryBudget::unlimited(),
         live: opts.live.clone(),
         files_and_dirs_only: false,
+        governor: None,
     };
     let result = receive_files(ch, hello, &target, &params);
     if let Err(e) = &result {

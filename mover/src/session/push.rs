@@ -180,6 +180,7 @@ fn run(
         options: opts.options,
         peer_timeout: opts.timeout,
         live: opts.live.clone(),
+        governor: None,
     };
     let plain = matches!(opts.auth, ClientAuth::Insecure);
     let mut reached = reach(opts, dest)?;

@@ -4,6 +4,7 @@
 
 use super::data_socket::{bind_data_socket, udp_socket};
 use super::error::SessionError;
+use super::governor::GovernorTicket;
 use super::handshake::{check_hello, read_manifest};
 use super::limits::Limits;
 use super::memory::MemoryBudget;
@@ -49,6 +50,9 @@ pub struct ReceiveParams {
     pub live: Arc<Live>,
     /// Take directories and regular files only (a relay's spool holds nothing else).
     pub files_and_dirs_only: bool,
+    /// A daemon with rate caps (`--max-rate`, `--user-max-rate`): the session joins its governor when its
+    /// data path starts and tells the sender its share (PROTOCOL.md §3.7). `None`: nothing is capped.
+    pub governor: Option<GovernorTicket>,
 }
 
 /// Where a receiver puts what arrives, and which addresses its data path uses.
@@ -135,20 +139,31 @@ pub fn receive_files(
     // program detached) when the session ends.
     let pick = ReceiverXdp::open(target.peer_ip, udp_port, datagram, p.net).map_err(SessionError::Setup)?;
     let (mut xdp, net_reason) = (pick.xdp, pick.reason);
-    let msgs = plan.to_messages().into_iter().chain(std::iter::once(ControlMsg::Accept { session_id, udp_port, key }));
-    ch.send_all(msgs).map_err(|error| SessionError::Io { what: "sending the resume plan and accept", error })?;
-
     let mut cfg = Config::new(session_id, hello.block_payload as usize + DATA_OVERHEAD, hello.rate_bps);
     cfg.window_blocks = hello.window_blocks;
     cfg.peer_timeout = p.peer_timeout;
     cfg.cipher = hello.cipher;
     cfg.key = key;
     let clock = MonotonicClock::new();
-    let core = Receiver::with_start(cfg.clone(), sizes, clock.now(), &plan);
-    let setup = ReceiveSetup { topology, disk, queue_depth: p.queue_depth, live: p.live.clone() };
+    let mut core = Receiver::with_start(cfg.clone(), sizes, clock.now(), &plan);
+    // The data path starts: the session takes its share of the daemon's caps (the others' shrink) and the
+    // sender hears it before `Accept`, so it never starts above it. Given back when this function returns.
+    let seat = p.governor.as_ref().map(|t| t.join(hello.policy, hello.rate_bps));
+    let rate_share = seat.as_ref().map(|s| s.share.clone());
+    if let Some(bps) = rate_share.as_ref().and_then(|cell| cell.get()) {
+        core.set_rate_share(bps);
+    }
+    let told = std::iter::from_fn(|| core.poll_control());
+    let accept = ControlMsg::Accept { session_id, udp_port, key };
+    let msgs = plan.to_messages().into_iter().chain(told).chain(std::iter::once(accept));
+    ch.send_all(msgs).map_err(|error| SessionError::Io { what: "sending the resume plan and accept", error })?;
+
+    let setup = ReceiveSetup { topology, disk, queue_depth: p.queue_depth, live: p.live.clone(), rate_share };
     p.live.set_phase(Phase::Transferring);
     let source = xdp.as_mut().and_then(|x| x.take_source());
     let outcome = run_receive(core, tree, sock, source, ch, clock, cfg.max_datagram(), &setup);
+    // The data path is over: its share goes back to the others now, not after the closing linger.
+    drop(seat);
     let xdp_counters = xdp.as_ref().map_or([0; 3], |x| x.counters());
     let (failure, timeout) = (outcome.failure, cfg.peer_timeout);
     let summary = outcome.result.map_err(|m| SessionError::from_transfer(m, failure, p.peer_name, timeout))?;

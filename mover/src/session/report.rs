@@ -60,6 +60,9 @@ pub struct Report {
     pub max_rate_bps: u64,
     /// The rate the policy chose last, bits per second (sending side).
     pub final_rate_bps: u64,
+    /// The last share of the receiving daemon's rate cap the sender was told (or, on a pull the daemon
+    /// serves, its own), bits per second; `None` when no cap applied (sending side; PROTOCOL.md §3.7).
+    pub rate_share_bps: Option<u64>,
     /// Smoothed RTT at the end, milliseconds (sending side).
     pub rtt_ms: f64,
     /// Verification rounds, 1 when no file needed repair (sending side).
@@ -218,6 +221,7 @@ impl Report {
         j = if sent {
             j.u64("max_rate_bps", self.max_rate_bps)
                 .u64("final_rate_bps", self.final_rate_bps)
+                .raw("rate_share_bps", &self.rate_share_bps.map_or_else(|| "null".into(), |b| b.to_string()))
                 .f64("rtt_ms", self.rtt_ms)
                 .u64("rounds", self.rounds as u64)
                 .u64("receiver_stalls", self.receiver_stalls)
@@ -460,7 +464,7 @@ mod tests {
         r.error = Some("x".into());
         let sent = "files bytes seconds goodput_bps packets_sent packets_retransmitted resumed_bytes skipped_files \
                     skipped_bytes sent_bytes verified net net_reason rate_bps policy \
-                    max_rate_bps final_rate_bps rtt_ms rounds receiver_stalls datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
+                    max_rate_bps final_rate_bps rate_share_bps rtt_ms rounds receiver_stalls datagram_bytes path_mtu pmtu_source pmtu_confirmed gso skipped disk cipher feedback_dropped \
                     invalid auth replayed receiver files bytes packets_received duplicates dropped_invalid \
                     dropped_auth dropped_replayed repaired_files dropped stages compress shard wire_bytes compression_ratio error";
         assert_eq!(keys(&r.to_json()).join(" "), sent);

@@ -4,6 +4,7 @@
 
 use super::data_socket::{bind_data_socket, udp_socket};
 use super::error::SessionError;
+use super::governor::GovernorTicket;
 use super::path_mtu::{choose_mtu, MtuSource};
 use super::report::Report;
 use crate::connect::unspecified;
@@ -84,6 +85,10 @@ pub struct SendParams {
     pub peer_timeout: Duration,
     /// Progress and counters while the session runs, for other threads (a progress bar, metrics).
     pub live: Arc<Live>,
+    /// A daemon with rate caps serving a pull: the session joins its governor when its data path starts
+    /// and paces within its share itself (PROTOCOL.md §3.7). `None` for a client, whose share (if the
+    /// receiving daemon caps) comes as `RateShare` messages.
+    pub governor: Option<GovernorTicket>,
 }
 
 /// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
@@ -147,6 +152,7 @@ pub fn send_files(
         total_bytes: report.bytes,
         cipher: p.cipher,
         options: p.options,
+        policy: p.policy,
         dest: p.dest.clone(),
     };
     let who = p.peer_name;
@@ -164,10 +170,13 @@ pub fn send_files(
     // A busy daemon under --insecure-no-auth answers with its queue place until it admits the session.
     let mut place = crate::connect::QueuePlace::default();
     let accept_within = accept_timeout(scanned.entries.len());
+    // A receiving daemon that caps rates tells the share before `Accept` (PROTOCOL.md §3.7).
+    let mut told_share = None;
     let (session_id, udp_port, key) = loop {
         match ch.expect_msg(accept_within, "waiting for it to accept the session").map_err(SessionError::lost)? {
             ControlMsg::Accept { session_id, udp_port, key } => break (session_id, udp_port, key),
             ControlMsg::Queued { position, waiting } => place.show(position, waiting),
+            ControlMsg::RateShare { bps } => told_share = Some(bps),
             ControlMsg::Error { message } => return Err(SessionError::Refused { who, message }),
             msg @ (ControlMsg::Skip { .. } | ControlMsg::Have { .. }) => {
                 if let Err(e) = plan.absorb(&msg) {
@@ -230,6 +239,13 @@ pub fn send_files(
     let clock = MonotonicClock::new();
     let clock_start = started.elapsed();
     let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), clock.now(), &plan);
+    // A daemon serving a pull takes its own governor's share; a client keeps to what the receiver told. Both
+    // before the first datagram.
+    let seat = p.governor.as_ref().map(|t| t.join(p.policy, p.rate_bps));
+    let rate_share = seat.as_ref().map(|s| s.share.clone());
+    if let Some(bps) = rate_share.as_ref().and_then(|cell| cell.get()).or(told_share) {
+        sender.set_rate_share(clock.now(), bps);
+    }
     let encoder = crate::proto::compress::encoder_for(p.options.compress, crate::time::monotonic_ns)
         .map_err(|error| SessionError::Io { what: "creating the zstd compressor", error })?;
     sender.set_encoder(encoder);
@@ -244,11 +260,22 @@ pub fn send_files(
     let opener = scanned.opener;
     let live = p.live.clone();
     let bases = scanned.file_bases;
-    let setup =
-        SendSetup { topology, disk, direct: p.direct, queue_depth: p.queue_depth, file_names, opener, live, bases };
+    let setup = SendSetup {
+        topology,
+        disk,
+        direct: p.direct,
+        queue_depth: p.queue_depth,
+        file_names,
+        opener,
+        live,
+        bases,
+        rate_share,
+    };
     p.live.set_phase(Phase::Transferring);
     let outcome =
         run_send(&mut sender, scanned.file_paths, read_sizes, sock, xdp_tx, ch, clock, cfg.max_datagram(), &setup);
+    // The data path is over: its share goes back to the others at once.
+    drop(seat);
     report.stages = outcome.stages;
     report.disk = outcome.disk.name();
     let outcome = outcome.result;
@@ -264,6 +291,7 @@ pub fn send_files(
     report.rtt_ms = sender.srtt_ns() as f64 / 1e6;
     report.max_rate_bps = sender.max_rate_bps();
     report.final_rate_bps = sender.rate_bps();
+    report.rate_share_bps = sender.rate_share_bps();
     report.sent_bytes = stats.payload_bytes_sent;
     report.raw_wire_bytes = stats.payload_bytes_sent;
     report.wire_bytes = stats.wire_payload_bytes_sent;

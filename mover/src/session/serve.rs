@@ -8,6 +8,7 @@ use super::client_text::RootScrub;
 use super::daemon_log::{self, Level, LogFormat, Value};
 use super::dry_run::answer_dry_run;
 use super::error::SessionError;
+use super::governor::{account_of, Governor, GovernorTicket};
 use super::limits::Limits;
 use super::memory::MemoryBudget;
 use super::metrics::{spawn_metrics, MetricsSource};
@@ -78,6 +79,9 @@ pub struct ServeOptions {
     pub relay: Option<RelaySpool>,
     /// `--no-third-party`: refuse `ThirdParty` requests (sending a copy to another daemon for a client).
     pub no_third_party: bool,
+    /// The rate caps (`--max-rate`, `--user-max-rate`) and the sessions sharing them; `None`: nothing is
+    /// capped. Clones share it.
+    pub governor: Option<Arc<Governor>>,
 }
 
 impl ServeOptions {
@@ -104,7 +108,14 @@ impl ServeOptions {
             log_sessions: true,
             relay: None,
             no_third_party: false,
+            governor: None,
         }
+    }
+
+    /// A session's ticket to the governor, for the client known as `who` (`None` when nothing is capped).
+    fn governor_ticket(&self, who: &str) -> Option<GovernorTicket> {
+        let governor = self.governor.clone()?;
+        Some(GovernorTicket { governor, account: account_of(who).to_string() })
     }
 }
 
@@ -125,6 +136,7 @@ pub fn serve(opts: &ServeOptions) -> Result<(), SessionError> {
             registry: opts.registry.clone(),
             admission: admission.clone(),
             memory: opts.memory.clone(),
+            caps: opts.governor.as_ref().map(|g| g.caps().clone()).unwrap_or_default(),
         };
         let at = spawn_metrics(addr, source)?;
         let url = format!("http://{at}/metrics");
@@ -534,7 +546,7 @@ fn serve_first(
                     TransferStatus { state: transfer_state::RUNNING, bytes_total: total, ..Default::default() };
                 opts.registry.stripes.update(transfer, running);
             }
-            let result = receive_files(ch, hello, &target, &receive_params(opts, live));
+            let result = receive_files(ch, hello, &target, &receive_params(opts, live, &who));
             if let Some(transfer) = &delegated {
                 note_delegated(&opts.registry.stripes, transfer, &result);
             }
@@ -546,7 +558,8 @@ fn serve_first(
             }
             let live = tracked.as_mut().map_or_else(Live::new, |t| t.begin(Direction::Sent, &pull.path));
             let path = pull.path.clone();
-            let report = serve_pull(ch, pull, &source_of, opts, live, tracked)?;
+            let governor = opts.governor_ticket(&who);
+            let report = serve_pull(ch, pull, &source_of, opts, live, governor, tracked)?;
             if opts.relay.is_some() && report.verified {
                 // The receiver holds the batch now: a relay keeps nothing it has delivered.
                 if let Err(e) = delete_batch(&opts.root, &path) {
@@ -566,7 +579,7 @@ fn serve_first(
                 peer_ip: ch.peer_addr().ip(),
             };
             let live = begin_receiving(tracked, &stripe.hello);
-            receive_striped(ch, stripe, &target, &receive_params(opts, live), &opts.registry.stripes)
+            receive_striped(ch, stripe, &target, &receive_params(opts, live, &who), &opts.registry.stripes)
         }
         ControlMsg::DryRun(hello) => {
             if opts.relay.is_some() {
@@ -602,8 +615,8 @@ fn begin_receiving(tracked: Option<&mut Tracked>, hello: &crate::wire::control::
     }
 }
 
-/// The receiving half of a server's options, with the session's counters.
-fn receive_params(opts: &ServeOptions, live: Arc<Live>) -> ReceiveParams {
+/// The receiving half of a server's options, with the session's counters, for the client known as `who`.
+fn receive_params(opts: &ServeOptions, live: Arc<Live>, who: &str) -> ReceiveParams {
     ReceiveParams {
         cores: opts.cores.clone(),
         queue_depth: opts.queue_depth,
@@ -615,6 +628,7 @@ fn receive_params(opts: &ServeOptions, live: Arc<Live>) -> ReceiveParams {
         memory: opts.memory.clone(),
         live,
         files_and_dirs_only: opts.relay.is_some(),
+        governor: opts.governor_ticket(who),
     }
 }
 
@@ -647,6 +661,7 @@ fn serve_pull(
     resolve: &dyn Fn(&str) -> Result<RelPath, SessionError>,
     opts: &ServeOptions,
     live: Arc<Live>,
+    governor: Option<GovernorTicket>,
     tracked: Option<&mut Tracked>,
 ) -> Result<Report, SessionError> {
     let started = Instant::now();
@@ -701,6 +716,7 @@ fn serve_pull(
         // closes the control connection, which ends this side at once.
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         live,
+        governor,
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {

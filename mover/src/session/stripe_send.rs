@@ -148,6 +148,7 @@ fn run(opts: &PushOptions, s: &StripeOptions, report: &mut Report) -> Result<(),
         total_bytes: report.bytes,
         cipher: opts.cipher,
         options: opts.options,
+        policy: opts.policy,
         dest: url.path.clone(),
     };
     let first = ControlMsg::Stripe(StripeHello {

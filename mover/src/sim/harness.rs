@@ -11,7 +11,7 @@ use crate::time::Time;
 use crate::wire::control::{ControlMsg, ReceiverSummary};
 use crate::wire::Compression;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 /// A simulated path: one link per direction; the control channel is reliable and in order, with each
@@ -46,6 +46,10 @@ pub struct SimConfig {
     /// `--compress`: how the sender compresses blocks (`auto` measures with the real clock, so its choices are
     /// not deterministic; the fixed levels are).
     pub compress: Compression,
+    /// The daemon's rate shares (PROTOCOL.md §3.7): at each (time, bits per second) the receiver is given
+    /// that share, and tells the sender over the control channel. One at time zero reaches the sender before
+    /// its first datagram, as the real one comes before `Accept`.
+    pub rate_shares: Vec<(Duration, u64)>,
 }
 
 impl SimConfig {
@@ -65,6 +69,7 @@ impl SimConfig {
             sample_every: None,
             feedback_after_first_data: false,
             compress: Compression::None,
+            rate_shares: Vec::new(),
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct SimSample {
     pub competitor_bytes: u64,
     /// The sender's pacing rate, bits per second.
     pub rate_bps: u64,
+    /// Datagram bytes the sender has sent, retransmissions included (the unit of rates and shares).
+    pub sent_bytes: u64,
     /// The forward link's queueing delay.
     pub queue: Duration,
 }
@@ -223,6 +230,17 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
     let mut sender = Sender::with_start(cfg.clone(), sizes.clone(), now, &absorbed);
     sender.set_encoder(encoder_for(sim.compress, crate::time::monotonic_ns).expect("a zstd context"));
     let mut rx = ReceiverSession::new(Receiver::with_start(cfg.clone(), sizes, now, start), store);
+    // Shares in time order; one due now comes with the receiver's `Accept`, before any datagram.
+    let mut shares: VecDeque<(Time, u64)> =
+        sim.rate_shares.iter().map(|&(at, bps)| (Time::ZERO.plus(at), bps)).collect();
+    shares.make_contiguous().sort_by_key(|&(at, _)| at);
+    while let Some(&(_, bps)) = shares.front().filter(|&&(at, _)| at <= now) {
+        shares.pop_front();
+        rx.core.set_rate_share(bps);
+        while let Some(m) = rx.poll_control() {
+            sender.handle_control(now, m);
+        }
+    }
     let mut rev = Link::new(sim.reverse.clone(), sim.seed.wrapping_mul(5) + 2);
     let mut q = EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), seq: 0 };
     let mut ctrl_to_rx_at = Time::ZERO;
@@ -250,6 +268,7 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
                     mover_bytes: rx.core.stats().bytes_delivered,
                     competitor_bytes: competitor.as_ref().map_or(0, |c| c.delivered_bytes()),
                     rate_bps: sender.rate_bps(),
+                    sent_bytes: sender.stats().datagram_bytes_sent,
                     queue: fwd.queue_delay(now),
                 });
                 next_sample = Some(at.plus(every));
@@ -257,6 +276,10 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
         }
         if let Some(c) = competitor.as_mut() {
             c.step(now, &mut fwd, sim.reverse.delay);
+        }
+        while let Some(&(_, bps)) = shares.front().filter(|&&(at, _)| at <= now) {
+            shares.pop_front();
+            rx.core.set_rate_share(bps);
         }
         let sender_stalled = stalled_until(now);
         while let Some(ev) = q.pop_due(now) {
@@ -336,6 +359,7 @@ pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(
             competitor.as_ref().and_then(|c| c.next_event(now)),
             next_sample,
             stop_at,
+            shares.front().map(|&(at, _)| at),
         ]
         .into_iter()
         .flatten()

@@ -45,9 +45,19 @@ pub struct Hello {
     pub cipher: Cipher,
     /// Sync, resume and metadata choices (`--overwrite`, `--checksum`, `--no-resume`, ...).
     pub options: TransferOptions,
+    /// The sender's rate policy (`--policy`): informational, for a daemon that shares a rate cap between its
+    /// sessions by policy (`low` yields first, PROTOCOL.md §3.7). It travels in the options word's bits
+    /// 13-14 ([`HELLO_POLICY_SHIFT`]).
+    pub policy: Policy,
     /// Destination directory, relative to the receiver's root.
     pub dest: String,
 }
+
+/// Where a `Hello`'s rate policy sits in its options word (PROTOCOL.md §3.2): two bits above the transfer
+/// options, 0 `fair`, 1 `low`, 2 `fixed` (3 is refused). `fair`, the default, is 0 so that a default push
+/// still reaches a daemon that does not know these bits (it refuses options bits it does not know).
+pub const HELLO_POLICY_SHIFT: u32 = 13;
+const _: () = assert!(super::options::KNOWN_BITS & (3 << HELLO_POLICY_SHIFT) == 0, "the policy bits are free");
 
 /// A client asks the server to send it files: the server becomes the sender (PROTOCOL.md §3.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,6 +308,13 @@ pub enum ControlMsg {
         json: String,
         /// Its summary line, or the error.
         summary: String,
+    },
+    /// Receiver to sender: the most this session may send, in bits per second of datagram bytes (the
+    /// daemon's rate cap shared between its sessions, PROTOCOL.md §3.7). Sent before `Accept` and again
+    /// whenever the share changes; the sender never paces above the latest (type 30).
+    RateShare {
+        /// The share, bits per second; never 0.
+        bps: u64,
     },
     /// Client to daemon, as its first message (`mover job --dry-run`, PROTOCOL.md §3.6): what would a
     /// push of this `Hello` and the manifest that follows (entries, `ManifestEnd`, as after a `Hello`) do?
@@ -663,6 +680,10 @@ impl ControlMsg {
                 out.extend_from_slice(&t.options.to_bits().to_be_bytes());
                 put_shard(out, t.shard);
             }
+            ControlMsg::RateShare { bps } => {
+                out.push(30);
+                out.extend_from_slice(&bps.to_be_bytes());
+            }
             ControlMsg::CopyDone { exit_code, json, summary } => {
                 out.push(29);
                 out.push(*exit_code);
@@ -898,6 +919,10 @@ impl ControlMsg {
                 ControlMsg::CopyDone { exit_code, json, summary: r.string()? }
             }
             25 => ControlMsg::Drain,
+            30 => match r.u64()? {
+                0 => return Err(ControlError::BadValue("rate share")),
+                bps => ControlMsg::RateShare { bps },
+            },
             31 => ControlMsg::DryRun(r.hello()?),
             32 => {
                 let first_file_id = r.u32()?;
@@ -1012,7 +1037,12 @@ fn put_hello(out: &mut Vec<u8>, h: &Hello) {
     out.extend_from_slice(&h.entry_count.to_be_bytes());
     out.extend_from_slice(&h.total_bytes.to_be_bytes());
     out.push(h.cipher.code());
-    out.extend_from_slice(&h.options.to_bits().to_be_bytes());
+    let policy = match h.policy {
+        Policy::Fair => 0,
+        Policy::Low => 1,
+        Policy::Fixed => 2,
+    };
+    out.extend_from_slice(&(h.options.to_bits() | policy << HELLO_POLICY_SHIFT).to_be_bytes());
     put_str(out, &h.dest);
 }
 
@@ -1111,15 +1141,28 @@ impl<'a> Reader<'a> {
         Ok(u128::from_be_bytes(self.take(16)?.try_into().expect("16 bytes")))
     }
     fn hello(&mut self) -> Result<Hello, ControlError> {
+        let (version, block_payload, rate_bps) = (self.u16()?, self.u16()?, self.u64()?);
+        let (window_blocks, entry_count, total_bytes) = (self.u64()?, self.u64()?, self.u64()?);
+        let cipher = Cipher::from_code(self.u8()?).ok_or(ControlError::BadValue("cipher"))?;
+        let bits = self.u32()?;
+        let policy = match (bits >> HELLO_POLICY_SHIFT) & 3 {
+            0 => Policy::Fair,
+            1 => Policy::Low,
+            2 => Policy::Fixed,
+            _ => return Err(ControlError::BadValue("policy")),
+        };
+        let options = bits & !(3 << HELLO_POLICY_SHIFT);
+        let options = TransferOptions::from_bits(options).ok_or(ControlError::BadValue("options"))?;
         Ok(Hello {
-            version: self.u16()?,
-            block_payload: self.u16()?,
-            rate_bps: self.u64()?,
-            window_blocks: self.u64()?,
-            entry_count: self.u64()?,
-            total_bytes: self.u64()?,
-            cipher: Cipher::from_code(self.u8()?).ok_or(ControlError::BadValue("cipher"))?,
-            options: TransferOptions::from_bits(self.u32()?).ok_or(ControlError::BadValue("options"))?,
+            version,
+            block_payload,
+            rate_bps,
+            window_blocks,
+            entry_count,
+            total_bytes,
+            cipher,
+            options,
+            policy,
             dest: self.string()?,
         })
     }
@@ -1212,6 +1255,7 @@ mod tests {
                 total_bytes: 1 << 33,
                 cipher: Cipher::ChaCha20Poly1305,
                 options: Default::default(),
+                policy: Policy::Low,
                 dest: "projects/run42".into(),
             }),
             ControlMsg::Entry(Entry {
@@ -1314,6 +1358,7 @@ mod tests {
                     total_bytes: 1 << 30,
                     cipher: Cipher::Aes256Gcm,
                     options: Default::default(),
+                    policy: Policy::Fixed,
                     dest: "evacuated".into(),
                 },
                 transfer_id: u128::MAX - 5,
@@ -1359,6 +1404,8 @@ mod tests {
             ControlMsg::MeasureRtt { urls: vec!["mover://r1:7400".into(), "mover://[::1]".into()] },
             ControlMsg::Rtts { micros: vec![1200, u32::MAX] },
             ControlMsg::Drain,
+            ControlMsg::RateShare { bps: 200_000_000 },
+            ControlMsg::RateShare { bps: u64::MAX },
             ControlMsg::StatusReply(TransferStatus {
                 state: transfer_state::FAILED,
                 files_done: 1,
@@ -1376,6 +1423,7 @@ mod tests {
                 total_bytes: 5,
                 cipher: Cipher::None,
                 options: TransferOptions { checksum: true, ..Default::default() },
+                policy: Policy::Fair,
                 dest: "in".into(),
             }),
             ControlMsg::Verdicts {
@@ -1460,6 +1508,28 @@ mod tests {
         assert_eq!(ControlMsg::decode(&past_end), Err(ControlError::BadValue("file id")));
         let odd = [32u8, 0, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(ControlMsg::decode(&odd), Err(ControlError::BadValue("verdict")));
+        // A rate share of nothing: no sender could keep to it.
+        assert_eq!(ControlMsg::decode(&[30, 0, 0, 0, 0, 0, 0, 0, 0]), Err(ControlError::BadValue("rate share")));
+    }
+
+    /// A Hello's policy rides in its options word, `fair` as 0 (what a sender that does not say sends); code 3
+    /// is refused, and the bits never leak into the transfer options.
+    #[test]
+    fn a_hellos_policy_rides_in_its_options_word() {
+        let ControlMsg::Hello(mut hello) = samples().remove(0) else { panic!("the first sample is a Hello") };
+        for (policy, code) in [(Policy::Fair, 0u32), (Policy::Low, 1), (Policy::Fixed, 2)] {
+            hello.policy = policy;
+            let mut frame = Vec::new();
+            ControlMsg::Hello(hello.clone()).encode(&mut frame);
+            // type (1) + version, payload (4) + four u64 (32) + cipher (1): the options word is at 38.
+            let bits = u32::from_be_bytes(frame[4 + 38..4 + 42].try_into().unwrap());
+            assert_eq!(bits, hello.options.to_bits() | code << HELLO_POLICY_SHIFT);
+            assert_eq!(ControlMsg::decode(&frame[4..]), Ok(ControlMsg::Hello(hello.clone())));
+            if policy == Policy::Low {
+                frame[4 + 38..4 + 42].copy_from_slice(&(bits | 3 << HELLO_POLICY_SHIFT).to_be_bytes());
+                assert_eq!(ControlMsg::decode(&frame[4..]), Err(ControlError::BadValue("policy")));
+            }
+        }
     }
 
     #[test]

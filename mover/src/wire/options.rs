@@ -107,8 +107,9 @@ const BIT_XATTRS: u32 = 1 << 5;
 const COMPRESS_SHIFT: u32 = 6;
 const COMPRESS_BITS: u32 = 0x7f << COMPRESS_SHIFT;
 /// Every bit a peer of this version may set; others are refused (a newer client asking for something this
-/// receiver cannot do must hear so, not be ignored).
-const KNOWN_BITS: u32 = 3 | BIT_CHECKSUM | BIT_NO_RESUME | BIT_PRESERVE_OWNER | BIT_XATTRS | COMPRESS_BITS;
+/// receiver cannot do must hear so, not be ignored). A `Hello` puts its rate policy above them
+/// (`control::HELLO_POLICY_SHIFT`).
+pub const KNOWN_BITS: u32 = 3 | BIT_CHECKSUM | BIT_NO_RESUME | BIT_PRESERVE_OWNER | BIT_XATTRS | COMPRESS_BITS;
 
 impl TransferOptions {
     /// The options as wire bits: bits 0-1 the overwrite mode, then one bit per flag.

@@ -78,6 +78,7 @@ impl Reading<'_> {
             .raw("retransmitted", &opt_u64(known(s.packets_retransmitted)))
             .raw("retransmitted_percent", &opt_f64(sending.then(|| s.retransmitted_percent())))
             .raw("policy_rate_bps", &opt_u64(known(s.rate_bps).filter(|&r| r > 0)))
+            .raw("rate_share_bps", &opt_u64(known(s.rate_share_bps).filter(|&r| r > 0)))
             .raw("rtt_ms", &opt_f64(known(s.rtt_us).filter(|&r| r > 0).map(|us| us as f64 / 1000.0)))
             .u64("packets", if sending { s.packets_sent } else { s.packets_received })
             .raw("duplicates", &opt_u64((!sending).then_some(s.duplicates)));
@@ -117,6 +118,10 @@ impl Reading<'_> {
             tail += &format!(", retx {:.2}%", s.retransmitted_percent());
             if s.rate_bps > 0 {
                 tail += &format!(", policy {}", format_rate_bps(s.rate_bps as f64));
+            }
+            // Why a push runs below its --rate: the daemon's cap, shared with its other sessions.
+            if s.rate_share_bps > 0 {
+                tail += &format!(" (share {})", format_rate_bps(s.rate_share_bps as f64));
             }
         }
         [head, tail]
@@ -167,7 +172,7 @@ mod tests {
     fn the_sending_event_has_every_key() {
         assert_eq!(
             reading(End::Sending).to_json(),
-            r#"{"phase":"transferring","elapsed_seconds":2.5,"bytes":1073741824,"bytes_total":4294967296,"files":1,"files_total":4,"rate_bps":2500000000,"eta_seconds":10.308,"retransmitted":25,"retransmitted_percent":2.5,"policy_rate_bps":3000000000,"rtt_ms":1.5,"packets":1000,"duplicates":null}"#
+            r#"{"phase":"transferring","elapsed_seconds":2.5,"bytes":1073741824,"bytes_total":4294967296,"files":1,"files_total":4,"rate_bps":2500000000,"eta_seconds":10.308,"retransmitted":25,"retransmitted_percent":2.5,"policy_rate_bps":3000000000,"rate_share_bps":null,"rtt_ms":1.5,"packets":1000,"duplicates":null}"#
         );
     }
 
@@ -180,7 +185,7 @@ mod tests {
         r.error = Some("the \"path\" broke");
         assert_eq!(
             r.to_json(),
-            r#"{"phase":"failed","elapsed_seconds":2.5,"bytes":1073741824,"bytes_total":4294967296,"files":1,"files_total":4,"rate_bps":null,"eta_seconds":null,"retransmitted":null,"retransmitted_percent":null,"policy_rate_bps":null,"rtt_ms":null,"packets":900,"duplicates":7,"error":"the \"path\" broke"}"#
+            r#"{"phase":"failed","elapsed_seconds":2.5,"bytes":1073741824,"bytes_total":4294967296,"files":1,"files_total":4,"rate_bps":null,"eta_seconds":null,"retransmitted":null,"retransmitted_percent":null,"policy_rate_bps":null,"rate_share_bps":null,"rtt_ms":null,"packets":900,"duplicates":7,"error":"the \"path\" broke"}"#
         );
     }
 
@@ -193,6 +198,10 @@ mod tests {
                 "1 of 4 files, 2.50 Gbit/s, retx 2.50%, policy 3.00 Gbit/s".to_string()
             ]
         );
+        let mut shared = reading(End::Sending);
+        shared.snap.rate_share_bps = 3_000_000_000;
+        assert!(shared.bar_lines()[1].ends_with("policy 3.00 Gbit/s (share 3.00 Gbit/s)"), "{:?}", shared.bar_lines());
+        assert!(shared.to_json().contains(r#""rate_share_bps":3000000000,"#), "{}", shared.to_json());
         let mut r = reading(End::Receiving);
         r.rate_bps = None;
         r.eta_seconds = None;
