@@ -381,8 +381,18 @@ struct PushArgs {
     ssh: SshArgs,
     #[command(flatten)]
     stripe: StripeArgs,
-    /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR or [user@]host:DIR.
-    #[arg(required_unless_present = "show_topology", num_args = 2.., value_name = "SRC... DEST")]
+    /// Send to this destination too (repeatable): with --to, every operand is a source, and the sources go
+    /// to each --to destination at once, read from disk once (a fan-out; each destination is its own session,
+    /// verified and retried on its own).
+    #[arg(long = "to", value_name = "DEST")]
+    to: Vec<String>,
+    /// With several --to: how far apart the destinations may drift (bytes of read-ahead kept for the slower
+    /// ones) and still share every read; one further behind reads on its own.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size_bytes)]
+    fan_out_buffer: u64,
+    /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR or [user@]host:DIR (with
+    /// --to: only sources).
+    #[arg(required_unless_present = "show_topology", num_args = 1.., value_name = "SRC... DEST")]
     paths: Vec<String>,
 }
 
@@ -682,15 +692,62 @@ fn run_push(a: PushArgs) -> Result<(), CliError> {
         return show_topology(Side::Sender, &a.cores);
     }
     let (retries, stats, json, progress) = (a.transfer.retries, a.stats, a.transfer.json, a.transfer.progress.clone());
-    let opts = push_options(a)?;
-    Ok(push::run(&opts, retries, stats, json, &progress)?)
+    let buffer = a.fan_out_buffer;
+    let mut pushes = push_options_each(a)?;
+    if pushes.len() == 1 {
+        return Ok(push::run(&pushes[0], retries, stats, json, &progress)?);
+    }
+    let name = pushes[0].sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    for p in &mut pushes {
+        // Each destination's own counters, for its line of the progress view.
+        p.live = mover::pipeline::live::Live::new();
+    }
+    let transfer = mover::cmd::job::JobTransfer { name, pushes, retries, fan_out_buffer: buffer };
+    Ok(mover::cmd::job::run::run(&[transfer], 1, json, &progress)?)
+}
+
+/// The session's options for `push`'s flags, one per destination: the last operand, or each `--to` (a
+/// fan-out, whose operands are all sources).
+fn push_options_each(mut a: PushArgs) -> Result<Vec<session::PushOptions>, CliError> {
+    let to = std::mem::take(&mut a.to);
+    if to.is_empty() {
+        if a.paths.len() < 2 {
+            return Err(Usage("mover push needs SRC... DEST, or SRC... --to DEST [--to DEST ...]".into()).into());
+        }
+        return Ok(vec![push_options(a)?]);
+    }
+    if to.len() > session::MAX_DESTINATIONS {
+        return Err(Usage(format!("at most {} --to destinations in one push", session::MAX_DESTINATIONS)).into());
+    }
+    if to.len() > 1 && !a.stripe.via.is_empty() {
+        return Err(
+            Usage("--via stripes one destination's push: give one --to, or run a push per destination".into()).into()
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = to.iter().find(|d| !seen.insert(d.as_str())) {
+        return Err(Usage(format!("--to '{d}' is given twice: each destination once")).into());
+    }
+    let (first, others) = to.split_first().expect("to is not empty");
+    let auth = to.iter().any(|d| d.starts_with("mover://")).then(|| a.auth.resolve()).transpose()?;
+    a.paths.push(first.clone());
+    let base = push_options(a)?;
+    let mut pushes = vec![base.clone()];
+    for d in others {
+        let auth = match (&auth, d.starts_with("mover://")) {
+            (Some(auth), true) => auth.clone(),
+            _ => ClientAuth::Insecure,
+        };
+        pushes.push(session::PushOptions { url: d.clone(), auth, ..base.clone() });
+    }
+    Ok(pushes)
 }
 
 /// The session's options for `push`'s flags (`mover copy` between two remote ends takes them too: the
 /// sending end's push is this one, to the last path).
 fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
     let mut paths = a.paths;
-    let url = paths.pop().expect("clap requires at least two paths");
+    let url = paths.pop().expect("push_options_each checked for a destination");
     let connect_timeout = connect_timeout(a.transfer.connect_timeout)?;
     let (rate_bps, min_rate_bps) = rates(a.transfer.policy, a.transfer.rate, a.transfer.min_rate)?;
     // Credentials are for mover:// daemons; an SSH destination is authenticated by ssh.
@@ -718,6 +775,7 @@ fn push_options(a: PushArgs) -> Result<session::PushOptions, CliError> {
         live: mover::pipeline::live::Live::new(),
         stripe: a.stripe.options()?,
         shard,
+        shared_reads: None,
     };
     Ok(opts)
 }
@@ -738,6 +796,7 @@ fn run_job(a: mover::cmd::job::JobArgs) -> Result<(), CliError> {
     for t in &job.transfers {
         let mut pushes = Vec::with_capacity(t.to.len());
         let mut retries = 0;
+        let mut fan_out_buffer = session::DEFAULT_FAN_OUT_BUFFER;
         for to in &t.to {
             // Whatever fails here is the file's: named with it and the transfer, with its own class.
             let at = |e: &dyn std::fmt::Display| format!("{shown}: {}: {e}", t.label());
@@ -746,10 +805,14 @@ fn run_job(a: mover::cmd::job::JobArgs) -> Result<(), CliError> {
                 Usage(at(&text.lines().next().unwrap_or("invalid flags").trim_start_matches("error: ")))
             })?;
             retries = args.push.transfer.retries;
+            fan_out_buffer = args.push.fan_out_buffer;
+            if !args.push.to.is_empty() {
+                return Err(Usage(at(&"`--to` is not a key of a transfer: list the destinations in `to`")).into());
+            }
             let opts = push_options(args.push).map_err(|e| Failed { class: exit_class(&e), message: at(&e) })?;
             pushes.push(opts);
         }
-        transfers.push(JobTransfer { name: t.name.clone(), pushes, retries });
+        transfers.push(JobTransfer { name: t.name.clone(), pushes, retries, fan_out_buffer });
     }
     if a.dry_run {
         return Ok(dry_run::run(&transfers, job.concurrency, a.json)?);
@@ -821,6 +884,8 @@ fn run_copy(mut a: CopyArgs) -> Result<(), CliError> {
         auth: a.auth,
         ssh: a.ssh,
         stripe: StripeArgs::none(),
+        to: Vec::new(),
+        fan_out_buffer: session::DEFAULT_FAN_OUT_BUFFER,
         paths: sources.into_iter().chain([dest]).collect(),
     };
     match (remote_sources, remote(&dest)) {

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{hash_file, json_u64, list_tree, mover, run_with_limit, write_random_file, KillOnDrop, Server, TempDir};
+use common::{
+    hash_file, json_objects, json_str, json_u64, list_tree, mover, run_with_limit, write_random_file, KillOnDrop,
+    Server, TempDir,
+};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -45,47 +48,6 @@ fn listing(dir: &Path) -> Vec<(String, u64, i64, u64)> {
         .collect();
     out.sort();
     out
-}
-
-/// The objects of a JSON array value `"key":[{...},{...}]` (flat enough for mover's output), as text.
-fn json_objects<'a>(json: &'a str, key: &str) -> Vec<&'a str> {
-    let start = json.find(&format!("\"{key}\":[")).unwrap_or_else(|| panic!("no {key} in {json}")) + key.len() + 4;
-    let (mut depth, mut from, mut out, mut in_str, mut esc) = (0, 0, Vec::new(), false, false);
-    for (i, c) in json[start..].char_indices() {
-        if in_str {
-            match (esc, c) {
-                (true, _) => esc = false,
-                (false, '\\') => esc = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_str = true,
-            '{' | '[' => {
-                if depth == 0 {
-                    from = i;
-                }
-                depth += 1;
-            }
-            '}' | ']' if depth == 0 => break,
-            '}' | ']' => {
-                depth -= 1;
-                if depth == 0 {
-                    out.push(&json[start + from..start + i + 1]);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-fn json_str<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let needle = format!("\"{key}\":\"");
-    let start = json.find(&needle)? + needle.len();
-    Some(&json[start..start + json[start..].find('"')?])
 }
 
 #[test]

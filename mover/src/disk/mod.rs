@@ -267,6 +267,12 @@ impl DiskReader {
         each!(self, r => r.core.pool.alloc())
     }
 
+    /// A buffer's bytes to write into: one taken with [`DiskReader::reserve`] and filled by the caller
+    /// (a fan-out session copying a chunk another session read).
+    pub fn buf_mut(&mut self, buf: &BufIdx) -> &mut [u8] {
+        each!(self, r => r.core.pool.buf_mut(buf))
+    }
+
     /// The buffer pool (to read a buffer by its [`BufIdx`]).
     pub fn pool(&self) -> &BufferPool {
         each!(self, r => &r.core.pool)

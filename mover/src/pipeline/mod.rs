@@ -40,6 +40,7 @@ pub mod repair;
 pub mod ring;
 pub mod runtime;
 pub mod send;
+pub mod shared_reads;
 pub mod slots;
 pub mod stats;
 pub mod store;

@@ -11,9 +11,10 @@
 pub use super::items::{Chunk, ReadOutcome};
 use super::repair::RepairServer;
 use super::runtime::{Inbox, Outbox, Progress, Stage, StageCx};
+use super::shared_reads::{file_key, ChunkKey, ReadSeat, Share};
 use super::slots::{BufRegion, RegionBuf};
 use super::topology::StageId;
-use crate::disk::{DiskReader, FileId, Full, InOrder, ReadReq};
+use crate::disk::{Completion, DiskReader, FileId, Full, InOrder, ReadReq};
 use crate::files::Opener;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -37,6 +38,18 @@ impl ReaderShared {
     pub fn new(stop: Arc<AtomicBool>) -> ReaderShared {
         ReaderShared { finished: Arc::default(), stop, error: Arc::default() }
     }
+}
+
+/// What [`ReaderStage::share_step`] decided for the next chunk.
+enum Step {
+    /// Copied from another session's read: delivered like a read.
+    Copied,
+    /// Another session is reading it: try again shortly.
+    Wait,
+    /// No buffer is free to copy it into.
+    NoBuffer,
+    /// Read it from disk (claimed under this key when sharing).
+    Read(Option<ChunkKey>),
 }
 
 /// Most files open at once (they are read in order, so these are the next few).
@@ -75,6 +88,13 @@ pub struct ReaderStage {
     /// Where each file id's bytes start in its file (a range of a split file, `Scanned::file_bases`); empty:
     /// all at 0.
     bases: Vec<u64>,
+    /// A fan-out push's session: its seat at the reads the sessions share, and each file id's
+    /// [`file_key`] (see [`ReaderStage::set_shared_reads`]).
+    shared_reads: Option<(ReadSeat, Vec<u64>)>,
+    /// The next chunk is being read by another session of the fan-out: submit again shortly.
+    waiting_for_share: bool,
+    /// Chunks copied from the others' reads since the last poll (progress to report).
+    copied: bool,
 }
 
 impl ReaderStage {
@@ -119,7 +139,42 @@ impl ReaderStage {
             repairs,
             repair_latency: 0,
             bases: Vec::new(),
+            shared_reads: None,
+            waiting_for_share: false,
+            copied: false,
         }
+    }
+
+    /// Shares the stream's reads with the other sessions of a fan-out push (`seat`): a chunk another session
+    /// read is copied instead of read again, and what this one reads is offered to them
+    /// ([`super::shared_reads`]). Call after [`ReaderStage::set_bases`]: a chunk is named by its path and
+    /// base.
+    pub fn set_shared_reads(&mut self, seat: ReadSeat) {
+        let base = |i: usize| self.bases.get(i).copied().unwrap_or(0);
+        let keys = self.paths.iter().enumerate().map(|(i, p)| file_key(p, base(i))).collect();
+        self.shared_reads = Some((seat, keys));
+    }
+
+    /// The shared-reads name of request `req_id` (whose meta is still recorded).
+    fn chunk_key(&self, req_id: u64, keys: &[u64]) -> ChunkKey {
+        let (file_id, offset, len, _) = self.meta[(req_id % self.meta.len() as u64) as usize];
+        let base = self.bases.get(file_id as usize).copied().unwrap_or(0);
+        ChunkKey { file: keys[file_id as usize], offset: base + offset, len }
+    }
+
+    /// A read finished: offered to the fan-out's other sessions (or its claim given up if it failed), then
+    /// held for its turn.
+    fn completed(&mut self, c: Completion) {
+        if let Some((seat, keys)) = &self.shared_reads {
+            let key = self.chunk_key(c.req_id, keys);
+            match c.result {
+                Ok(n) if n == key.len as usize => {
+                    seat.reads.fill(seat.member, key, &self.reader.pool().buf(&c.buf)[..n]);
+                }
+                _ => seat.reads.abandon(seat.member, key),
+            }
+        }
+        self.order.insert(c);
     }
 
     /// Reads file id `i` from `bases[i]` of its file on, here and in the repair reads (the ranges of split
@@ -216,9 +271,22 @@ impl ReaderStage {
                 self.next_off = 0;
                 continue;
             }
+            let len = (size - self.next_off).min(block) as u32;
+            let base = self.bases.get(self.next_file).copied().unwrap_or(0);
+            let claimed = match self.share_step(len, base) {
+                Step::Copied => {
+                    self.advance(len, size);
+                    continue;
+                }
+                Step::Wait | Step::NoBuffer => break,
+                Step::Read(claimed) => claimed,
+            };
             let fid = match self.open.back() {
                 Some(&(f, fid)) if f as usize == self.next_file => fid,
-                _ if self.open.len() == MAX_OPEN => break,
+                _ if self.open.len() == MAX_OPEN => {
+                    self.give_up(claimed);
+                    break;
+                }
                 _ => {
                     let (path, opener) = (&self.paths[self.next_file], &self.opener);
                     let open = |flags: i32| opener.open(path, flags);
@@ -228,27 +296,68 @@ impl ReaderStage {
                             fid
                         }
                         Err(e) => {
+                            self.give_up(claimed);
                             self.fail(e.to_string());
                             break;
                         }
                     }
                 }
             };
-            let len = (size - self.next_off).min(block) as u32;
-            let base = self.bases.get(self.next_file).copied().unwrap_or(0);
             match self.reader.submit(ReadReq { req_id: self.next_req, file: fid, offset: base + self.next_off, len }) {
-                Err(Full) => break,
+                Err(Full) => {
+                    self.give_up(claimed);
+                    break;
+                }
                 Ok(()) => {
                     self.meta[(self.next_req % cap) as usize] =
                         (self.next_file as u32, self.next_off, len, Instant::now());
-                    self.next_req += 1;
-                    self.next_off += len as u64;
-                    if self.next_off == size {
-                        self.next_file += 1;
-                        self.next_off = 0;
-                    }
+                    self.advance(len, size);
                 }
             }
+        }
+    }
+
+    /// What the fan-out's shared reads say of the next chunk (`len` bytes of the next file, whose range
+    /// starts at `base`): copied here already, another session's read to wait for, or to be read (claimed
+    /// for this session if sharing).
+    fn share_step(&mut self, len: u32, base: u64) -> Step {
+        let Some((seat, keys)) = &self.shared_reads else { return Step::Read(None) };
+        let key = ChunkKey { file: keys[self.next_file], offset: base + self.next_off, len };
+        let Some(buf) = self.reader.reserve() else { return Step::NoBuffer };
+        match seat.reads.take_or_claim(seat.member, key, self.reader.buf_mut(&buf)) {
+            Share::Copied => {
+                let cap = self.meta.len() as u64;
+                self.meta[(self.next_req % cap) as usize] = (self.next_file as u32, self.next_off, len, Instant::now());
+                self.order.insert(Completion { req_id: self.next_req, buf, result: Ok(len as usize) });
+                self.copied = true;
+                Step::Copied
+            }
+            Share::Wait => {
+                self.reader.release(buf);
+                self.waiting_for_share = true;
+                Step::Wait
+            }
+            Share::ReadIt => {
+                self.reader.release(buf);
+                Step::Read(Some(key))
+            }
+        }
+    }
+
+    /// Gives up this session's claim on a chunk it will not read now after all.
+    fn give_up(&self, claimed: Option<ChunkKey>) {
+        if let (Some((seat, _)), Some(key)) = (&self.shared_reads, claimed) {
+            seat.reads.abandon(seat.member, key);
+        }
+    }
+
+    /// The request for `len` bytes at `next_off` of a file of `size` bytes is made (read or copied).
+    fn advance(&mut self, len: u32, size: u64) {
+        self.next_req += 1;
+        self.next_off += len as u64;
+        if self.next_off == size {
+            self.next_file += 1;
+            self.next_off = 0;
         }
     }
 }
@@ -273,13 +382,14 @@ impl Stage for ReaderStage {
         }
         self.free.release();
         self.deliver(cx);
+        self.waiting_for_share = false;
         self.submit();
 
-        let mut completed = false;
+        let mut completed = std::mem::take(&mut self.copied);
         loop {
             match self.reader.poll_complete() {
                 Ok(Some(c)) => {
-                    self.order.insert(c);
+                    self.completed(c);
                     completed = true;
                 }
                 Ok(None) => break,
@@ -300,12 +410,16 @@ impl Stage for ReaderStage {
         if completed || repaired > 0 {
             return Progress::Busy;
         }
+        if self.waiting_for_share && self.reader.in_flight() == 0 {
+            // Another session's read of the next chunk is in its disk queue: it lands within a disk latency.
+            return Progress::WaitOutput(Duration::from_micros(200));
+        }
         if !self.pending.is_empty() || self.reader.in_flight() == 0 {
             // The ring is full, or every buffer is downstream: wait for the packetizer to take or give back.
             return Progress::WaitOutput(Duration::from_millis(2));
         }
         match cx.wait_input(|| self.reader.wait_complete()) {
-            Ok(Some(c)) => self.order.insert(c),
+            Ok(Some(c)) => self.completed(c),
             Ok(None) => {}
             Err(e) => self.fail(format!("the disk reader failed: {e}")),
         }

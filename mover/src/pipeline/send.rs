@@ -85,6 +85,8 @@ pub struct SendSetup {
     pub rate_share: Option<Arc<RateShareCell>>,
     /// Where each file id's bytes start in its file (`Scanned::file_bases`: ranges of split files).
     pub bases: Vec<u64>,
+    /// A session of a fan-out push: its seat at the reads the sessions share ([`super::shared_reads`]).
+    pub shared_reads: Option<super::shared_reads::ReadSeat>,
 }
 
 /// How a pipelined send ended.
@@ -189,6 +191,9 @@ pub fn run_send(
     }
     reader_stage.set_opener(setup.opener.clone());
     reader_stage.set_bases(setup.bases.clone());
+    if let Some(seat) = &setup.shared_reads {
+        reader_stage.set_shared_reads(seat.clone());
+    }
     let pacer_stage = PacerStage {
         sink,
         slots: tx_slots.clone(),

@@ -65,6 +65,9 @@ pub struct PushOptions {
     pub stripe: Option<super::stripe_options::StripeOptions>,
     /// `--shard I/N`: send only this shard of the sources (`files::shard`).
     pub shard: crate::files::Shard,
+    /// One destination of a fan-out push (`--to` repeated, [`super::fan_out`]): its seat at the reads the
+    /// sessions share. `None` for a push to one destination.
+    pub shared_reads: Option<crate::pipeline::shared_reads::ReadSeat>,
 }
 
 impl PushOptions {
@@ -92,6 +95,7 @@ impl PushOptions {
             live: crate::pipeline::live::Live::new(),
             stripe: None,
             shard: crate::files::Shard::WHOLE,
+            shared_reads: None,
         }
     }
 }
@@ -181,6 +185,7 @@ fn run(
         peer_timeout: opts.timeout,
         live: opts.live.clone(),
         governor: None,
+        shared_reads: opts.shared_reads.clone(),
     };
     let plain = matches!(opts.auth, ClientAuth::Insecure);
     let mut reached = reach(opts, dest)?;

@@ -126,6 +126,9 @@ pub struct Report {
     pub wire_bytes: u64,
     /// The same blocks' bytes before compression (`compression_ratio` is this over `wire_bytes`).
     pub raw_wire_bytes: u64,
+    /// One destination of a fan-out push: bytes of the sources its session read from disk, and bytes it
+    /// copied from the other sessions' reads (`read_disk_bytes`, `read_shared_bytes`).
+    pub shared_reads: Option<(u64, u64)>,
 }
 
 /// What a striped push (`--via`, PROTOCOL.md §8) adds to its report.
@@ -266,6 +269,9 @@ impl Report {
             .str("shard", &self.shard.to_string())
             .u64("wire_bytes", self.wire_bytes)
             .f64("compression_ratio", self.compression_ratio());
+        if let Some((disk, shared)) = self.shared_reads {
+            j = j.u64("read_disk_bytes", disk).u64("read_shared_bytes", shared);
+        }
         if let Some(st) = &self.stripe {
             j = j
                 .str("transfer", &st.transfer)

@@ -89,6 +89,8 @@ pub struct SendParams {
     /// and paces within its share itself (PROTOCOL.md §3.7). `None` for a client, whose share (if the
     /// receiving daemon caps) comes as `RateShare` messages.
     pub governor: Option<GovernorTicket>,
+    /// A session of a fan-out push (`push --to A --to B`): its seat at the reads the sessions share.
+    pub shared_reads: Option<crate::pipeline::shared_reads::ReadSeat>,
 }
 
 /// Runs the sending side: `Hello` and the manifest, the receiver's `Accept`, then the data to
@@ -270,6 +272,7 @@ pub fn send_files(
         live,
         bases,
         rate_share,
+        shared_reads: p.shared_reads.clone(),
     };
     p.live.set_phase(Phase::Transferring);
     let outcome =

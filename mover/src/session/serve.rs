@@ -717,6 +717,7 @@ fn serve_pull(
         peer_timeout: crate::proto::config::DEFAULT_PEER_TIMEOUT,
         live,
         governor,
+        shared_reads: None,
     };
     let data_ip = ch.peer_addr().ip();
     if data_ip.is_unspecified() {

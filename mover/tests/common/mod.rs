@@ -43,6 +43,48 @@ pub fn json_bool(json: &str, key: &str) -> Option<bool> {
     json_raw(json, key)?.parse().ok()
 }
 
+/// The objects of a JSON array value `"key":[{...},{...}]` (flat enough for mover's output), as text.
+pub fn json_objects<'a>(json: &'a str, key: &str) -> Vec<&'a str> {
+    let start = json.find(&format!("\"{key}\":[")).unwrap_or_else(|| panic!("no {key} in {json}")) + key.len() + 4;
+    let (mut depth, mut from, mut out, mut in_str, mut esc) = (0, 0, Vec::new(), false, false);
+    for (i, c) in json[start..].char_indices() {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' | '[' => {
+                if depth == 0 {
+                    from = i;
+                }
+                depth += 1;
+            }
+            '}' | ']' if depth == 0 => break,
+            '}' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(&json[start + from..start + i + 1]);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A string value `"key":"..."` (without escapes) of flat JSON.
+pub fn json_str<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\":\"");
+    let start = json.find(&needle)? + needle.len();
+    Some(&json[start..start + json[start..].find('"')?])
+}
+
 /// A child process that is killed and reaped when dropped, so a failing assertion leaves nothing running.
 pub struct KillOnDrop(pub Child);
 

@@ -51,6 +51,9 @@ pub struct JobTransfer {
     pub pushes: Vec<PushOptions>,
     /// `--retries` (the `retries` key): times a push the network broke is run again.
     pub retries: u32,
+    /// `--fan-out-buffer` (the `fan-out-buffer` key): with several destinations, the buffer through which
+    /// their sessions share the reads of the sources (`session::push_fan_out`).
+    pub fan_out_buffer: u64,
 }
 
 /// The exit-code rule of `mover job`, for `mover job --help` and README.md.

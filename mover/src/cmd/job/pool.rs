@@ -2,10 +2,9 @@
 //! from one queue, so at most that many pushes (or dry runs) run at once and a slow one holds up only
 //! its own worker.
 //!
-//! A work item is a transfer to some of its destinations. Today each item has one destination (one push
-//! each, [`one_per_destination`]); the fan-out push (issue 21, item 2: one read of the sources for several
-//! destinations) will take all of a transfer's destinations as one item and return one result per
-//! destination, so the file format, the summary and the events stay as they are.
+//! A work item is a transfer to some of its destinations ([`work_items`]): all of them at once (a fan-out
+//! push, which reads the sources once for every destination) or, for a striped transfer, one each. An
+//! item returns one result per destination, so the summary and the events stay per destination.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -23,6 +22,19 @@ pub struct WorkItem {
 pub fn one_per_destination(dests: &[usize]) -> Vec<WorkItem> {
     let per = |(transfer, &n): (usize, &usize)| (0..n).map(move |d| WorkItem { transfer, dests: vec![d] });
     dests.iter().enumerate().flat_map(per).collect()
+}
+
+/// The items of a job, in file order: `fans[t]` is transfer `t`'s destination count and whether they go
+/// as one fan-out (one item for all) or one item each.
+pub fn work_items(fans: &[(usize, bool)]) -> Vec<WorkItem> {
+    let per = |(transfer, &(n, fan)): (usize, &(usize, bool))| -> Vec<WorkItem> {
+        if fan && n > 1 {
+            vec![WorkItem { transfer, dests: (0..n).collect() }]
+        } else {
+            (0..n).map(|d| WorkItem { transfer, dests: vec![d] }).collect()
+        }
+    };
+    fans.iter().enumerate().flat_map(per).collect()
 }
 
 /// An item once run, with its results; `None` until then.
@@ -70,6 +82,13 @@ mod tests {
         let items = one_per_destination(&[2, 1]);
         let pairs: Vec<(usize, Vec<usize>)> = items.into_iter().map(|i| (i.transfer, i.dests)).collect();
         assert_eq!(pairs, [(0, vec![0]), (0, vec![1]), (1, vec![0])]);
+    }
+
+    #[test]
+    fn a_fan_out_is_one_item_and_a_striped_transfer_one_per_destination() {
+        let items = work_items(&[(3, true), (2, false), (1, true)]);
+        let pairs: Vec<(usize, Vec<usize>)> = items.into_iter().map(|i| (i.transfer, i.dests)).collect();
+        assert_eq!(pairs, [(0, vec![0, 1, 2]), (1, vec![0]), (1, vec![1]), (2, vec![0])]);
     }
 
     #[test]

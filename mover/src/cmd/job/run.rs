@@ -1,16 +1,17 @@
 //! Running a job: every transfer x destination as a push ([`crate::session::push`], or a striped one),
-//! each with push's retry loop and back-off (`session::retry`), at most `concurrency` at once
-//! ([`super::pool`]); then the summary table on stderr and, with `--json`, the summary object on stdout.
+//! each with push's retry loop and back-off (`session::retry`); a transfer's destinations at once as one
+//! fan-out ([`crate::session::push_fan_out`]: the sources read once for all of them); at most
+//! `concurrency` transfers at once ([`super::pool`]); then the summary table on stderr and, with `--json`, the summary object on stdout.
 //! Resume needs nothing here: a rerun's pushes find the receivers' partials and journals, resume them and
 //! skip the files already there.
 
-use super::pool::{one_per_destination, run_pool, WorkItem};
+use super::pool::{run_pool, work_items, WorkItem};
 use super::progress::JobProgress;
 use super::summary::{self, Outcome};
 use super::JobTransfer;
 use crate::cmd::progress::ProgressArgs;
 use crate::exit::Failed;
-use crate::session::{push, push_striped, with_retries_noting, PushOptions, Report};
+use crate::session::{push, push_fan_out, push_striped, with_retries_noting, PushOptions, Report};
 use std::time::Instant;
 
 /// What running a job again does, for the end of its error line.
@@ -28,23 +29,26 @@ pub fn run(transfers: &[JobTransfer], concurrency: usize, json: bool, progress: 
         .flat_map(|t| t.pushes.iter().map(|p| (t.name.clone(), p.url.clone(), p.live.clone())))
         .collect();
     let display = JobProgress::start(progress, slots)?;
-    let dests: Vec<usize> = transfers.iter().map(|t| t.pushes.len()).collect();
+    // A transfer to several destinations is one fan-out (read once for all of them), unless striped.
+    let fans: Vec<(usize, bool)> = transfers.iter().map(|t| (t.pushes.len(), t.pushes[0].stripe.is_none())).collect();
     let work = |item: &WorkItem| -> Vec<(Report, u32)> {
         let t = &transfers[item.transfer];
-        item.dests
-            .iter()
-            .map(|&d| {
-                let slot = slot_of(item.transfer, d);
-                display.started(slot);
-                let (report, attempts) = push_with_retries(&t.pushes[d], t.retries, &|retry, error, wait| {
-                    display.retrying(slot, retry, t.retries, error, wait)
-                });
-                display.ended(slot, &report, attempts);
-                (report, attempts)
-            })
-            .collect()
+        let one = |d: usize, opts: &PushOptions| {
+            let slot = slot_of(item.transfer, d);
+            display.started(slot);
+            let (report, attempts) = push_with_retries(opts, t.retries, &|retry, error, wait| {
+                display.retrying(slot, retry, t.retries, error, wait)
+            });
+            display.ended(slot, &report, attempts);
+            (report, attempts)
+        };
+        if item.dests.len() > 1 {
+            let pushes: Vec<PushOptions> = item.dests.iter().map(|&d| t.pushes[d].clone()).collect();
+            return push_fan_out(&pushes, t.fan_out_buffer, &|i, opts| one(item.dests[i], opts));
+        }
+        item.dests.iter().map(|&d| one(d, &t.pushes[d])).collect()
     };
-    let done = run_pool(one_per_destination(&dests), concurrency, &work);
+    let done = run_pool(work_items(&fans), concurrency, &work);
     let summary_shown = display.prints_summary();
     display.finish();
     let outcomes: Vec<Outcome> = done
