@@ -16,7 +16,7 @@
 #   SIZE [1536M; 256M with SMOKE=1]  bytes of the tree (IEC), made once per run on /dev/shm: SMALL_FILES
 #                        small files (benches/lib/small-tree.py, 1-256 KiB each, log-uniform) and the rest in
 #                        LARGE_FILES large ones of unequal sizes (26, 22, 20, 18 and 14% of the rest with 5: 200-400
-#                        MiB each at the default SIZE), so push --shard cuts them into 64 MiB ranges
+#                        MiB each at the default SIZE), so push --shard cuts them into 16 MiB ranges
 #   SMALL_FILES [300]; LARGE_FILES [5]; SEED [1]
 #   REPEATS [3; 1 with SMOKE=1]   rounds; each round runs every kind in KINDS, the order turned by one per round
 #   KINDS ["a b c"]      a: sender 0 alone pushes the whole tree (no --shard) through its RATE link;
@@ -226,7 +226,7 @@ python3 "$HERE/lib/small-tree.py" "$TREE/small" "$SMALL_FILES" "$SEED" 1024 2621
 small_bytes=$(find "$TREE/small" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
 rest=$((TREE_WANT - small_bytes))
 ((rest > 0)) || die "SIZE=$SIZE is smaller than the small files ($small_bytes B)"
-# Shares of the rest: unequal, none a multiple of 64 MiB at the defaults (the last range of each is short).
+# Shares of the rest: unequal, none a multiple of 16 MiB at the defaults (the last range of each is short).
 mapfile -t LARGE_SIZES < <(python3 - "$rest" "$LARGE_FILES" <<'PY'
 import sys
 rest, n = int(sys.argv[1]), int(sys.argv[2])
@@ -470,7 +470,7 @@ print(f"Topology: four sender namespaces, each with its own veth into a bridge i
       f"on the bridge's port towards it (switch -> receiver: a queue of {queue_ms} ms in the middle of every path); "
       "MTU 1500, offloads off. "
       f"Tree: {tree_files} files, {tree_bytes} bytes on /dev/shm (large files {large_mib} MiB, cut by --shard into "
-      f"64 MiB ranges; the rest small files of 1-256 KiB); the receiver writes to /dev/shm. "
+      f"16 MiB ranges; the rest small files of 1-256 KiB); the receiver writes to /dev/shm. "
       f"`mover push --insecure-no-auth --net udp --json --policy {policy}"
       f"{'' if push_rate == 'none' else ' --rate ' + push_rate} [--shard I/4]` (run c: --rate {push_rate_c}), "
       "`mover serve --insecure-no-auth --net udp`, fresh root per run. "

@@ -992,7 +992,7 @@ pub fn seed_corpus() -> Vec<Seed> {
             ControlMsg::Entry(Entry {
                 rel_path: "dataset/huge.bin".into(),
                 kind: EntryKind::File,
-                size: 64 << 20,
+                size: 16 << 20,
                 mode: 0o644,
                 content_hash: Some(5),
                 piece: Some(crate::wire::shard::Piece { offset: 64 << 20, file_size: 150 << 20 }),

@@ -90,8 +90,8 @@ fn pulls_of_each_shard_and_auto_from_the_scheduler() {
     let dir = TempDir::new("shards-pull");
     let root = dir.path().join("root");
     let (src, mut total) = tree(&root);
-    // Two ranges (64 MiB and the rest), which the daemon may send from different shards.
-    let big = (100 << 20) + 7;
+    // Two ranges (16 MiB and the rest), which the daemon may send from different shards.
+    let big = (20 << 20) + 7;
     write_random_file(&src.join("d1/big.bin"), big, 77);
     total += big;
     let server = Server::start(&root, &[]);
@@ -146,8 +146,8 @@ fn a_large_file_is_split_between_concurrent_shards_and_assembled_once() {
     let dir = TempDir::new("shards-split");
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
-    // 150 MiB: ranges of 64, 64 and 22 MiB.
-    let big = (150 << 20) + 12_345;
+    // 40 MiB: ranges of 16, 16 and 8 MiB.
+    let big = (40 << 20) + 12_345;
     write_random_file(&src.join("sub/big.bin"), big, 1);
     let mut total = big;
     for i in 0..12u64 {

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 /// The tasks of each array: as many shards as the test asks for.
 const TASKS: u32 = 4;
 
-/// The sharded tree's large file: more than the sharder's 64 MiB range, and most of the tree.
-const LARGE_BYTES: u64 = (96 << 20) + 4321;
+/// The sharded tree's large file: three of the sharder's 16 MiB ranges and a short one, and most of the tree
+/// (the other files come to about 38 MiB).
+const LARGE_BYTES: u64 = (48 << 20) + 4321;
 
 #[test]
 fn an_array_runs_every_task_with_its_index_and_the_count() {
@@ -172,7 +173,7 @@ fn the_example_batch_script_moves_a_tree_over_tls() {
 }
 
 /// Writes a tree of several dozen files of random sizes (every seventh empty) in nested directories, an
-/// empty directory, and a file of `large` bytes (none if 0): over the sharder's 64 MiB range, its ranges go
+/// empty directory, and a file of `large` bytes (none if 0): over the sharder's 16 MiB range, its ranges go
 /// to different shards. Returns the tree's total bytes.
 fn random_tree(root: &Path, seed: u64, large: u64) -> u64 {
     const DIRS: [&str; 6] = ["", "a", "a/b", "a/b/c", "d", "d/e"];

@@ -87,20 +87,23 @@ fn shards_are_disjoint_cover_everything_and_balance_by_bytes() {
 
 #[test]
 fn large_files_are_cut_into_ranges_that_tile_the_file() {
-    let entries = vec![dir("t"), file("t/big", (300 << 20) + 5), file("t/small", 10), file("t/edge", 64 << 20)];
+    let entries = vec![dir("t"), file("t/big", (300 << 20) + 5), file("t/small", 10), file("t/edge", 16 << 20)];
     let all = units(&entries, true);
     let big: Vec<&Unit> = all.iter().filter(|u| u.entry == 1).collect();
-    assert_eq!(big.len(), 5, "300 MiB + 5 B in 64 MiB ranges");
+    assert_eq!(big.len(), 19, "300 MiB + 5 B in 16 MiB ranges");
     let mut next = 0;
     for u in &big {
         assert_eq!(u.offset, next);
         next += u.len;
     }
     assert_eq!(next, (300 << 20) + 5);
-    assert_eq!(all.iter().filter(|u| u.entry == 3).count(), 1, "64 MiB exactly is not split");
+    assert_eq!(all.iter().filter(|u| u.entry == 3).count(), 1, "16 MiB exactly is not split");
+    assert_eq!(units(&[file("x", (16 << 20) + 1)], true).len(), 2, "16 MiB + 1 B is");
     // Huge files: at most 1024 ranges, each a whole number of MiB but the last.
     assert_eq!(piece_bytes(1 << 40), 1 << 30);
-    assert_eq!(piece_bytes(10 << 30), 64 << 20);
+    assert_eq!(piece_bytes(10 << 30), 16 << 20);
+    assert_eq!(piece_bytes(16 << 30), 16 << 20, "16 GiB: 1024 ranges of 16 MiB");
+    assert_eq!(piece_bytes((16 << 30) + 1), 17 << 20, "over 16 GiB: a 1024th, rounded up to a MiB");
     assert!(units(&[file("x", (1 << 40) + 1)], true).len() <= 1025);
 }
 

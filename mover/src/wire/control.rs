@@ -1275,7 +1275,7 @@ mod tests {
             ControlMsg::Entry(Entry {
                 rel_path: "dataset/huge.bin".into(),
                 kind: EntryKind::File,
-                size: 64 << 20,
+                size: 16 << 20,
                 content_hash: Some(7),
                 piece: Some(crate::wire::shard::Piece { offset: 128 << 20, file_size: 200 << 20 }),
                 ..Entry::default()
@@ -1558,12 +1558,14 @@ mod tests {
             piece: Some(crate::wire::shard::Piece { offset, file_size }),
             ..Entry::default()
         };
-        assert!(enc(piece(64 << 20, 36 << 20, 100 << 20)).is_ok());
+        assert!(enc(piece(96 << 20, 4 << 20, 100 << 20)).is_ok(), "the last, short range");
+        assert!(enc(piece(0, 32 << 20, 32 << 30)).is_ok(), "a 1024th of a file over 16 GiB");
         for (offset, size, file_size) in [
-            (1, 64 << 20, 200 << 20),
-            (0, 64 << 20, 64 << 20),
+            (1, 16 << 20, 200 << 20),
+            (0, 16 << 20, 16 << 20),
             (0, 1 << 20, 200 << 20),
-            (192 << 20, 64 << 20, 200 << 20),
+            (0, 16 << 20, 32 << 30),
+            (192 << 20, 16 << 20, 200 << 20),
             (256 << 20, 1, 200 << 20),
         ] {
             assert_eq!(
@@ -1572,7 +1574,7 @@ mod tests {
                 "{offset} {size}"
             );
         }
-        let sparse = Entry { sparse: true, ..piece(0, 64 << 20, 100 << 20) };
+        let sparse = Entry { sparse: true, ..piece(0, 16 << 20, 100 << 20) };
         assert_eq!(enc(sparse), Err(ControlError::BadValue("file range")));
         let dir = Entry { kind: EntryKind::Dir, ..piece(0, 0, 100 << 20) };
         assert_eq!(enc(dir), Err(ControlError::BadValue("file range")));
