@@ -214,7 +214,8 @@ fn a_job_transfer_to_several_destinations_fans_out() {
 #[test]
 fn bad_fan_outs_are_one_line_usage_errors() {
     let dir = TempDir::new("fan-out-usage");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (&["push", "a", "mover://h/y", "--to", "mover://h/x"], "give it as --to mover://h/y"),
         (&["push", "a", "--to", "mover://h/x", "--to", "mover://h/x"], "given twice"),
         (&["push", "a", "--to", "mover://h/x", "--to", "mover://g/x", "--via", "mover://r"], "--via"),
         (&["push", "a"], "SRC... DEST"),

@@ -70,9 +70,10 @@ pub struct ReaderStage {
     free: Inbox<RegionBuf>,
     shared: ReaderShared,
     order: InOrder,
-    /// Per request (req_id % pool size): file id, offset, length, submit time. Fixed size: at most one
-    /// request per buffer is outstanding.
-    meta: Vec<(u32, u64, u32, Instant)>,
+    /// Per request (req_id % pool size): file id, offset, length, submit time (`None`: copied from a
+    /// fan-out's shared reads, no disk read to time). Fixed size: at most one request per buffer is
+    /// outstanding.
+    meta: Vec<(u32, u64, u32, Option<Instant>)>,
     open: VecDeque<(u32, FileId)>,
     next_file: usize,
     next_off: u64,
@@ -127,7 +128,7 @@ impl ReaderStage {
             free,
             shared,
             order: InOrder::new(cap, 0),
-            meta: vec![(0, 0, 0, Instant::now()); cap],
+            meta: vec![(0, 0, 0, None); cap],
             open: VecDeque::with_capacity(MAX_OPEN),
             next_file: 0,
             next_off: 0,
@@ -226,7 +227,9 @@ impl ReaderStage {
             }
             let Some(c) = self.order.pop() else { break };
             let (file_id, offset, len, submitted) = self.meta[(c.req_id % cap) as usize];
-            cx.meter.record(self.read_latency, submitted.elapsed().as_nanos() as u64);
+            if let Some(submitted) = submitted {
+                cx.meter.record(self.read_latency, submitted.elapsed().as_nanos() as u64);
+            }
             match c.result {
                 Ok(n) if n == len as usize => {
                     cx.meter.add(1, len as u64);
@@ -310,7 +313,7 @@ impl ReaderStage {
                 }
                 Ok(()) => {
                     self.meta[(self.next_req % cap) as usize] =
-                        (self.next_file as u32, self.next_off, len, Instant::now());
+                        (self.next_file as u32, self.next_off, len, Some(Instant::now()));
                     self.advance(len, size);
                 }
             }
@@ -327,7 +330,7 @@ impl ReaderStage {
         match seat.reads.take_or_claim(seat.member, key, self.reader.buf_mut(&buf)) {
             Share::Copied => {
                 let cap = self.meta.len() as u64;
-                self.meta[(self.next_req % cap) as usize] = (self.next_file as u32, self.next_off, len, Instant::now());
+                self.meta[(self.next_req % cap) as usize] = (self.next_file as u32, self.next_off, len, None);
                 self.order.insert(Completion { req_id: self.next_req, buf, result: Ok(len as usize) });
                 self.copied = true;
                 Step::Copied
