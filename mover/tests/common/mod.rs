@@ -177,7 +177,12 @@ pub fn hash_file(path: &Path) -> u128 {
 
 /// The binary under test.
 pub fn mover() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mover"))
+    // MOVER_TEST_BIN runs a test's measurements with another build (benches/run-governance.sh: the release
+    // binary, where tests use the ci profile's, whose debug assertions cost CPU).
+    match std::env::var_os("MOVER_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_mover")),
+    }
 }
 
 /// A `mover serve` process killed on drop.
