@@ -717,8 +717,10 @@ fn push_options_each(mut a: PushArgs) -> Result<Vec<session::PushOptions>, CliEr
         return Ok(vec![push_options(a)?]);
     }
     if let Some(d) = a.paths.iter().find(|p| p.starts_with("mover://")) {
-        return Err(Usage(format!("with --to every operand is a source, and '{d}' is a destination: give it as --to {d}"))
-            .into());
+        return Err(Usage(format!(
+            "with --to every operand is a source, and '{d}' is a destination: give it as --to {d}"
+        ))
+        .into());
     }
     if to.len() > session::MAX_DESTINATIONS {
         return Err(Usage(format!("at most {} --to destinations in one push", session::MAX_DESTINATIONS)).into());
