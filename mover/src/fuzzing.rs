@@ -995,7 +995,7 @@ pub fn seed_corpus() -> Vec<Seed> {
                 size: 16 << 20,
                 mode: 0o644,
                 content_hash: Some(5),
-                piece: Some(crate::wire::shard::Piece { offset: 64 << 20, file_size: 150 << 20 }),
+                piece: Some(Box::new(crate::wire::shard::Piece { offset: 64 << 20, file_size: 150 << 20 })),
                 ..Entry::default()
             }),
         ),

@@ -72,15 +72,17 @@ pub(super) struct FileSlot {
     /// write and read-back of the file duplicates. `None` while released to bound the descriptors held
     /// ([`ClaimBound`]; then `released` says which file to take again).
     pub(super) claim: Option<Claim>,
-    /// The partial this session claimed and let go of to stay within its bound on claims.
-    pub(super) released: Option<Released>,
+    /// The partial this session claimed and let go of to stay within its bound on claims (boxed: rare, and
+    /// every file of a manifest has a slot; decision 0025).
+    pub(super) released: Option<Box<Released>>,
     /// Ranges a resumed partial already holds (handed to its journal writer).
     pub(super) trusted: Vec<JournalRange>,
     /// What to keep of owners, set-ID bits and extended attributes.
     pub(super) meta: EntryMeta,
     /// A range of a file split between shards, and the source version it belongs to
     /// ([`super::pieces`]): committed under a done name, and the file assembled once every range is done.
-    pub(super) piece: Option<(crate::wire::shard::Piece, u64)>,
+    /// Boxed: only sharded sessions have ranges, and every file of a manifest has a slot (decision 0025).
+    pub(super) piece: Option<Box<(crate::wire::shard::Piece, u64)>>,
 }
 
 struct DirSlot {
@@ -237,9 +239,9 @@ impl DestTree {
                         claim: None,
                         released: None,
                         trusted: Vec::new(),
-                        piece: e
-                            .piece
-                            .map(|p| (p, super::pieces::version_of(p, e.mtime_s, e.mtime_ns, e.mode, &e.rel_path))),
+                        piece: e.piece.as_deref().copied().map(|p| {
+                            Box::new((p, super::pieces::version_of(p, e.mtime_s, e.mtime_ns, e.mode, &e.rel_path)))
+                        }),
                     });
                     file_finals.insert(&e.rel_path);
                 }
@@ -331,7 +333,7 @@ impl DestTree {
         for f in &mut self.files {
             if f.state == State::Created {
                 if f.size < super::JOURNAL_MIN_BYTES {
-                    match (&f.claim, f.released) {
+                    match (&f.claim, f.released.as_deref().copied()) {
                         (Some(c), _) => remove_unjournaled(&self.beneath, &f.shown_temp, Some(c.file())),
                         // Released to bound the claims: removed only if its lock is free and the name still
                         // holds the very file (else another session has taken it since, and it stays).
@@ -368,7 +370,7 @@ impl DestTree {
             let Some(claim) = f.claim.take() else { continue };
             match claim.identity() {
                 Ok(r) => {
-                    f.released = Some(r);
+                    f.released = Some(Box::new(r));
                     self.claims.ended();
                 }
                 Err(_) => {
@@ -410,7 +412,7 @@ impl DestTree {
     pub(super) fn assemble(&mut self, file_id: u32) -> io::Result<()> {
         let DestTree { files, beneath, policy, fsync, .. } = self;
         let f = &files[file_id as usize];
-        let Some((piece, version)) = f.piece else { return Ok(()) };
+        let Some((piece, version)) = f.piece.as_deref().copied() else { return Ok(()) };
         let err = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("assembling '{}': {what}: {e}", f.shown.display()))
         };
@@ -534,7 +536,7 @@ fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<()> {
         // Full size at once, so out-of-order blocks do not extend the file again and again.
         return c.file().set_len(f.size).map_err(err);
     }
-    let Some(released) = f.released else {
+    let Some(released) = f.released.as_deref().copied() else {
         return Err(io::Error::other(format!("'{}' lost its claim", f.shown_temp.display())));
     };
     let (dir, name) = beneath.parent(&f.shown_temp).map_err(err)?;
@@ -588,7 +590,7 @@ pub(super) fn judge_manifest(entries: &[Entry]) -> Result<(u64, HashSet<&str>), 
     let mut total_bytes: u64 = 0;
     for (i, e) in entries.iter().enumerate() {
         let rel = sanitize_relative(&e.rel_path).map_err(|err| manifest(i, err.to_string()))?;
-        if let Some(p) = e.piece {
+        if let Some(p) = e.piece.as_deref().copied() {
             if e.kind != EntryKind::File || !p.is_on_layout(e.size) {
                 return Err(manifest(i, format!("'{rel}': a range that is not one of the file's ranges")));
             }
@@ -642,7 +644,7 @@ pub(super) fn identity_of(e: &Entry) -> FileIdentity {
         size: e.size,
         mtime_ns: e.mtime_s.saturating_mul(1_000_000_000).saturating_add(i64::from(e.mtime_ns)),
         mode: e.mode,
-        path_hash: match e.piece {
+        path_hash: match e.piece.as_deref() {
             // A range's journal is the range's alone.
             Some(p) => FileIdentity::path_hash(format!("{}~{}", e.rel_path, p.offset).as_bytes()),
             None => FileIdentity::path_hash(e.rel_path.as_bytes()),
@@ -652,7 +654,7 @@ pub(super) fn identity_of(e: &Entry) -> FileIdentity {
 
 /// The partial name of a file entry named `name`: its own, or its range's (module `pieces`).
 pub(super) fn partial_name_of(e: &Entry, name: &str) -> String {
-    match e.piece {
+    match e.piece.as_deref() {
         Some(p) => super::pieces::piece_partial_name(name, p.offset),
         None => partial_name(name),
     }
@@ -852,7 +854,7 @@ impl BlockStore for DestTree {
         let err = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("committing '{}': {what}: {e}", f.shown.display()))
         };
-        if let Some((piece, version)) = f.piece {
+        if let Some((piece, version)) = f.piece.as_deref().copied() {
             // A verified range: kept under its done name until every range of the file is (module `pieces`).
             if self.fsync {
                 file.sync_all().map_err(|e| err("fsync", e))?;

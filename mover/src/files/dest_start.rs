@@ -47,8 +47,8 @@ impl DestTree {
                 shown: &f.shown,
                 shown_temp: &f.shown_temp,
                 identity: f.identity,
-                final_size: f.piece.map_or(f.size, |(p, _)| p.file_size),
-                piece: f.piece.map(|(p, version)| (final_name, p, version)),
+                final_size: f.piece.as_deref().map_or(f.size, |(p, _)| p.file_size),
+                piece: f.piece.as_deref().map(|&(p, version)| (final_name, p, version)),
                 mtime_s: f.mtime_s,
                 mtime_ns: f.mtime_ns,
             };

@@ -59,8 +59,12 @@ pub fn dry_run_verdicts(
             shown: &shown,
             shown_temp: &shown_temp,
             identity: identity_of(e),
-            final_size: e.piece.map_or(e.size, |p| p.file_size),
-            piece: e.piece.map(|p| (name, p, super::pieces::version_of(p, e.mtime_s, e.mtime_ns, e.mode, &e.rel_path))),
+            final_size: e.piece.as_deref().map_or(e.size, |p| p.file_size),
+            piece: e
+                .piece
+                .as_deref()
+                .copied()
+                .map(|p| (name, p, super::pieces::version_of(p, e.mtime_s, e.mtime_ns, e.mode, &e.rel_path))),
             mtime_s: e.mtime_s,
             mtime_ns: e.mtime_ns,
         };

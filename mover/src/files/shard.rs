@@ -149,7 +149,7 @@ pub fn keep_shard(scanned: super::Scanned, shard: Shard, split: bool) -> super::
                 for u in units {
                     let piece = crate::wire::shard::Piece { offset: u.offset, file_size: e.size };
                     debug_assert!(piece.is_on_layout(u.len));
-                    out.entries.push(Entry { size: u.len, piece: Some(piece), sparse: false, ..e.clone() });
+                    out.entries.push(Entry { size: u.len, piece: Some(Box::new(piece)), sparse: false, ..e.clone() });
                     out.file_paths.push(p.clone());
                     bases.push(u.offset);
                 }

@@ -991,7 +991,7 @@ fn put_entry_meta(out: &mut Vec<u8>, e: &Entry) {
     if let Some(h) = e.content_hash {
         out.extend_from_slice(&h.to_be_bytes());
     }
-    if let Some(p) = e.piece {
+    if let Some(p) = e.piece.as_deref() {
         out.extend_from_slice(&p.offset.to_be_bytes());
         out.extend_from_slice(&p.file_size.to_be_bytes());
     }
@@ -1202,7 +1202,7 @@ impl<'a> Reader<'a> {
             if e.kind != EntryKind::File || e.sparse || !piece.is_on_layout(e.size) {
                 return Err(ControlError::BadValue("file range"));
             }
-            e.piece = Some(piece);
+            e.piece = Some(Box::new(piece));
         }
         e.link_target = self.string()?;
         check_link_target(e.kind, &e.link_target)?;
@@ -1277,7 +1277,7 @@ mod tests {
                 kind: EntryKind::File,
                 size: 16 << 20,
                 content_hash: Some(7),
-                piece: Some(crate::wire::shard::Piece { offset: 128 << 20, file_size: 200 << 20 }),
+                piece: Some(Box::new(crate::wire::shard::Piece { offset: 128 << 20, file_size: 200 << 20 })),
                 ..Entry::default()
             }),
             ControlMsg::Entry(Entry {
@@ -1555,7 +1555,7 @@ mod tests {
         // File ranges: only those of the layout, of regular files that are not sparse.
         let piece = |offset, size, file_size| Entry {
             size,
-            piece: Some(crate::wire::shard::Piece { offset, file_size }),
+            piece: Some(Box::new(crate::wire::shard::Piece { offset, file_size })),
             ..Entry::default()
         };
         assert!(enc(piece(96 << 20, 4 << 20, 100 << 20)).is_ok(), "the last, short range");

@@ -59,8 +59,9 @@ pub struct Entry {
     /// holds instead of size and mtime.
     pub content_hash: Option<u128>,
     /// For one range of a file split between shards (`--shard`): where the range lies in the whole file;
-    /// `size` is the range's length. `None` for a whole file.
-    pub piece: Option<super::shard::Piece>,
+    /// `size` is the range's length. `None` for a whole file. Boxed: only sharded sessions have ranges, and
+    /// each end holds an entry per file (decision 0025).
+    pub piece: Option<Box<super::shard::Piece>>,
 }
 
 impl Entry {
