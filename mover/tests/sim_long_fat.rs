@@ -6,7 +6,9 @@
 use mover::proto::policy::Policy;
 use mover::proto::Config;
 use mover::sim::harness::rates_between;
-use mover::sim::{run_transfer, AimdConfig, CheckingStore, Competitor, SimConfig, SimReport, SynthSource};
+use mover::sim::{
+    run_synth_checked, run_transfer, AimdConfig, CheckingStore, Competitor, SimConfig, SimReport, SynthSource,
+};
 use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
@@ -17,13 +19,8 @@ const PAYLOAD_SHARE: f64 = 1412.0 / 1472.0;
 fn run(sim: &SimConfig, size: u64) -> SimReport {
     let mut cfg = Config::new(7, DATAGRAM, 10_000_000_000);
     cfg.policy = Policy::Fair;
-    cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
-    let sizes = vec![size];
-    let mut src = SynthSource { seed: sim.seed };
-    let store = CheckingStore::new(sim.seed, sizes.clone());
-    let (report, store) = run_transfer(sim, cfg, sizes, &mut src, store);
+    let report = run_synth_checked(sim, cfg, size);
     assert!(report.outcome.is_ok(), "{:?}", report.outcome);
-    assert!(store.all_identical() && store.mismatched_writes == 0);
     report
 }
 

@@ -4,7 +4,7 @@
 use mover::proto::policy::Policy;
 use mover::proto::Config;
 use mover::sim::harness::rates_between;
-use mover::sim::{run_transfer, AimdConfig, CheckingStore, Competitor, SimConfig, SimReport, SimSample, SynthSource};
+use mover::sim::{run_synth_checked, AimdConfig, Competitor, SimConfig, SimReport, SimSample};
 use std::time::Duration;
 
 const MB: u64 = 1 << 20;
@@ -12,17 +12,7 @@ const MB: u64 = 1 << 20;
 fn run(sim: &SimConfig, policy: Policy, ceiling: u64, datagram: usize, size: u64) -> SimReport {
     let mut cfg = Config::new(7, datagram, ceiling);
     cfg.policy = policy;
-    // MOVER_RATE_TRACE=1 prints the controller's rounds (with --nocapture), to see why a run missed.
-    cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
-    let sizes = vec![size];
-    let mut src = SynthSource { seed: sim.seed };
-    let store = CheckingStore::new(sim.seed, sizes.clone());
-    let (report, store) = run_transfer(sim, cfg, sizes, &mut src, store);
-    assert_eq!(store.mismatched_writes, 0);
-    if report.outcome.is_ok() {
-        assert!(store.all_identical(), "store: {store:?}");
-    }
-    report
+    run_synth_checked(sim, cfg, size)
 }
 
 fn print_samples(samples: &[SimSample], every: usize) {

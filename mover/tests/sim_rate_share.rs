@@ -5,7 +5,7 @@
 
 use mover::proto::policy::Policy;
 use mover::proto::Config;
-use mover::sim::{run_transfer, CheckingStore, SimConfig, SimReport, SimSample, SynthSource};
+use mover::sim::{run_synth_checked, SimConfig, SimReport, SimSample};
 use std::time::Duration;
 
 const MB: u64 = 1 << 20;
@@ -18,16 +18,7 @@ const BURST_SLACK: f64 = 1.01;
 fn run(sim: &SimConfig, policy: Policy, rate_bps: u64, size: u64) -> SimReport {
     let mut cfg = Config::new(7, 1472, rate_bps);
     cfg.policy = policy;
-    cfg.trace_rate = std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
-    let sizes = vec![size];
-    let mut src = SynthSource { seed: sim.seed };
-    let store = CheckingStore::new(sim.seed, sizes.clone());
-    let (report, store) = run_transfer(sim, cfg, sizes, &mut src, store);
-    assert_eq!(store.mismatched_writes, 0);
-    if report.outcome.is_ok() {
-        assert!(store.all_identical(), "store: {store:?}");
-    }
-    report
+    run_synth_checked(sim, cfg, size)
 }
 
 /// A 1 Gbit/s x 20 ms path without loss, sampled every 10 ms, with `shares`.

@@ -181,13 +181,13 @@ fn random_tree(root: &Path, seed: u64, large: u64) -> u64 {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     std::fs::create_dir_all(root.join("empty")).unwrap();
-    let mut rng = SplitMix(seed);
+    let mut rng = mover::sim::SimRng::new(seed);
     let mut total = 0;
     for i in 0..48u64 {
-        let size = match rng.next() % 8 {
+        let size = match rng.next_u64() % 8 {
             _ if i % 7 == 0 => 0,
-            0..=3 => rng.next() % 4096,
-            _ => rng.next() % (3 << 20),
+            0..=3 => rng.next_u64() % 4096,
+            _ => rng.next_u64() % (3 << 20),
         };
         write_random_file(&root.join(DIRS[i as usize % DIRS.len()]).join(format!("f{i:02}.bin")), size, seed + i);
         total += size;
@@ -236,17 +236,4 @@ fn quote(path: &Path) -> String {
     let text = path.to_str().expect("a UTF-8 path");
     assert!(!text.contains('\''), "a path without single quotes: {text}");
     format!("'{text}'")
-}
-
-/// splitmix64: the tree's sizes from a seed, so a failure is reproducible.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }

@@ -184,6 +184,23 @@ pub fn run_transfer<Src: BlockSource, St: BlockStore>(
     run_transfer_from(sim, cfg, sizes, source, store, &StartPlan::default())
 }
 
+/// One file of `size` synthesised bytes (the session's `cfg`) over the simulated path, checked as the
+/// policy tests need it: no write may differ from the source, and a transfer that finished must leave
+/// every byte identical. `MOVER_RATE_TRACE=1` prints the rate controller's rounds (with `--nocapture`), to
+/// see why a run missed.
+pub fn run_synth_checked(sim: &SimConfig, mut cfg: Config, size: u64) -> SimReport {
+    cfg.trace_rate |= std::env::var_os("MOVER_RATE_TRACE").is_some_and(|v| v == "1");
+    let sizes = vec![size];
+    let mut src = super::SynthSource { seed: sim.seed };
+    let store = super::CheckingStore::new(sim.seed, sizes.clone());
+    let (report, store) = run_transfer(sim, cfg, sizes, &mut src, store);
+    assert_eq!(store.mismatched_writes, 0, "a write differed from the source");
+    if report.outcome.is_ok() {
+        assert!(store.all_identical(), "store: {store:?}");
+    }
+    report
+}
+
 /// [`run_transfer`] whose round 0 starts from the receiver's `start` plan (resume and sync). The plan
 /// reaches the sender as it would over the control channel: as `Skip`/`Have` frames, decoded and absorbed.
 pub fn run_transfer_from<Src: BlockSource, St: BlockStore>(

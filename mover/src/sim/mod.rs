@@ -16,6 +16,6 @@ pub mod stripe;
 pub use aimd::{AimdConfig, AimdFlow, Competitor};
 pub use data::{synth_fill, synth_hash, CheckingStore, MemStore, SynthSource};
 pub use disk::{Crash, DiskStore};
-pub use harness::{run_transfer, run_transfer_from, SimConfig, SimReport, SimSample};
+pub use harness::{run_synth_checked, run_transfer, run_transfer_from, SimConfig, SimReport, SimSample};
 pub use link::{BurstLoss, LinkConfig, LinkStats};
 pub use rng::SimRng;
