@@ -4,7 +4,22 @@
 use super::*;
 use std::collections::{HashMap, HashSet};
 
-use crate::sim::SimRng;
+/// SplitMix64: reproducible trees without a dependency.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn new(seed: u64) -> SplitMix {
+        SplitMix(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
 
 fn file(path: &str, size: u64) -> Entry {
     Entry { rel_path: path.into(), kind: EntryKind::File, size, ..Default::default() }
@@ -15,7 +30,7 @@ fn dir(path: &str) -> Entry {
 }
 
 /// A random tree: directories, files from empty to a few hundred MiB (some split), links.
-fn random_tree(rng: &mut SimRng, files: usize) -> Vec<Entry> {
+fn random_tree(rng: &mut SplitMix, files: usize) -> Vec<Entry> {
     let mut out = vec![dir("t")];
     for d in 0..4 {
         out.push(dir(&format!("t/d{d}")));
@@ -43,7 +58,7 @@ fn weight(u: &Unit) -> u64 {
 
 #[test]
 fn shards_are_disjoint_cover_everything_and_balance_by_bytes() {
-    let mut rng = SimRng::new(21);
+    let mut rng = SplitMix::new(21);
     for trial in 0..12 {
         let entries = random_tree(&mut rng, 50 + 40 * trial);
         for split in [false, true] {
@@ -94,7 +109,7 @@ fn large_files_are_cut_into_ranges_that_tile_the_file() {
 
 #[test]
 fn adding_files_moves_few_units() {
-    let mut rng = SimRng::new(7);
+    let mut rng = SplitMix::new(7);
     let before = random_tree(&mut rng, 400);
     let mut after = before.clone();
     let mut added = 0;
@@ -120,7 +135,7 @@ fn adding_files_moves_few_units() {
 
 #[test]
 fn hard_links_go_with_their_target_and_directories_go_everywhere() {
-    let mut rng = SimRng::new(3);
+    let mut rng = SplitMix::new(3);
     let entries = random_tree(&mut rng, 300);
     for count in 2..=5u32 {
         for index in 0..count {
