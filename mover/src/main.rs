@@ -387,7 +387,8 @@ struct PushArgs {
     #[arg(long = "to", value_name = "DEST")]
     to: Vec<String>,
     /// With several --to: how far apart the destinations may drift (bytes of read-ahead kept for the slower
-    /// ones) and still share every read; one further behind reads on its own.
+    /// ones) and still share every read; one further behind reads on its own. Below twice a session's
+    /// 32 MiB read-ahead the readers may race apart at the start and share little.
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size_bytes)]
     fan_out_buffer: u64,
     /// Files and directories to send, then the destination mover://HOST[:PORT]/DIR or [user@]host:DIR (with

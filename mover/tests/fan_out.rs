@@ -109,11 +109,17 @@ fn the_sources_are_read_once_and_every_destination_verifies_its_own_copy() {
 /// The buffer is made far smaller than the tree (4 MiB, below even one session's 32 MiB read-ahead), so
 /// sharing breaks down and sessions read on their own: what must hold then is that nobody waits and
 /// every copy is right. (With the default buffer the whole tree is shared: the test above.)
+///
+/// The tree is 64 MiB so that the slow one *must* fall behind: a session's reader runs up to its pool
+/// (32 chunks of 1 MiB) ahead of its own sender, so a tree that fits the pool is read by all three at
+/// disk speed and the slow one may copy every chunk (a CI run saw exactly that with 20 MiB). Here, by
+/// the time the fast two are done (a few seconds), the slow sender has sent at most ~15 MiB, its reader
+/// is at most ~47 MiB in, and the 4 MiB buffer holds only the tree's last chunks: it reads the rest.
 #[test]
 fn a_destination_at_a_tenth_of_the_rate_holds_up_none_of_the_others() {
     let dir = TempDir::new("fan-out-slow");
     let src = dir.path().join("data");
-    let total = tree(&src, 20 << 20);
+    let total = tree(&src, 64 << 20);
     let (servers, roots) = daemons(dir.path(), 3, &|i| if i == 2 { vec!["--max-rate", "25M"] } else { vec![] });
     // A push to one fast daemon alone, as the yardstick, in the same run.
     let alone = run_with_limit(
@@ -140,8 +146,8 @@ fn a_destination_at_a_tenth_of_the_rate_holds_up_none_of_the_others() {
             "a fast destination took {fast:.2} s against {alone_s:.2} s alone: the slow one held it up ({seconds:?})"
         );
     }
-    // Every session got every byte, by reading it or copying it; the slow one, soon more than 4 MiB behind,
-    // read some on its own.
+    // Every session got every byte, by reading it or copying it; the slow one, soon more than its pool and
+    // the 4 MiB buffer behind, read some on its own.
     for tr in &t {
         let got = json_u64(tr, "read_disk_bytes").unwrap() + json_u64(tr, "read_shared_bytes").unwrap();
         assert_eq!(got, total, "{tr}");
