@@ -546,7 +546,7 @@ fn main() -> ExitCode {
     };
     // Unknown flags typed from scp/rsync habit get mover's answer instead of clap's '-- ARG' tip.
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| foreign_flags::exit(e));
-    if matches!(
+    let runs_sessions = matches!(
         cli.command,
         Command::Serve(_)
             | Command::Relay(_)
@@ -554,19 +554,11 @@ fn main() -> ExitCode {
             | Command::Pull(_)
             | Command::Copy(_)
             | Command::Job(_)
-    ) {
+    );
+    if runs_sessions {
         // A receiver bounds its claims by this limit (files::claims): the higher, the fewer reopens.
         let _ = mover::files::raise_open_files_limit();
-    }
-    if !matches!(
-        cli.command,
-        Command::Serve(_)
-            | Command::Relay(_)
-            | Command::Push(_)
-            | Command::Pull(_)
-            | Command::Copy(_)
-            | Command::Job(_)
-    ) {
+    } else {
         // `mover demo --json | head` should end quietly, as any Unix tool does, not panic in println!.
         // Sessions keep Rust's SIGPIPE-ignored default: a dead ssh child must be an error they can retry.
         packaging::die_quietly_on_closed_stdout();
