@@ -728,14 +728,19 @@ fn push_options_each(mut a: PushArgs) -> Result<Vec<session::PushOptions>, CliEr
         return Err(Usage(format!("--to '{d}' is given twice: each destination once")).into());
     }
     let (first, others) = to.split_first().expect("to is not empty");
-    let auth = to.iter().any(|d| d.starts_with("mover://")).then(|| a.auth.resolve()).transpose()?;
+    let auth_args = a.auth.clone();
     a.paths.push(first.clone());
     let base = push_options(a)?;
+    // The credentials are read once (token file, certificate and key) and shared by every daemon.
+    let mut daemon_auth = first.starts_with("mover://").then(|| base.auth.clone());
     let mut pushes = vec![base.clone()];
     for d in others {
-        let auth = match (&auth, d.starts_with("mover://")) {
-            (Some(auth), true) => auth.clone(),
-            _ => ClientAuth::Insecure,
+        let auth = if !d.starts_with("mover://") {
+            ClientAuth::Insecure
+        } else if let Some(auth) = &daemon_auth {
+            auth.clone()
+        } else {
+            daemon_auth.insert(auth_args.resolve()?).clone()
         };
         pushes.push(session::PushOptions { url: d.clone(), auth, ..base.clone() });
     }

@@ -234,3 +234,28 @@ fn bad_fan_outs_are_one_line_usage_errors() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// Credentials are the same for every daemon of a fan-out: two TLS daemons that take alice's token both
+/// get it (read once, given to each), and both verify their copy.
+#[test]
+fn a_fan_out_to_tls_daemons_authenticates_to_each() {
+    let dir = TempDir::new("fan-out-tls");
+    let src = dir.path().join("data");
+    tree(&src, 1 << 20);
+    let tls = common::tokens::token_tls(dir.path());
+    let roots = [dir.path().join("root0"), dir.path().join("root1")];
+    let servers = [tls.daemon(&roots[0]), tls.daemon(&roots[1])];
+    let mut cmd = mover();
+    cmd.args(["push", "--net", "udp", "--json", "-q", "--rate", "400M"]).args(tls.client_args());
+    for s in &servers {
+        cmd.arg("--to").arg(format!("mover://{}/in", s.addr));
+    }
+    let out = run_with_limit(cmd.arg(&src), LIMIT);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    let status: Vec<&str> = json_objects(&stdout, "transfers").iter().map(|t| json_str(t, "status").unwrap()).collect();
+    assert_eq!(status, ["ok", "ok"], "{stdout}");
+    for root in &roots {
+        assert_eq!(hashes(&root.join("in/data")), hashes(&src), "{}", root.display());
+    }
+}
