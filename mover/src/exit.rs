@@ -21,7 +21,8 @@ pub enum ExitClass {
     /// The server refused the credentials (or they are unusable).
     AuthRefused,
     /// The network failed (unreachable, connection reset or dropped, a timeout, a path silent past
-    /// `--timeout`): running the same command again resumes.
+    /// `--timeout`), or another transfer still held a file this one writes: running the same command again
+    /// resumes.
     Retryable,
     /// Some files were transferred and some were not.
     Partial,
@@ -120,8 +121,8 @@ Exit codes:
   2  usage error: a bad flag, operand or value
   3  source not found
   4  authentication refused
-  5  retryable failure: network unreachable, connection dropped, timeout, path silent past --timeout
-     (running the same command again resumes)
+  5  retryable failure: network unreachable, connection dropped, timeout, path silent past --timeout,
+     another transfer still writing the same file (running the same command again resumes)
   6  partial success: some files were transferred, some were not";
 
 #[cfg(test)]

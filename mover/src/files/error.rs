@@ -10,6 +10,10 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// How [`FilesError::PartialBusy`]'s text begins: a client reads it in a peer's failure message to know the
+/// failure passes (retryable, like a full queue) when the other session is done with the file.
+pub const PARTIAL_BUSY: &str = "another transfer is writing";
+
 /// The file system operation that failed, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileOp {
@@ -103,6 +107,9 @@ impl FilesError {
     pub fn exit_class(&self) -> ExitClass {
         match self {
             FilesError::Io { op: FileOp::Read, error, .. } => ExitClass::of_io(error, true),
+            // The other session ends (done, failed, or its own wait for a lock times out): the same command
+            // later finds the partial free.
+            FilesError::PartialBusy { .. } => ExitClass::Retryable,
             FilesError::Path(PathError::Io { error, .. }) => ExitClass::of_io(error, false),
             _ => ExitClass::Failure,
         }
@@ -172,7 +179,7 @@ impl fmt::Display for FilesError {
                 write!(f, "{op} the partial file '{}': {error}{}", path.display(), super::emfile_hint(error))
             }
             FilesError::PartialBusy { path } => {
-                write!(f, "another transfer is writing '{}'; wait for it or stop it", path.display())
+                write!(f, "{PARTIAL_BUSY} '{}'; wait for it or stop it", path.display())
             }
             FilesError::DiskFull { path } => write!(
                 f,

@@ -33,7 +33,7 @@ pub use beneath::{Beneath, Dir, Resolve};
 pub use dest::DestTree;
 pub use dest_start::{JOURNAL_MIN_BYTES, JOURNAL_STEP_BYTES};
 pub use dry_run::dry_run_verdicts;
-pub use error::{relative, FileOp, FilesError};
+pub use error::{relative, FileOp, FilesError, PARTIAL_BUSY};
 pub use files_from::{parse_files_from, read_files_from};
 pub use free_space::{free_space, FreeSpace, SpaceNeed, SpaceShortfall, FREE_SPACE_MARGIN_BYTES};
 pub use journaling::{FileJournals, PlannedJournal, MAX_ACTIVE_JOURNALS};

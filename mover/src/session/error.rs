@@ -116,6 +116,9 @@ impl SessionError {
                 ExitClass::Retryable
             }
             SessionError::Partial { .. } => ExitClass::Partial,
+            // The peer's store waited for another session's lock on a partial and gave up (two pushes of one
+            // tree at once, a retry overlapping its predecessor): that session ends, so a retry gets the file.
+            SessionError::Transfer(m) if m.contains(crate::files::PARTIAL_BUSY) => ExitClass::Retryable,
             _ => ExitClass::Failure,
         }
     }
@@ -254,5 +257,17 @@ mod tests {
         assert_eq!(partial.to_string(), "partial transfer: the server committed 2 of 3 files (10 of 15 bytes)");
         let served = SessionError::Served { peer: ([127, 0, 0, 1], 1).into(), who: None, error: Box::new(silent) };
         assert_eq!(served.exit_class(), ExitClass::Retryable);
+    }
+
+    /// The receiver's store gave up waiting for another session's lock on a partial (as a CI run of
+    /// tests/concurrent_pushes.rs saw): the sender is told in words, and retries, as the other session ends.
+    #[test]
+    fn a_partial_another_session_holds_is_retryable_on_both_ends() {
+        let busy = crate::files::FilesError::PartialBusy { path: "d/src/a/.f30.mover.part".into() };
+        assert_eq!(busy.exit_class(), ExitClass::Retryable, "a receiving client (pull) retries");
+        let told = format!("receiver: reading back file id 24 to verify it: opening 'd/src/a/f30' for writing: {busy}");
+        let t = Duration::from_secs(5);
+        let failed = SessionError::from_transfer(told, FailureKind::Other, "server", t);
+        assert_eq!(failed.exit_class(), ExitClass::Retryable, "{failed}");
     }
 }
