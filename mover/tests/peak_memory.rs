@@ -103,11 +103,11 @@ fn peak_memory_per_manifest_entry_stays_small() {
     empty_tree(&small, small_n as usize);
     empty_tree(&large, large_n as usize);
     // Peak RSS only ever reads high (the allocator keeps what it freed a while): the least of three runs per
-    // size is the better estimate. Serve's slope from single runs spreads from about 600 to 830 B/entry (the
-    // least of three still spread 597-778 on 2026-12-03), push's from 530 to 555. Most of serve's spread is
-    // the control channel's reader running ahead of the session over the 30k-entry manifest: heaptrack saw
-    // its queue of decoded messages (216 B each, bounded by EVENT_QUEUE_BYTES of frames) peak at 1.2 MB in
-    // one run and 7.2 MB in the next.
+    // size is the better estimate. Until 2026-12-04 serve's slope spread from about 600 to 830 B/entry (a
+    // CI run's least of three was 803): the control channel's reader ran ahead of a busy session by as many
+    // small messages as 16 MiB of frames held, and the 30k hashes of a round of empty files were 1 MB of
+    // queue in one run and 7 MB in the next (heaptrack; the reader's arena by /proc/PID/smaps). The reader
+    // now holds at most net::control::MAX_QUEUED_EVENTS messages: single runs spread 609-651.
     let least = |tree: &std::path::Path| {
         let runs = [push_peaks(tmp.path(), tree), push_peaks(tmp.path(), tree), push_peaks(tmp.path(), tree)];
         (runs.iter().map(|r| r.0).min().unwrap(), runs.iter().map(|r| r.1).min().unwrap())

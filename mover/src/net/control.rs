@@ -15,13 +15,20 @@ use std::time::Duration;
 
 /// The reader thread's buffer.
 const READ_BUFFER_BYTES: usize = 64 << 10;
-/// Frame bytes the reader thread may hold decoded before the channel's owner takes them. Past it, the
-/// reader stops reading, and TCP's flow control (or the TLS pump's bounded buffer) pushes back on the peer:
-/// a client cannot make the daemon buffer what it sends faster than its session reads. Large enough that
-/// both sides may write a burst of large messages before reading (each side's reader absorbs the other's),
-/// which the protocol does; one channel holds at most this plus one frame
-/// ([`crate::wire::control::MAX_FRAME_LEN`]).
+/// Bytes the reader thread may hold decoded before the channel's owner takes them, each message counted as
+/// its frame plus its queue slot ([`event_cost`]); it also holds at most [`MAX_QUEUED_EVENTS`] messages.
+/// Past either, the reader stops reading, and TCP's flow control (or the TLS pump's bounded buffer) pushes
+/// back on the peer: a client cannot make the daemon buffer what it sends faster than its session reads. Large enough that both sides may write a burst of large messages
+/// before reading (each side's reader absorbs the other's), which the protocol does; one channel holds at
+/// most this plus one message ([`crate::wire::control::MAX_FRAME_LEN`]).
 pub const EVENT_QUEUE_BYTES: usize = 16 << 20;
+/// The most messages the reader thread holds decoded (about 1 MB of queue slots). The byte limit lets a
+/// burst of large frames through; this one holds a stream of small ones (a manifest's entries, a round's
+/// hashes: 30-byte frames in 224-byte slots) to what the owner needs to stay busy. The rest waits in the
+/// socket's buffer, which costs the process nothing. Without it, how far the reader ran ahead of a busy
+/// session was the scheduler's choice: the 30k hashes of a round of empty files were 1 MB of queue in one
+/// run of `tests/peak_memory.rs` and 7 MB in the next.
+pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// The backlog of a daemon's connection until it is admitted ([`ControlChannel::set_backlog_limit`]):
 /// credentials and a first request are small, and a connection that is still authenticating or waiting in
 /// the queue then holds at most this plus one frame, however much its peer sends.
@@ -45,7 +52,7 @@ pub struct ControlChannel {
     writer: Box<dyn Write + Send>,
     close: Box<dyn Fn() + Send>,
     events: mpsc::Receiver<(ControlEvent, usize)>,
-    /// Frame bytes of the events queued in `events` ([`EVENT_QUEUE_BYTES`]).
+    /// What the events queued in `events` cost ([`EVENT_QUEUE_BYTES`]).
     backlog: Arc<Backlog>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -221,7 +228,7 @@ impl ControlChannel {
 
     /// Bounds what the reader thread holds decoded before the owner takes it (default
     /// [`EVENT_QUEUE_BYTES`]): a daemon keeps a connection to [`UNADMITTED_QUEUE_BYTES`] until it is
-    /// admitted, then raises it.
+    /// admitted, then raises it. [`MAX_QUEUED_EVENTS`] holds whatever the limit.
     pub fn set_backlog_limit(&self, bytes: usize) {
         self.backlog.limit.store(bytes, Ordering::Release);
         self.backlog.room.notify_all();
@@ -248,9 +255,16 @@ impl Drop for ControlChannel {
     }
 }
 
-/// What the reader thread has queued and the owner not yet taken, in frame bytes; the reader waits for room.
+/// What a queued message costs the backlog: its frame (about what its strings and vectors hold once
+/// decoded) plus the queue slot it is decoded into. Counting frames alone let a stream of small messages
+/// (a manifest's entries: 40-byte frames in 224-byte slots) hold five times the limit.
+pub fn event_cost(frame_len: usize) -> usize {
+    frame_len + std::mem::size_of::<(ControlEvent, usize)>()
+}
+
+/// What the reader thread has queued and the owner not yet taken ([`event_cost`]); the reader waits for room.
 struct Backlog {
-    bytes: Mutex<usize>,
+    bytes: Mutex<Queued>,
     /// The most it may hold before the reader waits ([`EVENT_QUEUE_BYTES`] unless set).
     limit: AtomicUsize,
     room: Condvar,
@@ -258,10 +272,21 @@ struct Backlog {
     closed: AtomicBool,
 }
 
+/// The backlog's count, under its lock.
+#[derive(Default)]
+struct Queued {
+    /// What the queued events cost.
+    bytes: usize,
+    /// How many there are.
+    events: usize,
+    /// The reader waits for room: the owner wakes it once the backlog is down to half of both limits.
+    reader_waits: bool,
+}
+
 impl Default for Backlog {
     fn default() -> Backlog {
         Backlog {
-            bytes: Mutex::new(0),
+            bytes: Mutex::new(Queued::default()),
             limit: AtomicUsize::new(EVENT_QUEUE_BYTES),
             room: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -270,26 +295,36 @@ impl Default for Backlog {
 }
 
 impl Backlog {
-    /// Waits until the backlog is under its limit (or the channel is gone), then counts `bytes`
-    /// in. Under the limit one more frame always fits, so a frame larger than the room left never waits
-    /// forever.
+    /// Waits until the backlog is under its limits (or the channel is gone), then counts `bytes` in.
+    /// Under the limit one more frame always fits, so a frame larger than the room left never waits forever.
     fn put(&self, bytes: usize) {
         let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *queued >= self.limit.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire) {
-            // Timed, so that a close that raced the check is seen.
+        while (queued.bytes >= self.limit.load(Ordering::Acquire) || queued.events >= MAX_QUEUED_EVENTS)
+            && !self.closed.load(Ordering::Acquire)
+        {
+            queued.reader_waits = true;
+            // Timed, so that a close or a new limit that raced the check is seen.
             queued = self.room.wait_timeout(queued, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
-        *queued += bytes;
+        queued.reader_waits = false;
+        queued.bytes += bytes;
+        queued.events += 1;
     }
 
-    /// Counts `bytes` out (the owner took an event) and wakes the reader; passes the event through.
+    /// Counts `bytes` out (the owner took an event) and wakes a waiting reader once there is room for half
+    /// a backlog; passes the event through.
     fn take(&self, bytes: usize, event: ControlEvent) -> ControlEvent {
         let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        let was_full = *queued >= self.limit.load(Ordering::Acquire);
-        *queued -= bytes;
-        // The reader waits only while the backlog is at its limit; waking it on every message would be a
-        // futex syscall per control message (std's notify does not know whether anyone waits).
-        if was_full {
+        queued.bytes -= bytes;
+        queued.events -= 1;
+        // Waking the reader for every message taken from a full backlog would be a futex syscall per
+        // control message, and a stream of small messages keeps the count full most of the time: the
+        // reader refills half of the backlog per wake-up instead.
+        if queued.reader_waits
+            && queued.bytes <= self.limit.load(Ordering::Acquire) / 2
+            && queued.events <= MAX_QUEUED_EVENTS / 2
+        {
+            queued.reader_waits = false;
             self.room.notify_one();
         }
         event
@@ -315,7 +350,7 @@ fn read_loop(
             Err(e) => ControlEvent::Failed(e),
         };
         let last = !matches!(event, ControlEvent::Msg(_));
-        let bytes = if last { 0 } else { body.len() + 4 };
+        let bytes = if last { 0 } else { event_cost(body.len() + 4) };
         if body.capacity() > READ_BUFFER_BYTES {
             // A rare large frame: do not hold its buffer for the rest of a long session.
             body = Vec::new();
@@ -450,7 +485,7 @@ mod tests {
         let ch = ControlChannel::new(stream).unwrap();
         ch.set_backlog_limit(UNADMITTED_QUEUE_BYTES);
         let _raw = flooder.join().unwrap();
-        let held = *ch.backlog.bytes.lock().unwrap();
+        let held = ch.backlog.bytes.lock().unwrap().bytes;
         // What the reader read before the limit was set (socket-buffer sized at most) or the limit plus one
         // frame: far below the admitted backlog.
         assert!(held < 8 << 20, "an unadmitted channel holds {} KiB", held >> 10);
@@ -458,7 +493,52 @@ mod tests {
         let before = held;
         ch.set_backlog_limit(EVENT_QUEUE_BYTES);
         std::thread::sleep(Duration::from_millis(300));
-        assert!(*ch.backlog.bytes.lock().unwrap() > before, "raising the limit let nothing more in");
+        assert!(ch.backlog.bytes.lock().unwrap().bytes > before, "raising the limit let nothing more in");
+    }
+
+    #[test]
+    fn a_stream_of_small_messages_is_held_to_a_count_not_only_to_bytes() {
+        // Manifest entries: 30-byte frames, each decoded into a slot several times larger. Counted by frame
+        // bytes, the 16 MiB backlog held all 200,000 of them (45 MB of slots).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let flooder = std::thread::spawn(move || {
+            let mut ch = ControlChannel::connect(addr, Duration::from_secs(5)).unwrap();
+            let entry = |i: u32| {
+                ControlMsg::Entry(crate::wire::entry::Entry { rel_path: format!("f{i:06}"), ..Default::default() })
+            };
+            let _ = ch.send_all((0..200_000).map(entry));
+            ch
+        });
+        let (stream, _) = listener.accept().unwrap();
+        // At the channel's usual limit (16 MiB): the count holds them.
+        let mut ch = ControlChannel::new(stream).unwrap();
+        // The sender stalls (6 MB of frames fill no window and no pair of loopback socket buffers): wait
+        // until the reader has stopped too.
+        let mut last = usize::MAX;
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = ch.backlog.bytes.lock().unwrap().bytes;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let slot = std::mem::size_of::<(ControlEvent, usize)>();
+        let q = ch.backlog.bytes.lock().unwrap();
+        let (events, bytes) = (q.events, q.bytes);
+        drop(q);
+        assert!(events <= MAX_QUEUED_EVENTS, "{events} events of {slot} bytes queued ({bytes} bytes)");
+        assert!(events * slot < 1 << 20, "{events} events of {slot} bytes queued");
+        assert_eq!(events, MAX_QUEUED_EVENTS, "the reader stopped short of its limit");
+        // And all of them arrive, in order, through a window refilled half at a time.
+        for i in 0..200_000u32 {
+            match ch.recv_timeout(Duration::from_secs(5)) {
+                Some(ControlEvent::Msg(ControlMsg::Entry(e))) => assert_eq!(e.rel_path, format!("f{i:06}")),
+                other => panic!("entry {i}: {other:?}"),
+            }
+        }
+        drop(flooder.join().unwrap());
     }
 
     #[test]
