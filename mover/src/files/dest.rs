@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::beneath::{is_symlink_refused, Beneath, Dir, ParentCache, Resolve};
+use super::claim_waits::ClaimOwner;
 use super::claims::{claims_for_this_process, ClaimBound};
 use super::error::{FileOp, FilesError};
 use super::journal::{with_suffix, FileIdentity, JournalRange};
@@ -120,6 +121,9 @@ pub struct DestTree {
     /// Per file id, bumped when the file's journal is removed (commit, reset), so the writer stage's
     /// journal writer of that file stops ([`super::FileJournals`]).
     pub(super) generations: Arc<[AtomicU32]>,
+    /// This tree's claims in the process's table ([`super::claim_waits`]): sessions of one daemon never
+    /// wait for each other's partials in a cycle.
+    pub(super) owner: ClaimOwner,
 }
 
 impl DestTree {
@@ -261,6 +265,7 @@ impl DestTree {
             policy: MetaPolicy::new(&TransferOptions::default()),
             block_size: None,
             generations,
+            owner: ClaimOwner::new(),
         })
     }
 
@@ -501,7 +506,7 @@ impl DestTree {
         if f.claim.is_some() {
             self.claims.touched(file_id);
         } else {
-            let r = open_temp(f, &self.beneath);
+            let r = open_temp(f, &self.beneath, self.owner);
             // Counted even if what followed the claim failed: the file is ours (to remove or keep) either way.
             if let Some(c) = f.claim.take() {
                 self.hold_claim(file_id, c);
@@ -522,11 +527,11 @@ impl DestTree {
 /// The claimed descriptor is the one every write and read-back duplicates: it is the very file created (or
 /// judged) in the directory resolved beneath the root, so nothing swapped in since can meet a write, and no
 /// second descriptor is opened or duplicated per file (issue 18, item 4).
-fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<()> {
+fn open_temp(f: &mut FileSlot, beneath: &Beneath, owner: ClaimOwner) -> io::Result<()> {
     let err = |e: io::Error| io::Error::new(e.kind(), format!("creating '{}': {e}", f.shown_temp.display()));
     if f.state != State::Created {
         let (dir, name) = beneath.parent(&f.shown_temp).map_err(err)?;
-        let c = claim_at(&dir, name, &f.shown_temp).map_err(FilesError::into_io)?;
+        let c = claim_at(&dir, name, &f.shown_temp, owner).map_err(FilesError::into_io)?;
         // From here on the file is ours (to remove or keep), even if what follows fails.
         f.state = State::Created;
         let c = f.claim.insert(c);
@@ -540,7 +545,7 @@ fn open_temp(f: &mut FileSlot, beneath: &Beneath) -> io::Result<()> {
         return Err(io::Error::other(format!("'{}' lost its claim", f.shown_temp.display())));
     };
     let (dir, name) = beneath.parent(&f.shown_temp).map_err(err)?;
-    f.claim = Some(reclaim_at(&dir, name, &f.shown_temp, released).map_err(FilesError::into_io)?);
+    f.claim = Some(reclaim_at(&dir, name, &f.shown_temp, released, owner).map_err(FilesError::into_io)?);
     f.released = None;
     Ok(())
 }

@@ -53,8 +53,8 @@ impl DestTree {
                 mtime_ns: f.mtime_ns,
             };
             let expected = expected_hashes.get(id).copied().flatten();
-            let decided =
-                decide_file(&facts, &mut parents, opts, expected, block_size).map_err(|e| e.relative_to(&self.root))?;
+            let decided = decide_file(&facts, &mut parents, opts, expected, block_size, self.owner)
+                .map_err(|e| e.relative_to(&self.root))?;
             let f = &mut self.files[id];
             let err = |op, error| FilesError::Partial { path: f.shown_temp.clone(), op, error };
             let start = match decided {

@@ -1,6 +1,7 @@
 //! The file system side: scanning what to send, confining where to write, committing verified files.
 
 pub mod beneath;
+mod claim_waits;
 mod claims;
 mod dest;
 mod dest_start;

@@ -7,6 +7,7 @@
 //! lock is a clear error for the second session, which then removes nothing.
 
 use super::beneath::{is_symlink_refused, Dir, Stat};
+use super::claim_waits::{self, ClaimOwner, PartialKey};
 use super::error::FilesError;
 use super::sanitize::MAX_COMPONENT_LEN;
 use std::ffi::OsStr;
@@ -46,6 +47,16 @@ pub struct Claim {
     file: File,
     /// Whether the partial existed before the claim (left by an earlier run).
     pub existed: bool,
+    /// Whose claim it is, and the partial's identity, in this process's table of claims
+    /// ([`super::claim_waits`]).
+    owner: ClaimOwner,
+    key: PartialKey,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        claim_waits::release(self.owner, self.key);
+    }
 }
 
 impl Claim {
@@ -65,27 +76,35 @@ pub const CLAIM_WAIT: Duration = Duration::from_millis(300);
 /// [`claim_at`] by path (unit tests).
 #[cfg(test)]
 pub fn claim(path: &Path, shown: &Path) -> Result<Claim, FilesError> {
+    claim_for(path, shown, ClaimOwner::new())
+}
+
+/// [`claim`] for a given owner (unit tests of waits between sessions).
+#[cfg(test)]
+pub fn claim_for(path: &Path, shown: &Path, owner: ClaimOwner) -> Result<Claim, FilesError> {
     let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io_err(io::Error::from(io::ErrorKind::InvalidInput)))?;
     let dir = super::Beneath::new(parent).map_err(io_err)?;
-    claim_at(dir.root(), name, shown)
+    claim_at(dir.root(), name, shown, owner)
 }
 
 /// Claims the partial `name` in `dir`, a directory resolved beneath the root ([`super::Beneath`]; `shown`
-/// names it in errors): creates it (mode 0o600) or opens the one an earlier run left, and takes its lock, waiting at most [`CLAIM_WAIT`] for a session that holds it.
+/// names it in errors): creates it (mode 0o600) or opens the one an earlier run left, and takes its lock
+/// for `owner`, waiting at most [`CLAIM_WAIT`] for a session that holds it (not at all when that session
+/// waits, through others, for `owner`: [`super::claim_waits`]).
 ///
 /// Refused: a name that exists as anything but a regular file ([`FilesError::NotReplaceable`], nothing is
 /// opened: a FIFO or device planted there is never opened for writing) and a partial another session holds
 /// ([`FilesError::PartialBusy`]). Everything goes by descriptor: a symlink planted under the name is
 /// refused too.
-pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Claim, FilesError> {
+pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path, owner: ClaimOwner) -> Result<Claim, FilesError> {
     // The lock is taken on what was opened; by then the session that held it may have committed it (renamed
     // it to its final name) or removed it. Locking that file would truncate and rewrite a committed file
     // under its final name (seen with concurrent pushes of one tree), so a claim holds only if the name
     // still leads to the locked file; otherwise it starts again with whatever the name holds now.
     for _ in 0..CLAIM_ATTEMPTS {
-        let Some(claim) = claim_once(dir, name, shown)? else { continue };
+        let Some(claim) = claim_once(dir, name, shown, owner)? else { continue };
         if still_named(dir, name, &claim.file).map_err(|error| FilesError::Partial {
             path: shown.to_path_buf(),
             op: "opening",
@@ -114,7 +133,7 @@ fn still_named(dir: &Dir, name: &OsStr, file: &File) -> io::Result<bool> {
 
 /// One try of [`claim_at`]: open or create, then lock; `None` when the name vanished between the two opens
 /// (another session committed it): try again.
-fn claim_once(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Option<Claim>, FilesError> {
+fn claim_once(dir: &Dir, name: &OsStr, shown: &Path, owner: ClaimOwner) -> Result<Option<Claim>, FilesError> {
     let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
     let rw = libc::O_RDWR | libc::O_NONBLOCK;
     let (file, existed) = match dir.open(name, rw | libc::O_CREAT | libc::O_EXCL, PARTIAL_MODE) {
@@ -143,8 +162,8 @@ fn claim_once(dir: &Dir, name: &OsStr, shown: &Path) -> Result<Option<Claim>, Fi
     // A session whose client vanished (killed, or cut off by a partition) holds its partials until its
     // control channel reports the loss, which can come seconds after the client has already started again:
     // wait a bounded while for it to let go rather than fail the rerun.
-    lock_waiting(&file, shown, Duration::from_millis(50))?;
-    Ok(Some(Claim { file, existed }))
+    let key = lock_waiting(&file, shown, Duration::from_millis(50), owner)?;
+    Ok(Some(Claim { file, existed, owner, key }))
 }
 
 /// The identity of a partial whose claim this session let go of to bound its open descriptors
@@ -184,7 +203,13 @@ impl Released {
 /// (`shown` names it in errors), and takes its lock. The lock may still be held by this session's own
 /// writes of the old descriptor (they finish within milliseconds) or, if another session claimed the
 /// partial meanwhile, by that session: then it is busy, as for [`claim_at`].
-pub fn reclaim_at(dir: &Dir, name: &OsStr, shown: &Path, released: Released) -> Result<Claim, FilesError> {
+pub fn reclaim_at(
+    dir: &Dir,
+    name: &OsStr,
+    shown: &Path,
+    released: Released,
+    owner: ClaimOwner,
+) -> Result<Claim, FilesError> {
     let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "reopening", error };
     let file = dir.open(name, libc::O_RDWR | libc::O_NONBLOCK, 0).map_err(|e| {
         if is_symlink_refused(&e) {
@@ -196,24 +221,36 @@ pub fn reclaim_at(dir: &Dir, name: &OsStr, shown: &Path, released: Released) -> 
     if !released.is(&file) {
         return Err(io_err(io::Error::other("another file took its name while this transfer ran")));
     }
-    lock_waiting(&file, shown, Duration::from_millis(2))?;
-    Ok(Claim { file, existed: released.existed })
+    let key = lock_waiting(&file, shown, Duration::from_millis(2), owner)?;
+    Ok(Claim { file, existed: released.existed, owner, key })
 }
 
-/// Takes `file`'s lock, polling every `poll` for at most [`CLAIM_WAIT`] while another descriptor holds it.
-fn lock_waiting(file: &File, shown: &Path, poll: Duration) -> Result<(), FilesError> {
+/// Takes `file`'s lock for `owner`, polling every `poll` for at most [`CLAIM_WAIT`] while another
+/// descriptor holds it, and not at all while waiting would close a cycle of waits among this process's
+/// sessions ([`super::claim_waits`]). Returns the partial's identity in the table of claims.
+fn lock_waiting(file: &File, shown: &Path, poll: Duration, owner: ClaimOwner) -> Result<PartialKey, FilesError> {
+    use std::os::unix::fs::MetadataExt;
     let deadline = Instant::now() + CLAIM_WAIT;
+    let io_err = |error: io::Error| FilesError::Partial { path: shown.to_path_buf(), op: "opening", error };
+    let key = file.metadata().map(|m| (m.dev(), m.ino())).map_err(io_err)?;
+    let busy = || {
+        claim_waits::stop_waiting(owner);
+        FilesError::PartialBusy { path: shown.to_path_buf() }
+    };
     loop {
         // Safety: `flock` on a descriptor we own and keep open for the call; it touches no memory of ours.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(());
+            claim_waits::stop_waiting(owner);
+            claim_waits::hold(owner, key);
+            return Ok(key);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::WouldBlock {
-            return Err(FilesError::Partial { path: shown.to_path_buf(), op: "opening", error: e });
+            claim_waits::stop_waiting(owner);
+            return Err(io_err(e));
         }
-        if Instant::now() >= deadline {
-            return Err(FilesError::PartialBusy { path: shown.to_path_buf() });
+        if Instant::now() >= deadline || !claim_waits::may_wait(owner, key) {
+            return Err(busy());
         }
         std::thread::sleep(poll);
     }
@@ -335,6 +372,41 @@ mod tests {
         assert_ne!(second.file().metadata().unwrap().ino(), fs::metadata(&done).unwrap().ino());
         second.file().set_len(0).unwrap();
         assert_eq!(fs::read(&done).unwrap(), b"verified", "the committed file is untouched");
+    }
+
+    #[test]
+    fn sessions_that_claim_in_opposite_orders_never_wait_for_each_other_in_a_ring() {
+        use super::super::claim_waits::is_waiting;
+        let t = TempDir::new("partial-ring");
+        let (p, q) = (t.path().join(".p.mover.part"), t.path().join(".q.mover.part"));
+        let (a, b) = (ClaimOwner::new(), ClaimOwner::new());
+        let shown = Path::new(".x.mover.part");
+        let a_holds = claim_for(&p, shown, a).unwrap();
+        let b_holds = claim_for(&q, shown, b).unwrap();
+        // a waits for q, which b holds...
+        let a_waits = {
+            let q = q.clone();
+            std::thread::spawn(move || claim_for(&q, Path::new(".x.mover.part"), a).map(|c| (c, a_holds)))
+        };
+        while !is_waiting(a) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // ...so b, asking for p, which a holds, would close the ring: busy at once, not after CLAIM_WAIT.
+        let started = Instant::now();
+        let e = claim_for(&p, shown, b).unwrap_err();
+        assert!(matches!(e, FilesError::PartialBusy { .. }), "{e}");
+        assert!(started.elapsed() < CLAIM_WAIT / 2, "b waited {:?} in a ring", started.elapsed());
+        assert!(!is_waiting(b));
+        // b's session fails and lets go of its claims: a gets q.
+        drop(b_holds);
+        let (got, _) = a_waits.join().unwrap().expect("a gets the partial b let go of");
+        assert!(!is_waiting(a));
+        // A wait that closes no ring still waits its bound, as before: b for q, which a holds.
+        let started = Instant::now();
+        assert!(matches!(claim_for(&q, shown, b), Err(FilesError::PartialBusy { .. })));
+        assert!(started.elapsed() >= CLAIM_WAIT, "gave up after {:?}", started.elapsed());
+        drop(got);
+        claim_for(&q, shown, b).expect("free once a lets go");
     }
 
     #[test]

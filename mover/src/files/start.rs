@@ -3,6 +3,7 @@
 //! fresh. [`crate::files::DestTree::decide_start`] runs it over a manifest and applies the result.
 
 use super::beneath::{Beneath, Dir, ParentCache};
+use super::claim_waits::ClaimOwner;
 use super::error::FilesError;
 use super::journal::{self, with_suffix, FileIdentity, JournalHeader, JournalRange};
 use super::partial::{claim_at, Claim};
@@ -96,6 +97,7 @@ pub(crate) fn decide_file(
     opts: &TransferOptions,
     expected_hash: Option<u128>,
     block_size: u32,
+    owner: ClaimOwner,
 ) -> Result<Decided, FilesError> {
     assert!(block_size > 0, "block size 0");
     if destination_is_current(f, parents, opts, expected_hash)? {
@@ -113,7 +115,7 @@ pub(crate) fn decide_file(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Decided::Fresh { claim: None, why: None }),
         _ => {}
     }
-    let claim = claim_at(dir, name, f.shown_temp)?;
+    let claim = claim_at(dir, name, f.shown_temp, owner)?;
     let why = if opts.resume {
         match trusted_ranges(f, dir, name, claim.file(), block_size) {
             Ok(trusted) => return Ok(Decided::Resume { claim, trusted }),
