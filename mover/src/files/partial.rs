@@ -388,14 +388,17 @@ mod tests {
             let q = q.clone();
             std::thread::spawn(move || claim_for(&q, Path::new(".x.mover.part"), a).map(|c| (c, a_holds)))
         };
+        let deadline = Instant::now() + Duration::from_secs(20);
         while !is_waiting(a) {
+            assert!(Instant::now() < deadline && !a_waits.is_finished(), "a never waited for q");
             std::thread::sleep(Duration::from_millis(1));
         }
         // ...so b, asking for p, which a holds, would close the ring: busy at once, not after CLAIM_WAIT.
         let started = Instant::now();
         let e = claim_for(&p, shown, b).unwrap_err();
         assert!(matches!(e, FilesError::PartialBusy { .. }), "{e}");
-        assert!(started.elapsed() < CLAIM_WAIT / 2, "b waited {:?} in a ring", started.elapsed());
+        // A wait would take the whole bound: anything shorter is the refusal.
+        assert!(started.elapsed() < CLAIM_WAIT, "b waited {:?} in a ring", started.elapsed());
         assert!(!is_waiting(b));
         // b's session fails and lets go of its claims: a gets q.
         drop(b_holds);

@@ -513,21 +513,20 @@ mod tests {
         let (stream, _) = listener.accept().unwrap();
         // At the channel's usual limit (16 MiB): the count holds them.
         let mut ch = ControlChannel::new(stream).unwrap();
-        // The sender stalls (6 MB of frames fill no window and no pair of loopback socket buffers): wait
-        // until the reader has stopped too.
-        let mut last = usize::MAX;
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = ch.backlog.bytes.lock().unwrap().bytes;
-            if now == last {
-                break;
-            }
-            last = now;
+        // The sender stalls (6 MB of frames fill no window and no pair of loopback socket buffers). Wait
+        // for the reader to reach its count (however slowly a loaded machine runs it), then give it time
+        // to run past it if it would.
+        let queued = || {
+            let q = ch.backlog.bytes.lock().unwrap();
+            (q.events, q.bytes)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while queued().0 < MAX_QUEUED_EVENTS && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        std::thread::sleep(Duration::from_millis(300));
         let slot = std::mem::size_of::<(ControlEvent, usize)>();
-        let q = ch.backlog.bytes.lock().unwrap();
-        let (events, bytes) = (q.events, q.bytes);
-        drop(q);
+        let (events, bytes) = queued();
         assert!(events <= MAX_QUEUED_EVENTS, "{events} events of {slot} bytes queued ({bytes} bytes)");
         assert!(events * slot < 1 << 20, "{events} events of {slot} bytes queued");
         assert_eq!(events, MAX_QUEUED_EVENTS, "the reader stopped short of its limit");
