@@ -31,12 +31,6 @@ impl ClaimOwner {
     }
 }
 
-impl Default for ClaimOwner {
-    fn default() -> ClaimOwner {
-        ClaimOwner::new()
-    }
-}
-
 /// A partial's identity: its device and inode.
 pub(super) type PartialKey = (u64, u64);
 

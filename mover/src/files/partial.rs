@@ -105,7 +105,7 @@ pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path, owner: ClaimOwner) -> Res
     // still leads to the locked file; otherwise it starts again with whatever the name holds now.
     for _ in 0..CLAIM_ATTEMPTS {
         let Some(claim) = claim_once(dir, name, shown, owner)? else { continue };
-        if still_named(dir, name, &claim.file).map_err(|error| FilesError::Partial {
+        if still_named(dir, name, claim.key).map_err(|error| FilesError::Partial {
             path: shown.to_path_buf(),
             op: "opening",
             error,
@@ -120,12 +120,10 @@ pub fn claim_at(dir: &Dir, name: &OsStr, shown: &Path, owner: ClaimOwner) -> Res
 /// means another session finished with the name, so this many only under a storm of sessions on one file.
 const CLAIM_ATTEMPTS: usize = 16;
 
-/// Whether `name` in `dir` is still the very file `file`.
-fn still_named(dir: &Dir, name: &OsStr, file: &File) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let held = file.metadata()?;
+/// Whether `name` in `dir` is still the very file locked, `(dev, ino)` = `held` (the claim's key).
+fn still_named(dir: &Dir, name: &OsStr, held: PartialKey) -> io::Result<bool> {
     match dir.stat(name) {
-        Ok(now) => Ok(now.dev == held.dev() && now.ino == held.ino()),
+        Ok(now) => Ok((now.dev, now.ino) == held),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }

@@ -264,7 +264,7 @@ pub fn event_cost(frame_len: usize) -> usize {
 
 /// What the reader thread has queued and the owner not yet taken ([`event_cost`]); the reader waits for room.
 struct Backlog {
-    bytes: Mutex<Queued>,
+    queued: Mutex<Queued>,
     /// The most it may hold before the reader waits ([`EVENT_QUEUE_BYTES`] unless set).
     limit: AtomicUsize,
     room: Condvar,
@@ -286,7 +286,7 @@ struct Queued {
 impl Default for Backlog {
     fn default() -> Backlog {
         Backlog {
-            bytes: Mutex::new(Queued::default()),
+            queued: Mutex::new(Queued::default()),
             limit: AtomicUsize::new(EVENT_QUEUE_BYTES),
             room: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -298,7 +298,7 @@ impl Backlog {
     /// Waits until the backlog is under its limits (or the channel is gone), then counts `bytes` in.
     /// Under the limit one more frame always fits, so a frame larger than the room left never waits forever.
     fn put(&self, bytes: usize) {
-        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         while (queued.bytes >= self.limit.load(Ordering::Acquire) || queued.events >= MAX_QUEUED_EVENTS)
             && !self.closed.load(Ordering::Acquire)
         {
@@ -314,7 +314,7 @@ impl Backlog {
     /// Counts `bytes` out (the owner took an event) and wakes a waiting reader once there is room for half
     /// a backlog; passes the event through.
     fn take(&self, bytes: usize, event: ControlEvent) -> ControlEvent {
-        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         queued.bytes -= bytes;
         queued.events -= 1;
         // Waking the reader for every message taken from a full backlog would be a futex syscall per
@@ -485,7 +485,7 @@ mod tests {
         let ch = ControlChannel::new(stream).unwrap();
         ch.set_backlog_limit(UNADMITTED_QUEUE_BYTES);
         let _raw = flooder.join().unwrap();
-        let held = ch.backlog.bytes.lock().unwrap().bytes;
+        let held = ch.backlog.queued.lock().unwrap().bytes;
         // What the reader read before the limit was set (socket-buffer sized at most) or the limit plus one
         // frame: far below the admitted backlog.
         assert!(held < 8 << 20, "an unadmitted channel holds {} KiB", held >> 10);
@@ -493,7 +493,7 @@ mod tests {
         let before = held;
         ch.set_backlog_limit(EVENT_QUEUE_BYTES);
         std::thread::sleep(Duration::from_millis(300));
-        assert!(ch.backlog.bytes.lock().unwrap().bytes > before, "raising the limit let nothing more in");
+        assert!(ch.backlog.queued.lock().unwrap().bytes > before, "raising the limit let nothing more in");
     }
 
     #[test]
@@ -517,7 +517,7 @@ mod tests {
         // for the reader to reach its count (however slowly a loaded machine runs it), then give it time
         // to run past it if it would.
         let queued = || {
-            let q = ch.backlog.bytes.lock().unwrap();
+            let q = ch.backlog.queued.lock().unwrap();
             (q.events, q.bytes)
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
